@@ -1,0 +1,67 @@
+#include "base/event_loop.h"
+
+#include <vector>
+
+namespace microvm {
+
+Result<std::unique_ptr<EventLoop>> EventLoop::create() {
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) return fail_errno("epoll_create1");
+  Fd epoll(ep);
+  auto wake = TRY(EventFd::create());
+  std::unique_ptr<EventLoop> loop(new EventLoop(std::move(epoll), std::move(wake)));
+  int wake_fd = loop->wake_.fd();
+  EventLoop* self = loop.get();
+  TRY(loop->add(wake_fd, EPOLLIN, [self](uint32_t) { self->wake_.drain(); }));
+  return loop;
+}
+
+Result<void> EventLoop::add(int fd, uint32_t events, Handler handler) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return fail_errno("epoll_ctl add");
+  handlers_[fd] = std::make_shared<Handler>(std::move(handler));
+  return {};
+}
+
+Result<void> EventLoop::modify(int fd, uint32_t events) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.fd = fd;
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &ev) < 0) return fail_errno("epoll_ctl mod");
+  return {};
+}
+
+void EventLoop::remove(int fd) {
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  handlers_.erase(fd);
+}
+
+Result<size_t> EventLoop::run_once(int timeout_ms) {
+  epoll_event events[32];
+  int n = ::epoll_wait(epoll_.get(), events, 32, timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR) return 0;
+    return fail_errno("epoll_wait");
+  }
+  for (int i = 0; i < n; ++i) {
+    auto it = handlers_.find(events[i].data.fd);
+    if (it == handlers_.end()) continue;  // removed by an earlier handler in this round
+    auto handler = it->second;           // keeps it alive if it removes itself
+    (*handler)(events[i].events);
+  }
+  return static_cast<size_t>(n);
+}
+
+Result<void> EventLoop::run() {
+  while (!stop_requested_.load()) TRY(run_once(-1));
+  return {};
+}
+
+void EventLoop::stop() {
+  stop_requested_ = true;
+  wake_.signal();
+}
+
+}  // namespace microvm

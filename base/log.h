@@ -1,0 +1,50 @@
+#pragma once
+// Logging through a replaceable sink. A Logger is an object, not a global: each Vm
+// owns one, so two VMs in one process can log to different places.
+#include <atomic>
+#include <chrono>
+#include <cstdarg>
+#include <functional>
+#include <memory>
+#include <string_view>
+
+namespace microvm {
+
+enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
+
+using LogSink = std::function<void(LogLevel, std::string_view)>;
+
+class Logger {
+ public:
+  Logger();  // writes to stderr at kWarn and above
+  Logger(LogSink sink, LogLevel level) : sink_(std::move(sink)), level_(level) {}
+
+  void set_sink(LogSink sink) { sink_ = std::move(sink); }
+  void set_level(LogLevel level) { level_ = level; }
+  bool enabled(LogLevel level) const { return level <= level_; }
+
+  void log(LogLevel level, const char* fmt, ...) const __attribute__((format(printf, 3, 4)));
+  void vlog(LogLevel level, const char* fmt, va_list ap) const;
+
+  static const char* level_name(LogLevel level);
+
+ private:
+  LogSink sink_;
+  LogLevel level_ = LogLevel::kWarn;
+};
+
+// Lets a guest-triggered message through at most once per interval, counting the rest,
+// so a hostile guest cannot flood the log.
+class RateLimit {
+ public:
+  explicit RateLimit(std::chrono::milliseconds interval = std::chrono::seconds(1)) : interval_(interval) {}
+  // True when the caller may log now; `suppressed` receives how many were dropped since.
+  bool allow(uint64_t* suppressed = nullptr);
+
+ private:
+  std::chrono::milliseconds interval_;
+  std::atomic<int64_t> next_ns_{0};
+  std::atomic<uint64_t> dropped_{0};
+};
+
+}  // namespace microvm

@@ -1,0 +1,141 @@
+#include "memory/guest_memory.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+
+namespace microvm {
+namespace {
+
+constexpr uint64_t kHugePage = 2ull << 20;
+
+Result<uint64_t> read_number(const char* path) {
+  std::ifstream in(path);
+  uint64_t v = 0;
+  if (!(in >> v)) return fail(std::string("cannot read ") + path);
+  return v;
+}
+
+}  // namespace
+
+Result<HugepagePool> read_hugepage_pool() {
+  HugepagePool pool;
+  pool.page_size = kHugePage;
+  const char* dir = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
+  pool.total = TRY(read_number((std::string(dir) + "nr_hugepages").c_str()));
+  pool.free = TRY(read_number((std::string(dir) + "free_hugepages").c_str()));
+  pool.reserved = TRY(read_number((std::string(dir) + "resv_hugepages").c_str()));
+  return pool;
+}
+
+Result<std::unique_ptr<GuestMemory>> GuestMemory::create(std::span<const MemoryLayoutEntry> layout,
+                                                        MemoryBacking backing) {
+  std::unique_ptr<GuestMemory> mem(new GuestMemory());
+  mem->backing_ = backing;
+  uint64_t total = 0;
+  for (const auto& e : layout) {
+    if (e.size == 0 || e.size % 4096) return fail("memory region size must be a non-zero multiple of 4 KiB");
+    if (backing == MemoryBacking::kHugetlb && e.size % kHugePage)
+      return fail("with --hugepages, memory size must be a multiple of 2 MiB");
+    if (__builtin_add_overflow(total, e.size, &total)) return fail("memory size overflows");
+  }
+
+  if (backing == MemoryBacking::kHugetlb) {
+    auto pool = read_hugepage_pool();
+    if (!pool) return fail("--hugepages: " + pool.error().what + " (is hugetlbfs supported by this kernel?)");
+    uint64_t needed = total / kHugePage;
+    uint64_t available = pool->free - std::min(pool->free, pool->reserved);
+    if (available < needed) {
+      char msg[512];
+      std::snprintf(msg, sizeof msg,
+                    "--hugepages: %" PRIu64 " MiB of guest memory needs %" PRIu64
+                    " free 2 MiB huge pages, but only %" PRIu64 " of %" PRIu64
+                    " are free. Grow the pool, e.g.: sysctl -w vm.nr_hugepages=%" PRIu64,
+                    total >> 20, needed, available, pool->total, pool->total + (needed - available));
+      return fail(ENOMEM, msg);
+    }
+  }
+
+  if (backing != MemoryBacking::kAnonymous) {
+    unsigned flags = MFD_CLOEXEC | (backing == MemoryBacking::kHugetlb ? MFD_HUGETLB : 0);
+    int fd = ::memfd_create("microvm-guest-ram", flags);
+    if (fd < 0) return fail_errno("memfd_create for guest RAM");
+    mem->fd_ = Fd(fd);
+    if (::ftruncate(fd, static_cast<off_t>(total)) < 0) return fail_errno("sizing guest RAM");
+  }
+
+  uint64_t fd_offset = 0;
+  for (const auto& e : layout) {
+    // Reserve guard + region + guard as PROT_NONE, then map RAM over the middle: a stray
+    // access just past a region faults instead of touching other host memory.
+    auto reservation = TRY(Mapping::map(e.size + 2 * kGuardBytes, PROT_NONE,
+                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, "guard reservation"));
+    void* want = reservation.data() + kGuardBytes;
+    // Hugetlb mappings are made without MAP_NORESERVE so the kernel reserves every page
+    // now: a short pool fails here rather than with SIGBUS halfway through a boot.
+    int flags = MAP_FIXED | (backing == MemoryBacking::kHugetlb ? 0 : MAP_NORESERVE);
+    void* got;
+    if (backing == MemoryBacking::kAnonymous) {
+      got = ::mmap(want, e.size, PROT_READ | PROT_WRITE, flags | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    } else {
+      got = ::mmap(want, e.size, PROT_READ | PROT_WRITE, flags | MAP_SHARED, mem->fd_.get(),
+                   static_cast<off_t>(fd_offset));
+    }
+    if (got == MAP_FAILED) return fail_errno("mapping guest RAM");
+    GuestRegion region;
+    region.guest_base = e.base;
+    region.size = e.size;
+    region.host = static_cast<std::byte*>(got);
+    region.fd = mem->fd_.get();
+    region.fd_offset = fd_offset;
+    mem->regions_.push_back(region);
+    mem->reservations_.push_back(std::move(reservation));
+    fd_offset += e.size;
+  }
+  // Sanity: regions must not overlap in guest-physical space.
+  for (size_t i = 0; i < mem->regions_.size(); ++i)
+    for (size_t j = i + 1; j < mem->regions_.size(); ++j) {
+      const auto& a = mem->regions_[i];
+      const auto& b = mem->regions_[j];
+      if (a.guest_base < b.end() && b.guest_base < a.end()) return fail("guest memory regions overlap");
+    }
+  return mem;
+}
+
+Result<std::unique_ptr<GuestMemory>> GuestMemory::create_anonymous(uint64_t size) {
+  MemoryLayoutEntry e{GuestAddress(0), size};
+  return create(std::span(&e, 1), MemoryBacking::kAnonymous);
+}
+
+Result<std::span<std::byte>> GuestMemory::translate(GuestAddress addr, uint64_t len) const {
+  for (const auto& r : regions_) {
+    if (!r.contains(addr)) continue;
+    uint64_t offset = addr.raw() - r.guest_base.raw();
+    if (len > r.size - offset) return fail(EFAULT, "guest range crosses the end of a RAM region");
+    return std::span<std::byte>(r.host + offset, len);
+  }
+  return fail(EFAULT, "guest address is not in RAM");
+}
+
+Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) const {
+  auto src = TRY(translate(addr, out.size()));
+  std::memcpy(out.data(), src.data(), out.size());
+  return {};
+}
+
+Result<void> GuestMemory::write(GuestAddress addr, std::span<const std::byte> in) const {
+  auto dst = TRY(translate(addr, in.size()));
+  std::memcpy(dst.data(), in.data(), in.size());
+  return {};
+}
+
+uint64_t GuestMemory::total_size() const {
+  uint64_t t = 0;
+  for (const auto& r : regions_) t += r.size;
+  return t;
+}
+
+}  // namespace microvm

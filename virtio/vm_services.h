@@ -1,0 +1,30 @@
+#pragma once
+// What a virtio transport needs from the VM, as an interface: the vmm implements it with
+// KVM ioeventfd/irqfd/MSI routes; unit tests implement it with plain eventfds.
+#include <cstdint>
+
+#include "base/result.h"
+
+namespace microvm {
+
+class VmServices {
+ public:
+  virtual ~VmServices() = default;
+
+  // Doorbell fast path: KVM signals `fd` when the guest writes to guest-physical MMIO
+  // address `addr` (any width, any value), without a VM exit reaching our vCPU thread.
+  [[nodiscard]] virtual Result<void> add_ioeventfd(uint64_t addr, int fd) = 0;
+  virtual void remove_ioeventfd(uint64_t addr, int fd) = 0;
+
+  // Edge interrupt on a legacy IOAPIC pin (virtio-mmio): writing `fd` raises `gsi`.
+  [[nodiscard]] virtual Result<void> add_irqfd_gsi(uint32_t gsi, int fd) = 0;
+  virtual void remove_irqfd_gsi(uint32_t gsi, int fd) = 0;
+
+  // MSI (virtio-pci MSI-X): writing `fd` delivers the message (addr, data). Returns a route id
+  // to update when the guest reprograms the MSI-X table entry, or to remove.
+  [[nodiscard]] virtual Result<uint32_t> add_irqfd_msi(uint64_t addr, uint32_t data, int fd) = 0;
+  [[nodiscard]] virtual Result<void> update_msi(uint32_t route, uint64_t addr, uint32_t data) = 0;
+  virtual void remove_irqfd_msi(uint32_t route, int fd) = 0;
+};
+
+}  // namespace microvm
