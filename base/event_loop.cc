@@ -12,7 +12,10 @@ Result<std::unique_ptr<EventLoop>> EventLoop::create() {
   std::unique_ptr<EventLoop> loop(new EventLoop(std::move(epoll), std::move(wake)));
   int wake_fd = loop->wake_.fd();
   EventLoop* self = loop.get();
-  TRY(loop->add(wake_fd, EPOLLIN, [self](uint32_t) { self->wake_.drain(); }));
+  TRY(loop->add(wake_fd, EPOLLIN, [self](uint32_t) {
+    self->wake_.drain();
+    self->run_posted();
+  }));
   return loop;
 }
 
@@ -38,7 +41,26 @@ void EventLoop::remove(int fd) {
   handlers_.erase(fd);
 }
 
+void EventLoop::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(posted_mu_);
+    posted_.push_back(std::move(task));
+  }
+  wake_.signal();
+}
+
+void EventLoop::run_posted() {
+  std::vector<std::function<void()>> tasks;
+  {
+    std::lock_guard lock(posted_mu_);
+    tasks.swap(posted_);
+  }
+  // Run outside the lock: a task may post more work (it runs in a later round).
+  for (auto& task : tasks) task();
+}
+
 Result<size_t> EventLoop::run_once(int timeout_ms) {
+  loop_thread_.store(std::this_thread::get_id());
   epoll_event events[32];
   int n = ::epoll_wait(epoll_.get(), events, 32, timeout_ms);
   if (n < 0) {

@@ -8,7 +8,9 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "base/event_fd.h"
 #include "base/fd.h"
@@ -35,14 +37,26 @@ class EventLoop {
   void stop();
   bool stopping() const { return stop_requested_; }
 
+  // Runs `task` on the loop thread during a later run()/run_once(), in posting order.
+  // Thread-safe: this is how vCPU threads hand work (device activation/reset, which add and
+  // remove fds here) to the loop thread, since add/modify/remove are not thread-safe.
+  void post(std::function<void()> task);
+  // True on the thread that last entered run()/run_once(), so a caller can run inline
+  // instead of posting and waiting for itself.
+  bool in_loop_thread() const { return loop_thread_.load() == std::this_thread::get_id(); }
+
  private:
   EventLoop(Fd epoll, EventFd wake) : epoll_(std::move(epoll)), wake_(std::move(wake)) {}
+  void run_posted();
 
   Fd epoll_;
   EventFd wake_;
   std::atomic<bool> stop_requested_{false};
   // Handlers are shared_ptr so a handler may remove itself (or another) while running.
   std::unordered_map<int, std::shared_ptr<Handler>> handlers_;
+  std::atomic<std::thread::id> loop_thread_{};
+  std::mutex posted_mu_;
+  std::vector<std::function<void()>> posted_;  // guarded by posted_mu_
 };
 
 }  // namespace microvm
