@@ -16,6 +16,14 @@ class VmServices {
   [[nodiscard]] virtual Result<void> add_ioeventfd(uint64_t addr, int fd) = 0;
   virtual void remove_ioeventfd(uint64_t addr, int fd) = 0;
 
+  // Like add_ioeventfd, but only 4-byte writes of exactly `value` signal `fd`. virtio-mmio
+  // needs it: all queues share the QueueNotify register and the written value is the queue
+  // index (§4.2.2). The default refuses, and the transport then serves QueueNotify by trapping.
+  [[nodiscard]] virtual Result<void> add_ioeventfd_datamatch(uint64_t addr, uint32_t value, int fd) {
+    return fail(EOPNOTSUPP, "ioeventfd with datamatch not supported");
+  }
+  virtual void remove_ioeventfd_datamatch(uint64_t addr, uint32_t value, int fd) {}
+
   // Edge interrupt on a legacy IOAPIC pin (virtio-mmio): writing `fd` raises `gsi`.
   [[nodiscard]] virtual Result<void> add_irqfd_gsi(uint32_t gsi, int fd) = 0;
   virtual void remove_irqfd_gsi(uint32_t gsi, int fd) = 0;
