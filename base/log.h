@@ -8,11 +8,10 @@
 #include <memory>
 #include <string_view>
 
+#include "microvm/log_sink.h"
+
 namespace microvm {
 
-enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
-
-using LogSink = std::function<void(LogLevel, std::string_view)>;
 
 class Logger {
  public:
