@@ -1,0 +1,76 @@
+#pragma once
+// The split virtqueue (virtio 1.x §2.7), device side. A plain state machine: it holds the
+// ring addresses and indices but not the memory, which is passed to every call, so it has
+// no lifetime ties and can be unit-tested and fuzzed with fake guest memory.
+//
+// Two kinds of guest errors are kept apart:
+//  - a bad chain (descriptor loop, buffer outside RAM, nested indirect, ...): pop() returns
+//    a DescriptorChain with valid() == false; the device completes it with add_used(head, 0)
+//    and carries on;
+//  - an unusable ring (avail index running away, head index out of range or already in
+//    flight, ring outside RAM): pop()/add_used() return an Error, the queue stays broken and
+//    the device should enter NEEDS_RESET (§2.1.2).
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "base/result.h"
+#include "memory/guest_memory.h"
+#include "virtio/descriptor_chain.h"
+#include "virtio/virtio_device.h"
+
+namespace microvm {
+
+class Queue {
+ public:
+  // Checks what can be checked without memory: size a power of 2 in [1, 32768] (§2.7),
+  // ring alignment (§2.7: descriptor table 16, available ring 2, used ring 4).
+  // `features` is the negotiated set (VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC matter).
+  [[nodiscard]] static Result<Queue> create(const QueueConfig& config, uint64_t features);
+
+  // Checks that the three ring areas lie in RAM; call at activation to fail early.
+  [[nodiscard]] Result<void> validate_rings(const GuestMemory& mem) const;
+
+  // Takes the next available chain, validated. nullopt when the ring is empty. With
+  // EVENT_IDX, going empty also publishes avail_event so the driver kicks for the next one.
+  [[nodiscard]] Result<std::optional<DescriptorChain>> pop(const GuestMemory& mem);
+
+  // Returns a popped chain to the driver with `len` bytes written (§2.7.8). Publishes the
+  // used index with release semantics so the element is visible first.
+  [[nodiscard]] Result<void> add_used(const GuestMemory& mem, uint16_t head, uint32_t len);
+
+  // Whether the driver wants an interrupt for the used entries added since the last call
+  // (VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX, §2.7.7.2 / §2.7.10).
+  [[nodiscard]] Result<bool> needs_notification(const GuestMemory& mem);
+
+  uint16_t size() const { return size_; }
+  bool event_idx() const { return event_idx_; }
+  bool broken() const { return broken_; }
+  // Chains popped and not yet returned with add_used().
+  uint32_t in_flight() const { return in_flight_count_; }
+  uint16_t next_avail() const { return next_avail_; }
+  uint16_t next_used() const { return next_used_; }
+
+ private:
+  Queue() = default;
+
+  struct Walk;  // chain-walk state, defined in queue.cc
+  std::unexpected<Error> ring_error(const char* what);
+  void walk_chain(const GuestMemory& mem, std::span<const std::byte> table, DescriptorChain& chain) const;
+
+  uint16_t size_ = 0;
+  GuestAddress desc_;
+  GuestAddress avail_;
+  GuestAddress used_;
+  bool event_idx_ = false;
+  bool indirect_ = false;
+
+  uint16_t next_avail_ = 0;      // next avail ring slot to read
+  uint16_t next_used_ = 0;       // used idx we will publish next
+  uint16_t signalled_used_ = 0;  // next_used_ at the last needs_notification()
+  bool broken_ = false;
+  std::vector<uint8_t> in_flight_;  // per head index
+  uint32_t in_flight_count_ = 0;
+};
+
+}  // namespace microvm
