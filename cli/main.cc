@@ -1,0 +1,41 @@
+// microvm: run | img | bench
+#include <cstdio>
+#include <cstring>
+
+#include "cli/run_command.h"
+#ifdef MICROVM_HAVE_IMG
+#include "cli/img/img_command.h"
+#endif
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: microvm <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run     boot a Linux guest (microvm run --help)\n"
+    "  img     create, inspect, check, resize and convert raw/qcow2 disk images\n"
+    "  help    this text\n"
+    "\n"
+    "exit codes of 'run': 0 guest powered off, 1 error, 2 bad arguments, 3 guest rebooted,\n"
+    "                     4 guest crashed, 5 stopped (C-a x or a signal)\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const char* cmd = argv[1];
+  if (!std::strcmp(cmd, "run")) return microvm::run_command(argc - 1, argv + 1);
+#ifdef MICROVM_HAVE_IMG
+  if (!std::strcmp(cmd, "img")) return microvm::run_img_command(argc - 1, argv + 1);
+#endif
+  if (!std::strcmp(cmd, "help") || !std::strcmp(cmd, "--help") || !std::strcmp(cmd, "-h")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  std::fprintf(stderr, "microvm: unknown command '%s'\n\n%s", cmd, kUsage);
+  return 2;
+}

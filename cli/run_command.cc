@@ -1,0 +1,171 @@
+#include "cli/run_command.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "cli/size_arg.h"
+#include "cli/terminal.h"
+
+namespace microvm {
+namespace {
+
+std::atomic<Vm*> g_running_vm{nullptr};  // for the CLI's signal handlers only
+
+void on_termination_signal(int) {
+  RawTerminal::restore_saved();
+  if (Vm* vm = g_running_vm.load()) vm->stop();
+}
+
+bool parse_on_off(const std::string& key, const std::string& v, bool* out, std::string* err) {
+  if (v == "on" || v == "true" || v == "yes" || v == "1") { *out = true; return true; }
+  if (v == "off" || v == "false" || v == "no" || v == "0") { *out = false; return true; }
+  *err = key + "=" + v + ": expected on or off";
+  return false;
+}
+
+}  // namespace
+
+Result<DiskConfig> parse_disk_arg(const std::string& spec) {
+  DiskConfig d;
+  std::stringstream ss(spec);
+  std::string item;
+  bool first = true;
+  while (std::getline(ss, item, ',')) {
+    if (first) {
+      first = false;
+      if (item.empty() || item.find('=') != std::string::npos) return fail("--disk " + spec + ": the image path comes first");
+      d.path = item;
+      continue;
+    }
+    auto eq = item.find('=');
+    if (eq == std::string::npos) return fail("--disk " + spec + ": '" + item + "' should be key=value");
+    std::string key = item.substr(0, eq), value = item.substr(eq + 1);
+    std::string err;
+    if (key == "format") {
+      if (value != "raw" && value != "qcow2") return fail("--disk " + spec + ": format must be raw or qcow2");
+      d.format = value;
+    } else if (key == "readonly") {
+      if (!parse_on_off(key, value, &d.read_only, &err)) return fail("--disk " + spec + ": " + err);
+    } else if (key == "cache") {
+      if (value != "none" && value != "writeback") return fail("--disk " + spec + ": cache must be none or writeback");
+      d.cache = value;
+    } else if (key == "serial") {
+      if (value.size() > 20) return fail("--disk " + spec + ": serial is at most 20 characters");
+      d.serial = value;
+    } else if (key == "backing") {
+      d.backing = value;
+    } else {
+      return fail("--disk " + spec + ": unknown option '" + key + "' (format, readonly, cache, serial, backing)");
+    }
+  }
+  if (d.path.empty()) return fail("--disk needs an image path");
+  if (d.format.empty())
+    return fail("--disk " + spec + ": say format=raw or format=qcow2 (microvm never guesses an image's format)");
+  return d;
+}
+
+Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
+  RunOptions opts;
+  CLI::App app("Boot a Linux guest with its serial console on this terminal.\n"
+               "Exit codes: 0 guest powered off, 1 error, 2 bad arguments, 3 guest rebooted,\n"
+               "4 guest crashed, 5 stopped (C-a x or a signal).",
+               "microvm run");
+  app.set_help_flag("-h,--help", "Show this help");
+  std::string memory = "512M";
+  std::string transport = "pci";
+  std::vector<std::string> disks;
+  std::string log_level = "warn";
+  bool no_rng = false;
+  app.add_option("--kernel,-k", opts.vm.kernel_path, "Kernel image: ELF vmlinux or bzImage")->required();
+  app.add_option("--initrd,-i", opts.vm.initrd_path, "Initial ramdisk (cpio archive)");
+  app.add_option("--cmdline,-c", opts.vm.cmdline, "Kernel command line")->default_str(opts.vm.cmdline);
+  app.add_option("--cpus", opts.vm.cpus, "Number of vCPUs")->default_val(1)->check(CLI::Range(1, 254));
+  app.add_option("--memory,-m", memory, "Guest RAM, e.g. 512M or 2G")->default_str(memory);
+  app.add_flag("--hugepages", opts.vm.hugepages, "Back guest RAM with 2 MiB huge pages");
+  app.add_option("--cpu", opts.vm.cpu, "CPU model: host[,+feature|-feature...] (names as in /proc/cpuinfo)")
+      ->default_str("host");
+  app.add_option("--disk", disks, "PATH,format=raw|qcow2[,readonly=on][,cache=none|writeback][,serial=S]; repeatable");
+  app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
+      ->default_str("pci");
+  app.add_flag("--no-rng", no_rng, "Do not add a virtio-rng device");
+  app.add_flag("--boot-timer", opts.boot_timer,
+               "Report microseconds from start to the first KVM_RUN and to the guest's boot marker");
+  app.add_option("--log-level", log_level, "error, warn, info or debug")
+      ->check(CLI::IsMember({"error", "warn", "info", "debug"}))->default_str("warn");
+
+  try {
+    app.parse(argc, argv);  // CLI11 skips argv[0] ("run")
+  } catch (const CLI::CallForHelp&) {
+    return std::unexpected(Error(0, app.help()));
+  } catch (const CLI::ParseError& e) {
+    return fail(EINVAL, std::string(e.what()) + "\nRun 'microvm run --help' for the options.");
+  }
+  auto mem = parse_size(memory, 1ull << 20);
+  if (!mem) return fail(EINVAL, mem.error().context("--memory").what);
+  opts.vm.memory_bytes = *mem;
+  opts.vm.transport = transport == "mmio" ? Transport::kMmio : Transport::kPci;
+  opts.vm.rng = !no_rng;
+  for (const auto& d : disks) opts.vm.disks.push_back(TRY(parse_disk_arg(d)));
+  opts.vm.log_level = log_level == "error" ? LogLevel::kError
+                      : log_level == "info" ? LogLevel::kInfo
+                      : log_level == "debug" ? LogLevel::kDebug
+                                             : LogLevel::kWarn;
+  return opts;
+}
+
+int run_command(int argc, char** argv) {
+  auto start = std::chrono::steady_clock::now();
+  auto opts = parse_run_args(argc, argv);
+  if (!opts) {
+    if (opts.error().code == 0) {
+      std::fputs(opts.error().what.c_str(), stdout);
+      return 0;
+    }
+    std::fprintf(stderr, "microvm run: %s\n", opts.error().what.c_str());
+    return kExitUsage;
+  }
+  auto vm = Vm::create(opts->vm);
+  if (!vm) {
+    std::fprintf(stderr, "microvm: %s\n", vm.error().what.c_str());
+    return kExitError;
+  }
+  (*vm)->set_time_origin(start);
+
+  g_running_vm.store(vm->get());
+  struct sigaction sa {};
+  sa.sa_handler = on_termination_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaction(sig, &sa, nullptr);
+
+  Result<VmExit> exit;
+  {
+    RawTerminal raw(opts->vm.console_in);
+    exit = (*vm)->run();
+  }
+  g_running_vm.store(nullptr);
+
+  if (opts->boot_timer) {
+    auto t = (*vm)->boot_times();
+    std::fprintf(stderr, "microvm: boot-timer: first KVM_RUN at %s us, guest boot marker at %s us\n",
+                 t.first_kvm_run_us ? std::to_string(*t.first_kvm_run_us).c_str() : "-",
+                 t.first_marker_us ? std::to_string(*t.first_marker_us).c_str() : "-");
+  }
+  if (!exit) {
+    std::fprintf(stderr, "microvm: %s\n", exit.error().what.c_str());
+    return kExitError;
+  }
+  switch (exit->reason) {
+    case VmExitReason::kCrash: std::fprintf(stderr, "microvm: guest crashed: %s\n", exit->detail.c_str()); break;
+    case VmExitReason::kStopped: std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str()); break;
+    default: break;
+  }
+  return exit_code_for(exit->reason);
+}
+
+}  // namespace microvm

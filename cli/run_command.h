@@ -1,0 +1,25 @@
+#pragma once
+// `microvm run`: command-line arguments -> VmConfig -> Vm::create -> run.
+#include <string>
+#include <vector>
+
+#include "microvm/result.h"
+#include "microvm/vm.h"
+
+namespace microvm {
+
+struct RunOptions {
+  VmConfig vm;
+  bool boot_timer = false;
+};
+
+// Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an
+// Error with code 0 and the help text, so the caller prints it and exits 0.
+[[nodiscard]] Result<RunOptions> parse_run_args(int argc, const char* const* argv);
+
+// Parses one --disk value: PATH,format=raw|qcow2[,readonly=on][,cache=none|writeback][,serial=S][,backing=F].
+[[nodiscard]] Result<DiskConfig> parse_disk_arg(const std::string& spec);
+
+int run_command(int argc, char** argv);
+
+}  // namespace microvm

@@ -1,0 +1,46 @@
+#pragma once
+// A 16550A UART: enough of the register model for Linux's 8250 driver, including the
+// transmit-holding-register-empty interrupt that tty writes from guest user space wait for.
+// Output is written straight to a host fd (transmission is instant, so THR is always empty).
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <span>
+
+#include "base/io_handler.h"
+
+namespace microvm {
+
+class Serial16550 final : public IoHandler {
+ public:
+  // `irq` raises the UART's interrupt line (an edge); `out_fd` receives transmitted bytes (-1: discard).
+  Serial16550(std::function<void()> irq, int out_fd) : irq_(std::move(irq)), out_fd_(out_fd) {}
+
+  void io_read(uint64_t offset, std::span<std::byte> data) override;
+  void io_write(uint64_t offset, std::span<const std::byte> data) override;
+
+  // Bytes typed by the user; called from the event-loop thread.
+  void enqueue_input(std::span<const uint8_t> bytes);
+  // Room left in the receive buffer, so the console can stop reading instead of dropping.
+  size_t input_space() const;
+
+  static constexpr size_t kInputBufferSize = 4096;
+
+ private:
+  uint8_t read_register(uint64_t offset);
+  void write_register(uint64_t offset, uint8_t value);
+  uint8_t interrupt_identification() const;
+  bool interrupt_pending() const { return (interrupt_identification() & 1) == 0; }
+  void raise_if_pending();
+
+  std::function<void()> irq_;
+  int out_fd_;
+  mutable std::mutex mutex_;
+  std::deque<uint8_t> rx_;
+  bool thre_pending_ = false;  // a THR-empty interrupt is latched until IIR reports it
+  uint8_t ier_ = 0, lcr_ = 0, mcr_ = 0, scr_ = 0, fcr_ = 0;
+  uint8_t dll_ = 0x0c, dlm_ = 0;  // 9600 baud, as firmware leaves it
+};
+
+}  // namespace microvm

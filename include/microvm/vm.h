@@ -1,0 +1,112 @@
+#pragma once
+// The embedding API. The `microvm` command line is a thin layer over exactly this.
+//
+//   microvm::VmConfig config;
+//   config.kernel_path = "vmlinux";
+//   config.cmdline = "console=ttyS0";
+//   auto vm = microvm::Vm::create(config);     // everything is checked here
+//   if (!vm) { report(vm.error().what); }
+//   auto exit = (*vm)->run();                  // blocks until the guest stops
+//
+// Several Vm objects may exist in one process; they share nothing.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "microvm/log_sink.h"
+#include "microvm/result.h"
+
+namespace microvm {
+
+struct DiskConfig {
+  std::string path;
+  std::string format;            // "raw" or "qcow2"; required, never probed
+  bool read_only = false;
+  std::string cache = "writeback";  // "none" (O_DIRECT) or "writeback"
+  std::string serial;
+  std::string backing;           // qcow2 overlays: the backing file, named explicitly
+};
+
+enum class Transport { kPci, kMmio };
+
+struct VmConfig {
+  std::string kernel_path;
+  std::string initrd_path;                 // empty: none
+  std::string cmdline = "console=ttyS0 reboot=k panic=-1";
+  unsigned cpus = 1;
+  uint64_t memory_bytes = 512ull << 20;
+  bool hugepages = false;
+  bool shared_memory = false;              // memfd even without vhost-user users (implied by hugepages)
+  std::string cpu = "host";                // "host[,+feature|-feature...]"
+  Transport transport = Transport::kPci;
+  std::vector<DiskConfig> disks;
+  bool rng = true;                         // a virtio-rng device
+
+  // Console: the UART reads `console_in` and writes `console_out`; -1 disconnects either.
+  int console_in = 0;
+  int console_out = 1;
+  // Ctrl-A x stops the VM, Ctrl-A a sends a literal Ctrl-A (QEMU's escapes), when reading a terminal.
+  bool console_escapes = true;
+
+  LogSink log_sink;                        // empty: stderr
+  LogLevel log_level = LogLevel::kWarn;
+};
+
+enum class VmExitReason {
+  kPowerOff,  // the guest powered off
+  kReboot,    // the guest asked for a reset
+  kCrash,     // triple fault, KVM internal error or an exit we cannot handle
+  kStopped,   // Vm::stop() or the console escape
+};
+
+struct VmExit {
+  VmExitReason reason = VmExitReason::kStopped;
+  std::string detail;  // for kCrash: what happened and a register dump
+};
+
+// Microseconds since the Vm was created (or since `process_start` when given).
+struct BootTimes {
+  std::optional<uint64_t> first_kvm_run_us;
+  std::optional<uint64_t> first_marker_us;  // guest wrote to the boot-marker port
+};
+
+class Vm {
+ public:
+  virtual ~Vm() = default;
+
+  // Builds the whole machine: memory, kernel, devices, vCPUs. Nothing runs yet.
+  [[nodiscard]] static Result<std::unique_ptr<Vm>> create(const VmConfig& config);
+
+  // Runs the guest on this thread (device event loop) plus one thread per vCPU, until the
+  // guest powers off, reboots or crashes, or stop() is called. Callable once.
+  [[nodiscard]] virtual Result<VmExit> run() = 0;
+  // Asks run() to return kStopped. Safe from any thread and from a signal handler.
+  virtual void stop() = 0;
+
+  virtual BootTimes boot_times() const = 0;
+  // The timeline's origin; defaults to create() time.
+  virtual void set_time_origin(std::chrono::steady_clock::time_point origin) = 0;
+};
+
+// Process exit codes used by the `microvm` command (documented in README.md).
+inline constexpr int kExitPowerOff = 0;
+inline constexpr int kExitError = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitReboot = 3;
+inline constexpr int kExitCrash = 4;
+inline constexpr int kExitStopped = 5;
+
+inline int exit_code_for(VmExitReason r) {
+  switch (r) {
+    case VmExitReason::kPowerOff: return kExitPowerOff;
+    case VmExitReason::kReboot: return kExitReboot;
+    case VmExitReason::kCrash: return kExitCrash;
+    case VmExitReason::kStopped: return kExitStopped;
+  }
+  return kExitError;
+}
+
+}  // namespace microvm

@@ -1,0 +1,37 @@
+#pragma once
+// Feeds the host's console input into the UART, with QEMU's Ctrl-A escapes:
+// Ctrl-A x quits, Ctrl-A a sends a literal Ctrl-A, Ctrl-A h prints help.
+#include <cstdint>
+#include <functional>
+
+#include "base/event_loop.h"
+#include "base/log.h"
+#include "base/result.h"
+#include "devices/platform/serial_16550.h"
+
+namespace microvm {
+
+class ConsoleInput {
+ public:
+  ConsoleInput(int in_fd, int out_fd, bool escapes, Serial16550& uart, std::function<void()> on_quit, const Logger& log)
+      : in_fd_(in_fd), out_fd_(out_fd), escapes_(escapes), uart_(uart), on_quit_(std::move(on_quit)), log_(log) {}
+  ~ConsoleInput();
+
+  // Registers the input fd on `loop`; input that cannot be polled (a regular file) is ignored.
+  [[nodiscard]] Result<void> attach(EventLoop& loop);
+
+ private:
+  void on_readable(uint32_t events);
+  void feed(const uint8_t* data, size_t n);
+
+  int in_fd_;
+  int out_fd_;
+  bool escapes_;
+  Serial16550& uart_;
+  std::function<void()> on_quit_;
+  const Logger& log_;
+  EventLoop* loop_ = nullptr;
+  bool escape_pending_ = false;
+};
+
+}  // namespace microvm

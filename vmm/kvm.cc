@@ -1,0 +1,233 @@
+#include "vmm/kvm.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+
+#include <cstring>
+#include <string>
+
+namespace microvm {
+namespace {
+
+struct RequiredCap {
+  long cap;
+  const char* name;
+};
+
+// Everything the VMM relies on; a host missing one is refused with its name.
+constexpr RequiredCap kRequiredCaps[] = {
+    {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP (in-kernel interrupt controller)"},
+    {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+    {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+    {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+    {KVM_CAP_PIT2, "KVM_CAP_PIT2 (in-kernel PIT)"},
+    {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"},
+    {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+    {KVM_CAP_IRQ_ROUTING, "KVM_CAP_IRQ_ROUTING (needed for MSI)"},
+    {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+};
+
+// Linux's uapi headers declare the flexible arrays of kvm_cpuid2, kvm_msrs and
+// kvm_irq_routing with a C++ fallback that adds a byte (an empty struct), which changes the
+// ioctl numbers and the entries' offset when compiled as C++. We use the C layout: an 8-byte
+// header followed directly by the entries.
+struct FlexHeader {
+  uint32_t count;
+  uint32_t pad;
+};
+constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, FlexHeader);
+constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, FlexHeader);
+constexpr unsigned long kGetCpuid2 = _IOWR(KVMIO, 0x91, FlexHeader);
+constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, FlexHeader);
+constexpr unsigned long kSetGsiRouting = _IOW(KVMIO, 0x6a, FlexHeader);
+
+template <class Entry>
+std::vector<uint8_t> pack(uint32_t flags_or_pad, std::span<const Entry> entries) {
+  std::vector<uint8_t> buf(sizeof(FlexHeader) + entries.size_bytes(), 0);
+  FlexHeader h{static_cast<uint32_t>(entries.size()), flags_or_pad};
+  std::memcpy(buf.data(), &h, sizeof h);
+  if (!entries.empty()) std::memcpy(buf.data() + sizeof h, entries.data(), entries.size_bytes());
+  return buf;
+}
+
+template <class T>
+Result<T> get(int fd, unsigned long req, const char* what) {
+  T v;
+  std::memset(&v, 0, sizeof v);
+  if (::ioctl(fd, req, &v) < 0) return fail_errno(what);
+  return v;
+}
+
+template <class T>
+Result<void> set(int fd, unsigned long req, const T& v, const char* what) {
+  if (::ioctl(fd, req, &v) < 0) return fail_errno(what);
+  return {};
+}
+
+Result<CpuidEntries> cpuid_ioctl(int fd, unsigned long req, const char* what) {
+  for (uint32_t n = 128; n <= 4096; n *= 2) {
+    std::vector<kvm_cpuid_entry2> room(n);
+    auto buf = pack<kvm_cpuid_entry2>(0, room);
+    if (::ioctl(fd, req, buf.data()) < 0) {
+      if (errno == E2BIG) continue;
+      return fail_errno(what);
+    }
+    FlexHeader h;
+    std::memcpy(&h, buf.data(), sizeof h);
+    CpuidEntries out;
+    out.entries.resize(std::min(h.count, n));
+    std::memcpy(out.entries.data(), buf.data() + sizeof h, out.entries.size() * sizeof(kvm_cpuid_entry2));
+    return out;
+  }
+  return fail(what + std::string(": too many CPUID entries"));
+}
+
+}  // namespace
+
+kvm_cpuid_entry2* CpuidEntries::find(uint32_t function, uint32_t index) {
+  for (auto& e : entries)
+    if (e.function == function && (!(e.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e.index == index)) return &e;
+  return nullptr;
+}
+
+const kvm_cpuid_entry2* CpuidEntries::find(uint32_t function, uint32_t index) const {
+  return const_cast<CpuidEntries*>(this)->find(function, index);
+}
+
+Result<Kvm> Kvm::open(const char* path) {
+  int fd = ::open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) return fail(err, std::string(path) + " does not exist: this host has no KVM (is the kvm module loaded? is virtualization enabled in the firmware?)");
+    if (err == EACCES) return fail(err, std::string("no permission to open ") + path + ": add yourself to the 'kvm' group or run as root");
+    return fail_errno(err, std::string("open ") + path);
+  }
+  Fd kvm(fd);
+  int version = ::ioctl(fd, KVM_GET_API_VERSION, 0);
+  if (version != KVM_API_VERSION)
+    return fail("KVM API version " + std::to_string(version) + " is not the supported version " + std::to_string(KVM_API_VERSION));
+  for (const auto& c : kRequiredCaps)
+    if (::ioctl(fd, KVM_CHECK_EXTENSION, c.cap) <= 0) return fail(std::string("KVM on this host lacks ") + c.name);
+  int size = ::ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+  if (size <= 0) return fail_errno("KVM_GET_VCPU_MMAP_SIZE");
+  return Kvm(std::move(kvm), static_cast<size_t>(size));
+}
+
+int Kvm::check_extension(long cap) const { return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap); }
+
+Result<CpuidEntries> Kvm::supported_cpuid() const {
+  return cpuid_ioctl(fd_.get(), kGetSupportedCpuid, "KVM_GET_SUPPORTED_CPUID");
+}
+
+Result<VmFd> Kvm::create_vm() const {
+  int fd = ::ioctl(fd_.get(), KVM_CREATE_VM, 0);
+  if (fd < 0) return fail_errno("KVM_CREATE_VM");
+  return VmFd(Fd(fd));
+}
+
+Result<void> VmFd::set_user_memory_region(uint32_t slot, uint64_t guest_addr, uint64_t size, void* host) const {
+  kvm_userspace_memory_region r{};
+  r.slot = slot;
+  r.guest_phys_addr = guest_addr;
+  r.memory_size = size;
+  r.userspace_addr = reinterpret_cast<uint64_t>(host);
+  return set(fd_.get(), KVM_SET_USER_MEMORY_REGION, r, "KVM_SET_USER_MEMORY_REGION");
+}
+
+Result<void> VmFd::create_irqchip() const {
+  if (::ioctl(fd_.get(), KVM_CREATE_IRQCHIP, 0) < 0) return fail_errno("KVM_CREATE_IRQCHIP");
+  return {};
+}
+
+Result<void> VmFd::create_pit2() const {
+  kvm_pit_config c{};
+  c.flags = KVM_PIT_SPEAKER_DUMMY;
+  return set(fd_.get(), KVM_CREATE_PIT2, c, "KVM_CREATE_PIT2");
+}
+
+Result<void> VmFd::set_tss_addr(uint64_t addr) const {
+  if (::ioctl(fd_.get(), KVM_SET_TSS_ADDR, addr) < 0) return fail_errno("KVM_SET_TSS_ADDR");
+  return {};
+}
+
+Result<void> VmFd::set_identity_map_addr(uint64_t addr) const {
+  return set(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, addr, "KVM_SET_IDENTITY_MAP_ADDR");
+}
+
+Result<VcpuFd> VmFd::create_vcpu(unsigned id, size_t mmap_size) const {
+  int fd = ::ioctl(fd_.get(), KVM_CREATE_VCPU, id);
+  if (fd < 0) return fail_errno("KVM_CREATE_VCPU " + std::to_string(id));
+  Fd vcpu(fd);
+  auto run = TRY(Mapping::map(mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0, "kvm_run"));
+  return VcpuFd(std::move(vcpu), std::move(run));
+}
+
+Result<void> VmFd::irqfd(uint32_t gsi, int fd, bool deassign) const {
+  kvm_irqfd r{};
+  r.fd = static_cast<uint32_t>(fd);
+  r.gsi = gsi;
+  r.flags = deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0;
+  return set(fd_.get(), KVM_IRQFD, r, "KVM_IRQFD");
+}
+
+Result<void> VmFd::ioeventfd(uint64_t addr, uint32_t len, int fd, bool pio, bool deassign) const {
+  kvm_ioeventfd r{};
+  r.addr = addr;
+  r.len = len;
+  r.fd = fd;
+  r.flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0);
+  return set(fd_.get(), KVM_IOEVENTFD, r, "KVM_IOEVENTFD");
+}
+
+Result<void> VmFd::set_gsi_routing(std::span<const MsiRoute> msi) const {
+  // Setting any routing replaces KVM's default table, so the IOAPIC pins are re-added.
+  constexpr uint32_t kIoapicPins = 24;
+  std::vector<kvm_irq_routing_entry> entries(kIoapicPins + msi.size());
+  for (uint32_t pin = 0; pin < kIoapicPins; ++pin) {
+    auto& e = entries[pin];
+    e.gsi = pin;
+    e.type = KVM_IRQ_ROUTING_IRQCHIP;
+    e.u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+    e.u.irqchip.pin = pin;
+  }
+  for (size_t i = 0; i < msi.size(); ++i) {
+    auto& e = entries[kIoapicPins + i];
+    e.gsi = msi[i].gsi;
+    e.type = KVM_IRQ_ROUTING_MSI;
+    e.u.msi.address_lo = static_cast<uint32_t>(msi[i].address);
+    e.u.msi.address_hi = static_cast<uint32_t>(msi[i].address >> 32);
+    e.u.msi.data = msi[i].data;
+  }
+  auto buf = pack<kvm_irq_routing_entry>(0, entries);
+  if (::ioctl(fd_.get(), kSetGsiRouting, buf.data()) < 0) return fail_errno("KVM_SET_GSI_ROUTING");
+  return {};
+}
+
+int VcpuFd::run() const { return ::ioctl(fd_.get(), KVM_RUN, 0) < 0 ? -errno : 0; }
+
+Result<kvm_regs> VcpuFd::get_regs() const { return get<kvm_regs>(fd_.get(), KVM_GET_REGS, "KVM_GET_REGS"); }
+Result<void> VcpuFd::set_regs(const kvm_regs& r) const { return set(fd_.get(), KVM_SET_REGS, r, "KVM_SET_REGS"); }
+Result<kvm_sregs> VcpuFd::get_sregs() const { return get<kvm_sregs>(fd_.get(), KVM_GET_SREGS, "KVM_GET_SREGS"); }
+Result<void> VcpuFd::set_sregs(const kvm_sregs& r) const { return set(fd_.get(), KVM_SET_SREGS, r, "KVM_SET_SREGS"); }
+Result<void> VcpuFd::set_fpu(const kvm_fpu& f) const { return set(fd_.get(), KVM_SET_FPU, f, "KVM_SET_FPU"); }
+Result<kvm_lapic_state> VcpuFd::get_lapic() const { return get<kvm_lapic_state>(fd_.get(), KVM_GET_LAPIC, "KVM_GET_LAPIC"); }
+Result<void> VcpuFd::set_lapic(const kvm_lapic_state& l) const { return set(fd_.get(), KVM_SET_LAPIC, l, "KVM_SET_LAPIC"); }
+
+Result<void> VcpuFd::set_msrs(std::span<const kvm_msr_entry> msrs) const {
+  auto buf = pack<kvm_msr_entry>(0, msrs);
+  int n = ::ioctl(fd_.get(), kSetMsrs, buf.data());
+  if (n < 0) return fail_errno("KVM_SET_MSRS");
+  if (static_cast<size_t>(n) != msrs.size())
+    return fail("KVM_SET_MSRS: KVM refused MSR " + std::to_string(msrs[n].index));
+  return {};
+}
+
+Result<void> VcpuFd::set_cpuid(const CpuidEntries& c) const {
+  auto buf = pack<kvm_cpuid_entry2>(0, c.entries);
+  if (::ioctl(fd_.get(), kSetCpuid2, buf.data()) < 0) return fail_errno("KVM_SET_CPUID2");
+  return {};
+}
+
+Result<CpuidEntries> VcpuFd::get_cpuid() const { return cpuid_ioctl(fd_.get(), kGetCpuid2, "KVM_GET_CPUID2"); }
+
+}  // namespace microvm

@@ -1,0 +1,250 @@
+#include "vmm/machine.h"
+
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <array>
+#include <fstream>
+#include <iterator>
+
+#include "boot/acpi/acpi_tables.h"
+#include "boot/kernel_loader.h"
+#include "boot/memory_map.h"
+#include "boot/page_tables.h"
+#include "boot/zero_page.h"
+#include "microvm/guest_abi.h"
+#include "vmm/cpu_model.h"
+#include "vmm/vcpu_setup.h"
+#include "vmm/virtio_wiring.h"
+
+namespace microvm {
+namespace {
+
+// KVM needs three pages for the real-mode TSS and one for the EPT identity map on Intel;
+// put them just below the 4 GiB boundary's BIOS area, clear of RAM and our MMIO.
+constexpr uint64_t kTssAddr = 0xfffbd000;
+constexpr uint64_t kIdentityMapAddr = 0xfffbc000;
+constexpr uint32_t kSerialGsi = 4;
+constexpr uint64_t kMaxKernelBytes = 512ull << 20;
+constexpr uint64_t kMaxCpus = 254;  // xAPIC IDs in the MADT, minus the IOAPIC's
+
+Result<std::vector<std::byte>> read_file(const std::string& path, const char* what, uint64_t limit) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return fail_errno(std::string("cannot open ") + what + " " + path);
+  auto size = static_cast<uint64_t>(in.tellg());
+  if (size > limit) return fail(std::string(what) + " " + path + " is too large (" + std::to_string(size >> 20) + " MiB)");
+  std::vector<std::byte> data(size);
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(size)))
+    return fail(std::string("cannot read ") + what + " " + path);
+  return data;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
+  auto m = TRY(Machine::build(config));
+  return std::unique_ptr<Vm>(std::move(m));
+}
+
+Machine::Machine(const VmConfig& config) : config_(config), origin_(std::chrono::steady_clock::now()) {
+  if (config.log_sink) log_.set_sink(config.log_sink);
+  log_.set_level(config.log_level);
+}
+
+Machine::~Machine() {
+  for (auto& v : vcpus_) v->kick();
+  for (auto& v : vcpus_) v->join();
+  console_.reset();
+  virtio_.reset();  // devices drain their I/O before memory goes away
+}
+
+uint64_t Machine::now_us() const {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - origin_).count();
+}
+
+Result<std::unique_ptr<Machine>> Machine::build(const VmConfig& config) {
+  if (config.cpus == 0 || config.cpus > kMaxCpus) return fail("--cpus must be between 1 and " + std::to_string(kMaxCpus));
+  if (config.memory_bytes < (16ull << 20)) return fail("--memory must be at least 16 MiB");
+  if (config.kernel_path.empty()) return fail("no kernel given (--kernel)");
+  std::unique_ptr<Machine> m(new Machine(config));
+  TRY(m->setup_kvm());
+  TRY(m->setup_memory());
+  m->loop_ = TRY(EventLoop::create());
+  TRY(m->setup_platform_devices());
+  std::string cmdline_extra;
+  TRY(m->setup_virtio_devices(cmdline_extra));
+  TRY(m->load_guest(cmdline_extra));
+  TRY(m->setup_vcpus());
+  return m;
+}
+
+Result<void> Machine::setup_kvm() {
+  kvm_ = TRY(Kvm::open());
+  vm_ = TRY(kvm_->create_vm());
+  TRY(vm_->set_tss_addr(kTssAddr));
+  TRY(vm_->set_identity_map_addr(kIdentityMapAddr));
+  TRY(vm_->create_irqchip());
+  TRY(vm_->create_pit2());
+  return {};
+}
+
+Result<void> Machine::setup_memory() {
+  MemoryBacking backing = config_.hugepages        ? MemoryBacking::kHugetlb
+                          : config_.shared_memory ? MemoryBacking::kMemfd
+                                                  : MemoryBacking::kMemfd;
+  auto layout = ram_layout(config_.memory_bytes);
+  memory_ = TRY(GuestMemory::create(layout, backing));
+  uint32_t slot = 0;
+  for (const auto& r : memory_->regions())
+    TRY(vm_->set_user_memory_region(slot++, r.guest_base.raw(), r.size, r.host));
+  return {};
+}
+
+Result<void> Machine::setup_platform_devices() {
+  serial_irq_ = TRY(EventFd::create());
+  TRY(vm_->irqfd(kSerialGsi, serial_irq_->fd(), false));
+  const EventFd* irq = &*serial_irq_;
+  serial_ = std::make_unique<Serial16550>([irq] { irq->signal(); }, config_.console_out);
+  TRY(pio_.add(MICROVM_PORT_COM1, 8, serial_.get()));
+
+  power_ = std::make_unique<PowerController>([this] { request_exit(VmExitReason::kPowerOff, "guest powered off"); },
+                                             [this] { request_exit(VmExitReason::kReboot, "guest rebooted"); });
+  TRY(pio_.add(MICROVM_PORT_ACPI_SLEEP_CONTROL, 3, &power_->acpi_registers()));
+  TRY(pio_.add(MICROVM_PORT_I8042_CMD, 1, &power_->i8042()));
+  TRY(pio_.add(MICROVM_PORT_RESET_CF9, 1, &power_->reset_control()));
+
+  boot_marker_ = std::make_unique<BootMarker>([this](uint8_t) {
+    uint64_t expected = 0;
+    first_marker_us_.compare_exchange_strong(expected, std::max<uint64_t>(now_us(), 1));
+  });
+  TRY(pio_.add(MICROVM_PORT_BOOT_MARKER, 1, boot_marker_.get()));
+
+  console_ = std::make_unique<ConsoleInput>(config_.console_in, config_.console_out,
+                                            config_.console_escapes && config_.console_in >= 0 && isatty(config_.console_in),
+                                            *serial_, [this] { request_exit(VmExitReason::kStopped, "stopped from the console (C-a x)"); },
+                                            log_);
+  TRY(console_->attach(*loop_));
+  return {};
+}
+
+Result<void> Machine::setup_virtio_devices(std::string& cmdline_extra) {
+  virtio_ = TRY(VirtioWiring::create(config_, *vm_, *memory_, *loop_, pio_, mmio_, log_));
+  cmdline_extra = virtio_->kernel_cmdline();
+  return {};
+}
+
+Result<void> Machine::load_guest(const std::string& cmdline_extra) {
+  auto image = TRY(read_file(config_.kernel_path, "kernel", kMaxKernelBytes));
+  auto kernel = load_kernel(*memory_, image);
+  if (!kernel) return std::unexpected(kernel.error().context(config_.kernel_path));
+
+  BootParamsSpec spec;
+  spec.kernel = &*kernel;
+  spec.cmdline = config_.cmdline;
+  if (!cmdline_extra.empty()) spec.cmdline += (spec.cmdline.empty() ? "" : " ") + cmdline_extra;
+
+  if (!config_.initrd_path.empty()) {
+    auto initrd = TRY(read_file(config_.initrd_path, "initrd", memory_->total_size()));
+    auto at = place_initrd(*memory_, *kernel, initrd.size());
+    if (!at) return std::unexpected(at.error().context(config_.initrd_path));
+    TRY(memory_->write(*at, initrd));
+    spec.initrd_addr = *at;
+    spec.initrd_size = initrd.size();
+  }
+
+  AcpiSpec acpi;
+  acpi.num_cpus = config_.cpus;
+  acpi.pci = virtio_->pci_window();
+  spec.acpi_rsdp = TRY(write_acpi_tables(*memory_, acpi));
+
+  std::array<std::byte, 32> seed;
+  if (::getrandom(seed.data(), seed.size(), 0) != static_cast<ssize_t>(seed.size())) return fail_errno("getrandom");
+  spec.rng_seed = seed;
+
+  auto zero_page = TRY(write_boot_params(*memory_, spec));
+  auto tables = TRY(write_long_mode_tables(*memory_));
+
+  // The boot vCPU is created in setup_vcpus; remember where it starts.
+  boot_entry_ = kernel->entry;
+  boot_zero_page_ = zero_page;
+  boot_tables_ = tables;
+  return {};
+}
+
+Result<void> Machine::setup_vcpus() {
+  auto model = CpuModel::parse(config_.cpu);
+  if (!model) return std::unexpected(model.error());
+  auto supported = TRY(kvm_->supported_cpuid());
+  for (const auto& f : model->enable) {
+    const auto* e = supported.find(f.leaf, f.subleaf);
+    if (!e) return fail("--cpu: +" + std::string(f.name) + " is not supported by KVM on this host");
+  }
+  for (unsigned i = 0; i < config_.cpus; ++i) {
+    auto fd = TRY(vm_->create_vcpu(i, kvm_->vcpu_mmap_size()));
+    TRY(fd.set_cpuid(build_cpuid(supported, *model, i, config_.cpus)));
+    TRY(setup_vcpu_common(fd));
+    if (i == 0) TRY(setup_boot_vcpu(fd, boot_tables_, boot_entry_, boot_zero_page_));
+    Vcpu::Hooks hooks;
+    hooks.on_stop = [this](VcpuStop why, const std::string& detail) {
+      switch (why) {
+        case VcpuStop::kPowerOff: request_exit(VmExitReason::kPowerOff, detail); break;
+        case VcpuStop::kReboot: request_exit(VmExitReason::kReboot, detail); break;
+        case VcpuStop::kCrash: request_exit(VmExitReason::kCrash, detail); break;
+        case VcpuStop::kKicked: break;
+      }
+    };
+    if (i == 0) {
+      hooks.on_first_run = [this] {
+        uint64_t expected = 0;
+        first_run_us_.compare_exchange_strong(expected, std::max<uint64_t>(now_us(), 1));
+      };
+    }
+    vcpus_.push_back(std::make_unique<Vcpu>(i, std::move(fd), pio_, mmio_, std::move(hooks)));
+  }
+  return {};
+}
+
+void Machine::request_exit(VmExitReason reason, const std::string& detail) {
+  {
+    std::lock_guard lock(exit_mutex_);
+    if (exit_requested_.load()) return;
+    exit_.reason = reason;
+    exit_.detail = detail;
+    exit_requested_.store(true);
+  }
+  loop_->stop();
+  for (auto& v : vcpus_) v->kick();
+}
+
+void Machine::stop() {
+  // Signal-safe path: no lock, no allocation. run() turns this into kStopped.
+  exit_requested_stop_.store(true);
+  loop_->stop();
+  for (auto& v : vcpus_) v->kick();
+}
+
+Result<VmExit> Machine::run() {
+  if (ran_) return fail("Vm::run() may be called once");
+  ran_ = true;
+  for (auto& v : vcpus_) v->start();
+  auto loop_result = loop_->run();
+  for (auto& v : vcpus_) v->kick();
+  for (auto& v : vcpus_) v->join();
+  if (!loop_result) return std::unexpected(loop_result.error().context("event loop"));
+  log_.log(LogLevel::kDebug, "unhandled port I/O accesses: %llu, MMIO: %llu",
+           static_cast<unsigned long long>(pio_.unhandled_accesses()),
+           static_cast<unsigned long long>(mmio_.unhandled_accesses()));
+  std::lock_guard lock(exit_mutex_);
+  if (!exit_requested_.load()) return VmExit{VmExitReason::kStopped, "stopped"};
+  return exit_;
+}
+
+BootTimes Machine::boot_times() const {
+  BootTimes t;
+  if (uint64_t v = first_run_us_.load()) t.first_kvm_run_us = v;
+  if (uint64_t v = first_marker_us_.load()) t.first_marker_us = v;
+  return t;
+}
+
+}  // namespace microvm

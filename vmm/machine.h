@@ -1,0 +1,80 @@
+#pragma once
+// The Vm behind the public API: owns KVM objects, guest memory, buses, devices and vCPUs.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "base/event_fd.h"
+#include "base/event_loop.h"
+#include "base/log.h"
+#include "boot/page_tables.h"
+#include "devices/platform/boot_marker.h"
+#include "devices/platform/power_controller.h"
+#include "devices/platform/serial_16550.h"
+#include "memory/guest_memory.h"
+#include "microvm/vm.h"
+#include "vmm/console_input.h"
+#include "vmm/io_bus.h"
+#include "vmm/kvm.h"
+#include "vmm/vcpu.h"
+
+namespace microvm {
+
+class VirtioWiring;
+
+class Machine final : public Vm {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Machine>> build(const VmConfig& config);
+  ~Machine() override;
+
+  Result<VmExit> run() override;
+  void stop() override;
+  BootTimes boot_times() const override;
+  void set_time_origin(std::chrono::steady_clock::time_point origin) override { origin_ = origin; }
+
+ private:
+  explicit Machine(const VmConfig& config);
+  [[nodiscard]] Result<void> setup_kvm();
+  [[nodiscard]] Result<void> setup_memory();
+  [[nodiscard]] Result<void> setup_platform_devices();
+  [[nodiscard]] Result<void> setup_virtio_devices(std::string& cmdline_extra);
+  [[nodiscard]] Result<void> load_guest(const std::string& cmdline_extra);
+  [[nodiscard]] Result<void> setup_vcpus();
+
+  // First caller wins; stops the event loop and every vCPU.
+  void request_exit(VmExitReason reason, const std::string& detail);
+  uint64_t now_us() const;
+
+  VmConfig config_;
+  Logger log_;
+  std::chrono::steady_clock::time_point origin_;
+  std::optional<Kvm> kvm_;
+  std::optional<VmFd> vm_;
+  std::unique_ptr<GuestMemory> memory_;
+  std::unique_ptr<EventLoop> loop_;
+  IoBus pio_{"port I/O bus"};
+  IoBus mmio_{"MMIO bus"};
+
+  std::optional<EventFd> serial_irq_;
+  std::unique_ptr<Serial16550> serial_;
+  std::unique_ptr<PowerController> power_;
+  std::unique_ptr<BootMarker> boot_marker_;
+  std::unique_ptr<ConsoleInput> console_;
+  std::unique_ptr<VirtioWiring> virtio_;
+  std::vector<std::unique_ptr<Vcpu>> vcpus_;
+
+  std::mutex exit_mutex_;
+  std::atomic<bool> exit_requested_{false};
+  VmExit exit_;
+  std::atomic<uint64_t> first_run_us_{0};
+  std::atomic<uint64_t> first_marker_us_{0};
+  std::atomic<bool> exit_requested_stop_{false};
+  bool ran_ = false;
+  GuestAddress boot_entry_;
+  GuestAddress boot_zero_page_;
+  LongModeTables boot_tables_{};
+};
+
+}  // namespace microvm

@@ -1,0 +1,60 @@
+#pragma once
+// One vCPU thread: KVM_RUN in a loop, register-level port/MMIO exits dispatched to the buses.
+// The data path of devices never runs here (ioeventfd sends doorbells to the event loop).
+#include <pthread.h>
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "vmm/io_bus.h"
+#include "vmm/kvm.h"
+
+namespace microvm {
+
+enum class VcpuStop { kPowerOff, kReboot, kCrash, kKicked };
+
+class Vcpu {
+ public:
+  // `on_stop` is called once, from this vCPU's thread, when the guest stops the machine or
+  // crashes; `on_first_run` when this vCPU first enters the guest.
+  struct Hooks {
+    std::function<void(VcpuStop, const std::string& detail)> on_stop;
+    std::function<void()> on_first_run;
+  };
+
+  Vcpu(unsigned index, VcpuFd fd, IoBus& pio, IoBus& mmio, Hooks hooks)
+      : index_(index), fd_(std::move(fd)), pio_(pio), mmio_(mmio), hooks_(std::move(hooks)) {}
+  Vcpu(const Vcpu&) = delete;
+  ~Vcpu() { join(); }
+
+  const VcpuFd& fd() const { return fd_; }
+  void start();
+  // Makes KVM_RUN return and the thread exit. Safe from any thread or a signal handler.
+  void kick();
+  void join();
+
+  // A printable dump of the registers, for crash reports.
+  std::string register_dump() const;
+
+ private:
+  void thread_main();
+  // Returns false when the vCPU should stop.
+  bool handle_exit();
+  bool handle_io(kvm_run* run);
+  bool handle_mmio(kvm_run* run);
+  void stop_with(VcpuStop why, const std::string& detail);
+
+  unsigned index_;
+  VcpuFd fd_;
+  IoBus& pio_;
+  IoBus& mmio_;
+  Hooks hooks_;
+  std::thread thread_;
+  std::atomic<pthread_t> native_{};
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> running_{false};
+};
+
+}  // namespace microvm
