@@ -1,0 +1,1 @@
+set(UNIT_DEPS microvm_virtio_transport microvm_pci microvm_memory microvm_base)
