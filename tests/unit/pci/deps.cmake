@@ -1,0 +1,1 @@
+set(UNIT_DEPS microvm_pci microvm_base)
