@@ -1,0 +1,427 @@
+#include "virtio/blk/device.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "virtio/virtio_spec.h"
+
+namespace microvm {
+namespace {
+
+// Per-segment limit for discard / write-zeroes: completions report int32 byte counts.
+constexpr uint32_t kMaxDiscardSectors = (1u << 30) / kSectorSize;
+constexpr uint32_t kMaxDiscardSegments = 32;
+constexpr uint32_t kMaxDataSegments = IOV_MAX;
+constexpr size_t kReapBatch = 64;
+
+bool power_of_two(uint32_t v) { return v && !(v & (v - 1)); }
+
+}  // namespace
+
+Result<std::unique_ptr<BlkDevice>> BlkDevice::create(std::unique_ptr<BlockBackend> backend,
+                                                     const BlkOptions& options) {
+  if (!backend) return fail(EINVAL, "virtio-blk: no backend");
+  if (options.serial.size() > VIRTIO_BLK_ID_BYTES)
+    return fail(EINVAL, "virtio-blk: serial '" + options.serial + "' is longer than 20 bytes");
+  if (options.num_queues == 0 || options.num_queues > 256)
+    return fail(EINVAL, "virtio-blk: num_queues must be between 1 and 256");
+  if (!power_of_two(options.queue_size) || options.queue_size < 4 || options.queue_size > kMaxQueueSize)
+    return fail(EINVAL, "virtio-blk: queue size must be a power of 2 between 4 and 32768");
+  uint32_t lbs = backend->logical_block_size();
+  if (!power_of_two(lbs) || lbs < kSectorSize || lbs > 65536)
+    return fail(EINVAL, "virtio-blk: backend block size must be a power of 2 between 512 and 65536");
+  return std::unique_ptr<BlkDevice>(new BlkDevice(std::move(backend), options));
+}
+
+BlkDevice::BlkDevice(std::unique_ptr<BlockBackend> backend, const BlkOptions& options)
+    : backend_(std::move(backend)), options_(options), log_(options.logger, "virtio-blk") {
+  if (backend_->read_only()) options_.read_only = true;
+  bool ro = options_.read_only;
+  bool discard = options_.discard && !ro;
+  bool write_zeroes = options_.write_zeroes && !ro;
+  uint32_t lbs = backend_->logical_block_size();
+
+  features_ = feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_F_EVENT_IDX) | feature_bit(VIRTIO_F_INDIRECT_DESC) |
+              feature_bit(VIRTIO_BLK_F_SEG_MAX) | feature_bit(VIRTIO_BLK_F_BLK_SIZE) | feature_bit(VIRTIO_BLK_F_FLUSH);
+  if (ro) features_ |= feature_bit(VIRTIO_BLK_F_RO);
+  if (discard) features_ |= feature_bit(VIRTIO_BLK_F_DISCARD);
+  if (write_zeroes) features_ |= feature_bit(VIRTIO_BLK_F_WRITE_ZEROES);
+  if (options_.num_queues > 1) features_ |= feature_bit(VIRTIO_BLK_F_MQ);
+
+  // §5.2.4. seg_max: data segments per request; the header and status take two descriptors
+  // of a chain that may not exceed the queue size.
+  config_.capacity = backend_->size_bytes() / kSectorSize;
+  config_.seg_max = std::min<uint32_t>(options_.queue_size - 2, kMaxDataSegments);
+  config_.blk_size = lbs;
+  config_.num_queues = options_.num_queues;
+  if (discard) {
+    config_.max_discard_sectors = kMaxDiscardSectors;
+    config_.max_discard_seg = kMaxDiscardSegments;
+    config_.discard_sector_alignment = lbs / kSectorSize;
+  }
+  if (write_zeroes) {
+    config_.max_write_zeroes_sectors = kMaxDiscardSectors;
+    config_.max_write_zeroes_seg = kMaxDiscardSegments;
+    config_.write_zeroes_may_unmap = 1;
+  }
+  limits_ = limits();
+}
+
+uint32_t BlkDevice::device_type() const { return VIRTIO_ID_BLOCK; }
+
+BlkLimits BlkDevice::limits() const {
+  BlkLimits l;
+  l.capacity_sectors = config_.capacity;
+  l.read_only = options_.read_only;
+  l.discard = has_feature(acked_features_, VIRTIO_BLK_F_DISCARD);
+  l.write_zeroes = has_feature(acked_features_, VIRTIO_BLK_F_WRITE_ZEROES);
+  l.max_discard_sectors = config_.max_discard_sectors;
+  l.max_discard_seg = config_.max_discard_seg;
+  l.max_write_zeroes_sectors = config_.max_write_zeroes_sectors;
+  l.max_write_zeroes_seg = config_.max_write_zeroes_seg;
+  l.max_data_segments = kMaxDataSegments;
+  return l;
+}
+
+void BlkDevice::read_config(uint64_t offset, std::span<std::byte> data) const {
+  std::fill(data.begin(), data.end(), std::byte{0});
+  if (offset >= sizeof config_) return;
+  size_t n = std::min<uint64_t>(data.size(), sizeof config_ - offset);
+  std::memcpy(data.data(), reinterpret_cast<const std::byte*>(&config_) + offset, n);
+}
+
+size_t BlkDevice::in_flight() const { return slots_.size() - free_slots_.size(); }
+
+Result<void> BlkDevice::activate(ActivationContext ctx) {
+  if (active_) return fail(EBUSY, "virtio-blk: already active");
+  if (ctx.queues.size() != options_.num_queues)
+    return fail(EINVAL, "virtio-blk: expected " + std::to_string(options_.num_queues) + " queues");
+  acked_features_ = ctx.features & features_;
+  limits_ = limits();
+
+  Active a{&ctx.memory, &ctx.interrupt, {}, {}, {}, {}};
+  size_t total_slots = 0;
+  for (const QueueConfig& qc : ctx.queues) {
+    if (!qc.ready) {  // the driver may leave queues disabled (§4.1.4.3 / §4.2.2)
+      a.queues.emplace_back();
+      continue;
+    }
+    if (qc.size > options_.queue_size) return fail(EINVAL, "virtio-blk: queue size larger than offered");
+    if (qc.kick_fd < 0) return fail(EINVAL, "virtio-blk: enabled queue has no kick fd");
+    auto q = TRY(Queue::create(qc, acked_features_));
+    TRY(q.validate_rings(ctx.memory));
+    total_slots += qc.size;
+    a.queues.emplace_back(std::move(q));
+  }
+  a.dirty.assign(a.queues.size(), 0);
+
+  // One slot per possible in-flight head: the queue refuses a head that is still in flight,
+  // so slots can never run out.
+  slots_.assign(total_slots, Slot{});
+  free_slots_.clear();
+  for (size_t i = total_slots; i-- > 0;) free_slots_.push_back(static_cast<uint32_t>(i));
+  epoch_writes_.assign(1, 0);
+  first_epoch_ = 0;
+  held_flushes_.clear();
+  submitted_ = false;
+  needs_reset_.store(false, std::memory_order_release);
+  active_.emplace(std::move(a));
+
+  auto registered = [&]() -> Result<void> {
+    active_->completions = TRY(LoopRegistration::add(ctx.loop, backend_->completion_fd(), EPOLLIN,
+                                                     [this](uint32_t) { on_completions(); }));
+    for (uint16_t i = 0; i < active_->queues.size(); ++i) {
+      if (!active_->queues[i]) continue;
+      int fd = ctx.queues[i].kick_fd;
+      active_->kicks.push_back(TRY(LoopRegistration::add(ctx.loop, fd, EPOLLIN, [this, i, fd](uint32_t) {
+        drain_eventfd(fd);
+        bump(counters_.kicks);
+        process_queue(i);
+      })));
+    }
+    return {};
+  }();
+  if (!registered) {
+    active_.reset();
+    slots_.clear();
+    free_slots_.clear();
+    return std::unexpected(registered.error().context("virtio-blk: registering fds on the event loop"));
+  }
+  return {};
+}
+
+void BlkDevice::reset() {
+  if (active_) {
+    // Stop new work first, then wait for the backend so no operation still points into guest
+    // memory (or at a slot) once we forget it. Completions produced by drain() are dropped:
+    // the driver reset the device, nobody is waiting for them.
+    active_->kicks.clear();
+    active_->completions.reset();
+    backend_->flush_submissions();
+    backend_->drain();
+    BlockCompletion sink[kReapBatch];
+    while (backend_->reap(sink) > 0) {
+    }
+    active_.reset();
+  }
+  slots_.clear();
+  free_slots_.clear();
+  held_flushes_.clear();
+  epoch_writes_.assign(1, 0);
+  first_epoch_ = 0;
+  submitted_ = false;
+  acked_features_ = 0;
+  needs_reset_.store(false, std::memory_order_release);
+}
+
+void BlkDevice::process_queue(uint16_t q) {
+  if (!active_ || needs_reset() || !active_->queues[q]) return;
+  Active& a = *active_;
+  while (!needs_reset()) {
+    auto popped = a.queues[q]->pop(*a.memory);
+    if (!popped) {
+      enter_needs_reset(popped.error());
+      break;
+    }
+    if (!*popped) break;
+    bump(counters_.chains);
+    handle_chain(q, **popped);
+  }
+  // One submission syscall per kick, however many requests it carried (and also after an
+  // error: what was already submitted must still reach the engine).
+  if (submitted_) {
+    submitted_ = false;
+    backend_->flush_submissions();
+  }
+  notify_dirty_queues();
+}
+
+void BlkDevice::handle_chain(uint16_t q, const DescriptorChain& chain) {
+  if (!chain.valid()) {
+    bump(counters_.bad_chains);
+    log_.warn("queue %u: bad descriptor chain (head %u): %s", q, chain.head(), chain.error());
+    return complete_chain(q, chain.head(), 0);
+  }
+  if (free_slots_.empty()) {
+    // Cannot happen (one slot per possible head, and a head is never in flight twice); if it
+    // does, the ring state and ours disagree.
+    return enter_needs_reset(Error(EPROTO, "no free request slot"));
+  }
+  uint32_t index = free_slots_.back();
+  Slot& slot = slots_[index];
+  auto parsed = parse_request(chain, limits_, slot.req);
+  if (!parsed) return reject(q, chain.head(), parsed.error());
+  free_slots_.pop_back();
+  slot.busy = true;
+  slot.queue = q;
+  slot.head = chain.head();
+  slot.pending = 0;
+  slot.status = VIRTIO_BLK_S_OK;
+  slot.counts_as_write = false;
+  submit(index);
+}
+
+void BlkDevice::reject(uint16_t q, uint16_t head, const BlkParseError& e) {
+  switch (e.reason) {
+    case BlkReject::kReadOnly: bump(counters_.read_only_rejects); break;
+    case BlkReject::kUnsupported: bump(counters_.unsupported); break;
+    default: bump(counters_.bad_requests); break;
+  }
+  if (e.reason != BlkReject::kReadOnly && e.reason != BlkReject::kUnsupported)
+    log_.warn("queue %u: bad request (head %u): %s", q, head, e.what);
+  if (!e.status_ptr) return complete_chain(q, head, 0);  // nowhere to put a status
+  *e.status_ptr = std::byte{e.status};
+  complete_chain(q, head, 1);
+}
+
+void BlkDevice::submit(uint32_t index) {
+  Slot& s = slots_[index];
+  BlkRequest& r = s.req;
+  Result<void> result;
+  switch (r.op) {
+    case BlkOp::kRead:
+      bump(counters_.read_ops);
+      result = backend_->submit_read(r.offset, r.data, index);
+      break;
+    case BlkOp::kWrite:
+      bump(counters_.write_ops);
+      result = backend_->submit_write(r.offset, r.data, index);
+      break;
+    case BlkOp::kFlush:
+      bump(counters_.flush_ops);
+      return submit_flush(index);
+    case BlkOp::kGetId: {
+      bump(counters_.get_id_ops);
+      // The serial, zero-padded to the buffer (at most 20 bytes; no NUL if exactly 20).
+      std::byte id[VIRTIO_BLK_ID_BYTES] = {};
+      std::memcpy(id, options_.serial.data(), options_.serial.size());
+      Writer w(r.data);
+      if (!w.write(std::span(id, r.data_len))) s.status = VIRTIO_BLK_S_IOERR;
+      return finish(index);
+    }
+    case BlkOp::kDiscard:
+    case BlkOp::kWriteZeroes: {
+      bool discard = r.op == BlkOp::kDiscard;
+      bump(discard ? counters_.discard_ops : counters_.write_zeroes_ops);
+      for (const BlkSegment& seg : r.segments) {
+        result = discard ? backend_->submit_discard(seg.offset, seg.len, index)
+                         : backend_->submit_write_zeroes(seg.offset, seg.len, seg.unmap, index);
+        if (!result) break;
+        ++s.pending;
+      }
+      if (s.pending > 0) {
+        submitted_ = true;
+        s.counts_as_write = true;
+        s.epoch = first_epoch_ + epoch_writes_.size() - 1;
+        epoch_writes_.back() += s.pending;
+      }
+      if (!result) {
+        // Segments already submitted still complete; the request fails when they have.
+        bump(counters_.host_errors);
+        log_.warn("backend refused a %s: %s", discard ? "discard" : "write-zeroes", result.error().what.c_str());
+        s.status = VIRTIO_BLK_S_IOERR;
+        if (s.pending == 0) finish(index);
+      }
+      return;
+    }
+  }
+  if (!result) {
+    bump(counters_.host_errors);
+    log_.warn("backend refused a request: %s", result.error().what.c_str());
+    s.status = VIRTIO_BLK_S_IOERR;
+    return finish(index);
+  }
+  s.pending = 1;
+  submitted_ = true;
+  if (r.op == BlkOp::kWrite) {
+    s.counts_as_write = true;
+    s.epoch = first_epoch_ + epoch_writes_.size() - 1;
+    ++epoch_writes_.back();
+  }
+}
+
+void BlkDevice::submit_flush(uint32_t index) {
+  bool writes_outstanding = epoch_writes_.size() > 1 || epoch_writes_.front() > 0;
+  if (writes_outstanding) {
+    // Hold the flush until the writes submitted before it complete; later writes go into a
+    // new epoch so they do not hold it further.
+    bump(counters_.flushes_held);
+    held_flushes_.push_back({index, first_epoch_ + epoch_writes_.size() - 1});
+    epoch_writes_.push_back(0);
+    return;
+  }
+  Slot& s = slots_[index];
+  if (auto r = backend_->submit_flush(index); !r) {
+    bump(counters_.host_errors);
+    log_.warn("backend refused a flush: %s", r.error().what.c_str());
+    s.status = VIRTIO_BLK_S_IOERR;
+    return finish(index);
+  }
+  s.pending = 1;
+  submitted_ = true;
+}
+
+void BlkDevice::write_done(uint64_t epoch) {
+  --epoch_writes_[epoch - first_epoch_];
+  while (epoch_writes_.size() > 1 && epoch_writes_.front() == 0) {
+    epoch_writes_.pop_front();
+    ++first_epoch_;
+  }
+  // A held flush may go once every epoch up to its own has drained.
+  while (!held_flushes_.empty()) {
+    HeldFlush f = held_flushes_.front();
+    bool drained = f.epoch < first_epoch_ || (epoch_writes_.size() == 1 && epoch_writes_.front() == 0);
+    if (!drained) break;
+    held_flushes_.pop_front();
+    submit_flush(f.slot);
+  }
+}
+
+void BlkDevice::on_completions() {
+  if (!active_) return;
+  BlockCompletion done[kReapBatch];
+  size_t n;
+  while ((n = backend_->reap(done)) > 0) {
+    for (size_t i = 0; i < n; ++i) op_done(static_cast<uint32_t>(std::min<uint64_t>(done[i].tag, UINT32_MAX)), done[i].result);
+  }
+  // Held flushes released by these completions.
+  if (submitted_) {
+    submitted_ = false;
+    backend_->flush_submissions();
+  }
+  notify_dirty_queues();
+}
+
+void BlkDevice::op_done(uint32_t index, int32_t result) {
+  if (index >= slots_.size() || !slots_[index].busy || slots_[index].pending == 0) {
+    // Our own bug or the backend's: never touch guest memory for an unknown tag.
+    bump(counters_.host_errors);
+    log_.warn("completion for unknown request tag %u", index);
+    return;
+  }
+  Slot& s = slots_[index];
+  if (result < 0) {
+    bump(counters_.io_errors);
+    log_.warn("I/O error on request at byte %llu: errno %d", static_cast<unsigned long long>(s.req.offset), -result);
+    s.status = VIRTIO_BLK_S_IOERR;
+  }
+  --s.pending;
+  if (s.counts_as_write) write_done(s.epoch);
+  if (s.pending == 0) finish(index);
+}
+
+void BlkDevice::finish(uint32_t index) {
+  Slot& s = slots_[index];
+  uint32_t used_len = 1;  // the status byte
+  if (s.status == VIRTIO_BLK_S_OK) {
+    if (s.req.op == BlkOp::kRead) {
+      bump(counters_.read_bytes, s.req.data_len);
+      used_len += static_cast<uint32_t>(s.req.data_len);  // <= max_data_bytes (1 GiB)
+    } else if (s.req.op == BlkOp::kGetId) {
+      used_len += static_cast<uint32_t>(s.req.data_len);  // <= 20
+    } else if (s.req.op == BlkOp::kWrite) {
+      bump(counters_.write_bytes, s.req.data_len);
+    }
+  }
+  // The status byte lies in guest RAM (translated when the chain was popped; memory is
+  // immutable while the device is active).
+  *s.req.status = std::byte{s.status};
+  s.busy = false;
+  s.counts_as_write = false;
+  free_slots_.push_back(index);
+  complete_chain(s.queue, s.head, used_len);
+}
+
+void BlkDevice::complete_chain(uint16_t q, uint16_t head, uint32_t used_len) {
+  Active& a = *active_;
+  if (auto r = a.queues[q]->add_used(*a.memory, head, used_len); !r) return enter_needs_reset(r.error());
+  a.dirty[q] = 1;
+}
+
+void BlkDevice::notify_dirty_queues() {
+  Active& a = *active_;
+  for (uint16_t q = 0; q < a.queues.size(); ++q) {
+    if (!a.dirty[q]) continue;
+    a.dirty[q] = 0;
+    auto notify = a.queues[q]->needs_notification(*a.memory);
+    if (!notify) {
+      enter_needs_reset(notify.error());
+      continue;
+    }
+    if (*notify) {
+      bump(counters_.interrupts);
+      a.interrupt->notify_queue(q);
+    }
+  }
+}
+
+void BlkDevice::enter_needs_reset(const Error& why) {
+  if (needs_reset_.exchange(true, std::memory_order_acq_rel)) return;
+  bump(counters_.ring_errors);
+  log_.warn("queue unusable, device needs reset: %s", why.what.c_str());
+  // §2.1.2: DEVICE_NEEDS_RESET is followed by a configuration change notification.
+  if (active_) active_->interrupt->notify_config();
+}
+
+}  // namespace microvm

@@ -1,0 +1,153 @@
+#pragma once
+// virtio-blk (virtio 1.x §5.2) over a BlockBackend.
+//
+// Structure (same as virtio-rng): create() → negotiation → activate() registers each ready
+// queue's kick fd and the backend's completion fd on the event loop → kick: pop chains, parse
+// (request.h), submit to the backend, one flush_submissions() per kick → completion: write the
+// status byte, add_used, interrupt if the driver wants one → reset(): backend drain(), then
+// forget in-flight requests and unregister.
+//
+// In-flight requests keep their chain head (and the host iovecs parsed from it) in a slot
+// table sized to the queues, so a head is never completed twice and nothing is allocated per
+// request once the slots' vectors have grown.
+//
+// FLUSH ordering (§5.2.6.1). The guest may only rely on a flush covering writes it has seen
+// complete. Those writes were completed by the backend before we wrote their status (we
+// complete to the guest only from reaped backend completions), so any flush the guest sends
+// afterwards is submitted after them, and the backend contract ("a flush covers every write
+// that completed before it was submitted") makes them stable. We go one step further so that
+// a driver that does not wait (write and flush in the same batch) is also safe: a flush is
+// held back until every write-type operation submitted before it (on any queue) has completed,
+// and only then submitted. Writes arriving after a held flush open a new epoch and do not
+// delay it, so a steady stream of writes cannot starve a flush.
+//
+// Threading: as for every device, activate(), reset() and all processing run on the event
+// loop thread; read_config(), needs_reset() and counters() may be called from any thread.
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/log.h"
+#include "base/result.h"
+#include "devices/block/block_backend.h"
+#include "virtio/blk/blk_spec.h"
+#include "virtio/blk/request.h"
+#include "virtio/device_counters.h"
+#include "virtio/guest_error_log.h"
+#include "virtio/loop_registration.h"
+#include "virtio/queue.h"
+#include "virtio/virtio_device.h"
+
+namespace microvm {
+
+struct BlkOptions {
+  bool read_only = false;       // also forced on when the backend is read-only
+  std::string serial;           // GET_ID answer, at most 20 bytes
+  uint16_t num_queues = 1;      // > 1 offers VIRTIO_BLK_F_MQ
+  uint16_t queue_size = 256;    // max queue size offered; a power of 2
+  bool discard = true;          // offer VIRTIO_BLK_F_DISCARD (writable disks only)
+  bool write_zeroes = true;     // offer VIRTIO_BLK_F_WRITE_ZEROES (writable disks only)
+  const Logger* logger = nullptr;
+};
+
+struct BlkCounters : VirtioCounters {
+  Counter read_ops{0}, write_ops{0}, flush_ops{0}, discard_ops{0}, write_zeroes_ops{0}, get_id_ops{0};
+  Counter read_bytes{0}, write_bytes{0};
+  Counter io_errors{0};          // backend reported an error for an operation
+  Counter read_only_rejects{0};  // write-type requests on a read-only disk
+  Counter unsupported{0};        // answered VIRTIO_BLK_S_UNSUPP
+  Counter flushes_held{0};       // flushes that waited for earlier writes
+};
+
+class BlkDevice final : public VirtioDevice {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<BlkDevice>> create(std::unique_ptr<BlockBackend> backend,
+                                                                 const BlkOptions& options);
+  ~BlkDevice() override { reset(); }
+
+  uint32_t device_type() const override;
+  uint16_t num_queues() const override { return options_.num_queues; }
+  uint16_t max_queue_size(uint16_t) const override { return options_.queue_size; }
+  uint64_t features() const override { return features_; }
+  void ack_features(uint64_t features) override { acked_features_ = features & features_; }
+  void read_config(uint64_t offset, std::span<std::byte> data) const override;
+  // Every field is read-only for us (no CONFIG_WCE): writes are ignored.
+  void write_config(uint64_t, std::span<const std::byte>) override {}
+  [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
+  void reset() override;
+  bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
+
+  const BlkCounters& counters() const { return counters_; }
+  const VirtioBlkConfig& config() const { return config_; }
+  bool read_only() const { return options_.read_only; }
+  bool active() const { return active_.has_value(); }
+  // Requests popped and not yet completed to the guest.
+  size_t in_flight() const;
+
+ private:
+  BlkDevice(std::unique_ptr<BlockBackend> backend, const BlkOptions& options);
+
+  struct Slot {
+    bool busy = false;
+    uint16_t queue = 0;
+    uint16_t head = 0;
+    BlkRequest req;
+    uint32_t pending = 0;    // backend operations not yet completed
+    uint8_t status = VIRTIO_BLK_S_OK;
+    bool counts_as_write = false;  // holds up later flushes
+    uint64_t epoch = 0;
+  };
+  struct Active {
+    const GuestMemory* memory;
+    Interrupt* interrupt;
+    std::vector<std::optional<Queue>> queues;  // nullopt: not enabled by the driver
+    std::vector<uint8_t> dirty;                // used entries added since the last notification check
+    std::vector<LoopRegistration> kicks;
+    LoopRegistration completions;
+  };
+
+  void process_queue(uint16_t q);
+  void handle_chain(uint16_t q, const DescriptorChain& chain);
+  void submit(uint32_t slot_index);
+  void submit_flush(uint32_t slot_index);
+  void on_completions();
+  void op_done(uint32_t slot_index, int32_t result);
+  void finish(uint32_t slot_index);
+  void complete_chain(uint16_t q, uint16_t head, uint32_t used_len);
+  void notify_dirty_queues();
+  void write_done(uint64_t epoch);
+  void reject(uint16_t q, uint16_t head, const BlkParseError& e);
+  void enter_needs_reset(const Error& why);
+  BlkLimits limits() const;
+
+  std::unique_ptr<BlockBackend> backend_;
+  BlkOptions options_;
+  uint64_t features_ = 0;
+  uint64_t acked_features_ = 0;
+  VirtioBlkConfig config_{};
+  BlkLimits limits_;
+  GuestErrorLog log_;
+  BlkCounters counters_;
+  std::atomic<bool> needs_reset_{false};
+  std::optional<Active> active_;
+
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+  bool submitted_ = false;  // something awaits flush_submissions()
+
+  // Flush ordering (see the header comment): outstanding write-type operations per epoch,
+  // oldest first, and flushes waiting for the epochs up to theirs to drain.
+  std::deque<uint32_t> epoch_writes_{0};
+  uint64_t first_epoch_ = 0;
+  struct HeldFlush {
+    uint32_t slot;
+    uint64_t epoch;
+  };
+  std::deque<HeldFlush> held_flushes_;
+};
+
+}  // namespace microvm
