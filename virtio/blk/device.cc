@@ -311,6 +311,10 @@ void BlkDevice::submit_flush(uint32_t index) {
     epoch_writes_.push_back(0);
     return;
   }
+  issue_flush(index);
+}
+
+void BlkDevice::issue_flush(uint32_t index) {
   Slot& s = slots_[index];
   if (auto r = backend_->submit_flush(index); !r) {
     bump(counters_.host_errors);
@@ -334,7 +338,7 @@ void BlkDevice::write_done(uint64_t epoch) {
     bool drained = f.epoch < first_epoch_ || (epoch_writes_.size() == 1 && epoch_writes_.front() == 0);
     if (!drained) break;
     held_flushes_.pop_front();
-    submit_flush(f.slot);
+    issue_flush(f.slot);
   }
 }
 

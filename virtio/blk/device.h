@@ -113,7 +113,8 @@ class BlkDevice final : public VirtioDevice {
   void process_queue(uint16_t q);
   void handle_chain(uint16_t q, const DescriptorChain& chain);
   void submit(uint32_t slot_index);
-  void submit_flush(uint32_t slot_index);
+  void submit_flush(uint32_t slot_index);  // holds it back while earlier writes are outstanding
+  void issue_flush(uint32_t slot_index);   // hands it to the backend
   void on_completions();
   void op_done(uint32_t slot_index, int32_t result);
   void finish(uint32_t slot_index);
