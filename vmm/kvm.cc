@@ -180,18 +180,25 @@ Result<void> VmFd::ioeventfd(uint64_t addr, uint32_t len, int fd, bool pio, bool
 }
 
 Result<void> VmFd::set_gsi_routing(std::span<const MsiRoute> msi) const {
-  // Setting any routing replaces KVM's default table, so the IOAPIC pins are re-added.
+  // Setting any routing replaces KVM's default table, so re-add it: GSIs 0-15 reach both the
+  // 8259 pair and the IOAPIC, 16-23 the IOAPIC only.
   constexpr uint32_t kIoapicPins = 24;
-  std::vector<kvm_irq_routing_entry> entries(kIoapicPins + msi.size());
-  for (uint32_t pin = 0; pin < kIoapicPins; ++pin) {
-    auto& e = entries[pin];
-    e.gsi = pin;
+  std::vector<kvm_irq_routing_entry> entries;
+  for (uint32_t gsi = 0; gsi < kIoapicPins; ++gsi) {
+    kvm_irq_routing_entry e{};
+    e.gsi = gsi;
     e.type = KVM_IRQ_ROUTING_IRQCHIP;
     e.u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
-    e.u.irqchip.pin = pin;
+    e.u.irqchip.pin = gsi;
+    entries.push_back(e);
+    if (gsi < 16) {
+      e.u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+      e.u.irqchip.pin = gsi % 8;
+      entries.push_back(e);
+    }
   }
   for (size_t i = 0; i < msi.size(); ++i) {
-    auto& e = entries[kIoapicPins + i];
+    auto& e = entries.emplace_back();
     e.gsi = msi[i].gsi;
     e.type = KVM_IRQ_ROUTING_MSI;
     e.u.msi.address_lo = static_cast<uint32_t>(msi[i].address);

@@ -111,6 +111,7 @@ Result<void> Machine::setup_platform_devices() {
   power_ = std::make_unique<PowerController>([this] { request_exit(VmExitReason::kPowerOff, "guest powered off"); },
                                              [this] { request_exit(VmExitReason::kReboot, "guest rebooted"); });
   TRY(pio_.add(MICROVM_PORT_ACPI_SLEEP_CONTROL, 3, &power_->acpi_registers()));
+  TRY(pio_.add(MICROVM_PORT_ACPI_PM1A_EVT, 6, &power_->pm1_registers()));
   TRY(pio_.add(MICROVM_PORT_I8042_CMD, 1, &power_->i8042()));
   TRY(pio_.add(MICROVM_PORT_RESET_CF9, 1, &power_->reset_control()));
 

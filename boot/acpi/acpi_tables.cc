@@ -46,11 +46,11 @@ void finish(Bytes& b) {
 }
 
 // Generic Address Structure: one byte-wide I/O port.
-void put_gas_io(Bytes& b, size_t off, uint16_t port) {
+void put_gas_io(Bytes& b, size_t off, uint16_t port, uint8_t bytes = 1) {
   b[off] = 1;       // system I/O space
-  b[off + 1] = 8;   // register bit width
+  b[off + 1] = static_cast<uint8_t>(8 * bytes);  // register bit width
   b[off + 2] = 0;
-  b[off + 3] = 1;   // byte access
+  b[off + 3] = bytes == 4 ? 3 : bytes;           // access size: 1 byte, 2 word, 3 dword
   put(b, off + 4, port, 8);
 }
 
@@ -73,18 +73,27 @@ Bytes make_dsdt(const AcpiSpec& spec) {
 }
 
 Bytes make_fadt(uint64_t dsdt_addr) {
+  // Fixed-hardware ACPI rather than hardware-reduced: reduced mode makes Linux drop the
+  // legacy PIC model, and with it the ISA IRQ mapping the 16550 at IRQ 4 relies on.
+  // SMI_CMD = 0 tells the OS the machine is always in ACPI mode.
   Bytes t = table("FACP", 6, 276);
   put(t, 40, dsdt_addr, 4);
-  put(t, 46, 9, 2);                 // SCI_INT: unused on hardware-reduced platforms
-  put(t, 109, (1u << 2) | (1u << 5), 2);  // IAPC_BOOT_ARCH: no VGA, no CMOS RTC
-  uint32_t flags = (1u << 10)       // RESET_REG_SUP
-                   | (1u << 4) | (1u << 5)  // power/sleep buttons are not fixed features
-                   | (1u << 20);    // HW_REDUCED_ACPI
+  put(t, 46, 9, 2);                 // SCI_INT (never raised: no ACPI events)
+  put(t, 56, MICROVM_PORT_ACPI_PM1A_EVT, 4);
+  put(t, 64, MICROVM_PORT_ACPI_PM1A_CNT, 4);
+  t[88] = 4;                        // PM1_EVT_LEN
+  t[89] = 2;                        // PM1_CNT_LEN
+  put(t, 109, (1u << 2) | (1u << 5), 2);  // IAPC_BOOT_ARCH: no VGA, no CMOS RTC, no 8042
+  uint32_t flags = (1u << 0)        // WBINVD works
+                   | (1u << 10)     // RESET_REG_SUP
+                   | (1u << 4) | (1u << 5);  // power/sleep buttons are not fixed features
   put(t, 112, flags, 4);
   put_gas_io(t, 116, MICROVM_PORT_ACPI_RESET);
   t[128] = MICROVM_ACPI_RESET_VALUE;
   t[131] = 4;                       // FADT minor version (6.4)
   put(t, 140, dsdt_addr, 8);        // X_DSDT
+  put_gas_io(t, 148, MICROVM_PORT_ACPI_PM1A_EVT, 4);
+  put_gas_io(t, 172, MICROVM_PORT_ACPI_PM1A_CNT, 2);
   put_gas_io(t, 244, MICROVM_PORT_ACPI_SLEEP_CONTROL);
   put_gas_io(t, 256, MICROVM_PORT_ACPI_SLEEP_STATUS);
   put_str(t, 268, "MICROVM\0");     // hypervisor vendor identity
@@ -95,7 +104,7 @@ Bytes make_fadt(uint64_t dsdt_addr) {
 Bytes make_madt(uint32_t cpus) {
   Bytes t = table("APIC", 5, 44 + 8 * cpus + 12);
   put(t, 36, MICROVM_LAPIC_ADDR, 4);
-  put(t, 40, 0, 4);  // flags: no dual 8259 (hardware-reduced)
+  put(t, 40, 1, 4);  // PCAT_COMPAT: the in-kernel irqchip has the dual 8259
   size_t off = 44;
   for (uint32_t i = 0; i < cpus; ++i, off += 8) {
     t[off] = 0;  // Processor Local APIC

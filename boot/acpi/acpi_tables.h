@@ -1,7 +1,6 @@
 #pragma once
-// ACPI tables for a hardware-reduced platform: RSDP, XSDT, FADT, MADT, DSDT.
-// Hardware-reduced ACPI gives the guest a power-off (S5 through the sleep control register)
-// and a reset register without emulating PM1 blocks, GPEs or an SCI.
+// ACPI tables: RSDP, XSDT, FADT, MADT, DSDT. They give the guest the CPU list (MADT), a
+// power-off (S5 through PM1a_CNT), a reset register and, with PCI, the root bridge.
 #include <cstdint>
 #include <optional>
 

@@ -10,6 +10,9 @@ namespace {
 constexpr uint8_t kSleepEnable = 0x20;
 constexpr uint8_t kSleepTypeShift = 2, kSleepTypeMask = 0x1c;
 constexpr uint8_t kI8042CmdReset = 0xfe;
+constexpr uint8_t kPm1SciEnable = 0x01;  // always in ACPI mode
+constexpr uint16_t kPm1SleepEnable = 1u << 13;
+constexpr unsigned kPm1SleepTypeShift = 10;
 constexpr uint8_t kCf9ResetCpu = 0x04;
 
 void zero(std::span<std::byte> data) { std::fill(data.begin(), data.end(), std::byte{0}); }
@@ -27,6 +30,26 @@ void PowerController::Acpi::io_write(uint64_t offset, std::span<const std::byte>
     p.on_poweroff_();
   } else if (port == MICROVM_PORT_ACPI_RESET && v == MICROVM_ACPI_RESET_VALUE) {
     p.on_reboot_();
+  }
+}
+
+// PM1a block: status at 0-1 (always clear), enable at 2-3, control at 4-5.
+void PowerController::Pm1::io_read(uint64_t offset, std::span<std::byte> data) {
+  uint8_t regs[6] = {0, 0, static_cast<uint8_t>(enable), static_cast<uint8_t>(enable >> 8), kPm1SciEnable, 0};
+  for (size_t i = 0; i < data.size(); ++i) data[i] = std::byte{offset + i < sizeof regs ? regs[offset + i] : uint8_t{0}};
+}
+
+void PowerController::Pm1::io_write(uint64_t offset, std::span<const std::byte> data) {
+  uint16_t v = 0;
+  for (size_t i = 0; i < data.size() && i < 2; ++i) v |= static_cast<uint16_t>(static_cast<uint8_t>(data[i])) << (8 * i);
+  if (offset == 2 && data.size() >= 2) {
+    enable = v;
+  } else if (offset == 4 && data.size() >= 2) {
+    if ((v & kPm1SleepEnable) && ((v >> kPm1SleepTypeShift) & 7) == MICROVM_ACPI_S5_SLP_TYP) p.on_poweroff_();
+  } else if (offset == 5 && data.size() == 1) {
+    // A byte write to the control register's high half carries SLP_TYP and SLP_EN.
+    uint16_t hi = static_cast<uint16_t>(v << 8);
+    if ((hi & kPm1SleepEnable) && ((hi >> kPm1SleepTypeShift) & 7) == MICROVM_ACPI_S5_SLP_TYP) p.on_poweroff_();
   }
 }
 

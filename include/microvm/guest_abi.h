@@ -8,7 +8,11 @@
 #define MICROVM_PORT_I8042_CMD 0x64        /* write 0xfe: reset (reboot) */
 #define MICROVM_PORT_PCI_CONFIG 0xcf8      /* PCI configuration mechanism #1, 0xcf8-0xcff */
 #define MICROVM_PORT_RESET_CF9 0xcf9       /* write 0x06/0x0e: reset (reboot) */
-/* ACPI hardware-reduced sleep/reset registers, described in the FADT. */
+/* ACPI registers described in the FADT. Linux powers off through PM1a_CNT (the classic
+ * fixed-hardware model, which keeps the legacy PIC/ISA IRQ model stock kernels expect);
+ * the FADT also names the ACPI 5 sleep-control register, which firmware may use instead. */
+#define MICROVM_PORT_ACPI_PM1A_EVT 0x610      /* 4 bytes: PM1 status (2), PM1 enable (2) */
+#define MICROVM_PORT_ACPI_PM1A_CNT 0x614      /* 2 bytes: write (SLP_TYP << 10) | SLP_EN(1 << 13) */
 #define MICROVM_PORT_ACPI_SLEEP_CONTROL 0x600 /* write (SLP_TYP << 2) | SLP_EN(0x20) */
 #define MICROVM_PORT_ACPI_SLEEP_STATUS 0x601
 #define MICROVM_PORT_ACPI_RESET 0x602         /* write MICROVM_ACPI_RESET_VALUE: reboot */
