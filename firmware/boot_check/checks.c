@@ -282,6 +282,15 @@ static void check_cmdline(u64 bp) {
   bootcheck_line("cmdline=");
   fw_put_bytes((const u8*)(usize)p, len);
   fw_putc('\n');
+  /* "bootcheck.poweroff=pm1a": power off through PM1a_CNT, the register Linux uses. */
+  static const char opt[] = "bootcheck.poweroff=pm1a";
+  for (usize i = 0; i + sizeof opt - 1 <= len; i++) {
+    if (fw_memcmp((const void*)(usize)(p + i), opt, sizeof opt - 1) == 0) {
+      fw_poweroff_use_pm1a();
+      bootcheck_line("poweroff=pm1a\n");
+      break;
+    }
+  }
 }
 
 static void check_initrd(u64 bp) {
@@ -450,20 +459,36 @@ static void check_fadt(u64 fadt, u32 len) {
     return;
   }
   u32 flags = ld32(fadt + 112);
+  int hw_reduced = (flags >> 20) & 1;
   u64 dsdt = ld64(fadt + 140);
   if (!dsdt) dsdt = ld32(fadt + 40);
+  u32 pm1a_cnt = ld32(fadt + 64);
+  u8 pm1_cnt_len = ld8(fadt + 89);
+  u64 x_pm1a_cnt = ld64(fadt + 172 + 4);
   u8 sleep_space = ld8(fadt + 244);
   u64 sleep_ctl = ld64(fadt + 248);
   bootcheck_line("fadt hw_reduced=");
-  fw_put_dec((flags >> 20) & 1);
+  fw_put_dec(hw_reduced);
+  fw_puts(" pm1a_cnt=");
+  fw_put_hex(pm1a_cnt);
+  fw_puts(" x_pm1a_cnt=");
+  fw_put_hex(x_pm1a_cnt);
   fw_puts(" sleep_control=");
   fw_put_hex(sleep_ctl);
   fw_puts(" space=");
   fw_put_dec(sleep_space);
   fw_putc('\n');
-  if (!((flags >> 20) & 1)) bootcheck_fail("FADT is not hardware-reduced");
-  if (sleep_space != 1 || sleep_ctl != MICROVM_PORT_ACPI_SLEEP_CONTROL)
+  /* The ACPI 5 sleep-control register is named in either model (guest_abi.h). */
+  if (sleep_ctl && (sleep_space != 1 || sleep_ctl != MICROVM_PORT_ACPI_SLEEP_CONTROL))
     bootcheck_fail_hex("FADT sleep control register is not I/O port 0x600:", sleep_ctl);
+  if (hw_reduced) {
+    if (!sleep_ctl) bootcheck_fail("hardware-reduced FADT without a sleep control register");
+  } else {
+    /* Fixed hardware: an OS powers off through PM1a_CNT (ACPI 6 §4.8.3.2.1). */
+    if (pm1a_cnt != MICROVM_PORT_ACPI_PM1A_CNT) bootcheck_fail_hex("FADT PM1a_CNT_BLK is not the ABI port:", pm1a_cnt);
+    if (x_pm1a_cnt && x_pm1a_cnt != pm1a_cnt) bootcheck_fail_hex("X_PM1a_CNT_BLK disagrees with PM1a_CNT_BLK:", x_pm1a_cnt);
+    if (pm1_cnt_len < 2) bootcheck_fail_hex("PM1_CNT_LEN below 2:", pm1_cnt_len);
+  }
   u32 dlen = table_ok(dsdt, SIG4('D', 'S', 'D', 'T'), "DSDT missing at");
   if (dlen) {
     int s5 = aml_has(dsdt, dlen, SIG4('_', 'S', '5', '_'));

@@ -46,8 +46,15 @@ void fw_put_bytes(const u8* p, usize n) {
   for (usize i = 0; i < n; i++) fw_putc(p[i] >= 0x20 && p[i] < 0x7f ? (char)p[i] : '?');
 }
 
+static int poweroff_pm1a;
+
+void fw_poweroff_use_pm1a(void) { poweroff_pm1a = 1; }
+
 void fw_poweroff(void) {
-  outb(MICROVM_PORT_ACPI_SLEEP_CONTROL, (MICROVM_ACPI_S5_SLP_TYP << 2) | 0x20);
+  if (poweroff_pm1a)
+    outw(MICROVM_PORT_ACPI_PM1A_CNT, (MICROVM_ACPI_S5_SLP_TYP << 10) | (1 << 13)); /* SLP_TYP | SLP_EN */
+  else
+    outb(MICROVM_PORT_ACPI_SLEEP_CONTROL, (MICROVM_ACPI_S5_SLP_TYP << 2) | 0x20);
   /* Still running: power-off is broken. Say so, then reset so the VMM exits with
    * "reboot" (3) instead of hanging until a test timeout. */
   fw_puts("FW poweroff did not stop the VM; resetting\n");

@@ -22,6 +22,7 @@ static inline u8 inb(u16 port) {
   __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
   return v;
 }
+static inline void outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port)); }
 static inline void outl(u16 port, u32 v) { __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port)); }
 static inline u32 inl(u16 port) {
   u32 v;
@@ -61,8 +62,10 @@ void fw_put_hex(u64 v);         /* 0x-prefixed, no leading zeros */
 void fw_put_dec(u64 v);
 void fw_put_bytes(const u8* p, usize n); /* printable ASCII, others as '?' */
 
-/* Power off through the ACPI sleep-control port; falls back to a reset, then hlt. */
+/* Power off through the ACPI sleep-control port (or, after fw_poweroff_use_pm1a(),
+ * through PM1a_CNT the way Linux does); falls back to a reset, then hlt. */
 __attribute__((noreturn)) void fw_poweroff(void);
+void fw_poweroff_use_pm1a(void);
 
 int fw_memcmp(const void* a, const void* b, usize n);
 usize fw_strlen(const char* s);
