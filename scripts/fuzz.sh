@@ -43,7 +43,11 @@ summary=()
 mkdir -p "$BUILD_DIR/artifacts"
 for t in "${targets[@]}"; do
   if ! ninja -C "$BUILD_DIR" -j"$JOBS" "$t" >"$BUILD_DIR/$t.build.log" 2>&1; then
-    summary+=("$t: BUILD FAILED (see $BUILD_DIR/$t.build.log)")
+    if grep -q "unknown target" "$BUILD_DIR/$t.build.log"; then
+      summary+=("$t: NOT REGISTERED (add microvm_fuzz_target($t ...) to tests/fuzz/CMakeLists.txt)")
+    else
+      summary+=("$t: BUILD FAILED (see $BUILD_DIR/$t.build.log)")
+    fi
     status=1
     continue
   fi
