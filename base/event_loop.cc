@@ -77,8 +77,17 @@ Result<size_t> EventLoop::run_once(int timeout_ms) {
 }
 
 Result<void> EventLoop::run() {
-  while (!stop_requested_.load()) TRY(run_once(-1));
-  return {};
+  Result<void> result;
+  while (!stop_requested_.load()) {
+    auto r = run_once(-1);
+    if (!r) {
+      result = std::unexpected(r.error());
+      break;
+    }
+  }
+  // This thread is leaving the loop, and a later thread may reuse its id.
+  loop_thread_.store(std::thread::id{});
+  return result;
 }
 
 void EventLoop::stop() {
