@@ -38,6 +38,12 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMICROVM_
   -DCMAKE_C_COMPILER="$CC" -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_CXX_FLAGS="$FLAGS" -DCMAKE_C_FLAGS="$FLAGS" \
   >"$BUILD_DIR/configure.log" 2>&1 || { echo "fuzz.sh: configure failed, see $BUILD_DIR/configure.log" >&2; exit 2; }
 
+# Symbolized sanitizer reports.
+for s in /usr/lib/llvm-16/bin/llvm-symbolizer /usr/bin/llvm-symbolizer-16 /usr/bin/llvm-symbolizer-14 /usr/bin/llvm-symbolizer; do
+  if [ -x "$s" ]; then export ASAN_SYMBOLIZER_PATH="$s"; break; fi
+done
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+
 status=0
 summary=()
 mkdir -p "$BUILD_DIR/artifacts"

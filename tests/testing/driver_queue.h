@@ -50,6 +50,8 @@ class DriverQueue {
   void set_used_event(uint16_t value);
   uint16_t avail_event() const;
 
+  // Descriptors not owned by a chain the device still holds.
+  size_t free_descriptors() const { return free_.size(); }
   uint16_t used_idx() const;
   // The next used element the device published, if any; frees its descriptors.
   std::optional<VirtqUsedElem> next_used();
