@@ -1,5 +1,6 @@
-/* virtio_blk_driver: drives a virtio-mmio block device the way a guest driver does
- * (virtio 1.2 §3.1 device initialization, §4.2 MMIO transport, §5.2 block device),
+/* virtio_blk_driver: drives a virtio block device the way a guest driver does
+ * (virtio 1.2 §3.1 device initialization, §5.2 block device) over virtio-mmio (when
+ * "virtio_mmio.device=" is on the command line) or virtio-pci (transport_*.c),
  * then sends requests a Linux driver never would. Prints "VIRTIOBLK ..." lines and
  * powers off. The integration test checks the lines and the disk image afterwards.
  *
@@ -11,31 +12,7 @@
 #include "boot_params.h"
 #include "fw.h"
 #include "microvm/guest_abi.h"
-
-/* virtio-mmio registers (§4.2.2). */
-#define R_MAGIC 0x000
-#define R_VERSION 0x004
-#define R_DEVICE_ID 0x008
-#define R_DEVICE_FEATURES 0x010
-#define R_DEVICE_FEATURES_SEL 0x014
-#define R_DRIVER_FEATURES 0x020
-#define R_DRIVER_FEATURES_SEL 0x024
-#define R_QUEUE_SEL 0x030
-#define R_QUEUE_NUM_MAX 0x034
-#define R_QUEUE_NUM 0x038
-#define R_QUEUE_READY 0x044
-#define R_QUEUE_NOTIFY 0x050
-#define R_INTERRUPT_STATUS 0x060
-#define R_INTERRUPT_ACK 0x064
-#define R_STATUS 0x070
-#define R_QUEUE_DESC_LOW 0x080
-#define R_QUEUE_DESC_HIGH 0x084
-#define R_QUEUE_DRIVER_LOW 0x090
-#define R_QUEUE_DRIVER_HIGH 0x094
-#define R_QUEUE_DEVICE_LOW 0x0a0
-#define R_QUEUE_DEVICE_HIGH 0x0a4
-#define R_CONFIG_GENERATION 0x0fc
-#define R_CONFIG 0x100
+#include "transport.h"
 
 #define S_ACKNOWLEDGE 1
 #define S_DRIVER 2
@@ -97,27 +74,24 @@ static struct req_hdr hdr __attribute__((aligned(64)));
 static u8 data[4 * SECTOR] __attribute__((aligned(4096)));
 static u8 status_byte __attribute__((aligned(64)));
 
-static u64 base;
+static struct vtransport vt;
 static u16 next_avail;
 static u16 last_used;
 static u32 failures;
 static u64 capacity;
 static u64 features;
 
-static u32 rd(u32 off) { return *(volatile u32*)(usize)(base + off); }
-static void wr(u32 off, u32 v) { *(volatile u32*)(usize)(base + off) = v; }
-
-static void line(const char* s) {
+void vb_line(const char* s) {
   fw_puts("VIRTIOBLK ");
   fw_puts(s);
 }
-static void fail(const char* s) {
+void vb_fail(const char* s) {
   failures++;
   fw_puts("VIRTIOBLK FAIL ");
   fw_puts(s);
   fw_putc('\n');
 }
-static void fail_hex(const char* s, u64 v) {
+void vb_fail_hex(const char* s, u64 v) {
   failures++;
   fw_puts("VIRTIOBLK FAIL ");
   fw_puts(s);
@@ -125,6 +99,9 @@ static void fail_hex(const char* s, u64 v) {
   fw_put_hex(v);
   fw_putc('\n');
 }
+#define line vb_line
+#define fail vb_fail
+#define fail_hex vb_fail_hex
 
 static u32 fnv1a(const u8* p, usize n) {
   u32 h = 2166136261u;
@@ -132,109 +109,41 @@ static u32 fnv1a(const u8* p, usize n) {
   return h;
 }
 
-/* ---- finding the device ----------------------------------------------------------- */
-
-static u64 parse_hex(const char* s, const char** end) {
-  u64 v = 0;
-  if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) s += 2;
-  for (;; s++) {
-    char c = *s;
-    u8 d;
-    if (c >= '0' && c <= '9')
-      d = c - '0';
-    else if (c >= 'a' && c <= 'f')
-      d = c - 'a' + 10;
-    else if (c >= 'A' && c <= 'F')
-      d = c - 'A' + 10;
-    else
-      break;
-    v = (v << 4) | d;
-  }
-  *end = s;
-  return v;
-}
-
-/* Returns the base of the first virtio-mmio block device announced on the command line
- * ("virtio_mmio.device=<size>@<addr>:<irq>"), or 0. */
-static u64 find_device(u64 bp) {
-  u64 p = ld32(bp + HDR_CMD_LINE_PTR) | ((u64)ld32(bp + BP_EXT_CMD_LINE_PTR) << 32);
-  if (!p || p >= 0x100000000ull) return 0;
-  const char* c = (const char*)(usize)p;
-  static const char key[] = "virtio_mmio.device=";
-  u32 announced = 0;
-  for (usize i = 0; c[i] && i < MICROVM_CMDLINE_MAX; i++) {
-    if (fw_memcmp(c + i, key, sizeof key - 1) != 0) continue;
-    const char* s = c + i + sizeof key - 1;
-    while (*s && *s != '@' && *s != ' ') s++;
-    if (*s != '@') continue;
-    const char* end;
-    u64 addr = parse_hex(s + 1, &end);
-    announced++;
-    /* Only probe inside the ABI's virtio-mmio window, whatever the command line says. */
-    if (addr < MICROVM_VIRTIO_MMIO_BASE || addr >= MICROVM_VIRTIO_MMIO_BASE + 0x1000000) continue;
-    base = addr;
-    u32 magic = rd(R_MAGIC), version = rd(R_VERSION), id = rd(R_DEVICE_ID);
-    line("probe addr=");
-    fw_put_hex(addr);
-    fw_puts(" magic=");
-    fw_put_hex(magic);
-    fw_puts(" version=");
-    fw_put_dec(version);
-    fw_puts(" device_id=");
-    fw_put_dec(id);
-    fw_putc('\n');
-    if (magic == 0x74726976 && version == 2 && id == 2) return addr;
-  }
-  line("announced=");
-  fw_put_dec(announced);
-  fw_putc('\n');
-  base = 0;
-  return 0;
-}
-
 /* ---- initialization (§3.1.1) ------------------------------------------------------ */
 
 static int init_device(void) {
-  wr(R_STATUS, 0); /* reset; §4.2.3.1: reading back 0 means the reset finished */
-  for (u32 i = 0; i < 1000 && rd(R_STATUS) != 0; i++) {
+  vt.set_status(0); /* reset; reading back 0 means the reset finished (§4.1.4.3.1, §4.2.3.1) */
+  for (u32 i = 0; i < 1000 && vt.get_status() != 0; i++) {
   }
-  if (rd(R_STATUS) != 0) {
+  if (vt.get_status() != 0) {
     fail("status did not read 0 after reset");
     return 0;
   }
-  wr(R_STATUS, S_ACKNOWLEDGE);
-  wr(R_STATUS, S_ACKNOWLEDGE | S_DRIVER);
-  wr(R_DEVICE_FEATURES_SEL, 0);
-  u64 f = rd(R_DEVICE_FEATURES);
-  wr(R_DEVICE_FEATURES_SEL, 1);
-  f |= (u64)rd(R_DEVICE_FEATURES) << 32;
+  vt.set_status(S_ACKNOWLEDGE);
+  vt.set_status(S_ACKNOWLEDGE | S_DRIVER);
+  u64 f = vt.get_features();
   features = f;
   if (!(f & (1ull << F_VERSION_1))) {
     fail("device does not offer VIRTIO_F_VERSION_1");
     return 0;
   }
-  u64 want = (1ull << F_VERSION_1) | (f & (1ull << F_BLK_FLUSH));
-  wr(R_DRIVER_FEATURES_SEL, 0);
-  wr(R_DRIVER_FEATURES, (u32)want);
-  wr(R_DRIVER_FEATURES_SEL, 1);
-  wr(R_DRIVER_FEATURES, (u32)(want >> 32));
-  wr(R_STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK);
-  if (!(rd(R_STATUS) & S_FEATURES_OK)) {
+  vt.set_features((1ull << F_VERSION_1) | (f & (1ull << F_BLK_FLUSH)));
+  vt.set_status(S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK);
+  if (!(vt.get_status() & S_FEATURES_OK)) {
     fail("device refused FEATURES_OK");
     return 0;
   }
   /* Capacity is 64-bit config: read it under the config generation (§2.5.1). */
   u32 gen;
   do {
-    gen = rd(R_CONFIG_GENERATION);
-    capacity = rd(R_CONFIG) | ((u64)rd(R_CONFIG + 4) << 32);
-  } while (gen != rd(R_CONFIG_GENERATION));
+    gen = vt.config_generation();
+    capacity = vt.config_read32(0) | ((u64)vt.config_read32(4) << 32);
+  } while (gen != vt.config_generation());
 
-  wr(R_QUEUE_SEL, 0);
-  if (rd(R_QUEUE_READY) != 0) fail("queue 0 ready before setup");
-  u32 max = rd(R_QUEUE_NUM_MAX);
+  if (vt.queue_enabled(0)) fail("queue 0 enabled before setup");
+  u32 max = vt.queue_max(0);
   if (max < QSIZE) {
-    fail_hex("QueueNumMax too small:", max);
+    fail_hex("queue 0 maximum size too small:", max);
     return 0;
   }
   memset(descs, 0, sizeof descs);
@@ -242,24 +151,18 @@ static int init_device(void) {
   memset(&used_ring, 0, sizeof used_ring);
   next_avail = 0;
   last_used = 0;
-  wr(R_QUEUE_NUM, QSIZE);
-  u64 d = (u64)(usize)descs, a = (u64)(usize)&avail_ring, u = (u64)(usize)&used_ring;
-  wr(R_QUEUE_DESC_LOW, (u32)d);
-  wr(R_QUEUE_DESC_HIGH, (u32)(d >> 32));
-  wr(R_QUEUE_DRIVER_LOW, (u32)a);
-  wr(R_QUEUE_DRIVER_HIGH, (u32)(a >> 32));
-  wr(R_QUEUE_DEVICE_LOW, (u32)u);
-  wr(R_QUEUE_DEVICE_HIGH, (u32)(u >> 32));
-  wr(R_QUEUE_READY, 1);
-  wr(R_STATUS, S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
-  line("init features=");
+  vt.queue_setup(0, QSIZE, (u64)(usize)descs, (u64)(usize)&avail_ring, (u64)(usize)&used_ring);
+  vt.set_status(S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+  line("init transport=");
+  fw_puts(vt.name);
+  fw_puts(" features=");
   fw_put_hex(f);
   fw_puts(" capacity=");
   fw_put_dec(capacity);
   fw_puts(" queue_num_max=");
   fw_put_dec(max);
   fw_puts(" status=");
-  fw_put_hex(rd(R_STATUS));
+  fw_put_hex(vt.get_status());
   fw_putc('\n');
   return 1;
 }
@@ -275,7 +178,7 @@ static int submit(u16 head, u32* used_len, int* needs_reset) {
   next_avail++;
   *(volatile u16*)&avail_ring.idx = next_avail;
   __asm__ volatile("" ::: "memory"); /* the notify below is an MMIO exit: no fence needed on x86 */
-  wr(R_QUEUE_NOTIFY, 0);
+  vt.notify(0);
   *needs_reset = 0;
   /* The device completes on its own thread. Each poll is a few emulated instructions;
    * the MMIO status read every 256 polls costs a VM exit and checks for NEEDS_RESET. */
@@ -288,7 +191,7 @@ static int submit(u16 head, u32* used_len, int* needs_reset) {
       *used_len = e.len;
       return 1;
     }
-    if ((i & 255) == 255 && (rd(R_STATUS) & S_NEEDS_RESET)) {
+    if ((i & 255) == 255 && (vt.get_status() & S_NEEDS_RESET)) {
       *needs_reset = 1;
       return 0;
     }
@@ -321,11 +224,7 @@ static int request(u32 type, u64 sector, u8* buf, u32 len) {
   return status_byte;
 }
 
-static int ack_interrupt(void) {
-  u32 isr = rd(R_INTERRUPT_STATUS);
-  if (isr) wr(R_INTERRUPT_ACK, isr);
-  return (int)(isr & 1);
-}
+static int ack_interrupt(void) { return (int)(vt.isr_read_ack() & 1); }
 
 static void report(const char* what, int st) {
   line(what);
@@ -365,9 +264,23 @@ static void hostile(const char* what, u16 head) {
   ack_interrupt();
 }
 
+/* "vblk.transport=pci" forces PCI even if virtio-mmio devices are announced. */
+static int want_pci(u64 bp) {
+  u64 p = ld32(bp + HDR_CMD_LINE_PTR) | ((u64)ld32(bp + BP_EXT_CMD_LINE_PTR) << 32);
+  if (!p || p >= 0x100000000ull) return 0;
+  static const char opt[] = "vblk.transport=pci";
+  const char* c = (const char*)(usize)p;
+  for (usize i = 0; i < MICROVM_CMDLINE_MAX && c[i]; i++) {
+    if (fw_memcmp(c + i, opt, sizeof opt - 1) == 0) return 1;
+  }
+  return 0;
+}
+
 static void run(u64 bp) {
-  if (!find_device(bp)) {
-    fail("no virtio-mmio block device on the command line");
+  int found = !want_pci(bp) && vt_mmio_probe(bp, 2, &vt);
+  if (!found) found = vt_pci_probe(2, &vt);
+  if (!found) {
+    fail("no virtio block device (virtio-mmio on the command line or virtio-pci on bus 0)");
     return;
   }
   if (!init_device()) return;
@@ -462,9 +375,9 @@ static void run(u64 bp) {
   if (st != BLK_S_OK) fail("device unusable after hostile requests");
   if (!ro && fnv1a(data, 2 * SECTOR) != written) fail("final read-back differs");
   line("final status=");
-  fw_put_hex(rd(R_STATUS));
+  fw_put_hex(vt.get_status());
   fw_putc('\n');
-  wr(R_STATUS, 0); /* leave the device reset, as a driver's remove() does */
+  vt.set_status(0); /* leave the device reset, as a driver's remove() does */
 }
 
 void fw_main(u64 bp) {

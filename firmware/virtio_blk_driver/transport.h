@@ -1,0 +1,34 @@
+/* A virtio transport as seen by a driver: virtio-mmio (virtio 1.2 §4.2) or virtio-pci
+ * modern (§4.1). The block driver in main.c uses only this interface. */
+#ifndef MICROVM_FW_VIRTIO_TRANSPORT_H
+#define MICROVM_FW_VIRTIO_TRANSPORT_H
+
+#include "fw.h"
+
+struct vtransport {
+  const char* name;
+  u8 (*get_status)(void);
+  void (*set_status)(u8 status);
+  u64 (*get_features)(void);
+  void (*set_features)(u64 features);
+  u32 (*config_generation)(void);
+  u32 (*config_read32)(u32 offset);
+  u32 (*queue_max)(u16 queue);     /* after selecting; 0 if the queue does not exist */
+  int (*queue_enabled)(u16 queue);
+  void (*queue_setup)(u16 queue, u16 size, u64 desc, u64 avail, u64 used); /* and enable */
+  void (*notify)(u16 queue);
+  u32 (*isr_read_ack)(void);       /* bit 0: used-buffer notification */
+};
+
+/* Finds a device of `device_id` announced as "virtio_mmio.device=" on the command line. */
+int vt_mmio_probe(u64 boot_params, u32 device_id, struct vtransport* out);
+/* Finds a virtio-pci modern device of `device_id` on PCI bus 0 (configuration
+ * mechanism #1), enables memory decoding and bus mastering. */
+int vt_pci_probe(u32 device_id, struct vtransport* out);
+
+/* Shared reporting (main.c). */
+void vb_line(const char* text);
+void vb_fail(const char* text);
+void vb_fail_hex(const char* text, u64 value);
+
+#endif
