@@ -7,9 +7,11 @@ namespace microvm {
 class GuestErrorLog {
  public:
   // `logger` may be null (nothing is logged); `device` prefixes each line ("virtio-blk").
-  GuestErrorLog(const Logger* logger, const char* device) : logger_(logger), device_(device) {}
+  GuestErrorLog(const Logger* logger, const char* device,
+                std::chrono::milliseconds interval = std::chrono::seconds(1))
+      : logger_(logger), device_(device), limit_(interval) {}
 
-  // Logs at kWarn at most once per second, reporting how many lines were dropped in between.
+  // Logs at kWarn at most once per interval, reporting how many lines were dropped in between.
   void warn(const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
  private:
