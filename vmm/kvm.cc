@@ -179,6 +179,16 @@ Result<void> VmFd::ioeventfd(uint64_t addr, uint32_t len, int fd, bool pio, bool
   return set(fd_.get(), KVM_IOEVENTFD, r, "KVM_IOEVENTFD");
 }
 
+Result<void> VmFd::ioeventfd_datamatch(uint64_t addr, uint32_t len, uint64_t value, int fd, bool deassign) const {
+  kvm_ioeventfd r{};
+  r.addr = addr;
+  r.len = len;
+  r.fd = fd;
+  r.datamatch = value;
+  r.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (deassign ? KVM_IOEVENTFD_FLAG_DEASSIGN : 0);
+  return set(fd_.get(), KVM_IOEVENTFD, r, "KVM_IOEVENTFD (datamatch)");
+}
+
 Result<void> VmFd::set_gsi_routing(std::span<const MsiRoute> msi) const {
   // Setting any routing replaces KVM's default table, so re-add it: GSIs 0-15 reach both the
   // 8259 pair and the IOAPIC, 16-23 the IOAPIC only.

@@ -82,6 +82,9 @@ class VmFd {
   [[nodiscard]] Result<VcpuFd> create_vcpu(unsigned id, size_t mmap_size) const;
   [[nodiscard]] Result<void> irqfd(uint32_t gsi, int fd, bool deassign) const;
   [[nodiscard]] Result<void> ioeventfd(uint64_t addr, uint32_t len, int fd, bool pio, bool deassign) const;
+  // Signals `fd` only for `len`-byte writes of exactly `value`.
+  [[nodiscard]] Result<void> ioeventfd_datamatch(uint64_t addr, uint32_t len, uint64_t value, int fd,
+                                                 bool deassign) const;
   // Replaces the whole GSI routing table: the IOAPIC pins 0..23 plus the given MSI routes.
   [[nodiscard]] Result<void> set_gsi_routing(std::span<const MsiRoute> msi) const;
 

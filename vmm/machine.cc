@@ -113,12 +113,13 @@ Result<void> Machine::setup_platform_devices() {
   TRY(pio_.add(MICROVM_PORT_ACPI_SLEEP_CONTROL, 3, &power_->acpi_registers()));
   TRY(pio_.add(MICROVM_PORT_ACPI_PM1A_EVT, 6, &power_->pm1_registers()));
   TRY(pio_.add(MICROVM_PORT_I8042_CMD, 1, &power_->i8042()));
-  TRY(pio_.add(MICROVM_PORT_RESET_CF9, 1, &power_->reset_control()));
 
-  boot_marker_ = std::make_unique<BootMarker>([this](uint8_t) {
+  auto record_marker = [this] {
     uint64_t expected = 0;
     first_marker_us_.compare_exchange_strong(expected, std::max<uint64_t>(now_us(), 1));
-  });
+  };
+  boot_marker_ = std::make_unique<BootMarker>([record_marker](uint8_t) { record_marker(); });
+  serial_->watch_output(MICROVM_CONSOLE_MARKER, record_marker);
   TRY(pio_.add(MICROVM_PORT_BOOT_MARKER, 1, boot_marker_.get()));
 
   console_ = std::make_unique<ConsoleInput>(config_.console_in, config_.console_out,
@@ -130,7 +131,9 @@ Result<void> Machine::setup_platform_devices() {
 }
 
 Result<void> Machine::setup_virtio_devices(std::string& cmdline_extra) {
-  virtio_ = TRY(VirtioWiring::create(config_, *vm_, *memory_, *loop_, pio_, mmio_, log_));
+  virtio_ = TRY(VirtioWiring::create(VirtioWiring::Context{
+      config_, *vm_, *memory_, *loop_, pio_, mmio_, log_,
+      [this] { request_exit(VmExitReason::kReboot, "guest rebooted (port 0xcf9)"); }}));
   cmdline_extra = virtio_->kernel_cmdline();
   return {};
 }

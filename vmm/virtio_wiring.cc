@@ -1,15 +1,121 @@
 #include "vmm/virtio_wiring.h"
 
+#include "devices/block/disk_spec.h"
+#include "devices/block/open_disk.h"
+#include "microvm/guest_abi.h"
+#include "virtio/blk/device.h"
+#include "virtio/rng/device.h"
+
 namespace microvm {
+namespace {
 
-VirtioWiring::~VirtioWiring() = default;
+// IOAPIC pins for virtio-mmio devices: ISA-range pins nothing else uses (4 is COM1, 8 the
+// RTC, 9 the ACPI SCI), so the guest treats them as edge-triggered like our irqfds.
+constexpr uint32_t kMmioGsis[] = {5, 6, 7, 10, 11, 12, 13, 14, 15};
+constexpr uint64_t kMmioSlotSize = 0x1000;
 
-Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(const VmConfig& config, const VmFd& vm,
-                                                           const GuestMemory& memory, EventLoop& loop, IoBus& pio,
-                                                           IoBus& mmio, const Logger& log) {
-  std::unique_ptr<VirtioWiring> w(new VirtioWiring());
-  if (!config.disks.empty()) return fail("--disk: virtio-blk is not wired into this build yet");
+Result<DiskOptions> disk_options(const DiskConfig& d, const Logger& log) {
+  DiskOptions o;
+  o.path = d.path;
+  o.format = TRY(parse_disk_format(d.format));
+  o.read_only = d.read_only;
+  if (d.cache == "none") o.cache = CacheMode::kNone;
+  else if (d.cache == "writeback" || d.cache.empty()) o.cache = CacheMode::kWriteback;
+  else return fail("disk " + d.path + ": cache must be none or writeback");
+  o.backing = d.backing;
+  if (!d.backing_format.empty()) o.backing_format = TRY(parse_disk_format(d.backing_format));
+  o.allow_image_backing = d.trust_image_backing;
+  if (d.engine == "io_uring") o.engine = EngineKind::kIoUring;
+  else if (d.engine == "sync") o.engine = EngineKind::kSync;
+  else if (d.engine == "auto" || d.engine.empty()) o.engine = EngineKind::kAuto;
+  else return fail("disk " + d.path + ": engine must be auto, io_uring or sync");
+  o.logger = &log;
+  return o;
+}
+
+}  // namespace
+
+VirtioWiring::~VirtioWiring() {
+  // Transports reset their devices (draining I/O) before the root and buses forget them.
+  pci_devices_.clear();
+  mmio_devices_.clear();
+}
+
+std::optional<PciHostWindow> VirtioWiring::pci_window() const {
+  if (!pci_root_) return std::nullopt;
+  const auto& l = pci_root_->layout();
+  return PciHostWindow{static_cast<uint32_t>(l.mmio_base), static_cast<uint32_t>(l.mmio_size)};
+}
+
+Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
+  std::unique_ptr<VirtioWiring> w(new VirtioWiring(std::move(ctx)));
+  TRY(w->setup_pci_root());
+  const VmConfig& config = w->ctx_.config;
+  for (const auto& d : config.disks) {
+    auto opts = TRY(disk_options(d, w->ctx_.log));
+    auto backend = open_disk(opts);
+    if (!backend) return std::unexpected(backend.error().context("disk " + d.path));
+    BlkOptions blk;
+    blk.read_only = d.read_only;
+    blk.serial = d.serial;
+    blk.num_queues = static_cast<uint16_t>(std::max(1u, std::min(d.queues, 16u)));
+    blk.logger = &w->ctx_.log;
+    auto device = BlkDevice::create(std::move(*backend), blk);
+    if (!device) return std::unexpected(device.error().context("disk " + d.path));
+    TRY(w->attach(std::move(*device), "virtio-blk"));
+  }
+  if (config.rng) {
+    RngOptions rng;
+    rng.logger = &w->ctx_.log;
+    TRY(w->attach(TRY(RngDevice::create(rng)), "virtio-rng"));
+  }
   return w;
+}
+
+Result<void> VirtioWiring::setup_pci_root() {
+  // The root bridge exists even without PCI devices: stock kernels expect one, and port 0xcf9
+  // (reset) lives in its config dword.
+  pci_root_ = TRY(PciRoot::create(PciRootLayout{}));
+  pci_root_->set_bar_listener(this);
+  pci_root_->set_cf9_hook([this](uint8_t v) {
+    if ((v & 0x04) && ctx_.on_reset_request) ctx_.on_reset_request();
+  });
+  const auto& l = pci_root_->layout();
+  TRY(ctx_.pio.add(l.config_io_base, l.config_io_size, &pci_root_->config_io()));
+  TRY(ctx_.mmio.add(l.ecam_base, l.ecam_size, &pci_root_->ecam()));
+  return {};
+}
+
+Result<void> VirtioWiring::attach(std::unique_ptr<VirtioDevice> device, const char* what) {
+  if (ctx_.config.transport == Transport::kPci) {
+    auto t = PciTransport::create(std::move(device), {}, ctx_.memory, ctx_.loop, services_, ctx_.log);
+    if (!t) return std::unexpected(t.error().context(what));
+    auto slot = pci_root_->add_function(**t);
+    if (!slot) return std::unexpected(slot.error().context(what));
+    pci_devices_.push_back(std::move(*t));
+    return {};
+  }
+  size_t index = mmio_devices_.size();
+  if (index >= std::size(kMmioGsis)) return fail(std::string(what) + ": too many virtio-mmio devices");
+  MmioTransportParams params;
+  params.base_address = MICROVM_VIRTIO_MMIO_BASE + index * kMmioSlotSize;
+  params.gsi = kMmioGsis[index];
+  auto t = MmioTransport::create(std::move(device), params, ctx_.memory, ctx_.loop, services_, ctx_.log);
+  if (!t) return std::unexpected(t.error().context(what));
+  TRY(ctx_.mmio.add(params.base_address, MmioTransport::kWindowSize, t->get()));
+  if (!cmdline_.empty()) cmdline_ += ' ';
+  cmdline_ += (*t)->cmdline_fragment();
+  mmio_devices_.push_back(std::move(*t));
+  return {};
+}
+
+void VirtioWiring::on_bar_change(const PciBarChange& change) {
+  if (change.old_base) ctx_.mmio.remove(*change.old_base);
+  if (change.new_base && change.handler) {
+    auto r = ctx_.mmio.add(*change.new_base, change.size, change.handler);
+    if (!r) ctx_.log.log(LogLevel::kWarn, "PCI %02x BAR%u at 0x%llx: %s", change.slot, change.bar,
+                         static_cast<unsigned long long>(*change.new_base), r.error().what.c_str());
+  }
 }
 
 }  // namespace microvm

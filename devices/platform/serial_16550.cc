@@ -82,7 +82,7 @@ void Serial16550::write_register(uint64_t offset, uint8_t value) {
         if (rx_.size() < kInputBufferSize) rx_.push_back(value);
         thre_pending_ = true;
       } else {
-        if (out_fd_ >= 0) [[maybe_unused]] auto n = ::write(out_fd_, &value, 1);
+        transmit(value);
         thre_pending_ = true;  // transmitted at once: the holding register is empty again
       }
       break;
@@ -104,6 +104,21 @@ void Serial16550::write_register(uint64_t offset, uint8_t value) {
     case kMcr: mcr_ = value & 0x1f; break;
     case kScr: scr_ = value; break;
     default: break;  // LSR and MSR are read-only
+  }
+}
+
+void Serial16550::transmit(uint8_t value) {
+  if (out_fd_ >= 0) [[maybe_unused]] auto n = ::write(out_fd_, &value, 1);
+  if (marker_.empty()) return;
+  // The marker starts with ESC, which occurs nowhere else in it, so a mismatch can restart
+  // the match at this byte without backtracking further.
+  if (static_cast<char>(value) == marker_[marker_matched_]) {
+    if (++marker_matched_ == marker_.size()) {
+      marker_matched_ = 0;
+      if (on_marker_) on_marker_();
+    }
+  } else {
+    marker_matched_ = static_cast<char>(value) == marker_[0] ? 1 : 0;
   }
 }
 

@@ -7,6 +7,7 @@
 #include <functional>
 #include <mutex>
 #include <span>
+#include <string>
 
 #include "base/io_handler.h"
 
@@ -16,6 +17,13 @@ class Serial16550 final : public IoHandler {
  public:
   // `irq` raises the UART's interrupt line (an edge); `out_fd` receives transmitted bytes (-1: discard).
   Serial16550(std::function<void()> irq, int out_fd) : irq_(std::move(irq)), out_fd_(out_fd) {}
+
+  // Called (on the vCPU thread) when the guest transmits `marker`: how guests without port
+  // access report boot progress (MICROVM_CONSOLE_MARKER). The bytes still reach the output.
+  void watch_output(std::string marker, std::function<void()> on_match) {
+    marker_ = std::move(marker);
+    on_marker_ = std::move(on_match);
+  }
 
   void io_read(uint64_t offset, std::span<std::byte> data) override;
   void io_write(uint64_t offset, std::span<const std::byte> data) override;
@@ -32,10 +40,13 @@ class Serial16550 final : public IoHandler {
   void write_register(uint64_t offset, uint8_t value);
   uint8_t interrupt_identification() const;
   bool interrupt_pending() const { return (interrupt_identification() & 1) == 0; }
-  void raise_if_pending();
+  void transmit(uint8_t value);
 
   std::function<void()> irq_;
   int out_fd_;
+  std::string marker_;
+  std::function<void()> on_marker_;
+  size_t marker_matched_ = 0;
   mutable std::mutex mutex_;
   std::deque<uint8_t> rx_;
   bool thre_pending_ = false;  // a THR-empty interrupt is latched until IIR reports it

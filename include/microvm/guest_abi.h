@@ -21,6 +21,9 @@
 /* Boot-progress marker: a 1-byte write records "marker N reached" with a timestamp
  * (microvm --boot-timer). Guest user space may use it after ioperm(). */
 #define MICROVM_PORT_BOOT_MARKER 0x402
+/* The same marker for guests whose user space cannot do port I/O: this string written to
+ * the serial console (an APC escape sequence, which terminals ignore). */
+#define MICROVM_CONSOLE_MARKER "\033_microvm-boot-marker\033\\"
 
 /* --- Guest-physical memory map ------------------------------------------------------- */
 #define MICROVM_MPTABLE_ADDR 0x9fc00ULL        /* (reserved, not used while ACPI is on) */

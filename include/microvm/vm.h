@@ -23,11 +23,15 @@ namespace microvm {
 
 struct DiskConfig {
   std::string path;
-  std::string format;            // "raw" or "qcow2"; required, never probed
+  std::string format;               // "raw" or "qcow2"; required, never probed
   bool read_only = false;
   std::string cache = "writeback";  // "none" (O_DIRECT) or "writeback"
-  std::string serial;
-  std::string backing;           // qcow2 overlays: the backing file, named explicitly
+  std::string serial;               // virtio-blk GET_ID, at most 20 bytes
+  std::string backing;              // qcow2 overlays: the backing file, named explicitly
+  std::string backing_format;       // "raw" or "qcow2"; empty: as recorded in the overlay
+  bool trust_image_backing = false; // follow the backing file name stored in the image
+  std::string engine = "auto";      // "auto" (io_uring, else sync), "io_uring" or "sync"
+  unsigned queues = 1;              // virtio-blk request queues
 };
 
 enum class Transport { kPci, kMmio };
