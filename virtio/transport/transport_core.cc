@@ -1,5 +1,8 @@
 #include "virtio/transport/transport_core.h"
 
+#include <cstdarg>
+#include <cstdio>
+
 #include "virtio/transport/loop_call.h"
 
 namespace microvm {
@@ -37,6 +40,19 @@ TransportCore::~TransportCore() {
   for (uint16_t i = 0; i < queues_.size(); ++i) unregister_doorbell(i);
 }
 
+void TransportCore::guest_error(std::atomic<uint64_t>& counter, const char* fmt, ...) {
+  counter.fetch_add(1, std::memory_order_relaxed);
+  uint64_t suppressed = 0;
+  if (!env_.log.enabled(LogLevel::kInfo) || !log_limit_.allow(&suppressed)) return;
+  char msg[160];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  env_.log.log(LogLevel::kInfo, "virtio device type %u: %s (%llu similar messages suppressed)",
+               device_->device_type(), msg, static_cast<unsigned long long>(suppressed));
+}
+
 // --- Features ---------------------------------------------------------------------------
 
 uint32_t TransportCore::read_device_features() const {
@@ -52,7 +68,7 @@ uint32_t TransportCore::read_driver_features() const {
 void TransportCore::write_driver_features(uint32_t value) {
   // §3.1.1: features are fixed once FEATURES_OK is set.
   if (status_.load() & VIRTIO_STATUS_FEATURES_OK) {
-    counters_.bad_status_writes.fetch_add(1, std::memory_order_relaxed);
+    guest_error(counters_.bad_status_writes, "driver features written after FEATURES_OK");
     return;
   }
   if (driver_features_select_ >= 2) {
@@ -101,7 +117,7 @@ bool TransportCore::queue_config_writable() {
   // DRIVER_OK. A live queue's layout is what the device is using: changing it under the
   // device is refused rather than half-applied.
   if (q->ready || driver_ok()) {
-    counters_.ignored_queue_writes.fetch_add(1, std::memory_order_relaxed);
+    guest_error(counters_.ignored_queue_writes, "queue %u configuration changed while live: ignored", queue_select_);
     return false;
   }
   return true;
@@ -235,7 +251,7 @@ TransportCore::StatusChange TransportCore::write_status(uint8_t value, Interrupt
   value &= ~VIRTIO_STATUS_NEEDS_RESET;  // device-owned; Linux writes back what it read
   // §2.1.1: the driver must not clear a status bit (other than by writing 0).
   if (cur & ~value) {
-    counters_.bad_status_writes.fetch_add(1, std::memory_order_relaxed);
+    guest_error(counters_.bad_status_writes, "status 0x%x -> 0x%x clears bits: ignored", cur, value);
     return StatusChange::kNone;
   }
   uint8_t added = value & ~cur;
@@ -251,7 +267,10 @@ TransportCore::StatusChange TransportCore::write_status(uint8_t value, Interrupt
     } else {
       // §2.2.2 / §3.1.1: FEATURES_OK stays clear; the driver reads it back and gives up.
       value &= ~VIRTIO_STATUS_FEATURES_OK;
-      counters_.features_refused.fetch_add(1, std::memory_order_relaxed);
+      guest_error(counters_.features_refused, "FEATURES_OK refused: driver 0x%llx, offered 0x%llx%s",
+                  static_cast<unsigned long long>(driver_features_),
+                  static_cast<unsigned long long>(device_->features()),
+                  driver_features_beyond_64_ ? ", bits above 63" : "");
     }
   }
   if ((value & VIRTIO_STATUS_DRIVER_OK) && !(value & VIRTIO_STATUS_FEATURES_OK)) value &= ~VIRTIO_STATUS_DRIVER_OK;

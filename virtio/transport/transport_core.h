@@ -145,6 +145,8 @@ class TransportCore {
   void unregister_doorbell(uint16_t index);
   void activate(Interrupt& interrupt);
   void reset();
+  // Counts a guest protocol error and logs it, rate-limited (a guest must not flood the log).
+  void guest_error(std::atomic<uint64_t>& counter, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 
   std::unique_ptr<VirtioDevice> device_;
   TransportEnv env_;

@@ -80,7 +80,8 @@ class MmioTransportTest : public ::testing::Test {
   LoopThread loop_thread;
   std::unique_ptr<GuestMemory> memory;
   FakeVmServices vm;
-  Logger log{[](LogLevel, std::string_view) {}, LogLevel::kDebug};
+  std::vector<std::string> log_lines;
+  Logger log{[this](LogLevel, std::string_view line) { log_lines.emplace_back(line); }, LogLevel::kDebug};
   FakeDevice* device = nullptr;
   std::unique_ptr<MmioTransport> transport;
 };
@@ -184,6 +185,8 @@ TEST_F(MmioTransportTest, RefusesFeaturesNotOffered) {
   EXPECT_EQ(read32(0x70) & 8, 0u);
   EXPECT_FALSE(device->acked.has_value());
   EXPECT_EQ(transport->counters().features_refused.load(), 1u);
+  ASSERT_FALSE(log_lines.empty());
+  EXPECT_NE(log_lines.back().find("FEATURES_OK refused"), std::string::npos) << log_lines.back();
   // DRIVER_OK without FEATURES_OK does not activate.
   write32(0x70, 1 | 2 | 4);
   EXPECT_TRUE(device->activations.empty());

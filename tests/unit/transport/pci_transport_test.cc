@@ -72,7 +72,7 @@ class PciTransportTest : public ::testing::Test {
   // BAR0 accesses through the fake bus, at guest-physical addresses.
   uint64_t bar0() { return transport->bar0_address().value(); }
   uint64_t mmio_read(uint64_t addr, size_t len) {
-    uint64_t off;
+    uint64_t off = 0;
     IoHandler* h = bus.find(addr, &off);
     if (h == nullptr) return len == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * len)) - 1;  // unclaimed MMIO
     std::array<std::byte, 8> b{};
@@ -82,7 +82,7 @@ class PciTransportTest : public ::testing::Test {
     return v;
   }
   void mmio_write(uint64_t addr, uint64_t v, size_t len) {
-    uint64_t off;
+    uint64_t off = 0;
     IoHandler* h = bus.find(addr, &off);
     ASSERT_NE(h, nullptr) << std::hex << addr;
     std::array<std::byte, 8> b{};
