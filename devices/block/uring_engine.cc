@@ -1,0 +1,227 @@
+#include "devices/block/uring_engine.h"
+
+#include <linux/falloc.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "devices/block/file_io.h"
+
+namespace microvm {
+
+namespace {
+
+int32_t clamp_bytes(uint64_t n) { return static_cast<int32_t>(std::min<uint64_t>(n, INT32_MAX)); }
+
+void advance(std::vector<iovec>& iov, size_t n) {
+  size_t i = 0;
+  while (i < iov.size() && n >= iov[i].iov_len) n -= iov[i++].iov_len;
+  iov.erase(iov.begin(), iov.begin() + static_cast<ptrdiff_t>(i));
+  if (!iov.empty() && n) {
+    iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + n;
+    iov[0].iov_len -= n;
+  }
+}
+
+// Only the opcodes this engine issues are allowed on the ring (defence in depth: a compromised
+// event-loop thread cannot use the ring to open files or sockets).
+bool restrict_ring(io_uring* ring) {
+  io_uring_restriction res[6];
+  std::memset(res, 0, sizeof res);
+  const uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_FALLOCATE};
+  unsigned n = 0;
+  for (uint8_t op : ops) {
+    res[n].opcode = IORING_RESTRICTION_SQE_OP;
+    res[n].sqe_op = op;
+    ++n;
+  }
+  // Once the ring is enabled, register calls are restricted too: allow the completion eventfd.
+  res[n].opcode = IORING_RESTRICTION_REGISTER_OP;
+  res[n].register_op = IORING_REGISTER_EVENTFD;
+  ++n;
+  // Raw syscalls: Debian's liburing 2.3 declares but does not export the wrappers.
+  if (::syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_RESTRICTIONS, res, n) < 0) return false;
+  return ::syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) == 0;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<UringEngine>> UringEngine::create(unsigned queue_depth) {
+  auto efd = TRY(EventFd::create(true));
+  std::unique_ptr<UringEngine> e(new UringEngine(std::move(efd)));
+  queue_depth = std::clamp(queue_depth, 4u, 4096u);
+  int rc = io_uring_queue_init(queue_depth, &e->ring_, IORING_SETUP_R_DISABLED);
+  if (rc == 0) {
+    e->ring_ready_ = true;
+    e->restricted_ = restrict_ring(&e->ring_);
+    if (!e->restricted_) {
+      io_uring_queue_exit(&e->ring_);
+      e->ring_ready_ = false;
+    }
+  }
+  if (!e->ring_ready_) {
+    // Older kernels lack R_DISABLED or restrictions: use a plain ring.
+    rc = io_uring_queue_init(queue_depth, &e->ring_, 0);
+    if (rc < 0) return fail_errno(-rc, "io_uring_queue_init");
+    e->ring_ready_ = true;
+  }
+  rc = io_uring_register_eventfd(&e->ring_, e->done_.fd());
+  if (rc < 0) return fail_errno(-rc, "io_uring_register_eventfd");
+  return e;
+}
+
+UringEngine::~UringEngine() {
+  if (!ring_ready_) return;
+  drain();
+  io_uring_queue_exit(&ring_);
+}
+
+bool UringEngine::prep(Op* op) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+  if (!sqe) {
+    io_uring_submit(&ring_);
+    sqe = io_uring_get_sqe(&ring_);
+    if (!sqe) return false;
+  }
+  switch (op->kind) {
+    case Kind::kRead:
+      io_uring_prep_readv(sqe, op->fd, op->iov.data(), static_cast<unsigned>(std::min<size_t>(op->iov.size(), IOV_MAX)),
+                          op->offset + op->done);
+      break;
+    case Kind::kWrite:
+      io_uring_prep_writev(sqe, op->fd, op->iov.data(), static_cast<unsigned>(std::min<size_t>(op->iov.size(), IOV_MAX)),
+                           op->offset + op->done);
+      break;
+    case Kind::kSync:
+      io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC);
+      break;
+    case Kind::kDiscard:
+    case Kind::kPunchZero:
+      io_uring_prep_fallocate(sqe, op->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, op->offset, op->len);
+      break;
+    case Kind::kZero:
+      io_uring_prep_fallocate(sqe, op->fd, FALLOC_FL_ZERO_RANGE, op->offset, op->len);
+      break;
+  }
+  io_uring_sqe_set_data(sqe, op);
+  return true;
+}
+
+Result<void> UringEngine::queue(std::unique_ptr<Op> op) {
+  if (!prep(op.get())) return fail(EAGAIN, "io_uring submission queue full");
+  op.release();  // owned by the ring until its CQE is handled
+  ++in_flight_;
+  return {};
+}
+
+Result<void> UringEngine::read(int fd, uint64_t offset, std::span<const iovec> iov, uint64_t tag) {
+  auto op = std::make_unique<Op>(Op{Kind::kRead, fd, tag, offset, iov_total(iov), 0, {iov.begin(), iov.end()}});
+  std::erase_if(op->iov, [](const iovec& v) { return v.iov_len == 0; });
+  if (op->iov.empty()) {
+    done_.push(tag, 0);
+    return {};
+  }
+  return queue(std::move(op));
+}
+
+Result<void> UringEngine::write(int fd, uint64_t offset, std::span<const iovec> iov, uint64_t tag) {
+  auto op = std::make_unique<Op>(Op{Kind::kWrite, fd, tag, offset, iov_total(iov), 0, {iov.begin(), iov.end()}});
+  std::erase_if(op->iov, [](const iovec& v) { return v.iov_len == 0; });
+  if (op->iov.empty()) {
+    done_.push(tag, 0);
+    return {};
+  }
+  return queue(std::move(op));
+}
+
+Result<void> UringEngine::sync(int fd, uint64_t tag) {
+  return queue(std::make_unique<Op>(Op{Kind::kSync, fd, tag, 0, 0, 0, {}}));
+}
+
+Result<void> UringEngine::discard(int fd, uint64_t offset, uint64_t len, uint64_t tag) {
+  if (len == 0) {
+    done_.push(tag, 0);
+    return {};
+  }
+  return queue(std::make_unique<Op>(Op{Kind::kDiscard, fd, tag, offset, len, 0, {}}));
+}
+
+Result<void> UringEngine::write_zeroes(int fd, uint64_t offset, uint64_t len, bool may_unmap, uint64_t tag) {
+  if (len == 0) {
+    done_.push(tag, 0);
+    return {};
+  }
+  return queue(std::make_unique<Op>(Op{may_unmap ? Kind::kPunchZero : Kind::kZero, fd, tag, offset, len, 0, {}}));
+}
+
+void UringEngine::flush_submissions() { io_uring_submit(&ring_); }
+
+void UringEngine::handle_cqe(Op* raw, int res) {
+  std::unique_ptr<Op> op(raw);
+  --in_flight_;
+  switch (op->kind) {
+    case Kind::kRead:
+    case Kind::kWrite:
+      if (res == -EINTR || res == -EAGAIN) break;  // transient: resubmitted below as it was
+      if (res < 0) return done_.push(op->tag, res);
+      if (res == 0) return done_.push(op->tag, -EIO);  // EOF or no progress: never a success
+      op->done += static_cast<uint64_t>(res);
+      advance(op->iov, static_cast<size_t>(res));
+      if (op->iov.empty()) return done_.push(op->tag, clamp_bytes(op->done));
+      break;  // short transfer: continue with the rest
+    case Kind::kSync:
+      return done_.push(op->tag, res < 0 ? res : 0);
+    case Kind::kDiscard:
+      // Discard is advisory: a filesystem without hole punching keeps the data, which is allowed.
+      return done_.push(op->tag, (res == -EOPNOTSUPP || res == -EINVAL) ? 0 : std::min(res, 0));
+    case Kind::kZero:
+    case Kind::kPunchZero:
+      if (res == -EOPNOTSUPP || res == -EINVAL) {
+        // Rare path (filesystems without fallocate modes): zero synchronously.
+        return done_.push(op->tag, zero_range(op->fd, op->offset, op->len, op->kind == Kind::kPunchZero));
+      }
+      return done_.push(op->tag, std::min(res, 0));
+  }
+  Op* again = op.get();
+  if (prep(again)) {
+    op.release();
+    ++in_flight_;
+  } else {
+    done_.push(op->tag, -EAGAIN);
+  }
+}
+
+void UringEngine::process_cqes() {
+  bool resubmitted = false;
+  io_uring_cqe* cqe = nullptr;
+  while (io_uring_peek_cqe(&ring_, &cqe) == 0 && cqe) {
+    auto* op = static_cast<Op*>(io_uring_cqe_get_data(cqe));
+    int res = cqe->res;
+    io_uring_cqe_seen(&ring_, cqe);
+    size_t before = in_flight_;
+    handle_cqe(op, res);
+    if (in_flight_ == before) resubmitted = true;  // the op went back on the ring
+  }
+  if (resubmitted) io_uring_submit(&ring_);
+}
+
+size_t UringEngine::reap(std::span<BlockCompletion> out) {
+  done_.clear_signal();
+  process_cqes();
+  return done_.pop(out);
+}
+
+void UringEngine::drain() {
+  while (in_flight_ > 0) {
+    io_uring_cqe* cqe = nullptr;
+    int rc = io_uring_submit_and_wait(&ring_, 1);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) break;
+    if (io_uring_peek_cqe(&ring_, &cqe) == 0) process_cqes();
+  }
+  if (!done_.empty()) done_.signal();
+}
+
+}  // namespace microvm
