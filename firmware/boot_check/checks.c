@@ -590,6 +590,44 @@ static void check_cpuid(void) {
   fw_putc('\n');
 }
 
+/* ---- PCI ------------------------------------------------------------------------- */
+
+static u32 pci_read(u32 dev, u32 off) {
+  outl(MICROVM_PORT_PCI_CONFIG, 0x80000000u | (dev << 11) | (off & 0xfc));
+  return inl(MICROVM_PORT_PCI_CONFIG + 4);
+}
+
+/* Configuration mechanism #1 the way Linux probes it (arch/x86/pci/direct.c: the
+ * address register reads back, and bus 0 has a host bridge), then lists bus 0. */
+static void check_pci(void) {
+  outl(MICROVM_PORT_PCI_CONFIG, 0x80000000u);
+  u32 readback = inl(MICROVM_PORT_PCI_CONFIG);
+  u32 devices = 0, host_bridges = 0;
+  for (u32 dev = 0; dev < 32; dev++) {
+    u32 id = pci_read(dev, 0);
+    if ((id & 0xffff) == 0xffff || id == 0) continue;
+    u32 class_rev = pci_read(dev, 8);
+    devices++;
+    if ((class_rev >> 16) == 0x0600) host_bridges++;
+    bootcheck_line("pci dev=");
+    fw_put_dec(dev);
+    fw_puts(" id=");
+    fw_put_hex(id);
+    fw_puts(" class=");
+    fw_put_hex(class_rev >> 8);
+    fw_putc('\n');
+  }
+  bootcheck_line("pci conf1_readback=");
+  fw_put_hex(readback);
+  fw_puts(" devices=");
+  fw_put_dec(devices);
+  fw_puts(" host_bridges=");
+  fw_put_dec(host_bridges);
+  fw_putc('\n');
+  if (readback != 0x80000000u) bootcheck_fail_hex("PCI config address register does not read back:", readback);
+  if (host_bridges == 0) bootcheck_fail("no PCI host bridge on bus 0 (Linux then finds no config access)");
+}
+
 /* ---- all -------------------------------------------------------------------------- */
 
 void bootcheck_run(u64 bp, u64 image_start, u64 image_end) {
@@ -615,5 +653,6 @@ void bootcheck_run(u64 bp, u64 image_start, u64 image_end) {
   check_setup_data(bp);
   check_acpi(bp);
   check_cpuid();
+  check_pci();
   memory_test(image_start, image_end); /* last: it may switch to our own page tables */
 }
