@@ -75,7 +75,9 @@ int vio_find(u64 bp, u32 device_id, const char* name) {
   return vt_pci_probe(device_id, &vio);
 }
 
-int vio_init(u64 optional) {
+int vio_init(u64 optional) { return vio_init_queue(optional, QSIZE, 0, 0, 0); }
+
+int vio_init_queue(u64 optional, u16 size, u64 desc, u64 avail, u64 used) {
   vio.set_status(0); /* reset; reading back 0 means it finished (§4.1.4.3.1, §4.2.3.1) */
   for (u32 i = 0; i < 1000 && vio.get_status() != 0; i++) {
   }
@@ -108,7 +110,10 @@ int vio_init(u64 optional) {
   memset(&used_ring, 0, sizeof used_ring);
   next_avail = 0;
   last_used = 0;
-  vio.queue_setup(0, QSIZE, (u64)(usize)vq_descs, (u64)(usize)&avail_ring, (u64)(usize)&used_ring);
+  if (!desc) desc = (u64)(usize)vq_descs;
+  if (!avail) avail = (u64)(usize)&avail_ring;
+  if (!used) used = (u64)(usize)&used_ring;
+  vio.queue_setup(0, size, desc, avail, used);
   vio.set_status(S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
   vio_line("init transport=");
   fw_puts(vio.name);
@@ -173,6 +178,17 @@ int vio_hostile(const char* what, u16 head, u32* used_len, const volatile u8* st
   }
   vio_ack_interrupt();
   return done;
+}
+
+int vio_publish_raw(u16 idx) {
+  *(volatile u16*)&avail_ring.idx = idx;
+  __asm__ volatile("" ::: "memory");
+  vio.notify(0);
+  for (u32 i = 0; i < 200000; i++) {
+    if (*(volatile u16*)&used_ring.idx != last_used) return 1;
+    if ((i & 255) == 255 && (vio.get_status() & S_NEEDS_RESET)) return 2;
+  }
+  return 0;
 }
 
 int vio_ack_interrupt(void) { return (int)(vio.isr_read_ack() & 1); }

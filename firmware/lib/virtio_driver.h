@@ -41,6 +41,12 @@ u32 vio_failures(void);
 int vio_find(u64 boot_params, u32 device_id, const char* name);
 /* Reset, negotiate VERSION_1 plus (offered & optional), set up queue 0, DRIVER_OK. */
 int vio_init(u64 optional_features);
+/* vio_init with queue 0 of `size` entries at the given rings (0: the built-in ones):
+ * lets a test hand the device a broken queue. */
+int vio_init_queue(u64 optional_features, u16 size, u64 desc, u64 avail, u64 used);
+/* Sets avail->idx to `idx` without publishing ring entries and notifies: 1 if the
+ * device then used something, 2 if it set NEEDS_RESET, 0 if nothing happened. */
+int vio_publish_raw(u16 idx);
 /* Publishes the chain at `head`, notifies queue 0, polls the used ring. 1: completed
  * (*used_len set); 0: not completed (*needs_reset says whether the device set
  * DEVICE_NEEDS_RESET). */

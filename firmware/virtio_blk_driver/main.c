@@ -180,7 +180,45 @@ static void run(u64 bp) {
   vq_descs[7] = (struct vq_desc){(u64)(usize)&status_byte, 1, 0, 0};
   hostile("short_header", 6);
 
-  /* 5. The device still works. */
+  /* Device-readable data buffer for a read: the device must not write it (§2.7.4.1). */
+  memset(data, 0x5c, SECTOR);
+  vq_descs[0] = (struct vq_desc){(u64)(usize)&hdr, sizeof hdr, DESC_NEXT, 1};
+  vq_descs[1] = (struct vq_desc){(u64)(usize)data, SECTOR, DESC_NEXT, 2};
+  vq_descs[2] = (struct vq_desc){(u64)(usize)&status_byte, 1, DESC_WRITE, 0};
+  hostile("read_into_readonly_buffer", 0);
+  for (u32 i = 0; i < SECTOR; i++) {
+    if (data[i] != 0x5c) {
+      fail("device wrote into a device-readable buffer");
+      break;
+    }
+  }
+
+  /* 5. Queue-level breakage; each is followed by a clean re-initialization. */
+  u32 before = 0;
+  (void)before;
+  int outcome = vio_publish_raw(0x4000); /* avail idx far ahead of anything published */
+  vio_line("hostile avail_idx_jump outcome=");
+  fw_puts(outcome == 2 ? "needs_reset\n" : outcome == 1 ? "used\n" : "ignored\n");
+  if (!vio_init(OPTIONAL_FEATURES)) fail("re-initialization after avail idx jump failed");
+  /* Rings in the MMIO hole: the device must refuse or fail them, never touch host memory. */
+  if (vio_init_queue(OPTIONAL_FEATURES, QSIZE, 0xc0000000ull, 0xc0001000ull, 0xc0002000ull)) {
+    outcome = vio_publish_raw(1);
+    vio_line("hostile rings_outside_ram outcome=");
+    fw_puts(outcome == 2 ? "needs_reset\n" : outcome == 1 ? "used\n" : "ignored\n");
+  }
+  /* A split-ring size that is not a power of two (§2.7). */
+  if (vio_init_queue(OPTIONAL_FEATURES, 7, 0, 0, 0)) {
+    st = request(T_IN, 0, data, SECTOR);
+    vio_line("hostile queue_size_7 status=");
+    if (st < 0)
+      fw_puts("timeout\n");
+    else
+      fw_put_dec((u64)st), fw_putc('\n');
+  }
+  vio_ack_interrupt();
+  if (!vio_init(OPTIONAL_FEATURES)) fail("re-initialization after queue-level tests failed");
+
+  /* 6. The device still works. */
   st = request(T_IN, 2, data, 2 * SECTOR);
   report("final read sector=2 count=2", st);
   if (st != BLK_S_OK) fail("device unusable after hostile requests");
