@@ -117,6 +117,56 @@ void PciRoot::report_bar_changes(uint8_t slot) {
     }
   }
   before = std::move(now);
+  rebuild_mapped();
+}
+
+void PciRoot::rebuild_mapped() {
+  std::vector<MappedBar> mapped;
+  for (const auto& bars : reported_) {
+    for (const auto& b : bars) {
+      if (b.mapped && b.handler != nullptr) mapped.push_back(MappedBar{b.address, b.size, b.handler});
+    }
+  }
+  std::unique_lock lock(mapped_mu_);
+  mapped_ = std::move(mapped);
+}
+
+IoHandler* PciRoot::find_bar(uint64_t addr, size_t len, uint64_t* offset) {
+  std::shared_lock lock(mapped_mu_);
+  // A handful of BARs: a linear scan beats anything clever. Overlapping BARs (a guest can
+  // program them) resolve to the first one, deterministically.
+  for (const auto& m : mapped_) {
+    if (addr >= m.base && addr - m.base < m.size && len <= m.size - (addr - m.base)) {
+      *offset = addr - m.base;
+      return m.handler;
+    }
+  }
+  return nullptr;
+}
+
+void PciRoot::Window::io_read(uint64_t offset, std::span<std::byte> data) {
+  uint64_t bar_offset = 0;
+  IoHandler* h = offset < root_.layout_.mmio_size
+                     ? root_.find_bar(root_.layout_.mmio_base + offset, data.size(), &bar_offset)
+                     : nullptr;
+  if (h == nullptr) {
+    root_.unclaimed_.fetch_add(1, std::memory_order_relaxed);
+    std::memset(data.data(), 0xff, data.size());  // nothing decodes here: master abort
+    return;
+  }
+  h->io_read(bar_offset, data);  // unlocked: the handler does its own locking
+}
+
+void PciRoot::Window::io_write(uint64_t offset, std::span<const std::byte> data) {
+  uint64_t bar_offset = 0;
+  IoHandler* h = offset < root_.layout_.mmio_size
+                     ? root_.find_bar(root_.layout_.mmio_base + offset, data.size(), &bar_offset)
+                     : nullptr;
+  if (h == nullptr) {
+    root_.unclaimed_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  h->io_write(bar_offset, data);
 }
 
 uint64_t PciRoot::config_read(uint8_t bus, uint8_t slot, uint8_t function, uint16_t offset, size_t len) {

@@ -37,8 +37,13 @@ class FakeFunction : public PciFunction, public IoHandler {
     }
     return out;
   }
-  void io_read(uint64_t, std::span<std::byte> data) override {}
-  void io_write(uint64_t, std::span<const std::byte>) override {}
+  void io_read(uint64_t offset, std::span<std::byte> data) override {
+    last_read = offset;
+    std::memset(data.data(), 0x42, data.size());
+  }
+  void io_write(uint64_t offset, std::span<const std::byte>) override { last_write = offset; }
+  uint64_t last_read = ~0ull;
+  uint64_t last_write = ~0ull;
   PciConfigSpace config_;
 };
 
@@ -269,6 +274,50 @@ TEST_F(PciRootTest, HostileAccessesNeverCrash) {
   (void)ecam_read(root->layout().ecam_size, 4);  // past the window
   EXPECT_GT(root->bad_accesses(), 0u);
   EXPECT_EQ(cfg_read(1, 0), 0x56781234u);
+}
+
+TEST_F(PciRootTest, WindowRoutesToTheDecodingBar) {
+  FakeFunction f;
+  ASSERT_TRUE(root->add_function(6, f));
+  const auto& layout = root->layout();
+  auto bars = f.bars();
+  auto win = [&](uint64_t addr, size_t len) {
+    std::array<std::byte, 8> b{};
+    root->mmio_window().io_read(addr - layout.mmio_base, std::span(b).first(len));
+    uint64_t v = 0;
+    std::memcpy(&v, b.data(), len);
+    return v;
+  };
+  EXPECT_EQ(win(bars[0].address + 0x10, 4), 0x42424242u);
+  EXPECT_EQ(f.last_read, 0x10u);
+  EXPECT_EQ(win(bars[1].address + 0xffc, 4), 0x42424242u);
+  EXPECT_EQ(f.last_read, 0xffcu);
+  // Straddling the end of a BAR, or where nothing decodes: all-ones, not forwarded.
+  f.last_read = ~0ull;
+  EXPECT_EQ(win(bars[1].address + 0xffe, 4), 0xffffffffu);
+  EXPECT_EQ(f.last_read, ~0ull);
+  EXPECT_EQ(win(layout.mmio_base + layout.mmio_size - 8, 8), ~0ull);
+  EXPECT_GT(root->unclaimed_window_accesses(), 0u);
+
+  // Relocate BAR2 inside the window: the window follows, with no listener involved.
+  root->set_bar_listener(nullptr);
+  uint64_t moved = layout.mmio_base + 0x800000;
+  cfg_write(6, 0x18, static_cast<uint32_t>(moved));
+  EXPECT_EQ(win(moved + 8, 4), 0x42424242u);
+  EXPECT_EQ(f.last_read, 8u);
+  std::array<std::byte, 4> w{};
+  root->mmio_window().io_write(moved - layout.mmio_base + 0x20, w);
+  EXPECT_EQ(f.last_write, 0x20u);
+  f.last_read = ~0ull;
+  (void)win(bars[1].address, 4);  // the old place no longer decodes
+  EXPECT_EQ(f.last_read, ~0ull);
+  // Decode off: nothing in the window answers.
+  cfg_write(6, 4, 0, 2);
+  EXPECT_EQ(win(moved, 4), 0xffffffffu);
+  // Offsets past the window are refused too.
+  std::array<std::byte, 4> b{};
+  root->mmio_window().io_read(~0ull, b);
+  root->mmio_window().io_write(layout.mmio_size, b);
 }
 
 TEST(BarAllocatorTest, NaturalAlignmentAndExhaustion) {

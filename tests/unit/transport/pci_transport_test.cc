@@ -350,6 +350,22 @@ TEST_F(PciTransportTest, BarRelocationMovesDoorbellsAndHandler) {
   EXPECT_EQ(mmio_read(old_base + 0x12, 2), 0xffffu);
 }
 
+TEST_F(PciTransportTest, RootWindowServesBar0WhereverItMoves) {
+  auto window_read16 = [&](uint64_t addr) {
+    std::array<std::byte, 2> b{};
+    root->mmio_window().io_read(addr - root->layout().mmio_base, b);
+    return static_cast<uint16_t>(uint16_t(b[0]) | uint16_t(b[1]) << 8);
+  };
+  EXPECT_EQ(window_read16(bar0() + 0x12), 3u);
+  uint64_t new_base = root->layout().mmio_base + 0x4000000;
+  cfg_write(0x10, static_cast<uint32_t>(new_base));
+  EXPECT_EQ(bar0(), new_base);
+  EXPECT_EQ(window_read16(new_base + 0x12), 3u);
+  std::array<std::byte, 1> ack{std::byte{1}};
+  root->mmio_window().io_write(new_base + 0x14 - root->layout().mmio_base, ack);
+  EXPECT_EQ(common(0x14, 1), 1u);
+}
+
 TEST_F(PciTransportTest, PciCfgCapabilityReachesBar0) {
   uint8_t cap = find_cap(5);
   ASSERT_NE(cap, 0);
