@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/size_arg.h"
+#include "devices/block/disk_spec.h"
 #include "cli/terminal.h"
 
 namespace microvm {
@@ -22,51 +23,22 @@ void on_termination_signal(int) {
   if (Vm* vm = g_running_vm.load()) vm->stop();
 }
 
-bool parse_on_off(const std::string& key, const std::string& v, bool* out, std::string* err) {
-  if (v == "on" || v == "true" || v == "yes" || v == "1") { *out = true; return true; }
-  if (v == "off" || v == "false" || v == "no" || v == "0") { *out = false; return true; }
-  *err = key + "=" + v + ": expected on or off";
-  return false;
-}
-
 }  // namespace
 
 Result<DiskConfig> parse_disk_arg(const std::string& spec) {
+  auto parsed = parse_disk_spec(spec);
+  if (!parsed) return fail(EINVAL, "--disk " + spec + ": " + parsed.error().what);
+  const DiskOptions& o = parsed->options;
   DiskConfig d;
-  std::stringstream ss(spec);
-  std::string item;
-  bool first = true;
-  while (std::getline(ss, item, ',')) {
-    if (first) {
-      first = false;
-      if (item.empty() || item.find('=') != std::string::npos) return fail("--disk " + spec + ": the image path comes first");
-      d.path = item;
-      continue;
-    }
-    auto eq = item.find('=');
-    if (eq == std::string::npos) return fail("--disk " + spec + ": '" + item + "' should be key=value");
-    std::string key = item.substr(0, eq), value = item.substr(eq + 1);
-    std::string err;
-    if (key == "format") {
-      if (value != "raw" && value != "qcow2") return fail("--disk " + spec + ": format must be raw or qcow2");
-      d.format = value;
-    } else if (key == "readonly") {
-      if (!parse_on_off(key, value, &d.read_only, &err)) return fail("--disk " + spec + ": " + err);
-    } else if (key == "cache") {
-      if (value != "none" && value != "writeback") return fail("--disk " + spec + ": cache must be none or writeback");
-      d.cache = value;
-    } else if (key == "serial") {
-      if (value.size() > 20) return fail("--disk " + spec + ": serial is at most 20 characters");
-      d.serial = value;
-    } else if (key == "backing") {
-      d.backing = value;
-    } else {
-      return fail("--disk " + spec + ": unknown option '" + key + "' (format, readonly, cache, serial, backing)");
-    }
-  }
-  if (d.path.empty()) return fail("--disk needs an image path");
-  if (d.format.empty())
-    return fail("--disk " + spec + ": say format=raw or format=qcow2 (microvm never guesses an image's format)");
+  d.path = o.path;
+  d.format = disk_format_name(o.format);
+  d.read_only = o.read_only;
+  d.cache = cache_mode_name(o.cache);
+  d.serial = parsed->serial;
+  d.backing = o.backing;
+  if (o.backing_format) d.backing_format = disk_format_name(*o.backing_format);
+  d.trust_image_backing = o.allow_image_backing;
+  d.engine = o.engine == EngineKind::kIoUring ? "io_uring" : o.engine == EngineKind::kSync ? "sync" : "auto";
   return d;
 }
 
@@ -90,7 +62,9 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_flag("--hugepages", opts.vm.hugepages, "Back guest RAM with 2 MiB huge pages");
   app.add_option("--cpu", opts.vm.cpu, "CPU model: host[,+feature|-feature...] (names as in /proc/cpuinfo)")
       ->default_str("host");
-  app.add_option("--disk", disks, "PATH,format=raw|qcow2[,readonly=on][,cache=none|writeback][,serial=S]; repeatable");
+  app.add_option("--disk", disks,
+                 "PATH,format=raw|qcow2[,readonly=on][,cache=none|writeback][,serial=S][,backing=FILE]"
+                 "[,backing_format=F][,image_backing=on][,engine=auto|io_uring|sync]; repeatable");
   app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
       ->default_str("pci");
   app.add_flag("--no-rng", no_rng, "Do not add a virtio-rng device");

@@ -1,0 +1,179 @@
+// Scenario `startup`: VMM start-up cost (exec -> first KVM_RUN) and the VMM's own memory
+// (RSS without the guest RAM) while the real guest kernel runs.
+#include <signal.h>
+
+#include <fstream>
+
+#include "cli/bench/probe_image.h"
+#include "cli/bench/scenario.h"
+#include "cli/bench/smaps.h"
+#include "cli/bench/strace_log.h"
+#include "cli/bench/vmm_commands.h"
+
+namespace microvm::bench {
+
+namespace {
+
+constexpr std::string_view kGuestRamName = "memfd:microvm-guest-ram";
+
+Metric ms(double v) { return {v, "ms", true}; }
+Metric kib(uint64_t v) { return {static_cast<double>(v), "KiB", true}; }
+
+// strace's direct child: the traced VMM.
+std::optional<pid_t> first_child(pid_t parent) {
+  auto text = read_file("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children");
+  if (!text || text->empty()) return std::nullopt;
+  return static_cast<pid_t>(std::strtol(text->c_str(), nullptr, 10));
+}
+
+size_t thread_count(pid_t pid) {
+  auto status = read_file("/proc/" + std::to_string(pid) + "/status");
+  if (!status) return 0;
+  size_t at = status->find("Threads:");
+  return at == std::string::npos ? 0 : std::strtoul(status->c_str() + at + 8, nullptr, 10);
+}
+
+class StartupScenario final : public Scenario {
+ public:
+  std::string_view name() const override { return "startup"; }
+  std::string_view description() const override {
+    return "VMM start-up (exec -> first KVM_RUN, under strace for every VMM alike) and VMM memory overhead "
+           "(RSS minus the guest-RAM mapping) while the guest kernel boots";
+  }
+  std::vector<std::string> baselines() const override { return {"qemu"}; }
+  std::map<std::string, std::string> metric_descriptions() const override {
+    return {
+        {"exec_to_first_kvm_run_ms", "strace -f -ttt: first KVM_RUN ioctl (any thread) minus the VMM's execve"},
+        {"boot_timer_first_kvm_run_ms", "microvm's own --boot-timer (main() entry -> first KVM_RUN), untraced"},
+        {"tiny_guest_run_ms", "microvm only: spawn -> exit of a VM whose guest powers off at its first instruction "
+                              "(whole start-up plus teardown), untraced"},
+        {"rss_total_kib", "VmRSS-equivalent: sum of Rss over /proc/PID/smaps, sampled while the guest runs"},
+        {"guest_ram_rss_kib", "Rss of the guest-RAM mapping(s) (microvm: memfd:microvm-guest-ram; QEMU: the "
+                              "anonymous mapping of the guest memory size)"},
+        {"vmm_overhead_rss_kib", "rss_total - guest RAM: the VMM's own resident memory (shared libraries counted fully)"},
+        {"vmm_overhead_pss_kib", "the same as PSS: shared library pages divided among the processes using them"},
+        {"vmm_overhead_private_kib", "private (unshared) pages outside guest RAM: what each extra VM really costs"},
+        {"vmm_overhead_anon_kib", "part of the overhead in heap, stacks and anonymous mappings"},
+        {"vmm_overhead_file_kib", "part of the overhead in the executable and shared libraries"},
+        {"vmm_threads", "threads of the VMM process when sampled"},
+    };
+  }
+  std::vector<std::string> notes(const BenchContext& ctx) const override {
+    return {"Both VMMs get the same kernel, command line, uncompressed initramfs, " +
+                std::to_string(ctx.memory_bytes >> 20) + " MiB and " + std::to_string(ctx.cpus) +
+                " vCPU(s). QEMU runs as `-M microvm -enable-kvm -cpu qemu64,+x2apic,vendor=GenuineIntel -nodefaults "
+                "-no-user-config -display none -serial stdio`; microvm with its defaults (which include a "
+                "virtio-rng device).",
+            "exec -> first KVM_RUN is measured under strace for both VMMs (same tracing overhead on both); microvm's "
+            "untraced --boot-timer number is reported as well.",
+            "Memory is sampled " + std::to_string(ctx.rss_sample_after.count()) +
+                " ms after spawn, while the guest kernel is booting; the guest RAM mapping is subtracted, so the "
+                "result does not depend on how much RAM the guest has touched."};
+  }
+
+  Result<void> prepare(const BenchContext& ctx) override {
+    initrd_ = ctx.initrd;
+    if (initrd_.empty()) initrd_ = TRY(build_initramfs(ctx, "startup", "sleep 3600\n"));
+    halt_elf_ = ctx.work_dir + "/halt.elf";
+    TRY(write_file(halt_elf_, make_probe_elf(ProbeKind::kHalt)));
+    return {};
+  }
+
+  Result<RunOutput> run_once(const BenchContext& ctx, std::string_view variant) override {
+    RunOutput out;
+    TRY(traced_start(ctx, variant, out));
+    TRY(memory_sample(ctx, variant, out));
+    if (variant == kSubjectVariant) TRY(tiny_guest(ctx, out));
+    return out;
+  }
+
+ private:
+  Result<void> traced_start(const BenchContext& ctx, std::string_view variant, RunOutput& out) {
+    std::string trace = ctx.work_dir + "/startup-" + std::string(variant) + ".strace";
+    std::vector<std::string> argv = {ctx.strace_binary, "-f", "-ttt", "-e", "trace=execve,ioctl", "-o", trace, "--"};
+    auto vmm = vmm_command(ctx, variant, initrd_, false);
+    argv.insert(argv.end(), vmm.begin(), vmm.end());
+    auto child = TRY(ChildProcess::spawn(argv, {ctx.work_dir + "/traced.out", ctx.work_dir + "/traced.err"}));
+    // strace may buffer its log, so the poll below is only a shortcut: after it, the VMM
+    // is killed, strace exits and flushes, and the complete log is parsed.
+    wait_for_output(child, trace, "KVM_RUN", std::chrono::seconds(20));
+    if (auto vmm_pid = first_child(child.pid())) ::kill(*vmm_pid, SIGKILL);
+    if (!child.wait_for(std::chrono::seconds(10))) stop(child, std::chrono::seconds(1));
+    std::string log = TRY(read_file(trace));
+    StraceTimes t = parse_strace_times(log);
+    if (!t.first_execve || !t.first_kvm_run)
+      return fail(std::string(variant) + " under strace: no " + (t.first_execve ? "KVM_RUN" : "execve") +
+                  " in the trace; VMM stderr: " + read_file(ctx.work_dir + "/traced.err").value_or("").substr(0, 400));
+    out.metrics["exec_to_first_kvm_run_ms"] = ms((*t.first_kvm_run - *t.first_execve) * 1000.0);
+    return {};
+  }
+
+  Result<void> memory_sample(const BenchContext& ctx, std::string_view variant, RunOutput& out) {
+    std::string err_path = ctx.work_dir + "/sample.err";
+    auto child = TRY(ChildProcess::spawn(vmm_command(ctx, variant, initrd_, true), {ctx.work_dir + "/sample.out", err_path}));
+    if (child.wait_for(ctx.rss_sample_after))
+      return fail(std::string(variant) + " exited before the memory sample (" + describe_status(*child.status()) +
+                  "): " + read_file(err_path).value_or("").substr(0, 400));
+    auto maps = read_smaps(child.pid());
+    size_t threads = thread_count(child.pid());
+    stop(child, std::chrono::seconds(5));
+    if (!maps) return std::unexpected(maps.error());
+    uint64_t mem_kib = ctx.memory_bytes >> 10;
+    std::function<bool(const SmapsEntry&)> is_ram;
+    if (variant == kSubjectVariant) {
+      is_ram = [](const SmapsEntry& e) { return e.name.find(kGuestRamName) != std::string::npos; };
+    } else {
+      // QEMU's RAM block: an anonymous mapping of exactly the guest size (plus at most
+      // the alignment it reserves around it).
+      is_ram = [mem_kib](const SmapsEntry& e) {
+        return e.name.empty() && e.size_kib >= mem_kib && e.size_kib <= mem_kib + 8192;
+      };
+    }
+    MemoryBreakdown b = break_down(*maps, is_ram);
+    if (b.guest_ram_size_kib < mem_kib)
+      return fail(std::string(variant) + ": could not identify the guest-RAM mapping in smaps (found " +
+                  std::to_string(b.guest_ram_size_kib) + " KiB of " + std::to_string(mem_kib) + " KiB)");
+    out.metrics["rss_total_kib"] = kib(b.rss_total_kib);
+    out.metrics["guest_ram_rss_kib"] = kib(b.guest_ram_rss_kib);
+    out.metrics["vmm_overhead_rss_kib"] = kib(b.overhead_rss_kib);
+    out.metrics["vmm_overhead_pss_kib"] = kib(b.overhead_pss_kib);
+    out.metrics["vmm_overhead_private_kib"] = kib(b.overhead_private_kib);
+    out.metrics["vmm_overhead_anon_kib"] = kib(b.overhead_anon_kib);
+    out.metrics["vmm_overhead_file_kib"] = kib(b.overhead_file_kib);
+    out.metrics["vmm_threads"] = {static_cast<double>(threads), "threads", true};
+    out.details["guest_ram_mappings"] = b.guest_ram_mappings;
+    std::string top;
+    for (const auto& line : b.top_mappings) top += line + "\n";
+    out.details["largest_non_guest_mappings"] = top;
+    if (variant == kSubjectVariant) {
+      // Written at exit, after the SIGTERM above.
+      std::string err = read_file(err_path).value_or("");
+      if (auto v = parse_boot_timer_first_run_ms(err)) out.metrics["boot_timer_first_kvm_run_ms"] = ms(*v);
+    }
+    return {};
+  }
+
+  Result<void> tiny_guest(const BenchContext& ctx, RunOutput& out) {
+    std::string err_path = ctx.work_dir + "/tiny.err";
+    auto child = TRY(ChildProcess::spawn({ctx.microvm_binary, "run", "--kernel", halt_elf_, "--memory",
+                                          std::to_string(ctx.memory_bytes >> 20) + "M", "--cpus",
+                                          std::to_string(ctx.cpus), "--cmdline", "halt"},
+                                         {"", err_path}));
+    if (!child.wait_for(std::chrono::seconds(30))) return fail("tiny guest did not power off within 30 s");
+    if (exit_code_of(*child.status()) != 0)
+      return fail("tiny guest: microvm " + describe_status(*child.status()) + ": " +
+                  read_file(err_path).value_or("").substr(0, 400));
+    out.metrics["tiny_guest_run_ms"] =
+        ms(std::chrono::duration<double, std::milli>(child.exit_time() - child.started()).count());
+    return {};
+  }
+
+  std::string initrd_;
+  std::string halt_elf_;
+};
+
+}  // namespace
+
+void register_startup(ScenarioRegistry& registry) { registry.add(std::make_unique<StartupScenario>()); }
+
+}  // namespace microvm::bench
