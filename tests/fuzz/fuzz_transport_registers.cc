@@ -7,7 +7,7 @@
 //   op bits 0-1: 0 = virtio-mmio window, 1 = virtio-pci BAR0, 2 = config ports 0xcf8-0xcff,
 //                3 = event (bits 2-4 choose: notify_queue, notify_config, device breaks/heals,
 //                    canned driver prologue for mmio / pci)
-//   op bit 2: write (targets 0-2); bits 3-4: width 1, 2, 4 or 8.
+//   op bit 2: write (targets 0-2); bits 3-4: width 1, 2, 4 or 8; bit 5: BAR0 via the root's window.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -153,7 +153,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case 1: {
         uint64_t o = off % (PciTransport::kBar0Size + 16);
-        if (write) write_le(**pci, o, value, width); else (*pci)->io_read(o, std::span(buf, width));
+        IoHandler* h = pci->get();
+        // Half the time through the root's BAR window, at wherever BAR0 decodes now.
+        if (op & 0x20) {
+          auto base = (*pci)->bar0_address();
+          o = (base ? *base : 0) + o - (*root)->layout().mmio_base;
+          h = &(*root)->mmio_window();
+        }
+        if (write) write_le(*h, o, value, width); else h->io_read(o, std::span(buf, width));
         break;
       }
       case 2: {
