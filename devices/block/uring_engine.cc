@@ -56,7 +56,8 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(unsigned queue_depth) {
   int rc = io_uring_queue_init(queue_depth, &e->ring_, IORING_SETUP_R_DISABLED);
   if (rc == 0) {
     e->ring_ready_ = true;
-    e->restricted_ = restrict_ring(&e->ring_);
+    // The eventfd is registered before the restrictions, which also forbid later registrations.
+    e->restricted_ = io_uring_register_eventfd(&e->ring_, e->done_.fd()) == 0 && restrict_ring(&e->ring_);
     if (!e->restricted_) {
       io_uring_queue_exit(&e->ring_);
       e->ring_ready_ = false;
@@ -67,9 +68,9 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(unsigned queue_depth) {
     rc = io_uring_queue_init(queue_depth, &e->ring_, 0);
     if (rc < 0) return fail_errno(-rc, "io_uring_queue_init");
     e->ring_ready_ = true;
+    rc = io_uring_register_eventfd(&e->ring_, e->done_.fd());
+    if (rc < 0) return fail_errno(-rc, "io_uring_register_eventfd");
   }
-  rc = io_uring_register_eventfd(&e->ring_, e->done_.fd());
-  if (rc < 0) return fail_errno(-rc, "io_uring_register_eventfd");
   return e;
 }
 

@@ -1,0 +1,37 @@
+#pragma once
+// How to open a disk image: everything explicit, nothing guessed from image bytes.
+#include <cstddef>
+#include <optional>
+#include <string>
+
+#include "base/log.h"
+#include "devices/block/io_engine.h"
+
+namespace microvm {
+
+enum class DiskFormat { kRaw, kQcow2 };
+enum class CacheMode { kWriteback, kNone };
+
+const char* disk_format_name(DiskFormat f);
+const char* cache_mode_name(CacheMode c);
+
+struct DiskOptions {
+  std::string path;
+  DiskFormat format = DiskFormat::kRaw;  // always given by the user; never probed for writable disks
+  bool read_only = false;
+  CacheMode cache = CacheMode::kWriteback;  // kNone: O_DIRECT (data bypasses the host page cache)
+  // qcow2 overlays: the backing image named by the user; opened read-only.
+  std::string backing;
+  std::optional<DiskFormat> backing_format;  // unset: the format recorded in the overlay, else refused
+  // Trust the backing file name stored inside the image (off: a path read from image bytes is
+  // never followed). Also needed for the deeper levels of a chain.
+  bool allow_image_backing = false;
+  EngineKind engine = EngineKind::kAuto;
+  unsigned queue_depth = 128;
+  size_t qcow2_cache_bytes = 1 << 20;  // bound on cached L2 tables + refcount blocks
+  const Logger* logger = nullptr;      // for one-time notices (engine fallback, O_DIRECT refused)
+  // Whole-file OFD lock (shared for read-only). Tests of lock behaviour switch nothing off.
+  bool lock = true;
+};
+
+}  // namespace microvm

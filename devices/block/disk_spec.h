@@ -1,0 +1,21 @@
+#pragma once
+// The CLI's disk syntax:
+//   PATH,format=raw|qcow2[,readonly=on|off][,cache=none|writeback][,serial=S][,backing=FILE]
+//        [,backing_format=raw|qcow2][,image_backing=on][,engine=auto|io_uring|sync]
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+#include "devices/block/disk_options.h"
+
+namespace microvm {
+
+struct DiskSpec {
+  DiskOptions options;
+  std::string serial;  // virtio-blk serial (at most 20 bytes), empty for none
+};
+
+[[nodiscard]] Result<DiskSpec> parse_disk_spec(std::string_view spec);
+[[nodiscard]] Result<DiskFormat> parse_disk_format(std::string_view name);
+
+}  // namespace microvm

@@ -1,0 +1,58 @@
+#pragma once
+// io_uring engine: SQEs are queued by submit calls and pushed in one io_uring_enter by
+// flush_submissions(); the kernel signals a registered eventfd for each completion.
+#include <liburing.h>
+
+#include <vector>
+
+#include "devices/block/completion_queue.h"
+#include "devices/block/io_engine.h"
+
+namespace microvm {
+
+class UringEngine final : public IoEngine {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<UringEngine>> create(unsigned queue_depth);
+  ~UringEngine() override;
+
+  const char* name() const override { return "io_uring"; }
+  int completion_fd() const override { return done_.fd(); }
+  Result<void> read(int fd, uint64_t offset, std::span<const iovec> iov, uint64_t tag) override;
+  Result<void> write(int fd, uint64_t offset, std::span<const iovec> iov, uint64_t tag) override;
+  Result<void> sync(int fd, uint64_t tag) override;
+  Result<void> discard(int fd, uint64_t offset, uint64_t len, uint64_t tag) override;
+  Result<void> write_zeroes(int fd, uint64_t offset, uint64_t len, bool may_unmap, uint64_t tag) override;
+  void complete_now(uint64_t tag, int32_t result) override { done_.push(tag, result); }
+  void flush_submissions() override;
+  size_t reap(std::span<BlockCompletion> out) override;
+  void drain() override;
+
+  bool restricted() const { return restricted_; }
+
+ private:
+  enum class Kind { kRead, kWrite, kSync, kDiscard, kZero, kPunchZero };
+  struct Op {
+    Kind kind;
+    int fd;
+    uint64_t tag;
+    uint64_t offset;
+    uint64_t len;             // fallocate length, or total transfer length
+    uint64_t done = 0;        // bytes transferred so far (read/write)
+    std::vector<iovec> iov;   // what is left to transfer; stable until the CQE arrives
+  };
+
+  UringEngine(EventFd efd) : done_(std::move(efd)) {}
+  Result<void> queue(std::unique_ptr<Op> op);
+  // Prepares an SQE for the op's current state; false if the SQ stays full.
+  bool prep(Op* op);
+  void handle_cqe(Op* op, int res);
+  void process_cqes();
+
+  io_uring ring_{};
+  bool ring_ready_ = false;
+  bool restricted_ = false;
+  size_t in_flight_ = 0;
+  CompletionQueue done_;
+};
+
+}  // namespace microvm
