@@ -53,7 +53,7 @@ Result<std::string> write_chart(const ScenarioResult& sc, const MetricResult& m,
                                 const std::string& gnuplot) {
   std::string base = safe_file_name(sc.name + "_" + m.name);
   std::ostringstream gp;
-  gp << "set terminal pngcairo size 720,420 font 'sans,10'\n"
+  gp << "set terminal pngcairo noenhanced size 720,420 font 'sans,10'\n"
      << "set output '" << dir << "/" << base << ".png'\n"
      << "set title \"" << sc.name << ": " << m.name << " (median, min–max)\"\n"
      << "set ylabel \"" << m.unit << (m.lower_is_better ? " (lower is better)" : " (higher is better)") << "\"\n"
@@ -66,7 +66,7 @@ Result<std::string> write_chart(const ScenarioResult& sc, const MetricResult& m,
     auto it = m.samples.find(v);
     if (it != m.samples.end() && !it->second.empty()) {
       Summary s = summarize(it->second);
-      gp << idx << " " << s.median << " " << s.min << " " << s.max << "\n";
+      gp << idx << " " << s.median << " " << s.min << " " << s.max << " \"" << format_number(s.median) << "\"\n";
     }
     xtics += (xtics.empty() ? "" : ", ") + ("\"" + v + "\" " + std::to_string(idx));
     ++idx;
@@ -74,7 +74,7 @@ Result<std::string> write_chart(const ScenarioResult& sc, const MetricResult& m,
   gp << "EOD\nset xtics (" << xtics << ")\n"
      << "plot $data using 1:2 with boxes lc rgb '#4a90d9', "
      << "'' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, "
-     << "'' using 1:2:(sprintf('%.3g', $2)) with labels offset 0,1\n";
+     << "'' using 1:2:5 with labels offset 0,1\n";
   std::string script = dir + "/" + base + ".gp";
   TRY(write_file(script, gp.str()));
   auto child = TRY(ChildProcess::spawn({gnuplot, script}, {"", dir + "/" + base + ".gnuplot.log"}));

@@ -11,6 +11,10 @@ namespace {
 // Returns the timestamp and the rest of the line after it.
 std::optional<std::pair<double, std::string_view>> split_line(std::string_view line) {
   for (int field = 0; field < 2; ++field) {
+    // strace pads the pid column ("2534  1795553480.571010 execve(...").
+    size_t start = line.find_first_not_of(' ');
+    if (start == std::string_view::npos) return std::nullopt;
+    line = line.substr(start);
     size_t sp = line.find(' ');
     if (sp == std::string_view::npos) return std::nullopt;
     std::string_view tok = line.substr(0, sp);

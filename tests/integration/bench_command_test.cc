@@ -1,0 +1,156 @@
+// `microvm bench`: the JSON and report outputs are well-formed and carry the fields
+// docs/benchmarks.md promises. No timing thresholds: only presence, shape and the
+// invariants that hold on any host (overhead < total RSS, guest RAM <= its size).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "tests/integration/support/vm_process.h"
+
+namespace microvm::testing {
+namespace {
+
+using nlohmann::json;
+
+// `microvm bench` once cli/main.cc dispatches it; until then (or with
+// MICROVM_BENCH_BINARY) the standalone microvm-bench built from the same library.
+std::vector<std::string> bench_command() {
+  if (const char* b = std::getenv("MICROVM_BENCH_BINARY"); b && *b) return {b};
+  VmRunResult probe = run_microvm({"bench", "--list"}, {.timeout = std::chrono::milliseconds(10'000)});
+  if (probe.exit_code == 0 && probe.out.find("startup") != std::string::npos) return {microvm_binary(), "bench"};
+  std::string standalone = build_dir() + "/cli/bench/microvm-bench";
+  if (std::filesystem::exists(standalone)) return {standalone};
+  return {microvm_binary(), "bench"};
+}
+
+VmRunResult run_bench(std::vector<std::string> args, std::chrono::milliseconds timeout = std::chrono::minutes(3)) {
+  auto cmd = bench_command();
+  std::vector<std::string> full(cmd.begin() + 1, cmd.end());
+  full.insert(full.end(), args.begin(), args.end());
+  // The bench must test this build's VMM, not whatever it would find on its own.
+  full.insert(full.end(), {"--microvm", microvm_binary()});
+  return run_process(cmd[0], full, {.timeout = timeout});
+}
+
+const json* find_metric(const json& scenario, const std::string& name) {
+  for (const auto& m : scenario["metrics"])
+    if (m["name"] == name) return &m;
+  return nullptr;
+}
+
+class BenchCommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override { REQUIRE_KVM(); }
+};
+
+TEST_F(BenchCommandTest, ListsTheScenarios) {
+  VmRunResult r = run_bench({"--list"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("startup"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("boot"), std::string::npos) << r.out;
+}
+
+TEST_F(BenchCommandTest, UnknownScenarioIsAUsageError) {
+  VmRunResult r = run_bench({"--scenario", "no-such-scenario"});
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  EXPECT_NE(r.err.find("no-such-scenario"), std::string::npos) << r.describe();
+}
+
+TEST_F(BenchCommandTest, StartupJsonAgainstQemuIsWellFormed) {
+  VmRunResult r = run_bench({"--scenario", "startup", "--json", "-n", "1", "--compare", "qemu", "--memory", "256M",
+                             "--sample-after-ms", "1500"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  json j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << "stdout is not JSON:\n" << r.out;
+
+  EXPECT_EQ(j["tool"], "microvm bench");
+  const json& c = j["conditions"];
+  EXPECT_FALSE(c["cpu_model"].get<std::string>().empty());
+  EXPECT_FALSE(c["host_kernel"].get<std::string>().empty());
+  EXPECT_EQ(c["guest_memory_mib"], 256);
+  EXPECT_EQ(c["guest_cpus"], 1);
+  EXPECT_EQ(c["repetitions"], 1);
+  EXPECT_TRUE(c["loadavg_before"].is_string());
+  ASSERT_TRUE(j["host_probe"].contains("guest_kernel_mode_emulated")) << j["host_probe"].dump();
+  EXPECT_TRUE(j["host_probe"]["guest_kernel_mode_emulated"].is_boolean());
+  EXPECT_GT(j["host_probe"]["guest_cpl0_loop_tsc"].get<double>(), 0);
+
+  ASSERT_EQ(j["scenarios"].size(), 1u);
+  const json& s = j["scenarios"][0];
+  EXPECT_EQ(s["name"], "startup");
+  EXPECT_EQ(s["variants"], json::array({"microvm", "qemu"}));
+  ASSERT_EQ(s["runs"].size(), 2u);
+  for (const auto& run : s["runs"]) EXPECT_TRUE(run["ok"].get<bool>()) << run.dump();
+
+  for (const char* name : {"exec_to_first_kvm_run_ms", "rss_total_kib", "guest_ram_rss_kib", "vmm_overhead_rss_kib",
+                           "vmm_overhead_pss_kib", "vmm_overhead_private_kib"}) {
+    const json* m = find_metric(s, name);
+    ASSERT_NE(m, nullptr) << name;
+    for (const char* variant : {"microvm", "qemu"}) {
+      ASSERT_TRUE((*m)["results"].contains(variant)) << name << " " << variant;
+      const json& res = (*m)["results"][variant];
+      EXPECT_EQ(res["n"], 1) << name;
+      EXPECT_EQ(res["median"], res["min"]) << name;
+      EXPECT_EQ(res["samples"].size(), 1u) << name;
+    }
+    EXPECT_TRUE((*m)["ratio_baseline_over_microvm"].contains("qemu")) << name;
+  }
+  for (const char* variant : {"microvm", "qemu"}) {
+    double total = (*find_metric(s, "rss_total_kib"))["results"][variant]["median"];
+    double guest = (*find_metric(s, "guest_ram_rss_kib"))["results"][variant]["median"];
+    double overhead = (*find_metric(s, "vmm_overhead_rss_kib"))["results"][variant]["median"];
+    double first_run = (*find_metric(s, "exec_to_first_kvm_run_ms"))["results"][variant]["median"];
+    EXPECT_GT(overhead, 0) << variant;
+    EXPECT_DOUBLE_EQ(total, guest + overhead) << variant;
+    EXPECT_LE(guest, 256.0 * 1024) << variant;
+    EXPECT_GT(first_run, 0) << variant;
+  }
+  // microvm-only metrics are reported for microvm and absent for QEMU.
+  for (const char* name : {"boot_timer_first_kvm_run_ms", "tiny_guest_run_ms"}) {
+    const json* m = find_metric(s, name);
+    ASSERT_NE(m, nullptr) << name;
+    EXPECT_TRUE((*m)["results"].contains("microvm")) << name;
+    EXPECT_FALSE((*m)["results"].contains("qemu")) << name;
+  }
+  // The guest-RAM mapping that was subtracted is named in every run.
+  for (const auto& run : s["runs"])
+    EXPECT_FALSE(run["details"]["guest_ram_mappings"].get<std::string>().empty()) << run.dump();
+}
+
+TEST_F(BenchCommandTest, ReportWritesMarkdownJsonAndPng) {
+  TempDir dir;
+  std::string report = dir.path() + "/report";
+  VmRunResult r = run_bench({"--scenario", "startup", "-n", "1", "--no-probe", "--memory", "128M",
+                             "--sample-after-ms", "1000", "--report", report});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  // The human table goes to stdout.
+  EXPECT_NE(r.out.find("exec_to_first_kvm_run_ms"), std::string::npos) << r.out;
+
+  std::ifstream md(report + "/report.md");
+  ASSERT_TRUE(md.good());
+  std::stringstream ss;
+  ss << md.rdbuf();
+  EXPECT_NE(ss.str().find("Scenario `startup`"), std::string::npos) << ss.str();
+  EXPECT_NE(ss.str().find("| exec_to_first_kvm_run_ms | ms |"), std::string::npos) << ss.str();
+
+  std::ifstream js(report + "/results.json");
+  ASSERT_TRUE(js.good());
+  json j = json::parse(js, nullptr, false);
+  EXPECT_FALSE(j.is_discarded());
+
+  std::string png = report + "/startup_exec_to_first_kvm_run_ms.png";
+  std::ifstream img(png, std::ios::binary);
+  ASSERT_TRUE(img.good()) << png;
+  char magic[8] = {};
+  img.read(magic, sizeof magic);
+  EXPECT_EQ(std::string(magic, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_GT(std::filesystem::file_size(png), 1000u);
+  // The markdown links the charts it drew.
+  EXPECT_NE(ss.str().find("(startup_exec_to_first_kvm_run_ms.png)"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace microvm::testing
