@@ -192,13 +192,14 @@ static void check_e820(void) {
 #define MEMTEST_MAX 64
 /* Own page tables mapping 0-8 GiB with 2 MiB pages, to reach RAM above 4 GiB. */
 #define HIGH_MAP_GIB 8
-static u64 pml4[512] __attribute__((aligned(4096)));
-static u64 pdpt[512] __attribute__((aligned(4096)));
-static u64 pds[HIGH_MAP_GIB][512] __attribute__((aligned(4096)));
+static u64 pml4[512] __attribute__((aligned(4096), section(".noinit")));
+static u64 pdpt[512] __attribute__((aligned(4096), section(".noinit")));
+static u64 pds[HIGH_MAP_GIB][512] __attribute__((aligned(4096), section(".noinit")));
 
 /* Identity-maps 0..8 GiB and switches CR3 to it. Our tables are in .bss, which the
  * boot protocol's identity map covers, so their virtual and physical addresses agree. */
 static void map_8gib(void) {
+  for (u32 i = 0; i < 512; i++) pml4[i] = pdpt[i] = 0; /* .noinit: not cleared at entry */
   for (u32 g = 0; g < HIGH_MAP_GIB; g++) {
     for (u32 i = 0; i < 512; i++) pds[g][i] = ((u64)g << 30) + ((u64)i << 21) + 0x83; /* P|RW|PS */
     pdpt[g] = (u64)(usize)pds[g] + 0x3;

@@ -46,7 +46,7 @@ fw_entry_ds: .quad 0
 fw_entry_ss: .quad 0
 fw_entry_rflags: .quad 0
 
-  .section .bss
+  .section .noinit, "aw", @nobits
   .balign 16
 fw_stack:
   .skip 16384

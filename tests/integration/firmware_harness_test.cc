@@ -36,6 +36,15 @@ TEST(HarnessTest, AnswersPromptsOnStdin) {
   EXPECT_EQ(r.out, "got=first\nprompt> got=second\n");
 }
 
+TEST(HarnessTest, PtyStdinIsATerminal) {
+  VmRunOptions o;
+  o.stdin_pty = true;
+  VmRunResult r = run_process("/bin/sh", {"-c", "test -t 0 && echo tty || echo notty"}, o);
+  EXPECT_EQ(r.out, "tty\n") << r.describe();
+  VmRunResult p = run_process("/bin/sh", {"-c", "test -t 0 && echo tty || echo notty"});
+  EXPECT_EQ(p.out, "notty\n") << p.describe();
+}
+
 TEST(HarnessTest, MissingBinaryIsReported) {
   VmRunResult r = run_process("/nonexistent/microvm", {});
   EXPECT_EQ(r.exit_code, 127);

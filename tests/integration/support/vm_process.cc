@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -58,6 +59,20 @@ bool make_pipe(Fd& read_end, Fd& write_end) {
   return true;
 }
 
+// A pseudo-terminal in raw mode: `slave` for the child's stdin, `master` for us.
+bool make_pty(Fd& slave, Fd& master) {
+  master.reset(posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!master || grantpt(master.get()) != 0 || unlockpt(master.get()) != 0) return false;
+  char name[128];
+  if (ptsname_r(master.get(), name, sizeof name) != 0) return false;
+  slave.reset(open(name, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave) return false;
+  termios t;
+  if (tcgetattr(slave.get(), &t) != 0) return false;
+  cfmakeraw(&t);  // no line buffering, no echo: bytes go through as written
+  return tcsetattr(slave.get(), TCSANOW, &t) == 0;
+}
+
 }  // namespace
 
 std::string VmRunResult::describe(size_t tail_bytes) const {
@@ -89,9 +104,10 @@ VmRunResult run_process(const std::string& binary, const std::vector<std::string
   VmRunResult r;
   r.command = quote_join(binary, args);
   Fd in_r, in_w, out_r, out_w, err_r, err_w;
-  if (!make_pipe(in_r, in_w) || !make_pipe(out_r, out_w) || !make_pipe(err_r, err_w)) {
+  bool in_ok = options.stdin_pty ? make_pty(in_r, in_w) : make_pipe(in_r, in_w);
+  if (!in_ok || !make_pipe(out_r, out_w) || !make_pipe(err_r, err_w)) {
     r.exit_code = 127;
-    r.err = std::string("pipe: ") + strerror(errno);
+    r.err = std::string(options.stdin_pty ? "pty: " : "pipe: ") + strerror(errno);
     return r;
   }
   // Everything the child needs is prepared before fork (no allocation after it).

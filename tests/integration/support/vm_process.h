@@ -24,6 +24,9 @@ struct VmRunOptions {
   // Close stdin once everything above was written (otherwise it stays open until exit,
   // so the VMM never sees EOF on the console).
   bool close_stdin_when_done = false;
+  // Give the child a pseudo-terminal (raw mode) as stdin instead of a pipe, so it sees
+  // a tty: microvm only honours the C-a escapes on a terminal.
+  bool stdin_pty = false;
   // Extra environment entries ("NAME=value") on top of the inherited environment.
   std::vector<std::string> env;
 };
