@@ -4,9 +4,8 @@
 #include <unistd.h>
 
 #include <array>
-#include <fstream>
-#include <iterator>
 
+#include "base/mapped_file.h"
 #include "boot/acpi/acpi_tables.h"
 #include "boot/kernel_loader.h"
 #include "boot/memory_map.h"
@@ -27,18 +26,6 @@ constexpr uint64_t kIdentityMapAddr = 0xfffbc000;
 constexpr uint32_t kSerialGsi = 4;
 constexpr uint64_t kMaxKernelBytes = 512ull << 20;
 constexpr uint64_t kMaxCpus = 254;  // xAPIC IDs in the MADT, minus the IOAPIC's
-
-Result<std::vector<std::byte>> read_file(const std::string& path, const char* what, uint64_t limit) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  if (!in) return fail_errno(std::string("cannot open ") + what + " " + path);
-  auto size = static_cast<uint64_t>(in.tellg());
-  if (size > limit) return fail(std::string(what) + " " + path + " is too large (" + std::to_string(size >> 20) + " MiB)");
-  std::vector<std::byte> data(size);
-  in.seekg(0);
-  if (!in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(size)))
-    return fail(std::string("cannot read ") + what + " " + path);
-  return data;
-}
 
 }  // namespace
 
@@ -139,8 +126,8 @@ Result<void> Machine::setup_virtio_devices(std::string& cmdline_extra) {
 }
 
 Result<void> Machine::load_guest(const std::string& cmdline_extra) {
-  auto image = TRY(read_file(config_.kernel_path, "kernel", kMaxKernelBytes));
-  auto kernel = load_kernel(*memory_, image);
+  auto image = TRY(MappedFile::open(config_.kernel_path, "kernel", kMaxKernelBytes));
+  auto kernel = load_kernel(*memory_, image.bytes());
   if (!kernel) return std::unexpected(kernel.error().context(config_.kernel_path));
 
   BootParamsSpec spec;
@@ -149,10 +136,10 @@ Result<void> Machine::load_guest(const std::string& cmdline_extra) {
   if (!cmdline_extra.empty()) spec.cmdline += (spec.cmdline.empty() ? "" : " ") + cmdline_extra;
 
   if (!config_.initrd_path.empty()) {
-    auto initrd = TRY(read_file(config_.initrd_path, "initrd", memory_->total_size()));
+    auto initrd = TRY(MappedFile::open(config_.initrd_path, "initrd", memory_->total_size()));
     auto at = place_initrd(*memory_, *kernel, initrd.size());
     if (!at) return std::unexpected(at.error().context(config_.initrd_path));
-    TRY(memory_->write(*at, initrd));
+    TRY(memory_->write(*at, initrd.bytes()));
     spec.initrd_addr = *at;
     spec.initrd_size = initrd.size();
   }
