@@ -224,9 +224,11 @@ void TransportCore::unregister_doorbell(uint16_t index) {
 
 void TransportCore::reregister_doorbells() {
   for (uint16_t i = 0; i < queues_.size(); ++i) {
-    if (!queues_[i].registered && !queues_[i].ready) continue;
+    // A doorbell that existed moves with the BAR (whatever the driver wrote to the ready flag
+    // since), and an enabled queue gets one if it had none (its BAR was not decoding).
+    bool want = queues_[i].ready || queues_[i].registered.has_value();
     unregister_doorbell(i);
-    if (queues_[i].ready) register_doorbell(i);
+    if (want) register_doorbell(i);
   }
 }
 
