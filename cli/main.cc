@@ -6,6 +6,9 @@
 #ifdef MICROVM_HAVE_IMG
 #include "cli/img/img_command.h"
 #endif
+#ifdef MICROVM_HAVE_BENCH
+#include "cli/bench/bench_command.h"
+#endif
 
 namespace {
 
@@ -15,6 +18,7 @@ constexpr char kUsage[] =
     "commands:\n"
     "  run     boot a Linux guest (microvm run --help)\n"
     "  img     create, inspect, check, resize and convert raw/qcow2 disk images\n"
+    "  bench   measure start-up, memory overhead and virtio throughput (microvm bench --help)\n"
     "  help    this text\n"
     "\n"
     "exit codes of 'run': 0 guest powered off, 1 error, 2 bad arguments, 3 guest rebooted,\n"
@@ -31,6 +35,9 @@ int main(int argc, char** argv) {
   if (!std::strcmp(cmd, "run")) return microvm::run_command(argc - 1, argv + 1);
 #ifdef MICROVM_HAVE_IMG
   if (!std::strcmp(cmd, "img")) return microvm::run_img_command(argc - 1, argv + 1);
+#endif
+#ifdef MICROVM_HAVE_BENCH
+  if (!std::strcmp(cmd, "bench")) return microvm::run_bench_command(argc - 1, argv + 1);
 #endif
   if (!std::strcmp(cmd, "help") || !std::strcmp(cmd, "--help") || !std::strcmp(cmd, "-h")) {
     std::fputs(kUsage, stdout);
