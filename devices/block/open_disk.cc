@@ -1,5 +1,6 @@
 #include "devices/block/open_disk.h"
 
+#include "devices/block/qcow2/qcow2_backend.h"
 #include "devices/block/raw_backend.h"
 
 namespace microvm {
@@ -14,7 +15,9 @@ Result<std::unique_ptr<BlockBackend>> open_disk(const DiskOptions& opts) {
       return std::unique_ptr<BlockBackend>(std::move(*raw));
     }
     case DiskFormat::kQcow2: {
-      return fail(ENOTSUP, "disk " + opts.path + ": qcow2 support is not built yet");
+      auto q = Qcow2Backend::open(opts);
+      if (!q) return std::unexpected(q.error());
+      return std::unique_ptr<BlockBackend>(std::move(*q));
     }
   }
   return fail(EINVAL, "disk: unknown format");

@@ -1,0 +1,23 @@
+#pragma once
+// Creating an empty qcow2 image (what `microvm img create -f qcow2` and the tests use).
+#include <string>
+
+#include "base/result.h"
+#include "devices/block/qcow2/qcow2_format.h"
+
+namespace microvm::qcow2 {
+
+struct CreateOptions {
+  uint64_t size = 0;
+  uint32_t cluster_bits = 16;
+  uint32_t version = 3;         // 2 = compat 0.10
+  uint32_t refcount_order = 4;  // 16-bit refcounts (version 2 requires 4)
+  std::string backing_file;     // stored as given
+  std::string backing_format;   // "raw" / "qcow2"
+};
+
+// Creates (or truncates) `path`. Layout: header cluster, refcount table, one refcount block,
+// then the L1 table placed by the allocator.
+[[nodiscard]] Result<void> create_image(const std::string& path, const CreateOptions& opts);
+
+}  // namespace microvm::qcow2

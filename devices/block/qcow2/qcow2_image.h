@@ -1,0 +1,153 @@
+#pragma once
+// A qcow2 image driven synchronously: the metadata walk, cluster allocation, refcounts and
+// the crash-safe write-back ordering live here. The BlockBackend wrapper (qcow2_backend.h),
+// the img tool and the fuzz targets all use this class. See README.md for the design.
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/log.h"
+#include "base/result.h"
+#include "devices/block/qcow2/qcow2_format.h"
+#include "devices/block/sync_disk.h"
+
+namespace microvm::qcow2 {
+
+// What one guest cluster maps to.
+struct Mapping {
+  enum class Kind { kUnallocated, kZero, kData, kCompressed } kind = Kind::kUnallocated;
+  uint64_t host_offset = 0;  // kData: cluster offset; kCompressed: byte offset of the stream
+  uint64_t compressed_bytes = 0;
+  bool copied = false;  // the L2 entry's COPIED flag (refcount known to be 1)
+};
+
+class Image final : public SyncDisk {
+ public:
+  struct Options {
+    bool read_only = false;
+    size_t cache_bytes = 1 << 20;
+    const Logger* logger = nullptr;
+  };
+
+  // Takes an open fd (already locked by the caller when that matters).
+  [[nodiscard]] static Result<std::unique_ptr<Image>> open(Fd fd, const Options& opts);
+  ~Image() override;
+
+  const Header& header() const { return h_; }
+  uint64_t size() const override { return h_.size; }
+  bool read_only() const { return read_only_; }
+  bool corrupt() const { return corrupt_; }
+  int fd() const { return fd_.get(); }
+  void set_backing(std::unique_ptr<SyncDisk> backing) { backing_ = std::move(backing); }
+  SyncDisk* backing() const { return backing_.get(); }
+
+  // All return 0 (or bytes for nothing) / -errno. Offsets are checked against size().
+  int readv(uint64_t offset, std::span<const iovec> iov) override;
+  int writev(uint64_t offset, std::span<const iovec> iov);
+  int write(uint64_t offset, const void* buf, size_t len) {
+    iovec v{const_cast<void*>(buf), len};
+    return writev(offset, {&v, 1});
+  }
+  // Deallocates whole clusters inside the range (partial clusters are left: discard is a hint).
+  int discard(uint64_t offset, uint64_t len);
+  // Makes the range read as zeroes (zero flag on v3, deallocation without backing).
+  int write_zeroes(uint64_t offset, uint64_t len, bool may_unmap);
+  // Data and metadata on stable storage, in dependency order.
+  int flush();
+
+  // The mapping of the guest cluster holding `offset` (for convert, check, map).
+  [[nodiscard]] Result<Mapping> map(uint64_t offset);
+  // Grows the virtual size (the L1 table is reallocated when it must grow). Shrinking is
+  // allowed only when nothing past the new end is allocated.
+  [[nodiscard]] Result<void> resize(uint64_t new_size);
+
+  uint64_t cluster_size() const { return cs_; }
+  uint64_t host_end() const { return host_end_; }
+  // Cache statistics, for tests of the bound.
+  size_t cache_entries() const { return lru_.size(); }
+  size_t cache_capacity() const { return cache_cap_; }
+
+ private:
+  enum class Kind : uint8_t { kL1, kL2, kRefblock };
+  struct Entry {
+    Kind kind;
+    uint64_t offset;
+    uint32_t bytes;  // valid bytes on disk (L1 chunks may be short)
+    bool dirty = false;
+    std::vector<uint8_t> data;
+  };
+  using Lru = std::list<Entry>;
+
+  Image(Fd fd, Header h, const Options& o);
+  Result<void> init(uint64_t file_size);
+
+  // Metadata cache. The pointer is valid until the next call that may load a table.
+  // `fresh`: a newly allocated table: zero-filled and dirty, not read from disk.
+  Result<Entry*> get(Kind kind, uint64_t offset, uint32_t bytes, bool fresh = false);
+  int write_entry(Entry& e);
+  // Writes dirty entries so that refblocks reach disk before L2 tables and L2 tables before
+  // L1, with fdatasync between (see README: crash safety). `upto` bounds how far it goes.
+  int write_back(Kind upto);
+  int evict_one();
+
+  // L1 access through cached chunks.
+  uint64_t l1_chunk_bytes() const { return std::min<uint64_t>(cs_, 4096); }
+  Result<uint64_t> l1_entry(uint64_t index);
+  Result<void> set_l1_entry(uint64_t index, uint64_t value);
+
+  // Refcounts.
+  Result<uint64_t> refcount(uint64_t cluster);
+  Result<void> set_refcount(uint64_t cluster, uint64_t value);
+  Result<uint64_t> alloc_cluster();
+  Result<uint64_t> alloc_contiguous(uint64_t n);  // at the end of the file, for tables
+  Result<void> grow_refcount_table(uint64_t min_entries);
+  Result<void> free_cluster_later(uint64_t host_offset);
+  Result<void> free_compressed_later(uint64_t entry);
+  int apply_pending_frees();
+
+  // Checks and error reporting.
+  bool overlaps_fixed_metadata(uint64_t offset, uint64_t len) const;
+  int mark_corrupt(const std::string& what);
+  Result<uint64_t> checked_l2_offset(uint64_t l1_index, uint64_t l1e);
+
+  // Per-cluster operations. `l2_for_write` makes the L2 table writable (allocating or
+  // copying it) and returns its offset.
+  Result<uint64_t> l2_for_write(uint64_t l1_index);
+  Result<Mapping> decode_l2(uint64_t entry);
+  int read_cluster_part(uint64_t guest, size_t len, std::span<const iovec> iov);
+  int write_cluster_part(uint64_t guest, size_t len, IovCursor& cur);
+  // The current contents of the whole guest cluster at `guest_cluster` (for copy-on-write).
+  int read_full_cluster(uint64_t guest_cluster, const Mapping& m, uint8_t* out);
+  int decompress(const Mapping& m, uint8_t* out);
+  int set_l2(uint64_t guest, uint64_t value, uint64_t* old);
+
+  Fd fd_;
+  Header h_;
+  uint64_t cs_;
+  bool read_only_;
+  bool corrupt_ = false;
+  const Logger* log_;
+  std::unique_ptr<SyncDisk> backing_;
+
+  std::vector<uint64_t> rt_;  // refcount table (bounded by kMaxRefcountTableBytes)
+  uint64_t file_size_ = 0;   // bytes actually in the file (reads past it see zeroes)
+  uint64_t host_end_ = 0;     // cluster-aligned end of the allocated host area
+  uint64_t free_hint_ = 0;    // no free cluster below this index
+  std::vector<uint64_t> pending_free_;  // clusters to release once their L2/L1 reference is gone on disk
+
+  Lru lru_;  // front = most recent
+  std::unordered_map<uint64_t, Lru::iterator> index_;  // key: offset | kind
+  size_t cache_cap_;
+
+  // Last decompressed cluster (sequential reads of compressed images hit it).
+  uint64_t zcache_offset_ = UINT64_MAX;
+  std::vector<uint8_t> zcache_;
+};
+
+}  // namespace microvm::qcow2
