@@ -38,6 +38,21 @@ double now_seconds() {
 
 std::string make_probe_elf(ProbeKind kind) {
   auto code = blob(kind);
+  // PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY = 18), read by QEMU's -kernel; microvm
+  // ignores PT_NOTE and enters at e_entry in long mode.
+  struct PvhNote {
+    Elf64_Nhdr hdr;
+    char name[4];
+    uint64_t entry;
+  } note{};
+  note.hdr.n_namesz = 4;
+  note.hdr.n_descsz = 8;
+  note.hdr.n_type = 18;
+  std::memcpy(note.name, "Xen", 4);
+  note.entry = kLoadAddress;
+  constexpr uint64_t kNoteOffset = 0x800;
+  static_assert(sizeof(Elf64_Ehdr) + 2 * sizeof(Elf64_Phdr) <= kNoteOffset);
+
   std::string out(kBlobOffset + code.size(), '\0');
   Elf64_Ehdr eh{};
   std::memcpy(eh.e_ident, ELFMAG, SELFMAG);
@@ -51,16 +66,21 @@ std::string make_probe_elf(ProbeKind kind) {
   eh.e_phoff = sizeof(Elf64_Ehdr);
   eh.e_ehsize = sizeof(Elf64_Ehdr);
   eh.e_phentsize = sizeof(Elf64_Phdr);
-  eh.e_phnum = 1;
-  Elf64_Phdr ph{};
-  ph.p_type = PT_LOAD;
-  ph.p_flags = PF_R | PF_X;
-  ph.p_offset = kBlobOffset;
-  ph.p_vaddr = ph.p_paddr = kLoadAddress;
-  ph.p_filesz = ph.p_memsz = code.size();
-  ph.p_align = 0x1000;
+  eh.e_phnum = 2;
+  Elf64_Phdr ph[2]{};
+  ph[0].p_type = PT_LOAD;
+  ph[0].p_flags = PF_R | PF_X;
+  ph[0].p_offset = kBlobOffset;
+  ph[0].p_vaddr = ph[0].p_paddr = kLoadAddress;
+  ph[0].p_filesz = ph[0].p_memsz = code.size();
+  ph[0].p_align = 0x1000;
+  ph[1].p_type = PT_NOTE;
+  ph[1].p_offset = kNoteOffset;
+  ph[1].p_filesz = ph[1].p_memsz = sizeof note;
+  ph[1].p_align = 4;
   std::memcpy(out.data(), &eh, sizeof eh);
-  std::memcpy(out.data() + sizeof eh, &ph, sizeof ph);
+  std::memcpy(out.data() + sizeof eh, ph, sizeof ph);
+  std::memcpy(out.data() + kNoteOffset, &note, sizeof note);
   std::memcpy(out.data() + kBlobOffset, code.data(), code.size());
   return out;
 }
