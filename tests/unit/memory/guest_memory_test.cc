@@ -1,0 +1,219 @@
+#include "memory/guest_memory.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace microvm {
+namespace {
+
+constexpr uint64_t kMiB = 1ull << 20;
+
+std::unique_ptr<GuestMemory> anon(uint64_t size) {
+  auto m = GuestMemory::create_anonymous(size);
+  EXPECT_TRUE(m) << m.error().what;
+  return std::move(*m);
+}
+
+// Two regions with a gap: [0, 1 MiB) and [4 MiB, 6 MiB).
+std::unique_ptr<GuestMemory> two_regions(MemoryBacking backing = MemoryBacking::kAnonymous) {
+  MemoryLayoutEntry layout[] = {{GuestAddress(0), kMiB}, {GuestAddress(4 * kMiB), 2 * kMiB}};
+  auto m = GuestMemory::create(layout, backing);
+  EXPECT_TRUE(m) << m.error().what;
+  return std::move(*m);
+}
+
+// Protection string ("---p", "rw-p") of the /proc/self/maps line containing `addr`.
+std::string protection_at(const void* addr) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  auto a = reinterpret_cast<unsigned long>(addr);
+  while (std::getline(maps, line)) {
+    unsigned long lo, hi;
+    char perms[8] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %7s", &lo, &hi, perms) == 3 && a >= lo && a < hi) return perms;
+  }
+  return "unmapped";
+}
+
+TEST(GuestMemory, AnonymousSingleRegion) {
+  auto m = anon(64 * kMiB);
+  ASSERT_EQ(m->regions().size(), 1u);
+  EXPECT_EQ(m->regions()[0].guest_base, GuestAddress(0));
+  EXPECT_EQ(m->regions()[0].size, 64 * kMiB);
+  EXPECT_EQ(m->total_size(), 64 * kMiB);
+  EXPECT_EQ(m->fd(), -1);
+  EXPECT_EQ(m->regions()[0].fd, -1);
+  EXPECT_EQ(m->backing(), MemoryBacking::kAnonymous);
+}
+
+TEST(GuestMemory, RejectsBadSizesAndOverlaps) {
+  EXPECT_FALSE(GuestMemory::create_anonymous(0));
+  EXPECT_FALSE(GuestMemory::create_anonymous(4097));
+  MemoryLayoutEntry overlap[] = {{GuestAddress(0), 2 * kMiB}, {GuestAddress(kMiB), 2 * kMiB}};
+  auto r = GuestMemory::create(overlap, MemoryBacking::kAnonymous);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().what.find("overlap"), std::string::npos);
+  MemoryLayoutEntry huge[] = {{GuestAddress(0), 1ull << 63}, {GuestAddress(1ull << 63), 1ull << 63}};
+  auto o = GuestMemory::create(huge, MemoryBacking::kAnonymous);
+  ASSERT_FALSE(o);
+  EXPECT_NE(o.error().what.find("overflows"), std::string::npos);
+}
+
+TEST(GuestMemory, TranslateBounds) {
+  auto m = anon(64 * kMiB);
+  const uint64_t end = 64 * kMiB;
+  // Last byte is fine; one more crosses the end.
+  auto last = m->translate(GuestAddress(end - 1), 1);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->data(), m->regions()[0].host + end - 1);
+  EXPECT_EQ(last->size(), 1u);
+  EXPECT_FALSE(m->translate(GuestAddress(end - 1), 2));
+  EXPECT_FALSE(m->translate(GuestAddress(end - 8), 9));
+  EXPECT_TRUE(m->translate(GuestAddress(0), end));
+  EXPECT_FALSE(m->translate(GuestAddress(0), end + 1));
+  // Not in RAM at all.
+  auto out = m->translate(GuestAddress(end), 1);
+  ASSERT_FALSE(out);
+  EXPECT_EQ(out.error().code, EFAULT);
+  EXPECT_FALSE(m->translate(GuestAddress(end), 0));  // even empty: the address itself is not RAM
+  // len 0 at a valid address is an empty span there.
+  auto empty = m->translate(GuestAddress(4096), 0);
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->size(), 0u);
+  EXPECT_EQ(empty->data(), m->regions()[0].host + 4096);
+  // Lengths that would wrap a naive addr + len check.
+  EXPECT_FALSE(m->translate(GuestAddress(4096), UINT64_MAX));
+  EXPECT_FALSE(m->translate(GuestAddress(4096), UINT64_MAX - 4095));  // 4096 + len == 2^64 -> 0
+  EXPECT_FALSE(m->translate(GuestAddress(UINT64_MAX), 1));
+  EXPECT_FALSE(m->translate(GuestAddress(UINT64_MAX - 1), 2));
+}
+
+TEST(GuestMemory, TwoRegionsWithGap) {
+  auto m = two_regions();
+  ASSERT_EQ(m->regions().size(), 2u);
+  EXPECT_EQ(m->total_size(), 3 * kMiB);
+  EXPECT_TRUE(m->translate(GuestAddress(kMiB - 4), 4));
+  EXPECT_FALSE(m->translate(GuestAddress(kMiB - 4), 5));  // runs into the gap
+  EXPECT_FALSE(m->translate(GuestAddress(kMiB), 1));      // in the gap
+  EXPECT_FALSE(m->translate(GuestAddress(4 * kMiB - 1), 1));
+  auto second = m->translate(GuestAddress(4 * kMiB), 2 * kMiB);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->data(), m->regions()[1].host);
+  EXPECT_FALSE(m->translate(GuestAddress(4 * kMiB), 2 * kMiB + 1));
+  EXPECT_FALSE(m->translate(GuestAddress(6 * kMiB), 1));
+  // Writes land in the right region.
+  ASSERT_TRUE(m->write_obj<uint32_t>(GuestAddress(5 * kMiB), 0xfeedface));
+  uint32_t raw;
+  std::memcpy(&raw, m->regions()[1].host + kMiB, 4);
+  EXPECT_EQ(raw, 0xfeedfaceu);
+}
+
+TEST(GuestMemory, ReadWriteObj) {
+  auto m = anon(2 * kMiB);
+  struct Pair {
+    uint32_t a;
+    uint16_t b;
+  };
+  ASSERT_TRUE(m->write_obj(GuestAddress(0x1000), Pair{0x11223344, 0x5566}));
+  auto p = m->read_obj<Pair>(GuestAddress(0x1000));
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->a, 0x11223344u);
+  EXPECT_EQ(p->b, 0x5566u);
+  auto b = m->read_obj<uint8_t>(GuestAddress(0x1000));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(*b, 0x44);  // little-endian layout in guest RAM
+  EXPECT_FALSE(m->read_obj<uint64_t>(GuestAddress(2 * kMiB - 4)));
+  EXPECT_FALSE(m->write_obj<uint64_t>(GuestAddress(2 * kMiB - 4), 1));
+  // A refused write leaves memory untouched.
+  EXPECT_EQ(*m->read_obj<uint32_t>(GuestAddress(2 * kMiB - 4)), 0u);
+
+  std::array<std::byte, 16> in{}, out{};
+  for (size_t i = 0; i < in.size(); ++i) in[i] = std::byte(i + 1);
+  ASSERT_TRUE(m->write(GuestAddress(0x2000), in));
+  ASSERT_TRUE(m->read(GuestAddress(0x2000), out));
+  EXPECT_EQ(in, out);
+  EXPECT_FALSE(m->read(GuestAddress(2 * kMiB - 8), out));
+}
+
+TEST(GuestMemory, GuardPagesAreProtNone) {
+  auto m = two_regions();
+  for (const auto& r : m->regions()) {
+    EXPECT_EQ(protection_at(r.host).substr(0, 3), "rw-");
+    EXPECT_EQ(protection_at(r.host + r.size - 1).substr(0, 3), "rw-");
+    EXPECT_EQ(protection_at(r.host - 1).substr(0, 3), "---");
+    EXPECT_EQ(protection_at(r.host - GuestMemory::kGuardBytes).substr(0, 3), "---");
+    EXPECT_EQ(protection_at(r.host + r.size).substr(0, 3), "---");
+    EXPECT_EQ(protection_at(r.host + r.size + GuestMemory::kGuardBytes - 1).substr(0, 3), "---");
+  }
+}
+
+TEST(GuestMemoryDeathTest, TouchingGuardFaults) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  auto m = anon(2 * kMiB);
+  volatile std::byte* past_end = m->regions()[0].host + m->regions()[0].size;
+  volatile std::byte* before = m->regions()[0].host - 1;
+  EXPECT_EXIT({ (void)*past_end; }, testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_EXIT({ *before = std::byte{1}; }, testing::KilledBySignal(SIGSEGV), "");
+}
+
+TEST(GuestMemory, MemfdBacking) {
+  auto m = two_regions(MemoryBacking::kMemfd);
+  ASSERT_GE(m->fd(), 0);
+  struct stat st;
+  ASSERT_EQ(::fstat(m->fd(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), 3 * kMiB);  // one file for all regions
+  EXPECT_EQ(m->regions()[0].fd, m->fd());
+  EXPECT_EQ(m->regions()[0].fd_offset, 0u);
+  EXPECT_EQ(m->regions()[1].fd_offset, kMiB);
+  // The mapping is shared with the fd: a write through guest RAM is visible via pread.
+  ASSERT_TRUE(m->write_obj<uint32_t>(GuestAddress(4 * kMiB + 8), 0xabcd1234));
+  uint32_t v = 0;
+  ASSERT_EQ(::pread(m->fd(), &v, 4, static_cast<off_t>(kMiB + 8)), 4);
+  EXPECT_EQ(v, 0xabcd1234u);
+}
+
+TEST(GuestMemory, HugetlbSizeMustBe2MiBMultiple) {
+  MemoryLayoutEntry e{GuestAddress(0), 3 * kMiB};
+  auto r = GuestMemory::create(std::span(&e, 1), MemoryBacking::kHugetlb);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().what.find("2 MiB"), std::string::npos) << r.error().what;
+}
+
+TEST(GuestMemory, HugetlbShortPoolIsRefusedWithAdvice) {
+  auto pool = read_hugepage_pool();
+  if (!pool) GTEST_SKIP() << "no hugetlb pool on this host: " << pool.error().what;
+  uint64_t available = pool->free - std::min(pool->free, pool->reserved);
+  MemoryLayoutEntry e{GuestAddress(0), (available + 10) * pool->page_size};
+  auto r = GuestMemory::create(std::span(&e, 1), MemoryBacking::kHugetlb);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ENOMEM);
+  EXPECT_NE(r.error().what.find("sysctl -w vm.nr_hugepages="), std::string::npos) << r.error().what;
+  // The advice asks for exactly the missing pages on top of the current pool.
+  std::string want = "vm.nr_hugepages=" + std::to_string(pool->total + 10);
+  EXPECT_NE(r.error().what.find(want), std::string::npos) << r.error().what;
+}
+
+TEST(GuestRegion, ContainsAndEnd) {
+  GuestRegion r;
+  r.guest_base = GuestAddress(0x1000);
+  r.size = 0x1000;
+  EXPECT_EQ(r.end(), GuestAddress(0x2000));
+  EXPECT_FALSE(r.contains(GuestAddress(0xfff)));
+  EXPECT_TRUE(r.contains(GuestAddress(0x1000)));
+  EXPECT_TRUE(r.contains(GuestAddress(0x1fff)));
+  EXPECT_FALSE(r.contains(GuestAddress(0x2000)));
+}
+
+TEST(GuestAddress, CheckedAdd) {
+  EXPECT_EQ(GuestAddress(10).checked_add(5), GuestAddress(15));
+  EXPECT_EQ(GuestAddress(UINT64_MAX).checked_add(1), std::nullopt);
+  EXPECT_EQ(GuestAddress(UINT64_MAX - 1).checked_add(1), GuestAddress(UINT64_MAX));
+}
+
+}  // namespace
+}  // namespace microvm
