@@ -110,15 +110,24 @@ void Serial16550::write_register(uint64_t offset, uint8_t value) {
 void Serial16550::transmit(uint8_t value) {
   if (out_fd_ >= 0) [[maybe_unused]] auto n = ::write(out_fd_, &value, 1);
   if (marker_.empty()) return;
-  // The marker starts with ESC, which occurs nowhere else in it, so a mismatch can restart
-  // the match at this byte without backtracking further.
-  if (static_cast<char>(value) == marker_[marker_matched_]) {
+  const char c = static_cast<char>(value);
+  if (c == marker_[marker_matched_]) {
     if (++marker_matched_ == marker_.size()) {
       marker_matched_ = 0;
       if (on_marker_) on_marker_();
     }
-  } else {
-    marker_matched_ = static_cast<char>(value) == marker_[0] ? 1 : 0;
+    return;
+  }
+  // Mismatch: continue from the longest marker prefix that ends at this byte. Restarting at
+  // 0 or 1 is not enough: the marker holds ESC twice ("\e_...\e\\"), so a marker cut short
+  // before its last byte ends where a real one may begin. The marker is short; this is cheap.
+  const size_t matched = marker_matched_;
+  marker_matched_ = 0;
+  for (size_t j = matched; j > 0; --j) {
+    if (marker_[j - 1] == c && marker_.compare(0, j - 1, marker_, matched - j + 1, j - 1) == 0) {
+      marker_matched_ = j;
+      break;
+    }
   }
 }
 
