@@ -13,4 +13,10 @@ void drain_eventfd(int fd) {
   [[maybe_unused]] ssize_t n = ::read(fd, &count, sizeof count);
 }
 
+void signal_eventfd(int fd) {
+  uint64_t one = 1;
+  // Can only fail if the counter would overflow, in which case it is already signalled.
+  [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof one);
+}
+
 }  // namespace microvm

@@ -45,5 +45,8 @@ class LoopRegistration {
 
 // Resets a (non-blocking) eventfd counter we were woken for, e.g. a queue's kick fd.
 void drain_eventfd(int fd);
+// Adds 1 to an eventfd: a device that stops early for fairness re-kicks itself this way, so
+// the loop serves other fds before coming back.
+void signal_eventfd(int fd);
 
 }  // namespace microvm

@@ -28,6 +28,7 @@ Result<std::unique_ptr<BlkDevice>> BlkDevice::create(std::unique_ptr<BlockBacken
     return fail(EINVAL, "virtio-blk: num_queues must be between 1 and 256");
   if (!power_of_two(options.queue_size) || options.queue_size < 4 || options.queue_size > kMaxQueueSize)
     return fail(EINVAL, "virtio-blk: queue size must be a power of 2 between 4 and 32768");
+  if (options.chains_per_kick == 0) return fail(EINVAL, "virtio-blk: chains_per_kick must be > 0");
   uint32_t lbs = backend->logical_block_size();
   if (!power_of_two(lbs) || lbs < kSectorSize || lbs > 65536)
     return fail(EINVAL, "virtio-blk: backend block size must be a power of 2 between 512 and 65536");
@@ -100,11 +101,12 @@ Result<void> BlkDevice::activate(ActivationContext ctx) {
   acked_features_ = ctx.features & features_;
   limits_ = limits();
 
-  Active a{&ctx.memory, &ctx.interrupt, {}, {}, {}, {}};
+  Active a{&ctx.memory, &ctx.interrupt, {}, {}, {}, {}, {}};
   size_t total_slots = 0;
   for (const QueueConfig& qc : ctx.queues) {
     if (!qc.ready) {  // the driver may leave queues disabled (§4.1.4.3 / §4.2.2)
       a.queues.emplace_back();
+      a.kick_fds.push_back(-1);
       continue;
     }
     if (qc.size > options_.queue_size) return fail(EINVAL, "virtio-blk: queue size larger than offered");
@@ -113,6 +115,7 @@ Result<void> BlkDevice::activate(ActivationContext ctx) {
     TRY(q.validate_rings(ctx.memory));
     total_slots += qc.size;
     a.queues.emplace_back(std::move(q));
+    a.kick_fds.push_back(qc.kick_fd);
   }
   a.dirty.assign(a.queues.size(), 0);
 
@@ -178,7 +181,11 @@ void BlkDevice::reset() {
 void BlkDevice::process_queue(uint16_t q) {
   if (!active_ || needs_reset() || !active_->queues[q]) return;
   Active& a = *active_;
-  while (!needs_reset()) {
+  for (uint32_t served = 0; !needs_reset(); ++served) {
+    if (served == options_.chains_per_kick) {
+      signal_eventfd(a.kick_fds[q]);  // more may be waiting: come back after the other fds
+      break;
+    }
     auto popped = a.queues[q]->pop(*a.memory);
     if (!popped) {
       enter_needs_reset(popped.error());

@@ -52,6 +52,9 @@ struct BlkOptions {
   bool discard = true;          // offer VIRTIO_BLK_F_DISCARD (writable disks only)
   bool write_zeroes = true;     // offer VIRTIO_BLK_F_WRITE_ZEROES (writable disks only)
   const Logger* logger = nullptr;
+  // Fairness: chains served per kick before yielding to other fds on the loop (the device
+  // re-kicks itself), so a flood of requests refused at once cannot hog the loop.
+  uint32_t chains_per_kick = 256;
 };
 
 struct BlkCounters : VirtioCounters {
@@ -106,6 +109,7 @@ class BlkDevice final : public VirtioDevice {
     Interrupt* interrupt;
     std::vector<std::optional<Queue>> queues;  // nullopt: not enabled by the driver
     std::vector<uint8_t> dirty;                // used entries added since the last notification check
+    std::vector<int> kick_fds;                 // per queue (-1 when disabled)
     std::vector<LoopRegistration> kicks;
     LoopRegistration completions;
   };

@@ -13,6 +13,7 @@ Result<std::unique_ptr<RngDevice>> RngDevice::create(const RngOptions& options) 
   if (options.queue_size == 0 || options.queue_size > kMaxQueueSize || (options.queue_size & (options.queue_size - 1)))
     return fail(EINVAL, "virtio-rng: queue size must be a power of 2 up to 32768");
   if (options.max_bytes_per_request == 0) return fail(EINVAL, "virtio-rng: max_bytes_per_request must be > 0");
+  if (options.chains_per_kick == 0) return fail(EINVAL, "virtio-rng: chains_per_kick must be > 0");
   return std::unique_ptr<RngDevice>(new RngDevice(options));
 }
 
@@ -35,7 +36,7 @@ Result<void> RngDevice::activate(ActivationContext ctx) {
   TRY(queue.validate_rings(ctx.memory));
   acked_features_ = ctx.features;
   needs_reset_.store(false, std::memory_order_release);
-  active_.emplace(Active{&ctx.memory, &ctx.interrupt, std::move(queue), {}});
+  active_.emplace(Active{&ctx.memory, &ctx.interrupt, std::move(queue), qc.kick_fd, {}});
   auto kick = LoopRegistration::add(ctx.loop, qc.kick_fd, EPOLLIN, [this, fd = qc.kick_fd](uint32_t) {
     drain_eventfd(fd);
     bump(counters_.kicks);
@@ -60,7 +61,11 @@ void RngDevice::reset() {
 void RngDevice::process_queue() {
   if (!active_ || needs_reset()) return;
   Active& a = *active_;
-  while (true) {
+  for (uint32_t served = 0;; ++served) {
+    if (served == options_.chains_per_kick) {
+      signal_eventfd(a.kick_fd);  // more may be waiting: come back after the other fds
+      break;
+    }
     auto popped = a.queue.pop(*a.memory);
     if (!popped) return enter_needs_reset(popped.error());
     if (!*popped) break;

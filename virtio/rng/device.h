@@ -32,6 +32,9 @@ struct RngOptions {
   uint16_t queue_size = 256;                 // max queue size offered; a power of 2
   uint32_t max_bytes_per_request = 64 << 10; // a request may get fewer bytes than its buffer (§5.4.6.2)
   const Logger* logger = nullptr;            // for rate-limited guest-error lines; may be null
+  // Fairness: chains served per kick before yielding to other fds on the loop (the device
+  // re-kicks itself). A guest refilling the ring as fast as we drain it cannot hog the loop.
+  uint32_t chains_per_kick = 256;
 };
 
 struct RngCounters : VirtioCounters {
@@ -71,6 +74,7 @@ class RngDevice final : public VirtioDevice {
     const GuestMemory* memory;
     Interrupt* interrupt;
     Queue queue;
+    int kick_fd;
     LoopRegistration kick;
   };
 

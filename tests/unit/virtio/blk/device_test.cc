@@ -573,6 +573,21 @@ TEST_F(BlkDeviceTest, CompletionsOutOfOrder) {
   EXPECT_EQ(used()->id, a.head);
 }
 
+TEST_F(BlkDeviceTest, YieldsAfterChainsPerKick) {
+  BlkOptions o;
+  o.chains_per_kick = 3;
+  make(o);
+  activate();
+  std::vector<DriverRequest> reqs;
+  for (int i = 0; i < 7; ++i) reqs.push_back(add(VIRTIO_BLK_T_GET_LIFETIME, 0, 0, false));  // refused at once
+  kick();
+  ASSERT_TRUE(loop->run_once(1000).has_value());
+  EXPECT_EQ(dqs[0]->used_idx(), 3);
+  run();
+  EXPECT_EQ(dqs[0]->used_idx(), 7);
+  for (auto& r : reqs) EXPECT_EQ(status(r), VIRTIO_BLK_S_UNSUPP);
+}
+
 // --- ring errors, notifications, multiqueue ---
 
 TEST_F(BlkDeviceTest, BrokenRingEntersNeedsReset) {

@@ -208,3 +208,30 @@ TEST_F(RngDeviceTest, EventIdxSuppressesInterrupts) {
 
 }  // namespace
 }  // namespace microvm
+
+namespace microvm {
+namespace {
+
+TEST_F(RngDeviceTest, YieldsAfterChainsPerKickAndComesBack) {
+  RngOptions o;
+  o.chains_per_kick = 2;
+  dev = std::move(*RngDevice::create(o));
+  activate();
+  for (int i = 0; i < 5; ++i) {
+    DriverBuffer buf{alloc.alloc(16), 16, true};
+    dq.add_chain(std::span(&buf, 1));
+  }
+  kick_and_run();
+  EXPECT_EQ(dq.used_idx(), 2);
+  // The device re-kicked itself: the next loop rounds serve the rest without a guest kick.
+  ASSERT_TRUE(loop->run_once(1000).has_value());
+  EXPECT_EQ(dq.used_idx(), 4);
+  ASSERT_TRUE(loop->run_once(1000).has_value());
+  EXPECT_EQ(dq.used_idx(), 5);
+  auto idle = loop->run_once(0);
+  ASSERT_TRUE(idle.has_value());
+  EXPECT_EQ(*idle, 0u);
+}
+
+}  // namespace
+}  // namespace microvm
