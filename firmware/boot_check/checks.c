@@ -560,6 +560,24 @@ static void check_acpi(u64 bp) {
   if (!have_fadt) bootcheck_fail("no FADT");
 }
 
+u64 bootcheck_find_acpi_table(u64 bp, u32 sig, u32* len_out) {
+  u64 rsdp = ld64(bp + BP_ACPI_RSDP_ADDR);
+  if (!rsdp || rsdp >= FOUR_GIB || ld64(rsdp) != RSDP_SIG || ld8(rsdp + 15) < 2) return 0;
+  u64 xsdt = ld64(rsdp + 24);
+  if (!xsdt || xsdt >= FOUR_GIB - 36 || ld32(xsdt) != SIG4('X', 'S', 'D', 'T')) return 0;
+  u32 xlen = ld32(xsdt + 4);
+  if (xlen < 36 || xlen > ACPI_TABLE_MAX) return 0;
+  for (u32 off = 36; off + 8 <= xlen; off += 8) {
+    u64 t = ld64(xsdt + off);
+    if (t == 0 || t >= FOUR_GIB - 36 || ld32(t) != sig) continue;
+    u32 len = ld32(t + 4);
+    if (len < 36 || len > ACPI_TABLE_MAX || checksum(t, len) != 0) continue;
+    *len_out = len;
+    return t;
+  }
+  return 0;
+}
+
 /* ---- CPUID ------------------------------------------------------------------------ */
 
 static void check_cpuid(void) {

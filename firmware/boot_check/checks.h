@@ -21,4 +21,8 @@ void bootcheck_run(u64 boot_params, u64 image_start, u64 image_end);
  * (checked at every 2 MiB step and at both ends). */
 int bootcheck_identity_mapped(u64 start, u64 end);
 
+/* Address of the checksummed ACPI table `sig` (e.g. 'A'|'P'<<8|'I'<<16|'C'<<24) reached
+ * through boot_params.acpi_rsdp_addr and the XSDT, or 0. */
+u64 bootcheck_find_acpi_table(u64 boot_params, u32 sig, u32* len);
+
 #endif
