@@ -1,0 +1,47 @@
+#include "cli/img/img_command.h"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "cli/img/img_internal.h"
+
+namespace {
+
+void usage(FILE* out) {
+  std::fputs(
+      "usage: microvm img COMMAND [options]\n"
+      "  create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N,compat=0.10|1.1,refcount_bits=N] FILE [SIZE]\n"
+      "  info [-f FMT] [--json|--output=json] FILE\n"
+      "  check [-f FMT] [--json|--output=json] FILE   exit: 0 clean, 2 corruptions, 3 leaks only, 1 check failed\n"
+      "  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
+      "  convert [-f FMT] -O raw|qcow2 [-o cluster_size=N,...] [-p] IN OUT\n"
+      "sizes: 512, 64k, 10G, 1.5T, 1P (binary units)\n",
+      out);
+}
+
+}  // namespace
+
+int run_img_command(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 1;
+  }
+  std::string cmd = argv[1];
+  // Subcommands see argv[0] = their own name.
+  int sub_argc = argc - 1;
+  char** sub_argv = argv + 1;
+  using namespace microvm::img;
+  if (cmd == "create") return cmd_create(sub_argc, sub_argv);
+  if (cmd == "info") return cmd_info(sub_argc, sub_argv);
+  if (cmd == "check") return cmd_check(sub_argc, sub_argv);
+  if (cmd == "resize") return cmd_resize(sub_argc, sub_argv);
+  if (cmd == "convert") return cmd_convert(sub_argc, sub_argv);
+  if (cmd == "help" || cmd == "--help" || cmd == "-h") {
+    usage(stdout);
+    return 0;
+  }
+  print_error("unknown command '" + cmd + "'");
+  usage(stderr);
+  return 1;
+}

@@ -1,0 +1,113 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "base/fd.h"
+#include "cli/img/img_internal.h"
+#include "cli/img/sizes.h"
+#include "devices/block/disk_spec.h"
+#include "devices/block/qcow2/qcow2_chain.h"
+#include "devices/block/qcow2/qcow2_create.h"
+
+namespace microvm::img {
+
+namespace {
+
+Result<uint32_t> log2_exact(uint64_t v, const char* what) {
+  if (v == 0 || (v & (v - 1))) return fail(EINVAL, std::string(what) + " must be a power of two");
+  uint32_t b = 0;
+  while ((1ull << b) < v) ++b;
+  return b;
+}
+
+}  // namespace
+
+// Shared with convert: -o options for a new qcow2 image.
+Result<qcow2::CreateOptions> qcow2_create_options(const std::string& o) {
+  qcow2::CreateOptions co;
+  auto kv = TRY(parse_o(o));
+  for (auto& [k, v] : kv) {
+    if (k == "cluster_size") {
+      uint64_t cs = TRY(parse_size(v));
+      co.cluster_bits = TRY(log2_exact(cs, "cluster_size"));
+      if (co.cluster_bits < 9 || co.cluster_bits > 21) return fail(EINVAL, "cluster_size must be between 512 and 2M");
+    } else if (k == "compat") {
+      if (v == "0.10" || v == "v2") co.version = 2;
+      else if (v == "1.1" || v == "v3") co.version = 3;
+      else return fail(EINVAL, "compat must be 0.10 or 1.1");
+    } else if (k == "refcount_bits") {
+      uint64_t bits = TRY(parse_size(v));
+      co.refcount_order = TRY(log2_exact(bits, "refcount_bits"));
+      if (co.refcount_order > 6) return fail(EINVAL, "refcount_bits must be at most 64");
+    } else if (k == "backing_file") {
+      co.backing_file = v;
+    } else if (k == "backing_fmt") {
+      co.backing_format = v;
+    } else {
+      return fail(EINVAL, "unsupported qcow2 option '" + k + "' (cluster_size, compat, refcount_bits, backing_file, backing_fmt)");
+    }
+  }
+  if (co.version == 2 && co.refcount_order != 4) return fail(EINVAL, "compat=0.10 requires refcount_bits=16");
+  return co;
+}
+
+int cmd_create(int argc, char** argv) {
+  auto a = scan_args(argc, argv, {"-f", "-b", "-F", "-o"}, {"-q"});
+  if (!a) return print_error(a.error().what), 1;
+  if (!a->has("-f")) return print_error("create: -f raw|qcow2 is required"), 1;
+  auto fmt = parse_disk_format(a->get("-f"));
+  if (!fmt) return print_error(fmt.error().what), 1;
+  if (a->positional.empty() || a->positional.size() > 2) return print_error("create: expected FILE [SIZE]"), 1;
+  const std::string& path = a->positional[0];
+  std::optional<uint64_t> size;
+  if (a->positional.size() == 2) {
+    auto s = parse_size(a->positional[1]);
+    if (!s) return print_error(s.error().what), 1;
+    if (*s % 512) return print_error("create: size must be a multiple of 512"), 1;
+    size = *s;
+  }
+  if (*fmt == DiskFormat::kRaw) {
+    if (a->has("-b") || a->has("-o")) return print_error("create: raw images take no -b or -o options"), 1;
+    if (!size) return print_error("create: SIZE is required"), 1;
+    Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd) return print_error("create " + path + ": " + std::strerror(errno)), 1;
+    if (::ftruncate(fd.get(), static_cast<off_t>(*size)) != 0) return print_error("create " + path + ": " + std::strerror(errno)), 1;
+    if (!a->has("-q")) std::printf("Formatting '%s', fmt=raw size=%llu\n", path.c_str(), static_cast<unsigned long long>(*size));
+    return 0;
+  }
+  auto co = qcow2_create_options(a->get("-o"));
+  if (!co) return print_error(co.error().what), 1;
+  if (a->has("-b")) co->backing_file = a->get("-b");
+  if (a->has("-F")) co->backing_format = a->get("-F");
+  if (!co->backing_file.empty()) {
+    if (co->backing_format.empty()) return print_error("create: give the backing file's format with -F raw|qcow2"), 1;
+    auto bf = parse_disk_format(co->backing_format);
+    if (!bf) return print_error(bf.error().what), 1;
+    // Relative backing names are relative to the new image, as in QEMU.
+    std::string resolved = co->backing_file;
+    if (resolved[0] != '/') {
+      auto slash = path.rfind('/');
+      if (slash != std::string::npos) resolved = path.substr(0, slash) + "/" + resolved;
+    }
+    DiskOptions chain;
+    chain.allow_image_backing = true;  // the user named this file; its own chain is only sized
+    chain.lock = false;
+    auto b = qcow2::open_sync_disk(resolved, *bf, chain);
+    if (!b) return print_error("create: backing file: " + b.error().what), 1;
+    if (!size) size = (*b)->size();
+  }
+  if (!size) return print_error("create: SIZE is required"), 1;
+  co->size = *size;
+  auto r = qcow2::create_image(path, *co);
+  if (!r) return print_error(r.error().what), 1;
+  if (!a->has("-q"))
+    std::printf("Formatting '%s', fmt=qcow2 cluster_size=%llu compression_type=zlib size=%llu%s%s%s%s\n", path.c_str(),
+                1ull << co->cluster_bits, static_cast<unsigned long long>(*size),
+                co->backing_file.empty() ? "" : " backing_file=", co->backing_file.c_str(),
+                co->backing_format.empty() ? "" : " backing_fmt=", co->backing_format.c_str());
+  return 0;
+}
+
+}  // namespace microvm::img
