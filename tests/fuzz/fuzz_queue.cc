@@ -4,9 +4,10 @@
 // memory outside guest RAM.
 //
 // Input: byte 0 = queue size as log2 (mod 9: 1..256), byte 1 = options (bit 0 INDIRECT_DESC,
-// bit 1 EVENT_IDX, bit 2 keep chains in flight instead of completing them at once); the rest
-// is copied to guest address 0. Rings: descriptors at 0x0, available ring at 0x1000, used
-// ring at 0x2000.
+// bit 1 EVENT_IDX, bit 2 keep chains in flight instead of completing them at once, bit 3 ring
+// placement from byte 2), byte 2 = ring placement; the rest is copied to guest address 0.
+// Default rings: descriptors at 0x0, available ring at 0x1000, used ring at 0x2000. With bit 3
+// the rings move (possibly overlapping each other, or running off the end of RAM).
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -18,11 +19,12 @@
 using namespace microvm;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 2) return 0;
+  if (size < 3) return 0;
   const GuestMemory& mem = fuzz::fuzz_memory();
   uint16_t qsize = static_cast<uint16_t>(1u << (data[0] % 9));
   uint8_t opts = data[1];
-  fuzz::load(mem, 0, data + 2, size - 2);
+  uint8_t place = data[2];
+  fuzz::load(mem, 0, data + 3, size - 3);
 
   uint64_t features = 0;
   if (opts & 1) features |= feature_bit(VIRTIO_F_INDIRECT_DESC);
@@ -34,9 +36,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   qc.desc = GuestAddress(0);
   qc.driver = GuestAddress(0x1000);
   qc.device = GuestAddress(0x2000);
+  if (opts & 8) {
+    // Overlaps, the region boundary at 64 KiB and the end of RAM at 68 KiB are all reachable.
+    qc.desc = GuestAddress(static_cast<uint64_t>(place & 7) * 0x2000);
+    qc.driver = GuestAddress(static_cast<uint64_t>((place >> 3) & 7) * 0x2002);
+    qc.device = GuestAddress(static_cast<uint64_t>(place >> 6) * 0x5ffc + 0x1000);
+  }
   qc.ready = true;
   auto q = Queue::create(qc, features);
-  if (!q || !q->validate_rings(mem)) __builtin_trap();  // fixed, valid layout
+  if (!q) __builtin_trap();  // sizes and alignments above are always valid
+  if (!q->validate_rings(mem)) {
+    if (!(opts & 8)) __builtin_trap();  // the default layout is in RAM
+    return 0;                            // the device refuses to activate
+  }
 
   std::vector<uint16_t> held;
   // Each pop consumes an avail entry, so 2 * size pops are more than a sane ring can offer.
