@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <random>
 
 #include "tests/integration/support/vm_process.h"
@@ -115,6 +116,26 @@ TEST_F(FirmwareBootTest, LargeMemorySplitsAroundMmioGap) {
   EXPECT_TRUE(high) << "no RAM range at 4 GiB\n" << r.describe();
   EXPECT_EQ(below_gap_end, 0xc0000000ull) << r.describe();
   EXPECT_EQ(line_of(r, "highmem_ok").empty(), false) << "RAM above 4 GiB was not usable";
+}
+
+// --hugepages either boots (when the host has enough free 2 MiB pages) or fails
+// cleanly with exit code 1 and a message that says how to grow the pool.
+TEST_F(FirmwareBootTest, HugepagesBootOrExplain) {
+  long free_pages = 0;
+  {
+    std::ifstream meminfo("/proc/meminfo");
+    for (std::string line; std::getline(meminfo, line);) {
+      if (line.starts_with("HugePages_Free:")) free_pages = std::strtol(line.c_str() + 15, nullptr, 10);
+    }
+  }
+  VmRunResult r = boot("boot_check", {"--memory", "64M", "--hugepages"});
+  if (free_pages >= 32) {
+    ASSERT_NO_FATAL_FAILURE(expect_clean(r));
+  } else {
+    EXPECT_EQ(r.exit_code, 1) << "only " << free_pages << " free huge pages\n" << r.describe();
+    EXPECT_NE(r.err.find("huge"), std::string::npos) << r.describe();
+    EXPECT_TRUE(r.out.empty()) << "the guest must not start without its memory\n" << r.describe();
+  }
 }
 
 // Linux powers off through PM1a_CNT (fixed-hardware ACPI), firmware through the sleep
