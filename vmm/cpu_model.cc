@@ -1,5 +1,7 @@
 #include "vmm/cpu_model.h"
 
+#include <algorithm>
+
 namespace microvm {
 namespace {
 
@@ -65,7 +67,8 @@ CpuidEntries build_cpuid(const CpuidEntries& supported, const CpuModel& model, u
         break;
       case 4:
         // Cache topology: cores per package - 1 in EAX[31:26], threads sharing in EAX[25:14].
-        e.eax = (e.eax & 0x3fff) | ((count - 1) << 26);
+        // The field is 6 bits wide: saturate rather than let a large count wrap.
+        e.eax = (e.eax & 0x3fff) | (std::min(count - 1, 63u) << 26);
         break;
       default:
         break;
