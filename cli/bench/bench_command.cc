@@ -73,6 +73,15 @@ std::optional<uint64_t> parse_size(const std::string& s) {
 
 std::string loadavg() { return trim(read_file("/proc/loadavg").value_or("?")); }
 
+// First line of a command's stdout ("" if it fails).
+std::string command_output(const BenchContext& ctx, const std::vector<std::string>& argv) {
+  std::string out = ctx.work_dir + "/command.out";
+  auto child = ChildProcess::spawn(argv, {out, ""});
+  if (!child || !child->wait_for(std::chrono::seconds(10)) || exit_code_of(*child->status()) != 0) return {};
+  std::string v = read_file(out).value_or("");
+  return trim(v.substr(0, v.find('\n')));
+}
+
 Conditions collect_conditions(const BenchContext& ctx, int reps) {
   Conditions c;
   std::time_t t = std::time(nullptr);
@@ -103,6 +112,10 @@ Conditions collect_conditions(const BenchContext& ctx, int reps) {
     c.qemu_version = trim(v.substr(0, v.find('\n')));
   }
   if (c.qemu_version.empty()) c.qemu_version = "(not found: " + ctx.qemu_binary + ")";
+  c.source_revision = command_output(ctx, {"git", "-C", ctx.source_dir, "rev-parse", "--short", "HEAD"});
+  if (c.source_revision.empty()) c.source_revision = "unknown";
+  else if (!command_output(ctx, {"git", "-C", ctx.source_dir, "status", "--porcelain", "--untracked-files=no"}).empty())
+    c.source_revision += "+dirty";
   return c;
 }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "cli/bench/child_process.h"
@@ -44,7 +45,9 @@ std::string safe_file_name(std::string s) {
 }
 
 Result<void> make_dir(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return fail_errno("mkdir " + dir);
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return fail(ec.value(), "mkdir " + dir + ": " + ec.message());
   return {};
 }
 
@@ -114,6 +117,7 @@ json to_json(const BenchResults& r) {
                      {"guest_cpus", c.guest_cpus},
                      {"repetitions", c.repetitions},
                      {"microvm_binary", c.microvm_binary},
+                     {"source_revision", c.source_revision},
                      {"qemu_version", c.qemu_version},
                      {"kernel", c.kernel}};
   if (r.probe) {
@@ -233,7 +237,7 @@ std::string format_markdown(const BenchResults& r, const std::map<std::string, s
     << "| load average before / after | " << c.loadavg_before << " / " << c.loadavg_after << " |\n"
     << "| guest | " << c.guest_cpus << " vCPU, " << c.guest_memory_mib << " MiB, kernel " << c.kernel << " |\n"
     << "| repetitions | " << c.repetitions << " per variant, variants alternating |\n"
-    << "| microvm | " << c.microvm_binary << " |\n"
+    << "| microvm | " << c.microvm_binary << " (source " << c.source_revision << ") |\n"
     << "| QEMU | " << c.qemu_version << " |\n\n";
   o << "## Host probe\n\n";
   if (r.probe)

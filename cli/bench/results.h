@@ -44,6 +44,7 @@ struct Conditions {
   unsigned guest_cpus = 0;
   int repetitions = 0;
   std::string microvm_binary, qemu_version, kernel;
+  std::string source_revision;  // git HEAD of the source tree, "+dirty" with local changes
 };
 
 struct BenchResults {

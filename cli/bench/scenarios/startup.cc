@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <thread>
 
 #include "cli/bench/probe_image.h"
 #include "cli/bench/scenario.h"
@@ -25,6 +26,10 @@ std::optional<pid_t> first_child(pid_t parent) {
   if (!text || text->empty()) return std::nullopt;
   return static_cast<pid_t>(std::strtol(text->c_str(), nullptr, 10));
 }
+
+// A killed VM's teardown (freeing guest RAM, destroying the KVM VM) continues in the
+// kernel after the process is reaped; give it time so it does not slow the next start.
+void settle() { std::this_thread::sleep_for(std::chrono::milliseconds(500)); }
 
 size_t thread_count(pid_t pid) {
   auto status = read_file("/proc/" + std::to_string(pid) + "/status");
@@ -82,8 +87,11 @@ class StartupScenario final : public Scenario {
   Result<RunOutput> run_once(const BenchContext& ctx, std::string_view variant) override {
     RunOutput out;
     TRY(traced_start(ctx, variant, out));
+    settle();
     TRY(memory_sample(ctx, variant, out));
+    settle();
     TRY(tiny_guest(ctx, variant, out));
+    settle();
     return out;
   }
 
