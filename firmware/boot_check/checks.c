@@ -92,6 +92,38 @@ static void check_cpu_state(void) {
   if (fw_entry_ss != 0x18) bootcheck_fail_hex("ss is not 0x18:", fw_entry_ss);
   if (intr) bootcheck_fail("interrupts enabled at entry");
   if (!long_mode) bootcheck_fail("not in long mode with paging");
+
+  /* The boot protocol's __BOOT_CS/__BOOT_DS must be real descriptors in the GDT: the
+   * kernel reloads segment registers from them before it installs its own GDT. */
+  struct __attribute__((packed)) {
+    u16 limit;
+    u64 base;
+  } gdtr;
+  __asm__ volatile("sgdt %0" : "=m"(gdtr));
+  u64 cs_desc = 0, ds_desc = 0;
+  if (gdtr.limit >= 0x1f && gdtr.base < FOUR_GIB) {
+    cs_desc = ld64(gdtr.base + 0x10);
+    ds_desc = ld64(gdtr.base + 0x18);
+  }
+  int cs_ok = (cs_desc >> 47 & 1) && (cs_desc >> 44 & 1) && (cs_desc >> 43 & 1) && (cs_desc >> 53 & 1) &&
+              !(cs_desc >> 54 & 1);
+  int ds_ok = (ds_desc >> 47 & 1) && (ds_desc >> 44 & 1) && !(ds_desc >> 43 & 1) && (ds_desc >> 41 & 1);
+  u64 apic_base = rdmsr(0x1b);
+  bootcheck_line("gdt base=");
+  fw_put_hex(gdtr.base);
+  fw_puts(" limit=");
+  fw_put_hex(gdtr.limit);
+  fw_puts(" cs_desc=");
+  fw_put_hex(cs_desc);
+  fw_puts(" ds_desc=");
+  fw_put_hex(ds_desc);
+  fw_puts(" apic_base=");
+  fw_put_hex(apic_base);
+  fw_putc('\n');
+  if (!cs_ok) bootcheck_fail_hex("GDT entry 0x10 is not a present 64-bit code segment:", cs_desc);
+  if (!ds_ok) bootcheck_fail_hex("GDT entry 0x18 is not a present writable data segment:", ds_desc);
+  if ((apic_base & ~0xfffull) != MICROVM_LAPIC_ADDR || !(apic_base & (1u << 11)) || !(apic_base & (1u << 8)))
+    bootcheck_fail_hex("IA32_APIC_BASE is not an enabled BSP at 0xfee00000:", apic_base);
 }
 
 static void check_identity_map(u64 image_start, u64 image_end) {
