@@ -109,10 +109,16 @@ Result<Queue> Queue::create(const QueueConfig& config, uint64_t features) {
 }
 
 Result<void> Queue::validate_rings(const GuestMemory& mem) const {
-  if (!mem.translate(desc_, desc_bytes(size_))) return fail(EFAULT, "descriptor table is not inside one RAM region");
-  if (!mem.translate(avail_, avail_bytes(size_, event_idx_)))
-    return fail(EFAULT, "available ring is not inside one RAM region");
-  if (!mem.translate(used_, used_bytes(size_, event_idx_))) return fail(EFAULT, "used ring is not inside one RAM region");
+  auto desc = mem.translate(desc_, desc_bytes(size_));
+  if (!desc) return fail(EFAULT, "descriptor table is not inside one RAM region");
+  auto avail = mem.translate(avail_, avail_bytes(size_, event_idx_));
+  if (!avail) return fail(EFAULT, "available ring is not inside one RAM region");
+  auto used = mem.translate(used_, used_bytes(size_, event_idx_));
+  if (!used) return fail(EFAULT, "used ring is not inside one RAM region");
+  // Ring indices are accessed atomically in place; that needs host alignment too (it follows
+  // from the guest alignment whenever regions start on page boundaries, as they do).
+  if (reinterpret_cast<uintptr_t>(avail->data()) % 2 || reinterpret_cast<uintptr_t>(used->data()) % 4)
+    return fail(EINVAL, "virtqueue rings are misaligned in host memory");
   return {};
 }
 

@@ -28,7 +28,8 @@ class Queue {
   // `features` is the negotiated set (VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC matter).
   [[nodiscard]] static Result<Queue> create(const QueueConfig& config, uint64_t features);
 
-  // Checks that the three ring areas lie in RAM; call at activation to fail early.
+  // Checks that the three ring areas lie in RAM and are aligned in host memory. Call it at
+  // activation, before the first pop(): a device must not serve a queue that fails it.
   [[nodiscard]] Result<void> validate_rings(const GuestMemory& mem) const;
 
   // Takes the next available chain, validated. nullopt when the ring is empty. With
