@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_set>
 
 #include "devices/block/file_io.h"
 #include "devices/block/qcow2/refcount_codec.h"
@@ -79,6 +80,7 @@ Result<void> Image::init(uint64_t file_size) {
   if (int rc = pread_full(fd_.get(), raw.data(), raw.size(), h_.refcount_table_offset))
     return fail_errno(-rc, "qcow2: read refcount table");
   rt_.resize(rt_bytes / 8);
+  std::unordered_set<uint64_t> seen;
   for (size_t i = 0; i < rt_.size(); ++i) {
     uint64_t e = be64(raw.data() + 8 * i);
     if (e & 0x1ff || e % cs_)
@@ -88,6 +90,8 @@ Result<void> Image::init(uint64_t file_size) {
                               " is past the end of the file");
     if (e && overlaps_fixed_metadata(e, cs_))
       return fail(EINVAL, "qcow2 refcount table entry " + std::to_string(i) + ": refcount block overlaps the header, L1 or refcount table");
+    if (e && !seen.insert(e).second)
+      return fail(EINVAL, "qcow2 refcount table entry " + std::to_string(i) + ": refcount block shared with another entry");
     rt_[i] = e;
   }
   if (!read_only_) {
