@@ -330,16 +330,26 @@ TEST(QueueTwoRegionTest, BufferInTheHoleIsABadChain) {
 }
 
 TEST(QueueBigTest, ChainCarryingMoreThan4GiBIsRefused) {
-  // 3 GiB of address space (never touched: mappings are MAP_NORESERVE).
-  auto mem = testing::make_fake_memory(3ull << 30);
-  DriverQueue dq(*mem, 8, GuestAddress(0x1000));
+  // 256 descriptors aliasing one 17 MiB buffer: 4.25 GiB in one chain, with little memory.
+  auto mem = testing::make_fake_memory(32 << 20);
+  DriverQueue dq(*mem, 256, GuestAddress(0x1000));
   auto q = Queue::create(dq.config(), 0);
   ASSERT_TRUE(q.has_value());
-  DriverBuffer bufs[] = {{GuestAddress(0), 0xC0000000u, true}, {GuestAddress(0), 0xC0000000u, true}};
+  std::vector<DriverBuffer> bufs(256, DriverBuffer{GuestAddress(1 << 20), 0x1100000u, true});
   dq.add_chain(bufs);
   auto c = q->pop(*mem);
   ASSERT_TRUE(c.has_value() && c->has_value());
   EXPECT_FALSE((*c)->valid());
+  ASSERT_TRUE(q->add_used(*mem, (*c)->head(), 0).has_value());
+  ASSERT_TRUE(dq.next_used().has_value());
+
+  // 240 of them (3.98 GiB) are fine.
+  bufs.resize(240);
+  dq.add_chain(bufs);
+  auto ok = q->pop(*mem);
+  ASSERT_TRUE(ok.has_value() && ok->has_value());
+  EXPECT_TRUE((*ok)->valid()) << (*ok)->error();
+  EXPECT_EQ((*ok)->writable_bytes(), 240ull * 0x1100000u);
 }
 
 // --- indirect descriptors (§2.7.5.3) ---
