@@ -1,0 +1,184 @@
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "cli/run_command.h"
+
+namespace microvm {
+namespace {
+
+constexpr uint64_t kMiB = 1ull << 20;
+
+Result<RunOptions> parse(std::vector<std::string> args) {
+  std::vector<const char*> argv{"run"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return parse_run_args(static_cast<int>(argv.size()), argv.data());
+}
+
+RunOptions ok(std::vector<std::string> args) {
+  auto r = parse(args);
+  EXPECT_TRUE(r) << r.error().what;
+  return r ? *r : RunOptions{};
+}
+
+void bad(std::vector<std::string> args, const std::string& needle) {
+  auto r = parse(args);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EINVAL);  // a usage error, not help
+  EXPECT_NE(r.error().what.find(needle), std::string::npos) << r.error().what;
+}
+
+TEST(RunArgs, KernelIsRequired) {
+  bad({}, "--kernel is required");
+  bad({"--memory", "1G"}, "--kernel");
+}
+
+TEST(RunArgs, Defaults) {
+  auto o = ok({"--kernel", "vmlinux"});
+  VmConfig defaults;
+  EXPECT_EQ(o.vm.kernel_path, "vmlinux");
+  EXPECT_EQ(o.vm.initrd_path, "");
+  EXPECT_EQ(o.vm.cmdline, defaults.cmdline);
+  EXPECT_EQ(o.vm.cpus, 1u);
+  EXPECT_EQ(o.vm.memory_bytes, 512 * kMiB);
+  EXPECT_FALSE(o.vm.hugepages);
+  EXPECT_EQ(o.vm.cpu, "host");
+  EXPECT_EQ(o.vm.transport, Transport::kPci);
+  EXPECT_TRUE(o.vm.disks.empty());
+  EXPECT_TRUE(o.vm.rng);
+  EXPECT_EQ(o.vm.log_level, LogLevel::kWarn);
+  EXPECT_FALSE(o.boot_timer);
+}
+
+TEST(RunArgs, AllOptions) {
+  auto o = ok({"-k", "bzImage", "-i", "initrd.cpio", "-c", "console=ttyS0 quiet", "--cpus", "4", "-m", "2G",
+               "--hugepages", "--cpu", "host,-avx2", "--transport", "mmio", "--no-rng", "--boot-timer", "--log-level",
+               "debug", "--disk", "a.raw,format=raw", "--disk", "b.qcow2,format=qcow2,readonly=on"});
+  EXPECT_EQ(o.vm.kernel_path, "bzImage");
+  EXPECT_EQ(o.vm.initrd_path, "initrd.cpio");
+  EXPECT_EQ(o.vm.cmdline, "console=ttyS0 quiet");
+  EXPECT_EQ(o.vm.cpus, 4u);
+  EXPECT_EQ(o.vm.memory_bytes, 2048 * kMiB);
+  EXPECT_TRUE(o.vm.hugepages);
+  EXPECT_EQ(o.vm.cpu, "host,-avx2");
+  EXPECT_EQ(o.vm.transport, Transport::kMmio);
+  EXPECT_FALSE(o.vm.rng);
+  EXPECT_TRUE(o.boot_timer);
+  EXPECT_EQ(o.vm.log_level, LogLevel::kDebug);
+  ASSERT_EQ(o.vm.disks.size(), 2u);
+  EXPECT_EQ(o.vm.disks[0].path, "a.raw");
+  EXPECT_EQ(o.vm.disks[1].format, "qcow2");
+  EXPECT_TRUE(o.vm.disks[1].read_only);
+}
+
+TEST(RunArgs, MemoryIsMiBByDefault) {
+  EXPECT_EQ(ok({"--kernel", "k", "--memory", "256"}).vm.memory_bytes, 256 * kMiB);
+  EXPECT_EQ(ok({"--kernel", "k", "--memory=1.5G"}).vm.memory_bytes, 1536 * kMiB);
+  EXPECT_EQ(ok({"--kernel", "k", "-m", "4096K"}).vm.memory_bytes, 4 * kMiB);
+  bad({"--kernel", "k", "--memory", "lots"}, "--memory");
+  bad({"--kernel", "k", "--memory", "-1G"}, "negative");
+}
+
+TEST(RunArgs, CpusRange) {
+  EXPECT_EQ(ok({"--kernel", "k", "--cpus", "1"}).vm.cpus, 1u);
+  EXPECT_EQ(ok({"--kernel", "k", "--cpus", "254"}).vm.cpus, 254u);
+  bad({"--kernel", "k", "--cpus", "0"}, "--cpus");
+  bad({"--kernel", "k", "--cpus", "255"}, "--cpus");
+  bad({"--kernel", "k", "--cpus", "-1"}, "--cpus");
+  bad({"--kernel", "k", "--cpus", "two"}, "--cpus");
+}
+
+TEST(RunArgs, Transport) {
+  EXPECT_EQ(ok({"--kernel", "k", "--transport", "pci"}).vm.transport, Transport::kPci);
+  EXPECT_EQ(ok({"--kernel", "k", "--transport", "mmio"}).vm.transport, Transport::kMmio);
+  bad({"--kernel", "k", "--transport", "isa"}, "--transport");
+}
+
+TEST(RunArgs, LogLevels) {
+  EXPECT_EQ(ok({"--kernel", "k", "--log-level", "error"}).vm.log_level, LogLevel::kError);
+  EXPECT_EQ(ok({"--kernel", "k", "--log-level", "info"}).vm.log_level, LogLevel::kInfo);
+  bad({"--kernel", "k", "--log-level", "loud"}, "--log-level");
+}
+
+TEST(RunArgs, UnknownOptionAndExtraArgument) {
+  bad({"--kernel", "k", "--frobnicate"}, "frobnicate");
+  bad({"--kernel", "k", "stray"}, "stray");
+  bad({"--kernel"}, "--kernel");  // value missing
+}
+
+TEST(RunArgs, DiskErrorsCarryTheSpec) {
+  bad({"--kernel", "k", "--disk", "a.raw"}, "--disk a.raw: ");
+  bad({"--kernel", "k", "--disk", "a.raw"}, "format= is required");
+  bad({"--kernel", "k", "--disk", "a.raw,format=vmdk"}, "unknown disk format 'vmdk'");
+  bad({"--kernel", "k", "--disk", ",format=raw"}, "path is empty");
+  bad({"--kernel", "k", "--disk", "ok.raw,format=raw", "--disk", "x,format=raw,foo=1"}, "--disk x,format=raw,foo=1");
+}
+
+TEST(RunArgs, HelpReturnsCodeZeroWithText) {
+  for (const char* flag : {"--help", "-h"}) {
+    auto r = parse({flag});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, 0) << flag;
+    EXPECT_NE(r.error().what.find("--kernel"), std::string::npos);
+    EXPECT_NE(r.error().what.find("--disk"), std::string::npos);
+    EXPECT_NE(r.error().what.find("Exit codes"), std::string::npos);
+  }
+  // Help wins even when required options are missing or others are given.
+  auto r = parse({"--memory", "1G", "--help"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, 0);
+}
+
+TEST(DiskArg, FullSpec) {
+  auto d = parse_disk_arg(
+      "/img/a.qcow2,format=qcow2,readonly=on,cache=none,serial=vol1,backing=/img/base.raw,backing_format=raw,"
+      "image_backing=on,engine=sync");
+  ASSERT_TRUE(d) << d.error().what;
+  EXPECT_EQ(d->path, "/img/a.qcow2");
+  EXPECT_EQ(d->format, "qcow2");
+  EXPECT_TRUE(d->read_only);
+  EXPECT_EQ(d->cache, "none");
+  EXPECT_EQ(d->serial, "vol1");
+  EXPECT_EQ(d->backing, "/img/base.raw");
+  EXPECT_EQ(d->backing_format, "raw");
+  EXPECT_TRUE(d->trust_image_backing);
+  EXPECT_EQ(d->engine, "sync");
+}
+
+TEST(DiskArg, Defaults) {
+  auto d = parse_disk_arg("disk.img,format=raw");
+  ASSERT_TRUE(d) << d.error().what;
+  DiskConfig defaults;
+  EXPECT_EQ(d->path, "disk.img");
+  EXPECT_EQ(d->format, "raw");
+  EXPECT_FALSE(d->read_only);
+  EXPECT_EQ(d->cache, defaults.cache);
+  EXPECT_EQ(d->serial, "");
+  EXPECT_EQ(d->backing, "");
+  EXPECT_EQ(d->backing_format, "");
+  EXPECT_FALSE(d->trust_image_backing);
+  EXPECT_EQ(d->engine, "auto");
+  EXPECT_EQ(d->queues, 1u);
+  EXPECT_EQ(parse_disk_arg("d,format=raw,engine=io_uring")->engine, "io_uring");
+}
+
+TEST(DiskArg, Errors) {
+  auto expect_err = [](const std::string& spec, const char* needle) {
+    auto d = parse_disk_arg(spec);
+    ASSERT_FALSE(d) << spec;
+    EXPECT_EQ(d.error().code, EINVAL);
+    EXPECT_NE(d.error().what.find("--disk " + spec), std::string::npos) << d.error().what;
+    EXPECT_NE(d.error().what.find(needle), std::string::npos) << d.error().what;
+  };
+  expect_err("", "path is empty");
+  expect_err("a.raw,format=raw,readonly=maybe", "expected on or off");
+  expect_err("a.raw,format=raw,cache=unsafe", "cache=unsafe");
+  expect_err("a.raw,format=raw,serial=123456789012345678901", "at most 20 bytes");
+  expect_err("a.raw,format=raw,backing=b", "only qcow2");
+  expect_err("a,b.raw,format=raw", "expected key=value");
+  expect_err("a.raw,format=raw,engine=posix", "engine=posix");
+}
+
+}  // namespace
+}  // namespace microvm
