@@ -15,7 +15,8 @@ struct vtransport {
   u32 (*config_read32)(u32 offset);
   u32 (*queue_max)(u16 queue);     /* after selecting; 0 if the queue does not exist */
   int (*queue_enabled)(u16 queue);
-  void (*queue_setup)(u16 queue, u16 size, u64 desc, u64 avail, u64 used); /* and enable */
+  void (*queue_setup)(u16 queue, u16 size, u64 desc, u64 avail, u64 used);
+  void (*queue_enable)(u16 queue);
   void (*notify)(u16 queue);
   u32 (*isr_read_ack)(void);       /* bit 0: used-buffer notification */
 };
@@ -26,7 +27,16 @@ int vt_mmio_probe(u64 boot_params, u32 device_id, struct vtransport* out);
  * mechanism #1), enables memory decoding and bus mastering. */
 int vt_pci_probe(u32 device_id, struct vtransport* out);
 
-/* Shared reporting (main.c). */
+/* The interrupt line of the device vt_mmio_probe found ("...:<irq>" on the command line). */
+extern u32 vt_mmio_irq;
+/* virtio-pci MSI-X: enables MSI-X on the device vt_pci_probe found with table entry 0 =
+ * (addr, data), unmasked. Returns 0 if the device has no usable MSI-X capability. */
+int vt_pci_msix_enable(u64 msg_addr, u32 msg_data);
+/* Routes `queue` to MSI-X entry `vector` (config changes to none); returns the value
+ * the device reads back (0xffff = refused, §4.1.5.1.2). */
+u16 vt_pci_set_queue_vector(u16 queue, u16 vector);
+
+/* Shared reporting (virtio_driver.c). */
 void vb_line(const char* text);
 void vb_fail(const char* text);
 void vb_fail_hex(const char* text, u64 value);

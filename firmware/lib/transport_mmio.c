@@ -28,6 +28,7 @@
 #define R_CONFIG 0x100
 
 static u64 base;
+u32 vt_mmio_irq;
 
 static u32 rd(u32 off) { return *(volatile u32*)(usize)(base + off); }
 static void wr(u32 off, u32 v) { *(volatile u32*)(usize)(base + off) = v; }
@@ -65,6 +66,9 @@ static void queue_setup(u16 q, u16 size, u64 d, u64 a, u64 u) {
   wr(R_QUEUE_DRIVER_HIGH, (u32)(a >> 32));
   wr(R_QUEUE_DEVICE_LOW, (u32)u);
   wr(R_QUEUE_DEVICE_HIGH, (u32)(u >> 32));
+}
+static void queue_enable(u16 q) {
+  wr(R_QUEUE_SEL, q);
   wr(R_QUEUE_READY, 1);
 }
 static void notify(u16 q) { wr(R_QUEUE_NOTIFY, q); }
@@ -104,6 +108,11 @@ int vt_mmio_probe(u64 bp, u32 device_id, struct vtransport* t) {
     while (*s && *s != '@' && *s != ' ') s++;
     if (*s != '@') continue;
     u64 addr = parse_hex(s + 1);
+    const char* q = s + 1;
+    while (*q && *q != ':' && *q != ' ') q++;
+    u32 irq = 0;
+    if (*q == ':')
+      for (q++; *q >= '0' && *q <= '9'; q++) irq = irq * 10 + (u32)(*q - '0');
     /* Only probe inside the ABI's virtio-mmio window, whatever the command line says. */
     if (addr < MICROVM_VIRTIO_MMIO_BASE || addr >= MICROVM_VIRTIO_MMIO_BASE + 0x1000000 || (addr & 0xfff)) continue;
     base = addr;
@@ -122,8 +131,10 @@ int vt_mmio_probe(u64 bp, u32 device_id, struct vtransport* t) {
       vb_fail_hex("virtio-mmio version is not 2 (modern):", version);
       continue;
     }
+    vt_mmio_irq = irq;
     *t = (struct vtransport){"mmio", get_status, set_status, get_features, set_features, config_generation,
-                             config_read32, queue_max, queue_enabled, queue_setup, notify, isr_read_ack};
+                             config_read32, queue_max, queue_enabled, queue_setup, queue_enable, notify,
+                             isr_read_ack};
     return 1;
   }
   return 0;

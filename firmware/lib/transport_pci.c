@@ -29,6 +29,9 @@
 #define C_Q_DEVICE 0x30
 
 static u64 common, notify_base, isr, devcfg;
+static u32 found_dev;
+#define C_MSIX_CONFIG 0x10
+#define C_Q_MSIX 0x1a
 static u32 notify_mult;
 
 static u32 cfg_read(u32 dev, u32 off) {
@@ -83,6 +86,9 @@ static void queue_setup(u16 q, u16 size, u64 d, u64 a, u64 u) {
   w64(common + C_Q_DESC, d);
   w64(common + C_Q_DRIVER, a);
   w64(common + C_Q_DEVICE, u);
+}
+static void queue_enable(u16 q) {
+  w16(common + C_Q_SELECT, q);
   w16(common + C_Q_ENABLE, 1);
 }
 static void notify(u16 q) {
@@ -161,9 +167,40 @@ int vt_pci_probe(u32 device_id, struct vtransport* t) {
     }
     /* Memory space + bus master; leave INTx enabled (MSI-X stays off). */
     cfg_write(dev, 0x04, (cfg_read(dev, 0x04) & 0xffff) | 0x6);
+    found_dev = dev;
     *t = (struct vtransport){"pci", get_status, set_status, get_features, set_features, config_generation,
-                             config_read32, queue_max, queue_enabled, queue_setup, notify, isr_read_ack};
+                             config_read32, queue_max, queue_enabled, queue_setup, queue_enable, notify,
+                             isr_read_ack};
     return 1;
   }
   return 0;
+}
+
+int vt_pci_msix_enable(u64 msg_addr, u32 msg_data) {
+  u32 dev = found_dev;
+  u8 cap = cfg_read8(dev, 0x34) & 0xfc;
+  for (u32 guard = 0; cap && guard < 48; guard++) {
+    if (cfg_read8(dev, cap) == 0x11) {
+      u32 table = cfg_read(dev, cap + 4);
+      u64 bar = bar_address(dev, (u8)(table & 7));
+      if (!bar || bar >= 0x100000000ull) return 0;
+      u64 entry = bar + (table & ~7u);
+      w32(entry + 0, (u32)msg_addr);
+      w32(entry + 4, (u32)(msg_addr >> 32));
+      w32(entry + 8, msg_data);
+      w32(entry + 12, 0); /* vector control: unmasked */
+      u32 hdr = cfg_read(dev, cap);
+      cfg_write(dev, cap, (hdr & 0x3fffffffu) | (1u << 31)); /* MSI-X enable, function unmasked */
+      return 1;
+    }
+    cap = cfg_read8(dev, cap + 1) & 0xfc;
+  }
+  return 0;
+}
+
+u16 vt_pci_set_queue_vector(u16 queue, u16 vector) {
+  w16(common + C_MSIX_CONFIG, 0xffff);
+  w16(common + C_Q_SELECT, queue);
+  w16(common + C_Q_MSIX, vector);
+  return r16(common + C_Q_MSIX);
 }

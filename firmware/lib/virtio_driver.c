@@ -25,6 +25,7 @@ struct vq_desc vq_descs[QSIZE] __attribute__((aligned(4096)));
 static struct avail avail_ring __attribute__((aligned(4096)));
 static struct used used_ring __attribute__((aligned(4096)));
 struct vtransport vio;
+void (*vio_queue_hook)(u16 queue);
 u64 vio_features;
 static u16 next_avail, last_used;
 static u32 failures;
@@ -114,6 +115,8 @@ int vio_init_queue(u64 optional, u16 size, u64 desc, u64 avail, u64 used) {
   if (!avail) avail = (u64)(usize)&avail_ring;
   if (!used) used = (u64)(usize)&used_ring;
   vio.queue_setup(0, size, desc, avail, used);
+  if (vio_queue_hook) vio_queue_hook(0);
+  vio.queue_enable(0);
   vio.set_status(S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
   vio_line("init transport=");
   fw_puts(vio.name);
