@@ -19,6 +19,18 @@ struct VirtioCounters {
   Counter ring_errors{0};    // queue unusable: device entered NEEDS_RESET
   Counter host_errors{0};    // failures on our side (backend, entropy source)
   Counter interrupts{0};     // used-buffer notifications sent
+
+  // Calls f(name, value) for every counter: for metrics output (JSON, logs).
+  template <class F>
+  void visit(F&& f) const {
+    f("kicks", value(kicks));
+    f("chains", value(chains));
+    f("bad_chains", value(bad_chains));
+    f("bad_requests", value(bad_requests));
+    f("ring_errors", value(ring_errors));
+    f("host_errors", value(host_errors));
+    f("interrupts", value(interrupts));
+  }
 };
 
 }  // namespace microvm

@@ -64,6 +64,23 @@ struct BlkCounters : VirtioCounters {
   Counter read_only_rejects{0};  // write-type requests on a read-only disk
   Counter unsupported{0};        // answered VIRTIO_BLK_S_UNSUPP
   Counter flushes_held{0};       // flushes that waited for earlier writes
+
+  template <class F>
+  void visit(F&& f) const {
+    VirtioCounters::visit(f);
+    f("read_ops", value(read_ops));
+    f("write_ops", value(write_ops));
+    f("flush_ops", value(flush_ops));
+    f("discard_ops", value(discard_ops));
+    f("write_zeroes_ops", value(write_zeroes_ops));
+    f("get_id_ops", value(get_id_ops));
+    f("read_bytes", value(read_bytes));
+    f("write_bytes", value(write_bytes));
+    f("io_errors", value(io_errors));
+    f("read_only_rejects", value(read_only_rejects));
+    f("unsupported", value(unsupported));
+    f("flushes_held", value(flushes_held));
+  }
 };
 
 class BlkDevice final : public VirtioDevice {

@@ -39,6 +39,12 @@ struct RngOptions {
 
 struct RngCounters : VirtioCounters {
   Counter bytes{0};  // random bytes handed to the guest
+
+  template <class F>
+  void visit(F&& f) const {
+    VirtioCounters::visit(f);
+    f("bytes", value(bytes));
+  }
 };
 
 class RngDevice final : public VirtioDevice {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "base/event_fd.h"
@@ -645,6 +647,27 @@ TEST_F(BlkDeviceTest, DisabledQueuesAreSkipped) {
   kick();
   run();
   EXPECT_EQ(status(r), VIRTIO_BLK_S_OK);
+}
+
+}  // namespace
+}  // namespace microvm
+
+namespace microvm {
+namespace {
+
+TEST_F(BlkDeviceTest, CountersCanBeVisited) {
+  make();
+  activate();
+  add_read(0, 512);
+  kick();
+  run();
+  std::map<std::string, uint64_t> seen;
+  dev->counters().visit([&](const char* name, uint64_t v) { seen[name] = v; });
+  EXPECT_EQ(seen.at("read_ops"), 1u);
+  EXPECT_EQ(seen.at("read_bytes"), 512u);
+  EXPECT_EQ(seen.at("kicks"), 1u);
+  EXPECT_EQ(seen.at("chains"), 1u);
+  EXPECT_EQ(seen.size(), 19u);
 }
 
 }  // namespace
