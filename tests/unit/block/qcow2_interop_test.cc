@@ -277,3 +277,41 @@ TEST(Qcow2Backing, UserNamedRawBackingNeedsNoOptIn) {
 
 }  // namespace
 }  // namespace microvm
+
+namespace microvm {
+namespace {
+
+using namespace testing_block;
+
+TEST(Qcow2Locks, WritableImageIsExclusiveAndBackingIsShared) {
+  TempDir dir;
+  auto base = dir.file("base.raw"), a = dir.file("a.qcow2"), b = dir.file("b.qcow2");
+  write_file(base, pattern(1 << 20, 1));
+  for (const auto& top : {a, b}) {
+    qcow2::CreateOptions co;
+    co.size = 1 << 20;
+    co.backing_file = base;
+    co.backing_format = "raw";
+    ASSERT_TRUE(qcow2::create_image(top, co));
+  }
+  DiskOptions oa;
+  oa.path = a;
+  oa.format = DiskFormat::kQcow2;
+  oa.backing = base;
+  auto da = open_disk(oa);
+  ASSERT_TRUE(da) << da.error().what;
+  auto again = open_disk(oa);
+  ASSERT_FALSE(again);
+  EXPECT_NE(again.error().what.find("in use by process"), std::string::npos) << again.error().what;
+  DiskOptions ob = oa;
+  ob.path = b;
+  auto db = open_disk(ob);
+  EXPECT_TRUE(db) << "two overlays share one read-only backing file: " << db.error().what;
+  DiskOptions raw;
+  raw.path = base;
+  raw.format = DiskFormat::kRaw;
+  EXPECT_FALSE(open_disk(raw)) << "a backing file in use must not be opened for writing";
+}
+
+}  // namespace
+}  // namespace microvm
