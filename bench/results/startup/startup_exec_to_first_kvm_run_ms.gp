@@ -1,0 +1,16 @@
+set terminal pngcairo noenhanced size 720,420 font 'sans,10'
+set output '/work/main/bench/results/startup/startup_exec_to_first_kvm_run_ms.png'
+set title "startup: exec_to_first_kvm_run_ms (median, min–max)"
+set ylabel "ms (lower is better)"
+set yrange [0:*]
+set xrange [-0.6:1.6]
+set boxwidth 0.5
+set style fill solid 0.6 border -1
+set grid ytics
+unset key
+$data << EOD
+0 37.9965 20.484 119.266 "38.0"
+1 135.226 51.2681 264.238 "135"
+EOD
+set xtics ("microvm" 0, "qemu" 1)
+plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1
