@@ -8,10 +8,10 @@
 // forget in-flight requests and unregister.
 //
 // In-flight requests keep their chain head (and the host iovecs parsed from it) in a slot
-// table sized to the queues, so a head is never completed twice and nothing is allocated per
-// request once the slots' vectors have grown.
+// table sized to the queues (one slot per possible head), so a head is never completed twice
+// and the parsed iovecs reuse the slot's vectors instead of being allocated per request.
 //
-// FLUSH ordering (§5.2.6.1). The guest may only rely on a flush covering writes it has seen
+// FLUSH ordering (§5.2.6). The guest may only rely on a flush covering writes it has seen
 // complete. Those writes were completed by the backend before we wrote their status (we
 // complete to the guest only from reaped backend completions), so any flush the guest sends
 // afterwards is submitted after them, and the backend contract ("a flush covers every write
