@@ -57,7 +57,7 @@ void MemoryBlockBackend::execute(Op& op) {
   int32_t result = static_cast<int32_t>(op.len);
   auto failure = std::find_if(fail_next_.begin(), fail_next_.end(), [&](const auto& f) { return f.first == op.kind; });
   if (failure != fail_next_.end()) {
-    result = -failure->second;
+    result = failure->second;
     fail_next_.erase(failure);
   } else {
     std::byte* p = disk_.data() + op.offset;

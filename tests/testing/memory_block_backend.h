@@ -50,8 +50,10 @@ class MemoryBlockBackend : public BlockBackend {
   bool complete_next();
   bool complete_tag(uint64_t tag);
   void complete_all();
-  // The next operation of `kind` completes with -err.
-  void fail_next(OpKind kind, int err) { fail_next_.push_back({kind, err}); }
+  // The next operation of `kind` completes with -err (and does nothing).
+  void fail_next(OpKind kind, int err) { fail_next_.push_back({kind, -err}); }
+  // The next operation of `kind` reports `result` (e.g. a short byte count) and does nothing.
+  void result_next(OpKind kind, int32_t result) { fail_next_.push_back({kind, result}); }
   // The next submit_* call returns an error.
   void fail_next_submit(int err) { fail_submit_ = err; }
 

@@ -376,6 +376,13 @@ void BlkDevice::op_done(uint32_t index, int32_t result) {
     bump(counters_.io_errors);
     log_.warn("I/O error on request at byte %llu: errno %d", static_cast<unsigned long long>(s.req.offset), -result);
     s.status = VIRTIO_BLK_S_IOERR;
+  } else if ((s.req.op == BlkOp::kRead || s.req.op == BlkOp::kWrite) &&
+             static_cast<uint64_t>(result) != s.req.data_len) {
+    // Engines complete the full length or fail; a short transfer reported as success would
+    // hand the guest stale buffer contents as disk data.
+    bump(counters_.host_errors);
+    log_.warn("backend reported %d of %llu bytes", result, static_cast<unsigned long long>(s.req.data_len));
+    s.status = VIRTIO_BLK_S_IOERR;
   }
   --s.pending;
   if (s.counts_as_write) write_done(s.epoch);

@@ -249,6 +249,17 @@ TEST_F(BlkDeviceTest, BackendErrorsBecomeIoerr) {
   EXPECT_FALSE(dev->needs_reset());
 }
 
+TEST_F(BlkDeviceTest, ShortTransferIsAnError) {
+  make();
+  activate();
+  backend->result_next(OpKind::kRead, 256);
+  DriverRequest r = add_read(0, 512);
+  kick();
+  run();
+  EXPECT_EQ(status(r), VIRTIO_BLK_S_IOERR);
+  EXPECT_EQ(value(dev->counters().host_errors), 1u);
+}
+
 TEST_F(BlkDeviceTest, ReadOnlyDiskRefusesWrites) {
   BlkOptions o;
   o.read_only = true;
