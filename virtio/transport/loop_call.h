@@ -9,7 +9,8 @@
 namespace microvm {
 
 // Runs `fn` inline when called on the loop thread, else posts it and waits up to `timeout`.
-// Returns false on timeout; `fn` then still runs later, so it must own what it uses.
+// Returns false on timeout or when the loop is stopping; `fn` may then still run later, so
+// it must own what it uses.
 [[nodiscard]] bool run_on_loop(EventLoop& loop, std::function<void()> fn,
                                std::chrono::milliseconds timeout = std::chrono::seconds(10));
 

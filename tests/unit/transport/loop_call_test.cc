@@ -36,6 +36,14 @@ TEST(RunOnLoopTest, TimesOutWhenTheLoopIsNotRunningThenRunsLater) {
   EXPECT_TRUE(flag->load());
 }
 
+TEST(RunOnLoopTest, GivesUpPromptlyWhenTheLoopIsStopping) {
+  auto loop = EventLoop::create().value();
+  loop->stop();
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(run_on_loop(*loop, [] {}, std::chrono::seconds(10)));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
 TEST(RunOnLoopTest, LoopThreadForgottenAfterRunReturns) {
   testing::LoopThread lt;
   lt.stop();
