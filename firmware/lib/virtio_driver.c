@@ -130,6 +130,32 @@ int vio_init_queue(u64 optional, u16 size, u64 desc, u64 avail, u64 used) {
   return 1;
 }
 
+void vio_publish(u16 head) {
+  avail_ring.ring[next_avail % QSIZE] = head;
+  __asm__ volatile("" ::: "memory");
+  next_avail++;
+  *(volatile u16*)&avail_ring.idx = next_avail;
+}
+
+void vio_kick(void) {
+  __asm__ volatile("" ::: "memory");
+  vio.notify(0);
+}
+
+int vio_wait_used(u32* id, u32* len) {
+  for (u32 i = 0; i < 400000; i++) {
+    if (*(volatile u16*)&used_ring.idx != last_used) {
+      __asm__ volatile("" ::: "memory");
+      struct used_elem e = used_ring.ring[last_used % QSIZE];
+      last_used++;
+      *id = e.id;
+      *len = e.len;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 int vio_submit(u16 head, u32* used_len, int* needs_reset) {
   avail_ring.ring[next_avail % QSIZE] = head;
   __asm__ volatile("" ::: "memory"); /* ring entry before idx (x86 keeps store order) */

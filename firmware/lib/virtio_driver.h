@@ -19,7 +19,9 @@
 
 #define DESC_NEXT 1
 #define DESC_WRITE 2
-#define QSIZE 8
+#define DESC_INDIRECT 4
+#define F_INDIRECT_DESC 28
+#define QSIZE 32
 
 struct vq_desc {
   u64 addr;
@@ -59,6 +61,11 @@ int vio_submit(u16 head, u32* used_len, int* needs_reset);
  * if the chain completed; the caller judges *used_len and its status byte (`status`,
  * may be NULL). */
 int vio_hostile(const char* what, u16 head, u32* used_len, const volatile u8* status, u64 optional_features);
+/* Batches: publish several heads, notify once, then collect completions in any order. */
+void vio_publish(u16 head);
+void vio_kick(void);
+/* 1 and the used element if one arrives within the poll budget, else 0. */
+int vio_wait_used(u32* id, u32* len);
 /* Reads and acknowledges the interrupt status; 1 if a used-buffer notification was flagged. */
 int vio_ack_interrupt(void);
 

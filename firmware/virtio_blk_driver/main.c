@@ -14,7 +14,7 @@
 
 #define F_BLK_RO 5
 #define F_BLK_FLUSH 9
-#define OPTIONAL_FEATURES (1ull << F_BLK_FLUSH)
+#define OPTIONAL_FEATURES ((1ull << F_BLK_FLUSH) | (1ull << F_INDIRECT_DESC))
 
 #define T_IN 0
 #define T_OUT 1
@@ -36,6 +36,13 @@ static struct req_hdr hdr __attribute__((aligned(64)));
 static u8 data[4 * SECTOR] __attribute__((aligned(4096)));
 static volatile u8 status_byte __attribute__((aligned(64)));
 static u64 capacity;
+
+/* Batch and indirect requests: per-request headers, status bytes, data and tables. */
+#define BATCH 8
+static struct req_hdr bhdr[BATCH] __attribute__((aligned(64)));
+static volatile u8 bstatus[BATCH] __attribute__((aligned(64)));
+static u8 bdata[BATCH][2 * SECTOR] __attribute__((aligned(4096), section(".noinit")));
+static struct vq_desc itable[8] __attribute__((aligned(64)));
 
 static void fail(const char* s) { vb_fail(s); }
 
@@ -86,6 +93,117 @@ static void hostile(const char* what, u16 head) {
   status_byte = 0xee;
   if (vio_hostile(what, head, &used_len, &status_byte, OPTIONAL_FEATURES) && used_len && status_byte == BLK_S_OK)
     fail("hostile request reported success");
+}
+
+static u8 pattern_byte(u32 req, u32 i) { return (u8)((req + 1) * 17 ^ (i * 5) ^ (i >> 9)); }
+
+/* BATCH writes published together with one notification, completions collected in any
+ * order; then BATCH reads whose data is split over two descriptors each (scatter). */
+static void batch(void) {
+  int ro = (vio_features >> F_BLK_RO) & 1; /* then writes fail with IOERR, reads see the old data */
+  for (int phase = 0; phase < 2; phase++) {
+    u32 type = phase == 0 ? T_OUT : T_IN;
+    for (u32 r = 0; r < BATCH; r++) {
+      bhdr[r] = (struct req_hdr){type, 0, 16 + 2 * r};
+      bstatus[r] = 0xee;
+      for (u32 i = 0; i < 2 * SECTOR; i++) bdata[r][i] = phase == 0 ? pattern_byte(r, i) : 0;
+      u16 d = (u16)(4 * r); /* 4 descriptors per request: hdr, data[0:512], data[512:1024], status */
+      u16 w = phase == 0 ? 0 : DESC_WRITE;
+      vq_descs[d] = (struct vq_desc){(u64)(usize)&bhdr[r], sizeof bhdr[r], DESC_NEXT, (u16)(d + 1)};
+      vq_descs[d + 1] = (struct vq_desc){(u64)(usize)bdata[r], SECTOR, (u16)(DESC_NEXT | w), (u16)(d + 2)};
+      vq_descs[d + 2] = (struct vq_desc){(u64)(usize)bdata[r] + SECTOR, SECTOR, (u16)(DESC_NEXT | w), (u16)(d + 3)};
+      vq_descs[d + 3] = (struct vq_desc){(u64)(usize)&bstatus[r], 1, DESC_WRITE, 0};
+      vio_publish(d);
+    }
+    vio_kick();
+    u32 seen = 0, bad = 0;
+    for (u32 k = 0; k < BATCH; k++) {
+      u32 id, len;
+      if (!vio_wait_used(&id, &len)) break;
+      if (id % 4 || id / 4 >= BATCH || (seen >> (id / 4) & 1)) {
+        vb_fail_hex("batch: bogus or repeated used id", id);
+        continue;
+      }
+      seen |= 1u << (id / 4);
+      if (bstatus[id / 4] != BLK_S_OK) bad++;
+      if (bstatus[id / 4] == BLK_S_OK && len != (type == T_IN ? 2 * SECTOR + 1 : 1))
+        vb_fail_hex("batch: used length", len);
+    }
+    u32 mismatched = 0;
+    if (phase == 1 && !ro) {
+      for (u32 r = 0; r < BATCH; r++) {
+        for (u32 i = 0; i < 2 * SECTOR; i++) {
+          if (bdata[r][i] != pattern_byte(r, i)) {
+            mismatched++;
+            break;
+          }
+        }
+      }
+    }
+    vio_line(phase == 0 ? "batch writes=" : "batch reads=");
+    u32 n = 0;
+    for (u32 r = 0; r < BATCH; r++) n += (seen >> r) & 1;
+    fw_put_dec(n);
+    fw_puts(" errors=");
+    fw_put_dec(bad);
+    fw_puts(" mismatched=");
+    fw_put_dec(mismatched);
+    fw_putc('\n');
+    u32 want_bad = (ro && phase == 0) ? BATCH : 0;
+    if (n != BATCH || bad != want_bad || mismatched) vb_fail("batch requests failed");
+  }
+}
+
+/* One request through an indirect descriptor table (§2.7.5.3). */
+static int indirect_read(u64 sector) {
+  hdr = (struct req_hdr){T_IN, 0, sector};
+  status_byte = 0xee;
+  itable[0] = (struct vq_desc){(u64)(usize)&hdr, sizeof hdr, DESC_NEXT, 1};
+  itable[1] = (struct vq_desc){(u64)(usize)data, 2 * SECTOR, DESC_NEXT | DESC_WRITE, 2};
+  itable[2] = (struct vq_desc){(u64)(usize)&status_byte, 1, DESC_WRITE, 0};
+  vq_descs[0] = (struct vq_desc){(u64)(usize)itable, 3 * sizeof itable[0], DESC_INDIRECT, 0};
+  u32 len = 0;
+  int nr = 0;
+  if (!vio_submit(0, &len, &nr)) return -1;
+  return status_byte;
+}
+
+static void batch_and_indirect(void) {
+  batch();
+  if (!(vio_features & (1ull << F_INDIRECT_DESC))) {
+    vio_line("indirect not offered\n");
+    return;
+  }
+  memset(data, 0, 2 * SECTOR);
+  int st = indirect_read(16);
+  int same = 1;
+  for (u32 i = 0; i < 2 * SECTOR; i++) same &= data[i] == pattern_byte(0, i);
+  vio_line("indirect read status=");
+  fw_put_dec((u64)(st < 0 ? 255 : st));
+  fw_puts(same ? " data=ok\n" : " data=bad\n");
+  if (st != BLK_S_OK || (!same && !((vio_features >> F_BLK_RO) & 1))) fail("read through an indirect table failed");
+
+  /* Broken indirect tables (§2.7.5.3.1). */
+  hdr = (struct req_hdr){T_IN, 0, 0};
+  itable[0] = (struct vq_desc){(u64)(usize)&hdr, sizeof hdr, DESC_NEXT, 1};
+  itable[1] = (struct vq_desc){(u64)(usize)itable, 2 * sizeof itable[0], DESC_INDIRECT, 0};
+  vq_descs[0] = (struct vq_desc){(u64)(usize)itable, 2 * sizeof itable[0], DESC_INDIRECT, 0};
+  hostile("indirect_nested", 0);
+  itable[0] = (struct vq_desc){(u64)(usize)&hdr, sizeof hdr, DESC_NEXT, 1};
+  itable[1] = (struct vq_desc){(u64)(usize)data, SECTOR, DESC_NEXT | DESC_WRITE, 0}; /* 1 -> 0 loop */
+  vq_descs[0] = (struct vq_desc){(u64)(usize)itable, 2 * sizeof itable[0], DESC_INDIRECT, 0};
+  hostile("indirect_loop", 0);
+  vq_descs[0] = (struct vq_desc){(u64)(usize)itable, 40, DESC_INDIRECT, 0};
+  hostile("indirect_len_not_multiple", 0);
+  vq_descs[0] = (struct vq_desc){(u64)(usize)itable, 0, DESC_INDIRECT, 0};
+  hostile("indirect_len_zero", 0);
+  vq_descs[0] = (struct vq_desc){0xc0000000ull, 3 * 16, DESC_INDIRECT, 0};
+  hostile("indirect_outside_ram", 0);
+  itable[0] = (struct vq_desc){(u64)(usize)&hdr, sizeof hdr, DESC_NEXT, 9}; /* next past the table */
+  vq_descs[0] = (struct vq_desc){(u64)(usize)itable, 3 * sizeof itable[0], DESC_INDIRECT, 0};
+  hostile("indirect_next_past_table", 0);
+  vq_descs[0] = (struct vq_desc){(u64)(usize)itable, 0x100000, DESC_INDIRECT, 0}; /* 64Ki entries */
+  hostile("indirect_table_huge", 0);
 }
 
 static void run(u64 bp) {
@@ -217,6 +335,8 @@ static void run(u64 bp) {
   }
   vio_ack_interrupt();
   if (!vio_init(OPTIONAL_FEATURES)) fail("re-initialization after queue-level tests failed");
+
+  batch_and_indirect();
 
   /* 6. The device still works. */
   st = request(T_IN, 2, data, 2 * SECTOR);

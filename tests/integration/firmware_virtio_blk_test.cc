@@ -38,6 +38,16 @@ std::string guest_pattern() {
   return p;
 }
 
+// What the batch phase writes to sectors 16-31 (two sectors per request, 8 requests).
+std::string batch_pattern() {
+  std::string p;
+  for (uint32_t r = 0; r < 8; r++) {
+    for (uint32_t i = 0; i < 2 * kSector; i++) p += static_cast<char>(((r + 1) * 17) ^ (i * 5) ^ (i >> 9));
+  }
+  return p;
+}
+size_t batch_bytes_end() { return 32 * kSector; }
+
 std::string read_all(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});
@@ -90,7 +100,7 @@ TEST_P(FirmwareVirtioBlkTest, DriverRoundTripAndHostileRequests) {
   EXPECT_EQ(line_of(r, "get_id"), "VIRTIOBLK get_id status=0 id=fwdisk1");
   // Broken chains: completed with an error (or nothing written), or NEEDS_RESET.
   auto hostile = r.lines_with_prefix("VIRTIOBLK hostile");
-  EXPECT_EQ(hostile.size(), 9u) << r.describe();
+  EXPECT_EQ(hostile.size(), 16u) << r.describe();
   for (const auto& l : hostile) {
     if (l.find(" used_len=") == std::string::npos) continue;
     EXPECT_TRUE(field(l, "status") != "0x0" || field(l, "used_len") == "0") << l;
@@ -99,12 +109,21 @@ TEST_P(FirmwareVirtioBlkTest, DriverRoundTripAndHostileRequests) {
   EXPECT_NE(line_of(r, "hostile avail_idx_jump"), "VIRTIOBLK hostile avail_idx_jump outcome=used");
   EXPECT_NE(line_of(r, "hostile rings_outside_ram"), "VIRTIOBLK hostile rings_outside_ram outcome=used");
 
+  // Eight requests in flight at once, scattered over two data descriptors each, and a
+  // read through an indirect table.
+  EXPECT_EQ(line_of(r, "batch writes="), "VIRTIOBLK batch writes=8 errors=0 mismatched=0");
+  EXPECT_EQ(line_of(r, "batch reads="), "VIRTIOBLK batch reads=8 errors=0 mismatched=0");
+  EXPECT_EQ(line_of(r, "indirect read"), "VIRTIOBLK indirect read status=0 data=ok");
+
   // The host sees what the guest wrote, and nothing else changed.
   std::string after = read_all(disk_);
   ASSERT_EQ(after.size(), kDiskBytes);
   EXPECT_TRUE(after.substr(2 * kSector, 2 * kSector) == guest_pattern()) << "sectors 2-3 do not hold the guest's pattern";
   EXPECT_TRUE(after.substr(0, 2 * kSector) == original.substr(0, 2 * kSector));
-  EXPECT_TRUE(after.substr(4 * kSector) == original.substr(4 * kSector)) << "bytes beyond sector 3 changed";
+  EXPECT_TRUE(after.substr(4 * kSector, 12 * kSector) == original.substr(4 * kSector, 12 * kSector))
+      << "sectors 4-15 changed";
+  EXPECT_TRUE(after.substr(batch_bytes_end()) == original.substr(batch_bytes_end())) << "bytes beyond sector 31 changed";
+  EXPECT_TRUE(after.substr(16 * kSector, 16 * kSector) == batch_pattern()) << "sectors 16-31 do not hold the batch pattern";
 }
 
 TEST_P(FirmwareVirtioBlkTest, ReadOnlyDiskRejectsWrites) {
@@ -113,6 +132,7 @@ TEST_P(FirmwareVirtioBlkTest, ReadOnlyDiskRejectsWrites) {
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.lines_with_prefix("VIRTIOBLK FAIL").size(), 0u) << r.describe();
   EXPECT_EQ(line_of(r, "write sector=2"), "VIRTIOBLK write sector=2 count=2 status=1");
+  EXPECT_EQ(line_of(r, "batch writes="), "VIRTIOBLK batch writes=8 errors=8 mismatched=0");
   EXPECT_TRUE(read_all(disk_) == disk_contents()) << "a read-only disk was modified";
 }
 
