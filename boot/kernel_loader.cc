@@ -17,6 +17,7 @@ constexpr uint32_t kHdrSMagic = 0x53726448;  // "HdrS"
 constexpr uint16_t kBootFlag = 0xaa55;
 constexpr uint16_t kMinBootProtocol = 0x020c;  // 2.12: xloadflags, needed for the 64-bit entry
 constexpr uint64_t kMaxPhdrs = 128;
+constexpr uint64_t kEntry64Offset = 0x200;  // startup_64 sits 512 bytes into the protected-mode kernel
 
 std::string hex(uint64_t v) {
   char buf[24];
@@ -93,6 +94,9 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const std::b
   uint64_t setup_bytes = (setup_sects + 1) * 512;
   if (setup_bytes >= image.size()) return fail("kernel: truncated bzImage (setup area covers the whole file)");
   auto payload = image.subspan(setup_bytes);
+  // The 64-bit entry is 0x200 bytes into the protected-mode kernel: it must be image bytes.
+  if (payload.size() <= kEntry64Offset)
+    return fail("kernel: truncated bzImage (protected-mode kernel ends before its 64-bit entry point)");
   if (hdr.syssize != 0 && uint64_t{hdr.syssize} * 16 > payload.size() + 15)
     return fail("kernel: truncated bzImage (syssize says " + std::to_string(uint64_t{hdr.syssize} * 16) + " bytes, file has " + std::to_string(payload.size()) + ")");
 
@@ -106,7 +110,7 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const std::b
 
   LoadedKernel out;
   out.format = KernelFormat::kBzImage;
-  out.entry = GuestAddress(load + 0x200);  // startup_64 sits 512 bytes into the protected-mode kernel
+  out.entry = GuestAddress(load + kEntry64Offset);
   out.image_start = GuestAddress(load);
   out.image_end = GuestAddress(load + footprint);
   out.header = hdr;

@@ -306,6 +306,19 @@ TEST_F(KernelLoaderTest, BzImageSetupCoversFile) {
   expect_bz_error(img, "setup area covers the whole file");
 }
 
+TEST_F(KernelLoaderTest, BzImagePayloadEndsBeforeEntry) {
+  // startup_64 is 0x200 bytes in: a shorter protected-mode kernel would have the vCPU start
+  // in zeroed memory (found by fuzz_kernel_loader).
+  BzImageSpec spec;
+  spec.payload_size = 0x200;
+  spec.init_size = 0x10000;  // init_size does not make up for missing image bytes
+  expect_bz_error(make_bzimage(spec), "ends before its 64-bit entry point");
+  spec.payload_size = 0x201;
+  auto k = load_bzimage(*mem_, make_bzimage(spec));
+  ASSERT_TRUE(k) << k.error().what;
+  EXPECT_LT(k->entry, k->image_end);
+}
+
 TEST_F(KernelLoaderTest, BzImageSyssizeLargerThanFile) {
   BzImageSpec spec;
   spec.syssize_delta = 1;  // 16 bytes more than the payload
