@@ -96,8 +96,7 @@ std::optional<uint64_t> PciConfigSpace::bar_mapping(uint8_t index) const {
   return addr;
 }
 
-uint8_t PciConfigSpace::add_capability(uint8_t id, std::span<const uint8_t> body,
-                                       std::span<const uint8_t> body_wmask) {
+uint8_t PciConfigSpace::add_capability(uint8_t id, std::span<const uint8_t> body, std::span<const uint8_t> body_wmask) {
   size_t len = 2 + body.size();
   // Dword-aligned, inside the 256-byte header.
   if (next_cap_ + len > pci::kLegacyConfigSize) return 0;

@@ -23,16 +23,16 @@ inline constexpr uint16_t kCommandBusMaster = 1 << 2;
 inline constexpr uint16_t kCommandIntxDisable = 1 << 10;
 inline constexpr uint16_t kStatusCapabilitiesList = 1 << 4;
 
-inline constexpr uint32_t kBarMem64 = 0x4;           // memory BAR, type 10b: 64-bit
+inline constexpr uint32_t kBarMem64 = 0x4;  // memory BAR, type 10b: 64-bit
 inline constexpr uint32_t kBarPrefetchable = 0x8;
 
 inline constexpr uint8_t kCapIdMsix = 0x11;
 inline constexpr uint8_t kCapIdVendor = 0x09;
 
-inline constexpr uint16_t kLegacyConfigSize = 256;   // mechanism #1 reaches this much
-inline constexpr uint16_t kConfigSize = 4096;        // ECAM reaches this much
+inline constexpr uint16_t kLegacyConfigSize = 256;  // mechanism #1 reaches this much
+inline constexpr uint16_t kConfigSize = 4096;       // ECAM reaches this much
 inline constexpr uint8_t kNumBars = 6;
 inline constexpr uint8_t kNumSlots = 32;
-inline constexpr uint32_t kAllOnes = 0xffffffff;     // what an absent function reads as
+inline constexpr uint32_t kAllOnes = 0xffffffff;  // what an absent function reads as
 
 }  // namespace microvm::pci

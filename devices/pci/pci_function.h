@@ -12,12 +12,12 @@ namespace microvm {
 
 // A memory BAR as the function currently decodes it.
 struct PciBar {
-  uint8_t index = 0;          // 0..5 (a 64-bit BAR uses index and index+1)
-  uint64_t size = 0;          // a power of two, >= 4 KiB for ours
+  uint8_t index = 0;  // 0..5 (a 64-bit BAR uses index and index+1)
+  uint64_t size = 0;  // a power of two, >= 4 KiB for ours
   bool is_64bit = false;
   bool prefetchable = false;
-  uint64_t address = 0;       // as programmed (meaningless while sizing)
-  bool mapped = false;        // memory decoding on and the address is usable
+  uint64_t address = 0;          // as programmed (meaningless while sizing)
+  bool mapped = false;           // memory decoding on and the address is usable
   IoHandler* handler = nullptr;  // serves accesses at offsets relative to the BAR base
 };
 

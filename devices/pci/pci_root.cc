@@ -68,7 +68,9 @@ Result<void> PciRoot::add_function(uint8_t slot, PciFunction& function) {
   std::vector<std::pair<uint8_t, uint64_t>> assigned;
   for (const auto& bar : bars) {
     auto addr = allocator_.allocate(bar.size);
-    if (!addr) return std::unexpected(addr.error().context("PCI slot " + std::to_string(slot) + " BAR" + std::to_string(bar.index)));
+    if (!addr)
+      return std::unexpected(
+          addr.error().context("PCI slot " + std::to_string(slot) + " BAR" + std::to_string(bar.index)));
     assigned.emplace_back(bar.index, *addr);
     if (bar.is_64bit) {
       auto hi = static_cast<uint32_t>(*addr >> 32);
@@ -213,8 +215,8 @@ void PciRoot::ConfigIo::io_read(uint64_t offset, std::span<std::byte> data) {
     uint32_t addr = root_.config_address_;
     if (addr & kConfigAddressEnable) {
       auto reg = static_cast<uint16_t>((addr & 0xfc) + (offset - 4));
-      value = root_.read_locked(static_cast<uint8_t>(addr >> 16), (addr >> 11) & 0x1f, (addr >> 8) & 0x7, reg,
-                                data.size());
+      value =
+          root_.read_locked(static_cast<uint8_t>(addr >> 16), (addr >> 11) & 0x1f, (addr >> 8) & 0x7, reg, data.size());
     }
   } else {
     root_.bad_accesses_.fetch_add(1, std::memory_order_relaxed);
@@ -247,8 +249,8 @@ void PciRoot::Ecam::io_read(uint64_t offset, std::span<std::byte> data) {
   // Only the root's own bus exists: later buses in a larger window read as absent.
   if (offset < root_.layout_.ecam_size && (offset >> 20) == 0) {
     std::lock_guard lock(root_.mu_);
-    value = root_.read_locked(root_.layout_.bus, (offset >> 15) & 0x1f, (offset >> 12) & 0x7, offset & 0xfff,
-                              data.size());
+    value =
+        root_.read_locked(root_.layout_.bus, (offset >> 15) & 0x1f, (offset >> 12) & 0x7, offset & 0xfff, data.size());
   }
   store_le(data, value);
 }

@@ -43,9 +43,9 @@ struct PciBarChange {
   uint8_t slot = 0;
   uint8_t bar = 0;
   uint64_t size = 0;
-  IoHandler* handler = nullptr;           // register this on the MMIO bus at new_base
-  std::optional<uint64_t> old_base;       // remove from the MMIO bus if set
-  std::optional<uint64_t> new_base;       // add to the MMIO bus if set
+  IoHandler* handler = nullptr;      // register this on the MMIO bus at new_base
+  std::optional<uint64_t> old_base;  // remove from the MMIO bus if set
+  std::optional<uint64_t> new_base;  // add to the MMIO bus if set
 };
 
 class PciBarListener {
@@ -129,7 +129,7 @@ class PciRoot {
         window_(*this) {}
   // The handler decoding [addr, addr+len) and the offset in its BAR, or nullptr.
   IoHandler* find_bar(uint64_t addr, size_t len, uint64_t* offset);
-  void rebuild_mapped();  // mu_ held
+  void rebuild_mapped();                                                  // mu_ held
   PciFunction* function_at(uint8_t bus, uint8_t slot, uint8_t function);  // mu_ held
   // Compares `slot`'s BARs with what was last reported and tells the listener. mu_ held.
   void report_bar_changes(uint8_t slot);
@@ -138,17 +138,17 @@ class PciRoot {
 
   const PciRootLayout layout_;
   std::mutex mu_;
-  BarAllocator allocator_;                                       // guarded by mu_
+  BarAllocator allocator_;  // guarded by mu_
   PciHostBridge host_bridge_;
-  std::array<PciFunction*, pci::kNumSlots> slots_{};             // guarded by mu_
-  std::array<std::vector<PciBar>, pci::kNumSlots> reported_{};   // guarded by mu_
-  PciBarListener* listener_ = nullptr;                           // guarded by mu_
-  std::function<void(uint8_t)> cf9_hook_;                        // guarded by mu_
-  uint32_t config_address_ = 0;                                  // guarded by mu_
+  std::array<PciFunction*, pci::kNumSlots> slots_{};            // guarded by mu_
+  std::array<std::vector<PciBar>, pci::kNumSlots> reported_{};  // guarded by mu_
+  PciBarListener* listener_ = nullptr;                          // guarded by mu_
+  std::function<void(uint8_t)> cf9_hook_;                       // guarded by mu_
+  uint32_t config_address_ = 0;                                 // guarded by mu_
   std::atomic<uint64_t> bad_accesses_{0};
-  std::shared_mutex mapped_mu_;          // taken after mu_, never before it
-  std::vector<MappedBar> mapped_;        // guarded by mapped_mu_: BARs decoding now
-  std::atomic<uint64_t> unclaimed_{0};   // window accesses no BAR decodes
+  std::shared_mutex mapped_mu_;         // taken after mu_, never before it
+  std::vector<MappedBar> mapped_;       // guarded by mapped_mu_: BARs decoding now
+  std::atomic<uint64_t> unclaimed_{0};  // window accesses no BAR decodes
   ConfigIo config_io_;
   Ecam ecam_;
   Window window_;

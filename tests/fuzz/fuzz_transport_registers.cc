@@ -76,7 +76,8 @@ class FuzzDevice : public VirtioDevice {
   uint64_t features() const override { return (uint64_t{1} << 32) | 0x30000021; }
   void ack_features(uint64_t) override {}
   void read_config(uint64_t offset, std::span<std::byte> data) const override {
-    for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof cfg_ ? std::byte{cfg_[offset + i]} : std::byte{0};
+    for (size_t i = 0; i < data.size(); ++i)
+      data[i] = offset + i < sizeof cfg_ ? std::byte{cfg_[offset + i]} : std::byte{0};
   }
   void write_config(uint64_t offset, std::span<const std::byte> data) override {
     for (size_t i = 0; i < data.size(); ++i)
@@ -128,8 +129,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto* mdev = mmio_dev.get();
   auto pci_dev = std::make_unique<FuzzDevice>(1);
   auto* pdev = pci_dev.get();
-  auto mmio = MmioTransport::create(std::move(mmio_dev), {.base_address = 0xd0000000, .gsi = 5}, *env.memory,
-                                    *env.loop, vm, env.log);
+  auto mmio = MmioTransport::create(std::move(mmio_dev), {.base_address = 0xd0000000, .gsi = 5}, *env.memory, *env.loop,
+                                    vm, env.log);
   auto pci = PciTransport::create(std::move(pci_dev), {}, *env.memory, *env.loop, vm, env.log);
   auto root = PciRoot::create();
   if (!mmio || !pci || !root) std::abort();
@@ -148,7 +149,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     switch (op & 3) {
       case 0: {
         uint64_t o = off % 0x220;
-        if (write) write_le(**mmio, o, value, width); else (*mmio)->io_read(o, std::span(buf, width));
+        if (write)
+          write_le(**mmio, o, value, width);
+        else
+          (*mmio)->io_read(o, std::span(buf, width));
         break;
       }
       case 1: {
@@ -160,22 +164,38 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           o = (base ? *base : 0) + o - (*root)->layout().mmio_base;
           h = &(*root)->mmio_window();
         }
-        if (write) write_le(*h, o, value, width); else h->io_read(o, std::span(buf, width));
+        if (write)
+          write_le(*h, o, value, width);
+        else
+          h->io_read(o, std::span(buf, width));
         break;
       }
       case 2: {
         uint64_t o = off % 9;
         // Mostly aim CONFIG_ADDRESS at slot 1 so the data port reaches the virtio function.
         if (o == 0 && write && width == 4) value = 0x80000800u | (v32 & 0x3fc);
-        if (write) write_le(ports, o, value, width); else ports.io_read(o, std::span(buf, width));
+        if (write)
+          write_le(ports, o, value, width);
+        else
+          ports.io_read(o, std::span(buf, width));
         break;
       }
       case 3:
         switch ((op >> 2) & 7) {
-          case 0: (*mmio)->notify_queue(static_cast<uint16_t>(v32)); (*pci)->notify_queue(static_cast<uint16_t>(v32)); break;
-          case 1: (*mmio)->notify_config(); (*pci)->notify_config(); break;
-          case 2: mdev->broken_ = pdev->broken_ = (v32 & 1); break;
-          case 3: mdev->fail_next_ = pdev->fail_next_ = (v32 & 1); break;
+          case 0:
+            (*mmio)->notify_queue(static_cast<uint16_t>(v32));
+            (*pci)->notify_queue(static_cast<uint16_t>(v32));
+            break;
+          case 1:
+            (*mmio)->notify_config();
+            (*pci)->notify_config();
+            break;
+          case 2:
+            mdev->broken_ = pdev->broken_ = (v32 & 1);
+            break;
+          case 3:
+            mdev->fail_next_ = pdev->fail_next_ = (v32 & 1);
+            break;
           case 4:  // mmio driver prologue up to FEATURES_OK with the offered features
             for (uint32_t s : {0u, 1u, 3u}) write_le(**mmio, 0x70, s, 4);
             write_le(**mmio, 0x24, 1, 4);

@@ -31,7 +31,8 @@ bool run_on_loop(EventLoop& loop, std::function<void()> fn, std::chrono::millise
   while (!sync->done) {
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline || loop.stopping()) return false;
-    sync->cv.wait_for(lock, std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::milliseconds(20)));
+    sync->cv.wait_for(lock,
+                      std::min<std::chrono::steady_clock::duration>(deadline - now, std::chrono::milliseconds(20)));
   }
   return true;
 }

@@ -38,7 +38,7 @@ constexpr uint64_t kConfigGeneration = 0x0fc;
 constexpr uint64_t kConfig = 0x100;
 
 constexpr uint32_t kMagic = 0x74726976;  // "virt"
-constexpr uint32_t kVendor = 0;  // no vendor to name; drivers match any vendor
+constexpr uint32_t kVendor = 0;          // no vendor to name; drivers match any vendor
 constexpr uint32_t kInterruptUsedBuffer = 1;
 constexpr uint32_t kInterruptConfigChange = 2;
 
@@ -52,8 +52,8 @@ std::string virtio_mmio_cmdline(uint64_t base_address, uint32_t gsi) {
 
 Result<std::unique_ptr<MmioTransport>> MmioTransport::create(std::unique_ptr<VirtioDevice> device,
                                                              const MmioTransportParams& params,
-                                                             const GuestMemory& memory, EventLoop& loop,
-                                                             VmServices& vm, Logger& log) {
+                                                             const GuestMemory& memory, EventLoop& loop, VmServices& vm,
+                                                             Logger& log) {
   uint64_t notify;
   if (__builtin_add_overflow(params.base_address, kQueueNotify, &notify)) {
     return fail(EINVAL, "virtio-mmio base address wraps");
@@ -130,23 +130,40 @@ uint32_t MmioTransport::read_register(uint64_t offset) {
   using QA = TransportCore::QueueAddress;
   auto& c = *core_;
   switch (offset) {
-    case kMagicValue: return kMagic;
-    case kVersion: return 2;
-    case kDeviceId: return c.device().device_type();
-    case kVendorId: return kVendor;
-    case kDeviceFeatures: return c.read_device_features();
-    case kQueueNumMax: return c.queue_size_max();  // 0: queue not available
-    case kQueueReady: return c.queue_ready() ? 1 : 0;
-    case kInterruptStatus: return interrupt_status_.load();
-    case kStatus: return c.status();
-    case kQueueDescLow: return static_cast<uint32_t>(c.queue_address(QA::kDesc));
-    case kQueueDescHigh: return static_cast<uint32_t>(c.queue_address(QA::kDesc) >> 32);
-    case kQueueDriverLow: return static_cast<uint32_t>(c.queue_address(QA::kDriver));
-    case kQueueDriverHigh: return static_cast<uint32_t>(c.queue_address(QA::kDriver) >> 32);
-    case kQueueDeviceLow: return static_cast<uint32_t>(c.queue_address(QA::kDevice));
-    case kQueueDeviceHigh: return static_cast<uint32_t>(c.queue_address(QA::kDevice) >> 32);
-    case kConfigGeneration: return c.config_generation();
-    default: break;
+    case kMagicValue:
+      return kMagic;
+    case kVersion:
+      return 2;
+    case kDeviceId:
+      return c.device().device_type();
+    case kVendorId:
+      return kVendor;
+    case kDeviceFeatures:
+      return c.read_device_features();
+    case kQueueNumMax:
+      return c.queue_size_max();  // 0: queue not available
+    case kQueueReady:
+      return c.queue_ready() ? 1 : 0;
+    case kInterruptStatus:
+      return interrupt_status_.load();
+    case kStatus:
+      return c.status();
+    case kQueueDescLow:
+      return static_cast<uint32_t>(c.queue_address(QA::kDesc));
+    case kQueueDescHigh:
+      return static_cast<uint32_t>(c.queue_address(QA::kDesc) >> 32);
+    case kQueueDriverLow:
+      return static_cast<uint32_t>(c.queue_address(QA::kDriver));
+    case kQueueDriverHigh:
+      return static_cast<uint32_t>(c.queue_address(QA::kDriver) >> 32);
+    case kQueueDeviceLow:
+      return static_cast<uint32_t>(c.queue_address(QA::kDevice));
+    case kQueueDeviceHigh:
+      return static_cast<uint32_t>(c.queue_address(QA::kDevice) >> 32);
+    case kConfigGeneration:
+      return c.config_generation();
+    default:
+      break;
   }
   // §4.2.2: no shared memory regions: their length and base read as all-ones.
   if (offset >= kShmLenLow && offset <= kShmBaseHigh) return 0xffffffff;
@@ -163,11 +180,19 @@ void MmioTransport::write_register(uint64_t offset, uint32_t value) {
   using QA = TransportCore::QueueAddress;
   auto& c = *core_;
   switch (offset) {
-    case kDeviceFeaturesSel: c.set_device_features_select(value); return;
-    case kDriverFeatures: c.write_driver_features(value); return;
-    case kDriverFeaturesSel: c.set_driver_features_select(value); return;
+    case kDeviceFeaturesSel:
+      c.set_device_features_select(value);
+      return;
+    case kDriverFeatures:
+      c.write_driver_features(value);
+      return;
+    case kDriverFeaturesSel:
+      c.set_driver_features_select(value);
+      return;
     // QueueSel is 32 bits here and 16 in the core: a selector above 0xffff selects nothing.
-    case kQueueSel: c.set_queue_select(value > 0xffff ? 0xffff : static_cast<uint16_t>(value)); return;
+    case kQueueSel:
+      c.set_queue_select(value > 0xffff ? 0xffff : static_cast<uint16_t>(value));
+      return;
     case kQueueNum:
       if (value > 0xffff) {
         c.counters().ignored_queue_writes.fetch_add(1, std::memory_order_relaxed);
@@ -175,24 +200,44 @@ void MmioTransport::write_register(uint64_t offset, uint32_t value) {
       }
       c.write_queue_size(static_cast<uint16_t>(value));
       return;
-    case kQueueReady: c.write_queue_ready(value & 1); return;
+    case kQueueReady:
+      c.write_queue_ready(value & 1);
+      return;
     // Reaches here only when no ioeventfd caught the write.
-    case kQueueNotify: c.kick(value); return;
-    case kInterruptAck: interrupt_status_.fetch_and(~value); return;
+    case kQueueNotify:
+      c.kick(value);
+      return;
+    case kInterruptAck:
+      interrupt_status_.fetch_and(~value);
+      return;
     case kStatus: {
       // Status is 8 bits wide in every transport; the upper bits are reserved (written 0).
       auto change = c.write_status(static_cast<uint8_t>(value), *this);
       if (change == TransportCore::StatusChange::kReset) interrupt_status_.store(0);
       return;
     }
-    case kQueueDescLow: c.write_queue_address(QA::kDesc, 0, 4, value); return;
-    case kQueueDescHigh: c.write_queue_address(QA::kDesc, 4, 4, value); return;
-    case kQueueDriverLow: c.write_queue_address(QA::kDriver, 0, 4, value); return;
-    case kQueueDriverHigh: c.write_queue_address(QA::kDriver, 4, 4, value); return;
-    case kQueueDeviceLow: c.write_queue_address(QA::kDevice, 0, 4, value); return;
-    case kQueueDeviceHigh: c.write_queue_address(QA::kDevice, 4, 4, value); return;
-    case kShmSel: return;  // no regions; selecting one is harmless
-    default: break;
+    case kQueueDescLow:
+      c.write_queue_address(QA::kDesc, 0, 4, value);
+      return;
+    case kQueueDescHigh:
+      c.write_queue_address(QA::kDesc, 4, 4, value);
+      return;
+    case kQueueDriverLow:
+      c.write_queue_address(QA::kDriver, 0, 4, value);
+      return;
+    case kQueueDriverHigh:
+      c.write_queue_address(QA::kDriver, 4, 4, value);
+      return;
+    case kQueueDeviceLow:
+      c.write_queue_address(QA::kDevice, 0, 4, value);
+      return;
+    case kQueueDeviceHigh:
+      c.write_queue_address(QA::kDevice, 4, 4, value);
+      return;
+    case kShmSel:
+      return;  // no regions; selecting one is harmless
+    default:
+      break;
   }
   c.counters().bad_accesses.fetch_add(1, std::memory_order_relaxed);  // read-only or hole
 }

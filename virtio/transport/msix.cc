@@ -48,10 +48,18 @@ void MsixTable::table_write(uint64_t offset, std::span<const std::byte> data) {
   for (unsigned i = 0; i < data.size() / 4; ++i) {
     auto dw = static_cast<uint32_t>(v >> (32 * i));
     switch (field / 4 + i) {
-      case 0: e.address = (e.address & ~uint64_t{0xffffffff}) | dw; break;
-      case 1: e.address = (e.address & 0xffffffff) | (uint64_t{dw} << 32); break;
-      case 2: e.data = dw; break;
-      case 3: e.control = dw & 1; break;  // only the mask bit is defined; the rest is reserved
+      case 0:
+        e.address = (e.address & ~uint64_t{0xffffffff}) | dw;
+        break;
+      case 1:
+        e.address = (e.address & 0xffffffff) | (uint64_t{dw} << 32);
+        break;
+      case 2:
+        e.data = dw;
+        break;
+      case 3:
+        e.control = dw & 1;
+        break;  // only the mask bit is defined; the rest is reserved
     }
   }
   if (e.address != old_address || e.data != old_data) update_route(e);

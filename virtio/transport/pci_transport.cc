@@ -48,10 +48,22 @@ struct Field {
   size_t size;
 };
 constexpr std::array<Field, 16> kCommonFields{{
-    {kDeviceFeatureSelect, 4}, {kDeviceFeature, 4}, {kDriverFeatureSelect, 4}, {kDriverFeature, 4},
-    {kConfigMsixVector, 2},    {kNumQueues, 2},     {kDeviceStatus, 1},        {kConfigGeneration, 1},
-    {kQueueSelect, 2},         {kQueueSize, 2},     {kQueueMsixVector, 2},     {kQueueEnable, 2},
-    {kQueueNotifyOff, 2},      {kQueueDesc, 8},     {kQueueDriver, 8},         {kQueueDevice, 8},
+    {kDeviceFeatureSelect, 4},
+    {kDeviceFeature, 4},
+    {kDriverFeatureSelect, 4},
+    {kDriverFeature, 4},
+    {kConfigMsixVector, 2},
+    {kNumQueues, 2},
+    {kDeviceStatus, 1},
+    {kConfigGeneration, 1},
+    {kQueueSelect, 2},
+    {kQueueSize, 2},
+    {kQueueMsixVector, 2},
+    {kQueueEnable, 2},
+    {kQueueNotifyOff, 2},
+    {kQueueDesc, 8},
+    {kQueueDriver, 8},
+    {kQueueDevice, 8},
 }};
 
 // §4.1.3.1: the driver accesses each field with its own width; 64-bit fields may also be
@@ -68,10 +80,14 @@ std::optional<std::pair<Field, unsigned>> find_field(uint64_t offset, size_t len
 
 uint32_t class_code_for(uint32_t device_type) {
   switch (device_type) {
-    case 1: return 0x020000;  // net: network controller, ethernet
-    case 2: return 0x018000;  // block: mass storage, other
-    case 3: return 0x078000;  // console: communication controller, other
-    default: return 0xff0000; // unassigned class
+    case 1:
+      return 0x020000;  // net: network controller, ethernet
+    case 2:
+      return 0x018000;  // block: mass storage, other
+    case 3:
+      return 0x078000;  // console: communication controller, other
+    default:
+      return 0xff0000;  // unassigned class
   }
 }
 
@@ -94,9 +110,8 @@ PciTransport::PciTransport(const PciIds& ids, uint16_t vectors, VmServices& vm, 
     : config_(ids), msix_(vectors, vm, log) {}
 
 Result<std::unique_ptr<PciTransport>> PciTransport::create(std::unique_ptr<VirtioDevice> device,
-                                                           const PciTransportParams& params,
-                                                           const GuestMemory& memory, EventLoop& loop,
-                                                           VmServices& vm, Logger& log) {
+                                                           const PciTransportParams& params, const GuestMemory& memory,
+                                                           EventLoop& loop, VmServices& vm, Logger& log) {
   if (!device) return fail(EINVAL, "virtio-pci transport needs a device");
   uint16_t nq = device->num_queues();
   if (nq > kMaxQueues) return fail(EINVAL, "virtio-pci: too many queues (" + std::to_string(nq) + ")");
@@ -328,22 +343,54 @@ uint64_t PciTransport::common_read(uint64_t offset, size_t len) {
   uint64_t v = 0;
   bool queue_valid = c.selected_queue_valid();
   switch (field.offset) {
-    case kDeviceFeatureSelect: v = c.device_features_select(); break;
-    case kDeviceFeature: v = c.read_device_features(); break;
-    case kDriverFeatureSelect: v = c.driver_features_select(); break;
-    case kDriverFeature: v = c.read_driver_features(); break;
-    case kConfigMsixVector: v = config_vector_.load(); break;
-    case kNumQueues: v = c.num_queues(); break;
-    case kDeviceStatus: v = c.status(); break;
-    case kConfigGeneration: v = c.config_generation(); break;
-    case kQueueSelect: v = c.queue_select(); break;
-    case kQueueSize: v = c.queue_size(); break;
-    case kQueueMsixVector: v = queue_valid ? queue_vectors_[c.queue_select()].load() : VIRTIO_MSI_NO_VECTOR; break;
-    case kQueueEnable: v = c.queue_ready() ? 1 : 0; break;
-    case kQueueNotifyOff: v = queue_valid ? c.queue_select() : 0; break;
-    case kQueueDesc: v = c.queue_address(QA::kDesc); break;
-    case kQueueDriver: v = c.queue_address(QA::kDriver); break;
-    case kQueueDevice: v = c.queue_address(QA::kDevice); break;
+    case kDeviceFeatureSelect:
+      v = c.device_features_select();
+      break;
+    case kDeviceFeature:
+      v = c.read_device_features();
+      break;
+    case kDriverFeatureSelect:
+      v = c.driver_features_select();
+      break;
+    case kDriverFeature:
+      v = c.read_driver_features();
+      break;
+    case kConfigMsixVector:
+      v = config_vector_.load();
+      break;
+    case kNumQueues:
+      v = c.num_queues();
+      break;
+    case kDeviceStatus:
+      v = c.status();
+      break;
+    case kConfigGeneration:
+      v = c.config_generation();
+      break;
+    case kQueueSelect:
+      v = c.queue_select();
+      break;
+    case kQueueSize:
+      v = c.queue_size();
+      break;
+    case kQueueMsixVector:
+      v = queue_valid ? queue_vectors_[c.queue_select()].load() : VIRTIO_MSI_NO_VECTOR;
+      break;
+    case kQueueEnable:
+      v = c.queue_ready() ? 1 : 0;
+      break;
+    case kQueueNotifyOff:
+      v = queue_valid ? c.queue_select() : 0;
+      break;
+    case kQueueDesc:
+      v = c.queue_address(QA::kDesc);
+      break;
+    case kQueueDriver:
+      v = c.queue_address(QA::kDriver);
+      break;
+    case kQueueDevice:
+      v = c.queue_address(QA::kDevice);
+      break;
   }
   v >>= 8 * shift;
   return len == 8 ? v : v & ((uint64_t{1} << (8 * len)) - 1);
@@ -366,10 +413,18 @@ void PciTransport::common_write(uint64_t offset, size_t len, uint64_t value) {
   auto [field, shift] = *hit;
   using QA = TransportCore::QueueAddress;
   switch (field.offset) {
-    case kDeviceFeatureSelect: c.set_device_features_select(static_cast<uint32_t>(value)); return;
-    case kDriverFeatureSelect: c.set_driver_features_select(static_cast<uint32_t>(value)); return;
-    case kDriverFeature: c.write_driver_features(static_cast<uint32_t>(value)); return;
-    case kConfigMsixVector: config_vector_ = assign_vector(static_cast<uint16_t>(value)); return;
+    case kDeviceFeatureSelect:
+      c.set_device_features_select(static_cast<uint32_t>(value));
+      return;
+    case kDriverFeatureSelect:
+      c.set_driver_features_select(static_cast<uint32_t>(value));
+      return;
+    case kDriverFeature:
+      c.write_driver_features(static_cast<uint32_t>(value));
+      return;
+    case kConfigMsixVector:
+      config_vector_ = assign_vector(static_cast<uint16_t>(value));
+      return;
     case kDeviceStatus: {
       auto change = c.write_status(static_cast<uint8_t>(value), *this);
       if (change == TransportCore::StatusChange::kReset) {
@@ -379,8 +434,12 @@ void PciTransport::common_write(uint64_t offset, size_t len, uint64_t value) {
       }
       return;
     }
-    case kQueueSelect: c.set_queue_select(static_cast<uint16_t>(value)); return;
-    case kQueueSize: c.write_queue_size(static_cast<uint16_t>(value)); return;
+    case kQueueSelect:
+      c.set_queue_select(static_cast<uint16_t>(value));
+      return;
+    case kQueueSize:
+      c.write_queue_size(static_cast<uint16_t>(value));
+      return;
     case kQueueMsixVector:
       if (!c.selected_queue_valid()) {
         c.counters().bad_accesses.fetch_add(1, std::memory_order_relaxed);
@@ -396,9 +455,15 @@ void PciTransport::common_write(uint64_t offset, size_t len, uint64_t value) {
       }
       c.write_queue_ready(true);
       return;
-    case kQueueDesc: c.write_queue_address(QA::kDesc, shift, static_cast<unsigned>(len), value); return;
-    case kQueueDriver: c.write_queue_address(QA::kDriver, shift, static_cast<unsigned>(len), value); return;
-    case kQueueDevice: c.write_queue_address(QA::kDevice, shift, static_cast<unsigned>(len), value); return;
+    case kQueueDesc:
+      c.write_queue_address(QA::kDesc, shift, static_cast<unsigned>(len), value);
+      return;
+    case kQueueDriver:
+      c.write_queue_address(QA::kDriver, shift, static_cast<unsigned>(len), value);
+      return;
+    case kQueueDevice:
+      c.write_queue_address(QA::kDevice, shift, static_cast<unsigned>(len), value);
+      return;
     default:
       // device_feature, num_queues, config_generation, queue_notify_off are read-only.
       c.counters().bad_accesses.fetch_add(1, std::memory_order_relaxed);

@@ -101,7 +101,7 @@ class PciTransport final : public PciFunction, public IoHandler, public Interrup
   std::atomic<uint8_t> isr_{0};
   std::atomic<uint16_t> config_vector_{VIRTIO_MSI_NO_VECTOR};
   std::unique_ptr<std::atomic<uint16_t>[]> queue_vectors_;
-  uint8_t msix_cap_ = 0;      // config-space offsets of the capabilities we interpret
+  uint8_t msix_cap_ = 0;  // config-space offsets of the capabilities we interpret
   uint8_t pci_cfg_cap_ = 0;
 };
 

@@ -16,7 +16,7 @@ bool is_power_of_two(uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 }  // namespace
 
 Result<std::unique_ptr<TransportCore>> TransportCore::create(std::unique_ptr<VirtioDevice> device, TransportEnv env,
-                                                            NotifyLocator locator) {
+                                                             NotifyLocator locator) {
   if (!device) return fail(EINVAL, "virtio transport needs a device");
   std::unique_ptr<TransportCore> core(new TransportCore(std::move(device), env, std::move(locator)));
   uint16_t n = core->device_->num_queues();
@@ -49,8 +49,8 @@ void TransportCore::guest_error(std::atomic<uint64_t>& counter, const char* fmt,
   va_start(ap, fmt);
   std::vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  env_.log.log(LogLevel::kInfo, "virtio device type %u: %s (%llu similar messages suppressed)",
-               device_->device_type(), msg, static_cast<unsigned long long>(suppressed));
+  env_.log.log(LogLevel::kInfo, "virtio device type %u: %s (%llu similar messages suppressed)", device_->device_type(),
+               msg, static_cast<unsigned long long>(suppressed));
 }
 
 // --- Features ---------------------------------------------------------------------------
@@ -138,9 +138,12 @@ uint64_t TransportCore::queue_address(QueueAddress which) const {
   auto* q = selected();
   if (q == nullptr) return 0;
   switch (which) {
-    case QueueAddress::kDesc: return q->desc;
-    case QueueAddress::kDriver: return q->driver;
-    case QueueAddress::kDevice: return q->device;
+    case QueueAddress::kDesc:
+      return q->desc;
+    case QueueAddress::kDriver:
+      return q->driver;
+    case QueueAddress::kDevice:
+      return q->device;
   }
   return 0;
 }

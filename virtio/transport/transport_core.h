@@ -35,10 +35,10 @@ struct TransportEnv {
 
 // Guest misbehaviour and lifecycle events, for metrics and tests. Relaxed atomics.
 struct TransportCounters {
-  std::atomic<uint64_t> bad_accesses{0};           // unknown offset, odd width, past the end
-  std::atomic<uint64_t> ignored_queue_writes{0};   // queue config changed when it may not be
-  std::atomic<uint64_t> bad_status_writes{0};      // cleared bits, out-of-order bits
-  std::atomic<uint64_t> features_refused{0};       // FEATURES_OK refused (§2.2.2)
+  std::atomic<uint64_t> bad_accesses{0};          // unknown offset, odd width, past the end
+  std::atomic<uint64_t> ignored_queue_writes{0};  // queue config changed when it may not be
+  std::atomic<uint64_t> bad_status_writes{0};     // cleared bits, out-of-order bits
+  std::atomic<uint64_t> features_refused{0};      // FEATURES_OK refused (§2.2.2)
   std::atomic<uint64_t> activations{0};
   std::atomic<uint64_t> activation_failures{0};
   std::atomic<uint64_t> resets{0};

@@ -1,9 +1,9 @@
 #include "devices/pci/pci_root.h"
 
+#include <gtest/gtest.h>
+
 #include <cstring>
 #include <mutex>
-
-#include <gtest/gtest.h>
 
 #include "devices/pci/bar_allocator.h"
 #include "devices/pci/pci_config_space.h"
@@ -101,7 +101,7 @@ class PciRootTest : public ::testing::Test {
 
 TEST_F(PciRootTest, HostBridgeAtSlotZero) {
   EXPECT_EQ(cfg_read(0, 0), 0x0d578086u);
-  EXPECT_EQ(cfg_read(0, 8) >> 8, 0x060000u);  // class code: host bridge
+  EXPECT_EQ(cfg_read(0, 8) >> 8, 0x060000u);      // class code: host bridge
   EXPECT_EQ(cfg_read(0, 0x0c) >> 16 & 0x7f, 0u);  // header type 0
 }
 
@@ -150,8 +150,8 @@ TEST_F(PciRootTest, EcamMatchesMechanismOne) {
   }
   EXPECT_EQ(ecam_read((3u << 15) | 0x2, 2), 0x5678u);
   EXPECT_EQ(ecam_read((3u << 15) | (1u << 12), 4), 0xffffffffu);  // function 1
-  EXPECT_EQ(ecam_read(1u << 20, 4), 0xffffffffu);                // bus 1
-  EXPECT_EQ(ecam_read((3u << 15) | 0x100, 4), 0u);               // extended space: no capabilities
+  EXPECT_EQ(ecam_read(1u << 20, 4), 0xffffffffu);                 // bus 1
+  EXPECT_EQ(ecam_read((3u << 15) | 0x100, 4), 0u);                // extended space: no capabilities
   ecam_write((3u << 15) | 0x3c, 0x7, 1);
   EXPECT_EQ(cfg_read(3, 0x3c, 1), 0x7u);
 }
@@ -184,7 +184,7 @@ TEST_F(PciRootTest, AddFunctionAssignsAlignedBarsAndEnablesDecode) {
 
 TEST_F(PciRootTest, SlotRulesAndAutoSlot) {
   FakeFunction a, b, c;
-  EXPECT_FALSE(root->add_function(0, a));   // the host bridge's
+  EXPECT_FALSE(root->add_function(0, a));  // the host bridge's
   EXPECT_FALSE(root->add_function(32, a));
   ASSERT_TRUE(root->add_function(1, a));
   EXPECT_FALSE(root->add_function(1, b));

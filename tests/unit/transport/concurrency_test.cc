@@ -1,9 +1,9 @@
 // Several vCPU threads hammer one transport's registers while the loop thread raises
 // interrupts: run under -fsanitize=thread to check the locking story.
+#include <gtest/gtest.h>
+
 #include <random>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "devices/pci/pci_root.h"
 #include "transport_fakes.h"
@@ -39,8 +39,8 @@ TEST(TransportConcurrencyTest, VcpusAndLoopThreadTogether) {
   auto memory = GuestMemory::create_anonymous(1 << 16).value();
   FakeVmServices vm;
   Logger log{[](LogLevel, std::string_view) {}, LogLevel::kError};
-  auto pci = PciTransport::create(std::make_unique<FakeDevice>(1, 2, 64, kVersion1), {}, *memory, *lt.loop, vm, log)
-                 .value();
+  auto pci =
+      PciTransport::create(std::make_unique<FakeDevice>(1, 2, 64, kVersion1), {}, *memory, *lt.loop, vm, log).value();
   auto mmio = MmioTransport::create(std::make_unique<FakeDevice>(2, 2, 64, kVersion1), {.base_address = 0x1000},
                                     *memory, *lt.loop, vm, log)
                   .value();

@@ -30,7 +30,8 @@ TEST(RunOnLoopTest, InlineOnTheLoopThread) {
 TEST(RunOnLoopTest, TimesOutWhenTheLoopIsNotRunningThenRunsLater) {
   auto loop = EventLoop::create().value();
   auto flag = std::make_shared<std::atomic<bool>>(false);
-  EXPECT_FALSE(run_on_loop(*loop, [flag] { *flag = true; }, std::chrono::milliseconds(20)));
+  EXPECT_FALSE(run_on_loop(
+      *loop, [flag] { *flag = true; }, std::chrono::milliseconds(20)));
   EXPECT_FALSE(flag->load());
   ASSERT_TRUE(loop->run_once(0));
   EXPECT_TRUE(flag->load());
@@ -40,7 +41,8 @@ TEST(RunOnLoopTest, GivesUpPromptlyWhenTheLoopIsStopping) {
   auto loop = EventLoop::create().value();
   loop->stop();
   auto start = std::chrono::steady_clock::now();
-  EXPECT_FALSE(run_on_loop(*loop, [] {}, std::chrono::seconds(10)));
+  EXPECT_FALSE(run_on_loop(
+      *loop, [] {}, std::chrono::seconds(10)));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
 }
 

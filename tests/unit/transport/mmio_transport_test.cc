@@ -23,9 +23,9 @@ class MmioTransportTest : public ::testing::Test {
     memory = std::move(GuestMemory::create_anonymous(1 << 20).value());
     auto dev = std::make_unique<FakeDevice>(4, 2, 256, kOfferedFeatures);
     device = dev.get();
-    transport = std::move(MmioTransport::create(std::move(dev), {.base_address = kBase, .gsi = kGsi}, *memory,
-                                                *loop_thread.loop, vm, log)
-                              .value());
+    transport = std::move(
+        MmioTransport::create(std::move(dev), {.base_address = kBase, .gsi = kGsi}, *memory, *loop_thread.loop, vm, log)
+            .value());
   }
   void TearDown() override {
     loop_thread.stop();  // the transport is destroyed after the loop stopped, as documented

@@ -1,8 +1,8 @@
 #include "virtio/transport/pci_transport.h"
 
-#include <map>
-
 #include <gtest/gtest.h>
+
+#include <map>
 
 #include "devices/pci/pci_root.h"
 #include "transport_fakes.h"
@@ -51,8 +51,7 @@ class PciTransportTest : public ::testing::Test {
   void make(uint16_t queues, PciTransportParams params = {}) {
     auto dev = std::make_unique<FakeDevice>(2, queues, 256, kOffered);
     device = dev.get();
-    transport = std::move(
-        PciTransport::create(std::move(dev), params, *memory, *loop_thread.loop, vm, log).value());
+    transport = std::move(PciTransport::create(std::move(dev), params, *memory, *loop_thread.loop, vm, log).value());
     ASSERT_TRUE(root->add_function(kSlot, *transport));
   }
   void TearDown() override {
@@ -140,7 +139,7 @@ class PciTransportTest : public ::testing::Test {
       set_common(0x16, q, 2);
       ASSERT_EQ(common(0x18, 2), 256u);
       set_common(0x18, 128, 2);
-      ASSERT_EQ(common(0x1e, 2), q);  // queue_notify_off
+      ASSERT_EQ(common(0x1e, 2), q);           // queue_notify_off
       set_common(0x20, 0x10000 * (q + 1), 4);  // vp_iowrite64_twopart: low then high
       set_common(0x24, 0, 4);
       set_common(0x28, 0x10000 * (q + 1) + 0x1000, 8);
@@ -167,12 +166,12 @@ class PciTransportTest : public ::testing::Test {
 };
 
 TEST_F(PciTransportTest, IdentityAndHeader) {
-  EXPECT_EQ(cfg_read(0), 0x10421af4u);       // virtio 1.x block: 0x1040 + 2
-  EXPECT_EQ(cfg_read(8) & 0xff, 1u);         // revision 1: non-transitional
-  EXPECT_EQ(cfg_read(8) >> 8, 0x018000u);    // mass storage, other
-  EXPECT_EQ(cfg_read(0x2c), 0x00401af4u);    // subsystem
-  EXPECT_EQ(cfg_read(0x10) & 0xf, 0x4u);     // 64-bit memory BAR, not prefetchable
-  EXPECT_EQ(cfg_read(0x3d, 1), 0u);          // no INTx pin
+  EXPECT_EQ(cfg_read(0), 0x10421af4u);     // virtio 1.x block: 0x1040 + 2
+  EXPECT_EQ(cfg_read(8) & 0xff, 1u);       // revision 1: non-transitional
+  EXPECT_EQ(cfg_read(8) >> 8, 0x018000u);  // mass storage, other
+  EXPECT_EQ(cfg_read(0x2c), 0x00401af4u);  // subsystem
+  EXPECT_EQ(cfg_read(0x10) & 0xf, 0x4u);   // 64-bit memory BAR, not prefetchable
+  EXPECT_EQ(cfg_read(0x3d, 1), 0u);        // no INTx pin
 }
 
 TEST_F(PciTransportTest, CapabilitiesDescribeBar0) {
@@ -369,9 +368,9 @@ TEST_F(PciTransportTest, RootWindowServesBar0WhereverItMoves) {
 TEST_F(PciTransportTest, PciCfgCapabilityReachesBar0) {
   uint8_t cap = find_cap(5);
   ASSERT_NE(cap, 0);
-  cfg_write(cap + 4, 0, 1);     // BAR0
-  cfg_write(cap + 8, 0x12);     // num_queues
-  cfg_write(cap + 12, 2);       // 2 bytes
+  cfg_write(cap + 4, 0, 1);  // BAR0
+  cfg_write(cap + 8, 0x12);  // num_queues
+  cfg_write(cap + 12, 2);    // 2 bytes
   EXPECT_EQ(cfg_read(cap + 16) & 0xffff, 3u);
   // Write the device status through the window.
   cfg_write(cap + 8, 0x14);
@@ -443,7 +442,8 @@ TEST_F(PciTransportTest, HostileBarAccessesAtEveryOffsetAndWidth) {
   bring_up();
   uint64_t base = bar0();
   uint64_t before = transport->counters().bad_accesses.load();
-  for (uint64_t off = 0; off < PciTransport::kBar0Size; off += (off < 0x80 || (off >= 0x3ff0 && off < 0x4100)) ? 1 : 0x3f) {
+  for (uint64_t off = 0; off < PciTransport::kBar0Size;
+       off += (off < 0x80 || (off >= 0x3ff0 && off < 0x4100)) ? 1 : 0x3f) {
     for (size_t w : {1, 2, 4, 8}) {
       (void)mmio_read(base + off, w);
       if (off == 0x14 || (off >= 0x4000 && off < 0x4100 && (off & 0xf) >= 8)) continue;  // keep running
@@ -467,7 +467,7 @@ TEST_F(PciTransportTest, HostileConfigAccessesEverywhere) {
   for (uint16_t off = 0; off < 0x1000; ++off) {
     for (size_t w : {1, 2, 4}) {
       (void)cfg_read(off, w);
-      if (off >= 4 && off < 8) continue;      // keep decoding
+      if (off >= 4 && off < 8) continue;        // keep decoding
       if (off >= 0x10 && off < 0x18) continue;  // keep BAR0 where it is
       cfg_write(off, 0xffffffff, w);
     }
@@ -483,7 +483,8 @@ TEST(PciTransportCreateTest, RefusesBadDevices) {
   Logger log{[](LogLevel, std::string_view) {}, LogLevel::kDebug};
   EXPECT_FALSE(PciTransport::create(nullptr, {}, *memory, *lt.loop, vm, log));
   EXPECT_FALSE(PciTransport::create(std::make_unique<FakeDevice>(2, 1, 100, kOffered), {}, *memory, *lt.loop, vm, log));
-  EXPECT_FALSE(PciTransport::create(std::make_unique<FakeDevice>(2, 2000, 64, kOffered), {}, *memory, *lt.loop, vm, log));
+  EXPECT_FALSE(
+      PciTransport::create(std::make_unique<FakeDevice>(2, 2000, 64, kOffered), {}, *memory, *lt.loop, vm, log));
   auto rng = PciTransport::create(std::make_unique<FakeDevice>(4, 1, 64, kOffered), {}, *memory, *lt.loop, vm, log);
   ASSERT_TRUE(rng);
   EXPECT_EQ((*rng)->read_config(0), 0x10441af4u);

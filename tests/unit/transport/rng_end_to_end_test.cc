@@ -3,9 +3,8 @@
 // interrupts observed on the irqfd / MSI-X eventfd.
 #ifdef MICROVM_TEST_WITH_RNG
 
-#include <poll.h>
-
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include "devices/pci/pci_root.h"
 #include "tests/testing/driver_queue.h"

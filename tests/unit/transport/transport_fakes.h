@@ -2,6 +2,8 @@
 // Fakes for transport tests: a VmServices that records registrations (plain eventfds stand
 // in for KVM), a small VirtioDevice that records what the transport does to it, and a
 // fixture that runs the event loop on its own thread as the vmm does.
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -9,8 +11,6 @@
 #include <optional>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "base/event_loop.h"
 #include "base/log.h"
