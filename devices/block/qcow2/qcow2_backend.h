@@ -1,40 +1,63 @@
 #pragma once
-// qcow2 behind the BlockBackend interface. Requests run to completion on the caller's thread
-// (metadata and data alike) and complete through an eventfd-signalled queue, so the device
-// sees the same asynchronous contract as with raw images. See README.md.
+// qcow2 behind the BlockBackend interface. Metadata work (lookups, allocation, copy-on-write)
+// runs synchronously on the calling thread; data transfers to allocated clusters go through
+// the I/O engine (io_uring or sync), and a request completes when all its pieces have.
+// See README.md.
 #include <memory>
+#include <unordered_map>
 
 #include "devices/block/block_backend.h"
-#include "devices/block/completion_queue.h"
 #include "devices/block/disk_options.h"
+#include "devices/block/io_engine.h"
 #include "devices/block/qcow2/qcow2_image.h"
 
 namespace microvm {
 
-class Qcow2Backend final : public BlockBackend {
+class Qcow2Backend final : public BlockBackend, private qcow2::DataPath {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Qcow2Backend>> open(const DiskOptions& opts);
-  Qcow2Backend(std::unique_ptr<qcow2::Image> img, EventFd efd) : img_(std::move(img)), done_(std::move(efd)) {}
+  Qcow2Backend(std::unique_ptr<IoEngine> engine, std::unique_ptr<qcow2::Image> img);
+  ~Qcow2Backend() override;
 
   uint64_t size_bytes() const override { return img_->size(); }
   bool read_only() const override { return img_->read_only(); }
-  int completion_fd() const override { return done_.fd(); }
+  int completion_fd() const override { return engine_->completion_fd(); }
   Result<void> submit_read(uint64_t offset, std::span<const iovec> iov, uint64_t tag) override;
   Result<void> submit_write(uint64_t offset, std::span<const iovec> iov, uint64_t tag) override;
   Result<void> submit_flush(uint64_t tag) override;
   Result<void> submit_discard(uint64_t offset, uint64_t len, uint64_t tag) override;
   Result<void> submit_write_zeroes(uint64_t offset, uint64_t len, bool may_unmap, uint64_t tag) override;
-  size_t reap(std::span<BlockCompletion> out) override {
-    done_.clear_signal();
-    return done_.pop(out);
-  }
-  void drain() override {}
+  void flush_submissions() override { engine_->flush_submissions(); }
+  size_t reap(std::span<BlockCompletion> out) override;
+  void drain() override { engine_->drain(); }
 
   qcow2::Image& image() { return *img_; }
+  const char* engine_name() const { return engine_->name(); }
 
  private:
+  // One guest request: its engine pieces all carry `id` as their engine tag.
+  struct Request {
+    uint64_t tag;
+    uint32_t pending = 0;  // engine operations (pieces, or the final synchronous result) not yet reaped
+    int32_t error = 0;
+    int32_t bytes = 0;
+  };
+
+  // DataPath: called by the image while current_ is set.
+  int read(uint64_t host_offset, std::span<const iovec> iov) override;
+  int write(uint64_t host_offset, std::span<const iovec> iov) override;
+  void quiesce() override;
+
+  uint64_t begin(uint64_t tag, size_t bytes);
+  // Records the synchronous part's result and queues its completion token.
+  void finish(uint64_t id, int rc);
+
+  std::unique_ptr<IoEngine> engine_;  // declared first: outlives the image, which may quiesce on close
   std::unique_ptr<qcow2::Image> img_;
-  CompletionQueue done_;
+  std::unordered_map<uint64_t, Request> requests_;
+  uint64_t next_id_ = 1;
+  uint64_t current_ = 0;  // the request whose pieces are being queued
+  std::vector<BlockCompletion> scratch_;
 };
 
 }  // namespace microvm

@@ -417,6 +417,7 @@ Result<void> Image::free_compressed_later(uint64_t entry) {
 
 int Image::apply_pending_frees() {
   if (pending_free_.empty()) return 0;
+  if (data_path_) data_path_->quiesce();
   zcache_offset_ = UINT64_MAX;
   auto list = std::move(pending_free_);
   pending_free_.clear();
@@ -548,6 +549,9 @@ int Image::read_cluster_part(uint64_t guest, size_t len, std::span<const iovec> 
       iov_zero(iov);
       return 0;
     case Mapping::Kind::kData:
+      // Bytes past EOF (QEMU may leave the last cluster short) only come back zeroed on the
+      // synchronous path, so the data path takes clusters that lie wholly inside the file.
+      if (data_path_ && m->host_offset + cs_ <= file_size_) return data_path_->read(m->host_offset + in, iov);
       return pread_zero_tail(fd_.get(), iov, m->host_offset + in);
     case Mapping::Kind::kCompressed: {
       if (zcache_offset_ != m->host_offset) {
@@ -631,6 +635,7 @@ int Image::write_cluster_part(uint64_t guest, size_t len, IovCursor& cur) {
     if (ours) {
       auto part = cur.take(len);
       std::vector<iovec> v(part.begin(), part.end());
+      if (data_path_ && m->host_offset + cs_ <= file_size_) return data_path_->write(m->host_offset + in, v);
       int rc = pwritev_full(fd_.get(), v, m->host_offset + in);
       if (rc == 0) file_size_ = std::max(file_size_, m->host_offset + in + len);
       return rc;
@@ -706,7 +711,11 @@ int Image::write_zeroes(uint64_t offset, uint64_t len, bool may_unmap) {
   std::vector<uint8_t> zero;
   auto write_zero_bytes = [&](uint64_t off, uint64_t n) {
     zero.assign(n, 0);
-    return write(off, zero.data(), n);
+    // The buffer is local: these writes must not be queued on the caller's data path.
+    DataPath* saved = std::exchange(data_path_, nullptr);
+    int rc = write(off, zero.data(), n);
+    data_path_ = saved;
+    return rc;
   };
   while (len) {
     uint64_t in = offset & (cs_ - 1);

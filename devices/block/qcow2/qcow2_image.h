@@ -27,6 +27,20 @@ struct Mapping {
   bool copied = false;  // the L2 entry's COPIED flag (refcount known to be 1)
 };
 
+// Lets a caller take over data transfers to clusters that are already allocated and owned
+// (reads, and in-place writes): the BlockBackend queues them on its I/O engine. Metadata
+// work and allocating writes stay synchronous.
+class DataPath {
+ public:
+  virtual ~DataPath() = default;
+  // Queue the transfer; 0 when queued, -errno when it cannot be (the image then fails the piece).
+  virtual int read(uint64_t host_offset, std::span<const iovec> iov) = 0;
+  virtual int write(uint64_t host_offset, std::span<const iovec> iov) = 0;
+  // Wait for every queued transfer: called before freed clusters are released, so an
+  // in-flight transfer can never touch a cluster that has been given to someone else.
+  virtual void quiesce() = 0;
+};
+
 class Image final : public SyncDisk {
  public:
   struct Options {
@@ -45,6 +59,8 @@ class Image final : public SyncDisk {
   bool corrupt() const { return corrupt_; }
   int fd() const { return fd_.get(); }
   void set_backing(std::unique_ptr<SyncDisk> backing) { backing_ = std::move(backing); }
+  // nullptr: every transfer is synchronous (the default; the img tool and fuzzers use that).
+  void set_data_path(DataPath* path) { data_path_ = path; }
   SyncDisk* backing() const { return backing_.get(); }
 
   // All return 0 (or bytes for nothing) / -errno. Offsets are checked against size().
@@ -134,6 +150,7 @@ class Image final : public SyncDisk {
   bool corrupt_ = false;
   const Logger* log_;
   std::unique_ptr<SyncDisk> backing_;
+  DataPath* data_path_ = nullptr;
 
   std::vector<uint64_t> rt_;  // refcount table (bounded by kMaxRefcountTableBytes)
   uint64_t file_size_ = 0;   // bytes actually in the file (reads past it see zeroes)
