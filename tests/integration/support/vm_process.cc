@@ -296,6 +296,23 @@ Result<std::string> make_initramfs(const TempDir& dir, const InitramfsSpec& spec
   return dir.path() + "/initramfs.cpio";
 }
 
+Result<LinuxRun> run_linux_script(const std::string& script, const LinuxOptions& options) {
+  TempDir dir;
+  std::string initrd = TRY(make_initramfs(dir, InitramfsSpec{.script = script, .add = options.add}));
+  std::string cmdline = guest_cmdline();
+  if (!options.extra_cmdline.empty()) cmdline += " " + options.extra_cmdline;
+  std::vector<std::string> args = {"run",      "--kernel", guest_kernel(), "--initrd", initrd,
+                                   "--cmdline", cmdline,   "--cpus",       std::to_string(options.cpus),
+                                   "--memory",  options.memory};
+  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
+  LinuxRun lr;
+  lr.run = run_microvm(args, VmRunOptions{.timeout = options.timeout});
+  lr.userspace_ready = !lr.run.lines_with_prefix("microvm-guest: userspace ready").empty();
+  auto exits = lr.run.lines_with_prefix("microvm-guest: test exit=");
+  if (!exits.empty()) lr.test_exit = std::atoi(exits.back().c_str() + std::strlen("microvm-guest: test exit="));
+  return lr;
+}
+
 uint32_t fnv1a32(std::string_view bytes) {
   uint32_t h = 2166136261u;
   for (unsigned char c : bytes) h = (h ^ c) * 16777619u;

@@ -89,6 +89,24 @@ struct InitramfsSpec {
 // Builds an uncompressed initramfs with scripts/make-initramfs.sh into `dir`.
 [[nodiscard]] Result<std::string> make_initramfs(const TempDir& dir, const InitramfsSpec& spec);
 
+// Booting the shared Linux test kernel with a script as /test.sh.
+struct LinuxOptions {
+  int cpus = 2;  // the shared kernel's README: 1 vCPU shows sporadic user-space segfaults
+  std::string memory = "256M";
+  std::string extra_cmdline;                             // appended to guest_cmdline()
+  std::vector<std::string> extra_args;                   // e.g. {"--disk", "img,format=raw"}
+  std::vector<std::pair<std::string, std::string>> add;  // host file -> guest path
+  std::chrono::seconds timeout{600};
+};
+struct LinuxRun {
+  VmRunResult run;
+  bool userspace_ready = false;   // "microvm-guest: userspace ready" seen
+  std::optional<int> test_exit;   // N from "microvm-guest: test exit=N"
+};
+// Builds an initramfs around `script`, boots guest_kernel() with it, and parses the
+// markers /init prints. Fails only if the initramfs cannot be built.
+[[nodiscard]] Result<LinuxRun> run_linux_script(const std::string& script, const LinuxOptions& options = {});
+
 // 32-bit FNV-1a, the hash boot_check prints for the initrd.
 uint32_t fnv1a32(std::string_view bytes);
 
