@@ -230,7 +230,7 @@ int run_bench_command(int argc, char** argv) {
   app.add_option("--gnuplot", gnuplot, "gnuplot binary for --report");
   app.add_option("--sample-after-ms", sample_ms, "Sample VMM memory this long after start (default 4000)")
       ->check(CLI::Range(int64_t{100}, int64_t{600'000}));
-  app.add_option("--boot-timeout", boot_timeout_s, "Seconds allowed for one boot to user space (default 180)")
+  app.add_option("--boot-timeout", boot_timeout_s, "Seconds allowed for one boot to user space (default 600)")
       ->check(CLI::Range(int64_t{1}, int64_t{3600}));
   app.add_flag("--no-probe", no_probe, "Skip the guest kernel-mode speed probe");
   app.add_flag("--keep-work-dir", keep, "Keep the scratch directory (initramfs, traces, logs)");

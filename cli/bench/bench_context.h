@@ -21,7 +21,7 @@ struct BenchContext {
   // How long after spawn the running VMM's memory is sampled.
   std::chrono::milliseconds rss_sample_after{4000};
   // Upper bound for one boot to the userspace marker.
-  std::chrono::milliseconds boot_timeout{180'000};
+  std::chrono::milliseconds boot_timeout{600'000};
   bool verbose = false;
 };
 

@@ -53,7 +53,10 @@ std::vector<SmapsEntry> parse_smaps(std::string_view text) {
     else if (field(line, "Rss:", &v)) e.rss_kib = v;
     else if (field(line, "Pss:", &v)) e.pss_kib = v;
     else if (field(line, "Private_Clean:", &v)) e.private_kib += v;
-    else if (field(line, "Private_Dirty:", &v)) e.private_kib += v;
+    else if (field(line, "Private_Dirty:", &v)) {
+      e.private_kib += v;
+      e.private_dirty_kib = v;
+    }
     else if (field(line, "Anonymous:", &v)) e.anonymous_kib = v;
   }
   return out;
@@ -82,6 +85,7 @@ MemoryBreakdown break_down(const std::vector<SmapsEntry>& maps,
     b.overhead_rss_kib += e.rss_kib;
     b.overhead_pss_kib += e.pss_kib;
     b.overhead_private_kib += e.private_kib;
+    b.overhead_private_dirty_kib += e.private_dirty_kib;
     bool file = !e.name.empty() && e.name[0] == '/' && !e.name.starts_with("/memfd:") &&
                 !e.name.starts_with("/dev/");
     bool anon = e.name.empty() || e.name == "[heap]" || e.name.starts_with("[stack") ||
@@ -96,7 +100,8 @@ MemoryBreakdown break_down(const std::vector<SmapsEntry>& maps,
     if (e.rss_kib == 0) break;
     b.top_mappings.push_back((e.name.empty() ? std::string("[anon]") : e.name) + " " + e.perms +
                              " size=" + std::to_string(e.size_kib) + "KiB rss=" + std::to_string(e.rss_kib) +
-                             "KiB private=" + std::to_string(e.private_kib) + "KiB");
+                             "KiB private=" + std::to_string(e.private_kib) + "KiB dirty=" +
+                             std::to_string(e.private_dirty_kib) + "KiB");
   }
   return b;
 }

@@ -39,10 +39,14 @@ class BootScenario final : public Scenario {
     auto child = TRY(ChildProcess::spawn(vmm_command(ctx, variant, initrd_, true), {out_path, err_path}));
     auto seen = wait_for_output(child, out_path, kReady, ctx.boot_timeout);
     if (!seen) {
+      // Decide before stop(): afterwards the VMM has exited because of our signal.
+      std::string why = child.exited() ? "the VMM exited by itself, " + describe_status(*child.status())
+                                       : "no marker within " + std::to_string(ctx.boot_timeout.count() / 1000) + " s";
       stop(child, std::chrono::seconds(2));
-      return fail(std::string(variant) + ": no user-space marker (" +
-                  (child.exited() ? describe_status(*child.status()) : std::string("timeout")) +
-                  "); stderr: " + read_file(err_path).value_or("").substr(0, 400));
+      std::string out_text = read_file(out_path).value_or("");
+      return fail(std::string(variant) + ": no user-space marker (" + why + "); last console output: " +
+                  out_text.substr(out_text.size() > 300 ? out_text.size() - 300 : 0) +
+                  "; stderr: " + read_file(err_path).value_or("").substr(0, 300));
     }
     RunOutput out;
     out.metrics["time_to_userspace_ms"] = {std::chrono::duration<double, std::milli>(*seen - child.started()).count(),

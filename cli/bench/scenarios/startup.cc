@@ -57,7 +57,10 @@ class StartupScenario final : public Scenario {
                               "anonymous mapping of the guest memory size)"},
         {"vmm_overhead_rss_kib", "rss_total - guest RAM: the VMM's own resident memory (shared libraries counted fully)"},
         {"vmm_overhead_pss_kib", "the same as PSS: shared library pages divided among the processes using them"},
-        {"vmm_overhead_private_kib", "private (unshared) pages outside guest RAM: what each extra VM really costs"},
+        {"vmm_overhead_private_kib", "pages outside guest RAM mapped by this process only (includes the VMM's own "
+                                     "executable pages while no other instance of it runs)"},
+        {"vmm_overhead_private_dirty_kib", "written private pages outside guest RAM (heap, stacks, relocated data, "
+                                           "private file copies): the part a second VM cannot share"},
         {"vmm_overhead_anon_kib", "part of the overhead in heap, stacks and anonymous mappings"},
         {"vmm_overhead_file_kib", "part of the overhead in the executable and shared libraries"},
         {"vmm_threads", "threads of the VMM process when sampled"},
@@ -157,6 +160,7 @@ class StartupScenario final : public Scenario {
     out.metrics["vmm_overhead_rss_kib"] = kib(b.overhead_rss_kib);
     out.metrics["vmm_overhead_pss_kib"] = kib(b.overhead_pss_kib);
     out.metrics["vmm_overhead_private_kib"] = kib(b.overhead_private_kib);
+    out.metrics["vmm_overhead_private_dirty_kib"] = kib(b.overhead_private_dirty_kib);
     out.metrics["vmm_overhead_anon_kib"] = kib(b.overhead_anon_kib);
     out.metrics["vmm_overhead_file_kib"] = kib(b.overhead_file_kib);
     out.metrics["vmm_threads"] = {static_cast<double>(threads), "threads", true};
