@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   const char* cmd = argv[1];
   if (!std::strcmp(cmd, "run")) return microvm::run_command(argc - 1, argv + 1);
 #ifdef MICROVM_HAVE_IMG
-  if (!std::strcmp(cmd, "img")) return microvm::run_img_command(argc - 1, argv + 1);
+  if (!std::strcmp(cmd, "img")) return ::run_img_command(argc - 1, argv + 1);
 #endif
 #ifdef MICROVM_HAVE_BENCH
   if (!std::strcmp(cmd, "bench")) return microvm::run_bench_command(argc - 1, argv + 1);

@@ -1,0 +1,74 @@
+// Boots the real Linux guest (../shared/guest/vmlinux) — its drivers are the clients of our
+// devices. Each boot costs tens of seconds on a host that emulates guest kernel code, so each
+// test checks several things from one boot.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "support/vm_process.h"
+
+namespace microvm::testing {
+namespace {
+
+std::vector<std::string> base_args(const std::string& initrd, const std::string& memory = "512M") {
+  return {"run", "--kernel", guest_kernel(), "--initrd", initrd, "--cpus", "2", "--memory", memory,
+          "--cmdline", guest_cmdline()};
+}
+
+void require_guest() {
+  std::string why = kvm_unavailable_reason();
+  ASSERT_TRUE(why.empty()) << "this test needs /dev/kvm: " << why;
+  ASSERT_FALSE(guest_cmdline().empty()) << "guest kernel command line missing: " << guest_dir() << "/cmdline";
+  ASSERT_EQ(access(guest_kernel().c_str(), R_OK), 0) << "guest kernel missing: " << guest_kernel();
+}
+
+// The main job: an interactive busybox shell on the console, typed into, then poweroff.
+TEST(LinuxBoot, InteractiveShellSeesCpusAndMemoryAndPowersOff) {
+  require_guest();
+  TempDir dir;
+  auto initrd = make_initramfs(dir, {});
+  ASSERT_TRUE(initrd) << initrd.error().what;
+  VmRunOptions opts;
+  opts.timeout = std::chrono::minutes(6);
+  opts.interactions = {
+      {"userspace ready", ""},
+      {"# ", "echo typed-$((6*7)); echo cpus=$(grep -c ^processor /proc/cpuinfo); grep MemTotal /proc/meminfo\n"},
+      {"MemTotal", "poweroff -f\n"},
+  };
+  auto args = base_args(*initrd);
+  args.push_back("--boot-timer");
+  auto r = run_microvm(args, opts);
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("typed-42"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("cpus=2"), std::string::npos) << r.describe();
+  auto mem = r.lines_with_prefix("MemTotal:");
+  ASSERT_FALSE(mem.empty()) << r.describe();
+  long kib = std::stol(mem.back().substr(9));
+  EXPECT_GT(kib, 400 * 1024) << mem.back();
+  EXPECT_LE(kib, 512 * 1024) << mem.back();
+  // Both boot-timer numbers are present: first KVM_RUN and the guest's user-space marker.
+  auto pos = r.err.find("boot-timer: first KVM_RUN at ");
+  ASSERT_NE(pos, std::string::npos) << r.describe();
+  EXPECT_EQ(r.err.find("guest boot marker at - us", pos), std::string::npos) << r.describe();
+}
+
+// The embedding example boots the same guest through the library API only.
+TEST(LinuxBoot, EmbeddingExampleBootsGuest) {
+  require_guest();
+  TempDir dir;
+  auto initrd = make_initramfs(dir, {.script = "echo embedded-$((3*5))\n"});
+  ASSERT_TRUE(initrd) << initrd.error().what;
+  VmRunOptions opts;
+  opts.timeout = std::chrono::minutes(6);
+  auto r = run_process(build_dir() + "/examples/embed_example",
+                       {"--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory-mib", "256",
+                        "--cmdline", guest_cmdline()},
+                       opts);
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("vm0: embedded-15"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("vm0: microvm-guest: test exit=0"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("vm0: exit poweroff"), std::string::npos) << r.describe();
+}
+
+}  // namespace
+}  // namespace microvm::testing
