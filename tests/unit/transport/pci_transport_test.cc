@@ -278,6 +278,19 @@ TEST_F(PciTransportTest, RewritingAnEntryUpdatesTheRoute) {
   EXPECT_EQ(route->data, 0x77u);
   EXPECT_EQ(mmio_read(e + 8, 4), 0x77u);
   EXPECT_EQ(mmio_read(e, 8), 0xfee01000u);  // qword read of the address
+  // A qword write of address low+high, and of data+control, as some drivers do.
+  mmio_write(e, 0x00000001fee02000ull, 8);
+  EXPECT_EQ(mmio_read(e + 4, 4), 1u);
+  mmio_write(e + 8, (uint64_t{1} << 32) | 0x99, 8);  // data 0x99, masked
+  EXPECT_EQ(mmio_read(e + 12, 4), 1u);
+  route = vm.route_for_fd(transport->msix_irq_fd(2));
+  EXPECT_EQ(route->addr, 0x1fee02000u);
+  EXPECT_EQ(route->data, 0x99u);
+  // Misaligned or odd-width table accesses are refused.
+  mmio_write(e + 2, 0xffff, 2);
+  mmio_write(e + 4, 0, 8);
+  EXPECT_EQ(mmio_read(e + 4, 4), 1u);
+  EXPECT_EQ(mmio_read(e, 4), 0xfee02000u);
 }
 
 TEST_F(PciTransportTest, MaskedVectorSetsPendingAndDeliversOnUnmask) {
@@ -485,6 +498,11 @@ TEST(PciTransportCreateTest, RefusesBadDevices) {
   EXPECT_FALSE(PciTransport::create(std::make_unique<FakeDevice>(2, 1, 100, kOffered), {}, *memory, *lt.loop, vm, log));
   EXPECT_FALSE(
       PciTransport::create(std::make_unique<FakeDevice>(2, 2000, 64, kOffered), {}, *memory, *lt.loop, vm, log));
+  auto none = PciTransport::create(std::make_unique<FakeDevice>(9, 0, 64, kOffered), {}, *memory, *lt.loop, vm, log);
+  ASSERT_TRUE(none);  // a device without queues still gets one MSI-X vector for config changes
+  std::array<std::byte, 2> nq{};
+  (*none)->io_read(0x12, nq);
+  EXPECT_EQ(nq[0], std::byte{0});
   auto rng = PciTransport::create(std::make_unique<FakeDevice>(4, 1, 64, kOffered), {}, *memory, *lt.loop, vm, log);
   ASSERT_TRUE(rng);
   EXPECT_EQ((*rng)->read_config(0), 0x10441af4u);
