@@ -9,7 +9,7 @@ set style fill solid 0.6 border -1
 set grid ytics
 unset key
 $data << EOD
-0 64.64 33.289 205.619 "64.6"
+0 54.39 47.338 79.467 "54.4"
 EOD
 set xtics ("microvm" 0, "qemu" 1)
 plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1

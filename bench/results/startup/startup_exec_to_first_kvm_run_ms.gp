@@ -9,8 +9,8 @@ set style fill solid 0.6 border -1
 set grid ytics
 unset key
 $data << EOD
-0 37.9965 20.484 119.266 "38.0"
-1 135.226 51.2681 264.238 "135"
+0 52.242 23.7749 76.7379 "52.2"
+1 102.023 50.53 332.276 "102"
 EOD
 set xtics ("microvm" 0, "qemu" 1)
 plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1

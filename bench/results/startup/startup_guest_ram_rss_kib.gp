@@ -9,7 +9,7 @@ set style fill solid 0.6 border -1
 set grid ytics
 unset key
 $data << EOD
-0 15398 15396 15400 "15398"
+0 15400 15396 15400 "15400"
 1 20480 20480 20480 "20480"
 EOD
 set xtics ("microvm" 0, "qemu" 1)

@@ -9,8 +9,8 @@ set style fill solid 0.6 border -1
 set grid ytics
 unset key
 $data << EOD
-0 19890 19872 19908 "19890"
-1 68728 68500 68884 "68728"
+0 19924 19844 19972 "19924"
+1 68640 68444 68864 "68640"
 EOD
 set xtics ("microvm" 0, "qemu" 1)
 plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1

@@ -9,8 +9,8 @@ set style fill solid 0.6 border -1
 set grid ytics
 unset key
 $data << EOD
-0 50.3705 32.6197 87.9861 "50.4"
-1 168.058 95.5118 257.087 "168"
+0 58.1645 42.516 67.8197 "58.2"
+1 198.012 89.0604 288.498 "198"
 EOD
 set xtics ("microvm" 0, "qemu" 1)
 plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1

@@ -9,8 +9,8 @@ set style fill solid 0.6 border -1
 set grid ytics
 unset key
 $data << EOD
-0 1300.5 1267 1345 "1300"
-1 45868 44776 46079 "45868"
+0 1267.5 1221 1386 "1268"
+1 44488.5 44216 46054 "44488"
 EOD
 set xtics ("microvm" 0, "qemu" 1)
 plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1

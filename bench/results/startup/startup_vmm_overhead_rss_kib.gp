@@ -9,8 +9,8 @@ set style fill solid 0.6 border -1
 set grid ytics
 unset key
 $data << EOD
-0 4494 4476 4508 "4494"
-1 48248 48020 48404 "48248"
+0 4524 4444 4572 "4524"
+1 48160 47964 48384 "48160"
 EOD
 set xtics ("microvm" 0, "qemu" 1)
 plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1

@@ -1,0 +1,16 @@
+set terminal pngcairo noenhanced size 720,420 font 'sans,10'
+set output '/work/main/bench/results/startup/startup_vmm_overhead_private_dirty_kib.png'
+set title "startup: vmm_overhead_private_dirty_kib (median, min–max)"
+set ylabel "KiB (lower is better)"
+set yrange [0:*]
+set xrange [-0.6:1.6]
+set boxwidth 0.5
+set style fill solid 0.6 border -1
+set grid ytics
+unset key
+$data << EOD
+0 292 288 292 "292"
+1 13662 13588 15624 "13662"
+EOD
+set xtics ("microvm" 0, "qemu" 1)
+plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1
