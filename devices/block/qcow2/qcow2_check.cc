@@ -59,8 +59,10 @@ class Checker {
 
 Result<void> Checker::walk_l2(uint64_t l2_off, bool active) {
   // Hostile images can point many L1 entries at one table; bound the total work.
+  // A real image has at most one L2 table per host cluster, walked once per snapshot.
   walked_entries_ += cs_ / 8;
-  if (walked_entries_ > (1ull << 28)) return fail(E2BIG, "too many L2 entries to walk");
+  uint64_t budget = std::min<uint64_t>(1ull << 28, (nclusters_ + 16) * (cs_ / 8) * (1 + uint64_t{h_.nb_snapshots}));
+  if (walked_entries_ > budget) return fail(E2BIG, "too many L2 table references to walk");
   std::vector<uint8_t> t(cs_);
   if (l2_off + cs_ > file_size_) return {};  // reported by ref() already
   if (int rc = pread_full(fd_, t.data(), cs_, l2_off)) return fail_errno(-rc, "read L2 table");

@@ -338,6 +338,9 @@ Result<void> Image::grow_refcount_table(uint64_t min_entries) {
     entries = std::max(entries, need_entries);
   }
   if (entries * 8 > kMaxRefcountTableBytes) return fail(ENOSPC, "qcow2: refcount table would exceed 8 MiB");
+  for (uint64_t b : new_blocks) {
+    if (b >= entries) return fail(EIO, "qcow2: refcount table growth did not converge");
+  }
   std::vector<uint64_t> rt = rt_;
   rt.resize(entries, 0);
   std::vector<std::vector<uint8_t>> blocks(new_blocks.size(), std::vector<uint8_t>(cs_, 0));
