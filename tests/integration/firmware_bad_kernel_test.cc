@@ -32,6 +32,9 @@ struct Case {
   bool may_boot;                           // the loader may legitimately accept it
 };
 
+// gtest prints parameters in failure messages; the name says it all.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 // ELF64 offsets (elf.h): e_entry 0x18, e_phoff 0x20, e_phnum 0x38; Phdr p_offset 0x08,
 // p_paddr 0x18, p_filesz 0x20, p_memsz 0x28. boot_check's program headers start at 0x40.
 constexpr size_t kPh0 = 0x40;
