@@ -1,6 +1,10 @@
 #include "devices/block/qcow2/qcow2_backend.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <climits>
+#include <cstring>
 
 #include "devices/block/file_io.h"
 #include "devices/block/qcow2/qcow2_chain.h"
@@ -8,17 +12,38 @@
 namespace microvm {
 
 Result<std::unique_ptr<Qcow2Backend>> Qcow2Backend::open(const DiskOptions& opts) {
-  if (opts.cache == CacheMode::kNone && opts.logger)
-    opts.logger->log(LogLevel::kInfo, "%s: cache=none is not applied to qcow2 images yet; using the page cache",
-                     opts.path.c_str());
   auto img = TRY(qcow2::open_chain(opts));
   auto engine = TRY(make_io_engine(opts.engine, opts.logger, opts.queue_depth));
-  return std::make_unique<Qcow2Backend>(std::move(engine), std::move(img));
+  Fd direct;
+  if (opts.cache == CacheMode::kNone) {
+    // Metadata keeps the buffered descriptor (its buffers and header updates are not sector
+    // aligned); guest data to allocated clusters uses a second, O_DIRECT descriptor of the same
+    // file. The kernel writes back and invalidates cached pages around direct I/O, so the two
+    // views stay coherent.
+    direct.reset(::open(opts.path.c_str(), (opts.read_only ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC));
+    struct stat a {}, b {};
+    if (direct && (::fstat(direct.get(), &a) != 0 || ::fstat(img->fd(), &b) != 0 || a.st_dev != b.st_dev ||
+                   a.st_ino != b.st_ino))
+      return fail(EBUSY, opts.path + ": the file changed while it was being opened");
+    if (!direct && opts.logger)
+      opts.logger->log(LogLevel::kWarn, "%s: O_DIRECT refused (%s); cache=none falls back to the page cache",
+                       opts.path.c_str(), std::strerror(errno));
+  }
+  return std::make_unique<Qcow2Backend>(std::move(engine), std::move(img), std::move(direct));
 }
 
-Qcow2Backend::Qcow2Backend(std::unique_ptr<IoEngine> engine, std::unique_ptr<qcow2::Image> img)
-    : engine_(std::move(engine)), img_(std::move(img)) {
+Qcow2Backend::Qcow2Backend(std::unique_ptr<IoEngine> engine, std::unique_ptr<qcow2::Image> img, Fd direct)
+    : engine_(std::move(engine)), img_(std::move(img)), direct_(std::move(direct)) {
   img_->set_data_path(this);
+}
+
+int Qcow2Backend::data_fd(uint64_t host_offset, std::span<const iovec> iov) const {
+  if (!direct_) return img_->fd();
+  if (host_offset % 512) return img_->fd();
+  for (const auto& v : iov) {
+    if (reinterpret_cast<uintptr_t>(v.iov_base) % 512 || v.iov_len % 512) return img_->fd();
+  }
+  return direct_.get();
 }
 
 Qcow2Backend::~Qcow2Backend() {
@@ -45,14 +70,14 @@ void Qcow2Backend::finish(uint64_t id, int rc) {
 }
 
 int Qcow2Backend::read(uint64_t host_offset, std::span<const iovec> iov) {
-  auto r = engine_->read(img_->fd(), host_offset, iov, current_);
+  auto r = engine_->read(data_fd(host_offset, iov), host_offset, iov, current_);
   if (!r) return r.error().code ? -r.error().code : -EIO;
   ++requests_[current_].pending;
   return 0;
 }
 
 int Qcow2Backend::write(uint64_t host_offset, std::span<const iovec> iov) {
-  auto r = engine_->write(img_->fd(), host_offset, iov, current_);
+  auto r = engine_->write(data_fd(host_offset, iov), host_offset, iov, current_);
   if (!r) return r.error().code ? -r.error().code : -EIO;
   ++requests_[current_].pending;
   return 0;

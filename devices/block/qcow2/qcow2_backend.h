@@ -6,6 +6,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "base/fd.h"
 #include "devices/block/block_backend.h"
 #include "devices/block/disk_options.h"
 #include "devices/block/io_engine.h"
@@ -16,7 +17,8 @@ namespace microvm {
 class Qcow2Backend final : public BlockBackend, private qcow2::DataPath {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Qcow2Backend>> open(const DiskOptions& opts);
-  Qcow2Backend(std::unique_ptr<IoEngine> engine, std::unique_ptr<qcow2::Image> img);
+  // `direct`: an optional O_DIRECT descriptor of the same file for guest data (cache=none).
+  Qcow2Backend(std::unique_ptr<IoEngine> engine, std::unique_ptr<qcow2::Image> img, Fd direct = Fd());
   ~Qcow2Backend() override;
 
   uint64_t size_bytes() const override { return img_->size(); }
@@ -33,6 +35,7 @@ class Qcow2Backend final : public BlockBackend, private qcow2::DataPath {
 
   qcow2::Image& image() { return *img_; }
   const char* engine_name() const { return engine_->name(); }
+  bool direct_io() const { return direct_.valid(); }
 
  private:
   // One guest request: its engine pieces all carry `id` as their engine tag.
@@ -49,11 +52,14 @@ class Qcow2Backend final : public BlockBackend, private qcow2::DataPath {
   void quiesce() override;
 
   uint64_t begin(uint64_t tag, size_t bytes);
+  // The O_DIRECT fd when the transfer is sector aligned, else the image's own fd.
+  int data_fd(uint64_t host_offset, std::span<const iovec> iov) const;
   // Records the synchronous part's result and queues its completion token.
   void finish(uint64_t id, int rc);
 
   std::unique_ptr<IoEngine> engine_;  // declared first: outlives the image, which may quiesce on close
   std::unique_ptr<qcow2::Image> img_;
+  Fd direct_;
   std::unordered_map<uint64_t, Request> requests_;
   uint64_t next_id_ = 1;
   uint64_t current_ = 0;  // the request whose pieces are being queued
