@@ -1,0 +1,179 @@
+#include "devices/vhost/virtiofsd_process.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace microvm {
+namespace {
+
+bool executable(const std::string& p) {
+  struct stat st{};
+  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  return "stopped";
+}
+
+// Child side of fork(): only async-signal-safe calls until execv (the parent may have threads).
+[[noreturn]] void exec_child(const char* binary, char* const* argv, const char* ro_dir, int null_fd) {
+  // virtiofsd must not outlive us, even when we are SIGKILLed.
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO), ::dup2(null_fd, STDOUT_FILENO);
+  // Guest RAM, disks and KVM fds are not virtiofsd's business (it gets guest RAM over the socket).
+  ::syscall(SYS_close_range, 3u, ~0u, 0u);
+  if (ro_dir) {
+    if (::unshare(CLONE_NEWNS) < 0) _exit(120);
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) _exit(121);
+    if (::mount(ro_dir, ro_dir, nullptr, MS_BIND | MS_REC, nullptr) < 0) _exit(122);
+    if (::mount(nullptr, ro_dir, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) < 0) _exit(123);
+  }
+  ::execv(binary, argv);
+  _exit(127);
+}
+
+}  // namespace
+
+Result<std::string> find_virtiofsd(const std::string& explicit_path) {
+  if (!explicit_path.empty()) {
+    if (!executable(explicit_path)) return fail(ENOENT, "--virtiofsd " + explicit_path + ": not an executable file");
+    return explicit_path;
+  }
+  if (const char* path = std::getenv("PATH")) {
+    std::string all(path);
+    size_t start = 0;
+    while (start <= all.size()) {
+      size_t end = all.find(':', start);
+      if (end == std::string::npos) end = all.size();
+      std::string dir = all.substr(start, end - start);
+      if (!dir.empty() && executable(dir + "/virtiofsd")) return dir + "/virtiofsd";
+      start = end + 1;
+    }
+  }
+  for (const char* p : {"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd"})
+    if (executable(p)) return std::string(p);
+  return fail(ENOENT, "virtiofsd not found (not on PATH, not in /usr/lib/qemu or /usr/libexec); "
+                      "install it or pass --virtiofsd PATH");
+}
+
+Result<std::unique_ptr<VirtiofsdProcess>> VirtiofsdProcess::start(const VirtiofsdOptions& o) {
+  struct stat st{};
+  if (::stat(o.shared_dir.c_str(), &st) < 0) return fail_errno("share " + o.shared_dir);
+  if (!S_ISDIR(st.st_mode)) return fail(ENOTDIR, "share " + o.shared_dir + ": not a directory");
+  if (o.cache != "auto" && o.cache != "always" && o.cache != "none")
+    return fail(EINVAL, "share " + o.shared_dir + ": cache must be auto, always or none");
+
+  std::unique_ptr<VirtiofsdProcess> p(new VirtiofsdProcess());
+  // A private runtime directory (0700 from mkdtemp): nobody else can connect to the socket
+  // and hand virtiofsd a memory table of their own.
+  const char* base = std::getenv("XDG_RUNTIME_DIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/microvm-fs-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (!::mkdtemp(buf.data())) return fail_errno("virtiofsd runtime directory " + tmpl);
+  p->runtime_dir_ = buf.data();
+  p->socket_path_ = p->runtime_dir_ + "/virtiofsd.sock";
+  if (p->socket_path_.size() >= sizeof(sockaddr_un{}.sun_path))
+    return fail(ENAMETOOLONG, "virtiofsd socket path too long: " + p->socket_path_);
+
+  std::vector<std::string> args = {o.binary, "--socket-path=" + p->socket_path_, "-o", "source=" + o.shared_dir,
+                                   "-o", "cache=" + o.cache, "-o", "log_level=warn"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  Fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+
+  pid_t child = ::fork();
+  if (child < 0) return fail_errno("fork virtiofsd");
+  if (child == 0) exec_child(o.binary.c_str(), argv.data(), o.read_only ? o.shared_dir.c_str() : nullptr, null_fd.get());
+  p->pid_ = child;
+  p->pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));  // -1 on old kernels: polling still works
+
+  if (auto r = p->wait_for_socket(o.start_timeout); !r)
+    return std::unexpected(r.error().context("share " + o.shared_dir + " (tag " + o.tag + "): starting " + o.binary));
+  if (o.logger)
+    o.logger->log(LogLevel::kDebug, "share %s: virtiofsd pid %d on %s%s", o.tag.c_str(), child, p->socket_path_.c_str(),
+                  o.read_only ? " (read-only bind mount)" : "");
+  return p;
+}
+
+Result<void> VirtiofsdProcess::wait_for_socket(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, socket_path_.c_str(), socket_path_.size() + 1);
+  for (;;) {
+    // The socket file appears at bind(), a moment before listen(); we cannot probe with a
+    // connect (the C virtiofsd serves exactly one connection, then exits), so the client
+    // retries a refused connect briefly instead (VhostUserClient::connect).
+    struct stat st{};
+    if (::stat(socket_path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return {};
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      status_ = status;
+      if (WIFEXITED(status) && WEXITSTATUS(status) >= 120 && WEXITSTATUS(status) <= 123)
+        return fail(EPERM, "could not set up the read-only bind mount (needs CAP_SYS_ADMIN)");
+      if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return fail(ENOEXEC, "exec failed");
+      return fail(ECHILD, "virtiofsd " + describe_status(status) + " before creating its socket");
+    }
+    if (std::chrono::steady_clock::now() > deadline) return fail(ETIMEDOUT, "virtiofsd did not create its socket in time");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+std::string VirtiofsdProcess::exit_description() {
+  if (!reaped_ && pid_ > 0) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      reaped_ = true;
+      status_ = status;
+    }
+  }
+  return reaped_ ? describe_status(status_) : std::string();
+}
+
+void VirtiofsdProcess::stop(std::chrono::milliseconds grace) {
+  if (pid_ > 0 && !reaped_) {
+    ::kill(pid_, SIGTERM);
+    auto deadline = std::chrono::steady_clock::now() + grace;
+    int status = 0;
+    for (;;) {
+      pid_t r = ::waitpid(pid_, &status, WNOHANG);
+      if (r == pid_ || (r < 0 && errno != EINTR)) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        ::kill(pid_, SIGKILL);
+        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        }
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    reaped_ = true;
+    status_ = status;
+  }
+  if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
+  if (!runtime_dir_.empty()) ::rmdir(runtime_dir_.c_str());
+  runtime_dir_.clear();
+}
+
+VirtiofsdProcess::~VirtiofsdProcess() { stop(); }
+
+}  // namespace microvm
