@@ -1,0 +1,142 @@
+#pragma once
+// virtio-net (virtio 1.x §5.1): one receive queue (0) and one transmit queue (1) in front of
+// a NetBackend (tap, slirp, or a socketpair in tests).
+//
+// TX: each chain is a 12-byte header plus one Ethernet frame. The header is copied and checked
+// (tx_header.h), then the backend gets our copy of the header followed by iovecs pointing into
+// guest RAM (zero-copy). Malformed frames are dropped and counted, never forwarded.
+//
+// RX: a frame is read from the backend into a device buffer, then copied into one RX chain, or
+// several with VIRTIO_NET_F_MRG_RXBUF (num_buffers in the header, §5.1.6.4). When the RX ring
+// has no room the device stops polling the backend fd (the frame waits, the backend queues or
+// drops the rest) and resumes when the driver kicks the RX queue after refilling it.
+//
+// A backend that fails for good (tap deleted: EIO/EBADFD) stops this device's data path with
+// one log line; transmitted frames are then dropped and counted. The VM keeps running.
+//
+// Threading: as every device (virtio/README.md): activate/reset/processing on the loop thread.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "base/log.h"
+#include "base/result.h"
+#include "devices/net/net_backend.h"
+#include "virtio/device_counters.h"
+#include "virtio/guest_error_log.h"
+#include "virtio/loop_registration.h"
+#include "virtio/net/mac.h"
+#include "virtio/queue.h"
+#include "virtio/virtio_device.h"
+
+namespace microvm {
+
+struct NetOptions {
+  MacAddress mac{};                 // see default_mac()
+  uint16_t mtu = 1500;              // advertised with VIRTIO_NET_F_MTU
+  uint16_t queue_size = 256;        // max queue size offered; a power of 2
+  bool offloads = true;             // offer checksum/TSO features (the backend must handle them)
+  const Logger* logger = nullptr;   // may be null
+  // Fairness: frames moved per wakeup in each direction before yielding to other fds.
+  uint32_t frames_per_wakeup = 256;
+};
+
+struct NetCounters : VirtioCounters {
+  Counter tx_frames{0};
+  Counter tx_bytes{0};
+  Counter tx_dropped{0};   // malformed by the guest (bad header, too short, too long)
+  Counter tx_errors{0};    // refused by the backend (queue full, ...) or backend gone
+  Counter rx_frames{0};
+  Counter rx_bytes{0};
+  Counter rx_dropped{0};   // did not fit the driver's buffers, or shorter than a header
+  Counter rx_stalls{0};    // RX ring empty: backend polling paused until the driver refills
+  Counter backend_dead{0}; // 1 once the backend failed for good
+
+  template <class F>
+  void visit(F&& f) const {
+    VirtioCounters::visit(f);
+    f("tx_frames", value(tx_frames));
+    f("tx_bytes", value(tx_bytes));
+    f("tx_dropped", value(tx_dropped));
+    f("tx_errors", value(tx_errors));
+    f("rx_frames", value(rx_frames));
+    f("rx_bytes", value(rx_bytes));
+    f("rx_dropped", value(rx_dropped));
+    f("rx_stalls", value(rx_stalls));
+    f("backend_dead", value(backend_dead));
+  }
+};
+
+class NetDevice final : public VirtioDevice {
+ public:
+  static constexpr uint16_t kRxQueue = 0;
+  static constexpr uint16_t kTxQueue = 1;
+
+  [[nodiscard]] static Result<std::unique_ptr<NetDevice>> create(std::unique_ptr<NetBackend> backend,
+                                                                 const NetOptions& options);
+  ~NetDevice() override { reset(); }
+
+  uint32_t device_type() const override;
+  uint16_t num_queues() const override { return 2; }
+  uint16_t max_queue_size(uint16_t) const override { return options_.queue_size; }
+  uint64_t features() const override;
+  void ack_features(uint64_t features) override { acked_features_ = features & this->features(); }
+  void read_config(uint64_t offset, std::span<std::byte> data) const override;
+  // §5.1.4: the MAC is writable only on legacy devices; we are not one, so writes are ignored.
+  void write_config(uint64_t, std::span<const std::byte>) override {}
+  [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
+  void reset() override;
+  bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
+
+  const NetCounters& counters() const { return counters_; }
+  bool active() const { return active_.has_value(); }
+  // True while RX is paused waiting for the driver to refill the ring.
+  bool rx_paused() const { return active_ && active_->rx_paused; }
+
+ private:
+  NetDevice(std::unique_ptr<NetBackend> backend, const NetOptions& options);
+
+  enum class Delivery { kDone, kNoBuffers, kRingError };
+
+  void process_tx();
+  void transmit(const DescriptorChain& chain);
+  void process_rx();
+  Delivery deliver_pending();
+  void on_backend_event(uint32_t events);
+  void set_rx_polling(bool on);
+  void backend_failed(const Error& why);
+  void enter_needs_reset(const Error& why);
+  void notify(Queue& q, uint16_t index);
+
+  struct Active {
+    const GuestMemory* memory;
+    Interrupt* interrupt;
+    EventLoop* loop;
+    Queue rx;
+    Queue tx;
+    int tx_kick_fd;
+    LoopRegistration rx_kick;
+    LoopRegistration tx_kick;
+    LoopRegistration backend;
+    bool rx_paused = false;
+    std::vector<DescriptorChain> rx_stash;  // RX chains popped, waiting for a frame that fits
+    uint64_t rx_stash_bytes = 0;            // their writable bytes
+  };
+
+  std::unique_ptr<NetBackend> backend_;
+  NetOptions options_;
+  GuestErrorLog log_;
+  NetCounters counters_;
+  uint64_t acked_features_ = 0;
+  bool backend_dead_ = false;
+  std::vector<std::byte> rx_buf_;  // the frame being delivered (header + Ethernet)
+  size_t rx_pending_ = 0;          // its length; 0 when none
+  std::vector<std::byte> tx_buf_;  // linearized frame when a chain has more buffers than IOV_MAX
+  std::vector<iovec> tx_iov_;
+  std::optional<Active> active_;
+  std::atomic<bool> needs_reset_{false};
+};
+
+}  // namespace microvm
