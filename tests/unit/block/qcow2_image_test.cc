@@ -172,7 +172,9 @@ TEST_P(RandomOps, MatchShadowCopy) {
   for (int round = 0; round < 4; ++round) {
     auto d = open_disk(opts);
     ASSERT_TRUE(d) << d.error().what;
-    if (direct) EXPECT_TRUE(static_cast<Qcow2Backend&>(**d).direct_io()) << "test dir refuses O_DIRECT?";
+    if (direct) {
+      EXPECT_TRUE(static_cast<Qcow2Backend&>(**d).direct_io()) << "test dir refuses O_DIRECT?";
+    }
     for (int i = 0; i < 300; ++i) {
       uint64_t len = 512 * (1 + rng() % 64);
       uint64_t off = 512 * (rng() % ((size - len) / 512));
