@@ -29,7 +29,7 @@ TEST(LinuxBoot, InteractiveShellSeesCpusAndMemoryAndPowersOff) {
   auto initrd = make_initramfs(dir, {});
   ASSERT_TRUE(initrd) << initrd.error().what;
   VmRunOptions opts;
-  opts.timeout = std::chrono::minutes(6);
+  opts.timeout = std::chrono::minutes(12);
   opts.interactions = {
       {"userspace ready", ""},
       {"# ", "echo typed-$((6*7)); echo cpus=$(grep -c ^processor /proc/cpuinfo); grep MemTotal /proc/meminfo\n"},
@@ -59,7 +59,7 @@ TEST(LinuxBoot, EmbeddingExampleBootsGuest) {
   auto initrd = make_initramfs(dir, {.script = "echo embedded-$((3*5))\n"});
   ASSERT_TRUE(initrd) << initrd.error().what;
   VmRunOptions opts;
-  opts.timeout = std::chrono::minutes(6);
+  opts.timeout = std::chrono::minutes(12);
   auto r = run_process(build_dir() + "/examples/embed_example",
                        {"--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory-mib", "256",
                         "--cmdline", guest_cmdline()},

@@ -84,7 +84,7 @@ echo "rng=$(cat /sys/class/misc/hw_random/rng_current) bytes=$(head -c 64 /dev/h
   ASSERT_TRUE(initrd) << initrd.error().what;
   ensure_hugepages(128);
   VmRunOptions opts;
-  opts.timeout = std::chrono::minutes(6);
+  opts.timeout = std::chrono::minutes(12);
   auto r = run_microvm({"run", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory", "256M",
                         "--hugepages", "--cmdline", guest_cmdline(), "--disk", rw + ",format=raw,serial=microvm-disk0",
                         "--disk", ro + ",format=raw,readonly=on"},
@@ -177,7 +177,7 @@ sleep 600
   std::string out = run_until_then_kill({"run", "--kernel", guest_kernel(), "--cpus", "2", "--memory", "256M",
                                          "--transport", "mmio", "--disk", img + ",format=raw", "--cmdline",
                                          guest_cmdline() + " root=/dev/vda rw rootfstype=ext4 init=/init"},
-                                        "SYNCED", std::chrono::seconds(360), &saw);
+                                        "SYNCED", std::chrono::seconds(720), &saw);
   ASSERT_TRUE(saw) << "guest never reported SYNCED:\n" << out.substr(out.size() > 4000 ? out.size() - 4000 : 0);
   EXPECT_NE(out.find("root=/dev/root ext4"), std::string::npos) << out.substr(out.size() > 3000 ? out.size() - 3000 : 0);
 
