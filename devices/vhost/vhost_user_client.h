@@ -72,6 +72,8 @@ class VhostUserClient {
   uint64_t backend_features() const { return backend_features_; }
   uint64_t protocol_features() const { return protocol_features_; }
   bool broken() const { return !socket_.valid(); }
+  // Drops the connection (the backend sees EOF); later calls fail at once.
+  void close() { socket_.reset(); }
   int socket_fd() const { return socket_.get(); }
 
  private:

@@ -1,0 +1,228 @@
+#include "virtio/fs/device.h"
+
+#include <gtest/gtest.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "tests/testing/fake_interrupt.h"
+#include "tests/unit/vhost/fake_vhost_backend.h"
+#include "virtio/virtio_spec.h"
+
+namespace microvm {
+namespace {
+
+using namespace vhost_user;
+using testing::FakeInterrupt;
+using testing::FakeVhostBackend;
+using testing::VhostMsg;
+
+constexpr uint64_t kNotification = 1ull << 0;  // a device-specific bit the backend may offer
+
+// A fake virtiofsd listening on a socket path: it serves everything with acks, records the
+// requests, and after the last SET_VRING_ENABLE signals queue 1's call fd once.
+struct FakeFsBackend {
+  FakeFsBackend() {
+    char t[] = "/tmp/microvm-fsdev-XXXXXX";
+    dir = ::mkdtemp(t);
+    path = dir + "/sock";
+    listener.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strcpy(a.sun_path, path.c_str());
+    EXPECT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(listener.get(), 1), 0);
+    thread = std::thread([this] { serve(); });
+  }
+  ~FakeFsBackend() {
+    hang_up();
+    thread.join();
+    std::filesystem::remove_all(dir);
+  }
+  void serve() {
+    int c = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    std::unique_lock lock(mu);
+    backend = std::make_unique<FakeVhostBackend>(Fd(c));
+    FakeVhostBackend* b = backend.get();
+    lock.unlock();
+    uint64_t features = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_F_EVENT_IDX) | kFeatureProtocolFeatures | kNotification;
+    while (auto m = b->read()) {
+      if (m->request() == Request::kGetFeatures) b->reply(Request::kGetFeatures, features);
+      else if (m->request() == Request::kGetProtocolFeatures) b->reply(Request::kGetProtocolFeatures, kProtocolReplyAck);
+      else if (m->request() == Request::kGetVringBase) b->reply(Request::kGetVringBase, m->as<VringState>());
+      else b->ack(*m);
+      lock.lock();
+      if (m->request() == Request::kSetVringCall && !m->fds.empty() && m->as<uint64_t>() == 1)
+        call1 = ::dup(m->fds[0].get());
+      bool fire = m->request() == Request::kSetVringEnable && m->as<VringState>().index == 1;
+      seen.push_back(std::move(*m));
+      lock.unlock();
+      if (fire && call1 >= 0) {
+        uint64_t one = 1;
+        (void)!::write(call1, &one, sizeof one);
+      }
+    }
+  }
+  void hang_up() {
+    std::lock_guard lock(mu);
+    if (backend) ::shutdown(backend->fd(), SHUT_RDWR);
+    else ::shutdown(listener.get(), SHUT_RDWR);
+  }
+  std::vector<Request> requests() {
+    std::lock_guard lock(mu);
+    std::vector<Request> r;
+    for (auto& m : seen) r.push_back(m.request());
+    return r;
+  }
+  // The first `r` whose payload starts with `index` (a vring index, or nregions); any if -1.
+  const VhostMsg* find(Request r, int64_t index = -1) {
+    std::lock_guard lock(mu);
+    for (auto& m : seen)
+      if (m.request() == r && (index < 0 || m.as<uint32_t>() == index)) return &m;
+    return nullptr;
+  }
+  std::string dir, path;
+  Fd listener;
+  std::mutex mu;
+  std::unique_ptr<FakeVhostBackend> backend;
+  std::vector<VhostMsg> seen;
+  int call1 = -1;
+  std::thread thread;
+};
+
+struct Rig {
+  Rig() {
+    MemoryLayoutEntry layout[] = {{GuestAddress(0), 1 << 20}, {GuestAddress(0x100000), 1 << 20}};
+    memory = std::move(*GuestMemory::create(layout, MemoryBacking::kMemfd));
+    loop = std::move(*EventLoop::create());
+    FsOptions o;
+    o.tag = "hostshare";
+    o.num_request_queues = 1;
+    o.socket_path = backend.path;
+    auto d = FsDevice::create(std::move(o));
+    EXPECT_TRUE(d.has_value()) << d.error().what;
+    if (d) device = std::move(*d);
+    for (auto& k : kicks) k = std::move(*EventFd::create());
+  }
+  ActivationContext context(GuestAddress ring_base = GuestAddress(0x10000)) {
+    std::vector<QueueConfig> queues;
+    for (uint16_t i = 0; i < 2; ++i) {
+      GuestAddress base = ring_base + i * 0x4000;
+      queues.push_back(QueueConfig{128, base, base + 0x800, base + 0x1000, true, kicks[i].fd()});
+    }
+    return ActivationContext{*memory, interrupt, *loop, device->features(), std::move(queues)};
+  }
+  void run_until(const std::function<bool()>& done) {
+    for (int i = 0; i < 500 && !done(); ++i) (void)loop->run_once(10);
+  }
+  FakeFsBackend backend;
+  std::unique_ptr<GuestMemory> memory;
+  std::unique_ptr<EventLoop> loop;
+  FakeInterrupt interrupt;
+  std::unique_ptr<FsDevice> device;
+  EventFd kicks[2] = {std::move(*EventFd::create()), std::move(*EventFd::create())};
+};
+
+TEST(FsDevice, OffersOnlyPassThroughFeaturesAndTheConfig) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  EXPECT_EQ(rig.device->device_type(), 26u);
+  EXPECT_EQ(rig.device->num_queues(), 2);
+  EXPECT_EQ(rig.device->features(), (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_F_EVENT_IDX));
+  std::byte config[40];
+  rig.device->read_config(0, config);
+  EXPECT_EQ(std::memcmp(config, "hostshare\0\0", 11), 0);
+  EXPECT_EQ(config[36], std::byte{1});  // num_request_queues, little endian
+  std::byte tail[8];
+  rig.device->read_config(38, tail);  // straddles the end: zeros past it
+  EXPECT_EQ(tail[2], std::byte{0});
+  auto reqs = rig.backend.requests();
+  ASSERT_GE(reqs.size(), 4u);
+  EXPECT_EQ(reqs[3], Request::kSetOwner);
+}
+
+TEST(FsDevice, RefusesBadTags) {
+  FsOptions o;
+  o.tag = std::string(37, 'x');
+  o.socket_path = "/nonexistent";
+  EXPECT_FALSE(FsDevice::create(std::move(o)).has_value());
+  FsOptions e;
+  e.socket_path = "/nonexistent";
+  EXPECT_FALSE(FsDevice::create(std::move(e)).has_value());
+}
+
+TEST(FsDevice, ActivationHandsTheBackendMemoryRingsKickAndCallAndForwardsInterrupts) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  auto r = rig.device->activate(rig.context());
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  rig.run_until([&] { return rig.interrupt.queue_count(1) > 0; });
+  EXPECT_EQ(rig.interrupt.queue_count(1), 1u);  // the backend's call reached the transport
+  EXPECT_EQ(rig.interrupt.queue_count(0), 0u);
+
+  const VhostMsg* features = rig.backend.find(Request::kSetFeatures);
+  ASSERT_NE(features, nullptr);
+  EXPECT_NE(features->as<uint64_t>() & kFeatureProtocolFeatures, 0u);  // bit 30 kept for the backend
+  EXPECT_EQ(features->as<uint64_t>() & kNotification, 0u);
+  EXPECT_EQ(features->as<uint64_t>() & ~kFeatureProtocolFeatures, rig.device->features());
+
+  const VhostMsg* table = rig.backend.find(Request::kSetMemTable, 2);
+  ASSERT_NE(table, nullptr);
+  auto wire = table->as<MemTableWire>();
+  auto regions = rig.memory->regions();
+  ASSERT_EQ(table->fds.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(wire.regions[i].guest_phys_addr, regions[i].guest_base.raw());
+    EXPECT_EQ(wire.regions[i].userspace_addr, reinterpret_cast<uint64_t>(regions[i].host));
+    EXPECT_EQ(wire.regions[i].mmap_offset, regions[i].fd_offset);
+    EXPECT_EQ(wire.regions[i].memory_size, regions[i].size);
+  }
+
+  const VhostMsg* addr = rig.backend.find(Request::kSetVringAddr, 1);
+  ASSERT_NE(addr, nullptr);
+  auto a = addr->as<VringAddr>();
+  EXPECT_EQ(a.desc_user_addr, reinterpret_cast<uint64_t>(regions[0].host + 0x14000));
+  EXPECT_EQ(a.avail_user_addr, reinterpret_cast<uint64_t>(regions[0].host + 0x14800));
+  EXPECT_EQ(a.used_user_addr, reinterpret_cast<uint64_t>(regions[0].host + 0x15000));
+
+  // The kick fd the backend got is the transport's doorbell itself.
+  const VhostMsg* kick = rig.backend.find(Request::kSetVringKick, 0);
+  ASSERT_NE(kick, nullptr);
+  ASSERT_EQ(kick->fds.size(), 1u);
+  uint64_t one = 1;
+  ASSERT_EQ(::write(kick->fds[0].get(), &one, 8), 8);
+  EXPECT_EQ(rig.kicks[0].drain(), 1u);
+  ASSERT_NE(rig.backend.find(Request::kSetVringEnable, 0), nullptr);
+
+  rig.device->reset();  // stops both rings with GET_VRING_BASE
+  EXPECT_NE(rig.backend.find(Request::kGetVringBase, 1), nullptr);
+}
+
+TEST(FsDevice, RingOutsideGuestRamFailsActivation) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  auto r = rig.device->activate(rig.context(GuestAddress(0x1ff000)));  // queue 1 runs past RAM
+  EXPECT_FALSE(r.has_value());
+  EXPECT_TRUE(rig.device->activate(rig.context()).has_value());  // a later good activation works
+}
+
+TEST(FsDevice, BackendDeathMarksNeedsResetAndRaisesConfigInterrupt) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  ASSERT_TRUE(rig.device->activate(rig.context()).has_value());
+  rig.backend.hang_up();
+  rig.run_until([&] { return rig.device->needs_reset(); });
+  EXPECT_TRUE(rig.device->needs_reset());
+  EXPECT_EQ(rig.interrupt.config_count(), 1u);
+  EXPECT_FALSE(rig.device->backend_connected());
+  rig.device->reset();  // must not hang or crash with the backend gone
+  EXPECT_FALSE(rig.device->activate(rig.context()).has_value());
+}
+
+}  // namespace
+}  // namespace microvm

@@ -1,0 +1,179 @@
+#include "virtio/fs/device.h"
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstring>
+
+#include "devices/vhost/vhost_user_protocol.h"
+#include "virtio/virtio_spec.h"
+
+namespace microvm {
+namespace {
+
+// Ring features the backend implements and we may pass through: the transport does not care
+// about ring layout details, virtiofsd does. Everything else (packed rings, ACCESS_PLATFORM,
+// device-specific bits like NOTIFICATION) stays off.
+constexpr uint64_t kPassThrough =
+    feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_F_EVENT_IDX) | feature_bit(VIRTIO_F_INDIRECT_DESC);
+
+// §2.7: sizes of the split-ring parts for a queue of `n` entries (with EVENT_IDX's extra u16).
+uint64_t desc_bytes(uint16_t n) { return 16ull * n; }
+uint64_t avail_bytes(uint16_t n) { return 6ull + 2ull * n; }
+uint64_t used_bytes(uint16_t n) { return 6ull + 8ull * n; }
+
+Result<uint64_t> host_address(const GuestMemory& mem, GuestAddress a, uint64_t len, const char* what) {
+  auto span = mem.translate(a, len);
+  if (!span) return std::unexpected(span.error().context(what));
+  return reinterpret_cast<uint64_t>(span->data());
+}
+
+}  // namespace
+
+Result<std::unique_ptr<FsDevice>> FsDevice::create(FsOptions o) {
+  if (o.tag.empty() || o.tag.size() > kFsTagSize)
+    return fail(EINVAL, "virtio-fs: tag must be 1 to 36 bytes: '" + o.tag + "'");
+  if (o.num_request_queues == 0 || o.num_request_queues > 16) return fail(EINVAL, "virtio-fs: 1 to 16 request queues");
+  if (o.queue_size == 0 || o.queue_size > 1024 || (o.queue_size & (o.queue_size - 1)))
+    return fail(EINVAL, "virtio-fs: queue size must be a power of 2 up to 1024");
+  auto client = VhostUserClient::connect(o.socket_path, o.reply_timeout);
+  if (!client) return std::unexpected(client.error().context("share " + o.tag));
+  auto features = client->negotiate();
+  if (!features) return std::unexpected(features.error().context("share " + o.tag + ": vhost-user handshake"));
+  if (!has_feature(*features, VIRTIO_F_VERSION_1))
+    return fail(EPROTO, "share " + o.tag + ": the vhost-user backend does not offer VIRTIO_F_VERSION_1");
+  std::unique_ptr<FsDevice> d(new FsDevice(std::move(o), std::move(*client)));
+  d->offered_features_ = *features & kPassThrough;
+  return d;
+}
+
+FsDevice::FsDevice(FsOptions options, VhostUserClient client)
+    : options_(std::move(options)), client_(std::move(client)) {}
+
+FsDevice::~FsDevice() {
+  reset();
+  // Members then go in reverse order: the socket closes (virtiofsd exits on its own), then
+  // the owned process is stopped (SIGTERM, SIGKILL) and reaped.
+}
+
+void FsDevice::log(LogLevel level, const char* fmt, ...) const {
+  if (!options_.logger || !options_.logger->enabled(level)) return;
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  options_.logger->log(level, "share %s: %s", options_.tag.c_str(), buf);
+}
+
+void FsDevice::read_config(uint64_t offset, std::span<std::byte> data) const {
+  // struct virtio_fs_config { u8 tag[36]; le32 num_request_queues; } (§5.11.4)
+  std::byte config[kFsTagSize + 4] = {};
+  std::memcpy(config, options_.tag.data(), options_.tag.size());
+  uint32_t n = options_.num_request_queues;
+  for (int i = 0; i < 4; ++i) config[kFsTagSize + i] = std::byte(n >> (8 * i));
+  for (size_t i = 0; i < data.size(); ++i)
+    data[i] = offset < sizeof config && i < sizeof config - offset ? config[offset + i] : std::byte{0};
+}
+
+Result<void> FsDevice::activate(ActivationContext ctx) {
+  if (active_) return fail(EBUSY, "virtio-fs: already active");
+  if (ctx.queues.size() != num_queues()) return fail(EINVAL, "virtio-fs: wrong number of queues");
+  acked_features_ = ctx.features & offered_features_;
+  needs_reset_.store(false, std::memory_order_release);
+  active_.emplace();
+  active_->interrupt = &ctx.interrupt;
+  if (auto r = start_backend(ctx); !r) {
+    log(LogLevel::kError, "activation failed: %s", r.error().what.c_str());
+    active_.reset();
+    return std::unexpected(r.error().context("share " + options_.tag));
+  }
+  return {};
+}
+
+Result<void> FsDevice::start_backend(const ActivationContext& ctx) {
+  if (client_.broken()) return fail(EPIPE, "the vhost-user backend is gone");
+  using vhost_user::kFeatureProtocolFeatures;
+  // Bit 30 must stay set in SET_FEATURES when protocol features were negotiated, or the
+  // backend enables every ring at once instead of waiting for SET_VRING_ENABLE.
+  uint64_t features = acked_features_ | (client_.backend_features() & kFeatureProtocolFeatures);
+  TRY(client_.set_features(features));
+
+  std::vector<VhostMemoryRegion> regions;
+  for (const GuestRegion& r : ctx.memory.regions()) {
+    if (r.fd < 0) return fail(EINVAL, "guest RAM is not file-backed; vhost-user needs shared memory");
+    regions.push_back({r.guest_base.raw(), r.size, reinterpret_cast<uint64_t>(r.host), r.fd, r.fd_offset});
+  }
+  TRY(client_.set_mem_table(regions));
+
+  Active& a = *active_;
+  for (uint16_t i = 0; i < ctx.queues.size(); ++i) {
+    const QueueConfig& q = ctx.queues[i];
+    if (!q.ready) continue;  // §5.11.2: the driver may use fewer request queues
+    // §2.7: Queue Size is a power of 2, at most what we offered.
+    if (q.size == 0 || q.size > options_.queue_size || (q.size & (q.size - 1)))
+      return fail(EINVAL, "queue " + std::to_string(i) + ": bad size " + std::to_string(q.size));
+    if (q.kick_fd < 0) return fail(EINVAL, "queue " + std::to_string(i) + " has no kick fd");
+    // The backend gets our virtual addresses; each ring must lie inside one RAM region, or
+    // virtiofsd would fail to translate it (or worse, we would hand it a wrong pointer).
+    VhostVringAddrs addrs;
+    addrs.desc = TRY(host_address(ctx.memory, q.desc, desc_bytes(q.size), "descriptor table"));
+    addrs.avail = TRY(host_address(ctx.memory, q.driver, avail_bytes(q.size), "available ring"));
+    addrs.used = TRY(host_address(ctx.memory, q.device, used_bytes(q.size), "used ring"));
+    auto call = TRY(EventFd::create());
+    int call_fd = call.fd();
+    a.calls.push_back(std::move(call));
+    auto reg = LoopRegistration::add(ctx.loop, call_fd, EPOLLIN, [this, i, call_fd](uint32_t) {
+      drain_eventfd(call_fd);
+      if (!active_) return;
+      interrupts_.fetch_add(1, std::memory_order_relaxed);
+      active_->interrupt->notify_queue(i);
+    });
+    if (!reg) return std::unexpected(reg.error().context("registering the call fd"));
+    a.registrations.push_back(std::move(*reg));
+
+    TRY(client_.set_vring_num(i, q.size));
+    TRY(client_.set_vring_addr(i, addrs));
+    TRY(client_.set_vring_base(i, 0));  // a fresh activation starts at index 0
+    TRY(client_.set_vring_call(i, call_fd));
+    a.started.push_back(i);
+    TRY(client_.set_vring_kick(i, q.kick_fd));
+    if (client_.backend_features() & kFeatureProtocolFeatures) TRY(client_.set_vring_enable(i, true));
+  }
+  if (a.started.empty()) return fail(EINVAL, "no queue is enabled");
+
+  // The backend's end of the socket closing means virtiofsd is gone: notice it at once
+  // rather than at the next reset.
+  auto hup = LoopRegistration::add(ctx.loop, client_.socket_fd(), EPOLLRDHUP, [this](uint32_t) {
+    backend_failed("the vhost-user backend closed its socket");
+  });
+  if (!hup) return std::unexpected(hup.error().context("watching the backend socket"));
+  a.registrations.push_back(std::move(*hup));
+  log(LogLevel::kDebug, "backend serving %zu queue(s)", a.started.size());
+  return {};
+}
+
+void FsDevice::backend_failed(const std::string& why) {
+  std::string how = options_.process ? options_.process->exit_description() : std::string();
+  // Unregister before the socket fd is closed (epoll would keep reporting it otherwise), then
+  // drop the connection: nothing more can be said to a backend that hung up.
+  if (active_) active_->registrations.clear();
+  client_.close();
+  log(LogLevel::kError, "virtiofsd backend failed: %s%s%s; the share stops working, the VM keeps running",
+      why.c_str(), how.empty() ? "" : ", virtiofsd ", how.c_str());
+  if (!needs_reset_.exchange(true, std::memory_order_acq_rel) && active_) active_->interrupt->notify_config();
+}
+
+void FsDevice::reset() {
+  if (!active_) return;
+  // GET_VRING_BASE stops each ring in the backend (vhost-user: "stop ring"), so virtiofsd no
+  // longer touches guest memory the driver is about to reuse.
+  for (uint16_t i : active_->started) {
+    if (client_.broken()) break;
+    if (auto r = client_.get_vring_base(i); !r) log(LogLevel::kWarn, "stopping queue %u: %s", i, r.error().what.c_str());
+  }
+  active_.reset();
+  acked_features_ = 0;
+  needs_reset_.store(false, std::memory_order_release);
+}
+
+}  // namespace microvm

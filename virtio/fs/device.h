@@ -1,0 +1,89 @@
+#pragma once
+// virtio-fs (virtio 1.x §5.11) whose queues are served by a vhost-user backend (virtiofsd).
+//
+// We own negotiation and config space (tag + num_request_queues); the backend owns the data
+// path. On DRIVER_OK we hand it the memory table, each queue's ring addresses, the queue's
+// kick fd (the transport's ioeventfd, so guest doorbells go from KVM straight to virtiofsd)
+// and a call eventfd of ours. When the backend signals a call fd we raise the queue's
+// interrupt through the transport: one hop through the event loop, and the transport keeps
+// its MSI-X masking / MMIO InterruptStatus semantics.
+//
+// Backend failure (virtiofsd died, malformed reply) never takes the VMM down: the device
+// logs which share failed, enters NEEDS_RESET and raises a config interrupt (§2.1.2).
+//
+// Threading: create() on the builder thread; activate()/reset() and the call/hangup
+// handlers on the event-loop thread.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/event_fd.h"
+#include "base/log.h"
+#include "devices/vhost/vhost_user_client.h"
+#include "devices/vhost/virtiofsd_process.h"
+#include "virtio/device_counters.h"
+#include "virtio/loop_registration.h"
+#include "virtio/virtio_device.h"
+
+namespace microvm {
+
+inline constexpr uint32_t VIRTIO_ID_FS = 26;
+inline constexpr size_t kFsTagSize = 36;  // §5.11.4: tag is 36 bytes, NUL-padded, not terminated if full
+
+struct FsOptions {
+  std::string tag;                    // 1..36 bytes, what the guest passes to mount -t virtiofs
+  uint16_t num_request_queues = 1;
+  uint16_t queue_size = 128;          // max offered; a power of 2 (virtiofsd handles up to 1024)
+  std::string socket_path;            // the backend's vhost-user socket
+  std::unique_ptr<VirtiofsdProcess> process;  // owned backend process, or null (socket=PATH shares)
+  const Logger* logger = nullptr;
+  std::chrono::milliseconds reply_timeout = std::chrono::seconds(5);
+};
+
+class FsDevice final : public VirtioDevice {
+ public:
+  // Connects to the backend and negotiates (GET_FEATURES, protocol features, SET_OWNER).
+  [[nodiscard]] static Result<std::unique_ptr<FsDevice>> create(FsOptions options);
+  ~FsDevice() override;
+
+  uint32_t device_type() const override { return VIRTIO_ID_FS; }
+  uint16_t num_queues() const override { return static_cast<uint16_t>(1 + options_.num_request_queues); }
+  uint16_t max_queue_size(uint16_t) const override { return options_.queue_size; }
+  uint64_t features() const override { return offered_features_; }
+  void ack_features(uint64_t features) override { acked_features_ = features & offered_features_; }
+  void read_config(uint64_t offset, std::span<std::byte> data) const override;
+  void write_config(uint64_t, std::span<const std::byte>) override {}  // §5.11.4: read-only
+  [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
+  void reset() override;
+  bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
+
+  const std::string& tag() const { return options_.tag; }
+  bool backend_connected() const { return !client_.broken(); }
+  uint64_t interrupts() const { return interrupts_.load(std::memory_order_relaxed); }
+
+ private:
+  FsDevice(FsOptions options, VhostUserClient client);
+  [[nodiscard]] Result<void> start_backend(const ActivationContext& ctx);
+  void backend_failed(const std::string& why);
+  void log(LogLevel level, const char* fmt, ...) const __attribute__((format(printf, 3, 4)));
+
+  struct Active {
+    Interrupt* interrupt = nullptr;
+    std::vector<EventFd> calls;               // one per queue we started
+    std::vector<uint16_t> started;            // queue indexes handed to the backend
+    std::vector<LoopRegistration> registrations;
+  };
+
+  FsOptions options_;
+  VhostUserClient client_;
+  uint64_t offered_features_ = 0;
+  uint64_t acked_features_ = 0;
+  std::optional<Active> active_;
+  std::atomic<bool> needs_reset_{false};
+  std::atomic<uint64_t> interrupts_{0};
+};
+
+}  // namespace microvm
