@@ -66,7 +66,19 @@ int cmd_convert(int argc, char** argv) {
   }
   Progress progress(a->has("-p") || (::isatty(STDOUT_FILENO) && !a->has("-q")));
   std::vector<uint8_t> buf(chunk);
+  auto* qin = dynamic_cast<qcow2::Image*>(src->get());
   for (uint64_t off = 0; off < size; off += chunk) {
+    if (qin) {
+      // Skip what the input's metadata already says is zero, whole chunks at a time.
+      auto z = qin->zero_extent(off, size - off);
+      if (!z) return print_error("convert: " + in + ": " + z.error().what), 1;
+      uint64_t skip = *z >= size - off ? size - off : *z / chunk * chunk;
+      if (skip) {
+        off += skip - chunk;  // the loop adds one chunk
+        progress.update(off + chunk, size);
+        continue;
+      }
+    }
     size_t n = static_cast<size_t>(std::min<uint64_t>(chunk, size - off));
     if (int rc = (*src)->read(off, buf.data(), n)) return print_error("convert: read " + in + ": " + std::strerror(-rc)), 1;
     // Sparse output: zero ranges are simply not written (holes / unallocated clusters).

@@ -487,6 +487,30 @@ Result<Mapping> Image::map(uint64_t offset) {
   return decode_l2(be64(e->data.data() + l2i * 8));
 }
 
+Result<uint64_t> Image::zero_extent(uint64_t offset, uint64_t limit) {
+  uint64_t done = 0;
+  const uint32_t l2_bits = h_.cluster_bits - 3;
+  const uint64_t l2_span = 1ull << (h_.cluster_bits + l2_bits);
+  while (done < limit && offset + done < h_.size) {
+    uint64_t g = offset + done;
+    uint64_t l1i = g >> (h_.cluster_bits + l2_bits);
+    uint64_t l1e = TRY(l1_entry(l1i));
+    uint64_t l2off = TRY(checked_l2_offset(l1i, l1e));
+    uint64_t step;
+    if (l2off == 0) {
+      if (backing_) break;
+      step = l2_span - (g & (l2_span - 1));
+    } else {
+      Mapping m = TRY(map(g));
+      bool zero = m.kind == Mapping::Kind::kZero || (m.kind == Mapping::Kind::kUnallocated && !backing_);
+      if (!zero) break;
+      step = cs_ - (g & (cs_ - 1));
+    }
+    done += step;
+  }
+  return std::min(done, limit);
+}
+
 int Image::decompress(const Mapping& m, uint8_t* out) {
   // Compressed data never exceeds 2 clusters (the sector count field's range).
   uint64_t n = std::min<uint64_t>(m.compressed_bytes, 2 * cs_ + 512);

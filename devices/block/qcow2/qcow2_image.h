@@ -79,6 +79,10 @@ class Image final : public SyncDisk {
 
   // The mapping of the guest cluster holding `offset` (for convert, check, map).
   [[nodiscard]] Result<Mapping> map(uint64_t offset);
+  // How many bytes from `offset` read as zeroes without any data I/O (zero clusters, or
+  // unallocated ones when there is no backing file), up to `limit`. Whole unmapped L2 ranges
+  // are skipped at once, so a sparse 1 PiB image is walked quickly (convert uses it).
+  [[nodiscard]] Result<uint64_t> zero_extent(uint64_t offset, uint64_t limit);
   // Grows the virtual size (the L1 table is reallocated when it must grow). Shrinking is
   // allowed only when nothing past the new end is allocated.
   [[nodiscard]] Result<void> resize(uint64_t new_size);
