@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -146,6 +147,35 @@ TEST(ImgCommand, CheckExitCodesMatchQemuImg) {
   EXPECT_EQ(qemu_img("check " + q, &out), 2) << out;
   EXPECT_EQ(img({"check", "-q", q}), 2);
   EXPECT_EQ(img({"check", dir.file("missing.qcow2")}), 1);
+}
+
+}  // namespace
+}  // namespace microvm
+
+namespace microvm {
+namespace {
+
+using namespace testing_block;
+
+TEST(ImgCommand, ConvertOfAPetabyteSparseImageIsQuick) {
+  TempDir dir;
+  auto a = dir.file("huge.qcow2"), b = dir.file("copy.qcow2");
+  ASSERT_EQ(img({"create", "-q", "-f", "qcow2", a, "1P"}), 0);
+  ASSERT_EQ(run("qemu-io -f qcow2 -c 'write -P 7 100T 64k' " + a + " >/dev/null 2>&1"), 0);
+  auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(img({"convert", "-q", "-O", "qcow2", a, b}), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+  std::string out;
+  EXPECT_EQ(qemu_img("check " + b, &out), 0) << out;
+  DiskOptions o;
+  o.path = b;
+  o.format = DiskFormat::kQcow2;
+  o.read_only = true;
+  auto d = open_disk(o);
+  ASSERT_TRUE(d) << d.error().what;
+  std::vector<uint8_t> buf(65536);
+  ASSERT_EQ(do_read(**d, 100ull << 40, buf.data(), buf.size()), 65536);
+  EXPECT_EQ(buf, std::vector<uint8_t>(65536, 7));
 }
 
 }  // namespace
