@@ -10,6 +10,12 @@
 namespace microvm {
 namespace {
 
+// boot_params and setup_header are packed: copy a field out before gtest binds a reference to it.
+template <class T>
+T field(T v) {
+  return v;
+}
+
 using namespace testing_images;
 
 constexpr uint64_t kMiB = 1ull << 20;
@@ -221,9 +227,9 @@ TEST_F(KernelLoaderTest, ValidBzImage) {
   EXPECT_EQ(k->cmdline_limit, 0x1000u);
   EXPECT_EQ(k->initrd_addr_max, 0x7fffffffu);
   ASSERT_TRUE(k->header.has_value());
-  EXPECT_EQ(k->header->header, 0x53726448u);
-  EXPECT_EQ(k->header->version, 0x020f);
-  EXPECT_EQ(k->header->init_size, 0x20000u);
+  EXPECT_EQ(field(k->header->header), 0x53726448u);
+  EXPECT_EQ(field(k->header->version), 0x020f);
+  EXPECT_EQ(field(k->header->init_size), 0x20000u);
   // The protected-mode payload (after the 5 setup sectors) is at the load address.
   EXPECT_EQ(byte_at(0x1000000), 0x5a);
   EXPECT_EQ(byte_at(0x1000001), 0x5b);

@@ -14,6 +14,12 @@
 namespace microvm {
 namespace {
 
+// boot_params and setup_header are packed: copy a field out before gtest binds a reference to it.
+template <class T>
+T field(T v) {
+  return v;
+}
+
 // e820 type values from the boot protocol (Documentation/arch/x86/zero-page.rst).
 constexpr uint32_t E820_TYPE_RAM = 1, E820_TYPE_RESERVED = 2;
 
@@ -67,16 +73,16 @@ TEST(ZeroPage, E820For256MiB) {
   BootParamsSpec spec{.kernel = &k, .cmdline = "console=ttyS0"};
   ASSERT_TRUE(write_boot_params(*mem, spec));
   auto bp = read_zero_page(*mem);
-  ASSERT_EQ(bp.e820_entries, 3);
-  EXPECT_EQ(bp.e820_table[0].addr, 0u);
-  EXPECT_EQ(bp.e820_table[0].size, 0x9fc00u);
-  EXPECT_EQ(bp.e820_table[0].type, E820_TYPE_RAM);
-  EXPECT_EQ(bp.e820_table[1].addr, MICROVM_ACPI_ADDR);
-  EXPECT_EQ(bp.e820_table[1].size, 0x100000 - MICROVM_ACPI_ADDR);
-  EXPECT_EQ(bp.e820_table[1].type, E820_TYPE_RESERVED);
-  EXPECT_EQ(bp.e820_table[2].addr, 0x100000u);
-  EXPECT_EQ(bp.e820_table[2].size, 256 * kMiB - 0x100000);
-  EXPECT_EQ(bp.e820_table[2].type, E820_TYPE_RAM);
+  ASSERT_EQ(field(bp.e820_entries), 3);
+  EXPECT_EQ(field(bp.e820_table[0].addr), 0u);
+  EXPECT_EQ(field(bp.e820_table[0].size), 0x9fc00u);
+  EXPECT_EQ(field(bp.e820_table[0].type), E820_TYPE_RAM);
+  EXPECT_EQ(field(bp.e820_table[1].addr), MICROVM_ACPI_ADDR);
+  EXPECT_EQ(field(bp.e820_table[1].size), 0x100000 - MICROVM_ACPI_ADDR);
+  EXPECT_EQ(field(bp.e820_table[1].type), E820_TYPE_RESERVED);
+  EXPECT_EQ(field(bp.e820_table[2].addr), 0x100000u);
+  EXPECT_EQ(field(bp.e820_table[2].size), 256 * kMiB - 0x100000);
+  EXPECT_EQ(field(bp.e820_table[2].type), E820_TYPE_RAM);
 }
 
 TEST(ZeroPage, E820For3_5GiBSplitAroundGap) {
@@ -86,16 +92,16 @@ TEST(ZeroPage, E820For3_5GiBSplitAroundGap) {
   BootParamsSpec spec{.kernel = &k, .cmdline = ""};
   ASSERT_TRUE(write_boot_params(*mem, spec));
   auto bp = read_zero_page(*mem);
-  ASSERT_EQ(bp.e820_entries, 4);
-  EXPECT_EQ(bp.e820_table[2].addr, 0x100000u);
-  EXPECT_EQ(bp.e820_table[2].size, MICROVM_MMIO_GAP_START - 0x100000);
-  EXPECT_EQ(bp.e820_table[2].type, E820_TYPE_RAM);
-  EXPECT_EQ(bp.e820_table[3].addr, MICROVM_HIGH_RAM_START);
-  EXPECT_EQ(bp.e820_table[3].size, 512 * kMiB);
-  EXPECT_EQ(bp.e820_table[3].type, E820_TYPE_RAM);
+  ASSERT_EQ(field(bp.e820_entries), 4);
+  EXPECT_EQ(field(bp.e820_table[2].addr), 0x100000u);
+  EXPECT_EQ(field(bp.e820_table[2].size), MICROVM_MMIO_GAP_START - 0x100000);
+  EXPECT_EQ(field(bp.e820_table[2].type), E820_TYPE_RAM);
+  EXPECT_EQ(field(bp.e820_table[3].addr), MICROVM_HIGH_RAM_START);
+  EXPECT_EQ(field(bp.e820_table[3].size), 512 * kMiB);
+  EXPECT_EQ(field(bp.e820_table[3].type), E820_TYPE_RAM);
   // Nothing in the e820 map claims the MMIO gap as RAM.
   for (int i = 0; i < bp.e820_entries; ++i) {
-    const auto& e = bp.e820_table[i];
+    const boot_e820_entry e = bp.e820_table[i];
     if (e.type != E820_TYPE_RAM) continue;
     EXPECT_TRUE(e.addr + e.size <= MICROVM_MMIO_GAP_START || e.addr >= MICROVM_HIGH_RAM_START) << i;
   }
@@ -110,14 +116,14 @@ TEST(ZeroPage, HeaderFieldsForElfKernel) {
   ASSERT_TRUE(at) << at.error().what;
   EXPECT_EQ(*at, GuestAddress(MICROVM_ZERO_PAGE_ADDR));
   auto bp = read_zero_page(*mem);
-  EXPECT_EQ(bp.hdr.boot_flag, 0xaa55);
-  EXPECT_EQ(bp.hdr.header, 0x53726448u);  // "HdrS"
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
-  EXPECT_TRUE(bp.hdr.loadflags & CAN_USE_HEAP);
-  EXPECT_EQ(bp.acpi_rsdp_addr, MICROVM_ACPI_ADDR);
-  EXPECT_EQ(bp.hdr.ramdisk_image, 0u);
-  EXPECT_EQ(bp.hdr.ramdisk_size, 0u);
-  EXPECT_EQ(bp.hdr.setup_data, 0u);  // no RNG seed given
+  EXPECT_EQ(field(bp.hdr.boot_flag), 0xaa55);
+  EXPECT_EQ(field(bp.hdr.header), 0x53726448u);  // "HdrS"
+  EXPECT_EQ(field(bp.hdr.type_of_loader), 0xff);
+  EXPECT_TRUE(field(bp.hdr.loadflags) & CAN_USE_HEAP);
+  EXPECT_EQ(field(bp.acpi_rsdp_addr), MICROVM_ACPI_ADDR);
+  EXPECT_EQ(field(bp.hdr.ramdisk_image), 0u);
+  EXPECT_EQ(field(bp.hdr.ramdisk_size), 0u);
+  EXPECT_EQ(field(bp.hdr.setup_data), 0u);  // no RNG seed given
 }
 
 TEST(ZeroPage, BzImageHeaderIsKept) {
@@ -130,13 +136,13 @@ TEST(ZeroPage, BzImageHeaderIsKept) {
   BootParamsSpec spec{.kernel = &*k, .cmdline = "x"};
   ASSERT_TRUE(write_boot_params(*mem, spec));
   auto bp = read_zero_page(*mem);
-  EXPECT_EQ(bp.hdr.version, 0x020f);
-  EXPECT_EQ(bp.hdr.init_size, s.init_size);
-  EXPECT_EQ(bp.hdr.pref_address, s.pref_address);
-  EXPECT_EQ(bp.hdr.cmdline_size, 100u);
-  EXPECT_EQ(bp.hdr.type_of_loader, 0xff);
-  EXPECT_TRUE(bp.hdr.loadflags & LOADED_HIGH);
-  EXPECT_TRUE(bp.hdr.loadflags & CAN_USE_HEAP);
+  EXPECT_EQ(field(bp.hdr.version), 0x020f);
+  EXPECT_EQ(field(bp.hdr.init_size), s.init_size);
+  EXPECT_EQ(field(bp.hdr.pref_address), s.pref_address);
+  EXPECT_EQ(field(bp.hdr.cmdline_size), 100u);
+  EXPECT_EQ(field(bp.hdr.type_of_loader), 0xff);
+  EXPECT_TRUE(field(bp.hdr.loadflags) & LOADED_HIGH);
+  EXPECT_TRUE(field(bp.hdr.loadflags) & CAN_USE_HEAP);
 }
 
 TEST(ZeroPage, CmdlineWrittenAndNulTerminated) {
@@ -150,8 +156,8 @@ TEST(ZeroPage, CmdlineWrittenAndNulTerminated) {
   BootParamsSpec spec{.kernel = &k, .cmdline = cmdline};
   ASSERT_TRUE(write_boot_params(*mem, spec));
   auto bp = read_zero_page(*mem);
-  EXPECT_EQ(bp.hdr.cmd_line_ptr, MICROVM_CMDLINE_ADDR);
-  EXPECT_EQ(bp.ext_cmd_line_ptr, 0u);
+  EXPECT_EQ(field(bp.hdr.cmd_line_ptr), MICROVM_CMDLINE_ADDR);
+  EXPECT_EQ(field(bp.ext_cmd_line_ptr), 0u);
   auto bytes = mem->translate(GuestAddress(MICROVM_CMDLINE_ADDR), cmdline.size() + 1);
   ASSERT_TRUE(bytes);
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(bytes->data()), cmdline.size()), cmdline);
@@ -182,10 +188,10 @@ TEST(ZeroPage, InitrdFieldsSplitAcross32Bits) {
   BootParamsSpec spec{.kernel = &k, .cmdline = "", .initrd_addr = GuestAddress(0x1'2345'6000), .initrd_size = 0x2'0000'1000};
   ASSERT_TRUE(write_boot_params(*mem, spec));
   auto bp = read_zero_page(*mem);
-  EXPECT_EQ(bp.hdr.ramdisk_image, 0x23456000u);
-  EXPECT_EQ(bp.ext_ramdisk_image, 1u);
-  EXPECT_EQ(bp.hdr.ramdisk_size, 0x1000u);
-  EXPECT_EQ(bp.ext_ramdisk_size, 2u);
+  EXPECT_EQ(field(bp.hdr.ramdisk_image), 0x23456000u);
+  EXPECT_EQ(field(bp.ext_ramdisk_image), 1u);
+  EXPECT_EQ(field(bp.hdr.ramdisk_size), 0x1000u);
+  EXPECT_EQ(field(bp.ext_ramdisk_size), 2u);
 }
 
 TEST(ZeroPage, InitrdPlacement) {
@@ -240,7 +246,7 @@ TEST(ZeroPage, RngSeedSetupData) {
   BootParamsSpec spec{.kernel = &k, .cmdline = "", .rng_seed = seed};
   ASSERT_TRUE(write_boot_params(*mem, spec));
   auto bp = read_zero_page(*mem);
-  ASSERT_NE(bp.hdr.setup_data, 0u);
+  ASSERT_NE(field(bp.hdr.setup_data), 0u);
   // struct setup_data: u64 next, u32 type, u32 len, then the payload.
   auto next = mem->read_obj<uint64_t>(GuestAddress(bp.hdr.setup_data));
   auto type = mem->read_obj<uint32_t>(GuestAddress(bp.hdr.setup_data + 8));
@@ -254,8 +260,8 @@ TEST(ZeroPage, RngSeedSetupData) {
   ASSERT_TRUE(mem->read(GuestAddress(bp.hdr.setup_data + sizeof(setup_data)), got));
   EXPECT_EQ(got, seed);
   // The setup_data does not overlap the zero page or the command line.
-  EXPECT_GE(bp.hdr.setup_data, MICROVM_ZERO_PAGE_ADDR + sizeof(boot_params));
-  EXPECT_LE(bp.hdr.setup_data + sizeof(setup_data) + 32, MICROVM_CMDLINE_ADDR);
+  EXPECT_GE(field(bp.hdr.setup_data), MICROVM_ZERO_PAGE_ADDR + sizeof(boot_params));
+  EXPECT_LE(field(bp.hdr.setup_data) + sizeof(setup_data) + 32, MICROVM_CMDLINE_ADDR);
 }
 
 }  // namespace
