@@ -53,7 +53,7 @@ TEST(HarnessTest, MissingBinaryIsReported) {
 
 TEST(HarnessTest, LinesWithPrefixStripsCarriageReturns) {
   VmRunResult r;
-  r.out = "A 1\r\nB 2\r\nA 3\n";
+  r.out = "A 1\r\nB 2\r\n\033_microvm-boot-marker\033\\A 3\n";
   EXPECT_EQ(r.lines_with_prefix("A "), (std::vector<std::string>{"A 1", "A 3"}));
 }
 

@@ -93,6 +93,12 @@ std::vector<std::string> VmRunResult::lines_with_prefix(std::string_view prefix)
     if (nl == std::string::npos) nl = out.size();
     std::string line = out.substr(pos, nl - pos);
     std::erase(line, '\r');
+    // Drop APC escape sequences (ESC _ ... ESC \\): the guest's console boot marker
+    // (MICROVM_CONSOLE_MARKER) travels in one and is not followed by a newline.
+    for (size_t at; (at = line.find("\033_")) != std::string::npos;) {
+      size_t end = line.find("\033\\", at + 2);
+      line.erase(at, end == std::string::npos ? std::string::npos : end + 2 - at);
+    }
     if (line.starts_with(prefix)) lines.push_back(std::move(line));
     pos = nl + 1;
   }

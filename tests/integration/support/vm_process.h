@@ -42,7 +42,8 @@ struct VmRunResult {
 
   // One paragraph for assertion messages: command, exit, timing, tails of both streams.
   std::string describe(size_t tail_bytes = 3000) const;
-  // Lines of stdout starting with `prefix`, '\r' stripped.
+  // Lines of stdout starting with `prefix`, with '\r' and APC escape sequences (the
+  // console boot marker) stripped.
   std::vector<std::string> lines_with_prefix(std::string_view prefix) const;
 };
 
