@@ -11,6 +11,7 @@
 
 #include "cli/size_arg.h"
 #include "devices/block/disk_spec.h"
+#include "devices/vhost/share_spec.h"
 #include "cli/terminal.h"
 
 namespace microvm {
@@ -52,6 +53,7 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   std::string memory = "512M";
   std::string transport = "pci";
   std::vector<std::string> disks;
+  std::vector<std::string> shares;
   std::string log_level = "warn";
   bool no_rng = false;
   app.add_option("--kernel,-k", opts.vm.kernel_path, "Kernel image: ELF vmlinux or bzImage")->required();
@@ -65,6 +67,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--disk", disks,
                  "PATH,format=raw|qcow2[,readonly=on][,cache=none|writeback][,serial=S][,backing=FILE]"
                  "[,backing_format=F][,image_backing=on][,engine=auto|io_uring|sync]; repeatable");
+  app.add_option("--share", shares,
+                 "HOSTDIR[,tag=TAG][,readonly=on] | socket=PATH,tag=TAG: a host folder over virtio-fs "
+                 "(guest: mount -t virtiofs TAG /mnt); repeatable");
+  app.add_option("--virtiofsd", opts.vm.virtiofsd_path, "virtiofsd binary (default: on PATH, else /usr/lib/qemu/virtiofsd)");
   app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
       ->default_str("pci");
   app.add_flag("--no-rng", no_rng, "Do not add a virtio-rng device");
@@ -86,6 +92,13 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   opts.vm.transport = transport == "mmio" ? Transport::kMmio : Transport::kPci;
   opts.vm.rng = !no_rng;
   for (const auto& d : disks) opts.vm.disks.push_back(TRY(parse_disk_arg(d)));
+  for (const auto& sh : shares) {
+    auto spec = parse_share_spec(sh);
+    if (!spec) return fail(EINVAL, "--share " + sh + ": " + spec.error().what);
+    for (const auto& other : opts.vm.shares)
+      if (other.tag == spec->tag) return fail(EINVAL, "--share " + sh + ": tag '" + spec->tag + "' is used twice");
+    opts.vm.shares.push_back(ShareConfig{spec->host_dir, spec->tag, spec->read_only, spec->socket_path});
+  }
   opts.vm.log_level = log_level == "error" ? LogLevel::kError
                       : log_level == "info" ? LogLevel::kInfo
                       : log_level == "debug" ? LogLevel::kDebug

@@ -1,9 +1,13 @@
 #include "vmm/virtio_wiring.h"
 
+#include <chrono>
+
 #include "devices/block/disk_spec.h"
 #include "devices/block/open_disk.h"
+#include "devices/vhost/virtiofsd_process.h"
 #include "microvm/guest_abi.h"
 #include "virtio/blk/device.h"
+#include "virtio/fs/device.h"
 #include "virtio/rng/device.h"
 
 namespace microvm {
@@ -31,6 +35,35 @@ Result<DiskOptions> disk_options(const DiskConfig& d, const Logger& log) {
   else return fail("disk " + d.path + ": engine must be auto, io_uring or sync");
   o.logger = &log;
   return o;
+}
+
+// A shared folder: starts its virtiofsd (or uses the given backend socket), connects and
+// negotiates. The info line is the share's startup cost, for benchmarks.
+Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::string& virtiofsd_path, const Logger& log) {
+  auto start = std::chrono::steady_clock::now();
+  FsOptions fs;
+  fs.tag = s.tag;
+  if (fs.tag.empty()) fs.tag = s.host_dir.substr(s.host_dir.find_last_of('/') + 1);
+  fs.logger = &log;
+  if (s.socket_path.empty()) {
+    VirtiofsdOptions v;
+    v.binary = TRY(find_virtiofsd(virtiofsd_path));
+    v.shared_dir = s.host_dir;
+    v.tag = fs.tag;
+    v.read_only = s.read_only;
+    v.logger = &log;
+    fs.process = TRY(VirtiofsdProcess::start(v));
+    fs.socket_path = fs.process->socket_path();
+  } else {
+    fs.socket_path = s.socket_path;
+  }
+  std::string tag = fs.tag;
+  bool spawned = fs.process != nullptr;
+  auto device = TRY(FsDevice::create(std::move(fs)));
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+  log.log(LogLevel::kInfo, "share %s: ready in %lld us (%s, vhost-user negotiated)", tag.c_str(),
+          static_cast<long long>(us), spawned ? "virtiofsd started" : "existing backend socket");
+  return device;
 }
 
 }  // namespace
@@ -63,6 +96,11 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     auto device = BlkDevice::create(std::move(*backend), blk);
     if (!device) return std::unexpected(device.error().context("disk " + d.path));
     TRY(w->attach(std::move(*device), "virtio-blk"));
+  }
+  for (const auto& s : config.shares) {
+    auto device = open_share(s, config.virtiofsd_path, w->ctx_.log);
+    if (!device) return std::unexpected(device.error().context("--share " + (s.host_dir.empty() ? s.socket_path : s.host_dir)));
+    TRY(w->attach(std::move(*device), "virtio-fs"));
   }
   if (config.rng) {
     RngOptions rng;

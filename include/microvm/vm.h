@@ -34,6 +34,15 @@ struct DiskConfig {
   unsigned queues = 1;              // virtio-blk request queues
 };
 
+// A host folder shared with the guest over virtio-fs (see README "Shared folders"). The
+// guest mounts it with `mount -t virtiofs TAG /mnt`.
+struct ShareConfig {
+  std::string host_dir;     // the folder; microvm starts a virtiofsd for it
+  std::string tag;          // at most 36 bytes; empty: the folder's name
+  bool read_only = false;   // enforced below virtiofsd with a read-only bind mount
+  std::string socket_path;  // instead of host_dir: an already-running vhost-user-fs backend
+};
+
 enum class Transport { kPci, kMmio };
 
 struct VmConfig {
@@ -48,6 +57,8 @@ struct VmConfig {
   Transport transport = Transport::kPci;
   std::vector<DiskConfig> disks;
   bool rng = true;                         // a virtio-rng device
+  std::vector<ShareConfig> shares;         // virtio-fs shared folders
+  std::string virtiofsd_path;              // empty: virtiofsd on PATH, else /usr/lib/qemu/virtiofsd
 
   // Console: the UART reads `console_in` and writes `console_out`; -1 disconnects either.
   int console_in = 0;
