@@ -8,3 +8,7 @@ if(NOT TARGET microvm_blk_bench)
                         nlohmann_json::nlohmann_json)
   microvm_warnings(microvm_blk_bench)
 endif()
+# From cli/bench: the `blk` scenario (cli/bench/scenarios/blk_device.cc) uses the harness.
+if(TARGET microvm_bench_cli AND CMAKE_CURRENT_SOURCE_DIR STREQUAL "${CMAKE_SOURCE_DIR}/cli/bench")
+  target_link_libraries(microvm_bench_cli PUBLIC microvm_blk_bench)
+endif()
