@@ -166,14 +166,14 @@ TEST(Logger, LevelNames) {
 }
 
 TEST(RateLimit, AllowsOncePerIntervalAndCountsDrops) {
-  RateLimit rl(std::chrono::milliseconds(100));
+  RateLimit rl(std::chrono::milliseconds(500));
   uint64_t suppressed = 99;
   EXPECT_TRUE(rl.allow(&suppressed));
   EXPECT_EQ(suppressed, 0u);
   EXPECT_FALSE(rl.allow());
   EXPECT_FALSE(rl.allow());
   EXPECT_FALSE(rl.allow());
-  std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  std::this_thread::sleep_for(std::chrono::milliseconds(520));
   EXPECT_TRUE(rl.allow(&suppressed));
   EXPECT_EQ(suppressed, 3u);  // the three dropped in between
   EXPECT_FALSE(rl.allow());
