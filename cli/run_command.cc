@@ -12,6 +12,7 @@
 #include "cli/size_arg.h"
 #include "devices/block/disk_spec.h"
 #include "devices/vhost/share_spec.h"
+#include "devices/net/net_arg.h"
 #include "cli/terminal.h"
 
 namespace microvm {
@@ -54,6 +55,7 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   std::string transport = "pci";
   std::vector<std::string> disks;
   std::vector<std::string> shares;
+  std::vector<std::string> nets;
   std::string log_level = "warn";
   bool no_rng = false;
   app.add_option("--kernel,-k", opts.vm.kernel_path, "Kernel image: ELF vmlinux or bzImage")->required();
@@ -67,6 +69,9 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--disk", disks,
                  "PATH,format=raw|qcow2[,readonly=on][,cache=none|writeback][,serial=S][,backing=FILE]"
                  "[,backing_format=F][,image_backing=on][,engine=auto|io_uring|sync]; repeatable");
+  app.add_option("--net", nets,
+                 "tap=NAME[,mac=M][,vhost=on|off|auto] | bridge=BR[,mac=M][,vhost=..] | "
+                 "user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...; repeatable");
   app.add_option("--share", shares,
                  "HOSTDIR[,tag=TAG][,readonly=on] | socket=PATH,tag=TAG: a host folder over virtio-fs "
                  "(guest: mount -t virtiofs TAG /mnt); repeatable");
@@ -99,6 +104,7 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
       if (other.tag == spec->tag) return fail(EINVAL, "--share " + sh + ": tag '" + spec->tag + "' is used twice");
     opts.vm.shares.push_back(ShareConfig{spec->host_dir, spec->tag, spec->read_only, spec->socket_path});
   }
+  for (const auto& n : nets) opts.vm.nets.push_back(TRY(parse_net_arg(n)));
   opts.vm.log_level = log_level == "error" ? LogLevel::kError
                       : log_level == "info" ? LogLevel::kInfo
                       : log_level == "debug" ? LogLevel::kDebug

@@ -5,9 +5,11 @@
 #include "devices/block/disk_spec.h"
 #include "devices/block/open_disk.h"
 #include "devices/vhost/virtiofsd_process.h"
+#include "devices/net/open_net.h"
 #include "microvm/guest_abi.h"
 #include "virtio/blk/device.h"
 #include "virtio/fs/device.h"
+#include "virtio/net/device.h"
 #include "virtio/rng/device.h"
 
 namespace microvm {
@@ -96,6 +98,18 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     auto device = BlkDevice::create(std::move(*backend), blk);
     if (!device) return std::unexpected(device.error().context("disk " + d.path));
     TRY(w->attach(std::move(*device), "virtio-blk"));
+  }
+  for (const auto& n : config.nets) {
+    auto opened = open_net(n, w->ctx_.log);
+    if (!opened) return std::unexpected(opened.error().context("--net"));
+    NetOptions net;
+    net.mac = default_mac(opened->mac_seed);
+    if (!n.mac.empty()) net.mac = TRY(parse_mac(n.mac));
+    net.offloads = opened->offloads;
+    net.logger = &w->ctx_.log;
+    auto device = NetDevice::create(std::move(opened->backend), net, std::move(opened->vhost));
+    if (!device) return std::unexpected(device.error().context("--net"));
+    TRY(w->attach(std::move(*device), "virtio-net"));
   }
   for (const auto& s : config.shares) {
     auto device = open_share(s, config.virtiofsd_path, w->ctx_.log);

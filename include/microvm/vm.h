@@ -34,6 +34,16 @@ struct DiskConfig {
   unsigned queues = 1;              // virtio-blk request queues
 };
 
+// One virtio-net device (see README "Networking"). Exactly one of tap, bridge or user.
+struct NetConfig {
+  std::string tap;                    // tap interface: an existing one, or created (CAP_NET_ADMIN)
+  std::string bridge;                 // create a tap and attach it to this bridge
+  bool user = false;                  // user-mode networking (libslirp): 10.0.2.0/24, DHCP, DNS
+  std::vector<std::string> hostfwd;   // user only: "tcp::HOSTPORT-:GUESTPORT" or "udp::..."
+  std::string mac;                    // empty: stable default derived from the interface name
+  std::string vhost = "auto";         // tap only: "on", "off" or "auto" (fallback when unavailable)
+};
+
 // A host folder shared with the guest over virtio-fs (see README "Shared folders"). The
 // guest mounts it with `mount -t virtiofs TAG /mnt`.
 struct ShareConfig {
@@ -56,6 +66,7 @@ struct VmConfig {
   std::string cpu = "host";                // "host[,+feature|-feature...]"
   Transport transport = Transport::kPci;
   std::vector<DiskConfig> disks;
+  std::vector<NetConfig> nets;             // virtio-net devices, in order
   bool rng = true;                         // a virtio-rng device
   std::vector<ShareConfig> shares;         // virtio-fs shared folders
   std::string virtiofsd_path;              // empty: virtiofsd on PATH, else /usr/lib/qemu/virtiofsd

@@ -12,17 +12,19 @@
 
 namespace microvm {
 
-NetDevice::NetDevice(std::unique_ptr<NetBackend> backend, const NetOptions& options)
-    : backend_(std::move(backend)), options_(options), log_(options.logger, "virtio-net"), rx_buf_(kMaxNetFrame) {}
+NetDevice::NetDevice(std::unique_ptr<NetBackend> backend, const NetOptions& options,
+                     std::unique_ptr<VhostNet> vhost)
+    : backend_(std::move(backend)), vhost_(std::move(vhost)), options_(options), log_(options.logger, "virtio-net"), rx_buf_(kMaxNetFrame) {}
 
-Result<std::unique_ptr<NetDevice>> NetDevice::create(std::unique_ptr<NetBackend> backend, const NetOptions& options) {
+Result<std::unique_ptr<NetDevice>> NetDevice::create(std::unique_ptr<NetBackend> backend, const NetOptions& options,
+                                                     std::unique_ptr<VhostNet> vhost) {
   if (!backend) return fail(EINVAL, "virtio-net: no backend");
   if (options.queue_size == 0 || options.queue_size > kMaxQueueSize || (options.queue_size & (options.queue_size - 1)))
     return fail(EINVAL, "virtio-net: queue size must be a power of 2 up to 32768");
   if (options.mtu < 68) return fail(EINVAL, "virtio-net: MTU must be at least 68 (RFC 791)");
   if (options.mac[0] & 1) return fail(EINVAL, "virtio-net: MAC address is multicast");
   if (options.frames_per_wakeup == 0) return fail(EINVAL, "virtio-net: frames_per_wakeup must be > 0");
-  return std::unique_ptr<NetDevice>(new NetDevice(std::move(backend), options));
+  return std::unique_ptr<NetDevice>(new NetDevice(std::move(backend), options, std::move(vhost)));
 }
 
 uint32_t NetDevice::device_type() const { return VIRTIO_ID_NET; }
@@ -35,6 +37,12 @@ uint64_t NetDevice::features() const {
     f |= feature_bit(VIRTIO_NET_F_CSUM) | feature_bit(VIRTIO_NET_F_GUEST_CSUM) |
          feature_bit(VIRTIO_NET_F_HOST_TSO4) | feature_bit(VIRTIO_NET_F_HOST_TSO6) |
          feature_bit(VIRTIO_NET_F_GUEST_TSO4) | feature_bit(VIRTIO_NET_F_GUEST_TSO6);
+  }
+  if (vhost_) {
+    // Ring-level features are implemented by the kernel worker: offer only what it supports.
+    // Offloads stay: the tap does them (TUNSETOFFLOAD), as on the userspace path.
+    for (unsigned bit : {VIRTIO_F_VERSION_1, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_NET_F_MRG_RXBUF})
+      if (!has_feature(vhost_->features(), bit)) f &= ~feature_bit(bit);
   }
   return f;
 }
@@ -78,6 +86,15 @@ Result<void> NetDevice::activate(ActivationContext ctx) {
   rx_pending_ = 0;
   active_.emplace(Active{&ctx.memory, &ctx.interrupt, &ctx.loop, std::move(rx), std::move(tx),
                          ctx.queues[kTxQueue].kick_fd, {}, {}, {}});
+  if (vhost_) {
+    active_->vhost = true;
+    if (auto r = start_vhost(ctx); !r) {
+      stop_vhost();
+      active_.reset();
+      return std::unexpected(r.error().context("virtio-net: vhost-net"));
+    }
+    return {};
+  }
   int rx_fd = ctx.queues[kRxQueue].kick_fd;
   int tx_fd = ctx.queues[kTxQueue].kick_fd;
   auto rx_kick = LoopRegistration::add(ctx.loop, rx_fd, EPOLLIN, [this, rx_fd](uint32_t) {
@@ -109,11 +126,53 @@ Result<void> NetDevice::activate(ActivationContext ctx) {
 
 void NetDevice::reset() {
   // Every chain is completed synchronously except the RX stash, which the driver's reset
-  // forgets along with the rings; a frame waiting for buffers is dropped.
+  // forgets along with the rings; a frame waiting for buffers is dropped. The kernel worker,
+  // if any, is detached first so it stops touching the rings.
+  if (active_ && active_->vhost) stop_vhost();
   active_.reset();
   rx_pending_ = 0;
   acked_features_ = 0;
   needs_reset_.store(false, std::memory_order_release);
+}
+
+Result<void> NetDevice::start_vhost(const ActivationContext& ctx) {
+  Active& a = *active_;
+  TRY(vhost_->set_features(acked_features_ & vhost_->features()));
+  std::vector<VhostNetMemoryRegion> regions;
+  for (const GuestRegion& r : ctx.memory.regions())
+    regions.push_back({r.guest_base.raw(), r.size, reinterpret_cast<uint64_t>(r.host)});
+  TRY(vhost_->set_mem_table(regions));
+  for (unsigned i = 0; i < 2; ++i) {
+    const QueueConfig& qc = ctx.queues[i];
+    // Ring sizes per §2.7: already checked to lie in RAM by validate_rings().
+    auto desc = TRY(ctx.memory.translate(qc.desc, uint64_t{16} * qc.size));
+    auto avail = TRY(ctx.memory.translate(qc.driver, 6 + uint64_t{2} * qc.size));
+    auto used = TRY(ctx.memory.translate(qc.device, 6 + uint64_t{8} * qc.size));
+    a.vhost_calls.push_back(TRY(EventFd::create()));
+    VhostNetVringConfig vc;
+    vc.size = qc.size;
+    vc.desc_host = reinterpret_cast<uint64_t>(desc.data());
+    vc.avail_host = reinterpret_cast<uint64_t>(avail.data());
+    vc.used_host = reinterpret_cast<uint64_t>(used.data());
+    vc.kick_fd = qc.kick_fd;
+    vc.call_fd = a.vhost_calls.back().fd();
+    TRY(vhost_->setup_vring(i, vc));
+    int call_fd = vc.call_fd;
+    auto reg = LoopRegistration::add(ctx.loop, call_fd, EPOLLIN, [this, call_fd, i](uint32_t) {
+      drain_eventfd(call_fd);
+      if (!active_) return;
+      bump(counters_.interrupts);
+      active_->interrupt->notify_queue(static_cast<uint16_t>(i));
+    });
+    if (!reg) return std::unexpected(reg.error());
+    a.vhost_call_regs.push_back(std::move(*reg));
+  }
+  for (unsigned i = 0; i < 2; ++i) TRY(vhost_->set_backend(i, backend_->fd()));
+  return {};
+}
+
+void NetDevice::stop_vhost() {
+  for (unsigned i = 0; i < 2; ++i) (void)vhost_->set_backend(i, -1);
 }
 
 void NetDevice::notify(Queue& q, uint16_t index) {

@@ -23,7 +23,9 @@
 
 #include "base/log.h"
 #include "base/result.h"
+#include "base/event_fd.h"
 #include "devices/net/net_backend.h"
+#include "devices/net/vhost_net.h"
 #include "virtio/device_counters.h"
 #include "virtio/guest_error_log.h"
 #include "virtio/loop_registration.h"
@@ -74,8 +76,11 @@ class NetDevice final : public VirtioDevice {
   static constexpr uint16_t kRxQueue = 0;
   static constexpr uint16_t kTxQueue = 1;
 
+  // With `vhost`, the kernel moves the frames (the backend must then be a tap) and this device
+  // only negotiates, configures and forwards the kernel's interrupt requests.
   [[nodiscard]] static Result<std::unique_ptr<NetDevice>> create(std::unique_ptr<NetBackend> backend,
-                                                                 const NetOptions& options);
+                                                                 const NetOptions& options,
+                                                                 std::unique_ptr<VhostNet> vhost = nullptr);
   ~NetDevice() override { reset(); }
 
   uint32_t device_type() const override;
@@ -96,10 +101,12 @@ class NetDevice final : public VirtioDevice {
   bool rx_paused() const { return active_ && active_->rx_paused; }
 
  private:
-  NetDevice(std::unique_ptr<NetBackend> backend, const NetOptions& options);
+  NetDevice(std::unique_ptr<NetBackend> backend, const NetOptions& options, std::unique_ptr<VhostNet> vhost);
 
   enum class Delivery { kDone, kNoBuffers, kRingError };
 
+  [[nodiscard]] Result<void> start_vhost(const ActivationContext& ctx);
+  void stop_vhost();
   void process_tx();
   void transmit(const DescriptorChain& chain);
   void process_rx();
@@ -123,9 +130,13 @@ class NetDevice final : public VirtioDevice {
     bool rx_paused = false;
     std::vector<DescriptorChain> rx_stash;  // RX chains popped, waiting for a frame that fits
     uint64_t rx_stash_bytes = 0;            // their writable bytes
+    bool vhost = false;                     // the kernel serves the queues
+    std::vector<EventFd> vhost_calls;       // one per queue, signalled by the kernel
+    std::vector<LoopRegistration> vhost_call_regs;
   };
 
   std::unique_ptr<NetBackend> backend_;
+  std::unique_ptr<VhostNet> vhost_;
   NetOptions options_;
   GuestErrorLog log_;
   NetCounters counters_;

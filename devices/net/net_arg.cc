@@ -1,0 +1,87 @@
+#include "devices/net/net_arg.h"
+
+#include <charconv>
+#include <vector>
+
+namespace microvm {
+namespace {
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (;;) {
+    size_t p = s.find(sep, start);
+    out.push_back(s.substr(start, p == std::string_view::npos ? std::string_view::npos : p - start));
+    if (p == std::string_view::npos) return out;
+    start = p + 1;
+  }
+}
+
+Result<uint16_t> parse_port(std::string_view s, std::string_view rule) {
+  unsigned v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || s.empty() || v == 0 || v > 65535)
+    return fail(EINVAL, "hostfwd " + std::string(rule) + ": bad port '" + std::string(s) + "'");
+  return static_cast<uint16_t>(v);
+}
+
+}  // namespace
+
+Result<HostForward> parse_hostfwd(std::string_view rule) {
+  // PROTO:HOSTADDR:HOSTPORT-:GUESTPORT
+  HostForward f;
+  auto dash = rule.find('-');
+  if (dash == std::string_view::npos) return fail(EINVAL, "hostfwd " + std::string(rule) + ": want tcp::HOSTPORT-:GUESTPORT");
+  auto host = split(rule.substr(0, dash), ':');
+  auto guest = split(rule.substr(dash + 1), ':');
+  if (host.size() != 3 || guest.size() != 2 || !guest[0].empty())
+    return fail(EINVAL, "hostfwd " + std::string(rule) + ": want tcp::HOSTPORT-:GUESTPORT");
+  if (host[0] == "udp") f.udp = true;
+  else if (host[0] != "tcp") return fail(EINVAL, "hostfwd " + std::string(rule) + ": protocol must be tcp or udp");
+  f.host_addr = std::string(host[1]);
+  f.host_port = TRY(parse_port(host[2], rule));
+  f.guest_port = TRY(parse_port(guest[1], rule));
+  return f;
+}
+
+Result<NetConfig> parse_net_arg(std::string_view spec) {
+  NetConfig n;
+  auto err = [&](const std::string& why) { return fail(EINVAL, "--net " + std::string(spec) + ": " + why); };
+  int kinds = 0;
+  bool first = true;
+  for (std::string_view item : split(spec, ',')) {
+    auto eq = item.find('=');
+    std::string_view key = item.substr(0, eq);
+    std::string_view val = eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+    bool has_val = eq != std::string_view::npos;
+    if (first && key == "user" && !has_val) {
+      n.user = true;
+      ++kinds;
+    } else if (key == "tap" && has_val) {
+      n.tap = std::string(val);
+      ++kinds;
+    } else if (key == "bridge" && has_val) {
+      n.bridge = std::string(val);
+      ++kinds;
+    } else if (key == "mac" && has_val) {
+      n.mac = std::string(val);
+    } else if (key == "vhost" && has_val) {
+      if (val != "on" && val != "off" && val != "auto") return err("vhost must be on, off or auto");
+      n.vhost = std::string(val);
+    } else if (key == "hostfwd" && has_val) {
+      TRY(parse_hostfwd(val));
+      n.hostfwd.emplace_back(val);
+    } else {
+      return err("unknown option '" + std::string(item) + "'");
+    }
+    first = false;
+  }
+  if (kinds != 1) return err("give exactly one of tap=NAME, bridge=BR or user (first)");
+  if ((n.tap.empty() && !n.user && n.bridge.empty()) || n.tap.size() >= 16 || n.bridge.size() >= 16)
+    return err("interface names are 1 to 15 characters");
+  if (!n.user && !n.hostfwd.empty()) return err("hostfwd is for user networking");
+  if (n.user && n.vhost == "on") return err("vhost is for tap networking");
+  return n;
+}
+
+}  // namespace microvm

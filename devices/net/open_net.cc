@@ -1,0 +1,50 @@
+#include "devices/net/open_net.h"
+
+#include "devices/net/net_arg.h"
+#include "devices/net/tap.h"
+#if MICROVM_HAVE_SLIRP
+#include "devices/net/slirp_backend.h"
+#endif
+
+namespace microvm {
+
+Result<OpenedNet> open_net(const NetConfig& config, const Logger& log) {
+  OpenedNet out;
+  if (config.user) {
+#if MICROVM_HAVE_SLIRP
+    SlirpOptions so;
+    for (const auto& rule : config.hostfwd) so.forwards.push_back(TRY(parse_hostfwd(rule)));
+    auto slirp = SlirpBackend::create(so);
+    if (!slirp) return std::unexpected(slirp.error().context("--net user"));
+    out.backend = std::move(*slirp);
+    out.mac_seed = "user";
+    out.offloads = false;  // slirp takes whole, checksummed frames
+    return out;
+#else
+    return fail(ENOTSUP, "--net user: this build has no libslirp");
+#endif
+  }
+  TapOptions tap;
+  tap.name = config.tap;
+  tap.bridge = config.bridge;
+  auto backend = TapBackend::open(tap);
+  if (!backend) return std::unexpected(backend.error());
+  out.mac_seed = (*backend)->name();
+  if (config.vhost != "off") {
+    auto vhost = VhostNet::open();
+    if (vhost) {
+      out.vhost = std::move(*vhost);
+    } else if (config.vhost == "on") {
+      return std::unexpected(
+          vhost.error().context("net " + out.mac_seed + ": vhost=on but the kernel vhost-net path is unavailable"));
+    } else {
+      // Exactly one line: which device, why, and what happens instead.
+      log.log(LogLevel::kWarn, "net %s: vhost-net unavailable (%s); falling back to the userspace virtio-net path",
+              out.mac_seed.c_str(), vhost.error().what.c_str());
+    }
+  }
+  out.backend = std::move(*backend);
+  return out;
+}
+
+}  // namespace microvm

@@ -1,0 +1,78 @@
+#pragma once
+// User-mode networking with libslirp: no tap, no privileges. The guest sees 10.0.2.0/24 with
+// the host at 10.0.2.2, DNS at 10.0.2.3 and DHCP handing out 10.0.2.15; host ports forward to
+// guest ports (hostfwd).
+//
+// How it fits the one-fd NetBackend contract: slirp's sockets, a timerfd for its timers and an
+// eventfd meaning "frames for the guest are queued" all sit in a private epoll set, and that
+// epoll fd is what the device polls. recv() first lets slirp process whatever is ready (pump),
+// then hands out one queued frame. The set is re-synced with slirp's fd list after each pump.
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/event_fd.h"
+#include "base/fd.h"
+#include "devices/net/net_arg.h"
+#include "devices/net/net_backend.h"
+
+struct Slirp;
+
+namespace microvm {
+
+struct SlirpOptions {
+  std::vector<HostForward> forwards;
+  size_t max_queued_frames = 1024;  // frames for the guest waiting for RX buffers; more are dropped
+};
+
+class SlirpBackend final : public NetBackend {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<SlirpBackend>> create(const SlirpOptions& options);
+  ~SlirpBackend() override;
+
+  int fd() const override { return epoll_.get(); }
+  [[nodiscard]] Result<void> send(std::span<const iovec> frame) override;
+  [[nodiscard]] Result<size_t> recv(std::span<std::byte> buf) override;
+  // The device does not offer offloads for slirp (NetOptions::offloads = false): nothing to set.
+  [[nodiscard]] Result<void> set_offloads(const NetOffloads&) override { return {}; }
+  const char* name() const override { return "user"; }
+
+  uint64_t dropped_frames() const { return dropped_; }
+
+  // libslirp callbacks (C linkage trampolines call these).
+  void on_packet(const void* buf, size_t len);
+  void* timer_new(void (*cb)(void*), void* cb_opaque);
+  void timer_free(void* timer);
+  void timer_mod(void* timer, int64_t expire_ms);
+
+ private:
+  SlirpBackend(Fd epoll, Fd timer, EventFd ready, size_t max_queued)
+      : epoll_(std::move(epoll)), timerfd_(std::move(timer)), ready_(std::move(ready)), max_queued_(max_queued) {}
+  // Lets slirp process ready sockets and due timers, then re-syncs the epoll set and timerfd.
+  void pump();
+  void sync_epoll(const std::map<int, uint32_t>& wanted);
+  void arm_timer(uint32_t slirp_timeout_ms);
+  void update_ready();
+
+  struct Timer {
+    void (*cb)(void*);
+    void* opaque;
+    int64_t expire_ms = -1;  // -1: not armed
+  };
+
+  Fd epoll_;
+  Fd timerfd_;
+  EventFd ready_;
+  size_t max_queued_;
+  ::Slirp* slirp_ = nullptr;
+  std::deque<std::vector<std::byte>> queue_;  // Ethernet frames for the guest
+  std::map<int, uint32_t> registered_;        // slirp fds in epoll_, with their events
+  std::vector<std::unique_ptr<Timer>> timers_;
+  std::vector<std::byte> tx_;                 // a linearized guest frame for slirp_input
+  uint64_t dropped_ = 0;
+};
+
+}  // namespace microvm

@@ -1,0 +1,52 @@
+#include "devices/net/net_arg.h"
+
+#include <gtest/gtest.h>
+
+namespace microvm {
+namespace {
+
+TEST(NetArg, Tap) {
+  auto n = parse_net_arg("tap=tap0,mac=02:00:00:00:00:01,vhost=off");
+  ASSERT_TRUE(n.has_value()) << n.error().what;
+  EXPECT_EQ(n->tap, "tap0");
+  EXPECT_EQ(n->mac, "02:00:00:00:00:01");
+  EXPECT_EQ(n->vhost, "off");
+  EXPECT_FALSE(n->user);
+  EXPECT_EQ(parse_net_arg("tap=t")->vhost, "auto");
+}
+
+TEST(NetArg, BridgeAndUser) {
+  auto b = parse_net_arg("bridge=br0");
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->bridge, "br0");
+  auto u = parse_net_arg("user,hostfwd=tcp::8022-:22,hostfwd=udp:127.0.0.1:5353-:53");
+  ASSERT_TRUE(u.has_value()) << u.error().what;
+  EXPECT_TRUE(u->user);
+  ASSERT_EQ(u->hostfwd.size(), 2u);
+  EXPECT_EQ(u->hostfwd[1], "udp:127.0.0.1:5353-:53");
+}
+
+TEST(NetArg, Refuses) {
+  for (const char* bad : {"", "tap", "tap=", "tap=a,bridge=b", "user,tap=x", "tap=x,user", "tap=x,vhost=maybe",
+                          "tap=x,hostfwd=tcp::1-:2", "user,vhost=on", "tap=x,colour=red", "user,hostfwd=tcp:1-:2",
+                          "tap=0123456789abcdef", "user,hostfwd=icmp::1-:2", "user,hostfwd=tcp::0-:22",
+                          "user,hostfwd=tcp::70000-:22", "user,hostfwd=tcp::22-:x"})
+    EXPECT_FALSE(parse_net_arg(bad).has_value()) << bad;
+}
+
+TEST(NetArg, HostForward) {
+  auto f = parse_hostfwd("tcp::8080-:80");
+  ASSERT_TRUE(f.has_value());
+  EXPECT_FALSE(f->udp);
+  EXPECT_EQ(f->host_addr, "");
+  EXPECT_EQ(f->host_port, 8080);
+  EXPECT_EQ(f->guest_port, 80);
+  auto g = parse_hostfwd("udp:127.0.0.1:53-:5353");
+  ASSERT_TRUE(g.has_value());
+  EXPECT_TRUE(g->udp);
+  EXPECT_EQ(g->host_addr, "127.0.0.1");
+  EXPECT_FALSE(parse_hostfwd("tcp::80-10.0.2.15:80").has_value());
+}
+
+}  // namespace
+}  // namespace microvm
