@@ -138,14 +138,16 @@ TEST(LinuxNet, TapPingAndTcpBothWaysWithVhostFallback) {
 
   VmRunOptions opts;
   opts.timeout = std::chrono::minutes(12);
-  auto r = run_process("ip", {"netns", "exec", ns.name(), microvm_binary(), "run", "--kernel", guest_kernel(),
+  // run_process execs without a PATH search.
+  const std::string ip = access("/usr/sbin/ip", X_OK) == 0 ? "/usr/sbin/ip" : "/sbin/ip";
+  auto r = run_process(ip, {"netns", "exec", ns.name(), microvm_binary(), "run", "--kernel", guest_kernel(),
                               "--initrd", *initrd, "--cpus", "2", "--memory", "256M", "--cmdline", guest_cmdline(),
                               "--net", "tap=mvtap0,mac=02:77:00:00:00:02,vhost=auto"},
                        opts);
   kill(helper_pid, SIGKILL);
   waitpid(helper_pid, nullptr, 0);
 
-  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.err.find("vhost-net unavailable"), std::string::npos) << "no vhost fallback line\n" << r.describe();
   EXPECT_EQ(r.err.find("network device stopped"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("mac=02:77:00:00:00:02"), std::string::npos) << r.describe();

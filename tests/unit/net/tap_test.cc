@@ -1,6 +1,12 @@
 // The real tap backend, in a private network namespace so nothing leaks onto the host.
 #include "devices/net/tap.h"
 
+#include <string>
+#include <vector>
+
+#include "devices/net/open_net.h"
+#include "devices/net/vhost_net.h"
+
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/wait.h>
@@ -41,6 +47,41 @@ TEST(Tap, CreatesBringsUpAndSetsOffloads) {
     if (!anon || std::string((*anon)->name()).empty()) return 7;
     // A bridge that does not exist is a clear error.
     if (TapBackend::open({.name = "mvmtest1", .bridge = "nosuchbr"}).has_value()) return 8;
+    return 0;
+  });
+  if (rc == 77) GTEST_SKIP() << "cannot create a network namespace";
+  EXPECT_EQ(rc, 0);
+}
+
+TEST(VhostNet, MissingDeviceIsAClearError) {
+  auto v = VhostNet::open("/nonexistent/vhost-net");
+  ASSERT_FALSE(v.has_value());
+  EXPECT_EQ(v.error().code, ENOENT);
+  EXPECT_NE(v.error().what.find("/nonexistent/vhost-net"), std::string::npos);
+}
+
+// vhost=auto without /dev/vhost-net: the tap path with exactly one log line; vhost=on: an error.
+TEST(OpenNet, VhostAutoFallsBackAndOnRefuses) {
+  if (access("/dev/net/tun", R_OK | W_OK) != 0 || geteuid() != 0) GTEST_SKIP() << "needs root and /dev/net/tun";
+  if (access("/dev/vhost-net", F_OK) == 0) GTEST_SKIP() << "this host has vhost-net: no fallback to test";
+  int rc = in_private_netns([] {
+    std::vector<std::string> lines;
+    Logger log([&](LogLevel, std::string_view m) { lines.emplace_back(m); }, LogLevel::kDebug);
+    NetConfig c;
+    c.tap = "mvtv0";
+    auto a = open_net(c, log);
+    if (!a || !a->backend || a->vhost) return 1;
+    if (lines.size() != 1 || lines[0].find("vhost-net unavailable") == std::string::npos ||
+        lines[0].find("mvtv0") == std::string::npos)
+      return 2;
+    a->backend.reset();
+    c.vhost = "on";
+    auto on = open_net(c, log);
+    if (on || on.error().what.find("vhost=on") == std::string::npos) return 3;
+    c.vhost = "off";
+    lines.clear();
+    auto off = open_net(c, log);
+    if (!off || !lines.empty()) return 4;
     return 0;
   });
   if (rc == 77) GTEST_SKIP() << "cannot create a network namespace";
