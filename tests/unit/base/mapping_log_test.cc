@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,15 +16,11 @@
 namespace microvm {
 namespace {
 
-// True when /proc/self/maps has a mapping starting at `addr`.
+// True when the page at `addr` is mapped: msync() fails with ENOMEM on unmapped ranges.
+// (Checking /proc/self/maps for a line starting at `addr` is unreliable: the kernel merges
+// adjacent anonymous mappings.)
 bool is_mapped(const void* addr) {
-  std::ifstream maps("/proc/self/maps");
-  std::string line;
-  char want[32];
-  std::snprintf(want, sizeof want, "%lx-", reinterpret_cast<unsigned long>(addr));
-  while (std::getline(maps, line))
-    if (line.rfind(want, 0) == 0) return true;
-  return false;
+  return ::msync(const_cast<void*>(addr), 4096, MS_ASYNC) == 0 || errno != ENOMEM;
 }
 
 Mapping map_pages(size_t len) {
