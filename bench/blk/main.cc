@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   app.add_option("--size-mib", size_mib, "Test file size in MiB (default 1024)")->check(CLI::Range(8, 1 << 20));
   app.add_option("--seconds", seconds, "Time per run (default 5)")->check(CLI::Range(0.1, 3600.0));
   app.add_option("-n,--repetitions", reps, "Alternating repetitions (default 3)")->check(CLI::Range(1, 100));
-  app.add_option("--only", only, "Run only the workloads whose name contains this");
+  app.add_option("--only", only, "Run only the workloads whose name contains this (QD1 ones included)");
   app.add_flag("--qd1", qd1, "Also run the 4 KiB QD1 workloads");
   app.add_flag("--no-fio", no_fio, "Device only (no host baseline)");
   app.add_flag("--direct-chains", direct_chains, "3-descriptor chains instead of indirect tables");
@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
     std::vector<double> dev_iops, dev_mib, host_iops, host_mib, ratio, kicks_per_op, irqs_per_op;
   };
   std::vector<Workload> workloads;
-  for (const auto& w : default_workloads(qd1))
+  for (const auto& w : default_workloads(qd1 || !only.empty()))
     if (only.empty() || w.name.find(only) != std::string::npos) workloads.push_back(w);
   std::map<std::string, Samples> s;
   for (int rep = 0; rep < reps; ++rep) {
