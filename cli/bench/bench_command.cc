@@ -227,6 +227,11 @@ int run_bench_command(int argc, char** argv) {
   app.add_option("--microvm", ctx.microvm_binary, "microvm binary under test (default: this one)");
   app.add_option("--qemu", ctx.qemu_binary, "QEMU binary for --compare qemu");
   app.add_option("--strace", ctx.strace_binary, "strace binary");
+  app.add_option("--microvm-arg", ctx.microvm_extra_args,
+                 "Extra argument for every real-guest microvm run (repeatable, e.g. --microvm-arg=--no-rng)")
+      ->allow_extra_args(false);
+  app.add_option("--qemu-arg", ctx.qemu_extra_args, "Extra argument for every real-guest QEMU run (repeatable)")
+      ->allow_extra_args(false);
   app.add_option("--gnuplot", gnuplot, "gnuplot binary for --report");
   app.add_option("--sample-after-ms", sample_ms, "Sample VMM memory this long after start (default 4000)")
       ->check(CLI::Range(int64_t{100}, int64_t{600'000}));

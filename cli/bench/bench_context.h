@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace microvm::bench {
 
@@ -16,6 +17,10 @@ struct BenchContext {
   std::string initrd;           // "" = the scenario builds its own
   std::string source_dir;       // for scripts/make-initramfs.sh
   std::string work_dir;         // scratch, removed at exit unless kept
+  // Extra arguments appended to every microvm / QEMU command line of the real-guest runs
+  // (e.g. "--no-rng", "-cpu ..."), for experiments on what a difference costs.
+  std::vector<std::string> microvm_extra_args;
+  std::vector<std::string> qemu_extra_args;
   uint64_t memory_bytes = 512ull << 20;
   unsigned cpus = 1;
   // How long after spawn the running VMM's memory is sampled.

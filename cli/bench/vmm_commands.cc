@@ -16,6 +16,7 @@ std::vector<std::string> microvm_command(const BenchContext& ctx, const std::str
                                 "--memory", mib(ctx), "--cpus", std::to_string(ctx.cpus)};
   if (!initrd.empty()) a.insert(a.end(), {"--initrd", initrd});
   if (boot_timer) a.push_back("--boot-timer");
+  a.insert(a.end(), ctx.microvm_extra_args.begin(), ctx.microvm_extra_args.end());
   return a;
 }
 
@@ -26,6 +27,7 @@ std::vector<std::string> qemu_command(const BenchContext& ctx, const std::string
                                 "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
                                 "-kernel", ctx.kernel, "-append", ctx.cmdline};
   if (!initrd.empty()) a.insert(a.end(), {"-initrd", initrd});
+  a.insert(a.end(), ctx.qemu_extra_args.begin(), ctx.qemu_extra_args.end());
   return a;
 }
 
