@@ -679,6 +679,70 @@ static void check_pci(void) {
   if (host_bridges == 0) bootcheck_fail("no PCI host bridge on bus 0 (Linux then finds no config access)");
 }
 
+/* ---- virtio-mmio devices on the command line ------------------------------------- */
+
+/* Every "virtio_mmio.device=<size>@<addr>:<irq>" must name a live virtio-mmio v2 device
+ * inside the ABI window, on a usable IOAPIC pin, without sharing address or pin. */
+static void check_virtio_mmio(u64 bp) {
+  u64 p = ld32(bp + HDR_CMD_LINE_PTR) | ((u64)ld32(bp + BP_EXT_CMD_LINE_PTR) << 32);
+  if (!p || p >= FOUR_GIB) return;
+  static const char key[] = "virtio_mmio.device=";
+  const char* c = (const char*)(usize)p;
+  u64 addrs[16];
+  u32 irqs[16], n = 0;
+  for (usize i = 0; i < MICROVM_CMDLINE_MAX && c[i] && n < 16; i++) {
+    if (fw_memcmp(c + i, key, sizeof key - 1) != 0) continue;
+    const char* s = c + i + sizeof key - 1;
+    while (*s && *s != '@' && *s != ' ') s++;
+    if (*s != '@') {
+      bootcheck_fail("virtio_mmio.device= without @address");
+      continue;
+    }
+    s++;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) s += 2;
+    u64 addr = 0;
+    for (;; s++) {
+      char ch = *s;
+      if (ch >= '0' && ch <= '9') addr = addr * 16 + (u64)(ch - '0');
+      else if (ch >= 'a' && ch <= 'f') addr = addr * 16 + (u64)(ch - 'a' + 10);
+      else break;
+    }
+    u32 irq = 0;
+    if (*s == ':')
+      for (s++; *s >= '0' && *s <= '9'; s++) irq = irq * 10 + (u32)(*s - '0');
+    u32 magic = 0, version = 0, id = 0;
+    int in_window = addr >= MICROVM_VIRTIO_MMIO_BASE && addr < MICROVM_VIRTIO_MMIO_BASE + 0x1000000 && !(addr & 0xfff);
+    if (in_window) {
+      magic = *(volatile u32*)(usize)addr;
+      version = *(volatile u32*)(usize)(addr + 4);
+      id = *(volatile u32*)(usize)(addr + 8);
+    }
+    bootcheck_line("virtio_mmio addr=");
+    fw_put_hex(addr);
+    fw_puts(" irq=");
+    fw_put_dec(irq);
+    fw_puts(" magic=");
+    fw_put_hex(magic);
+    fw_puts(" version=");
+    fw_put_dec(version);
+    fw_puts(" device_id=");
+    fw_put_dec(id);
+    fw_putc('\n');
+    if (!in_window) bootcheck_fail_hex("virtio-mmio device outside the ABI window:", addr);
+    else if (magic != 0x74726976 || version != 2 || id == 0) bootcheck_fail_hex("no virtio-mmio v2 device at", addr);
+    if (irq == 0 || irq >= 24 || irq == 4) bootcheck_fail_hex("virtio-mmio interrupt not a free IOAPIC pin:", irq);
+    for (u32 k = 0; k < n; k++) {
+      if (addrs[k] == addr) bootcheck_fail_hex("two virtio-mmio devices at", addr);
+      if (irqs[k] == irq) bootcheck_fail_hex("two virtio-mmio devices on irq", irq);
+    }
+    addrs[n] = addr;
+    irqs[n++] = irq;
+  }
+  bootcheck_line("virtio_mmio devices=");
+  fw_put_dec(n);
+  fw_putc('\n');
+}
+
 /* ---- all -------------------------------------------------------------------------- */
 
 void bootcheck_run(u64 bp, u64 image_start, u64 image_end) {
@@ -705,5 +769,6 @@ void bootcheck_run(u64 bp, u64 image_start, u64 image_end) {
   check_acpi(bp);
   check_cpuid();
   check_pci();
+  check_virtio_mmio(bp);
   memory_test(image_start, image_end); /* last: it may switch to our own page tables */
 }

@@ -5,6 +5,7 @@
 // only the host knows (what was asked for on the command line).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -145,6 +146,20 @@ TEST_F(FirmwareBootTest, PowerOffThroughPm1aControl) {
   ASSERT_NO_FATAL_FAILURE(expect_clean(r));
   EXPECT_EQ(line_of(r, "poweroff="), "BOOTCHECK poweroff=pm1a");
   EXPECT_EQ(r.out.find("did not stop the VM"), std::string::npos) << r.describe();
+}
+
+// With --transport mmio, every device is announced on the command line and answers there.
+TEST_F(FirmwareBootTest, VirtioMmioDevicesAreAnnouncedAndLive) {
+  TempDir dir;
+  std::string disk = dir.write_file("disk.img", std::string(64 * 1024, '\0'));
+  ASSERT_FALSE(disk.empty());
+  VmRunResult r = boot("boot_check", {"--memory", "64M", "--transport", "mmio", "--disk", disk + ",format=raw"});
+  ASSERT_NO_FATAL_FAILURE(expect_clean(r));
+  EXPECT_EQ(line_of(r, "virtio_mmio devices="), "BOOTCHECK virtio_mmio devices=2");  // blk + rng
+  std::vector<std::string> ids;
+  for (const auto& l : r.lines_with_prefix("BOOTCHECK virtio_mmio addr=")) ids.push_back(field(l, "device_id"));
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"2", "4"})) << r.describe();
 }
 
 std::string random_bytes(size_t n, uint32_t seed) {
