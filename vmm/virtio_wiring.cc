@@ -128,13 +128,15 @@ Result<void> VirtioWiring::setup_pci_root() {
   // The root bridge exists even without PCI devices: stock kernels expect one, and port 0xcf9
   // (reset) lives in its config dword.
   pci_root_ = TRY(PciRoot::create(PciRootLayout{}));
-  pci_root_->set_bar_listener(this);
   pci_root_->set_cf9_hook([this](uint8_t v) {
     if ((v & 0x04) && ctx_.on_reset_request) ctx_.on_reset_request();
   });
   const auto& l = pci_root_->layout();
   TRY(ctx_.pio.add(l.config_io_base, l.config_io_size, &pci_root_->config_io()));
   TRY(ctx_.mmio.add(l.ecam_base, l.ecam_size, &pci_root_->ecam()));
+  // The root decodes its whole BAR window itself, as a host bridge does: BAR moves never touch
+  // our buses (a bus change from inside a config write would deadlock on the bus lock).
+  TRY(ctx_.mmio.add(l.mmio_base, l.mmio_size, &pci_root_->mmio_window()));
   return {};
 }
 
@@ -159,15 +161,6 @@ Result<void> VirtioWiring::attach(std::unique_ptr<VirtioDevice> device, const ch
   cmdline_ += (*t)->cmdline_fragment();
   mmio_devices_.push_back(std::move(*t));
   return {};
-}
-
-void VirtioWiring::on_bar_change(const PciBarChange& change) {
-  if (change.old_base) ctx_.mmio.remove(*change.old_base);
-  if (change.new_base && change.handler) {
-    auto r = ctx_.mmio.add(*change.new_base, change.size, change.handler);
-    if (!r) ctx_.log.log(LogLevel::kWarn, "PCI %02x BAR%u at 0x%llx: %s", change.slot, change.bar,
-                         static_cast<unsigned long long>(*change.new_base), r.error().what.c_str());
-  }
 }
 
 }  // namespace microvm

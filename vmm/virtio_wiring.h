@@ -21,7 +21,7 @@
 
 namespace microvm {
 
-class VirtioWiring final : private PciBarListener {
+class VirtioWiring final {
  public:
   struct Context {
     const VmConfig& config;
@@ -34,7 +34,7 @@ class VirtioWiring final : private PciBarListener {
     std::function<void()> on_reset_request;  // port 0xcf9 (shares the PCI config dword)
   };
   [[nodiscard]] static Result<std::unique_ptr<VirtioWiring>> create(Context ctx);
-  ~VirtioWiring() override;
+  ~VirtioWiring();
 
   // Kernel command-line fragment announcing virtio-mmio devices (empty for PCI).
   std::string kernel_cmdline() const { return cmdline_; }
@@ -45,7 +45,6 @@ class VirtioWiring final : private PciBarListener {
   explicit VirtioWiring(Context ctx) : ctx_(std::move(ctx)), services_(ctx_.vm) {}
   [[nodiscard]] Result<void> setup_pci_root();
   [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what);
-  void on_bar_change(const PciBarChange& change) override;
 
   Context ctx_;
   KvmVmServices services_;
