@@ -69,6 +69,26 @@ TEST(LinuxDisk, PciDisksRngAndHugepages) {
   std::string host_sha = shell("head -c 1048576 " + rw + " | sha256sum | cut -c1-64");
   host_sha.erase(host_sha.find_last_not_of("\n") + 1);
 
+  // qcow2 made by qemu-img: a three-level backing chain (base <- mid <- top, each level
+  // writing its own pattern), and a compressed image the guest then writes into.
+  const std::string d = dir.path();
+  ASSERT_EQ(system(("cd " + d + " && qemu-img create -q -f qcow2 base.qcow2 8M && "
+                    "qemu-io -f qcow2 -c 'write -q -P 0x11 0 2M' base.qcow2 && "
+                    "qemu-img create -q -f qcow2 -o cluster_size=4096 -b base.qcow2 -F qcow2 mid.qcow2 && "
+                    "qemu-io -f qcow2 -c 'write -q -P 0x22 1M 2M' mid.qcow2 && "
+                    "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 && "
+                    "qemu-io -f qcow2 -c 'write -q -P 0x33 2560K 1M' top.qcow2 && "
+                    "qemu-img convert -c -O qcow2 rw.img packed.qcow2").c_str()),
+            0)
+      << "qemu-img/qemu-io (qemu-utils) failed";
+  auto sha_of = [&](const std::string& cmd) {
+    std::string s = shell(cmd + " | sha256sum | cut -c1-64");
+    return s.substr(0, s.find_last_not_of("\n") + 1);
+  };
+  std::string chain_sha = sha_of("qemu-img convert -O raw " + d + "/top.qcow2 " + d + "/top.raw && cat " + d + "/top.raw");
+  std::string packed_sha =
+      sha_of("qemu-img convert -O raw " + d + "/packed.qcow2 " + d + "/packed.raw && cat " + d + "/packed.raw");
+
   auto initrd = make_initramfs(dir, {.script = R"SH(
 echo "vda_sha=$(head -c 1048576 /dev/vda | sha256sum | cut -c1-64)"
 echo "vda_sectors=$(cat /sys/block/vda/size) vda_serial=$(cat /sys/block/vda/serial)"
@@ -80,6 +100,11 @@ sync
 dd if=/tmp/p of=/dev/vdb bs=512 count=1 conv=sync,notrunc oflag=direct 2>/dev/null
 echo "vdb_write=$?"
 echo "rng=$(cat /sys/class/misc/hw_random/rng_current) bytes=$(head -c 64 /dev/hwrng | wc -c)"
+echo "chain_sha=$(sha256sum < /dev/vdc | cut -c1-64)"
+echo "packed_sha=$(sha256sum < /dev/vdd | cut -c1-64)"
+dd if=/tmp/p of=/dev/vdd bs=512 seek=4096 count=1 conv=sync,notrunc oflag=direct 2>/dev/null
+echo "vdd_write=$?"
+sync
 )SH"});
   ASSERT_TRUE(initrd) << initrd.error().what;
   ensure_hugepages(128);
@@ -87,7 +112,8 @@ echo "rng=$(cat /sys/class/misc/hw_random/rng_current) bytes=$(head -c 64 /dev/h
   opts.timeout = std::chrono::minutes(12);
   auto r = run_microvm({"run", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory", "256M",
                         "--hugepages", "--cmdline", guest_cmdline(), "--disk", rw + ",format=raw,serial=microvm-disk0",
-                        "--disk", ro + ",format=raw,readonly=on"},
+                        "--disk", ro + ",format=raw,readonly=on", "--disk",
+                        d + "/top.qcow2,format=qcow2,image_backing=on,readonly=on", "--disk", d + "/packed.qcow2,format=qcow2"},
                        opts);
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("vda_sha=" + host_sha), std::string::npos) << "host sha " << host_sha << "\n" << r.describe();
@@ -104,6 +130,16 @@ echo "rng=$(cat /sys/class/misc/hw_random/rng_current) bytes=$(head -c 64 /dev/h
   EXPECT_EQ(after.substr(2048 * 512 + 20, 492), std::string(492, '\0'));
   EXPECT_EQ(after.substr(0, 2048 * 512), data.substr(0, 2048 * 512));
   EXPECT_EQ(read_file(ro), std::string(1 << 20, 'R'));
+  // qcow2 read by the guest's driver equals qemu-img's reading; what it wrote into the
+  // compressed image is valid qcow2 to qemu-img and holds the pattern.
+  EXPECT_NE(r.out.find("chain_sha=" + chain_sha), std::string::npos) << "qemu-img: " << chain_sha << "\n" << r.describe();
+  EXPECT_NE(r.out.find("packed_sha=" + packed_sha), std::string::npos) << "qemu-img: " << packed_sha << "\n" << r.describe();
+  EXPECT_NE(r.out.find("vdd_write=0"), std::string::npos) << r.describe();
+  EXPECT_EQ(system(("qemu-img check -q " + d + "/packed.qcow2").c_str()), 0) << "qemu-img check found errors";
+  std::string back = shell("qemu-img convert -O raw " + d + "/packed.qcow2 " + d + "/after.raw && dd if=" + d +
+                           "/after.raw bs=512 skip=4096 count=1 2>/dev/null");
+  EXPECT_EQ(back.substr(0, 20), "microvm-pattern-1234");
+  EXPECT_EQ(back.substr(20), std::string(492, '\0'));
 }
 
 // Runs microvm until `marker` appears on its console, then SIGKILLs it. Returns the output.
