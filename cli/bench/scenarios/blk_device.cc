@@ -40,7 +40,10 @@ class BlkDeviceScenario final : public Scenario {
            "driver; 4 KiB random and 1 MiB sequential reads/writes";
   }
   std::vector<std::string> baselines() const override { return {"host"}; }
-  std::vector<std::string> notes(const BenchContext&) const override {
+  std::vector<std::string> notes(const BenchContext& ctx) const override {
+    // Called before prepare(): derive the file the same way it will.
+    std::string file = env_string("MICROVM_BENCH_BLK_FILE", ctx.work_dir + "/blk-device.img");
+    auto mib = static_cast<uint64_t>(env_double("MICROVM_BENCH_BLK_FILE_MIB", 1024));
     return {"No guest and no KVM: a host thread writes descriptors into memfd guest RAM, kicks an eventfd (as "
             "KVM's ioeventfd would) and sleeps on the eventfd the device's interrupt signals (as an irqfd "
             "would). EVENT_IDX and indirect descriptors are negotiated, as Linux does. The device runs on its "
@@ -48,8 +51,8 @@ class BlkDeviceScenario final : public Scenario {
             "host = fio --ioengine=io_uring --direct=1 with the same block size, pattern and queue depth on the "
             "same file. Throughput metrics: higher is better, so the table's baseline/microvm ratio reads "
             "below 1 when microvm is faster.",
-            "The file is " + std::to_string(file_mib_) + " MiB, fully written before the first run, on " +
-                (fs_.empty() ? std::string("the scratch directory's filesystem") : fs_) + "."};
+            "The file (" + file + ") is " + std::to_string(mib) + " MiB, fully written before the first run, on " +
+                blkbench::filesystem_of(file.substr(0, file.rfind('/') + 1)) + "."};
   }
   std::map<std::string, std::string> metric_descriptions() const override {
     std::map<std::string, std::string> d;
