@@ -104,6 +104,12 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const std::b
   if (hdr.relocatable_kernel && (align == 0 || (align & (align - 1)))) return fail("kernel: bzImage kernel_alignment is not a power of two");
   uint64_t load = hdr.pref_address ? hdr.pref_address : MICROVM_KERNEL_DEFAULT_ADDR;
   if (load < 0x100000) load = MICROVM_KERNEL_DEFAULT_ADDR;
+  // A relocatable kernel may run anywhere on a kernel_alignment boundary (boot protocol
+  // 2.05+); a pref_address off that boundary is rounded up, never used as is.
+  if (hdr.relocatable_kernel && (load & (align - 1))) {
+    if (load > UINT64_MAX - align) return fail("kernel: bzImage pref_address overflows");
+    load = (load + align - 1) & ~(align - 1);
+  }
   uint64_t footprint = std::max<uint64_t>(hdr.init_size, payload.size());
   if (footprint > (1ull << 32)) return fail("kernel: bzImage init_size is implausibly large");
   TRY(place(mem, GuestAddress(load), payload, footprint));
