@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -32,11 +33,17 @@ using Clock = std::chrono::steady_clock;
 class EventFdInterrupt final : public Interrupt {
  public:
   explicit EventFdInterrupt(const EventFd& fd) : fd_(fd) {}
-  void notify_queue(uint16_t) override { fd_.signal(); }
+  void notify_queue(uint16_t) override {
+    if (inline_handler_) inline_handler_();
+    else fd_.signal();
+  }
   void notify_config() override {}
+  // Diagnostic mode: run the driver's completion handling right here, on the device thread.
+  void set_inline_handler(std::function<void()> h) { inline_handler_ = std::move(h); }
 
  private:
   const EventFd& fd_;
+  std::function<void()> inline_handler_;
 };
 
 // §2.7.10: the other side wants a notification iff `event` lies in [old, new).
@@ -244,35 +251,16 @@ Result<RunResult> run_device(const DeviceRunOptions& o, const Workload& w) {
   // The loop thread is not running yet, so activating here is single-threaded like on it.
   TRY(dev->activate(ActivationContext{*mem, interrupt, *loop, features, {qc}}));
 
-  std::thread loop_thread([&] {
-    ::pthread_setname_np(::pthread_self(), "blk-device");  // tells the two sides apart in perf
-    (void)loop->run();
-  });
-  struct Stopper {
-    EventLoop& loop;
-    std::thread& t;
-    ~Stopper() {
-      loop.stop();
-      t.join();
-    }
-  } stopper{*loop, loop_thread};
-
   Driver drv(*mem, l, o.queue_size, o.indirect, w, disk_bytes);
   RunResult r;
   uint64_t errors = 0;
   unsigned in_flight = 0;
   bool measuring = true;
-  auto t0 = Clock::now();
-  auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
-  Watchdog watchdog(std::chrono::milliseconds(static_cast<int64_t>(o.seconds * 1000) + 30'000), irq);
-
-  for (unsigned i = 0; i < w.queue_depth; ++i) drv.queue_request(i);
-  in_flight = w.queue_depth;
-  if (drv.publish()) kick.signal();
-  while (in_flight > 0) {
-    uint64_t v;
-    if (::read(irq.fd(), &v, sizeof v) < 0 && errno != EINTR) return fail_errno("read interrupt eventfd");
-    if (watchdog.fired()) return fail(ETIMEDOUT, "virtio-blk device stopped completing requests");
+  auto done = TRY(EventFd::create(/*nonblocking=*/false));  // inline mode: the driver finished
+  // What the guest's interrupt handler does: reap, check, resubmit, publish, kick if asked.
+  // Returns true once everything drained after the deadline.
+  Clock::time_point t0, deadline;
+  auto on_interrupt = [&]() -> bool {
     bool queued = false;
     drv.reap([&](unsigned slot, bool ok) {
       --in_flight;
@@ -292,6 +280,39 @@ Result<RunResult> run_device(const DeviceRunOptions& o, const Workload& w) {
       }
     }
     if (queued && drv.publish()) kick.signal();
+    return in_flight == 0;
+  };
+  if (o.inline_driver)
+    interrupt.set_inline_handler([&] {
+      if (in_flight > 0 && on_interrupt()) done.signal();
+    });
+
+  t0 = Clock::now();
+  deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
+  for (unsigned i = 0; i < w.queue_depth; ++i) drv.queue_request(i);
+  in_flight = w.queue_depth;
+  if (drv.publish()) kick.signal();  // picked up once the loop runs
+
+  std::thread loop_thread([&] {
+    ::pthread_setname_np(::pthread_self(), "blk-device");  // tells the two sides apart in perf
+    (void)loop->run();
+  });
+  struct Stopper {
+    EventLoop& loop;
+    std::thread& t;
+    ~Stopper() {
+      loop.stop();
+      t.join();
+    }
+  } stopper{*loop, loop_thread};
+  const EventFd& wake = o.inline_driver ? done : irq;
+  Watchdog watchdog(std::chrono::milliseconds(static_cast<int64_t>(o.seconds * 1000) + 30'000), wake);
+
+  for (bool finished = false; !finished;) {
+    uint64_t v;
+    if (::read(wake.fd(), &v, sizeof v) < 0 && errno != EINTR) return fail_errno("read interrupt eventfd");
+    if (watchdog.fired()) return fail(ETIMEDOUT, "virtio-blk device stopped completing requests");
+    finished = o.inline_driver || on_interrupt();
   }
   if (errors) return fail(EIO, std::to_string(errors) + " requests completed with an error status");
   const auto& c = dev->counters();

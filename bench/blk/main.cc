@@ -30,6 +30,9 @@ int main(int argc, char** argv) {
   app.add_flag("--qd1", qd1, "Also run the 4 KiB QD1 workloads");
   app.add_flag("--no-fio", no_fio, "Device only (no host baseline)");
   app.add_flag("--direct-chains", direct_chains, "3-descriptor chains instead of indirect tables");
+  bool inline_driver = false;
+  app.add_flag("--inline-driver", inline_driver,
+               "Diagnostic: handle completions on the device thread (no irq/kick hop between threads)");
   app.add_option("--fio", fio, "fio binary");
   CLI11_PARSE(app, argc, argv);
 
@@ -47,6 +50,7 @@ int main(int argc, char** argv) {
   dopt.path = file;
   dopt.seconds = seconds;
   dopt.indirect = !direct_chains;
+  dopt.inline_driver = inline_driver;
   struct Samples {
     std::vector<double> dev_iops, dev_mib, host_iops, host_mib, ratio, kicks_per_op, irqs_per_op;
   };
