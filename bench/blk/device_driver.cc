@@ -34,8 +34,10 @@ class EventFdInterrupt final : public Interrupt {
  public:
   explicit EventFdInterrupt(const EventFd& fd) : fd_(fd) {}
   void notify_queue(uint16_t) override {
-    if (inline_handler_) inline_handler_();
-    else fd_.signal();
+    if (inline_handler_)
+      inline_handler_();
+    else
+      fd_.signal();
   }
   void notify_config() override {}
   // Diagnostic mode: run the driver's completion handling right here, on the device thread.
@@ -58,7 +60,7 @@ struct Layout {
   uint64_t desc = 0, avail = 0, used = 0;
   uint64_t slots = 2ull << 20;  // per slot: header @0 (16), status @16 (1), indirect table @32 (48)
   static constexpr uint64_t kSlotBytes = 128;
-  uint64_t data = 4ull << 20;   // per slot: one block_bytes buffer, 4 KiB aligned for O_DIRECT
+  uint64_t data = 4ull << 20;  // per slot: one block_bytes buffer, 4 KiB aligned for O_DIRECT
   uint64_t data_stride = 0;
 };
 
@@ -66,8 +68,7 @@ struct Layout {
 // the trusted guest, so it may; the device still sees only guest addresses.
 class Driver {
  public:
-  Driver(const GuestMemory& mem, const Layout& l, uint16_t qsize, bool indirect, const Workload& w,
-         uint64_t disk_bytes)
+  Driver(const GuestMemory& mem, const Layout& l, uint16_t qsize, bool indirect, const Workload& w, uint64_t disk_bytes)
       : l_(l), qsize_(qsize), indirect_(indirect), w_(w), blocks_(disk_bytes / w.block_bytes) {
     std::byte* base = mem.regions()[0].host;  // one region at guest 0 (checked by the caller)
     base_ = base;
@@ -228,7 +229,7 @@ Result<RunResult> run_device(const DeviceRunOptions& o, const Workload& w) {
   if (disk_bytes < uint64_t{w.block_bytes} * w.queue_depth) return fail(EINVAL, "test file too small");
 
   auto loop = TRY(EventLoop::create());
-  auto kick = TRY(EventFd::create());                     // the "ioeventfd": device side drains it
+  auto kick = TRY(EventFd::create());                      // the "ioeventfd": device side drains it
   auto irq = TRY(EventFd::create(/*nonblocking=*/false));  // the "irqfd": the driver sleeps on it
   EventFdInterrupt interrupt(irq);
 

@@ -17,11 +17,11 @@
 namespace microvm::blkbench {
 
 struct DeviceRunOptions {
-  std::string path;                    // the raw file; opened with cache=none (O_DIRECT), io_uring
-  double seconds = 5;                  // measured time
+  std::string path;    // the raw file; opened with cache=none (O_DIRECT), io_uring
+  double seconds = 5;  // measured time
   uint64_t guest_memory_bytes = 256ull << 20;
   uint16_t queue_size = 256;
-  bool indirect = true;                // as Linux does when VIRTIO_F_INDIRECT_DESC is offered
+  bool indirect = true;  // as Linux does when VIRTIO_F_INDIRECT_DESC is offered
   // Diagnostic, not a VM model: the driver's completion handling runs inside the device's
   // interrupt call on the device thread, so no eventfd round trip to a second thread. The gap
   // to the normal mode is what the irq -> driver -> kick hops cost.

@@ -55,13 +55,16 @@ Result<std::string> capture(const std::vector<std::string>& argv) {
   char buf[65536];
   for (;;) {
     ssize_t n = ::read(rd.get(), buf, sizeof buf);
-    if (n > 0) out.append(buf, static_cast<size_t>(n));
-    else if (n == 0 || errno != EINTR) break;
+    if (n > 0)
+      out.append(buf, static_cast<size_t>(n));
+    else if (n == 0 || errno != EINTR)
+      break;
   }
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return fail(EIO, argv[0] + " failed (status " + std::to_string(status) + ")");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return fail(EIO, argv[0] + " failed (status " + std::to_string(status) + ")");
   return out;
 }
 

@@ -2,12 +2,11 @@
 // For each workload and repetition it runs the device (a host thread as the guest driver,
 // the real BlkDevice + io_uring on the file) and fio on the same file, alternating which goes
 // first, then prints medians with min-max and the microvm/host ratio.
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <map>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "bench/blk/device_driver.h"
 #include "bench/blk/fio_runner.h"
@@ -79,8 +78,10 @@ int main(int argc, char** argv) {
         host = *r;
       };
       // Alternate which side goes first so drifting load hits both alike.
-      if (rep % 2) run_host(), run_dev();
-      else run_dev(), run_host();
+      if (rep % 2)
+        run_host(), run_dev();
+      else
+        run_dev(), run_host();
       Samples& x = s[w.name];
       x.dev_iops.push_back(dev.iops());
       x.dev_mib.push_back(dev.mib_per_s());

@@ -31,7 +31,8 @@ std::vector<Workload> default_workloads(bool include_qd1) {
 
 Result<void> prepare_file(const std::string& path, uint64_t size_bytes, bool* reused) {
   constexpr uint64_t kChunk = 1 << 20;
-  if (size_bytes == 0 || size_bytes % kChunk) return fail(EINVAL, "test file size must be a positive multiple of 1 MiB");
+  if (size_bytes == 0 || size_bytes % kChunk)
+    return fail(EINVAL, "test file size must be a positive multiple of 1 MiB");
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) == size_bytes &&
       static_cast<uint64_t>(st.st_blocks) * 512 >= size_bytes) {
@@ -56,7 +57,8 @@ Result<void> prepare_file(const std::string& path, uint64_t size_bytes, bool* re
   for (uint64_t off = 0; off < size_bytes; off += kChunk) {
     words[0] = off;  // every block distinct
     ssize_t n = ::pwrite(fd.get(), mem, kChunk, static_cast<off_t>(off));
-    if (n != static_cast<ssize_t>(kChunk)) return n < 0 ? fail_errno("write " + path) : fail(EIO, "short write to " + path);
+    if (n != static_cast<ssize_t>(kChunk))
+      return n < 0 ? fail_errno("write " + path) : fail(EIO, "short write to " + path);
   }
   if (::fsync(fd.get()) != 0) return fail_errno("fsync " + path);
   return {};

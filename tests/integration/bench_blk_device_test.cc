@@ -28,8 +28,8 @@ TEST(BenchBlkDevice, JsonHasEveryWorkloadForMicrovmAndHost) {
   VmRunOptions opts;
   opts.timeout = std::chrono::minutes(4);
   opts.env = {"MICROVM_BENCH_BLK_SECONDS=0.3", "MICROVM_BENCH_BLK_FILE_MIB=16"};
-  VmRunResult r = run_microvm({"bench", "--scenario", "blk", "--compare", "host", "--no-probe", "--json", "-n", "1"},
-                              opts);
+  VmRunResult r =
+      run_microvm({"bench", "--scenario", "blk", "--compare", "host", "--no-probe", "--json", "-n", "1"}, opts);
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   json j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
   ASSERT_FALSE(j.is_discarded()) << "stdout is not JSON:\n" << r.out;

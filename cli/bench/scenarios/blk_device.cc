@@ -44,15 +44,16 @@ class BlkDeviceScenario final : public Scenario {
     // Called before prepare(): derive the file the same way it will.
     std::string file = env_string("MICROVM_BENCH_BLK_FILE", ctx.work_dir + "/blk-device.img");
     auto mib = static_cast<uint64_t>(env_double("MICROVM_BENCH_BLK_FILE_MIB", 1024));
-    return {"No guest and no KVM: a host thread writes descriptors into memfd guest RAM, kicks an eventfd (as "
-            "KVM's ioeventfd would) and sleeps on the eventfd the device's interrupt signals (as an irqfd "
-            "would). EVENT_IDX and indirect descriptors are negotiated, as Linux does. The device runs on its "
-            "own event-loop thread, as in the VMM.",
-            "host = fio --ioengine=io_uring --direct=1 with the same block size, pattern and queue depth on the "
-            "same file. Throughput metrics: higher is better, so the table's baseline/microvm ratio reads "
-            "below 1 when microvm is faster.",
-            "The file (" + file + ") is " + std::to_string(mib) + " MiB, fully written before the first run, on " +
-                blkbench::filesystem_of(file.substr(0, file.rfind('/') + 1)) + "."};
+    return {
+        "No guest and no KVM: a host thread writes descriptors into memfd guest RAM, kicks an eventfd (as "
+        "KVM's ioeventfd would) and sleeps on the eventfd the device's interrupt signals (as an irqfd "
+        "would). EVENT_IDX and indirect descriptors are negotiated, as Linux does. The device runs on its "
+        "own event-loop thread, as in the VMM.",
+        "host = fio --ioengine=io_uring --direct=1 with the same block size, pattern and queue depth on the "
+        "same file. Throughput metrics: higher is better, so the table's baseline/microvm ratio reads "
+        "below 1 when microvm is faster.",
+        "The file (" + file + ") is " + std::to_string(mib) + " MiB, fully written before the first run, on " +
+            blkbench::filesystem_of(file.substr(0, file.rfind('/') + 1)) + "."};
   }
   std::map<std::string, std::string> metric_descriptions() const override {
     std::map<std::string, std::string> d;
@@ -85,7 +86,8 @@ class BlkDeviceScenario final : public Scenario {
         if (!d) return std::unexpected(d.error().context(w.name));
         r = *d;
         char buf[96];
-        std::snprintf(buf, sizeof buf, "kicks/op %.3f, interrupts/op %.3f", r.ops ? double(r.kicks) / double(r.ops) : 0.0,
+        std::snprintf(buf, sizeof buf, "kicks/op %.3f, interrupts/op %.3f",
+                      r.ops ? double(r.kicks) / double(r.ops) : 0.0,
                       r.ops ? double(r.interrupts) / double(r.ops) : 0.0);
         out.details[w.name] = buf;
       } else {
