@@ -9,6 +9,7 @@
 #include "boot/acpi/acpi_tables.h"
 #include "boot/kernel_loader.h"
 #include "boot/memory_map.h"
+#include "boot/mptable.h"
 #include "boot/page_tables.h"
 #include "boot/zero_page.h"
 #include "microvm/guest_abi.h"
@@ -148,6 +149,7 @@ Result<void> Machine::load_guest(const std::string& cmdline_extra) {
   acpi.num_cpus = config_.cpus;
   acpi.pci = virtio_->pci_window();
   spec.acpi_rsdp = TRY(write_acpi_tables(*memory_, acpi));
+  TRY(write_mp_table(*memory_, config_.cpus, static_cast<uint8_t>(config_.cpus)));
 
   std::array<std::byte, 32> seed;
   if (::getrandom(seed.data(), seed.size(), 0) != static_cast<ssize_t>(seed.size())) return fail_errno("getrandom");

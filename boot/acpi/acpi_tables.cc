@@ -12,7 +12,7 @@ namespace {
 
 using aml::Bytes;
 
-constexpr uint64_t kAcpiEnd = 0x100000;
+constexpr uint64_t kAcpiEnd = 0xf0000;  // the MP configuration table follows
 
 void put(Bytes& b, size_t off, uint64_t v, int n) {
   for (int i = 0; i < n; ++i) b[off + i] = static_cast<uint8_t>(v >> (8 * i));
@@ -129,7 +129,7 @@ Result<GuestAddress> write_acpi_tables(const GuestMemory& mem, const AcpiSpec& s
   uint64_t cursor = MICROVM_ACPI_ADDR + 64;  // RSDP first
   auto place = [&](const Bytes& t) -> Result<uint64_t> {
     uint64_t at = cursor;
-    if (at + t.size() > kAcpiEnd) return fail("ACPI tables do not fit below 1 MiB");
+    if (at + t.size() > kAcpiEnd) return fail("ACPI tables do not fit in 0xe0000-0xeffff");
     TRY(mem.write(GuestAddress(at), std::as_bytes(std::span(t))));
     cursor = (at + t.size() + 15) & ~uint64_t{15};
     return at;

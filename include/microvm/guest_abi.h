@@ -26,7 +26,7 @@
 #define MICROVM_CONSOLE_MARKER "\033_microvm-boot-marker\033\\"
 
 /* --- Guest-physical memory map ------------------------------------------------------- */
-#define MICROVM_MPTABLE_ADDR 0x9fc00ULL        /* (reserved, not used while ACPI is on) */
+#define MICROVM_MPTABLE_ADDR 0x9fc00ULL        /* MP floating pointer (config table at 0xf0000) */
 #define MICROVM_ZERO_PAGE_ADDR 0x7000ULL       /* struct boot_params */
 #define MICROVM_CMDLINE_ADDR 0x20000ULL        /* kernel command line, up to 64 KiB */
 #define MICROVM_CMDLINE_MAX 0x10000ULL
