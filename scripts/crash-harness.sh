@@ -71,16 +71,20 @@ base = open(baseline, "rb").read()
 if len(cur) < blocks * B or len(base) < blocks * B:
     print("verify: image shorter than %d blocks (%d bytes)" % (blocks, len(cur))); sys.exit(1)
 
+FILL = bytes(B)
+def check(e, s, b, i):
+    return (((e * 0x9E3779B1) ^ (s * 0x85EBCA6B) ^ (b * 0xC2B2AE35) ^ (i * 0x27D4EB2F)) + 0x165667B1) & M
 def parse(blk, b):
-    w = struct.unpack("<%dI" % WORDS, blk)
-    if w[0] != MAGIC or w[3] != b: return None
-    x = ((w[2] * 0x9E3779B1) ^ (w[1] * 0x85EBCA6B) ^ w[3]) & M
-    s = 0
-    for i in range(4): s = (s * 31 + w[i]) & M
-    for i in range(4, WORDS - 1):
-        if w[i] != (x + i * 0x01000193) & M: return None
-        s = (s * 31 + w[i]) & M
-    return (w[1], w[2]) if s == w[WORDS - 1] else None
+    # Every 512-byte sector: MAGIC, epoch, seq, block, index, check; the rest zero.
+    e = s = None
+    for i in range(8):
+        o = i * 512
+        h = struct.unpack_from("<6I", blk, o)
+        if h[0] != MAGIC or h[3] != b or h[4] != i or h[5] != check(h[1], h[2], b, i): return None
+        if e is None: e, s = h[1], h[2]
+        elif (h[1], h[2]) != (e, s): return None
+        if blk[o + 24:o + 512] != FILL[o + 24:o + 512]: return None
+    return (e, s)
 
 def block_of(seq): return (seq * stride + offset) & (blocks - 1)
 inv = pow(stride, -1, blocks)

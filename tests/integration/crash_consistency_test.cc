@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <random>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 #include "tests/integration/support/vm_process.h"
@@ -44,20 +45,27 @@ uint32_t word(std::string_view blk, uint32_t i) {
 struct Written {
   uint32_t epoch = 0, seq = 0;
 };
-// Mirrors fill_block() in firmware/blk_crash_writer/main.c: the (epoch, seq) of a whole,
-// valid block for block index `b`, else nothing.
+uint32_t fill_word(uint32_t) { return 0; }
+uint32_t sector_check(uint32_t e, uint32_t s, uint32_t b, uint32_t i) {
+  return ((e * 0x9E3779B1u) ^ (s * 0x85EBCA6Bu) ^ (b * 0xC2B2AE35u) ^ (i * 0x27D4EB2Fu)) + 0x165667B1u;
+}
+constexpr uint32_t kSectorWords = 128, kHdrWords = 6;
+// Mirrors fill_block() in firmware/blk_crash_writer/main.c: every 512-byte sector starts
+// with magic, epoch, seq, block, sector index, check; every other word is zero. The (epoch, seq) of a whole block for index `b`, else nothing
+// (a block torn at a sector boundary has disagreeing headers).
 std::optional<Written> parse_block(std::string_view blk, uint32_t b) {
-  if (blk.size() != kBlock || word(blk, 0) != kMagic || word(blk, 3) != b) return std::nullopt;
-  uint32_t epoch = word(blk, 1), seq = word(blk, 2);
-  uint32_t x = (seq * 0x9E3779B1u) ^ (epoch * 0x85EBCA6Bu) ^ b;
-  uint32_t sum = 0;
-  for (uint32_t i = 0; i < 4; i++) sum = sum * 31u + word(blk, i);
-  for (uint32_t i = 4; i < kWords - 1; i++) {
-    if (word(blk, i) != x + i * 0x01000193u) return std::nullopt;
-    sum = sum * 31u + word(blk, i);
+  if (blk.size() != kBlock) return std::nullopt;
+  Written got{word(blk, 1), word(blk, 2)};
+  for (uint32_t i = 0; i < kBlock / 512; i++) {
+    uint32_t o = i * kSectorWords;
+    if (word(blk, o) != kMagic || word(blk, o + 1) != got.epoch || word(blk, o + 2) != got.seq ||
+        word(blk, o + 3) != b || word(blk, o + 4) != i || word(blk, o + 5) != sector_check(got.epoch, got.seq, b, i))
+      return std::nullopt;
+    for (uint32_t j = kHdrWords; j < kSectorWords; j++) {
+      if (word(blk, o + j) != fill_word(o + j)) return std::nullopt;
+    }
   }
-  if (sum != word(blk, kWords - 1)) return std::nullopt;
-  return Written{epoch, seq};
+  return got;
 }
 
 struct Layout {
@@ -114,14 +122,13 @@ Verdict verify(const std::string& image, const std::string& baseline, const Layo
 }
 
 std::string make_block(uint32_t epoch, uint32_t seq, uint32_t b) {
-  std::string blk(kBlock, '\0');
-  uint32_t w[kWords] = {kMagic, epoch, seq, b};
-  uint32_t x = (seq * 0x9E3779B1u) ^ (epoch * 0x85EBCA6Bu) ^ b, sum = 0;
-  for (uint32_t i = 0; i < 4; i++) sum = sum * 31u + w[i];
-  for (uint32_t i = 4; i < kWords - 1; i++) sum = sum * 31u + (w[i] = x + i * 0x01000193u);
-  w[kWords - 1] = sum;
-  std::memcpy(blk.data(), w, kBlock);
-  return blk;
+  uint32_t w[kWords];
+  for (uint32_t i = 0; i < kWords; i++) w[i] = fill_word(i);
+  for (uint32_t i = 0; i < kBlock / 512; i++) {
+    uint32_t h[kHdrWords] = {kMagic, epoch, seq, b, i, sector_check(epoch, seq, b, i)};
+    std::memcpy(&w[i * kSectorWords], h, sizeof h);
+  }
+  return std::string(reinterpret_cast<const char*>(w), kBlock);
 }
 
 // The verifier must be able to fail: a lost flushed write, an older seq and a torn
@@ -144,10 +151,27 @@ TEST(CrashVerifier, DetectsLossAndTornBlocks) {
   std::string stale = img;  // another epoch's content where this epoch's flushed write belongs
   stale.replace(size_t{l.block_of(6)} * kBlock, kBlock, make_block(6, 6, l.block_of(6)));
   EXPECT_EQ(verify(stale, base, l, 10).lost, 1);
-  std::string torn = img;
-  torn[size_t{l.block_of(9)} * kBlock + 2048] ^= 1;
+  std::string torn = img;  // the last four sectors of seq 9's block still hold the old bytes
+  torn.replace(size_t{l.block_of(9)} * kBlock + 2048, 2048, base, size_t{l.block_of(9)} * kBlock + 2048, 2048);
   EXPECT_EQ(verify(torn, base, l, 8).torn, 1);
   EXPECT_EQ(verify(torn, base, l, 10).lost, 1);
+  std::string flipped = img;  // one bit anywhere in a block
+  flipped[size_t{l.block_of(9)} * kBlock + 3001] ^= 4;
+  EXPECT_EQ(verify(flipped, base, l, 8).torn, 1);
+}
+
+// run_process does not search PATH.
+std::string qemu_img() {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path ? path : "/usr/bin:/bin";
+  for (size_t at = 0; at <= dirs.size();) {
+    size_t end = dirs.find(':', at);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate = dirs.substr(at, end - at) + "/qemu-img";
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+    at = end + 1;
+  }
+  return "/usr/bin/qemu-img";
 }
 
 uint32_t last_flushed(const VmRunResult& r, int* lines) {
@@ -169,7 +193,7 @@ TEST_P(CrashConsistencyTest, FlushedWritesSurviveSigkill) {
   std::string img = dir_.path() + "/disk." + format;
   std::string raw_view = dir_.path() + "/view.raw";
   if (qcow2) {
-    VmRunResult c = run_process("qemu-img", {"create", "-q", "-f", "qcow2", img, std::to_string(kBlocks * kBlock)});
+    VmRunResult c = run_process(qemu_img(), {"create", "-q", "-f", "qcow2", img, std::to_string(kBlocks * kBlock)});
     ASSERT_EQ(c.exit_code, 0) << c.describe();
   } else {
     ASSERT_FALSE(dir_.write_file("disk.raw", std::string(kBlocks * kBlock, '\0')).empty());
@@ -206,10 +230,10 @@ TEST_P(CrashConsistencyTest, FlushedWritesSurviveSigkill) {
     std::string image;
     if (qcow2) {
       // 0: clean, 3: leaked clusters only (allowed after a kill); 2: corruption.
-      VmRunResult chk = run_process("qemu-img", {"check", "-q", "-f", "qcow2", img});
+      VmRunResult chk = run_process(qemu_img(), {"check", "-q", "-f", "qcow2", img});
       ASSERT_TRUE(chk.exit_code == 0 || chk.exit_code == 3) << "cycle " << c << " qemu-img check\n" << chk.describe();
       if (chk.exit_code == 3) leaks++;
-      VmRunResult conv = run_process("qemu-img", {"convert", "-f", "qcow2", "-O", "raw", img, raw_view});
+      VmRunResult conv = run_process(qemu_img(), {"convert", "-f", "qcow2", "-O", "raw", img, raw_view});
       ASSERT_EQ(conv.exit_code, 0) << conv.describe();
       image = read_all(raw_view);
     } else {
