@@ -76,8 +76,11 @@ sync
 umount /mnt/a; echo "umount_a=$?"
 umount /mnt/b
 )SH",
+                            // Guest kernel copies are emulated on the test host: under load the 1 MiB
+                            // round trip alone takes minutes of guest time (ctest allows 1500 s).
                             LinuxOptions{.extra_args = {"--share", rw, "--share", ro + ",tag=ro,readonly=on",
-                                                        "--log-level", "info"}});
+                                                        "--log-level", "info"},
+                                         .timeout = std::chrono::seconds(1400)});
   ASSERT_TRUE(r.has_value()) << r.error().what;
   const VmRunResult& run = r->run;
   ASSERT_TRUE(r->test_exit.has_value()) << run.describe();
