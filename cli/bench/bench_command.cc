@@ -238,6 +238,9 @@ int run_bench_command(int argc, char** argv) {
   app.add_option("--boot-timeout", boot_timeout_s, "Seconds allowed for one boot to user space (default 600)")
       ->check(CLI::Range(int64_t{1}, int64_t{3600}));
   app.add_flag("--no-probe", no_probe, "Skip the guest kernel-mode speed probe");
+  bool device_only = false;
+  app.add_flag("--device-only", device_only,
+               "Device mode: drive the real devices from a host-side harness, no guest (default: all device scenarios)");
   app.add_flag("--keep-work-dir", keep, "Keep the scratch directory (initramfs, traces, logs)");
   app.add_flag("-v,--verbose", verbose, "More progress output");
   try {
@@ -257,6 +260,9 @@ int run_bench_command(int argc, char** argv) {
     }
     return 0;
   }
+  if (scenarios.empty() && device_only)
+    for (const auto& s : registry.all())
+      if (s->device_mode()) scenarios.push_back(std::string(s->name()));
   if (scenarios.empty()) scenarios.push_back("startup");
   std::vector<Scenario*> selected;
   for (const auto& name : scenarios) {
@@ -265,8 +271,14 @@ int run_bench_command(int argc, char** argv) {
       std::fprintf(stderr, "microvm bench: unknown scenario '%s' (see --list)\n", name.c_str());
       return 2;
     }
+    if (device_only && !s->device_mode()) {
+      std::fprintf(stderr, "microvm bench: '%s' boots a guest; --device-only runs device-mode scenarios only\n",
+                   name.c_str());
+      return 2;
+    }
     selected.push_back(s);
   }
+  if (device_only) no_probe = true;  // no guest runs, so the guest speed probe says nothing
   auto mem = parse_size(memory);
   if (!mem || *mem < (16ull << 20)) {
     std::fprintf(stderr, "microvm bench: bad --memory '%s' (e.g. 512M, 1G; at least 16M)\n", memory.c_str());

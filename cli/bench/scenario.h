@@ -40,6 +40,9 @@ class Scenario {
   virtual ~Scenario() = default;
   virtual std::string_view name() const = 0;
   virtual std::string_view description() const = 0;
+  // Device mode: drives real devices and back ends from a host-side harness, with no guest
+  // (so it measures microvm even where guest kernel code is emulated). `--device-only` runs these.
+  virtual bool device_mode() const { return false; }
   // Baselines this scenario can run ("qemu", "host"); the subject is always "microvm".
   virtual std::vector<std::string> baselines() const = 0;
   // Sentences for the report: the method, and caveats that depend on the host.

@@ -40,6 +40,7 @@ class BlkDeviceScenario final : public Scenario {
            "driver; 4 KiB random and 1 MiB sequential reads/writes";
   }
   std::vector<std::string> baselines() const override { return {"host"}; }
+  bool device_mode() const override { return true; }
   std::vector<std::string> notes(const BenchContext& ctx) const override {
     // Called before prepare(): derive the file the same way it will.
     std::string file = env_string("MICROVM_BENCH_BLK_FILE", ctx.work_dir + "/blk-device.img");
