@@ -252,6 +252,12 @@ TEST_F(KernelLoaderTest, BzImageHonorsPrefAddressAndAbove4GInitrd) {
   k = load_bzimage(*mem_, make_bzimage(spec));
   ASSERT_TRUE(k);
   EXPECT_EQ(k->image_start, GuestAddress(MICROVM_KERNEL_DEFAULT_ADDR));
+  // A relocatable kernel's pref_address off its kernel_alignment is rounded up.
+  spec.pref_address = 0x1100000;
+  k = load_bzimage(*mem_, make_bzimage(spec));
+  ASSERT_TRUE(k) << k.error().what;
+  EXPECT_EQ(k->image_start, GuestAddress(0x1200000));
+  EXPECT_EQ(k->entry, GuestAddress(0x1200200));
 }
 
 TEST_F(KernelLoaderTest, BzImageDefaultCmdlineLimitWithoutField) {
@@ -356,8 +362,12 @@ TEST_F(KernelLoaderTest, BzImageInitSizeTooLargeForRam) {
 
 TEST_F(KernelLoaderTest, BzImagePrefAddressOutsideRam) {
   BzImageSpec spec;
-  spec.pref_address = UINT64_MAX - 0x100;
+  spec.pref_address = 1ull << 32;  // aligned, but far above the 64 MiB of RAM
   expect_bz_error(make_bzimage(spec), "does not fit in guest RAM");
+  spec.pref_address = UINT64_MAX - 0x100;  // rounding up to kernel_alignment would wrap
+  EXPECT_FALSE(load_bzimage(*mem_, make_bzimage(spec)));
+  spec.relocatable = 0;  // used as is: still outside RAM
+  EXPECT_FALSE(load_bzimage(*mem_, make_bzimage(spec)));
 }
 
 TEST_F(KernelLoaderTest, DetectionByMagic) {
