@@ -139,13 +139,17 @@ Result<void> VirtiofsdProcess::wait_for_socket(std::chrono::milliseconds timeout
   }
 }
 
-std::string VirtiofsdProcess::exit_description() {
-  if (!reaped_ && pid_ > 0) {
+std::string VirtiofsdProcess::exit_description(std::chrono::milliseconds wait) {
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  while (!reaped_ && pid_ > 0) {
     int status = 0;
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
       reaped_ = true;
       status_ = status;
+      break;
     }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return reaped_ ? describe_status(status_) : std::string();
 }

@@ -47,8 +47,9 @@ class VirtiofsdProcess {
   // A pidfd that becomes readable when virtiofsd exits (for an event loop), or -1.
   int pidfd() const { return pidfd_.get(); }
   // If it exited, reaps it and describes how ("exited with status 1", "killed by signal 9");
-  // empty while it runs.
-  std::string exit_description();
+  // empty while it runs. `wait` bounds how long to wait for an exit that is under way (its
+  // socket closes a moment before it becomes reapable).
+  std::string exit_description(std::chrono::milliseconds wait = std::chrono::milliseconds(0));
   // SIGTERM, up to `grace` for it to exit, then SIGKILL; reaps it and removes the runtime dir.
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(1000));
 

@@ -153,7 +153,9 @@ Result<void> FsDevice::start_backend(const ActivationContext& ctx) {
 }
 
 void FsDevice::backend_failed(const std::string& why) {
-  std::string how = options_.process ? options_.process->exit_description() : std::string();
+  // A backend that hung up is usually exiting: give it a moment to become reapable, so the
+  // log line can say how it ended. Bounded, and only once per failure.
+  std::string how = options_.process ? options_.process->exit_description(std::chrono::milliseconds(200)) : std::string();
   // Unregister before the socket fd is closed (epoll would keep reporting it otherwise), then
   // drop the connection: nothing more can be said to a backend that hung up.
   if (active_) active_->registrations.clear();

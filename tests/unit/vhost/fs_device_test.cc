@@ -52,16 +52,19 @@ struct FakeFsBackend {
     lock.unlock();
     uint64_t features = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_F_EVENT_IDX) | kFeatureProtocolFeatures | kNotification;
     while (auto m = b->read()) {
-      if (m->request() == Request::kGetFeatures) b->reply(Request::kGetFeatures, features);
-      else if (m->request() == Request::kGetProtocolFeatures) b->reply(Request::kGetProtocolFeatures, kProtocolReplyAck);
-      else if (m->request() == Request::kGetVringBase) b->reply(Request::kGetVringBase, m->as<VringState>());
-      else b->ack(*m);
+      // Record first, answer second: the frontend may look at `seen` as soon as it has the reply.
+      Request req = m->request();
+      uint32_t flags = m->header.flags;
+      auto state = m->as<VringState>();
       lock.lock();
-      if (m->request() == Request::kSetVringCall && !m->fds.empty() && m->as<uint64_t>() == 1)
-        call1 = ::dup(m->fds[0].get());
-      bool fire = m->request() == Request::kSetVringEnable && m->as<VringState>().index == 1;
+      if (req == Request::kSetVringCall && !m->fds.empty() && m->as<uint64_t>() == 1) call1 = ::dup(m->fds[0].get());
+      bool fire = req == Request::kSetVringEnable && state.index == 1;
       seen.push_back(std::move(*m));
       lock.unlock();
+      if (req == Request::kGetFeatures) b->reply(req, features);
+      else if (req == Request::kGetProtocolFeatures) b->reply(req, kProtocolReplyAck);
+      else if (req == Request::kGetVringBase) b->reply(req, state);
+      else if (flags & kFlagNeedReply) b->reply(req, uint64_t{0});
       if (fire && call1 >= 0) {
         uint64_t one = 1;
         (void)!::write(call1, &one, sizeof one);
