@@ -13,7 +13,7 @@
 # $MICROVM_FIRMWARE or build/firmware/blk_crash_writer, kill 100-600 ms after start.
 # Cycles alternate transport mmio/pci and cache writeback/none (all four pairs).
 # Prints one line per cycle and a final
-#   SUMMARY format=F cycles=N lost=L torn=T check_errors=C leaks=K flushed_cycles=M ...
+#   SUMMARY format=F cycles=N lost=L torn=T check_errors=C leaks=K lock_waits=W ...
 # Exit 0 iff lost, torn, check errors and guest FAIL lines are all zero.
 set -u
 
@@ -124,7 +124,7 @@ else
 fi
 truncate -s $((blocks * 4096)) "$work/base.raw"
 
-total_lost=0 total_torn=0 check_errors=0 leaks=0 guest_fails=0 flushed_cycles=0 flush_lines=0
+total_lost=0 total_torn=0 check_errors=0 lock_waits=0 leaks=0 guest_fails=0 flushed_cycles=0 flush_lines=0
 start_ns=$(date +%s%N)
 for ((c = 1; c <= cycles; c++)); do
   transport=mmio; [ $((c % 2)) -eq 0 ] && transport=pci
@@ -134,15 +134,21 @@ for ((c = 1; c <= cycles; c++)); do
   depth=$((RANDOM % 6 + 1))
   delay_ms=$((min_ms + RANDOM % (max_ms - min_ms + 1)))
   log=$work/console.$c
-  "$microvm" run --kernel "$firmware" --memory 64M --no-rng --transport "$transport" \
-    --disk "$img,format=$format,cache=$cache" \
-    --cmdline "console=ttyS0 crash.transport=$transport crash.epoch=$c crash.seed=$RANDOM crash.blocks=$blocks crash.stride=$stride crash.offset=$offset crash.depth=$depth" \
-    > "$log" 2> "$log.err" &
-  pid=$!
-  sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
-  kill -KILL "$pid" 2> /dev/null
-  wait "$pid" 2> /dev/null
-  rc=$?
+  vmseed=$RANDOM
+  for ((try = 0; try < 40; try++)); do
+    "$microvm" run --kernel "$firmware" --memory 64M --no-rng --transport "$transport" \
+      --disk "$img,format=$format,cache=$cache" \
+      --cmdline "console=ttyS0 crash.transport=$transport crash.epoch=$c crash.seed=$vmseed crash.blocks=$blocks crash.stride=$stride crash.offset=$offset crash.depth=$depth" \
+      > "$log" 2> "$log.err" &
+    pid=$!
+    sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+    kill -KILL "$pid" 2> /dev/null
+    wait "$pid" 2> /dev/null
+    rc=$?
+    # The previous cycle's image lock may linger for a moment (see qemu-img check below).
+    [ "$rc" -eq 1 ] && grep -q 'is in use by' "$log.err" || break
+    lock_waits=$((lock_waits + 1)); sleep 0.05
+  done
   flushed=$(tr -d '\r' < "$log" | sed -n 's/^FLUSHED \([0-9][0-9]*\)$/\1/p' | tail -n 1)
   nflush=$(grep -c '^FLUSHED ' "$log")
   flush_lines=$((flush_lines + nflush))
@@ -155,8 +161,14 @@ for ((c = 1; c <= cycles; c++)); do
 
   check="-"
   if [ "$format" = qcow2 ]; then
-    qemu-img check -q -f qcow2 "$img" > "$work/check.$c" 2>&1
-    crc=$?
+    # After SIGKILL the image's lock can outlive the reaped process for a moment (the
+    # kernel tears io_uring instances down asynchronously): wait for it, count the waits.
+    for ((try = 0; try < 40; try++)); do
+      qemu-img check -q -f qcow2 "$img" > "$work/check.$c" 2>&1
+      crc=$?
+      [ "$crc" -eq 1 ] && grep -q 'Failed to lock' "$work/check.$c" || break
+      lock_waits=$((lock_waits + 1)); sleep 0.05
+    done
     check=$crc
     case $crc in
       0) ;;
@@ -185,5 +197,5 @@ for ((c = 1; c <= cycles; c++)); do
 done
 end_ns=$(date +%s%N)
 ms_per_cycle=$(((end_ns - start_ns) / 1000000 / (cycles > 0 ? cycles : 1)))
-echo "SUMMARY format=$format cycles=$cycles lost=$total_lost torn=$total_torn check_errors=$check_errors leaks=$leaks guest_fails=$guest_fails flushed_cycles=$flushed_cycles flush_lines=$flush_lines ms_per_cycle=$ms_per_cycle seed=$seed"
+echo "SUMMARY format=$format cycles=$cycles lost=$total_lost torn=$total_torn check_errors=$check_errors leaks=$leaks lock_waits=$lock_waits guest_fails=$guest_fails flushed_cycles=$flushed_cycles flush_lines=$flush_lines ms_per_cycle=$ms_per_cycle seed=$seed"
 [ "$total_lost" -eq 0 ] && [ "$total_torn" -eq 0 ] && [ "$check_errors" -eq 0 ] && [ "$guest_fails" -eq 0 ]
