@@ -3,20 +3,23 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace microvm {
 
 Result<uint64_t> parse_size(std::string_view text, uint64_t default_unit) {
   std::string s(text);
   if (s.empty()) return fail("empty size");
+  if (s[0] == '-') return fail("'" + s + "' is negative");
+  // Plain decimal only ("1.5G"): no sign, spaces, hex or exponents, which strtod would accept.
   size_t pos = 0;
-  double value;
-  try {
-    value = std::stod(s, &pos);
-  } catch (...) {
-    return fail("'" + s + "' is not a size (examples: 512M, 2G)");
+  bool dot = false;
+  while (pos < s.size() && (std::isdigit(static_cast<unsigned char>(s[pos])) || (s[pos] == '.' && !dot))) {
+    dot |= s[pos] == '.';
+    ++pos;
   }
-  if (value < 0 || std::isnan(value)) return fail("'" + s + "' is negative");
+  if (pos == 0 || (pos == 1 && dot)) return fail("'" + s + "' is not a size (examples: 512M, 2G)");
+  double value = std::strtod(s.substr(0, pos).c_str(), nullptr);
   std::string unit = s.substr(pos);
   for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (unit.ends_with("IB")) unit.resize(unit.size() - 2);

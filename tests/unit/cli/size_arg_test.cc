@@ -53,7 +53,9 @@ TEST(ParseSize, Junk) {
   bad(".", "is not a size");
   bad("-5M", "negative");
   bad("-1", "negative");
-  bad("nan", "negative");  // NaN is refused (reported with the negative check)
+  bad("nan", "is not a size");  // only plain decimal digits are sizes
+  bad(" 5M", "is not a size");
+  bad("0x10M", "unknown unit");
   bad("12X", "unknown unit");
   bad("12MM", "unknown unit");
   bad("12 M", "unknown unit");
@@ -62,9 +64,9 @@ TEST(ParseSize, Junk) {
   bad("1.1K", "whole number of bytes");  // 1126.4 bytes
   bad("0.5B", "whole number of bytes");
   bad("16384P", "too large");            // 2^64
-  bad("1e30", "too large");
-  bad("inf", "too large");
-  bad("1e400", "is not a size");         // out of double range
+  bad("1e30", "unknown unit");           // no exponent forms
+  bad("inf", "is not a size");
+  bad("1e400", "unknown unit");
 }
 
 TEST(ParseSize, LargestValues) {
