@@ -80,8 +80,7 @@ Result<void> FsDevice::activate(ActivationContext ctx) {
   if (ctx.queues.size() != num_queues()) return fail(EINVAL, "virtio-fs: wrong number of queues");
   acked_features_ = ctx.features & offered_features_;
   needs_reset_.store(false, std::memory_order_release);
-  active_.emplace();
-  active_->interrupt = &ctx.interrupt;
+  active_.emplace(Active{&ctx.interrupt, {}, {}, {}});
   if (auto r = start_backend(ctx); !r) {
     log(LogLevel::kError, "activation failed: %s", r.error().what.c_str());
     active_.reset();

@@ -70,8 +70,10 @@ class FsDevice final : public VirtioDevice {
   void backend_failed(const std::string& why);
   void log(LogLevel level, const char* fmt, ...) const __attribute__((format(printf, 3, 4)));
 
+  // No default member initializers: clang rejects them in a nested class held in a
+  // std::optional member of the enclosing class.
   struct Active {
-    Interrupt* interrupt = nullptr;
+    Interrupt* interrupt;
     std::vector<EventFd> calls;               // one per queue we started
     std::vector<uint16_t> started;            // queue indexes handed to the backend
     std::vector<LoopRegistration> registrations;
