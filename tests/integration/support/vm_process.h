@@ -27,6 +27,9 @@ struct VmRunOptions {
   // Give the child a pseudo-terminal (raw mode) as stdin instead of a pipe, so it sees
   // a tty: microvm only honours the C-a escapes on a terminal.
   bool stdin_pty = false;
+  // run_microvm only: repeat the run once if the guest kernel reports a user-space segfault
+  // (an intermittent fault of the emulating test host, see ../shared/guest/README.md).
+  bool retry_on_guest_segfault = true;
   // Extra environment entries ("NAME=value") on top of the inherited environment.
   std::vector<std::string> env;
 };
