@@ -78,9 +78,8 @@ Result<void> Machine::setup_kvm() {
 }
 
 Result<void> Machine::setup_memory() {
-  MemoryBacking backing = config_.hugepages        ? MemoryBacking::kHugetlb
-                          : config_.shared_memory ? MemoryBacking::kMemfd
-                                                  : MemoryBacking::kMemfd;
+  // Always a memfd, so vhost-user back ends can map guest RAM.
+  MemoryBacking backing = config_.hugepages ? MemoryBacking::kHugetlb : MemoryBacking::kMemfd;
   auto layout = ram_layout(config_.memory_bytes);
   memory_ = TRY(GuestMemory::create(layout, backing));
   uint32_t slot = 0;
@@ -184,7 +183,6 @@ Result<void> Machine::setup_vcpus() {
         case VcpuStop::kPowerOff: request_exit(VmExitReason::kPowerOff, detail); break;
         case VcpuStop::kReboot: request_exit(VmExitReason::kReboot, detail); break;
         case VcpuStop::kCrash: request_exit(VmExitReason::kCrash, detail); break;
-        case VcpuStop::kKicked: break;
       }
     };
     if (i == 0) {
@@ -211,8 +209,7 @@ void Machine::request_exit(VmExitReason reason, const std::string& detail) {
 }
 
 void Machine::stop() {
-  // Signal-safe path: no lock, no allocation. run() turns this into kStopped.
-  exit_requested_stop_.store(true);
+  // Signal-safe path: no lock, no allocation. run() reports kStopped when no exit was requested.
   loop_->stop();
   for (auto& v : vcpus_) v->kick();
 }

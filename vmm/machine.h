@@ -70,7 +70,6 @@ class Machine final : public Vm {
   VmExit exit_;
   std::atomic<uint64_t> first_run_us_{0};
   std::atomic<uint64_t> first_marker_us_{0};
-  std::atomic<bool> exit_requested_stop_{false};
   bool ran_ = false;
   GuestAddress boot_entry_;
   GuestAddress boot_zero_page_;

@@ -13,7 +13,7 @@
 
 namespace microvm {
 
-enum class VcpuStop { kPowerOff, kReboot, kCrash, kKicked };
+enum class VcpuStop { kPowerOff, kReboot, kCrash };
 
 class Vcpu {
  public:

@@ -62,7 +62,6 @@ struct VmConfig {
   unsigned cpus = 1;
   uint64_t memory_bytes = 512ull << 20;
   bool hugepages = false;
-  bool shared_memory = false;              // memfd even without vhost-user users (implied by hugepages)
   std::string cpu = "host";                // "host[,+feature|-feature...]"
   Transport transport = Transport::kPci;
   std::vector<DiskConfig> disks;
