@@ -23,24 +23,6 @@ void require_guest() {
   ASSERT_FALSE(guest_cmdline().empty()) << "guest kernel command line missing: " << guest_dir() << "/cmdline";
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
-}
-
 uint64_t read_u64(const std::string& path) {
   std::ifstream in(path);
   uint64_t v = 0;
@@ -67,8 +49,7 @@ TEST(LinuxDisk, PciDisksRngAndHugepages) {
   for (auto& c : data) c = static_cast<char>(rng());
   std::string rw = dir.write_file("rw.img", data);
   std::string ro = dir.write_file("ro.img", std::string(1 << 20, 'R'));
-  std::string host_sha = shell("head -c 1048576 " + rw + " | sha256sum | cut -c1-64");
-  host_sha.erase(host_sha.find_last_not_of("\n") + 1);
+  std::string host_sha = shell_line("head -c 1048576 " + rw + " | sha256sum | cut -c1-64");
 
   // qcow2 made by qemu-img: a three-level backing chain (base <- mid <- top, each level
   // writing its own pattern), and a compressed image the guest then writes into.
@@ -82,10 +63,7 @@ TEST(LinuxDisk, PciDisksRngAndHugepages) {
                     "qemu-img convert -c -O qcow2 rw.img packed.qcow2").c_str()),
             0)
       << "qemu-img/qemu-io (qemu-utils) failed";
-  auto sha_of = [&](const std::string& cmd) {
-    std::string s = shell(cmd + " | sha256sum | cut -c1-64");
-    return s.substr(0, s.find_last_not_of("\n") + 1);
-  };
+  auto sha_of = [&](const std::string& cmd) { return shell_line(cmd + " | sha256sum | cut -c1-64"); };
   std::string chain_sha = sha_of("qemu-img convert -O raw " + d + "/top.qcow2 " + d + "/top.raw && cat " + d + "/top.raw");
   std::string packed_sha =
       sha_of("qemu-img convert -O raw " + d + "/packed.qcow2 " + d + "/packed.raw && cat " + d + "/packed.raw");
@@ -125,19 +103,19 @@ sync
   EXPECT_NE(r.out.find("rng=virtio_rng.0 bytes=64"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("test exit=0"), std::string::npos) << r.describe();
   // What the guest wrote with O_DIRECT is in the file; the read-only image is untouched.
-  std::string after = read_file(rw);
+  std::string after = read_text_file(rw);
   ASSERT_EQ(after.size(), data.size());
   EXPECT_EQ(after.substr(2048 * 512, 20), "microvm-pattern-1234");
   EXPECT_EQ(after.substr(2048 * 512 + 20, 492), std::string(492, '\0'));
   EXPECT_EQ(after.substr(0, 2048 * 512), data.substr(0, 2048 * 512));
-  EXPECT_EQ(read_file(ro), std::string(1 << 20, 'R'));
+  EXPECT_EQ(read_text_file(ro), std::string(1 << 20, 'R'));
   // qcow2 read by the guest's driver equals qemu-img's reading; what it wrote into the
   // compressed image is valid qcow2 to qemu-img and holds the pattern.
   EXPECT_NE(r.out.find("chain_sha=" + chain_sha), std::string::npos) << "qemu-img: " << chain_sha << "\n" << r.describe();
   EXPECT_NE(r.out.find("packed_sha=" + packed_sha), std::string::npos) << "qemu-img: " << packed_sha << "\n" << r.describe();
   EXPECT_NE(r.out.find("vdd_write=0"), std::string::npos) << r.describe();
   EXPECT_EQ(system(("qemu-img check -q " + d + "/packed.qcow2").c_str()), 0) << "qemu-img check found errors";
-  std::string back = shell("qemu-img convert -O raw " + d + "/packed.qcow2 " + d + "/after.raw && dd if=" + d +
+  std::string back = shell_output("qemu-img convert -O raw " + d + "/packed.qcow2 " + d + "/after.raw && dd if=" + d +
                            "/after.raw bs=512 skip=4096 count=1 2>/dev/null");
   EXPECT_EQ(back.substr(0, 20), "microvm-pattern-1234");
   EXPECT_EQ(back.substr(20), std::string(492, '\0'));
@@ -232,7 +210,7 @@ sleep 600
   // Replay the journal the way the next mount would, then read the file back on the host.
   int fsck = system(("e2fsck -fy " + img + " >/dev/null 2>&1").c_str());
   EXPECT_LE(WEXITSTATUS(fsck), 1) << "e2fsck found uncorrectable damage";
-  EXPECT_EQ(shell("debugfs -R 'cat /data.txt' " + img + " 2>/dev/null"), expected);
+  EXPECT_EQ(shell_output("debugfs -R 'cat /data.txt' " + img + " 2>/dev/null"), expected);
 }
 
 }  // namespace

@@ -13,26 +13,7 @@
 namespace microvm::testing {
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  out.erase(out.find_last_not_of("\n") + 1);
-  return out;
-}
-
-std::string sha256(const std::string& path) { return shell("sha256sum " + path + " | cut -c1-64"); }
+std::string sha256(const std::string& path) { return shell_line("sha256sum " + path + " | cut -c1-64"); }
 
 // The value of the first "key=..." line the guest printed.
 std::string guest_value(const VmRunResult& run, const std::string& key) {
@@ -89,12 +70,12 @@ umount /mnt/b
   EXPECT_EQ(guest_value(run, "hello"), "hello from the host");
   EXPECT_EQ(guest_value(run, "host_big_sha"), sha256(rw + "/host_big.bin"));
   EXPECT_EQ(guest_value(run, "write"), "0");
-  EXPECT_EQ(read_file(rw + "/from_guest.txt"), "written by the guest\n");
+  EXPECT_EQ(read_text_file(rw + "/from_guest.txt"), "written by the guest\n");
   EXPECT_EQ(guest_value(run, "big_write"), "0");
-  EXPECT_EQ(read_file(rw + "/guest_big.bin"), big);  // 1 MiB round trip, host -> guest -> host
+  EXPECT_EQ(read_text_file(rw + "/guest_big.bin"), big);  // 1 MiB round trip, host -> guest -> host
   EXPECT_EQ(guest_value(run, "mv"), "0");
   EXPECT_FALSE(std::filesystem::exists(rw + "/tomove.txt"));
-  EXPECT_EQ(read_file(rw + "/moved.txt"), "move me\n");
+  EXPECT_EQ(read_text_file(rw + "/moved.txt"), "move me\n");
   EXPECT_EQ(guest_value(run, "rm"), "0");
   EXPECT_FALSE(std::filesystem::exists(rw + "/todelete.txt"));
   EXPECT_NE(guest_value(run, "ls").find("moved.txt"), std::string::npos);

@@ -328,6 +328,30 @@ Result<LinuxRun> run_linux_script(const std::string& script, const LinuxOptions&
   return lr;
 }
 
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string shell_output(const std::string& cmd) {
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+std::string shell_line(const std::string& cmd) {
+  std::string out = shell_output(cmd);
+  out.erase(out.find_last_not_of('\n') + 1);
+  return out;
+}
+
 uint32_t fnv1a32(std::string_view bytes) {
   uint32_t h = 2166136261u;
   for (unsigned char c : bytes) h = (h ^ c) * 16777619u;

@@ -111,6 +111,12 @@ struct LinuxRun {
 // markers /init prints. Fails only if the initramfs cannot be built.
 [[nodiscard]] Result<LinuxRun> run_linux_script(const std::string& script, const LinuxOptions& options = {});
 
+// A whole file's bytes ("" if it cannot be read).
+std::string read_text_file(const std::string& path);
+// What `sh -c cmd` prints on stdout; shell_line drops trailing newlines, like $(...).
+std::string shell_output(const std::string& cmd);
+std::string shell_line(const std::string& cmd);
+
 // 32-bit FNV-1a, the hash boot_check prints for the initrd.
 uint32_t fnv1a32(std::string_view bytes);
 
