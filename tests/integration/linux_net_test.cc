@@ -175,7 +175,8 @@ chmod +x /tmp/dhcp.sh
 udhcpc -i eth0 -n -q -t 10 -T 3 -s /tmp/dhcp.sh > /tmp/dhcp.log 2>&1; echo "dhcp=$?"
 echo "addr=$(ip -4 addr show dev eth0 | grep -o 'inet [0-9.]*')"
 echo "gw_ping=$(ping -c 1 -W 10 10.0.2.2 > /dev/null 2>&1; echo $?)"
-echo "fwd=$(echo guest-says-hi | nc -l -p 8000)"
+# stdin stays open a while: busybox nc closes the connection at stdin EOF, which can race its send.
+echo "fwd=$( (echo guest-says-hi; sleep 4) | nc -l -p 8000)"
 )SH";
 
 uint16_t free_loopback_port() {
