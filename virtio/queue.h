@@ -44,6 +44,11 @@ class Queue {
   // (VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX, §2.7.7.2 / §2.7.10).
   [[nodiscard]] Result<bool> needs_notification(const GuestMemory& mem);
 
+  // Continues a ring someone else served until now (a vhost-user backend that went away):
+  // the next available slot to read and the next used index to publish both become `index`
+  // (the used index that party last published). Only before the first pop().
+  void resume_at(uint16_t index) { next_avail_ = next_used_ = signalled_used_ = index; }
+
   uint16_t size() const { return size_; }
   bool event_idx() const { return event_idx_; }
   bool broken() const { return broken_; }

@@ -1,5 +1,6 @@
 #include "devices/vhost/virtiofsd_process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -12,8 +13,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -35,6 +39,9 @@ std::string describe_status(int status) {
 [[noreturn]] void exec_child(const char* binary, char* const* argv, const char* ro_dir, int null_fd) {
   // virtiofsd must not outlive us, even when we are SIGKILLed.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  // Its own process group: everything virtiofsd forks can be killed together (kill_all), and
+  // a terminal's C-c reaches microvm, which stops virtiofsd in order, not virtiofsd directly.
+  ::setpgid(0, 0);
   if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO), ::dup2(null_fd, STDOUT_FILENO);
   // Guest RAM, disks and KVM fds are not virtiofsd's business (it gets guest RAM over the socket).
   ::syscall(SYS_close_range, 3u, ~0u, 0u);
@@ -48,7 +55,94 @@ std::string describe_status(int status) {
   _exit(127);
 }
 
+constexpr std::string_view kRuntimePrefix = "microvm-fs-";
+
+// Parses "<pid>-<start>-XXXXXX" (what follows the prefix); false for anything else,
+// including the pre-pid names "microvm-fs-XXXXXX", whose owner cannot be known.
+bool parse_runtime_name(std::string_view rest, pid_t& pid, uint64_t& start) {
+  auto number = [&rest](uint64_t& out) {
+    auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), out);
+    if (ec != std::errc() || end == rest.data() || end == rest.data() + rest.size() || *end != '-') return false;
+    rest.remove_prefix(static_cast<size_t>(end - rest.data()) + 1);
+    return true;
+  };
+  uint64_t p = 0;
+  if (!number(p) || !number(start) || p == 0 || p > 4194304) return false;  // PID_MAX_LIMIT
+  pid = static_cast<pid_t>(p);
+  return rest.size() == 6;  // mkdtemp's suffix
+}
+
+// Unlinks the plain entries of the directory `name` in `base_fd` and then the directory,
+// if it is a real directory (not a symlink) owned by us. Best effort.
+bool remove_runtime_dir_at(int base_fd, const char* name) {
+  int fd = ::openat(base_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return false;
+  struct stat st{};
+  if (::fstat(fd, &st) < 0 || st.st_uid != ::geteuid()) {
+    ::close(fd);
+    return false;
+  }
+  DIR* d = ::fdopendir(fd);  // owns fd from here
+  if (!d) {
+    ::close(fd);
+    return false;
+  }
+  while (dirent* e = ::readdir(d)) {
+    if (std::strcmp(e->d_name, ".") == 0 || std::strcmp(e->d_name, "..") == 0) continue;
+    ::unlinkat(::dirfd(d), e->d_name, 0);  // sockets and files; never recurses
+  }
+  ::closedir(d);
+  return ::unlinkat(base_fd, name, AT_REMOVEDIR) == 0;
+}
+
 }  // namespace
+
+std::string runtime_base_dir() {
+  const char* base = std::getenv("XDG_RUNTIME_DIR");
+  return base && *base ? std::string(base) : std::string("/tmp");
+}
+
+uint64_t process_start_ticks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  if (!f) return 0;
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // The command name (field 2) may contain spaces and ')': fields resume after the last ')'.
+  size_t close = text.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(text.substr(close + 1));
+  std::string field;
+  // Field 3 (state) is the first after ')'; starttime is field 22.
+  for (int i = 3; i <= 22; ++i)
+    if (!(rest >> field)) return 0;
+  uint64_t ticks = 0;
+  auto [end, ec] = std::from_chars(field.data(), field.data() + field.size(), ticks);
+  return ec == std::errc() && end == field.data() + field.size() ? ticks : 0;
+}
+
+size_t sweep_stale_runtime_dirs(const std::string& base) {
+  int base_fd = ::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (base_fd < 0) return 0;
+  DIR* d = ::fdopendir(base_fd);
+  if (!d) {
+    ::close(base_fd);
+    return 0;
+  }
+  std::vector<std::string> stale;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name(e->d_name);
+    if (!name.starts_with(kRuntimePrefix)) continue;
+    pid_t pid = 0;
+    uint64_t start = 0;
+    if (!parse_runtime_name(name.substr(kRuntimePrefix.size()), pid, start)) continue;
+    // Alive means: that pid exists and started when the directory's maker did.
+    if (process_start_ticks(pid) == start) continue;
+    stale.emplace_back(name);
+  }
+  size_t removed = 0;
+  for (const auto& name : stale) removed += remove_runtime_dir_at(::dirfd(d), name.c_str()) ? 1 : 0;
+  ::closedir(d);
+  return removed;
+}
 
 Result<std::string> find_virtiofsd(const std::string& explicit_path) {
   if (!explicit_path.empty()) {
@@ -82,8 +176,16 @@ Result<std::unique_ptr<VirtiofsdProcess>> VirtiofsdProcess::start(const Virtiofs
   std::unique_ptr<VirtiofsdProcess> p(new VirtiofsdProcess());
   // A private runtime directory (0700 from mkdtemp): nobody else can connect to the socket
   // and hand virtiofsd a memory table of their own.
-  const char* base = std::getenv("XDG_RUNTIME_DIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/microvm-fs-XXXXXX";
+  // The name says who made it, so a later microvm can remove it if we are SIGKILLed in the
+  // moment between here and remove_runtime_dir() (see sweep_stale_runtime_dirs).
+  std::string base = runtime_base_dir();
+  size_t swept = sweep_stale_runtime_dirs(base);
+  if (swept && o.logger)
+    o.logger->log(LogLevel::kInfo, "removed %zu stale virtiofsd runtime director%s in %s", swept,
+                  swept == 1 ? "y" : "ies", base.c_str());
+  pid_t self = ::getpid();
+  std::string tmpl = base + "/" + std::string(kRuntimePrefix) + std::to_string(self) + "-" +
+                     std::to_string(process_start_ticks(self)) + "-XXXXXX";
   std::vector<char> buf(tmpl.begin(), tmpl.end());
   buf.push_back('\0');
   if (!::mkdtemp(buf.data())) return fail_errno("virtiofsd runtime directory " + tmpl);
@@ -103,6 +205,7 @@ Result<std::unique_ptr<VirtiofsdProcess>> VirtiofsdProcess::start(const Virtiofs
   if (child < 0) return fail_errno("fork virtiofsd");
   if (child == 0) exec_child(o.binary.c_str(), argv.data(), o.read_only ? o.shared_dir.c_str() : nullptr, null_fd.get());
   p->pid_ = child;
+  ::setpgid(child, child);  // also here: whichever of the two runs first, the group exists after fork returns
   p->pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));  // -1 on old kernels: polling still works
 
   if (auto r = p->wait_for_socket(o.start_timeout); !r)
@@ -139,7 +242,7 @@ Result<void> VirtiofsdProcess::wait_for_socket(std::chrono::milliseconds timeout
   }
 }
 
-std::string VirtiofsdProcess::exit_description(std::chrono::milliseconds wait) {
+bool VirtiofsdProcess::reap(std::chrono::milliseconds wait) {
   auto deadline = std::chrono::steady_clock::now() + wait;
   while (!reaped_ && pid_ > 0) {
     int status = 0;
@@ -151,31 +254,55 @@ std::string VirtiofsdProcess::exit_description(std::chrono::milliseconds wait) {
     if (std::chrono::steady_clock::now() >= deadline) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  return reaped_ ? describe_status(status_) : std::string();
+  return reaped_;
+}
+
+std::string VirtiofsdProcess::exit_description(std::chrono::milliseconds wait) {
+  return reap(wait) ? describe_status(status_) : std::string();
+}
+
+void VirtiofsdProcess::kill_group() {
+  if (pid_ > 0 && !reaped_) ::kill(-pid_, SIGKILL);
+}
+
+std::string VirtiofsdProcess::kill_all(std::chrono::milliseconds wait) {
+  // Look first: if it already exited, the description should say how it ended by itself,
+  // not that we killed it. waitid(WNOWAIT) leaves it unreaped, so the group id stays ours.
+  siginfo_t info{};
+  bool exited = pid_ > 0 && !reaped_ &&
+                ::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_;
+  kill_group();
+  if (!exited && !reaped_) ::kill(pid_, SIGKILL);
+  return exit_description(wait);
+}
+
+void VirtiofsdProcess::remove_runtime_dir() {
+  if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
+  if (!runtime_dir_.empty()) ::rmdir(runtime_dir_.c_str());
+  runtime_dir_.clear();
 }
 
 void VirtiofsdProcess::stop(std::chrono::milliseconds grace) {
   if (pid_ > 0 && !reaped_) {
     ::kill(pid_, SIGTERM);
     auto deadline = std::chrono::steady_clock::now() + grace;
-    int status = 0;
     for (;;) {
-      pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_ || (r < 0 && errno != EINTR)) break;
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-        }
-        break;
-      }
+      // Wait for the exit without reaping, so the group id is still ours for the SIGKILL
+      // that takes any leftover (a forked sandbox child) down with it.
+      siginfo_t info{};
+      int r = ::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT);
+      if ((r == 0 && info.si_pid == pid_) || (r < 0 && errno != EINTR)) break;
+      if (std::chrono::steady_clock::now() > deadline) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    kill_group();
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
     reaped_ = true;
     status_ = status;
   }
-  if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
-  if (!runtime_dir_.empty()) ::rmdir(runtime_dir_.c_str());
-  runtime_dir_.clear();
+  remove_runtime_dir();
 }
 
 VirtiofsdProcess::~VirtiofsdProcess() { stop(); }

@@ -31,6 +31,17 @@ struct VirtiofsdOptions {
   const Logger* logger = nullptr;
 };
 
+// Runtime directories are named microvm-fs-<pid>-<start>-XXXXXX after the process that made
+// them (<start>: its start time in clock ticks since boot, /proc/PID/stat field 22, so a
+// reused pid does not look like the owner). Removes those under `base` whose owner is gone
+// (SIGKILLed microvm: nothing of ours ran to clean up), owned by us and not symlinks; only
+// their plain entries (the socket) are unlinked. Returns how many were removed.
+size_t sweep_stale_runtime_dirs(const std::string& base);
+// The base folder runtime directories go in: $XDG_RUNTIME_DIR, else /tmp.
+std::string runtime_base_dir();
+// Start time of `pid` in clock ticks since boot, or 0 if it does not exist.
+uint64_t process_start_ticks(pid_t pid);
+
 // `explicit_path` if non-empty (must be executable), else `virtiofsd` on PATH, else
 // /usr/lib/qemu/virtiofsd (Debian's qemu-system-common), else /usr/libexec/virtiofsd.
 [[nodiscard]] Result<std::string> find_virtiofsd(const std::string& explicit_path);
@@ -50,12 +61,25 @@ class VirtiofsdProcess {
   // empty while it runs. `wait` bounds how long to wait for an exit that is under way (its
   // socket closes a moment before it becomes reapable).
   std::string exit_description(std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+  // SIGKILLs virtiofsd and everything it forked (its own process group: the C virtiofsd's
+  // sandboxed child holds the vhost-user connection), so nothing of it still touches guest
+  // RAM or the rings; reaps it (bounded by `wait`) and describes how it ended.
+  std::string kill_all(std::chrono::milliseconds wait = std::chrono::milliseconds(500));
+  // Removes the socket and the runtime directory. The frontend calls it once connected:
+  // virtiofsd serves that one connection and never accepts another, so the path is no longer
+  // needed, and nothing is left behind even if microvm is SIGKILLed later.
+  void remove_runtime_dir();
   // SIGTERM, up to `grace` for it to exit, then SIGKILL; reaps it and removes the runtime dir.
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(1000));
 
  private:
   VirtiofsdProcess() = default;
   [[nodiscard]] Result<void> wait_for_socket(std::chrono::milliseconds timeout);
+  // Reaps virtiofsd if it has exited (waiting up to `wait`); true once reaped.
+  bool reap(std::chrono::milliseconds wait);
+  // SIGKILL to virtiofsd's process group. Only while virtiofsd is unreaped: its pid (the
+  // group id) cannot be reused before that.
+  void kill_group();
 
   pid_t pid_ = -1;
   int status_ = 0;

@@ -41,6 +41,9 @@ Result<std::unique_ptr<FsDevice>> FsDevice::create(FsOptions o) {
   if (!features) return std::unexpected(features.error().context("share " + o.tag + ": vhost-user handshake"));
   if (!has_feature(*features, VIRTIO_F_VERSION_1))
     return fail(EPROTO, "share " + o.tag + ": the vhost-user backend does not offer VIRTIO_F_VERSION_1");
+  // Connected: virtiofsd never accepts a second connection, so its socket path has served
+  // its purpose. Removing it now leaves nothing behind even if we are SIGKILLed later.
+  if (o.process) o.process->remove_runtime_dir();
   std::unique_ptr<FsDevice> d(new FsDevice(std::move(o), std::move(*client)));
   d->offered_features_ = *features & kPassThrough;
   return d;
@@ -80,8 +83,17 @@ Result<void> FsDevice::activate(ActivationContext ctx) {
   if (ctx.queues.size() != num_queues()) return fail(EINVAL, "virtio-fs: wrong number of queues");
   acked_features_ = ctx.features & offered_features_;
   needs_reset_.store(false, std::memory_order_release);
-  active_.emplace(Active{&ctx.interrupt, {}, {}, {}});
-  if (auto r = start_backend(ctx); !r) {
+  active_.emplace(Active{&ctx.interrupt, &ctx.memory, &ctx.loop, acked_features_, {}, {}, {}, {}, nullptr});
+  for (uint16_t i = 0; i < ctx.queues.size(); ++i)
+    if (ctx.queues[i].ready) active_->rings.push_back({i, ctx.queues[i]});
+  auto r = start_backend(ctx);
+  if (!r && client_.broken()) {
+    // The backend is gone (before or during activation): the driver gets failing requests
+    // rather than a device that never answers.
+    backend_failed(r.error().what);
+    if (active_ && active_->orphaned) return {};
+  }
+  if (!r) {
     log(LogLevel::kError, "activation failed: %s", r.error().what.c_str());
     active_.reset();
     return std::unexpected(r.error().context("share " + options_.tag));
@@ -141,26 +153,56 @@ Result<void> FsDevice::start_backend(const ActivationContext& ctx) {
   if (a.started.empty()) return fail(EINVAL, "no queue is enabled");
 
   // The backend's end of the socket closing means virtiofsd is gone: notice it at once
-  // rather than at the next reset.
+  // rather than at the next reset. Our own virtiofsd's exit is seen even sooner on its pidfd
+  // (its sandboxed child may hold the socket a moment longer).
   auto hup = LoopRegistration::add(ctx.loop, client_.socket_fd(), EPOLLRDHUP, [this](uint32_t) {
-    backend_failed("the vhost-user backend closed its socket");
+    backend_failed("its vhost-user socket hung up");
   });
   if (!hup) return std::unexpected(hup.error().context("watching the backend socket"));
   a.registrations.push_back(std::move(*hup));
+  if (options_.process && options_.process->pidfd() >= 0) {
+    auto exited = LoopRegistration::add(ctx.loop, options_.process->pidfd(), EPOLLIN,
+                                        [this](uint32_t) { backend_failed("noticed on its pidfd"); });
+    if (!exited) return std::unexpected(exited.error().context("watching virtiofsd"));
+    a.registrations.push_back(std::move(*exited));
+  }
   log(LogLevel::kDebug, "backend serving %zu queue(s)", a.started.size());
   return {};
 }
 
 void FsDevice::backend_failed(const std::string& why) {
-  // A backend that hung up is usually exiting: give it a moment to become reapable, so the
-  // log line can say how it ended. Bounded, and only once per failure.
-  std::string how = options_.process ? options_.process->exit_description(std::chrono::milliseconds(200)) : std::string();
+  if (active_ && active_->orphaned) return;  // the pidfd and the socket both report one death
+  // Make sure nothing of the backend still runs: its forked children could otherwise go on
+  // completing requests on rings we are about to serve ourselves. Bounded wait.
+  std::string how = options_.process ? options_.process->kill_all(std::chrono::milliseconds(500)) : std::string();
   // Unregister before the socket fd is closed (epoll would keep reporting it otherwise), then
   // drop the connection: nothing more can be said to a backend that hung up.
-  if (active_) active_->registrations.clear();
+  if (active_) {
+    active_->registrations.clear();
+    active_->calls.clear();
+  }
   client_.close();
-  log(LogLevel::kError, "virtiofsd backend failed: %s%s%s; the share stops working, the VM keeps running",
-      why.c_str(), how.empty() ? "" : ", virtiofsd ", how.c_str());
+  std::string adopted;
+  if (active_) {
+    auto orphaned = OrphanedQueues::adopt(*active_->memory, *active_->interrupt, *active_->loop, active_->features,
+                                          active_->rings, options_.logger, options_.tag);
+    if (orphaned) {
+      active_->orphaned = std::move(*orphaned);
+      adopted = "requests on it now fail with ENOTCONN";
+    } else {
+      adopted = "its queues cannot be taken over (" + orphaned.error().what + ")";
+    }
+  }
+  if (!failure_logged_) {
+    failure_logged_ = true;
+    if (options_.process)
+      log(LogLevel::kError, "virtiofsd exited (%s, %s); %s; the VM keeps running",
+          how.empty() ? "still running, killed" : how.c_str(), why.c_str(),
+          adopted.empty() ? "the share is gone" : adopted.c_str());
+    else
+      log(LogLevel::kError, "vhost-user backend gone (%s); %s; the VM keeps running", why.c_str(),
+          adopted.empty() ? "the share is gone" : adopted.c_str());
+  }
   if (!needs_reset_.exchange(true, std::memory_order_acq_rel) && active_) active_->interrupt->notify_config();
 }
 
@@ -172,6 +214,7 @@ void FsDevice::reset() {
     if (client_.broken()) break;
     if (auto r = client_.get_vring_base(i); !r) log(LogLevel::kWarn, "stopping queue %u: %s", i, r.error().what.c_str());
   }
+  if (active_->orphaned) failed_ += active_->orphaned->failed_requests();
   active_.reset();
   acked_features_ = 0;
   needs_reset_.store(false, std::memory_order_release);

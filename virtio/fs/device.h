@@ -8,8 +8,13 @@
 // interrupt through the transport: one hop through the event loop, and the transport keeps
 // its MSI-X masking / MMIO InterruptStatus semantics.
 //
-// Backend failure (virtiofsd died, malformed reply) never takes the VMM down: the device
-// logs which share failed, enters NEEDS_RESET and raises a config interrupt (§2.1.2).
+// Backend failure (virtiofsd died, malformed reply) never takes the VMM down. It is noticed
+// at once: virtiofsd's pidfd becomes readable, or its end of the socket hangs up. The device
+// then SIGKILLs whatever is left of the backend (so nothing else touches the rings), logs
+// once which share failed and how virtiofsd ended, takes the rings over and completes every
+// request with ENOTCONN (orphaned_queues.h: Linux's driver would otherwise wait forever),
+// and enters NEEDS_RESET with a config interrupt (§2.1.2). A driver that activates the device
+// after the backend died gets the same: failing requests rather than a hanging mount.
 //
 // Threading: create() on the builder thread; activate()/reset() and the call/hangup
 // handlers on the event-loop thread.
@@ -25,6 +30,7 @@
 #include "devices/vhost/vhost_user_client.h"
 #include "devices/vhost/virtiofsd_process.h"
 #include "virtio/device_counters.h"
+#include "virtio/fs/orphaned_queues.h"
 #include "virtio/loop_registration.h"
 #include "virtio/virtio_device.h"
 
@@ -62,11 +68,17 @@ class FsDevice final : public VirtioDevice {
 
   const std::string& tag() const { return options_.tag; }
   bool backend_connected() const { return !client_.broken(); }
+  // Requests completed with ENOTCONN because the backend was gone (0 while it serves them).
+  // Loop thread (or with the loop stopped).
+  uint64_t failed_requests() const {
+    return failed_ + (active_ && active_->orphaned ? active_->orphaned->failed_requests() : 0);
+  }
   uint64_t interrupts() const { return interrupts_.load(std::memory_order_relaxed); }
 
  private:
   FsDevice(FsOptions options, VhostUserClient client);
   [[nodiscard]] Result<void> start_backend(const ActivationContext& ctx);
+  // Called on the loop thread when the backend is gone (or found gone at activation).
   void backend_failed(const std::string& why);
   void log(LogLevel level, const char* fmt, ...) const __attribute__((format(printf, 3, 4)));
 
@@ -74,9 +86,14 @@ class FsDevice final : public VirtioDevice {
   // std::optional member of the enclosing class.
   struct Active {
     Interrupt* interrupt;
+    const GuestMemory* memory;
+    EventLoop* loop;
+    uint64_t features;
+    std::vector<OrphanedRing> rings;          // every ready queue, as the driver set it up
     std::vector<EventFd> calls;               // one per queue we started
     std::vector<uint16_t> started;            // queue indexes handed to the backend
     std::vector<LoopRegistration> registrations;
+    std::unique_ptr<OrphanedQueues> orphaned; // after the backend died: failing replies
   };
 
   FsOptions options_;
@@ -86,6 +103,8 @@ class FsDevice final : public VirtioDevice {
   std::optional<Active> active_;
   std::atomic<bool> needs_reset_{false};
   std::atomic<uint64_t> interrupts_{0};
+  uint64_t failed_ = 0;  // from earlier activations
+  bool failure_logged_ = false;  // the "virtiofsd exited" line, once per device
 };
 
 }  // namespace microvm

@@ -10,14 +10,18 @@
 #include <mutex>
 #include <thread>
 
+#include "tests/testing/driver_queue.h"
 #include "tests/testing/fake_interrupt.h"
 #include "tests/unit/vhost/fake_vhost_backend.h"
+#include "virtio/fs/fuse_error_reply.h"
 #include "virtio/virtio_spec.h"
 
 namespace microvm {
 namespace {
 
 using namespace vhost_user;
+using testing::DriverBuffer;
+using testing::DriverQueue;
 using testing::FakeInterrupt;
 using testing::FakeVhostBackend;
 using testing::VhostMsg;
@@ -214,17 +218,62 @@ TEST(FsDevice, RingOutsideGuestRamFailsActivation) {
   EXPECT_TRUE(rig.device->activate(rig.context()).has_value());  // a later good activation works
 }
 
-TEST(FsDevice, BackendDeathMarksNeedsResetAndRaisesConfigInterrupt) {
+// The backend hangs up with a request pending: NEEDS_RESET with one config interrupt, the
+// pending request and later ones complete with ENOTCONN (the guest's driver would wait
+// forever otherwise), and a re-activation after reset answers the same way, never hangs.
+TEST(FsDevice, BackendDeathFailsRequestsWithEnotconnAndMarksNeedsReset) {
   Rig rig;
   ASSERT_TRUE(rig.device);
-  ASSERT_TRUE(rig.device->activate(rig.context()).has_value());
+  std::optional<DriverQueue> hiprio, request;
+  hiprio.emplace(*rig.memory, 128, GuestAddress(0x10000));
+  request.emplace(*rig.memory, 128, GuestAddress(0x20000));
+  auto context = [&] {
+    std::vector<QueueConfig> queues = {hiprio->config(rig.kicks[0].fd()), request->config(rig.kicks[1].fd())};
+    for (auto& q : queues) q.ready = true;
+    return ActivationContext{*rig.memory, rig.interrupt, *rig.loop, rig.device->features(), std::move(queues)};
+  };
+  auto add_request = [&](uint64_t unique) {
+    FuseInHeader h{sizeof(FuseInHeader), 1, unique, 1, 0, 0, 0, 0, 0};
+    GuestAddress in(0x40000 + 0x2000 * unique);
+    EXPECT_TRUE(rig.memory->write_obj(in, h).has_value());
+    DriverBuffer bufs[] = {{in, sizeof h, false}, {in + 0x1000, 4096, true}};
+    request->add_chain(bufs);
+    return *rig.memory->read_obj<FuseOutHeader>(in + 0x1000);
+  };
+  auto reply = [&](uint64_t unique) {
+    return *rig.memory->read_obj<FuseOutHeader>(GuestAddress(0x40000 + 0x2000 * unique + 0x1000));
+  };
+  ASSERT_TRUE(rig.device->activate(context()).has_value());
+  add_request(1);  // the fake backend never serves rings: this one is in flight when it dies
   rig.backend.hang_up();
-  rig.run_until([&] { return rig.device->needs_reset(); });
+  rig.run_until([&] { return rig.device->needs_reset() && request->used_idx() == 1; });
   EXPECT_TRUE(rig.device->needs_reset());
   EXPECT_EQ(rig.interrupt.config_count(), 1u);
   EXPECT_FALSE(rig.device->backend_connected());
+  ASSERT_EQ(request->used_idx(), 1) << "the pending request was never answered";
+  EXPECT_EQ(reply(1).error, -ENOTCONN);
+  EXPECT_EQ(reply(1).unique, 1u);
+
+  add_request(2);
+  rig.kicks[1].signal();
+  rig.run_until([&] { return request->used_idx() == 2; });
+  EXPECT_EQ(request->used_idx(), 2);
+  EXPECT_EQ(reply(2).error, -ENOTCONN);
+  EXPECT_EQ(rig.device->failed_requests(), 2u);
+
   rig.device->reset();  // must not hang or crash with the backend gone
-  EXPECT_FALSE(rig.device->activate(rig.context()).has_value());
+  EXPECT_FALSE(rig.device->needs_reset());
+  // The driver starts over (fresh rings): activation succeeds, requests fail at once.
+  hiprio.emplace(*rig.memory, 128, GuestAddress(0x10000));
+  request.emplace(*rig.memory, 128, GuestAddress(0x20000));
+  ASSERT_TRUE(rig.device->activate(context()).has_value());
+  EXPECT_TRUE(rig.device->needs_reset());
+  add_request(3);
+  rig.kicks[1].signal();
+  rig.run_until([&] { return request->used_idx() == 1; });
+  EXPECT_EQ(request->used_idx(), 1);
+  EXPECT_EQ(reply(3).error, -ENOTCONN);
+  rig.device->reset();
 }
 
 }  // namespace
