@@ -174,6 +174,7 @@ void BlkDevice::reset() {
   epoch_writes_.assign(1, 0);
   first_epoch_ = 0;
   submitted_ = false;
+  flush_failed_ = false;
   acked_features_ = 0;
   needs_reset_.store(false, std::memory_order_release);
 }
@@ -323,6 +324,12 @@ void BlkDevice::submit_flush(uint32_t index) {
 
 void BlkDevice::issue_flush(uint32_t index) {
   Slot& s = slots_[index];
+  if (flush_failed_) {
+    // See the header comment: durability cannot be promised again until the driver resets us.
+    bump(counters_.flushes_poisoned);
+    s.status = VIRTIO_BLK_S_IOERR;
+    return finish(index);
+  }
   if (auto r = backend_->submit_flush(index); !r) {
     bump(counters_.host_errors);
     log_.warn("backend refused a flush: %s", r.error().what.c_str());
@@ -374,7 +381,21 @@ void BlkDevice::op_done(uint32_t index, int32_t result) {
   Slot& s = slots_[index];
   if (result < 0) {
     bump(counters_.io_errors);
-    log_.warn("I/O error on request at byte %llu: errno %d", static_cast<unsigned long long>(s.req.offset), -result);
+    if (s.req.op == BlkOp::kFlush) {
+      if (!flush_failed_ && options_.logger)
+        options_.logger->log(LogLevel::kError,
+                             "virtio-blk: flush failed (errno %d): writes may be lost; every later flush fails "
+                             "until the guest resets the device",
+                             -result);
+      flush_failed_ = true;
+    } else {
+      log_.warn("I/O error on request at byte %llu: errno %d", static_cast<unsigned long long>(s.req.offset), -result);
+    }
+    s.status = VIRTIO_BLK_S_IOERR;
+  } else if (s.req.op == BlkOp::kFlush && flush_failed_) {
+    // A flush that was already with the backend when another one failed: the kernel reports a
+    // writeback error to one fsync only, so this success proves nothing.
+    bump(counters_.flushes_poisoned);
     s.status = VIRTIO_BLK_S_IOERR;
   } else if ((s.req.op == BlkOp::kRead || s.req.op == BlkOp::kWrite) &&
              static_cast<uint64_t>(result) != s.req.data_len) {

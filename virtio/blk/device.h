@@ -21,6 +21,10 @@
 // and only then submitted. Writes arriving after a held flush open a new epoch and do not
 // delay it, so a steady stream of writes cannot starve a flush.
 //
+// A failed FLUSH poisons every later one until the device is reset: after a failed fsync the
+// host kernel may have dropped the dirty pages it could not write (and the next fsync succeeds),
+// so a later success would tell the guest that writes are durable when some may be lost.
+//
 // Threading: as for every device, activate(), reset() and all processing run on the event
 // loop thread; read_config(), needs_reset() and counters() may be called from any thread.
 #include <atomic>
@@ -64,6 +68,7 @@ struct BlkCounters : VirtioCounters {
   Counter read_only_rejects{0};  // write-type requests on a read-only disk
   Counter unsupported{0};        // answered VIRTIO_BLK_S_UNSUPP
   Counter flushes_held{0};       // flushes that waited for earlier writes
+  Counter flushes_poisoned{0};   // flushes failed because an earlier flush failed
 
   template <class F>
   void visit(F&& f) const {
@@ -80,6 +85,7 @@ struct BlkCounters : VirtioCounters {
     f("read_only_rejects", value(read_only_rejects));
     f("unsupported", value(unsupported));
     f("flushes_held", value(flushes_held));
+    f("flushes_poisoned", value(flushes_poisoned));
   }
 };
 
@@ -160,6 +166,7 @@ class BlkDevice final : public VirtioDevice {
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
   bool submitted_ = false;  // something awaits flush_submissions()
+  bool flush_failed_ = false;  // a flush failed since the last reset: later ones fail too
 
   // Flush ordering (see the header comment): outstanding write-type operations per epoch,
   // oldest first, and flushes waiting for the epochs up to theirs to drain.

@@ -72,14 +72,18 @@ void Qcow2Backend::finish(uint64_t id, int rc) {
 int Qcow2Backend::read(uint64_t host_offset, std::span<const iovec> iov) {
   auto r = engine_->read(data_fd(host_offset, iov), host_offset, iov, current_);
   if (!r) return r.error().code ? -r.error().code : -EIO;
-  ++requests_[current_].pending;
+  Request& req = requests_[current_];
+  ++req.pending;
+  req.queued_bytes += iov_total(iov);
   return 0;
 }
 
 int Qcow2Backend::write(uint64_t host_offset, std::span<const iovec> iov) {
   auto r = engine_->write(data_fd(host_offset, iov), host_offset, iov, current_);
   if (!r) return r.error().code ? -r.error().code : -EIO;
-  ++requests_[current_].pending;
+  Request& req = requests_[current_];
+  ++req.pending;
+  req.queued_bytes += iov_total(iov);
   return 0;
 }
 
@@ -127,7 +131,9 @@ size_t Qcow2Backend::reap(std::span<BlockCompletion> out) {
       if (it == requests_.end()) continue;  // cannot happen: every engine tag is a live request
       Request& r = it->second;
       if (scratch_[i].result < 0 && r.error == 0) r.error = scratch_[i].result;
+      if (scratch_[i].result > 0) r.done_bytes += static_cast<uint64_t>(scratch_[i].result);
       if (--r.pending == 0) {
+        if (r.error == 0 && r.done_bytes != r.queued_bytes) r.error = -EIO;
         out[n++] = {r.tag, r.error < 0 ? r.error : r.bytes};
         requests_.erase(it);
       }

@@ -44,6 +44,10 @@ class Qcow2Backend final : public BlockBackend, private qcow2::DataPath {
     uint32_t pending = 0;  // engine operations (pieces, or the final synchronous result) not yet reaped
     int32_t error = 0;
     int32_t bytes = 0;
+    // Bytes handed to the engine in pieces, and bytes the engine reported for them: an engine
+    // that reports fewer than it was given (a short transfer) fails the request.
+    uint64_t queued_bytes = 0;
+    uint64_t done_bytes = 0;
   };
 
   // DataPath: called by the image while current_ is set.

@@ -129,7 +129,7 @@ int Image::mark_corrupt(const std::string& what) {
     h_.incompatible_features |= kIncompatCorrupt;
     uint8_t b[8];
     put_be64(b, h_.incompatible_features);
-    if (pwrite_full(fd_.get(), b, 8, 72) == 0) (void)fdatasync_retry(fd_.get());
+    if (pwrite_full(fd_.get(), b, 8, 72) == 0) (void)sync();
   }
   corrupt_ = true;
   return -EIO;
@@ -159,6 +159,25 @@ Result<Image::Entry*> Image::get(Kind kind, uint64_t offset, uint32_t bytes, boo
   return &lru_.front();
 }
 
+int Image::sync() {
+  // After a failed fdatasync the kernel may have dropped the dirty pages it could not write and
+  // marked them clean, and the next fdatasync reports success (the error is reported once). The
+  // cache here believes those tables are on disk, so no later sync can make the image
+  // consistent again: every later one fails, and nothing after the failure (L2 or L1 pointing at
+  // possibly lost clusters) is ordered behind it.
+  if (sync_failed_) return -EIO;
+  if (int rc = fdatasync_retry(fd_.get())) {
+    sync_failed_ = true;
+    if (log_)
+      log_->log(LogLevel::kError,
+                "qcow2: fdatasync failed (%s): writes since the last successful sync may be lost; "
+                "every later flush of this image fails until it is reopened",
+                std::strerror(-rc));
+    return rc;
+  }
+  return 0;
+}
+
 int Image::write_entry(Entry& e) {
   if (!e.dirty) return 0;
   if (int rc = pwrite_full(fd_.get(), e.data.data(), e.bytes, e.offset)) return rc;
@@ -175,7 +194,7 @@ int Image::write_back(Kind upto) {
       if (int rc = write_entry(e)) return rc;
     }
   }
-  if (int rc = fdatasync_retry(fd_.get())) return rc;
+  if (int rc = sync()) return rc;
   if (upto == Kind::kRefblock) return 0;
   // 2. L2 tables, then a barrier before any L1 entry points at a new L2 table.
   bool any = false;
@@ -186,7 +205,7 @@ int Image::write_back(Kind upto) {
     }
   }
   if (any) {
-    if (int rc = fdatasync_retry(fd_.get())) return rc;
+    if (int rc = sync()) return rc;
   }
   if (upto == Kind::kL2) return 0;
   any = false;
@@ -196,7 +215,7 @@ int Image::write_back(Kind upto) {
       any = true;
     }
   }
-  if (any) return fdatasync_retry(fd_.get());
+  if (any) return sync();
   return 0;
 }
 
@@ -300,7 +319,7 @@ Result<uint64_t> Image::alloc_cluster() {
       Entry* e = TRY(get(Kind::kRefblock, i * cs_, static_cast<uint32_t>(cs_), true));
       rc_set(e->data.data(), i % epb, h_.refcount_order, 1);
       if (int rc = write_entry(*e)) return fail(-rc, "qcow2: write refcount block");
-      if (int rc = fdatasync_retry(fd_.get())) return fail(-rc, "qcow2: sync");
+      if (int rc = sync()) return fail(-rc, "qcow2: sync");
       uint8_t b[8];
       put_be64(b, i * cs_);
       if (int rc = pwrite_full(fd_.get(), b, 8, h_.refcount_table_offset + bi * 8))
@@ -366,7 +385,7 @@ Result<void> Image::grow_refcount_table(uint64_t min_entries) {
   put_be64(hb, T * cs_);
   put_be32(hb + 8, static_cast<uint32_t>(n));
   if (int rc = pwrite_full(fd_.get(), hb, 12, 48)) return fail(-rc, "qcow2: write header");
-  if (int rc = fdatasync_retry(fd_.get())) return fail(-rc, "qcow2: sync");
+  if (int rc = sync()) return fail(-rc, "qcow2: sync");
   uint64_t old_off = h_.refcount_table_offset, old_n = h_.refcount_table_clusters;
   h_.refcount_table_offset = T * cs_;
   h_.refcount_table_clusters = static_cast<uint32_t>(n);
@@ -825,7 +844,7 @@ Result<void> Image::resize(uint64_t new_size) {
     put_be32(hb + 12, static_cast<uint32_t>(need));
     put_be64(hb + 16, off);
     if (int rc = pwrite_full(fd_.get(), hb, 24, 24)) return fail(-rc, "qcow2: write header");
-    if (int rc = fdatasync_retry(fd_.get())) return fail(-rc, "qcow2: sync");
+    if (int rc = sync()) return fail(-rc, "qcow2: sync");
     // Drop the old table's cached chunks (clean after write_back) and release its clusters.
     for (auto it = lru_.begin(); it != lru_.end();) {
       if (it->kind == Kind::kL1) {
@@ -850,7 +869,7 @@ Result<void> Image::resize(uint64_t new_size) {
   }
   put_be64(hb, new_size);
   if (int rc = pwrite_full(fd_.get(), hb, 8, 24)) return fail(-rc, "qcow2: write header");
-  if (int rc = fdatasync_retry(fd_.get())) return fail(-rc, "qcow2: sync");
+  if (int rc = sync()) return fail(-rc, "qcow2: sync");
   h_.size = new_size;
   return {};
 }

@@ -57,6 +57,8 @@ class Image final : public SyncDisk {
   uint64_t size() const override { return h_.size; }
   bool read_only() const { return read_only_; }
   bool corrupt() const { return corrupt_; }
+  // An fdatasync of this image failed: every later flush fails (see sync()).
+  bool sync_failed() const { return sync_failed_; }
   int fd() const { return fd_.get(); }
   void set_backing(std::unique_ptr<SyncDisk> backing) { backing_ = std::move(backing); }
   // nullptr: every transfer is synchronous (the default; the img tool and fuzzers use that).
@@ -110,6 +112,8 @@ class Image final : public SyncDisk {
   // Metadata cache. The pointer is valid until the next call that may load a table.
   // `fresh`: a newly allocated table: zero-filled and dirty, not read from disk.
   Result<Entry*> get(Kind kind, uint64_t offset, uint32_t bytes, bool fresh = false);
+  // fdatasync, sticky on failure: once one fails, every later call fails with EIO.
+  int sync();
   int write_entry(Entry& e);
   // Writes dirty entries so that refblocks reach disk before L2 tables and L2 tables before
   // L1, with fdatasync between (see README: crash safety). `upto` bounds how far it goes.
@@ -152,6 +156,7 @@ class Image final : public SyncDisk {
   uint64_t cs_;
   bool read_only_;
   bool corrupt_ = false;
+  bool sync_failed_ = false;
   const Logger* log_;
   std::unique_ptr<SyncDisk> backing_;
   DataPath* data_path_ = nullptr;
