@@ -138,7 +138,8 @@ Result<RunResult> drive_tx(const Wiring& x, const RunOptions& o, const Workload&
   const uint64_t stride = align_up(sizeof(VirtioNetHdr) + w.frame_bytes, 4096);
   if (Layout::kTxFrames + stride * x.qsize > Layout::kRxBuffers) return fail(EINVAL, "TX frames do not fit the layout");
   VirtioNetHdr hdr = frame_header(w);
-  for (uint16_t slot = 0; slot < x.qsize; ++slot) {
+  const unsigned slots = tx_slots(o, w);
+  for (uint16_t slot = 0; slot < slots; ++slot) {
     uint64_t at = Layout::kTxFrames + slot * stride;
     std::memcpy(x.ram + at, &hdr, sizeof hdr);
     build_frame(w, std::span(x.ram + at + sizeof hdr, w.frame_bytes));
@@ -162,7 +163,7 @@ Result<RunResult> drive_tx(const Wiring& x, const RunOptions& o, const Workload&
   }
   RunResult r;
   uint64_t errors = 0;
-  unsigned in_flight = x.qsize;
+  unsigned in_flight = slots;
   bool measuring = true;
   auto t0 = Clock::now();
   auto deadline = deadline_after(t0, o.seconds);
@@ -177,8 +178,8 @@ Result<RunResult> drive_tx(const Wiring& x, const RunOptions& o, const Workload&
       VirtqUsedElem e = ring.peek(k);
       --in_flight;
       // §5.1.6.2: the device writes nothing into TX buffers.
-      if (e.id >= x.qsize || e.len != 0) ++errors;
-      if (!measuring || e.id >= x.qsize) continue;
+      if (e.id >= slots || e.len != 0) ++errors;
+      if (!measuring || e.id >= slots) continue;
       ++r.frames;
       ring.push(static_cast<uint16_t>(e.id));
       ++in_flight;
@@ -203,7 +204,7 @@ Result<RunResult> drive_tx(const Wiring& x, const RunOptions& o, const Workload&
 Result<RunResult> drive_rx(const Wiring& x, TapNamespace& ns, const RunOptions& o, const Workload& w,
                            const std::function<void()>& start) {
   DriverRing ring(x.ram, Layout::kRxDesc, Layout::kRxAvail, Layout::kRxUsed, x.qsize);
-  const uint32_t buf_len = w.tso ? 4096 : 1536;
+  const uint32_t buf_len = rx_buffer_bytes(w);
   if (Layout::kRxBuffers + uint64_t{buf_len} * x.qsize > Layout::kMemory) return fail(EINVAL, "RX buffers do not fit");
   for (uint16_t slot = 0; slot < x.qsize; ++slot) {
     ring.desc(slot) = {Layout::kRxBuffers + uint64_t{slot} * buf_len, buf_len, VIRTQ_DESC_F_WRITE, 0};

@@ -88,6 +88,13 @@ bool frame_ok(const Workload& w, std::span<const std::byte> frame) {
   return frame.size() == w.frame_bytes && has_tag(frame.data());
 }
 
+unsigned tx_slots(const RunOptions& o, const Workload& w) {
+  uint64_t n = o.tx_inflight_bytes / w.frame_bytes;
+  return static_cast<unsigned>(std::clamp<uint64_t>(n, 1, o.queue_size));
+}
+
+uint32_t rx_buffer_bytes(const Workload& w) { return w.tso ? 4096 : 1536; }
+
 Summary summarize(std::vector<double> v) {
   Summary s;
   if (v.empty()) return s;

@@ -78,7 +78,19 @@ struct RunOptions {
   // RX: frames outstanding between the injector and the receiver (see injector.h). Below the
   // tap's 500-frame queue so nothing is dropped; TSO super-frames get fewer.
   unsigned rx_window = 384, rx_window_tso = 64;
+  // TX: bytes of frames outstanding on the ring, as Linux's TCP small queues bound one flow's
+  // bytes below the socket (tcp_limit_output_bytes, 1 MiB): 16 TSO frames, a full ring of
+  // small ones.
+  uint64_t tx_inflight_bytes = 1 << 20;
 };
+
+// Frames on the TX ring at once: what a guest keeps queued, and the number of distinct
+// buffers the baseline cycles through, so both sides copy from the same amount of memory.
+unsigned tx_slots(const RunOptions& o, const Workload& w);
+// RX buffer size a Linux guest posts with MRG_RXBUF (its estimate settles at 1536 bytes for
+// MTU-sized traffic and at a page for TSO). The baseline reads into buffers covering the same
+// total (queue_size * this), so both sides write the same amount of memory.
+uint32_t rx_buffer_bytes(const Workload& w);
 
 struct Summary {
   double median = 0, min = 0, max = 0;
