@@ -220,7 +220,7 @@ Result<RunResult> run_device(const DeviceRunOptions& o, const Workload& w) {
   Logger logger;
   DiskOptions disk;
   disk.path = o.path;
-  disk.format = DiskFormat::kRaw;
+  disk.format = o.format;
   disk.cache = CacheMode::kNone;
   disk.engine = EngineKind::kIoUring;
   disk.logger = &logger;

@@ -33,10 +33,7 @@ std::vector<std::string> fio_command(const std::string& fio, const std::string& 
           "--output-format=json"};
 }
 
-namespace {
-
-// Runs argv with stdout into a pipe; returns what it printed and its wait status.
-Result<std::string> capture(const std::vector<std::string>& argv) {
+Result<std::string> run_capture(const std::vector<std::string>& argv) {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) return fail_errno("pipe");
   Fd rd(p[0]), wr(p[1]);
@@ -68,10 +65,8 @@ Result<std::string> capture(const std::vector<std::string>& argv) {
   return out;
 }
 
-}  // namespace
-
 Result<RunResult> run_fio(const std::string& fio, const std::string& path, double seconds, const Workload& w) {
-  std::string out = TRY(capture(fio_command(fio, path, seconds, w)));
+  std::string out = TRY(run_capture(fio_command(fio, path, seconds, w)));
   // fio may print notices before the JSON object.
   auto start = out.find('{');
   if (start == std::string::npos) return fail(EPROTO, "fio printed no JSON");

@@ -3,7 +3,8 @@
 # `microvm bench` links it), whichever comes first; the guard makes the second a no-op.
 if(NOT TARGET microvm_blk_bench)
   set(_blk_dir ${CMAKE_SOURCE_DIR}/bench/blk)
-  add_library(microvm_blk_bench STATIC ${_blk_dir}/workload.cc ${_blk_dir}/fio_runner.cc ${_blk_dir}/device_driver.cc)
+  add_library(microvm_blk_bench STATIC ${_blk_dir}/workload.cc ${_blk_dir}/fio_runner.cc ${_blk_dir}/device_driver.cc
+              ${_blk_dir}/image_prep.cc)
   target_link_libraries(microvm_blk_bench PUBLIC microvm_virtio_blk microvm_block microvm_memory microvm_base
                         nlohmann_json::nlohmann_json)
   microvm_warnings(microvm_blk_bench)

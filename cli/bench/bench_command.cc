@@ -319,6 +319,7 @@ int run_bench_command(int argc, char** argv) {
     ScenarioResult sr;
     sr.name = sc->name();
     sr.description = sc->description();
+    sr.guest_mode = !sc->device_mode();
     sr.variants = {std::string(kSubjectVariant)};
     auto baselines = sc->baselines();
     if (compare != "none") {

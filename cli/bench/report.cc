@@ -16,6 +16,17 @@ namespace {
 
 using nlohmann::json;
 
+// A guest-mode scenario on a host that emulates guest kernel mode measures the emulator:
+// a baseline/microvm ratio there says nothing about either VMM, so none is printed.
+bool ratios_meaningful(const BenchResults& r, const ScenarioResult& sc) {
+  return !(sc.guest_mode && r.probe && r.probe->emulated);
+}
+constexpr char kEmulatedNote[] =
+    "This host emulates guest kernel mode (see the host probe): these guest-mode numbers measure the host's "
+    "instruction emulator, not the VMM, so no ratios are given. Use --device-only here, or rerun on a host with "
+    "hardware virtualization.";
+constexpr char kNoRatio[] = "n/a (emulated)";
+
 std::optional<double> ratio(const MetricResult& m, const std::string& baseline) {
   auto a = m.samples.find("microvm"), b = m.samples.find(baseline);
   if (a == m.samples.end() || b == m.samples.end() || a->second.empty() || b->second.empty()) return std::nullopt;
@@ -139,6 +150,10 @@ json to_json(const BenchResults& r) {
     s["variants"] = sc.variants;
     s["notes"] = sc.notes;
     if (!sc.prepare_error.empty()) s["prepare_error"] = sc.prepare_error;
+    s["mode"] = sc.guest_mode ? "guest" : "device";
+    bool with_ratios = ratios_meaningful(r, sc);
+    s["measures_emulator"] = !with_ratios;
+    if (!with_ratios) s["notes"].push_back(kEmulatedNote);
     s["metrics"] = json::array();
     for (const auto& m : sc.metrics) {
       json jm;
@@ -153,9 +168,10 @@ json to_json(const BenchResults& r) {
                                   {"samples", samples}};
       }
       jm["ratio_baseline_over_microvm"] = json::object();
-      for (const auto& v : sc.variants)
-        if (v != "microvm")
-          if (auto q = ratio(m, v)) jm["ratio_baseline_over_microvm"][v] = *q;
+      if (with_ratios)
+        for (const auto& v : sc.variants)
+          if (v != "microvm")
+            if (auto q = ratio(m, v)) jm["ratio_baseline_over_microvm"][v] = *q;
       s["metrics"].push_back(jm);
     }
     s["runs"] = json::array();
@@ -178,6 +194,8 @@ std::string format_table(const BenchResults& r) {
   for (const auto& sc : r.scenarios) {
     o << "\n== " << sc.name << ": " << sc.description << "\n";
     if (!sc.prepare_error.empty()) o << "   prepare failed: " << sc.prepare_error << "\n";
+    bool with_ratios = ratios_meaningful(r, sc);
+    if (!with_ratios) o << "  !! " << kEmulatedNote << "\n";
     // Column widths from the content.
     std::vector<std::vector<std::string>> rows;
     std::vector<std::string> head = {"metric"};
@@ -189,7 +207,7 @@ std::string format_table(const BenchResults& r) {
       std::vector<std::string> row = {m.name + " [" + m.unit + "]"};
       for (const auto& v : sc.variants) row.push_back(cell(m, v));
       for (const auto& v : sc.variants)
-        if (v != "microvm") row.push_back(ratio_cell(m, v));
+        if (v != "microvm") row.push_back(with_ratios ? ratio_cell(m, v) : kNoRatio);
       rows.push_back(row);
     }
     std::vector<size_t> w(head.size(), 0);
@@ -248,6 +266,8 @@ std::string format_markdown(const BenchResults& r, const std::map<std::string, s
   for (const auto& sc : r.scenarios) {
     o << "## Scenario `" << sc.name << "`\n\n" << sc.description << "\n\n";
     if (!sc.prepare_error.empty()) o << "**Prepare failed:** " << sc.prepare_error << "\n\n";
+    bool with_ratios = ratios_meaningful(r, sc);
+    if (!with_ratios) o << "**" << kEmulatedNote << "**\n\n";
     o << "| metric | unit |";
     for (const auto& v : sc.variants) o << " " << v << " median (min–max) |";
     for (const auto& v : sc.variants)
@@ -259,7 +279,7 @@ std::string format_markdown(const BenchResults& r, const std::map<std::string, s
       o << "| " << m.name << " | " << m.unit << " |";
       for (const auto& v : sc.variants) o << " " << cell(m, v) << " |";
       for (const auto& v : sc.variants)
-        if (v != "microvm") o << " " << ratio_cell(m, v) << " |";
+        if (v != "microvm") o << " " << (with_ratios ? ratio_cell(m, v) : kNoRatio) << " |";
       o << "\n";
     }
     o << "\n";

@@ -31,6 +31,10 @@ struct ScenarioResult {
   std::vector<MetricResult> metrics;  // in first-seen order
   std::vector<RunRecord> runs;
   std::string prepare_error;
+  // Boots a guest (not --device-only). On a host whose guest kernel mode is emulated its
+  // numbers measure the emulator: the outputs then print no ratios for it (see
+  // ratios_meaningful() in report.cc).
+  bool guest_mode = false;
 };
 
 struct Conditions {

@@ -1,7 +1,8 @@
 // `microvm bench --scenario blk` (device mode: the real virtio-blk device + io_uring engine
-// driven by a host thread, next to fio on the same file). Tiny durations, one repetition; the
-// JSON must carry every workload's metrics with positive numbers for both variants. No timing
-// thresholds. Needs no /dev/kvm; needs fio for the host baseline.
+// driven by a host thread on a raw file and on a qcow2 copy, next to fio on the raw file).
+// Tiny durations, one repetition; the JSON must carry every workload's metrics with positive
+// numbers: raw_* for both variants, qcow2_* for microvm. No timing thresholds. Needs no
+// /dev/kvm; needs fio for the host baseline and qemu-img for the qcow2 copy.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -40,22 +41,28 @@ TEST(BenchBlkDevice, JsonHasEveryWorkloadForMicrovmAndHost) {
   EXPECT_EQ(s["variants"], json::array({"microvm", "host"}));
   EXPECT_FALSE(s.contains("prepare_error")) << s.dump(2);
 
-  for (const char* w : {"randread_4k_qd32", "randwrite_4k_qd32", "seqread_1m_qd4", "seqwrite_1m_qd4"}) {
-    for (const char* suffix : {"_iops", "_mib_s"}) {
-      std::string name = std::string(w) + suffix;
-      const json* m = find_metric(s, name);
-      ASSERT_NE(m, nullptr) << "missing metric " << name << " in " << s.dump(2);
-      EXPECT_FALSE((*m)["lower_is_better"].get<bool>()) << name;
-      for (const char* v : {"microvm", "host"}) {
-        ASSERT_TRUE((*m)["results"].contains(v)) << name << " has no " << v << " result";
-        EXPECT_GT((*m)["results"][v]["median"].get<double>(), 0) << name << " " << v;
+  EXPECT_EQ(s["mode"], "device");
+  EXPECT_FALSE(s["measures_emulator"].get<bool>());
+  for (const char* format : {"raw_", "qcow2_"})
+    for (const char* w : {"randread_4k_qd32", "randwrite_4k_qd32", "randread_4k_qd1", "randwrite_4k_qd1",
+                          "seqread_1m_qd4", "seqwrite_1m_qd4"}) {
+      for (const char* suffix : {"_iops", "_mib_s"}) {
+        std::string name = std::string(format) + w + suffix;
+        bool raw = std::string(format) == "raw_";
+        const json* m = find_metric(s, name);
+        ASSERT_NE(m, nullptr) << "missing metric " << name << " in " << s.dump(2);
+        EXPECT_FALSE((*m)["lower_is_better"].get<bool>()) << name;
+        ASSERT_TRUE((*m)["results"].contains("microvm")) << name << " has no microvm result";
+        EXPECT_GT((*m)["results"]["microvm"]["median"].get<double>(), 0) << name;
+        // fio runs on the raw file only (writing a qcow2 file's bytes would break its metadata).
+        EXPECT_EQ((*m)["results"].contains("host"), raw) << name;
+        if (raw) EXPECT_GT((*m)["results"]["host"]["median"].get<double>(), 0) << name;
+        EXPECT_EQ((*m)["ratio_baseline_over_microvm"].contains("host"), raw) << name;
       }
-      EXPECT_TRUE((*m)["ratio_baseline_over_microvm"].contains("host")) << name;
     }
-  }
   // IOPS and MiB/s agree with the block size: 1 MiB requests make them equal, 4 KiB ones 256:1.
-  const json* seq = find_metric(s, "seqread_1m_qd4_iops");
-  const json* seq_mib = find_metric(s, "seqread_1m_qd4_mib_s");
+  const json* seq = find_metric(s, "raw_seqread_1m_qd4_iops");
+  const json* seq_mib = find_metric(s, "raw_seqread_1m_qd4_mib_s");
   ASSERT_TRUE(seq && seq_mib);
   EXPECT_NEAR((*seq)["results"]["microvm"]["median"].get<double>(),
               (*seq_mib)["results"]["microvm"]["median"].get<double>(), 1e-6);
@@ -64,14 +71,16 @@ TEST(BenchBlkDevice, JsonHasEveryWorkloadForMicrovmAndHost) {
   for (const auto& run : s["runs"]) {
     EXPECT_TRUE(run["ok"].get<bool>()) << run.dump(2);
     const json& d = run["details"];
-    ASSERT_TRUE(d.contains("randread_4k_qd32")) << run.dump(2);
-    std::string detail = d["randread_4k_qd32"];
+    ASSERT_TRUE(d.contains("raw_randread_4k_qd32")) << run.dump(2);
+    std::string detail = d["raw_randread_4k_qd32"];
     if (run["variant"] == "host") {
       EXPECT_NE(detail.find("--ioengine=io_uring"), std::string::npos) << detail;
       EXPECT_NE(detail.find("--direct=1"), std::string::npos) << detail;
       EXPECT_NE(detail.find("--iodepth=32"), std::string::npos) << detail;
     } else {
       EXPECT_NE(detail.find("kicks/op"), std::string::npos) << detail;
+      ASSERT_TRUE(d.contains("qcow2_file")) << run.dump(2);
+      EXPECT_NE(d["qcow2_file"].get<std::string>().find("qemu-img convert"), std::string::npos) << run.dump(2);
     }
   }
 }
