@@ -1,9 +1,11 @@
 #include "vmm/machine.h"
 
+#include <pthread.h>
 #include <sys/random.h>
 #include <unistd.h>
 
 #include <array>
+#include <thread>
 
 #include "base/mapped_file.h"
 #include "boot/acpi/acpi_tables.h"
@@ -14,6 +16,8 @@
 #include "boot/zero_page.h"
 #include "microvm/guest_abi.h"
 #include "vmm/cpu_model.h"
+#include "vmm/sandbox/policy.h"
+#include "vmm/sandbox/thread_signals.h"
 #include "vmm/vcpu_setup.h"
 #include "vmm/virtio_wiring.h"
 
@@ -64,7 +68,39 @@ Result<std::unique_ptr<Machine>> Machine::build(const VmConfig& config) {
   TRY(m->setup_virtio_devices(cmdline_extra));
   TRY(m->load_guest(cmdline_extra));
   TRY(m->setup_vcpus());
+  TRY(m->setup_sandbox());
   return m;
+}
+
+Result<void> Machine::setup_sandbox() {
+  if (!config_.sandbox) {
+    log_.log(LogLevel::kWarn, "sandbox off: VMM threads run without seccomp filters (--sandbox off)");
+    return {};
+  }
+  SandboxNeeds needs;
+  needs.pid = ::getpid();
+  for (const auto& n : config_.nets) {
+    if (n.user) needs.user_net = true;
+    else {
+      needs.tap_net = true;
+      if (n.vhost != "off") needs.vhost_net = true;
+    }
+  }
+  for (const auto& s : config_.shares)
+    if (!s.host_dir.empty()) needs.child_processes = true;
+  auto vcpu_policy = policy_for(ThreadRole::kVcpu, needs);
+  auto loop_policy = policy_for(ThreadRole::kEventLoop, needs);
+  auto vcpu = SeccompProgram::compile(vcpu_policy);
+  if (!vcpu) return std::unexpected(vcpu.error().context("sandbox: vCPU filter"));
+  auto loop = SeccompProgram::compile(loop_policy);
+  if (!loop) return std::unexpected(loop.error().context("sandbox: event-loop filter"));
+  log_.log(LogLevel::kDebug, "sandbox: vcpu role allows %zu system calls (%zu rules, %zu BPF instructions), "
+           "event-loop role %zu (%zu rules, %zu BPF instructions)",
+           distinct_syscalls(vcpu_policy), vcpu_policy.size(), vcpu->instructions(),
+           distinct_syscalls(loop_policy), loop_policy.size(), loop->instructions());
+  vcpu_filter_ = std::move(*vcpu);
+  loop_filter_ = std::move(*loop);
+  return {};
 }
 
 Result<void> Machine::setup_kvm() {
@@ -191,6 +227,10 @@ Result<void> Machine::setup_vcpus() {
         first_run_us_.compare_exchange_strong(expected, std::max<uint64_t>(now_us(), 1));
       };
     }
+    if (config_.sandbox) {
+      hooks.enter_sandbox = [this] { return vcpu_filter_->install(ThreadRole::kVcpu); };
+      hooks.on_failure = [this](const Error& e) { fail_run(e.context("sandbox")); };
+    }
     vcpus_.push_back(std::make_unique<Vcpu>(i, std::move(fd), pio_, mmio_, std::move(hooks)));
   }
   return {};
@@ -214,13 +254,43 @@ void Machine::stop() {
   for (auto& v : vcpus_) v->kick();
 }
 
+void Machine::fail_run(const Error& error) {
+  {
+    std::lock_guard lock(exit_mutex_);
+    if (!run_error_) run_error_ = error;
+  }
+  request_exit(VmExitReason::kStopped, error.what);
+}
+
+Result<void> Machine::loop_thread_main() {
+  pthread_setname_np(pthread_self(), "vmm-loop");
+  // Signals an embedder or the CLI handles are delivered to the thread waiting in run().
+  block_async_signals();
+  if (loop_filter_) {
+    if (auto sandboxed = loop_filter_->install(ThreadRole::kEventLoop); !sandboxed) {
+      fail_run(sandboxed.error().context("sandbox: vmm-loop"));
+      return {};
+    }
+  }
+  return loop_->run();
+}
+
 Result<VmExit> Machine::run() {
   if (ran_) return fail("Vm::run() may be called once");
   ran_ = true;
+  // The caller's thread is never filtered (an embedder's thread, and the one that tears the
+  // machine down: stopping virtiofsd, unlinking its runtime directory). It waits here while
+  // the event loop and the vCPUs run on threads that enter their sandboxes first.
+  Result<void> loop_result;
+  std::thread loop_thread([this, &loop_result] { loop_result = loop_thread_main(); });
   for (auto& v : vcpus_) v->start();
-  auto loop_result = loop_->run();
+  loop_thread.join();
   for (auto& v : vcpus_) v->kick();
   for (auto& v : vcpus_) v->join();
+  {
+    std::lock_guard lock(exit_mutex_);
+    if (run_error_) return std::unexpected(*run_error_);
+  }
   if (!loop_result) return std::unexpected(loop_result.error().context("event loop"));
   log_.log(LogLevel::kDebug, "unhandled port I/O accesses: %llu, MMIO: %llu",
            static_cast<unsigned long long>(pio_.unhandled_accesses()),

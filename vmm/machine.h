@@ -18,6 +18,7 @@
 #include "vmm/console_input.h"
 #include "vmm/io_bus.h"
 #include "vmm/kvm.h"
+#include "vmm/sandbox/seccomp_program.h"
 #include "vmm/vcpu.h"
 
 namespace microvm {
@@ -42,6 +43,12 @@ class Machine final : public Vm {
   [[nodiscard]] Result<void> setup_virtio_devices(std::string& cmdline_extra);
   [[nodiscard]] Result<void> load_guest(const std::string& cmdline_extra);
   [[nodiscard]] Result<void> setup_vcpus();
+  // Compiles the per-role seccomp filters (VmConfig::sandbox); threads install them in run().
+  [[nodiscard]] Result<void> setup_sandbox();
+  // The event loop's thread ("vmm-loop"): enters its sandbox, then serves devices until stop.
+  Result<void> loop_thread_main();
+  // A thread could not enter its sandbox: remember why and stop everything.
+  void fail_run(const Error& error);
 
   // First caller wins; stops the event loop and every vCPU.
   void request_exit(VmExitReason reason, const std::string& detail);
@@ -64,10 +71,13 @@ class Machine final : public Vm {
   std::unique_ptr<ConsoleInput> console_;
   std::unique_ptr<VirtioWiring> virtio_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  std::optional<SeccompProgram> vcpu_filter_;
+  std::optional<SeccompProgram> loop_filter_;
 
   std::mutex exit_mutex_;
   std::atomic<bool> exit_requested_{false};
   VmExit exit_;
+  std::optional<Error> run_error_;  // guarded by exit_mutex_
   std::atomic<uint64_t> first_run_us_{0};
   std::atomic<uint64_t> first_marker_us_{0};
   bool ran_ = false;

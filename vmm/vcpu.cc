@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <mutex>
 
+#include "vmm/sandbox/thread_signals.h"
+
 namespace microvm {
 namespace {
 
@@ -67,6 +69,15 @@ void Vcpu::thread_main() {
   char name[16];
   std::snprintf(name, sizeof name, "vcpu%u", index_);
   pthread_setname_np(pthread_self(), name);
+  // Process-directed signals go to the caller's threads; the kick (SIGUSR2) still arrives.
+  block_async_signals();
+  if (hooks_.enter_sandbox) {
+    if (auto sandboxed = hooks_.enter_sandbox(); !sandboxed) {
+      if (hooks_.on_failure) hooks_.on_failure(sandboxed.error().context(name));
+      running_ = false;
+      return;
+    }
+  }
   native_.store(pthread_self());
   // A kick that raced with thread start set immediate_exit already, so KVM_RUN returns at once.
   bool first = true;

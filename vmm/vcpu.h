@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "base/result.h"
 #include "vmm/io_bus.h"
 #include "vmm/kvm.h"
 
@@ -18,10 +19,14 @@ enum class VcpuStop { kPowerOff, kReboot, kCrash };
 class Vcpu {
  public:
   // `on_stop` is called once, from this vCPU's thread, when the guest stops the machine or
-  // crashes; `on_first_run` when this vCPU first enters the guest.
+  // crashes; `on_first_run` when this vCPU first enters the guest. `enter_sandbox`, when
+  // set, runs first on the new thread (it installs the thread's seccomp filter); if it fails
+  // the vCPU never runs and `on_failure` gets the error.
   struct Hooks {
     std::function<void(VcpuStop, const std::string& detail)> on_stop;
     std::function<void()> on_first_run;
+    std::function<Result<void>()> enter_sandbox;
+    std::function<void(const Error&)> on_failure;
   };
 
   Vcpu(unsigned index, VcpuFd fd, IoBus& pio, IoBus& mmio, Hooks hooks)

@@ -78,6 +78,13 @@ struct VmConfig {
 
   LogSink log_sink;                        // empty: stderr
   LogLevel log_level = LogLevel::kWarn;
+
+  // Seccomp sandbox (SECURITY.md): once set up, the device event loop runs on its own
+  // thread ("vmm-loop") and it and every vCPU thread install a default-deny filter for
+  // their role before doing any work. The thread that calls run() is never filtered. A
+  // forbidden system call ends the process with kExitSandbox and one line on stderr. With
+  // it on, `log_sink` may run on those threads: it must only write to already-open fds.
+  bool sandbox = true;
 };
 
 enum class VmExitReason {
@@ -123,6 +130,9 @@ inline constexpr int kExitUsage = 2;
 inline constexpr int kExitReboot = 3;
 inline constexpr int kExitCrash = 4;
 inline constexpr int kExitStopped = 5;
+// A sandboxed VMM thread made a system call its role forbids (the process ends at once,
+// from any thread, also when embedded; see VmConfig::sandbox).
+inline constexpr int kExitSandbox = 6;
 
 inline int exit_code_for(VmExitReason r) {
   switch (r) {

@@ -1,0 +1,100 @@
+// The event-loop role: virtqueue processing, block I/O, tap and slirp traffic, vhost
+// messages, timers. It opens no path and starts no process; sockets only with --net user.
+#include <fcntl.h>
+#include <linux/if_tun.h>
+// The legacy vring helpers in virtio_ring.h are C, not C++.
+#define VIRTIO_RING_NO_LEGACY 1
+#include <linux/vhost.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "vmm/sandbox/policy.h"
+
+namespace microvm {
+
+void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
+  auto allow = [&p](int nr, std::vector<scmp_arg_cmp> args = {}) { p.push_back({nr, std::move(args)}); };
+  auto allow_ioctl = [&allow](unsigned long req) { allow(SCMP_SYS(ioctl), {SCMP_A1(SCMP_CMP_EQ, req)}); };
+
+  // The loop itself: waiting, (un)registering fds as devices activate and reset.
+  allow(SCMP_SYS(epoll_wait));
+  allow(SCMP_SYS(epoll_pwait));
+  allow(SCMP_SYS(epoll_ctl));
+  // Slirp's timer and its poll of its own sockets (zero timeout).
+  allow(SCMP_SYS(timerfd_settime));
+  allow(SCMP_SYS(timerfd_gettime));
+  allow(SCMP_SYS(poll));
+  allow(SCMP_SYS(ppoll));
+
+  // Block back ends on already-open image fds: the io_uring engine, the synchronous engine
+  // and qcow2 metadata (table reads/writes, growth, flush ordering, discard).
+  allow(SCMP_SYS(io_uring_enter));
+  allow(SCMP_SYS(pread64));
+  allow(SCMP_SYS(pwrite64));
+  allow(SCMP_SYS(preadv));
+  allow(SCMP_SYS(pwritev));
+  allow(SCMP_SYS(preadv2));
+  allow(SCMP_SYS(pwritev2));
+  allow(SCMP_SYS(fdatasync));
+  allow(SCMP_SYS(fsync));
+  allow(SCMP_SYS(fallocate));
+  allow(SCMP_SYS(ftruncate));
+  allow(SCMP_SYS(lseek));
+
+  // vhost-user (virtio-fs): messages with SCM_RIGHTS on the connected socket.
+  allow(SCMP_SYS(sendmsg));
+  allow(SCMP_SYS(recvmsg));
+
+  // Device activation and reset: irqfds, doorbell ioeventfds, MSI routes.
+  add_kvm_vm_runtime_ioctls(p);
+  if (needs.tap_net) allow_ioctl(TUNSETOFFLOAD);  // offloads follow the features the guest accepted
+  if (needs.vhost_net) {
+    // Ring setup when the guest starts the device (VHOST_SET_OWNER happened at setup).
+    for (unsigned long req : {static_cast<unsigned long>(VHOST_GET_FEATURES), static_cast<unsigned long>(VHOST_SET_FEATURES),
+                              static_cast<unsigned long>(VHOST_SET_MEM_TABLE), static_cast<unsigned long>(VHOST_SET_VRING_NUM),
+                              static_cast<unsigned long>(VHOST_SET_VRING_BASE), static_cast<unsigned long>(VHOST_GET_VRING_BASE),
+                              static_cast<unsigned long>(VHOST_SET_VRING_ADDR), static_cast<unsigned long>(VHOST_SET_VRING_KICK),
+                              static_cast<unsigned long>(VHOST_SET_VRING_CALL), static_cast<unsigned long>(VHOST_NET_SET_BACKEND)})
+      allow_ioctl(req);
+  }
+
+  if (needs.child_processes) {
+    // A virtiofsd whose socket hung up is reaped to say how it ended; never blocking.
+    allow(SCMP_SYS(wait4), {SCMP_A2(SCMP_CMP_EQ, WNOHANG)});
+  }
+
+  if (needs.user_net) {
+    // libslirp turns guest TCP/UDP/ICMP flows into host sockets: IPv4/IPv6 stream and
+    // datagram (ICMP echo uses SOCK_DGRAM/IPPROTO_ICMP) only — no AF_UNIX, AF_NETLINK,
+    // AF_PACKET or raw sockets.
+    for (int family : {AF_INET, AF_INET6})
+      for (int type : {SOCK_STREAM, SOCK_DGRAM})
+        allow(SCMP_SYS(socket), {SCMP_A0(SCMP_CMP_EQ, static_cast<uint64_t>(family)),
+                                 SCMP_A1(SCMP_CMP_MASKED_EQ, ~static_cast<uint64_t>(SOCK_NONBLOCK | SOCK_CLOEXEC) & 0xffffffffu,
+                                         static_cast<uint64_t>(type))});
+    allow(SCMP_SYS(connect));
+    allow(SCMP_SYS(bind));
+    allow(SCMP_SYS(listen));
+    allow(SCMP_SYS(accept));
+    allow(SCMP_SYS(accept4));
+    allow(SCMP_SYS(sendto));
+    allow(SCMP_SYS(recvfrom));
+    allow(SCMP_SYS(shutdown));
+    allow(SCMP_SYS(setsockopt));
+    allow(SCMP_SYS(getsockopt));
+    allow(SCMP_SYS(getsockname));
+    allow(SCMP_SYS(getpeername));
+    allow(SCMP_SYS(fcntl), {SCMP_A1(SCMP_CMP_EQ, F_GETFL)});  // non-blocking sockets
+    allow(SCMP_SYS(fcntl), {SCMP_A1(SCMP_CMP_EQ, F_SETFL)});
+    allow_ioctl(FIONREAD);  // UDP datagram size before recvfrom
+    allow_ioctl(FIONBIO);
+    // The one path read at run time: libslirp forwards the guest's DNS queries (10.0.2.3)
+    // to the host's resolver, which it reads from /etc/resolv.conf (fopen "r", re-read when
+    // its stat changes). Read-only opens only: nothing can be created, written or truncated.
+    allow(SCMP_SYS(openat), {SCMP_A2(SCMP_CMP_EQ, O_RDONLY)});
+    allow(SCMP_SYS(newfstatat));
+  }
+}
+
+}  // namespace microvm

@@ -1,0 +1,50 @@
+#pragma once
+// What each sandboxed thread role may ask of the kernel. A policy is data (rules), so tests
+// and SECURITY.md can name every entry; seccomp_program.h turns it into a filter.
+#include <seccomp.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace microvm {
+
+enum class ThreadRole { kVcpu, kEventLoop };
+
+// "vcpu" or "event-loop": the name used in reports and documentation.
+const char* role_name(ThreadRole role);
+
+// What the configured machine uses at run time beyond the fixed core, so a policy allows no
+// more than the devices that exist need.
+struct SandboxNeeds {
+  bool user_net = false;       // libslirp: guest connections become host sockets
+  bool child_processes = false;  // virtiofsd children: reaped (WNOHANG) when a backend hangs up
+  bool tap_net = false;        // tap offload changes when the guest negotiates features
+  bool vhost_net = false;      // vhost-net ring setup on activation
+  int pid = 0;                 // this process: signals only to its own threads
+};
+
+// One allowed form of one system call: every comparison must hold (AND). Several rules for
+// the same call are alternatives (OR).
+struct SyscallRule {
+  int nr;
+  std::vector<scmp_arg_cmp> args;
+};
+
+using SyscallPolicy = std::vector<SyscallRule>;
+
+// The full allow list for `role`; everything else traps (sigsys_reporter.h).
+SyscallPolicy policy_for(ThreadRole role, const SandboxNeeds& needs);
+
+// Pieces, one file each: what every sandboxed thread needs (libc, allocation, locks,
+// clocks, logging), and what each role adds.
+void add_common_rules(SyscallPolicy& p, const SandboxNeeds& needs);
+void add_vcpu_rules(SyscallPolicy& p, const SandboxNeeds& needs);
+void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs);
+// ioctl request numbers on KVM's VM fd that devices issue while the guest runs.
+void add_kvm_vm_runtime_ioctls(SyscallPolicy& p);
+
+// Distinct system calls in a policy (for reports and tests).
+size_t distinct_syscalls(const SyscallPolicy& p);
+
+}  // namespace microvm
