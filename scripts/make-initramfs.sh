@@ -2,7 +2,11 @@
 # Builds a small, UNCOMPRESSED newc initramfs around Debian's static busybox.
 #
 #   make-initramfs.sh OUT.cpio [--script FILE] [--add HOSTFILE:GUESTPATH]...
+#                              [--bin HOSTBINARY:GUESTPATH]...
 #                              [--boot-marker PATH] [--busybox PATH]
+#
+# --bin adds a dynamically linked host program plus every shared library `ldd` lists for it
+# (at the same paths, the dynamic loader included), e.g. --bin /usr/bin/fio:/usr/bin/fio.
 #
 # Uncompressed because the test host emulates guest kernel mode: gunzip of a 1 MB
 # initramfs costs 15-20 s there. The archive is written by this script itself (the
@@ -18,7 +22,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 OUT.cpio [--script FILE] [--add HOSTFILE:GUESTPATH]... [--boot-marker PATH] [--busybox PATH]" >&2
+  echo "usage: $0 OUT.cpio [--script FILE] [--add HOSTFILE:GUESTPATH]... [--bin HOSTBINARY:GUESTPATH]... [--boot-marker PATH] [--busybox PATH]" >&2
   exit 2
 }
 
@@ -29,10 +33,12 @@ SCRIPT=
 BUSYBOX=${BUSYBOX:-}
 BOOT_MARKER=${BOOT_MARKER:-}
 ADDS=()
+BINS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --script) [ $# -ge 2 ] || usage; SCRIPT=$2; shift 2 ;;
     --add) [ $# -ge 2 ] || usage; ADDS+=("$2"); shift 2 ;;
+    --bin) [ $# -ge 2 ] || usage; BINS+=("$2"); shift 2 ;;
     --boot-marker) [ $# -ge 2 ] || usage; BOOT_MARKER=$2; shift 2 ;;
     --busybox) [ $# -ge 2 ] || usage; BUSYBOX=$2; shift 2 ;;
     -h|--help) usage ;;
@@ -154,6 +160,20 @@ for spec in ${ADDS[@]+"${ADDS[@]}"}; do
   mode=0644
   [ -x "$host" ] && mode=0755
   file "$host" "$guest" $((mode))
+done
+for spec in ${BINS[@]+"${BINS[@]}"}; do
+  host=${spec%%:*}
+  guest=${spec#*:}
+  if [ "$host" = "$spec" ] || [ -z "$guest" ] || [ "${guest#/}" = "$guest" ]; then
+    echo "$0: --bin wants HOSTBINARY:/ABSOLUTE/GUESTPATH, got: $spec" >&2
+    exit 1
+  fi
+  [ -f "$host" ] || { echo "$0: no such file: $host" >&2; exit 1; }
+  file "$host" "$guest" $((0755))
+  # Libraries shared by several binaries go in once; a statically linked binary lists none.
+  for lib in $(ldd "$host" 2>/dev/null | grep -o '/[^ ]*' || true); do
+    [ -n "${HAVE[${lib#/}]:-}" ] || file "$lib" "$lib" $((0755))
+  done
 done
 
 entry TRAILER!!! 0 0 0 0
