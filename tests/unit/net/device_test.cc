@@ -284,6 +284,63 @@ TEST_F(NetDeviceTest, MergeableSpreadsAFrameOverSeveralBuffers) {
   EXPECT_EQ(h2.num_buffers, 1);
 }
 
+// With room for the largest frame stashed, the tap reads straight into the guest's buffers
+// (readv, no copy through the device): frames still take exactly the buffers they need, with
+// num_buffers set, and the rest serve the next frames in order.
+TEST_F(NetDeviceTest, MergeableReadsStraightIntoBuffersWhenTheRingHoldsTheLargestFrame) {
+  activate(kBase | feature_bit(VIRTIO_NET_F_MRG_RXBUF));
+  GuestAddress b[16];
+  for (auto& a : b) a = add_rx_buffer(4200);  // 16 x 4200 >= kMaxNetFrame: the direct path
+  auto big = frame_bytes(10000, 5), small = frame_bytes(60, 9);
+  peer_send(VirtioNetHdr{}, big);    // 10012 bytes: 4200 + 4200 + 1612
+  peer_send(VirtioNetHdr{}, small);  // 72 bytes: the fourth buffer
+  run();
+  uint32_t lens[4];
+  uint32_t ids[4];
+  for (int i = 0; i < 4; ++i) {
+    auto u = rxq.next_used();
+    ASSERT_TRUE(u.has_value()) << i;
+    lens[i] = u->len;
+    ids[i] = u->id;
+  }
+  EXPECT_FALSE(rxq.next_used().has_value());
+  EXPECT_EQ(lens[0], 4200u);
+  EXPECT_EQ(lens[1], 4200u);
+  EXPECT_EQ(lens[2], 1612u);
+  EXPECT_EQ(lens[3], 72u);
+  for (uint32_t i = 0; i < 4; ++i) EXPECT_EQ(ids[i], i) << "buffers are used in ring order";
+  std::vector<std::byte> all;
+  for (int i = 0; i < 3; ++i) {
+    auto part = guest_bytes(b[i], lens[i]);
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  VirtioNetHdr h;
+  std::memcpy(&h, all.data(), sizeof h);
+  EXPECT_EQ(h.num_buffers, 3);
+  EXPECT_EQ(0, std::memcmp(all.data() + 12, big.data(), big.size()));
+  VirtioNetHdr h2;
+  std::memcpy(&h2, guest_bytes(b[3], 12).data(), sizeof h2);
+  EXPECT_EQ(h2.num_buffers, 1);
+  EXPECT_EQ(0, std::memcmp(guest_bytes(b[3] + 12, 60).data(), small.data(), 60));
+  EXPECT_EQ(value(dev->counters().rx_frames), 2u);
+  EXPECT_EQ(value(dev->counters().rx_bytes), 10060u);
+  EXPECT_EQ(value(dev->counters().rx_dropped), 0u);
+  EXPECT_EQ(irq.queue_count(NetDevice::kRxQueue), 1u);
+}
+
+// Frames above the linearization threshold leave as the guest's scattered buffers (writev).
+TEST_F(NetDeviceTest, LargeTxFrameIsSentScattered) {
+  activate(kBase);
+  auto frame = frame_bytes(9000, 4);
+  queue_tx(VirtioNetHdr{}, frame);
+  kick_tx();
+  auto got = peer_recv();
+  ASSERT_EQ(got.size(), 12 + frame.size());
+  EXPECT_EQ(0, std::memcmp(got.data() + 12, frame.data(), frame.size()));
+  EXPECT_EQ(value(dev->counters().tx_frames), 1u);
+  EXPECT_EQ(value(dev->counters().tx_bytes), 9000u);
+}
+
 TEST_F(NetDeviceTest, EmptyRingPausesIngressAndRefillResumesIt) {
   activate(kBase | feature_bit(VIRTIO_NET_F_MRG_RXBUF));
   auto f1 = frame_bytes(300, 1), f2 = frame_bytes(200, 2);
