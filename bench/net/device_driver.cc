@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <thread>
 #include <vector>
@@ -130,6 +131,7 @@ struct Wiring {
   const EventFd& kick_tx;
   const EventFd& irq_rx;
   const EventFd& irq_tx;
+  std::function<double()> device_cpu;  // CPU seconds of the device's loop thread
 };
 
 // TX: keeps every slot's frame on the ring; counts the frames completed before the deadline.
@@ -169,6 +171,7 @@ Result<RunResult> drive_tx(const Wiring& x, const RunOptions& o, const Workload&
   auto deadline = deadline_after(t0, o.seconds);
   if (ring.publish()) x.kick_tx.signal();
   start();
+  double dev_cpu0 = x.device_cpu(), drv_cpu0 = thread_cpu_seconds();
   for (;;) {
     // Interrupt after 3/4 of what is outstanding (at the latest: the last one).
     auto delay = static_cast<uint16_t>(std::min(in_flight * 3 / 4, in_flight - 1));
@@ -190,6 +193,8 @@ Result<RunResult> drive_tx(const Wiring& x, const RunOptions& o, const Workload&
       if (now >= deadline) {
         measuring = false;  // the rest drains uncounted
         r.seconds = std::chrono::duration<double>(now - t0).count();
+        r.io_cpu_seconds = x.device_cpu() - dev_cpu0;
+        r.driver_cpu_seconds = thread_cpu_seconds() - drv_cpu0;
       }
     }
     if (ring.publish()) x.kick_tx.signal();
@@ -217,6 +222,7 @@ Result<RunResult> drive_rx(const Wiring& x, TapNamespace& ns, const RunOptions& 
   auto deadline = deadline_after(t0, o.seconds);
   if (ring.publish()) x.kick_rx.signal();
   start();
+  double dev_cpu0 = x.device_cpu(), drv_cpu0 = thread_cpu_seconds();
   inj->start();
   for (;;) {
     if (!ring.arm(0) && !wait_interrupt(x.irq_rx)) {
@@ -271,6 +277,8 @@ Result<RunResult> drive_rx(const Wiring& x, TapNamespace& ns, const RunOptions& 
     auto now = Clock::now();
     if (now >= deadline) {
       r.seconds = std::chrono::duration<double>(now - t0).count();
+      r.io_cpu_seconds = x.device_cpu() - dev_cpu0;
+      r.driver_cpu_seconds = thread_cpu_seconds() - drv_cpu0;
       break;
     }
   }
@@ -332,7 +340,15 @@ Result<RunResult> run_device(const RunOptions& o, const Workload& w) {
     }
   } stopper{*loop, loop_thread};
 
-  Wiring x{*mem, ram, o.queue_size, kick_rx, kick_tx, irq_rx, irq_tx};
+  auto device_cpu = [&]() -> double {
+    clockid_t id;
+    timespec ts{};
+    if (!loop_thread.joinable() || ::pthread_getcpuclockid(loop_thread.native_handle(), &id) != 0 ||
+        ::clock_gettime(id, &ts) != 0)
+      return 0;
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+  };
+  Wiring x{*mem, ram, o.queue_size, kick_rx, kick_tx, irq_rx, irq_tx, device_cpu};
   TapStats before = TRY(ns->stats());
   RunResult r = w.direction == Direction::kTx ? TRY(drive_tx(x, o, w, start)) : TRY(drive_rx(x, *ns, o, w, start));
   loop->stop();

@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   struct Samples {
-    std::vector<double> dev_pps, dev_gbps, host_pps, host_gbps, ratio, kicks, irqs;
+    std::vector<double> dev_pps, dev_gbps, host_pps, host_gbps, ratio, kicks, irqs, dev_cpu, host_cpu, drv_cpu;
   };
   std::vector<Workload> workloads;
   for (const auto& w : default_workloads())
@@ -60,26 +60,33 @@ int main(int argc, char** argv) {
       x.dev_gbps.push_back(dev.gbps());
       x.kicks.push_back(dev.frames ? double(dev.kicks) / double(dev.frames) : 0);
       x.irqs.push_back(dev.frames ? double(dev.interrupts) / double(dev.frames) : 0);
+      x.dev_cpu.push_back(dev.io_cpu_ns_per_frame());
+      x.drv_cpu.push_back(dev.frames ? dev.driver_cpu_seconds * 1e9 / double(dev.frames) : 0);
+      x.host_cpu.push_back(host.io_cpu_ns_per_frame());
       x.host_pps.push_back(host.pps());
       x.host_gbps.push_back(host.gbps());
       x.ratio.push_back(host.pps() > 0 ? dev.pps() / host.pps() : 0);
       std::fprintf(stderr,
-                   "rep %d %-10s microvm %9.0f pps %6.2f Gbps (tap drops %llu, foreign %llu) | host %9.0f pps %6.2f "
-                   "Gbps (tap drops %llu)\n",
-                   rep + 1, w.name.c_str(), dev.pps(), dev.gbps(), static_cast<unsigned long long>(dev.tap_drops),
-                   static_cast<unsigned long long>(dev.foreign), host.pps(), host.gbps(),
-                   static_cast<unsigned long long>(host.tap_drops));
+                   "rep %d %-10s microvm %8.0f pps %6.2f Gbps %6.0f ns/frame (drops %llu, foreign %llu) | host %8.0f "
+                   "pps %6.2f Gbps %6.0f ns/frame (drops %llu)\n",
+                   rep + 1, w.name.c_str(), dev.pps(), dev.gbps(), dev.io_cpu_ns_per_frame(),
+                   static_cast<unsigned long long>(dev.tap_drops), static_cast<unsigned long long>(dev.foreign),
+                   host.pps(), host.gbps(), host.io_cpu_ns_per_frame(), static_cast<unsigned long long>(host.tap_drops));
     }
   }
-  std::printf("%-10s | %-27s | %-27s | %-19s | %s\n", "workload", "microvm pps med (min-max)", "host pps med (min-max)",
-              "ratio med (min-max)", "Gbps microvm/host, kicks/frame, irqs/frame");
+  std::printf("%-10s | %-27s | %-27s | %-19s | %-15s | %-19s | %s\n", "workload", "microvm pps med (min-max)",
+              "host pps med (min-max)", "ratio med (min-max)", "Gbps microvm/host", "I/O thread CPU ns/frame",
+              "driver ns/frame, kicks/frame, irqs/frame");
   for (const auto& w : workloads) {
     const Samples& x = s[w.name];
     auto d = summarize(x.dev_pps), h = summarize(x.host_pps), r = summarize(x.ratio);
-    std::printf("%-10s | %7.0f (%7.0f-%7.0f) | %7.0f (%7.0f-%7.0f) | %4.2f (%4.2f-%4.2f) | %6.2f / %6.2f, %.3f, %.3f\n",
-                w.name.c_str(), d.median, d.min, d.max, h.median, h.min, h.max, r.median, r.min, r.max,
-                summarize(x.dev_gbps).median, summarize(x.host_gbps).median, summarize(x.kicks).median,
-                summarize(x.irqs).median);
+    std::printf(
+        "%-10s | %7.0f (%7.0f-%7.0f) | %7.0f (%7.0f-%7.0f) | %4.2f (%4.2f-%4.2f)    | %6.2f / %6.2f | %7.0f / %7.0f     | %.0f, "
+        "%.3f, %.3f\n",
+        w.name.c_str(), d.median, d.min, d.max, h.median, h.min, h.max, r.median, r.min, r.max,
+        summarize(x.dev_gbps).median, summarize(x.host_gbps).median, summarize(x.dev_cpu).median,
+        summarize(x.host_cpu).median, summarize(x.drv_cpu).median, summarize(x.kicks).median,
+        summarize(x.irqs).median);
   }
   return 0;
 }

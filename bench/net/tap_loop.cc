@@ -44,6 +44,7 @@ Result<RunResult> tx(TapNamespace& ns, const RunOptions& o, const Workload& w) {
   TapStats before = TRY(ns.stats());
   RunResult r;
   unsigned slot = 0;
+  double cpu0 = thread_cpu_seconds();
   auto t0 = Clock::now();
   auto deadline = deadline_after(t0, o.seconds);
   for (;;) {
@@ -56,6 +57,7 @@ Result<RunResult> tx(TapNamespace& ns, const RunOptions& o, const Workload& w) {
     auto now = Clock::now();
     if (now >= deadline) {
       r.seconds = std::chrono::duration<double>(now - t0).count();
+      r.io_cpu_seconds = thread_cpu_seconds() - cpu0;
       break;
     }
   }
@@ -84,7 +86,11 @@ Result<RunResult> rx(TapNamespace& ns, const RunOptions& o, const Workload& w) {
   auto deadline = deadline_after(t0, o.seconds);
   inj->start();
   uint64_t reads = 0;
-  auto finish = [&](Clock::time_point now) { r.seconds = std::chrono::duration<double>(now - t0).count(); };
+  double cpu0 = thread_cpu_seconds();
+  auto finish = [&](Clock::time_point now) {
+    r.seconds = std::chrono::duration<double>(now - t0).count();
+    r.io_cpu_seconds = thread_cpu_seconds() - cpu0;
+  };
   for (;;) {
     std::byte* buf = base + slot * stride;
     ssize_t n = ::read(fd, buf, stride);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 
 namespace microvm::netbench {
 
@@ -86,6 +87,12 @@ bool has_tag(const std::byte* frame) {
 
 bool frame_ok(const Workload& w, std::span<const std::byte> frame) {
   return frame.size() == w.frame_bytes && has_tag(frame.data());
+}
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
 unsigned tx_slots(const RunOptions& o, const Workload& w) {

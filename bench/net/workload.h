@@ -68,7 +68,15 @@ struct RunResult {
   // Frames the tap's kernel side dropped (RX: its queue overflowed; should stay 0 with the
   // injector's window) and frames the receiver saw that were not ours.
   uint64_t tap_drops = 0, foreign = 0;
+  // CPU time inside the timed window of the thread doing the tap I/O (the device's event-loop
+  // thread; the baseline's loop) and, device side, of the driver thread that plays the guest.
+  // On a shared host throughput follows the CPU share a thread gets; CPU per frame does not.
+  double io_cpu_seconds = 0, driver_cpu_seconds = 0;
+  double io_cpu_ns_per_frame() const { return frames ? io_cpu_seconds * 1e9 / static_cast<double>(frames) : 0; }
 };
+
+// CPU time of the calling thread, in seconds.
+double thread_cpu_seconds();
 
 // How long and how hard one run pushes; shared by both variants.
 struct RunOptions {
