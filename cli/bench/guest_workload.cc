@@ -1,5 +1,7 @@
 #include "cli/bench/guest_workload.h"
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <sstream>
 
@@ -40,6 +42,52 @@ double env_positive(const char* name, double fallback) {
 std::string env_text(const char* name, const std::string& fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::string(v) : fallback;
+}
+
+Result<uint64_t> ldd_closure_bytes(const BenchContext& ctx, const std::string& binary) {
+  std::string out = ctx.work_dir + "/ldd.out";
+  auto child = TRY(ChildProcess::spawn({"ldd", binary}, {out, ""}));
+  if (!child.wait_for(std::chrono::seconds(30))) return fail("ldd " + binary + " did not finish");
+  std::string text = read_file(out).value_or("");
+  struct stat st {};
+  if (::stat(binary.c_str(), &st) != 0) return fail_errno("stat " + binary);
+  uint64_t total = static_cast<uint64_t>(st.st_size);
+  std::istringstream in(text);
+  for (std::string tok; in >> tok;)
+    if (!tok.empty() && tok[0] == '/' && ::stat(tok.c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_size);
+  return total;
+}
+
+Result<std::string> build_guest_helper(const BenchContext& ctx, const std::string& name) {
+  std::string bin = ctx.work_dir + "/" + name;
+  std::string log = ctx.work_dir + "/" + name + "-cc.log";
+  auto cc = TRY(ChildProcess::spawn({"cc", "-O2", "-static", "-pthread", "-o", bin,
+                                     ctx.source_dir + "/bench/guest/image/" + name + ".c"},
+                                    {log, log}));
+  if (!cc.wait_for(std::chrono::seconds(120)) || exit_code_of(*cc.status()) != 0)
+    return fail("cc " + name + ".c failed: " + read_file(log).value_or(""));
+  return bin;
+}
+
+Result<GuestIoTool> choose_io_tool(const BenchContext& ctx) {
+  std::string want = env_text("MICROVM_BENCH_GUEST_IO", "auto");
+  std::string fio = env_text("MICROVM_BENCH_GUEST_FIO", "/usr/bin/fio");
+  if (want != "blkio") {
+    auto bytes = ldd_closure_bytes(ctx, fio);
+    if (bytes && (want == "fio" || *bytes <= kMaxToolBytes))
+      return GuestIoTool{"fio", fio, fio, true,
+                         "fio (" + fio + ", " + std::to_string(*bytes >> 20) + " MiB with its libraries)"};
+    if (want == "fio") return std::unexpected(bytes.error().context("MICROVM_BENCH_GUEST_IO=fio"));
+    std::string blk = TRY(build_guest_helper(ctx, "blkio"));
+    return GuestIoTool{"blkio", blk, "/usr/bin/blkio", false,
+                       "blkio (bench/guest/image/blkio.c, static; psync threads, one per request in flight) instead "
+                       "of fio: " + fio + " needs " + (bytes ? std::to_string(*bytes >> 20) + " MiB" : "?") +
+                           " with its libraries, too much for an initramfs here (limit " +
+                           std::to_string(kMaxToolBytes >> 20) + " MiB; MICROVM_BENCH_GUEST_IO=fio forces it)"};
+  }
+  std::string blk = TRY(build_guest_helper(ctx, "blkio"));
+  return GuestIoTool{"blkio", blk, "/usr/bin/blkio", false,
+                     "blkio (bench/guest/image/blkio.c, static; psync threads), as MICROVM_BENCH_GUEST_IO asks"};
 }
 
 unsigned workload_cpus(const BenchContext& ctx) { return ctx.cpus < 2 ? 2 : ctx.cpus; }

@@ -57,6 +57,25 @@ std::vector<std::string> guest_workload_command(const BenchContext& ctx, std::st
 // short-lived processes now and then with 1 vCPU on hosts that emulate guest kernel mode).
 unsigned workload_cpus(const BenchContext& ctx);
 
+// The block I/O tool the guest runs. fio when its binary plus the libraries `ldd` lists stay
+// under kMaxToolBytes (a static or lean fio); otherwise bench/guest/image/blkio.c, built
+// statically here: Debian's fio pulls in ~80 MB of libraries (ceph, gluster, ICU data), which
+// a guest whose kernel is emulated needs many minutes to unpack. MICROVM_BENCH_GUEST_IO=fio or
+// =blkio forces one.
+struct GuestIoTool {
+  std::string name;                       // "fio" or "blkio"
+  std::string host_path;                  // the binary on the host
+  std::string guest_path;                 // where /test.sh finds it
+  bool with_libraries = false;            // copy the ldd closure too (fio)
+  std::string why;                        // one sentence for the report
+};
+inline constexpr uint64_t kMaxToolBytes = 32ull << 20;
+[[nodiscard]] Result<GuestIoTool> choose_io_tool(const BenchContext& ctx);
+// Sum of the sizes of `binary` and every library `ldd` lists for it.
+[[nodiscard]] Result<uint64_t> ldd_closure_bytes(const BenchContext& ctx, const std::string& binary);
+// Statically compiles bench/guest/image/<name>.c into the work directory; returns the binary.
+[[nodiscard]] Result<std::string> build_guest_helper(const BenchContext& ctx, const std::string& name);
+
 // Positive number from the environment, else `fallback`.
 double env_positive(const char* name, double fallback);
 std::string env_text(const char* name, const std::string& fallback);

@@ -11,6 +11,8 @@
 //   MICROVM_BENCH_GUEST_BLK_JOBS    comma-separated job names to run (default: all six)
 //   MICROVM_BENCH_GUEST_BLK_FORMATS "raw,qcow2" (default), "raw" or "qcow2"
 //   MICROVM_BENCH_GUEST_FIO         the fio binary copied into the guest (default /usr/bin/fio)
+//   MICROVM_BENCH_GUEST_IO          fio | blkio (default: fio unless its libraries are too big for an
+//                                   initramfs, see choose_io_tool())
 #include <cmath>
 #include <sstream>
 
@@ -26,7 +28,7 @@ namespace {
 // The guest side. AIO is tried once for QD>1 jobs: kernels without CONFIG_AIO (the shared test
 // kernel) refuse libaio, and then QD>1 is reached with that many psync threads instead. The
 // engine actually used is printed with every result.
-constexpr char kGuestScript[] = R"SH(set -u
+constexpr char kFioJob[] = R"SH(set -u
 AIO=unknown
 job() {  # name device rw bs depth
   e=psync; o=--ioengine=psync
@@ -42,6 +44,13 @@ job() {  # name device rw bs depth
   [ "$e" = libaio ] && AIO=yes
   if [ $rc -ne 0 ]; then echo "MVB $1 failed $(head -c 200 /tmp/fio.err | tr '\n' ' ')"; return 0; fi
   echo "MVB $1 $e $(echo "$r" | tail -n 1 | cut -d';' -f5-9,47-50)"
+}
+)SH";
+// The same with blkio (guest_workload.h), which prints the nine fields itself.
+constexpr char kBlkioJob[] = R"SH(set -u
+job() {  # name device rw bs depth
+  r=$(/usr/bin/blkio $2 $3 $4 $5 $RT 2>/tmp/io.err) || { echo "MVB $1 failed $(head -c 200 /tmp/io.err | tr '\n' ' ')"; return 0; }
+  echo "MVB $1 blkio-psync-x$5 $r"
 }
 )SH";
 
@@ -62,7 +71,9 @@ class GuestBlkScenario final : public Scenario {
                 "). microvm: --disk PATH,format=F,cache=none (io_uring); QEMU: -drive ...,cache=none,aio=io_uring "
                 "with virtio-blk-pci on -M microvm,acpi=on,pcie=on.",
             "QD>1 uses libaio in the guest when its kernel has CONFIG_AIO; otherwise (the shared test kernel) that "
-            "many psync threads: the engine used is in each run's details (e.g. psync-x32)."};
+            "many psync threads: the engine used is in each run's details (e.g. psync-x32).",
+            "The I/O tool in the guest is fio when fio and its libraries fit in an initramfs (32 MiB), else blkio "
+            "(bench/guest/image/blkio.c: the same job shapes with psync threads); each run's details name it."};
   }
   std::map<std::string, std::string> metric_descriptions() const override {
     std::map<std::string, std::string> d;
@@ -80,7 +91,7 @@ class GuestBlkScenario final : public Scenario {
     uint64_t mib = static_cast<uint64_t>(env_positive("MICROVM_BENCH_GUEST_BLK_MIB", 256));
     std::string formats = env_text("MICROVM_BENCH_GUEST_BLK_FORMATS", "raw,qcow2");
     std::string only = env_text("MICROVM_BENCH_GUEST_BLK_JOBS", "");
-    std::string fio = env_text("MICROVM_BENCH_GUEST_FIO", "/usr/bin/fio");
+    tool_ = TRY(choose_io_tool(ctx));
     disks_.clear();
     raw_ = ctx.work_dir + "/guest-blk.img";
     TRY(blkbench::prepare_file(raw_, mib << 20));
@@ -97,7 +108,7 @@ class GuestBlkScenario final : public Scenario {
       if (only.empty() || ("," + only + ",").find("," + w.name + ",") != std::string::npos) jobs_.push_back(w);
     if (jobs_.empty()) return fail("MICROVM_BENCH_GUEST_BLK_JOBS matches no job: " + only);
     std::ostringstream s;
-    s << kGuestScript << "RT=" << seconds_ << "\n";
+    s << (tool_.name == "fio" ? kFioJob : kBlkioJob) << "RT=" << seconds_ << "\n";
     for (const auto& d : disks_)
       for (const auto& w : jobs_) {
         const char* rw = w.pattern == blkbench::Pattern::kRandom ? (w.write ? "randwrite" : "randread")
@@ -105,7 +116,10 @@ class GuestBlkScenario final : public Scenario {
         s << "job " << d.format << "_" << w.name << " " << d.guest_dev << " " << rw << " " << w.block_bytes << " "
           << w.queue_depth << "\n";
       }
-    initrd_ = TRY(build_workload_initramfs(ctx, "guest-blk", s.str(), {fio}));
+    if (tool_.with_libraries)
+      initrd_ = TRY(build_workload_initramfs(ctx, "guest-blk", s.str(), {tool_.host_path}));
+    else
+      initrd_ = TRY(build_workload_initramfs(ctx, "guest-blk", s.str(), {}, {{tool_.host_path, tool_.guest_path}}));
     return {};
   }
   Result<RunOutput> run_once(const BenchContext& ctx, std::string_view variant) override {
@@ -133,6 +147,7 @@ class GuestBlkScenario final : public Scenario {
     std::string cmd;
     for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
     out.details["command"] = cmd;
+    out.details["io_tool"] = tool_.why;
     for (const auto& d : disks_)
       for (const auto& w : jobs_) {
         std::string key = d.format + "_" + w.name;
@@ -141,8 +156,8 @@ class GuestBlkScenario final : public Scenario {
         std::string engine = it->second.substr(0, it->second.find(' '));
         if (engine == "failed") return fail(key + ": fio failed in the guest: " + it->second);
         auto t = parse_fio_terse_cut(it->second.substr(it->second.find(' ') + 1));
-        if (!t) return fail(key + ": unreadable fio result: " + it->second);
-        if (t->error) return fail(key + ": fio reported error " + std::to_string(t->error));
+        if (!t) return fail(key + ": unreadable " + tool_.name + " result: " + it->second);
+        if (t->error) return fail(key + ": " + tool_.name + " reported error " + std::to_string(t->error));
         double iops = w.write ? t->write_iops : t->read_iops;
         double kib_s = w.write ? t->write_kib_s : t->read_kib_s;
         out.metrics[key + "_iops"] = {iops, "IOPS", false};
@@ -161,6 +176,7 @@ class GuestBlkScenario final : public Scenario {
   std::string raw_, initrd_;
   std::vector<Disk> disks_;
   std::vector<blkbench::Workload> jobs_;
+  GuestIoTool tool_;
 };
 
 }  // namespace
