@@ -74,7 +74,7 @@ Result<std::unique_ptr<Machine>> Machine::build(const VmConfig& config) {
 
 Result<void> Machine::setup_sandbox() {
   if (!config_.sandbox) {
-    log_.log(LogLevel::kWarn, "sandbox off: VMM threads run without seccomp filters (--sandbox off)");
+    log_.log(LogLevel::kWarn, "sandbox off: the vCPU and event-loop threads run without seccomp filters");
     return {};
   }
   SandboxNeeds needs;
