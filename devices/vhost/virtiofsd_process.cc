@@ -39,7 +39,7 @@ std::string describe_status(int status) {
 [[noreturn]] void exec_child(const char* binary, char* const* argv, const char* ro_dir, int null_fd) {
   // virtiofsd must not outlive us, even when we are SIGKILLed.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-  // Its own process group: everything virtiofsd forks can be killed together (kill_all), and
+  // Its own process group: everything virtiofsd forks is stopped together (stop()), and
   // a terminal's C-c reaches microvm, which stops virtiofsd in order, not virtiofsd directly.
   ::setpgid(0, 0);
   if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO), ::dup2(null_fd, STDOUT_FILENO);
@@ -263,17 +263,6 @@ std::string VirtiofsdProcess::exit_description(std::chrono::milliseconds wait) {
 
 void VirtiofsdProcess::kill_group() {
   if (pid_ > 0 && !reaped_) ::kill(-pid_, SIGKILL);
-}
-
-std::string VirtiofsdProcess::kill_all(std::chrono::milliseconds wait) {
-  // Look first: if it already exited, the description should say how it ended by itself,
-  // not that we killed it. waitid(WNOWAIT) leaves it unreaped, so the group id stays ours.
-  siginfo_t info{};
-  bool exited = pid_ > 0 && !reaped_ &&
-                ::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_;
-  kill_group();
-  if (!exited && !reaped_) ::kill(pid_, SIGKILL);
-  return exit_description(wait);
 }
 
 void VirtiofsdProcess::remove_runtime_dir() {

@@ -61,10 +61,6 @@ class VirtiofsdProcess {
   // empty while it runs. `wait` bounds how long to wait for an exit that is under way (its
   // socket closes a moment before it becomes reapable).
   std::string exit_description(std::chrono::milliseconds wait = std::chrono::milliseconds(0));
-  // SIGKILLs virtiofsd and everything it forked (its own process group: the C virtiofsd's
-  // sandboxed child holds the vhost-user connection), so nothing of it still touches guest
-  // RAM or the rings; reaps it (bounded by `wait`) and describes how it ended.
-  std::string kill_all(std::chrono::milliseconds wait = std::chrono::milliseconds(500));
   // Removes the socket and the runtime directory. The frontend calls it once connected:
   // virtiofsd serves that one connection and never accepts another, so the path is no longer
   // needed, and nothing is left behind even if microvm is SIGKILLed later.

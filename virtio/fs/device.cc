@@ -83,14 +83,14 @@ Result<void> FsDevice::activate(ActivationContext ctx) {
   if (ctx.queues.size() != num_queues()) return fail(EINVAL, "virtio-fs: wrong number of queues");
   acked_features_ = ctx.features & offered_features_;
   needs_reset_.store(false, std::memory_order_release);
-  active_.emplace(Active{&ctx.interrupt, &ctx.memory, &ctx.loop, acked_features_, {}, {}, {}, {}, nullptr});
+  active_.emplace(Active{&ctx.interrupt, &ctx.memory, &ctx.loop, acked_features_, {}, {}, {}, {}, {}, nullptr});
   for (uint16_t i = 0; i < ctx.queues.size(); ++i)
     if (ctx.queues[i].ready) active_->rings.push_back({i, ctx.queues[i]});
   auto r = start_backend(ctx);
   if (!r && client_.broken()) {
     // The backend is gone (before or during activation): the driver gets failing requests
     // rather than a device that never answers.
-    backend_failed(r.error().what);
+    backend_failed(r.error().what, /*connection_gone=*/true);
     if (active_ && active_->orphaned) return {};
   }
   if (!r) {
@@ -156,54 +156,62 @@ Result<void> FsDevice::start_backend(const ActivationContext& ctx) {
   // rather than at the next reset. Our own virtiofsd's exit is seen even sooner on its pidfd
   // (its sandboxed child may hold the socket a moment longer).
   auto hup = LoopRegistration::add(ctx.loop, client_.socket_fd(), EPOLLRDHUP, [this](uint32_t) {
-    backend_failed("its vhost-user socket hung up");
+    backend_failed("its vhost-user socket hung up", /*connection_gone=*/true);
   });
   if (!hup) return std::unexpected(hup.error().context("watching the backend socket"));
   a.registrations.push_back(std::move(*hup));
   if (options_.process && options_.process->pidfd() >= 0) {
-    auto exited = LoopRegistration::add(ctx.loop, options_.process->pidfd(), EPOLLIN,
-                                        [this](uint32_t) { backend_failed("noticed on its pidfd"); });
+    auto exited = LoopRegistration::add(ctx.loop, options_.process->pidfd(), EPOLLIN, [this](uint32_t) {
+      backend_failed("noticed on its pidfd", /*connection_gone=*/false);
+    });
     if (!exited) return std::unexpected(exited.error().context("watching virtiofsd"));
-    a.registrations.push_back(std::move(*exited));
+    a.exit_watch = std::move(*exited);
   }
   log(LogLevel::kDebug, "backend serving %zu queue(s)", a.started.size());
   return {};
 }
 
-void FsDevice::backend_failed(const std::string& why) {
-  if (active_ && active_->orphaned) return;  // the pidfd and the socket both report one death
-  // Make sure nothing of the backend still runs: its forked children could otherwise go on
-  // completing requests on rings we are about to serve ourselves. Bounded wait.
-  std::string how = options_.process ? options_.process->kill_all(std::chrono::milliseconds(500)) : std::string();
+void FsDevice::backend_failed(const std::string& why, bool connection_gone) {
+  if (active_ && active_->orphaned) return;
+  // Runs on the sandboxed event-loop thread: only non-blocking reaping (wait4 WNOHANG) and
+  // sleeps here, no signals. A backend that hung up is usually exiting: give it a moment to
+  // become reapable, so the log line can say how it ended. Bounded, once per failure.
+  std::string how = options_.process ? options_.process->exit_description(std::chrono::milliseconds(200)) : std::string();
+  if (!failure_logged_) {
+    failure_logged_ = true;
+    if (options_.process)
+      log(LogLevel::kError, "virtiofsd exited (%s, %s)", how.empty() ? "still running, connection closed" : how.c_str(),
+          why.c_str());
+    else
+      log(LogLevel::kError, "vhost-user backend gone (%s)", why.c_str());
+  }
+  if (!needs_reset_.exchange(true, std::memory_order_acq_rel) && active_) active_->interrupt->notify_config();
+  if (!connection_gone) {
+    // The process we started is gone, but the connection lives while any process it forked
+    // holds it (the C virtiofsd's sandboxed child, which follows by its parent-death signal).
+    // The rings are only taken over once the socket hangs up: before that, the backend may
+    // still complete requests.
+    if (active_) active_->exit_watch.reset();
+    return;
+  }
   // Unregister before the socket fd is closed (epoll would keep reporting it otherwise), then
   // drop the connection: nothing more can be said to a backend that hung up.
   if (active_) {
     active_->registrations.clear();
+    active_->exit_watch.reset();
     active_->calls.clear();
   }
   client_.close();
-  std::string adopted;
-  if (active_) {
-    auto orphaned = OrphanedQueues::adopt(*active_->memory, *active_->interrupt, *active_->loop, active_->features,
-                                          active_->rings, options_.logger, options_.tag);
-    if (orphaned) {
-      active_->orphaned = std::move(*orphaned);
-      adopted = "requests on it now fail with ENOTCONN";
-    } else {
-      adopted = "its queues cannot be taken over (" + orphaned.error().what + ")";
-    }
+  if (!active_) return;
+  auto orphaned = OrphanedQueues::adopt(*active_->memory, *active_->interrupt, *active_->loop, active_->features,
+                                        active_->rings, options_.logger, options_.tag);
+  if (orphaned) {
+    active_->orphaned = std::move(*orphaned);
+    log(LogLevel::kError, "requests on it now fail with ENOTCONN (device needs reset); the VM keeps running");
+  } else {
+    log(LogLevel::kError, "its queues cannot be taken over (%s); the share is gone, the VM keeps running",
+        orphaned.error().what.c_str());
   }
-  if (!failure_logged_) {
-    failure_logged_ = true;
-    if (options_.process)
-      log(LogLevel::kError, "virtiofsd exited (%s, %s); %s; the VM keeps running",
-          how.empty() ? "still running, killed" : how.c_str(), why.c_str(),
-          adopted.empty() ? "the share is gone" : adopted.c_str());
-    else
-      log(LogLevel::kError, "vhost-user backend gone (%s); %s; the VM keeps running", why.c_str(),
-          adopted.empty() ? "the share is gone" : adopted.c_str());
-  }
-  if (!needs_reset_.exchange(true, std::memory_order_acq_rel) && active_) active_->interrupt->notify_config();
 }
 
 void FsDevice::reset() {

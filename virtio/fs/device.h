@@ -10,10 +10,10 @@
 //
 // Backend failure (virtiofsd died, malformed reply) never takes the VMM down. It is noticed
 // at once: virtiofsd's pidfd becomes readable, or its end of the socket hangs up. The device
-// then SIGKILLs whatever is left of the backend (so nothing else touches the rings), logs
-// once which share failed and how virtiofsd ended, takes the rings over and completes every
-// request with ENOTCONN (orphaned_queues.h: Linux's driver would otherwise wait forever),
-// and enters NEEDS_RESET with a config interrupt (§2.1.2). A driver that activates the device
+// logs once which share failed and how virtiofsd ended, enters NEEDS_RESET with a config
+// interrupt (§2.1.2) and, once the connection is gone (so no backend process can touch the
+// rings any more), takes the rings over and completes every request with ENOTCONN
+// (orphaned_queues.h: Linux's driver would otherwise wait forever). A driver that activates the device
 // after the backend died gets the same: failing requests rather than a hanging mount.
 //
 // Threading: create() on the builder thread; activate()/reset() and the call/hangup
@@ -78,8 +78,9 @@ class FsDevice final : public VirtioDevice {
  private:
   FsDevice(FsOptions options, VhostUserClient client);
   [[nodiscard]] Result<void> start_backend(const ActivationContext& ctx);
-  // Called on the loop thread when the backend is gone (or found gone at activation).
-  void backend_failed(const std::string& why);
+  // Called on the loop thread when virtiofsd exited (pidfd) or the connection is gone (socket
+  // hang-up, or found broken at activation); only the latter takes the rings over.
+  void backend_failed(const std::string& why, bool connection_gone);
   void log(LogLevel level, const char* fmt, ...) const __attribute__((format(printf, 3, 4)));
 
   // No default member initializers: clang rejects them in a nested class held in a
@@ -93,6 +94,7 @@ class FsDevice final : public VirtioDevice {
     std::vector<EventFd> calls;               // one per queue we started
     std::vector<uint16_t> started;            // queue indexes handed to the backend
     std::vector<LoopRegistration> registrations;
+    LoopRegistration exit_watch;              // virtiofsd's pidfd
     std::unique_ptr<OrphanedQueues> orphaned; // after the backend died: failing replies
   };
 

@@ -86,6 +86,30 @@ Result<Fd> wait_and_connect(ChildProcess& child, const std::string& socket, std:
   }
 }
 
+// One vhost-user round trip, GET_FEATURES (request 1, version flags 0x1, no payload), and its
+// 8-byte reply: the first moment virtiofsd answers. The C virtiofsd sets up its sandbox
+// (namespaces, seccomp) after accept() and before it reads a message, so this, not the
+// connect, is when a frontend can go on.
+Result<void> get_features(int fd) {
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  uint32_t request[3] = {1, 0x1, 0};
+  if (::send(fd, request, sizeof request, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof request))
+    return fail_errno("vhost-user GET_FEATURES");
+  unsigned char reply[20];
+  size_t got = 0;
+  while (got < sizeof reply) {
+    ssize_t n = ::recv(fd, reply + got, sizeof reply - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail("virtiofsd did not answer GET_FEATURES");
+    got += static_cast<size_t>(n);
+  }
+  uint32_t header[3];
+  std::memcpy(header, reply, sizeof header);
+  if (header[0] != 1 || header[2] != 8) return fail("virtiofsd sent a malformed GET_FEATURES reply");
+  return {};
+}
+
 // "share benchshare: ready in 4321 us (...)" -> milliseconds.
 std::optional<double> parse_share_ready_ms(const std::string& log) {
   std::string needle = std::string("share ") + kTag + ": ready in ";
@@ -110,8 +134,10 @@ class FsSetupScenario final : public Scenario {
     return {
         "share_ready_ms: microvm's own measurement, logged at --log-level info (from starting virtiofsd to a "
         "negotiated vhost-user connection: GET_FEATURES, protocol features, SET_OWNER); host: the harness spawns "
-        "the same virtiofsd with the same options and stops the clock when a connect() to its socket succeeds "
-        "(no vhost-user messages), so microvm/host reads as the frontend's whole overhead.",
+        "the same virtiofsd with the same options, connects as soon as its socket accepts and stops the clock at "
+        "the reply to one GET_FEATURES: the earliest moment any frontend can go on (the C virtiofsd builds its "
+        "sandbox after accept(), before answering), so microvm/host reads as the frontend's whole overhead. "
+        "socket_connected_ms (host only) is the connect() alone.",
         "vm_run_ms: spawn -> exit of `microvm run --share DIR` with a guest that executes one HLT (no guest "
         "kernel, so valid on hosts that emulate guest kernel code), " +
             std::to_string(kMemoryMib) +
@@ -123,7 +149,8 @@ class FsSetupScenario final : public Scenario {
   }
   std::map<std::string, std::string> metric_descriptions() const override {
     return {
-        {"share_ready_ms", "virtiofsd spawned -> vhost-user negotiated (microvm) / -> socket accepts a connection (host)"},
+        {"share_ready_ms", "virtiofsd spawned -> vhost-user negotiated (microvm) / -> first GET_FEATURES reply (host)"},
+        {"socket_connected_ms", "host: virtiofsd spawned -> its socket accepted a connection"},
         {"first_kvm_run_ms", "microvm --boot-timer: main() -> first KVM_RUN, with the share set up before it"},
         {"vm_run_ms", "spawn -> exit of a VM with one share whose guest halts at its first instruction"},
     };
@@ -182,8 +209,11 @@ class FsSetupScenario final : public Scenario {
     auto argv = virtiofsd_command(virtiofsd_, socket, share_dir_);
     auto child = TRY(ChildProcess::spawn(argv, {"", ctx.work_dir + "/fs-host.err"}));
     auto fd = wait_and_connect(child, socket, std::chrono::seconds(30));
-    double elapsed = ms_since(child.started());
     if (!fd) return std::unexpected(fd.error());
+    double connected = ms_since(child.started());
+    TRY(get_features(fd->get()));
+    double elapsed = ms_since(child.started());
+    out.metrics["socket_connected_ms"] = ms(connected);
     out.metrics["share_ready_ms"] = ms(elapsed);
     out.details["command"] = join(argv);
     fd->reset();  // virtiofsd exits when its one connection closes

@@ -184,7 +184,11 @@ TEST(FsRealBackend, KilledVirtiofsdIsReportedAndDoesNotTakeTheVmmDown) {
   // SIGKILL hits the launcher; the C virtiofsd's sandboxed child holding the socket follows
   // through its parent-death signal, so allow a generous moment on a loaded host.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (!(*device)->needs_reset() && std::chrono::steady_clock::now() < deadline) (void)loop->run_once(10);
+  auto taken_over = [&] {
+    std::lock_guard lock(mu);
+    return logged.find("ENOTCONN") != std::string::npos;
+  };
+  while (!taken_over() && std::chrono::steady_clock::now() < deadline) (void)loop->run_once(10);
   EXPECT_TRUE((*device)->needs_reset());
   EXPECT_EQ(irq.config_count(), 1u);
   {
