@@ -399,7 +399,9 @@ NetDevice::Delivery NetDevice::stash_for_direct_receive() {
     rx_direct_bytes_ += c.writable_bytes();
   }
   if (rx_iov_.empty()) return Delivery::kNoBuffers;  // a first chain in too many pieces: copy path
-  rx_iov_.push_back(iovec{rx_buf_.data(), rx_buf_.size()});
+  // The read takes at most kMaxNetFrame bytes in all (or the mapped chains, if more), which the
+  // stash covers: complete_frame() then always finds the chains for the whole frame.
+  if (rx_direct_bytes_ < kMaxNetFrame) rx_iov_.push_back(iovec{rx_buf_.data(), kMaxNetFrame - rx_direct_bytes_});
   return Delivery::kDone;
 }
 

@@ -328,6 +328,21 @@ TEST_F(NetDeviceTest, MergeableReadsStraightIntoBuffersWhenTheRingHoldsTheLarges
   EXPECT_EQ(irq.queue_count(NetDevice::kRxQueue), 1u);
 }
 
+// A backend frame longer than the largest frame is cut at kMaxNetFrame on the direct path too:
+// the read never takes more than the stashed chains hold.
+TEST_F(NetDeviceTest, DirectReadNeverTakesMoreThanTheStashHolds) {
+  activate(kBase | feature_bit(VIRTIO_NET_F_MRG_RXBUF));
+  for (int i = 0; i < 16; ++i) add_rx_buffer(4200);  // 67 200 bytes: just above kMaxNetFrame
+  peer_send(VirtioNetHdr{}, frame_bytes(69000, 3));  // more than the stash, less than stash + rx_buf_
+  run();
+  uint64_t total = 0;
+  int n = 0;
+  while (auto u = rxq.next_used()) total += u->len, ++n;
+  EXPECT_EQ(total, kMaxNetFrame);
+  EXPECT_EQ(n, 16);
+  EXPECT_EQ(value(dev->counters().rx_frames), 1u);
+}
+
 // Frames above the linearization threshold leave as the guest's scattered buffers (writev).
 TEST_F(NetDeviceTest, LargeTxFrameIsSentScattered) {
   activate(kBase);
