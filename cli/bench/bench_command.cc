@@ -320,6 +320,7 @@ int run_bench_command(int argc, char** argv) {
     sr.name = sc->name();
     sr.description = sc->description();
     sr.guest_mode = !sc->device_mode();
+    sr.guest_speed_bound = sc->depends_on_guest_kernel_speed();
     sr.variants = {std::string(kSubjectVariant)};
     auto baselines = sc->baselines();
     if (compare != "none") {

@@ -19,7 +19,7 @@ using nlohmann::json;
 // A guest-mode scenario on a host that emulates guest kernel mode measures the emulator:
 // a baseline/microvm ratio there says nothing about either VMM, so none is printed.
 bool ratios_meaningful(const BenchResults& r, const ScenarioResult& sc) {
-  return !(sc.guest_mode && r.probe && r.probe->emulated);
+  return !(sc.guest_speed_bound && r.probe && r.probe->emulated);
 }
 constexpr char kEmulatedNote[] =
     "This host emulates guest kernel mode (see the host probe): these guest-mode numbers measure the host's "

@@ -31,10 +31,11 @@ struct ScenarioResult {
   std::vector<MetricResult> metrics;  // in first-seen order
   std::vector<RunRecord> runs;
   std::string prepare_error;
-  // Boots a guest (not --device-only). On a host whose guest kernel mode is emulated its
-  // numbers measure the emulator: the outputs then print no ratios for it (see
-  // ratios_meaningful() in report.cc).
+  // Boots a guest (not --device-only).
   bool guest_mode = false;
+  // Its numbers depend on guest kernel speed: on a host whose guest kernel mode is emulated
+  // they measure the emulator, and the outputs print no ratios (ratios_meaningful() in report.cc).
+  bool guest_speed_bound = false;
 };
 
 struct Conditions {

@@ -43,6 +43,10 @@ class Scenario {
   // Device mode: drives real devices and back ends from a host-side harness, with no guest
   // (so it measures microvm even where guest kernel code is emulated). `--device-only` runs these.
   virtual bool device_mode() const { return false; }
+  // Whether the numbers depend on how fast the guest kernel runs. On a host that emulates guest
+  // kernel mode such numbers measure the emulator, and the outputs print no ratios for them.
+  // Guest-mode scenarios do, unless they only time the VMM around a guest that does nothing.
+  virtual bool depends_on_guest_kernel_speed() const { return !device_mode(); }
   // Baselines this scenario can run ("qemu", "host"); the subject is always "microvm".
   virtual std::vector<std::string> baselines() const = 0;
   // Sentences for the report: the method, and caveats that depend on the host.

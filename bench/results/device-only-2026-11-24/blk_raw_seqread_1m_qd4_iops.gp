@@ -1,0 +1,16 @@
+set terminal pngcairo noenhanced size 720,420 font 'sans,10'
+set output 'out//blk_raw_seqread_1m_qd4_iops.png'
+set title "blk: raw_seqread_1m_qd4_iops (median, min–max)"
+set ylabel "IOPS (higher is better)"
+set yrange [0:*]
+set xrange [-0.6:1.6]
+set boxwidth 0.5
+set style fill solid 0.6 border -1
+set grid ytics
+unset key
+$data << EOD
+0 1168.8 973.713 1536.33 "1169"
+1 1706.05 1076.35 2567.35 "1706"
+EOD
+set xtics ("microvm" 0, "host" 1)
+plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1
