@@ -10,6 +10,7 @@
 
 #include "bench/blk/device_driver.h"
 #include "bench/blk/fio_runner.h"
+#include "bench/blk/image_prep.h"
 #include "bench/blk/workload.h"
 
 using namespace microvm::blkbench;
@@ -33,6 +34,12 @@ int main(int argc, char** argv) {
   app.add_flag("--inline-driver", inline_driver,
                "Diagnostic: handle completions on the device thread (no irq/kick hop between threads)");
   app.add_option("--fio", fio, "fio binary");
+  std::string format = "raw", qemu_img = "qemu-img";
+  app.add_option("--format", format,
+                 "Image the device opens: raw (the file) or qcow2 (a fully allocated qemu-img copy of it; fio stays on "
+                 "the raw file)")
+      ->check(CLI::IsMember({"raw", "qcow2"}));
+  app.add_option("--qemu-img", qemu_img, "qemu-img binary for --format qcow2");
   CLI11_PARSE(app, argc, argv);
 
   bool reused = false;
@@ -47,6 +54,16 @@ int main(int argc, char** argv) {
 
   DeviceRunOptions dopt;
   dopt.path = file;
+  if (format == "qcow2") {
+    dopt.path = file + ".qcow2";
+    dopt.format = microvm::DiskFormat::kQcow2;
+    auto cmd = make_qcow2_copy(qemu_img, file, dopt.path);
+    if (!cmd) {
+      std::fprintf(stderr, "blk_device_bench: %s\n", cmd.error().what.c_str());
+      return 1;
+    }
+    std::printf("device image: %s (%s)\n", dopt.path.c_str(), kQcow2Layout);
+  }
   dopt.seconds = seconds;
   dopt.indirect = !direct_chains;
   dopt.inline_driver = inline_driver;
