@@ -382,7 +382,9 @@ void BlkDevice::op_done(uint32_t index, int32_t result) {
   if (result < 0) {
     bump(counters_.io_errors);
     if (s.req.op == BlkOp::kFlush) {
-      if (!flush_failed_ && options_.logger)
+      // Once per failure episode, and at most once a second however often the guest resets
+      // and retries against a disk that keeps failing.
+      if (!flush_failed_ && options_.logger && flush_error_limit_.allow())
         options_.logger->log(LogLevel::kError,
                              "virtio-blk: flush failed (errno %d): writes may be lost; every later flush fails "
                              "until the guest resets the device",

@@ -167,6 +167,7 @@ class BlkDevice final : public VirtioDevice {
   std::vector<uint32_t> free_slots_;
   bool submitted_ = false;  // something awaits flush_submissions()
   bool flush_failed_ = false;  // a flush failed since the last reset: later ones fail too
+  RateLimit flush_error_limit_;
 
   // Flush ordering (see the header comment): outstanding write-type operations per epoch,
   // oldest first, and flushes waiting for the epochs up to theirs to drain.

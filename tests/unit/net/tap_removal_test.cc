@@ -62,6 +62,15 @@ bool inject_frame(const char* ifname) {
 }
 
 int removal_scenario() {
+  // Declared before the device: it unregisters from the loop when destroyed.
+  auto mem = testing::make_fake_memory(8 << 20);
+  DriverQueue rxq{*mem, 16, GuestAddress(0x1000)};
+  DriverQueue txq{*mem, 16, GuestAddress(0x4000)};
+  testing::GuestAllocator alloc{GuestAddress(0x10000), GuestAddress(8 << 20)};
+  testing::FakeInterrupt irq;
+  auto loop = std::move(*EventLoop::create());
+  EventFd rx_kick = std::move(*EventFd::create());
+  EventFd tx_kick = std::move(*EventFd::create());
   std::vector<std::string> lines;
   Logger logger([&](LogLevel, std::string_view m) { lines.emplace_back(m); }, LogLevel::kWarn);
   auto tap = TapBackend::open({.name = kTap, .bridge = ""});
@@ -72,15 +81,6 @@ int removal_scenario() {
   auto made = NetDevice::create(std::move(*tap), o);
   CHILD_CHECK(made.has_value(), 11);
   auto dev = std::move(*made);
-
-  auto mem = testing::make_fake_memory(8 << 20);
-  DriverQueue rxq{*mem, 16, GuestAddress(0x1000)};
-  DriverQueue txq{*mem, 16, GuestAddress(0x4000)};
-  testing::GuestAllocator alloc{GuestAddress(0x10000), GuestAddress(8 << 20)};
-  testing::FakeInterrupt irq;
-  auto loop = std::move(*EventLoop::create());
-  EventFd rx_kick = std::move(*EventFd::create());
-  EventFd tx_kick = std::move(*EventFd::create());
   const uint64_t features = feature_bit(VIRTIO_F_VERSION_1);
   dev->ack_features(features);
   CHILD_CHECK(dev->activate(ActivationContext{*mem, irq, *loop, features,
