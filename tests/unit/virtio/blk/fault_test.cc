@@ -148,6 +148,24 @@ TEST_P(BlkFaultTest, DeadDiskFailsEveryIoAndTheLoopGoesOn) {
   EXPECT_FALSE(drv.dev->needs_reset());  // a host error fails requests, not the device
 }
 
+TEST_P(BlkFaultTest, OneFaultInABatchFailsOnlyThatRequest) {
+  allocate(0, 64 << 10);
+  constexpr int kBatch = 8;
+  faults->add({.op = FaultOp::kWrite, .first = faults->seen(FaultOp::kWrite) + 4, .error = EIO});
+  std::vector<GuestAddress> status;
+  for (int i = 0; i < kBatch; ++i)  // all in flight at once (one kick, one submission batch)
+    status.push_back(drv.post(VIRTIO_BLK_T_OUT, 8 * i, drv.buffer(4096, static_cast<uint8_t>(0xa0 + i)), 4096, false));
+  drv.wait(status.back());
+  for (int i = 0; i < kBatch; ++i)
+    EXPECT_EQ(*drv.mem->read_obj<uint8_t>(status[i]), i == 3 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK) << "request " << i;
+  // Each OK write is on disk; the failed one left the old bytes.
+  for (int i = 0; i < kBatch; ++i) {
+    GuestAddress back = drv.buffer(4096);
+    ASSERT_EQ(drv.read(8 * i, back, 4096), VIRTIO_BLK_S_OK);
+    EXPECT_EQ(drv.bytes(back, 4096)[100], std::byte(i == 3 ? 0x11 : 0xa0 + i)) << "request " << i;
+  }
+}
+
 // Raw only: discard, write-zeroes and flush go through the engine for raw images (qcow2 does
 // its metadata work, and its fdatasync, synchronously on the image file).
 class RawFaultTest : public BlkFaultTest {};
