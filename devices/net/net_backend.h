@@ -33,14 +33,6 @@ class NetBackend {
   [[nodiscard]] virtual Result<void> send(std::span<const iovec> frame) = 0;
   // Receives one frame (header + Ethernet frame) into `buf`; 0 when none is waiting.
   [[nodiscard]] virtual Result<size_t> recv(std::span<std::byte> buf) = 0;
-  // Receives one frame scattered over `bufs` (readv), so it can land straight in guest
-  // buffers. Only called when can_recv_scattered(); the caller passes room for the largest
-  // frame, since a frame that does not fit is truncated or lost.
-  virtual bool can_recv_scattered() const { return false; }
-  [[nodiscard]] virtual Result<size_t> recv_scattered(std::span<const iovec> bufs) {
-    (void)bufs;
-    return fail(ENOTSUP, "scattered receive not supported");
-  }
   // Called when the driver's features are known (activation).
   [[nodiscard]] virtual Result<void> set_offloads(const NetOffloads& offloads) = 0;
   // For log lines: "tap0", "user".

@@ -6,11 +6,8 @@
 // (tx_header.h), then the backend gets our copy of the header followed by iovecs pointing into
 // guest RAM (zero-copy). Malformed frames are dropped and counted, never forwarded.
 //
-// RX: with VIRTIO_NET_F_MRG_RXBUF the device keeps enough RX chains popped to hold the largest
-// frame and the backend reads straight into them (readv: no copy through the VMM); the frame
-// takes as many chains as it needs (num_buffers in the header, §5.1.6.4) and the rest wait for
-// the next one. Without MRG_RXBUF, or when the ring holds too little for the largest frame, a
-// frame is read into a device buffer and copied into one RX chain (or several). When the RX ring
+// RX: a frame is read from the backend into a device buffer, then copied into one RX chain, or
+// several with VIRTIO_NET_F_MRG_RXBUF (num_buffers in the header, §5.1.6.4). When the RX ring
 // has no room the device stops polling the backend fd (the frame waits, the backend queues or
 // drops the rest) and resumes when the driver kicks the RX queue after refilling it.
 //
@@ -20,7 +17,6 @@
 // Threading: as every device (virtio/README.md): activate/reset/processing on the loop thread.
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -117,16 +113,7 @@ class NetDevice final : public VirtioDevice {
   // TX frames up to this size (header included) are copied into tx_buf_ and sent as one buffer.
   static constexpr uint64_t kLinearTxMax = 2048;
   void process_rx();
-  // Pops one usable RX chain into the stash (bad ones are returned empty on the way).
-  Delivery stash_one();
-  // Stashes chains covering the largest possible frame and points rx_iov_ at the first of
-  // them (enough for a frame of the recent size) followed by rx_buf_ for the rest; kNoBuffers
-  // when the ring has too little (then the frame goes through rx_buf_ and is copied).
-  Delivery stash_for_direct_receive();
   Delivery deliver_pending();
-  // Hands a frame of `len` bytes (header included) in the stashed chains to the driver: its
-  // first `in_place` bytes (whole chains) are there already, the rest is copied from `rest`.
-  Delivery complete_frame(size_t len, size_t in_place, std::byte* rest);
   void on_backend_event(uint32_t events);
   void set_rx_polling(bool on);
   void backend_failed(const Error& why);
@@ -144,7 +131,7 @@ class NetDevice final : public VirtioDevice {
     LoopRegistration tx_kick;
     LoopRegistration backend;
     bool rx_paused = false;
-    std::deque<DescriptorChain> rx_stash;   // RX chains popped, waiting for a frame that fits
+    std::vector<DescriptorChain> rx_stash;  // RX chains popped, waiting for a frame that fits
     uint64_t rx_stash_bytes = 0;            // their writable bytes
     bool vhost = false;                     // the kernel serves the queues
     std::vector<EventFd> vhost_calls;       // one per queue, signalled by the kernel
@@ -158,11 +145,7 @@ class NetDevice final : public VirtioDevice {
   NetCounters counters_;
   uint64_t acked_features_ = 0;
   bool backend_dead_ = false;
-  std::vector<std::byte> rx_buf_;  // the frame being delivered (header + Ethernet), copy path
-  std::vector<iovec> rx_iov_;      // the first stashed RX buffers + rx_buf_, for reading straight into them
-  size_t rx_direct_bytes_ = 0;     // what rx_iov_ maps of guest buffers
-  size_t rx_expect_ = 2048;        // recent frame size (header included): how much to map
-  static constexpr size_t kMaxDirectIov = 64;
+  std::vector<std::byte> rx_buf_;  // the frame being delivered (header + Ethernet)
   size_t rx_pending_ = 0;          // its length; 0 when none
   std::vector<std::byte> tx_buf_;  // linearized frame: small frames, or more buffers than IOV_MAX
   std::vector<iovec> tx_iov_;

@@ -284,13 +284,12 @@ TEST_F(NetDeviceTest, MergeableSpreadsAFrameOverSeveralBuffers) {
   EXPECT_EQ(h2.num_buffers, 1);
 }
 
-// With room for the largest frame stashed, the tap reads straight into the guest's buffers
-// (readv, no copy through the device): frames still take exactly the buffers they need, with
-// num_buffers set, and the rest serve the next frames in order.
-TEST_F(NetDeviceTest, MergeableReadsStraightIntoBuffersWhenTheRingHoldsTheLargestFrame) {
+// A ring holding more than the largest frame: frames take exactly the buffers they need, with
+// num_buffers set, and the rest serve the next frames in ring order.
+TEST_F(NetDeviceTest, MergeableFramesTakeOnlyTheBuffersTheyNeedFromALargeRing) {
   activate(kBase | feature_bit(VIRTIO_NET_F_MRG_RXBUF));
   GuestAddress b[16];
-  for (auto& a : b) a = add_rx_buffer(4200);  // 16 x 4200 >= kMaxNetFrame: the direct path
+  for (auto& a : b) a = add_rx_buffer(4200);  // 16 x 4200 >= kMaxNetFrame
   auto big = frame_bytes(10000, 5), small = frame_bytes(60, 9);
   peer_send(VirtioNetHdr{}, big);    // 10012 bytes: 4200 + 4200 + 1612
   peer_send(VirtioNetHdr{}, small);  // 72 bytes: the fourth buffer
@@ -328,12 +327,11 @@ TEST_F(NetDeviceTest, MergeableReadsStraightIntoBuffersWhenTheRingHoldsTheLarges
   EXPECT_EQ(irq.queue_count(NetDevice::kRxQueue), 1u);
 }
 
-// A backend frame longer than the largest frame is cut at kMaxNetFrame on the direct path too:
-// the read never takes more than the stashed chains hold.
-TEST_F(NetDeviceTest, DirectReadNeverTakesMoreThanTheStashHolds) {
+// A backend frame longer than the largest frame is cut at kMaxNetFrame, never more.
+TEST_F(NetDeviceTest, OversizedBackendFrameIsCutAtTheLargestFrame) {
   activate(kBase | feature_bit(VIRTIO_NET_F_MRG_RXBUF));
   for (int i = 0; i < 16; ++i) add_rx_buffer(4200);  // 67 200 bytes: just above kMaxNetFrame
-  peer_send(VirtioNetHdr{}, frame_bytes(69000, 3));  // more than the stash, less than stash + rx_buf_
+  peer_send(VirtioNetHdr{}, frame_bytes(69000, 3));  // more than the ring holds
   run();
   uint64_t total = 0;
   int n = 0;
