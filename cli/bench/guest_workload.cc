@@ -90,7 +90,7 @@ Result<GuestIoTool> choose_io_tool(const BenchContext& ctx) {
                      "blkio (bench/guest/image/blkio.c, static; psync threads), as MICROVM_BENCH_GUEST_IO asks"};
 }
 
-unsigned workload_cpus(const BenchContext& ctx) { return ctx.cpus < 2 ? 2 : ctx.cpus; }
+unsigned workload_cpus(const BenchContext& ctx) { return ctx.cpus; }
 
 Result<std::string> build_workload_initramfs(const BenchContext& ctx, const std::string& name,
                                              const std::string& script, const std::vector<std::string>& binaries,

@@ -53,8 +53,10 @@ std::vector<std::string> guest_workload_command(const BenchContext& ctx, std::st
                                                 const std::string& initrd, unsigned cpus,
                                                 const std::vector<std::string>& device_args);
 
-// The guest's vCPU count for workload scenarios: at least 2 (the shared test kernel segfaults
-// short-lived processes now and then with 1 vCPU on hosts that emulate guest kernel mode).
+// The guest's vCPU count for workload scenarios: --cpus as given. (With 1 vCPU the shared test
+// kernel now and then segfaults a short-lived process on hosts that emulate guest kernel mode,
+// so the guest scripts retry a job whose tool died; 2 vCPUs avoid that but boot far slower
+// there under load: vCPU threads starve each other's IPIs.)
 unsigned workload_cpus(const BenchContext& ctx);
 
 // The block I/O tool the guest runs. fio when its binary plus the libraries `ldd` lists stay

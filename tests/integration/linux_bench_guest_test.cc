@@ -75,11 +75,11 @@ TEST(BenchGuest, GuestBlkOneShortJobGivesJsonAndReport) {
   TempDir dir;
   std::string report = dir.path() + "/report";
   VmRunOptions opts;
-  opts.timeout = std::chrono::minutes(24);
+  opts.timeout = std::chrono::minutes(40);
   opts.env = {"MICROVM_BENCH_GUEST_SECONDS=1", "MICROVM_BENCH_GUEST_BLK_MIB=16",
               "MICROVM_BENCH_GUEST_BLK_JOBS=randread_4k_qd1"};
   VmRunResult r = run_microvm({"bench", "--scenario", "guest_blk", "-n", "1", "--json", "--report", report,
-                               "--memory", "512M", "--boot-timeout", "1200"},
+                               "--memory", "256M", "--boot-timeout", "1500"},
                               opts);
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   json j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
