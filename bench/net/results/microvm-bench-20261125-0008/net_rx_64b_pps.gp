@@ -1,0 +1,16 @@
+set terminal pngcairo noenhanced size 720,420 font 'sans,10'
+set output 'bench/net/results/microvm-bench-20261125-0008/net_rx_64b_pps.png'
+set title "net: rx_64b_pps (median, min–max)"
+set ylabel "frames/s (higher is better)"
+set yrange [0:*]
+set xrange [-0.6:1.6]
+set boxwidth 0.5
+set style fill solid 0.6 border -1
+set grid ytics
+unset key
+$data << EOD
+0 294362 235987 484175 "294362"
+1 189119 183340 242735 "189119"
+EOD
+set xtics ("microvm" 0, "host" 1)
+plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1

@@ -1,0 +1,16 @@
+set terminal pngcairo noenhanced size 720,420 font 'sans,10'
+set output 'bench/net/results/microvm-bench-20261125-0010/net_tx_64b_pps.png'
+set title "net: tx_64b_pps (median, min–max)"
+set ylabel "frames/s (higher is better)"
+set yrange [0:*]
+set xrange [-0.6:1.6]
+set boxwidth 0.5
+set style fill solid 0.6 border -1
+set grid ytics
+unset key
+$data << EOD
+0 505987 472915 583927 "505987"
+1 604487 594639 618810 "604487"
+EOD
+set xtics ("microvm" 0, "host" 1)
+plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1

@@ -1,0 +1,16 @@
+set terminal pngcairo noenhanced size 720,420 font 'sans,10'
+set output 'bench/net/results/microvm-bench-20261125-0010/net_tx_tso64k_gbps.png'
+set title "net: tx_tso64k_gbps (median, min–max)"
+set ylabel "Gbit/s (higher is better)"
+set yrange [0:*]
+set xrange [-0.6:1.6]
+set boxwidth 0.5
+set style fill solid 0.6 border -1
+set grid ytics
+unset key
+$data << EOD
+0 62.9747 28.4374 65.5846 "63.0"
+1 91.3892 89.4878 93.2104 "91.4"
+EOD
+set xtics ("microvm" 0, "host" 1)
+plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1
