@@ -197,7 +197,8 @@ sleep 600
                                "mmio", "--disk", img + ",format=raw", "--cmdline",
                                guest_cmdline() + " root=/dev/vda rw rootfstype=ext4 init=/init"},
                               "SYNCED", std::chrono::seconds(720), &saw);
-    bool host_flake = !saw && out.find("segfault at") != std::string::npos;
+    bool host_flake = !saw && (out.find("segfault at") != std::string::npos ||
+                                 out.find("Segmentation fault") != std::string::npos);
     if (!host_flake) break;
     std::cerr << "attempt " << attempt << ": guest process segfaulted (known host flake, see the guest README)\n";
   }
