@@ -206,19 +206,35 @@ void Queue::walk_chain(const GuestMemory& mem, std::span<const std::byte> table,
 }
 
 Result<void> Queue::add_used(const GuestMemory& mem, uint16_t head, uint32_t len) {
+  const UsedElement one{head, len};
+  return add_used_many(mem, std::span(&one, 1));
+}
+
+Result<void> Queue::add_used_many(const GuestMemory& mem, std::span<const UsedElement> elements) {
   if (broken_) return fail(EPROTO, "queue is broken and needs a reset");
-  // A device bug rather than a guest one, but the ring must not be corrupted either way.
-  if (head >= size_ || !in_flight_[head]) return fail(EINVAL, "add_used for a head that is not in flight");
+  if (elements.size() > in_flight_count_) return fail(EINVAL, "add_used for more chains than are in flight");
+  // A device bug rather than a guest one, but the ring must not be corrupted either way:
+  // every head in flight and none twice. The flags are flipped while checking and restored.
+  size_t checked = 0;
+  for (; checked < elements.size(); ++checked) {
+    uint16_t head = elements[checked].head;
+    if (head >= size_ || !in_flight_[head]) break;
+    in_flight_[head] = 0;
+  }
+  for (size_t i = 0; i < checked; ++i) in_flight_[elements[i].head] = 1;
+  if (checked != elements.size()) return fail(EINVAL, "add_used for a head that is not in flight");
   auto used = mem.translate(used_, used_bytes(size_, event_idx_));
   if (!used) return ring_error("used ring is not inside RAM");
   std::byte* ring = used->data();
-  VirtqUsedElem elem{head, len};
-  std::memcpy(ring + 4 + 8 * uint64_t{static_cast<uint16_t>(next_used_ % size_)}, &elem, sizeof elem);
-  ++next_used_;
-  // Release: the element is visible before the index that publishes it (§2.7.8).
+  for (const auto& e : elements) {
+    VirtqUsedElem elem{e.head, e.len};
+    std::memcpy(ring + 4 + 8 * uint64_t{static_cast<uint16_t>(next_used_ % size_)}, &elem, sizeof elem);
+    ++next_used_;
+    in_flight_[e.head] = 0;
+  }
+  in_flight_count_ -= static_cast<uint32_t>(elements.size());
+  // Release: the elements are visible before the index that publishes them (§2.7.8).
   store_release_u16(ring + 2, next_used_);
-  in_flight_[head] = 0;
-  --in_flight_count_;
   return {};
 }
 

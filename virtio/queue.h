@@ -12,6 +12,7 @@
 //    the device should enter NEEDS_RESET (§2.1.2).
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "base/result.h"
@@ -39,6 +40,16 @@ class Queue {
   // Returns a popped chain to the driver with `len` bytes written (§2.7.8). Publishes the
   // used index with release semantics so the element is visible first.
   [[nodiscard]] Result<void> add_used(const GuestMemory& mem, uint16_t head, uint32_t len);
+
+  // Returns several chains and publishes the used index once, after all of them. A mergeable
+  // RX frame spans several chains, and a driver polling the ring between two of them would see
+  // num_buffers promising chains that are not there yet and drop the frame (§5.1.6.4). Every
+  // head is checked before anything is written: on error nothing is returned.
+  struct UsedElement {
+    uint16_t head = 0;
+    uint32_t len = 0;
+  };
+  [[nodiscard]] Result<void> add_used_many(const GuestMemory& mem, std::span<const UsedElement> elements);
 
   // Whether the driver wants an interrupt for the used entries added since the last call
   // (VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX, §2.7.7.2 / §2.7.10).

@@ -376,16 +376,19 @@ NetDevice::Delivery NetDevice::deliver_pending() {
   for (uint64_t room = 0; room < rx_pending_; ++used) room += a.rx_stash[used].writable_bytes();
   std::memcpy(rx_buf_.data() + offsetof(VirtioNetHdr, num_buffers), &used, sizeof used);
   size_t off = 0;
+  a.rx_used.clear();
   for (uint16_t i = 0; i < used; ++i) {
     Writer w = a.rx_stash[i].writer();
     size_t take = std::min<uint64_t>(w.remaining(), rx_pending_ - off);
     if (!w.write(std::span(rx_buf_.data() + off, take))) take = 0;  // cannot happen: take <= remaining
     off += take;
-    if (auto r = a.rx.add_used(*a.memory, a.rx_stash[i].head(), static_cast<uint32_t>(take)); !r) {
-      enter_needs_reset(r.error());
-      return Delivery::kRingError;
-    }
+    a.rx_used.push_back({a.rx_stash[i].head(), static_cast<uint32_t>(take)});
     a.rx_stash_bytes -= a.rx_stash[i].writable_bytes();
+  }
+  // All of the frame's chains become visible to the driver at once (§5.1.6.4).
+  if (auto r = a.rx.add_used_many(*a.memory, a.rx_used); !r) {
+    enter_needs_reset(r.error());
+    return Delivery::kRingError;
   }
   a.rx_stash.erase(a.rx_stash.begin(), a.rx_stash.begin() + used);
   bump(counters_.rx_frames);

@@ -132,6 +132,7 @@ class NetDevice final : public VirtioDevice {
     LoopRegistration backend;
     bool rx_paused = false;
     std::vector<DescriptorChain> rx_stash;  // RX chains popped, waiting for a frame that fits
+    std::vector<Queue::UsedElement> rx_used;  // one frame's chains, published together
     uint64_t rx_stash_bytes = 0;            // their writable bytes
     bool vhost = false;                     // the kernel serves the queues
     std::vector<EventFd> vhost_calls;       // one per queue, signalled by the kernel

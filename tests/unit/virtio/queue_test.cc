@@ -247,6 +247,48 @@ TEST_F(QueueTest, AddUsedForAHeadNotInFlightFailsWithoutBreaking) {
   EXPECT_EQ(dq.used_idx(), 0);
 }
 
+// A mergeable RX frame spans several chains: the driver sees all of them or none.
+TEST_F(QueueTest, AddUsedManyPublishesTheIndexOnceAfterAllElements) {
+  Queue q = make();
+  uint16_t heads[3];
+  for (auto& h : heads) {
+    DriverBuffer b[] = {{alloc.alloc(64), 64, true}};
+    h = dq.add_chain(b);
+  }
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pop(q).valid());
+  Queue::UsedElement elems[] = {{heads[0], 64}, {heads[1], 64}, {heads[2], 10}};
+  ASSERT_TRUE(q.add_used_many(*mem, elems).has_value());
+  EXPECT_EQ(dq.used_idx(), 3);
+  EXPECT_EQ(q.in_flight(), 0u);
+  for (const auto& e : elems) {
+    auto used = dq.next_used();
+    ASSERT_TRUE(used.has_value());
+    EXPECT_EQ(used->id, e.head);
+    EXPECT_EQ(used->len, e.len);
+  }
+}
+
+TEST_F(QueueTest, AddUsedManyWithADuplicateOrUnknownHeadReturnsNothing) {
+  Queue q = make();
+  uint16_t heads[2];
+  for (auto& h : heads) {
+    DriverBuffer b[] = {{alloc.alloc(64), 64, true}};
+    h = dq.add_chain(b);
+  }
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(pop(q).valid());
+  Queue::UsedElement dup[] = {{heads[0], 1}, {heads[0], 1}};
+  EXPECT_FALSE(q.add_used_many(*mem, dup).has_value());
+  Queue::UsedElement unknown[] = {{heads[1], 1}, {static_cast<uint16_t>(kSize - 1), 1}};
+  EXPECT_FALSE(q.add_used_many(*mem, unknown).has_value());
+  EXPECT_EQ(dq.used_idx(), 0);
+  EXPECT_EQ(q.in_flight(), 2u);
+  EXPECT_FALSE(q.broken());
+  // Both heads are still in flight and can be returned properly.
+  Queue::UsedElement good[] = {{heads[1], 2}, {heads[0], 3}};
+  ASSERT_TRUE(q.add_used_many(*mem, good).has_value());
+  EXPECT_EQ(dq.used_idx(), 2);
+}
+
 TEST_F(QueueTest, ReadableAfterWritableIsABadChain) {
   Queue q = make();
   GuestAddress b = alloc.alloc(8);
