@@ -60,8 +60,8 @@ class GuestBlkScenario final : public Scenario {
  public:
   std::string_view name() const override { return "guest_blk"; }
   std::string_view description() const override {
-    return "guest mode: fio in the guest on virtio-blk (raw and a fully allocated qcow2 copy; host side O_DIRECT + "
-           "io_uring); 4 KiB random read/write at QD1 and QD32, 1 MiB sequential at QD4";
+    return "guest mode: fio (or its stand-in blkio) in the guest on virtio-blk (raw and a fully allocated qcow2 "
+           "copy; host side O_DIRECT + io_uring); 4 KiB random read/write at QD1 and QD32, 1 MiB sequential at QD4";
   }
   std::vector<std::string> baselines() const override { return {"qemu"}; }
   std::vector<std::string> notes(const BenchContext& ctx) const override {

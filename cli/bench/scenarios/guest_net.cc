@@ -112,11 +112,8 @@ class GuestNetScenario final : public Scenario {
     // tcp_rr, static so it needs nothing in the initramfs and runs on the host too.
     rr_ = ctx.work_dir + "/tcp_rr";
     TRY(run_checked(ctx, {"cc", "-O2", "-static", "-o", rr_, ctx.source_dir + "/bench/guest/image/tcp_rr.c"}));
-    iperf_server_.emplace(TRY(ChildProcess::spawn({"ip", "netns", "exec", ns_, iperf3, "-s", "-p",
-                                             std::to_string(port_iperf_)},
-                                            {ctx.work_dir + "/iperf3-server.log", ctx.work_dir + "/iperf3-server.log"})));
-    rr_server_.emplace(TRY(ChildProcess::spawn({"ip", "netns", "exec", ns_, rr_, "server", std::to_string(port_rr_)},
-                                         {"", ctx.work_dir + "/tcp_rr-server.log"})));
+    iperf3_ = iperf3;
+    TRY(start_servers(ctx));
     std::ostringstream s;
     s << "set -u\nRT=" << seconds_ << "\nip link set lo up\n"
       // Up to 3 tries per test: a process may die of the 1-vCPU segfault flake of the test kernel.
@@ -143,6 +140,7 @@ class GuestNetScenario final : public Scenario {
     return {};
   }
   Result<RunOutput> run_once(const BenchContext& ctx, std::string_view variant) override {
+    TRY(start_servers(ctx));  // again if one died since the last run
     std::vector<std::string> dev_args;
     if (variant == "qemu") {
       if (user_) dev_args.insert(dev_args.end(), {"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"});
@@ -185,6 +183,22 @@ class GuestNetScenario final : public Scenario {
   }
 
  private:
+  // The host-side servers inside the namespace (started, or restarted if they have exited).
+  Result<void> start_servers(const BenchContext& ctx) {
+    if (!iperf_server_ || iperf_server_->wait_for(std::chrono::milliseconds(0))) {
+      iperf_server_.reset();
+      iperf_server_.emplace(TRY(ChildProcess::spawn(
+          {"ip", "netns", "exec", ns_, iperf3_, "-s", "-p", std::to_string(port_iperf_)},
+          {ctx.work_dir + "/iperf3-server.out", ctx.work_dir + "/iperf3-server.err"})));
+    }
+    if (!rr_server_ || rr_server_->wait_for(std::chrono::milliseconds(0))) {
+      rr_server_.reset();
+      rr_server_.emplace(TRY(ChildProcess::spawn({"ip", "netns", "exec", ns_, rr_, "server", std::to_string(port_rr_)},
+                                                 {"", ctx.work_dir + "/tcp_rr-server.err"})));
+    }
+    return {};
+  }
+
   void teardown() {
     if (iperf_server_) stop(*iperf_server_, std::chrono::seconds(2));
     if (rr_server_) stop(*rr_server_, std::chrono::seconds(2));
@@ -199,7 +213,7 @@ class GuestNetScenario final : public Scenario {
 
   long seconds_ = 5;
   bool user_ = true, tap_ = true, ns_created_ = false;
-  std::string ns_, tap_name_, rr_, initrd_;
+  std::string ns_, tap_name_, rr_, initrd_, iperf3_;
   int port_iperf_ = 0, port_rr_ = 0;
   std::optional<ChildProcess> iperf_server_, rr_server_;
 };

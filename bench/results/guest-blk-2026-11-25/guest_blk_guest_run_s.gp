@@ -1,0 +1,16 @@
+set terminal pngcairo noenhanced size 720,420 font 'sans,10'
+set output '/tmp/gb/blk-report/guest_blk_guest_run_s.png'
+set title "guest_blk: guest_run_s (median, min–max)"
+set ylabel "s (lower is better)"
+set yrange [0:*]
+set xrange [-0.6:1.6]
+set boxwidth 0.5
+set style fill solid 0.6 border -1
+set grid ytics
+unset key
+$data << EOD
+0 409.742 409.742 409.742 "410"
+1 328.363 328.363 328.363 "328"
+EOD
+set xtics ("microvm" 0, "qemu" 1)
+plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1

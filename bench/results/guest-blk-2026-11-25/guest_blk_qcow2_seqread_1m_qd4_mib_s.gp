@@ -1,0 +1,16 @@
+set terminal pngcairo noenhanced size 720,420 font 'sans,10'
+set output '/tmp/gb/blk-report/guest_blk_qcow2_seqread_1m_qd4_mib_s.png'
+set title "guest_blk: qcow2_seqread_1m_qd4_mib_s (median, min–max)"
+set ylabel "MiB/s (higher is better)"
+set yrange [0:*]
+set xrange [-0.6:1.6]
+set boxwidth 0.5
+set style fill solid 0.6 border -1
+set grid ytics
+unset key
+$data << EOD
+0 0.329569 0.329569 0.329569 "0.33"
+1 0.164766 0.164766 0.164766 "0.165"
+EOD
+set xtics ("microvm" 0, "qemu" 1)
+plot $data using 1:2 with boxes lc rgb '#4a90d9', '' using 1:2:3:4 with yerrorbars lc rgb 'black' pt 0, '' using 1:2:5 with labels offset 0,1
