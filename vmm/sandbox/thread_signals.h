@@ -6,8 +6,9 @@
 namespace microvm {
 
 // Blocks every signal on the calling thread except the vCPU kick (SIGUSR2), SIGSYS and the
-// synchronous faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGPIPE, SIGXFSZ),
-// which keep their usual effect.
+// synchronous faults (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGXFSZ), which keep
+// their usual effect. SIGPIPE is blocked too, so a write to a closed socket or pipe (a slirp
+// connection, a console reader that went away) fails with EPIPE instead of killing the VMM.
 void block_async_signals();
 
 }  // namespace microvm
