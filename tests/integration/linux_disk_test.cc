@@ -197,8 +197,7 @@ sleep 600
                                "mmio", "--disk", img + ",format=raw", "--cmdline",
                                guest_cmdline() + " root=/dev/vda rw rootfstype=ext4 init=/init"},
                               "SYNCED", std::chrono::seconds(720), &saw);
-    bool host_flake = !saw && (out.find("segfault at") != std::string::npos ||
-                                 out.find("Segmentation fault") != std::string::npos);
+    bool host_flake = !saw && guest_reported_segfault(out);
     if (!host_flake) break;
     std::cerr << "attempt " << attempt << ": guest process segfaulted (known host flake, see the guest README)\n";
   }

@@ -11,7 +11,9 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <string>
@@ -130,24 +132,37 @@ TEST(LinuxNet, TapPingAndTcpBothWaysWithVhostFallback) {
   auto initrd = make_initramfs(dir, {.script = kGuestScript, .add = {{g2h_path, "/g2h.bin"}}});
   ASSERT_TRUE(initrd) << initrd.error().what;
 
-  pid_t helper_pid = fork();
-  if (helper_pid == 0) {
-    execlp("ip", "ip", "netns", "exec", ns.name().c_str(), "python3", helper.c_str(), dir.path().c_str(),
-           h2g_path.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
+  // One run: the host helper in the namespace plus the guest. Repeated once when the guest
+  // shows the shared kernel's documented segfault flake (the helper serves one run only).
+  auto run_once = [&] {
+    for (const char* f : {"recv.sha", "recv.len", "ping.ok"}) unlink((dir.path() + "/" + f).c_str());
+    pid_t helper_pid = fork();
+    if (helper_pid == 0) {
+      execlp("ip", "ip", "netns", "exec", ns.name().c_str(), "python3", helper.c_str(), dir.path().c_str(),
+             h2g_path.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    VmRunOptions opts;
+    opts.timeout = std::chrono::minutes(12);
+    // run_process execs without a PATH search.
+    const std::string ip = access("/usr/sbin/ip", X_OK) == 0 ? "/usr/sbin/ip" : "/sbin/ip";
+    auto result = run_process(ip, {"netns", "exec", ns.name(), microvm_binary(), "run", "--kernel", guest_kernel(),
+                                   "--initrd", *initrd, "--cpus", "2", "--memory", "256M", "--cmdline",
+                                   guest_cmdline(), "--net", "tap=mvtap0,mac=02:77:00:00:00:02,vhost=auto"},
+                              opts);
+    if (helper_pid > 0) {
+      kill(helper_pid, SIGKILL);
+      waitpid(helper_pid, nullptr, 0);
+    } else {
+      result.err += "\ncould not fork the host helper";
+    }
+    return result;
+  };
+  auto r = run_once();
+  if (guest_reported_segfault(r.out)) {
+    std::fprintf(stderr, "a guest process segfaulted (known host flake); running once more\n");
+    r = run_once();
   }
-  ASSERT_GT(helper_pid, 0);
-
-  VmRunOptions opts;
-  opts.timeout = std::chrono::minutes(12);
-  // run_process execs without a PATH search.
-  const std::string ip = access("/usr/sbin/ip", X_OK) == 0 ? "/usr/sbin/ip" : "/sbin/ip";
-  auto r = run_process(ip, {"netns", "exec", ns.name(), microvm_binary(), "run", "--kernel", guest_kernel(),
-                              "--initrd", *initrd, "--cpus", "2", "--memory", "256M", "--cmdline", guest_cmdline(),
-                              "--net", "tap=mvtap0,mac=02:77:00:00:00:02,vhost=auto"},
-                       opts);
-  kill(helper_pid, SIGKILL);
-  waitpid(helper_pid, nullptr, 0);
 
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.err.find("vhost-net unavailable"), std::string::npos) << "no vhost fallback line\n" << r.describe();
@@ -176,7 +191,8 @@ udhcpc -i eth0 -n -q -t 10 -T 3 -s /tmp/dhcp.sh > /tmp/dhcp.log 2>&1; echo "dhcp
 echo "addr=$(ip -4 addr show dev eth0 | grep -o 'inet [0-9.]*')"
 echo "gw_ping=$(ping -c 1 -W 10 10.0.2.2 > /dev/null 2>&1; echo $?)"
 # stdin stays open a while: busybox nc closes the connection at stdin EOF, which can race its send.
-echo "fwd=$( (echo guest-says-hi; sleep 4) | nc -l -p 8000)"
+# A bounded wait, so a host client that never comes fails the test quickly and visibly.
+echo "fwd=$( (echo guest-says-hi; sleep 4) | timeout 240 nc -l -p 8000)"
 )SH";
 
 uint16_t free_loopback_port() {
@@ -200,6 +216,7 @@ TEST(LinuxNet, UserNetworkingDhcpAndHostForward) {
   uint16_t port = free_loopback_port();
   std::atomic<bool> done{false};
   std::string reply;
+  std::mutex reply_mutex;
   // Connects until the guest's listener answers (slirp accepts at once and drops the
   // connection while nothing listens in the guest yet).
   std::thread client([&] {
@@ -222,9 +239,11 @@ TEST(LinuxNet, UserNetworkingDhcpAndHostForward) {
           got.append(buf, static_cast<size_t>(n));
       }
       close(s);
+      // Keep going after a reply: run_microvm may boot the guest a second time (host flake),
+      // and that guest's listener needs a client too.
       if (got.find("guest-says-hi") != std::string::npos) {
+        std::lock_guard lock(reply_mutex);
         reply = got;
-        return;
       }
       sleep(1);
     }
@@ -237,6 +256,7 @@ TEST(LinuxNet, UserNetworkingDhcpAndHostForward) {
                        opts);
   done = true;
   client.join();
+  std::lock_guard lock(reply_mutex);
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("dhcp=0"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("addr=inet 10.0.2.15"), std::string::npos) << r.describe();

@@ -253,16 +253,17 @@ std::string guest_cmdline() {
   return b == std::string::npos ? std::string() : line.substr(b, e - b + 1);
 }
 
+bool guest_reported_segfault(const std::string& out) {
+  return out.find("segfault at") != std::string::npos || out.find("Segmentation fault") != std::string::npos;
+}
+
 VmRunResult run_microvm(const std::vector<std::string>& args, const VmRunOptions& options) {
   VmRunResult r = run_process(microvm_binary(), args, options);
   // The shared guest kernel's README documents an intermittent host fault: a short-lived guest
   // process dies with SIGSEGV on a TLS load. A run that shows the kernel's segfault report is
   // repeated once, and the result says so; no test here expects a guest segfault. With `quiet`
   // the kernel's "segfault at" report may be missing; busybox sh still prints its own line.
-  auto guest_segfaulted = [](const std::string& out) {
-    return out.find("segfault at") != std::string::npos || out.find("Segmentation fault") != std::string::npos;
-  };
-  if (options.retry_on_guest_segfault && guest_segfaulted(r.out)) {
+  if (options.retry_on_guest_segfault && guest_reported_segfault(r.out)) {
     std::fprintf(stderr, "vm_process: a guest process segfaulted (known host flake); running once more\n");
     r = run_process(microvm_binary(), args, options);
     r.err = "note: second attempt, after a guest segfault in the first\n" + r.err;

@@ -54,6 +54,10 @@ struct VmRunResult {
 // with the reason in `err`.
 VmRunResult run_process(const std::string& binary, const std::vector<std::string>& args,
                         const VmRunOptions& options = {});
+// Whether a guest's console shows a user process dying of SIGSEGV: the kernel's "segfault at"
+// report, or busybox sh's own line when `quiet` hides the kernel's.
+bool guest_reported_segfault(const std::string& out);
+
 // Runs the microvm binary built with the tests (MICROVM_BINARY; env MICROVM_BINARY overrides).
 VmRunResult run_microvm(const std::vector<std::string>& args, const VmRunOptions& options = {});
 
