@@ -126,6 +126,10 @@ TEST(LinuxFs, ReadWriteShareAndReadOnlyShareInOneBoot) {
 mkdir -p /mnt/a /mnt/b
 mount -t virtiofs hostshare /mnt/a; echo "mount_a=$?"
 mount -t virtiofs ro /mnt/b; echo "mount_b=$?"
+# The harness boots once more after a guest segfault (a known flake of this host): undo what
+# an earlier attempt did, so the rename and delete below start from the host's files again.
+[ -e /mnt/a/moved.txt ] && [ ! -e /mnt/a/tomove.txt ] && mv /mnt/a/moved.txt /mnt/a/tomove.txt
+[ -e /mnt/a/todelete.txt ] || echo "delete me" > /mnt/a/todelete.txt
 echo "hello=$(cat /mnt/a/hello.txt)"
 echo "host_big_sha=$(sha256sum /mnt/a/host_big.bin | cut -c1-64)"
 echo "written by the guest" > /mnt/a/from_guest.txt; echo "write=$?"
