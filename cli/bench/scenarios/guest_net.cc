@@ -131,7 +131,7 @@ class GuestNetScenario final : public Scenario {
       s << "ip link set " << dev << " up\nip addr add " << guest_ip << "/24 dev " << dev << "\n"
         << "sleep 1\n"
         << "try3 " << net << "_g2h iperf3 -c " << host_ip << " -p " << port_iperf_ << " -t $RT -f m\n"
-        << "try3 " << net << "_h2g iperf3 -R -c " << host_ip << " -p " << port_iperf_ << " -t $RT -f m\n"
+        << "try3 " << net << "_h2g iperf3 -R -c " << host_ip << " -p " << port_iperf_ << " -t $RT -f m --rcv-timeout 3600000\n"
         << "try3 " << net << "_rr /usr/bin/tcp_rr client " << host_ip << " " << port_rr_ << " $RT\n";
     };
     if (user_) test("user", "eth0", "10.0.2.15", "10.0.2.2");
@@ -188,7 +188,9 @@ class GuestNetScenario final : public Scenario {
     if (!iperf_server_ || iperf_server_->wait_for(std::chrono::milliseconds(0))) {
       iperf_server_.reset();
       iperf_server_.emplace(TRY(ChildProcess::spawn(
-          {"ip", "netns", "exec", ns_, iperf3_, "-s", "-p", std::to_string(port_iperf_)},
+          // A guest whose kernel is emulated can stall for minutes: no idle timeout (default 120 s,
+          // after which the server closes the stream and the guest's iperf3 fails with EPIPE).
+          {"ip", "netns", "exec", ns_, iperf3_, "-s", "-p", std::to_string(port_iperf_), "--rcv-timeout", "3600000"},
           {ctx.work_dir + "/iperf3-server.out", ctx.work_dir + "/iperf3-server.err"})));
     }
     if (!rr_server_ || rr_server_->wait_for(std::chrono::milliseconds(0))) {
