@@ -221,7 +221,7 @@ TEST(LinuxFs, TwoVmsOnOneFolderSeeEachOthersWritesAfterClose) {
   std::filesystem::create_directories(shared);
   auto script = [](const std::string& me, const std::string& peer) {
     // Files appear by rename after close, so the peer never sees a half-written one. Round 2
-    // rewrites a file in place; the reader waits 2 s after the peer's flag, past cache=auto's
+    // (once both read round 1: the VMs boot at different speeds) rewrites a file in place; the reader waits 2 s after the peer's flag, past cache=auto's
     // 1 s attribute timeout, after which virtio-fs revalidates and drops stale pages.
     return "ME=" + me + " PEER=" + peer + R"SH(
 mkdir -p /mnt/s
@@ -229,6 +229,8 @@ mount -t virtiofs both /mnt/s; echo "mount=$?"
 echo "first by $ME" > /mnt/s/.tmp_$ME && mv /mnt/s/.tmp_$ME /mnt/s/from_$ME.txt; echo "write=$?"
 n=0; while [ ! -e /mnt/s/from_$PEER.txt ] && [ $n -lt 1200 ]; do sleep 1; n=$((n+1)); done
 echo "peer1=$(cat /mnt/s/from_$PEER.txt)"
+touch /mnt/s/read1_$ME
+n=0; while [ ! -e /mnt/s/read1_$PEER ] && [ $n -lt 1200 ]; do sleep 1; n=$((n+1)); done
 echo "second by $ME" > /mnt/s/from_$ME.txt; echo "rewrite=$?"
 touch /mnt/s/round2_$ME
 n=0; while [ ! -e /mnt/s/round2_$PEER ] && [ $n -lt 1200 ]; do sleep 1; n=$((n+1)); done
