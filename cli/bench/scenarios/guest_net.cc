@@ -121,7 +121,9 @@ class GuestNetScenario final : public Scenario {
       << "  k=$1; shift\n"
       << "  for t in 1 2 3; do\n"
       << "    out=$(\"$@\" 2>&1)\n"
-      << "    case \"$out\" in *receiver*|*mean_us=*) echo \"MVB $k $(echo \"$out\" | grep -E 'receiver|mean_us' | tail -n 1)\"; return 0;; esac\n"
+      // The line is extracted before the check: a grep that dies (the same flake) must not pass.
+      << "    line=$(echo \"$out\" | grep -E 'receiver|mean_us' | tail -n 1)\n"
+      << "    case \"$line\" in *receiver*|*mean_us=*) echo \"MVB $k $line\"; return 0;; esac\n"
       << "    sleep 1\n"
       << "  done\n"
       << "  echo \"MVB $k failed $(echo \"$out\" | tail -n 2 | tr '\\n' ' ')\"\n"
