@@ -91,8 +91,11 @@ void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
     allow_ioctl(FIONBIO);
     // The one path read at run time: libslirp forwards the guest's DNS queries (10.0.2.3)
     // to the host's resolver, which it reads from /etc/resolv.conf (fopen "r", re-read when
-    // its stat changes). Read-only opens only: nothing can be created, written or truncated.
-    allow(SCMP_SYS(openat), {SCMP_A2(SCMP_CMP_EQ, O_RDONLY)});
+    // its stat changes); GLib, which libslirp logs through, reads /etc/localtime (O_CLOEXEC)
+    // to timestamp a warning. Read-only opens only, whatever else their flags say: nothing can
+    // be created, written, truncated or made an anonymous temporary file.
+    constexpr uint64_t kWritingFlags = O_ACCMODE | O_CREAT | O_TRUNC | O_APPEND | __O_TMPFILE;
+    allow(SCMP_SYS(openat), {SCMP_A2(SCMP_CMP_MASKED_EQ, kWritingFlags, O_RDONLY)});
     allow(SCMP_SYS(newfstatat));
   }
 }

@@ -237,8 +237,22 @@ TEST(SandboxEventLoop, UserNetReadsButNeverCreatesOrWrites) {
     // libslirp's fopen("/etc/resolv.conf", "r").
     int fd = ::open("/etc/hostname", O_RDONLY);
     if (fd < 0 && errno != ENOENT) _exit(10);
+    // GLib's timestamped warnings: tzset() reads /etc/localtime with O_CLOEXEC.
+    fd = ::open("/etc/hostname", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno != ENOENT) _exit(11);
   });
   EXPECT_EQ(read_only.exit_code, 0) << describe(read_only);
+  // A scratch file, so a filter that let one of these through could not harm anything real.
+  std::string scratch = ::testing::TempDir() + "sandbox_scratch_" + std::to_string(::getpid());
+  ASSERT_EQ(::close(::open(scratch.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600)), 0);
+  for (int flags : {O_RDWR, O_WRONLY | O_APPEND, O_RDONLY | O_TRUNC, O_RDONLY | O_CREAT | O_CLOEXEC}) {
+    auto writing = run_sandboxed(ThreadRole::kEventLoop, needs, [flags, &scratch] {
+      ::open(scratch.c_str(), flags, 0600);
+      _exit(kCallReturned);
+    });
+    expect_forbidden(writing, "event-loop", SYS_openat, "openat");
+  }
+  ::unlink(scratch.c_str());
   std::string path = ::testing::TempDir() + "sandbox_create_" + std::to_string(::getpid());
   ::unlink(path.c_str());
   auto create = run_sandboxed(ThreadRole::kEventLoop, needs, [&path] {
