@@ -12,6 +12,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "virtio/iovec_list.h"
+
 namespace microvm {
 
 namespace detail {
@@ -91,8 +93,8 @@ class DescriptorChain {
 
   // Host buffers, device-readable first (§2.7.4.2 ordering is enforced). Zero-length
   // descriptors are dropped. Valid while the chain object lives.
-  std::span<const iovec> readable() const { return std::span(buffers_).first(num_readable_); }
-  std::span<const iovec> writable() const { return std::span(buffers_).subspan(num_readable_); }
+  std::span<const iovec> readable() const { return buffers_.span().first(num_readable_); }
+  std::span<const iovec> writable() const { return buffers_.span().subspan(num_readable_); }
   uint64_t readable_bytes() const { return readable_bytes_; }
   uint64_t writable_bytes() const { return writable_bytes_; }
   // Number of descriptors walked (including zero-length and the indirect one).
@@ -106,7 +108,7 @@ class DescriptorChain {
   friend struct detail::ChainWalk;
   uint16_t head_ = 0;
   const char* error_ = nullptr;
-  std::vector<iovec> buffers_;
+  IovecList buffers_;
   size_t num_readable_ = 0;
   uint64_t readable_bytes_ = 0;
   uint64_t writable_bytes_ = 0;

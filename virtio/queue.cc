@@ -167,7 +167,6 @@ Result<std::optional<DescriptorChain>> Queue::pop(const GuestMemory& mem) {
 
 void Queue::walk_chain(const GuestMemory& mem, std::span<const std::byte> table, DescriptorChain& chain) const {
   ChainWalk w{chain, mem};
-  chain.buffers_.reserve(8);  // one allocation for typical chains instead of growing 1, 2, 4
   const char* err = nullptr;
   uint16_t index = chain.head_;
   for (uint32_t walked = 0;; ++walked) {
