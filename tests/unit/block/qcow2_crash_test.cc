@@ -17,6 +17,20 @@ namespace {
 
 using namespace testing_block;
 
+// A SIGKILLed process's io_uring is torn down after waitpid() returns (the kernel's io-wq
+// workers let go of the file a moment later), and with it the OFD lock on the image. Waits
+// until a reader may open the image, for at most 10 s.
+void wait_until_image_unlocked(const std::string& img) {
+  for (int i = 0; i < 200; ++i) {
+    DiskOptions o;
+    o.path = img;
+    o.format = DiskFormat::kQcow2;
+    o.read_only = true;
+    if (open_disk(o)) return;
+    ::usleep(50000);
+  }
+}
+
 TEST(Qcow2Crash, KilledWriterLeavesOnlyLeaks) {
   TempDir dir;
   const uint64_t size = 16 << 20;
@@ -62,6 +76,7 @@ TEST(Qcow2Crash, KilledWriterLeavesOnlyLeaks) {
     ::waitpid(child, &st, 0);
     ::close(flushed[0]);
     ::close(flushed[1]);
+    wait_until_image_unlocked(img);
     std::string out;
     int rc = qemu_img("check " + img, &out);
     EXPECT_TRUE(rc == 0 || rc == 3) << "trial " << trial << ": qemu-img check exit " << rc << "\n" << out;
