@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/integration/support/bench_json.h"
 #include "tests/integration/support/vm_process.h"
 
 namespace microvm::testing {
@@ -33,12 +34,6 @@ VmRunResult run_bench(std::vector<std::string> args, std::chrono::milliseconds t
   // The bench must test this build's VMM, not whatever it would find on its own.
   full.insert(full.end(), {"--microvm", microvm_binary()});
   return run_process(cmd[0], full, {.timeout = timeout});
-}
-
-const json* find_metric(const json& scenario, const std::string& name) {
-  for (const auto& m : scenario["metrics"])
-    if (m["name"] == name) return &m;
-  return nullptr;
 }
 
 class BenchCommandTest : public ::testing::Test {

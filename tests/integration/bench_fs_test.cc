@@ -8,18 +8,13 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tests/integration/support/bench_json.h"
 #include "tests/integration/support/vm_process.h"
 
 namespace microvm::testing {
 namespace {
 
 using nlohmann::json;
-
-const json* find_metric(const json& scenario, const std::string& name) {
-  for (const auto& m : scenario["metrics"])
-    if (m["name"] == name) return &m;
-  return nullptr;
-}
 
 TEST(BenchFsSetup, JsonHasShareSetupForMicrovmAndHost) {
   REQUIRE_KVM();

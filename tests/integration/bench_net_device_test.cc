@@ -10,18 +10,13 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "tests/integration/support/bench_json.h"
 #include "tests/integration/support/vm_process.h"
 
 namespace microvm::testing {
 namespace {
 
 using nlohmann::json;
-
-const json* find_metric(const json& scenario, const std::string& name) {
-  for (const auto& m : scenario["metrics"])
-    if (m["name"] == name) return &m;
-  return nullptr;
-}
 
 TEST(BenchNetDevice, JsonHasEveryWorkloadForMicrovmAndHost) {
   if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0)

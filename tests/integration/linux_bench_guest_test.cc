@@ -13,6 +13,7 @@
 #include "cli/bench/child_process.cc"
 #include "cli/bench/guest_workload.cc"
 #include "cli/bench/vmm_commands.cc"
+#include "tests/integration/support/bench_json.h"
 #include "tests/integration/support/vm_process.h"
 
 namespace microvm::testing {
@@ -61,12 +62,6 @@ TEST(BenchGuestParsers, FioTerseCutFields) {
   EXPECT_FALSE(bench::parse_fio_terse_cut("0;1;2;x;4;5;6;7;8").has_value());
   EXPECT_FALSE(bench::parse_fio_terse_cut("0;1;2;-3;4;5;6;7;8").has_value());
   EXPECT_FALSE(bench::parse_fio_terse_cut("0;1;2;3;4;5;6;7;8;9").has_value());
-}
-
-const json* find_metric(const json& scenario, const std::string& name) {
-  for (const auto& m : scenario["metrics"])
-    if (m["name"] == name) return &m;
-  return nullptr;
 }
 
 TEST(BenchGuest, GuestBlkOneShortJobGivesJsonAndReport) {
