@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "cli/run_command.h"
+#include "cli/version.h"
 #ifdef MICROVM_HAVE_IMG
 #include "cli/img/img_command.h"
 #endif
@@ -19,6 +20,7 @@ constexpr char kUsage[] =
     "  run     boot a Linux guest (microvm run --help)\n"
     "  img     create, inspect, check, resize and convert raw/qcow2 disk images\n"
     "  bench   measure start-up, memory overhead and virtio throughput (microvm bench --help)\n"
+    "  version version, git revision and compiled-in features (also --version)\n"
     "  help    this text\n"
     "\n"
     "exit codes of 'run': 0 guest powered off, 1 error, 2 bad arguments, 3 guest rebooted,\n"
@@ -39,6 +41,10 @@ int main(int argc, char** argv) {
 #ifdef MICROVM_HAVE_BENCH
   if (!std::strcmp(cmd, "bench")) return microvm::run_bench_command(argc - 1, argv + 1);
 #endif
+  if (!std::strcmp(cmd, "version") || !std::strcmp(cmd, "--version") || !std::strcmp(cmd, "-V")) {
+    microvm::print_version(stdout);
+    return 0;
+  }
   if (!std::strcmp(cmd, "help") || !std::strcmp(cmd, "--help") || !std::strcmp(cmd, "-h")) {
     std::fputs(kUsage, stdout);
     return 0;
