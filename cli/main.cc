@@ -24,7 +24,8 @@ constexpr char kUsage[] =
     "  help    this text\n"
     "\n"
     "exit codes of 'run': 0 guest powered off, 1 error, 2 bad arguments, 3 guest rebooted,\n"
-    "                     4 guest crashed, 5 stopped (C-a x or a signal)\n";
+    "                     4 guest crashed, 5 stopped (C-a x or a signal),\n"
+    "                     6 a sandboxed thread made a forbidden system call\n";
 
 }  // namespace
 

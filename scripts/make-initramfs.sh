@@ -18,7 +18,7 @@
 #   - with --script: runs it as /test.sh, prints "microvm-guest: test exit=<N>",
 #     and powers off;
 #   - without: starts an interactive shell with job control on the console and
-#     powers off when it exits.
+#     powers off when it exits; plain `poweroff`, `halt` and `reboot` work too.
 set -euo pipefail
 
 usage() {
@@ -143,7 +143,14 @@ if [ -f /test.sh ]; then
   echo "microvm-guest: test exit=$?"
   poweroff -f
 fi
-setsid cttyhack sh
+# PID 1 gets no default signal actions, so busybox's plain poweroff/halt/reboot (which signal
+# init: USR2, USR1, TERM) would do nothing without these traps. The shell waits in `wait`, which
+# a trapped signal interrupts; a foreground child would delay the trap until the shell exits.
+trap 'poweroff -f' USR2
+trap 'halt -f' USR1
+trap 'reboot -f' TERM
+setsid cttyhack sh &
+wait $!
 poweroff -f
 INIT
 file "$TMP/init" /init 0755
