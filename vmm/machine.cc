@@ -100,6 +100,14 @@ Result<void> Machine::setup_sandbox() {
            distinct_syscalls(loop_policy), loop_policy.size(), loop->instructions());
   vcpu_filter_ = std::move(*vcpu);
   loop_filter_ = std::move(*loop);
+  if (config_.sandbox_calling_thread) {
+    auto supervisor_policy = policy_for(ThreadRole::kSupervisor, needs);
+    auto supervisor = SeccompProgram::compile(supervisor_policy);
+    if (!supervisor) return std::unexpected(supervisor.error().context("sandbox: supervisor filter"));
+    log_.log(LogLevel::kDebug, "sandbox: supervisor role (the thread running the VM) allows %zu system calls",
+             distinct_syscalls(supervisor_policy));
+    supervisor_filter_ = std::move(*supervisor);
+  }
   return {};
 }
 
@@ -283,15 +291,28 @@ Result<void> Machine::loop_thread_main() {
 Result<VmExit> Machine::run() {
   if (ran_) return fail("Vm::run() may be called once");
   ran_ = true;
-  // The caller's thread is never filtered (an embedder's thread, and the one that tears the
-  // machine down: stopping virtiofsd, unlinking its runtime directory). It waits here while
-  // the event loop and the vCPUs run on threads that enter their sandboxes first.
+  // The caller's thread waits here while the event loop and the vCPUs run on threads that
+  // enter their sandboxes first. It is filtered only when it asked to be (the CLI): an
+  // embedder's thread keeps every right it had.
   Result<void> loop_result;
   std::thread loop_thread([this, &loop_result] { loop_result = loop_thread_main(); });
   for (auto& v : vcpus_) v->start();
+  // After the threads start (a filter is inherited by threads created later, and theirs
+  // must not stack on this one), before this thread touches anything the guest influences.
+  if (supervisor_filter_) {
+    if (auto sandboxed = supervisor_filter_->install(ThreadRole::kSupervisor); !sandboxed)
+      fail_run(sandboxed.error().context("sandbox: the thread running the VM"));
+  }
   loop_thread.join();
   for (auto& v : vcpus_) v->kick();
   for (auto& v : vcpus_) v->join();
+  // What the guest wrote last (its shutdown messages) still reaches a reader that reads; one
+  // that has stopped costs at most a second here, never a stalled vCPU.
+  console_out_->detach();
+  console_out_->flush(std::chrono::seconds(1));
+  log_.log(LogLevel::kDebug, "console output: %llu bytes written, %llu dropped (reader too slow or gone)",
+           static_cast<unsigned long long>(console_out_->written_bytes()),
+           static_cast<unsigned long long>(console_out_->dropped_bytes()));
   {
     std::lock_guard lock(exit_mutex_);
     if (run_error_) return std::unexpected(*run_error_);
@@ -306,13 +327,6 @@ Result<VmExit> Machine::run() {
 }
 
 BootTimes Machine::boot_times() const {
-  // What the guest wrote last (its shutdown messages) still reaches a reader that reads; one
-  // that has stopped costs at most a second here, never a stalled vCPU.
-  console_out_->detach();
-  console_out_->flush(std::chrono::seconds(1));
-  log_.log(LogLevel::kDebug, "console output: %llu bytes written, %llu dropped (reader too slow or gone)",
-           static_cast<unsigned long long>(console_out_->written_bytes()),
-           static_cast<unsigned long long>(console_out_->dropped_bytes()));
   BootTimes t;
   if (uint64_t v = first_run_us_.load()) t.first_kvm_run_us = v;
   if (uint64_t v = first_marker_us_.load()) t.first_marker_us = v;

@@ -75,6 +75,7 @@ class Machine final : public Vm {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::optional<SeccompProgram> vcpu_filter_;
   std::optional<SeccompProgram> loop_filter_;
+  std::optional<SeccompProgram> supervisor_filter_;  // VmConfig::sandbox_calling_thread
 
   std::mutex exit_mutex_;
   std::atomic<bool> exit_requested_{false};
