@@ -26,7 +26,6 @@ class ThrottledLog {
   void vlog(LogLevel level, const char* fmt, va_list ap) const;
 
  private:
-
   const Logger* logger_;
   const char* prefix_;
   mutable LogThrottle throttle_;  // atomics only: logging stays const, like Logger::log

@@ -134,8 +134,10 @@ void ConsoleOutput::on_wake() {
   (void)wake_.drain();
   if (waiting_writable_) return;  // EPOLLOUT will come
   if (drain_once() || !pollable_ || !loop_) return;
-  if (loop_->add(fd_, EPOLLOUT, [this](uint32_t ev) { on_writable(ev); })) waiting_writable_ = true;
-  else broken_ = true;  // cannot wait for the reader: drop rather than spin
+  if (loop_->add(fd_, EPOLLOUT, [this](uint32_t ev) { on_writable(ev); }))
+    waiting_writable_ = true;
+  else
+    broken_ = true;  // cannot wait for the reader: drop rather than spin
 }
 
 void ConsoleOutput::on_writable(uint32_t) {

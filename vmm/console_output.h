@@ -64,16 +64,16 @@ class ConsoleOutput {
   void on_wake();
   void on_writable(uint32_t events);
 
-  int fd_;                      // where bytes go: owned_ or the caller's fd
-  Fd owned_;                    // the reopened description, when there is one
+  int fd_;                            // where bytes go: owned_ or the caller's fd
+  Fd owned_;                          // the reopened description, when there is one
   std::optional<int> restore_flags_;  // the caller's fd flags, when we had to change them
-  bool pollable_ = true;        // epoll accepts the fd (regular files: no, and never block)
-  bool broken_ = false;         // the reader is gone (EPIPE...): everything is dropped
+  bool pollable_ = true;              // epoll accepts the fd (regular files: no, and never block)
+  bool broken_ = false;               // the reader is gone (EPIPE...): everything is dropped
 
-  mutable std::mutex mu_;       // guards the ring only; never held across a system call
+  mutable std::mutex mu_;  // guards the ring only; never held across a system call
   std::vector<uint8_t> ring_;
-  size_t head_ = 0;             // guarded by mu_
-  size_t size_ = 0;             // guarded by mu_
+  size_t head_ = 0;                        // guarded by mu_
+  size_t size_ = 0;                        // guarded by mu_
   std::atomic<bool> wake_pending_{false};  // one wake-up per batch, not one per byte
   EventFd wake_;
 

@@ -78,7 +78,8 @@ TEST(ConsoleStall, GuestFinishesWhileNobodyReadsItsConsole) {
                                           "--cmdline", "bootcheck.flood=192", "--log-level", "debug"},
                                          std::chrono::seconds(100));
   ASSERT_TRUE(r.exited) << "microvm did not finish while its stdout was not read (a stalled vCPU)\n"
-                        << "stderr:\n" << r.err;
+                        << "stderr:\n"
+                        << r.err;
   EXPECT_EQ(r.exit_code, 0) << r.err;
   // The output that was kept is the beginning, intact.
   EXPECT_EQ(r.out.rfind("BOOTCHECK variant=elf", 0), 0u) << r.out.substr(0, 200);

@@ -54,8 +54,8 @@ void add_supervisor_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
   allow(SCMP_SYS(recvmsg));
   if (needs.vhost_net) {
     // A running vhost-net device is detached from its rings.
-    for (unsigned long req : {static_cast<unsigned long>(VHOST_NET_SET_BACKEND),
-                              static_cast<unsigned long>(VHOST_GET_VRING_BASE)})
+    for (unsigned long req :
+         {static_cast<unsigned long>(VHOST_NET_SET_BACKEND), static_cast<unsigned long>(VHOST_GET_VRING_BASE)})
       allow_ioctl(req);
   }
   if (needs.child_processes) {
