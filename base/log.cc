@@ -36,18 +36,4 @@ void Logger::vlog(LogLevel level, const char* fmt, va_list ap) const {
   sink_(level, std::string_view(buf, std::min<size_t>(n, sizeof buf - 1)));
 }
 
-bool RateLimit::allow(uint64_t* suppressed) {
-  int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                    std::chrono::steady_clock::now().time_since_epoch()).count();
-  int64_t next = next_ns_.load(std::memory_order_relaxed);
-  if (now >= next &&
-      next_ns_.compare_exchange_strong(next, now + std::chrono::nanoseconds(interval_).count())) {
-    uint64_t d = dropped_.exchange(0);
-    if (suppressed) *suppressed = d;
-    return true;
-  }
-  dropped_.fetch_add(1, std::memory_order_relaxed);
-  return false;
-}
-
 }  // namespace microvm

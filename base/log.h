@@ -1,8 +1,6 @@
 #pragma once
 // Logging through a replaceable sink. A Logger is an object, not a global: each Vm
 // owns one, so two VMs in one process can log to different places.
-#include <atomic>
-#include <chrono>
 #include <cstdarg>
 #include <functional>
 #include <memory>
@@ -30,20 +28,6 @@ class Logger {
  private:
   LogSink sink_;
   LogLevel level_ = LogLevel::kWarn;
-};
-
-// Lets a guest-triggered message through at most once per interval, counting the rest,
-// so a hostile guest cannot flood the log.
-class RateLimit {
- public:
-  explicit RateLimit(std::chrono::milliseconds interval = std::chrono::seconds(1)) : interval_(interval) {}
-  // True when the caller may log now; `suppressed` receives how many were dropped since.
-  bool allow(uint64_t* suppressed = nullptr);
-
- private:
-  std::chrono::milliseconds interval_;
-  std::atomic<int64_t> next_ns_{0};
-  std::atomic<uint64_t> dropped_{0};
 };
 
 }  // namespace microvm

@@ -130,6 +130,10 @@ int run_command(int argc, char** argv) {
     std::fprintf(stderr, "microvm run: %s\n", opts.error().what.c_str());
     return kExitUsage;
   }
+  // This thread only waits, handles signals and tears the VM down once run() starts: it
+  // runs under the "supervisor" seccomp role too (with --sandbox on), so no thread of a
+  // running microvm is unfiltered.
+  opts->vm.sandbox_calling_thread = true;
   auto vm = Vm::create(opts->vm);
   if (!vm) {
     std::fprintf(stderr, "microvm: %s\n", vm.error().what.c_str());

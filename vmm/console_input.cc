@@ -63,7 +63,7 @@ void ConsoleInput::feed(const uint8_t* data, size_t n) {
         return;
       }
       if (c == 'h' || c == 'H' || c == '?') {
-        if (out_fd_ >= 0) [[maybe_unused]] auto w = ::write(out_fd_, kEscapeHelp, sizeof kEscapeHelp - 1);
+        out_.write({reinterpret_cast<const uint8_t*>(kEscapeHelp), sizeof kEscapeHelp - 1});
         continue;
       }
       if (c == 'a' || c == kCtrlA) { out.push_back(kCtrlA); continue; }

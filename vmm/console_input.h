@@ -8,13 +8,16 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "devices/platform/serial_16550.h"
+#include "vmm/console_output.h"
 
 namespace microvm {
 
 class ConsoleInput {
  public:
-  ConsoleInput(int in_fd, int out_fd, bool escapes, Serial16550& uart, std::function<void()> on_quit, const Logger& log)
-      : in_fd_(in_fd), out_fd_(out_fd), escapes_(escapes), uart_(uart), on_quit_(std::move(on_quit)), log_(log) {}
+  // `out` (the guest console's output queue) shows the escape help.
+  ConsoleInput(int in_fd, ConsoleOutput& out, bool escapes, Serial16550& uart, std::function<void()> on_quit,
+               const Logger& log)
+      : in_fd_(in_fd), out_(out), escapes_(escapes), uart_(uart), on_quit_(std::move(on_quit)), log_(log) {}
   ~ConsoleInput();
 
   // Registers the input fd on `loop`; input that cannot be polled (a regular file) is ignored.
@@ -25,7 +28,7 @@ class ConsoleInput {
   void feed(const uint8_t* data, size_t n);
 
   int in_fd_;
-  int out_fd_;
+  ConsoleOutput& out_;
   bool escapes_;
   Serial16550& uart_;
   std::function<void()> on_quit_;

@@ -100,6 +100,14 @@ Result<void> Machine::setup_sandbox() {
            distinct_syscalls(loop_policy), loop_policy.size(), loop->instructions());
   vcpu_filter_ = std::move(*vcpu);
   loop_filter_ = std::move(*loop);
+  if (config_.sandbox_calling_thread) {
+    auto supervisor_policy = policy_for(ThreadRole::kSupervisor, needs);
+    auto supervisor = SeccompProgram::compile(supervisor_policy);
+    if (!supervisor) return std::unexpected(supervisor.error().context("sandbox: supervisor filter"));
+    log_.log(LogLevel::kDebug, "sandbox: supervisor role (the thread running the VM) allows %zu system calls",
+             distinct_syscalls(supervisor_policy));
+    supervisor_filter_ = std::move(*supervisor);
+  }
   return {};
 }
 
@@ -128,7 +136,12 @@ Result<void> Machine::setup_platform_devices() {
   serial_irq_ = TRY(EventFd::create());
   TRY(vm_->irqfd(kSerialGsi, serial_irq_->fd(), false));
   const EventFd* irq = &*serial_irq_;
-  serial_ = std::make_unique<Serial16550>([irq] { irq->signal(); }, config_.console_out);
+  // The UART never writes to the console fd itself: a reader that stops reading would
+  // block the vCPU under the UART lock. The event loop drains the queue instead.
+  console_out_ = TRY(ConsoleOutput::create(config_.console_out));
+  TRY(console_out_->attach(*loop_));
+  ConsoleOutput* out = console_out_.get();
+  serial_ = std::make_unique<Serial16550>([irq] { irq->signal(); }, [out](uint8_t b) { out->write({&b, 1}); });
   TRY(pio_.add(MICROVM_PORT_COM1, 8, serial_.get()));
 
   power_ = std::make_unique<PowerController>([this] { request_exit(VmExitReason::kPowerOff, "guest powered off"); },
@@ -145,7 +158,7 @@ Result<void> Machine::setup_platform_devices() {
   serial_->watch_output(MICROVM_CONSOLE_MARKER, record_marker);
   TRY(pio_.add(MICROVM_PORT_BOOT_MARKER, 1, boot_marker_.get()));
 
-  console_ = std::make_unique<ConsoleInput>(config_.console_in, config_.console_out,
+  console_ = std::make_unique<ConsoleInput>(config_.console_in, *console_out_,
                                             config_.console_escapes && config_.console_in >= 0 && isatty(config_.console_in),
                                             *serial_, [this] { request_exit(VmExitReason::kStopped, "stopped from the console (C-a x)"); },
                                             log_);
@@ -278,15 +291,28 @@ Result<void> Machine::loop_thread_main() {
 Result<VmExit> Machine::run() {
   if (ran_) return fail("Vm::run() may be called once");
   ran_ = true;
-  // The caller's thread is never filtered (an embedder's thread, and the one that tears the
-  // machine down: stopping virtiofsd, unlinking its runtime directory). It waits here while
-  // the event loop and the vCPUs run on threads that enter their sandboxes first.
+  // The caller's thread waits here while the event loop and the vCPUs run on threads that
+  // enter their sandboxes first. It is filtered only when it asked to be (the CLI): an
+  // embedder's thread keeps every right it had.
   Result<void> loop_result;
   std::thread loop_thread([this, &loop_result] { loop_result = loop_thread_main(); });
   for (auto& v : vcpus_) v->start();
+  // After the threads start (a filter is inherited by threads created later, and theirs
+  // must not stack on this one), before this thread touches anything the guest influences.
+  if (supervisor_filter_) {
+    if (auto sandboxed = supervisor_filter_->install(ThreadRole::kSupervisor); !sandboxed)
+      fail_run(sandboxed.error().context("sandbox: the thread running the VM"));
+  }
   loop_thread.join();
   for (auto& v : vcpus_) v->kick();
   for (auto& v : vcpus_) v->join();
+  // What the guest wrote last (its shutdown messages) still reaches a reader that reads; one
+  // that has stopped costs at most a second here, never a stalled vCPU.
+  console_out_->detach();
+  console_out_->flush(std::chrono::seconds(1));
+  log_.log(LogLevel::kDebug, "console output: %llu bytes written, %llu dropped (reader too slow or gone)",
+           static_cast<unsigned long long>(console_out_->written_bytes()),
+           static_cast<unsigned long long>(console_out_->dropped_bytes()));
   {
     std::lock_guard lock(exit_mutex_);
     if (run_error_) return std::unexpected(*run_error_);

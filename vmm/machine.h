@@ -16,6 +16,7 @@
 #include "memory/guest_memory.h"
 #include "microvm/vm.h"
 #include "vmm/console_input.h"
+#include "vmm/console_output.h"
 #include "vmm/io_bus.h"
 #include "vmm/kvm.h"
 #include "vmm/sandbox/seccomp_program.h"
@@ -65,6 +66,7 @@ class Machine final : public Vm {
   IoBus mmio_{"MMIO bus"};
 
   std::optional<EventFd> serial_irq_;
+  std::unique_ptr<ConsoleOutput> console_out_;  // outlives serial_, which writes into it
   std::unique_ptr<Serial16550> serial_;
   std::unique_ptr<PowerController> power_;
   std::unique_ptr<BootMarker> boot_marker_;
@@ -73,6 +75,7 @@ class Machine final : public Vm {
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::optional<SeccompProgram> vcpu_filter_;
   std::optional<SeccompProgram> loop_filter_;
+  std::optional<SeccompProgram> supervisor_filter_;  // VmConfig::sandbox_calling_thread
 
   std::mutex exit_mutex_;
   std::atomic<bool> exit_requested_{false};

@@ -20,7 +20,7 @@ namespace {
 constexpr uint32_t kMmioGsis[] = {5, 6, 7, 10, 11, 12, 13, 14, 15};
 constexpr uint64_t kMmioSlotSize = 0x1000;
 
-Result<DiskOptions> disk_options(const DiskConfig& d, const Logger& log) {
+Result<DiskOptions> disk_options(const DiskConfig& d, bool sandbox, const Logger& log) {
   DiskOptions o;
   o.path = d.path;
   o.format = TRY(parse_disk_format(d.format));
@@ -36,6 +36,7 @@ Result<DiskOptions> disk_options(const DiskConfig& d, const Logger& log) {
   else if (d.engine == "auto" || d.engine.empty()) o.engine = EngineKind::kAuto;
   else return fail("disk " + d.path + ": engine must be auto, io_uring or sync");
   o.logger = &log;
+  o.sandboxed = sandbox;
   return o;
 }
 
@@ -87,7 +88,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
   TRY(w->setup_pci_root());
   const VmConfig& config = w->ctx_.config;
   for (const auto& d : config.disks) {
-    auto opts = TRY(disk_options(d, w->ctx_.log));
+    auto opts = TRY(disk_options(d, config.sandbox, w->ctx_.log));
     auto backend = open_disk(opts);
     if (!backend) return std::unexpected(backend.error().context("disk " + d.path));
     BlkOptions blk;

@@ -30,6 +30,9 @@ struct DiskOptions {
   unsigned queue_depth = 128;
   size_t qcow2_cache_bytes = 1 << 20;  // bound on cached L2 tables + refcount blocks
   const Logger* logger = nullptr;      // for one-time notices (engine fallback, O_DIRECT refused)
+  // The device's event loop runs under seccomp: an io_uring ring that could open files
+  // without restrictions is refused (kAuto falls back to the synchronous engine).
+  bool sandboxed = true;
   // Whole-file OFD lock (shared for read-only, exclusive for writable). Only tools that merely
   // inspect an image (and the backing files they size) turn it off.
   bool lock = true;

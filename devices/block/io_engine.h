@@ -45,8 +45,9 @@ class IoEngine {
 };
 
 // kAuto tries io_uring and falls back to the synchronous engine, logging why once per call.
+// `sandboxed`: the engine's event loop runs under seccomp (see UringOptions::sandboxed).
 [[nodiscard]] Result<std::unique_ptr<IoEngine>> make_io_engine(EngineKind kind, const Logger* log,
-                                                               unsigned queue_depth = 128);
+                                                               unsigned queue_depth = 128, bool sandboxed = true);
 
 const char* engine_kind_name(EngineKind kind);
 

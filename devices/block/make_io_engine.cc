@@ -13,9 +13,10 @@ const char* engine_kind_name(EngineKind kind) {
   return "?";
 }
 
-Result<std::unique_ptr<IoEngine>> make_io_engine(EngineKind kind, const Logger* log, unsigned queue_depth) {
+Result<std::unique_ptr<IoEngine>> make_io_engine(EngineKind kind, const Logger* log, unsigned queue_depth,
+                                                 bool sandboxed) {
   if (kind == EngineKind::kSync) return TRY(SyncEngine::create());
-  auto uring = UringEngine::create(queue_depth);
+  auto uring = UringEngine::create({.queue_depth = queue_depth, .sandboxed = sandboxed, .logger = log});
   if (uring) return std::move(*uring);
   if (kind == EngineKind::kIoUring) return std::unexpected(uring.error().context("io_uring engine"));
   // kAuto: io_uring may be disabled (sysctl, seccomp in a container, old kernel).

@@ -10,7 +10,7 @@ constexpr uint64_t kDirectAlign = 512;
 
 Result<std::unique_ptr<RawBackend>> RawBackend::open(const DiskOptions& opts) {
   auto file = TRY(open_image_file(opts.path, opts.read_only, opts.cache, opts.lock, opts.logger));
-  auto engine = TRY(make_io_engine(opts.engine, opts.logger, opts.queue_depth));
+  auto engine = TRY(make_io_engine(opts.engine, opts.logger, opts.queue_depth, opts.sandboxed));
   return std::make_unique<RawBackend>(std::move(file), std::move(engine), opts.read_only);
 }
 

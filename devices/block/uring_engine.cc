@@ -2,11 +2,14 @@
 
 #include <linux/falloc.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <optional>
+#include <string>
 
 #include "devices/block/file_io.h"
 
@@ -28,7 +31,7 @@ void advance(std::vector<iovec>& iov, size_t n) {
 
 // Only the opcodes this engine issues are allowed on the ring (defence in depth: a compromised
 // event-loop thread cannot use the ring to open files or sockets).
-bool restrict_ring(io_uring* ring) {
+int restrict_ring(int ring_fd) {
   io_uring_restriction res[6];
   std::memset(res, 0, sizeof res);
   const uint8_t ops[] = {IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_FALLOCATE};
@@ -43,31 +46,73 @@ bool restrict_ring(io_uring* ring) {
   res[n].register_op = IORING_REGISTER_EVENTFD;
   ++n;
   // Raw syscalls: Debian's liburing 2.3 declares but does not export the wrappers.
-  if (::syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_RESTRICTIONS, res, n) < 0) return false;
-  return ::syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) == 0;
+  if (::syscall(__NR_io_uring_register, ring_fd, IORING_REGISTER_RESTRICTIONS, res, n) < 0) return errno;
+  if (::syscall(__NR_io_uring_register, ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0) < 0) return errno;
+  return 0;
+}
+
+// Parses the leading decimal number of `s`, advancing past it.
+std::optional<unsigned> take_number(std::string_view& s) {
+  unsigned v = 0;
+  size_t i = 0;
+  for (; i < s.size() && s[i] >= '0' && s[i] <= '9' && i < 6; ++i) v = v * 10 + static_cast<unsigned>(s[i] - '0');
+  if (i == 0) return std::nullopt;
+  s.remove_prefix(i);
+  return v;
 }
 
 }  // namespace
 
-Result<std::unique_ptr<UringEngine>> UringEngine::create(unsigned queue_depth) {
+bool uring_can_open_files(std::string_view release) {
+  auto major = take_number(release);
+  if (!major || release.empty() || release.front() != '.') return true;
+  release.remove_prefix(1);
+  auto minor = take_number(release);
+  if (!minor) return true;
+  return *major > 5 || (*major == 5 && *minor >= 6);  // IORING_OP_OPENAT: Linux 5.6
+}
+
+Result<std::unique_ptr<UringEngine>> UringEngine::create(const UringOptions& o) {
   auto efd = TRY(EventFd::create(true));
   std::unique_ptr<UringEngine> e(new UringEngine(std::move(efd)));
-  queue_depth = std::clamp(queue_depth, 4u, 4096u);
+  unsigned queue_depth = std::clamp(o.queue_depth, 4u, 4096u);
   int rc = io_uring_queue_init(queue_depth, &e->ring_, IORING_SETUP_R_DISABLED);
+  int why = rc < 0 ? -rc : 0;  // why the ring is not restricted
   if (rc == 0) {
     e->ring_ready_ = true;
     // The eventfd is registered before the restrictions, which also forbid later registrations.
-    e->restricted_ = io_uring_register_eventfd(&e->ring_, e->done_.fd()) == 0 && restrict_ring(&e->ring_);
+    rc = io_uring_register_eventfd(&e->ring_, e->done_.fd());
+    why = rc < 0 ? -rc : (o.restrict_ring ? o.restrict_ring : restrict_ring)(e->ring_.ring_fd);
+    e->restricted_ = why == 0;
     if (!e->restricted_) {
       io_uring_queue_exit(&e->ring_);
       e->ring_ready_ = false;
     }
   }
   if (!e->ring_ready_) {
-    // Older kernels lack R_DISABLED or restrictions: use a plain ring.
+    // Older kernels lack R_DISABLED (5.10) or restrictions. Before 5.6 a plain ring cannot
+    // open files, so it is as safe as a restricted one; later, only without the sandbox.
     rc = io_uring_queue_init(queue_depth, &e->ring_, 0);
-    if (rc < 0) return fail_errno(-rc, "io_uring_queue_init");
+    if (rc < 0) return fail_errno(-rc, "io_uring_queue_init");  // no io_uring at all
     e->ring_ready_ = true;
+    std::string release(o.kernel_release);
+    if (release.empty()) {
+      utsname u{};
+      if (::uname(&u) == 0) release = u.release;
+    }
+    bool can_open = uring_can_open_files(release);
+    if (!unrestricted_ring_allowed(o.sandboxed, can_open)) {
+      if (o.logger)
+        o.logger->log(LogLevel::kWarn,
+                      "io_uring: ring restrictions unavailable (%s) on Linux %s, whose io_uring can open files; "
+                      "refusing an unrestricted ring while the sandbox is on",
+                      std::strerror(why), release.c_str());
+      return fail(EPERM, "io_uring ring restrictions unavailable (" + std::string(std::strerror(why)) +
+                             ") and an unrestricted ring could open files behind the sandbox");
+    }
+    if (o.logger)
+      o.logger->log(LogLevel::kWarn, "io_uring: ring restrictions unavailable (%s); using an unrestricted ring (%s)",
+                    std::strerror(why), can_open ? "sandbox off" : "this kernel's io_uring cannot open files");
     rc = io_uring_register_eventfd(&e->ring_, e->done_.fd());
     if (rc < 0) return fail_errno(-rc, "io_uring_register_eventfd");
   }

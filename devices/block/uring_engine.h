@@ -3,16 +3,42 @@
 // flush_submissions(); the kernel signals a registered eventfd for each completion.
 #include <liburing.h>
 
+#include <string_view>
 #include <vector>
 
+#include "base/log.h"
 #include "devices/block/completion_queue.h"
 #include "devices/block/io_engine.h"
 
 namespace microvm {
 
+struct UringOptions {
+  unsigned queue_depth = 128;
+  // The event loop that drives the ring runs under seccomp. A ring without opcode
+  // restrictions on a kernel whose io_uring can open files (IORING_OP_OPENAT, 5.6+) would let
+  // that thread open paths behind its filter's back, so such a ring is refused unless the
+  // sandbox is off.
+  bool sandboxed = true;
+  const Logger* logger = nullptr;  // says why a ring is unrestricted (or refused)
+  // Seam for tests: restricts and enables a disabled ring; returns 0 or an errno. Null: the
+  // real IORING_REGISTER_RESTRICTIONS + IORING_REGISTER_ENABLE_RINGS.
+  int (*restrict_ring)(int ring_fd) = nullptr;
+  // Seam for tests: the kernel release (`uname -r`); empty: the running kernel's.
+  std::string_view kernel_release;
+};
+
+// Whether io_uring on kernel `release` ("5.8.0-63-generic") has IORING_OP_OPENAT, i.e. an
+// unrestricted ring can open files. Unparsable releases count as yes (the safe answer).
+bool uring_can_open_files(std::string_view release);
+
+// Whether a ring that could not be restricted may still be used.
+constexpr bool unrestricted_ring_allowed(bool sandboxed, bool ring_can_open_files) {
+  return !sandboxed || !ring_can_open_files;
+}
+
 class UringEngine final : public IoEngine {
  public:
-  [[nodiscard]] static Result<std::unique_ptr<UringEngine>> create(unsigned queue_depth);
+  [[nodiscard]] static Result<std::unique_ptr<UringEngine>> create(const UringOptions& options);
   ~UringEngine() override;
 
   const char* name() const override { return "io_uring"; }

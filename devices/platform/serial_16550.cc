@@ -108,7 +108,7 @@ void Serial16550::write_register(uint64_t offset, uint8_t value) {
 }
 
 void Serial16550::transmit(uint8_t value) {
-  if (out_fd_ >= 0) [[maybe_unused]] auto n = ::write(out_fd_, &value, 1);
+  if (out_) out_(value);
   if (marker_.empty()) return;
   const char c = static_cast<char>(value);
   if (c == marker_[marker_matched_]) {

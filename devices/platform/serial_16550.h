@@ -1,7 +1,8 @@
 #pragma once
 // A 16550A UART: enough of the register model for Linux's 8250 driver, including the
 // transmit-holding-register-empty interrupt that tty writes from guest user space wait for.
-// Output is written straight to a host fd (transmission is instant, so THR is always empty).
+// Transmitted bytes go to a sink that must not block (the vmm's ConsoleOutput queues them
+// for the event loop), so transmission is instant and THR is always empty.
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -15,8 +16,11 @@ namespace microvm {
 
 class Serial16550 final : public IoHandler {
  public:
-  // `irq` raises the UART's interrupt line (an edge); `out_fd` receives transmitted bytes (-1: discard).
-  Serial16550(std::function<void()> irq, int out_fd) : irq_(std::move(irq)), out_fd_(out_fd) {}
+  // Receives each transmitted byte on the vCPU thread, under the UART lock: it must not block.
+  using OutputSink = std::function<void(uint8_t)>;
+
+  // `irq` raises the UART's interrupt line (an edge); `out` receives transmitted bytes (empty: discard).
+  Serial16550(std::function<void()> irq, OutputSink out) : irq_(std::move(irq)), out_(std::move(out)) {}
 
   // Called (on the vCPU thread) when the guest transmits `marker`: how guests without port
   // access report boot progress (MICROVM_CONSOLE_MARKER). The bytes still reach the output.
@@ -43,7 +47,7 @@ class Serial16550 final : public IoHandler {
   void transmit(uint8_t value);
 
   std::function<void()> irq_;
-  int out_fd_;
+  OutputSink out_;
   std::string marker_;
   std::function<void()> on_marker_;
   size_t marker_matched_ = 0;

@@ -7,6 +7,8 @@
  *     the FADT reset register or port 0xcf9, a triple fault, or halt forever with
  *     interrupts off (for Ctrl-A x / signal tests).
  *   bootcheck.poweroff=pm1a   power off through PM1a_CNT instead of the sleep register.
+ *   bootcheck.flood=<KiB>     before "done", write that many KiB of "FLOOD ..." lines to
+ *     the console (a test of a console reader that stops reading), then "BOOTCHECK flooded".
  * It also writes boot marker 1 (port 0x402) first thing, for --boot-timer. */
 #include "boot_params.h"
 #include "checks.h"
@@ -28,6 +30,30 @@ static int exit_mode(u64 bp, const char* mode) {
     }
   }
   return 0;
+}
+
+/* The decimal value of "<key><digits>" on the command line, or 0. */
+static u64 cmdline_number(u64 bp, const char* key) {
+  if (!bp || bp >= 0x100000000ull) return 0;
+  u64 p = ld32(bp + HDR_CMD_LINE_PTR) | ((u64)ld32(bp + BP_EXT_CMD_LINE_PTR) << 32);
+  if (!p || p >= 0x100000000ull) return 0;
+  const char* c = (const char*)(usize)p;
+  usize kl = fw_strlen(key);
+  for (usize i = 0; i < MICROVM_CMDLINE_MAX && c[i]; i++) {
+    if (fw_memcmp(c + i, key, kl) != 0) continue;
+    u64 v = 0;
+    for (usize j = i + kl; j < MICROVM_CMDLINE_MAX && c[j] >= '0' && c[j] <= '9' && v < 1000000; j++)
+      v = v * 10 + (u64)(c[j] - '0');
+    return v;
+  }
+  return 0;
+}
+
+/* 64-byte lines until `kib` KiB are written. */
+static void flood(u64 kib) {
+  static const char line[] = "FLOOD 0123456789abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJK\n";
+  for (u64 i = 0; i < kib * 16; i++) fw_puts(line);
+  bootcheck_line("flooded\n");
 }
 
 static void end(u64 bp) {
@@ -64,6 +90,7 @@ void fw_main(u64 boot_params) {
   outb(MICROVM_PORT_BOOT_MARKER, 1);
   bootcheck_line("variant=elf\n");
   bootcheck_run(boot_params, (u64)(usize)__image_start, (u64)(usize)__image_end);
+  flood(cmdline_number(boot_params, "bootcheck.flood="));
   bootcheck_line("done failures=");
   fw_put_dec(bootcheck_failures());
   fw_putc('\n');

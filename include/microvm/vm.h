@@ -81,10 +81,16 @@ struct VmConfig {
 
   // Seccomp sandbox (SECURITY.md): once set up, the device event loop runs on its own
   // thread ("vmm-loop") and it and every vCPU thread install a default-deny filter for
-  // their role before doing any work. The thread that calls run() is never filtered. A
-  // forbidden system call ends the process with kExitSandbox and one line on stderr. With
-  // it on, `log_sink` may run on those threads: it must only write to already-open fds.
+  // their role before doing any work. The thread that calls run() is not filtered unless
+  // `sandbox_calling_thread` asks for it. A forbidden system call ends the process with
+  // kExitSandbox and one line on stderr. With it on, `log_sink` may run on those threads:
+  // it must only write to already-open fds.
   bool sandbox = true;
+  // With `sandbox`: run() also filters the thread that called it, once the event loop and
+  // the vCPUs have started, with the "supervisor" role (waiting, signal handlers, tear-down:
+  // no path opened, no process started). For a program whose thread does nothing else
+  // afterwards (the microvm CLI): the filter stays for the rest of that thread's life.
+  bool sandbox_calling_thread = false;
 };
 
 enum class VmExitReason {

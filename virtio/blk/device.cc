@@ -382,13 +382,12 @@ void BlkDevice::op_done(uint32_t index, int32_t result) {
   if (result < 0) {
     bump(counters_.io_errors);
     if (s.req.op == BlkOp::kFlush) {
-      // Once per failure episode, and at most once a second however often the guest resets
+      // Once per failure episode, and rate-limited however often the guest resets
       // and retries against a disk that keeps failing.
-      if (!flush_failed_ && options_.logger && flush_error_limit_.allow())
-        options_.logger->log(LogLevel::kError,
-                             "virtio-blk: flush failed (errno %d): writes may be lost; every later flush fails "
-                             "until the guest resets the device",
-                             -result);
+      if (!flush_failed_)
+        log_.error("flush failed (errno %d): writes may be lost; every later flush fails until the guest resets "
+                   "the device",
+                   -result);
       flush_failed_ = true;
     } else {
       log_.warn("I/O error on request at byte %llu: errno %d", static_cast<unsigned long long>(s.req.offset), -result);

@@ -41,7 +41,7 @@
 #include "virtio/blk/blk_spec.h"
 #include "virtio/blk/request.h"
 #include "virtio/device_counters.h"
-#include "virtio/guest_error_log.h"
+#include "base/throttled_log.h"
 #include "virtio/loop_registration.h"
 #include "virtio/queue.h"
 #include "virtio/virtio_device.h"
@@ -158,7 +158,7 @@ class BlkDevice final : public VirtioDevice {
   uint64_t acked_features_ = 0;
   VirtioBlkConfig config_{};
   BlkLimits limits_;
-  GuestErrorLog log_;
+  ThrottledLog log_;  // guest-triggerable lines, rate-limited per call site
   BlkCounters counters_;
   std::atomic<bool> needs_reset_{false};
   std::optional<Active> active_;
@@ -167,7 +167,6 @@ class BlkDevice final : public VirtioDevice {
   std::vector<uint32_t> free_slots_;
   bool submitted_ = false;  // something awaits flush_submissions()
   bool flush_failed_ = false;  // a flush failed since the last reset: later ones fail too
-  RateLimit flush_error_limit_;
 
   // Flush ordering (see the header comment): outstanding write-type operations per epoch,
   // oldest first, and flushes waiting for the epochs up to theirs to drain.

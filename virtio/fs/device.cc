@@ -50,7 +50,10 @@ Result<std::unique_ptr<FsDevice>> FsDevice::create(FsOptions o) {
 }
 
 FsDevice::FsDevice(FsOptions options, VhostUserClient client)
-    : options_(std::move(options)), client_(std::move(client)) {}
+    : options_(std::move(options)),
+      log_prefix_("share " + options_.tag),
+      throttled_(options_.logger, log_prefix_.c_str()),
+      client_(std::move(client)) {}
 
 FsDevice::~FsDevice() {
   reset();
@@ -59,13 +62,10 @@ FsDevice::~FsDevice() {
 }
 
 void FsDevice::log(LogLevel level, const char* fmt, ...) const {
-  if (!options_.logger || !options_.logger->enabled(level)) return;
-  char buf[512];
   va_list ap;
   va_start(ap, fmt);
-  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  throttled_.vlog(level, fmt, ap);
   va_end(ap);
-  options_.logger->log(level, "share %s: %s", options_.tag.c_str(), buf);
 }
 
 void FsDevice::read_config(uint64_t offset, std::span<std::byte> data) const {

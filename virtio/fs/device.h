@@ -27,6 +27,7 @@
 
 #include "base/event_fd.h"
 #include "base/log.h"
+#include "base/throttled_log.h"
 #include "devices/vhost/vhost_user_client.h"
 #include "devices/vhost/virtiofsd_process.h"
 #include "virtio/device_counters.h"
@@ -99,6 +100,9 @@ class FsDevice final : public VirtioDevice {
   };
 
   FsOptions options_;
+  std::string log_prefix_;  // "share TAG"; before throttled_, which points at it
+  // Every line goes through here: a driver can loop activation and reset against a dead backend.
+  ThrottledLog throttled_;
   VhostUserClient client_;
   uint64_t offered_features_ = 0;
   uint64_t acked_features_ = 0;

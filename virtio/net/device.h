@@ -27,7 +27,7 @@
 #include "devices/net/net_backend.h"
 #include "devices/net/vhost_net.h"
 #include "virtio/device_counters.h"
-#include "virtio/guest_error_log.h"
+#include "base/throttled_log.h"
 #include "virtio/loop_registration.h"
 #include "virtio/net/mac.h"
 #include "virtio/queue.h"
@@ -142,7 +142,7 @@ class NetDevice final : public VirtioDevice {
   std::unique_ptr<NetBackend> backend_;
   std::unique_ptr<VhostNet> vhost_;
   NetOptions options_;
-  GuestErrorLog log_;
+  ThrottledLog log_;  // guest-triggerable lines, rate-limited per call site
   NetCounters counters_;
   uint64_t acked_features_ = 0;
   bool backend_dead_ = false;

@@ -21,7 +21,7 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "virtio/device_counters.h"
-#include "virtio/guest_error_log.h"
+#include "base/throttled_log.h"
 #include "virtio/loop_registration.h"
 #include "virtio/queue.h"
 #include "virtio/virtio_device.h"
@@ -85,7 +85,7 @@ class RngDevice final : public VirtioDevice {
   };
 
   RngOptions options_;
-  GuestErrorLog log_;
+  ThrottledLog log_;  // guest-triggerable lines, rate-limited per call site
   RngCounters counters_;
   uint64_t acked_features_ = 0;
   std::optional<Active> active_;

@@ -100,7 +100,7 @@ void MsixTable::flush_pending() {
 void MsixTable::update_route(Entry& e) {
   if (!e.route) return;
   auto r = vm_.update_msi(*e.route, e.address, e.data);
-  if (!r && log_limit_.allow()) log_.log(LogLevel::kWarn, "MSI-X route update failed: %s", r.error().what.c_str());
+  if (!r) guest_log_.warn("route update failed: %s", r.error().what.c_str());
 }
 
 bool MsixTable::use_vector(uint16_t vector) {
@@ -111,14 +111,14 @@ bool MsixTable::use_vector(uint16_t vector) {
   if (!e.irq) {
     auto irq = EventFd::create();
     if (!irq) {
-      log_.log(LogLevel::kWarn, "MSI-X vector %u: %s", vector, irq.error().what.c_str());
+      guest_log_.warn("vector %u: %s", vector, irq.error().what.c_str());
       return false;
     }
     e.irq = std::move(*irq);
   }
   auto route = vm_.add_irqfd_msi(e.address, e.data, e.irq->fd());
   if (!route) {
-    if (log_limit_.allow()) log_.log(LogLevel::kWarn, "MSI-X vector %u route: %s", vector, route.error().what.c_str());
+    guest_log_.warn("vector %u route: %s", vector, route.error().what.c_str());
     return false;
   }
   e.route = *route;

@@ -14,6 +14,7 @@
 
 #include "base/event_fd.h"
 #include "base/log.h"
+#include "base/throttled_log.h"
 #include "virtio/vm_services.h"
 
 namespace microvm {
@@ -73,7 +74,7 @@ class MsixTable {
   std::atomic<bool> enabled_{false};
   bool function_masked_ = false;  // guarded by mu_
   std::atomic<uint64_t> bad_accesses_{0};
-  RateLimit log_limit_;
+  ThrottledLog guest_log_{&log_, "MSI-X"};  // route updates follow guest table writes
 };
 
 }  // namespace microvm

@@ -42,15 +42,10 @@ TransportCore::~TransportCore() {
 
 void TransportCore::guest_error(std::atomic<uint64_t>& counter, const char* fmt, ...) {
   counter.fetch_add(1, std::memory_order_relaxed);
-  uint64_t suppressed = 0;
-  if (!env_.log.enabled(LogLevel::kInfo) || !log_limit_.allow(&suppressed)) return;
-  char msg[160];
   va_list ap;
   va_start(ap, fmt);
-  std::vsnprintf(msg, sizeof msg, fmt, ap);
+  guest_log_.vlog(LogLevel::kInfo, fmt, ap);
   va_end(ap);
-  env_.log.log(LogLevel::kInfo, "virtio device type %u: %s (%llu similar messages suppressed)", device_->device_type(),
-               msg, static_cast<unsigned long long>(suppressed));
 }
 
 // --- Features ---------------------------------------------------------------------------
@@ -205,10 +200,8 @@ void TransportCore::register_doorbell(uint16_t index) {
                                  : env_.vm.add_ioeventfd(target->address, q.kick.fd());
   if (!added) {
     // Still correct, only slower: the write traps to the vCPU thread and reaches kick().
-    if (log_limit_.allow()) {
-      env_.log.log(LogLevel::kInfo, "virtio queue %u doorbell at 0x%llx served by trapping: %s", index,
-                   static_cast<unsigned long long>(target->address), added.error().what.c_str());
-    }
+    guest_log_.info("queue %u doorbell at 0x%llx served by trapping: %s", index,
+                    static_cast<unsigned long long>(target->address), added.error().what.c_str());
     return;
   }
   q.registered = target;
@@ -325,8 +318,8 @@ void TransportCore::activate(Interrupt& interrupt) {
   counters_.activations.fetch_add(1, std::memory_order_relaxed);
   if (finished && outcome->ok) return;
   counters_.activation_failures.fetch_add(1, std::memory_order_relaxed);
-  env_.log.log(LogLevel::kWarn, "virtio device type %u activation failed: %s", device_->device_type(),
-               finished ? outcome->error.c_str() : "event loop did not respond");
+  // A driver can retry DRIVER_OK in a loop: this line is rate-limited like any guest error.
+  guest_log_.warn("activation failed: %s", finished ? outcome->error.c_str() : "event loop did not respond");
   // §2.1.2: the device cannot work as configured; the driver learns it from NEEDS_RESET
   // and a configuration change interrupt.
   set_needs_reset();
@@ -342,7 +335,7 @@ void TransportCore::reset() {
   if (!run_on_loop(env_.loop, [alive, device] {
         if (!alive.expired()) device->reset();
       })) {
-    env_.log.log(LogLevel::kError, "virtio device type %u reset: event loop did not respond", device_->device_type());
+    guest_log_.error("reset: event loop did not respond");
   }
   activated_ = false;
   for (uint16_t i = 0; i < queues_.size(); ++i) {

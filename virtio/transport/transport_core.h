@@ -13,11 +13,13 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "base/event_fd.h"
 #include "base/event_loop.h"
 #include "base/log.h"
+#include "base/throttled_log.h"
 #include "base/result.h"
 #include "memory/guest_memory.h"
 #include "virtio/virtio_device.h"
@@ -135,7 +137,11 @@ class TransportCore {
   };
 
   TransportCore(std::unique_ptr<VirtioDevice> device, TransportEnv env, NotifyLocator locator)
-      : device_(std::move(device)), env_(env), locator_(std::move(locator)) {}
+      : device_(std::move(device)),
+        env_(env),
+        locator_(std::move(locator)),
+        log_prefix_("virtio device type " + std::to_string(device_->device_type())),
+        guest_log_(&env_.log, log_prefix_.c_str()) {}
   QueueState* selected();
   const QueueState* selected() const;
   // Whether the selected queue's size/addresses may change now (not live, not enabled).
@@ -151,6 +157,8 @@ class TransportCore {
   std::unique_ptr<VirtioDevice> device_;
   TransportEnv env_;
   NotifyLocator locator_;
+  std::string log_prefix_;  // before guest_log_, which keeps a pointer to it
+  ThrottledLog guest_log_;  // lines a guest can trigger (bad accesses, activation loops)
   TransportCounters counters_;
   std::vector<QueueState> queues_;
   std::atomic<uint8_t> status_{0};
@@ -164,7 +172,6 @@ class TransportCore {
   // Tasks posted to the loop check this before touching the device (see the class comment
   // of MmioTransport/PciTransport for the destruction rule).
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
-  RateLimit log_limit_;
 };
 
 }  // namespace microvm

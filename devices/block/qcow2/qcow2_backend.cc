@@ -13,7 +13,7 @@ namespace microvm {
 
 Result<std::unique_ptr<Qcow2Backend>> Qcow2Backend::open(const DiskOptions& opts) {
   auto img = TRY(qcow2::open_chain(opts));
-  auto engine = TRY(make_io_engine(opts.engine, opts.logger, opts.queue_depth));
+  auto engine = TRY(make_io_engine(opts.engine, opts.logger, opts.queue_depth, opts.sandboxed));
   Fd direct;
   if (opts.cache == CacheMode::kNone) {
     // Metadata keeps the buffered descriptor (its buffers and header updates are not sector

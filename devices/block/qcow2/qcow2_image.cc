@@ -123,7 +123,7 @@ bool Image::overlaps_fixed_metadata(uint64_t off, uint64_t len) const {
 }
 
 int Image::mark_corrupt(const std::string& what) {
-  if (log_) log_->log(LogLevel::kError, "qcow2: corruption detected: %s%s", what.c_str(),
+  corrupt_log_.error("corruption detected: %s%s", what.c_str(),
                       corrupt_ ? "" : "; the image is marked corrupt and further writes fail");
   if (!corrupt_ && !read_only_ && h_.version == 3) {
     h_.incompatible_features |= kIncompatCorrupt;

@@ -13,6 +13,7 @@
 
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/throttled_log.h"
 #include "base/result.h"
 #include "devices/block/qcow2/qcow2_format.h"
 #include "devices/block/sync_disk.h"
@@ -158,6 +159,8 @@ class Image final : public SyncDisk {
   bool corrupt_ = false;
   bool sync_failed_ = false;
   const Logger* log_;
+  // Corruption is found by guest requests, over and over on a bad image: rate-limited.
+  ThrottledLog corrupt_log_{log_, "qcow2"};
   std::unique_ptr<SyncDisk> backing_;
   DataPath* data_path_ = nullptr;
 

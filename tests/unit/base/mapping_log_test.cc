@@ -160,33 +160,5 @@ TEST(Logger, LevelNames) {
   EXPECT_STREQ(Logger::level_name(LogLevel::kDebug), "debug");
 }
 
-TEST(RateLimit, AllowsOncePerIntervalAndCountsDrops) {
-  RateLimit rl(std::chrono::milliseconds(500));
-  uint64_t suppressed = 99;
-  EXPECT_TRUE(rl.allow(&suppressed));
-  EXPECT_EQ(suppressed, 0u);
-  EXPECT_FALSE(rl.allow());
-  EXPECT_FALSE(rl.allow());
-  EXPECT_FALSE(rl.allow());
-  std::this_thread::sleep_for(std::chrono::milliseconds(520));
-  EXPECT_TRUE(rl.allow(&suppressed));
-  EXPECT_EQ(suppressed, 3u);  // the three dropped in between
-  EXPECT_FALSE(rl.allow());
-}
-
-TEST(RateLimit, ConcurrentCallersGetOneSlot) {
-  RateLimit rl(std::chrono::seconds(60));
-  std::atomic<int> allowed{0};
-  std::vector<std::thread> threads;
-  for (int i = 0; i < 4; ++i)
-    threads.emplace_back([&] {
-      for (int j = 0; j < 1000; ++j) allowed += rl.allow() ? 1 : 0;
-    });
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(allowed.load(), 1);
-  uint64_t suppressed = 0;
-  EXPECT_FALSE(rl.allow(&suppressed));
-}
-
 }  // namespace
 }  // namespace microvm

@@ -149,7 +149,7 @@ INSTANTIATE_TEST_SUITE_P(Engines, EngineTest, ::testing::Values(EngineKind::kIoU
 // Short transfers: a pipe delivers at most what was written, so a read of more than is
 // available comes back short and the engine must continue it, not report success early.
 TEST(UringEngine, ShortReadIsContinuedUntilComplete) {
-  auto e = UringEngine::create(8);
+  auto e = UringEngine::create({.queue_depth = 8});
   ASSERT_TRUE(e) << e.error().what;
   int p[2];
   ASSERT_EQ(::pipe(p), 0);
@@ -182,7 +182,7 @@ TEST(UringEngine, ShortReadIsContinuedUntilComplete) {
 }
 
 TEST(UringEngine, ShortWriteNeverReportsSuccess) {
-  auto e = UringEngine::create(8);
+  auto e = UringEngine::create({.queue_depth = 8});
   ASSERT_TRUE(e) << e.error().what;
   int p[2];
   ASSERT_EQ(::pipe(p), 0);

@@ -28,7 +28,8 @@ class SerialTest : public ::testing::Test {
     ASSERT_EQ(::pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
     rd_ = Fd(p[0]);
     wr_ = Fd(p[1]);
-    uart_ = std::make_unique<Serial16550>([this] { ++irqs_; }, wr_.get());
+    uart_ = std::make_unique<Serial16550>([this] { ++irqs_; },
+                                          [this](uint8_t b) { ASSERT_EQ(::write(wr_.get(), &b, 1), 1); });
   }
   uint8_t in(uint64_t reg) {
     std::byte b{0xee};

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <linux/kvm.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <functional>
@@ -313,6 +315,75 @@ TEST(SandboxPolicy, RolesAllowOnlyWhatTheyNeed) {
   for (int nr : {SCMP_SYS(socket), SCMP_SYS(openat), SCMP_SYS(wait4), SCMP_SYS(connect), SCMP_SYS(accept4)})
     EXPECT_FALSE(has(bare_loop, nr)) << "event loop without devices allows syscall " << nr;
   EXPECT_GT(distinct_syscalls(loop), distinct_syscalls(bare_loop));
+}
+
+TEST(SandboxPolicy, SupervisorOpensNothingAndStartsNothing) {
+  SandboxNeeds everything;
+  everything.user_net = everything.tap_net = everything.vhost_net = everything.child_processes = true;
+  auto has = [](const SyscallPolicy& p, int nr) {
+    for (const auto& r : p)
+      if (r.nr == nr) return true;
+    return false;
+  };
+  auto full = policy_for(ThreadRole::kSupervisor, everything);
+  for (int nr : {SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(openat2), SCMP_SYS(creat), SCMP_SYS(execve),
+                 SCMP_SYS(execveat), SCMP_SYS(fork), SCMP_SYS(vfork), SCMP_SYS(clone), SCMP_SYS(clone3),
+                 SCMP_SYS(ptrace), SCMP_SYS(mount), SCMP_SYS(socket), SCMP_SYS(connect), SCMP_SYS(io_uring_setup),
+                 SCMP_SYS(io_uring_register), SCMP_SYS(rt_sigaction), SCMP_SYS(prctl), SCMP_SYS(seccomp),
+                 SCMP_SYS(bpf), SCMP_SYS(memfd_create)})
+    EXPECT_FALSE(has(full, nr)) << "supervisor allows syscall " << nr;
+  // Reaping and removing virtiofsd's leftovers only come with shared folders.
+  auto bare = policy_for(ThreadRole::kSupervisor, {});
+  for (int nr : {SCMP_SYS(kill), SCMP_SYS(wait4), SCMP_SYS(waitid), SCMP_SYS(unlink), SCMP_SYS(rmdir)}) {
+    EXPECT_FALSE(has(bare, nr)) << "supervisor without shares allows syscall " << nr;
+    EXPECT_TRUE(has(full, nr)) << "supervisor with shares lacks syscall " << nr;
+  }
+}
+
+TEST(SandboxSupervisor, OpenatExecveAndForkAreKilledAndNamed) {
+  auto open = run_sandboxed(ThreadRole::kSupervisor, {}, [] {
+    ::openat(AT_FDCWD, "/etc/hostname", O_RDONLY);
+    _exit(kCallReturned);
+  });
+  expect_forbidden(open, "supervisor", SYS_openat, "openat");
+  auto exec = run_sandboxed(ThreadRole::kSupervisor, {}, [] {
+    char* argv[] = {const_cast<char*>("/bin/true"), nullptr};
+    ::execve("/bin/true", argv, environ);
+    _exit(kCallReturned);
+  });
+  expect_forbidden(exec, "supervisor", SYS_execve, "execve");
+  auto fork = run_sandboxed(ThreadRole::kSupervisor, {}, [] {
+    ::syscall(SYS_fork);
+    _exit(kCallReturned);
+  });
+  expect_forbidden(fork, "supervisor", SYS_fork, "fork");
+}
+
+TEST(SandboxSupervisor, TearDownCallsWork) {
+  // What the supervisor does after the VM stops: restore a terminal (here a pty), flush the
+  // console (poll), write back an image (pwrite, fdatasync), close fds, join a thread.
+  char path[] = "/tmp/supervisor-XXXXXX";
+  int file = ::mkstemp(path);
+  ASSERT_GE(file, 0);
+  ::unlink(path);
+  int pty = ::posix_openpt(O_RDWR | O_NOCTTY);
+  ASSERT_GE(pty, 0);
+  auto o = run_sandboxed(ThreadRole::kSupervisor, {}, [file, pty] {
+    termios t;
+    if (::tcgetattr(pty, &t) != 0 || ::tcsetattr(pty, TCSANOW, &t) != 0) _exit(10);
+    pollfd p{file, POLLOUT, 0};
+    if (::poll(&p, 1, 0) != 1) _exit(11);
+    if (::pwrite(file, "x", 1, 4096) != 1 || ::fdatasync(file) != 0) _exit(12);
+    int flags = ::fcntl(file, F_GETFL);
+    if (flags < 0 || ::fcntl(file, F_SETFL, flags) != 0) _exit(13);
+    ::close(file);
+    ::close(pty);
+    std::fprintf(stderr, "done\n");
+  });
+  EXPECT_EQ(o.exit_code, 0) << describe(o);
+  EXPECT_EQ(o.err, "done\n") << describe(o);
+  ::close(file);
+  ::close(pty);
 }
 
 TEST(SandboxReporter, NamesCommonCallsAndNotUnknownOnes) {

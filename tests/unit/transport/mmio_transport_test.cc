@@ -300,6 +300,21 @@ TEST_F(MmioTransportTest, ActivationFailureSetsNeedsReset) {
   EXPECT_EQ(read32(0x70), 0u);
 }
 
+// A guest that fails activation in a loop must not write a log line per attempt.
+TEST_F(MmioTransportTest, ActivationFailureLoopIsRateLimited) {
+  device->fail_activation = true;
+  for (int i = 0; i < 50; ++i) {
+    bring_up();
+    write32(0x70, 0);
+  }
+  EXPECT_EQ(transport->counters().activation_failures.load(), 50u);
+  size_t failures_logged = 0;
+  for (auto& l : log_lines)
+    if (l.find("activation failed") != std::string::npos) ++failures_logged;
+  EXPECT_GE(failures_logged, 1u);
+  EXPECT_LE(failures_logged, 10u);  // the burst; the loop runs far faster than one a second
+}
+
 TEST_F(MmioTransportTest, DeviceNeedsResetShowsInStatus) {
   bring_up();
   EXPECT_EQ(read32(0x70) & 0x40, 0u);
