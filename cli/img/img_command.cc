@@ -17,6 +17,7 @@ void usage(FILE* out) {
       "  check [-f FMT] [--json|--output=json] FILE   exit: 0 clean, 2 corruptions, 3 leaks only, 1 check failed\n"
       "  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
       "  convert [-f FMT] -O raw|qcow2 [-o cluster_size=N,...] [-p] IN OUT\n"
+      "  map [-f FMT] [--output=human|json] [--start-offset=N] [--max-length=N] FILE   allocation, per chain level\n"
       "sizes: 512, 64k, 10G, 1.5T, 1P (binary units)\n",
       out);
 }
@@ -48,6 +49,7 @@ int run_img_command(int argc, char** argv) {
   if (cmd == "check") return cmd_check(sub_argc, sub_argv);
   if (cmd == "resize") return cmd_resize(sub_argc, sub_argv);
   if (cmd == "convert") return cmd_convert(sub_argc, sub_argv);
+  if (cmd == "map") return cmd_map(sub_argc, sub_argv);
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     usage(stdout);
     return 0;
