@@ -55,6 +55,7 @@ int cmd_convert(int argc, char** argv);
 // Subcommands added for qemu-img parity (one file each).
 int cmd_info_chain(int argc, char** argv);
 int cmd_map(int argc, char** argv);
+int cmd_compare(int argc, char** argv);
 
 void print_error(const std::string& msg);
 
