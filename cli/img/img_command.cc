@@ -15,6 +15,7 @@ void usage(FILE* out) {
       "  info [-f FMT] [--json|--output=json] FILE\n"
       "  info --backing-chain [-f FMT] [--output=json] FILE   the image and its backing files (JSON: a list)\n"
       "  check [-f FMT] [--json|--output=json] FILE   exit: 0 clean, 2 corruptions, 3 leaks only, 1 check failed\n"
+      "  check -r leaks|all [-f FMT] [--output=json] FILE   repair leaked clusters (all: also refcounts too low)\n"
       "  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
       "  convert [-f FMT] -O raw|qcow2 [-o cluster_size=N,...] [-p] IN OUT\n"
       "  map [-f FMT] [--output=human|json] [--start-offset=N] [--max-length=N] FILE   allocation, per chain level\n"
@@ -47,6 +48,7 @@ int run_img_command(int argc, char** argv) {
   if (cmd == "create") return cmd_create(sub_argc, sub_argv);
   if (cmd == "info" && has_arg(sub_argc, sub_argv, "--backing-chain")) return cmd_info_chain(sub_argc, sub_argv);
   if (cmd == "info") return cmd_info(sub_argc, sub_argv);
+  if (cmd == "check" && has_arg(sub_argc, sub_argv, "-r")) return cmd_check_repair(sub_argc, sub_argv);
   if (cmd == "check") return cmd_check(sub_argc, sub_argv);
   if (cmd == "resize") return cmd_resize(sub_argc, sub_argv);
   if (cmd == "convert") return cmd_convert(sub_argc, sub_argv);

@@ -56,6 +56,7 @@ int cmd_convert(int argc, char** argv);
 int cmd_info_chain(int argc, char** argv);
 int cmd_map(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
+int cmd_check_repair(int argc, char** argv);
 
 void print_error(const std::string& msg);
 
