@@ -20,6 +20,8 @@ void usage(FILE* out) {
       "  convert [-f FMT] -O raw|qcow2 [-o cluster_size=N,...] [-p] IN OUT\n"
       "  map [-f FMT] [--output=human|json] [--start-offset=N] [--max-length=N] FILE   allocation, per chain level\n"
       "  compare [-f FMT] [-F FMT] [-s] [-p] [-q] FILE1 FILE2   exit: 0 identical, 1 differ, 2 cannot open\n"
+      "  commit [-f FMT] [-d] [-p] [-q] FILE   write the overlay into its backing file, then empty it (-d: keep)\n"
+      "  rebase [-f FMT] [-u] [-p] [-q] -b NEW [-F FMT] FILE   change the backing file (-u: only the header)\n"
       "sizes: 512, 64k, 10G, 1.5T, 1P (binary units)\n",
       out);
 }
@@ -54,6 +56,8 @@ int run_img_command(int argc, char** argv) {
   if (cmd == "convert") return cmd_convert(sub_argc, sub_argv);
   if (cmd == "map") return cmd_map(sub_argc, sub_argv);
   if (cmd == "compare") return cmd_compare(sub_argc, sub_argv);
+  if (cmd == "commit") return cmd_commit(sub_argc, sub_argv);
+  if (cmd == "rebase") return cmd_rebase(sub_argc, sub_argv);
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     usage(stdout);
     return 0;

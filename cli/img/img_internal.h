@@ -57,6 +57,8 @@ int cmd_info_chain(int argc, char** argv);
 int cmd_map(int argc, char** argv);
 int cmd_compare(int argc, char** argv);
 int cmd_check_repair(int argc, char** argv);
+int cmd_commit(int argc, char** argv);
+int cmd_rebase(int argc, char** argv);
 
 void print_error(const std::string& msg);
 
