@@ -107,14 +107,17 @@ int cmd_commit(int argc, char** argv) {
   Progress progress(a->has("-p") && !a->has("-q"));
   std::vector<uint8_t> buf(kChunk);
   for (uint64_t off = 0; off < size;) {
-    auto st = status.status(off, std::min(kChunk, size - off));
+    // Runs of up to 1 GiB bound one lookup's walk; data is copied kChunk at a time inside.
+    auto st = status.status(off, std::min<uint64_t>(1ull << 30, size - off));
     if (!st) return print_error("commit: " + path + ": " + st.error().what), 1;
     const uint64_t n = st->length;
     if (st->present && st->zero) {
       if (int rc = target->zero(off, n)) return print_error("commit: write " + base_path + ": " + std::strerror(-rc)), 1;
-    } else if (st->present) {
-      if (int rc = img.read(off, buf.data(), n)) return print_error("commit: read " + path + ": " + std::strerror(-rc)), 1;
-      if (int rc = target->write(off, buf.data(), n))
+    }
+    for (uint64_t p = off; p < off + n && st->present && !st->zero; p += kChunk) {
+      size_t len = static_cast<size_t>(std::min(kChunk, off + n - p));
+      if (int rc = img.read(p, buf.data(), len)) return print_error("commit: read " + path + ": " + std::strerror(-rc)), 1;
+      if (int rc = target->write(p, buf.data(), len))
         return print_error("commit: write " + base_path + ": " + std::strerror(-rc)), 1;
     }
     off += n;

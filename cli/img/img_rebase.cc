@@ -105,7 +105,7 @@ int cmd_rebase(int argc, char** argv) {
     Progress progress(a->has("-p") && !a->has("-q"));
     std::vector<uint8_t> a_buf(cs), b_buf(cs);
     for (uint64_t off = 0; off < size;) {
-      auto st = status.status(off, size - off);
+      auto st = status.status(off, std::min<uint64_t>(1ull << 30, size - off));
       if (!st) return print_error("rebase: " + path + ": " + st.error().what), 1;
       if (!st->present) {
         // Whole clusters: an unallocated cluster of the image is written whole or not at all.
