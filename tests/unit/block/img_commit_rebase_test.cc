@@ -160,6 +160,9 @@ TEST(ImgRebase, Refusals) {
   EXPECT_EQ(img_run({"rebase", "-b", "new.raw", "-F", "vmdk", t.mine("top.qcow2")}), 2);
   EXPECT_EQ(img_run({"rebase", "-b", "new.raw", "-F", "raw", t.mine("base.raw")}), 1) << "raw has no backing";
   auto before = read_file(t.mine("top.qcow2"));
+  EXPECT_EQ(img_run({"rebase", "-u", "-b", std::string(1024, 'n'), "-F", "raw", t.mine("top.qcow2")}), 1)
+      << "names over 1023 bytes do not fit the format";
+  EXPECT_TRUE(read_file(t.mine("top.qcow2")) == before);
   EXPECT_EQ(img_run({"rebase", "-b", "missing.raw", "-F", "raw", t.mine("top.qcow2")}), 1);
   EXPECT_TRUE(read_file(t.mine("top.qcow2")) == before) << "a failed safe rebase leaves the image alone";
   {
@@ -173,6 +176,37 @@ TEST(ImgRebase, Refusals) {
     EXPECT_EQ(img_run({"rebase", "-u", "-b", "new.raw", "-F", "raw", t.mine("top.qcow2")}), 1);
   }
   EXPECT_TRUE(read_file(t.mine("top.qcow2")) == before);
+}
+
+}  // namespace
+}  // namespace microvm
+
+namespace microvm {
+namespace {
+
+using namespace testing_block;
+
+// 512-byte clusters: a long backing name no longer fits in the header cluster with the
+// extensions, and the header must be left as it was.
+TEST(ImgRebase, NameThatDoesNotFitTheHeaderClusterIsRefused) {
+  TempDir dir;
+  auto p = dir.file("small.qcow2");
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=512 " + p + " 1M && qemu-img create -q -f raw " +
+                dir.file("short.raw") + " 1M"),
+            0);
+  auto before = read_file(p);
+  EXPECT_EQ(img_run({"rebase", "-u", "-b", std::string(600, 'x'), "-F", "raw", p}), 1);
+  EXPECT_TRUE(read_file(p) == before);
+  ASSERT_EQ(img_run({"rebase", "-u", "-b", "short.raw", "-F", "raw", p}), 0);
+  std::string out;
+  ASSERT_EQ(qemu_img_stdout("info --output=json " + p, &out), 0);
+  EXPECT_EQ(nlohmann::json::parse(out)["backing-filename"], "short.raw");
+  EXPECT_EQ(qemu_img("check " + p, &out), 0) << out;
+  // Byte-identical to qemu-img's own rewrite of the same header.
+  auto theirs = dir.file("theirs.qcow2");
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=512 " + theirs + " 1M"), 0);
+  ASSERT_EQ(qemu_img("rebase -u -b short.raw -F raw " + theirs, &out), 0) << out;
+  EXPECT_TRUE(read_file(p) == read_file(theirs));
 }
 
 }  // namespace
