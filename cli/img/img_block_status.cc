@@ -113,28 +113,27 @@ ChainStatus::ChainStatus(std::vector<ChainLevel>& chain) : chain_(chain) {
 ChainStatus::~ChainStatus() = default;
 
 Result<MapEntry> ChainStatus::status(uint64_t g, uint64_t max) {
-    for (size_t d = 0; d < chain_.size(); ++d) {
-      ChainLevel& l = chain_[d];
-      LevelStatus s = l.qcow2 ? TRY(qcow2_status(*l.qcow2, *l1_[d], g, max)) : TRY(raw_status(l.raw.get(), g, max));
-      MapEntry e{.start = g, .length = s.length, .depth = static_cast<int>(d)};
-      if (s.allocated) {
-        e.present = true;
-        e.zero = s.zero;
-        e.data = s.data;
-        e.has_offset = s.has_offset;
-        e.offset = s.offset;
-        return e;
-      }
-      max = s.length;
-      bool below = d + 1 < chain_.size() && g < chain_[d + 1].size;
-      if (!below) {
-        e.zero = true;  // reads as zeroes, from no image
-        return e;
-      }
-      max = std::min(max, chain_[d + 1].size - g);
+  for (size_t d = 0; d < chain_.size(); ++d) {
+    ChainLevel& l = chain_[d];
+    LevelStatus s = l.qcow2 ? TRY(qcow2_status(*l.qcow2, *l1_[d], g, max)) : TRY(raw_status(l.raw.get(), g, max));
+    MapEntry e{.start = g, .length = s.length, .depth = static_cast<int>(d)};
+    if (s.allocated) {
+      e.present = true;
+      e.zero = s.zero;
+      e.data = s.data;
+      e.has_offset = s.has_offset;
+      e.offset = s.offset;
+      return e;
     }
-    return fail(EIO, "backing chain walk ended without a status");  // unreachable
+    max = s.length;
+    bool below = d + 1 < chain_.size() && g < chain_[d + 1].size;
+    if (!below) {
+      e.zero = true;  // reads as zeroes, from no image
+      return e;
+    }
+    max = std::min(max, chain_[d + 1].size - g);
+  }
+  return fail(EIO, "backing chain walk ended without a status");  // unreachable
 }
-
 
 }  // namespace microvm::img

@@ -31,7 +31,8 @@ Result<std::vector<ChainLevel>> open_chain_levels(const std::string& path, std::
     if (!file) return std::unexpected(file.error());
     struct stat st {};
     if (::fstat(file->fd.get(), &st) != 0) return fail_errno("stat " + cur);
-    if (!seen.insert({st.st_dev, st.st_ino}).second) return fail(ELOOP, "backing chain loop: " + cur + " appears twice");
+    if (!seen.insert({st.st_dev, st.st_ino}).second)
+      return fail(ELOOP, "backing chain loop: " + cur + " appears twice");
     ChainLevel level;
     level.path = cur;
     level.format = f;

@@ -21,11 +21,14 @@ constexpr const char* kUsage = "usage: microvm img check -r leaks|all [-f FMT] [
 
 void print_report(const qcow2::CheckReport& r) {
   if (r.corruptions)
-    std::printf("\n%llu errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n",
-                static_cast<unsigned long long>(r.corruptions));
+    std::printf(
+        "\n%llu errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt "
+        "it.\n",
+        static_cast<unsigned long long>(r.corruptions));
   if (r.leaks)
-    std::printf("\n%llu leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n",
-                static_cast<unsigned long long>(r.leaks));
+    std::printf(
+        "\n%llu leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n",
+        static_cast<unsigned long long>(r.leaks));
   if (!r.corruptions && !r.leaks) std::printf("No errors were found on the image.\n");
   double total = r.guest_clusters ? static_cast<double>(r.guest_clusters) : 1;
   double alloc = r.allocated_clusters ? static_cast<double>(r.allocated_clusters) : 1;
@@ -33,7 +36,8 @@ void print_report(const qcow2::CheckReport& r) {
               static_cast<unsigned long long>(r.allocated_clusters), static_cast<unsigned long long>(r.guest_clusters),
               100.0 * static_cast<double>(r.allocated_clusters) / total,
               100.0 * static_cast<double>(r.fragmented_clusters) / alloc,
-              100.0 * static_cast<double>(r.compressed_clusters) / alloc, static_cast<unsigned long long>(r.image_end_offset));
+              100.0 * static_cast<double>(r.compressed_clusters) / alloc,
+              static_cast<unsigned long long>(r.image_end_offset));
 }
 
 }  // namespace
@@ -88,10 +92,11 @@ int cmd_check_repair(int argc, char** argv) {
     std::printf("%s\n", j.dump(4).c_str());
   } else if (!quiet) {
     if (fixed->leaks_fixed || fixed->corruptions_fixed) {
-      std::printf("The following inconsistencies were found and repaired:\n\n    %llu leaked clusters\n    %llu corruptions\n\n"
-                  "Double checking the fixed image now...\n",
-                  static_cast<unsigned long long>(fixed->leaks_fixed),
-                  static_cast<unsigned long long>(fixed->corruptions_fixed));
+      std::printf(
+          "The following inconsistencies were found and repaired:\n\n    %llu leaked clusters\n    %llu corruptions\n\n"
+          "Double checking the fixed image now...\n",
+          static_cast<unsigned long long>(fixed->leaks_fixed),
+          static_cast<unsigned long long>(fixed->corruptions_fixed));
     }
     for (const auto& m : after->messages) std::fprintf(stderr, "%s\n", m.c_str());
     print_report(*after);

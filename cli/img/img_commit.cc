@@ -28,8 +28,12 @@ struct Target {
   std::unique_ptr<qcow2::Image> q;
   Fd raw;
   uint64_t size = 0;
-  int write(uint64_t off, const uint8_t* buf, size_t n) { return q ? q->write(off, buf, n) : pwrite_full(raw.get(), buf, n, off); }
-  int zero(uint64_t off, uint64_t n) { return q ? q->write_zeroes(off, n, false) : zero_range(raw.get(), off, n, false); }
+  int write(uint64_t off, const uint8_t* buf, size_t n) {
+    return q ? q->write(off, buf, n) : pwrite_full(raw.get(), buf, n, off);
+  }
+  int zero(uint64_t off, uint64_t n) {
+    return q ? q->write_zeroes(off, n, false) : zero_range(raw.get(), off, n, false);
+  }
   int flush() { return q ? q->flush() : fdatasync_retry(raw.get()); }
 };
 
@@ -79,7 +83,8 @@ int cmd_commit(int argc, char** argv) {
   const qcow2::Header h = (*top)->header();
   if (h.backing_file.empty()) return print_error("commit: " + path + " has no backing file"), 1;
   if (h.backing_format.empty())
-    return print_error("commit: " + path + " does not record its backing file's format (a writable image is never "
+    return print_error("commit: " + path +
+                       " does not record its backing file's format (a writable image is never "
                        "probed): record it with 'microvm img rebase -u -b NAME -F FMT'"),
            1;
   auto bfmt = parse_disk_format(h.backing_format);
@@ -92,7 +97,8 @@ int cmd_commit(int argc, char** argv) {
   if (target->size < size) {
     // The backing file grows to the overlay's size, as with qemu-img.
     if (target->q) {
-      if (auto r = target->q->resize(size); !r) return print_error("commit: resize " + base_path + ": " + r.error().what), 1;
+      if (auto r = target->q->resize(size); !r)
+        return print_error("commit: resize " + base_path + ": " + r.error().what), 1;
     } else if (::ftruncate(target->raw.get(), static_cast<off_t>(size)) != 0) {
       return print_error("commit: resize " + base_path + ": " + std::strerror(errno)), 1;
     }
@@ -112,11 +118,13 @@ int cmd_commit(int argc, char** argv) {
     if (!st) return print_error("commit: " + path + ": " + st.error().what), 1;
     const uint64_t n = st->length;
     if (st->present && st->zero) {
-      if (int rc = target->zero(off, n)) return print_error("commit: write " + base_path + ": " + std::strerror(-rc)), 1;
+      if (int rc = target->zero(off, n))
+        return print_error("commit: write " + base_path + ": " + std::strerror(-rc)), 1;
     }
     for (uint64_t p = off; p < off + n && st->present && !st->zero; p += kChunk) {
       size_t len = static_cast<size_t>(std::min(kChunk, off + n - p));
-      if (int rc = img.read(p, buf.data(), len)) return print_error("commit: read " + path + ": " + std::strerror(-rc)), 1;
+      if (int rc = img.read(p, buf.data(), len))
+        return print_error("commit: read " + path + ": " + std::strerror(-rc)), 1;
       if (int rc = target->write(p, buf.data(), len))
         return print_error("commit: write " + base_path + ": " + std::strerror(-rc)), 1;
     }

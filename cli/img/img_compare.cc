@@ -84,7 +84,8 @@ int cmd_compare(int argc, char** argv) {
   std::vector<uint8_t> b1(kChunk), b2(kChunk);
   auto read = [&](Side& s, uint64_t off, uint8_t* buf, size_t n) {
     int rc = s.disk->read(off, buf, n);
-    if (rc) print_error("Error while reading offset " + std::to_string(off) + " of " + s.path + ": " + std::strerror(-rc));
+    if (rc)
+      print_error("Error while reading offset " + std::to_string(off) + " of " + s.path + ": " + std::strerror(-rc));
     return rc;
   };
   for (uint64_t off = 0; off < common;) {

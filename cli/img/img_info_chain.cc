@@ -53,15 +53,18 @@ void print_human(const nlohmann::ordered_json& j) {
   std::printf("cluster_size: %llu\n", u(j["cluster-size"]));
   if (j.contains("backing-filename")) {
     auto name = j["backing-filename"].get<std::string>(), full = j["full-backing-filename"].get<std::string>();
-    if (name == full) std::printf("backing file: %s\n", name.c_str());
-    else std::printf("backing file: %s (actual path: %s)\n", name.c_str(), full.c_str());
+    if (name == full)
+      std::printf("backing file: %s\n", name.c_str());
+    else
+      std::printf("backing file: %s (actual path: %s)\n", name.c_str(), full.c_str());
     if (j.contains("backing-filename-format"))
       std::printf("backing file format: %s\n", j["backing-filename-format"].get<std::string>().c_str());
   }
   const auto& d = j["format-specific"]["data"];
   std::printf("Format specific information:\n    compat: %s\n    compression type: %s\n",
               d["compat"].get<std::string>().c_str(), d["compression-type"].get<std::string>().c_str());
-  if (d.contains("lazy-refcounts")) std::printf("    lazy refcounts: %s\n", d["lazy-refcounts"].get<bool>() ? "true" : "false");
+  if (d.contains("lazy-refcounts"))
+    std::printf("    lazy refcounts: %s\n", d["lazy-refcounts"].get<bool>() ? "true" : "false");
   std::printf("    refcount bits: %u\n", d["refcount-bits"].get<unsigned>());
   if (d.contains("corrupt")) std::printf("    corrupt: %s\n", d["corrupt"].get<bool>() ? "true" : "false");
   if (d.contains("extended-l2")) std::printf("    extended l2: false\n");
@@ -72,7 +75,8 @@ constexpr const char* kUsage = "usage: microvm img info --backing-chain [-f FMT]
 }  // namespace
 
 int cmd_info_chain(int argc, char** argv) {
-  auto a = scan_args(argc, argv, {"-f", "--output"}, {"--backing-chain", "--json", "-U", "--force-share", "-h", "--help"});
+  auto a =
+      scan_args(argc, argv, {"-f", "--output"}, {"--backing-chain", "--json", "-U", "--force-share", "-h", "--help"});
   if (!a) return print_error(a.error().what), std::fputs(kUsage, stderr), 2;
   if (a->has("-h") || a->has("--help")) return std::fputs(kUsage, stdout), 0;
   if (a->positional.size() != 1) return print_error("info: expected FILE"), std::fputs(kUsage, stderr), 2;

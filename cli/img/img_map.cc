@@ -66,7 +66,8 @@ int cmd_map(int argc, char** argv) {
   bool first = true;
   auto dump = [&](const Entry& e, bool more) -> bool {
     if (json) {
-      std::printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64 ", \"depth\": %d, \"present\": %s, \"zero\": %s, \"data\": %s",
+      std::printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64
+                  ", \"depth\": %d, \"present\": %s, \"zero\": %s, \"data\": %s",
                   first ? "[" : "", e.start, e.length, e.depth, e.present ? "true" : "false", e.zero ? "true" : "false",
                   e.data ? "true" : "false");
       if (e.has_offset) std::printf(", \"offset\": %" PRIu64, e.offset);

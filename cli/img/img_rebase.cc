@@ -42,7 +42,8 @@ int read_view(SyncDisk* d, uint64_t off, uint8_t* buf, size_t n) {
 }  // namespace
 
 int cmd_rebase(int argc, char** argv) {
-  auto a = scan_args(argc, argv, {"-f", "-b", "-F", "-t", "-T"}, {"-u", "-p", "-q", "-U", "--force-share", "-h", "--help"});
+  auto a =
+      scan_args(argc, argv, {"-f", "-b", "-F", "-t", "-T"}, {"-u", "-p", "-q", "-U", "--force-share", "-h", "--help"});
   if (!a) return print_error(a.error().what), std::fputs(kUsage, stderr), 2;
   if (a->has("-h") || a->has("--help")) return std::fputs(kUsage, stdout), 0;
   if (a->positional.size() != 1) return print_error("rebase: expected FILE"), std::fputs(kUsage, stderr), 2;

@@ -31,7 +31,8 @@ Result<RepairResult> repair_refcounts(int fd, const CheckReport& findings, Repai
   Header h = TRY(read_header(fd));
   const uint64_t cs = h.cluster_size(), epb = h.refcount_block_entries();
   std::vector<uint8_t> raw(uint64_t{h.refcount_table_clusters} * cs);
-  if (int rc = pread_full(fd, raw.data(), raw.size(), h.refcount_table_offset)) return fail_errno(-rc, "read refcount table");
+  if (int rc = pread_full(fd, raw.data(), raw.size(), h.refcount_table_offset))
+    return fail_errno(-rc, "read refcount table");
 
   // Plan first, write nothing until every fix is known to be possible.
   std::map<uint64_t, std::vector<RefcountMismatch>> raise, lower;  // by refcount block offset
@@ -47,8 +48,9 @@ Result<RepairResult> repair_refcounts(int fd, const CheckReport& findings, Repai
     // A data cluster referenced twice is shared by two L2 entries that may both claim to own it
     // (COPIED): raising its refcount would not make writes through either one safe. (Shared
     // compressed clusters are legal but cannot be told apart here, so they are refused too.)
-    if (!leak && m.referenced > 1) return fail(EINVAL, "cluster " + std::to_string(m.cluster) + " is referenced " +
-                                                  std::to_string(m.referenced) + " times; not repairable here");
+    if (!leak && m.referenced > 1)
+      return fail(EINVAL, "cluster " + std::to_string(m.cluster) + " is referenced " + std::to_string(m.referenced) +
+                              " times; not repairable here");
     (leak ? lower : raise)[block].push_back(m);
   }
   // Raise first: a crash between the two passes leaves leaks at worst, never a referenced
@@ -59,8 +61,8 @@ Result<RepairResult> repair_refcounts(int fd, const CheckReport& findings, Repai
       if (int rc = pread_full(fd, b.data(), cs, block)) return fail_errno(-rc, "read refcount block");
       for (const auto& m : fixes) {
         rc_set(b.data(), m.cluster % epb, h.refcount_order, m.referenced);
-        out.messages.push_back("Repairing cluster " + std::to_string(m.cluster) + " refcount=" + std::to_string(m.stored) +
-                               " reference=" + std::to_string(m.referenced));
+        out.messages.push_back("Repairing cluster " + std::to_string(m.cluster) +
+                               " refcount=" + std::to_string(m.stored) + " reference=" + std::to_string(m.referenced));
         ++(m.stored > m.referenced ? out.leaks_fixed : out.corruptions_fixed);
       }
       if (int rc = pwrite_full(fd, b.data(), cs, block)) return fail_errno(-rc, "write refcount block");

@@ -37,8 +37,10 @@ void poke(const std::string& path, uint64_t off, const std::vector<uint8_t>& byt
 // so its host cluster is leaked.
 std::string leaky_image(TempDir& dir, const std::string& name, bool ours) {
   auto p = dir.file(name);
-  if (ours) EXPECT_EQ(img_run({"create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", p, "4M"}), 0);
-  else EXPECT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=4k " + p + " 4M"), 0);
+  if (ours)
+    EXPECT_EQ(img_run({"create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", p, "4M"}), 0);
+  else
+    EXPECT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=4k " + p + " 4M"), 0);
   EXPECT_EQ(run("qemu-io -c 'write -P 1 0 16k' " + p + " >/dev/null"), 0);
   poke(p, layout(p).l2 + 8, std::vector<uint8_t>(8, 0));
   return p;
@@ -96,8 +98,10 @@ TEST(ImgCheckRepair, HandAllocatedClusterInOurImage) {
 TEST(ImgCheckRepair, RefcountTooLowNeedsAll) {
   TempDir dir;
   auto p = dir.file("r.qcow2"), ref = dir.file("ref.raw");
-  ASSERT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=4k " + p + " 4M && "
-                "qemu-io -c 'write -P 5 0 16k' " + p + " >/dev/null && qemu-img convert -O raw " + p + " " + ref),
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=4k " + p +
+                " 4M && "
+                "qemu-io -c 'write -P 5 0 16k' " +
+                p + " >/dev/null && qemu-img convert -O raw " + p + " " + ref),
             0);
   auto all = read_file(p);
   uint64_t data0 = qcow2::be64(all.data() + layout(p).l2) & qcow2::kOffsetMask;

@@ -20,12 +20,18 @@ struct Twin {
   std::string ref(const std::string& f) const { return dir.file("qemu/" + f); }
   explicit Twin(const std::string& base_fmt, const std::string& top_size = "") {
     std::string base = "base." + base_fmt;
-    std::string make = "qemu-img create -q -f " + base_fmt + " " + base + " 4M && "
-                       "qemu-io -f " + base_fmt + " -c 'write -P 1 0 1M' -c 'write -P 6 2M 64k' " + base + " >/dev/null && "
-                       "qemu-img create -q -f qcow2 -b " + base + " -F " + base_fmt + " top.qcow2 " + top_size + " && "
-                       "qemu-io -c 'write -P 2 64k 64k' -c 'write -z 512k 64k' -c 'write -P 3 3M 4k' "
-                       "-c 'write -P 4 2M 1k' top.qcow2 >/dev/null && "
-                       "qemu-img create -q -f raw new.raw 4M && qemu-io -f raw -c 'write -P 9 0 128k' new.raw >/dev/null";
+    std::string make =
+        "qemu-img create -q -f " + base_fmt + " " + base +
+        " 4M && "
+        "qemu-io -f " +
+        base_fmt + " -c 'write -P 1 0 1M' -c 'write -P 6 2M 64k' " + base +
+        " >/dev/null && "
+        "qemu-img create -q -f qcow2 -b " +
+        base + " -F " + base_fmt + " top.qcow2 " + top_size +
+        " && "
+        "qemu-io -c 'write -P 2 64k 64k' -c 'write -z 512k 64k' -c 'write -P 3 3M 4k' "
+        "-c 'write -P 4 2M 1k' top.qcow2 >/dev/null && "
+        "qemu-img create -q -f raw new.raw 4M && qemu-io -f raw -c 'write -P 9 0 128k' new.raw >/dev/null";
     EXPECT_EQ(run("mkdir -p " + dir.file("ours") + " && cd " + dir.file("ours") + " && " + make), 0);
     EXPECT_EQ(run("cp -a " + dir.file("ours") + " " + dir.file("qemu")), 0);
   }
@@ -64,7 +70,8 @@ TEST(ImgCommit, IntoRawAndQcow2BasesLikeQemuImg) {
 TEST(ImgCommit, KeepOverlayGrowBaseAndRefusals) {
   Twin t("raw", "6M");  // the overlay is larger than its base: the base grows
   std::string out;
-  ASSERT_EQ(run("cd " + t.dir.file("ours") + " && qemu-io -c 'write -P 8 5M 64k' top.qcow2 >/dev/null && "
+  ASSERT_EQ(run("cd " + t.dir.file("ours") +
+                " && qemu-io -c 'write -P 8 5M 64k' top.qcow2 >/dev/null && "
                 "cd ../qemu && qemu-io -c 'write -P 8 5M 64k' top.qcow2 >/dev/null"),
             0);
   ASSERT_EQ(img_run({"commit", "-q", "-d", t.mine("top.qcow2")}, &out), 0);

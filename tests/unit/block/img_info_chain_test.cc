@@ -20,7 +20,8 @@ struct Chain {
     base = dir.file("sub/base.raw");
     mid = dir.file("sub/mid.qcow2");
     top = dir.file("sub/top.qcow2");
-    EXPECT_EQ(run("cd " + dir.file("sub") + " && qemu-img create -q -f raw base.raw 4M && "
+    EXPECT_EQ(run("cd " + dir.file("sub") +
+                  " && qemu-img create -q -f raw base.raw 4M && "
                   "qemu-io -f raw -c 'write -P 1 0 64k' base.raw >/dev/null && "
                   "qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 && "
                   "qemu-io -c 'write -P 2 64k 64k' -c 'write -z 128k 64k' mid.qcow2 >/dev/null && "
@@ -63,7 +64,9 @@ TEST(ImgInfoChain, ArgumentsAndFailures) {
   EXPECT_EQ(img_run({"info", "--backing-chain", c.top}, &out), 1);
   // A loop (an image that is its own backing file) is refused, not followed forever.
   auto loop = c.dir.file("loop.qcow2");
-  ASSERT_EQ(run("qemu-img create -q -f qcow2 " + loop + " 1M && qemu-img rebase -u -f qcow2 -b loop.qcow2 -F qcow2 " + loop), 0);
+  ASSERT_EQ(
+      run("qemu-img create -q -f qcow2 " + loop + " 1M && qemu-img rebase -u -f qcow2 -b loop.qcow2 -F qcow2 " + loop),
+      0);
   EXPECT_EQ(img_run({"info", "--backing-chain", loop}, &out), 1);
 }
 

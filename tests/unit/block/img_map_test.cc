@@ -24,7 +24,8 @@ void expect_same_map(const std::string& path, const std::string& extra = "") {
 
 TEST(ImgMap, ChainWithRawBaseZeroClustersAndLargerOverlay) {
   TempDir dir;
-  ASSERT_EQ(run("cd " + dir.path() + " && qemu-img create -q -f raw base.raw 4M && "
+  ASSERT_EQ(run("cd " + dir.path() +
+                " && qemu-img create -q -f raw base.raw 4M && "
                 "qemu-io -f raw -c 'write -P 1 0 64k' -c 'write -P 9 3M 4k' base.raw >/dev/null && "
                 "qemu-img create -q -f qcow2 -b base.raw -F raw mid.qcow2 && "
                 // zero flag without (write -z) and with a host cluster (overwrite, then zero in place)
@@ -48,9 +49,13 @@ TEST(ImgMap, ChainWithRawBaseZeroClustersAndLargerOverlay) {
 TEST(ImgMap, CompressedAndSmallClusters) {
   TempDir dir;
   auto src = dir.file("src.qcow2"), c = dir.file("c.qcow2");
-  ASSERT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=4k " + src + " 2M && "
-                "qemu-io -c 'write -P 5 0 192k' -c 'write -P 6 1M 8k' " + src + " >/dev/null && "
-                "qemu-img convert -c -O qcow2 " + src + " " + c),
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=4k " + src +
+                " 2M && "
+                "qemu-io -c 'write -P 5 0 192k' -c 'write -P 6 1M 8k' " +
+                src +
+                " >/dev/null && "
+                "qemu-img convert -c -O qcow2 " +
+                src + " " + c),
             0);
   expect_same_map(src);
   expect_same_map(c);  // compressed: data without offset; the human format refuses it (exit 1)
