@@ -2,6 +2,7 @@
 // human), same exit codes.
 #include <gtest/gtest.h>
 
+#include "devices/block/qcow2/qcow2_format.h"
 #include "tests/unit/block/img_run.h"
 
 namespace microvm {
@@ -87,6 +88,43 @@ TEST(ImgMap, Arguments) {
   EXPECT_EQ(img_run({"map", "--frob", q}), 2);
   EXPECT_EQ(img_run({"map", dir.file("missing")}), 1);
   expect_same_map(q);  // nothing allocated at all
+}
+
+}  // namespace
+}  // namespace microvm
+
+namespace microvm {
+namespace {
+
+using namespace testing_block;
+
+// Hostile metadata: an L2 table offset past the end of the file and an unaligned data
+// cluster. map and compare fail with an error (exit 1 / 3), never crash or read elsewhere.
+TEST(ImgMap, HostileTablesAreErrors) {
+  TempDir dir;
+  auto p = dir.file("h.qcow2"), q = dir.file("d.qcow2");
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 " + p + " 4M && qemu-io -c 'write -P 1 0 64k' " + p +
+                " >/dev/null && cp " + p + " " + q),
+            0);
+  auto all = read_file(p);
+  uint64_t l1 = qcow2::be64(all.data() + 40);
+  uint64_t l2 = qcow2::be64(all.data() + l1) & qcow2::kOffsetMask;
+  std::vector<uint8_t> far(8);
+  qcow2::put_be64(far.data(), qcow2::kCopied | (1ull << 40));
+  {
+    auto bytes = all;
+    std::copy(far.begin(), far.end(), bytes.begin() + static_cast<long>(l1));
+    write_file(p, bytes);
+  }
+  {
+    auto bytes = read_file(q);
+    qcow2::put_be64(bytes.data() + l2, qcow2::kCopied | 0x12345600);
+    write_file(q, bytes);
+  }
+  std::string out;
+  EXPECT_EQ(img_run({"map", "--output=json", p}, &out), 1);
+  EXPECT_EQ(img_run({"map", "--output=json", q}, &out), 1);
+  EXPECT_NE(img_run({"compare", p, q}, &out), 0);
 }
 
 }  // namespace
