@@ -13,11 +13,26 @@ void usage(FILE* out) {
       "usage: microvm img COMMAND [options]\n"
       "  create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N,compat=0.10|1.1,refcount_bits=N] FILE [SIZE]\n"
       "  info [-f FMT] [--json|--output=json] FILE\n"
+      "  info --backing-chain [-f FMT] [--output=json] FILE   the image and its backing files (JSON: a list)\n"
       "  check [-f FMT] [--json|--output=json] FILE   exit: 0 clean, 2 corruptions, 3 leaks only, 1 check failed\n"
+      "  check -r leaks|all [-f FMT] [--output=json] FILE   repair leaked clusters (all: also refcounts too low)\n"
       "  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
       "  convert [-f FMT] -O raw|qcow2 [-o cluster_size=N,...] [-p] IN OUT\n"
+      "  map [-f FMT] [--output=human|json] [--start-offset=N] [--max-length=N] FILE   allocation, per chain level\n"
+      "  compare [-f FMT] [-F FMT] [-s] [-p] [-q] FILE1 FILE2   exit: 0 identical, 1 differ, 2 cannot open\n"
+      "  commit [-f FMT] [-d] [-p] [-q] FILE   write the overlay into its backing file, then empty it (-d: keep)\n"
+      "  rebase [-f FMT] [-u] [-p] [-q] -b NEW [-F FMT] FILE   change the backing file (-u: only the header)\n"
       "sizes: 512, 64k, 10G, 1.5T, 1P (binary units)\n",
       out);
+}
+
+// Options that select a separate implementation file (info --backing-chain, check -r).
+bool has_arg(int argc, char** argv, const char* opt) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--") == 0) return false;
+    if (std::strcmp(argv[i], opt) == 0) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -33,10 +48,16 @@ int run_img_command(int argc, char** argv) {
   char** sub_argv = argv + 1;
   using namespace microvm::img;
   if (cmd == "create") return cmd_create(sub_argc, sub_argv);
+  if (cmd == "info" && has_arg(sub_argc, sub_argv, "--backing-chain")) return cmd_info_chain(sub_argc, sub_argv);
   if (cmd == "info") return cmd_info(sub_argc, sub_argv);
+  if (cmd == "check" && has_arg(sub_argc, sub_argv, "-r")) return cmd_check_repair(sub_argc, sub_argv);
   if (cmd == "check") return cmd_check(sub_argc, sub_argv);
   if (cmd == "resize") return cmd_resize(sub_argc, sub_argv);
   if (cmd == "convert") return cmd_convert(sub_argc, sub_argv);
+  if (cmd == "map") return cmd_map(sub_argc, sub_argv);
+  if (cmd == "compare") return cmd_compare(sub_argc, sub_argv);
+  if (cmd == "commit") return cmd_commit(sub_argc, sub_argv);
+  if (cmd == "rebase") return cmd_rebase(sub_argc, sub_argv);
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     usage(stdout);
     return 0;

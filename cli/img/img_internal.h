@@ -52,6 +52,13 @@ int cmd_info(int argc, char** argv);
 int cmd_check(int argc, char** argv);
 int cmd_resize(int argc, char** argv);
 int cmd_convert(int argc, char** argv);
+// Subcommands added for qemu-img parity (one file each).
+int cmd_info_chain(int argc, char** argv);
+int cmd_map(int argc, char** argv);
+int cmd_compare(int argc, char** argv);
+int cmd_check_repair(int argc, char** argv);
+int cmd_commit(int argc, char** argv);
+int cmd_rebase(int argc, char** argv);
 
 void print_error(const std::string& msg);
 

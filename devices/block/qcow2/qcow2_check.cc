@@ -27,6 +27,7 @@ class Checker {
  private:
   void error(const std::string& m) {
     ++r_.corruptions;
+    ++r_.other_corruptions;
     r_.messages.push_back("ERROR " + m);
   }
   // Counts one reference to every cluster in [off, off+len).
@@ -211,10 +212,12 @@ Result<CheckReport> Checker::run() {
       uint64_t expect = c < nclusters_ ? ref_[c] : 0;
       if (stored || expect) r_.image_end_offset = std::max(r_.image_end_offset, (c + 1) * cs_);
       if (stored == expect) continue;
+      r_.mismatches.push_back({c, stored, expect});
       std::string line = "cluster " + std::to_string(c) + " refcount=" + std::to_string(stored) +
                          " reference=" + std::to_string(expect);
       if (stored < expect) {
         error(line);
+        --r_.other_corruptions;  // counted as a refcount mismatch, not as another corruption
       } else {
         ++r_.leaks;  // referenced less than counted: space is wasted, data is safe
         r_.messages.push_back("Leaked " + line);
@@ -226,8 +229,10 @@ Result<CheckReport> Checker::run() {
     for (auto [off, copied] : copied_) {
       if (off / cs_ >= nclusters_) continue;
       uint64_t stored = TRY(stored_refcount(off / cs_));
-      if ((stored == 1) != copied)
+      if ((stored == 1) != copied) {
         error("OFLAG_COPIED cluster: offset=" + std::to_string(off) + " refcount=" + std::to_string(stored));
+        --r_.other_corruptions;  // usually follows from a wrong refcount; a repair re-checks it
+      }
     }
   }
   return r_;

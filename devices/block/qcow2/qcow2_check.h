@@ -9,6 +9,13 @@
 
 namespace microvm::qcow2 {
 
+// A cluster whose stored refcount differs from the references the walk counted.
+struct RefcountMismatch {
+  uint64_t cluster;
+  uint64_t stored;
+  uint64_t referenced;
+};
+
 struct CheckReport {
   uint64_t corruptions = 0;
   uint64_t leaks = 0;
@@ -18,6 +25,11 @@ struct CheckReport {
   uint64_t compressed_clusters = 0;
   uint64_t fragmented_clusters = 0;
   uint64_t image_end_offset = 0;
+  // The findings a repair acts on (qcow2_repair.h): every refcount mismatch (leaks and
+  // refcounts below their references), and how many other corruptions were found (broken
+  // references, unaligned or out-of-file tables, ...), which a refcount repair cannot fix.
+  std::vector<RefcountMismatch> mismatches;
+  uint64_t other_corruptions = 0;
 };
 
 // Fails (the check could not run) only when the header itself is unusable or I/O fails.

@@ -97,10 +97,10 @@ Result<void> Image::init(uint64_t file_size) {
   if (!read_only_) {
     if (h_.incompatible_features & kIncompatCorrupt)
       return fail(EINVAL, "qcow2 header field incompatible_features: the image is marked corrupt; "
-                          "repair it (qemu-img check -r all) or open it read-only");
+                          "repair it (microvm img check -r all FILE) or open it read-only");
     if (h_.incompatible_features & kIncompatDirty)
       return fail(EINVAL, "qcow2 header field incompatible_features: the dirty bit is set (lazy refcounts were not "
-                          "written back); repair it with qemu-img check -r all, or open it read-only");
+                          "written back); repair it with microvm img check -r all FILE, or open it read-only");
     if (h_.nb_snapshots)
       return fail(EINVAL, "qcow2 header field nb_snapshots: images with internal snapshots can only be opened read-only");
     if (h_.version == 3 && h_.autoclear_features) {
