@@ -14,6 +14,7 @@
 #include "cli/img/img_command.h"
 #include "devices/block/image_file.h"
 #include "devices/block/image_lock.h"
+#include "devices/block/qcow2/qcow2_format.h"
 #include "tests/unit/block/block_test_util.h"
 
 namespace microvm {
@@ -263,6 +264,31 @@ TEST(ImgSafety, FifosAreRefusedNotWaitedOn) {
   }
   auto dev = open_image_file("/dev/null", true, CacheMode::kWriteback, false, nullptr);
   EXPECT_FALSE(dev) << "a character device is no disk image";
+}
+
+// A conversion that fails after it has written data (the input's metadata is corrupt at 1 MiB)
+// leaves an existing output as it was.
+TEST(ImgSafety, ConvertFailingMidwayKeepsTheOldOutput) {
+  TempDir dir;
+  auto in = dir.file("in.qcow2"), out = dir.file("out.img");
+  ASSERT_EQ(img({"create", "-q", "-f", "qcow2", in, "4M"}), 0);
+  fill(in, "qcow2");  // guest clusters 0 and 16 (64 KiB clusters)
+  auto all = read_file(in);
+  uint64_t l1 = qcow2::be64(all.data() + 40);
+  uint64_t l2 = qcow2::be64(all.data() + l1) & qcow2::kOffsetMask;
+  ASSERT_NE(qcow2::be64(all.data() + l2 + 16 * 8), 0u);
+  uint8_t bad[8];
+  qcow2::put_be64(bad, (1ull << 63) | (256u << 20));  // data "at" 256 MiB, far past the end
+  int fd = ::open(in.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, bad, 8, static_cast<off_t>(l2 + 16 * 8)), 8);
+  ::close(fd);
+  const auto old = pattern(300000, 5);
+  write_file(out, old);
+  EXPECT_EQ(img({"convert", "-q", "-O", "qcow2", in, out}), 1);
+  EXPECT_EQ(img({"convert", "-q", "-O", "raw", in, out}), 1);
+  EXPECT_TRUE(read_file(out) == old) << "the old output was destroyed";
+  EXPECT_EQ(files_in(dir.path()), 2);
 }
 
 // A failed create or convert leaves the user's files as they were, and nothing behind.
