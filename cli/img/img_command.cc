@@ -10,15 +10,15 @@ namespace {
 
 // One line per subcommand, "  NAME ...": `microvm img NAME --help` prints that line.
 const char kUsage[] =
-      "usage: microvm img COMMAND [options]   (COMMAND --help: that command's usage)\n"
-      "  create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N,compat=0.10|1.1,refcount_bits=N] FILE [SIZE]\n"
-      "  info [-f FMT] [--json|--output=json] FILE\n"
-      "  check [-f FMT] [--json|--output=json] FILE   exit: 0 clean, 1 check failed, 2 corruptions (or bad arguments),\n"
-      "        3 leaks only, 63 format without checks (raw)\n"
-      "  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
-      "  convert [-f FMT] -O raw|qcow2 [-o cluster_size=N,...] [-p] IN OUT\n"
-      "sizes: 512, 64k, 10G, 1.5T, 1P (binary units)\n"
-      "exit: 0 done, 1 failed (nothing was changed when create/convert fail), 2 bad arguments\n";
+    "usage: microvm img COMMAND [options]   (COMMAND --help: that command's usage)\n"
+    "  create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N,compat=0.10|1.1,refcount_bits=N] FILE [SIZE]\n"
+    "  info [-f FMT] [--json|--output=json] FILE\n"
+    "  check [-f FMT] [--json|--output=json] FILE   exit: 0 clean, 1 check failed, 2 corruptions (or bad arguments),\n"
+    "        3 leaks only, 63 format without checks (raw)\n"
+    "  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
+    "  convert [-f FMT] -O raw|qcow2 [-o cluster_size=N,...] [-p] IN OUT\n"
+    "sizes: 512, 64k, 10G, 1.5T, 1P (binary units)\n"
+    "exit: 0 done, 1 failed (nothing was changed when create/convert fail), 2 bad arguments\n";
 
 void usage(FILE* out) { std::fputs(kUsage, out); }
 

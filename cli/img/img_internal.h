@@ -73,7 +73,8 @@ class OutputFile {
  public:
   // Refuses OUT when it is one of `inputs` (through any name), when it exists and is not a
   // regular file, and when another process uses it.
-  [[nodiscard]] static Result<std::unique_ptr<OutputFile>> create(const std::string& out, const std::set<FileId>& inputs);
+  [[nodiscard]] static Result<std::unique_ptr<OutputFile>> create(const std::string& out,
+                                                                  const std::set<FileId>& inputs);
   ~OutputFile();  // removes the temporary file unless committed
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;

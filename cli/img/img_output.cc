@@ -30,8 +30,9 @@ std::string base_of(const std::string& path) {
 }
 
 std::unexpected<Error> same_as_input(const std::string& out) {
-  return fail(EINVAL, out + " is the input image or a file of its backing chain (by another name, perhaps): "
-                            "writing it would destroy the data being read");
+  return fail(EINVAL, out +
+                          " is the input image or a file of its backing chain (by another name, perhaps): "
+                          "writing it would destroy the data being read");
 }
 
 mode_t default_mode() {

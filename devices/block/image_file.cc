@@ -13,8 +13,9 @@ namespace {
 bool is_image_type(mode_t m) { return S_ISREG(m) || S_ISBLK(m); }
 
 std::unexpected<Error> refuse_type(const std::string& path) {
-  return fail(EINVAL, path + ": not a regular file or block device (FIFOs, sockets, character devices and "
-                             "directories are refused)");
+  return fail(EINVAL, path +
+                          ": not a regular file or block device (FIFOs, sockets, character devices and "
+                          "directories are refused)");
 }
 
 }  // namespace
@@ -47,8 +48,9 @@ Result<ImageFile> open_image_file(const std::string& path, bool read_only, Cache
       f.direct = true;
     } else if (errno == EINVAL) {
       // tmpfs and some FUSE filesystems refuse O_DIRECT.
-      if (log) log->log(LogLevel::kWarn, "%s: the filesystem refuses O_DIRECT; cache=none falls back to the page cache",
-                        path.c_str());
+      if (log)
+        log->log(LogLevel::kWarn, "%s: the filesystem refuses O_DIRECT; cache=none falls back to the page cache",
+                 path.c_str());
     } else {
       return fail_errno("O_DIRECT on " + path);
     }
