@@ -75,7 +75,7 @@ class OutputFile {
   // regular file, and when another process uses it.
   [[nodiscard]] static Result<std::unique_ptr<OutputFile>> create(const std::string& out,
                                                                   const std::set<FileId>& inputs);
-  ~OutputFile();  // removes the temporary file unless committed
+  ~OutputFile();  // removes the temporary file unless committed (so do SIGINT, SIGTERM, SIGHUP)
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;
 
@@ -89,6 +89,7 @@ class OutputFile {
   std::string target_, temp_;
   Fd fd_, old_;  // old_: the existing OUT, holding its lock until the rename
   bool committed_ = false;
+  bool cleanup_armed_ = false;  // SIGINT/SIGTERM/SIGHUP remove the temporary file
 };
 
 class Progress {

@@ -1,12 +1,14 @@
 // Safe outputs for create/convert: identity checks against the inputs, the image lock on an
 // existing output, and write-to-temporary-then-rename.
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <climits>
 #include <cstdio>
+#include <cstring>
 
 #include "cli/img/img_internal.h"
 #include "devices/block/image_file.h"
@@ -41,6 +43,42 @@ mode_t default_mode() {
   mode_t mask = ::umask(0);
   ::umask(mask);
   return 0644 & ~mask;
+}
+
+// The temporary file of the OutputFile in progress, removed if SIGINT/SIGTERM/SIGHUP ends the
+// process (a long convert interrupted with ^C would otherwise leave a hidden file as big as the
+// image). One at a time: the CLI writes one output per run.
+constexpr int kCleanupSignals[] = {SIGINT, SIGTERM, SIGHUP};
+char g_temp[PATH_MAX];
+volatile sig_atomic_t g_armed = 0;
+struct sigaction g_previous[3];
+
+void remove_temp_and_die(int sig) {
+  if (g_armed) ::unlink(g_temp);  // async-signal-safe, as is the rest
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(sig, &dfl, nullptr);
+  ::raise(sig);
+}
+
+bool arm_cleanup(const std::string& temp) {
+  if (g_armed || temp.size() >= sizeof g_temp) return false;
+  std::memcpy(g_temp, temp.c_str(), temp.size() + 1);
+  g_armed = 1;
+  struct sigaction sa {};
+  sa.sa_handler = remove_temp_and_die;
+  ::sigemptyset(&sa.sa_mask);
+  for (int i = 0; i < 3; ++i) {
+    ::sigaction(kCleanupSignals[i], nullptr, &g_previous[i]);
+    // An ignored signal stays ignored (nohup): it would not have ended the process.
+    if (g_previous[i].sa_handler != SIG_IGN) ::sigaction(kCleanupSignals[i], &sa, nullptr);
+  }
+  return true;
+}
+
+void disarm_cleanup() {
+  for (int i = 0; i < 3; ++i) ::sigaction(kCleanupSignals[i], &g_previous[i], nullptr);
+  g_armed = 0;
 }
 
 }  // namespace
@@ -102,6 +140,7 @@ Result<std::unique_ptr<OutputFile>> OutputFile::create(const std::string& out, c
   if (fd < 0) return fail_errno("create a temporary file next to " + out);
   o->fd_.reset(fd);
   o->temp_ = tmpl;
+  o->cleanup_armed_ = arm_cleanup(o->temp_);
   // Same owner (when we may) and mode as the file it replaces; chown first, as it clears setuid.
   if ((st.st_uid != ::geteuid() || st.st_gid != ::getegid()) && ::fchown(fd, st.st_uid, st.st_gid) != 0 &&
       errno != EPERM)
@@ -115,6 +154,8 @@ Result<void> OutputFile::commit() {
   if (::fsync(fd_.get()) != 0) return fail_errno("sync " + temp_);
   if (::rename(temp_.c_str(), target_.c_str()) != 0) return fail_errno("rename " + temp_ + " to " + target_);
   committed_ = true;
+  if (cleanup_armed_) disarm_cleanup();
+  cleanup_armed_ = false;
   // The rename is durable only once the directory is.
   Fd dir(::open(dir_of(target_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir || ::fsync(dir.get()) != 0) return fail_errno("sync the directory of " + target_);
@@ -122,6 +163,7 @@ Result<void> OutputFile::commit() {
 }
 
 OutputFile::~OutputFile() {
+  if (cleanup_armed_) disarm_cleanup();
   if (!committed_ && !temp_.empty()) ::unlink(temp_.c_str());
 }
 

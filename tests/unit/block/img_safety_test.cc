@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cli/img/img_command.h"
+#include "cli/img/img_internal.h"
 #include "devices/block/image_file.h"
 #include "devices/block/image_lock.h"
 #include "devices/block/qcow2/qcow2_format.h"
@@ -316,6 +317,46 @@ TEST(ImgSafety, FailuresLeaveFilesAsTheyWere) {
   std::string out;
   EXPECT_EQ(qemu_img("check " + existing, &out), 0) << out;
   EXPECT_EQ(files_in(dir.path()), 2);
+}
+
+// ^C (or SIGTERM, SIGHUP) in the middle of a create/convert removes the temporary output.
+TEST(ImgSafety, InterruptedOutputLeavesNothingBehind) {
+  TempDir dir;
+  auto existing = dir.file("existing.raw");
+  const auto data = pattern(65536, 3);
+  write_file(existing, data);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    for (const std::string& out : {existing, dir.file("new.raw")}) {
+      int status = in_child([&] {
+        auto o = img::OutputFile::create(out, {});
+        if (!o) return 10;
+        if (::ftruncate((*o)->fd(), 1 << 20) != 0) return 11;
+        ::raise(sig);
+        return 12;  // not reached: the signal ends the process
+      });
+      EXPECT_EQ(status, 128 + sig) << out;
+      EXPECT_EQ(files_in(dir.path()), 1) << "signal " << sig << ", " << out;
+    }
+  }
+  EXPECT_TRUE(read_file(existing) == data);
+  // Outside an output's lifetime the signal handlers are the previous ones again.
+  {
+    auto o = img::OutputFile::create(dir.file("x.raw"), {});
+    ASSERT_TRUE(o) << o.error().what;
+  }
+  struct sigaction now {};
+  ASSERT_EQ(::sigaction(SIGINT, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);
+  // An ignored SIGHUP (nohup) stays ignored while an output is being written.
+  EXPECT_EQ(in_child([&] {
+              ::signal(SIGHUP, SIG_IGN);
+              auto o = img::OutputFile::create(dir.file("y.raw"), {});
+              if (!o) return 10;
+              ::raise(SIGHUP);
+              return 0;
+            }),
+            0);
+  EXPECT_EQ(files_in(dir.path()), 1);
 }
 
 // Usage and exit codes: --help/-h 0, bad arguments 2, runtime failures 1.
