@@ -6,6 +6,7 @@
 
 #include "base/fd.h"
 #include "cli/img/img_internal.h"
+#include "devices/block/image_file.h"
 #include "devices/block/image_lock.h"
 #include "devices/block/qcow2/qcow2_check.h"
 
@@ -13,24 +14,26 @@ namespace microvm::img {
 
 int cmd_check(int argc, char** argv) {
   auto a = scan_args(argc, argv, {"-f", "--output"}, {"--json", "-q", "-U", "--force-share"});
-  if (!a) return print_error(a.error().what), 1;
-  if (a->positional.size() != 1) return print_error("check: expected FILE"), 1;
+  if (!a) return usage_error("check", a.error().what);
+  if (a->positional.size() != 1) return usage_error("check", "expected FILE");
+  if (auto ok = check_format_options(*a, {"-f"}); !ok) return usage_error("check", ok.error().what);
   const std::string& path = a->positional[0];
   auto fmt = format_arg(*a, "-f", path);
-  if (!fmt) return print_error(fmt.error().what), 1;
+  if (!fmt) return failure(fmt.error().what);
   if (*fmt == DiskFormat::kRaw) {
     std::printf("This image format does not support checks\n");
     return 63;  // as qemu-img
   }
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return print_error("open " + path + ": " + std::strerror(errno)), 1;
+  auto opened = open_regular_or_block(path, O_RDONLY);
+  if (!opened) return failure(opened.error().what);
+  Fd fd = std::move(*opened);
   if (!a->has("-U") && !a->has("--force-share")) {
     // A writer may have metadata in its cache: checking under it would report noise.
     auto l = lock_image(fd.get(), false, path);
-    if (!l) return print_error(l.error().what + " (use -U to check anyway)"), 1;
+    if (!l) return failure(l.error().what + " (use -U to check anyway)");
   }
   auto r = qcow2::check_image(fd.get());
-  if (!r) return print_error("check could not run: " + r.error().what), 1;
+  if (!r) return failure("check could not run: " + r.error().what);
   bool json = a->has("--json") || a->get("--output") == "json";
   if (json) {
     nlohmann::ordered_json j;

@@ -9,11 +9,30 @@
 #include "cli/img/img_internal.h"
 #include "devices/block/disk_spec.h"
 #include "devices/block/file_io.h"
+#include "devices/block/image_file.h"
 #include "devices/block/qcow2/qcow2_format.h"
 
 namespace microvm::img {
 
 void print_error(const std::string& msg) { std::fprintf(stderr, "microvm img: %s\n", msg.c_str()); }
+
+int usage_error(const std::string& cmd, const std::string& msg) {
+  print_error(msg);
+  std::fprintf(stderr, "Try 'microvm img %s --help'.\n", cmd.c_str());
+  return kExitUsage;
+}
+
+int failure(const std::string& msg) {
+  print_error(msg);
+  return kExitFailure;
+}
+
+Result<void> check_format_options(const Args& a, const std::vector<std::string>& keys) {
+  for (const auto& k : keys) {
+    if (a.has(k)) TRY(parse_disk_format(a.get(k)));
+  }
+  return {};
+}
 
 Result<Args> scan_args(int argc, char** argv, const std::vector<std::string>& with_value,
                        const std::vector<std::string>& flags, bool allow_negative_positional) {
@@ -55,8 +74,7 @@ Result<Args> scan_args(int argc, char** argv, const std::vector<std::string>& wi
 }
 
 Result<DiskFormat> probe_format(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return fail_errno("open " + path);
+  auto fd = TRY(open_regular_or_block(path, O_RDONLY));
   uint8_t m[4] = {};
   ssize_t n = ::pread(fd.get(), m, 4, 0);
   return n == 4 && qcow2::be32(m) == qcow2::kMagic ? DiskFormat::kQcow2 : DiskFormat::kRaw;

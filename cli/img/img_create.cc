@@ -55,36 +55,40 @@ Result<qcow2::CreateOptions> qcow2_create_options(const std::string& o) {
 
 int cmd_create(int argc, char** argv) {
   auto a = scan_args(argc, argv, {"-f", "-b", "-F", "-o"}, {"-q"});
-  if (!a) return print_error(a.error().what), 1;
-  if (!a->has("-f")) return print_error("create: -f raw|qcow2 is required"), 1;
+  if (!a) return usage_error("create", a.error().what);
+  if (!a->has("-f")) return usage_error("create", "-f raw|qcow2 is required");
+  if (auto ok = check_format_options(*a, {"-f", "-F"}); !ok) return usage_error("create", ok.error().what);
   auto fmt = parse_disk_format(a->get("-f"));
-  if (!fmt) return print_error(fmt.error().what), 1;
-  if (a->positional.empty() || a->positional.size() > 2) return print_error("create: expected FILE [SIZE]"), 1;
+  if (a->positional.empty() || a->positional.size() > 2) return usage_error("create", "expected FILE [SIZE]");
   const std::string& path = a->positional[0];
   std::optional<uint64_t> size;
   if (a->positional.size() == 2) {
     auto s = parse_size(a->positional[1]);
-    if (!s) return print_error(s.error().what), 1;
-    if (*s % 512) return print_error("create: size must be a multiple of 512"), 1;
+    if (!s) return usage_error("create", s.error().what);
+    if (*s % 512) return usage_error("create", "size must be a multiple of 512");
     size = *s;
   }
   if (*fmt == DiskFormat::kRaw) {
-    if (a->has("-b") || a->has("-o")) return print_error("create: raw images take no -b or -o options"), 1;
-    if (!size) return print_error("create: SIZE is required"), 1;
-    Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd) return print_error("create " + path + ": " + std::strerror(errno)), 1;
-    if (::ftruncate(fd.get(), static_cast<off_t>(*size)) != 0) return print_error("create " + path + ": " + std::strerror(errno)), 1;
+    if (a->has("-b") || a->has("-o") || a->has("-F")) return usage_error("create", "raw images take no -b, -F or -o options");
+    if (!size) return usage_error("create", "SIZE is required");
+    auto out = OutputFile::create(path, {});
+    if (!out) return failure("create: " + out.error().what);
+    if (::ftruncate((*out)->fd(), static_cast<off_t>(*size)) != 0)
+      return failure("create " + path + ": " + std::strerror(errno));
+    if (auto r = (*out)->commit(); !r) return failure("create: " + r.error().what);
     if (!a->has("-q")) std::printf("Formatting '%s', fmt=raw size=%llu\n", path.c_str(), static_cast<unsigned long long>(*size));
     return 0;
   }
   auto co = qcow2_create_options(a->get("-o"));
-  if (!co) return print_error(co.error().what), 1;
+  if (!co) return usage_error("create", co.error().what);
   if (a->has("-b")) co->backing_file = a->get("-b");
   if (a->has("-F")) co->backing_format = a->get("-F");
+  if (co->backing_file.empty() && !size) return usage_error("create", "SIZE is required");
+  std::set<FileId> backing_files;
   if (!co->backing_file.empty()) {
-    if (co->backing_format.empty()) return print_error("create: give the backing file's format with -F raw|qcow2"), 1;
+    if (co->backing_format.empty()) return usage_error("create", "give the backing file's format with -F raw|qcow2");
     auto bf = parse_disk_format(co->backing_format);
-    if (!bf) return print_error(bf.error().what), 1;
+    if (!bf) return usage_error("create", bf.error().what);
     // Relative backing names are relative to the new image, as in QEMU.
     std::string resolved = co->backing_file;
     if (resolved[0] != '/') {
@@ -95,13 +99,18 @@ int cmd_create(int argc, char** argv) {
     chain.allow_image_backing = true;  // the user named this file; its own chain is only sized
     chain.lock = false;
     auto b = qcow2::open_sync_disk(resolved, *bf, chain);
-    if (!b) return print_error("create: backing file: " + b.error().what), 1;
+    if (!b) return failure("create: backing file: " + b.error().what);
     if (!size) size = (*b)->size();
+    // The new image must not replace a file its own backing chain reads.
+    auto files = chain_files(**b);
+    if (!files) return failure("create: backing file: " + files.error().what);
+    backing_files = std::move(*files);
   }
-  if (!size) return print_error("create: SIZE is required"), 1;
   co->size = *size;
-  auto r = qcow2::create_image(path, *co);
-  if (!r) return print_error(r.error().what), 1;
+  auto out = OutputFile::create(path, backing_files);
+  if (!out) return failure("create: " + out.error().what);
+  if (auto r = qcow2::create_image((*out)->temp_path(), *co); !r) return failure(r.error().what);
+  if (auto r = (*out)->commit(); !r) return failure("create: " + r.error().what);
   if (!a->has("-q"))
     std::printf("Formatting '%s', fmt=qcow2 cluster_size=%llu compression_type=zlib size=%llu%s%s%s%s\n", path.c_str(),
                 1ull << co->cluster_bits, static_cast<unsigned long long>(*size),

@@ -10,23 +10,26 @@
 #include "cli/img/img_internal.h"
 #include "cli/img/sizes.h"
 #include "devices/block/file_io.h"
+#include "devices/block/image_file.h"
 #include "devices/block/qcow2/qcow2_format.h"
 
 namespace microvm::img {
 
 int cmd_info(int argc, char** argv) {
   auto a = scan_args(argc, argv, {"-f", "--output"}, {"--json", "-U", "--force-share"});
-  if (!a) return print_error(a.error().what), 1;
-  if (a->positional.size() != 1) return print_error("info: expected FILE"), 1;
+  if (!a) return usage_error("info", a.error().what);
+  if (a->positional.size() != 1) return usage_error("info", "expected FILE");
+  if (auto ok = check_format_options(*a, {"-f"}); !ok) return usage_error("info", ok.error().what);
   const std::string& path = a->positional[0];
   bool json = a->has("--json") || a->get("--output") == "json";
   auto fmt = format_arg(*a, "-f", path);
-  if (!fmt) return print_error(fmt.error().what), 1;
+  if (!fmt) return failure(fmt.error().what);
   // Inspection only reads the header, so it takes no lock (like qemu-img info -U).
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return print_error("open " + path + ": " + std::strerror(errno)), 1;
+  auto opened = open_regular_or_block(path, O_RDONLY);
+  if (!opened) return failure(opened.error().what);
+  Fd fd = std::move(*opened);
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return print_error("stat " + path), 1;
+  if (::fstat(fd.get(), &st) != 0) return failure("stat " + path);
   uint64_t file_size = static_cast<uint64_t>(st.st_size);
   uint64_t disk_size = static_cast<uint64_t>(st.st_blocks) * 512;
   nlohmann::ordered_json j;
@@ -45,9 +48,9 @@ int cmd_info(int argc, char** argv) {
     return 0;
   }
   std::vector<uint8_t> head(std::min<uint64_t>(file_size, 1u << qcow2::kMaxClusterBits));
-  if (int rc = pread_full(fd.get(), head.data(), head.size(), 0)) return print_error("read " + path + ": " + std::strerror(-rc)), 1;
+  if (int rc = pread_full(fd.get(), head.data(), head.size(), 0)) return failure("read " + path + ": " + std::strerror(-rc));
   auto h = qcow2::parse_header(head, file_size);
-  if (!h) return print_error(path + ": " + h.error().what), 1;
+  if (!h) return failure(path + ": " + h.error().what);
   bool corrupt = h->incompatible_features & qcow2::kIncompatCorrupt;
   bool lazy = h->compatible_features & qcow2::kCompatLazyRefcounts;
   const char* compat = h->version == 2 ? "0.10" : "1.1";

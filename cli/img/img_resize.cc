@@ -14,8 +14,9 @@ namespace microvm::img {
 
 int cmd_resize(int argc, char** argv) {
   auto a = scan_args(argc, argv, {"-f"}, {"--shrink", "-q"}, true);
-  if (!a) return print_error(a.error().what), 1;
-  if (a->positional.size() != 2) return print_error("resize: expected FILE [+|-]SIZE"), 1;
+  if (!a) return usage_error("resize", a.error().what);
+  if (a->positional.size() != 2) return usage_error("resize", "expected FILE [+|-]SIZE");
+  if (auto ok = check_format_options(*a, {"-f"}); !ok) return usage_error("resize", ok.error().what);
   const std::string& path = a->positional[0];
   std::string spec = a->positional[1];
   int sign = 0;
@@ -24,40 +25,40 @@ int cmd_resize(int argc, char** argv) {
     spec = spec.substr(1);
   }
   auto delta = parse_size(spec);
-  if (!delta) return print_error(delta.error().what), 1;
+  if (!delta) return usage_error("resize", delta.error().what);
   auto fmt = format_arg(*a, "-f", path);
-  if (!fmt) return print_error(fmt.error().what), 1;
+  if (!fmt) return failure(fmt.error().what);
   auto file = open_image_file(path, false, CacheMode::kWriteback, true, nullptr);
-  if (!file) return print_error(file.error().what), 1;
+  if (!file) return failure(file.error().what);
 
   std::unique_ptr<qcow2::Image> img;
   uint64_t cur = file->size;
   if (*fmt == DiskFormat::kQcow2) {
     auto i = qcow2::Image::open(std::move(file->fd), {});
-    if (!i) return print_error(path + ": " + i.error().what), 1;
+    if (!i) return failure(path + ": " + i.error().what);
     img = std::move(*i);
     cur = img->size();
   }
   uint64_t target;
   if (sign > 0) {
-    if (*delta > UINT64_MAX - cur) return print_error("resize: size overflows"), 1;
+    if (*delta > UINT64_MAX - cur) return failure("resize: size overflows");
     target = cur + *delta;
   } else if (sign < 0) {
-    if (*delta > cur) return print_error("resize: cannot shrink below zero"), 1;
+    if (*delta > cur) return failure("resize: cannot shrink below zero");
     target = cur - *delta;
   } else {
     target = *delta;
   }
-  if (target % 512) return print_error("resize: the new size must be a multiple of 512"), 1;
+  if (target % 512) return failure("resize: the new size must be a multiple of 512");
   if (target < cur && !a->has("--shrink"))
-    return print_error("resize: use the --shrink option to shrink an image (data past the new end is lost)"), 1;
+    return failure("resize: use the --shrink option to shrink an image (data past the new end is lost)");
   if (img) {
     auto r = img->resize(target);
-    if (!r) return print_error("resize: " + r.error().what), 1;
-    if (int rc = img->flush()) return print_error(std::string("resize: ") + std::strerror(-rc)), 1;
+    if (!r) return failure("resize: " + r.error().what);
+    if (int rc = img->flush()) return failure(std::string("resize: ") + std::strerror(-rc));
   } else {
     if (::ftruncate(file->fd.get(), static_cast<off_t>(target)) != 0)
-      return print_error("resize: " + std::string(std::strerror(errno))), 1;
+      return failure("resize: " + std::string(std::strerror(errno)));
   }
   if (!a->has("-q")) std::printf("Image resized.\n");
   return 0;

@@ -19,4 +19,10 @@ struct ImageFile {
 [[nodiscard]] Result<ImageFile> open_image_file(const std::string& path, bool read_only, CacheMode cache,
                                                 bool lock, const Logger* log);
 
+// Opens `path` with `flags` (O_RDONLY / O_RDWR ...; O_CLOEXEC and O_NOCTTY are added) and
+// refuses anything but a regular file or a block device before a byte is read or written.
+// The open itself never blocks: a FIFO would wait for a writer forever, a tty for carrier.
+// Every path an image tool or a disk opens goes through here.
+[[nodiscard]] Result<Fd> open_regular_or_block(const std::string& path, int flags);
+
 }  // namespace microvm
