@@ -13,6 +13,7 @@
 #include "devices/block/qcow2/qcow2_format.h"
 #include "devices/block/qcow2/qcow2_image.h"
 #include "devices/block/qcow2/refcount_codec.h"
+#include "tests/fuzz/qcow2_metadata_guard.h"
 #include "tests/unit/block/block_test_util.h"
 
 namespace microvm {
@@ -361,6 +362,48 @@ INSTANTIATE_TEST_SUITE_P(
                       DamageCase{"l2_points_at_refblock_4k", Damage::kL2PointsAtRefblock, 4096},
                       DamageCase{"l2_points_at_l2_4k", Damage::kL2PointsAtL2, 4096}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// The fuzz target's metadata guard (tests/fuzz/qcow2_metadata_guard.h) must notice each kind of
+// overwrite it exists for, and stay quiet on a healthy image.
+TEST(Qcow2MetadataGuard, ReportsDataOverMetadata) {
+  TempDir dir;
+  auto path = dir.file("g.qcow2");
+  CreateOptions co;
+  co.size = 4 * kMiB;
+  co.cluster_bits = 12;
+  ASSERT_TRUE(create_image(path, co));
+  Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+  ASSERT_TRUE(fd);
+  auto opened = Image::open(Fd(::dup(fd.get())), {});
+  ASSERT_TRUE(opened);
+  auto& img = **opened;
+  fuzz::Qcow2MetadataGuard guard;
+  guard.snapshot(fd.get(), img.cluster_size());
+  std::vector<uint8_t> p(8192);
+  for (size_t k = 0; k < p.size(); k += 8) put_be64(p.data() + k, fuzz::kDataMarker | k);
+  ASSERT_EQ(img.write(0, p.data(), p.size()), 0);
+  ASSERT_EQ(img.flush(), 0);
+  EXPECT_EQ(guard.check(img), "");
+  auto l = layout_of(read_file(path));
+  auto f = read_file(path);
+  uint64_t l2 = be64(f.data() + l.l1_off) & kOffsetMask;
+  auto clobber = [&](uint64_t off, uint64_t value) {
+    uint8_t old[8], w[8];
+    ASSERT_EQ(::pread(fd.get(), old, 8, static_cast<off_t>(off)), 8);
+    put_be64(w, value);
+    ASSERT_EQ(::pwrite(fd.get(), w, 8, static_cast<off_t>(off)), 8);
+    EXPECT_NE(guard.check(img), "") << "offset " << off;
+    ASSERT_EQ(::pwrite(fd.get(), old, 8, static_cast<off_t>(off)), 8);
+    EXPECT_EQ(guard.check(img), "");
+  };
+  clobber(200, fuzz::kDataMarker);                           // header extension area
+  clobber(l.l1_off + 8, fuzz::kDataMarker | 1);              // L1
+  clobber(l.rt_off + 8, fuzz::kDataMarker);                  // refcount table
+  clobber(l.refblocks[0], fuzz::kDataMarker);                // refcount block
+  clobber(l2 + 16, fuzz::kDataMarker);                       // L2 table
+  clobber(l2 + 16, l.refblocks[0] | kCopied);                // L2 entry pointing at a refcount block
+  clobber(l2 + 16, be64(f.data() + l2) & kOffsetMask);       // two L2 entries sharing a cluster
+}
 
 }  // namespace
 }  // namespace microvm
