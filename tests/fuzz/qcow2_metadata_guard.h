@@ -64,7 +64,11 @@ class Qcow2MetadataGuard {
     add_range(h.refcount_table_offset, uint64_t{h.refcount_table_clusters} * cs);
 
     // 2. The refcount table: aligned entries inside the file, stable once written.
-    auto rt = read(h.refcount_table_offset, uint64_t{h.refcount_table_clusters} * cs);
+    // Only the entries that cover the file (plus 4 KiB: an overwrite starts at the table's
+    // first byte) are read, so a 2 MiB table does not cost 2 MiB per operation.
+    const uint64_t epb = h.refcount_block_entries();
+    const uint64_t rt_need = ((round_up(file, cs) / cs + epb - 1) / epb) * 8 + 4096;
+    auto rt = read(h.refcount_table_offset, std::min<uint64_t>(uint64_t{h.refcount_table_clusters} * cs, round_up(rt_need, 8)));
     std::vector<uint64_t> blocks;
     for (uint64_t i = 0; i < rt.size() / 8; ++i) {
       uint64_t e = be64(rt.data() + 8 * i);
@@ -78,7 +82,6 @@ class Qcow2MetadataGuard {
       }
     }
     // 3. Refcount blocks: no refcount above 1 (nothing is shared here) for clusters in the file.
-    const uint64_t epb = h.refcount_block_entries();
     for (uint64_t i = 0; i < rt.size() / 8; ++i) {
       uint64_t e = be64(rt.data() + 8 * i);
       if (!e || i * epb * cs >= file) continue;
