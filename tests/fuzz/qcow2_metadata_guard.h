@@ -53,7 +53,8 @@ class Qcow2MetadataGuard {
       return "header L1 fields differ from the Image's";
     if (be64(head.data() + 48) != h.refcount_table_offset || be32(head.data() + 56) != h.refcount_table_clusters)
       return "header refcount table fields differ from the Image's";
-    if (be64(head.data() + 72) != h.incompatible_features) return "header incompatible_features differ from the Image's";
+    if (be64(head.data() + 72) != h.incompatible_features)
+      return "header incompatible_features differ from the Image's";
 
     std::unordered_set<uint64_t> meta;  // clusters holding metadata
     meta.insert(0);
@@ -68,12 +69,14 @@ class Qcow2MetadataGuard {
     // first byte) are read, so a 2 MiB table does not cost 2 MiB per operation.
     const uint64_t epb = h.refcount_block_entries();
     const uint64_t rt_need = ((round_up(file, cs) / cs + epb - 1) / epb) * 8 + 4096;
-    auto rt = read(h.refcount_table_offset, std::min<uint64_t>(uint64_t{h.refcount_table_clusters} * cs, round_up(rt_need, 8)));
+    auto rt = read(h.refcount_table_offset,
+                   std::min<uint64_t>(uint64_t{h.refcount_table_clusters} * cs, round_up(rt_need, 8)));
     std::vector<uint64_t> blocks;
     for (uint64_t i = 0; i < rt.size() / 8; ++i) {
       uint64_t e = be64(rt.data() + 8 * i);
       if (e % cs || (e && e + cs > round_up(file, cs))) return "refcount table entry " + std::to_string(i) + " is bad";
-      if (i < rt_seen_.size() && rt_seen_[i] && e != rt_seen_[i]) return "refcount table entry " + std::to_string(i) + " changed";
+      if (i < rt_seen_.size() && rt_seen_[i] && e != rt_seen_[i])
+        return "refcount table entry " + std::to_string(i) + " changed";
       if (e) {
         if (i >= rt_seen_.size()) rt_seen_.resize(i + 1, 0);
         rt_seen_[i] = e;
@@ -103,10 +106,12 @@ class Qcow2MetadataGuard {
       uint64_t e = be64(l1.data() + 8 * i), off = e & kOffsetMask;
       if (e & kL1ReservedMask) return "L1 entry " + std::to_string(i) + " has reserved bits (data over the L1 table?)";
       if (off % cs || (off && off + cs > round_up(file, cs))) return "L1 entry " + std::to_string(i) + " is bad";
-      if (auto it = l1_seen_.find(i); it != l1_seen_.end() && it->second != e) return "L1 entry " + std::to_string(i) + " changed";
+      if (auto it = l1_seen_.find(i); it != l1_seen_.end() && it->second != e)
+        return "L1 entry " + std::to_string(i) + " changed";
       if (e) {
         l1_seen_[i] = e;
-        if (!meta.insert(off / cs).second) return "L2 table of L1 entry " + std::to_string(i) + " overlaps other metadata";
+        if (!meta.insert(off / cs).second)
+          return "L2 table of L1 entry " + std::to_string(i) + " overlaps other metadata";
         l2s.emplace_back(i, off);
       }
     }

@@ -140,8 +140,9 @@ std::string Image::refcount_cap_message() const {
   // 1 Mi entries, each covering refcount_block_entries() clusters; in GiB (2^20 / 2^30 = 2^-10).
   uint64_t max_gib = h_.refcount_block_entries() * cs_ >> 10;
   return "qcow2: the refcount table would exceed its 8 MiB limit (as in QEMU): with " + std::to_string(cs_) +
-         "-byte clusters and " + std::to_string(h_.refcount_bits()) + "-bit refcounts the image file cannot grow past " +
-         std::to_string(max_gib) + " GiB; use larger clusters or narrower refcounts";
+         "-byte clusters and " + std::to_string(h_.refcount_bits()) +
+         "-bit refcounts the image file cannot grow past " + std::to_string(max_gib) +
+         " GiB; use larger clusters or narrower refcounts";
 }
 
 int Image::mark_corrupt(const std::string& what) {
@@ -284,7 +285,8 @@ Result<uint64_t> Image::checked_l2_offset(uint64_t l1_index, uint64_t l1e) {
   if (off == 0) return 0;
   if (off % cs_) return fail(-mark_corrupt(where + ": L2 table offset is not cluster aligned"), where + ": unaligned L2 table");
   if (off + cs_ > host_end_) return fail(-mark_corrupt(where + ": L2 table is past the end of the file"), where + ": L2 table past EOF");
-  if (overlaps_fixed_metadata(off, cs_) || std::binary_search(refblock_clusters_.begin(), refblock_clusters_.end(), off / cs_))
+  if (overlaps_fixed_metadata(off, cs_) ||
+      std::binary_search(refblock_clusters_.begin(), refblock_clusters_.end(), off / cs_))
     return fail(-mark_corrupt(where + ": L2 table overlaps the header, L1, refcount table or a refcount block"),
                 where + ": L2 overlaps metadata");
   return off;

@@ -242,7 +242,9 @@ std::vector<uint8_t> metadata_bytes(std::vector<uint8_t> f, const Layout& l) {
   f.resize(std::max<uint64_t>(f.size(), l.l1_off + l.l1_bytes + l.cs), 0);
   std::fill(f.begin() + 72, f.begin() + 80, 0);
   std::vector<uint8_t> out(f.begin(), f.begin() + static_cast<long>(l.cs));
-  auto add = [&](uint64_t off, uint64_t n) { out.insert(out.end(), f.begin() + static_cast<long>(off), f.begin() + static_cast<long>(off + n)); };
+  auto add = [&](uint64_t off, uint64_t n) {
+    out.insert(out.end(), f.begin() + static_cast<long>(off), f.begin() + static_cast<long>(off + n));
+  };
   add(l.l1_off, l.l1_bytes);
   add(l.rt_off, l.rt_bytes);
   for (uint64_t b : l.refblocks) add(b, l.cs);
@@ -286,7 +288,9 @@ TEST_P(Malformed, WriteNeverOverwritesMetadata) {
   TempDir dir;
   auto path = dir.file("m.qcow2");
   std::string out;
-  ASSERT_EQ(qemu_img("create -q -f qcow2 -o cluster_size=" + std::to_string(c.cluster_size) + " " + path + " 16M", &out), 0) << out;
+  ASSERT_EQ(
+      qemu_img("create -q -f qcow2 -o cluster_size=" + std::to_string(c.cluster_size) + " " + path + " 16M", &out), 0)
+      << out;
   const uint64_t cs = c.cluster_size;
   ASSERT_EQ(qemu_io(path, "write -P 0x11 0 " + std::to_string(cs), &out), 0) << out;
   auto f = read_file(path);
@@ -300,11 +304,21 @@ TEST_P(Malformed, WriteNeverOverwritesMetadata) {
       write_file(path, f);
       break;
     }
-    case Damage::kHeaderRefcount: set_refcount_in_file(path, 0); break;
-    case Damage::kRefcountTableRefcount: set_refcount_in_file(path, l.rt_off / cs); break;
-    case Damage::kRefblockRefcount: set_refcount_in_file(path, l.refblocks[0] / cs); break;
-    case Damage::kL1Refcount: set_refcount_in_file(path, l.l1_off / cs); break;
-    case Damage::kL2Refcount: set_refcount_in_file(path, l2 / cs); break;
+    case Damage::kHeaderRefcount:
+      set_refcount_in_file(path, 0);
+      break;
+    case Damage::kRefcountTableRefcount:
+      set_refcount_in_file(path, l.rt_off / cs);
+      break;
+    case Damage::kRefblockRefcount:
+      set_refcount_in_file(path, l.refblocks[0] / cs);
+      break;
+    case Damage::kL1Refcount:
+      set_refcount_in_file(path, l.l1_off / cs);
+      break;
+    case Damage::kL2Refcount:
+      set_refcount_in_file(path, l2 / cs);
+      break;
     case Damage::kL1PointsAtRefblock:
       put_be64(f.data() + l.l1_off, l.refblocks[0] | kCopied);
       write_file(path, f);
@@ -340,7 +354,9 @@ TEST_P(Malformed, WriteNeverOverwritesMetadata) {
   }
   auto after_file = read_file(path);
   EXPECT_EQ(metadata_bytes(after_file, l), before);
-  EXPECT_EQ(std::vector<uint8_t>(after_file.begin() + static_cast<long>(l2), after_file.begin() + static_cast<long>(l2 + cs)), l2_before);
+  EXPECT_EQ(
+      std::vector<uint8_t>(after_file.begin() + static_cast<long>(l2), after_file.begin() + static_cast<long>(l2 + cs)),
+      l2_before);
   EXPECT_TRUE(be64(after_file.data() + 72) & kIncompatCorrupt);
   EXPECT_EQ(qemu_info(path)["format-specific"]["data"]["corrupt"], true);
 }
@@ -396,13 +412,13 @@ TEST(Qcow2MetadataGuard, ReportsDataOverMetadata) {
     ASSERT_EQ(::pwrite(fd.get(), old, 8, static_cast<off_t>(off)), 8);
     EXPECT_EQ(guard.check(img), "");
   };
-  clobber(200, fuzz::kDataMarker);                           // header extension area
-  clobber(l.l1_off + 8, fuzz::kDataMarker | 1);              // L1
-  clobber(l.rt_off + 8, fuzz::kDataMarker);                  // refcount table
-  clobber(l.refblocks[0], fuzz::kDataMarker);                // refcount block
-  clobber(l2 + 16, fuzz::kDataMarker);                       // L2 table
-  clobber(l2 + 16, l.refblocks[0] | kCopied);                // L2 entry pointing at a refcount block
-  clobber(l2 + 16, be64(f.data() + l2) & kOffsetMask);       // two L2 entries sharing a cluster
+  clobber(200, fuzz::kDataMarker);                      // header extension area
+  clobber(l.l1_off + 8, fuzz::kDataMarker | 1);         // L1
+  clobber(l.rt_off + 8, fuzz::kDataMarker);             // refcount table
+  clobber(l.refblocks[0], fuzz::kDataMarker);           // refcount block
+  clobber(l2 + 16, fuzz::kDataMarker);                  // L2 table
+  clobber(l2 + 16, l.refblocks[0] | kCopied);           // L2 entry pointing at a refcount block
+  clobber(l2 + 16, be64(f.data() + l2) & kOffsetMask);  // two L2 entries sharing a cluster
 }
 
 }  // namespace
