@@ -22,6 +22,9 @@ Result<void> create_image(const std::string& path, const CreateOptions& o) {
   if (o.size % 512) return fail(EINVAL, "image size must be a multiple of 512");
   if (o.size > kMaxVirtualSize) return fail(EINVAL, "image size is larger than 1 PiB");
   if (o.backing_file.size() > 1023) return fail(EINVAL, "backing file name longer than 1023 bytes");
+  // Checked before the file is touched, so a refused create destroys nothing.
+  if (o.size > max_virtual_size(o.cluster_bits))
+    return fail(EINVAL, "image size too large: " + max_size_message(o.cluster_bits));
   const uint64_t cs = 1ull << o.cluster_bits;
 
   Header h;

@@ -1,5 +1,6 @@
 #include "devices/block/qcow2/qcow2_format.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace microvm::qcow2 {
@@ -7,6 +8,20 @@ namespace microvm::qcow2 {
 uint64_t l1_entries_for(uint64_t size, uint32_t cluster_bits) {
   uint64_t per_l2 = 1ull << (2 * cluster_bits - 3);  // bytes mapped by one L2 table
   return size / per_l2 + (size % per_l2 ? 1 : 0);
+}
+
+uint64_t max_virtual_size(uint32_t cluster_bits) {
+  uint64_t per_l2 = 1ull << (2 * cluster_bits - 3);
+  // kMaxL1Entries * per_l2 overflows for large clusters; those are bounded by kMaxVirtualSize.
+  if (per_l2 > kMaxVirtualSize / kMaxL1Entries) return kMaxVirtualSize;
+  return std::min<uint64_t>(uint64_t{kMaxL1Entries} * per_l2, kMaxVirtualSize);
+}
+
+std::string max_size_message(uint32_t cluster_bits) {
+  uint64_t max = max_virtual_size(cluster_bits);
+  std::string size = max % (1ull << 40) == 0 ? std::to_string(max >> 40) + " TiB" : std::to_string(max >> 30) + " GiB";
+  return "the virtual size can be at most " + size + " with " + std::to_string(1u << cluster_bits) +
+         "-byte clusters (the L1 table is limited to 32 MiB, as in QEMU); use larger clusters";
 }
 
 std::string incompatible_names(uint64_t bits) {

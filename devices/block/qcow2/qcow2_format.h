@@ -94,6 +94,10 @@ struct Header {
 
 // Number of L1 entries needed to map `size` bytes with 2^cluster_bits clusters.
 uint64_t l1_entries_for(uint64_t size, uint32_t cluster_bits);
+// The largest virtual size whose L1 table fits kMaxL1Entries (and at most kMaxVirtualSize).
+uint64_t max_virtual_size(uint32_t cluster_bits);
+// "the virtual size can be at most 128 GiB with 512-byte clusters (...)", for errors.
+std::string max_size_message(uint32_t cluster_bits);
 
 // Parses and validates the header in `head` (the first cluster of the file, or as much of it
 // as the file has) against the file size. Every error names the offending field.

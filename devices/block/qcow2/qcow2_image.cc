@@ -93,7 +93,9 @@ Result<void> Image::init(uint64_t file_size) {
     if (e && !seen.insert(e).second)
       return fail(EINVAL, "qcow2 refcount table entry " + std::to_string(i) + ": refcount block shared with another entry");
     rt_[i] = e;
+    if (e) refblock_clusters_.push_back(e / cs_);
   }
+  std::sort(refblock_clusters_.begin(), refblock_clusters_.end());
   if (!read_only_) {
     if (h_.incompatible_features & kIncompatCorrupt)
       return fail(EINVAL, "qcow2 header field incompatible_features: the image is marked corrupt; "
@@ -120,6 +122,27 @@ bool Image::overlaps_fixed_metadata(uint64_t off, uint64_t len) const {
   if (overlap(h_.l1_table_offset, (uint64_t{h_.l1_size} * 8 + cs_ - 1) & ~(cs_ - 1))) return true;
   if (overlap(h_.refcount_table_offset, uint64_t{h_.refcount_table_clusters} << h_.cluster_bits)) return true;
   return false;
+}
+
+bool Image::is_metadata_cluster(uint64_t cluster) const {
+  if (overlaps_fixed_metadata(cluster * cs_, cs_)) return true;
+  if (std::binary_search(refblock_clusters_.begin(), refblock_clusters_.end(), cluster)) return true;
+  // L2 tables are only known when cached (finding all of them means reading the whole L1); the
+  // one a write goes through always is.
+  return index_.count(cluster * cs_ | static_cast<uint64_t>(Kind::kL2)) != 0;
+}
+
+void Image::note_refblock(uint64_t cluster) {
+  refblock_clusters_.insert(std::upper_bound(refblock_clusters_.begin(), refblock_clusters_.end(), cluster), cluster);
+}
+
+std::string Image::refcount_cap_message() const {
+  // 1 Mi entries, each covering refcount_block_entries() clusters; in GiB (2^20 / 2^30 = 2^-10).
+  uint64_t max_gib = h_.refcount_block_entries() * cs_ >> 10;
+  return "qcow2: the refcount table would exceed its 8 MiB limit (as in QEMU): with " + std::to_string(cs_) +
+         "-byte clusters and " + std::to_string(h_.refcount_bits()) +
+         "-bit refcounts the image file cannot grow past " + std::to_string(max_gib) +
+         " GiB; use larger clusters or narrower refcounts";
 }
 
 int Image::mark_corrupt(const std::string& what) {
@@ -262,8 +285,10 @@ Result<uint64_t> Image::checked_l2_offset(uint64_t l1_index, uint64_t l1e) {
   if (off == 0) return 0;
   if (off % cs_) return fail(-mark_corrupt(where + ": L2 table offset is not cluster aligned"), where + ": unaligned L2 table");
   if (off + cs_ > host_end_) return fail(-mark_corrupt(where + ": L2 table is past the end of the file"), where + ": L2 table past EOF");
-  if (overlaps_fixed_metadata(off, cs_))
-    return fail(-mark_corrupt(where + ": L2 table overlaps the header, L1 or refcount table"), where + ": L2 overlaps metadata");
+  if (overlaps_fixed_metadata(off, cs_) ||
+      std::binary_search(refblock_clusters_.begin(), refblock_clusters_.end(), off / cs_))
+    return fail(-mark_corrupt(where + ": L2 table overlaps the header, L1, refcount table or a refcount block"),
+                where + ": L2 overlaps metadata");
   return off;
 }
 
@@ -308,6 +333,11 @@ Result<uint64_t> Image::alloc_cluster() {
       i = (bi + 1) * epb;
     }
     if ((i + 1) * cs_ > kOffsetMask) return fail(ENOSPC, "qcow2: host offsets exhausted");
+    // The refcounts call a metadata cluster free (or no refcount block covers it): they are
+    // wrong, and handing the cluster out would overwrite the header or a table.
+    if (is_metadata_cluster(i))
+      return fail(-mark_corrupt("cluster " + std::to_string(i) + " holds metadata but its refcount is 0"),
+                  "qcow2: corrupt refcounts");
     uint64_t bi = i / epb;
     if (bi >= rt_.size()) {
       TRY(grow_refcount_table(bi + 1));
@@ -325,6 +355,7 @@ Result<uint64_t> Image::alloc_cluster() {
       if (int rc = pwrite_full(fd_.get(), b, 8, h_.refcount_table_offset + bi * 8))
         return fail(-rc, "qcow2: write refcount table");
       rt_[bi] = i * cs_;
+      note_refblock(i);
       host_end_ = std::max(host_end_, (i + 1) * cs_);
       free_hint_ = i + 1;
       continue;
@@ -340,7 +371,9 @@ Result<uint64_t> Image::alloc_cluster() {
 Result<void> Image::grow_refcount_table(uint64_t min_entries) {
   const uint64_t epb = h_.refcount_block_entries();
   const uint64_t per_cluster = cs_ / 8;
-  uint64_t entries = std::max<uint64_t>(min_entries, rt_.size() * 2);
+  const uint64_t max_entries = kMaxRefcountTableBytes / 8;
+  // Doubling keeps growth rare; it stops at the cap so a table that fits is never refused.
+  uint64_t entries = std::max<uint64_t>(min_entries, std::min<uint64_t>(rt_.size() * 2, max_entries));
   uint64_t T = host_end_ / cs_;
   uint64_t n = 0, k = 0;
   std::vector<uint64_t> new_blocks;  // block indices that need a new refcount block
@@ -356,7 +389,7 @@ Result<void> Image::grow_refcount_table(uint64_t min_entries) {
     k = new_blocks.size();
     entries = std::max(entries, need_entries);
   }
-  if (entries * 8 > kMaxRefcountTableBytes) return fail(ENOSPC, "qcow2: refcount table would exceed 8 MiB");
+  if (entries > max_entries) return fail(ENOSPC, refcount_cap_message());
   for (uint64_t b : new_blocks) {
     if (b >= entries) return fail(EIO, "qcow2: refcount table growth did not converge");
   }
@@ -390,6 +423,7 @@ Result<void> Image::grow_refcount_table(uint64_t min_entries) {
   h_.refcount_table_offset = T * cs_;
   h_.refcount_table_clusters = static_cast<uint32_t>(n);
   rt_ = std::move(rt);
+  for (size_t x = 0; x < new_blocks.size(); ++x) note_refblock(T + n + x);
   host_end_ = (T + n + new_blocks.size()) * cs_;
   file_size_ = std::max(file_size_, host_end_);
   // The old table is no longer referenced by anything on disk.
@@ -400,26 +434,86 @@ Result<void> Image::grow_refcount_table(uint64_t min_entries) {
   return {};
 }
 
+uint64_t Image::refcount_entries_with_table(uint64_t clusters) const {
+  const uint64_t epb = h_.refcount_block_entries();
+  uint64_t entries = clusters / epb + 1;
+  for (int iter = 0; iter < 64; ++iter) {
+    uint64_t table = (entries * 8 + cs_ - 1) / cs_;
+    uint64_t blocks = (table + epb - 1) / epb + 2;  // an upper bound: the run may straddle blocks
+    uint64_t need = (clusters + table + blocks) / epb + 1;
+    if (need <= entries) break;
+    entries = need;
+  }
+  return entries;
+}
+
 Result<uint64_t> Image::alloc_contiguous(uint64_t n) {
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    uint64_t saved = free_hint_;
-    free_hint_ = host_end_ / cs_;
-    uint64_t first = TRY(alloc_cluster());
-    uint64_t got = 1;
-    bool ok = true;
-    while (got < n) {
-      uint64_t c = TRY(alloc_cluster());
-      if (c != first + got * cs_) {
-        // A refcount block landed in the middle: give these back and try further on.
-        for (uint64_t x = 0; x < got; ++x) TRY(set_refcount((first >> h_.cluster_bits) + x, 0));
-        TRY(set_refcount(c >> h_.cluster_bits, 0));
-        ok = false;
-        break;
+  const uint64_t epb = h_.refcount_block_entries();
+  if (n == 0) return fail(EINVAL, "qcow2: empty allocation");
+  for (int attempt = 0; attempt < 16; ++attempt) {
+    // The run goes past the end of the file, where nothing is referenced (every table entry
+    // that points there is refused as past EOF) and nothing is cached. The refcount blocks it
+    // lacks are placed right after it, inside the range they cover, so they count themselves.
+    const uint64_t start = host_end_ / cs_;
+    std::vector<uint64_t> missing;  // refcount block indices to create, ascending
+    uint64_t k = 0;
+    bool converged = false;
+    for (int iter = 0; iter < 64 && !converged; ++iter) {
+      missing.clear();
+      for (uint64_t b = start / epb; b <= (start + n + k - 1) / epb; ++b) {
+        if (b >= rt_.size() || rt_[b] == 0) missing.push_back(b);
       }
-      ++got;
+      converged = missing.size() == k;
+      k = missing.size();
     }
-    free_hint_ = saved;
-    if (ok) return first;
+    if (!converged) return fail(EIO, "qcow2: refcount block placement did not converge");
+    const uint64_t end = start + n + k;
+    if ((end - 1) * cs_ > kOffsetMask) return fail(ENOSPC, "qcow2: host offsets exhausted");
+    if ((end - 1) / epb >= rt_.size()) {
+      // Checked before anything is written: the table that covers the run and itself.
+      uint64_t want = refcount_entries_with_table(end);
+      if (want > kMaxRefcountTableBytes / 8) return fail(EFBIG, refcount_cap_message());
+      TRY(grow_refcount_table(want));
+      continue;
+    }
+    // A malformed (or crash-truncated) image may count clusters past its end; step over them.
+    uint64_t busy = 0;
+    for (uint64_t c = start; c < end; ++c) {
+      if (rt_[c / epb] == 0) continue;
+      if (TRY(refcount(c)) != 0) busy = c + 1;
+    }
+    if (busy) {
+      host_end_ = busy * cs_;
+      continue;
+    }
+    // New blocks are complete and durable before the refcount table points at them.
+    std::vector<uint8_t> block(cs_);
+    for (size_t x = 0; x < missing.size(); ++x) {
+      std::fill(block.begin(), block.end(), 0);
+      uint64_t lo = std::max(start, missing[x] * epb), hi = std::min(end, (missing[x] + 1) * epb);
+      for (uint64_t c = lo; c < hi; ++c) rc_set(block.data(), c % epb, h_.refcount_order, 1);
+      if (int rc = pwrite_full(fd_.get(), block.data(), cs_, (start + n + x) * cs_))
+        return fail(-rc, "qcow2: write refcount block");
+      file_size_ = std::max(file_size_, (start + n + x + 1) * cs_);
+    }
+    if (!missing.empty()) {
+      if (int rc = sync()) return fail(-rc, "qcow2: sync");
+    }
+    for (size_t x = 0; x < missing.size(); ++x) {
+      uint8_t e[8];
+      put_be64(e, (start + n + x) * cs_);
+      if (int rc = pwrite_full(fd_.get(), e, 8, h_.refcount_table_offset + missing[x] * 8))
+        return fail(-rc, "qcow2: write refcount table");
+      rt_[missing[x]] = (start + n + x) * cs_;
+      note_refblock(start + n + x);
+    }
+    // Clusters covered by blocks that already existed are counted through the cache; the caller
+    // writes the refcount blocks back before anything on disk points into the run.
+    for (uint64_t c = start; c < end; ++c) {
+      if (!std::binary_search(missing.begin(), missing.end(), c / epb)) TRY(set_refcount(c, 1));
+    }
+    host_end_ = end * cs_;
+    return start * cs_;
   }
   return fail(EIO, "qcow2: could not allocate contiguous clusters");
 }
@@ -678,6 +772,10 @@ int Image::write_cluster_part(uint64_t guest, size_t len, IovCursor& cur) {
         if (int r = set_l2(guest, m->host_offset | kCopied, nullptr)) return r;
       }
     }
+    // decode_l2 refused the fixed tables; a data cluster that is a refcount block or a cached
+    // L2 table would let the guest write metadata.
+    if (ours && is_metadata_cluster(m->host_offset / cs_))
+      return mark_corrupt("data cluster at " + std::to_string(m->host_offset) + " is a refcount block or an L2 table");
     if (ours) {
       auto part = cur.take(len);
       std::vector<iovec> v(part.begin(), part.end());
@@ -824,7 +922,7 @@ Result<void> Image::resize(uint64_t new_size) {
     }
   }
   uint64_t need = l1_entries_for(new_size, h_.cluster_bits);
-  if (need > kMaxL1Entries) return fail(EINVAL, "qcow2: the L1 table would be too large");
+  if (need > kMaxL1Entries) return fail(EINVAL, "qcow2: " + max_size_message(h_.cluster_bits));
   uint8_t hb[24];
   if (need > h_.l1_size) {
     if (int rc = write_back(Kind::kL1)) return fail(-rc, "qcow2: write back metadata");

@@ -8,6 +8,7 @@
 #include <list>
 #include <memory>
 #include <span>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -130,14 +131,27 @@ class Image final : public SyncDisk {
   Result<uint64_t> refcount(uint64_t cluster);
   Result<void> set_refcount(uint64_t cluster, uint64_t value);
   Result<uint64_t> alloc_cluster();
-  Result<uint64_t> alloc_contiguous(uint64_t n);  // at the end of the file, for tables
+  // n contiguous clusters at the end of the file, for tables of any size: the refcount blocks
+  // the run needs are created right after it (counting themselves), the refcount table grown
+  // first when it must be. Refused before anything is written when the refcount table would
+  // pass its cap.
+  Result<uint64_t> alloc_contiguous(uint64_t n);
   Result<void> grow_refcount_table(uint64_t min_entries);
+  // Refcount table entries needed to cover `clusters` host clusters plus a new table placed
+  // after them (with the refcount blocks that table itself needs).
+  uint64_t refcount_entries_with_table(uint64_t clusters) const;
+  void note_refblock(uint64_t cluster);  // keeps refblock_clusters_ sorted
   Result<void> free_cluster_later(uint64_t host_offset);
   Result<void> free_compressed_later(uint64_t entry);
   int apply_pending_frees();
 
   // Checks and error reporting.
   bool overlaps_fixed_metadata(uint64_t offset, uint64_t len) const;
+  // The cluster holds metadata the allocator must never hand out whatever its refcount says:
+  // the header, the L1 or refcount table, a refcount block, or an L2 table in the cache.
+  bool is_metadata_cluster(uint64_t cluster) const;
+  // Message for the refcount table cap, naming the largest image file it allows.
+  std::string refcount_cap_message() const;
   int mark_corrupt(const std::string& what);
   Result<uint64_t> checked_l2_offset(uint64_t l1_index, uint64_t l1e);
 
@@ -165,6 +179,7 @@ class Image final : public SyncDisk {
   DataPath* data_path_ = nullptr;
 
   std::vector<uint64_t> rt_;  // refcount table (bounded by kMaxRefcountTableBytes)
+  std::vector<uint64_t> refblock_clusters_;  // cluster indices of rt_'s blocks, sorted (same bound)
   uint64_t file_size_ = 0;   // bytes actually in the file (reads past it see zeroes)
   uint64_t host_end_ = 0;     // cluster-aligned end of the allocated host area
   uint64_t free_hint_ = 0;    // no free cluster below this index
