@@ -516,12 +516,14 @@ Result<uint64_t> Image::zero_extent(uint64_t offset, uint64_t limit) {
     uint64_t l1e = TRY(l1_entry(l1i));
     uint64_t l2off = TRY(checked_l2_offset(l1i, l1e));
     uint64_t step;
+    // Unallocated clusters read as zeroes without a backing file and past its end.
+    const bool past_backing = !backing_ || g >= backing_->size();
     if (l2off == 0) {
-      if (backing_) break;
+      if (!past_backing) break;
       step = l2_span - (g & (l2_span - 1));
     } else {
       Mapping m = TRY(map(g));
-      bool zero = m.kind == Mapping::Kind::kZero || (m.kind == Mapping::Kind::kUnallocated && !backing_);
+      bool zero = m.kind == Mapping::Kind::kZero || (m.kind == Mapping::Kind::kUnallocated && past_backing);
       if (!zero) break;
       step = cs_ - (g & (cs_ - 1));
     }
@@ -568,10 +570,10 @@ int Image::read_full_cluster(uint64_t guest_cluster, const Mapping& m, uint8_t* 
     case Mapping::Kind::kZero:
       std::memset(out, 0, cs_);
       return 0;
-    case Mapping::Kind::kUnallocated:
-      if (backing_) return backing_->read(guest_cluster, out, cs_);
-      std::memset(out, 0, cs_);
-      return 0;
+    case Mapping::Kind::kUnallocated: {
+      iovec v{out, cs_};
+      return read_backing(guest_cluster, {&v, 1});
+    }
     case Mapping::Kind::kData: {
       iovec v{out, cs_};
       return pread_zero_tail(fd_.get(), {&v, 1}, m.host_offset);
@@ -580,6 +582,23 @@ int Image::read_full_cluster(uint64_t guest_cluster, const Mapping& m, uint8_t* 
       return decompress(m, out);
   }
   return -EIO;
+}
+
+int Image::read_backing(uint64_t offset, std::span<const iovec> iov) {
+  // The backing file may be smaller than this image (an overlay created or grown larger than
+  // its base): past its end the disk reads as zeroes. The backing disk is only asked for the
+  // part it has, since an Image refuses reads past its own size.
+  uint64_t len = iov_total(iov);
+  uint64_t have = 0;
+  if (backing_ && offset < backing_->size()) have = std::min<uint64_t>(len, backing_->size() - offset);
+  IovCursor cur(iov);
+  if (have) {
+    auto part = cur.take(have);
+    std::vector<iovec> v(part.begin(), part.end());
+    if (int rc = backing_->readv(offset, v)) return rc;
+  }
+  if (len > have) iov_zero(cur.take(len - have));
+  return 0;
 }
 
 int Image::read_cluster_part(uint64_t guest, size_t len, std::span<const iovec> iov) {
@@ -591,9 +610,7 @@ int Image::read_cluster_part(uint64_t guest, size_t len, std::span<const iovec> 
       iov_zero(iov);
       return 0;
     case Mapping::Kind::kUnallocated:
-      if (backing_) return backing_->readv(guest, iov);
-      iov_zero(iov);
-      return 0;
+      return read_backing(guest, iov);
     case Mapping::Kind::kData:
       // Bytes past EOF (QEMU may leave the last cluster short) only come back zeroed on the
       // synchronous path, so the data path takes clusters that lie wholly inside the file.
