@@ -8,6 +8,7 @@
 #include "cli/img/img_internal.h"
 #include "cli/img/sizes.h"
 #include "devices/block/image_file.h"
+#include "devices/block/qcow2/qcow2_chain.h"
 #include "devices/block/qcow2/qcow2_image.h"
 
 namespace microvm::img {
@@ -27,16 +28,25 @@ int cmd_resize(int argc, char** argv) {
   if (!delta) return print_error(delta.error().what), 1;
   auto fmt = format_arg(*a, "-f", path);
   if (!fmt) return print_error(fmt.error().what), 1;
-  auto file = open_image_file(path, false, CacheMode::kWriteback, true, nullptr);
-  if (!file) return print_error(file.error().what), 1;
-
   std::unique_ptr<qcow2::Image> img;
-  uint64_t cur = file->size;
+  Fd raw;
+  uint64_t cur = 0;
   if (*fmt == DiskFormat::kQcow2) {
-    auto i = qcow2::Image::open(std::move(file->fd), {});
-    if (!i) return print_error(path + ": " + i.error().what), 1;
+    // The backing chain is opened (read-only) as qemu-img does: growing an overlay must know
+    // how far the backing file reaches, so the grown range can be made to read as zeroes.
+    DiskOptions chain;
+    chain.path = path;
+    chain.format = DiskFormat::kQcow2;
+    chain.allow_image_backing = true;
+    auto i = qcow2::open_chain(chain);
+    if (!i) return print_error(i.error().what), 1;
     img = std::move(*i);
     cur = img->size();
+  } else {
+    auto file = open_image_file(path, false, CacheMode::kWriteback, true, nullptr);
+    if (!file) return print_error(file.error().what), 1;
+    raw = std::move(file->fd);
+    cur = file->size;
   }
   uint64_t target;
   if (sign > 0) {
@@ -56,7 +66,7 @@ int cmd_resize(int argc, char** argv) {
     if (!r) return print_error("resize: " + r.error().what), 1;
     if (int rc = img->flush()) return print_error(std::string("resize: ") + std::strerror(-rc)), 1;
   } else {
-    if (::ftruncate(file->fd.get(), static_cast<off_t>(target)) != 0)
+    if (::ftruncate(raw.get(), static_cast<off_t>(target)) != 0)
       return print_error("resize: " + std::string(std::strerror(errno))), 1;
   }
   if (!a->has("-q")) std::printf("Image resized.\n");

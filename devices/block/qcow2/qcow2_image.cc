@@ -842,52 +842,74 @@ Result<void> Image::resize(uint64_t new_size) {
   }
   uint64_t need = l1_entries_for(new_size, h_.cluster_bits);
   if (need > kMaxL1Entries) return fail(EINVAL, "qcow2: the L1 table would be too large");
-  uint8_t hb[24];
-  if (need > h_.l1_size) {
-    if (int rc = write_back(Kind::kL1)) return fail(-rc, "qcow2: write back metadata");
-    uint64_t bytes = need * 8;
-    uint64_t n = (bytes + cs_ - 1) / cs_;
-    uint64_t off = TRY(alloc_contiguous(n));
-    std::vector<uint8_t> buf(n * cs_, 0);
-    if (h_.l1_size) {
-      if (int rc = pread_full(fd_.get(), buf.data(), uint64_t{h_.l1_size} * 8, h_.l1_table_offset))
-        return fail(-rc, "qcow2: read L1 table");
-    }
-    if (int rc = pwrite_full(fd_.get(), buf.data(), buf.size(), off)) return fail(-rc, "qcow2: write L1 table");
-    file_size_ = std::max(file_size_, off + buf.size());
-    if (int rc = write_back(Kind::kRefblock)) return fail(-rc, "qcow2: sync");
-    put_be64(hb, new_size);
-    put_be32(hb + 8, 0);
-    put_be32(hb + 12, static_cast<uint32_t>(need));
-    put_be64(hb + 16, off);
-    if (int rc = pwrite_full(fd_.get(), hb, 24, 24)) return fail(-rc, "qcow2: write header");
-    if (int rc = sync()) return fail(-rc, "qcow2: sync");
-    // Drop the old table's cached chunks (clean after write_back) and release its clusters.
-    for (auto it = lru_.begin(); it != lru_.end();) {
-      if (it->kind == Kind::kL1) {
-        index_.erase(it->offset | static_cast<uint64_t>(it->kind));
-        it = lru_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    uint64_t old_off = h_.l1_table_offset, old_n = (uint64_t{h_.l1_size} * 8 + cs_ - 1) / cs_;
-    h_.l1_table_offset = off;
-    h_.l1_size = static_cast<uint32_t>(need);
-    h_.size = new_size;
-    if (old_off) {
-      for (uint64_t c = old_off / cs_; c < old_off / cs_ + old_n; ++c) {
-        TRY(set_refcount(c, 0));
-        free_hint_ = std::min(free_hint_, c);
-      }
-    }
-    if (int rc = write_back(Kind::kRefblock)) return fail(-rc, "qcow2: sync");
-    return {};
-  }
+  // The header keeps the old size until the grown range is ready: a crash before that leaves
+  // the old disk (a larger L1 table, or zero entries past the end, are harmless).
+  if (need > h_.l1_size) TRY(grow_l1(need));
+  if (new_size > h_.size) TRY(zero_grown_range(new_size));
+  uint8_t hb[8];
   put_be64(hb, new_size);
   if (int rc = pwrite_full(fd_.get(), hb, 8, 24)) return fail(-rc, "qcow2: write header");
   if (int rc = sync()) return fail(-rc, "qcow2: sync");
   h_.size = new_size;
+  return {};
+}
+
+Result<void> Image::zero_grown_range(uint64_t new_size) {
+  // An unallocated cluster reads the backing file, so without this the grown range would show
+  // whatever the backing file holds there (its data past our old end, or bytes a shrink cut
+  // off). qemu-img resize reads zeroes there too. Only the part the backing file covers needs
+  // zero entries: past its end unallocated clusters read as zeroes already, so a huge grow over
+  // a small base writes no L2 tables for the rest. The cluster holding the old end is zeroed
+  // from the old end on (its tail may be allocated and hold backing bytes from copy-on-write).
+  const uint64_t old_size = h_.size;
+  if (!backing_ || backing_->size() <= old_size) return {};
+  uint64_t covered = (backing_->size() + cs_ - 1) & ~(cs_ - 1);  // whole clusters: zero flags, not data
+  uint64_t end = std::min(new_size, covered);
+  h_.size = new_size;  // in memory only, so the writes below may pass the old end
+  int rc = write_zeroes(old_size, end - old_size, false);
+  if (rc == 0) rc = flush();
+  h_.size = old_size;
+  if (rc) return fail(-rc, "qcow2: zero the grown range");
+  return {};
+}
+
+Result<void> Image::grow_l1(uint64_t need) {
+  if (int rc = write_back(Kind::kL1)) return fail(-rc, "qcow2: write back metadata");
+  uint64_t bytes = need * 8;
+  uint64_t n = (bytes + cs_ - 1) / cs_;
+  uint64_t off = TRY(alloc_contiguous(n));
+  std::vector<uint8_t> buf(n * cs_, 0);
+  if (h_.l1_size) {
+    if (int rc = pread_full(fd_.get(), buf.data(), uint64_t{h_.l1_size} * 8, h_.l1_table_offset))
+      return fail(-rc, "qcow2: read L1 table");
+  }
+  if (int rc = pwrite_full(fd_.get(), buf.data(), buf.size(), off)) return fail(-rc, "qcow2: write L1 table");
+  file_size_ = std::max(file_size_, off + buf.size());
+  if (int rc = write_back(Kind::kRefblock)) return fail(-rc, "qcow2: sync");
+  uint8_t hb[12];
+  put_be32(hb, static_cast<uint32_t>(need));
+  put_be64(hb + 4, off);
+  if (int rc = pwrite_full(fd_.get(), hb, 12, 36)) return fail(-rc, "qcow2: write header");
+  if (int rc = sync()) return fail(-rc, "qcow2: sync");
+  // Drop the old table's cached chunks (clean after write_back) and release its clusters.
+  for (auto it = lru_.begin(); it != lru_.end();) {
+    if (it->kind == Kind::kL1) {
+      index_.erase(it->offset | static_cast<uint64_t>(it->kind));
+      it = lru_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  uint64_t old_off = h_.l1_table_offset, old_n = (uint64_t{h_.l1_size} * 8 + cs_ - 1) / cs_;
+  h_.l1_table_offset = off;
+  h_.l1_size = static_cast<uint32_t>(need);
+  if (old_off) {
+    for (uint64_t c = old_off / cs_; c < old_off / cs_ + old_n; ++c) {
+      TRY(set_refcount(c, 0));
+      free_hint_ = std::min(free_hint_, c);
+    }
+  }
+  if (int rc = write_back(Kind::kRefblock)) return fail(-rc, "qcow2: sync");
   return {};
 }
 
