@@ -840,6 +840,12 @@ Result<void> Image::resize(uint64_t new_size) {
         return fail(EINVAL, "qcow2: shrinking would drop allocated data at offset " + std::to_string(g));
     }
   }
+  // Growing an overlay opened without its backing file cannot know what to zero, so it is
+  // refused. A size of 0 is exempt: create_image() gives a new overlay its size that way, and
+  // then the whole disk is meant to show the backing file.
+  if (new_size > h_.size && h_.size != 0 && !backing_ && !h_.backing_file.empty())
+    return fail(EINVAL, "qcow2: growing an overlay needs its backing file open (what the backing file covers "
+                        "past the old end must be made to read as zeroes)");
   uint64_t need = l1_entries_for(new_size, h_.cluster_bits);
   if (need > kMaxL1Entries) return fail(EINVAL, "qcow2: the L1 table would be too large");
   // The header keeps the old size until the grown range is ready: a crash before that leaves

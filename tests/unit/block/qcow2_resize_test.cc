@@ -1,12 +1,15 @@
 // Growing a qcow2 overlay (issue #12): the grown range reads as zeroes, never as the backing
 // file's old bytes, as qemu-img resize does. Our resize is compared with qemu-img's resize of an
 // identical copy (qemu-img compare) and must leave `qemu-img check` clean.
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <cstring>
 
+#include "base/fd.h"
 #include "cli/img/img_command.h"
 #include "devices/block/qcow2/qcow2_chain.h"
+#include "devices/block/qcow2/qcow2_image.h"
 #include "tests/unit/block/block_test_util.h"
 
 namespace microvm {
@@ -125,6 +128,28 @@ TEST(OverlayResize, GrowRefusesWhenTheBackingFileIsMissing) {
   EXPECT_NE(img({"resize", "-q", top, "16M"}), 0);
   ASSERT_EQ(qemu_img("info --output=json -U " + top, &out), 0) << out;
   EXPECT_NE(out.find("\"virtual-size\": 1048576"), std::string::npos) << out;
+}
+
+// The library refuses to grow an overlay opened without its backing file: it could not know
+// what must be zeroed. Shrinking, and growing images without a backing file, stay allowed.
+TEST(OverlayResize, ImageGrowWithoutItsBackingFileIsRefused) {
+  TempDir dir;
+  auto base = dir.file("base.raw"), top = dir.file("top.qcow2"), plain = dir.file("plain.qcow2");
+  write_file(base, pattern(kBase, 5));
+  std::string out;
+  ASSERT_EQ(qemu_img("create -f qcow2 -b " + base + " -F raw " + top + " 1M", &out), 0) << out;
+  ASSERT_EQ(qemu_img("create -f qcow2 " + plain + " 1M", &out), 0) << out;
+  auto open_alone = [](const std::string& path) {
+    return qcow2::Image::open(Fd(::open(path.c_str(), O_RDWR | O_CLOEXEC)), {});
+  };
+  auto overlay = open_alone(top);
+  ASSERT_TRUE(overlay) << overlay.error().what;
+  EXPECT_FALSE((*overlay)->resize(16 << 20));
+  EXPECT_TRUE((*overlay)->resize(512 << 10));
+  EXPECT_EQ((*overlay)->size(), 512u << 10);
+  auto alone = open_alone(plain);
+  ASSERT_TRUE(alone) << alone.error().what;
+  EXPECT_TRUE((*alone)->resize(16 << 20));
 }
 
 }  // namespace
