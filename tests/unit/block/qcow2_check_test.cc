@@ -1,4 +1,6 @@
 // The checker against `qemu-img check` on crafted images (issue #12).
+#include "devices/block/qcow2/qcow2_check.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -7,7 +9,6 @@
 
 #include "base/fd.h"
 #include "cli/img/img_command.h"
-#include "devices/block/qcow2/qcow2_check.h"
 #include "devices/block/qcow2/qcow2_format.h"
 #include "tests/unit/block/block_test_util.h"
 

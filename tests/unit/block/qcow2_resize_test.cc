@@ -30,11 +30,11 @@ constexpr uint64_t kBase = 8 << 20;
 
 struct ResizeCase {
   const char* name;
-  const char* create_opts;    // qemu-img create -o
-  uint64_t created;           // the overlay's size at creation
-  uint64_t shrink_to;         // 0: no shrink first
+  const char* create_opts;  // qemu-img create -o
+  uint64_t created;         // the overlay's size at creation
+  uint64_t shrink_to;       // 0: no shrink first
   uint64_t grow_to;
-  bool qemu_can_resize;       // qemu-img refuses to grow v2 overlays over a larger backing file
+  bool qemu_can_resize;  // qemu-img refuses to grow v2 overlays over a larger backing file
 };
 
 class OverlayResize : public ::testing::TestWithParam<ResizeCase> {};
@@ -46,11 +46,16 @@ TEST_P(OverlayResize, GrownRangeReadsZeroesLikeQemu) {
   write_file(base, pattern(kBase, 21));
   std::string out;
   ASSERT_EQ(qemu_img(std::string("create -f qcow2 -o ") + c.create_opts + " -b " + base + " -F raw " + ours + " " +
-                         std::to_string(c.created), &out), 0) << out;
+                         std::to_string(c.created),
+                     &out),
+            0)
+      << out;
   // Allocate (copy-on-write from the backing file) the cluster that holds the old end, so its
   // tail past the end holds backing bytes on disk; and a cluster well inside.
   uint64_t old_end = c.shrink_to ? c.shrink_to : c.created;
-  ASSERT_EQ(sh("qemu-io -f qcow2 -c 'write -P 0x71 " + std::to_string(old_end - 1024) + " 512' -c 'write -P 0x72 1M 4k' " + ours), 0);
+  ASSERT_EQ(sh("qemu-io -f qcow2 -c 'write -P 0x71 " + std::to_string(old_end - 1024) +
+               " 512' -c 'write -P 0x72 1M 4k' " + ours),
+            0);
   ASSERT_EQ(sh("cp " + ours + " " + theirs), 0);
 
   if (c.shrink_to) {
@@ -94,8 +99,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(ResizeCase{"v3_grow_unaligned_end", "cluster_size=65536", (3 << 20) + 512, 0, 12 << 20, true},
                       ResizeCase{"v3_grow_inside_backing", "cluster_size=4096", 2 << 20, 0, 6 << 20, true},
                       ResizeCase{"v3_shrink_then_grow", "cluster_size=65536", kBase, (2 << 20) + 1536, 10 << 20, true},
-                      ResizeCase{"v2_grow_unaligned_end", "cluster_size=65536,compat=0.10", (3 << 20) + 512, 0, 12 << 20,
-                                 false},
+                      ResizeCase{"v2_grow_unaligned_end", "cluster_size=65536,compat=0.10", (3 << 20) + 512, 0,
+                                 12 << 20, false},
                       ResizeCase{"v2_shrink_then_grow", "cluster_size=4096,compat=0.10", kBase, (1 << 20) + 512,
                                  kBase + 4096, false}),
     [](const auto& info) { return std::string(info.param.name); });
@@ -114,7 +119,8 @@ TEST(OverlayResize, HugeGrowOnlyZeroesWhatTheBackingFileCovers) {
   EXPECT_LT(st.st_size, 4 << 20) << "L2 tables were written for the range past the backing file";
   // The range the backing file covered now reads zeroes, as does everything after it.
   EXPECT_EQ(sh("qemu-io -f qcow2 -c 'read -P 0 1M 7M' -c 'read -P 0 8M 1M' -c 'read -P 0 1023G 1M' " + top), 0);
-  EXPECT_EQ(sh("qemu-io -f qcow2 -c 'read -P 0 0 1M' " + top), 1) << "the backing data below the old end is still there";
+  EXPECT_EQ(sh("qemu-io -f qcow2 -c 'read -P 0 0 1M' " + top), 1)
+      << "the backing data below the old end is still there";
 }
 
 // Growing needs the backing file's size; a missing backing file fails instead of guessing.

@@ -41,7 +41,8 @@ std::string raw_base(const TempDir& dir, uint64_t size) {
 std::string qcow2_base(const TempDir& dir, uint64_t size, bool compress) {
   auto raw = raw_base(dir, size), base = dir.file("base.qcow2");
   std::string out;
-  EXPECT_EQ(qemu_img(std::string("convert -f raw -O qcow2 ") + (compress ? "-c " : "") + raw + " " + base, &out), 0) << out;
+  EXPECT_EQ(qemu_img(std::string("convert -f raw -O qcow2 ") + (compress ? "-c " : "") + raw + " " + base, &out), 0)
+      << out;
   return base;
 }
 
@@ -49,7 +50,8 @@ std::string qcow2_base(const TempDir& dir, uint64_t size, bool compress) {
 std::string top_over(const TempDir& dir, const std::string& backing, const char* fmt, uint64_t backing_end) {
   auto top = dir.file("top.qcow2");
   std::string out;
-  EXPECT_EQ(qemu_img("create -f qcow2 -b " + backing + " -F " + fmt + " " + top + " " + std::to_string(kTop), &out), 0) << out;
+  EXPECT_EQ(qemu_img("create -f qcow2 -b " + backing + " -F " + fmt + " " + top + " " + std::to_string(kTop), &out), 0)
+      << out;
   EXPECT_EQ(sh("qemu-io -f qcow2 -c 'write -P 0x5a 20M 4k' -c 'write -P 0x6b " + std::to_string(backing_end - 2048) +
                " 4k' " + top),
             0);
@@ -84,7 +86,8 @@ const Chain kChains[] = {
        auto base = raw_base(d, base_size), mid = d.file("mid.qcow2");
        std::string out;
        EXPECT_EQ(qemu_img("create -f qcow2 -o cluster_size=4096 -b " + base + " -F raw " + mid + " " +
-                              std::to_string(mid_size), &out),
+                              std::to_string(mid_size),
+                          &out),
                  0)
            << out;
        // Data in the middle level past its own base's end, and across that end.
@@ -135,7 +138,8 @@ TEST_P(ShortBacking, ImageReadsZeroesPastTheBackingEnd) {
   auto image = qcow2::open_chain(opts(top_, true));
   ASSERT_TRUE(image) << image.error().what;
   std::vector<uint8_t> got(kTop);
-  for (uint64_t off = 0; off < kTop; off += 1 << 20) ASSERT_EQ((*image)->read(off, got.data() + off, 1 << 20), 0) << off;
+  for (uint64_t off = 0; off < kTop; off += 1 << 20)
+    ASSERT_EQ((*image)->read(off, got.data() + off, 1 << 20), 0) << off;
   EXPECT_TRUE(got == ref_);
   for (auto [off, len] : straddles()) {
     std::vector<uint8_t> part(len);
