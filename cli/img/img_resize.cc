@@ -8,6 +8,7 @@
 #include "cli/img/img_internal.h"
 #include "cli/img/sizes.h"
 #include "devices/block/image_file.h"
+#include "devices/block/qcow2/qcow2_chain.h"
 #include "devices/block/qcow2/qcow2_image.h"
 
 namespace microvm::img {
@@ -28,16 +29,25 @@ int cmd_resize(int argc, char** argv) {
   if (!delta) return usage_error("resize", delta.error().what);
   auto fmt = format_arg(*a, "-f", path);
   if (!fmt) return failure(fmt.error().what);
-  auto file = open_image_file(path, false, CacheMode::kWriteback, true, nullptr);
-  if (!file) return failure(file.error().what);
-
   std::unique_ptr<qcow2::Image> img;
-  uint64_t cur = file->size;
+  Fd raw;
+  uint64_t cur = 0;
   if (*fmt == DiskFormat::kQcow2) {
-    auto i = qcow2::Image::open(std::move(file->fd), {});
-    if (!i) return failure(path + ": " + i.error().what);
+    // The backing chain is opened (read-only) as qemu-img does: growing an overlay must know
+    // how far the backing file reaches, so the grown range can be made to read as zeroes.
+    DiskOptions chain;
+    chain.path = path;
+    chain.format = DiskFormat::kQcow2;
+    chain.allow_image_backing = true;
+    auto i = qcow2::open_chain(chain);
+    if (!i) return failure(i.error().what);
     img = std::move(*i);
     cur = img->size();
+  } else {
+    auto file = open_image_file(path, false, CacheMode::kWriteback, true, nullptr);
+    if (!file) return failure(file.error().what);
+    raw = std::move(file->fd);
+    cur = file->size;
   }
   uint64_t target;
   if (sign > 0) {
@@ -57,7 +67,7 @@ int cmd_resize(int argc, char** argv) {
     if (!r) return failure("resize: " + r.error().what);
     if (int rc = img->flush()) return failure(std::string("resize: ") + std::strerror(-rc));
   } else {
-    if (::ftruncate(file->fd.get(), static_cast<off_t>(target)) != 0)
+    if (::ftruncate(raw.get(), static_cast<off_t>(target)) != 0)
       return failure("resize: " + std::string(std::strerror(errno)));
   }
   if (!a->has("-q")) std::printf("Image resized.\n");

@@ -16,7 +16,9 @@ class SyncDisk {
  public:
   virtual ~SyncDisk() = default;
   virtual uint64_t size() const = 0;
-  // Reads [offset, offset+len): bytes past size() read as zeroes. Returns 0 or -errno.
+  // Reads [offset, offset+len). Returns 0 or -errno. Ranges past size() are not portable:
+  // RawSyncDisk reads them as zeroes, a qcow2 Image refuses them with -EINVAL, so an overlay
+  // clips what it asks its backing disk for (Image::read_backing).
   virtual int readv(uint64_t offset, std::span<const iovec> iov) = 0;
   int read(uint64_t offset, void* buf, size_t len) {
     iovec v{buf, len};

@@ -52,7 +52,8 @@ TEST(LinuxDisk, PciDisksRngAndHugepages) {
   std::string host_sha = shell_line("head -c 1048576 " + rw + " | sha256sum | cut -c1-64");
 
   // qcow2 made by qemu-img: a three-level backing chain (base <- mid <- top, each level
-  // writing its own pattern), and a compressed image the guest then writes into.
+  // writing its own pattern), and a compressed 4 MiB base under a 6 MiB overlay the guest reads
+  // whole (past the base's end: zeroes) and writes into, also across the base's end.
   const std::string d = dir.path();
   ASSERT_EQ(system(("cd " + d + " && qemu-img create -q -f qcow2 base.qcow2 8M && "
                     "qemu-io -f qcow2 -c 'write -q -P 0x11 0 2M' base.qcow2 && "
@@ -60,13 +61,14 @@ TEST(LinuxDisk, PciDisksRngAndHugepages) {
                     "qemu-io -f qcow2 -c 'write -q -P 0x22 1M 2M' mid.qcow2 && "
                     "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 && "
                     "qemu-io -f qcow2 -c 'write -q -P 0x33 2560K 1M' top.qcow2 && "
-                    "qemu-img convert -c -O qcow2 rw.img packed.qcow2").c_str()),
+                    "qemu-img convert -c -O qcow2 rw.img packed.qcow2 && "
+                    "qemu-img create -q -f qcow2 -b packed.qcow2 -F qcow2 over.qcow2 6M").c_str()),
             0)
       << "qemu-img/qemu-io (qemu-utils) failed";
   auto sha_of = [&](const std::string& cmd) { return shell_line(cmd + " | sha256sum | cut -c1-64"); };
   std::string chain_sha = sha_of("qemu-img convert -O raw " + d + "/top.qcow2 " + d + "/top.raw && cat " + d + "/top.raw");
   std::string packed_sha =
-      sha_of("qemu-img convert -O raw " + d + "/packed.qcow2 " + d + "/packed.raw && cat " + d + "/packed.raw");
+      sha_of("qemu-img convert -O raw " + d + "/over.qcow2 " + d + "/packed.raw && cat " + d + "/packed.raw");
 
   auto initrd = make_initramfs(dir, {.script = R"SH(
 echo "vda_sha=$(head -c 1048576 /dev/vda | sha256sum | cut -c1-64)"
@@ -83,6 +85,12 @@ echo "chain_sha=$(sha256sum < /dev/vdc | cut -c1-64)"
 echo "packed_sha=$(sha256sum < /dev/vdd | cut -c1-64)"
 dd if=/tmp/p of=/dev/vdd bs=512 seek=4096 count=1 conv=sync,notrunc oflag=direct 2>/dev/null
 echo "vdd_write=$?"
+dd if=/tmp/p of=/tmp/p2 bs=512 conv=sync 2>/dev/null; dd if=/tmp/p of=/tmp/p2 bs=512 seek=1 conv=sync 2>/dev/null
+dd if=/tmp/p2 of=/dev/vdd bs=512 seek=8191 count=2 conv=notrunc oflag=direct 2>/dev/null
+echo "vdd_write_end=$?"
+dd if=/tmp/p of=/dev/vdd bs=512 seek=10240 count=1 conv=sync,notrunc oflag=direct 2>/dev/null
+echo "vdd_write_past=$?"
+echo "vdd_back=$(dd if=/dev/vdd bs=512 skip=10240 count=1 iflag=direct 2>/dev/null | head -c 20)"
 sync
 )SH"});
   ASSERT_TRUE(initrd) << initrd.error().what;
@@ -92,7 +100,8 @@ sync
   auto r = run_microvm({"run", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory", "256M",
                         "--hugepages", "--cmdline", guest_cmdline(), "--disk", rw + ",format=raw,serial=microvm-disk0",
                         "--disk", ro + ",format=raw,readonly=on", "--disk",
-                        d + "/top.qcow2,format=qcow2,image_backing=on,readonly=on", "--disk", d + "/packed.qcow2,format=qcow2"},
+                        d + "/top.qcow2,format=qcow2,image_backing=on,readonly=on", "--disk",
+                        d + "/over.qcow2,format=qcow2,image_backing=on"},
                        opts);
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("vda_sha=" + host_sha), std::string::npos) << "host sha " << host_sha << "\n" << r.describe();
@@ -114,11 +123,18 @@ sync
   EXPECT_NE(r.out.find("chain_sha=" + chain_sha), std::string::npos) << "qemu-img: " << chain_sha << "\n" << r.describe();
   EXPECT_NE(r.out.find("packed_sha=" + packed_sha), std::string::npos) << "qemu-img: " << packed_sha << "\n" << r.describe();
   EXPECT_NE(r.out.find("vdd_write=0"), std::string::npos) << r.describe();
-  EXPECT_EQ(system(("qemu-img check -q " + d + "/packed.qcow2").c_str()), 0) << "qemu-img check found errors";
-  std::string back = shell_output("qemu-img convert -O raw " + d + "/packed.qcow2 " + d + "/after.raw && dd if=" + d +
-                           "/after.raw bs=512 skip=4096 count=1 2>/dev/null");
-  EXPECT_EQ(back.substr(0, 20), "microvm-pattern-1234");
-  EXPECT_EQ(back.substr(20), std::string(492, '\0'));
+  EXPECT_NE(r.out.find("vdd_write_end=0"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("vdd_write_past=0"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("vdd_back=microvm-pattern-1234"), std::string::npos) << r.describe();
+  EXPECT_EQ(system(("qemu-img check -q " + d + "/over.qcow2").c_str()), 0) << "qemu-img check found errors";
+  ASSERT_EQ(system(("qemu-img convert -O raw " + d + "/over.qcow2 " + d + "/after.raw").c_str()), 0);
+  std::string after_raw = read_text_file(d + "/after.raw");
+  ASSERT_EQ(after_raw.size(), 6u << 20);
+  std::string sector = std::string("microvm-pattern-1234") + std::string(492, '\0');
+  EXPECT_EQ(after_raw.substr(4096 * 512, 512), sector);
+  EXPECT_EQ(after_raw.substr(8191 * 512, 1024), sector + sector);
+  EXPECT_EQ(after_raw.substr(10240 * 512, 512), sector);
+  EXPECT_EQ(after_raw.substr(8193 * 512, 10240 * 512 - 8193 * 512), std::string((10240 - 8193) * 512, '\0'));
 }
 
 // Runs microvm until `marker` appears on its console, then SIGKILLs it. Returns the output.

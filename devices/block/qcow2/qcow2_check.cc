@@ -79,7 +79,16 @@ Result<void> Checker::walk_l2(uint64_t l2_off, bool active) {
         ++r_.allocated_clusters;
         ++r_.compressed_clusters;
       }
-      // Compressed data may end beyond the file when its last sector is partly used.
+      // Compressed data may end a little beyond the file (QEMU can leave the last cluster
+      // short), but a sector count that reaches a whole cluster or more past the end cannot be
+      // read back: a corruption, as qemu-img check reports it. Like qemu-img, such a range is
+      // not counted, so the refcount comparison shows the clusters it would have held.
+      if (off + bytes > file_size_ && off + bytes - file_size_ >= cs_) {
+        error("compressed cluster at offset " + std::to_string(off) + " (" + std::to_string(bytes) +
+              " bytes) runs past the end of the image file; L2 entry " + std::to_string(i) + " of table at " +
+              std::to_string(l2_off) + " corrupted");
+        continue;
+      }
       uint64_t end = std::min(off + bytes, std::max(file_size_, off + 1));
       ref(off, end - off, "compressed cluster");
       continue;

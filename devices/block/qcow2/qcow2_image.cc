@@ -610,12 +610,14 @@ Result<uint64_t> Image::zero_extent(uint64_t offset, uint64_t limit) {
     uint64_t l1e = TRY(l1_entry(l1i));
     uint64_t l2off = TRY(checked_l2_offset(l1i, l1e));
     uint64_t step;
+    // Unallocated clusters read as zeroes without a backing file and past its end.
+    const bool past_backing = !backing_ || g >= backing_->size();
     if (l2off == 0) {
-      if (backing_) break;
+      if (!past_backing) break;
       step = l2_span - (g & (l2_span - 1));
     } else {
       Mapping m = TRY(map(g));
-      bool zero = m.kind == Mapping::Kind::kZero || (m.kind == Mapping::Kind::kUnallocated && !backing_);
+      bool zero = m.kind == Mapping::Kind::kZero || (m.kind == Mapping::Kind::kUnallocated && past_backing);
       if (!zero) break;
       step = cs_ - (g & (cs_ - 1));
     }
@@ -662,10 +664,10 @@ int Image::read_full_cluster(uint64_t guest_cluster, const Mapping& m, uint8_t* 
     case Mapping::Kind::kZero:
       std::memset(out, 0, cs_);
       return 0;
-    case Mapping::Kind::kUnallocated:
-      if (backing_) return backing_->read(guest_cluster, out, cs_);
-      std::memset(out, 0, cs_);
-      return 0;
+    case Mapping::Kind::kUnallocated: {
+      iovec v{out, cs_};
+      return read_backing(guest_cluster, {&v, 1});
+    }
     case Mapping::Kind::kData: {
       iovec v{out, cs_};
       return pread_zero_tail(fd_.get(), {&v, 1}, m.host_offset);
@@ -674,6 +676,23 @@ int Image::read_full_cluster(uint64_t guest_cluster, const Mapping& m, uint8_t* 
       return decompress(m, out);
   }
   return -EIO;
+}
+
+int Image::read_backing(uint64_t offset, std::span<const iovec> iov) {
+  // The backing file may be smaller than this image (an overlay created or grown larger than
+  // its base): past its end the disk reads as zeroes. The backing disk is only asked for the
+  // part it has, since an Image refuses reads past its own size.
+  uint64_t len = iov_total(iov);
+  uint64_t have = 0;
+  if (backing_ && offset < backing_->size()) have = std::min<uint64_t>(len, backing_->size() - offset);
+  IovCursor cur(iov);
+  if (have) {
+    auto part = cur.take(have);
+    std::vector<iovec> v(part.begin(), part.end());
+    if (int rc = backing_->readv(offset, v)) return rc;
+  }
+  if (len > have) iov_zero(cur.take(len - have));
+  return 0;
 }
 
 int Image::read_cluster_part(uint64_t guest, size_t len, std::span<const iovec> iov) {
@@ -685,9 +704,7 @@ int Image::read_cluster_part(uint64_t guest, size_t len, std::span<const iovec> 
       iov_zero(iov);
       return 0;
     case Mapping::Kind::kUnallocated:
-      if (backing_) return backing_->readv(guest, iov);
-      iov_zero(iov);
-      return 0;
+      return read_backing(guest, iov);
     case Mapping::Kind::kData:
       // Bytes past EOF (QEMU may leave the last cluster short) only come back zeroed on the
       // synchronous path, so the data path takes clusters that lie wholly inside the file.
@@ -921,54 +938,82 @@ Result<void> Image::resize(uint64_t new_size) {
         return fail(EINVAL, "qcow2: shrinking would drop allocated data at offset " + std::to_string(g));
     }
   }
+  // Growing an overlay opened without its backing file cannot know what to zero, so it is
+  // refused. A size of 0 is exempt: create_image() gives a new overlay its size that way, and
+  // then the whole disk is meant to show the backing file.
+  if (new_size > h_.size && h_.size != 0 && !backing_ && !h_.backing_file.empty())
+    return fail(EINVAL, "qcow2: growing an overlay needs its backing file open (what the backing file covers "
+                        "past the old end must be made to read as zeroes)");
   uint64_t need = l1_entries_for(new_size, h_.cluster_bits);
   if (need > kMaxL1Entries) return fail(EINVAL, "qcow2: " + max_size_message(h_.cluster_bits));
-  uint8_t hb[24];
-  if (need > h_.l1_size) {
-    if (int rc = write_back(Kind::kL1)) return fail(-rc, "qcow2: write back metadata");
-    uint64_t bytes = need * 8;
-    uint64_t n = (bytes + cs_ - 1) / cs_;
-    uint64_t off = TRY(alloc_contiguous(n));
-    std::vector<uint8_t> buf(n * cs_, 0);
-    if (h_.l1_size) {
-      if (int rc = pread_full(fd_.get(), buf.data(), uint64_t{h_.l1_size} * 8, h_.l1_table_offset))
-        return fail(-rc, "qcow2: read L1 table");
-    }
-    if (int rc = pwrite_full(fd_.get(), buf.data(), buf.size(), off)) return fail(-rc, "qcow2: write L1 table");
-    file_size_ = std::max(file_size_, off + buf.size());
-    if (int rc = write_back(Kind::kRefblock)) return fail(-rc, "qcow2: sync");
-    put_be64(hb, new_size);
-    put_be32(hb + 8, 0);
-    put_be32(hb + 12, static_cast<uint32_t>(need));
-    put_be64(hb + 16, off);
-    if (int rc = pwrite_full(fd_.get(), hb, 24, 24)) return fail(-rc, "qcow2: write header");
-    if (int rc = sync()) return fail(-rc, "qcow2: sync");
-    // Drop the old table's cached chunks (clean after write_back) and release its clusters.
-    for (auto it = lru_.begin(); it != lru_.end();) {
-      if (it->kind == Kind::kL1) {
-        index_.erase(it->offset | static_cast<uint64_t>(it->kind));
-        it = lru_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    uint64_t old_off = h_.l1_table_offset, old_n = (uint64_t{h_.l1_size} * 8 + cs_ - 1) / cs_;
-    h_.l1_table_offset = off;
-    h_.l1_size = static_cast<uint32_t>(need);
-    h_.size = new_size;
-    if (old_off) {
-      for (uint64_t c = old_off / cs_; c < old_off / cs_ + old_n; ++c) {
-        TRY(set_refcount(c, 0));
-        free_hint_ = std::min(free_hint_, c);
-      }
-    }
-    if (int rc = write_back(Kind::kRefblock)) return fail(-rc, "qcow2: sync");
-    return {};
-  }
+  // The header keeps the old size until the grown range is ready: a crash before that leaves
+  // the old disk (a larger L1 table, or zero entries past the end, are harmless).
+  if (need > h_.l1_size) TRY(grow_l1(need));
+  if (new_size > h_.size) TRY(zero_grown_range(new_size));
+  uint8_t hb[8];
   put_be64(hb, new_size);
   if (int rc = pwrite_full(fd_.get(), hb, 8, 24)) return fail(-rc, "qcow2: write header");
   if (int rc = sync()) return fail(-rc, "qcow2: sync");
   h_.size = new_size;
+  return {};
+}
+
+Result<void> Image::zero_grown_range(uint64_t new_size) {
+  // An unallocated cluster reads the backing file, so without this the grown range would show
+  // whatever the backing file holds there (its data past our old end, or bytes a shrink cut
+  // off). qemu-img resize reads zeroes there too. Only the part the backing file covers needs
+  // zero entries: past its end unallocated clusters read as zeroes already, so a huge grow over
+  // a small base writes no L2 tables for the rest. The cluster holding the old end is zeroed
+  // from the old end on (its tail may be allocated and hold backing bytes from copy-on-write).
+  const uint64_t old_size = h_.size;
+  if (!backing_ || backing_->size() <= old_size) return {};
+  uint64_t covered = (backing_->size() + cs_ - 1) & ~(cs_ - 1);  // whole clusters: zero flags, not data
+  uint64_t end = std::min(new_size, covered);
+  h_.size = new_size;  // in memory only, so the writes below may pass the old end
+  int rc = write_zeroes(old_size, end - old_size, false);
+  if (rc == 0) rc = flush();
+  h_.size = old_size;
+  if (rc) return fail(-rc, "qcow2: zero the grown range");
+  return {};
+}
+
+Result<void> Image::grow_l1(uint64_t need) {
+  if (int rc = write_back(Kind::kL1)) return fail(-rc, "qcow2: write back metadata");
+  uint64_t bytes = need * 8;
+  uint64_t n = (bytes + cs_ - 1) / cs_;
+  uint64_t off = TRY(alloc_contiguous(n));
+  std::vector<uint8_t> buf(n * cs_, 0);
+  if (h_.l1_size) {
+    if (int rc = pread_full(fd_.get(), buf.data(), uint64_t{h_.l1_size} * 8, h_.l1_table_offset))
+      return fail(-rc, "qcow2: read L1 table");
+  }
+  if (int rc = pwrite_full(fd_.get(), buf.data(), buf.size(), off)) return fail(-rc, "qcow2: write L1 table");
+  file_size_ = std::max(file_size_, off + buf.size());
+  if (int rc = write_back(Kind::kRefblock)) return fail(-rc, "qcow2: sync");
+  uint8_t hb[12];
+  put_be32(hb, static_cast<uint32_t>(need));
+  put_be64(hb + 4, off);
+  if (int rc = pwrite_full(fd_.get(), hb, 12, 36)) return fail(-rc, "qcow2: write header");
+  if (int rc = sync()) return fail(-rc, "qcow2: sync");
+  // Drop the old table's cached chunks (clean after write_back) and release its clusters.
+  for (auto it = lru_.begin(); it != lru_.end();) {
+    if (it->kind == Kind::kL1) {
+      index_.erase(it->offset | static_cast<uint64_t>(it->kind));
+      it = lru_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  uint64_t old_off = h_.l1_table_offset, old_n = (uint64_t{h_.l1_size} * 8 + cs_ - 1) / cs_;
+  h_.l1_table_offset = off;
+  h_.l1_size = static_cast<uint32_t>(need);
+  if (old_off) {
+    for (uint64_t c = old_off / cs_; c < old_off / cs_ + old_n; ++c) {
+      TRY(set_refcount(c, 0));
+      free_hint_ = std::min(free_hint_, c);
+    }
+  }
+  if (int rc = write_back(Kind::kRefblock)) return fail(-rc, "qcow2: sync");
   return {};
 }
 

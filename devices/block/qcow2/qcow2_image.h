@@ -84,11 +84,14 @@ class Image final : public SyncDisk {
   // The mapping of the guest cluster holding `offset` (for convert, check, map).
   [[nodiscard]] Result<Mapping> map(uint64_t offset);
   // How many bytes from `offset` read as zeroes without any data I/O (zero clusters, or
-  // unallocated ones when there is no backing file), up to `limit`. Whole unmapped L2 ranges
-  // are skipped at once, so a sparse 1 PiB image is walked quickly (convert uses it).
+  // unallocated ones when there is no backing file or they lie past its end), up to `limit`.
+  // Whole unmapped L2 ranges are skipped at once, so a sparse 1 PiB image is walked quickly
+  // (convert uses it).
   [[nodiscard]] Result<uint64_t> zero_extent(uint64_t offset, uint64_t limit);
-  // Grows the virtual size (the L1 table is reallocated when it must grow). Shrinking is
-  // allowed only when nothing past the new end is allocated.
+  // Changes the virtual size (the L1 table is reallocated when it must grow). Shrinking is
+  // allowed only when nothing past the new end is allocated. Growing an overlay makes the grown
+  // range read as zeroes, not as the backing file (set_backing() first: the backing size is
+  // needed); the header's size changes last, so a crash leaves the old size.
   [[nodiscard]] Result<void> resize(uint64_t new_size);
 
   uint64_t cluster_size() const { return cs_; }
@@ -144,6 +147,10 @@ class Image final : public SyncDisk {
   Result<void> free_cluster_later(uint64_t host_offset);
   Result<void> free_compressed_later(uint64_t entry);
   int apply_pending_frees();
+  // resize() helpers: a larger L1 table (header size unchanged), and zero entries for the
+  // grown range the backing file covers.
+  Result<void> grow_l1(uint64_t entries);
+  Result<void> zero_grown_range(uint64_t new_size);
 
   // Checks and error reporting.
   bool overlaps_fixed_metadata(uint64_t offset, uint64_t len) const;
@@ -159,6 +166,8 @@ class Image final : public SyncDisk {
   // copying it) and returns its offset.
   Result<uint64_t> l2_for_write(uint64_t l1_index);
   Result<Mapping> decode_l2(uint64_t entry);
+  // Reads an unallocated range from the backing file: zeroes past its end (or without one).
+  int read_backing(uint64_t offset, std::span<const iovec> iov);
   int read_cluster_part(uint64_t guest, size_t len, std::span<const iovec> iov);
   int write_cluster_part(uint64_t guest, size_t len, IovCursor& cur);
   // The current contents of the whole guest cluster at `guest_cluster` (for copy-on-write).
