@@ -24,7 +24,12 @@ struct Slirp;
 namespace microvm {
 
 struct SlirpOptions {
-  std::vector<HostForward> forwards;
+  std::vector<HostForward> forwards;  // an empty host address binds 127.0.0.1, not every address
+  // false (default): the guest cannot reach the host's loopback (10.0.2.2, 127/8, 0/8) or
+  // link-local addresses (169.254/16, cloud metadata); see slirp_guard.h.
+  bool host_loopback = false;
+  // true: nothing leaves but replies on hostfwd connections (and DHCP); libslirp's `restricted`.
+  bool restricted = false;
   size_t max_queued_frames = 1024;  // frames for the guest waiting for RX buffers; more are dropped
 };
 
@@ -41,6 +46,8 @@ class SlirpBackend final : public NetBackend {
   const char* name() const override { return "user"; }
 
   uint64_t dropped_frames() const { return dropped_; }
+  // Guest frames refused before libslirp saw them (host-local destinations, see slirp_guard.h).
+  uint64_t blocked_frames() const { return blocked_; }
 
   // libslirp callbacks (C linkage trampolines call these).
   void on_packet(const void* buf, size_t len);
@@ -49,8 +56,12 @@ class SlirpBackend final : public NetBackend {
   void timer_mod(void* timer, int64_t expire_ms);
 
  private:
-  SlirpBackend(Fd epoll, Fd timer, EventFd ready, size_t max_queued)
-      : epoll_(std::move(epoll)), timerfd_(std::move(timer)), ready_(std::move(ready)), max_queued_(max_queued) {}
+  SlirpBackend(Fd epoll, Fd timer, EventFd ready, size_t max_queued, bool guard)
+      : epoll_(std::move(epoll)),
+        timerfd_(std::move(timer)),
+        ready_(std::move(ready)),
+        max_queued_(max_queued),
+        guard_(guard) {}
   // Lets slirp process ready sockets and due timers, then re-syncs the epoll set and timerfd.
   void pump();
   void sync_epoll(const std::map<int, uint32_t>& wanted);
@@ -67,12 +78,14 @@ class SlirpBackend final : public NetBackend {
   Fd timerfd_;
   EventFd ready_;
   size_t max_queued_;
+  bool guard_;  // filter guest frames to host-local destinations
   ::Slirp* slirp_ = nullptr;
   std::deque<std::vector<std::byte>> queue_;  // Ethernet frames for the guest
   std::map<int, uint32_t> registered_;        // slirp fds in epoll_, with their events
   std::vector<std::unique_ptr<Timer>> timers_;
   std::vector<std::byte> tx_;                 // a linearized guest frame for slirp_input
   uint64_t dropped_ = 0;
+  uint64_t blocked_ = 0;
 };
 
 }  // namespace microvm
