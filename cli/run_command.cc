@@ -73,7 +73,7 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "[,backing_format=F][,image_backing=on][,engine=auto|io_uring|sync]; repeatable");
   app.add_option("--net", nets,
                  "tap=NAME[,mac=M][,vhost=on|off|auto] | bridge=BR[,mac=M][,vhost=..] | "
-                 "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on]; repeatable");
+                 "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; repeatable");
   app.add_option("--share", shares,
                  "HOSTDIR[,tag=TAG][,readonly=on] | socket=PATH,tag=TAG: a host folder over virtio-fs "
                  "(guest: mount -t virtiofs TAG /mnt); repeatable");

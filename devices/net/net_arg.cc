@@ -78,6 +78,13 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
       if (val != "on" && val != "off") return err(std::string(key) + " must be on or off");
       (key == "restrict" ? n.restrict_to_forwards : n.host_loopback) = val == "on";
       user_only = true;
+    } else if (key == "max-sockets" && has_val) {
+      unsigned v = 0;
+      auto [p, ec] = std::from_chars(val.data(), val.data() + val.size(), v);
+      if (ec != std::errc() || p != val.data() + val.size() || val.empty() || v < 1 || v > 65536)
+        return err("max-sockets must be a number from 1 to 65536");
+      n.max_host_sockets = v;
+      user_only = true;
     } else if (key == "hostfwd" && has_val) {
       TRY(parse_hostfwd(val));
       n.hostfwd.emplace_back(val);
@@ -89,7 +96,7 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
   if (kinds != 1) return err("give exactly one of tap=NAME, bridge=BR or user (first)");
   if ((n.tap.empty() && !n.user && n.bridge.empty()) || n.tap.size() >= 16 || n.bridge.size() >= 16)
     return err("interface names are 1 to 15 characters");
-  if (!n.user && (!n.hostfwd.empty() || user_only)) return err("hostfwd, host-loopback and restrict are for user networking");
+  if (!n.user && (!n.hostfwd.empty() || user_only)) return err("hostfwd, host-loopback, restrict and max-sockets are for user networking");
   if (n.user && n.vhost == "on") return err("vhost is for tap networking");
   return n;
 }

@@ -1,6 +1,6 @@
 #pragma once
 // The --net option: "tap=NAME[,mac=..][,vhost=on|off|auto]", "bridge=BR[,mac=..][,vhost=..]",
-// "user[,mac=..][,host-loopback=on|off][,restrict=on|off][,hostfwd=tcp::HOSTPORT-:GUESTPORT]...".
+// "user[,mac=..][,host-loopback=on|off][,restrict=on|off][,max-sockets=N][,hostfwd=tcp::HOSTPORT-:GUESTPORT]...".
 #include <cstdint>
 #include <string>
 #include <string_view>

@@ -16,6 +16,7 @@ Result<OpenedNet> open_net(const NetConfig& config, const Logger& log) {
     for (const auto& rule : config.hostfwd) so.forwards.push_back(TRY(parse_hostfwd(rule)));
     so.host_loopback = config.host_loopback;
     so.restricted = config.restrict_to_forwards;
+    so.max_host_sockets = config.max_host_sockets;
     if (so.host_loopback)
       log.log(LogLevel::kWarn, "net user: host-loopback=on: the guest can reach services on the host's 127.0.0.1 "
                                "(as 10.0.2.2) and link-local addresses");

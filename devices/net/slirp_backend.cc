@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include <slirp/libslirp.h>
@@ -82,6 +83,8 @@ in_addr ip4(const char* s) {
 }
 
 constexpr const char* kNameserver = "10.0.2.3";
+constexpr const char* kNetwork = "10.0.2.0";
+constexpr const char* kNetmask = "255.255.255.0";
 
 }  // namespace
 
@@ -93,7 +96,7 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
   auto ready = TRY(EventFd::create());
   std::unique_ptr<SlirpBackend> b(new SlirpBackend(std::move(epoll), std::move(timer), std::move(ready),
                                                    std::max<size_t>(1, options.max_queued_frames),
-                                                   !options.host_loopback));
+                                                   !options.host_loopback, std::max<size_t>(1, options.max_host_sockets)));
   for (int fd : {b->timerfd_.get(), b->ready_.fd()}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -106,8 +109,8 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
   // Without it, 10.0.2.2 is rewritten to the host's 127.0.0.1: every local-only service.
   cfg.disable_host_loopback = !options.host_loopback;
   cfg.in_enabled = true;
-  cfg.vnetwork = ip4("10.0.2.0");
-  cfg.vnetmask = ip4("255.255.255.0");
+  cfg.vnetwork = ip4(kNetwork);
+  cfg.vnetmask = ip4(kNetmask);
   cfg.vhost = ip4("10.0.2.2");
   cfg.in6_enabled = false;
   cfg.vhostname = "microvm";
@@ -125,7 +128,29 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
       return fail_errno(std::string("hostfwd ") + (f.udp ? "udp" : "tcp") + " port " + std::to_string(f.host_port));
   }
   b->pump();  // registers the forward listeners
+  b->sockets_counted_ = b->host_sockets();
   return b;
+}
+
+size_t SlirpBackend::host_sockets() const {
+  char* info = slirp_connection_info(slirp_);
+  if (!info) return max_sockets_;  // cannot tell: assume full (fail closed)
+  size_t n = count_slirp_sockets(info);
+  std::free(info);  // g_free is free() since GLib 2.46
+  return n;
+}
+
+bool SlirpBackend::admit_new_socket() {
+  if (sockets_counted_ + admitted_since_count_ < max_sockets_) {
+    ++admitted_since_count_;
+    return true;
+  }
+  // Near the cap: count exactly (slirp may have closed sockets since).
+  sockets_counted_ = host_sockets();
+  admitted_since_count_ = 0;
+  if (sockets_counted_ >= max_sockets_) return false;
+  ++admitted_since_count_;
+  return true;
 }
 
 SlirpBackend::~SlirpBackend() {
@@ -253,6 +278,10 @@ Result<void> SlirpBackend::send(std::span<const iovec> frame) {
   auto eth = std::span<const std::byte>(tx_).subspan(kVnetHeaderSize, total - kVnetHeaderSize);
   if (guard_ && check_guest_frame(eth, ntohl(ip4(kNameserver).s_addr)) != SlirpVerdict::kPass) {
     ++blocked_;
+    return {};
+  }
+  if (may_open_host_socket(eth, ntohl(ip4(kNetwork).s_addr), ntohl(ip4(kNetmask).s_addr)) && !admit_new_socket()) {
+    ++refused_sockets_;
     return {};
   }
   // The header carries nothing for slirp: no offloads were offered with this backend.

@@ -1,5 +1,7 @@
 #include "devices/net/slirp_guard.h"
 
+#include <charconv>
+
 namespace microvm {
 namespace {
 
@@ -36,6 +38,49 @@ SlirpVerdict check_guest_frame(std::span<const std::byte> frame, uint32_t namese
   size_t ihl = size_t(uint8_t(ip[0]) & 0xf) * 4;
   if (ihl < kIpv4MinHeader || ip.size() < ihl + 4) return SlirpVerdict::kMalformed;
   return load_be16(ip, ihl + 2) == 53 ? SlirpVerdict::kPass : SlirpVerdict::kNotDns;
+}
+
+bool may_open_host_socket(std::span<const std::byte> frame, uint32_t vnetwork, uint32_t vnetmask) {
+  if (frame.size() < kEthHeader || load_be16(frame, 12) != 0x0800) return false;
+  auto ip = frame.subspan(kEthHeader);
+  if (ip.size() < kIpv4MinHeader) return false;  // slirp drops it
+  uint8_t proto = uint8_t(ip[9]);
+  uint32_t dst = load_be32(ip, 16);
+  size_t ihl = size_t(uint8_t(ip[0]) & 0xf) * 4;
+  bool first_fragment = (load_be16(ip, 6) & 0x1fff) == 0;
+  // Only a first fragment carries the transport header; the datagram needs it to be delivered.
+  if (!first_fragment) return false;
+  if (ihl < kIpv4MinHeader || ip.size() < ihl + 4) return proto == 6 || proto == 17;  // be strict
+  auto l4 = ip.subspan(ihl);
+  switch (proto) {
+    case 6:
+      if (l4.size() < 14) return true;
+      return (uint8_t(l4[13]) & 0x12) == 0x02;  // SYN without ACK
+    case 17:
+      return load_be16(l4, 2) != 67;  // BOOTP/DHCP is answered inside slirp
+    case 1:
+      return uint8_t(l4[0]) == 8 && (dst & vnetmask) != vnetwork;  // echo to the aliases is answered inside
+    default:
+      return false;
+  }
+}
+
+size_t count_slirp_sockets(std::string_view info) {
+  size_t count = 0;
+  size_t pos = 0;
+  while (pos < info.size()) {
+    size_t eol = info.find('\n', pos);
+    std::string_view line = info.substr(pos, eol == std::string_view::npos ? std::string_view::npos : eol - pos);
+    pos = eol == std::string_view::npos ? info.size() : eol + 1;
+    size_t bracket = line.find(']');
+    if (bracket == std::string_view::npos) continue;  // the header row
+    std::string_view rest = line.substr(bracket + 1);
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    int fd = -1;
+    auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), fd);
+    if (ec == std::errc() && end != rest.data() && fd >= 0) ++count;
+  }
+  return count;
 }
 
 }  // namespace microvm

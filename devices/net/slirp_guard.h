@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 namespace microvm {
 
@@ -22,5 +23,14 @@ enum class SlirpVerdict {
 // `frame` is an Ethernet frame (no virtio-net header); `nameserver` the DNS alias in host order.
 // Pure and cheap: a few byte loads, no allocation.
 SlirpVerdict check_guest_frame(std::span<const std::byte> frame, uint32_t nameserver);
+
+// Whether libslirp may open a new host socket for this guest frame: a TCP SYN (without ACK),
+// a UDP datagram (but DHCP, which slirp answers itself), an ICMP echo request leaving the
+// virtual network. The host-socket cap applies to these frames only.
+bool may_open_host_socket(std::span<const std::byte> frame, uint32_t vnetwork, uint32_t vnetmask);
+
+// Counts the host sockets in libslirp's slirp_connection_info() text: table rows whose fd
+// column (the number after the "PROTO[STATE]" field) is not negative.
+size_t count_slirp_sockets(std::string_view connection_info);
 
 }  // namespace microvm

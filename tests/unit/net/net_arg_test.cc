@@ -47,6 +47,13 @@ TEST(NetArg, UserIsolationOptions) {
   ASSERT_TRUE(off.has_value());
   EXPECT_FALSE(off->host_loopback);
   EXPECT_FALSE(off->restrict_to_forwards);
+  EXPECT_EQ(d->max_host_sockets, 256u) << "a cap on slirp's host sockets by default";
+  auto m = parse_net_arg("user,max-sockets=32");
+  ASSERT_TRUE(m.has_value()) << m.error().what;
+  EXPECT_EQ(m->max_host_sockets, 32u);
+  for (const char* bad : {"user,max-sockets=0", "user,max-sockets=x", "user,max-sockets=70000", "tap=x,max-sockets=4",
+                          "user,max-sockets="})
+    EXPECT_FALSE(parse_net_arg(bad).has_value()) << bad;
   for (const char* bad : {"user,host-loopback=yes", "user,restrict=1", "user,host-loopback", "tap=x,restrict=on",
                           "bridge=b,host-loopback=on"})
     EXPECT_FALSE(parse_net_arg(bad).has_value()) << bad;

@@ -120,7 +120,7 @@ uint16_t checksum(const uint8_t* p, size_t n, uint32_t sum = 0) {
 }
 
 // A TCP SYN from the guest (10.0.2.15:40000) to dst:port, with valid checksums.
-void send_syn(SlirpBackend& b, const uint8_t dst[4], uint16_t port) {
+void send_syn(SlirpBackend& b, const uint8_t dst[4], uint16_t port, uint16_t sport = 40000) {
   uint8_t f[12 + 14 + 20 + 20] = {};
   uint8_t* e = f + 12;
   const uint8_t host_mac[6] = {0x52, 0x55, 10, 0, 2, 2};
@@ -139,7 +139,7 @@ void send_syn(SlirpBackend& b, const uint8_t dst[4], uint16_t port) {
   uint16_t c = checksum(ip, 20);
   ip[10] = uint8_t(c >> 8), ip[11] = uint8_t(c);
   uint8_t* tcp = ip + 20;
-  tcp[0] = 40000 >> 8, tcp[1] = 40000 & 0xff;
+  tcp[0] = uint8_t(sport >> 8), tcp[1] = uint8_t(sport);
   tcp[2] = uint8_t(port >> 8), tcp[3] = uint8_t(port);
   tcp[7] = 1;       // sequence number
   tcp[12] = 5 << 4;  // data offset
@@ -257,6 +257,27 @@ TEST(SlirpIsolation, RestrictAllowsNoOutboundConnection) {
   send_syn(**b, kVirtualHost, svc.port);
   EXPECT_EQ(syn_outcome(**b), SynOutcome::kRefused);
   EXPECT_FALSE(svc.connected(0));
+}
+
+TEST(SlirpSocketCap, ConnectionsBeyondTheCapAreRefusedAndCounted) {
+  HostService svc;
+  ASSERT_NE(svc.port, 0);
+  // host-loopback=on: 10.0.2.2 reaches the listener, so each admitted SYN is one host socket.
+  auto b = SlirpBackend::create({.host_loopback = true, .max_host_sockets = 3});
+  ASSERT_TRUE(b.has_value()) << b.error().what;
+  introduce_guest(**b);
+  for (uint16_t i = 0; i < 3; ++i) {
+    send_syn(**b, kVirtualHost, svc.port, static_cast<uint16_t>(41000 + i));
+    EXPECT_EQ(syn_outcome(**b), SynOutcome::kSynAck) << "connection " << i;
+    EXPECT_TRUE(svc.connected(2000)) << "connection " << i;
+  }
+  EXPECT_EQ((*b)->host_sockets(), 3u);
+  EXPECT_EQ((*b)->refused_sockets(), 0u);
+  send_syn(**b, kVirtualHost, svc.port, 41003);
+  EXPECT_EQ((*b)->refused_sockets(), 1u);
+  EXPECT_EQ((*b)->host_sockets(), 3u);
+  EXPECT_FALSE(svc.connected(500)) << "a fourth host socket was opened past the cap";
+  EXPECT_EQ((*b)->blocked_frames(), 0u) << "only the cap refused; the loopback guard was off";
 }
 
 TEST(SlirpIsolation, HostForwardWithoutAddressBindsLoopbackOnly) {

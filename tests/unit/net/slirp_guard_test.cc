@@ -58,5 +58,42 @@ TEST(SlirpGuard, ShortOrOddFrames) {
   EXPECT_EQ(check_guest_frame(g, kDns), SlirpVerdict::kMalformed);
 }
 
+constexpr uint32_t kNet = 0x0a000200, kMask = 0xffffff00;
+
+TEST(SlirpGuard, WhichFramesMayOpenAHostSocket) {
+  auto syn = ipv4(0x08080808, 6, 443);
+  syn.resize(14 + 20 + 20);
+  syn[34 + 13] = std::byte{0x02};
+  EXPECT_TRUE(may_open_host_socket(syn, kNet, kMask)) << "SYN";
+  syn[34 + 13] = std::byte{0x12};
+  EXPECT_FALSE(may_open_host_socket(syn, kNet, kMask)) << "SYN-ACK: an existing connection";
+  syn[34 + 13] = std::byte{0x10};
+  EXPECT_FALSE(may_open_host_socket(syn, kNet, kMask)) << "ACK";
+  EXPECT_TRUE(may_open_host_socket(ipv4(0x0a000203, 17, 53), kNet, kMask)) << "DNS opens a UDP socket";
+  EXPECT_FALSE(may_open_host_socket(ipv4(0xffffffff, 17, 67), kNet, kMask)) << "DHCP is answered inside slirp";
+  auto echo = ipv4(0x08080808, 1, 0);
+  echo[34] = std::byte{8};
+  EXPECT_TRUE(may_open_host_socket(echo, kNet, kMask));
+  auto echo_gw = ipv4(0x0a000202, 1, 0);
+  echo_gw[34] = std::byte{8};
+  EXPECT_FALSE(may_open_host_socket(echo_gw, kNet, kMask)) << "10.0.2.2 answers pings itself";
+  EXPECT_FALSE(may_open_host_socket(ipv4(0x08080808, 17, 53, 0x0010), kNet, kMask)) << "a later fragment";
+  auto arp = ipv4(0x08080808);
+  arp[13] = std::byte{0x06};
+  EXPECT_FALSE(may_open_host_socket(arp, kNet, kMask));
+}
+
+TEST(SlirpGuard, CountsSocketsInConnectionInfo) {
+  const char* info =
+      "  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ\n"
+      "  TCP[HOST_FORWARD]   12       127.0.0.1  8022       10.0.2.15    22     0     0\n"
+      "  TCP[ESTABLISHED]    13       10.0.2.15 40000         1.2.3.4   443     0     0\n"
+      "  TCP[TIME_WAIT]      -1       10.0.2.15 40001         1.2.3.4   443     0     0\n"
+      "  UDP[240 sec]        14       10.0.2.15 5353         10.0.2.3    53     0     0\n"
+      "  ICMP[10 sec]        15       10.0.2.15  -            8.8.8.8  -        0     0\n";
+  EXPECT_EQ(count_slirp_sockets(info), 4u) << "fd -1 rows hold no socket";
+  EXPECT_EQ(count_slirp_sockets(""), 0u);
+}
+
 }  // namespace
 }  // namespace microvm
