@@ -5,6 +5,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -151,6 +154,58 @@ TEST(VirtiofsdProcess, RealVirtiofsdServesAFolderWithACommaInItsName) {
   EXPECT_NE(std::find(names.begin(), names.end(), "inside.txt"), names.end()) << "the folder is not what is served";
   EXPECT_EQ(std::find(names.begin(), names.end(), "secret.txt"), names.end()) << "a comma in the name injected -o source=";
   (*p)->stop();
+}
+
+// End to end for read-only shares: a real virtiofsd with readonly=on over a folder holding a
+// tmpfs. Writes through the served tree (/proc/<server>/root is the folder as virtiofsd sees
+// it, in its own mount namespace) fail with EROFS, in the nested mount too. Runs in a child
+// with its own mount namespace so the tmpfs never appears on the host.
+int read_only_share_child(const std::string& binary, const std::string& share) {
+  if (::unshare(CLONE_NEWNS) < 0) return 10;
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) return 11;
+  if (::mount("tmpfs", (share + "/nested").c_str(), "tmpfs", 0, "size=1m") < 0) return 12;
+  VirtiofsdOptions o;
+  o.binary = binary;
+  o.shared_dir = share;
+  o.read_only = true;
+  auto p = VirtiofsdProcess::start(o);
+  if (!p) return 13;
+  auto client = VhostUserClient::connect((*p)->socket_path());
+  if (!client || !client->negotiate()) return 14;
+  pid_t pid = (*p)->pid();
+  std::string children = slurp("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  pid_t server = std::atoi(children.c_str()) > 0 ? std::atoi(children.c_str()) : pid;
+  std::string root = "/proc/" + std::to_string(server) + "/root";
+  struct stat st{};
+  if (::stat((root + "/nested").c_str(), &st) < 0) return 15;  // not the folder?
+  int result = 0;
+  for (const std::string& path : {root + "/top", root + "/nested/inner"}) {
+    errno = 0;
+    int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      ::close(fd);
+      result = path.ends_with("inner") ? 21 : 20;
+    } else if (errno != EROFS && result == 0) {
+      result = 22;
+    }
+  }
+  (*p)->stop();
+  return result;
+}
+
+TEST(VirtiofsdProcess, ReadOnlyShareIsReadOnlyInNestedMounts) {
+  auto binary = find_virtiofsd("");
+  if (!binary) GTEST_SKIP() << binary.error().what;
+  TempDir dir;
+  ASSERT_TRUE(std::filesystem::create_directory(dir.path + "/nested"));
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(read_only_share_child(*binary, dir.path));
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 21) << "the tmpfs inside the read-only share is writable through virtiofsd";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "see read_only_share_child for the step";
 }
 
 }  // namespace
