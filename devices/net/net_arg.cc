@@ -96,7 +96,8 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
   if (kinds != 1) return err("give exactly one of tap=NAME, bridge=BR or user (first)");
   if ((n.tap.empty() && !n.user && n.bridge.empty()) || n.tap.size() >= 16 || n.bridge.size() >= 16)
     return err("interface names are 1 to 15 characters");
-  if (!n.user && (!n.hostfwd.empty() || user_only)) return err("hostfwd, host-loopback, restrict and max-sockets are for user networking");
+  if (!n.user && (!n.hostfwd.empty() || user_only))
+    return err("hostfwd, host-loopback, restrict and max-sockets are for user networking");
   if (n.user && n.vhost == "on") return err("vhost is for tap networking");
   return n;
 }

@@ -18,8 +18,9 @@ Result<OpenedNet> open_net(const NetConfig& config, const Logger& log) {
     so.restricted = config.restrict_to_forwards;
     so.max_host_sockets = config.max_host_sockets;
     if (so.host_loopback)
-      log.log(LogLevel::kWarn, "net user: host-loopback=on: the guest can reach services on the host's 127.0.0.1 "
-                               "(as 10.0.2.2) and link-local addresses");
+      log.log(LogLevel::kWarn,
+              "net user: host-loopback=on: the guest can reach services on the host's 127.0.0.1 "
+              "(as 10.0.2.2) and link-local addresses");
     auto slirp = SlirpBackend::create(so);
     if (!slirp) return std::unexpected(slirp.error().context("--net user"));
     out.backend = std::move(*slirp);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <poll.h>
+#include <slirp/libslirp.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -9,8 +10,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-
-#include <slirp/libslirp.h>
 
 #include "devices/net/slirp_guard.h"
 
@@ -94,9 +93,9 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
   Fd timer(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!timer) return fail_errno("timerfd_create");
   auto ready = TRY(EventFd::create());
-  std::unique_ptr<SlirpBackend> b(new SlirpBackend(std::move(epoll), std::move(timer), std::move(ready),
-                                                   std::max<size_t>(1, options.max_queued_frames),
-                                                   !options.host_loopback, std::max<size_t>(1, options.max_host_sockets)));
+  std::unique_ptr<SlirpBackend> b(new SlirpBackend(
+      std::move(epoll), std::move(timer), std::move(ready), std::max<size_t>(1, options.max_queued_frames),
+      !options.host_loopback, std::max<size_t>(1, options.max_host_sockets)));
   for (int fd : {b->timerfd_.get(), b->ready_.fd()}) {
     epoll_event ev{};
     ev.events = EPOLLIN;

@@ -14,10 +14,10 @@
 namespace microvm {
 
 enum class SlirpVerdict {
-  kPass,        // hand the frame to libslirp
-  kHostLocal,   // IPv4 to 0/8, 127/8 or 169.254/16
-  kNotDns,      // TCP/UDP to the nameserver alias on a port other than 53
-  kMalformed,   // an IPv4 frame too short for the headers the checks need
+  kPass,       // hand the frame to libslirp
+  kHostLocal,  // IPv4 to 0/8, 127/8 or 169.254/16
+  kNotDns,     // TCP/UDP to the nameserver alias on a port other than 53
+  kMalformed,  // an IPv4 frame too short for the headers the checks need
 };
 
 // `frame` is an Ethernet frame (no virtio-net header); `nameserver` the DNS alias in host order.

@@ -32,8 +32,8 @@ constexpr unsigned kAtRecursive = 0x8000;
 std::string unescape(std::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' &&
-        s[i + 2] >= '0' && s[i + 2] <= '7' && s[i + 3] >= '0' && s[i + 3] <= '7') {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] >= '0' && s[i + 1] <= '3' && s[i + 2] >= '0' && s[i + 2] <= '7' &&
+        s[i + 3] >= '0' && s[i + 3] <= '7') {
       out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
       i += 3;
     } else {
@@ -45,7 +45,7 @@ std::string unescape(std::string_view s) {
 
 // Remounts one mount read-only, keeping the flags a bind remount would otherwise clear.
 int remount_read_only(const char* path) {
-  struct statvfs sv{};
+  struct statvfs sv {};
   unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY;
   if (::statvfs(path, &sv) == 0) {
     if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;

@@ -7,7 +7,7 @@ namespace microvm {
 namespace {
 
 bool executable(const std::string& p) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
 }
 
@@ -28,8 +28,8 @@ VirtiofsdCommand virtiofsd_command(const std::string& binary, const std::string&
   VirtiofsdCommand c;
   // --socket-path= is a long option of its own (not split at commas); the runtime directory
   // is ours and its name has none anyway.
-  c.argv = {binary, "--socket-path=" + socket_path, "-o", "source=" + escape_fuse_option(shared_dir),
-            "-o", "cache=" + escape_fuse_option(cache), "-o", "log_level=warn"};
+  c.argv = {binary, "--socket-path=" + socket_path,       "-o", "source=" + escape_fuse_option(shared_dir),
+            "-o",   "cache=" + escape_fuse_option(cache), "-o", "log_level=warn"};
   c.env = {kVirtiofsdPath};
   return c;
 }
@@ -49,8 +49,9 @@ Result<std::string> find_virtiofsd_in(const char* path_value, const std::vector<
   }
   for (const auto& p : fallbacks)
     if (!p.empty() && p[0] == '/' && executable(p)) return p;
-  return fail(ENOENT, "virtiofsd not found (not on PATH, not in /usr/lib/qemu or /usr/libexec); "
-                      "install it or pass --virtiofsd PATH");
+  return fail(ENOENT,
+              "virtiofsd not found (not on PATH, not in /usr/lib/qemu or /usr/libexec); "
+              "install it or pass --virtiofsd PATH");
 }
 
 }  // namespace microvm

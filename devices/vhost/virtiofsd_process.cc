@@ -1,8 +1,5 @@
 #include "devices/vhost/virtiofsd_process.h"
 
-#include "devices/vhost/read_only_tree.h"
-#include "devices/vhost/virtiofsd_command.h"
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -24,6 +21,9 @@
 #include <sstream>
 #include <thread>
 #include <vector>
+
+#include "devices/vhost/read_only_tree.h"
+#include "devices/vhost/virtiofsd_command.h"
 
 namespace microvm {
 namespace {
@@ -209,8 +209,9 @@ Result<std::unique_ptr<VirtiofsdProcess>> VirtiofsdProcess::start(const Virtiofs
 
   pid_t child = ::fork();
   if (child < 0) return fail_errno("fork virtiofsd");
-  if (child == 0) exec_child(o.binary.c_str(), argv.data(), envp.data(), o.read_only ? o.shared_dir.c_str() : nullptr, submount_ptrs.data(),
-               null_fd.get());
+  if (child == 0)
+    exec_child(o.binary.c_str(), argv.data(), envp.data(), o.read_only ? o.shared_dir.c_str() : nullptr,
+               submount_ptrs.data(), null_fd.get());
   p->pid_ = child;
   ::setpgid(child, child);  // also here: whichever of the two runs first, the group exists after fork returns
   p->pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));  // -1 on old kernels: polling still works

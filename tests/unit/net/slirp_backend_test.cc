@@ -129,7 +129,7 @@ void send_syn(SlirpBackend& b, const uint8_t dst[4], uint16_t port, uint16_t spo
   e[12] = 0x08;
   uint8_t* ip = e + 14;
   ip[0] = 0x45;
-  ip[3] = 40;  // total length
+  ip[3] = 40;    // total length
   ip[6] = 0x40;  // DF
   ip[8] = 64;
   ip[9] = 6;
@@ -141,7 +141,7 @@ void send_syn(SlirpBackend& b, const uint8_t dst[4], uint16_t port, uint16_t spo
   uint8_t* tcp = ip + 20;
   tcp[0] = uint8_t(sport >> 8), tcp[1] = uint8_t(sport);
   tcp[2] = uint8_t(port >> 8), tcp[3] = uint8_t(port);
-  tcp[7] = 1;       // sequence number
+  tcp[7] = 1;        // sequence number
   tcp[12] = 5 << 4;  // data offset
   tcp[13] = 0x02;    // SYN
   tcp[14] = 0xff, tcp[15] = 0xff;
@@ -296,7 +296,8 @@ TEST(SlirpIsolation, HostForwardWithoutAddressBindsLoopbackOnly) {
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
   inet_pton(AF_INET, "127.0.0.2", &a.sin_addr);
-  EXPECT_EQ(bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << "hostfwd bound every address: " << strerror(errno);
+  EXPECT_EQ(bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0)
+      << "hostfwd bound every address: " << strerror(errno);
   close(s);
 }
 

@@ -1,12 +1,11 @@
 #include "virtio/fs/device.h"
 
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <mutex>

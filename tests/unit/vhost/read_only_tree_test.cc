@@ -4,6 +4,7 @@
 #include "devices/vhost/read_only_tree.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -14,8 +15,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-
-#include <gtest/gtest.h>
 
 namespace microvm {
 namespace {
@@ -85,9 +84,7 @@ void expect_nested_read_only(ReadOnlyMethod method) {
 
 TEST(ReadOnlyTree, NestedMountIsReadOnly) { expect_nested_read_only(ReadOnlyMethod::kAuto); }
 
-TEST(ReadOnlyTree, NestedMountIsReadOnlyWithoutMountSetattr) {
-  expect_nested_read_only(ReadOnlyMethod::kPerMountOnly);
-}
+TEST(ReadOnlyTree, NestedMountIsReadOnlyWithoutMountSetattr) { expect_nested_read_only(ReadOnlyMethod::kPerMountOnly); }
 
 }  // namespace
 }  // namespace microvm

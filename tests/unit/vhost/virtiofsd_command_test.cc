@@ -5,18 +5,17 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/mount.h>
-#include <sys/wait.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "devices/vhost/vhost_user_client.h"
 #include "devices/vhost/virtiofsd_process.h"
@@ -54,10 +53,13 @@ TEST(VirtiofsdCommand, EscapesCommasAndBackslashes) {
 
 TEST(VirtiofsdCommand, ArgvAndEnvironment) {
   auto c = virtiofsd_command("/usr/lib/qemu/virtiofsd", "/run/x/virtiofsd.sock", "/srv/a,sandbox=chroot", "auto");
-  std::vector<std::string> want = {"/usr/lib/qemu/virtiofsd",         "--socket-path=/run/x/virtiofsd.sock",
+  std::vector<std::string> want = {"/usr/lib/qemu/virtiofsd",
+                                   "--socket-path=/run/x/virtiofsd.sock",
                                    "-o",
-                                   "source=/srv/a\\,sandbox=chroot",  "-o",
-                                   "cache=auto",                      "-o",
+                                   "source=/srv/a\\,sandbox=chroot",
+                                   "-o",
+                                   "cache=auto",
+                                   "-o",
                                    "log_level=warn"};
   EXPECT_EQ(c.argv, want);
   ASSERT_EQ(c.env.size(), 1u) << "only PATH: nothing of microvm's environment";
@@ -93,8 +95,8 @@ TEST(VirtiofsdProcess, ChildGetsAMinimalEnvironmentAndTheEscapedFolder) {
   // A stand-in binary that records what it was given and exits without a socket.
   std::string fake = dir.path + "/fake-virtiofsd";
   write_file(fake,
-             "#!/bin/sh\n/usr/bin/env > " + dir.path + "/env.txt\nfor a in \"$@\"; do echo \"$a\"; done > " +
-                 dir.path + "/argv.txt\nexit 3\n",
+             "#!/bin/sh\n/usr/bin/env > " + dir.path + "/env.txt\nfor a in \"$@\"; do echo \"$a\"; done > " + dir.path +
+                 "/argv.txt\nexit 3\n",
              0755);
   ::setenv("MICROVM_TEST_SECRET", "hunter2", 1);
   ::setenv("LD_LIBRARY_PATH", "/nonexistent-lib", 1);
@@ -152,7 +154,8 @@ TEST(VirtiofsdProcess, RealVirtiofsdServesAFolderWithACommaInItsName) {
   ASSERT_TRUE(client->negotiate().has_value());  // served by the sandboxed child from here on
   auto names = served_names((*p)->pid());
   EXPECT_NE(std::find(names.begin(), names.end(), "inside.txt"), names.end()) << "the folder is not what is served";
-  EXPECT_EQ(std::find(names.begin(), names.end(), "secret.txt"), names.end()) << "a comma in the name injected -o source=";
+  EXPECT_EQ(std::find(names.begin(), names.end(), "secret.txt"), names.end())
+      << "a comma in the name injected -o source=";
   (*p)->stop();
 }
 
@@ -176,7 +179,7 @@ int read_only_share_child(const std::string& binary, const std::string& share) {
   std::string children = slurp("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
   pid_t server = std::atoi(children.c_str()) > 0 ? std::atoi(children.c_str()) : pid;
   std::string root = "/proc/" + std::to_string(server) + "/root";
-  struct stat st{};
+  struct stat st {};
   if (::stat((root + "/nested").c_str(), &st) < 0) return 15;  // not the folder?
   int result = 0;
   for (const std::string& path : {root + "/top", root + "/nested/inner"}) {
