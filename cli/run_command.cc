@@ -71,9 +71,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--disk", disks,
                  "PATH,format=raw|qcow2[,readonly=on][,cache=none|writeback][,serial=S][,backing=FILE]"
                  "[,backing_format=F][,image_backing=on][,engine=auto|io_uring|sync]; repeatable");
-  app.add_option("--net", nets,
-                 "tap=NAME[,mac=M][,vhost=on|off|auto] | bridge=BR[,mac=M][,vhost=..] | "
-                 "user[,hostfwd=tcp::HOSTPORT-:GUESTPORT]...; repeatable");
+  app.add_option(
+      "--net", nets,
+      "tap=NAME[,mac=M][,vhost=on|off|auto] | bridge=BR[,mac=M][,vhost=..] | "
+      "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; repeatable");
   app.add_option("--share", shares,
                  "HOSTDIR[,tag=TAG][,readonly=on] | socket=PATH,tag=TAG: a host folder over virtio-fs "
                  "(guest: mount -t virtiofs TAG /mnt); repeatable");

@@ -1,5 +1,6 @@
 #include "memory/guest_memory.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -17,6 +18,30 @@ Result<uint64_t> read_number(const char* path) {
   uint64_t v = 0;
   if (!(in >> v)) return fail(std::string("cannot read ") + path);
   return v;
+}
+
+// The memfd is handed to vhost-user back ends. Unsealed, a hostile or compromised one could
+// ftruncate() it and our next access to guest RAM would die of SIGBUS. Guest RAM never changes
+// size, so the size is sealed both ways right after it is set; F_SEAL_SEAL stops a back end from
+// adding seals of its own (F_SEAL_FUTURE_WRITE would break every later mapping). Kernels before
+// 4.16 cannot seal hugetlb memfds: then the fd stays unsealed and `problem` says why.
+Result<Fd> create_sealed_memfd(uint64_t size, bool hugetlb, std::string* problem) {
+  constexpr const char* kName = "microvm-guest-ram";
+  unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING | (hugetlb ? MFD_HUGETLB : 0);
+  Fd fd(::memfd_create(kName, flags));
+  bool sealable = true;
+  if (!fd && errno == EINVAL && hugetlb) {
+    fd = Fd(::memfd_create(kName, flags & ~MFD_ALLOW_SEALING));
+    sealable = false;
+    *problem = "this kernel cannot seal hugetlb memfds";
+  }
+  if (!fd) return fail_errno("memfd_create for guest RAM");
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) < 0) return fail_errno("sizing guest RAM");
+  if (sealable && ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+    if (errno != EINVAL) return fail_errno("sealing guest RAM");
+    *problem = "this kernel cannot seal the guest RAM memfd";
+  }
+  return fd;
 }
 
 }  // namespace
@@ -60,11 +85,7 @@ Result<std::unique_ptr<GuestMemory>> GuestMemory::create(std::span<const MemoryL
   }
 
   if (backing != MemoryBacking::kAnonymous) {
-    unsigned flags = MFD_CLOEXEC | (backing == MemoryBacking::kHugetlb ? MFD_HUGETLB : 0);
-    int fd = ::memfd_create("microvm-guest-ram", flags);
-    if (fd < 0) return fail_errno("memfd_create for guest RAM");
-    mem->fd_ = Fd(fd);
-    if (::ftruncate(fd, static_cast<off_t>(total)) < 0) return fail_errno("sizing guest RAM");
+    mem->fd_ = TRY(create_sealed_memfd(total, backing == MemoryBacking::kHugetlb, &mem->seal_problem_));
   }
 
   uint64_t fd_offset = 0;

@@ -75,8 +75,11 @@ class GuestMemory {
   std::span<const GuestRegion> regions() const { return regions_; }
   uint64_t total_size() const;
   MemoryBacking backing() const { return backing_; }
-  // The shared backing fd (memfd/hugetlb), or -1 for anonymous memory.
+  // The shared backing fd (memfd/hugetlb), or -1 for anonymous memory. Its size is sealed
+  // (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): a back end holding it cannot truncate guest RAM.
   int fd() const { return fd_.get(); }
+  // Empty when fd() is sealed (or there is no fd); otherwise why the kernel refused the seals.
+  const std::string& seal_problem() const { return seal_problem_; }
 
   // Guard size on each side of every region's host mapping.
   static constexpr uint64_t kGuardBytes = 2ull << 20;
@@ -85,6 +88,7 @@ class GuestMemory {
   GuestMemory() = default;
   MemoryBacking backing_ = MemoryBacking::kAnonymous;
   Fd fd_;
+  std::string seal_problem_;
   std::vector<Mapping> reservations_;  // PROT_NONE reservations that include the guards
   std::vector<GuestRegion> regions_;
 };

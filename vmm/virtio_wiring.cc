@@ -112,6 +112,9 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     if (!device) return std::unexpected(device.error().context("--net"));
     TRY(w->attach(std::move(*device), "virtio-net"));
   }
+  if (!config.shares.empty() && !w->ctx_.memory.seal_problem().empty())
+    w->ctx_.log.log(LogLevel::kWarn, "guest RAM memfd is not size-sealed (%s): a vhost-user back end could truncate it",
+                    w->ctx_.memory.seal_problem().c_str());
   for (const auto& s : config.shares) {
     auto device = open_share(s, config.virtiofsd_path, w->ctx_.log);
     if (!device) return std::unexpected(device.error().context("--share " + (s.host_dir.empty() ? s.socket_path : s.host_dir)));

@@ -18,7 +18,7 @@
 #                              -netdev tap,id=n0,ifname=mvbench0,script=no,downscript=no,vhost=off
 #                              -device virtio-net-pci,netdev=n0,mrg_rxbuf=on ...
 #   QEMU, tap, vhost on      the same with vhost=on
-#   microvm, user            microvm run ... --net user            (guest 10.0.2.15, host 10.0.2.2)
+#   microvm, user            microvm run ... --net user,host-loopback=on   (guest 10.0.2.15, host 10.0.2.2)
 #   QEMU, user               -netdev user,id=n0 -device virtio-net-pci,netdev=n0
 #
 # The tap mvbench0 is created here (persistent, 10.0.100.1/24 on the host side; the guest takes
@@ -128,7 +128,8 @@ SH
       -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=$vhost" \
       -device virtio-net-pci,netdev=n0,mrg_rxbuf=on
   done
-  boot microvm-user plain "$microvm" "${common_m[@]}" --cmdline "$cmdline net=user bench_label=microvm-user" --net user
+  boot microvm-user plain "$microvm" "${common_m[@]}" --cmdline "$cmdline net=user bench_label=microvm-user" \
+    --net user,host-loopback=on  # the host's iperf3 through 10.0.2.2 (closed by default; open in QEMU)
   boot qemu-user plain "$qemu" "${common_q[@]}" -append "$cmdline net=user bench_label=qemu-user" \
     -netdev user,id=n0 -device virtio-net-pci,netdev=n0,mrg_rxbuf=on
   [ -n "${DRY_RUN:-}" ] && return

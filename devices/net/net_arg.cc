@@ -1,5 +1,7 @@
 #include "devices/net/net_arg.h"
 
+#include <arpa/inet.h>
+
 #include <charconv>
 #include <vector>
 
@@ -39,6 +41,9 @@ Result<HostForward> parse_hostfwd(std::string_view rule) {
   if (host[0] == "udp") f.udp = true;
   else if (host[0] != "tcp") return fail(EINVAL, "hostfwd " + std::string(rule) + ": protocol must be tcp or udp");
   f.host_addr = std::string(host[1]);
+  in_addr parsed;
+  if (!f.host_addr.empty() && inet_pton(AF_INET, f.host_addr.c_str(), &parsed) != 1)
+    return fail(EINVAL, "hostfwd " + std::string(rule) + ": host address must be IPv4, e.g. 127.0.0.1 or 0.0.0.0");
   f.host_port = TRY(parse_port(host[2], rule));
   f.guest_port = TRY(parse_port(guest[1], rule));
   return f;
@@ -49,6 +54,7 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
   auto err = [&](const std::string& why) { return fail(EINVAL, "--net " + std::string(spec) + ": " + why); };
   int kinds = 0;
   bool first = true;
+  bool user_only = false;  // an option that only user networking takes was given
   for (std::string_view item : split(spec, ',')) {
     auto eq = item.find('=');
     std::string_view key = item.substr(0, eq);
@@ -68,6 +74,17 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
     } else if (key == "vhost" && has_val) {
       if (val != "on" && val != "off" && val != "auto") return err("vhost must be on, off or auto");
       n.vhost = std::string(val);
+    } else if ((key == "host-loopback" || key == "restrict") && has_val) {
+      if (val != "on" && val != "off") return err(std::string(key) + " must be on or off");
+      (key == "restrict" ? n.restrict_to_forwards : n.host_loopback) = val == "on";
+      user_only = true;
+    } else if (key == "max-sockets" && has_val) {
+      unsigned v = 0;
+      auto [p, ec] = std::from_chars(val.data(), val.data() + val.size(), v);
+      if (ec != std::errc() || p != val.data() + val.size() || val.empty() || v < 1 || v > 65536)
+        return err("max-sockets must be a number from 1 to 65536");
+      n.max_host_sockets = v;
+      user_only = true;
     } else if (key == "hostfwd" && has_val) {
       TRY(parse_hostfwd(val));
       n.hostfwd.emplace_back(val);
@@ -79,7 +96,8 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
   if (kinds != 1) return err("give exactly one of tap=NAME, bridge=BR or user (first)");
   if ((n.tap.empty() && !n.user && n.bridge.empty()) || n.tap.size() >= 16 || n.bridge.size() >= 16)
     return err("interface names are 1 to 15 characters");
-  if (!n.user && !n.hostfwd.empty()) return err("hostfwd is for user networking");
+  if (!n.user && (!n.hostfwd.empty() || user_only))
+    return err("hostfwd, host-loopback, restrict and max-sockets are for user networking");
   if (n.user && n.vhost == "on") return err("vhost is for tap networking");
   return n;
 }

@@ -1,6 +1,6 @@
 #pragma once
 // The --net option: "tap=NAME[,mac=..][,vhost=on|off|auto]", "bridge=BR[,mac=..][,vhost=..]",
-// "user[,mac=..][,hostfwd=tcp::HOSTPORT-:GUESTPORT]...".
+// "user[,mac=..][,host-loopback=on|off][,restrict=on|off][,max-sockets=N][,hostfwd=tcp::HOSTPORT-:GUESTPORT]...".
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -15,7 +15,7 @@ namespace microvm {
 // One user-networking port forward: host port on 127.0.0.1 (or host_addr) -> guest port.
 struct HostForward {
   bool udp = false;
-  std::string host_addr;  // empty: any address
+  std::string host_addr;  // empty: 127.0.0.1 (QEMU: every address); "0.0.0.0" for every address
   uint16_t host_port = 0;
   uint16_t guest_port = 0;
 };

@@ -14,6 +14,13 @@ Result<OpenedNet> open_net(const NetConfig& config, const Logger& log) {
 #if MICROVM_HAVE_SLIRP
     SlirpOptions so;
     for (const auto& rule : config.hostfwd) so.forwards.push_back(TRY(parse_hostfwd(rule)));
+    so.host_loopback = config.host_loopback;
+    so.restricted = config.restrict_to_forwards;
+    so.max_host_sockets = config.max_host_sockets;
+    if (so.host_loopback)
+      log.log(LogLevel::kWarn,
+              "net user: host-loopback=on: the guest can reach services on the host's 127.0.0.1 "
+              "(as 10.0.2.2) and link-local addresses");
     auto slirp = SlirpBackend::create(so);
     if (!slirp) return std::unexpected(slirp.error().context("--net user"));
     out.backend = std::move(*slirp);

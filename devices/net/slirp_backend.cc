@@ -2,14 +2,16 @@
 
 #include <arpa/inet.h>
 #include <poll.h>
+#include <slirp/libslirp.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <time.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
-#include <slirp/libslirp.h>
+#include "devices/net/slirp_guard.h"
 
 namespace microvm {
 namespace {
@@ -79,6 +81,10 @@ in_addr ip4(const char* s) {
   return a;
 }
 
+constexpr const char* kNameserver = "10.0.2.3";
+constexpr const char* kNetwork = "10.0.2.0";
+constexpr const char* kNetmask = "255.255.255.0";
+
 }  // namespace
 
 Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& options) {
@@ -87,8 +93,9 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
   Fd timer(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!timer) return fail_errno("timerfd_create");
   auto ready = TRY(EventFd::create());
-  std::unique_ptr<SlirpBackend> b(new SlirpBackend(std::move(epoll), std::move(timer), std::move(ready),
-                                                   std::max<size_t>(1, options.max_queued_frames)));
+  std::unique_ptr<SlirpBackend> b(new SlirpBackend(
+      std::move(epoll), std::move(timer), std::move(ready), std::max<size_t>(1, options.max_queued_frames),
+      !options.host_loopback, std::max<size_t>(1, options.max_host_sockets)));
   for (int fd : {b->timerfd_.get(), b->ready_.fd()}) {
     epoll_event ev{};
     ev.events = EPOLLIN;
@@ -97,25 +104,52 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
   }
   SlirpConfig cfg{};
   cfg.version = 1;
-  cfg.restricted = 0;
+  cfg.restricted = options.restricted ? 1 : 0;
+  // Without it, 10.0.2.2 is rewritten to the host's 127.0.0.1: every local-only service.
+  cfg.disable_host_loopback = !options.host_loopback;
   cfg.in_enabled = true;
-  cfg.vnetwork = ip4("10.0.2.0");
-  cfg.vnetmask = ip4("255.255.255.0");
+  cfg.vnetwork = ip4(kNetwork);
+  cfg.vnetmask = ip4(kNetmask);
   cfg.vhost = ip4("10.0.2.2");
   cfg.in6_enabled = false;
   cfg.vhostname = "microvm";
   cfg.vdhcp_start = ip4("10.0.2.15");
-  cfg.vnameserver = ip4("10.0.2.3");
+  cfg.vnameserver = ip4(kNameserver);
   b->slirp_ = slirp_new(&cfg, &kCallbacks, b.get());
   if (!b->slirp_) return fail(ENOMEM, "slirp_new failed");
   for (const HostForward& f : options.forwards) {
-    in_addr host = f.host_addr.empty() ? in_addr{htonl(INADDR_ANY)} : ip4(f.host_addr.c_str());
-    if (f.host_addr.size() && host.s_addr == 0) return fail(EINVAL, "hostfwd: bad host address " + f.host_addr);
+    // QEMU binds every address when none is given; a guest service is only exposed beyond this
+    // host when the user names an address.
+    in_addr host{htonl(INADDR_LOOPBACK)};
+    if (!f.host_addr.empty() && inet_pton(AF_INET, f.host_addr.c_str(), &host) != 1)
+      return fail(EINVAL, "hostfwd: bad host address " + f.host_addr);
     if (slirp_add_hostfwd(b->slirp_, f.udp, host, f.host_port, ip4("10.0.2.15"), f.guest_port) < 0)
       return fail_errno(std::string("hostfwd ") + (f.udp ? "udp" : "tcp") + " port " + std::to_string(f.host_port));
   }
   b->pump();  // registers the forward listeners
+  b->sockets_counted_ = b->host_sockets();
   return b;
+}
+
+size_t SlirpBackend::host_sockets() const {
+  char* info = slirp_connection_info(slirp_);
+  if (!info) return max_sockets_;  // cannot tell: assume full (fail closed)
+  size_t n = count_slirp_sockets(info);
+  std::free(info);  // g_free is free() since GLib 2.46
+  return n;
+}
+
+bool SlirpBackend::admit_new_socket() {
+  if (sockets_counted_ + admitted_since_count_ < max_sockets_) {
+    ++admitted_since_count_;
+    return true;
+  }
+  // Near the cap: count exactly (slirp may have closed sockets since).
+  sockets_counted_ = host_sockets();
+  admitted_since_count_ = 0;
+  if (sockets_counted_ >= max_sockets_) return false;
+  ++admitted_since_count_;
+  return true;
 }
 
 SlirpBackend::~SlirpBackend() {
@@ -239,6 +273,15 @@ Result<void> SlirpBackend::send(std::span<const iovec> frame) {
   for (const iovec& v : frame) {
     std::memcpy(tx_.data() + off, v.iov_base, v.iov_len);
     off += v.iov_len;
+  }
+  auto eth = std::span<const std::byte>(tx_).subspan(kVnetHeaderSize, total - kVnetHeaderSize);
+  if (guard_ && check_guest_frame(eth, ntohl(ip4(kNameserver).s_addr)) != SlirpVerdict::kPass) {
+    ++blocked_;
+    return {};
+  }
+  if (may_open_host_socket(eth, ntohl(ip4(kNetwork).s_addr), ntohl(ip4(kNetmask).s_addr)) && !admit_new_socket()) {
+    ++refused_sockets_;
+    return {};
   }
   // The header carries nothing for slirp: no offloads were offered with this backend.
   slirp_input(slirp_, reinterpret_cast<const uint8_t*>(tx_.data() + kVnetHeaderSize),

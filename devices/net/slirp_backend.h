@@ -24,8 +24,17 @@ struct Slirp;
 namespace microvm {
 
 struct SlirpOptions {
-  std::vector<HostForward> forwards;
+  std::vector<HostForward> forwards;  // an empty host address binds 127.0.0.1, not every address
+  // false (default): the guest cannot reach the host's loopback (10.0.2.2, 127/8, 0/8) or
+  // link-local addresses (169.254/16, cloud metadata); see slirp_guard.h.
+  bool host_loopback = false;
+  // true: nothing leaves but replies on hostfwd connections (and DHCP); libslirp's `restricted`.
+  bool restricted = false;
   size_t max_queued_frames = 1024;  // frames for the guest waiting for RX buffers; more are dropped
+  // Host sockets libslirp may hold (hostfwd listeners included). A guest frame that would open
+  // one more (TCP SYN, UDP, ICMP echo) is dropped and counted: a guest cannot exhaust the
+  // VMM's file descriptors.
+  size_t max_host_sockets = 256;
 };
 
 class SlirpBackend final : public NetBackend {
@@ -41,6 +50,12 @@ class SlirpBackend final : public NetBackend {
   const char* name() const override { return "user"; }
 
   uint64_t dropped_frames() const { return dropped_; }
+  // Guest frames refused before libslirp saw them (host-local destinations, see slirp_guard.h).
+  uint64_t blocked_frames() const { return blocked_; }
+  // Guest frames dropped because libslirp already held max_host_sockets sockets.
+  uint64_t refused_sockets() const { return refused_sockets_; }
+  // Host sockets libslirp holds now (exact; walks its socket lists).
+  size_t host_sockets() const;
 
   // libslirp callbacks (C linkage trampolines call these).
   void on_packet(const void* buf, size_t len);
@@ -49,8 +64,15 @@ class SlirpBackend final : public NetBackend {
   void timer_mod(void* timer, int64_t expire_ms);
 
  private:
-  SlirpBackend(Fd epoll, Fd timer, EventFd ready, size_t max_queued)
-      : epoll_(std::move(epoll)), timerfd_(std::move(timer)), ready_(std::move(ready)), max_queued_(max_queued) {}
+  SlirpBackend(Fd epoll, Fd timer, EventFd ready, size_t max_queued, bool guard, size_t max_sockets)
+      : epoll_(std::move(epoll)),
+        timerfd_(std::move(timer)),
+        ready_(std::move(ready)),
+        max_queued_(max_queued),
+        guard_(guard),
+        max_sockets_(max_sockets) {}
+  // Whether a guest frame that may open a host socket stays under the cap.
+  bool admit_new_socket();
   // Lets slirp process ready sockets and due timers, then re-syncs the epoll set and timerfd.
   void pump();
   void sync_epoll(const std::map<int, uint32_t>& wanted);
@@ -67,12 +89,20 @@ class SlirpBackend final : public NetBackend {
   Fd timerfd_;
   EventFd ready_;
   size_t max_queued_;
+  bool guard_;  // filter guest frames to host-local destinations
+  size_t max_sockets_;
+  // An upper bound on slirp's sockets without walking them per frame: the last exact count
+  // plus the frames admitted since (each opens at most one socket).
+  size_t sockets_counted_ = 0;
+  size_t admitted_since_count_ = 0;
   ::Slirp* slirp_ = nullptr;
   std::deque<std::vector<std::byte>> queue_;  // Ethernet frames for the guest
   std::map<int, uint32_t> registered_;        // slirp fds in epoll_, with their events
   std::vector<std::unique_ptr<Timer>> timers_;
   std::vector<std::byte> tx_;                 // a linearized guest frame for slirp_input
   uint64_t dropped_ = 0;
+  uint64_t blocked_ = 0;
+  uint64_t refused_sockets_ = 0;
 };
 
 }  // namespace microvm

@@ -17,9 +17,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 #include <vector>
+
+#include "devices/vhost/read_only_tree.h"
+#include "devices/vhost/virtiofsd_command.h"
 
 namespace microvm {
 namespace {
@@ -36,7 +40,8 @@ std::string describe_status(int status) {
 }
 
 // Child side of fork(): only async-signal-safe calls until execv (the parent may have threads).
-[[noreturn]] void exec_child(const char* binary, char* const* argv, const char* ro_dir, int null_fd) {
+[[noreturn]] void exec_child(const char* binary, char* const* argv, char* const* envp, const char* ro_dir,
+                             const char* const* submounts, int null_fd) {
   // virtiofsd must not outlive us, even when we are SIGKILLed.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   // Its own process group: everything virtiofsd forks is stopped together (stop()), and
@@ -48,10 +53,10 @@ std::string describe_status(int status) {
   if (ro_dir) {
     if (::unshare(CLONE_NEWNS) < 0) _exit(120);
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) _exit(121);
-    if (::mount(ro_dir, ro_dir, nullptr, MS_BIND | MS_REC, nullptr) < 0) _exit(122);
-    if (::mount(nullptr, ro_dir, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) < 0) _exit(123);
+    // Recursively: a mount inside the folder must not stay writable (read_only_tree.h).
+    if (make_tree_read_only(ro_dir, submounts) != 0) _exit(122);
   }
-  ::execv(binary, argv);
+  ::execve(binary, argv, envp);
   _exit(127);
 }
 
@@ -147,26 +152,17 @@ size_t sweep_stale_runtime_dirs(const std::string& base) {
 Result<std::string> find_virtiofsd(const std::string& explicit_path) {
   if (!explicit_path.empty()) {
     if (!executable(explicit_path)) return fail(ENOENT, "--virtiofsd " + explicit_path + ": not an executable file");
-    return explicit_path;
+    // Absolute, so what runs does not depend on the working directory at spawn time.
+    std::unique_ptr<char, decltype(&std::free)> real(::realpath(explicit_path.c_str(), nullptr), &std::free);
+    if (!real) return fail_errno("--virtiofsd " + explicit_path);
+    return std::string(real.get());
   }
-  if (const char* path = std::getenv("PATH")) {
-    std::string all(path);
-    size_t start = 0;
-    while (start <= all.size()) {
-      size_t end = all.find(':', start);
-      if (end == std::string::npos) end = all.size();
-      std::string dir = all.substr(start, end - start);
-      if (!dir.empty() && executable(dir + "/virtiofsd")) return dir + "/virtiofsd";
-      start = end + 1;
-    }
-  }
-  for (const char* p : {"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd"})
-    if (executable(p)) return std::string(p);
-  return fail(ENOENT, "virtiofsd not found (not on PATH, not in /usr/lib/qemu or /usr/libexec); "
-                      "install it or pass --virtiofsd PATH");
+  return find_virtiofsd_in(std::getenv("PATH"), {"/usr/lib/qemu/virtiofsd", "/usr/libexec/virtiofsd"});
 }
 
 Result<std::unique_ptr<VirtiofsdProcess>> VirtiofsdProcess::start(const VirtiofsdOptions& o) {
+  if (o.binary.empty() || o.binary[0] != '/')
+    return fail(EINVAL, "virtiofsd binary must be an absolute path (find_virtiofsd): " + o.binary);
   struct stat st{};
   if (::stat(o.shared_dir.c_str(), &st) < 0) return fail_errno("share " + o.shared_dir);
   if (!S_ISDIR(st.st_mode)) return fail(ENOTDIR, "share " + o.shared_dir + ": not a directory");
@@ -194,16 +190,28 @@ Result<std::unique_ptr<VirtiofsdProcess>> VirtiofsdProcess::start(const Virtiofs
   if (p->socket_path_.size() >= sizeof(sockaddr_un{}.sun_path))
     return fail(ENAMETOOLONG, "virtiofsd socket path too long: " + p->socket_path_);
 
-  std::vector<std::string> args = {o.binary, "--socket-path=" + p->socket_path_, "-o", "source=" + o.shared_dir,
-                                   "-o", "cache=" + o.cache, "-o", "log_level=warn"};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
+  VirtiofsdCommand cmd = virtiofsd_command(o.binary, p->socket_path_, o.shared_dir, o.cache);
+  std::vector<char*> argv, envp;
+  for (auto& a : cmd.argv) argv.push_back(a.data());
   argv.push_back(nullptr);
+  for (auto& e : cmd.env) envp.push_back(e.data());
+  envp.push_back(nullptr);
   Fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  // Read before fork (the child may not allocate); needed only on kernels without mount_setattr.
+  std::vector<std::string> submounts;
+  if (o.read_only) {
+    std::unique_ptr<char, decltype(&std::free)> real(::realpath(o.shared_dir.c_str(), nullptr), &std::free);
+    submounts = read_submounts_below(real ? std::string(real.get()) : o.shared_dir);
+  }
+  std::vector<const char*> submount_ptrs;
+  for (const auto& m : submounts) submount_ptrs.push_back(m.c_str());
+  submount_ptrs.push_back(nullptr);
 
   pid_t child = ::fork();
   if (child < 0) return fail_errno("fork virtiofsd");
-  if (child == 0) exec_child(o.binary.c_str(), argv.data(), o.read_only ? o.shared_dir.c_str() : nullptr, null_fd.get());
+  if (child == 0)
+    exec_child(o.binary.c_str(), argv.data(), envp.data(), o.read_only ? o.shared_dir.c_str() : nullptr,
+               submount_ptrs.data(), null_fd.get());
   p->pid_ = child;
   ::setpgid(child, child);  // also here: whichever of the two runs first, the group exists after fork returns
   p->pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));  // -1 on old kernels: polling still works
@@ -232,7 +240,7 @@ Result<void> VirtiofsdProcess::wait_for_socket(std::chrono::milliseconds timeout
     if (r == pid_) {
       reaped_ = true;
       status_ = status;
-      if (WIFEXITED(status) && WEXITSTATUS(status) >= 120 && WEXITSTATUS(status) <= 123)
+      if (WIFEXITED(status) && WEXITSTATUS(status) >= 120 && WEXITSTATUS(status) <= 122)
         return fail(EPERM, "could not set up the read-only bind mount (needs CAP_SYS_ADMIN)");
       if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return fail(ENOEXEC, "exec failed");
       return fail(ECHILD, "virtiofsd " + describe_status(status) + " before creating its socket");

@@ -6,9 +6,10 @@
 // The command line is QEMU's C virtiofsd's (`--socket-path=`, `-o source=`, `-o cache=`,
 // `-o log_level=`); the Rust virtiofsd accepts these compatibility forms too. Neither C
 // virtiofsd option set has a read-only mode, so read_only is enforced below virtiofsd: the
-// child enters a private mount namespace and bind-mounts the folder read-only onto itself
-// before exec, so every write reaches the host kernel as EROFS. That needs CAP_SYS_ADMIN,
-// which virtiofsd's own namespace sandbox needs anyway.
+// child enters a private mount namespace and bind-mounts the folder onto itself, read-only
+// with every mount inside it (read_only_tree.h), before exec, so every write reaches the host
+// kernel as EROFS. That needs CAP_SYS_ADMIN, which virtiofsd's own namespace sandbox needs
+// anyway. The exact argv and environment are built in virtiofsd_command.h.
 #include <sys/types.h>
 
 #include <chrono>
@@ -22,7 +23,7 @@
 namespace microvm {
 
 struct VirtiofsdOptions {
-  std::string binary;       // resolved path (find_virtiofsd)
+  std::string binary;       // absolute path (find_virtiofsd); a relative one is refused
   std::string shared_dir;   // host folder, must be a directory
   std::string tag;          // only for log lines
   bool read_only = false;
@@ -42,8 +43,9 @@ std::string runtime_base_dir();
 // Start time of `pid` in clock ticks since boot, or 0 if it does not exist.
 uint64_t process_start_ticks(pid_t pid);
 
-// `explicit_path` if non-empty (must be executable), else `virtiofsd` on PATH, else
-// /usr/lib/qemu/virtiofsd (Debian's qemu-system-common), else /usr/libexec/virtiofsd.
+// `explicit_path` if non-empty (must be executable; made absolute), else `virtiofsd` in an
+// absolute PATH entry (relative ones such as "." are skipped), else /usr/lib/qemu/virtiofsd
+// (Debian's qemu-system-common), else /usr/libexec/virtiofsd.
 [[nodiscard]] Result<std::string> find_virtiofsd(const std::string& explicit_path);
 
 class VirtiofsdProcess {

@@ -183,7 +183,9 @@ TEST(LinuxNet, TapPingAndTcpBothWaysWithVhostFallback) {
 }
 
 // User-mode networking: DHCP must hand out 10.0.2.15, and a host connection to a forwarded
-// loopback port must reach a listener in the guest (and its answer come back).
+// loopback port must reach a listener in the guest (and its answer come back). A service on
+// the host's 127.0.0.1 must not be reachable through 10.0.2.2 (the default, host-loopback=off).
+// The host service's port follows as "LOOPBACK_PORT=N" in front of the script.
 constexpr const char* kSlirpGuestScript = R"SH(
 # A stateless command that dies of SIGSEGV (exit 139: the shared kernel's documented flake) is run again.
 again() { for i in 1 2 3; do "$@"; r=$?; [ $r -ne 139 ] && return $r; done; return $r; }
@@ -194,6 +196,9 @@ chmod +x /tmp/dhcp.sh
 again udhcpc -i eth0 -n -q -t 10 -T 3 -s /tmp/dhcp.sh > /tmp/dhcp.log 2>&1; echo "dhcp=$?"
 echo "addr=$(ip -4 addr show dev eth0 | grep -o 'inet [0-9.]*')"
 echo "gw_ping=$(again ping -c 1 -W 10 10.0.2.2 > /dev/null 2>&1; echo $?)"
+# Refused by slirp at once (RST or ICMP unreachable); -w and timeout bound the wait either way.
+timeout 30 nc -w 10 10.0.2.2 $LOOPBACK_PORT < /dev/null > /tmp/loop.out 2>&1; echo "loopback_rc=$?"
+echo "loopback_got=$(head -c 64 /tmp/loop.out | tr -dc 'a-z-')"
 # stdin stays open a while: busybox nc closes the connection at stdin EOF, which can race its send.
 # The listener reads the host's line before it answers and exits: a socket closed with unread
 # data resets the connection, and timing nc's stdin against the host's data was racy. The wait
@@ -220,7 +225,32 @@ TEST(LinuxNet, UserNetworkingDhcpAndHostForward) {
   std::string why = kvm_unavailable_reason();
   ASSERT_TRUE(why.empty()) << "this test needs /dev/kvm: " << why;
   TempDir dir;
-  auto initrd = make_initramfs(dir, {.script = kSlirpGuestScript});
+  // A local-only host service (think database or admin API): it must see no connection.
+  int service = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(service, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  ASSERT_EQ(listen(service, 8), 0);
+  socklen_t salen = sizeof sa;
+  getsockname(service, reinterpret_cast<sockaddr*>(&sa), &salen);
+  std::atomic<int> service_accepts{0};
+  std::thread service_thread([&] {
+    for (;;) {
+      int c = accept4(service, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) return;  // shutdown() below
+      ++service_accepts;
+      (void)!write(c, "host-secret\n", 12);
+      close(c);
+    }
+  });
+  std::string script = "LOOPBACK_PORT=" + std::to_string(ntohs(sa.sin_port)) + "\n" + kSlirpGuestScript;
+  auto initrd = make_initramfs(dir, {.script = script});
+  if (!initrd) {
+    shutdown(service, SHUT_RDWR);
+    service_thread.join();
+    close(service);
+  }
   ASSERT_TRUE(initrd) << initrd.error().what;
   uint16_t port = free_loopback_port();
   std::atomic<bool> done{false};
@@ -267,11 +297,18 @@ TEST(LinuxNet, UserNetworkingDhcpAndHostForward) {
                        opts);
   done = true;
   client.join();
+  shutdown(service, SHUT_RDWR);
+  service_thread.join();
+  close(service);
   std::lock_guard lock(reply_mutex);
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("dhcp=0"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("addr=inet 10.0.2.15"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("gw_ping=0"), std::string::npos) << r.describe();
+  EXPECT_EQ(service_accepts.load(), 0) << "the guest reached a service on the host's 127.0.0.1\n" << r.describe();
+  EXPECT_EQ(r.out.find("host-secret"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("loopback_rc="), std::string::npos) << r.describe();
+  EXPECT_EQ(r.out.find("loopback_rc=0"), std::string::npos) << "nc to 10.0.2.2 succeeded\n" << r.describe();
   EXPECT_NE(r.out.find("fwd=host-says-hi"), std::string::npos) << r.describe();
   EXPECT_NE(reply.find("guest-says-hi"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("test exit=0"), std::string::npos) << r.describe();

@@ -1,5 +1,6 @@
 #include "memory/guest_memory.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -204,6 +205,56 @@ TEST(GuestMemory, MemfdBacking) {
   uint32_t v = 0;
   ASSERT_EQ(::pread(m->fd(), &v, 4, static_cast<off_t>(kMiB + 8)), 4);
   EXPECT_EQ(v, 0xabcd1234u);
+}
+
+// What a hostile vhost-user back end holding the fd could try: another open file description
+// (as a back end that re-opens /proc/PID/fd/N gets) must be refused just the same.
+// `page`: the backing's page size (hugetlb refuses unaligned sizes with EINVAL before any seal check).
+void expect_size_sealed(int fd, uint64_t size, uint64_t page) {
+  struct stat st;
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  errno = 0;
+  EXPECT_EQ(::ftruncate(fd, 0), -1) << "a back end could shrink guest RAM";
+  EXPECT_EQ(errno, EPERM);
+  errno = 0;
+  EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(size - page)), -1);
+  EXPECT_EQ(errno, EPERM);
+  errno = 0;
+  EXPECT_EQ(::ftruncate(fd, static_cast<off_t>(size + page)), -1) << "a back end could grow guest RAM";
+  EXPECT_EQ(errno, EPERM);
+  errno = 0;
+  EXPECT_EQ(::fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE), -1) << "a back end could add seals";
+  EXPECT_EQ(errno, EPERM);
+  ASSERT_EQ(::fstat(fd, &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), size);
+}
+
+TEST(GuestMemory, MemfdSizeIsSealed) {
+  auto m = two_regions(MemoryBacking::kMemfd);
+  ASSERT_GE(m->fd(), 0);
+  EXPECT_EQ(m->seal_problem(), "");
+  int seals = ::fcntl(m->fd(), F_GET_SEALS);
+  EXPECT_EQ(seals & (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL), F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  EXPECT_EQ(seals & F_SEAL_WRITE, 0) << "guest RAM must stay writable";
+  expect_size_sealed(m->fd(), 3 * kMiB, 4096);
+  int reopened = ::open(("/proc/self/fd/" + std::to_string(m->fd())).c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(reopened, 0);
+  expect_size_sealed(reopened, 3 * kMiB, 4096);
+  ::close(reopened);
+  // RAM still works after the attempts.
+  ASSERT_TRUE(m->write_obj<uint32_t>(GuestAddress(4 * kMiB + 8), 0x5ea1ed));
+  EXPECT_EQ(*m->read_obj<uint32_t>(GuestAddress(4 * kMiB + 8)), 0x5ea1edu);
+}
+
+TEST(GuestMemory, HugetlbMemfdIsSealedWhenTheKernelCan) {
+  auto pool = read_hugepage_pool();
+  if (!pool || pool->free - std::min(pool->free, pool->reserved) < 2)
+    GTEST_SKIP() << "needs two free 2 MiB huge pages (sysctl -w vm.nr_hugepages=2)";
+  MemoryLayoutEntry e{GuestAddress(0), 4 * kMiB};
+  auto m = GuestMemory::create(std::span(&e, 1), MemoryBacking::kHugetlb);
+  ASSERT_TRUE(m) << m.error().what;
+  if (!(*m)->seal_problem().empty()) GTEST_SKIP() << (*m)->seal_problem();
+  expect_size_sealed((*m)->fd(), 4 * kMiB, 2 * kMiB);
 }
 
 TEST(GuestMemory, HugetlbSizeMustBe2MiBMultiple) {

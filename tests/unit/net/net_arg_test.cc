@@ -34,6 +34,40 @@ TEST(NetArg, Refuses) {
     EXPECT_FALSE(parse_net_arg(bad).has_value()) << bad;
 }
 
+TEST(NetArg, UserIsolationOptions) {
+  auto d = parse_net_arg("user");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_FALSE(d->host_loopback) << "the host's loopback is closed by default";
+  EXPECT_FALSE(d->restrict_to_forwards);
+  auto o = parse_net_arg("user,host-loopback=on,restrict=on");
+  ASSERT_TRUE(o.has_value()) << o.error().what;
+  EXPECT_TRUE(o->host_loopback);
+  EXPECT_TRUE(o->restrict_to_forwards);
+  auto off = parse_net_arg("user,host-loopback=off,restrict=off");
+  ASSERT_TRUE(off.has_value());
+  EXPECT_FALSE(off->host_loopback);
+  EXPECT_FALSE(off->restrict_to_forwards);
+  EXPECT_EQ(d->max_host_sockets, 256u) << "a cap on slirp's host sockets by default";
+  auto m = parse_net_arg("user,max-sockets=32");
+  ASSERT_TRUE(m.has_value()) << m.error().what;
+  EXPECT_EQ(m->max_host_sockets, 32u);
+  for (const char* bad : {"user,max-sockets=0", "user,max-sockets=x", "user,max-sockets=70000", "tap=x,max-sockets=4",
+                          "user,max-sockets="})
+    EXPECT_FALSE(parse_net_arg(bad).has_value()) << bad;
+  for (const char* bad : {"user,host-loopback=yes", "user,restrict=1", "user,host-loopback", "tap=x,restrict=on",
+                          "bridge=b,host-loopback=on"})
+    EXPECT_FALSE(parse_net_arg(bad).has_value()) << bad;
+}
+
+TEST(NetArg, HostForwardAddress) {
+  // No address: the backend binds 127.0.0.1; an explicit 0.0.0.0 asks for every address.
+  auto any = parse_hostfwd("tcp:0.0.0.0:8022-:22");
+  ASSERT_TRUE(any.has_value()) << any.error().what;
+  EXPECT_EQ(any->host_addr, "0.0.0.0");
+  for (const char* bad : {"tcp:localhost:1-:2", "tcp:1.2.3:1-:2", "tcp:::1:1-:2", "udp:1.2.3.4.5:1-:2"})
+    EXPECT_FALSE(parse_hostfwd(bad).has_value()) << bad;
+}
+
 TEST(NetArg, HostForward) {
   auto f = parse_hostfwd("tcp::8080-:80");
   ASSERT_TRUE(f.has_value());

@@ -89,6 +89,218 @@ TEST(SlirpBackend, HostForwardTurnsAConnectionIntoGuestFrames) {
   EXPECT_FALSE(second.has_value());
 }
 
+// --- What a guest can reach on the host: crafted guest frames, real host sockets. ---
+
+const uint8_t kGuestMac[6] = {0x52, 0x54, 0, 0x12, 0x34, 0x56};
+
+// Sends a guest ARP request for 10.0.2.2 so slirp learns the guest's MAC (it answers IP frames
+// only to known MACs), and drains the reply.
+void introduce_guest(SlirpBackend& b) {
+  uint8_t f[12 + 42] = {};
+  uint8_t* e = f + 12;
+  std::memset(e, 0xff, 6);
+  std::memcpy(e + 6, kGuestMac, 6);
+  e[12] = 0x08, e[13] = 0x06;
+  const uint8_t arp[] = {0, 1, 8, 0, 6, 4, 0, 1};
+  std::memcpy(e + 14, arp, sizeof arp);
+  std::memcpy(e + 22, kGuestMac, 6);
+  const uint8_t spa[] = {10, 0, 2, 15}, tpa[] = {10, 0, 2, 2};
+  std::memcpy(e + 28, spa, 4);
+  std::memcpy(e + 38, tpa, 4);
+  iovec v{f, sizeof f};
+  ASSERT_TRUE(b.send(std::span(&v, 1)).has_value());
+  ASSERT_FALSE(wait_frame(b).empty()) << "no ARP reply";
+}
+
+uint16_t checksum(const uint8_t* p, size_t n, uint32_t sum = 0) {
+  for (size_t i = 0; i + 1 < n; i += 2) sum += uint32_t(p[i]) << 8 | p[i + 1];
+  if (n & 1) sum += uint32_t(p[n - 1]) << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+// A TCP SYN from the guest (10.0.2.15:40000) to dst:port, with valid checksums.
+void send_syn(SlirpBackend& b, const uint8_t dst[4], uint16_t port, uint16_t sport = 40000) {
+  uint8_t f[12 + 14 + 20 + 20] = {};
+  uint8_t* e = f + 12;
+  const uint8_t host_mac[6] = {0x52, 0x55, 10, 0, 2, 2};
+  std::memcpy(e, host_mac, 6);
+  std::memcpy(e + 6, kGuestMac, 6);
+  e[12] = 0x08;
+  uint8_t* ip = e + 14;
+  ip[0] = 0x45;
+  ip[3] = 40;    // total length
+  ip[6] = 0x40;  // DF
+  ip[8] = 64;
+  ip[9] = 6;
+  const uint8_t src[4] = {10, 0, 2, 15};
+  std::memcpy(ip + 12, src, 4);
+  std::memcpy(ip + 16, dst, 4);
+  uint16_t c = checksum(ip, 20);
+  ip[10] = uint8_t(c >> 8), ip[11] = uint8_t(c);
+  uint8_t* tcp = ip + 20;
+  tcp[0] = uint8_t(sport >> 8), tcp[1] = uint8_t(sport);
+  tcp[2] = uint8_t(port >> 8), tcp[3] = uint8_t(port);
+  tcp[7] = 1;        // sequence number
+  tcp[12] = 5 << 4;  // data offset
+  tcp[13] = 0x02;    // SYN
+  tcp[14] = 0xff, tcp[15] = 0xff;
+  uint8_t pseudo[12] = {};
+  std::memcpy(pseudo, src, 4);
+  std::memcpy(pseudo + 4, dst, 4);
+  pseudo[9] = 6;
+  pseudo[11] = 20;
+  uint32_t sum = 0;
+  for (int i = 0; i < 12; i += 2) sum += uint32_t(pseudo[i]) << 8 | pseudo[i + 1];
+  c = checksum(tcp, 20, sum);
+  tcp[16] = uint8_t(c >> 8), tcp[17] = uint8_t(c);
+  iovec v{f, sizeof f};
+  ASSERT_TRUE(b.send(std::span(&v, 1)).has_value());
+}
+
+enum class SynOutcome { kNothing, kSynAck, kRefused };
+
+// What slirp answers the guest's SYN with: SYN-ACK once its host connect() succeeded, RST or
+// ICMP unreachable when it refused or failed.
+SynOutcome syn_outcome(SlirpBackend& b) {
+  for (int frames = 0; frames < 16; ++frames) {
+    auto f = wait_frame(b);
+    if (f.size() < 12 + 14 + 20) return SynOutcome::kNothing;
+    const std::byte* e = f.data() + 12;
+    if (be16(e + 12) != 0x0800) continue;
+    const std::byte* ip = e + 14;
+    size_t ihl = size_t(uint8_t(ip[0]) & 0xf) * 4;
+    uint8_t proto = uint8_t(ip[9]);
+    if (proto == 1 && uint8_t(ip[ihl]) == 3) return SynOutcome::kRefused;
+    if (proto == 6 && f.size() >= 12 + 14 + ihl + 14) {
+      uint8_t flags = uint8_t(ip[ihl + 13]);
+      if (flags & 0x04) return SynOutcome::kRefused;
+      if ((flags & 0x12) == 0x12) return SynOutcome::kSynAck;
+    }
+  }
+  return SynOutcome::kNothing;
+}
+
+// A listener on 127.0.0.1: a local-only host service (database, admin API).
+struct HostService {
+  int fd = -1;
+  uint16_t port = 0;
+  HostService() {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && listen(fd, 8) == 0) {
+      socklen_t len = sizeof a;
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+      port = ntohs(a.sin_port);
+    }
+  }
+  ~HostService() { close(fd); }
+  // Whether a connection arrived within `ms` (a connect() to loopback completes at once).
+  bool connected(int ms) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, ms) != 1) return false;
+    int c = accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c >= 0) close(c);
+    return c >= 0;
+  }
+};
+
+const uint8_t kVirtualHost[4] = {10, 0, 2, 2};
+
+TEST(SlirpIsolation, DefaultRefusesTheHostLoopbackBehind10_0_2_2) {
+  HostService svc;
+  ASSERT_NE(svc.port, 0);
+  auto b = SlirpBackend::create({});
+  ASSERT_TRUE(b.has_value()) << b.error().what;
+  introduce_guest(**b);
+  send_syn(**b, kVirtualHost, svc.port);
+  EXPECT_EQ(syn_outcome(**b), SynOutcome::kRefused) << "slirp should refuse the guest's SYN to 10.0.2.2";
+  EXPECT_FALSE(svc.connected(0)) << "the guest reached a service on the host's 127.0.0.1";
+}
+
+TEST(SlirpIsolation, HostLoopbackOnReachesIt) {
+  HostService svc;
+  ASSERT_NE(svc.port, 0);
+  auto b = SlirpBackend::create({.host_loopback = true});
+  ASSERT_TRUE(b.has_value()) << b.error().what;
+  introduce_guest(**b);
+  send_syn(**b, kVirtualHost, svc.port);
+  EXPECT_EQ(syn_outcome(**b), SynOutcome::kSynAck);
+  EXPECT_TRUE(svc.connected(2000)) << "host-loopback=on: slirp should have connected to 127.0.0.1";
+  EXPECT_EQ((*b)->blocked_frames(), 0u);
+}
+
+TEST(SlirpIsolation, DefaultDropsFramesToLoopbackAndLinkLocalAddresses) {
+  HostService svc;
+  ASSERT_NE(svc.port, 0);
+  auto b = SlirpBackend::create({});
+  ASSERT_TRUE(b.has_value()) << b.error().what;
+  introduce_guest(**b);
+  const uint8_t loopback[4] = {127, 0, 0, 1}, zero[4] = {0, 0, 0, 0}, metadata[4] = {169, 254, 169, 254};
+  send_syn(**b, loopback, svc.port);
+  send_syn(**b, zero, svc.port);
+  send_syn(**b, metadata, 80);
+  EXPECT_EQ((*b)->blocked_frames(), 3u);
+  // Sent synchronously: had slirp seen the frames it would have called connect() already.
+  EXPECT_FALSE(svc.connected(500)) << "the guest reached 127.0.0.1 directly";
+}
+
+TEST(SlirpIsolation, RestrictAllowsNoOutboundConnection) {
+  HostService svc;
+  ASSERT_NE(svc.port, 0);
+  // host-loopback=on so that only `restrict` stands between the guest and the service.
+  auto b = SlirpBackend::create({.host_loopback = true, .restricted = true});
+  ASSERT_TRUE(b.has_value()) << b.error().what;
+  introduce_guest(**b);
+  send_syn(**b, kVirtualHost, svc.port);
+  EXPECT_EQ(syn_outcome(**b), SynOutcome::kRefused);
+  EXPECT_FALSE(svc.connected(0));
+}
+
+TEST(SlirpSocketCap, ConnectionsBeyondTheCapAreRefusedAndCounted) {
+  HostService svc;
+  ASSERT_NE(svc.port, 0);
+  // host-loopback=on: 10.0.2.2 reaches the listener, so each admitted SYN is one host socket.
+  auto b = SlirpBackend::create({.host_loopback = true, .max_host_sockets = 3});
+  ASSERT_TRUE(b.has_value()) << b.error().what;
+  introduce_guest(**b);
+  for (uint16_t i = 0; i < 3; ++i) {
+    send_syn(**b, kVirtualHost, svc.port, static_cast<uint16_t>(41000 + i));
+    EXPECT_EQ(syn_outcome(**b), SynOutcome::kSynAck) << "connection " << i;
+    EXPECT_TRUE(svc.connected(2000)) << "connection " << i;
+  }
+  EXPECT_EQ((*b)->host_sockets(), 3u);
+  EXPECT_EQ((*b)->refused_sockets(), 0u);
+  send_syn(**b, kVirtualHost, svc.port, 41003);
+  EXPECT_EQ((*b)->refused_sockets(), 1u);
+  EXPECT_EQ((*b)->host_sockets(), 3u);
+  EXPECT_FALSE(svc.connected(500)) << "a fourth host socket was opened past the cap";
+  EXPECT_EQ((*b)->blocked_frames(), 0u) << "only the cap refused; the loopback guard was off";
+}
+
+TEST(SlirpIsolation, HostForwardWithoutAddressBindsLoopbackOnly) {
+  HostService probe;  // a free port: taken back below
+  uint16_t port = probe.port;
+  ASSERT_NE(port, 0);
+  close(probe.fd);
+  probe.fd = -1;
+  SlirpOptions o;
+  o.forwards.push_back({.udp = false, .host_addr = "", .host_port = port, .guest_port = 22});
+  auto b = SlirpBackend::create(o);
+  ASSERT_TRUE(b.has_value()) << b.error().what;
+  // Another loopback address on the same port is free only if slirp did not bind 0.0.0.0.
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, "127.0.0.2", &a.sin_addr);
+  EXPECT_EQ(bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0)
+      << "hostfwd bound every address: " << strerror(errno);
+  close(s);
+}
+
 }  // namespace
 }  // namespace microvm
 #endif

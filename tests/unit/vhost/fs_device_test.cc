@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <mutex>
@@ -188,6 +189,10 @@ TEST(FsDevice, ActivationHandsTheBackendMemoryRingsKickAndCallAndForwardsInterru
     EXPECT_EQ(wire.regions[i].userspace_addr, reinterpret_cast<uint64_t>(regions[i].host));
     EXPECT_EQ(wire.regions[i].mmap_offset, regions[i].fd_offset);
     EXPECT_EQ(wire.regions[i].memory_size, regions[i].size);
+    // A hostile back end cannot shrink guest RAM under the VMM (SIGBUS on our next access).
+    errno = 0;
+    EXPECT_EQ(::ftruncate(table->fds[i].get(), 0), -1) << "the memfd a back end receives must be sealed";
+    EXPECT_EQ(errno, EPERM);
   }
 
   const VhostMsg* addr = rig.backend.find(Request::kSetVringAddr, 1);
