@@ -227,6 +227,7 @@ Result<void> Machine::setup_vcpus() {
         first_run_us_.compare_exchange_strong(expected, std::max<uint64_t>(now_us(), 1));
       };
     }
+    hooks.pause_point = [this] { return vcpu_pause_point(); };
     if (config_.sandbox) {
       hooks.enter_sandbox = [this] { return vcpu_filter_->install(ThreadRole::kVcpu); };
       hooks.on_failure = [this](const Error& e) { fail_run(e.context("sandbox")); };
@@ -244,12 +245,14 @@ void Machine::request_exit(VmExitReason reason, const std::string& detail) {
     exit_.detail = detail;
     exit_requested_.store(true);
   }
+  mark_exiting();
   loop_->stop();
   for (auto& v : vcpus_) v->kick();
 }
 
 void Machine::stop() {
   // Signal-safe path: no lock, no allocation. run() reports kStopped when no exit was requested.
+  mark_exiting();
   loop_->stop();
   for (auto& v : vcpus_) v->kick();
 }
@@ -282,11 +285,13 @@ Result<VmExit> Machine::run() {
   // machine down: stopping virtiofsd, unlinking its runtime directory). It waits here while
   // the event loop and the vCPUs run on threads that enter their sandboxes first.
   Result<void> loop_result;
+  note_run_started();
   std::thread loop_thread([this, &loop_result] { loop_result = loop_thread_main(); });
   for (auto& v : vcpus_) v->start();
   loop_thread.join();
   for (auto& v : vcpus_) v->kick();
   for (auto& v : vcpus_) v->join();
+  note_run_ended();
   {
     std::lock_guard lock(exit_mutex_);
     if (run_error_) return std::unexpected(*run_error_);

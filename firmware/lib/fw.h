@@ -48,6 +48,14 @@ static inline u64 rdmsr(u32 msr) {
   __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
   return ((u64)hi << 32) | lo;
 }
+static inline void wrmsr(u32 msr, u64 v) {
+  __asm__ volatile("wrmsr" : : "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)) : "memory");
+}
+static inline u64 rdtsc(void) {
+  u32 lo, hi;
+  __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+  return ((u64)hi << 32) | lo;
+}
 
 /* Unaligned little-endian loads from guest-physical (identity-mapped) memory. */
 static inline u8 ld8(u64 addr) { return *(volatile const u8*)(usize)addr; }

@@ -99,6 +99,27 @@ struct VmExit {
   std::string detail;  // for kCrash: what happened and a register dump
 };
 
+// Where a Vm is in its life. kStopped is final: run() has returned (or is returning).
+enum class VmState { kCreated, kRunning, kPaused, kStopped };
+
+inline const char* to_string(VmState s) {
+  switch (s) {
+    case VmState::kCreated: return "created";
+    case VmState::kRunning: return "running";
+    case VmState::kPaused: return "paused";
+    case VmState::kStopped: return "stopped";
+  }
+  return "unknown";
+}
+
+struct VmInfo {
+  VmState state = VmState::kCreated;
+  unsigned vcpus = 0;
+  uint64_t memory_bytes = 0;
+  // Host time since run() started (paused time included); zero before run().
+  std::chrono::microseconds uptime{0};
+};
+
 // Microseconds since the Vm was created (or since `process_start` when given).
 struct BootTimes {
   std::optional<uint64_t> first_kvm_run_us;
@@ -117,6 +138,20 @@ class Vm {
   [[nodiscard]] virtual Result<VmExit> run() = 0;
   // Asks run() to return kStopped. Safe from any thread and from a signal handler.
   virtual void stop() = 0;
+
+  // Stops every vCPU outside KVM_RUN and holds the device event loop, so neither the guest
+  // nor an emulated device touches guest RAM until resume(); returns once that is so. The
+  // guest's kvmclock is frozen (saved now, restored by resume()), so guest time does not
+  // jump by the paused interval. Interrupts raised meanwhile stay pending and are delivered
+  // after resume(). Kernel vhost-net and vhost-user back ends (virtiofsd) are separate
+  // threads/processes and are not paused. Errors: not running (before run(), after the VM
+  // stopped) or already paused. Thread-safe; not for signal handlers.
+  [[nodiscard]] virtual Result<void> pause() = 0;
+  // Undoes pause(): restores kvmclock, lets the loop serve pending device work, restarts
+  // the vCPUs. Error when not paused.
+  [[nodiscard]] virtual Result<void> resume() = 0;
+  // A snapshot of state, vCPU count, memory size and uptime. Thread-safe.
+  virtual VmInfo info() const = 0;
 
   virtual BootTimes boot_times() const = 0;
   // The timeline's origin; defaults to create() time.
