@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "cli/graceful_shutdown.h"
 #include "cli/size_arg.h"
 #include "devices/block/disk_spec.h"
 #include "devices/vhost/share_spec.h"
@@ -20,7 +21,8 @@ namespace {
 
 std::atomic<Vm*> g_running_vm{nullptr};  // for the CLI's signal handlers only
 
-void on_termination_signal(int) {
+void on_termination_signal(int sig) {
+  if (sig == SIGTERM && GracefulShutdown::notify_from_signal()) return;
   RawTerminal::restore_saved();
   if (Vm* vm = g_running_vm.load()) vm->stop();
 }
@@ -87,6 +89,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "on: every VMM thread but the setup thread runs under a default-deny seccomp filter for "
                  "its role (SECURITY.md); off: no filters (prints a warning)")
       ->check(CLI::IsMember({"on", "off"}))->default_str("on");
+  app.add_option("--shutdown-timeout", opts.shutdown_timeout_s,
+                 "On SIGTERM press the guest's ACPI power button and stop it only if it has not powered "
+                 "off after N seconds (a second SIGTERM stops at once); 0: stop at once")
+      ->default_val(0)->check(CLI::Range(0, 86400));
   app.add_option("--log-level", log_level, "error, warn, info or debug")
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}))->default_str("warn");
 
@@ -143,11 +149,21 @@ int run_command(int argc, char** argv) {
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaction(sig, &sa, nullptr);
 
+  std::unique_ptr<GracefulShutdown> graceful;
+  if (opts->shutdown_timeout_s > 0) {
+    auto g = GracefulShutdown::start(**vm, std::chrono::seconds(opts->shutdown_timeout_s));
+    if (!g) {
+      std::fprintf(stderr, "microvm: %s\n", g.error().what.c_str());
+      return kExitError;
+    }
+    graceful = std::move(*g);
+  }
   Result<VmExit> exit;
   {
     RawTerminal raw(opts->vm.console_in);
     exit = (*vm)->run();
   }
+  graceful.reset();
   g_running_vm.store(nullptr);
 
   if (opts->boot_timer) {

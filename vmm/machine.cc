@@ -132,7 +132,8 @@ Result<void> Machine::setup_platform_devices() {
   TRY(pio_.add(MICROVM_PORT_COM1, 8, serial_.get()));
 
   power_ = std::make_unique<PowerController>([this] { request_exit(VmExitReason::kPowerOff, "guest powered off"); },
-                                             [this] { request_exit(VmExitReason::kReboot, "guest rebooted"); });
+                                             [this] { request_exit(VmExitReason::kReboot, "guest rebooted"); },
+                                             [this](bool level) { set_sci(level); });
   TRY(pio_.add(MICROVM_PORT_ACPI_SLEEP_CONTROL, 3, &power_->acpi_registers()));
   TRY(pio_.add(MICROVM_PORT_ACPI_PM1A_EVT, 6, &power_->pm1_registers()));
   TRY(pio_.add(MICROVM_PORT_I8042_CMD, 1, &power_->i8042()));

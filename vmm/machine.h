@@ -35,6 +35,7 @@ class Machine final : public Vm {
   void stop() override;
   Result<void> pause() override;
   Result<void> resume() override;
+  Result<void> request_shutdown() override;
   VmInfo info() const override;
   BootTimes boot_times() const override;
   void set_time_origin(std::chrono::steady_clock::time_point origin) override { origin_ = origin; }
@@ -74,6 +75,7 @@ class Machine final : public Vm {
   bool wait_for_control(Done done);
   void mark_exiting();  // async-signal-safe
   void note_run_started();
+  void set_sci(bool level);  // the ACPI SCI line (IOAPIC pin MICROVM_ACPI_SCI_IRQ)
   void note_run_ended();
 
   FutexWord control_{kControlRun};

@@ -15,6 +15,7 @@
 // not adjusted: it keeps counting while paused.
 #include <time.h>
 
+#include "microvm/guest_abi.h"
 #include "vmm/machine.h"
 
 namespace microvm {
@@ -110,6 +111,24 @@ Result<void> Machine::resume() {
   if (!wait_for_control([&] { return vcpus_parked_.load() == 0; })) return fail("resume: the VM stopped");
   state_.store(VmState::kRunning);
   log_.log(LogLevel::kInfo, "resumed");
+  return {};
+}
+
+void Machine::set_sci(bool level) {
+  if (auto r = vm_->irq_line(MICROVM_ACPI_SCI_IRQ, level); !r)
+    log_.log(LogLevel::kWarn, "ACPI SCI: %s", r.error().what.c_str());
+}
+
+Result<void> Machine::request_shutdown() {
+  VmState s = state_.load();
+  if (s == VmState::kCreated) return fail("shutdown: the VM is not running");
+  if (s == VmState::kStopped || control_.load() == kControlExit) return fail("shutdown: the VM has stopped");
+  // Pressed on the loop thread, whose sandbox allows KVM_IRQ_LINE, so the caller's thread
+  // needs no KVM access. While paused the press waits in the loop's queue until resume().
+  loop_->post([this] {
+    log_.log(LogLevel::kInfo, "ACPI power button pressed");
+    power_->press_power_button();
+  });
   return {};
 }
 

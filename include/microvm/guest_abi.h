@@ -18,6 +18,11 @@
 #define MICROVM_PORT_ACPI_RESET 0x602         /* write MICROVM_ACPI_RESET_VALUE: reboot */
 #define MICROVM_ACPI_RESET_VALUE 0x01
 #define MICROVM_ACPI_S5_SLP_TYP 5             /* the _S5 package value: power off */
+/* Fixed-feature power button (FADT PWR_BUTTON clear): PM1 status/enable bit 8. Pressing it
+ * (Vm::request_shutdown) sets PWRBTN_STS (write 1 to clear); while PWRBTN_EN is set too the
+ * SCI (IOAPIC pin MICROVM_ACPI_SCI_IRQ, level-triggered) is asserted. */
+#define MICROVM_ACPI_PM1_PWRBTN (1u << 8)
+#define MICROVM_ACPI_SCI_IRQ 9
 /* Boot-progress marker: a 1-byte write records "marker N reached" with a timestamp
  * (microvm --boot-timer). Guest user space may use it after ioperm(). */
 #define MICROVM_PORT_BOOT_MARKER 0x402

@@ -150,6 +150,12 @@ class Vm {
   // Undoes pause(): restores kvmclock, lets the loop serve pending device work, restarts
   // the vCPUs. Error when not paused.
   [[nodiscard]] virtual Result<void> resume() = 0;
+  // Presses the ACPI power button (fixed-feature, PM1 PWRBTN_STS; raises the SCI when the
+  // guest enabled it): a guest with an ACPI button driver (Linux + acpid or systemd-logind)
+  // shuts down cleanly and run() returns kPowerOff. The guest may ignore it; stop() is the
+  // hard way. Returns once the press is queued (on a paused VM it happens at resume()).
+  // Error before run() or after the VM stopped. Thread-safe.
+  [[nodiscard]] virtual Result<void> request_shutdown() = 0;
   // A snapshot of state, vCPU count, memory size and uptime. Thread-safe.
   virtual VmInfo info() const = 0;
 

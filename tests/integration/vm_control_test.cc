@@ -165,5 +165,66 @@ TEST_F(VmControlTest, ConcurrentPauseResumeFromManyThreads) {
   EXPECT_TRUE(e->wait_for([&](const auto& l) { return count_ticks(l) > now; }, 60s)) << "guest stuck after the storm";
 }
 
+bool has_line(const std::vector<std::string>& lines, const std::string& want) {
+  for (const auto& l : lines)
+    if (l == want) return true;
+  return false;
+}
+
+// The guest enables PWRBTN_EN, waits for the SCI, checks and clears PWRBTN_STS, then
+// powers off through PM1a_CNT: the graceful-shutdown path an OS takes.
+TEST_F(VmControlTest, RequestShutdownPressesPowerButton) {
+  auto c = firmware_config("pwrbtn_check");
+  {
+    auto vm = Vm::create(c);
+    ASSERT_TRUE(vm) << vm.error().what;
+    EXPECT_FALSE((*vm)->request_shutdown()) << "refused before run()";
+  }
+  std::string error;
+  auto e = EmbeddedVm::start(c, &error);
+  ASSERT_TRUE(e) << error;
+  ASSERT_TRUE(e->wait_for([](const auto& l) { return has_line(l, "PWRBTN ready"); }, 60s))
+      << ::testing::PrintToString(e->lines());
+  ASSERT_TRUE(e->vm().request_shutdown());
+  auto exit = e->wait_exit(60s);
+  ASSERT_TRUE(exit.has_value()) << "the guest did not power off; console:\n" << ::testing::PrintToString(e->lines());
+  ASSERT_TRUE(*exit) << (*exit).error().what;
+  EXPECT_EQ((*exit)->reason, VmExitReason::kPowerOff);
+  auto lines = e->lines();
+  EXPECT_TRUE(has_line(lines, "PWRBTN done failures=0")) << ::testing::PrintToString(lines);
+  for (const auto& l : lines) EXPECT_EQ(l.find("FAIL"), std::string::npos) << l;
+  EXPECT_FALSE(e->vm().request_shutdown()) << "refused after the VM stopped";
+}
+
+// A press while paused is queued: nothing happens until resume(), then the guest shuts down.
+TEST_F(VmControlTest, RequestShutdownWhilePausedTakesEffectAtResume) {
+  std::string error;
+  auto e = EmbeddedVm::start(firmware_config("pwrbtn_check"), &error);
+  ASSERT_TRUE(e) << error;
+  ASSERT_TRUE(e->wait_for([](const auto& l) { return has_line(l, "PWRBTN ready"); }, 60s));
+  ASSERT_TRUE(e->vm().pause());
+  ASSERT_TRUE(e->vm().request_shutdown());
+  EXPECT_FALSE(e->wait_exit(1s).has_value()) << "the paused guest acted on the button";
+  EXPECT_EQ(e->vm().info().state, VmState::kPaused);
+  ASSERT_TRUE(e->vm().resume());
+  auto exit = e->wait_exit(60s);
+  ASSERT_TRUE(exit.has_value());
+  ASSERT_TRUE(*exit);
+  EXPECT_EQ((*exit)->reason, VmExitReason::kPowerOff);
+  EXPECT_TRUE(has_line(e->lines(), "PWRBTN done failures=0")) << ::testing::PrintToString(e->lines());
+}
+
+// A guest that never enabled PWRBTN_EN gets no SCI and keeps running.
+TEST_F(VmControlTest, PowerButtonIgnoredByGuestWithoutEnable) {
+  std::string error;
+  auto e = EmbeddedVm::start(firmware_config("pause_clock"), &error);
+  ASSERT_TRUE(e) << error;
+  ASSERT_TRUE(e->wait_for([](const auto& l) { return count_ticks(l) >= 1; }, 60s));
+  ASSERT_TRUE(e->vm().request_shutdown());
+  size_t now = count_ticks(e->lines());
+  EXPECT_TRUE(e->wait_for([&](const auto& l) { return count_ticks(l) >= now + 3; }, 60s));
+  EXPECT_FALSE(e->wait_exit(0ms).has_value());
+}
+
 }  // namespace
 }  // namespace microvm::testing

@@ -176,6 +176,9 @@ TEST_F(AcpiTest, FadtFields) {
   // Not hardware-reduced (flag bit 20), reset register supported (bit 10).
   EXPECT_EQ(f.u(112, 4) & (1u << 20), 0u);
   EXPECT_NE(f.u(112, 4) & (1u << 10), 0u);
+  // PWR_BUTTON (bit 4) clear: the power button is the fixed-feature one in PM1; SCI on IRQ 9.
+  EXPECT_EQ(f.u(112, 4) & (1u << 4), 0u);
+  EXPECT_EQ(f.u(46, 2), uint64_t{MICROVM_ACPI_SCI_IRQ});
   // RESET_REG: system I/O, 8 bits, at the reset port; RESET_VALUE.
   EXPECT_EQ(f.bytes[116], 1);
   EXPECT_EQ(f.bytes[117], 8);
