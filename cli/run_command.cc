@@ -51,7 +51,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   CLI::App app("Boot a Linux guest with its serial console on this terminal.\n"
                "Exit codes: 0 guest powered off, 1 error, 2 bad arguments, 3 guest rebooted,\n"
                "4 guest crashed, 5 stopped (C-a x or a signal), 6 a sandboxed thread made a forbidden\n"
-               "system call (a microvm bug or compromise; the call is named on stderr).",
+               "system call (a microvm bug or compromise; the call is named on stderr), 7 the guest\n"
+               "kernel panicked (reported through --pvpanic).",
                "microvm run");
   app.set_help_flag("-h,--help", "Show this help");
   std::string memory = "512M";
@@ -89,6 +90,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "on: every VMM thread but the setup thread runs under a default-deny seccomp filter for "
                  "its role (SECURITY.md); off: no filters (prints a warning)")
       ->check(CLI::IsMember({"on", "off"}))->default_str("on");
+  app.add_flag("--pvpanic", opts.vm.pvpanic,
+               "Add QEMU's pvpanic device (port 0x505): a guest kernel panic ends microvm with exit code 7");
   app.add_option("--shutdown-timeout", opts.shutdown_timeout_s,
                  "On SIGTERM press the guest's ACPI power button and stop it only if it has not powered "
                  "off after N seconds (a second SIGTERM stops at once); 0: stop at once")
@@ -178,6 +181,7 @@ int run_command(int argc, char** argv) {
   }
   switch (exit->reason) {
     case VmExitReason::kCrash: std::fprintf(stderr, "microvm: guest crashed: %s\n", exit->detail.c_str()); break;
+    case VmExitReason::kPanicked: std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str()); break;
     case VmExitReason::kStopped: std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str()); break;
     default: break;
   }

@@ -137,6 +137,10 @@ Result<void> Machine::setup_platform_devices() {
   TRY(pio_.add(MICROVM_PORT_ACPI_SLEEP_CONTROL, 3, &power_->acpi_registers()));
   TRY(pio_.add(MICROVM_PORT_ACPI_PM1A_EVT, 6, &power_->pm1_registers()));
   TRY(pio_.add(MICROVM_PORT_I8042_CMD, 1, &power_->i8042()));
+  if (config_.pvpanic) {
+    pvpanic_ = std::make_unique<PvPanic>([this](uint8_t events) { on_pvpanic(events); });
+    TRY(pio_.add(MICROVM_PORT_PVPANIC, 1, pvpanic_.get()));
+  }
 
   auto record_marker = [this] {
     uint64_t expected = 0;
@@ -184,6 +188,7 @@ Result<void> Machine::load_guest(const std::string& cmdline_extra) {
   AcpiSpec acpi;
   acpi.num_cpus = config_.cpus;
   acpi.pci = virtio_->pci_window();
+  acpi.pvpanic = config_.pvpanic;
   spec.acpi_rsdp = TRY(write_acpi_tables(*memory_, acpi));
   TRY(write_mp_table(*memory_, config_.cpus, static_cast<uint8_t>(config_.cpus)));
 

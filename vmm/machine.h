@@ -13,6 +13,7 @@
 #include "boot/page_tables.h"
 #include "devices/platform/boot_marker.h"
 #include "devices/platform/power_controller.h"
+#include "devices/platform/pvpanic.h"
 #include "devices/platform/serial_16550.h"
 #include "memory/guest_memory.h"
 #include "microvm/vm.h"
@@ -75,7 +76,8 @@ class Machine final : public Vm {
   bool wait_for_control(Done done);
   void mark_exiting();  // async-signal-safe
   void note_run_started();
-  void set_sci(bool level);  // the ACPI SCI line (IOAPIC pin MICROVM_ACPI_SCI_IRQ)
+  void set_sci(bool level);
+  void on_pvpanic(uint8_t events);  // a guest write to the pvpanic port (vCPU thread)  // the ACPI SCI line (IOAPIC pin MICROVM_ACPI_SCI_IRQ)
   void note_run_ended();
 
   FutexWord control_{kControlRun};
@@ -101,6 +103,7 @@ class Machine final : public Vm {
   std::unique_ptr<Serial16550> serial_;
   std::unique_ptr<PowerController> power_;
   std::unique_ptr<BootMarker> boot_marker_;
+  std::unique_ptr<PvPanic> pvpanic_;
   std::unique_ptr<ConsoleInput> console_;
   std::unique_ptr<VirtioWiring> virtio_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;

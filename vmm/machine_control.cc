@@ -108,7 +108,10 @@ Result<void> Machine::resume() {
   if (!wait_for_control([&] { return !loop_held_.load(); })) return fail("resume: the VM stopped");
   if (!control_.compare_exchange(kControlResumeLoop, kControlRun)) return fail("resume: the VM stopped");
   // Wait until every vCPU has left its park, so a pause() right after this one starts clean.
-  if (!wait_for_control([&] { return vcpus_parked_.load() == 0; })) return fail("resume: the VM stopped");
+  // The guest may already have powered off by then (a power-button press queued while
+  // paused): the resume itself happened, so that is success; run() records the stop after
+  // this (it takes control_mu_).
+  wait_for_control([&] { return vcpus_parked_.load() == 0; });
   state_.store(VmState::kRunning);
   log_.log(LogLevel::kInfo, "resumed");
   return {};
@@ -117,6 +120,14 @@ Result<void> Machine::resume() {
 void Machine::set_sci(bool level) {
   if (auto r = vm_->irq_line(MICROVM_ACPI_SCI_IRQ, level); !r)
     log_.log(LogLevel::kWarn, "ACPI SCI: %s", r.error().what.c_str());
+}
+
+void Machine::on_pvpanic(uint8_t events) {
+  if (events & MICROVM_PVPANIC_CRASH_LOADED) log_.log(LogLevel::kWarn, "guest panicked; its crash kernel is taking over (pvpanic)");
+  if (events & MICROVM_PVPANIC_PANICKED) {
+    log_.log(LogLevel::kError, "guest kernel panicked (pvpanic)");
+    request_exit(VmExitReason::kPanicked, "guest kernel panicked (pvpanic)");
+  }
 }
 
 Result<void> Machine::request_shutdown() {

@@ -66,6 +66,12 @@ Bytes make_dsdt(const AcpiSpec& spec) {
                                      aml::name("_CRS", aml::buffer(crs))});
     body = aml::concat({body, aml::scope("\\_SB_", {pci})});
   }
+  if (spec.pvpanic) {
+    // As QEMU describes it, so Linux's pvpanic driver binds by _HID and finds the port in _CRS.
+    Bytes crs = aml::concat({aml::res::io_port(MICROVM_PORT_PVPANIC, 1), aml::res::end_tag()});
+    Bytes dev = aml::device("PEVT", {aml::name("_HID", aml::string("QEMU0001")), aml::name("_CRS", aml::buffer(crs))});
+    body = aml::concat({body, aml::scope("\\_SB_", {dev})});
+  }
   Bytes t = table("DSDT", 2, 36 + body.size());
   std::memcpy(&t[36], body.data(), body.size());
   finish(t);

@@ -76,6 +76,11 @@ struct VmConfig {
   // Ctrl-A x stops the VM, Ctrl-A a sends a literal Ctrl-A (QEMU's escapes), when reading a terminal.
   bool console_escapes = true;
 
+  // QEMU's pvpanic device (port 0x505, DSDT "QEMU0001"): a guest kernel panic ends run()
+  // with kPanicked instead of whatever the guest does next (panic=-1 reboots). Off by
+  // default: it changes what a panicking guest's exit looks like.
+  bool pvpanic = false;
+
   LogSink log_sink;                        // empty: stderr
   LogLevel log_level = LogLevel::kWarn;
 
@@ -92,6 +97,7 @@ enum class VmExitReason {
   kReboot,    // the guest asked for a reset
   kCrash,     // triple fault, KVM internal error or an exit we cannot handle
   kStopped,   // Vm::stop() or the console escape
+  kPanicked,  // the guest reported a kernel panic through pvpanic (VmConfig::pvpanic)
 };
 
 struct VmExit {
@@ -174,6 +180,7 @@ inline constexpr int kExitStopped = 5;
 // A sandboxed VMM thread made a system call its role forbids (the process ends at once,
 // from any thread, also when embedded; see VmConfig::sandbox).
 inline constexpr int kExitSandbox = 6;
+inline constexpr int kExitPanicked = 7;
 
 inline int exit_code_for(VmExitReason r) {
   switch (r) {
@@ -181,6 +188,7 @@ inline int exit_code_for(VmExitReason r) {
     case VmExitReason::kReboot: return kExitReboot;
     case VmExitReason::kCrash: return kExitCrash;
     case VmExitReason::kStopped: return kExitStopped;
+    case VmExitReason::kPanicked: return kExitPanicked;
   }
   return kExitError;
 }

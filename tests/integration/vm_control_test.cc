@@ -226,5 +226,19 @@ TEST_F(VmControlTest, PowerButtonIgnoredByGuestWithoutEnable) {
   EXPECT_FALSE(e->wait_exit(0ms).has_value());
 }
 
+TEST_F(VmControlTest, PvpanicEndsRunWithPanicked) {
+  auto c = firmware_config("pvpanic_check");
+  c.pvpanic = true;
+  std::string error;
+  auto e = EmbeddedVm::start(c, &error);
+  ASSERT_TRUE(e) << error;
+  auto exit = e->wait_exit(60s);
+  ASSERT_TRUE(exit.has_value());
+  ASSERT_TRUE(*exit) << (*exit).error().what;
+  EXPECT_EQ((*exit)->reason, VmExitReason::kPanicked);
+  EXPECT_EQ(exit_code_for((*exit)->reason), kExitPanicked);
+  EXPECT_NE(e->log().find("guest kernel panicked (pvpanic)"), std::string::npos) << e->log();
+}
+
 }  // namespace
 }  // namespace microvm::testing

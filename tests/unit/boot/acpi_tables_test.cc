@@ -208,6 +208,18 @@ TEST_F(AcpiTest, DsdtHasS5Package) {
   EXPECT_FALSE(contains(t.dsdt.bytes, {'P', 'C', 'I', '0'}));  // no PCI window, no host bridge
 }
 
+TEST_F(AcpiTest, DsdtDescribesPvpanicOnlyWhenAsked) {
+  auto without = build({.num_cpus = 1});
+  EXPECT_FALSE(contains(without.dsdt.bytes, {'Q', 'E', 'M', 'U', '0', '0', '0', '1'}));
+  auto t = build({.num_cpus = 1, .pvpanic = true});
+  const auto& d = t.dsdt.bytes;
+  EXPECT_TRUE(contains(d, {'P', 'E', 'V', 'T'}));
+  // Name(_HID, "QEMU0001"): NameOp, "_HID", StringPrefix, the string, NUL.
+  EXPECT_TRUE(contains(d, {0x08, '_', 'H', 'I', 'D', 0x0d, 'Q', 'E', 'M', 'U', '0', '0', '0', '1', 0}));
+  // IO(Decode16, 0x505, 0x505, 1, 1).
+  EXPECT_TRUE(contains(d, {0x47, 0x01, 0x05, 0x05, 0x05, 0x05, 0x01, 0x01}));
+}
+
 TEST_F(AcpiTest, DsdtDescribesPciHostBridge) {
   auto t = build({.num_cpus = 1, .pci = PciHostWindow{MICROVM_PCI_MMIO_BASE, MICROVM_PCI_MMIO_SIZE}});
   const auto& d = t.dsdt.bytes;
