@@ -11,7 +11,9 @@ namespace {
 
 // The futex syscall takes the word's address; a lock-free std::atomic<uint32_t> has the
 // layout of a plain uint32_t (asserted in the header).
-uint32_t* raw(const std::atomic<uint32_t>& w) { return reinterpret_cast<uint32_t*>(const_cast<std::atomic<uint32_t>*>(&w)); }
+uint32_t* raw(const std::atomic<uint32_t>& w) {
+  return reinterpret_cast<uint32_t*>(const_cast<std::atomic<uint32_t>*>(&w));
+}
 
 }  // namespace
 

@@ -67,16 +67,14 @@ void GracefulShutdown::watch() {
   }
   std::fprintf(stderr, "\r\nmicrovm: pressed the guest's power button; stopping in %lld s unless it powers off\n",
                static_cast<long long>(timeout_.count()));
-  auto deadline = std::chrono::steady_clock::now() + timeout_;
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    char c = left.count() > 0 ? wait_byte(read_.get(), static_cast<int>(left.count())) : 0;
-    if (c == kDone) return;
-    if (c == 0) std::fprintf(stderr, "\r\nmicrovm: the guest did not power off within %lld s; stopping\n",
-                             static_cast<long long>(timeout_.count()));
-    vm_.stop();  // timeout or a second signal
-    return;
-  }
+  // Wait for run() to end (kDone), a second signal, or the timeout.
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout_).count();
+  char c = wait_byte(read_.get(), static_cast<int>(ms));
+  if (c == kDone) return;
+  if (c == 0)
+    std::fprintf(stderr, "\r\nmicrovm: the guest did not power off within %lld s; stopping\n",
+                 static_cast<long long>(timeout_.count()));
+  vm_.stop();
 }
 
 }  // namespace microvm

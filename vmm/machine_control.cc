@@ -123,7 +123,8 @@ void Machine::set_sci(bool level) {
 }
 
 void Machine::on_pvpanic(uint8_t events) {
-  if (events & MICROVM_PVPANIC_CRASH_LOADED) log_.log(LogLevel::kWarn, "guest panicked; its crash kernel is taking over (pvpanic)");
+  if (events & MICROVM_PVPANIC_CRASH_LOADED)
+    log_.log(LogLevel::kWarn, "guest panicked; its crash kernel is taking over (pvpanic)");
   if (events & MICROVM_PVPANIC_PANICKED) {
     log_.log(LogLevel::kError, "guest kernel panicked (pvpanic)");
     request_exit(VmExitReason::kPanicked, "guest kernel panicked (pvpanic)");

@@ -12,8 +12,8 @@ class CliPvpanicTest : public ::testing::Test {
  protected:
   void SetUp() override { REQUIRE_KVM(); }
   static VmRunResult boot(std::vector<std::string> extra, const std::string& cmdline = "") {
-    std::vector<std::string> args = {"run", "--kernel", firmware_path("pvpanic_check"), "--memory", "64M", "--no-rng",
-                                     "--cmdline", cmdline};
+    std::vector<std::string> args = {
+        "run", "--kernel", firmware_path("pvpanic_check"), "--memory", "64M", "--no-rng", "--cmdline", cmdline};
     args.insert(args.end(), extra.begin(), extra.end());
     return run_microvm(args, {.timeout = std::chrono::seconds(60)});
   }

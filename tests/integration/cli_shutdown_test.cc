@@ -16,9 +16,12 @@ class CliShutdownTest : public ::testing::Test {
   // sends SIGTERM (twice when `twice`), and prints the console and "status=<exit code>".
   VmRunResult term_after(const std::string& firmware, const std::string& ready, const std::string& extra,
                          bool twice = false) {
-    std::string script = "\"$0\" run --kernel \"$1\" --memory 64M --no-rng " + extra + " > \"$2\" 2>&1 &\n"
+    std::string script = "\"$0\" run --kernel \"$1\" --memory 64M --no-rng " + extra +
+                         " > \"$2\" 2>&1 &\n"
                          "pid=$!\n"
-                         "for i in $(seq 1 600); do grep -q '" + ready + "' \"$2\" && break; sleep 0.05; done\n"
+                         "for i in $(seq 1 600); do grep -q '" +
+                         ready +
+                         "' \"$2\" && break; sleep 0.05; done\n"
                          "kill -TERM $pid\n" +
                          std::string(twice ? "sleep 0.5; kill -TERM $pid\n" : "") +
                          "wait $pid\n"

@@ -3,9 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <cstdio>
-
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -73,7 +72,8 @@ TEST_F(VmControlTest, PauseStopsGuestAndResumeKeepsKvmclockContinuous) {
   auto e = EmbeddedVm::start(firmware_config("pause_clock"), &error);
   ASSERT_TRUE(e) << error;
   ASSERT_TRUE(e->wait_for([](const auto& l) { return count_ticks(l) >= 5; }, 60s))
-      << "no progress from the guest; console so far:\n" << ::testing::PrintToString(e->lines()) << e->log();
+      << "no progress from the guest; console so far:\n"
+      << ::testing::PrintToString(e->lines()) << e->log();
   EXPECT_EQ(e->vm().info().state, VmState::kRunning);
 
   ASSERT_TRUE(e->vm().pause());
@@ -118,8 +118,8 @@ TEST_F(VmControlTest, PauseStopsGuestAndResumeKeepsKvmclockContinuous) {
   }
   uint64_t step = t[at_pause].ns - t[at_pause - 1].ns;
   uint64_t paused_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(paused_for).count();
-  EXPECT_LT(step, paused_ns) << "the guest saw the paused time: step " << step << " ns across a pause of "
-                             << paused_ns << " ns";
+  EXPECT_LT(step, paused_ns) << "the guest saw the paused time: step " << step << " ns across a pause of " << paused_ns
+                             << " ns";
 }
 
 TEST_F(VmControlTest, StopWhilePausedEndsRun) {

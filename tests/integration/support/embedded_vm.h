@@ -43,10 +43,10 @@ class EmbeddedVm {
   std::thread run_thread_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<std::string> lines_;       // guarded by mu_
-  std::string partial_;                  // console reader only
-  std::string log_;                      // guarded by mu_
-  std::optional<Result<VmExit>> exit_;   // guarded by mu_
+  std::vector<std::string> lines_;      // guarded by mu_
+  std::string partial_;                 // console reader only
+  std::string log_;                     // guarded by mu_
+  std::optional<Result<VmExit>> exit_;  // guarded by mu_
 };
 
 }  // namespace microvm::testing

@@ -47,7 +47,8 @@ void store_from_handler(int) { g_word->store(5); }
 TEST(FutexWord, SignalHandlerCanWakeAWaiter) {
   FutexWord w(0);
   g_word = &w;
-  struct sigaction sa {}, old {};
+  struct sigaction sa {
+  }, old{};
   sa.sa_handler = store_from_handler;
   sigemptyset(&sa.sa_mask);
   ASSERT_EQ(sigaction(SIGUSR1, &sa, &old), 0);

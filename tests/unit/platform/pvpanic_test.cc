@@ -25,13 +25,13 @@ TEST(PvPanic, WritesReportKnownBitsOnly) {
     for (auto v : bytes) b.push_back(std::byte{v});
     p.io_write(off, b);
   };
-  write(0, {0});           // nothing
-  write(0, {0xfc});        // unknown bits only
-  write(0, {});            // empty
-  write(1, {0x01});        // outside the 1-byte register
+  write(0, {0});     // nothing
+  write(0, {0xfc});  // unknown bits only
+  write(0, {});      // empty
+  write(1, {0x01});  // outside the 1-byte register
   EXPECT_TRUE(events.empty());
   write(0, {MICROVM_PVPANIC_CRASH_LOADED});
-  write(0, {0xff});        // unknown bits masked off
+  write(0, {0xff});  // unknown bits masked off
   write(0, {MICROVM_PVPANIC_PANICKED, 0xff});
   EXPECT_EQ(events, (std::vector<uint8_t>{MICROVM_PVPANIC_CRASH_LOADED, 0x03, MICROVM_PVPANIC_PANICKED}));
 }
