@@ -25,7 +25,8 @@ constexpr char kUsage[] =
     "\n"
     "exit codes of 'run': 0 guest powered off, 1 error, 2 bad arguments, 3 guest rebooted,\n"
     "                     4 guest crashed, 5 stopped (C-a x or a signal),\n"
-    "                     6 a sandboxed thread made a forbidden system call\n";
+    "                     6 a sandboxed thread made a forbidden system call,\n"
+    "                     7 the guest kernel panicked (--pvpanic)\n";
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "cli/graceful_shutdown.h"
 #include "cli/size_arg.h"
 #include "devices/block/disk_spec.h"
 #include "devices/vhost/share_spec.h"
@@ -20,7 +21,8 @@ namespace {
 
 std::atomic<Vm*> g_running_vm{nullptr};  // for the CLI's signal handlers only
 
-void on_termination_signal(int) {
+void on_termination_signal(int sig) {
+  if (sig == SIGTERM && GracefulShutdown::notify_from_signal()) return;
   RawTerminal::restore_saved();
   if (Vm* vm = g_running_vm.load()) vm->stop();
 }
@@ -49,7 +51,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   CLI::App app("Boot a Linux guest with its serial console on this terminal.\n"
                "Exit codes: 0 guest powered off, 1 error, 2 bad arguments, 3 guest rebooted,\n"
                "4 guest crashed, 5 stopped (C-a x or a signal), 6 a sandboxed thread made a forbidden\n"
-               "system call (a microvm bug or compromise; the call is named on stderr).",
+               "system call (a microvm bug or compromise; the call is named on stderr), 7 the guest\n"
+               "kernel panicked (reported through --pvpanic).",
                "microvm run");
   app.set_help_flag("-h,--help", "Show this help");
   std::string memory = "512M";
@@ -88,6 +91,12 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "on: every VMM thread but the setup thread runs under a default-deny seccomp filter for "
                  "its role (SECURITY.md); off: no filters (prints a warning)")
       ->check(CLI::IsMember({"on", "off"}))->default_str("on");
+  app.add_flag("--pvpanic", opts.vm.pvpanic,
+               "Add QEMU's pvpanic device (port 0x505): a guest kernel panic ends microvm with exit code 7");
+  app.add_option("--shutdown-timeout", opts.shutdown_timeout_s,
+                 "On SIGTERM press the guest's ACPI power button and stop it only if it has not powered "
+                 "off after N seconds (a second SIGTERM stops at once); 0: stop at once")
+      ->default_val(0)->check(CLI::Range(0, 86400));
   app.add_option("--log-level", log_level, "error, warn, info or debug")
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}))->default_str("warn");
 
@@ -148,11 +157,21 @@ int run_command(int argc, char** argv) {
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaction(sig, &sa, nullptr);
 
+  std::unique_ptr<GracefulShutdown> graceful;
+  if (opts->shutdown_timeout_s > 0) {
+    auto g = GracefulShutdown::start(**vm, std::chrono::seconds(opts->shutdown_timeout_s));
+    if (!g) {
+      std::fprintf(stderr, "microvm: %s\n", g.error().what.c_str());
+      return kExitError;
+    }
+    graceful = std::move(*g);
+  }
   Result<VmExit> exit;
   {
     RawTerminal raw(opts->vm.console_in);
     exit = (*vm)->run();
   }
+  graceful.reset();
   g_running_vm.store(nullptr);
 
   if (opts->boot_timer) {
@@ -167,6 +186,7 @@ int run_command(int argc, char** argv) {
   }
   switch (exit->reason) {
     case VmExitReason::kCrash: std::fprintf(stderr, "microvm: guest crashed: %s\n", exit->detail.c_str()); break;
+    case VmExitReason::kPanicked: std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str()); break;
     case VmExitReason::kStopped: std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str()); break;
     default: break;
   }

@@ -11,6 +11,8 @@ namespace microvm {
 struct RunOptions {
   VmConfig vm;
   bool boot_timer = false;
+  // SIGTERM presses the ACPI power button and stops after this many seconds; 0: stop at once.
+  unsigned shutdown_timeout_s = 0;
 };
 
 // Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an

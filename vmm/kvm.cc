@@ -170,6 +170,27 @@ Result<void> VmFd::irqfd(uint32_t gsi, int fd, bool deassign) const {
   return set(fd_.get(), KVM_IRQFD, r, "KVM_IRQFD");
 }
 
+Result<void> VmFd::irq_line(uint32_t gsi, bool level) const {
+  kvm_irq_level l{};
+  l.irq = gsi;
+  l.level = level ? 1 : 0;
+  return set(fd_.get(), KVM_IRQ_LINE, l, "KVM_IRQ_LINE");
+}
+
+Result<kvm_clock_data> VmFd::get_clock() const {
+  kvm_clock_data c{};
+  if (::ioctl(fd_.get(), KVM_GET_CLOCK, &c) < 0) return fail_errno("KVM_GET_CLOCK");
+  return c;
+}
+
+Result<void> VmFd::set_clock(const kvm_clock_data& c) const {
+  // Only the clock value: KVM_CLOCK_REALTIME/HOST_TSC from KVM_GET_CLOCK would make KVM
+  // advance the clock by the host time that passed since, which a pause must hide.
+  kvm_clock_data d{};
+  d.clock = c.clock;
+  return set(fd_.get(), KVM_SET_CLOCK, d, "KVM_SET_CLOCK");
+}
+
 Result<void> VmFd::ioeventfd(uint64_t addr, uint32_t len, int fd, bool pio, bool deassign) const {
   kvm_ioeventfd r{};
   r.addr = addr;

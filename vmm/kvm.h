@@ -87,6 +87,11 @@ class VmFd {
                                                  bool deassign) const;
   // Replaces the whole GSI routing table: the IOAPIC pins 0..23 plus the given MSI routes.
   [[nodiscard]] Result<void> set_gsi_routing(std::span<const MsiRoute> msi) const;
+  // Drives an IOAPIC/PIC input line (level-triggered sources such as the ACPI SCI).
+  [[nodiscard]] Result<void> irq_line(uint32_t gsi, bool level) const;
+  // The VM-wide kvmclock (guest nanoseconds), saved and restored across a pause.
+  [[nodiscard]] Result<kvm_clock_data> get_clock() const;
+  [[nodiscard]] Result<void> set_clock(const kvm_clock_data&) const;
 
  private:
   friend class Kvm;

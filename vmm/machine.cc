@@ -145,10 +145,15 @@ Result<void> Machine::setup_platform_devices() {
   TRY(pio_.add(MICROVM_PORT_COM1, 8, serial_.get()));
 
   power_ = std::make_unique<PowerController>([this] { request_exit(VmExitReason::kPowerOff, "guest powered off"); },
-                                             [this] { request_exit(VmExitReason::kReboot, "guest rebooted"); });
+                                             [this] { request_exit(VmExitReason::kReboot, "guest rebooted"); },
+                                             [this](bool level) { set_sci(level); });
   TRY(pio_.add(MICROVM_PORT_ACPI_SLEEP_CONTROL, 3, &power_->acpi_registers()));
   TRY(pio_.add(MICROVM_PORT_ACPI_PM1A_EVT, 6, &power_->pm1_registers()));
   TRY(pio_.add(MICROVM_PORT_I8042_CMD, 1, &power_->i8042()));
+  if (config_.pvpanic) {
+    pvpanic_ = std::make_unique<PvPanic>([this](uint8_t events) { on_pvpanic(events); });
+    TRY(pio_.add(MICROVM_PORT_PVPANIC, 1, pvpanic_.get()));
+  }
 
   auto record_marker = [this] {
     uint64_t expected = 0;
@@ -196,6 +201,7 @@ Result<void> Machine::load_guest(const std::string& cmdline_extra) {
   AcpiSpec acpi;
   acpi.num_cpus = config_.cpus;
   acpi.pci = virtio_->pci_window();
+  acpi.pvpanic = config_.pvpanic;
   spec.acpi_rsdp = TRY(write_acpi_tables(*memory_, acpi));
   TRY(write_mp_table(*memory_, config_.cpus, static_cast<uint8_t>(config_.cpus)));
 
@@ -240,6 +246,7 @@ Result<void> Machine::setup_vcpus() {
         first_run_us_.compare_exchange_strong(expected, std::max<uint64_t>(now_us(), 1));
       };
     }
+    hooks.pause_point = [this] { return vcpu_pause_point(); };
     if (config_.sandbox) {
       hooks.enter_sandbox = [this] { return vcpu_filter_->install(ThreadRole::kVcpu); };
       hooks.on_failure = [this](const Error& e) { fail_run(e.context("sandbox")); };
@@ -257,12 +264,14 @@ void Machine::request_exit(VmExitReason reason, const std::string& detail) {
     exit_.detail = detail;
     exit_requested_.store(true);
   }
+  mark_exiting();
   loop_->stop();
   for (auto& v : vcpus_) v->kick();
 }
 
 void Machine::stop() {
   // Signal-safe path: no lock, no allocation. run() reports kStopped when no exit was requested.
+  mark_exiting();
   loop_->stop();
   for (auto& v : vcpus_) v->kick();
 }
@@ -295,6 +304,7 @@ Result<VmExit> Machine::run() {
   // enter their sandboxes first. It is filtered only when it asked to be (the CLI): an
   // embedder's thread keeps every right it had.
   Result<void> loop_result;
+  note_run_started();
   std::thread loop_thread([this, &loop_result] { loop_result = loop_thread_main(); });
   for (auto& v : vcpus_) v->start();
   // After the threads start (a filter is inherited by threads created later, and theirs
@@ -313,6 +323,7 @@ Result<VmExit> Machine::run() {
   log_.log(LogLevel::kDebug, "console output: %llu bytes written, %llu dropped (reader too slow or gone)",
            static_cast<unsigned long long>(console_out_->written_bytes()),
            static_cast<unsigned long long>(console_out_->dropped_bytes()));
+  note_run_ended();
   {
     std::lock_guard lock(exit_mutex_);
     if (run_error_) return std::unexpected(*run_error_);

@@ -7,11 +7,13 @@
 #include <vector>
 
 #include "base/event_fd.h"
+#include "base/futex_word.h"
 #include "base/event_loop.h"
 #include "base/log.h"
 #include "boot/page_tables.h"
 #include "devices/platform/boot_marker.h"
 #include "devices/platform/power_controller.h"
+#include "devices/platform/pvpanic.h"
 #include "devices/platform/serial_16550.h"
 #include "memory/guest_memory.h"
 #include "microvm/vm.h"
@@ -33,6 +35,10 @@ class Machine final : public Vm {
 
   Result<VmExit> run() override;
   void stop() override;
+  Result<void> pause() override;
+  Result<void> resume() override;
+  Result<void> request_shutdown() override;
+  VmInfo info() const override;
   BootTimes boot_times() const override;
   void set_time_origin(std::chrono::steady_clock::time_point origin) override { origin_ = origin; }
 
@@ -55,6 +61,35 @@ class Machine final : public Vm {
   void request_exit(VmExitReason reason, const std::string& detail);
   uint64_t now_us() const;
 
+  // Pause/resume (machine_control.cc). control_ is what parked threads wait on:
+  enum : uint32_t {
+    kControlRun = 0,
+    kControlPause = 1,       // vCPUs park, the loop holds
+    kControlResumeLoop = 2,  // the loop restores kvmclock and goes on; vCPUs stay parked
+    kControlExit = 3,        // stop()/request_exit(): everyone leaves
+  };
+  // vCPU hook before each KVM_RUN: parks while paused; true if it did.
+  bool vcpu_pause_point();
+  // Posted to the loop by pause(): saves kvmclock, then holds the loop until resume.
+  void hold_loop_while_paused();
+  // Waits until `done()` or the machine exits; false on exit.
+  template <class Done>
+  bool wait_for_control(Done done);
+  void mark_exiting();  // async-signal-safe
+  void note_run_started();
+  void set_sci(bool level);
+  void on_pvpanic(uint8_t events);  // a guest write to the pvpanic port (vCPU thread)  // the ACPI SCI line (IOAPIC pin MICROVM_ACPI_SCI_IRQ)
+  void note_run_ended();
+
+  FutexWord control_{kControlRun};
+  FutexWord control_events_{0};  // bumped on every park/unpark/hold/release/exit
+  std::atomic<uint32_t> vcpus_parked_{0};
+  std::atomic<bool> loop_held_{false};
+  std::mutex control_mu_;  // serializes pause() and resume()
+  std::atomic<VmState> state_{VmState::kCreated};
+  std::atomic<int64_t> run_started_ns_{0};
+  std::atomic<int64_t> run_ended_ns_{0};
+
   VmConfig config_;
   Logger log_;
   std::chrono::steady_clock::time_point origin_;
@@ -70,6 +105,7 @@ class Machine final : public Vm {
   std::unique_ptr<Serial16550> serial_;
   std::unique_ptr<PowerController> power_;
   std::unique_ptr<BootMarker> boot_marker_;
+  std::unique_ptr<PvPanic> pvpanic_;
   std::unique_ptr<ConsoleInput> console_;
   std::unique_ptr<VirtioWiring> virtio_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;

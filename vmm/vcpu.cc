@@ -50,7 +50,13 @@ void Vcpu::start() {
 
 void Vcpu::kick() {
   stop_requested_.store(true);
-  fd_.run_data()->immediate_exit = 1;
+  interrupt();
+}
+
+void Vcpu::interrupt() {
+  // seq_cst, paired with the clear in thread_main(): either that thread sees the new pause
+  // state after clearing, or this store lands after the clear and KVM_RUN returns at once.
+  __atomic_store_n(&fd_.run_data()->immediate_exit, 1, __ATOMIC_SEQ_CST);
   if (running_.load()) {
     pthread_t t = native_.load();
     if (t) pthread_kill(t, kKickSignal);
@@ -82,6 +88,12 @@ void Vcpu::thread_main() {
   // A kick that raced with thread start set immediate_exit already, so KVM_RUN returns at once.
   bool first = true;
   while (!stop_requested_.load()) {
+    if (hooks_.pause_point && hooks_.pause_point()) {
+      // Resumed: the interrupt() that parked us left immediate_exit set. Clear it, then look
+      // at stop and pause again before entering the guest (a new pause may have raced).
+      __atomic_store_n(&fd_.run_data()->immediate_exit, 0, __ATOMIC_SEQ_CST);
+      continue;
+    }
     if (first && hooks_.on_first_run) hooks_.on_first_run();
     first = false;
     int r = fd_.run();

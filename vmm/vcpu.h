@@ -27,6 +27,9 @@ class Vcpu {
     std::function<void()> on_first_run;
     std::function<Result<void>()> enter_sandbox;
     std::function<void(const Error&)> on_failure;
+    // Called before every KVM_RUN: parks this thread while the machine is paused and
+    // returns true if it did (Vm::pause()).
+    std::function<bool()> pause_point;
   };
 
   Vcpu(unsigned index, VcpuFd fd, IoBus& pio, IoBus& mmio, Hooks hooks)
@@ -38,6 +41,9 @@ class Vcpu {
   void start();
   // Makes KVM_RUN return and the thread exit. Safe from any thread or a signal handler.
   void kick();
+  // Makes KVM_RUN return without stopping the thread, so it reaches `pause_point`. Safe from
+  // any thread.
+  void interrupt();
   void join();
 
   // A printable dump of the registers, for crash reports.

@@ -66,6 +66,12 @@ Bytes make_dsdt(const AcpiSpec& spec) {
                                      aml::name("_CRS", aml::buffer(crs))});
     body = aml::concat({body, aml::scope("\\_SB_", {pci})});
   }
+  if (spec.pvpanic) {
+    // As QEMU describes it, so Linux's pvpanic driver binds by _HID and finds the port in _CRS.
+    Bytes crs = aml::concat({aml::res::io_port(MICROVM_PORT_PVPANIC, 1), aml::res::end_tag()});
+    Bytes dev = aml::device("PEVT", {aml::name("_HID", aml::string("QEMU0001")), aml::name("_CRS", aml::buffer(crs))});
+    body = aml::concat({body, aml::scope("\\_SB_", {dev})});
+  }
   Bytes t = table("DSDT", 2, 36 + body.size());
   std::memcpy(&t[36], body.data(), body.size());
   finish(t);
@@ -78,7 +84,7 @@ Bytes make_fadt(uint64_t dsdt_addr) {
   // SMI_CMD = 0 tells the OS the machine is always in ACPI mode.
   Bytes t = table("FACP", 6, 276);
   put(t, 40, dsdt_addr, 4);
-  put(t, 46, 9, 2);                 // SCI_INT (never raised: no ACPI events)
+  put(t, 46, MICROVM_ACPI_SCI_IRQ, 2);  // SCI_INT: raised by the power button
   put(t, 56, MICROVM_PORT_ACPI_PM1A_EVT, 4);
   put(t, 64, MICROVM_PORT_ACPI_PM1A_CNT, 4);
   t[88] = 4;                        // PM1_EVT_LEN
@@ -86,7 +92,8 @@ Bytes make_fadt(uint64_t dsdt_addr) {
   put(t, 109, (1u << 2) | (1u << 5), 2);  // IAPC_BOOT_ARCH: no VGA, no CMOS RTC, no 8042
   uint32_t flags = (1u << 0)        // WBINVD works
                    | (1u << 10)     // RESET_REG_SUP
-                   | (1u << 4) | (1u << 5);  // power/sleep buttons are not fixed features
+                   | (1u << 5);     // PWR_BUTTON (bit 4) clear: a fixed-feature power button
+                                    // (PM1 PWRBTN_STS/EN); SLP_BUTTON set: no sleep button
   put(t, 112, flags, 4);
   put_gas_io(t, 116, MICROVM_PORT_ACPI_RESET);
   t[128] = MICROVM_ACPI_RESET_VALUE;

@@ -17,6 +17,7 @@ struct PciHostWindow {
 struct AcpiSpec {
   uint32_t num_cpus = 1;
   std::optional<PciHostWindow> pci;  // describe a PCI root bridge (PNP0A03) when set
+  bool pvpanic = false;              // describe the pvpanic device (QEMU0001, port 0x505)
 };
 
 // Writes the tables into the reserved area at MICROVM_ACPI_ADDR; returns the RSDP address.

@@ -2,8 +2,12 @@
 // How a guest asks to power off or reset: ACPI PM1a control (S5), the ACPI 5 sleep-control
 // and reset registers (all described in our FADT), the i8042 reset line and the 0xcf9 port.
 // One object serves all of those port ranges and reports through two callbacks.
+// It also models the fixed-feature power button of the PM1 event block: press_power_button()
+// sets PWRBTN_STS, and the SCI line (a third callback) is asserted while PWRBTN_STS and
+// PWRBTN_EN are both set; the guest clears the status by writing 1 to it.
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <span>
 
 #include "base/io_handler.h"
@@ -12,8 +16,16 @@ namespace microvm {
 
 class PowerController {
  public:
-  PowerController(std::function<void()> on_poweroff, std::function<void()> on_reboot)
-      : acpi_(*this), pm1_(*this), i8042_(*this), cf9_(*this), on_poweroff_(std::move(on_poweroff)), on_reboot_(std::move(on_reboot)) {}
+  // `set_sci(level)` is called on every change of the SCI line, under a lock that orders
+  // the calls (from vCPU threads for register writes, from the presser's thread).
+  PowerController(std::function<void()> on_poweroff, std::function<void()> on_reboot,
+                  std::function<void(bool)> set_sci = {})
+      : acpi_(*this), pm1_(*this), i8042_(*this), cf9_(*this), on_poweroff_(std::move(on_poweroff)),
+        on_reboot_(std::move(on_reboot)), set_sci_(std::move(set_sci)) {}
+
+  // The ACPI power button: sets PWRBTN_STS and raises the SCI if PWRBTN_EN is set.
+  void press_power_button();
+  bool sci_asserted() const;
 
   // Port windows to register on the PIO bus.
   IoHandler& acpi_registers() { return acpi_; }   // MICROVM_PORT_ACPI_SLEEP_CONTROL, 3 bytes
@@ -33,7 +45,6 @@ class PowerController {
     void io_read(uint64_t offset, std::span<std::byte> data) override;
     void io_write(uint64_t offset, std::span<const std::byte> data) override;
     PowerController& p;
-    uint16_t enable = 0;  // PM1 enable: stored, never acted on (no ACPI events are raised)
   };
   struct I8042 final : IoHandler {
     explicit I8042(PowerController& p) : p(p) {}
@@ -54,6 +65,14 @@ class PowerController {
   ResetControl cf9_;
   std::function<void()> on_poweroff_;
   std::function<void()> on_reboot_;
+  std::function<void(bool)> set_sci_;
+
+  // Recomputes the SCI level and reports a change. pm1_mu_ held.
+  void update_sci();
+  mutable std::mutex pm1_mu_;
+  uint16_t pm1_status_ = 0;  // guarded by pm1_mu_; only PWRBTN_STS is implemented
+  uint16_t pm1_enable_ = 0;  // guarded by pm1_mu_; stored as written, PWRBTN_EN acted on
+  bool sci_ = false;         // guarded by pm1_mu_
 };
 
 }  // namespace microvm

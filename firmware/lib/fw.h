@@ -22,6 +22,11 @@ static inline u8 inb(u16 port) {
   __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
   return v;
 }
+static inline u16 inw(u16 port) {
+  u16 v;
+  __asm__ volatile("inw %1, %0" : "=a"(v) : "Nd"(port));
+  return v;
+}
 static inline void outw(u16 port, u16 v) { __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port)); }
 static inline void outl(u16 port, u32 v) { __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port)); }
 static inline u32 inl(u16 port) {
@@ -46,6 +51,14 @@ static inline void write_cr3(u64 v) { __asm__ volatile("mov %0, %%cr3" : : "r"(v
 static inline u64 rdmsr(u32 msr) {
   u32 lo, hi;
   __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr));
+  return ((u64)hi << 32) | lo;
+}
+static inline void wrmsr(u32 msr, u64 v) {
+  __asm__ volatile("wrmsr" : : "c"(msr), "a"((u32)v), "d"((u32)(v >> 32)) : "memory");
+}
+static inline u64 rdtsc(void) {
+  u32 lo, hi;
+  __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
   return ((u64)hi << 32) | lo;
 }
 

@@ -18,6 +18,17 @@
 #define MICROVM_PORT_ACPI_RESET 0x602         /* write MICROVM_ACPI_RESET_VALUE: reboot */
 #define MICROVM_ACPI_RESET_VALUE 0x01
 #define MICROVM_ACPI_S5_SLP_TYP 5             /* the _S5 package value: power off */
+/* Fixed-feature power button (FADT PWR_BUTTON clear): PM1 status/enable bit 8. Pressing it
+ * (Vm::request_shutdown) sets PWRBTN_STS (write 1 to clear); while PWRBTN_EN is set too the
+ * SCI (IOAPIC pin MICROVM_ACPI_SCI_IRQ, level-triggered) is asserted. */
+#define MICROVM_ACPI_PM1_PWRBTN (1u << 8)
+#define MICROVM_ACPI_SCI_IRQ 9
+/* QEMU's pvpanic ISA device (VmConfig::pvpanic, DSDT _HID "QEMU0001"): reads return the
+ * events supported; writing PANICKED ends the VM with VmExitReason::kPanicked, CRASH_LOADED
+ * (a kdump kernel takes over) is only logged. */
+#define MICROVM_PORT_PVPANIC 0x505
+#define MICROVM_PVPANIC_PANICKED 0x01
+#define MICROVM_PVPANIC_CRASH_LOADED 0x02
 /* Boot-progress marker: a 1-byte write records "marker N reached" with a timestamp
  * (microvm --boot-timer). Guest user space may use it after ioperm(). */
 #define MICROVM_PORT_BOOT_MARKER 0x402

@@ -79,6 +79,11 @@ struct VmConfig {
   // Ctrl-A x stops the VM, Ctrl-A a sends a literal Ctrl-A (QEMU's escapes), when reading a terminal.
   bool console_escapes = true;
 
+  // QEMU's pvpanic device (port 0x505, DSDT "QEMU0001"): a guest kernel panic ends run()
+  // with kPanicked instead of whatever the guest does next (panic=-1 reboots). Off by
+  // default: it changes what a panicking guest's exit looks like.
+  bool pvpanic = false;
+
   LogSink log_sink;                        // empty: stderr
   LogLevel log_level = LogLevel::kWarn;
 
@@ -101,11 +106,33 @@ enum class VmExitReason {
   kReboot,    // the guest asked for a reset
   kCrash,     // triple fault, KVM internal error or an exit we cannot handle
   kStopped,   // Vm::stop() or the console escape
+  kPanicked,  // the guest reported a kernel panic through pvpanic (VmConfig::pvpanic)
 };
 
 struct VmExit {
   VmExitReason reason = VmExitReason::kStopped;
   std::string detail;  // for kCrash: what happened and a register dump
+};
+
+// Where a Vm is in its life. kStopped is final: run() has returned (or is returning).
+enum class VmState { kCreated, kRunning, kPaused, kStopped };
+
+inline const char* to_string(VmState s) {
+  switch (s) {
+    case VmState::kCreated: return "created";
+    case VmState::kRunning: return "running";
+    case VmState::kPaused: return "paused";
+    case VmState::kStopped: return "stopped";
+  }
+  return "unknown";
+}
+
+struct VmInfo {
+  VmState state = VmState::kCreated;
+  unsigned vcpus = 0;
+  uint64_t memory_bytes = 0;
+  // Host time since run() started (paused time included); zero before run().
+  std::chrono::microseconds uptime{0};
 };
 
 // Microseconds since the Vm was created (or since `process_start` when given).
@@ -127,6 +154,26 @@ class Vm {
   // Asks run() to return kStopped. Safe from any thread and from a signal handler.
   virtual void stop() = 0;
 
+  // Stops every vCPU outside KVM_RUN and holds the device event loop, so neither the guest
+  // nor an emulated device touches guest RAM until resume(); returns once that is so. The
+  // guest's kvmclock is frozen (saved now, restored by resume()), so guest time does not
+  // jump by the paused interval. Interrupts raised meanwhile stay pending and are delivered
+  // after resume(). Kernel vhost-net and vhost-user back ends (virtiofsd) are separate
+  // threads/processes and are not paused. Errors: not running (before run(), after the VM
+  // stopped) or already paused. Thread-safe; not for signal handlers.
+  [[nodiscard]] virtual Result<void> pause() = 0;
+  // Undoes pause(): restores kvmclock, lets the loop serve pending device work, restarts
+  // the vCPUs. Error when not paused.
+  [[nodiscard]] virtual Result<void> resume() = 0;
+  // Presses the ACPI power button (fixed-feature, PM1 PWRBTN_STS; raises the SCI when the
+  // guest enabled it): a guest with an ACPI button driver (Linux + acpid or systemd-logind)
+  // shuts down cleanly and run() returns kPowerOff. The guest may ignore it; stop() is the
+  // hard way. Returns once the press is queued (on a paused VM it happens at resume()).
+  // Error before run() or after the VM stopped. Thread-safe.
+  [[nodiscard]] virtual Result<void> request_shutdown() = 0;
+  // A snapshot of state, vCPU count, memory size and uptime. Thread-safe.
+  virtual VmInfo info() const = 0;
+
   virtual BootTimes boot_times() const = 0;
   // The timeline's origin; defaults to create() time.
   virtual void set_time_origin(std::chrono::steady_clock::time_point origin) = 0;
@@ -142,6 +189,7 @@ inline constexpr int kExitStopped = 5;
 // A sandboxed VMM thread made a system call its role forbids (the process ends at once,
 // from any thread, also when embedded; see VmConfig::sandbox).
 inline constexpr int kExitSandbox = 6;
+inline constexpr int kExitPanicked = 7;
 
 inline int exit_code_for(VmExitReason r) {
   switch (r) {
@@ -149,6 +197,7 @@ inline int exit_code_for(VmExitReason r) {
     case VmExitReason::kReboot: return kExitReboot;
     case VmExitReason::kCrash: return kExitCrash;
     case VmExitReason::kStopped: return kExitStopped;
+    case VmExitReason::kPanicked: return kExitPanicked;
   }
   return kExitError;
 }

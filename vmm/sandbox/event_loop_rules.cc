@@ -2,6 +2,7 @@
 // messages, timers. It opens no path and starts no process; sockets only with --net user.
 #include <fcntl.h>
 #include <linux/if_tun.h>
+#include <linux/kvm.h>
 // The legacy vring helpers in virtio_ring.h are C, not C++.
 #define VIRTIO_RING_NO_LEGACY 1
 #include <linux/vhost.h>
@@ -48,6 +49,10 @@ void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
 
   // Device activation and reset: irqfds, doorbell ioeventfds, MSI routes.
   add_kvm_vm_runtime_ioctls(p);
+  // Vm::pause()/resume(): the loop saves kvmclock once the vCPUs are parked and restores it
+  // before they run again.
+  allow_ioctl(KVM_GET_CLOCK);
+  allow_ioctl(KVM_SET_CLOCK);
   if (needs.tap_net) allow_ioctl(TUNSETOFFLOAD);  // offloads follow the features the guest accepted
   if (needs.vhost_net) {
     // Ring setup when the guest starts the device (VHOST_SET_OWNER happened at setup).

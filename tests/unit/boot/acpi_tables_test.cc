@@ -176,6 +176,9 @@ TEST_F(AcpiTest, FadtFields) {
   // Not hardware-reduced (flag bit 20), reset register supported (bit 10).
   EXPECT_EQ(f.u(112, 4) & (1u << 20), 0u);
   EXPECT_NE(f.u(112, 4) & (1u << 10), 0u);
+  // PWR_BUTTON (bit 4) clear: the power button is the fixed-feature one in PM1; SCI on IRQ 9.
+  EXPECT_EQ(f.u(112, 4) & (1u << 4), 0u);
+  EXPECT_EQ(f.u(46, 2), uint64_t{MICROVM_ACPI_SCI_IRQ});
   // RESET_REG: system I/O, 8 bits, at the reset port; RESET_VALUE.
   EXPECT_EQ(f.bytes[116], 1);
   EXPECT_EQ(f.bytes[117], 8);
@@ -203,6 +206,18 @@ TEST_F(AcpiTest, DsdtHasS5Package) {
   const std::vector<uint8_t> expect = {0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, MICROVM_ACPI_S5_SLP_TYP, 0, 0, 0};
   EXPECT_TRUE(contains(t.dsdt.bytes, expect));
   EXPECT_FALSE(contains(t.dsdt.bytes, {'P', 'C', 'I', '0'}));  // no PCI window, no host bridge
+}
+
+TEST_F(AcpiTest, DsdtDescribesPvpanicOnlyWhenAsked) {
+  auto without = build({.num_cpus = 1});
+  EXPECT_FALSE(contains(without.dsdt.bytes, {'Q', 'E', 'M', 'U', '0', '0', '0', '1'}));
+  auto t = build({.num_cpus = 1, .pvpanic = true});
+  const auto& d = t.dsdt.bytes;
+  EXPECT_TRUE(contains(d, {'P', 'E', 'V', 'T'}));
+  // Name(_HID, "QEMU0001"): NameOp, "_HID", StringPrefix, the string, NUL.
+  EXPECT_TRUE(contains(d, {0x08, '_', 'H', 'I', 'D', 0x0d, 'Q', 'E', 'M', 'U', '0', '0', '0', '1', 0}));
+  // IO(Decode16, 0x505, 0x505, 1, 1).
+  EXPECT_TRUE(contains(d, {0x47, 0x01, 0x05, 0x05, 0x05, 0x05, 0x01, 0x01}));
 }
 
 TEST_F(AcpiTest, DsdtDescribesPciHostBridge) {

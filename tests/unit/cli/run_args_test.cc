@@ -182,3 +182,21 @@ TEST(DiskArg, Errors) {
 
 }  // namespace
 }  // namespace microvm
+
+namespace microvm {
+namespace {
+
+TEST(RunArgs, ShutdownTimeoutAndPvpanic) {
+  auto d = ok({"--kernel", "k"});
+  EXPECT_EQ(d.shutdown_timeout_s, 0u);  // SIGTERM stops at once unless asked
+  EXPECT_FALSE(d.vm.pvpanic);           // guest-visible device: off unless asked
+  auto o = ok({"--kernel", "k", "--shutdown-timeout", "30", "--pvpanic"});
+  EXPECT_EQ(o.shutdown_timeout_s, 30u);
+  EXPECT_TRUE(o.vm.pvpanic);
+  bad({"--kernel", "k", "--shutdown-timeout", "-1"}, "--shutdown-timeout");
+  bad({"--kernel", "k", "--shutdown-timeout", "x"}, "--shutdown-timeout");
+  bad({"--kernel", "k", "--shutdown-timeout", "86401"}, "--shutdown-timeout");
+}
+
+}  // namespace
+}  // namespace microvm

@@ -76,6 +76,64 @@ TEST_F(PowerTest, Pm1EnableStoredAndSciEnSet) {
   EXPECT_EQ(poweroffs_, 0);
 }
 
+class PowerButtonTest : public PowerTest {
+ protected:
+  PowerController pb_{[this] { ++poweroffs_; }, [this] { ++reboots_; }, [this](bool level) { sci_.push_back(level); }};
+  std::vector<bool> sci_;  // every SCI level change, in order
+  static constexpr uint16_t kPwrBtn = MICROVM_ACPI_PM1_PWRBTN;
+};
+
+TEST_F(PowerButtonTest, PressWithoutEnableSetsStatusOnly) {
+  pb_.press_power_button();
+  EXPECT_EQ(read(pb_.pm1_registers(), 0, 2), kPwrBtn);
+  EXPECT_TRUE(sci_.empty());
+  EXPECT_FALSE(pb_.sci_asserted());
+  // Enabling with the status already set raises the SCI at once (a press is not lost).
+  write16(pb_.pm1_registers(), 2, kPwrBtn);
+  EXPECT_EQ(sci_, std::vector<bool>{true});
+  EXPECT_EQ(poweroffs_, 0);  // the button only asks; the guest decides
+}
+
+TEST_F(PowerButtonTest, EnabledPressRaisesSciUntilStatusCleared) {
+  write16(pb_.pm1_registers(), 2, kPwrBtn);
+  EXPECT_TRUE(sci_.empty());
+  pb_.press_power_button();
+  EXPECT_EQ(sci_, std::vector<bool>{true});
+  EXPECT_TRUE(pb_.sci_asserted());
+  pb_.press_power_button();  // level stays up: no second edge
+  EXPECT_EQ(sci_.size(), 1u);
+  // Writing 0 (or other bits) does not clear it: write-1-to-clear.
+  write16(pb_.pm1_registers(), 0, 0);
+  write16(pb_.pm1_registers(), 0, static_cast<uint16_t>(~kPwrBtn));
+  EXPECT_EQ(read(pb_.pm1_registers(), 0, 2), kPwrBtn);
+  EXPECT_TRUE(pb_.sci_asserted());
+  write16(pb_.pm1_registers(), 0, kPwrBtn);
+  EXPECT_EQ(read(pb_.pm1_registers(), 0, 2), 0u);
+  EXPECT_EQ(sci_, (std::vector<bool>{true, false}));
+  EXPECT_FALSE(pb_.sci_asserted());
+}
+
+TEST_F(PowerButtonTest, DisablingLowersSciAndByteAccessesWork) {
+  write(pb_.pm1_registers(), 3, {kPwrBtn >> 8});  // PWRBTN_EN through the enable high byte
+  EXPECT_EQ(read(pb_.pm1_registers(), 2, 2), kPwrBtn);
+  pb_.press_power_button();
+  EXPECT_EQ(read(pb_.pm1_registers(), 1, 1), kPwrBtn >> 8);
+  write(pb_.pm1_registers(), 2, {0xff});  // low byte of enable: PWRBTN_EN untouched
+  EXPECT_TRUE(pb_.sci_asserted());
+  write(pb_.pm1_registers(), 3, {0});
+  EXPECT_FALSE(pb_.sci_asserted());
+  EXPECT_EQ(read(pb_.pm1_registers(), 0, 2), kPwrBtn);  // still pending for the OS
+  // A dword write at 0 clears status and sets enable together.
+  write(pb_.pm1_registers(), 0, {0x00, kPwrBtn >> 8, 0x00, kPwrBtn >> 8});
+  EXPECT_EQ(read(pb_.pm1_registers(), 0, 4), uint64_t{kPwrBtn} << 16);
+  EXPECT_EQ(sci_, (std::vector<bool>{true, false}));
+  // Writes past the block and to control do not touch the event registers.
+  write16(pb_.pm1_registers(), 6, 0xffff);
+  write16(pb_.pm1_registers(), kPm1Cnt, 0);
+  EXPECT_EQ(read(pb_.pm1_registers(), 0, 4), uint64_t{kPwrBtn} << 16);
+  EXPECT_EQ(poweroffs_, 0);
+}
+
 TEST_F(PowerTest, SleepControlRegisterS5) {
   // ACPI 5 sleep control: SLP_TYP in bits 2-4, SLP_EN bit 5.
   write(pc_.acpi_registers(), 0, {(MICROVM_ACPI_S5_SLP_TYP << 2) | 0x20});

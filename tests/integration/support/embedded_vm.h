@@ -1,0 +1,52 @@
+#pragma once
+// A Vm from the embedding API running a firmware guest on a background thread, with its
+// serial console collected line by line: for tests of the control-plane calls
+// (pause/resume/info/request_shutdown) that a child process cannot exercise directly.
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "microvm/vm.h"
+
+namespace microvm::testing {
+
+class EmbeddedVm {
+ public:
+  // Creates the VM (console on a pipe, no stdin, no virtio-rng) and starts run().
+  static std::unique_ptr<EmbeddedVm> start(VmConfig config, std::string* error);
+  ~EmbeddedVm();
+
+  Vm& vm() { return *vm_; }
+  // Console lines so far (CR stripped).
+  std::vector<std::string> lines() const;
+  // Waits until `pred(lines)` holds or `timeout` passes; returns whether it held.
+  bool wait_for(const std::function<bool(const std::vector<std::string>&)>& pred, std::chrono::milliseconds timeout);
+  // Waits for run() to return (up to `timeout`); the exit, or nullopt on timeout.
+  std::optional<Result<VmExit>> wait_exit(std::chrono::milliseconds timeout);
+  std::string log() const;
+
+ private:
+  EmbeddedVm() = default;
+  void read_console(int fd);
+
+  std::unique_ptr<Vm> vm_;
+  int console_write_ = -1;
+  std::thread console_thread_;
+  std::thread run_thread_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> lines_;      // guarded by mu_
+  std::string partial_;                 // console reader only
+  std::string log_;                     // guarded by mu_
+  std::optional<Result<VmExit>> exit_;  // guarded by mu_
+};
+
+}  // namespace microvm::testing
