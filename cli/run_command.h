@@ -11,6 +11,8 @@ namespace microvm {
 struct RunOptions {
   VmConfig vm;
   bool boot_timer = false;
+  std::string api_sock;  // serve the REST API here (api/README.md)
+  bool no_api = false;
 };
 
 // Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an
@@ -21,5 +23,12 @@ struct RunOptions {
 [[nodiscard]] Result<DiskConfig> parse_disk_arg(const std::string& spec);
 
 int run_command(int argc, char** argv);
+
+// SIGTERM/SIGINT/SIGHUP/SIGQUIT: restore the terminal, stop the running Vm (run_vm) and
+// set the flag termination_requested() reads.
+void install_termination_handlers();
+bool termination_requested();
+// Runs `vm` on this thread with the terminal in raw mode; returns the process exit code.
+int run_vm(Vm& vm, const RunOptions& opts);
 
 }  // namespace microvm

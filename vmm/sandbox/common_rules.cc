@@ -71,6 +71,7 @@ const char* role_name(ThreadRole role) {
   switch (role) {
     case ThreadRole::kVcpu: return "vcpu";
     case ThreadRole::kEventLoop: return "event-loop";
+    case ThreadRole::kApi: return "api";
   }
   return "?";
 }
@@ -78,8 +79,11 @@ const char* role_name(ThreadRole role) {
 SyscallPolicy policy_for(ThreadRole role, const SandboxNeeds& needs) {
   SyscallPolicy p;
   add_common_rules(p, needs);
-  if (role == ThreadRole::kVcpu) add_vcpu_rules(p, needs);
-  else add_event_loop_rules(p, needs);
+  switch (role) {
+    case ThreadRole::kVcpu: add_vcpu_rules(p, needs); break;
+    case ThreadRole::kEventLoop: add_event_loop_rules(p, needs); break;
+    case ThreadRole::kApi: add_api_rules(p, needs); break;
+  }
   return p;
 }
 

@@ -9,9 +9,9 @@
 
 namespace microvm {
 
-enum class ThreadRole { kVcpu, kEventLoop };
+enum class ThreadRole { kVcpu, kEventLoop, kApi };
 
-// "vcpu" or "event-loop": the name used in reports and documentation.
+// "vcpu", "event-loop" or "api": the name used in reports and documentation.
 const char* role_name(ThreadRole role);
 
 // What the configured machine uses at run time beyond the fixed core, so a policy allows no
@@ -41,6 +41,7 @@ SyscallPolicy policy_for(ThreadRole role, const SandboxNeeds& needs);
 void add_common_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_vcpu_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs);
+void add_api_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 // ioctl request numbers on KVM's VM fd that devices issue while the guest runs.
 void add_kvm_vm_runtime_ioctls(SyscallPolicy& p);
 
