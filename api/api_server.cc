@@ -1,6 +1,7 @@
 #include "api/api_server.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -106,6 +107,8 @@ void ApiServer::stop() {
 }
 
 void ApiServer::serve() {
+  // Named so /proc (and the sandbox tests) can find it among the VM's threads.
+  pthread_setname_np(pthread_self(), "vmm-api");
   epoll_event events[16];
   for (;;) {
     if (sandbox_armed_.load() && !sandboxed_) {

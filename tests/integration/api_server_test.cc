@@ -23,6 +23,37 @@ class ApiServerTest : public ::testing::Test {
   void SetUp() override { REQUIRE_KVM(); }
 };
 
+// "Seccomp:" of the process's thread named `comm` (0 none, 2 filter), or -1 if not found.
+int seccomp_mode_of_thread(pid_t pid, const std::string& comm) {
+  std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+  std::string ids = shell_output("ls " + tasks);
+  size_t at = 0;
+  while (at < ids.size()) {
+    size_t end = ids.find('\n', at);
+    std::string tid = ids.substr(at, end - at);
+    at = end == std::string::npos ? ids.size() : end + 1;
+    if (tid.empty() || shell_line("cat " + tasks + "/" + tid + "/comm") != comm) continue;
+    std::string status = read_text_file(tasks + "/" + tid + "/status");
+    size_t s = status.find("Seccomp:");
+    return s == std::string::npos ? -1 : std::atoi(status.c_str() + s + 8);
+  }
+  return -1;
+}
+
+TEST_F(ApiServerTest, ApiThreadIsFilteredOnceStarted) {
+  ApiVm vm;
+  ASSERT_TRUE(vm.socket_ready()) << vm.describe();
+  ASSERT_EQ(vm.curl("GET", "/").status, 200);
+  EXPECT_EQ(seccomp_mode_of_thread(vm.pid(), "vmm-api"), 0) << "unfiltered while it must stat client paths";
+  ASSERT_EQ(vm.curl("PUT", "/boot-source", boot_source(firmware_path("idle"), "idle")).status, 204);
+  ASSERT_EQ(vm.curl("PUT", "/machine-config", R"({"vcpu_count":1,"mem_size_mib":32})").status, 204);
+  ASSERT_EQ(vm.curl("PUT", "/actions", R"({"action_type":"InstanceStart"})").status, 204) << vm.describe();
+  // The filter goes on before the next request is read: this one is served under it.
+  ASSERT_EQ(vm.curl("GET", "/").status, 200) << vm.describe();
+  EXPECT_EQ(seccomp_mode_of_thread(vm.pid(), "vmm-api"), 2);
+  EXPECT_FALSE(vm.wait_exit(0)) << vm.describe();
+}
+
 TEST_F(ApiServerTest, SocketIsOwnerOnly) {
   ApiVm vm;
   ASSERT_TRUE(vm.socket_ready()) << vm.describe();

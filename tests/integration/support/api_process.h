@@ -34,6 +34,7 @@ class ApiVm {
   std::string err() const { return read_text_file(dir_.path() + "/err"); }
   std::string describe() const { return "stdout:\n" + out() + "\nstderr:\n" + err(); }
   const TempDir& dir() const { return dir_; }
+  pid_t pid() const { return pid_; }
 
  private:
   TempDir dir_;
