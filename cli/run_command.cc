@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "cli/size_arg.h"
@@ -15,6 +17,8 @@
 #include "devices/net/net_arg.h"
 #include "cli/terminal.h"
 #include "cli/api_session.h"
+#include "api/config_file.h"
+#include "api/controller.h"
 
 namespace microvm {
 namespace {
@@ -29,6 +33,29 @@ void on_termination_signal(int) {
 }
 
 }  // namespace
+
+namespace {
+
+// A launcher for the config file: nothing is started from it, the file only fills VmConfig.
+class NoLauncher : public api::VmLauncher {
+ public:
+  Result<void> start(const VmConfig&) override { return fail(EINVAL, "not started from a config file"); }
+  void stop() override {}
+};
+
+}  // namespace
+
+Result<void> apply_config_file(RunOptions& opts) {
+  std::ifstream in(opts.config_file, std::ios::binary);
+  if (!in) return fail_errno("--config-file " + opts.config_file);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.size() > (1u << 20)) return fail(EINVAL, "--config-file " + opts.config_file + ": larger than 1 MiB");
+  NoLauncher none;
+  api::Controller controller(opts.vm, api::InstanceInfo{}, none);
+  TRY(api::apply_config_document(controller, text));
+  opts.vm = controller.vm_config();
+  return {};
+}
 
 void install_termination_handlers() {
   struct sigaction sa {};
@@ -107,6 +134,9 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "Serve the Firecracker-compatible REST API on this Unix socket (mode 0600). Without --kernel "
                  "the VM is configured through it and started by PUT /actions InstanceStart");
   app.add_flag("--no-api", opts.no_api, "Serve no API (the default; conflicts with --api-sock)");
+  app.add_option("--config-file", opts.config_file,
+                 "Firecracker-format JSON (boot-source, drives, machine-config, network-interfaces, logger); "
+                 "the VM starts at once. Conflicts with --kernel");
   app.add_option("--initrd,-i", opts.vm.initrd_path, "Initial ramdisk (cpio archive)");
   app.add_option("--cmdline,-c", opts.vm.cmdline, "Kernel command line")->default_str(opts.vm.cmdline);
   app.add_option("--cpus", opts.vm.cpus, "Number of vCPUs")->default_val(1)->check(CLI::Range(1, 254));
@@ -144,7 +174,9 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     return fail(EINVAL, std::string(e.what()) + "\nRun 'microvm run --help' for the options.");
   }
   if (opts.no_api && !opts.api_sock.empty()) return fail(EINVAL, "--no-api and --api-sock exclude each other");
-  if (opts.vm.kernel_path.empty() && opts.api_sock.empty())
+  if (!opts.config_file.empty() && !opts.vm.kernel_path.empty())
+    return fail(EINVAL, "--config-file names the kernel itself; leave out --kernel");
+  if (opts.vm.kernel_path.empty() && opts.api_sock.empty() && opts.config_file.empty())
     return fail(EINVAL, "--kernel is required (or --api-sock to configure the VM through the API)\n"
                         "Run 'microvm run --help' for the options.");
   auto mem = parse_size(memory, 1ull << 20);
@@ -179,6 +211,12 @@ int run_command(int argc, char** argv) {
     }
     std::fprintf(stderr, "microvm run: %s\n", opts.error().what.c_str());
     return kExitUsage;
+  }
+  if (!opts->config_file.empty()) {
+    if (auto ok = apply_config_file(*opts); !ok) {
+      std::fprintf(stderr, "microvm run: %s\n", ok.error().what.c_str());
+      return kExitUsage;
+    }
   }
   install_termination_handlers();
   if (!opts->api_sock.empty()) return run_with_api(*opts, start);

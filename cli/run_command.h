@@ -13,6 +13,7 @@ struct RunOptions {
   bool boot_timer = false;
   std::string api_sock;  // serve the REST API here (api/README.md)
   bool no_api = false;
+  std::string config_file;  // Firecracker's JSON config: the VM starts at once from it
 };
 
 // Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an
@@ -23,6 +24,9 @@ struct RunOptions {
 [[nodiscard]] Result<DiskConfig> parse_disk_arg(const std::string& spec);
 
 int run_command(int argc, char** argv);
+
+// Reads opts.config_file (Firecracker's JSON) into opts.vm, validated as the API would.
+[[nodiscard]] Result<void> apply_config_file(RunOptions& opts);
 
 // SIGTERM/SIGINT/SIGHUP/SIGQUIT: restore the terminal, stop the running Vm (run_vm) and
 // set the flag termination_requested() reads.

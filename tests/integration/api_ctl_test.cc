@@ -40,3 +40,28 @@ TEST_F(ApiCtlTest, NoServerIsAnErrorNamingTheSocket) {
 
 }  // namespace
 }  // namespace microvm::testing
+
+namespace microvm::testing {
+namespace {
+
+// --config-file: Firecracker's JSON boots boot_check at once, with its machine-config.
+TEST(ApiConfigFileTest, BootsFirmwareFromAFirecrackerConfig) {
+  REQUIRE_KVM();
+  TempDir dir;
+  std::string cfg = dir.write_file("vm.json", R"({"boot-source": {"kernel_image_path": ")" + firmware_path("boot_check") +
+                                                  R"(", "boot_args": "bootcheck from=file"},
+      "machine-config": {"vcpu_count": 2, "mem_size_mib": 64}})");
+  VmRunResult r = run_microvm({"run", "--config-file", cfg}, VmRunOptions{.timeout = std::chrono::seconds(60)});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.lines_with_prefix("BOOTCHECK done failures=0").size(), 1u) << r.describe();
+  EXPECT_EQ(r.lines_with_prefix("BOOTCHECK cmdline=bootcheck from=file").size(), 1u) << r.describe();
+  EXPECT_EQ(r.lines_with_prefix("BOOTCHECK cpus=2 ").size(), 1u) << r.describe();
+
+  std::string bad = dir.write_file("bad.json", R"({"boot-source": {"kernel_image_path": "/nonexistent/vmlinux"}})");
+  VmRunResult b = run_microvm({"run", "--config-file", bad});
+  EXPECT_EQ(b.exit_code, 2) << b.describe();
+  EXPECT_NE(b.err.find("/nonexistent/vmlinux"), std::string::npos) << b.describe();
+}
+
+}  // namespace
+}  // namespace microvm::testing
