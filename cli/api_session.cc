@@ -22,7 +22,8 @@ class MainThreadLauncher : public api::VmLauncher {
     request_ = config;
     answer_.reset();
     cv_.notify_all();
-    cv_.wait(lock, [&] { return answer_.has_value(); });
+    cv_.wait(lock, [&] { return answer_.has_value() || closed_; });
+    if (!answer_) return fail(EINVAL, "the microVM is stopping");
     return *std::exchange(answer_, std::nullopt);
   }
 
@@ -58,12 +59,21 @@ class MainThreadLauncher : public api::VmLauncher {
     vm_ = nullptr;
   }
 
+  // Main thread, before it stops the server: a start request still waiting for an answer
+  // (a signal arrived meanwhile) is released, so the server thread can be joined.
+  void close() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    cv_.notify_all();
+  }
+
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   std::optional<VmConfig> request_;
   std::optional<Result<void>> answer_;
   bool stop_requested_ = false;
+  bool closed_ = false;
   Vm* vm_ = nullptr;
 };
 
@@ -103,6 +113,8 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) 
   while (!vm) {
     auto config = launcher.wait_for_start();
     if (!config) {
+      launcher.close();
+      (*server)->stop();
       std::fprintf(stderr, "microvm: stopped before the microVM was started\n");
       return kExitStopped;
     }
@@ -119,6 +131,7 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) 
   vm->set_time_origin(start);
   int code = run_vm(*vm, opts);
   launcher.forget_vm();
+  launcher.close();
   (*server)->stop();
   return code;
 }

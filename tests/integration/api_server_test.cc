@@ -1,6 +1,7 @@
 // The REST API end to end: a real `microvm run --api-sock` driven with curl over its Unix
 // socket, booting firmware guests (firmware/), never a Linux kernel.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -52,6 +53,18 @@ TEST_F(ApiServerTest, ApiThreadIsFilteredOnceStarted) {
   ASSERT_EQ(vm.curl("GET", "/").status, 200) << vm.describe();
   EXPECT_EQ(seccomp_mode_of_thread(vm.pid(), "vmm-api"), 2);
   EXPECT_FALSE(vm.wait_exit(0)) << vm.describe();
+}
+
+// SIGTERM while waiting for InstanceStart ends the process as it does a running VM.
+TEST_F(ApiServerTest, SigtermBeforeStartExitsStopped) {
+  ApiVm vm;
+  ASSERT_TRUE(vm.socket_ready()) << vm.describe();
+  ASSERT_EQ(vm.curl("GET", "/").status, 200);
+  ASSERT_EQ(::kill(vm.pid(), SIGTERM), 0);
+  auto code = vm.wait_exit(30);
+  ASSERT_TRUE(code) << vm.describe();
+  EXPECT_EQ(*code, 5) << vm.describe();
+  EXPECT_NE(::access(vm.socket().c_str(), F_OK), 0) << "the socket file is removed at exit";
 }
 
 TEST_F(ApiServerTest, SocketIsOwnerOnly) {
