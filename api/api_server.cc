@@ -17,7 +17,7 @@ namespace microvm::api {
 struct ApiServer::Client {
   Fd fd;
   HttpConnection http;
-  std::string out;          // response bytes not yet written
+  std::string out;           // response bytes not yet written
   bool close_after = false;  // close once `out` is written
   uint32_t interest = 0;
   Client(Fd f, HttpLimits l) : fd(std::move(f)), http(l) {}
@@ -42,7 +42,7 @@ Result<Fd> bind_socket(const std::string& path) {
   std::memcpy(addr.sun_path, path.data(), path.size());
   // Only a stale socket is replaced: a regular file (or anything else) at the path is user
   // data, never deleted.
-  struct stat st{};
+  struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return fail(EEXIST, "API socket path '" + path + "' exists and is not a socket");
     ::unlink(path.c_str());
@@ -128,9 +128,12 @@ void ApiServer::serve() {
     bool quit = false;
     for (int i = 0; i < n; ++i) {
       uint64_t tag = events[i].data.u64;
-      if (tag == kWakeTag) quit = true;
-      else if (tag == kListenerTag) accept_clients();
-      else on_client(static_cast<int>(tag), events[i].events);
+      if (tag == kWakeTag)
+        quit = true;
+      else if (tag == kListenerTag)
+        accept_clients();
+      else
+        on_client(static_cast<int>(tag), events[i].events);
     }
     if (quit) break;
   }

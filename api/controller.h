@@ -62,8 +62,8 @@ class Controller {
   const std::vector<DriveEntry>& drives() const { return drives_; }
   std::vector<NetEntry>& nets() { return nets_; }
   const std::vector<NetEntry>& nets() const { return nets_; }
-  bool smt = false;                 // accepted and reported; no effect on the guest yet
-  bool track_dirty_pages = false;   // likewise
+  bool smt = false;                // accepted and reported; no effect on the guest yet
+  bool track_dirty_pages = false;  // likewise
 
   // The VmConfig InstanceStart hands to the launcher: drives with the root device first
   // (it becomes /dev/vda) and "root=/dev/vda" added when the boot args name no root.

@@ -12,8 +12,8 @@
 namespace microvm::api {
 namespace {
 
-constexpr unsigned kMaxVcpus = 254;            // as `microvm run --cpus`
-constexpr uint64_t kMaxMemMib = 1ull << 24;    // 16 TiB: keeps mem_size_mib << 20 far from overflow
+constexpr unsigned kMaxVcpus = 254;          // as `microvm run --cpus`
+constexpr uint64_t kMaxMemMib = 1ull << 24;  // 16 TiB: keeps mem_size_mib << 20 far from overflow
 
 HttpResponse bad(const Error& e) { return fault(400, e.what); }
 
@@ -35,7 +35,7 @@ bool valid_id(const std::string& id) {
 // checks again at start, because it may be gone by then.
 Result<void> check_file(const std::string& what, const std::string& path) {
   if (path.empty()) return fail(EINVAL, what + ": the path is empty");
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return fail_errno(what + " '" + path + "'");
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
     return fail(EINVAL, what + " '" + path + "' is not a regular file or block device");
@@ -54,8 +54,9 @@ HttpResponse put_machine_config(Controller& c, const std::string& body, bool pat
   auto dirty = get_bool(*j, "track_dirty_pages");
   auto tmpl = get_string(*j, "cpu_template");
   auto huge = get_string(*j, "huge_pages");
-  for (const Error* e : {vcpus ? nullptr : &vcpus.error(), mem ? nullptr : &mem.error(), smt ? nullptr : &smt.error(),
-                         dirty ? nullptr : &dirty.error(), tmpl ? nullptr : &tmpl.error(), huge ? nullptr : &huge.error()})
+  for (const Error* e :
+       {vcpus ? nullptr : &vcpus.error(), mem ? nullptr : &mem.error(), smt ? nullptr : &smt.error(),
+        dirty ? nullptr : &dirty.error(), tmpl ? nullptr : &tmpl.error(), huge ? nullptr : &huge.error()})
     if (e) return bad(*e);
   if (!patch && (!*vcpus || !*mem)) return fault(400, "PUT /machine-config needs vcpu_count and mem_size_mib");
   if (*vcpus && (**vcpus < 1 || **vcpus > kMaxVcpus))
@@ -67,10 +68,14 @@ HttpResponse put_machine_config(Controller& c, const std::string& body, bool pat
   if (*vcpus) c.config().cpus = static_cast<unsigned>(**vcpus);
   if (*mem) c.config().memory_bytes = **mem << 20;
   if (*huge) c.config().hugepages = **huge == "2M";
-  if (*smt) c.smt = **smt;
-  else if (!patch) c.smt = false;
-  if (*dirty) c.track_dirty_pages = **dirty;
-  else if (!patch) c.track_dirty_pages = false;
+  if (*smt)
+    c.smt = **smt;
+  else if (!patch)
+    c.smt = false;
+  if (*dirty)
+    c.track_dirty_pages = **dirty;
+  else if (!patch)
+    c.track_dirty_pages = false;
   return no_content();
 }
 
@@ -111,7 +116,8 @@ HttpResponse put_drive(Controller& c, const std::string& id, const std::string& 
                          root ? nullptr : &root.error(), ro ? nullptr : &ro.error(), cache ? nullptr : &cache.error(),
                          engine ? nullptr : &engine.error(), format ? nullptr : &format.error()})
     if (e) return bad(*e);
-  if (!*body_id || **body_id != id) return fault(400, "drive_id in the body must match the id in the path ('" + id + "')");
+  if (!*body_id || **body_id != id)
+    return fault(400, "drive_id in the body must match the id in the path ('" + id + "')");
   if (!*path) return fault(400, "path_on_host is required");
   if (!*root) return fault(400, "is_root_device is required");
   for (const char* unsupported : {"partuuid", "rate_limiter", "socket"})
@@ -125,8 +131,10 @@ HttpResponse put_drive(Controller& c, const std::string& id, const std::string& 
   d.format = format->value_or("raw");
   if (d.format != "raw" && d.format != "qcow2") return fault(400, "x-microvm-format must be \"raw\" or \"qcow2\"");
   // Firecracker's "Unsafe" ignores guest flushes; we always honour them (never lose data).
-  if (*cache && **cache != "Unsafe" && **cache != "Writeback") return fault(400, "cache_type must be \"Unsafe\" or \"Writeback\"");
-  if (*engine && **engine != "Sync" && **engine != "Async") return fault(400, "io_engine must be \"Sync\" or \"Async\"");
+  if (*cache && **cache != "Unsafe" && **cache != "Writeback")
+    return fault(400, "cache_type must be \"Unsafe\" or \"Writeback\"");
+  if (*engine && **engine != "Sync" && **engine != "Async")
+    return fault(400, "io_engine must be \"Sync\" or \"Async\"");
   if (*engine) d.engine = **engine == "Sync" ? "sync" : "io_uring";
   if (auto ok = check_file("drive '" + id + "' path_on_host", d.path); !ok) return bad(ok.error());
   auto& drives = c.drives();
@@ -150,9 +158,11 @@ HttpResponse put_network_interface(Controller& c, const std::string& id, const s
   auto body_id = get_string(*j, "iface_id");
   auto dev = get_string(*j, "host_dev_name");
   auto mac = get_string(*j, "guest_mac");
-  for (const Error* e : {body_id ? nullptr : &body_id.error(), dev ? nullptr : &dev.error(), mac ? nullptr : &mac.error()})
+  for (const Error* e :
+       {body_id ? nullptr : &body_id.error(), dev ? nullptr : &dev.error(), mac ? nullptr : &mac.error()})
     if (e) return bad(*e);
-  if (!*body_id || **body_id != id) return fault(400, "iface_id in the body must match the id in the path ('" + id + "')");
+  if (!*body_id || **body_id != id)
+    return fault(400, "iface_id in the body must match the id in the path ('" + id + "')");
   if (!*dev || (*dev)->empty() || (*dev)->size() > 15) return fault(400, "host_dev_name must name a tap (1-15 bytes)");
   for (const char* unsupported : {"rx_rate_limiter", "tx_rate_limiter"})
     if (j->contains(unsupported) && !(*j)[unsupported].is_null())
@@ -180,11 +190,16 @@ HttpResponse put_logger(Controller& c, const std::string& body) {
   if (!level) return bad(level.error());
   if (*level) {
     const std::string& l = **level;
-    if (l == "Error") c.config().log_level = LogLevel::kError;
-    else if (l == "Warning") c.config().log_level = LogLevel::kWarn;
-    else if (l == "Info") c.config().log_level = LogLevel::kInfo;
-    else if (l == "Debug" || l == "Trace") c.config().log_level = LogLevel::kDebug;
-    else if (l != "Off") return fault(400, "level must be Error, Warning, Info, Debug, Trace or Off");
+    if (l == "Error")
+      c.config().log_level = LogLevel::kError;
+    else if (l == "Warning")
+      c.config().log_level = LogLevel::kWarn;
+    else if (l == "Info")
+      c.config().log_level = LogLevel::kInfo;
+    else if (l == "Debug" || l == "Trace")
+      c.config().log_level = LogLevel::kDebug;
+    else if (l != "Off")
+      return fault(400, "level must be Error, Warning, Info, Debug, Trace or Off");
   }
   return no_content();
 }

@@ -7,8 +7,10 @@ namespace {
 
 const char* state_name(InstanceState s) {
   switch (s) {
-    case InstanceState::kNotStarted: return "Not started";
-    case InstanceState::kRunning: return "Running";
+    case InstanceState::kNotStarted:
+      return "Not started";
+    case InstanceState::kRunning:
+      return "Running";
   }
   return "Not started";
 }

@@ -16,7 +16,8 @@ Result<Json> parse_object(const std::string& body, std::initializer_list<std::st
   // No exceptions: a parse error yields a "discarded" value. Depth is bounded by the
   // body size limit (HttpLimits), so recursion stays shallow.
   Json j = Json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return fail(EINVAL, body.empty() ? "the request needs a JSON body" : "the body is not valid JSON");
+  if (j.is_discarded())
+    return fail(EINVAL, body.empty() ? "the request needs a JSON body" : "the body is not valid JSON");
   return check_object(j, allowed);
 }
 

@@ -86,8 +86,8 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) 
   api::ApiServerOptions server_options;
   server_options.socket_path = opts.api_sock;
   if (sandbox) server_options.enter_sandbox = [] { return enter_api_thread_sandbox(); };
-  auto server = api::ApiServer::create(
-      std::move(server_options), [&controller](const api::HttpRequest& r) { return api::route(controller, r); });
+  auto server = api::ApiServer::create(std::move(server_options),
+                                       [&controller](const api::HttpRequest& r) { return api::route(controller, r); });
   if (!server) {
     std::fprintf(stderr, "microvm: %s\n", server.error().what.c_str());
     return kExitError;

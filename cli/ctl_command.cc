@@ -68,8 +68,10 @@ int ctl_command(int argc, char** argv) {
                 string_field(j, "vmm_version").c_str());
     return 0;
   }
-  if (json) std::printf("{}\n");
-  else std::printf("stopped\n");
+  if (json)
+    std::printf("{}\n");
+  else
+    std::printf("stopped\n");
   return 0;
 }
 

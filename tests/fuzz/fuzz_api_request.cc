@@ -26,8 +26,16 @@ class AcceptingLauncher : public VmLauncher {
 
 void check(const HttpResponse& r) {
   switch (r.status) {
-    case 200: case 204: case 400: case 404: case 405: case 413: case 431: break;
-    default: std::abort();
+    case 200:
+    case 204:
+    case 400:
+    case 404:
+    case 405:
+    case 413:
+    case 431:
+      break;
+    default:
+      std::abort();
   }
   if (r.status == 204) {
     if (!r.body.empty()) std::abort();

@@ -48,8 +48,9 @@ namespace {
 TEST(ApiConfigFileTest, BootsFirmwareFromAFirecrackerConfig) {
   REQUIRE_KVM();
   TempDir dir;
-  std::string cfg = dir.write_file("vm.json", R"({"boot-source": {"kernel_image_path": ")" + firmware_path("boot_check") +
-                                                  R"(", "boot_args": "bootcheck from=file"},
+  std::string cfg =
+      dir.write_file("vm.json", R"({"boot-source": {"kernel_image_path": ")" + firmware_path("boot_check") +
+                                    R"(", "boot_args": "bootcheck from=file"},
       "machine-config": {"vcpu_count": 2, "mem_size_mib": 64}})");
   VmRunResult r = run_microvm({"run", "--config-file", cfg}, VmRunOptions{.timeout = std::chrono::seconds(60)});
   EXPECT_EQ(r.exit_code, 0) << r.describe();

@@ -70,7 +70,7 @@ TEST_F(ApiServerTest, SigtermBeforeStartExitsStopped) {
 TEST_F(ApiServerTest, SocketIsOwnerOnly) {
   ApiVm vm;
   ASSERT_TRUE(vm.socket_ready()) << vm.describe();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(vm.socket().c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 07777, 0600u);
@@ -86,7 +86,8 @@ TEST_F(ApiServerTest, GettingStartedSequenceBootsFirmware) {
   EXPECT_NE(info.body.find("\"state\":\"Not started\""), std::string::npos) << info.body;
   EXPECT_EQ(vm.curl("PUT", "/boot-source", boot_source(firmware_path("boot_check"), "bootcheck api=1")).status, 204);
   EXPECT_EQ(vm.curl("PUT", "/drives/rootfs",
-                    "{\"drive_id\":\"rootfs\",\"path_on_host\":\"" + disk + "\",\"is_root_device\":true,\"is_read_only\":false}")
+                    "{\"drive_id\":\"rootfs\",\"path_on_host\":\"" + disk +
+                        "\",\"is_root_device\":true,\"is_read_only\":false}")
                 .status,
             204);
   EXPECT_EQ(vm.curl("PUT", "/machine-config", R"({"vcpu_count":1,"mem_size_mib":64})").status, 204);
@@ -112,7 +113,8 @@ TEST_F(ApiServerTest, BadRequestsGetFaultsAndTheVmKeepsAnswering) {
   r = vm.curl("PUT", "/machine-config", R"({"vcpu_count":1,"mem_size_mib":64,"balloon":true})");
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(fault_message(r.body), "unknown field 'balloon'");
-  r = vm.curl("PUT", "/drives/rootfs", R"({"drive_id":"rootfs","path_on_host":"/nonexistent/rootfs.ext4","is_root_device":true})");
+  r = vm.curl("PUT", "/drives/rootfs",
+              R"({"drive_id":"rootfs","path_on_host":"/nonexistent/rootfs.ext4","is_root_device":true})");
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(fault_message(r.body).find("/nonexistent/rootfs.ext4"), std::string::npos) << r.body;
   EXPECT_EQ(vm.curl("GET", "/no/such/thing").status, 404);

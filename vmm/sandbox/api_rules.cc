@@ -12,7 +12,7 @@ void add_api_rules(SyscallPolicy& p, const SandboxNeeds&) {
   allow(SCMP_SYS(epoll_wait));
   allow(SCMP_SYS(epoll_pwait));
   allow(SCMP_SYS(epoll_ctl));
-  allow(SCMP_SYS(accept4));  // on the listening socket bound before the filter
+  allow(SCMP_SYS(accept4));   // on the listening socket bound before the filter
   allow(SCMP_SYS(recvfrom));  // recv()
   allow(SCMP_SYS(sendto));    // send(..., MSG_NOSIGNAL)
 }

@@ -31,10 +31,13 @@ ApiVm::ApiVm(std::vector<std::string> extra) {
     ::_exit(127);
   }
   for (int i = 0; i < 1000 && !ready_; ++i) {
-    struct stat st{};
-    if (::stat(socket_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ready_ = true;
-    else if (wait_exit(0)) break;
-    else std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    struct stat st {};
+    if (::stat(socket_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+      ready_ = true;
+    else if (wait_exit(0))
+      break;
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 }
 

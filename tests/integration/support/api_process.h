@@ -12,7 +12,7 @@
 namespace microvm::testing {
 
 struct CurlReply {
-  int status = 0;     // 0 when curl itself failed
+  int status = 0;  // 0 when curl itself failed
   std::string body;
 };
 

@@ -23,7 +23,8 @@ class ConfigFileTest : public ::testing::Test {
 
 TEST_F(ConfigFileTest, FirecrackerDocumentFillsTheConfig) {
   std::string doc = R"({"boot-source": {"kernel_image_path": ")" + kernel.path() + R"(", "boot_args": "console=ttyS0"},
-    "drives": [{"drive_id": "rootfs", "path_on_host": ")" + disk.path() + R"(", "is_root_device": true, "is_read_only": true}],
+    "drives": [{"drive_id": "rootfs", "path_on_host": ")" +
+                    disk.path() + R"(", "is_root_device": true, "is_read_only": true}],
     "machine-config": {"vcpu_count": 2, "mem_size_mib": 128},
     "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap7"}]})";
   ASSERT_TRUE(apply_config_document(controller, doc));
@@ -52,7 +53,8 @@ TEST_F(ConfigFileTest, ErrorsNameTheSection) {
   EXPECT_FALSE(apply_config_document(controller, R"({"vsock": {}})"));
   EXPECT_FALSE(apply_config_document(controller, "{"));
   EXPECT_FALSE(apply_config_document(controller, R"({"machine-config": {"vcpu_count": 1, "mem_size_mib": 64}})"));
-  EXPECT_FALSE(apply_config_document(controller, R"({"boot-source": {"kernel_image_path": ")" + kernel.path() + R"("}, "drives": {}})"));
+  EXPECT_FALSE(apply_config_document(
+      controller, R"({"boot-source": {"kernel_image_path": ")" + kernel.path() + R"("}, "drives": {}})"));
 }
 
 }  // namespace

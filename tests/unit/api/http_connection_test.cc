@@ -76,8 +76,9 @@ TEST(HttpConnectionTest, UpgradeIsRefused) {
 
 TEST(HttpMessageTest, SerializesStatusLengthAndClose) {
   std::string s = serialize_response(HttpResponse{200, "{}"}, true);
-  EXPECT_EQ(s, "HTTP/1.1 200 OK\r\nServer: microvm\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-               "Connection: close\r\n\r\n{}");
+  EXPECT_EQ(s,
+            "HTTP/1.1 200 OK\r\nServer: microvm\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+            "Connection: close\r\n\r\n{}");
   std::string nc = serialize_response(HttpResponse{204, ""}, false);
   EXPECT_EQ(nc, "HTTP/1.1 204 No Content\r\nServer: microvm\r\n\r\n");
 }

@@ -39,7 +39,10 @@ class RouterTest : public ::testing::Test {
     return j["fault_message"].get<std::string>();
   }
   void configure_boot() {
-    ASSERT_EQ(call("PUT", "/boot-source", json{{"kernel_image_path", kernel.path()}, {"boot_args", "console=ttyS0"}}.dump()).status, 204);
+    ASSERT_EQ(
+        call("PUT", "/boot-source", json{{"kernel_image_path", kernel.path()}, {"boot_args", "console=ttyS0"}}.dump())
+            .status,
+        204);
   }
 
   testing::ScratchFile kernel{"kernel"};
@@ -69,7 +72,10 @@ TEST_F(RouterTest, UnknownPathIs404AndWrongMethodIs405) {
 }
 
 TEST_F(RouterTest, MachineConfigPutGetPatch) {
-  EXPECT_EQ(call("PUT", "/machine-config", R"({"vcpu_count":2,"mem_size_mib":128,"smt":false,"track_dirty_pages":true})").status, 204);
+  EXPECT_EQ(
+      call("PUT", "/machine-config", R"({"vcpu_count":2,"mem_size_mib":128,"smt":false,"track_dirty_pages":true})")
+          .status,
+      204);
   auto j = json::parse(call("GET", "/machine-config").body);
   EXPECT_EQ(j["vcpu_count"], 2);
   EXPECT_EQ(j["mem_size_mib"], 128);
@@ -110,20 +116,53 @@ TEST_F(RouterTest, BootSourceNeedsAnExistingKernel) {
 }
 
 TEST_F(RouterTest, DrivesNeedMatchingIdAndExistingFile) {
-  EXPECT_EQ(call("PUT", "/drives/rootfs", json{{"drive_id", "other"}, {"path_on_host", disk.path()}, {"is_root_device", true}}.dump()).status, 400);
-  auto r = call("PUT", "/drives/rootfs", R"({"drive_id":"rootfs","path_on_host":"/nonexistent/disk.img","is_root_device":true})");
+  EXPECT_EQ(call("PUT", "/drives/rootfs",
+                 json{{"drive_id", "other"}, {"path_on_host", disk.path()}, {"is_root_device", true}}.dump())
+                .status,
+            400);
+  auto r = call("PUT", "/drives/rootfs",
+                R"({"drive_id":"rootfs","path_on_host":"/nonexistent/disk.img","is_root_device":true})");
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(fault_of(r).find("/nonexistent/disk.img"), std::string::npos);
-  EXPECT_EQ(call("PUT", "/drives/rootfs", json{{"drive_id", "rootfs"}, {"path_on_host", disk.path()}, {"is_root_device", true}, {"x-microvm-format", "vmdk"}}.dump()).status, 400);
-  EXPECT_EQ(call("PUT", "/drives/r", json{{"drive_id", "r"}, {"path_on_host", disk.path()}, {"is_root_device", false}, {"rate_limiter", json::object()}}.dump()).status, 400);
+  EXPECT_EQ(call("PUT", "/drives/rootfs",
+                 json{{"drive_id", "rootfs"},
+                      {"path_on_host", disk.path()},
+                      {"is_root_device", true},
+                      {"x-microvm-format", "vmdk"}}
+                     .dump())
+                .status,
+            400);
+  EXPECT_EQ(call("PUT", "/drives/r",
+                 json{{"drive_id", "r"},
+                      {"path_on_host", disk.path()},
+                      {"is_root_device", false},
+                      {"rate_limiter", json::object()}}
+                     .dump())
+                .status,
+            400);
   EXPECT_TRUE(controller.drives().empty());
 }
 
 TEST_F(RouterTest, GettingStartedSequenceBuildsTheVmConfig) {
   configure_boot();
-  ASSERT_EQ(call("PUT", "/drives/data", json{{"drive_id", "data"}, {"path_on_host", disk.path()}, {"is_root_device", false}, {"is_read_only", true}}.dump()).status, 204);
-  ASSERT_EQ(call("PUT", "/drives/rootfs", json{{"drive_id", "rootfs"}, {"path_on_host", disk.path()}, {"is_root_device", true}, {"x-microvm-format", "qcow2"}}.dump()).status, 204);
-  ASSERT_EQ(call("PUT", "/network-interfaces/eth0", R"({"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:AC:10:00:02"})").status, 204);
+  ASSERT_EQ(
+      call("PUT", "/drives/data",
+           json{{"drive_id", "data"}, {"path_on_host", disk.path()}, {"is_root_device", false}, {"is_read_only", true}}
+               .dump())
+          .status,
+      204);
+  ASSERT_EQ(call("PUT", "/drives/rootfs",
+                 json{{"drive_id", "rootfs"},
+                      {"path_on_host", disk.path()},
+                      {"is_root_device", true},
+                      {"x-microvm-format", "qcow2"}}
+                     .dump())
+                .status,
+            204);
+  ASSERT_EQ(call("PUT", "/network-interfaces/eth0",
+                 R"({"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:AC:10:00:02"})")
+                .status,
+            204);
   ASSERT_EQ(call("PUT", "/machine-config", R"({"vcpu_count":2,"mem_size_mib":256})").status, 204);
   ASSERT_EQ(call("PUT", "/actions", R"({"action_type":"InstanceStart"})").status, 204);
   ASSERT_EQ(launcher.starts, 1);
@@ -152,7 +191,10 @@ TEST_F(RouterTest, ConfigurationAfterStartIs400NamingTheResource) {
   r = call("PUT", "/boot-source", json{{"kernel_image_path", kernel.path()}}.dump());
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(fault_of(r).find("boot source"), std::string::npos);
-  EXPECT_EQ(call("PUT", "/drives/x", json{{"drive_id", "x"}, {"path_on_host", disk.path()}, {"is_root_device", false}}.dump()).status, 400);
+  EXPECT_EQ(
+      call("PUT", "/drives/x", json{{"drive_id", "x"}, {"path_on_host", disk.path()}, {"is_root_device", false}}.dump())
+          .status,
+      400);
   r = call("PUT", "/actions", R"({"action_type":"InstanceStart"})");
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(fault_of(r).find("already running"), std::string::npos);
@@ -197,7 +239,10 @@ TEST_F(RouterTest, StopActionCallsTheLauncher) {
 
 TEST_F(RouterTest, VmConfigReflectsTheConfiguration) {
   configure_boot();
-  ASSERT_EQ(call("PUT", "/drives/rootfs", json{{"drive_id", "rootfs"}, {"path_on_host", disk.path()}, {"is_root_device", true}}.dump()).status, 204);
+  ASSERT_EQ(call("PUT", "/drives/rootfs",
+                 json{{"drive_id", "rootfs"}, {"path_on_host", disk.path()}, {"is_root_device", true}}.dump())
+                .status,
+            204);
   auto j = json::parse(call("GET", "/vm/config").body);
   EXPECT_EQ(j["boot-source"]["kernel_image_path"], kernel.path());
   ASSERT_EQ(j["drives"].size(), 1u);

@@ -107,7 +107,8 @@ TEST(SandboxApi, OpeningFilesAndMakingSocketsIsKilled) {
     _exit(kCallReturned);
   });
   EXPECT_EQ(open.exit_code, kExitSandbox) << open.err;
-  EXPECT_EQ(open.err, "microvm: sandbox: api thread made forbidden system call " + std::to_string(SYS_openat) + " (openat)\n");
+  EXPECT_EQ(open.err,
+            "microvm: sandbox: api thread made forbidden system call " + std::to_string(SYS_openat) + " (openat)\n");
   auto sock = run_as_api_thread([] {
     ::socket(AF_UNIX, SOCK_STREAM, 0);
     _exit(kCallReturned);
