@@ -7,6 +7,10 @@ namespace {
 
 HttpConnection* self(http_parser* p) { return static_cast<HttpConnection*>(p->data); }
 
+// on_headers_complete's return values 1 and 2 mean "skip the body" and "upgrade", and the
+// message would still complete (with an empty body); only other values stop the parser.
+constexpr int kHeadersError = -1;
+
 }  // namespace
 
 HttpConnection::HttpConnection(HttpLimits limits) : limits_(limits) {
@@ -59,13 +63,13 @@ int HttpConnection::on_headers_complete(http_parser* p) {
   // Content-Length" (chunked or none); on_body enforces the limit for those.
   if (p->content_length != ULLONG_MAX && p->content_length > c->limits_.max_body_bytes) {
     c->limit_error_ = fault(413, "request body exceeds " + std::to_string(c->limits_.max_body_bytes) + " bytes");
-    return 1;
+    return kHeadersError;
   }
   http_parser_url u;
   http_parser_url_init(&u);
   if (http_parser_parse_url(c->url_.data(), c->url_.size(), 0, &u) != 0 || !(u.field_set & (1 << UF_PATH))) {
     c->limit_error_ = fault(400, "malformed request target");
-    return 1;
+    return kHeadersError;
   }
   c->current_.path = c->url_.substr(u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
   c->current_.method = http_method_str(static_cast<http_method>(p->method));
@@ -84,6 +88,7 @@ int HttpConnection::on_body(http_parser* p, const char* at, size_t len) {
 
 int HttpConnection::on_message_complete(http_parser* p) {
   HttpConnection* c = self(p);
+  if (c->limit_error_) return 1;  // never hand on a request that broke a limit
   c->out_->push_back(Parsed{std::move(c->current_), http_should_keep_alive(p) != 0});
   c->current_ = HttpRequest{};
   return 0;

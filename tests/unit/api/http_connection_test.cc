@@ -48,6 +48,7 @@ TEST(HttpConnectionTest, AnnouncedOversizedBodyIsRefusedBeforeItArrives) {
   auto err = c.feed("PUT /x HTTP/1.1\r\nContent-Length: 17\r\n\r\n", out);
   ASSERT_TRUE(err);
   EXPECT_EQ(err->status, 413);
+  EXPECT_TRUE(out.empty()) << "a request over the limit must never reach a handler (with its body cut off)";
 }
 
 TEST(HttpConnectionTest, ChunkedBodyOverLimitIs413) {
@@ -56,6 +57,15 @@ TEST(HttpConnectionTest, ChunkedBodyOverLimitIs413) {
   auto err = c.feed("PUT /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n1\r\nx\r\n", out);
   ASSERT_TRUE(err);
   EXPECT_EQ(err->status, 413);
+}
+
+TEST(HttpConnectionTest, MalformedTargetIsNotHandedOn) {
+  HttpConnection c;
+  std::vector<Parsed> out;
+  auto err = c.feed("PUT http://[::1 HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", out);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->status, 400);
+  EXPECT_TRUE(out.empty());
 }
 
 TEST(HttpConnectionTest, GarbageIs400) {
