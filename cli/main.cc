@@ -1,7 +1,8 @@
-// microvm: run | img | bench
+// microvm: run | ctl | img | bench
 #include <cstdio>
 #include <cstring>
 
+#include "cli/ctl_command.h"
 #include "cli/run_command.h"
 #include "cli/version.h"
 #ifdef MICROVM_HAVE_IMG
@@ -18,6 +19,7 @@ constexpr char kUsage[] =
     "\n"
     "commands:\n"
     "  run     boot a Linux guest (microvm run --help)\n"
+    "  ctl     talk to a VM started with 'run --api-sock' (microvm ctl --help)\n"
     "  img     create, inspect, check, resize and convert raw/qcow2 disk images\n"
     "  bench   measure start-up, memory overhead and virtio throughput (microvm bench --help)\n"
     "  version version, git revision and compiled-in features (also --version)\n"
@@ -37,6 +39,7 @@ int main(int argc, char** argv) {
   }
   const char* cmd = argv[1];
   if (!std::strcmp(cmd, "run")) return microvm::run_command(argc - 1, argv + 1);
+  if (!std::strcmp(cmd, "ctl")) return microvm::ctl_command(argc - 1, argv + 1);
 #ifdef MICROVM_HAVE_IMG
   if (!std::strcmp(cmd, "img")) return ::run_img_command(argc - 1, argv + 1);
 #endif

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "cli/graceful_shutdown.h"
@@ -15,19 +17,97 @@
 #include "devices/vhost/share_spec.h"
 #include "devices/net/net_arg.h"
 #include "cli/terminal.h"
+#include "cli/api_session.h"
+#include "api/config_file.h"
+#include "api/controller.h"
 
 namespace microvm {
 namespace {
 
 std::atomic<Vm*> g_running_vm{nullptr};  // for the CLI's signal handlers only
+std::atomic<bool> g_terminate{false};
 
 void on_termination_signal(int sig) {
   if (sig == SIGTERM && GracefulShutdown::notify_from_signal()) return;
   RawTerminal::restore_saved();
+  g_terminate.store(true);
   if (Vm* vm = g_running_vm.load()) vm->stop();
 }
 
 }  // namespace
+
+namespace {
+
+// A launcher for the config file: nothing is started from it, the file only fills VmConfig.
+class NoLauncher : public api::VmLauncher {
+ public:
+  Result<void> start(const VmConfig&) override { return fail(EINVAL, "not started from a config file"); }
+  void stop() override {}
+};
+
+}  // namespace
+
+Result<void> apply_config_file(RunOptions& opts) {
+  std::ifstream in(opts.config_file, std::ios::binary);
+  if (!in) return fail_errno("--config-file " + opts.config_file);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.size() > (1u << 20)) return fail(EINVAL, "--config-file " + opts.config_file + ": larger than 1 MiB");
+  NoLauncher none;
+  api::Controller controller(opts.vm, api::InstanceInfo{}, none);
+  TRY(api::apply_config_document(controller, text));
+  opts.vm = controller.vm_config();
+  return {};
+}
+
+void install_termination_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_termination_signal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaction(sig, &sa, nullptr);
+}
+
+bool termination_requested() { return g_terminate.load(); }
+
+int run_vm(Vm& vm, const RunOptions& opts) {
+  g_running_vm.store(&vm);
+  // A signal that arrived before the Vm was published still stops it.
+  if (g_terminate.load()) vm.stop();
+  std::unique_ptr<GracefulShutdown> graceful;
+  if (opts.shutdown_timeout_s > 0) {
+    auto g = GracefulShutdown::start(vm, std::chrono::seconds(opts.shutdown_timeout_s));
+    if (!g) {
+      g_running_vm.store(nullptr);
+      std::fprintf(stderr, "microvm: %s\n", g.error().what.c_str());
+      return kExitError;
+    }
+    graceful = std::move(*g);
+  }
+  Result<VmExit> exit;
+  {
+    RawTerminal raw(opts.vm.console_in);
+    exit = vm.run();
+  }
+  graceful.reset();
+  g_running_vm.store(nullptr);
+
+  if (opts.boot_timer) {
+    auto t = vm.boot_times();
+    std::fprintf(stderr, "microvm: boot-timer: first KVM_RUN at %s us, guest boot marker at %s us\n",
+                 t.first_kvm_run_us ? std::to_string(*t.first_kvm_run_us).c_str() : "-",
+                 t.first_marker_us ? std::to_string(*t.first_marker_us).c_str() : "-");
+  }
+  if (!exit) {
+    std::fprintf(stderr, "microvm: %s\n", exit.error().what.c_str());
+    return kExitError;
+  }
+  switch (exit->reason) {
+    case VmExitReason::kCrash: std::fprintf(stderr, "microvm: guest crashed: %s\n", exit->detail.c_str()); break;
+    case VmExitReason::kPanicked: std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str()); break;
+    case VmExitReason::kStopped: std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str()); break;
+    default: break;
+  }
+  return exit_code_for(exit->reason);
+}
 
 Result<DiskConfig> parse_disk_arg(const std::string& spec) {
   auto parsed = parse_disk_spec(spec);
@@ -63,7 +143,15 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   std::string log_level = "warn";
   bool no_rng = false;
   std::string sandbox = "on";
-  app.add_option("--kernel,-k", opts.vm.kernel_path, "Kernel image: ELF vmlinux or bzImage")->required();
+  app.add_option("--kernel,-k", opts.vm.kernel_path,
+                 "Kernel image: ELF vmlinux or bzImage (required unless --api-sock configures the VM)");
+  app.add_option("--api-sock", opts.api_sock,
+                 "Serve the Firecracker-compatible REST API on this Unix socket (mode 0600). Without --kernel "
+                 "the VM is configured through it and started by PUT /actions InstanceStart");
+  app.add_flag("--no-api", opts.no_api, "Serve no API (the default; conflicts with --api-sock)");
+  app.add_option("--config-file", opts.config_file,
+                 "Firecracker-format JSON (boot-source, drives, machine-config, network-interfaces, logger); "
+                 "the VM starts at once. Conflicts with --kernel");
   app.add_option("--initrd,-i", opts.vm.initrd_path, "Initial ramdisk (cpio archive)");
   app.add_option("--cmdline,-c", opts.vm.cmdline, "Kernel command line")->default_str(opts.vm.cmdline);
   app.add_option("--cpus", opts.vm.cpus, "Number of vCPUs")->default_val(1)->check(CLI::Range(1, 254));
@@ -107,6 +195,12 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   } catch (const CLI::ParseError& e) {
     return fail(EINVAL, std::string(e.what()) + "\nRun 'microvm run --help' for the options.");
   }
+  if (opts.no_api && !opts.api_sock.empty()) return fail(EINVAL, "--no-api and --api-sock exclude each other");
+  if (!opts.config_file.empty() && !opts.vm.kernel_path.empty())
+    return fail(EINVAL, "--config-file names the kernel itself; leave out --kernel");
+  if (opts.vm.kernel_path.empty() && opts.api_sock.empty() && opts.config_file.empty())
+    return fail(EINVAL, "--kernel is required (or --api-sock to configure the VM through the API)\n"
+                        "Run 'microvm run --help' for the options.");
   auto mem = parse_size(memory, 1ull << 20);
   if (!mem) return fail(EINVAL, mem.error().context("--memory").what);
   opts.vm.memory_bytes = *mem;
@@ -144,53 +238,21 @@ int run_command(int argc, char** argv) {
   // runs under the "supervisor" seccomp role too (with --sandbox on), so no thread of a
   // running microvm is unfiltered.
   opts->vm.sandbox_calling_thread = true;
+  if (!opts->config_file.empty()) {
+    if (auto ok = apply_config_file(*opts); !ok) {
+      std::fprintf(stderr, "microvm run: %s\n", ok.error().what.c_str());
+      return kExitUsage;
+    }
+  }
+  install_termination_handlers();
+  if (!opts->api_sock.empty()) return run_with_api(*opts, start);
   auto vm = Vm::create(opts->vm);
   if (!vm) {
     std::fprintf(stderr, "microvm: %s\n", vm.error().what.c_str());
     return kExitError;
   }
   (*vm)->set_time_origin(start);
-
-  g_running_vm.store(vm->get());
-  struct sigaction sa {};
-  sa.sa_handler = on_termination_signal;
-  sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaction(sig, &sa, nullptr);
-
-  std::unique_ptr<GracefulShutdown> graceful;
-  if (opts->shutdown_timeout_s > 0) {
-    auto g = GracefulShutdown::start(**vm, std::chrono::seconds(opts->shutdown_timeout_s));
-    if (!g) {
-      std::fprintf(stderr, "microvm: %s\n", g.error().what.c_str());
-      return kExitError;
-    }
-    graceful = std::move(*g);
-  }
-  Result<VmExit> exit;
-  {
-    RawTerminal raw(opts->vm.console_in);
-    exit = (*vm)->run();
-  }
-  graceful.reset();
-  g_running_vm.store(nullptr);
-
-  if (opts->boot_timer) {
-    auto t = (*vm)->boot_times();
-    std::fprintf(stderr, "microvm: boot-timer: first KVM_RUN at %s us, guest boot marker at %s us\n",
-                 t.first_kvm_run_us ? std::to_string(*t.first_kvm_run_us).c_str() : "-",
-                 t.first_marker_us ? std::to_string(*t.first_marker_us).c_str() : "-");
-  }
-  if (!exit) {
-    std::fprintf(stderr, "microvm: %s\n", exit.error().what.c_str());
-    return kExitError;
-  }
-  switch (exit->reason) {
-    case VmExitReason::kCrash: std::fprintf(stderr, "microvm: guest crashed: %s\n", exit->detail.c_str()); break;
-    case VmExitReason::kPanicked: std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str()); break;
-    case VmExitReason::kStopped: std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str()); break;
-    default: break;
-  }
-  return exit_code_for(exit->reason);
+  return run_vm(**vm, *opts);
 }
 
 }  // namespace microvm

@@ -13,6 +13,9 @@ struct RunOptions {
   bool boot_timer = false;
   // SIGTERM presses the ACPI power button and stops after this many seconds; 0: stop at once.
   unsigned shutdown_timeout_s = 0;
+  std::string api_sock;  // serve the REST API here (api/README.md)
+  bool no_api = false;
+  std::string config_file;  // Firecracker's JSON config: the VM starts at once from it
 };
 
 // Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an
@@ -23,5 +26,15 @@ struct RunOptions {
 [[nodiscard]] Result<DiskConfig> parse_disk_arg(const std::string& spec);
 
 int run_command(int argc, char** argv);
+
+// Reads opts.config_file (Firecracker's JSON) into opts.vm, validated as the API would.
+[[nodiscard]] Result<void> apply_config_file(RunOptions& opts);
+
+// SIGTERM/SIGINT/SIGHUP/SIGQUIT: restore the terminal, stop the running Vm (run_vm) and
+// set the flag termination_requested() reads.
+void install_termination_handlers();
+bool termination_requested();
+// Runs `vm` on this thread with the terminal in raw mode; returns the process exit code.
+int run_vm(Vm& vm, const RunOptions& opts);
 
 }  // namespace microvm

@@ -14,3 +14,9 @@ endif()
 if(MICROVM_BENCH)
   find_package(benchmark REQUIRED)
 endif()
+# The API server's HTTP/1.1 parser (Node.js http_parser; Debian ships no pkg-config file).
+find_path(HTTP_PARSER_INCLUDE_DIR http_parser.h REQUIRED)
+find_library(HTTP_PARSER_LIBRARY http_parser REQUIRED)
+add_library(http_parser::http_parser UNKNOWN IMPORTED)
+set_target_properties(http_parser::http_parser PROPERTIES IMPORTED_LOCATION ${HTTP_PARSER_LIBRARY}
+                      INTERFACE_INCLUDE_DIRECTORIES ${HTTP_PARSER_INCLUDE_DIR})

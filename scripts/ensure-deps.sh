@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 missing=0
-for tool in cmake ninja g++ pkg-config busybox cpio qemu-img mkfs.ext4 clang-16 fio gnuplot strace; do
+for tool in cmake ninja g++ pkg-config busybox cpio qemu-img mkfs.ext4 clang-16 fio gnuplot strace curl; do
   command -v "$tool" >/dev/null 2>&1 || { missing=1; break; }
 done
 if [ $missing -eq 0 ]; then
@@ -12,7 +12,7 @@ if [ $missing -eq 0 ]; then
     pkg-config --exists "$pc" || { missing=1; break; }
   done
 fi
-[ -f /usr/include/CLI/CLI.hpp ] && [ -f /usr/include/gtest/gtest.h ] && [ -f /usr/include/benchmark/benchmark.h ] || missing=1
+[ -f /usr/include/CLI/CLI.hpp ] && [ -f /usr/include/http_parser.h ] && [ -f /usr/include/nlohmann/json.hpp ] && [ -f /usr/include/gtest/gtest.h ] && [ -f /usr/include/benchmark/benchmark.h ] || missing=1
 if [ $missing -ne 0 ]; then
   echo "== installing build and test dependencies (Debian packages)"
   "$here/install-deps.sh"

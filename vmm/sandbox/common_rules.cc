@@ -72,6 +72,7 @@ const char* role_name(ThreadRole role) {
     case ThreadRole::kVcpu: return "vcpu";
     case ThreadRole::kEventLoop: return "event-loop";
     case ThreadRole::kSupervisor: return "supervisor";
+    case ThreadRole::kApi: return "api";
   }
   return "?";
 }
@@ -83,6 +84,7 @@ SyscallPolicy policy_for(ThreadRole role, const SandboxNeeds& needs) {
     case ThreadRole::kVcpu: add_vcpu_rules(p, needs); break;
     case ThreadRole::kEventLoop: add_event_loop_rules(p, needs); break;
     case ThreadRole::kSupervisor: add_supervisor_rules(p, needs); break;
+    case ThreadRole::kApi: add_api_rules(p, needs); break;
   }
   return p;
 }

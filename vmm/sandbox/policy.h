@@ -11,9 +11,10 @@ namespace microvm {
 
 // kSupervisor: the thread that called Vm::run() when it opts in (VmConfig::
 // sandbox_calling_thread): waits, runs signal handlers, tears the machine down.
-enum class ThreadRole { kVcpu, kEventLoop, kSupervisor };
+// kApi: the REST API server's thread (api/), once the VM has started.
+enum class ThreadRole { kVcpu, kEventLoop, kSupervisor, kApi };
 
-// "vcpu", "event-loop" or "supervisor": the name used in reports and documentation.
+// "vcpu", "event-loop", "supervisor" or "api": the name used in reports and documentation.
 const char* role_name(ThreadRole role);
 
 // What the configured machine uses at run time beyond the fixed core, so a policy allows no
@@ -44,6 +45,7 @@ void add_common_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_vcpu_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_supervisor_rules(SyscallPolicy& p, const SandboxNeeds& needs);
+void add_api_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 // ioctl request numbers on KVM's VM fd that devices issue while the guest runs.
 void add_kvm_vm_runtime_ioctls(SyscallPolicy& p);
 

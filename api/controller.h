@@ -1,0 +1,83 @@
+#pragma once
+// The API's model of one microVM: the configuration built up by PUT requests before
+// start, the instance state, and the launcher that turns the configuration into a
+// running Vm. Used only from the API thread (handlers), after the owner set it up.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "microvm/result.h"
+#include "microvm/vm.h"
+
+namespace microvm::api {
+
+// Implemented by the program that owns the Vm (the CLI): creating and running a Vm
+// happens on its thread, not on the API thread.
+class VmLauncher {
+ public:
+  virtual ~VmLauncher() = default;
+  // Creates the Vm from `config` and lets it run; returns once it runs or failed to be
+  // created (the error says why, e.g. a missing kernel file).
+  [[nodiscard]] virtual Result<void> start(const VmConfig& config) = 0;
+  // Stops the running Vm (or, before start, ends the waiting program).
+  virtual void stop() = 0;
+};
+
+enum class InstanceState { kNotStarted, kRunning };
+
+struct DriveEntry {
+  std::string id;
+  bool is_root = false;
+  DiskConfig disk;
+};
+
+struct NetEntry {
+  std::string id;
+  NetConfig net;
+};
+
+struct InstanceInfo {
+  std::string id = "anonymous-instance";
+  std::string vmm_version;
+};
+
+class Controller {
+ public:
+  // `defaults` supplies everything the API does not configure (console, log level,
+  // sandbox, ...) and the initial machine configuration.
+  Controller(VmConfig defaults, InstanceInfo info, VmLauncher& launcher)
+      : config_(std::move(defaults)), info_(std::move(info)), launcher_(launcher) {}
+
+  // The Vm was started by its owner (`--kernel` given): configuration is closed.
+  void mark_running() { state_ = InstanceState::kRunning; }
+  InstanceState state() const { return state_; }
+  const InstanceInfo& info() const { return info_; }
+  VmLauncher& launcher() { return launcher_; }
+
+  // Configuration, editable only while not started.
+  VmConfig& config() { return config_; }
+  const VmConfig& config() const { return config_; }
+  bool boot_source_set() const { return !config_.kernel_path.empty(); }
+  std::vector<DriveEntry>& drives() { return drives_; }
+  const std::vector<DriveEntry>& drives() const { return drives_; }
+  std::vector<NetEntry>& nets() { return nets_; }
+  const std::vector<NetEntry>& nets() const { return nets_; }
+  bool smt = false;                // accepted and reported; no effect on the guest yet
+  bool track_dirty_pages = false;  // likewise
+
+  // The VmConfig InstanceStart hands to the launcher: drives with the root device first
+  // (it becomes /dev/vda) and "root=/dev/vda" added when the boot args name no root.
+  VmConfig vm_config() const;
+  // Calls the launcher; on success the instance is running.
+  [[nodiscard]] Result<void> start();
+
+ private:
+  VmConfig config_;
+  InstanceInfo info_;
+  VmLauncher& launcher_;
+  InstanceState state_ = InstanceState::kNotStarted;
+  std::vector<DriveEntry> drives_;
+  std::vector<NetEntry> nets_;
+};
+
+}  // namespace microvm::api

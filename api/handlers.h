@@ -1,0 +1,31 @@
+#pragma once
+// One function per endpoint. Each takes the parsed request and the controller and returns
+// the HTTP response; none throws, none touches a socket.
+#include <string>
+
+#include "api/controller.h"
+#include "api/http_message.h"
+
+namespace microvm::api {
+
+// GET /, GET /version, GET /vm/config, GET /machine-config (handlers_info.cc)
+HttpResponse get_instance_info(const Controller& c);
+HttpResponse get_version(const Controller& c);
+HttpResponse get_vm_config(const Controller& c);
+HttpResponse get_machine_config(const Controller& c);
+
+// Configuration before start (handlers_config.cc).
+HttpResponse put_machine_config(Controller& c, const std::string& body, bool patch);
+HttpResponse put_boot_source(Controller& c, const std::string& body);
+HttpResponse put_drive(Controller& c, const std::string& id, const std::string& body);
+HttpResponse put_network_interface(Controller& c, const std::string& id, const std::string& body);
+HttpResponse put_logger(Controller& c, const std::string& body);
+HttpResponse put_metrics(Controller& c, const std::string& body);
+
+// PUT /actions and PATCH /vm (handlers_actions.cc).
+HttpResponse put_actions(Controller& c, const std::string& body);
+HttpResponse patch_vm_state(Controller& c, const std::string& body);
+
+HttpResponse no_content();
+
+}  // namespace microvm::api

@@ -1,0 +1,69 @@
+#include "api/router.h"
+
+#include <exception>
+#include <string_view>
+
+#include "api/handlers.h"
+
+namespace microvm::api {
+namespace {
+
+HttpResponse method_not_allowed(const HttpRequest& r, const char* allowed) {
+  return fault(405, "method " + r.method + " is not allowed on " + r.path + " (allowed: " + allowed + ")");
+}
+
+// "/drives/ID" -> "ID" when `path` is `prefix` + one non-empty segment.
+bool one_segment_after(std::string_view path, std::string_view prefix, std::string& id) {
+  if (!path.starts_with(prefix) || path.size() == prefix.size()) return false;
+  std::string_view rest = path.substr(prefix.size());
+  if (rest.find('/') != std::string_view::npos) return false;
+  id = std::string(rest);
+  return true;
+}
+
+HttpResponse dispatch(Controller& c, const HttpRequest& r) {
+  const std::string& m = r.method;
+  std::string_view p = r.path;
+  // Trailing slashes are tolerated ("/machine-config/" is "/machine-config").
+  while (p.size() > 1 && p.back() == '/') p.remove_suffix(1);
+  std::string id;
+
+  if (p == "/") return m == "GET" ? get_instance_info(c) : method_not_allowed(r, "GET");
+  if (p == "/version") return m == "GET" ? get_version(c) : method_not_allowed(r, "GET");
+  if (p == "/vm/config") return m == "GET" ? get_vm_config(c) : method_not_allowed(r, "GET");
+  if (p == "/machine-config") {
+    if (m == "GET") return get_machine_config(c);
+    if (m == "PUT") return put_machine_config(c, r.body, false);
+    if (m == "PATCH") return put_machine_config(c, r.body, true);
+    return method_not_allowed(r, "GET, PUT, PATCH");
+  }
+  if (p == "/boot-source") return m == "PUT" ? put_boot_source(c, r.body) : method_not_allowed(r, "PUT");
+  if (one_segment_after(p, "/drives/", id)) {
+    if (m == "PUT") return put_drive(c, id, r.body);
+    if (m == "PATCH") return fault(400, "PATCH /drives is not supported yet (drives cannot be changed after start)");
+    return method_not_allowed(r, "PUT");
+  }
+  if (one_segment_after(p, "/network-interfaces/", id)) {
+    if (m == "PUT") return put_network_interface(c, id, r.body);
+    if (m == "PATCH") return fault(400, "PATCH /network-interfaces is not supported yet (no rate limiters)");
+    return method_not_allowed(r, "PUT");
+  }
+  if (p == "/actions") return m == "PUT" ? put_actions(c, r.body) : method_not_allowed(r, "PUT");
+  if (p == "/vm") return m == "PATCH" ? patch_vm_state(c, r.body) : method_not_allowed(r, "PATCH");
+  if (p == "/logger") return m == "PUT" ? put_logger(c, r.body) : method_not_allowed(r, "PUT");
+  if (p == "/metrics") return m == "PUT" ? put_metrics(c, r.body) : method_not_allowed(r, "PUT");
+  return fault(404, "no such resource: " + std::string(p));
+}
+
+}  // namespace
+
+HttpResponse route(Controller& controller, const HttpRequest& request) {
+  try {
+    return dispatch(controller, request);
+  } catch (const std::exception& e) {
+    // A bug (handlers report errors as values); the VM and the server carry on.
+    return fault(500, std::string("internal error: ") + e.what());
+  }
+}
+
+}  // namespace microvm::api
