@@ -77,7 +77,7 @@ int cmd_info(int argc, char** argv) {
   if (h->version >= 3) data["lazy-refcounts"] = lazy;
   data["refcount-bits"] = h->refcount_bits();
   if (h->version >= 3) data["corrupt"] = corrupt;
-  data["extended-l2"] = false;
+  if (h->version >= 3) data["extended-l2"] = false;  // qemu-img shows it for v3 only
   j["format-specific"] = {{"type", "qcow2"}, {"data", data}};
   if (json) {
     std::printf("%s\n", j.dump(4).c_str());
@@ -95,7 +95,7 @@ int cmd_info(int argc, char** argv) {
   if (h->version >= 3) std::printf("    lazy refcounts: %s\n", lazy ? "true" : "false");
   std::printf("    refcount bits: %u\n", h->refcount_bits());
   if (h->version >= 3) std::printf("    corrupt: %s\n", corrupt ? "true" : "false");
-  std::printf("    extended l2: false\n");
+  if (h->version >= 3) std::printf("    extended l2: false\n");
   return 0;
 }
 

@@ -76,7 +76,8 @@ int cmd_measure(int argc, char** argv) {
   if (auto ok = check_format_options(*a, {"-f", "-O"}); !ok) return usage_error("measure", ok.error().what);
   const std::string output = a->get("--output", "human");
   if (output != "human" && output != "json") return usage_error("measure", "--output must be human or json");
-  if (a->has("--size") == !a->positional.empty() || a->positional.size() > 1)
+  if (a->positional.size() > 1) return usage_error("measure", "expected one FILE");
+  if (a->has("--size") == !a->positional.empty())
     return usage_error("measure", a->has("--size") ? "--size N cannot be used together with a filename"
                                                    : "either --size N or one filename must be specified");
   if (a->has("--size") && a->has("-f")) return usage_error("measure", "-f requires a filename argument");

@@ -2,6 +2,7 @@
 // table (nothing for an image without snapshots, or raw). Creating, applying and deleting
 // snapshots (-c/-a/-d) is not supported yet and refused before the image is opened.
 #include <cstdio>
+#include <cstring>
 
 #include "cli/img/img_internal.h"
 #include "cli/img/img_snapshot_table.h"
@@ -26,7 +27,8 @@ int cmd_snapshot(int argc, char** argv) {
   if (!fmt) return failure("snapshot: " + fmt.error().what);
   if (*fmt == DiskFormat::kRaw) return 0;  // raw has no snapshots, as qemu-img lists them
   std::vector<uint8_t> head(std::min<uint64_t>(file->size, 1u << qcow2::kMaxClusterBits));
-  if (int rc = pread_full(file->fd.get(), head.data(), head.size(), 0)) return failure("snapshot: read header failed");
+  if (int rc = pread_full(file->fd.get(), head.data(), head.size(), 0))
+    return failure("snapshot: read " + path + ": " + std::strerror(-rc));
   auto h = qcow2::parse_header(head, file->size);
   if (!h) return failure("snapshot: " + path + ": " + h.error().what);
   auto snaps = qcow2::read_snapshots(file->fd.get(), *h, file->size);

@@ -31,7 +31,9 @@ void expect_same_dd(const TempDir& dir, const std::vector<std::string>& ops, con
   EXPECT_EQ(info_line(ours, "file format:"), info_line(theirs, "file format:")) << joined;
   EXPECT_EQ(info_line(ours, "virtual size:"), info_line(theirs, "virtual size:")) << joined;
   EXPECT_EQ(qemu_img(std::string("compare -q -f ") + ofmt + " -F " + ofmt + " " + ours + " " + theirs), 0) << joined;
-  if (std::string(ofmt) == "qcow2") EXPECT_EQ(qemu_img("check -q " + ours), 0) << joined;
+  if (std::string(ofmt) == "qcow2") {
+    EXPECT_EQ(qemu_img("check -q " + ours), 0) << joined;
+  }
   ::unlink(ours.c_str());
   ::unlink(theirs.c_str());
 }

@@ -3,6 +3,7 @@
 // errors, never crashes or reads out of bounds.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <random>
 
 #include "devices/block/qcow2/qcow2_format.h"
@@ -19,7 +20,12 @@ void expect_same(const std::vector<std::string>& args, const std::string& qargs)
   int rc = img_run(args, &ours);
   int qrc = qemu_img_stdout(qargs, &theirs);
   EXPECT_EQ(rc, qrc) << qargs;
-  EXPECT_EQ(ours, theirs) << qargs;
+  if (qargs.find("json") == std::string::npos) {
+    EXPECT_EQ(ours, theirs) << qargs;
+  } else {  // `info`'s keys are in a different order than qemu-img's; the values must agree
+    auto o = nlohmann::json::parse(ours, nullptr, false), t = nlohmann::json::parse(theirs, nullptr, false);
+    EXPECT_EQ(o, t) << qargs << "\n" << ours << theirs;
+  }
 }
 
 TEST(ImgSnapshot, ListAndInfoMatchQemuImg) {
@@ -57,7 +63,7 @@ TEST(ImgSnapshot, ChangesAreRefusedForNow) {
 // Sets the header's snapshot count and offset, and writes `table` at `offset`.
 void plant_table(const std::string& path, uint32_t count, uint64_t offset, const std::vector<uint8_t>& table) {
   auto img = read_file(path);
-  if (img.size() < offset + table.size()) img.resize(offset + table.size());
+  if (!table.empty() && img.size() < offset + table.size()) img.resize(offset + table.size());
   qcow2::put_be32(&img[60], count);
   qcow2::put_be64(&img[64], offset);
   std::copy(table.begin(), table.end(), img.begin() + static_cast<ptrdiff_t>(offset));
@@ -78,7 +84,9 @@ TEST(ImgSnapshot, HostileTablesAreErrors) {
   // The parser on every truncation of a real table, and on random bytes: values or errors.
   for (size_t n = 0; n < std::min<size_t>(real.size(), 256); ++n) {
     auto r = qcow2::parse_snapshot_table(std::span(real.data(), n), 2);
-    if (r) EXPECT_EQ(r->size(), 2u);
+    if (r) {
+      EXPECT_EQ(r->size(), 2u);
+    }
   }
   std::mt19937 rng(12);
   for (int i = 0; i < 2000; ++i) {
