@@ -20,9 +20,12 @@ Result<qcow2::AmendOptions> amend_options(const std::string& o) {
   qcow2::AmendOptions ao;
   for (auto& [k, v] : TRY(parse_o(o))) {
     if (k == "compat") {
-      if (v == "0.10" || v == "v2") ao.version = 2;
-      else if (v == "1.1" || v == "v3") ao.version = 3;
-      else return fail(EINVAL, "compat must be 0.10 or 1.1");
+      if (v == "0.10" || v == "v2")
+        ao.version = 2;
+      else if (v == "1.1" || v == "v3")
+        ao.version = 3;
+      else
+        return fail(EINVAL, "compat must be 0.10 or 1.1");
     } else if (k == "lazy_refcounts") {
       ao.lazy_refcounts = TRY(on_off(k, v));
     } else {

@@ -56,9 +56,7 @@ Result<Operands> parse_operands(const std::vector<std::string>& pos) {
   return o;
 }
 
-bool all_zero(const uint8_t* p, size_t n) {
-  return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0);
-}
+bool all_zero(const uint8_t* p, size_t n) { return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0); }
 
 }  // namespace
 

@@ -95,7 +95,7 @@ int cmd_measure(int argc, char** argv) {
   const uint64_t cs = 1ull << co.cluster_bits;
 
   uint64_t size = 0, data = 0;  // data: bytes of the data clusters the new image needs
-  bool input_qcow2 = false;  // a v3 qcow2 input: qemu then reports bitmaps
+  bool input_qcow2 = false;     // a v3 qcow2 input: qemu then reports bitmaps
   if (a->has("--size")) {
     auto s = parse_size(a->get("--size"));
     if (!s) return usage_error("measure", s.error().what);

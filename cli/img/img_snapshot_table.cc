@@ -23,8 +23,8 @@ void print_snapshot_table(const std::vector<qcow2::SnapshotInfo>& snaps) {
                   static_cast<int>((s.vm_clock_nsec / 1000000) % 1000));
     char icount[32] = "";
     if (s.icount != UINT64_MAX) std::snprintf(icount, sizeof icount, "%" PRId64, static_cast<int64_t>(s.icount));
-    std::printf("%-9s %-16s %8s%20s%13s%11s\n", s.id.c_str(), s.name.c_str(), format_size(s.vm_state_size).c_str(), date,
-                clock, icount);
+    std::printf("%-9s %-16s %8s%20s%13s%11s\n", s.id.c_str(), s.name.c_str(), format_size(s.vm_state_size).c_str(),
+                date, clock, icount);
   }
 }
 

@@ -18,7 +18,8 @@ namespace {
 Result<void> expand_zero_clusters(int fd, const Header& h, uint64_t file_size) {
   const uint64_t cs = h.cluster_size();
   if (h.l1_size == 0) return {};
-  if (h.l1_table_offset % cs || h.l1_table_offset > file_size || uint64_t{h.l1_size} * 8 > file_size - h.l1_table_offset)
+  if (h.l1_table_offset % cs || h.l1_table_offset > file_size ||
+      uint64_t{h.l1_size} * 8 > file_size - h.l1_table_offset)
     return fail(EINVAL, "L1 table is outside the file");
   std::vector<uint8_t> l1(uint64_t{h.l1_size} * 8), l2(cs), zeroes(cs, 0);
   if (int rc = pread_full(fd, l1.data(), l1.size(), h.l1_table_offset)) return fail_errno(-rc, "read L1 table");
@@ -26,7 +27,8 @@ Result<void> expand_zero_clusters(int fd, const Header& h, uint64_t file_size) {
   for (uint32_t i = 0; i < h.l1_size; ++i) {
     uint64_t l2_off = be64(&l1[i * 8ull]) & kOffsetMask;
     if (l2_off == 0) continue;
-    if (l2_off % cs || file_size < cs || l2_off > file_size - cs) return fail(EINVAL, "L2 table " + std::to_string(i) + " is outside the file");
+    if (l2_off % cs || file_size < cs || l2_off > file_size - cs)
+      return fail(EINVAL, "L2 table " + std::to_string(i) + " is outside the file");
     if (int rc = pread_full(fd, l2.data(), cs, l2_off)) return fail_errno(-rc, "read L2 table");
     bool dirty = false;
     for (uint64_t j = 0; j < cs / 8; ++j) {
@@ -37,8 +39,10 @@ Result<void> expand_zero_clusters(int fd, const Header& h, uint64_t file_size) {
       uint64_t host = e & kOffsetMask;
       if (host) {
         // Without snapshots every cluster has one reference; a shared one means corruption.
-        if (!(e & kCopied)) return fail(EINVAL, "zero cluster at L2 table " + std::to_string(i) + " is shared; run check");
-        if (host % cs || file_size < cs || host > file_size - cs) return fail(EINVAL, "zero cluster's host offset is outside the file");
+        if (!(e & kCopied))
+          return fail(EINVAL, "zero cluster at L2 table " + std::to_string(i) + " is shared; run check");
+        if (host % cs || file_size < cs || host > file_size - cs)
+          return fail(EINVAL, "zero cluster's host offset is outside the file");
         if (int rc = pwrite_full(fd, zeroes.data(), cs, host)) return fail_errno(-rc, "write zeroes");
         put_be64(&l2[j * 8], host | (e & kCopied));
       } else {
@@ -70,7 +74,8 @@ Result<void> amend(int fd, const AmendOptions& opts) {
   const uint64_t cs = h.cluster_size();
   if (old.size() < std::min<uint64_t>(cs, file_size)) return fail(EINVAL, "short header cluster");
   if (h.incompatible_features & (kIncompatDirty | kIncompatCorrupt))
-    return fail(EINVAL, "the image is " + incompatible_names(h.incompatible_features & (kIncompatDirty | kIncompatCorrupt)) +
+    return fail(EINVAL, "the image is " +
+                            incompatible_names(h.incompatible_features & (kIncompatDirty | kIncompatCorrupt)) +
                             "; repair it first (microvm img check -r all)");
   if (h.nb_snapshots != 0) return fail(ENOTSUP, "amending images with internal snapshots is not supported");
 
@@ -87,8 +92,10 @@ Result<void> amend(int fd, const AmendOptions& opts) {
       return fail(EINVAL, "lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1)");
     if (h.refcount_order != 4) return fail(ENOTSUP, "compat=0.10 requires refcount_bits=16");
     if (h.incompatible_features)
-      return fail(ENOTSUP, "compat=0.10 cannot express the image's features (" + incompatible_names(h.incompatible_features) + ")");
-    if (h.autoclear_features) return fail(ENOTSUP, "compat=0.10 cannot keep the image's autoclear features (e.g. bitmaps)");
+      return fail(ENOTSUP, "compat=0.10 cannot express the image's features (" +
+                               incompatible_names(h.incompatible_features) + ")");
+    if (h.autoclear_features)
+      return fail(ENOTSUP, "compat=0.10 cannot keep the image's autoclear features (e.g. bitmaps)");
     // Lazy refcounts are dropped: the image is clean, so its refcounts are all written.
     n.compatible_features = n.incompatible_features = n.autoclear_features = 0;
     if (h.version == 3) TRY(expand_zero_clusters(fd, h, file_size));
@@ -105,7 +112,8 @@ Result<void> amend(int fd, const AmendOptions& opts) {
     if (type == kExtEnd) break;
     uint64_t padded = (uint64_t{len} + 7) & ~7ull;
     if (padded > end - pos - 8) return fail(EINVAL, "header extension overruns the header cluster");
-    if (!(type == kExtFeatureTable && n.version == 2)) out.insert(out.end(), old.begin() + pos, old.begin() + pos + 8 + padded);
+    if (!(type == kExtFeatureTable && n.version == 2))
+      out.insert(out.end(), old.begin() + pos, old.begin() + pos + 8 + padded);
     pos += 8 + padded;
   }
   out.resize(out.size() + 8, 0);  // end of extensions

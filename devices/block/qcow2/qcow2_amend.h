@@ -8,7 +8,7 @@
 namespace microvm::qcow2 {
 
 struct AmendOptions {
-  std::optional<uint32_t> version;      // 2 (compat 0.10) or 3 (compat 1.1)
+  std::optional<uint32_t> version;     // 2 (compat 0.10) or 3 (compat 1.1)
   std::optional<bool> lazy_refcounts;  // v3 only
 };
 

@@ -15,7 +15,8 @@ Result<std::vector<SnapshotInfo>> bad(uint32_t i, const std::string& what) {
 }  // namespace
 
 Result<std::vector<SnapshotInfo>> parse_snapshot_table(std::span<const uint8_t> t, uint32_t count) {
-  if (count > kMaxSnapshots) return fail(EINVAL, "snapshot table: " + std::to_string(count) + " snapshots (at most 65536)");
+  if (count > kMaxSnapshots)
+    return fail(EINVAL, "snapshot table: " + std::to_string(count) + " snapshots (at most 65536)");
   std::vector<SnapshotInfo> out;
   uint64_t pos = 0;
   for (uint32_t i = 0; i < count; ++i) {
@@ -30,7 +31,8 @@ Result<std::vector<SnapshotInfo>> parse_snapshot_table(std::span<const uint8_t> 
     s.vm_clock_nsec = be64(p + 24);
     s.vm_state_size = be32(p + 32);
     const uint32_t extra = be32(p + 36);
-    if (extra > kMaxSnapshotExtraData) return bad(i, "extra data of " + std::to_string(extra) + " bytes (at most 1024)");
+    if (extra > kMaxSnapshotExtraData)
+      return bad(i, "extra data of " + std::to_string(extra) + " bytes (at most 1024)");
     const uint64_t len = kEntryFixed + extra + id_size + name_size;
     if (len > t.size() - pos) return bad(i, "truncated");
     const uint8_t* x = p + kEntryFixed;
@@ -50,7 +52,8 @@ Result<std::vector<SnapshotInfo>> parse_snapshot_table(std::span<const uint8_t> 
 
 Result<std::vector<SnapshotInfo>> read_snapshots(int fd, const Header& h, uint64_t file_size) {
   if (h.nb_snapshots == 0) return std::vector<SnapshotInfo>{};
-  if (h.nb_snapshots > kMaxSnapshots) return fail(EINVAL, "nb_snapshots " + std::to_string(h.nb_snapshots) + " is over 65536");
+  if (h.nb_snapshots > kMaxSnapshots)
+    return fail(EINVAL, "nb_snapshots " + std::to_string(h.nb_snapshots) + " is over 65536");
   if (h.snapshots_offset % h.cluster_size() || h.snapshots_offset >= file_size)
     return fail(EINVAL, "snapshots_offset is unaligned or past the end of the file");
   // The entries' real length is only known while parsing: read what the file and QEMU's cap

@@ -12,9 +12,9 @@
 
 namespace microvm::qcow2 {
 
-constexpr uint32_t kMaxSnapshots = 65536;                 // as QEMU
+constexpr uint32_t kMaxSnapshots = 65536;                             // as QEMU
 constexpr uint64_t kMaxSnapshotTableBytes = 1024ull * kMaxSnapshots;  // as QEMU (64 MiB)
-constexpr uint32_t kMaxSnapshotExtraData = 1024;         // as QEMU
+constexpr uint32_t kMaxSnapshotExtraData = 1024;                      // as QEMU
 
 struct SnapshotInfo {
   std::string id, name;

@@ -83,8 +83,8 @@ TEST(ImgAmend, RefusesWhatVersion2CannotExpress) {
   TempDir dir;
   const std::string base = dir.file("base.raw"), a = dir.file("a.qcow2");
   ASSERT_EQ(run("qemu-img create -q -f raw " + base + " 1M && qemu-io -f raw -c 'write -P 3 0 1M' " + base +
-                " >/dev/null && qemu-img create -q -f qcow2 -b base.raw -F raw " + a + " && qemu-io -c 'write -z 0 64k' " +
-                a + " >/dev/null"),
+                " >/dev/null && qemu-img create -q -f qcow2 -b base.raw -F raw " + a +
+                " && qemu-io -c 'write -z 0 64k' " + a + " >/dev/null"),
             0);
   auto before = read_file(a);
   EXPECT_EQ(img_run({"amend", "-o", "compat=0.10", a}), 1);  // the zero cluster hides backing data

@@ -42,9 +42,9 @@ TEST(ImgDd, SameImagesAsQemuImg) {
   TempDir dir;
   const std::string raw = dir.file("in.raw"), q = dir.file("in.qcow2"), base = dir.file("base.raw");
   ASSERT_EQ(run("head -c 300000 /dev/urandom > " + raw + " && qemu-img create -q -f raw " + base +
-                " 1M && qemu-io -f raw -c 'write -P 9 0 1M' " + base + " >/dev/null && qemu-img create -q -f qcow2 -b " +
-                base + " -F raw " + q + " 2M && qemu-io -c 'write -P 1 64k 100k' -c 'write -z 512k 64k' " + q +
-                " >/dev/null"),
+                " 1M && qemu-io -f raw -c 'write -P 9 0 1M' " + base +
+                " >/dev/null && qemu-img create -q -f qcow2 -b " + base + " -F raw " + q +
+                " 2M && qemu-io -c 'write -P 1 64k 100k' -c 'write -z 512k 64k' " + q + " >/dev/null"),
             0);
   for (const std::string& in : {raw, q}) {
     for (const char* ofmt : {"raw", "qcow2"}) {

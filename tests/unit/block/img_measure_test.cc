@@ -79,8 +79,8 @@ TEST(ImgMeasure, OurConvertFitsInRequired) {
   TempDir dir;
   const std::string src = dir.file("src.qcow2"), full = dir.file("full.raw");
   ASSERT_EQ(run("qemu-img create -q -f qcow2 " + src + " 20M && qemu-io -c 'write -P 1 0 1M' -c 'write -P 2 7M 4k' " +
-                "-c 'write -P 3 19M 1M' -c 'write -z 3M 2M' " + src + " >/dev/null && " +
-                "head -c 3M /dev/urandom > " + full),
+                "-c 'write -P 3 19M 1M' -c 'write -z 3M 2M' " + src + " >/dev/null && " + "head -c 3M /dev/urandom > " +
+                full),
             0);
   for (const std::string& in : {src, full}) {
     for (const char* cs : {"512", "4k", "64k", "2M"}) {
