@@ -42,6 +42,11 @@ TEST(ImgSnapshot, ListAndInfoMatchQemuImg) {
     expect_same({"info", p}, "info " + p);
     expect_same({"info", "--output=json", p}, "info --output=json " + p);
   }
+  // --backing-chain lists each level's snapshots too.
+  const std::string top = dir.file("top.qcow2");
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 -b " + f + " -F qcow2 " + top + " && qemu-img snapshot -c t " + top), 0);
+  expect_same({"info", "--backing-chain", top}, "info --backing-chain " + top);
+  expect_same({"info", "--backing-chain", "--output=json", top}, "info --backing-chain --output=json " + top);
   std::string out;
   ASSERT_EQ(img_run({"snapshot", "-l", f}, &out), 0);
   EXPECT_NE(out.find("second one"), std::string::npos) << out;
