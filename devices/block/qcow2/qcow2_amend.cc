@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "devices/block/file_io.h"
+#include "devices/block/qcow2/qcow2_check.h"
 #include "devices/block/qcow2/qcow2_format.h"
 
 namespace microvm::qcow2 {
@@ -98,7 +99,15 @@ Result<void> amend(int fd, const AmendOptions& opts) {
       return fail(ENOTSUP, "compat=0.10 cannot keep the image's autoclear features (e.g. bitmaps)");
     // Lazy refcounts are dropped: the image is clean, so its refcounts are all written.
     n.compatible_features = n.incompatible_features = n.autoclear_features = 0;
-    if (h.version == 3) TRY(expand_zero_clusters(fd, h, file_size));
+    if (h.version == 3) {
+      // Expanding zero clusters writes into L2 tables and data clusters found through the
+      // image's own tables: a hostile or corrupt image could alias them with other metadata
+      // or data, so only a clean image is changed.
+      auto report = TRY(check_image(fd));
+      if (report.corruptions)
+        return fail(EINVAL, std::to_string(report.corruptions) + " corruptions found; run check before amending");
+      TRY(expand_zero_clusters(fd, h, file_size));
+    }
   }
 
   // The new fixed header, the extensions kept as they were (the feature name table only in

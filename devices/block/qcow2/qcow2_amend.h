@@ -15,7 +15,8 @@ struct AmendOptions {
 // `fd`: the image opened read-write and exclusively locked, with no Image open on it.
 // Refused (nothing written): dirty or corrupt images (repair them first), internal snapshots,
 // and a downgrade to version 2 of an image using what version 2 cannot express (refcount widths
-// other than 16, incompatible or autoclear features, zero clusters that cannot be converted).
+// other than 16, incompatible or autoclear features, zero clusters that cannot be converted, or
+// zero clusters in an image check_image() finds corruptions in).
 // Zero clusters of an image without a backing file are converted as qemu-img does (plain
 // unallocated, or their host cluster filled with zeroes), synced before the header changes, so
 // the guest view never changes and a crash leaves a valid image.

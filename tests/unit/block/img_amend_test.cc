@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
+#include "devices/block/qcow2/qcow2_format.h"
 #include "tests/unit/block/img_run.h"
 
 namespace microvm {
@@ -77,6 +79,33 @@ TEST(ImgAmend, DowngradeExpandsZeroClustersWithoutBackingFile) {
   expect_same_amend(a, q, "compat=0.10");
   ASSERT_EQ(qemu_img("map --output=json " + a, &map), 0);
   EXPECT_EQ(map.find("\"zero\": true, \"data\": false, \"offset\""), std::string::npos) << map;
+}
+
+// A hostile image whose guest cluster 0 is a "zero cluster" pointing at the host cluster that
+// holds guest cluster 1M's data: expanding it would overwrite that data. Refused (the image has
+// a cluster referenced twice), and nothing is written.
+TEST(ImgAmend, DowngradeRefusesAliasedTables) {
+  TempDir dir;
+  const std::string a = dir.file("a.qcow2");
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 " + a + " 4M && qemu-io -c 'write -P 1 0 64k' -c 'write -P 2 1M 64k' " +
+                a + " >/dev/null"),
+            0);
+  std::string map;
+  ASSERT_EQ(qemu_img("map --output=json " + a, &map), 0);
+  uint64_t host_a = 0, host_b = 0;
+  for (const auto& e : nlohmann::json::parse(map)) {
+    if (e["start"] == 0 && e.contains("offset")) host_a = e["offset"].get<uint64_t>();
+    if (e["start"] == (1 << 20) && e.contains("offset")) host_b = e["offset"].get<uint64_t>();
+  }
+  ASSERT_NE(host_a, 0u) << map;
+  ASSERT_NE(host_b, 0u) << map;
+  auto img = read_file(a);
+  const uint64_t l1 = qcow2::be64(&img[40]), l2 = qcow2::be64(&img[l1]) & qcow2::kOffsetMask;
+  ASSERT_EQ(qcow2::be64(&img[l2]) & qcow2::kOffsetMask, host_a);
+  qcow2::put_be64(&img[l2], host_b | qcow2::kCopied | qcow2::kZeroFlag);
+  write_file(a, img);
+  EXPECT_EQ(img_run({"amend", "-o", "compat=0.10", a}), 1);
+  EXPECT_EQ(read_file(a), img);
 }
 
 TEST(ImgAmend, RefusesWhatVersion2CannotExpress) {
