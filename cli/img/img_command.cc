@@ -23,6 +23,10 @@ const char kUsage[] =
     "  compare [-f FMT] [-F FMT] [-s] [-p] [-q] FILE1 FILE2   exit: 0 identical, 1 differ, 2 cannot open\n"
     "  commit [-f FMT] [-d] [-p] [-q] FILE   write the overlay into its backing file, then empty it (-d: keep)\n"
     "  rebase [-f FMT] [-u] [-p] [-q] -b NEW [-F FMT] FILE   change the backing file (-u: only the header)\n"
+    "  measure [--output=json] [-O raw|qcow2] [-o cluster_size=N,...] (--size N | [-f FMT] FILE)   size of a new image\n"
+    "  amend [-f qcow2] -o compat=0.10|1.1,lazy_refcounts=on|off FILE   change the qcow2 version or flags in place\n"
+    "  dd [-f FMT] [-O raw|qcow2] [bs=N] [count=N] [skip=N] if=IN of=OUT   copy a range of IN into a new image\n"
+    "  snapshot -l [-f FMT] [-U] FILE   list internal snapshots (-a/-c/-d: not supported yet)\n"
     "sizes: 512, 64k, 10G, 1.5T, 1P (binary units)\n"
     "exit: 0 done, 1 failed (nothing was changed when create/convert fail), 2 bad arguments\n";
 
@@ -87,6 +91,10 @@ int run_img_command(int argc, char** argv) {
   if (cmd == "compare") return cmd_compare(sub_argc, sub_argv);
   if (cmd == "commit") return cmd_commit(sub_argc, sub_argv);
   if (cmd == "rebase") return cmd_rebase(sub_argc, sub_argv);
+  if (cmd == "measure") return cmd_measure(sub_argc, sub_argv);
+  if (cmd == "amend") return cmd_amend(sub_argc, sub_argv);
+  if (cmd == "dd") return cmd_dd(sub_argc, sub_argv);
+  if (cmd == "snapshot") return cmd_snapshot(sub_argc, sub_argv);
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     usage(stdout);
     return 0;

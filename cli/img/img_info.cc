@@ -8,10 +8,12 @@
 
 #include "base/fd.h"
 #include "cli/img/img_internal.h"
+#include "cli/img/img_snapshot_table.h"
 #include "cli/img/sizes.h"
 #include "devices/block/file_io.h"
 #include "devices/block/image_file.h"
 #include "devices/block/qcow2/qcow2_format.h"
+#include "devices/block/qcow2/qcow2_snapshot.h"
 
 namespace microvm::img {
 
@@ -51,6 +53,13 @@ int cmd_info(int argc, char** argv) {
   if (int rc = pread_full(fd.get(), head.data(), head.size(), 0)) return failure("read " + path + ": " + std::strerror(-rc));
   auto h = qcow2::parse_header(head, file_size);
   if (!h) return failure(path + ": " + h.error().what);
+  auto snaps = qcow2::read_snapshots(fd.get(), *h, file_size);
+  if (!snaps) return failure(path + ": " + snaps.error().what);
+  if (!snaps->empty()) {  // qemu-img lists them first
+    nlohmann::ordered_json with{{"snapshots", snapshots_json(*snaps)}};
+    with.update(j);
+    j = std::move(with);
+  }
   bool corrupt = h->incompatible_features & qcow2::kIncompatCorrupt;
   bool lazy = h->compatible_features & qcow2::kCompatLazyRefcounts;
   const char* compat = h->version == 2 ? "0.10" : "1.1";
@@ -68,7 +77,7 @@ int cmd_info(int argc, char** argv) {
   if (h->version >= 3) data["lazy-refcounts"] = lazy;
   data["refcount-bits"] = h->refcount_bits();
   if (h->version >= 3) data["corrupt"] = corrupt;
-  data["extended-l2"] = false;
+  if (h->version >= 3) data["extended-l2"] = false;  // qemu-img shows it for v3 only
   j["format-specific"] = {{"type", "qcow2"}, {"data", data}};
   if (json) {
     std::printf("%s\n", j.dump(4).c_str());
@@ -81,11 +90,12 @@ int cmd_info(int argc, char** argv) {
     std::printf("backing file: %s\n", h->backing_file.c_str());
     if (!h->backing_format.empty()) std::printf("backing file format: %s\n", h->backing_format.c_str());
   }
+  if (!snaps->empty()) print_snapshot_table(*snaps);
   std::printf("Format specific information:\n    compat: %s\n    compression type: %s\n", compat, ctype);
   if (h->version >= 3) std::printf("    lazy refcounts: %s\n", lazy ? "true" : "false");
   std::printf("    refcount bits: %u\n", h->refcount_bits());
   if (h->version >= 3) std::printf("    corrupt: %s\n", corrupt ? "true" : "false");
-  std::printf("    extended l2: false\n");
+  if (h->version >= 3) std::printf("    extended l2: false\n");
   return 0;
 }
 

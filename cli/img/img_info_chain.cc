@@ -7,6 +7,7 @@
 
 #include "cli/img/img_chain.h"
 #include "cli/img/img_internal.h"
+#include "cli/img/img_snapshot_table.h"
 #include "cli/img/sizes.h"
 
 namespace microvm::img {
@@ -19,6 +20,10 @@ Result<nlohmann::ordered_json> describe(const ChainLevel& level) {
   nlohmann::ordered_json j;
   // Key order as qemu-img 7.2 prints it.
   const qcow2::Header* h = level.qcow2 ? &level.qcow2->header() : nullptr;
+  if (h) {
+    auto snaps = TRY(qcow2::read_snapshots(level.fd(), *h, static_cast<uint64_t>(st.st_size)));
+    if (!snaps.empty()) j["snapshots"] = snapshots_json(snaps);
+  }
   if (h && !h->backing_file.empty() && !h->backing_format.empty()) j["backing-filename-format"] = h->backing_format;
   j["virtual-size"] = level.size;
   j["filename"] = level.path;
@@ -59,6 +64,20 @@ void print_human(const nlohmann::ordered_json& j) {
       std::printf("backing file: %s (actual path: %s)\n", name.c_str(), full.c_str());
     if (j.contains("backing-filename-format"))
       std::printf("backing file format: %s\n", j["backing-filename-format"].get<std::string>().c_str());
+  }
+  if (j.contains("snapshots")) {  // back from the JSON form, which holds every column
+    std::vector<qcow2::SnapshotInfo> snaps;
+    for (const auto& e : j["snapshots"]) {
+      qcow2::SnapshotInfo s;
+      s.id = e["id"].get<std::string>();
+      s.name = e["name"].get<std::string>();
+      s.date_sec = e["date-sec"].get<uint32_t>();
+      s.vm_clock_nsec = e["vm-clock-sec"].get<uint64_t>() * 1000000000 + e["vm-clock-nsec"].get<uint64_t>();
+      s.vm_state_size = e["vm-state-size"].get<uint64_t>();
+      if (e.contains("icount")) s.icount = e["icount"].get<uint64_t>();
+      snaps.push_back(std::move(s));
+    }
+    print_snapshot_table(snaps);
   }
   const auto& d = j["format-specific"]["data"];
   std::printf("Format specific information:\n    compat: %s\n    compression type: %s\n",

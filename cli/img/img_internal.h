@@ -115,6 +115,10 @@ int cmd_compare(int argc, char** argv);
 int cmd_check_repair(int argc, char** argv);
 int cmd_commit(int argc, char** argv);
 int cmd_rebase(int argc, char** argv);
+int cmd_measure(int argc, char** argv);
+int cmd_amend(int argc, char** argv);
+int cmd_dd(int argc, char** argv);
+int cmd_snapshot(int argc, char** argv);
 
 void print_error(const std::string& msg);
 
