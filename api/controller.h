@@ -21,9 +21,14 @@ class VmLauncher {
   [[nodiscard]] virtual Result<void> start(const VmConfig& config) = 0;
   // Stops the running Vm (or, before start, ends the waiting program).
   virtual void stop() = 0;
+  // Vm::pause(), Vm::resume() and Vm::request_shutdown() (the ACPI power button) on the
+  // running Vm. Launchers that never run one (a config file) refuse them.
+  [[nodiscard]] virtual Result<void> pause() { return fail(EINVAL, "no microVM is running"); }
+  [[nodiscard]] virtual Result<void> resume() { return fail(EINVAL, "no microVM is running"); }
+  [[nodiscard]] virtual Result<void> request_shutdown() { return fail(EINVAL, "no microVM is running"); }
 };
 
-enum class InstanceState { kNotStarted, kRunning };
+enum class InstanceState { kNotStarted, kRunning, kPaused };
 
 struct DriveEntry {
   std::string id;
@@ -50,6 +55,7 @@ class Controller {
 
   // The Vm was started by its owner (`--kernel` given): configuration is closed.
   void mark_running() { state_ = InstanceState::kRunning; }
+  void mark_paused() { state_ = InstanceState::kPaused; }
   InstanceState state() const { return state_; }
   const InstanceInfo& info() const { return info_; }
   VmLauncher& launcher() { return launcher_; }

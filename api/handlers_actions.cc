@@ -21,17 +21,38 @@ HttpResponse put_actions(Controller& c, const std::string& body) {
     c.launcher().stop();
     return no_content();
   }
-  if (a == "SendCtrlAltDel") return fault(400, "SendCtrlAltDel is not supported yet");
+  if (a == "SendCtrlAltDel") {
+    // Firecracker sends Ctrl+Alt+Del through an i8042; microvm has no keyboard controller and
+    // presses the ACPI power button instead: the same "ask the guest to shut down".
+    if (c.state() == InstanceState::kNotStarted) return fault(400, "SendCtrlAltDel: the microVM is not started");
+    if (auto ok = c.launcher().request_shutdown(); !ok) return fault(400, "SendCtrlAltDel: " + ok.error().what);
+    return no_content();
+  }
   if (a == "FlushMetrics") return fault(400, "FlushMetrics is not supported yet (no metrics endpoint)");
   return fault(400, "unknown action_type '" + a + "'");
 }
 
-// TODO(vm-control): wire to Vm::pause()/Vm::resume() once they are in the library:
-// {"state": "Paused"|"Resumed"}, 400 before start. This is the only place to change.
-HttpResponse patch_vm_state(Controller&, const std::string& body) {
+// {"state": "Paused"|"Resumed"}: Vm::pause() / Vm::resume().
+HttpResponse patch_vm_state(Controller& c, const std::string& body) {
   auto j = parse_object(body, {"state"});
   if (!j) return fault(400, j.error().what);
-  return fault(400, "pausing and resuming the microVM is not supported yet");
+  auto state = get_string(*j, "state");
+  if (!state) return fault(400, state.error().what);
+  if (!*state) return fault(400, "state is required (\"Paused\" or \"Resumed\")");
+  if (c.state() == InstanceState::kNotStarted) return fault(400, "the microVM is not started");
+  if (**state == "Paused") {
+    if (c.state() == InstanceState::kPaused) return fault(400, "the microVM is already paused");
+    if (auto ok = c.launcher().pause(); !ok) return fault(400, "pause: " + ok.error().what);
+    c.mark_paused();
+    return no_content();
+  }
+  if (**state == "Resumed") {
+    if (c.state() != InstanceState::kPaused) return fault(400, "the microVM is not paused");
+    if (auto ok = c.launcher().resume(); !ok) return fault(400, "resume: " + ok.error().what);
+    c.mark_running();
+    return no_content();
+  }
+  return fault(400, "state must be \"Paused\" or \"Resumed\", not '" + **state + "'");
 }
 
 }  // namespace microvm::api

@@ -11,6 +11,8 @@ const char* state_name(InstanceState s) {
       return "Not started";
     case InstanceState::kRunning:
       return "Running";
+    case InstanceState::kPaused:
+      return "Paused";
   }
   return "Not started";
 }

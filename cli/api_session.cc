@@ -34,6 +34,10 @@ class MainThreadLauncher : public api::VmLauncher {
     cv_.notify_all();
   }
 
+  Result<void> pause() override { return with_vm([](Vm& vm) { return vm.pause(); }); }
+  Result<void> resume() override { return with_vm([](Vm& vm) { return vm.resume(); }); }
+  Result<void> request_shutdown() override { return with_vm([](Vm& vm) { return vm.request_shutdown(); }); }
+
   // Main thread: the next start request, or nullopt when asked to stop (API or signal).
   std::optional<VmConfig> wait_for_start() {
     std::unique_lock lock(mu_);
@@ -68,6 +72,13 @@ class MainThreadLauncher : public api::VmLauncher {
   }
 
  private:
+  template <class F>
+  Result<void> with_vm(F f) {
+    std::lock_guard lock(mu_);
+    if (!vm_) return fail(EINVAL, "no microVM is running");
+    return f(*vm_);
+  }
+
   std::mutex mu_;
   std::condition_variable cv_;
   std::optional<VmConfig> request_;

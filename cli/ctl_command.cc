@@ -31,11 +31,30 @@ int ctl_command(int argc, char** argv) {
   app.add_option("--api-sock", sock, "The API socket of the microVM")->required();
   app.add_flag("--json", json, "Print the server's JSON instead of text");
   app.require_subcommand(1, 1);
-  auto* info = app.add_subcommand("info", "Instance id, state and version");
-  auto* stop = app.add_subcommand("stop", "Stop the microVM (microvm run exits with code 5)");
-  // --api-sock and --json are accepted after the subcommand too.
-  info->fallthrough();
-  stop->fallthrough();
+  // Each command is one API request; `info` prints the instance, the others a word on success.
+  struct Command {
+    const char* name;
+    const char* help;
+    const char* method;
+    const char* path;
+    const char* body;
+    const char* done;
+    CLI::App* app = nullptr;
+  };
+  Command commands[] = {
+      {"info", "Instance id, state and version", "GET", "/", "", nullptr},
+      {"pause", "Pause the microVM (vCPUs and device work stop; guest time is frozen)", "PATCH", "/vm",
+       R"({"state":"Paused"})", "paused"},
+      {"resume", "Resume a paused microVM", "PATCH", "/vm", R"({"state":"Resumed"})", "resumed"},
+      {"shutdown", "Press the guest's ACPI power button (a guest with a handler powers off)", "PUT", "/actions",
+       R"({"action_type":"SendCtrlAltDel"})", "power button pressed"},
+      {"stop", "Stop the microVM (microvm run exits with code 5)", "PUT", "/actions",
+       R"({"action_type":"x-microvm-Stop"})", "stopped"},
+  };
+  for (auto& c : commands) {
+    c.app = app.add_subcommand(c.name, c.help);
+    c.app->fallthrough();  // --api-sock and --json are accepted after the subcommand too
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -45,9 +64,13 @@ int ctl_command(int argc, char** argv) {
     std::fprintf(stderr, "microvm ctl: %s\nRun 'microvm ctl --help' for the options.\n", e.what());
     return kExitUsage;
   }
-  const bool is_info = info->parsed();
-  auto reply = is_info ? api_request(sock, "GET", "/", "")
-                       : api_request(sock, "PUT", "/actions", R"({"action_type":"x-microvm-Stop"})");
+  const Command* cmd = nullptr;
+  for (const auto& c : commands) {
+    if (c.app->parsed()) cmd = &c;
+  }
+  if (!cmd) return kExitUsage;  // require_subcommand(1, 1) makes this unreachable
+  const bool is_info = cmd->done == nullptr;
+  auto reply = api_request(sock, cmd->method, cmd->path, cmd->body);
   if (!reply) {
     std::fprintf(stderr, "microvm ctl: %s\n", reply.error().what.c_str());
     return kExitError;
@@ -71,7 +94,7 @@ int ctl_command(int argc, char** argv) {
   if (json)
     std::printf("{}\n");
   else
-    std::printf("stopped\n");
+    std::printf("%s\n", cmd->done);
   return 0;
 }
 

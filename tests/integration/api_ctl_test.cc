@@ -28,6 +28,28 @@ TEST_F(ApiCtlTest, InfoAndStop) {
   EXPECT_EQ(*code, 5) << vm.describe();
 }
 
+TEST_F(ApiCtlTest, PauseResumeThenShutdownPowersTheGuestOff) {
+  // pwrbtn_check waits for the ACPI power button, then powers off (exit 0).
+  ApiVm vm({"--kernel", firmware_path("pwrbtn_check"), "--memory", "32M"});
+  ASSERT_TRUE(vm.socket_ready()) << vm.describe();
+  auto ctl = [&](const char* what) { return run_process(microvm_binary(), {"ctl", "--api-sock", vm.socket(), what}); };
+  VmRunResult r = ctl("pause");
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.out, "paused\n");
+  EXPECT_NE(ctl("info").out.find("state:   Paused"), std::string::npos);
+  r = ctl("pause");
+  EXPECT_EQ(r.exit_code, 1) << "already paused: " << r.describe();
+  EXPECT_NE(r.err.find("already paused"), std::string::npos) << r.err;
+  r = ctl("resume");
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(ctl("info").out.find("state:   Running"), std::string::npos);
+  r = ctl("shutdown");
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  auto code = vm.wait_exit(60);
+  ASSERT_TRUE(code) << vm.describe();
+  EXPECT_EQ(*code, 0) << "the guest powered off after the press: " << vm.describe();
+}
+
 TEST_F(ApiCtlTest, NoServerIsAnErrorNamingTheSocket) {
   TempDir dir;
   std::string sock = dir.path() + "/absent.sock";

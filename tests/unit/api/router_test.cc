@@ -22,8 +22,14 @@ class RecordingLauncher : public VmLauncher {
     return {};
   }
   void stop() override { ++stops; }
+  Result<void> pause() override { return ++pauses, Result<void>{}; }
+  Result<void> resume() override { return ++resumes, Result<void>{}; }
+  Result<void> request_shutdown() override { return ++shutdowns, Result<void>{}; }
   int starts = 0;
   int stops = 0;
+  int pauses = 0;
+  int resumes = 0;
+  int shutdowns = 0;
   std::string fail_with;
   VmConfig last;
 };
@@ -216,20 +222,38 @@ TEST_F(RouterTest, StartWithoutBootSourceOrWithLauncherErrorStaysNotStarted) {
   EXPECT_EQ(call("PUT", "/actions", R"({"action_type":"InstanceStart"})").status, 204);
 }
 
-TEST_F(RouterTest, UnsupportedActionsAndPauseSayNotSupported) {
-  for (const char* a : {"SendCtrlAltDel", "FlushMetrics"}) {
-    auto r = call("PUT", "/actions", json{{"action_type", a}}.dump());
-    EXPECT_EQ(r.status, 400);
-    EXPECT_NE(fault_of(r).find("not supported yet"), std::string::npos) << a;
-  }
-  EXPECT_EQ(call("PUT", "/actions", R"({"action_type":"Reboot"})").status, 400);
-  auto r = call("PATCH", "/vm", R"({"state":"Paused"})");
+TEST_F(RouterTest, UnsupportedActionsSayNotSupported) {
+  auto r = call("PUT", "/actions", R"({"action_type":"FlushMetrics"})");
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(fault_of(r).find("not supported yet"), std::string::npos);
+  EXPECT_EQ(call("PUT", "/actions", R"({"action_type":"Reboot"})").status, 400);
   EXPECT_EQ(call("PUT", "/metrics", R"({"metrics_path":"/tmp/m"})").status, 400);
   EXPECT_EQ(call("PUT", "/logger", R"({"log_path":"/tmp/l"})").status, 400);
   EXPECT_EQ(call("PUT", "/logger", R"({"level":"Debug"})").status, 204);
   EXPECT_EQ(controller.config().log_level, LogLevel::kDebug);
+}
+
+TEST_F(RouterTest, PauseResumeAndCtrlAltDelNeedARunningVm) {
+  auto r = call("PATCH", "/vm", R"({"state":"Paused"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(fault_of(r).find("not started"), std::string::npos) << fault_of(r);
+  r = call("PUT", "/actions", R"({"action_type":"SendCtrlAltDel"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(launcher.pauses + launcher.shutdowns, 0);
+
+  controller.mark_running();
+  EXPECT_EQ(call("PATCH", "/vm", R"({"state":"Resumed"})").status, 400) << "not paused";
+  EXPECT_EQ(call("PATCH", "/vm", R"({"state":"Paused"})").status, 204);
+  EXPECT_EQ(launcher.pauses, 1);
+  EXPECT_EQ(json::parse(call("GET", "/").body)["state"], "Paused");
+  EXPECT_EQ(call("PATCH", "/vm", R"({"state":"Paused"})").status, 400) << "already paused";
+  EXPECT_EQ(call("PATCH", "/vm", R"({"state":"Frozen"})").status, 400);
+  EXPECT_EQ(call("PATCH", "/vm", R"({"state":"Resumed","extra":1})").status, 400);
+  EXPECT_EQ(call("PATCH", "/vm", R"({"state":"Resumed"})").status, 204);
+  EXPECT_EQ(launcher.resumes, 1);
+  EXPECT_EQ(json::parse(call("GET", "/").body)["state"], "Running");
+  EXPECT_EQ(call("PUT", "/actions", R"({"action_type":"SendCtrlAltDel"})").status, 204);
+  EXPECT_EQ(launcher.shutdowns, 1);
 }
 
 TEST_F(RouterTest, StopActionCallsTheLauncher) {
