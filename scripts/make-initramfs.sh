@@ -144,13 +144,18 @@ if [ -f /test.sh ]; then
   poweroff -f
 fi
 # PID 1 gets no default signal actions, so busybox's plain poweroff/halt/reboot (which signal
-# init: USR2, USR1, TERM) would do nothing without these traps. The shell waits in `wait`, which
-# a trapped signal interrupts; a foreground child would delay the trap until the shell exits.
+# init: USR2, USR1, TERM) would do nothing without these traps. Traps run between commands, so
+# init polls the shell with a builtin 1 s read (no fork) instead of blocking in one long wait.
 trap 'poweroff -f' USR2
 trap 'halt -f' USR1
 trap 'reboot -f' TERM
 setsid cttyhack sh &
-wait $!
+shell=$!
+mkfifo /tmp/.init-tick
+exec 4<>/tmp/.init-tick
+while kill -0 "$shell" 2>/dev/null; do
+  read -t 1 -u 4 _ || true
+done
 poweroff -f
 INIT
 file "$TMP/init" /init 0755
