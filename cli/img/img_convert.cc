@@ -8,6 +8,7 @@
 #include "base/fd.h"
 #include "cli/img/data_extents.h"
 #include "cli/img/img_internal.h"
+#include "cli/img/read_gather.h"
 #include "devices/block/file_io.h"
 #include "devices/block/qcow2/qcow2_chain.h"
 #include "devices/block/qcow2/qcow2_create.h"
@@ -82,6 +83,21 @@ int cmd_convert(int argc, char** argv) {
   const uint64_t grain = qout ? qout->cluster_size() : 4096;
   const uint64_t chunk = std::max<uint64_t>(kChunk, grain);
   std::vector<uint8_t> buf(chunk);
+  // The input Image reads its data clusters one at a time; gathered, consecutive clusters cost
+  // one preadv.
+  std::optional<ReadGather> gather;
+  auto* qin = dynamic_cast<qcow2::Image*>(src->get());
+  if (qin) {
+    gather.emplace(qin->fd());
+    qin->set_data_path(&*gather);
+  }
+  // Declared after `gather`, so the Image forgets it before it is destroyed.
+  struct Detach {
+    qcow2::Image* q;
+    ~Detach() {
+      if (q) q->set_data_path(nullptr);
+    }
+  } detach{qin};
   for (uint64_t off = 0; off < size;) {
     // Only ranges the input says may hold data are read: holes and zero/unallocated clusters
     // are skipped without I/O, and stay unallocated in the output.
@@ -91,7 +107,12 @@ int cmd_convert(int argc, char** argv) {
     uint64_t start = std::max(off, ext->start / grain * grain);
     uint64_t end = std::min({size, (ext->end + grain - 1) / grain * grain, start + chunk});
     size_t n = static_cast<size_t>(end - start);
-    if (int rc = (*src)->read(start, buf.data(), n)) return failure("convert: read " + in + ": " + std::strerror(-rc));
+    int rc = (*src)->read(start, buf.data(), n);
+    if (gather) {
+      int grc = gather->finish();
+      if (!rc) rc = grc;
+    }
+    if (rc) return failure("convert: read " + in + ": " + std::strerror(-rc));
     // Write runs of non-zero grains with one call each.
     for (size_t i = 0; i < n;) {
       size_t g = std::min<size_t>(grain, n - i);
