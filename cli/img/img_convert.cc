@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "base/fd.h"
-#include "cli/img/data_extents.h"
+#include "cli/img/chunk_reader.h"
 #include "cli/img/img_internal.h"
 #include "cli/img/read_gather.h"
 #include "devices/block/file_io.h"
@@ -82,9 +82,8 @@ int cmd_convert(int argc, char** argv) {
   // at the output's allocation unit, so sparse data inside a chunk stays sparse.
   const uint64_t grain = qout ? qout->cluster_size() : 4096;
   const uint64_t chunk = std::max<uint64_t>(kChunk, grain);
-  std::vector<uint8_t> buf(chunk);
   // The input Image reads its data clusters one at a time; gathered, consecutive clusters cost
-  // one preadv.
+  // one preadv. Reading happens on the ChunkReader's thread, overlapping the writes here.
   std::optional<ReadGather> gather;
   auto* qin = dynamic_cast<qcow2::Image*>(src->get());
   if (qin) {
@@ -98,41 +97,34 @@ int cmd_convert(int argc, char** argv) {
       if (q) q->set_data_path(nullptr);
     }
   } detach{qin};
-  for (uint64_t off = 0; off < size;) {
-    // Only ranges the input says may hold data are read: holes and zero/unallocated clusters
-    // are skipped without I/O, and stay unallocated in the output.
-    auto ext = next_data(**src, off, chunk);
-    if (!ext) return failure("convert: " + in + ": " + ext.error().what);
-    if (ext->start >= size) break;
-    uint64_t start = std::max(off, ext->start / grain * grain);
-    uint64_t end = std::min({size, (ext->end + grain - 1) / grain * grain, start + chunk});
-    size_t n = static_cast<size_t>(end - start);
-    int rc = (*src)->read(start, buf.data(), n);
-    if (gather) {
-      int grc = gather->finish();
-      if (!rc) rc = grc;
-    }
-    if (rc) return failure("convert: read " + in + ": " + std::strerror(-rc));
-    // Write runs of non-zero grains with one call each.
-    for (size_t i = 0; i < n;) {
+  // Declared last: its thread is joined before anything it uses goes away.
+  ChunkReader reader(**src, grain, chunk, gather ? &*gather : nullptr);
+  reader.start();
+  for (;;) {
+    Chunk* c = reader.next();
+    if (c->end) break;
+    if (!c->error.empty()) return failure("convert: read " + in + ": " + c->error);
+    // Write runs of non-zero grains with one call each; zero ones stay unallocated.
+    const uint8_t* data = c->buf.data();
+    for (size_t i = 0, n = c->len; i < n;) {
       size_t g = std::min<size_t>(grain, n - i);
-      if (all_zero(buf.data() + i, g)) {
+      if (all_zero(data + i, g)) {
         i += g;
         continue;
       }
       size_t j = i + g;
       while (j < n) {
         size_t h = std::min<size_t>(grain, n - j);
-        if (all_zero(buf.data() + j, h)) break;
+        if (all_zero(data + j, h)) break;
         j += h;
       }
-      int rc =
-          qout ? qout->write(start + i, buf.data() + i, j - i) : pwrite_full(rout, buf.data() + i, j - i, start + i);
+      uint64_t at = c->start + i;
+      int rc = qout ? qout->write(at, data + i, j - i) : pwrite_full(rout, data + i, j - i, at);
       if (rc) return failure("convert: write " + out + ": " + std::strerror(-rc));
       i = j;
     }
-    off = end;
-    progress.update(off, size);
+    progress.update(c->start + c->len, size);
+    reader.release(c);
   }
   int rc = qout ? qout->flush() : fdatasync_retry(rout);
   if (rc) return failure("convert: sync " + out + ": " + std::strerror(-rc));

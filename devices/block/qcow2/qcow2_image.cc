@@ -820,14 +820,19 @@ int Image::writev(uint64_t offset, std::span<const iovec> iov) {
   // out consecutive host clusters and written with one call, then their L2 entries are set
   // (data before the entries that point at it, as for one cluster). A sequential copy into a
   // new image (img convert) then costs one system call per run instead of one per cluster.
+  // The caller's buffers are written in place (no copy); neighbouring ones are joined so a
+  // run needs few iovecs (pwritev_full splits at IOV_MAX anyway).
   constexpr uint64_t kMaxRunBytes = 4 << 20;
-  std::vector<uint8_t> run;
+  constexpr size_t kMaxRunIovecs = 256;
+  std::vector<iovec> run;
   uint64_t run_guest = 0, run_host = 0, run_n = 0;
   auto write_run = [&]() -> int {
     if (run_n == 0) return 0;
     uint64_t n = run_n;
     run_n = 0;
-    if (int rc = pwrite_full(fd_.get(), run.data(), n * cs_, run_host)) return rc;
+    int wrc = pwritev_full(fd_.get(), run, run_host);
+    run.clear();
+    if (wrc) return wrc;
     file_size_ = std::max(file_size_, run_host + n * cs_);
     for (uint64_t i = 0; i < n; ++i) {
       if (int rc = set_l2(run_guest + i * cs_, (run_host + i * cs_) | kCopied, nullptr)) return rc;
@@ -845,15 +850,21 @@ int Image::writev(uint64_t offset, std::span<const iovec> iov) {
         auto fresh = alloc_cluster();
         if (!fresh) return fresh.error().code ? -fresh.error().code : -EIO;
         if (overlaps_fixed_metadata(*fresh, cs_)) return mark_corrupt("allocator returned a metadata cluster");
-        if (run_n && (*fresh != run_host + run_n * cs_ || run_n * cs_ >= kMaxRunBytes)) {
+        if (run_n &&
+            (*fresh != run_host + run_n * cs_ || run_n * cs_ >= kMaxRunBytes || run.size() >= kMaxRunIovecs)) {
           if (int rc = write_run()) return rc;
         }
         if (run_n == 0) {
           run_host = *fresh;
           run_guest = offset;
         }
-        run.resize((run_n + 1) * cs_);
-        cur.copy_to(run.data() + run_n * cs_, cs_);
+        for (const iovec& v : cur.take(cs_)) {
+          if (!run.empty() && static_cast<uint8_t*>(run.back().iov_base) + run.back().iov_len == v.iov_base) {
+            run.back().iov_len += v.iov_len;
+          } else {
+            run.push_back(v);
+          }
+        }
         ++run_n;
         offset += n;
         len -= n;
