@@ -9,8 +9,8 @@
 
 namespace microvm::img {
 
-ChunkReader::ChunkReader(SyncDisk& src, uint64_t grain, uint64_t chunk, ReadGather* gather)
-    : src_(src), grain_(grain), chunk_(chunk), gather_(gather) {
+ChunkReader::ChunkReader(SyncDisk& src, uint64_t grain, uint64_t chunk, ReadGather* gather, bool whole)
+    : src_(src), grain_(grain), chunk_(chunk), gather_(gather), whole_(whole) {
   for (auto& c : chunks_) {
     c.buf.resize(chunk_);
     free_.push_back(&c);
@@ -52,12 +52,12 @@ bool ChunkReader::read_one(Chunk& c, uint64_t& off) {
   c.error.clear();
   // Only ranges the input says may hold data are read: holes and zero/unallocated clusters
   // are skipped without I/O.
-  auto ext = next_data(src_, off, chunk_);
+  auto ext = whole_ ? Result<Extent>(Extent{off, std::min(size, off + chunk_)}) : next_data(src_, off, chunk_);
   if (!ext) {
     c.error = ext.error().what;
     return false;
   }
-  if (ext->start >= size) {
+  if (ext->start >= size || (whole_ && off >= size)) {
     c.end = true;
     return false;
   }

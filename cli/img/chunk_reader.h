@@ -29,8 +29,9 @@ struct Chunk {
 class ChunkReader {
  public:
   // Chunks start and end on `grain` boundaries (or the disk's end) and hold at most `chunk`
-  // bytes. `gather`, when set, is the input's DataPath: finished after every read.
-  ChunkReader(SyncDisk& src, uint64_t grain, uint64_t chunk, ReadGather* gather);
+  // bytes. `gather`, when set, is the input's DataPath: finished after every read. `whole`:
+  // every range is read, zero ones included.
+  ChunkReader(SyncDisk& src, uint64_t grain, uint64_t chunk, ReadGather* gather, bool whole = false);
   ~ChunkReader();  // stops and joins the thread
   ChunkReader(const ChunkReader&) = delete;
   ChunkReader& operator=(const ChunkReader&) = delete;
@@ -47,6 +48,7 @@ class ChunkReader {
   SyncDisk& src_;
   const uint64_t grain_, chunk_;
   ReadGather* gather_;
+  const bool whole_;
   static constexpr int kBuffers = 3;
   Chunk chunks_[kBuffers];
   std::mutex mu_;

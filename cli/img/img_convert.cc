@@ -13,6 +13,7 @@
 #include "devices/block/qcow2/qcow2_chain.h"
 #include "devices/block/qcow2/qcow2_create.h"
 #include "devices/block/qcow2/qcow2_image.h"
+#include "devices/block/sync_disk.h"
 
 namespace microvm::img {
 
@@ -26,22 +27,30 @@ bool all_zero(const uint8_t* p, size_t n) { return n == 0 || (p[0] == 0 && std::
 }  // namespace
 
 int cmd_convert(int argc, char** argv) {
-  auto a = scan_args(argc, argv, {"-f", "-O", "-o"}, {"-p", "-q", "-U"});
+  auto a = scan_args(argc, argv, {"-f", "-O", "-o", "-B", "-F"}, {"-p", "-q", "-U"});
   if (!a) return usage_error("convert", a.error().what);
   if (a->positional.size() != 2) return usage_error("convert", "expected IN OUT");
   if (!a->has("-O")) return usage_error("convert", "-O raw|qcow2 is required");
-  if (auto ok = check_format_options(*a, {"-f", "-O"}); !ok) return usage_error("convert", ok.error().what);
+  if (auto ok = check_format_options(*a, {"-f", "-O", "-F"}); !ok) return usage_error("convert", ok.error().what);
   const std::string &in = a->positional[0], &out = a->positional[1];
   auto ofmt = parse_disk_format(a->get("-O"));
   std::optional<qcow2::CreateOptions> co;
   if (*ofmt == DiskFormat::kQcow2) {
     auto o = qcow2_create_options(a->get("-o"));
     if (!o) return usage_error("convert", o.error().what);
-    if (!o->backing_file.empty()) return usage_error("convert", "backing_file is not supported for the output");
+    if (!o->backing_file.empty())
+      return usage_error("convert", "name the output's backing file with -B BACKING -F FMT");
     co = std::move(*o);
-  } else if (a->has("-o")) {
-    return usage_error("convert", "raw output takes no -o options");
+    if (a->has("-B")) {
+      // The format is never probed: a raw file holding a qcow2 header would be misread.
+      if (!a->has("-F")) return usage_error("convert", "-B needs -F raw|qcow2, the backing file's format");
+      co->backing_file = a->get("-B");
+      co->backing_format = a->get("-F");
+    }
+  } else if (a->has("-o") || a->has("-B")) {
+    return usage_error("convert", "raw output takes no -o or -B options");
   }
+  if (a->has("-F") && !a->has("-B")) return usage_error("convert", "-F names the format of -B BACKING");
   auto ifmt = format_arg(*a, "-f", in);
   if (!ifmt) return failure("convert: " + ifmt.error().what);
   // The img tool acts for the person running it, as qemu-img does: the input's backing chain
@@ -55,6 +64,20 @@ int cmd_convert(int argc, char** argv) {
   // Writing over any file the input reads would destroy what is being copied.
   auto inputs = chain_files(**src);
   if (!inputs) return failure("convert: " + in + ": " + inputs.error().what);
+  // -B: the output is an overlay; its backing file is read (as the output will see it: a
+  // relative name is relative to the output's directory) to leave out what it already holds.
+  std::unique_ptr<SyncDisk> backing;
+  if (co && !co->backing_file.empty()) {
+    std::string bpath = co->backing_file;
+    auto slash = out.rfind('/');
+    if (bpath[0] != '/' && slash != std::string::npos) bpath = out.substr(0, slash + 1) + bpath;
+    auto b = qcow2::open_sync_disk(bpath, *parse_disk_format(co->backing_format), chain);
+    if (!b) return failure("convert: backing file: " + b.error().what);
+    backing = std::move(*b);
+    auto bfiles = chain_files(*backing);
+    if (!bfiles) return failure("convert: " + bpath + ": " + bfiles.error().what);
+    inputs->insert(bfiles->begin(), bfiles->end());  // nor may the output replace its own backing
+  }
   auto dst = OutputFile::create(out, *inputs);
   if (!dst) return failure("convert: " + dst.error().what);
 
@@ -98,7 +121,9 @@ int cmd_convert(int argc, char** argv) {
     }
   } detach{qin};
   // Declared last: its thread is joined before anything it uses goes away.
-  ChunkReader reader(**src, grain, chunk, gather ? &*gather : nullptr);
+  // With a backing file, zero ranges of the input are data too (they must hide the backing's).
+  std::vector<uint8_t> bbuf(backing ? chunk : 0);
+  ChunkReader reader(**src, grain, chunk, gather ? &*gather : nullptr, /*whole=*/backing != nullptr);
   reader.start();
   for (;;) {
     Chunk* c = reader.next();
@@ -106,16 +131,29 @@ int cmd_convert(int argc, char** argv) {
     if (!c->error.empty()) return failure("convert: read " + in + ": " + c->error);
     // Write runs of non-zero grains with one call each; zero ones stay unallocated.
     const uint8_t* data = c->buf.data();
+    if (backing) {
+      // A backing file shorter than the output reads as zeroes past its end.
+      const uint64_t bsize = backing->size();
+      size_t have = c->start >= bsize ? 0 : static_cast<size_t>(std::min<uint64_t>(c->len, bsize - c->start));
+      std::memset(bbuf.data() + have, 0, c->len - have);
+      if (int rc = have ? backing->read(c->start, bbuf.data(), have) : 0)
+        return failure("convert: read the backing file: " + std::string(std::strerror(-rc)));
+    }
+    // A grain is written when it differs from what the output would read without it: the
+    // backing file's bytes, or zeroes.
+    auto skip = [&](size_t at, size_t len) {
+      return backing ? std::memcmp(data + at, bbuf.data() + at, len) == 0 : all_zero(data + at, len);
+    };
     for (size_t i = 0, n = c->len; i < n;) {
       size_t g = std::min<size_t>(grain, n - i);
-      if (all_zero(data + i, g)) {
+      if (skip(i, g)) {
         i += g;
         continue;
       }
       size_t j = i + g;
       while (j < n) {
         size_t h = std::min<size_t>(grain, n - j);
-        if (all_zero(data + j, h)) break;
+        if (skip(j, h)) break;
         j += h;
       }
       uint64_t at = c->start + i;

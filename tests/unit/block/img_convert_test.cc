@@ -100,6 +100,54 @@ TEST(ImgConvertInput, ClustersOutOfOrderInTheFileReadBackExactly) {
   EXPECT_TRUE(read_file(ours) == read_file(ref));
 }
 
+// -B BACKING -F FMT: the output is an overlay holding only the clusters that differ from the
+// backing file (zeroes over backing data included; past the end of a shorter backing file too).
+TEST(ImgConvertBacking, OverlayHoldsOnlyWhatDiffersFromTheBackingFile) {
+  TempDir dir;
+  auto base = dir.file("base.raw"), in = dir.file("in.raw"), q = dir.file("out.qcow2");
+  auto data = pattern(4 << 20, 21);
+  write_file(base, data);
+  std::memset(data.data() + 3 * 65536, 0, 2 * 65536);  // zeroes where the base has data
+  auto changed = pattern(65536, 22);
+  std::memcpy(data.data() + 10 * 65536, changed.data(), changed.size());
+  data[20 * 65536 + 7] ^= 1;  // one byte
+  data.resize(6 << 20, 0);    // longer than the base: zeroes past its end need nothing
+  std::memcpy(data.data() + 90 * 65536, changed.data(), changed.size());
+  write_file(in, data);
+  std::string out;
+  ASSERT_EQ(img_run({"convert", "-q", "-f", "raw", "-O", "qcow2", "-B", "base.raw", "-F", "raw", in, q}), 0);
+  EXPECT_EQ(qemu_img("check " + q, &out), 0) << out;
+  EXPECT_EQ(qemu_img("compare -f raw -F qcow2 " + in + " " + q, &out), 0) << out;
+  EXPECT_EQ(allocated_clusters(q), 5) << "clusters 3, 4, 10, 20 and 90 differ";
+  ASSERT_EQ(qemu_img("info --output=json " + q, &out), 0) << out;
+  auto info = nlohmann::json::parse(out);
+  EXPECT_EQ(info["backing-filename"], "base.raw");
+  EXPECT_EQ(info["backing-filename-format"], "raw");
+
+  // A qcow2 backing file, named relative to the output's directory, and a qcow2 input.
+  auto qbase = dir.file("base.qcow2"), qin = dir.file("in.qcow2"), q2 = dir.file("out2.qcow2");
+  ASSERT_EQ(qemu_img("convert -O qcow2 " + base + " " + qbase, &out), 0) << out;
+  ASSERT_EQ(qemu_img("convert -O qcow2 " + in + " " + qin, &out), 0) << out;
+  ASSERT_EQ(img_run({"convert", "-q", "-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2", qin, q2}), 0);
+  EXPECT_EQ(qemu_img("check " + q2, &out), 0) << out;
+  EXPECT_EQ(qemu_img("compare -f raw -F qcow2 " + in + " " + q2, &out), 0) << out;
+  EXPECT_EQ(allocated_clusters(q2), 5);
+}
+
+TEST(ImgConvertBacking, BadCombinationsAreRefused) {
+  TempDir dir;
+  auto base = dir.file("base.raw"), in = dir.file("in.raw");
+  write_file(base, pattern(1 << 20, 1));
+  write_file(in, pattern(1 << 20, 2));
+  EXPECT_EQ(img_run({"convert", "-q", "-f", "raw", "-O", "qcow2", "-B", base, in, dir.file("a.qcow2")}), 2)
+      << "-B without -F: the backing format is never probed";
+  EXPECT_EQ(img_run({"convert", "-q", "-f", "raw", "-O", "raw", "-B", base, "-F", "raw", in, dir.file("a.raw")}), 2);
+  EXPECT_EQ(img_run({"convert", "-q", "-f", "raw", "-O", "qcow2", "-F", "raw", in, dir.file("a.qcow2")}), 2);
+  // The output may not replace its own backing file.
+  EXPECT_EQ(img_run({"convert", "-q", "-f", "raw", "-O", "qcow2", "-B", base, "-F", "raw", in, base}), 1);
+  EXPECT_TRUE(read_file(base) == pattern(1 << 20, 1));
+}
+
 INSTANTIATE_TEST_SUITE_P(ClusterSizes, ImgConvert, ::testing::Values("512", "4k", "64k", "2M"));
 
 }  // namespace
