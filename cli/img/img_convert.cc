@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include "cli/img/img_internal.h"
 #include "cli/img/read_gather.h"
 #include "devices/block/file_io.h"
+#include "devices/block/image_file.h"
 #include "devices/block/qcow2/qcow2_chain.h"
 #include "devices/block/qcow2/qcow2_create.h"
 #include "devices/block/qcow2/qcow2_image.h"
@@ -27,7 +29,7 @@ bool all_zero(const uint8_t* p, size_t n) { return n == 0 || (p[0] == 0 && std::
 }  // namespace
 
 int cmd_convert(int argc, char** argv) {
-  auto a = scan_args(argc, argv, {"-f", "-O", "-o", "-B", "-F"}, {"-p", "-q", "-U"});
+  auto a = scan_args(argc, argv, {"-f", "-O", "-o", "-B", "-F"}, {"-p", "-q", "-U", "-n"});
   if (!a) return usage_error("convert", a.error().what);
   if (a->positional.size() != 2) return usage_error("convert", "expected IN OUT");
   if (!a->has("-O")) return usage_error("convert", "-O raw|qcow2 is required");
@@ -51,6 +53,10 @@ int cmd_convert(int argc, char** argv) {
     return usage_error("convert", "raw output takes no -o or -B options");
   }
   if (a->has("-F") && !a->has("-B")) return usage_error("convert", "-F names the format of -B BACKING");
+  // -n: OUT exists and is written in place (no temporary file, no rename), as qemu-img -n.
+  const bool in_place = a->has("-n");
+  if (in_place && (a->has("-o") || a->has("-B")))
+    return usage_error("convert", "-n writes into an existing image: -o and -B do not apply");
   auto ifmt = format_arg(*a, "-f", in);
   if (!ifmt) return failure("convert: " + ifmt.error().what);
   // The img tool acts for the person running it, as qemu-img does: the input's backing chain
@@ -78,15 +84,32 @@ int cmd_convert(int argc, char** argv) {
     if (!bfiles) return failure("convert: " + bpath + ": " + bfiles.error().what);
     inputs->insert(bfiles->begin(), bfiles->end());  // nor may the output replace its own backing
   }
-  auto dst = OutputFile::create(out, *inputs);
-  if (!dst) return failure("convert: " + dst.error().what);
+  std::unique_ptr<OutputFile> dst;
+  Fd existing;  // -n: OUT itself, locked exclusively as microvm run would lock it
+  uint64_t existing_size = 0;
+  if (in_place) {
+    auto f = open_image_file(out, false, CacheMode::kWriteback, true, nullptr);
+    if (!f) return failure("convert: " + f.error().what);
+    struct stat st {};
+    if (::fstat(f->fd.get(), &st) != 0) return failure("convert: stat " + out + ": " + std::strerror(errno));
+    if (inputs->count({st.st_dev, st.st_ino}))
+      return failure("convert: " + out + " is the input or a file of its backing chain");
+    existing = std::move(f->fd);
+    existing_size = f->size;
+  } else {
+    auto d = OutputFile::create(out, *inputs);
+    if (!d) return failure("convert: " + d.error().what);
+    dst = std::move(*d);
+  }
 
   std::unique_ptr<qcow2::Image> qout;
   int rout = -1;
   if (co) {
     co->size = (size + 511) / 512 * 512;
-    if (auto r = qcow2::create_image((*dst)->temp_path(), *co); !r) return failure("convert: " + r.error().what);
-    Fd f(::dup((*dst)->fd()));  // shares the open file description, and so its lock
+    if (!in_place) {
+      if (auto r = qcow2::create_image(dst->temp_path(), *co); !r) return failure("convert: " + r.error().what);
+    }
+    Fd f(::dup(in_place ? existing.get() : dst->fd()));  // shares the open file description, and so its lock
     if (!f) return failure(std::string("convert: dup: ") + std::strerror(errno));
     // A metadata cache large enough that no table is evicted (each eviction costs a sync)
     // before the one flush at the end.
@@ -95,11 +118,20 @@ int cmd_convert(int argc, char** argv) {
     auto img = qcow2::Image::open(std::move(f), io);
     if (!img) return failure(out + ": " + img.error().what);
     qout = std::move(*img);
+    // Zeroing would expose a backing file's data where the input has zeroes; refuse instead.
+    if (in_place && !qout->header().backing_file.empty())
+      return failure("convert -n: " + out + " has a backing file; write into an image without one");
+    existing_size = qout->size();
+  } else if (in_place) {
+    rout = existing.get();
   } else {
-    rout = (*dst)->fd();
+    rout = dst->fd();
     if (::ftruncate(rout, static_cast<off_t>(size)) != 0)
       return failure("convert: truncate " + out + ": " + std::strerror(errno));
   }
+  if (in_place && existing_size < size)
+    return failure("convert -n: " + out + " (" + std::to_string(existing_size) + " bytes) is smaller than the input (" +
+                   std::to_string(size) + " bytes)");
   Progress progress(a->has("-p") || (::isatty(STDOUT_FILENO) && !a->has("-q")));
   // Large chunks keep the system-call count low (qemu-img uses 2 MiB too); zero detection works
   // at the output's allocation unit, so sparse data inside a chunk stays sparse.
@@ -123,7 +155,7 @@ int cmd_convert(int argc, char** argv) {
   // Declared last: its thread is joined before anything it uses goes away.
   // With a backing file, zero ranges of the input are data too (they must hide the backing's).
   std::vector<uint8_t> bbuf(backing ? chunk : 0);
-  ChunkReader reader(**src, grain, chunk, gather ? &*gather : nullptr, /*whole=*/backing != nullptr);
+  ChunkReader reader(**src, grain, chunk, gather ? &*gather : nullptr, /*whole=*/backing != nullptr || in_place);
   reader.start();
   for (;;) {
     Chunk* c = reader.next();
@@ -147,7 +179,17 @@ int cmd_convert(int argc, char** argv) {
     for (size_t i = 0, n = c->len; i < n;) {
       size_t g = std::min<size_t>(grain, n - i);
       if (skip(i, g)) {
-        i += g;
+        if (!in_place) {
+          i += g;
+          continue;
+        }
+        // In place, the old contents must go: zero the run (deallocating where possible).
+        size_t j = i + g;
+        while (j < n && skip(j, std::min<size_t>(grain, n - j))) j += std::min<size_t>(grain, n - j);
+        uint64_t at = c->start + i;
+        int rc = qout ? qout->write_zeroes(at, j - i, true) : zero_range(rout, at, j - i, true);
+        if (rc) return failure("convert: zero " + out + ": " + std::strerror(-rc));
+        i = j;
         continue;
       }
       size_t j = i + g;
@@ -166,7 +208,9 @@ int cmd_convert(int argc, char** argv) {
   }
   int rc = qout ? qout->flush() : fdatasync_retry(rout);
   if (rc) return failure("convert: sync " + out + ": " + std::strerror(-rc));
-  if (auto r = (*dst)->commit(); !r) return failure("convert: " + r.error().what);
+  if (dst) {
+    if (auto r = dst->commit(); !r) return failure("convert: " + r.error().what);
+  }
   progress.finish();
   return 0;
 }

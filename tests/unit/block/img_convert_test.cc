@@ -148,6 +148,35 @@ TEST(ImgConvertBacking, BadCombinationsAreRefused) {
   EXPECT_TRUE(read_file(base) == pattern(1 << 20, 1));
 }
 
+// -n: OUT exists and is overwritten in place; its old data must not survive where the input
+// has zeroes (those ranges are zeroed, not skipped).
+TEST(ImgConvertInPlace, OldContentsAreReplacedEverywhere) {
+  TempDir dir;
+  auto in = dir.file("in.raw"), qin = dir.file("in.qcow2"), raw_out = dir.file("out.raw"),
+       q_out = dir.file("out.qcow2");
+  auto data = make_input(in);
+  std::string out;
+  ASSERT_EQ(qemu_img("convert -O qcow2 " + in + " " + qin, &out), 0) << out;
+  write_file(raw_out, pattern(kSize, 99));  // old contents everywhere
+  ASSERT_EQ(img_run({"convert", "-q", "-n", "-f", "qcow2", "-O", "raw", qin, raw_out}), 0);
+  EXPECT_TRUE(read_file(raw_out) == data);
+
+  ASSERT_EQ(qemu_img("create -q -f qcow2 " + q_out + " " + std::to_string(kSize), &out), 0) << out;
+  ASSERT_EQ(run("qemu-io -f qcow2 -c 'write -P 0x33 0 " + std::to_string(kSize) + "' " + q_out + " >/dev/null", &out),
+            0);
+  ASSERT_EQ(img_run({"convert", "-q", "-n", "-f", "raw", "-O", "qcow2", in, q_out}), 0);
+  EXPECT_EQ(qemu_img("check " + q_out, &out), 0) << out;
+  EXPECT_EQ(qemu_img("compare -f raw -F qcow2 " + in + " " + q_out, &out), 0) << out;
+
+  // Too small: refused, untouched. Options that only apply to a new image: usage errors.
+  auto small = dir.file("small.raw");
+  write_file(small, pattern(1 << 20, 5));
+  EXPECT_EQ(img_run({"convert", "-q", "-n", "-f", "raw", "-O", "raw", in, small}), 1);
+  EXPECT_TRUE(read_file(small) == pattern(1 << 20, 5));
+  EXPECT_EQ(img_run({"convert", "-q", "-n", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4k", in, q_out}), 2);
+  EXPECT_EQ(img_run({"convert", "-q", "-n", "-f", "raw", "-O", "raw", in, dir.file("missing.raw")}), 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(ClusterSizes, ImgConvert, ::testing::Values("512", "4k", "64k", "2M"));
 
 }  // namespace
