@@ -177,6 +177,44 @@ TEST(ImgConvertInPlace, OldContentsAreReplacedEverywhere) {
   EXPECT_EQ(img_run({"convert", "-q", "-n", "-f", "raw", "-O", "raw", in, dir.file("missing.raw")}), 1);
 }
 
+// -o lazy_refcounts / compression_type for create and convert, as qemu-img info reports them.
+TEST(ImgConvertOptions, HeaderOptionsAreRecordedAsQemuImgReadsThem) {
+  TempDir dir;
+  auto in = dir.file("in.raw"), q = dir.file("o.qcow2"), c = dir.file("c.qcow2");
+  make_input(in);
+  std::string out;
+  ASSERT_EQ(img_run({"convert", "-q", "-f", "raw", "-O", "qcow2", "-o",
+                     "compat=1.1,lazy_refcounts=on,compression_type=zstd,preallocation=off,cluster_size=4k", in, q}),
+            0);
+  EXPECT_EQ(qemu_img("check " + q, &out), 0) << out;
+  EXPECT_EQ(qemu_img("compare -f raw -F qcow2 " + in + " " + q, &out), 0) << out;
+  ASSERT_EQ(qemu_img("info --output=json " + q, &out), 0) << out;
+  auto info = nlohmann::json::parse(out);
+  EXPECT_EQ(info["cluster-size"], 4096);
+  EXPECT_EQ(info["format-specific"]["data"]["lazy-refcounts"], true);
+  EXPECT_EQ(info["format-specific"]["data"]["compression-type"], "zstd");
+  EXPECT_EQ(info["format-specific"]["data"]["compat"], "1.1");
+  // Our own reader still takes the image (zstd bit known, refcounts exact).
+  auto back = dir.file("back.raw");
+  ASSERT_EQ(img_run({"convert", "-q", "-O", "raw", q, back}), 0);
+  EXPECT_TRUE(read_file(back) == read_file(in));
+
+  ASSERT_EQ(img_run({"create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", c, "1M"}), 0);
+  ASSERT_EQ(qemu_img("info --output=json " + c, &out), 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["format-specific"]["data"]["lazy-refcounts"], true);
+  EXPECT_EQ(nlohmann::json::parse(out)["format-specific"]["data"]["compression-type"], "zlib");
+  // qemu-io writes through lazy refcounts and leaves the image clean when it closes.
+  ASSERT_EQ(run("qemu-io -f qcow2 -c 'write -P 7 0 64k' " + c + " >/dev/null", &out), 0) << out;
+  EXPECT_EQ(qemu_img("check " + c, &out), 0) << out;
+
+  // What cannot be honoured is refused, not written wrong.
+  EXPECT_EQ(img_run({"create", "-q", "-f", "qcow2", "-o", "compat=0.10,lazy_refcounts=on", dir.file("x"), "1M"}), 2);
+  EXPECT_EQ(img_run({"create", "-q", "-f", "qcow2", "-o", "compat=0.10,compression_type=zstd", dir.file("x"), "1M"}),
+            2);
+  EXPECT_EQ(img_run({"convert", "-q", "-O", "qcow2", "-o", "preallocation=metadata", in, dir.file("x")}), 2);
+  EXPECT_EQ(img_run({"create", "-q", "-f", "qcow2", "-o", "compression_type=lz4", dir.file("x"), "1M"}), 2);
+}
+
 INSTANTIATE_TEST_SUITE_P(ClusterSizes, ImgConvert, ::testing::Values("512", "4k", "64k", "2M"));
 
 }  // namespace
