@@ -18,7 +18,7 @@ const char kUsage[] =
     "        2 corruptions (or bad arguments), 3 leaks only, 63 format without checks (raw)\n"
     "      -r leaks: repair leaked clusters; -r all: also refcounts that are too low\n"
     "  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
-    "  convert [-f FMT] -O raw|qcow2 [-o cluster_size=N,...] [-B BACKING -F FMT] [-n] [-p] IN OUT\n"
+    "  convert [-f FMT] -O raw|qcow2 [-o cluster_size=N,...] [-B BACKING -F FMT] [-c] [-n] [-p] IN OUT\n"
     "  map [-f FMT] [--output=human|json] [--start-offset=N] [--max-length=N] FILE   allocation, per chain level\n"
     "  compare [-f FMT] [-F FMT] [-s] [-p] [-q] FILE1 FILE2   exit: 0 identical, 1 differ, 2 cannot open\n"
     "  commit [-f FMT] [-d] [-p] [-q] FILE   write the overlay into its backing file, then empty it (-d: keep)\n"

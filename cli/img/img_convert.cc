@@ -29,7 +29,7 @@ bool all_zero(const uint8_t* p, size_t n) { return n == 0 || (p[0] == 0 && std::
 }  // namespace
 
 int cmd_convert(int argc, char** argv) {
-  auto a = scan_args(argc, argv, {"-f", "-O", "-o", "-B", "-F"}, {"-p", "-q", "-U", "-n"});
+  auto a = scan_args(argc, argv, {"-f", "-O", "-o", "-B", "-F"}, {"-p", "-q", "-U", "-n", "-c"});
   if (!a) return usage_error("convert", a.error().what);
   if (a->positional.size() != 2) return usage_error("convert", "expected IN OUT");
   if (!a->has("-O")) return usage_error("convert", "-O raw|qcow2 is required");
@@ -52,6 +52,9 @@ int cmd_convert(int argc, char** argv) {
   } else if (a->has("-o") || a->has("-B")) {
     return usage_error("convert", "raw output takes no -o or -B options");
   }
+  if (a->has("-c") && !co) return usage_error("convert", "-c (compressed) needs -O qcow2");
+  if (a->has("-c") && a->has("-n")) return usage_error("convert", "-c writes a new image: not with -n");
+  const bool compress = a->has("-c");
   if (a->has("-F") && !a->has("-B")) return usage_error("convert", "-F names the format of -B BACKING");
   // -n: OUT exists and is written in place (no temporary file, no rename), as qemu-img -n.
   const bool in_place = a->has("-n");
@@ -199,7 +202,19 @@ int cmd_convert(int argc, char** argv) {
         j += h;
       }
       uint64_t at = c->start + i;
-      int rc = qout ? qout->write(at, data + i, j - i) : pwrite_full(rout, data + i, j - i, at);
+      int rc = 0;
+      if (compress) {
+        // Cluster by cluster; the disk's partial last cluster is padded with zeroes.
+        std::vector<uint8_t> full(grain, 0);
+        for (size_t k = i; k < j && rc == 0; k += grain) {
+          size_t part = std::min<size_t>(grain, j - k);
+          std::memcpy(full.data(), data + k, part);
+          std::memset(full.data() + part, 0, grain - part);
+          rc = qout->write_compressed(c->start + k, full.data());
+        }
+      } else {
+        rc = qout ? qout->write(at, data + i, j - i) : pwrite_full(rout, data + i, j - i, at);
+      }
       if (rc) return failure("convert: write " + out + ": " + std::strerror(-rc));
       i = j;
     }

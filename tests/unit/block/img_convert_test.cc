@@ -215,6 +215,37 @@ TEST(ImgConvertOptions, HeaderOptionsAreRecordedAsQemuImgReadsThem) {
   EXPECT_EQ(img_run({"create", "-q", "-f", "qcow2", "-o", "compression_type=lz4", dir.file("x"), "1M"}), 2);
 }
 
+// -c: compressible clusters are stored compressed (zlib or zstd), the rest as plain clusters;
+// qemu-img reads the same data and counts the compressed clusters.
+class ImgConvertCompressed : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(ImgConvertCompressed, QemuImgReadsTheSameDataAndCountsCompressedClusters) {
+  TempDir dir;
+  const std::string type = GetParam();
+  auto in = dir.file("in.raw"), q = dir.file("c.qcow2"), back = dir.file("back.raw");
+  std::vector<uint8_t> data(3 << 20, 0);
+  for (size_t i = 0; i < (1 << 20); ++i) data[i] = static_cast<uint8_t>("compressible text "[i % 18]);
+  auto noise = pattern(1 << 20, 3);  // incompressible: stays plain
+  std::memcpy(data.data() + (2 << 20), noise.data(), noise.size());
+  data.resize((3 << 20) + 1024);  // a partial last cluster
+  data.back() = 9;
+  write_file(in, data);
+  std::string out;
+  ASSERT_EQ(img_run({"convert", "-q", "-c", "-f", "raw", "-O", "qcow2", "-o", "compression_type=" + type, in, q}), 0);
+  EXPECT_EQ(qemu_img("check " + q, &out), 0) << out;
+  EXPECT_EQ(qemu_img("compare -f raw -F qcow2 " + in + " " + q, &out), 0) << out;
+  ASSERT_EQ(qemu_img("check --output=json " + q, &out), 0) << out;
+  auto check = nlohmann::json::parse(out);
+  EXPECT_EQ(check["compressed-clusters"].get<int64_t>(), 16) << "the 1 MiB of text, 64 KiB clusters";
+  ASSERT_EQ(qemu_img("info --output=json " + q, &out), 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["format-specific"]["data"]["compression-type"], type);
+  ASSERT_EQ(img_run({"convert", "-q", "-O", "raw", q, back}), 0);
+  EXPECT_TRUE(read_file(back) == data);
+  EXPECT_EQ(img_run({"convert", "-q", "-c", "-f", "raw", "-O", "raw", in, dir.file("x")}), 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, ImgConvertCompressed, ::testing::Values("zlib", "zstd"));
+
 INSTANTIATE_TEST_SUITE_P(ClusterSizes, ImgConvert, ::testing::Values("512", "4k", "64k", "2M"));
 
 }  // namespace
