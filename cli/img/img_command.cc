@@ -11,14 +11,14 @@ namespace {
 // One line per subcommand, "  NAME ...": `microvm img NAME --help` prints that line.
 const char kUsage[] =
     "usage: microvm img COMMAND [options]   (COMMAND --help: that command's usage)\n"
-    "  create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N,compat=0.10|1.1,refcount_bits=N] FILE [SIZE]\n"
+    "  create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N,compat=0.10|1.1,refcount_bits=N,lazy_refcounts=on|off,compression_type=zlib|zstd] FILE [SIZE]\n"
     "  info [-f FMT] [--json|--output=json] [--backing-chain] FILE\n"
     "      --backing-chain: the image and each of its backing files (JSON: a list)\n"
     "  check [-f FMT] [-r leaks|all] [--json|--output=json] FILE   exit: 0 clean, 1 check failed,\n"
     "        2 corruptions (or bad arguments), 3 leaks only, 63 format without checks (raw)\n"
     "      -r leaks: repair leaked clusters; -r all: also refcounts that are too low\n"
     "  resize [-f FMT] [--shrink] FILE [+|-]SIZE\n"
-    "  convert [-f FMT] -O raw|qcow2 [-o cluster_size=N,...] [-p] IN OUT\n"
+    "  convert [-f FMT] -O raw|qcow2 [-o cluster_size=N,...] [-B BACKING -F FMT] [-c] [-n] [-p] IN OUT\n"
     "  map [-f FMT] [--output=human|json] [--start-offset=N] [--max-length=N] FILE   allocation, per chain level\n"
     "  compare [-f FMT] [-F FMT] [-s] [-p] [-q] FILE1 FILE2   exit: 0 identical, 1 differ, 2 cannot open\n"
     "  commit [-f FMT] [-d] [-p] [-q] FILE   write the overlay into its backing file, then empty it (-d: keep)\n"

@@ -41,15 +41,32 @@ Result<qcow2::CreateOptions> qcow2_create_options(const std::string& o) {
       uint64_t bits = TRY(parse_size(v));
       co.refcount_order = TRY(log2_exact(bits, "refcount_bits"));
       if (co.refcount_order > 6) return fail(EINVAL, "refcount_bits must be at most 64");
+    } else if (k == "lazy_refcounts") {
+      if (v == "on") co.lazy_refcounts = true;
+      else if (v == "off") co.lazy_refcounts = false;
+      else return fail(EINVAL, "lazy_refcounts must be on or off");
+    } else if (k == "compression_type") {
+      if (v == "zlib") co.compression_type = qcow2::CompressionType::kZlib;
+      else if (v == "zstd") co.compression_type = qcow2::CompressionType::kZstd;
+      else return fail(EINVAL, "compression_type must be zlib or zstd");
+    } else if (k == "preallocation") {
+      // Only the default: metadata/falloc/full are not implemented, and a silently sparse
+      // image where preallocation was asked for would surprise (ENOSPC later).
+      if (v != "off") return fail(EINVAL, "preallocation=" + v + " is not supported (only off)");
     } else if (k == "backing_file") {
       co.backing_file = v;
     } else if (k == "backing_fmt") {
       co.backing_format = v;
     } else {
-      return fail(EINVAL, "unsupported qcow2 option '" + k + "' (cluster_size, compat, refcount_bits, backing_file, backing_fmt)");
+      return fail(EINVAL, "unsupported qcow2 option '" + k +
+                               "' (cluster_size, compat, refcount_bits, lazy_refcounts, compression_type, "
+                               "preallocation=off, backing_file, backing_fmt)");
     }
   }
   if (co.version == 2 && co.refcount_order != 4) return fail(EINVAL, "compat=0.10 requires refcount_bits=16");
+  if (co.version == 2 && co.lazy_refcounts) return fail(EINVAL, "lazy_refcounts=on requires compat=1.1");
+  if (co.version == 2 && co.compression_type != qcow2::CompressionType::kZlib)
+    return fail(EINVAL, "compression_type=zstd requires compat=1.1");
   return co;
 }
 

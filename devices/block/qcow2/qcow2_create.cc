@@ -19,6 +19,9 @@ Result<void> create_image(const std::string& path, const CreateOptions& o) {
   if (o.version != 2 && o.version != 3) return fail(EINVAL, "qcow2 version must be 2 (compat=0.10) or 3 (compat=1.1)");
   if (o.refcount_order > 6 || (o.version == 2 && o.refcount_order != 4))
     return fail(EINVAL, "refcount_bits must be a power of two up to 64 (16 for compat=0.10)");
+  if (o.version == 2 && o.lazy_refcounts) return fail(EINVAL, "lazy_refcounts requires compat=1.1");
+  if (o.version == 2 && o.compression_type != CompressionType::kZlib)
+    return fail(EINVAL, "compression_type=zstd requires compat=1.1");
   if (o.size % 512) return fail(EINVAL, "image size must be a multiple of 512");
   if (o.size > kMaxVirtualSize) return fail(EINVAL, "image size is larger than 1 PiB");
   if (o.backing_file.size() > 1023) return fail(EINVAL, "backing file name longer than 1023 bytes");
@@ -33,6 +36,9 @@ Result<void> create_image(const std::string& path, const CreateOptions& o) {
   h.refcount_order = o.refcount_order;
   h.refcount_table_offset = cs;
   h.refcount_table_clusters = 1;
+  if (o.lazy_refcounts) h.compatible_features |= kCompatLazyRefcounts;
+  h.compression_type = o.compression_type;
+  if (o.compression_type != CompressionType::kZlib) h.incompatible_features |= kIncompatCompressionType;
   std::vector<uint8_t> c0(cs, 0);
   size_t pos = encode_header(h, c0.data());
   // Header extensions: backing format, then the end marker; the backing name follows.

@@ -14,6 +14,11 @@ struct CreateOptions {
   uint32_t refcount_order = 4;  // 16-bit refcounts (version 2 requires 4)
   std::string backing_file;     // stored as given
   std::string backing_format;   // "raw" / "qcow2"
+  // Recorded in the header only (v3). Lazy refcounts is a compatible bit that allows a writer
+  // to defer refcount updates behind the dirty bit; microvm always updates them, and refuses
+  // to write an image whose dirty bit is set, so recording it is always safe.
+  bool lazy_refcounts = false;
+  CompressionType compression_type = CompressionType::kZlib;  // zstd sets the incompatible bit
 };
 
 // Creates (or truncates) `path`. Layout: header cluster, refcount table, one refcount block,

@@ -74,6 +74,11 @@ class Image final : public SyncDisk {
     iovec v{const_cast<void*>(buf), len};
     return writev(offset, {&v, 1});
   }
+  // Writes one whole guest cluster (`data`: cluster_size() bytes) compressed with the image's
+  // compression type, when the cluster has no host cluster yet and the data compresses; else
+  // an ordinary write. Each compressed cluster gets a host cluster of its own, only its
+  // compressed bytes written (the rest stays a hole in the file). For convert -c.
+  int write_compressed(uint64_t guest_cluster, const uint8_t* data);
   // Deallocates whole clusters inside the range (partial clusters are left: discard is a hint).
   int discard(uint64_t offset, uint64_t len);
   // Makes the range read as zeroes (zero flag on v3, deallocation without backing).
