@@ -12,18 +12,13 @@
 #include "devices/block/open_disk.h"
 #include "devices/block/qcow2/qcow2_format.h"
 #include "tests/unit/block/block_test_util.h"
+#include "tests/unit/block/img_run.h"
 
 namespace microvm {
 namespace {
 
 using namespace testing_block;
-
-int img(std::vector<std::string> args) {
-  args.insert(args.begin(), "img");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  return run_img_command(static_cast<int>(argv.size()), argv.data());
-}
+using testing_block::img;  // the function, not the microvm::img namespace
 
 TEST(ImgSizes, ParseAndFormat) {
   EXPECT_EQ(img::parse_size("512").value(), 512u);

@@ -13,6 +13,14 @@
 
 namespace microvm::testing_block {
 
+// `microvm img ARGS...` in-process; its output goes where this process's does.
+inline int img(std::vector<std::string> args) {
+  args.insert(args.begin(), "img");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  return run_img_command(static_cast<int>(argv.size()), argv.data());
+}
+
 inline int img_run(std::vector<std::string> args, std::string* out = nullptr) {
   args.insert(args.begin(), "img");
   std::vector<char*> argv;

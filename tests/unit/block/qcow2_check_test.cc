@@ -11,18 +11,13 @@
 #include "cli/img/img_command.h"
 #include "devices/block/qcow2/qcow2_format.h"
 #include "tests/unit/block/block_test_util.h"
+#include "tests/unit/block/img_run.h"
 
 namespace microvm {
 namespace {
 
 using namespace testing_block;
-
-int img(std::vector<std::string> args) {
-  args.insert(args.begin(), "img");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  return run_img_command(static_cast<int>(argv.size()), argv.data());
-}
+using testing_block::img;  // the function, not the microvm::img namespace
 
 // A compressed image (qemu-img convert -c) whose last compressed cluster's sector count is
 // patched so that its data ends `overrun` bytes past the end of the file.

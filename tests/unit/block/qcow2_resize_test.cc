@@ -11,18 +11,13 @@
 #include "devices/block/qcow2/qcow2_chain.h"
 #include "devices/block/qcow2/qcow2_image.h"
 #include "tests/unit/block/block_test_util.h"
+#include "tests/unit/block/img_run.h"
 
 namespace microvm {
 namespace {
 
 using namespace testing_block;
-
-int img(std::vector<std::string> args) {
-  args.insert(args.begin(), "img");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  return run_img_command(static_cast<int>(argv.size()), argv.data());
-}
+using testing_block::img;  // the function, not the microvm::img namespace
 
 int sh(const std::string& cmd) { return run(cmd + " >/dev/null 2>&1"); }
 
