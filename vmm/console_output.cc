@@ -129,9 +129,15 @@ bool ConsoleOutput::drain_once() {
 }
 
 void ConsoleOutput::on_wake() {
-  // Cleared before draining: a byte queued after the peek below signals again.
-  wake_pending_.store(false, std::memory_order_release);
+  // The eventfd is reset first and the flag cleared after it; in the other order a write()
+  // landing between the two would see the flag clear, signal, and have that signal eaten by
+  // this drain, leaving the flag set with no wake-up pending: every later write() would then
+  // skip signalling and the console would go silent for good. In this order, a write() that
+  // saw the flag set queued its bytes before the clear below, so the peek in drain_once()
+  // sees them; one that sees it clear signals an eventfd nobody resets before the next
+  // on_wake().
   (void)wake_.drain();
+  wake_pending_.store(false, std::memory_order_seq_cst);
   if (waiting_writable_) return;  // EPOLLOUT will come
   if (drain_once() || !pollable_ || !loop_) return;
   if (loop_->add(fd_, EPOLLOUT, [this](uint32_t ev) { on_writable(ev); }))

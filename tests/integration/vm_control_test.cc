@@ -190,8 +190,10 @@ TEST_F(VmControlTest, RequestShutdownPressesPowerButton) {
   ASSERT_TRUE(exit.has_value()) << "the guest did not power off; console:\n" << ::testing::PrintToString(e->lines());
   ASSERT_TRUE(*exit) << (*exit).error().what;
   EXPECT_EQ((*exit)->reason, VmExitReason::kPowerOff);
+  // run() has flushed the console into the pipe; the reader thread may still be reading it.
+  EXPECT_TRUE(e->wait_for([](const auto& l) { return has_line(l, "PWRBTN done failures=0"); }, 10s))
+      << ::testing::PrintToString(e->lines());
   auto lines = e->lines();
-  EXPECT_TRUE(has_line(lines, "PWRBTN done failures=0")) << ::testing::PrintToString(lines);
   for (const auto& l : lines) EXPECT_EQ(l.find("FAIL"), std::string::npos) << l;
   EXPECT_FALSE(e->vm().request_shutdown()) << "refused after the VM stopped";
 }
@@ -211,7 +213,9 @@ TEST_F(VmControlTest, RequestShutdownWhilePausedTakesEffectAtResume) {
   ASSERT_TRUE(exit.has_value());
   ASSERT_TRUE(*exit);
   EXPECT_EQ((*exit)->reason, VmExitReason::kPowerOff);
-  EXPECT_TRUE(has_line(e->lines(), "PWRBTN done failures=0")) << ::testing::PrintToString(e->lines());
+  // run() has flushed the console into the pipe; the reader thread may still be reading it.
+  EXPECT_TRUE(e->wait_for([](const auto& l) { return has_line(l, "PWRBTN done failures=0"); }, 10s))
+      << ::testing::PrintToString(e->lines());
 }
 
 // A guest that never enabled PWRBTN_EN gets no SCI and keeps running.

@@ -7,7 +7,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/event_loop.h"
@@ -154,6 +158,73 @@ TEST(ConsoleOutput, NoFdDiscards) {
   (*out)->write(pattern(10, 6));
   (*out)->flush(std::chrono::milliseconds(1));
   EXPECT_EQ((*out)->written_bytes(), 0u);
+}
+
+// The UART writes one byte per call on a vCPU thread while the event loop drains on its own:
+// a byte written just as the loop handles the previous wake-up must still wake it. (The
+// flag used to be cleared before the eventfd was reset; a write() between the two had its
+// signal eaten and left the flag set, so no later write() woke the loop and the console went
+// silent for good: the vm_control_test guest "stopped making progress".)
+TEST(ConsoleOutput, ConcurrentWritesNeverLoseTheWakeUp) {
+  Pipe p;
+  auto loop = EventLoop::create();
+  ASSERT_TRUE(loop);
+  auto out = ConsoleOutput::create(p.wr.get());
+  ASSERT_TRUE(out);
+  ASSERT_TRUE((*out)->attach(**loop));
+  std::thread loop_thread([&] { (void)(*loop)->run(); });
+  std::atomic<uint64_t> received{0};
+  std::thread reader([&] {
+    uint8_t buf[4096];
+    for (ssize_t n; (n = ::read(p.rd.get(), buf, sizeof buf)) > 0;) received.fetch_add(static_cast<uint64_t>(n));
+  });
+
+  // Busy threads on every CPU, so the loop thread is often preempted between handling a
+  // wake-up and resetting the eventfd: the window the lost wake-up needed.
+  std::atomic<bool> done{false};
+  std::vector<std::thread> hogs;
+  for (unsigned i = 0; i < std::max(2u, std::thread::hardware_concurrency()); ++i)
+    hogs.emplace_back([&] {
+      while (!done.load(std::memory_order_relaxed)) {
+      }
+    });
+
+  // Bursts like the guest's ticks: each one starts the loop, then races it byte by byte.
+  constexpr int kBursts = 1000;
+  constexpr size_t kBurst = 32;
+  uint64_t sent = 0;
+  bool stuck = false;
+  for (int b = 0; b < kBursts && !stuck; ++b) {
+    for (size_t i = 0; i < kBurst; ++i) {
+      uint8_t c = static_cast<uint8_t>('a' + i % 26);
+      (*out)->write({&c, 1});
+      // A UART byte costs the vCPU an exit; spread the bytes over the loop's wake-up.
+      auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(100 * ((b + i) % 16));
+      while (std::chrono::steady_clock::now() < until) {
+      }
+    }
+    sent += kBurst;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (received.load() < sent) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        stuck = true;
+        break;
+      }
+      std::this_thread::yield();
+    }
+  }
+  done = true;
+  for (auto& h : hogs) h.join();
+  EXPECT_FALSE(stuck) << "the loop stopped draining after " << received.load() << " of " << sent << " bytes ("
+                      << (*out)->buffered_bytes() << " still queued)";
+  EXPECT_EQ((*out)->dropped_bytes(), 0u);
+
+  (*loop)->stop();
+  loop_thread.join();
+  (*out)->detach();
+  out->reset();
+  p.wr.reset();  // the reader sees EOF
+  reader.join();
 }
 
 }  // namespace
