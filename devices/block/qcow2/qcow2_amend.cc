@@ -8,6 +8,7 @@
 #include "devices/block/file_io.h"
 #include "devices/block/qcow2/qcow2_check.h"
 #include "devices/block/qcow2/qcow2_format.h"
+#include "devices/block/qcow2/qcow2_header_io.h"
 
 namespace microvm::qcow2 {
 
@@ -66,14 +67,11 @@ Result<void> expand_zero_clusters(int fd, const Header& h, uint64_t file_size) {
 }  // namespace
 
 Result<void> amend(int fd, const AmendOptions& opts) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return fail_errno("stat");
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-  std::vector<uint8_t> old(std::min<uint64_t>(file_size, 1u << kMaxClusterBits));
-  if (int rc = pread_full(fd, old.data(), old.size(), 0)) return fail_errno(-rc, "read header");
-  const Header h = TRY(parse_header(old, file_size));
+  const HeaderCluster head = TRY(read_header_cluster(fd));
+  const std::vector<uint8_t>& old = head.bytes;
+  const Header& h = head.header;
+  const uint64_t file_size = head.file_size;
   const uint64_t cs = h.cluster_size();
-  if (old.size() < std::min<uint64_t>(cs, file_size)) return fail(EINVAL, "short header cluster");
   if (h.incompatible_features & (kIncompatDirty | kIncompatCorrupt))
     return fail(EINVAL, "the image is " +
                             incompatible_names(h.incompatible_features & (kIncompatDirty | kIncompatCorrupt)) +

@@ -7,6 +7,7 @@
 
 #include "devices/block/file_io.h"
 #include "devices/block/qcow2/qcow2_format.h"
+#include "devices/block/qcow2/qcow2_header_io.h"
 
 namespace microvm::qcow2 {
 
@@ -14,14 +15,10 @@ Result<void> set_backing_name(int fd, const std::string& name, const std::string
   if (name.size() > 1023) return fail(EINVAL, "backing file name longer than 1023 bytes");
   if (name.find('\0') != std::string::npos || format.find('\0') != std::string::npos)
     return fail(EINVAL, "backing file name or format contains a NUL byte");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return fail_errno("stat");
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-  std::vector<uint8_t> old(std::min<uint64_t>(file_size, 1u << kMaxClusterBits));
-  if (int rc = pread_full(fd, old.data(), old.size(), 0)) return fail_errno(-rc, "read header");
-  const Header h = TRY(parse_header(old, file_size));
+  const HeaderCluster head = TRY(read_header_cluster(fd));
+  const std::vector<uint8_t>& old = head.bytes;
+  const Header& h = head.header;
   const uint64_t cs = h.cluster_size();
-  if (old.size() < std::min<uint64_t>(cs, file_size)) return fail(EINVAL, "short header cluster");
 
   // The fixed header as it is (only the two backing fields change), then every extension
   // except the old backing format, the new one, the end marker and the name.
