@@ -65,4 +65,13 @@ Result<std::vector<ChainLevel>> open_chain_levels(const std::string& path, std::
   }
 }
 
+std::vector<ChainLevel> single_qcow2_level(const std::string& path, std::unique_ptr<qcow2::Image> image) {
+  std::vector<ChainLevel> levels(1);
+  levels[0].path = path;
+  levels[0].format = DiskFormat::kQcow2;
+  levels[0].size = image->size();
+  levels[0].qcow2 = std::move(image);
+  return levels;
+}
+
 }  // namespace microvm::img

@@ -24,6 +24,10 @@ struct ChainLevel {
   int fd() const { return qcow2 ? qcow2->fd() : raw.get(); }
 };
 
+// A chain of one qcow2 image already open (commit and rebase walk only the top image's own
+// clusters): the view ChainStatus reports block status for.
+std::vector<ChainLevel> single_qcow2_level(const std::string& path, std::unique_ptr<qcow2::Image> image);
+
 // Opens `path` (format `fmt`, probed when unset) and every backing file below it, read-only.
 // `lock`: shared OFD locks. Loops and chains deeper than qcow2::kMaxChainDepth are refused.
 [[nodiscard]] Result<std::vector<ChainLevel>> open_chain_levels(const std::string& path, std::optional<DiskFormat> fmt,

@@ -103,11 +103,7 @@ int cmd_commit(int argc, char** argv) {
       return print_error("commit: resize " + base_path + ": " + std::strerror(errno)), 1;
     }
   }
-  std::vector<ChainLevel> levels(1);
-  levels[0].path = path;
-  levels[0].format = DiskFormat::kQcow2;
-  levels[0].size = size;
-  levels[0].qcow2 = std::move(*top);
+  std::vector<ChainLevel> levels = single_qcow2_level(path, std::move(*top));
   qcow2::Image& img = *levels[0].qcow2;
   ChainStatus status(levels);
   Progress progress(a->has("-p") && !a->has("-q"));

@@ -96,11 +96,7 @@ int cmd_rebase(int argc, char** argv) {
     if (!new_view) return print_error("rebase: new backing file: " + new_view.error().what), 1;
 
     const uint64_t size = (*top)->size(), cs = (*top)->cluster_size();
-    std::vector<ChainLevel> levels(1);
-    levels[0].path = path;
-    levels[0].format = DiskFormat::kQcow2;
-    levels[0].size = size;
-    levels[0].qcow2 = std::move(*top);
+    std::vector<ChainLevel> levels = single_qcow2_level(path, std::move(*top));
     qcow2::Image& img = *levels[0].qcow2;
     ChainStatus status(levels);
     Progress progress(a->has("-p") && !a->has("-q"));
