@@ -8,11 +8,12 @@ for tool in cmake ninja g++ pkg-config busybox cpio qemu-img mkfs.ext4 clang-16 
   command -v "$tool" >/dev/null 2>&1 || { missing=1; break; }
 done
 if [ $missing -eq 0 ]; then
-  for pc in liburing libseccomp zlib libzstd slirp; do
+  for pc in liburing libseccomp zlib libzstd; do
     pkg-config --exists "$pc" || { missing=1; break; }
   done
 fi
-[ -f /usr/include/CLI/CLI.hpp ] && [ -f /usr/include/http_parser.h ] && [ -f /usr/include/nlohmann/json.hpp ] && [ -f /usr/include/gtest/gtest.h ] && [ -f /usr/include/benchmark/benchmark.h ] || missing=1
+# libslirp by its header, as devices/net/CMakeLists.txt finds it (slirp.pc needs glib's .pc).
+[ -f /usr/include/slirp/libslirp.h ] && [ -f /usr/include/CLI/CLI.hpp ] && [ -f /usr/include/http_parser.h ] && [ -f /usr/include/nlohmann/json.hpp ] && [ -f /usr/include/gtest/gtest.h ] && [ -f /usr/include/benchmark/benchmark.h ] || missing=1
 if [ $missing -ne 0 ]; then
   echo "== installing build and test dependencies (Debian packages)"
   "$here/install-deps.sh"
