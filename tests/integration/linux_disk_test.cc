@@ -137,7 +137,8 @@ sync
   EXPECT_EQ(after_raw.substr(8193 * 512, 10240 * 512 - 8193 * 512), std::string((10240 - 8193) * 512, '\0'));
 }
 
-// Runs microvm until `marker` appears on its console, then SIGKILLs it. Returns the output.
+// Runs microvm until a whole line containing `marker` appears on its console, then SIGKILLs it.
+// Waiting for the line's end matters: the console can deliver "SYNCED" and its number in two reads.
 std::string run_until_then_kill(const std::vector<std::string>& args, const std::string& marker,
                                 std::chrono::seconds limit, bool* saw_marker) {
   int out[2];
@@ -165,7 +166,8 @@ std::string run_until_then_kill(const std::vector<std::string>& args, const std:
     char buf[4096];
     ssize_t n = read(out[0], buf, sizeof buf);
     if (n > 0) text.append(buf, n);
-    if (text.find(marker) != std::string::npos) {
+    size_t at = text.find(marker);
+    if (at != std::string::npos && text.find('\n', at) != std::string::npos) {
       *saw_marker = true;
       break;
     }
