@@ -4,11 +4,14 @@
 // answer) only holds its own connection slot; the limits below bound what clients can
 // make the server hold. What a request means is the handler's business (router.h).
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "api/api_counters.h"
+#include "api/event_hub.h"
 #include "api/http_connection.h"
 #include "base/event_fd.h"
 #include "base/fd.h"
@@ -22,6 +25,18 @@ struct ApiServerOptions {
   std::string socket_path;
   size_t max_connections = 16;
   HttpLimits limits;
+  // A connection with no request in progress and nothing sent or received for this long is
+  // closed (event streams excepted), so idle clients do not keep slots forever. Zero: never.
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
+  // Unsent event bytes one GET /events client may have; past it the client is dropped.
+  size_t max_event_backlog = 256 * 1024;
+  // Called on the server thread every `tick_interval` (the periodic metrics flush).
+  std::function<void()> on_tick;
+  std::chrono::milliseconds tick_interval{std::chrono::seconds(60)};
+  // Where the transport counts connections and refusals (null: not counted).
+  ApiCounters* counters = nullptr;
+  // Source of GET /events lines (null: no event streams).
+  EventHub* events = nullptr;
   // Runs on the server thread, before the first request after arm_sandbox(): installs the
   // thread's seccomp filter. A failure stops the server (it never serves unfiltered after
   // the sandbox was asked for).
@@ -50,6 +65,10 @@ class ApiServer {
   void flush(Client& c);
   void update_interest(Client& c);
   void drop(int fd);
+  void publish_events();
+  void expire_idle_clients();
+  int next_timeout_ms() const;
+  void count(ApiCounter ApiCounters::*which);
 
   ApiServerOptions options_;
   RequestHandler handler_;
@@ -59,6 +78,7 @@ class ApiServer {
   std::thread thread_;
   std::atomic<bool> sandbox_armed_{false};
   bool sandboxed_ = false;
+  std::chrono::steady_clock::time_point next_tick_;
   struct Clients;
   std::unique_ptr<Clients> clients_;
 };

@@ -1,5 +1,7 @@
 #include "api/controller.h"
 
+#include "api/event_hub.h"
+
 namespace microvm::api {
 
 VmConfig Controller::vm_config() const {
@@ -8,14 +10,22 @@ VmConfig Controller::vm_config() const {
   const DriveEntry* root = nullptr;
   for (const auto& d : drives_)
     if (d.is_root) root = &d;
-  if (root) c.disks.push_back(root->disk);
+  // Metrics name drives and interfaces by their API ids (block_ID, net_ID).
+  auto add = [&c](const DriveEntry& d) {
+    c.disks.push_back(d.disk);
+    c.disks.back().id = d.id;
+  };
+  if (root) add(*root);
   for (const auto& d : drives_)
-    if (&d != root) c.disks.push_back(d.disk);
+    if (&d != root) add(d);
   // Firecracker's convention: a root drive without a root= in the boot args is the root fs.
   if (root && c.cmdline.find("root=") == std::string::npos)
     c.cmdline += std::string(c.cmdline.empty() ? "" : " ") + "root=/dev/vda " + (root->disk.read_only ? "ro" : "rw");
   c.nets.clear();
-  for (const auto& n : nets_) c.nets.push_back(n.net);
+  for (const auto& n : nets_) {
+    c.nets.push_back(n.net);
+    c.nets.back().id = n.id;
+  }
   return c;
 }
 
@@ -25,6 +35,23 @@ Result<void> Controller::start() {
   TRY(launcher_.start(vm_config()));
   state_ = InstanceState::kRunning;
   return {};
+}
+
+Result<void> Controller::set_metrics_path(const std::string& path) {
+  if (metrics_file_) return fail(EINVAL, "the metrics file is already set (" + metrics_file_->path() + ")");
+  metrics_file_ = TRY(open_metrics_(path));
+  return {};
+}
+
+Json Controller::metrics_now() {
+  return metrics_document(launcher_.metrics(), counters_, events_ ? events_->dropped() : 0);
+}
+
+Result<void> Controller::flush_metrics() {
+  if (!metrics_file_) return fail(EINVAL, "metrics are not configured (PUT /metrics with a metrics_path first)");
+  auto ok = metrics_file_->write_line(dump_json(metrics_now()) + "\n");
+  bump(ok ? counters_.metrics_flushes : counters_.metrics_flush_failures);
+  return ok;
 }
 
 }  // namespace microvm::api

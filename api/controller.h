@@ -3,8 +3,13 @@
 // start, the instance state, and the launcher that turns the configuration into a
 // running Vm. Used only from the API thread (handlers), after the owner set it up.
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "api/api_counters.h"
+#include "api/metrics_report.h"
 
 #include "microvm/result.h"
 #include "microvm/vm.h"
@@ -26,7 +31,11 @@ class VmLauncher {
   [[nodiscard]] virtual Result<void> pause() { return fail(EINVAL, "no microVM is running"); }
   [[nodiscard]] virtual Result<void> resume() { return fail(EINVAL, "no microVM is running"); }
   [[nodiscard]] virtual Result<void> request_shutdown() { return fail(EINVAL, "no microVM is running"); }
+  // Vm::metrics() of the running Vm; empty before start (and for launchers without one).
+  virtual std::vector<MetricGroup> metrics() { return {}; }
 };
+
+class EventHub;
 
 enum class InstanceState { kNotStarted, kRunning, kPaused };
 
@@ -77,6 +86,25 @@ class Controller {
   // Calls the launcher; on success the instance is running.
   [[nodiscard]] Result<void> start();
 
+  // Metrics (handlers_metrics.cc): the API's own counters, the file of PUT /metrics, and
+  // the event hub GET /events streams from (null: no events).
+  ApiCounters& counters() { return counters_; }
+  const ApiCounters& counters() const { return counters_; }
+  void set_event_hub(EventHub* hub) { events_ = hub; }
+  EventHub* event_hub() const { return events_; }
+  // Opens the metrics file (once; Firecracker refuses a second PUT /metrics too).
+  [[nodiscard]] Result<void> set_metrics_path(const std::string& path);
+  // How set_metrics_path() opens files: MetricsFile::open, or a stand-in where creating files
+  // at client-chosen paths must not happen (the fuzz target).
+  using MetricsOpener = std::function<Result<MetricsFile>(const std::string&)>;
+  void set_metrics_opener(MetricsOpener opener) { open_metrics_ = std::move(opener); }
+  bool metrics_configured() const { return metrics_file_.has_value(); }
+  std::string metrics_path() const { return metrics_file_ ? metrics_file_->path() : ""; }
+  // The document GET /metrics answers (and a flush writes).
+  Json metrics_now();
+  // Writes one metrics line to the file: FlushMetrics and the periodic flush.
+  [[nodiscard]] Result<void> flush_metrics();
+
  private:
   VmConfig config_;
   InstanceInfo info_;
@@ -84,6 +112,10 @@ class Controller {
   InstanceState state_ = InstanceState::kNotStarted;
   std::vector<DriveEntry> drives_;
   std::vector<NetEntry> nets_;
+  ApiCounters counters_;
+  EventHub* events_ = nullptr;
+  std::optional<MetricsFile> metrics_file_;
+  MetricsOpener open_metrics_ = &MetricsFile::open;
 };
 
 }  // namespace microvm::api

@@ -20,7 +20,12 @@ HttpResponse put_boot_source(Controller& c, const std::string& body);
 HttpResponse put_drive(Controller& c, const std::string& id, const std::string& body);
 HttpResponse put_network_interface(Controller& c, const std::string& id, const std::string& body);
 HttpResponse put_logger(Controller& c, const std::string& body);
+
+// Metrics and events (handlers_metrics.cc).
+HttpResponse get_metrics(Controller& c);
 HttpResponse put_metrics(Controller& c, const std::string& body);
+HttpResponse flush_metrics(Controller& c);
+HttpResponse get_events(Controller& c);
 
 // PUT /actions and PATCH /vm (handlers_actions.cc).
 HttpResponse put_actions(Controller& c, const std::string& body);

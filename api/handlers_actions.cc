@@ -28,7 +28,7 @@ HttpResponse put_actions(Controller& c, const std::string& body) {
     if (auto ok = c.launcher().request_shutdown(); !ok) return fault(400, "SendCtrlAltDel: " + ok.error().what);
     return no_content();
   }
-  if (a == "FlushMetrics") return fault(400, "FlushMetrics is not supported yet (no metrics endpoint)");
+  if (a == "FlushMetrics") return flush_metrics(c);
   return fault(400, "unknown action_type '" + a + "'");
 }
 

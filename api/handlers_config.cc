@@ -204,10 +204,5 @@ HttpResponse put_logger(Controller& c, const std::string& body) {
   return no_content();
 }
 
-HttpResponse put_metrics(Controller&, const std::string& body) {
-  auto j = parse_object(body, {"metrics_path"});
-  if (!j) return bad(j.error());
-  return fault(400, "metrics are not supported yet");
-}
 
 }  // namespace microvm::api

@@ -14,6 +14,9 @@ struct HttpRequest {
 struct HttpResponse {
   int status = 200;
   std::string body;  // JSON, or empty (204)
+  // GET /events: the server answers with a chunked stream of event lines instead of `body`
+  // and keeps the connection for it.
+  bool event_stream = false;
 };
 
 // "HTTP/1.1 <status> <reason>" plus headers and body. `close` adds "Connection: close".

@@ -51,19 +51,32 @@ HttpResponse dispatch(Controller& c, const HttpRequest& r) {
   if (p == "/actions") return m == "PUT" ? put_actions(c, r.body) : method_not_allowed(r, "PUT");
   if (p == "/vm") return m == "PATCH" ? patch_vm_state(c, r.body) : method_not_allowed(r, "PATCH");
   if (p == "/logger") return m == "PUT" ? put_logger(c, r.body) : method_not_allowed(r, "PUT");
-  if (p == "/metrics") return m == "PUT" ? put_metrics(c, r.body) : method_not_allowed(r, "PUT");
+  if (p == "/metrics") {
+    if (m == "GET") return get_metrics(c);
+    if (m == "PUT") return put_metrics(c, r.body);
+    return method_not_allowed(r, "GET, PUT");
+  }
+  // The name issue #14 first used for the JSON snapshot; same document as GET /metrics.
+  if (p == "/metrics/now") return m == "GET" ? get_metrics(c) : method_not_allowed(r, "GET");
+  if (p == "/events") return m == "GET" ? get_events(c) : method_not_allowed(r, "GET");
   return fault(404, "no such resource: " + std::string(p));
 }
 
 }  // namespace
 
 HttpResponse route(Controller& controller, const HttpRequest& request) {
+  ApiCounters& n = controller.counters();
+  const std::string& m = request.method;
+  bump(m == "GET" ? n.get_requests : m == "PUT" ? n.put_requests : m == "PATCH" ? n.patch_requests : n.other_requests);
+  HttpResponse response;
   try {
-    return dispatch(controller, request);
+    response = dispatch(controller, request);
   } catch (const std::exception& e) {
     // A bug (handlers report errors as values); the VM and the server carry on.
-    return fault(500, std::string("internal error: ") + e.what());
+    response = fault(500, std::string("internal error: ") + e.what());
   }
+  bump(response.status < 300 ? n.responses_2xx : response.status < 500 ? n.responses_4xx : n.responses_5xx);
+  return response;
 }
 
 }  // namespace microvm::api

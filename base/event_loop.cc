@@ -56,6 +56,7 @@ void EventLoop::run_posted() {
     tasks.swap(posted_);
   }
   // Run outside the lock: a task may post more work (it runs in a later round).
+  tasks_run_.fetch_add(tasks.size(), std::memory_order_relaxed);
   for (auto& task : tasks) task();
 }
 
@@ -67,6 +68,8 @@ Result<size_t> EventLoop::run_once(int timeout_ms) {
     if (errno == EINTR) return 0;
     return fail_errno("epoll_wait");
   }
+  wakeups_.fetch_add(1, std::memory_order_relaxed);
+  handlers_run_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
   for (int i = 0; i < n; ++i) {
     auto it = handlers_.find(events[i].data.fd);
     if (it == handlers_.end()) continue;  // removed by an earlier handler in this round

@@ -45,6 +45,11 @@ class EventLoop {
   // instead of posting and waiting for itself.
   bool in_loop_thread() const { return loop_thread_.load() == std::this_thread::get_id(); }
 
+  // Statistics for metrics, readable from any thread (relaxed; written by the loop thread).
+  uint64_t wakeups() const { return wakeups_.load(std::memory_order_relaxed); }
+  uint64_t handlers_run() const { return handlers_run_.load(std::memory_order_relaxed); }
+  uint64_t tasks_run() const { return tasks_run_.load(std::memory_order_relaxed); }
+
  private:
   EventLoop(Fd epoll, EventFd wake) : epoll_(std::move(epoll)), wake_(std::move(wake)) {}
   void run_posted();
@@ -55,6 +60,7 @@ class EventLoop {
   // Handlers are shared_ptr so a handler may remove itself (or another) while running.
   std::unordered_map<int, std::shared_ptr<Handler>> handlers_;
   std::atomic<std::thread::id> loop_thread_{};
+  std::atomic<uint64_t> wakeups_{0}, handlers_run_{0}, tasks_run_{0};
   std::mutex posted_mu_;
   std::vector<std::function<void()>> posted_;  // guarded by posted_mu_
 };

@@ -7,6 +7,7 @@
 
 #include "api/api_server.h"
 #include "api/controller.h"
+#include "api/event_hub.h"
 #include "api/router.h"
 #include "microvm/sandbox.h"
 
@@ -37,6 +38,10 @@ class MainThreadLauncher : public api::VmLauncher {
   Result<void> pause() override { return with_vm([](Vm& vm) { return vm.pause(); }); }
   Result<void> resume() override { return with_vm([](Vm& vm) { return vm.resume(); }); }
   Result<void> request_shutdown() override { return with_vm([](Vm& vm) { return vm.request_shutdown(); }); }
+  std::vector<MetricGroup> metrics() override {
+    std::lock_guard lock(mu_);
+    return vm_ ? vm_->metrics() : std::vector<MetricGroup>{};
+  }
 
   // Main thread: the next start request, or nullopt when asked to stop (API or signal).
   std::optional<VmConfig> wait_for_start() {
@@ -92,10 +97,31 @@ class MainThreadLauncher : public api::VmLauncher {
 
 int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) {
   MainThreadLauncher launcher;
+  auto events = api::EventHub::create();
+  if (!events) {
+    std::fprintf(stderr, "microvm: %s\n", events.error().what.c_str());
+    return kExitError;
+  }
+  // VM threads hand their events to the hub (a mutex and an eventfd write, allowed in every
+  // sandbox role); the API thread streams them to GET /events clients.
+  opts.vm.on_event = [hub = events->get()](const VmEvent& e) { hub->publish(e); };
   api::Controller controller(opts.vm, api::InstanceInfo{"anonymous-instance", MICROVM_VERSION}, launcher);
+  controller.set_event_hub(events->get());
+  if (!opts.metrics_path.empty()) {
+    if (auto ok = controller.set_metrics_path(opts.metrics_path); !ok) {
+      std::fprintf(stderr, "microvm: --metrics-path: %s\n", ok.error().what.c_str());
+      return kExitError;
+    }
+  }
   const bool sandbox = opts.vm.sandbox;
   api::ApiServerOptions server_options;
   server_options.socket_path = opts.api_sock;
+  server_options.counters = &controller.counters();
+  server_options.events = events->get();
+  // Firecracker flushes metrics every 60 s without being asked, once a file is set.
+  server_options.on_tick = [&controller] {
+    if (controller.metrics_configured()) (void)controller.flush_metrics();
+  };
   if (sandbox) server_options.enter_sandbox = [] { return enter_api_thread_sandbox(); };
   auto server = api::ApiServer::create(std::move(server_options),
                                        [&controller](const api::HttpRequest& r) { return api::route(controller, r); });
@@ -141,9 +167,12 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) 
   }
   vm->set_time_origin(start);
   int code = run_vm(*vm, opts);
+  (*server)->stop();
+  // After the server thread ended (the controller is single-threaded): the last line in the
+  // metrics file has the final counters.
+  if (controller.metrics_configured()) (void)controller.flush_metrics();
   launcher.forget_vm();
   launcher.close();
-  (*server)->stop();
   return code;
 }
 

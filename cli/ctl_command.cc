@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string_view>
 #include <nlohmann/json.hpp>
 
 #include "cli/api_client.h"
@@ -19,6 +20,47 @@ std::string fault_text(const ApiReply& r) {
 
 std::string string_field(const nlohmann::json& j, const char* key) {
   return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : "?";
+}
+
+// "group.counter value" lines, sorted as the server sent them (nlohmann sorts keys).
+int print_metrics(const nlohmann::json& j) {
+  if (!j.is_object()) {
+    std::fprintf(stderr, "microvm ctl: the metrics answer is not a JSON object\n");
+    return kExitError;
+  }
+  for (const auto& [group, counters] : j.items()) {
+    if (!counters.is_object()) {
+      std::printf("%s %s\n", group.c_str(), counters.dump().c_str());
+      continue;
+    }
+    for (const auto& [name, v] : counters.items()) std::printf("%s.%s %s\n", group.c_str(), name.c_str(), v.dump().c_str());
+  }
+  return 0;
+}
+
+// One line per event: "TIME EVENT [DETAIL]" (or the server's JSON with --json), flushed at
+// once so a pipe sees each event when it happens.
+int print_events(const std::string& sock, bool json) {
+  auto done = api_stream(sock, "/events", [json](std::string_view line) {
+    if (json) {
+      std::printf("%.*s\n", static_cast<int>(line.size()), line.data());
+    } else {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      std::string detail = string_field(j, "detail");
+      uint64_t ms = j.is_object() && j.contains("timestamp_ms") && j["timestamp_ms"].is_number_unsigned()
+                        ? j["timestamp_ms"].get<uint64_t>()
+                        : 0;
+      std::printf("%llu.%03llu %s%s%s\n", static_cast<unsigned long long>(ms / 1000),
+                  static_cast<unsigned long long>(ms % 1000), string_field(j, "event").c_str(),
+                  detail == "?" ? "" : " ", detail == "?" ? "" : detail.c_str());
+    }
+    std::fflush(stdout);
+  });
+  if (!done) {
+    std::fprintf(stderr, "microvm ctl: %s\n", done.error().what.c_str());
+    return kExitError;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -50,6 +92,11 @@ int ctl_command(int argc, char** argv) {
        R"({"action_type":"SendCtrlAltDel"})", "power button pressed"},
       {"stop", "Stop the microVM (microvm run exits with code 5)", "PUT", "/actions",
        R"({"action_type":"x-microvm-Stop"})", "stopped"},
+      {"metrics", "Every counter (devices, vCPU exits, event loop, API), one 'group.name value' per line",
+       "GET", "/metrics", "", nullptr},
+      {"events", "Print state changes (started, paused, resumed, shutdown-requested, stopped, ...) as they "
+                 "happen, until the microVM stops",
+       "GET", "/events", "", nullptr},
   };
   for (auto& c : commands) {
     c.app = app.add_subcommand(c.name, c.help);
@@ -69,6 +116,7 @@ int ctl_command(int argc, char** argv) {
     if (c.app->parsed()) cmd = &c;
   }
   if (!cmd) return kExitUsage;  // require_subcommand(1, 1) makes this unreachable
+  if (std::string_view(cmd->name) == "events") return print_events(sock, json);
   const bool is_info = cmd->done == nullptr;
   auto reply = api_request(sock, cmd->method, cmd->path, cmd->body);
   if (!reply) {
@@ -86,6 +134,7 @@ int ctl_command(int argc, char** argv) {
       return 0;
     }
     auto j = nlohmann::json::parse(reply->body, nullptr, false);
+    if (std::string_view(cmd->name) == "metrics") return print_metrics(j);
     std::printf("id:      %s\nstate:   %s\nversion: %s %s\n", string_field(j, "id").c_str(),
                 string_field(j, "state").c_str(), string_field(j, "app_name").c_str(),
                 string_field(j, "vmm_version").c_str());

@@ -56,6 +56,10 @@ Result<void> apply_config_file(RunOptions& opts) {
   api::Controller controller(opts.vm, api::InstanceInfo{}, none);
   TRY(api::apply_config_document(controller, text));
   opts.vm = controller.vm_config();
+  if (controller.metrics_configured()) {
+    if (opts.api_sock.empty()) return fail(EINVAL, "--config-file: 'metrics' needs --api-sock (the API thread writes them)");
+    opts.metrics_path = controller.metrics_path();
+  }
   return {};
 }
 
@@ -152,6 +156,9 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--config-file", opts.config_file,
                  "Firecracker-format JSON (boot-source, drives, machine-config, network-interfaces, logger); "
                  "the VM starts at once. Conflicts with --kernel");
+  app.add_option("--metrics-path", opts.metrics_path,
+                 "With --api-sock: append one JSON line of metrics to this file or named pipe every 60 s, on "
+                 "PUT /actions FlushMetrics and at exit (as PUT /metrics)");
   app.add_option("--initrd,-i", opts.vm.initrd_path, "Initial ramdisk (cpio archive)");
   app.add_option("--cmdline,-c", opts.vm.cmdline, "Kernel command line")->default_str(opts.vm.cmdline);
   app.add_option("--cpus", opts.vm.cpus, "Number of vCPUs")->default_val(1)->check(CLI::Range(1, 254));
@@ -196,6 +203,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     return fail(EINVAL, std::string(e.what()) + "\nRun 'microvm run --help' for the options.");
   }
   if (opts.no_api && !opts.api_sock.empty()) return fail(EINVAL, "--no-api and --api-sock exclude each other");
+  if (!opts.metrics_path.empty() && opts.api_sock.empty())
+    return fail(EINVAL, "--metrics-path needs --api-sock (the API thread writes the metrics)");
   if (!opts.config_file.empty() && !opts.vm.kernel_path.empty())
     return fail(EINVAL, "--config-file names the kernel itself; leave out --kernel");
   if (opts.vm.kernel_path.empty() && opts.api_sock.empty() && opts.config_file.empty())

@@ -7,6 +7,7 @@
 #   FUZZ_SECONDS=20 scripts/fuzz.sh fuzz_queue
 #
 # Seed corpora are read from tests/fuzz/corpus/<target>/; new inputs go to build-fuzz/corpus/.
+# A libFuzzer dictionary at tests/fuzz/dict/<target>.dict is passed when present.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
@@ -62,8 +63,10 @@ for t in "${targets[@]}"; do
   seeds="tests/fuzz/corpus/$t"
   mkdir -p "$work" "$seeds"
   log="$BUILD_DIR/$t.fuzz.log"
+  dict=()
+  if [ -f "tests/fuzz/dict/$t.dict" ]; then dict=(-dict="tests/fuzz/dict/$t.dict"); fi
   echo "== $t: fuzzing for ${FUZZ_SECONDS}s"
-  "$bin" "$work" "$seeds" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+  "$bin" "$work" "$seeds" "${dict[@]}" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="$BUILD_DIR/artifacts/$t-" >"$log" 2>&1
   rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)

@@ -326,6 +326,13 @@ Result<VmExit> Machine::run() {
   note_run_ended();
   {
     std::lock_guard lock(exit_mutex_);
+    const char* why = run_error_ || !loop_result ? "error"
+                      : exit_requested_.load()   ? to_string(exit_.reason)
+                                                 : "stopped";
+    emit("stopped", why);
+  }
+  {
+    std::lock_guard lock(exit_mutex_);
     if (run_error_) return std::unexpected(*run_error_);
   }
   if (!loop_result) return std::unexpected(loop_result.error().context("event loop"));

@@ -39,6 +39,7 @@ class Machine final : public Vm {
   Result<void> resume() override;
   Result<void> request_shutdown() override;
   VmInfo info() const override;
+  std::vector<MetricGroup> metrics() const override;
   BootTimes boot_times() const override;
   void set_time_origin(std::chrono::steady_clock::time_point origin) override { origin_ = origin; }
 
@@ -60,6 +61,8 @@ class Machine final : public Vm {
   // First caller wins; stops the event loop and every vCPU.
   void request_exit(VmExitReason reason, const std::string& detail);
   uint64_t now_us() const;
+  // VmConfig::on_event, if set (any thread).
+  void emit(const char* type, std::string detail = {}) const;
 
   // Pause/resume (machine_control.cc). control_ is what parked threads wait on:
   enum : uint32_t {

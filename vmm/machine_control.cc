@@ -17,6 +17,7 @@
 
 #include "microvm/guest_abi.h"
 #include "vmm/machine.h"
+#include "vmm/virtio_wiring.h"
 
 namespace microvm {
 namespace {
@@ -37,6 +38,11 @@ void Machine::mark_exiting() {
 void Machine::note_run_started() {
   run_started_ns_.store(monotonic_ns());
   state_.store(VmState::kRunning);
+  emit("started");
+}
+
+void Machine::emit(const char* type, std::string detail) const {
+  if (config_.on_event) config_.on_event(VmEvent{type, std::move(detail)});
 }
 
 void Machine::note_run_ended() {
@@ -97,6 +103,7 @@ Result<void> Machine::pause() {
   if (!wait_for_control([&] { return loop_held_.load(); })) return fail("pause: the VM stopped");
   state_.store(VmState::kPaused);
   log_.log(LogLevel::kInfo, "paused");
+  emit("paused");
   return {};
 }
 
@@ -114,6 +121,7 @@ Result<void> Machine::resume() {
   wait_for_control([&] { return vcpus_parked_.load() == 0; });
   state_.store(VmState::kRunning);
   log_.log(LogLevel::kInfo, "resumed");
+  emit("resumed");
   return {};
 }
 
@@ -127,6 +135,7 @@ void Machine::on_pvpanic(uint8_t events) {
     log_.log(LogLevel::kWarn, "guest panicked; its crash kernel is taking over (pvpanic)");
   if (events & MICROVM_PVPANIC_PANICKED) {
     log_.log(LogLevel::kError, "guest kernel panicked (pvpanic)");
+    emit("guest-panic");
     request_exit(VmExitReason::kPanicked, "guest kernel panicked (pvpanic)");
   }
 }
@@ -141,6 +150,7 @@ Result<void> Machine::request_shutdown() {
     log_.log(LogLevel::kInfo, "ACPI power button pressed");
     power_->press_power_button();
   });
+  emit("shutdown-requested", "ACPI power button");
   return {};
 }
 
@@ -155,6 +165,33 @@ VmInfo Machine::info() const {
     i.uptime = std::chrono::microseconds(((end ? end : monotonic_ns()) - start) / 1000);
   }
   return i;
+}
+
+std::vector<MetricGroup> Machine::metrics() const {
+  std::vector<MetricGroup> out;
+  VmInfo i = info();
+  out.push_back({"vm",
+                 {{"uptime_us", static_cast<uint64_t>(i.uptime.count())},
+                  {"vcpus", i.vcpus},
+                  {"memory_bytes", i.memory_bytes},
+                  {"paused", i.state == VmState::kPaused ? 1u : 0u}}});
+  MetricGroup vcpu{"vcpu", {}};
+  for (const auto& v : vcpus_) {
+    size_t k = 0;
+    v->counters().visit([&](const char* name, uint64_t value) {
+      if (k == vcpu.counters.size()) vcpu.counters.emplace_back(name, 0);
+      vcpu.counters[k++].second += value;
+    });
+  }
+  out.push_back(std::move(vcpu));
+  if (virtio_) virtio_->metrics(out);
+  if (console_out_)
+    out.push_back({"console", {{"written_bytes", console_out_->written_bytes()}, {"dropped_bytes", console_out_->dropped_bytes()}}});
+  if (loop_)
+    out.push_back({"event_loop",
+                   {{"wakeups", loop_->wakeups()}, {"handlers_run", loop_->handlers_run()}, {"tasks_run", loop_->tasks_run()}}});
+  out.push_back({"io_bus", {{"unhandled_pio", pio_.unhandled_accesses()}, {"unhandled_mmio", mmio_.unhandled_accesses()}}});
+  return out;
 }
 
 }  // namespace microvm

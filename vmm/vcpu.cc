@@ -68,6 +68,7 @@ void Vcpu::join() {
 }
 
 void Vcpu::stop_with(VcpuStop why, const std::string& detail) {
+  if (why == VcpuStop::kCrash) bump(counters_.failures);
   if (hooks_.on_stop) hooks_.on_stop(why, detail);
 }
 
@@ -97,7 +98,10 @@ void Vcpu::thread_main() {
     if (first && hooks_.on_first_run) hooks_.on_first_run();
     first = false;
     int r = fd_.run();
-    if (r == -EINTR || r == -EAGAIN) continue;
+    if (r == -EINTR || r == -EAGAIN) {
+      bump(counters_.exit_other);
+      continue;
+    }
     if (r < 0) {
       stop_with(VcpuStop::kCrash, std::string("KVM_RUN failed: ") + strerror(-r) + "\n" + register_dump());
       break;
@@ -112,9 +116,9 @@ bool Vcpu::handle_exit() {
   switch (run->exit_reason) {
     case KVM_EXIT_IO: return handle_io(run);
     case KVM_EXIT_MMIO: return handle_mmio(run);
-    case KVM_EXIT_HLT: return true;  // with the in-kernel LAPIC, HLT normally never reaches us
+    case KVM_EXIT_HLT:  // with the in-kernel LAPIC, HLT normally never reaches us
     case KVM_EXIT_IRQ_WINDOW_OPEN:
-    case KVM_EXIT_INTR: return true;
+    case KVM_EXIT_INTR: bump(counters_.exit_other); return true;
     case KVM_EXIT_SYSTEM_EVENT:
       switch (run->system_event.type) {
         case KVM_SYSTEM_EVENT_SHUTDOWN: stop_with(VcpuStop::kPowerOff, "system event: shutdown"); return false;
@@ -147,6 +151,7 @@ bool Vcpu::handle_exit() {
 bool Vcpu::handle_io(kvm_run* run) {
   auto* base = reinterpret_cast<std::byte*>(run) + run->io.data_offset;
   size_t size = run->io.size;
+  bump(run->io.direction == KVM_EXIT_IO_OUT ? counters_.exit_io_out : counters_.exit_io_in);
   // String I/O (rep ins/outs) arrives as `count` consecutive items in the shared page.
   for (uint32_t i = 0; i < run->io.count; ++i) {
     std::span<std::byte> item(base + i * size, size);
@@ -159,6 +164,7 @@ bool Vcpu::handle_io(kvm_run* run) {
 bool Vcpu::handle_mmio(kvm_run* run) {
   size_t len = std::min<size_t>(run->mmio.len, sizeof run->mmio.data);
   std::span<std::byte> data(reinterpret_cast<std::byte*>(run->mmio.data), len);
+  bump(run->mmio.is_write ? counters_.exit_mmio_write : counters_.exit_mmio_read);
   if (run->mmio.is_write) mmio_.write(run->mmio.phys_addr, data);
   else mmio_.read(run->mmio.phys_addr, data);
   return true;

@@ -9,12 +9,31 @@
 #include <thread>
 
 #include "base/result.h"
+#include "virtio/device_counters.h"
 #include "vmm/io_bus.h"
 #include "vmm/kvm.h"
 
 namespace microvm {
 
 enum class VcpuStop { kPowerOff, kReboot, kCrash };
+
+// Exits this vCPU handled, named after Firecracker's "vcpu" metrics where they match.
+// Written by the vCPU thread only, read by metrics readers: relaxed atomics.
+struct VcpuCounters {
+  Counter exit_io_in{0}, exit_io_out{0}, exit_mmio_read{0}, exit_mmio_write{0};
+  Counter exit_other{0};  // HLT, interrupt window, signal (EINTR): back to the guest
+  Counter failures{0};    // an exit that stopped the machine as a crash
+
+  template <class F>
+  void visit(F&& f) const {
+    f("exit_io_in", value(exit_io_in));
+    f("exit_io_out", value(exit_io_out));
+    f("exit_mmio_read", value(exit_mmio_read));
+    f("exit_mmio_write", value(exit_mmio_write));
+    f("exit_other", value(exit_other));
+    f("failures", value(failures));
+  }
+};
 
 class Vcpu {
  public:
@@ -38,6 +57,7 @@ class Vcpu {
   ~Vcpu() { join(); }
 
   const VcpuFd& fd() const { return fd_; }
+  const VcpuCounters& counters() const { return counters_; }
   void start();
   // Makes KVM_RUN return and the thread exit. Safe from any thread or a signal handler.
   void kick();
@@ -62,6 +82,7 @@ class Vcpu {
   IoBus& pio_;
   IoBus& mmio_;
   Hooks hooks_;
+  VcpuCounters counters_;
   std::thread thread_;
   std::atomic<pthread_t> native_{};
   std::atomic<bool> stop_requested_{false};

@@ -1,5 +1,6 @@
 #include "vmm/virtio_wiring.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "devices/block/disk_spec.h"
@@ -69,7 +70,56 @@ Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::st
   return device;
 }
 
+template <class C>
+void append(MetricGroup& g, const C& counters) {
+  counters.visit([&g](const char* name, uint64_t v) { g.counters.emplace_back(name, v); });
+}
+
+void append_transport(MetricGroup& g, const TransportCounters& t) {
+  auto add = [&g](const char* name, const std::atomic<uint64_t>& v) {
+    g.counters.emplace_back(name, v.load(std::memory_order_relaxed));
+  };
+  add("transport_bad_accesses", t.bad_accesses);
+  add("transport_ignored_queue_writes", t.ignored_queue_writes);
+  add("transport_bad_status_writes", t.bad_status_writes);
+  add("transport_features_refused", t.features_refused);
+  add("transport_activations", t.activations);
+  add("transport_activation_failures", t.activation_failures);
+  add("transport_resets", t.resets);
+}
+
+// Adds `g`'s counters into `total` by name (Firecracker's "block"/"net" totals); the
+// "needs_reset" gauge becomes how many devices need a reset.
+void add_into(MetricGroup& total, const MetricGroup& g) {
+  for (const auto& [name, v] : g.counters) {
+    auto it = std::find_if(total.counters.begin(), total.counters.end(), [&](const auto& e) { return e.first == name; });
+    if (it == total.counters.end()) total.counters.emplace_back(name, v);
+    else it->second += v;
+  }
+}
+
 }  // namespace
+
+void VirtioWiring::metrics(std::vector<MetricGroup>& out) const {
+  MetricGroup block{"block", {}}, net{"net", {}};
+  bool any_block = false, any_net = false;
+  for (const auto& s : metric_sources_) {
+    MetricGroup g{s.group, {}};
+    if (s.counters) s.counters(g);
+    g.counters.emplace_back("needs_reset", s.device->needs_reset() ? 1 : 0);
+    append_transport(g, *s.transport);
+    if (s.group.starts_with("block_")) {
+      add_into(block, g);
+      any_block = true;
+    } else if (s.group.starts_with("net_")) {
+      add_into(net, g);
+      any_net = true;
+    }
+    out.push_back(std::move(g));
+  }
+  if (any_block) out.push_back(std::move(block));
+  if (any_net) out.push_back(std::move(net));
+}
 
 VirtioWiring::~VirtioWiring() {
   // Transports reset their devices (draining I/O) before the root and buses forget them.
@@ -98,7 +148,9 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     blk.logger = &w->ctx_.log;
     auto device = BlkDevice::create(std::move(*backend), blk);
     if (!device) return std::unexpected(device.error().context("disk " + d.path));
-    TRY(w->attach(std::move(*device), "virtio-blk"));
+    const BlkDevice* dev = device->get();
+    std::string id = d.id.empty() ? "drive" + std::to_string(&d - config.disks.data()) : d.id;
+    TRY(w->attach(std::move(*device), "virtio-blk", "block_" + id, [dev](MetricGroup& g) { append(g, dev->counters()); }));
   }
   for (const auto& n : config.nets) {
     auto opened = open_net(n, w->ctx_.log);
@@ -110,7 +162,9 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     net.logger = &w->ctx_.log;
     auto device = NetDevice::create(std::move(opened->backend), net, std::move(opened->vhost));
     if (!device) return std::unexpected(device.error().context("--net"));
-    TRY(w->attach(std::move(*device), "virtio-net"));
+    const NetDevice* dev = device->get();
+    std::string id = n.id.empty() ? "net" + std::to_string(&n - config.nets.data()) : n.id;
+    TRY(w->attach(std::move(*device), "virtio-net", "net_" + id, [dev](MetricGroup& g) { append(g, dev->counters()); }));
   }
   if (!config.shares.empty() && !w->ctx_.memory.seal_problem().empty())
     w->ctx_.log.log(LogLevel::kWarn, "guest RAM memfd is not size-sealed (%s): a vhost-user back end could truncate it",
@@ -118,12 +172,15 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
   for (const auto& s : config.shares) {
     auto device = open_share(s, config.virtiofsd_path, w->ctx_.log);
     if (!device) return std::unexpected(device.error().context("--share " + (s.host_dir.empty() ? s.socket_path : s.host_dir)));
-    TRY(w->attach(std::move(*device), "virtio-fs"));
+    std::string tag = (*device)->tag();
+    TRY(w->attach(std::move(*device), "virtio-fs", "fs_" + tag, nullptr));
   }
   if (config.rng) {
     RngOptions rng;
     rng.logger = &w->ctx_.log;
-    TRY(w->attach(TRY(RngDevice::create(rng)), "virtio-rng"));
+    auto device = TRY(RngDevice::create(rng));
+    const RngDevice* dev = device.get();
+    TRY(w->attach(std::move(device), "virtio-rng", "rng", [dev](MetricGroup& g) { append(g, dev->counters()); }));
   }
   return w;
 }
@@ -144,12 +201,15 @@ Result<void> VirtioWiring::setup_pci_root() {
   return {};
 }
 
-Result<void> VirtioWiring::attach(std::unique_ptr<VirtioDevice> device, const char* what) {
+Result<void> VirtioWiring::attach(std::unique_ptr<VirtioDevice> device, const char* what, std::string group,
+                                  CounterFn counters) {
+  const VirtioDevice* dev = device.get();
   if (ctx_.config.transport == Transport::kPci) {
     auto t = PciTransport::create(std::move(device), {}, ctx_.memory, ctx_.loop, services_, ctx_.log);
     if (!t) return std::unexpected(t.error().context(what));
     auto slot = pci_root_->add_function(**t);
     if (!slot) return std::unexpected(slot.error().context(what));
+    metric_sources_.push_back({std::move(group), std::move(counters), dev, &(*t)->counters()});
     pci_devices_.push_back(std::move(*t));
     return {};
   }
@@ -163,6 +223,7 @@ Result<void> VirtioWiring::attach(std::unique_ptr<VirtioDevice> device, const ch
   TRY(ctx_.mmio.add(params.base_address, MmioTransport::kWindowSize, t->get()));
   if (!cmdline_.empty()) cmdline_ += ' ';
   cmdline_ += (*t)->cmdline_fragment();
+  metric_sources_.push_back({std::move(group), std::move(counters), dev, &(*t)->counters()});
   mmio_devices_.push_back(std::move(*t));
   return {};
 }

@@ -40,11 +40,18 @@ class VirtioWiring final {
   std::string kernel_cmdline() const { return cmdline_; }
   // The PCI host bridge window to describe in ACPI.
   std::optional<PciHostWindow> pci_window() const;
+  // Appends one group per device ("block_ID", "net_ID", "rng", "fs_TAG") plus the "block"
+  // and "net" totals. Relaxed atomic reads only: safe from any thread while devices run.
+  void metrics(std::vector<MetricGroup>& out) const;
 
  private:
   explicit VirtioWiring(Context ctx) : ctx_(std::move(ctx)), services_(ctx_.vm) {}
   [[nodiscard]] Result<void> setup_pci_root();
-  [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what);
+  // Attaches `device`; `group` names its metrics and `counters` appends its device
+  // counters (called later, from any thread).
+  using CounterFn = std::function<void(MetricGroup&)>;
+  [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what, std::string group,
+                                    CounterFn counters);
 
   Context ctx_;
   KvmVmServices services_;
@@ -52,6 +59,13 @@ class VirtioWiring final {
   std::vector<std::unique_ptr<PciTransport>> pci_devices_;
   std::vector<std::unique_ptr<MmioTransport>> mmio_devices_;
   std::string cmdline_;
+  struct MetricSource {
+    std::string group;
+    CounterFn counters;
+    const VirtioDevice* device;
+    const TransportCounters* transport;
+  };
+  std::vector<MetricSource> metric_sources_;
 };
 
 }  // namespace microvm

@@ -11,9 +11,11 @@
 // Several Vm objects may exist in one process; they share nothing.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "microvm/log_sink.h"
@@ -22,6 +24,7 @@
 namespace microvm {
 
 struct DiskConfig {
+  std::string id;                   // names the drive in metrics (block_ID); empty: "drive" + its index
   std::string path;
   std::string format;               // "raw" or "qcow2"; required, never probed
   bool read_only = false;
@@ -36,6 +39,7 @@ struct DiskConfig {
 
 // One virtio-net device (see README "Networking"). Exactly one of tap, bridge or user.
 struct NetConfig {
+  std::string id;                     // names the interface in metrics (net_ID); empty: "net" + its index
   std::string tap;                    // tap interface: an existing one, or created (CAP_NET_ADMIN)
   std::string bridge;                 // create a tap and attach it to this bridge
   bool user = false;                  // user-mode networking (libslirp): 10.0.2.0/24, DHCP, DNS
@@ -57,6 +61,23 @@ struct ShareConfig {
 };
 
 enum class Transport { kPci, kMmio };
+
+// Something a running Vm reports to its owner (VmConfig::on_event). `type` is one of
+// "started", "paused", "resumed", "shutdown-requested" (the power button was pressed),
+// "stopped" (detail: "power-off", "reboot", "crash", "stopped" or "panicked") and
+// "guest-panic".
+struct VmEvent {
+  std::string type;
+  std::string detail;
+};
+
+// One group of counters in Vm::metrics(): "vm", "vcpu", "block_ID", "net_ID", "rng",
+// "fs_TAG", "console", "event_loop", "io_bus". Values only grow, except the few gauges that
+// say so in README.md ("needs_reset", "uptime_us").
+struct MetricGroup {
+  std::string name;
+  std::vector<std::pair<std::string, uint64_t>> counters;
+};
 
 struct VmConfig {
   std::string kernel_path;
@@ -99,6 +120,12 @@ struct VmConfig {
   // no path opened, no process started). For a program whose thread does nothing else
   // afterwards (the microvm CLI): the filter stays for the rest of that thread's life.
   bool sandbox_calling_thread = false;
+
+  // Called on VMM threads (vCPU, event loop, the one in run(), a pause()/resume() caller)
+  // for each VmEvent. It must return quickly and never block on the VM (no Vm calls); it
+  // runs under the sandbox of the thread that reports (an already-open eventfd or pipe
+  // write is fine). Empty: no events.
+  std::function<void(const VmEvent&)> on_event;
 };
 
 enum class VmExitReason {
@@ -108,6 +135,17 @@ enum class VmExitReason {
   kStopped,   // Vm::stop() or the console escape
   kPanicked,  // the guest reported a kernel panic through pvpanic (VmConfig::pvpanic)
 };
+
+inline const char* to_string(VmExitReason r) {
+  switch (r) {
+    case VmExitReason::kPowerOff: return "power-off";
+    case VmExitReason::kReboot: return "reboot";
+    case VmExitReason::kCrash: return "crash";
+    case VmExitReason::kStopped: return "stopped";
+    case VmExitReason::kPanicked: return "panicked";
+  }
+  return "unknown";
+}
 
 struct VmExit {
   VmExitReason reason = VmExitReason::kStopped;
@@ -173,6 +211,9 @@ class Vm {
   [[nodiscard]] virtual Result<void> request_shutdown() = 0;
   // A snapshot of state, vCPU count, memory size and uptime. Thread-safe.
   virtual VmInfo info() const = 0;
+  // Every counter the VMM keeps (README "Metrics"): relaxed atomic reads, no lock a device
+  // or vCPU takes, so it is cheap and callable from any thread, at any time after create().
+  virtual std::vector<MetricGroup> metrics() const = 0;
 
   virtual BootTimes boot_times() const = 0;
   // The timeline's origin; defaults to create() time.

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/event_hub.h"
 #include "api/http_connection.h"
 #include "api/router.h"
 
@@ -25,6 +26,10 @@ class AcceptingLauncher : public VmLauncher {
 };
 
 void check(const HttpResponse& r) {
+  if (r.event_stream) {
+    if (r.status != 200) std::abort();
+    return;
+  }
   switch (r.status) {
     case 200:
     case 204:
@@ -54,6 +59,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view bytes(reinterpret_cast<const char*>(data + 1), size - 1);
   AcceptingLauncher launcher;
   Controller controller(VmConfig{}, InstanceInfo{}, launcher);
+  // PUT /metrics is parsed and checked as usual, but never creates a file at a fuzzed path.
+  controller.set_metrics_opener([](const std::string& path) -> Result<MetricsFile> {
+    return fail(EACCES, "metrics_path " + path + ": not opened while fuzzing");
+  });
+  static auto hub = EventHub::create();  // so GET /events takes its streaming path
+  if (hub) controller.set_event_hub(hub->get());
   HttpConnection conn(HttpLimits{.max_header_bytes = 2048, .max_body_bytes = 4096});
   std::vector<HttpConnection::Parsed> requests;
   split = split > bytes.size() ? bytes.size() : split;

@@ -49,3 +49,20 @@ TEST(ApiArgs, MissingConfigFileNamesIt) {
 
 }  // namespace
 }  // namespace microvm
+
+namespace microvm {
+namespace {
+
+TEST(ApiArgs, MetricsPathNeedsTheApiSocket) {
+  std::vector<const char*> without{"run", "--kernel", "k", "--metrics-path", "/tmp/m"};
+  auto o = parse_run_args(static_cast<int>(without.size()), without.data());
+  ASSERT_FALSE(o);
+  EXPECT_NE(o.error().what.find("--metrics-path needs --api-sock"), std::string::npos) << o.error().what;
+  std::vector<const char*> with{"run", "--api-sock", "/tmp/s", "--metrics-path", "/tmp/m"};
+  auto ok = parse_run_args(static_cast<int>(with.size()), with.data());
+  ASSERT_TRUE(ok) << ok.error().what;
+  EXPECT_EQ(ok->metrics_path, "/tmp/m");
+}
+
+}  // namespace
+}  // namespace microvm
