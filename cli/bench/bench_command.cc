@@ -217,8 +217,8 @@ int run_bench_command(int argc, char** argv) {
   app.add_option("-n,--repetitions", reps, "Runs per variant; variants alternate (default 5)")->check(CLI::Range(1, 1000));
   app.add_flag("--json", json, "Print the results as JSON on stdout instead of the table");
   app.add_option("--report", report_dir, "Write report.md, results.json and PNG charts (gnuplot) into this directory");
-  app.add_option("--compare", compare, "Baseline next to microvm: qemu, host, qemu-img (scenario img) or none")
-      ->check(CLI::IsMember({"qemu", "host", "qemu-img", "none"}));
+  app.add_option("--compare", compare, "Baseline next to microvm: qemu, host, qemu-img (scenario img), curl (scenario api) or none")
+      ->check(CLI::IsMember({"qemu", "host", "qemu-img", "curl", "none"}));
   app.add_option("-m,--memory", memory, "Guest RAM for every VMM (default 512M)");
   app.add_option("--cpus", cpus, "vCPUs for every VMM (default 1)")->check(CLI::Range(1, 64));
   app.add_option("--kernel", ctx.kernel, "Guest kernel (ELF vmlinux; default: the shared test kernel)");
