@@ -17,6 +17,7 @@ struct RunOptions {
   bool no_api = false;
   std::string config_file;  // Firecracker's JSON config: the VM starts at once from it
   std::string metrics_path;  // with api_sock: JSON metrics lines (PUT /metrics before start)
+  std::vector<std::string> notes;  // QEMU spellings that were rewritten (printed on stderr)
 };
 
 // Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an

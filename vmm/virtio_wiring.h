@@ -18,6 +18,8 @@
 #include "vmm/io_bus.h"
 #include "vmm/kvm.h"
 #include "vmm/kvm_vm_services.h"
+#include "devices/vhost/backend_log_relay.h"
+#include "virtio/loop_registration.h"
 
 namespace microvm {
 
@@ -52,6 +54,13 @@ class VirtioWiring final {
   using CounterFn = std::function<void(MetricGroup&)>;
   [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what, std::string group,
                                     CounterFn counters);
+  [[nodiscard]] Result<void> relay_backend_log(Fd read_end, std::string source);
+
+  // A back end's stderr on its way to our log, while the back end runs.
+  struct Relay {
+    std::unique_ptr<BackendLogRelay> log;
+    LoopRegistration registration;
+  };
 
   Context ctx_;
   KvmVmServices services_;
@@ -66,6 +75,7 @@ class VirtioWiring final {
     const TransportCounters* transport;
   };
   std::vector<MetricSource> metric_sources_;
+  std::vector<std::unique_ptr<Relay>> relays_;  // after the devices: unregistered first
 };
 
 }  // namespace microvm
