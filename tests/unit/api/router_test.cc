@@ -183,10 +183,13 @@ TEST_F(RouterTest, GettingStartedSequenceBuildsTheVmConfig) {
   EXPECT_FALSE(v.disks[0].read_only);
   EXPECT_EQ(v.disks[1].format, "raw");
   EXPECT_TRUE(v.disks[1].read_only);
+  EXPECT_EQ(v.disks[0].id, "rootfs");  // metrics name drives and interfaces by their API ids
+  EXPECT_EQ(v.disks[1].id, "data");
   EXPECT_EQ(v.cmdline, "console=ttyS0 root=/dev/vda rw");
   ASSERT_EQ(v.nets.size(), 1u);
   EXPECT_EQ(v.nets[0].tap, "tap0");
   EXPECT_EQ(v.nets[0].mac, "06:00:AC:10:00:02");
+  EXPECT_EQ(v.nets[0].id, "eth0");
   EXPECT_EQ(json::parse(call("GET", "/").body)["state"], "Running");
 }
 
