@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <mutex>
 #include <optional>
+#include <thread>
 
 #include "api/api_server.h"
 #include "api/controller.h"
@@ -81,6 +82,11 @@ class MainThreadLauncher : public api::VmLauncher {
   Result<void> with_vm(F f) {
     std::lock_guard lock(mu_);
     if (!vm_) return fail(EINVAL, "no microVM is running");
+    // The API answers as soon as the Vm exists; run() starts it a moment later on the main
+    // thread. A pause or power-button request in that gap waits for it (bounded), instead of
+    // failing with "not running" on a VM that is about to run.
+    for (int i = 0; i < 200 && vm_->info().state == VmState::kCreated; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return f(*vm_);
   }
 
