@@ -370,6 +370,9 @@ class Interp {
 
   void set_var(const std::string& name, std::string value) {
     if (value.size() > kMaxVarBytes) value.resize(kMaxVarBytes);
+    // GRUB accepts `set root=(hd0,1)` and keeps the device name without parentheses.
+    if (name == "root" && value.size() >= 2 && value.front() == '(' && value.back() == ')')
+      value = value.substr(1, value.size() - 2);
     if (vars_.size() < 4096 || vars_.count(name)) vars_[name] = std::move(value);
   }
 
