@@ -89,7 +89,8 @@ class Search {
       auto bytes = v->fs->read(*node);
       if (!bytes) return std::unexpected(bytes.error().context(where(*v) + ": " + path));
       if (bytes->size() != node->size) return fail(EIO, where(*v) + ": '" + path + "': short read");
-      into->insert(into->end(), bytes->begin(), bytes->end());
+      if (into->empty()) *into = std::move(*bytes);  // the kernel, or the first initrd: no copy
+      else into->insert(into->end(), bytes->begin(), bytes->end());
     }
     return out;
   }

@@ -31,6 +31,8 @@ class ExtVolume final : public FileTree {
   struct Impl;
   explicit ExtVolume(std::unique_ptr<Impl> impl);
   Result<Node> node(uint64_t ino);
+  Result<std::vector<std::byte>> read_extents(const Node& file, void* inode);  // struct ext2_inode*
+  Result<std::vector<std::byte>> read_blocks(const Node& file);
   std::unique_ptr<Impl> impl_;
   std::string type_, uuid_, label_;
 };
