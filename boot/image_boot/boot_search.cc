@@ -193,6 +193,16 @@ class Search {
     return std::optional<BootPlan>{};
   }
 
+  // The file a symlink names (one level, as Debian makes them), so the plan shows the
+  // versioned file; the path itself when it is not a link.
+  Result<std::string> link_target(Volume& v, const std::string& path) {
+    Node n = TRY(resolve_path(*v.fs, path, false));
+    if (n.kind != Node::Kind::kSymlink) return path;
+    std::string target = TRY(v.fs->read_link(n));
+    if (target.empty()) return path;
+    return target.front() == '/' ? target : join_path(path, target);
+  }
+
   Result<std::optional<BootPlan>> debian_symlinks() {
     for (auto& v : vols_) {
       for (std::string base : {"", "/boot"}) {
@@ -201,11 +211,10 @@ class Search {
         if (!*has_kernel) continue;
         ConfigEntry e;
         e.title = "Debian's " + base + "/vmlinuz";
-        // Follow the links here so the plan shows the versioned file they point to.
         auto kernel_node_path = base + "/vmlinuz";
-        e.kernel.path = kernel_node_path;
+        e.kernel.path = TRY(link_target(v, kernel_node_path));
         auto has_initrd = TRY(is_file(*v.fs, base + "/initrd.img"));
-        if (has_initrd) e.initrds.push_back(FileRef{"", base + "/initrd.img"});
+        if (has_initrd) e.initrds.push_back(FileRef{"", TRY(link_target(v, base + "/initrd.img"))});
         e.options = "root=UUID=" + v.fs->fs_uuid() + " ro";
         return std::optional<BootPlan>(TRY(finish(v, "debian-symlinks", kernel_node_path, e)));
       }

@@ -137,7 +137,7 @@ TEST(DiskBootPrint, DebianSymlinksOnAWholeDiskFileSystem) {
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(trimmed(field(r, "partition table:")), "none") << r.out;
   EXPECT_EQ(trimmed(field(r, "rule:")), "debian-symlinks (whole disk (ext4 UUID=" + uuid + ") /vmlinuz)") << r.out;
-  EXPECT_EQ(trimmed(field(r, "kernel:")), "whole disk (ext4 UUID=" + uuid + ") /vmlinuz (30 bytes)") << r.out;
+  EXPECT_EQ(trimmed(field(r, "kernel:")), "whole disk (ext4 UUID=" + uuid + ") /boot/vmlinuz-6.12.118-guest (30 bytes)") << r.out;
   EXPECT_EQ(trimmed(field(r, "cmdline:")), "root=/dev/vda ro console=ttyS0") << r.out;
 }
 
