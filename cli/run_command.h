@@ -21,6 +21,7 @@ struct RunOptions {
   // No --kernel but a --disk: the kernel, initrd and command line come from inside the first disk.
   bool boot_from_disk = false;
   bool print_boot = false;  // --print-boot: show what boot_from_disk found and exit
+  std::vector<std::string> notes;  // QEMU spellings that were rewritten (printed on stderr)
 };
 
 // Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an
