@@ -11,6 +11,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "cli/disk_boot.h"
 #include "cli/graceful_shutdown.h"
 #include "cli/qemu_args.h"
 #include "cli/size_arg.h"
@@ -150,7 +151,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   bool no_rng = false;
   std::string sandbox = "on";
   app.add_option("--kernel,-k", opts.vm.kernel_path,
-                 "Kernel image: ELF vmlinux or bzImage (required unless --api-sock configures the VM)");
+                 "Kernel image: ELF vmlinux or bzImage. Without it (and without --api-sock) the kernel, initrd and "
+                 "command line are found inside the first --disk (BLS entries, grub.cfg, extlinux.conf, /vmlinuz)");
   app.add_option("--api-sock", opts.api_sock,
                  "Serve the Firecracker-compatible REST API on this Unix socket (mode 0600). Without --kernel "
                  "the VM is configured through it and started by PUT /actions InstanceStart");
@@ -162,7 +164,14 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "With --api-sock: append one JSON line of metrics to this file or named pipe every 60 s, on "
                  "PUT /actions FlushMetrics and at exit (as PUT /metrics)");
   app.add_option("--initrd,-i", opts.vm.initrd_path, "Initial ramdisk (cpio archive)");
-  app.add_option("--cmdline,-c", opts.vm.cmdline, "Kernel command line")->default_str(opts.vm.cmdline);
+  app.add_option("--cmdline,-c", opts.vm.cmdline,
+                 "Kernel command line (booting from a disk: replaces the entry's own options)")
+      ->default_str(opts.vm.cmdline);
+  app.add_option("--append", opts.append,
+                 "Added to the end of the kernel command line (QEMU's single-dash -append is --cmdline)");
+  app.add_flag("--print-boot", opts.print_boot,
+               "With --disk and no --kernel: print the partition, file system, kernel, initrd, command line and "
+               "the rule that found them, then exit");
   app.add_option("--cpus", opts.vm.cpus, "Number of vCPUs")->default_val(1)->check(CLI::Range(1, 254));
   app.add_option("--memory,-m", memory, "Guest RAM, e.g. 512M or 2G")->default_str(memory);
   app.add_flag("--hugepages", opts.vm.hugepages, "Back guest RAM with 2 MiB huge pages");
@@ -218,9 +227,17 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     return fail(EINVAL, "--metrics-path needs --api-sock (the API thread writes the metrics)");
   if (!opts.config_file.empty() && !opts.vm.kernel_path.empty())
     return fail(EINVAL, "--config-file names the kernel itself; leave out --kernel");
-  if (opts.vm.kernel_path.empty() && opts.api_sock.empty() && opts.config_file.empty())
-    return fail(EINVAL, "--kernel is required (or --api-sock to configure the VM through the API)\n"
-                        "Run 'microvm run --help' for the options.");
+  opts.cmdline_given = app.count("--cmdline") > 0;
+  if (opts.vm.kernel_path.empty() && opts.api_sock.empty() && opts.config_file.empty()) {
+    if (disks.empty())
+      return fail(EINVAL, "--kernel is required (or a --disk with a kernel inside, or --api-sock to configure the VM "
+                          "through the API)\nRun 'microvm run --help' for the options.");
+    opts.boot_from_disk = true;
+    if (!opts.vm.initrd_path.empty())
+      return fail(EINVAL, "--initrd needs --kernel (booting from a disk, the initrd comes from the disk's boot entry)");
+  }
+  if (opts.print_boot && !opts.boot_from_disk)
+    return fail(EINVAL, "--print-boot needs a --disk and no --kernel, --api-sock or --config-file");
   auto mem = parse_size(memory, 1ull << 20);
   if (!mem) return fail(EINVAL, mem.error().context("--memory").what);
   opts.vm.memory_bytes = *mem;
@@ -238,6 +255,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   }
   opts.vm.sandbox = sandbox == "on";
   for (const auto& d : disks) opts.vm.disks.push_back(TRY(parse_disk_arg(d)));
+  if (!opts.boot_from_disk && !opts.append.empty())
+    opts.vm.cmdline += (opts.vm.cmdline.empty() ? "" : " ") + opts.append;
   for (const auto& sh : shares) {
     auto spec = parse_share_spec(sh);
     if (!spec) return fail(EINVAL, "--share " + sh + ": " + spec.error().what);
@@ -251,6 +270,23 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                       : log_level == "debug" ? LogLevel::kDebug
                                              : LogLevel::kWarn;
   return opts;
+}
+
+Result<void> resolve_disk_boot(RunOptions& opts) {
+  const DiskConfig& disk = opts.vm.disks.front();
+  auto plan = TRY(find_disk_boot(disk, !opts.print_boot));
+  std::string cmdline = image_boot::compose_cmdline(plan.options, opts.cmdline_given ? opts.vm.cmdline : "", opts.append);
+  if (opts.print_boot) {
+    std::string text = "disk:            " + disk.path + " (" + disk.format + ")\n" + image_boot::describe_plan(plan, cmdline);
+    std::fputs(text.c_str(), stdout);
+    return {};
+  }
+  opts.vm.cmdline = std::move(cmdline);
+  opts.vm.kernel_image = std::make_shared<const std::vector<std::byte>>(std::move(plan.kernel_bytes));
+  if (!plan.initrd_bytes.empty())
+    opts.vm.initrd_image = std::make_shared<const std::vector<std::byte>>(std::move(plan.initrd_bytes));
+  for (const auto& n : plan.notes) std::fprintf(stderr, "microvm: %s\n", n.c_str());
+  return {};
 }
 
 int run_command(int argc, char** argv) {
@@ -276,6 +312,13 @@ int run_command(int argc, char** argv) {
   if (auto ok = Vm::validate(opts->vm); !ok) {
     std::fprintf(stderr, "microvm run: %s\n", ok.error().what.c_str());
     return kExitUsage;
+  }
+  if (opts->boot_from_disk) {
+    if (auto ok = resolve_disk_boot(*opts); !ok) {
+      std::fprintf(stderr, "microvm: %s\n", ok.error().what.c_str());
+      return kExitError;
+    }
+    if (opts->print_boot) return 0;
   }
   install_termination_handlers();
   // With --api-sock this thread removes the socket file after run(), which the supervisor

@@ -17,6 +17,11 @@ struct RunOptions {
   bool no_api = false;
   std::string config_file;  // Firecracker's JSON config: the VM starts at once from it
   std::string metrics_path;  // with api_sock: JSON metrics lines (PUT /metrics before start)
+  std::string append;       // --append: added to the end of the kernel command line
+  bool cmdline_given = false;  // --cmdline was on the command line (it replaces a disk entry's line)
+  // No --kernel but a --disk: the kernel, initrd and command line come from inside the first disk.
+  bool boot_from_disk = false;
+  bool print_boot = false;  // --print-boot: show what boot_from_disk found and exit
   std::vector<std::string> notes;  // QEMU spellings that were rewritten (printed on stderr)
 };
 
@@ -28,6 +33,10 @@ struct RunOptions {
 [[nodiscard]] Result<DiskConfig> parse_disk_arg(const std::string& spec);
 
 int run_command(int argc, char** argv);
+
+// boot_from_disk: reads the boot entry from the first disk into opts.vm (kernel and initrd bytes,
+// command line). With opts.print_boot, prints what it found instead of loading the files.
+[[nodiscard]] Result<void> resolve_disk_boot(RunOptions& opts);
 
 // Reads opts.config_file (Firecracker's JSON) into opts.vm, validated as the API would.
 [[nodiscard]] Result<void> apply_config_file(RunOptions& opts);

@@ -5,6 +5,8 @@ pkg_check_modules(URING REQUIRED IMPORTED_TARGET liburing)
 pkg_check_modules(SECCOMP REQUIRED IMPORTED_TARGET libseccomp)
 pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)
+# ext2/3/4 file systems inside disk images (boot/image_boot): libext2fs-dev (e2fsprogs).
+pkg_check_modules(EXT2FS REQUIRED IMPORTED_TARGET ext2fs com_err)
 pkg_check_modules(SLIRP IMPORTED_TARGET slirp)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(nlohmann_json REQUIRED)

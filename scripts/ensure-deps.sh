@@ -4,11 +4,11 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 missing=0
-for tool in cmake ninja g++ pkg-config busybox cpio qemu-img mkfs.ext4 clang-16 fio gnuplot strace curl; do
+for tool in cmake ninja g++ pkg-config busybox cpio qemu-img mkfs.ext4 sgdisk sfdisk clang-16 fio gnuplot strace curl; do
   command -v "$tool" >/dev/null 2>&1 || { missing=1; break; }
 done
 if [ $missing -eq 0 ]; then
-  for pc in liburing libseccomp zlib libzstd; do
+  for pc in liburing libseccomp zlib libzstd ext2fs com_err; do
     pkg-config --exists "$pc" || { missing=1; break; }
   done
 fi

@@ -7,8 +7,8 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential g++ clang lld cmake ninja-build pkg-config git python3 \
   linux-libc-dev liburing-dev libseccomp-dev libcli11-dev nlohmann-json3-dev libhttp-parser-dev \
-  zlib1g-dev libzstd-dev libslirp-dev \
+  zlib1g-dev libzstd-dev libslirp-dev libext2fs-dev \
   libgtest-dev libgmock-dev googletest libbenchmark-dev libclang-rt-14-dev \
   clang-16 libclang-rt-16-dev \
-  busybox-static cpio e2fsprogs qemu-utils qemu-system-x86 qemu-system-common \
+  busybox-static cpio e2fsprogs gdisk fdisk qemu-utils qemu-system-x86 qemu-system-common \
   fio iproute2 iperf3 gnuplot-nox hyperfine strace curl procps util-linux kmod

@@ -60,7 +60,7 @@ uint64_t Machine::now_us() const {
 
 Result<std::unique_ptr<Machine>> Machine::build(const VmConfig& config) {
   // Sizes and names were checked by Vm::validate() (create() runs it first).
-  if (config.kernel_path.empty()) return fail("no kernel given (--kernel)");
+  if (config.kernel_path.empty() && !config.kernel_image) return fail("no kernel given (--kernel)");
   std::unique_ptr<Machine> m(new Machine(config));
   TRY(m->setup_kvm());
   TRY(m->setup_memory());
@@ -184,16 +184,33 @@ Result<void> Machine::setup_virtio_devices(std::string& cmdline_extra) {
 }
 
 Result<void> Machine::load_guest(const std::string& cmdline_extra) {
-  auto image = TRY(MappedFile::open(config_.kernel_path, "kernel", kMaxKernelBytes));
-  auto kernel = load_kernel(*memory_, image.bytes());
-  if (!kernel) return std::unexpected(kernel.error().context(config_.kernel_path));
+  std::optional<MappedFile> mapped;
+  std::span<const std::byte> image;
+  std::string kernel_name = config_.kernel_path;
+  if (config_.kernel_image) {
+    if (config_.kernel_image->size() > kMaxKernelBytes) return fail(EFBIG, "kernel image larger than 512 MiB");
+    image = *config_.kernel_image;
+    kernel_name = "kernel image";
+  } else {
+    mapped.emplace(TRY(MappedFile::open(config_.kernel_path, "kernel", kMaxKernelBytes)));
+    image = mapped->bytes();
+  }
+  auto kernel = load_kernel(*memory_, image);
+  if (!kernel) return std::unexpected(kernel.error().context(kernel_name));
 
   BootParamsSpec spec;
   spec.kernel = &*kernel;
   spec.cmdline = config_.cmdline;
   if (!cmdline_extra.empty()) spec.cmdline += (spec.cmdline.empty() ? "" : " ") + cmdline_extra;
 
-  if (!config_.initrd_path.empty()) {
+  if (config_.initrd_image && !config_.initrd_image->empty()) {
+    std::span<const std::byte> initrd = *config_.initrd_image;
+    auto at = place_initrd(*memory_, *kernel, initrd.size());
+    if (!at) return std::unexpected(at.error().context("initrd image"));
+    TRY(memory_->write(*at, initrd));
+    spec.initrd_addr = *at;
+    spec.initrd_size = initrd.size();
+  } else if (!config_.initrd_path.empty()) {
     auto initrd = TRY(MappedFile::open(config_.initrd_path, "initrd", memory_->total_size()));
     auto at = place_initrd(*memory_, *kernel, initrd.size());
     if (!at) return std::unexpected(at.error().context(config_.initrd_path));

@@ -10,6 +10,7 @@
 //
 // Several Vm objects may exist in one process; they share nothing.
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -82,6 +83,10 @@ struct MetricGroup {
 struct VmConfig {
   std::string kernel_path;
   std::string initrd_path;                 // empty: none
+  // Instead of kernel_path / initrd_path: the images' bytes, e.g. found inside a disk image
+  // (`microvm run --disk IMG` without --kernel). Shared, not copied, with the running Vm.
+  std::shared_ptr<const std::vector<std::byte>> kernel_image;
+  std::shared_ptr<const std::vector<std::byte>> initrd_image;
   std::string cmdline = "console=ttyS0 reboot=k panic=-1";
   unsigned cpus = 1;
   uint64_t memory_bytes = 512ull << 20;

@@ -34,6 +34,24 @@ TEST(RunArgs, KernelIsRequired) {
   bad({"--memory", "1G"}, "--kernel");
 }
 
+TEST(RunArgs, DiskWithoutKernelBootsFromTheDisk) {
+  auto o = ok({"--disk", "a.qcow2,format=qcow2", "--disk", "b.raw,format=raw", "--append", "quiet x=1"});
+  EXPECT_TRUE(o.boot_from_disk);
+  EXPECT_FALSE(o.print_boot);
+  EXPECT_FALSE(o.cmdline_given);
+  EXPECT_EQ(o.append, "quiet x=1");
+  o = ok({"--disk", "a.raw,format=raw", "--print-boot", "-c", "root=/dev/vda1"});
+  EXPECT_TRUE(o.print_boot);
+  EXPECT_TRUE(o.cmdline_given);
+  EXPECT_EQ(o.vm.cmdline, "root=/dev/vda1");
+  // With --kernel, --append extends the command line at once.
+  o = ok({"--kernel", "vmlinux", "--disk", "a.raw,format=raw", "--append", "x=1"});
+  EXPECT_FALSE(o.boot_from_disk);
+  EXPECT_EQ(o.vm.cmdline, VmConfig{}.cmdline + " x=1");
+  bad({"--kernel", "vmlinux", "--print-boot"}, "--print-boot needs a --disk");
+  bad({"--disk", "a.raw,format=raw", "--initrd", "i.cpio"}, "--initrd needs --kernel");
+}
+
 TEST(RunArgs, Defaults) {
   auto o = ok({"--kernel", "vmlinux"});
   VmConfig defaults;

@@ -1,0 +1,315 @@
+#include "boot/image_boot/boot_search.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "boot/image_boot/bls_config.h"
+#include "boot/image_boot/config_text.h"
+#include "boot/image_boot/ext_volume.h"
+#include "boot/image_boot/extlinux_config.h"
+#include "boot/image_boot/grub_config.h"
+
+namespace microvm::image_boot {
+namespace {
+
+struct Volume {
+  unsigned partition = 0;
+  std::string part_uuid;
+  bool esp = false;
+  std::unique_ptr<SliceReader> reader;
+  std::unique_ptr<FileTree> fs;
+};
+
+std::string where(const Volume& v) {
+  std::string s = v.partition ? "partition " + std::to_string(v.partition) : std::string("the whole disk");
+  return s + " (" + v.fs->fs_type() + ")";
+}
+
+std::string lower_copy(std::string s) { return lower(s); }
+
+// Reads a config file on `v`: nullopt when it is not there.
+Result<std::optional<std::string>> read_optional(Volume& v, const std::string& path) {
+  auto present = is_file(*v.fs, path);
+  if (!present) return std::unexpected(present.error().context(where(v)));
+  if (!*present) return std::optional<std::string>{};
+  auto text = read_text(*v.fs, path, kMaxConfigBytes);
+  if (!text) return std::unexpected(text.error().context(where(v)));
+  return std::optional<std::string>(std::move(*text));
+}
+
+class Search {
+ public:
+  Search(std::vector<Volume>& vols, const FindOptions& opts) : vols_(vols), opts_(opts) {}
+
+  // The volume a FileRef's device names, relative to the config's own volume.
+  Result<Volume*> device(Volume& self, const FileRef& f) {
+    const std::string& d = f.device;
+    if (d.empty()) return &self;
+    auto pick = [&](auto pred, const std::string& what) -> Result<Volume*> {
+      for (auto& v : vols_)
+        if (pred(v)) return &v;
+      return fail(ENOENT, "no file system in the image has " + what + " (needed for " + f.path + ")");
+    };
+    if (d.starts_with("part")) {
+      unsigned n = static_cast<unsigned>(std::stoul(d.substr(4)));
+      return pick([&](Volume& v) { return v.partition == n; }, "partition number " + std::to_string(n));
+    }
+    if (d.starts_with("uuid="))
+      return pick([&](Volume& v) { return lower_copy(v.fs->fs_uuid()) == lower_copy(d.substr(5)); }, "UUID " + d.substr(5));
+    if (d.starts_with("label="))
+      return pick([&](Volume& v) { return v.fs->label() == d.substr(6); }, "label " + d.substr(6));
+    if (d.starts_with("file=")) {
+      for (auto& v : vols_) {
+        auto r = is_file(*v.fs, d.substr(5));
+        if (r && *r) return &v;
+      }
+      return fail(ENOENT, "no file system in the image holds " + d.substr(5));
+    }
+    return fail(EINVAL, "GRUB device (" + d.substr(d.find(':') + 1) + ") is not one microvm can map to the image");
+  }
+
+  // Locates (and with opts.load, reads) a file a configuration names.
+  Result<FoundFile> locate(Volume& self, const FileRef& f, uint64_t limit, std::vector<std::byte>* into,
+                           bool try_boot_prefix = false) {
+    Volume* v = TRY(device(self, f));
+    std::string path = f.path;
+    if (path.empty() || path.front() != '/') path = "/" + path;
+    auto node = resolve_path(*v->fs, path);
+    if (!node && node.error().code == ENOENT && try_boot_prefix) {
+      path = "/boot" + path;
+      node = resolve_path(*v->fs, path);
+    }
+    if (!node) return std::unexpected(node.error().context(where(*v)));
+    if (node->kind != Node::Kind::kFile) return fail(EISDIR, where(*v) + ": '" + path + "' is not a regular file");
+    if (node->size > limit)
+      return fail(EFBIG, where(*v) + ": '" + path + "' is " + std::to_string(node->size) + " bytes, more than the limit of " +
+                             std::to_string(limit));
+    FoundFile out{v->partition, v->fs->fs_type(), v->fs->fs_uuid(), path, node->size};
+    if (into) {
+      auto bytes = v->fs->read(*node);
+      if (!bytes) return std::unexpected(bytes.error().context(where(*v) + ": " + path));
+      if (bytes->size() != node->size) return fail(EIO, where(*v) + ": '" + path + "': short read");
+      if (into->empty()) *into = std::move(*bytes);  // the kernel, or the first initrd: no copy
+      else into->insert(into->end(), bytes->begin(), bytes->end());
+    }
+    return out;
+  }
+
+  Result<BootPlan> finish(Volume& self, std::string rule, const std::string& config_path, ConfigEntry e,
+                          bool try_boot_prefix = false) {
+    BootPlan p;
+    p.rule = std::move(rule);
+    p.config = FoundFile{self.partition, self.fs->fs_type(), self.fs->fs_uuid(), config_path, 0};
+    p.title = e.title;
+    p.kernel = TRY(locate(self, e.kernel, opts_.max_kernel_bytes, opts_.load ? &p.kernel_bytes : nullptr, try_boot_prefix));
+    uint64_t initrd_total = 0;
+    for (const auto& i : e.initrds) {
+      auto f = TRY(locate(self, i, opts_.max_initrd_bytes - initrd_total, opts_.load ? &p.initrd_bytes : nullptr,
+                          try_boot_prefix));
+      initrd_total += f.size;
+      p.initrds.push_back(std::move(f));
+    }
+    p.options = e.options;
+    if (p.initrds.empty()) rewrite_root(p);
+    return p;
+  }
+
+  // Without an initramfs nothing resolves root=UUID= or LABEL= (only the initramfs's blkid
+  // does); the kernel itself understands PARTUUID=. So name the partition holding that file system.
+  void rewrite_root(BootPlan& p) {
+    std::vector<std::string> words;
+    size_t i = 0;
+    const std::string& o = p.options;
+    while (i < o.size()) {
+      size_t e = o.find(' ', i);
+      if (e == std::string::npos) e = o.size();
+      if (e > i) words.push_back(o.substr(i, e - i));
+      i = e + 1;
+    }
+    for (auto& w : words) {
+      bool by_uuid = w.starts_with("root=UUID="), by_label = w.starts_with("root=LABEL=");
+      if (!by_uuid && !by_label) continue;
+      std::string key = w.substr(by_uuid ? 10 : 11);
+      Volume* found = nullptr;
+      for (auto& v : vols_)
+        if (by_uuid ? lower_copy(v.fs->fs_uuid()) == lower_copy(key) : v.fs->label() == key) found = &v;
+      if (!found) {
+        p.notes.push_back(w + " names no file system in this image and there is no initrd: the kernel will not find its root");
+        continue;
+      }
+      std::string repl = found->partition ? "root=PARTUUID=" + found->part_uuid : std::string("root=/dev/vda");
+      p.notes.push_back(w + " rewritten to " + repl + ": there is no initrd, and the kernel alone cannot resolve " +
+                        (by_uuid ? "UUID=" : "LABEL="));
+      w = repl;
+    }
+    std::string joined;
+    for (const auto& w : words) joined += (joined.empty() ? "" : " ") + w;
+    p.options = joined;
+  }
+
+  ReadConfigFile reader_for(Volume& v) {
+    return [&v](const std::string& path) { return read_optional(v, path.empty() || path[0] != '/' ? "/" + path : path); };
+  }
+
+  Result<std::optional<BootPlan>> bls() {
+    for (auto& v : vols_) {
+      for (std::string base : {"", "/boot"}) {
+        std::string dir = base + "/loader/entries";
+        auto node = resolve_path(*v.fs, dir);
+        if (!node || node->kind != Node::Kind::kDir) continue;
+        auto names = list_dir(*v.fs, dir);
+        if (!names) return std::unexpected(names.error().context(where(v)));
+        std::vector<BlsEntry> entries;
+        for (const auto& n : *names) {
+          if (!n.ends_with(".conf")) continue;
+          if (entries.size() >= kMaxBlsEntries) return fail(E2BIG, where(v) + ": more than 1024 entries in " + dir);
+          auto text = TRY(read_optional(v, dir + "/" + n));
+          if (!text) continue;
+          entries.push_back(TRY(parse_bls_entry(*text, n)));
+        }
+        if (entries.empty()) continue;
+        auto loader_conf = TRY(read_optional(v, base + "/loader/loader.conf"));
+        auto entry = choose_bls_entry(std::move(entries), loader_conf.value_or(""));
+        if (!entry) return std::unexpected(entry.error().context(where(v) + ": " + dir));
+        // Paths are relative to the partition the entries are on; with /boot inside the root
+        // file system they may still be written as if /boot were its own partition.
+        return std::optional<BootPlan>(TRY(finish(v, "bls", dir + "/" + entry->source, *entry, !base.empty())));
+      }
+    }
+    return std::optional<BootPlan>{};
+  }
+
+  template <class Parse>
+  Result<std::optional<BootPlan>> config_rule(const char* rule, std::initializer_list<const char*> paths, Parse parse) {
+    for (auto& v : vols_) {
+      for (const char* path : paths) {
+        auto text = TRY(read_optional(v, path));
+        if (!text) continue;
+        auto entry = parse(*text, std::string(path), reader_for(v));
+        if (!entry) return std::unexpected(entry.error().context(where(v)));
+        return std::optional<BootPlan>(TRY(finish(v, rule, path, *entry)));
+      }
+    }
+    return std::optional<BootPlan>{};
+  }
+
+  // The file a symlink names (one level, as Debian makes them), so the plan shows the
+  // versioned file; the path itself when it is not a link.
+  Result<std::string> link_target(Volume& v, const std::string& path) {
+    Node n = TRY(resolve_path(*v.fs, path, false));
+    if (n.kind != Node::Kind::kSymlink) return path;
+    std::string target = TRY(v.fs->read_link(n));
+    if (target.empty()) return path;
+    return target.front() == '/' ? target : join_path(path, target);
+  }
+
+  Result<std::optional<BootPlan>> debian_symlinks() {
+    for (auto& v : vols_) {
+      for (std::string base : {"", "/boot"}) {
+        auto has_kernel = is_file(*v.fs, base + "/vmlinuz");
+        if (!has_kernel) return std::unexpected(has_kernel.error().context(where(v)));
+        if (!*has_kernel) continue;
+        ConfigEntry e;
+        e.title = "Debian's " + base + "/vmlinuz";
+        auto kernel_node_path = base + "/vmlinuz";
+        e.kernel.path = TRY(link_target(v, kernel_node_path));
+        auto has_initrd = TRY(is_file(*v.fs, base + "/initrd.img"));
+        if (has_initrd) e.initrds.push_back(FileRef{"", TRY(link_target(v, base + "/initrd.img"))});
+        e.options = "root=UUID=" + v.fs->fs_uuid() + " ro";
+        return std::optional<BootPlan>(TRY(finish(v, "debian-symlinks", kernel_node_path, e)));
+      }
+    }
+    return std::optional<BootPlan>{};
+  }
+
+ private:
+  std::vector<Volume>& vols_;
+  const FindOptions& opts_;
+};
+
+}  // namespace
+
+Result<BootPlan> find_boot(ImageReader& disk, const FindOptions& options) {
+  auto table = TRY(read_partition_table(disk));
+  std::vector<Volume> vols;
+  std::vector<std::string> skipped;
+  auto add = [&](unsigned number, uint64_t offset, uint64_t size, std::string part_uuid, bool esp) -> Result<void> {
+    Volume v{number, std::move(part_uuid), esp, std::make_unique<SliceReader>(disk, offset, size), nullptr};
+    if (!ExtVolume::probe(*v.reader)) {
+      skipped.push_back(number ? "partition " + std::to_string(number) : "the whole disk");
+      return {};
+    }
+    auto fs = ExtVolume::open(*v.reader);
+    if (!fs) {
+      skipped.push_back((number ? "partition " + std::to_string(number) : std::string("the whole disk")) + ": " +
+                        fs.error().what);
+      return {};
+    }
+    v.fs = std::move(*fs);
+    vols.push_back(std::move(v));
+    return {};
+  };
+  if (table.kind == TableKind::kNone) TRY(add(0, 0, disk.size(), "", false));
+  for (const auto& p : table.partitions) TRY(add(p.number, p.offset, p.size, p.part_uuid, p.esp));
+  if (vols.empty()) {
+    std::string why = std::string("partition table: ") + table_kind_name(table.kind) + "; no ext2/3/4 file system found";
+    if (!skipped.empty()) {
+      why += " (looked at";
+      for (const auto& s : skipped) why += " " + s + ";";
+      why.back() = ')';
+    }
+    return fail(ENOENT, why + ". microvm reads ext2/3/4 only (no FAT ESP, no UKI yet): give --kernel");
+  }
+
+  Search s(vols, options);
+  std::optional<BootPlan> plan = TRY(s.bls());
+  if (!plan)
+    plan = TRY(s.config_rule("grub", {"/boot/grub/grub.cfg", "/grub/grub.cfg", "/boot/grub2/grub.cfg", "/grub2/grub.cfg"},
+                             parse_grub_config));
+  if (!plan)
+    plan = TRY(s.config_rule("extlinux",
+                             {"/boot/extlinux/extlinux.conf", "/extlinux/extlinux.conf", "/boot/extlinux.conf",
+                              "/extlinux.conf", "/boot/syslinux/syslinux.cfg", "/syslinux/syslinux.cfg", "/syslinux.cfg"},
+                             parse_extlinux_config));
+  if (!plan) plan = TRY(s.debian_symlinks());
+  if (!plan)
+    return fail(ENOENT, "no boot entry found: no loader/entries/*.conf, grub.cfg, extlinux.conf or /vmlinuz on " +
+                            std::to_string(vols.size()) + " ext2/3/4 file system(s); give --kernel");
+  plan->table = table.kind;
+  return std::move(*plan);
+}
+
+std::string compose_cmdline(const std::string& entry_options, const std::string& replace, const std::string& append) {
+  std::string line;
+  if (!replace.empty()) {
+    line = replace;
+  } else {
+    line = entry_options;
+    bool has_console = line.starts_with("console=") || line.find(" console=") != std::string::npos;
+    if (!has_console) line += (line.empty() ? "" : " ") + std::string("console=ttyS0");
+  }
+  if (!append.empty()) line += (line.empty() ? "" : " ") + append;
+  return line;
+}
+
+std::string describe_plan(const BootPlan& p, const std::string& cmdline) {
+  auto file = [](const FoundFile& f) {
+    std::string s = f.partition ? "partition " + std::to_string(f.partition) : std::string("whole disk");
+    s += " (" + f.fs_type + " UUID=" + f.fs_uuid + ") " + f.path;
+    if (f.size) s += " (" + std::to_string(f.size) + " bytes)";
+    return s;
+  };
+  std::string out;
+  out += "partition table: " + std::string(table_kind_name(p.table)) + "\n";
+  out += "rule:            " + p.rule + " (" + file(p.config) + ")\n";
+  out += "entry:           " + p.title + "\n";
+  out += "kernel:          " + file(p.kernel) + "\n";
+  if (p.initrds.empty()) out += "initrd:          none\n";
+  for (const auto& i : p.initrds) out += "initrd:          " + file(i) + "\n";
+  out += "entry options:   " + p.options + "\n";
+  out += "cmdline:         " + cmdline + "\n";
+  for (const auto& n : p.notes) out += "note:            " + n + "\n";
+  return out;
+}
+
+}  // namespace microvm::image_boot

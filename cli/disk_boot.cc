@@ -1,0 +1,51 @@
+#include "cli/disk_boot.h"
+
+#include "devices/block/disk_spec.h"
+#include "devices/block/qcow2/qcow2_chain.h"
+
+namespace microvm {
+namespace {
+
+// A SyncDisk (raw file or qcow2 chain) as image_boot's ImageReader.
+class SyncDiskReader final : public image_boot::ImageReader {
+ public:
+  explicit SyncDiskReader(std::unique_ptr<SyncDisk> disk) : disk_(std::move(disk)) {}
+  uint64_t size() const override { return disk_->size(); }
+  Result<void> read_at(uint64_t offset, std::span<std::byte> out) override {
+    if (offset > size() || out.size() > size() - offset) return fail(EIO, "read past the end of the image");
+    // qcow2 reads are split by cluster inside the image; keep each call's buffer moderate.
+    constexpr size_t kChunk = 8 << 20;
+    for (size_t done = 0; done < out.size();) {
+      size_t n = std::min(kChunk, out.size() - done);
+      int r = disk_->read(offset + done, out.data() + done, n);
+      if (r < 0) return fail_errno(-r, "reading the image at offset " + std::to_string(offset + done));
+      done += n;
+    }
+    return {};
+  }
+
+ private:
+  std::unique_ptr<SyncDisk> disk_;
+};
+
+}  // namespace
+
+Result<image_boot::BootPlan> find_disk_boot(const DiskConfig& disk, bool load) {
+  DiskOptions o;
+  o.path = disk.path;
+  o.format = TRY(parse_disk_format(disk.format));
+  o.read_only = true;
+  o.backing = disk.backing;
+  if (!disk.backing_format.empty()) o.backing_format = TRY(parse_disk_format(disk.backing_format));
+  o.allow_image_backing = disk.trust_image_backing;
+  auto sync = qcow2::open_sync_disk(o.path, o.format, o);
+  if (!sync) return std::unexpected(sync.error().context("--disk " + disk.path));
+  SyncDiskReader reader(std::move(*sync));
+  image_boot::FindOptions fo;
+  fo.load = load;
+  auto plan = image_boot::find_boot(reader, fo);
+  if (!plan) return std::unexpected(plan.error().context("finding a kernel in " + disk.path));
+  return plan;
+}
+
+}  // namespace microvm
