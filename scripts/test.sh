@@ -11,6 +11,8 @@ status=0
 # Unit tests in parallel; tests that run guests one at a time (each uses the whole machine).
 (cd build && ctest --output-on-failure -j"$(nproc)" -L unit) || status=1
 (cd build && ctest --output-on-failure -j1 -LE unit) || status=1
+# The Debian packages: built, installed, and used by examples/ (find_package and pkg-config).
+scripts/package-test.sh || status=1
 if [ -x scripts/fuzz.sh ]; then
   FUZZ_SECONDS=${FUZZ_SECONDS:-10} scripts/fuzz.sh || status=1
 fi

@@ -1,10 +1,10 @@
 # unit_block: the block backends plus the img tool library (built here too if cli/ does not add it).
-if(NOT TARGET microvm_img_cli AND EXISTS ${CMAKE_SOURCE_DIR}/cli/img/CMakeLists.txt)
-  add_subdirectory(${CMAKE_SOURCE_DIR}/cli/img ${CMAKE_BINARY_DIR}/cli/img_from_tests)
+if(NOT TARGET microvm_img_cli AND EXISTS ${PROJECT_SOURCE_DIR}/cli/img/CMakeLists.txt)
+  add_subdirectory(${PROJECT_SOURCE_DIR}/cli/img ${PROJECT_BINARY_DIR}/cli/img_from_tests)
 endif()
 set(UNIT_DEPS microvm_block)
 if(TARGET microvm_img_cli)
   list(APPEND UNIT_DEPS microvm_img_cli)
 endif()
-target_compile_definitions(unit_block PRIVATE MICROVM_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+target_compile_definitions(unit_block PRIVATE MICROVM_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 target_sources(unit_block PRIVATE ${CMAKE_CURRENT_LIST_DIR}/block_test_util.cc)

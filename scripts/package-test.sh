@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds microvm's Debian packages (microvm, libmicrovm-dev) from the build folder, installs
+# them with dpkg, then builds examples/ against the installed package, once with CMake's
+# find_package and once with pkg-config, and boots a firmware guest to power-off with each
+# program. Needs root and /dev/kvm; scripts/test.sh runs it after the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=$(realpath "${BUILD_DIR:-build}")
+rm -f "$build"/microvm_*.deb "$build"/libmicrovm-dev_*.deb
+(cd "$build" && cpack -G DEB >/dev/null)
+echo "== packages: $(cd "$build" && ls microvm_*.deb libmicrovm-dev_*.deb | tr '\n' ' ')"
+dpkg -i "$build"/microvm_*.deb "$build"/libmicrovm-dev_*.deb >/dev/null
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+firmware="$build/firmware/boot_check"
+
+echo "== examples/ against the installed package: CMake find_package(microvm)"
+cmake -S examples -B "$work/cmake" -G Ninja >/dev/null
+cmake --build "$work/cmake" >/dev/null
+"$work/cmake/c/embed_c" "$firmware" bootcheck.exit=poweroff 64 </dev/null >"$work/c.out" 2>&1 || {
+  cat "$work/c.out"; echo "FAIL: embed_c (find_package) did not power off"; exit 1; }
+grep -q "guest ended with code 0" "$work/c.out" || { cat "$work/c.out"; echo "FAIL: embed_c output"; exit 1; }
+"$work/cmake/embed_example" --kernel "$firmware" --cmdline bootcheck.exit=poweroff --memory-mib 64 >"$work/cxx.out" 2>&1 || {
+  cat "$work/cxx.out"; echo "FAIL: embed_example (C++ API, find_package) did not power off"; exit 1; }
+
+echo "== examples/c against the installed package: pkg-config microvm"
+# shellcheck disable=SC2046
+cc examples/c/embed.c $(pkg-config --cflags --libs microvm) -o "$work/embed_pc"
+"$work/embed_pc" "$firmware" bootcheck.exit=poweroff 64 </dev/null >"$work/pc.out" 2>&1 || {
+  cat "$work/pc.out"; echo "FAIL: embed_c (pkg-config) did not power off"; exit 1; }
+ldd "$work/embed_pc" | grep -Eq "libmicrovm.so.* => /(usr/)?lib/" || { ldd "$work/embed_pc"; echo "FAIL: not linked to the installed library"; exit 1; }
+/usr/bin/microvm --version | head -1
+echo "== package test passed"
