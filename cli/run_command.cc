@@ -1,5 +1,6 @@
 #include "cli/run_command.h"
 
+#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -9,9 +10,11 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 
 #include "cli/graceful_shutdown.h"
+#include "cli/jail_launcher.h"
 #include "cli/size_arg.h"
 #include "devices/block/disk_spec.h"
 #include "devices/vhost/share_spec.h"
@@ -179,6 +182,11 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "on: every VMM thread but the setup thread runs under a default-deny seccomp filter for "
                  "its role (SECURITY.md); off: no filters (prints a warning)")
       ->check(CLI::IsMember({"on", "off"}))->default_str("on");
+  app.add_flag("--jail", opts.jail,
+               "Run the VMM jailed (needs root): new mount, PID, IPC, UTS, cgroup (and, without --net, network) "
+               "namespaces, an empty read-only root, no capabilities, no_new_privs, as --uid/--gid (SECURITY.md)");
+  app.add_option("--uid", opts.jail_uid, "With --jail: the user the VMM runs as (name or number; default nobody)");
+  app.add_option("--gid", opts.jail_gid, "With --jail: its group (default: the user's group, else 65534)");
   app.add_flag("--pvpanic", opts.vm.pvpanic,
                "Add QEMU's pvpanic device (port 0x505): a guest kernel panic ends microvm with exit code 7");
   app.add_option("--shutdown-timeout", opts.shutdown_timeout_s,
@@ -201,6 +209,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   if (opts.vm.kernel_path.empty() && opts.api_sock.empty() && opts.config_file.empty())
     return fail(EINVAL, "--kernel is required (or --api-sock to configure the VM through the API)\n"
                         "Run 'microvm run --help' for the options.");
+  if (!opts.jail && (!opts.jail_uid.empty() || !opts.jail_gid.empty()))
+    return fail(EINVAL, "--uid and --gid need --jail");
+  if (opts.jail && !opts.api_sock.empty())
+    return fail(EINVAL, "--jail with --api-sock is not supported yet (the API names host files after start)");
   auto mem = parse_size(memory, 1ull << 20);
   if (!mem) return fail(EINVAL, mem.error().context("--memory").what);
   opts.vm.memory_bytes = *mem;
@@ -223,6 +235,33 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   return opts;
 }
 
+Result<JailOptions> jail_options_for(const RunOptions& opts) {
+  JailOptions j;
+  std::string user = opts.jail_uid.empty() ? "nobody" : opts.jail_uid;
+  auto uid = resolve_jail_uid(user);
+  if (!uid && opts.jail_uid.empty()) uid = 65534;  // no "nobody" entry: its usual number
+  if (!uid) return std::unexpected(uid.error().context("--uid"));
+  j.uid = *uid;
+  if (!opts.jail_gid.empty()) {
+    auto gid = resolve_jail_gid(opts.jail_gid);
+    if (!gid) return std::unexpected(gid.error().context("--gid"));
+    j.gid = *gid;
+  } else if (passwd* pw = ::getpwuid(j.uid)) {
+    j.gid = pw->pw_gid;
+  }
+  bool user_net = false;
+  for (const auto& n : opts.vm.nets) user_net |= n.user;
+  j.new_net_ns = opts.vm.nets.empty();
+  // libslirp re-reads it to forward the guest's DNS queries (10.0.2.3).
+  if (user_net) j.copied_files.push_back("/etc/resolv.conf");
+  uint64_t slirp_sockets = 0;
+  for (const auto& n : opts.vm.nets) slirp_sockets += n.user ? n.max_host_sockets : 0;
+  j.fd_headroom += slirp_sockets;
+  // virtiofsd keeps root to sandbox itself; tear-down must still stop it.
+  for (const auto& s : opts.vm.shares) j.keep_cap_kill |= s.socket_path.empty();
+  return j;
+}
+
 int run_command(int argc, char** argv) {
   auto start = std::chrono::steady_clock::now();
   auto opts = parse_run_args(argc, argv);
@@ -240,6 +279,21 @@ int run_command(int argc, char** argv) {
       return kExitUsage;
     }
   }
+  std::optional<JailOptions> jail;
+  if (opts->jail) {
+    auto j = jail_options_for(*opts);
+    if (!j) {
+      std::fprintf(stderr, "microvm run: %s\n", j.error().what.c_str());
+      return kExitUsage;
+    }
+    auto launch = launch_jailed(*j);
+    if (!launch) {
+      std::fprintf(stderr, "microvm: %s\n", launch.error().what.c_str());
+      return kExitError;
+    }
+    if (!launch->in_jail) return launch->exit_code;
+    jail = std::move(*j);
+  }
   install_termination_handlers();
   // With --api-sock this thread removes the socket file after run(), which the supervisor
   // role forbids (no unlink), so it stays unfiltered there (SECURITY.md, "Not done yet").
@@ -254,6 +308,14 @@ int run_command(int argc, char** argv) {
     return kExitError;
   }
   (*vm)->set_time_origin(start);
+  // Setup is over: every file, device and socket the VM needs is open. No vCPU or device
+  // thread exists yet, so none runs outside the jail.
+  if (jail) {
+    if (auto locked = jail_lock_down(*jail); !locked) {
+      std::fprintf(stderr, "microvm: %s\n", locked.error().what.c_str());
+      return kExitError;
+    }
+  }
   return run_vm(**vm, *opts);
 }
 

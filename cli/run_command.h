@@ -5,6 +5,7 @@
 
 #include "microvm/result.h"
 #include "microvm/vm.h"
+#include "vmm/sandbox/jail.h"
 
 namespace microvm {
 
@@ -16,6 +17,10 @@ struct RunOptions {
   std::string api_sock;  // serve the REST API here (api/README.md)
   bool no_api = false;
   std::string config_file;  // Firecracker's JSON config: the VM starts at once from it
+  // --jail: the VMM runs in namespaces, an empty root and as jail_uid/jail_gid (vmm/sandbox/jail.h).
+  bool jail = false;
+  std::string jail_uid;  // empty: nobody
+  std::string jail_gid;  // empty: the user's group, else nogroup (65534)
 };
 
 // Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an
@@ -26,6 +31,10 @@ struct RunOptions {
 [[nodiscard]] Result<DiskConfig> parse_disk_arg(const std::string& spec);
 
 int run_command(int argc, char** argv);
+
+// The jail's settings for these options: the user and group resolved, a network namespace
+// only without --net, resolv.conf copied in for user networking, CAP_KILL kept for virtiofsd.
+[[nodiscard]] Result<JailOptions> jail_options_for(const RunOptions& opts);
 
 // Reads opts.config_file (Firecracker's JSON) into opts.vm, validated as the API would.
 [[nodiscard]] Result<void> apply_config_file(RunOptions& opts);
