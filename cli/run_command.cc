@@ -15,6 +15,7 @@
 
 #include "cli/graceful_shutdown.h"
 #include "cli/jail_launcher.h"
+#include "base/rate_limit_spec.h"
 #include "cli/size_arg.h"
 #include "devices/block/disk_spec.h"
 #include "devices/vhost/share_spec.h"
@@ -125,8 +126,27 @@ Result<DiskConfig> parse_disk_arg(const std::string& spec) {
   d.backing = o.backing;
   if (o.backing_format) d.backing_format = disk_format_name(*o.backing_format);
   d.trust_image_backing = o.allow_image_backing;
+  d.rate_limit = parsed->rate_limit;
   d.engine = o.engine == EngineKind::kIoUring ? "io_uring" : o.engine == EngineKind::kSync ? "sync" : "auto";
   return d;
+}
+
+Result<IoLimit> parse_rng_arg(const std::string& spec) {
+  IoLimit limit;
+  for (size_t start = 0; start <= spec.size();) {
+    size_t comma = spec.find(',', start);
+    std::string item = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    size_t eq = item.find('=');
+    if (eq == std::string::npos) return fail(EINVAL, "--rng " + spec + ": expected key=value, got '" + item + "'");
+    auto known = parse_rate_limit_option(std::string_view(item).substr(0, eq), std::string_view(item).substr(eq + 1),
+                                         "iops", limit);
+    if (!known) return std::unexpected(known.error().context("--rng"));
+    if (!*known) return fail(EINVAL, "--rng " + spec + ": unknown option '" + item + "' (bps, bps_burst, iops, iops_burst)");
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (auto ok = check_rate_limit(limit, "iops"); !ok) return std::unexpected(ok.error().context("--rng"));
+  return limit;
 }
 
 Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
@@ -164,11 +184,13 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
       ->default_str("host");
   app.add_option("--disk", disks,
                  "PATH,format=raw|qcow2[,readonly=on][,cache=none|writeback][,serial=S][,backing=FILE]"
-                 "[,backing_format=F][,image_backing=on][,engine=auto|io_uring|sync]; repeatable");
+                 "[,backing_format=F][,image_backing=on][,engine=auto|io_uring|sync]"
+                 "[,bps=N][,bps_burst=N][,iops=N][,iops_burst=N]; repeatable");
   app.add_option(
       "--net", nets,
       "tap=NAME[,mac=M][,vhost=on|off|auto] | bridge=BR[,mac=M][,vhost=..] | "
-      "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; repeatable");
+      "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; "
+      "any of them [,bps=N][,pps=N][,bps_burst=N][,pps_burst=N] (per direction); repeatable");
   app.add_option("--share", shares,
                  "HOSTDIR[,tag=TAG][,readonly=on] | socket=PATH,tag=TAG: a host folder over virtio-fs "
                  "(guest: mount -t virtiofs TAG /mnt); repeatable");
@@ -176,6 +198,9 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
       ->default_str("pci");
   app.add_flag("--no-rng", no_rng, "Do not add a virtio-rng device");
+  std::string rng_spec;
+  app.add_option("--rng", rng_spec,
+                 "bps=N[,bps_burst=N][,iops=N][,iops_burst=N]: rate-limit the virtio-rng device (requests wait)");
   app.add_flag("--boot-timer", opts.boot_timer,
                "Report microseconds from start to the first KVM_RUN and to the guest's boot marker");
   app.add_option("--sandbox", sandbox,
@@ -218,6 +243,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   opts.vm.memory_bytes = *mem;
   opts.vm.transport = transport == "mmio" ? Transport::kMmio : Transport::kPci;
   opts.vm.rng = !no_rng;
+  if (!rng_spec.empty()) {
+    if (no_rng) return fail(EINVAL, "--rng and --no-rng exclude each other");
+    opts.vm.rng_rate_limit = TRY(parse_rng_arg(rng_spec));
+  }
   opts.vm.sandbox = sandbox == "on";
   for (const auto& d : disks) opts.vm.disks.push_back(TRY(parse_disk_arg(d)));
   for (const auto& sh : shares) {

@@ -32,6 +32,9 @@ struct RunOptions {
 
 int run_command(int argc, char** argv);
 
+// Parses --rng's value: bps=N[,bps_burst=N][,iops=N][,iops_burst=N].
+[[nodiscard]] Result<IoLimit> parse_rng_arg(const std::string& spec);
+
 // The jail's settings for these options: the user and group resolved, a network namespace
 // only without --net, resolv.conf copied in for user networking, CAP_KILL kept for virtiofsd.
 [[nodiscard]] Result<JailOptions> jail_options_for(const RunOptions& opts);

@@ -96,6 +96,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     blk.serial = d.serial;
     blk.num_queues = static_cast<uint16_t>(std::max(1u, std::min(d.queues, 16u)));
     blk.logger = &w->ctx_.log;
+    blk.rate_limit = d.rate_limit;
     auto device = BlkDevice::create(std::move(*backend), blk);
     if (!device) return std::unexpected(device.error().context("disk " + d.path));
     TRY(w->attach(std::move(*device), "virtio-blk"));
@@ -108,6 +109,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     if (!n.mac.empty()) net.mac = TRY(parse_mac(n.mac));
     net.offloads = opened->offloads;
     net.logger = &w->ctx_.log;
+    net.rate_limit = n.rate_limit;
     auto device = NetDevice::create(std::move(opened->backend), net, std::move(opened->vhost));
     if (!device) return std::unexpected(device.error().context("--net"));
     TRY(w->attach(std::move(*device), "virtio-net"));
@@ -123,6 +125,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
   if (config.rng) {
     RngOptions rng;
     rng.logger = &w->ctx_.log;
+    rng.rate_limit = config.rng_rate_limit;
     TRY(w->attach(TRY(RngDevice::create(rng)), "virtio-rng"));
   }
   return w;
