@@ -154,6 +154,41 @@ TEST_F(JailTest, DiskShareAndUserNetworkingWorkInsideTheJail) {
   EXPECT_EQ(shell_line("ls -A " + dir.path() + "/tmp | wc -l"), "0") << "scratch directory left behind";
 }
 
+// virtiofsd starts before the jail closes (as root: it needs that to sandbox itself) and ends
+// up inside the VMM's PID namespace. Under us it must still sandbox itself: some virtiofsd
+// process below the VMM runs seccomp-filtered, in a mount namespace of its own, with the
+// shared folder as its root.
+TEST_F(JailTest, VirtiofsdStillSandboxesItselfInsideTheJail) {
+  TempDir dir;
+  std::string share = dir.path() + "/share";
+  ASSERT_EQ(std::system(("mkdir -p " + share + " " + dir.path() + "/tmp && touch " + share + "/marker").c_str()), 0);
+  std::string script =
+      "TMPDIR=\"$3\" \"$0\" run --jail --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt --share \"$2\",tag=s"
+      " </dev/null >/dev/null 2>&1 & p=$!\n"
+      "for i in $(seq 200); do c=$(cat /proc/$p/task/$p/children 2>/dev/null | tr -d ' ');"
+      " [ -n \"$c\" ] && grep -q vmm-loop /proc/$c/task/*/comm 2>/dev/null && break; sleep 0.05; done\n"
+      "sleep 0.3\n"
+      "walk() { for k in $(cat /proc/$1/task/*/children 2>/dev/null); do echo $k; walk $k; done; }\n"
+      "for v in $(walk $c); do [ \"$(cat /proc/$v/comm)\" = virtiofsd ] || continue;"
+      " echo \"virtiofsd seccomp=$(awk '/^Seccomp:/{print $2}' /proc/$v/status)"
+      " own_mnt=$([ \"$(readlink /proc/$v/ns/mnt)\" != \"$(readlink /proc/$c/ns/mnt)\" ] && echo 1 || echo 0)"
+      " pid_levels=$(awk '/^NSpid:/{print NF-1}' /proc/$v/status)"
+      " root=$(ls -A /proc/$v/root | tr '\\n' ' ')\"; done\n"
+      "kill -TERM $p; wait $p; echo rc $?\n";
+  VmRunResult r = run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"), share,
+                                          dir.path() + "/tmp"},
+                              VmRunOptions{.timeout = std::chrono::seconds(30)});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  EXPECT_NE(r.out.find("virtiofsd seccomp=2 own_mnt=1"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("root=marker "), std::string::npos) << "the sandboxed virtiofsd sees only the folder\n"
+                                                             << r.describe();
+  // NSpid lists the pid in every namespace from the host's down: 1 level would be the host's only.
+  EXPECT_NE(r.out.find("pid_levels="), std::string::npos) << r.describe();
+  EXPECT_EQ(r.out.find("pid_levels=1 "), std::string::npos) << "virtiofsd outside the jail's PID namespace\n"
+                                                            << r.describe();
+  EXPECT_NE(r.out.find("rc 5"), std::string::npos) << "tear-down must stop virtiofsd\n" << r.describe();
+}
+
 TEST_F(JailTest, BadJailArgumentsExit2) {
   std::string fw = firmware_path("boot_check");
   for (const auto& args : std::vector<std::vector<std::string>>{
