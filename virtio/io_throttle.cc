@@ -28,13 +28,12 @@ Result<void> IoThrottle::attach(EventLoop& loop, std::function<void()> on_ready)
 }
 
 void IoThrottle::detach() {
+  // No timerfd_settime here: tear-down resets devices on the supervisor thread, whose seccomp
+  // role does not have it. An expiry left behind is harmless: off the loop nobody sees it,
+  // and after a new attach() it only makes the device look for work once.
   registration_.reset();
   on_ready_ = nullptr;
-  if (armed_) {
-    itimerspec off{};
-    ::timerfd_settime(timer_.get(), 0, &off, nullptr);
-    armed_ = false;
-  }
+  armed_ = false;
 }
 
 bool IoThrottle::admit(uint64_t bytes, uint64_t ops) {

@@ -23,8 +23,8 @@ class IoThrottle {
 
   // At activation: `on_ready` runs on the loop when a refused request may fit.
   [[nodiscard]] Result<void> attach(EventLoop& loop, std::function<void()> on_ready);
-  // At reset: disarms the timer and leaves the loop. The buckets keep their state (a reset
-  // does not buy a guest a fresh burst).
+  // At reset: leaves the loop (no system call but epoll_ctl, so tear-down may call it on
+  // any thread). The buckets keep their state (a reset does not buy a guest a fresh burst).
   void detach();
 
   // True: take the request now (its cost is charged). False: keep it, take no more; the
