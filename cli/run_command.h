@@ -21,6 +21,7 @@ struct RunOptions {
   bool jail = false;
   std::string jail_uid;  // empty: nobody
   std::string jail_gid;  // empty: the user's group, else nogroup (65534)
+  std::vector<std::string> notes;  // QEMU spellings that were rewritten (printed on stderr)
 };
 
 // Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an
