@@ -1,5 +1,6 @@
 #include "cli/run_command.h"
 
+#include <pwd.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -9,10 +10,13 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 
 #include "cli/disk_boot.h"
 #include "cli/graceful_shutdown.h"
+#include "cli/jail_launcher.h"
+#include "base/rate_limit_spec.h"
 #include "cli/qemu_args.h"
 #include "cli/size_arg.h"
 #include "devices/block/disk_spec.h"
@@ -129,8 +133,27 @@ Result<DiskConfig> parse_disk_arg(const std::string& spec) {
   d.backing = o.backing;
   if (o.backing_format) d.backing_format = disk_format_name(*o.backing_format);
   d.trust_image_backing = o.allow_image_backing;
+  d.rate_limit = parsed->rate_limit;
   d.engine = o.engine == EngineKind::kIoUring ? "io_uring" : o.engine == EngineKind::kSync ? "sync" : "auto";
   return d;
+}
+
+Result<IoLimit> parse_rng_arg(const std::string& spec) {
+  IoLimit limit;
+  for (size_t start = 0; start <= spec.size();) {
+    size_t comma = spec.find(',', start);
+    std::string item = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    size_t eq = item.find('=');
+    if (eq == std::string::npos) return fail(EINVAL, "--rng " + spec + ": expected key=value, got '" + item + "'");
+    auto known = parse_rate_limit_option(std::string_view(item).substr(0, eq), std::string_view(item).substr(eq + 1),
+                                         "iops", limit);
+    if (!known) return std::unexpected(known.error().context("--rng"));
+    if (!*known) return fail(EINVAL, "--rng " + spec + ": unknown option '" + item + "' (bps, bps_burst, iops, iops_burst)");
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (auto ok = check_rate_limit(limit, "iops"); !ok) return std::unexpected(ok.error().context("--rng"));
+  return limit;
 }
 
 Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
@@ -179,11 +202,13 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
       ->default_str("host");
   app.add_option("--disk", disks,
                  "PATH,format=raw|qcow2[,readonly=on][,cache=none|writeback][,serial=S][,backing=FILE]"
-                 "[,backing_format=F][,image_backing=on][,engine=auto|io_uring|sync]; repeatable");
+                 "[,backing_format=F][,image_backing=on][,engine=auto|io_uring|sync]"
+                 "[,bps=N][,bps_burst=N][,iops=N][,iops_burst=N]; repeatable");
   app.add_option(
       "--net", nets,
       "tap=NAME[,mac=M][,vhost=on|off|auto] | bridge=BR[,mac=M][,vhost=..] | "
-      "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; repeatable");
+      "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; "
+      "any of them [,bps=N][,pps=N][,bps_burst=N][,pps_burst=N] (per direction); repeatable");
   app.add_option("--share", shares,
                  "HOSTDIR[,tag=TAG][,readonly=on] | socket=PATH,tag=TAG: a host folder over virtio-fs "
                  "(guest: mount -t virtiofs TAG /mnt); repeatable");
@@ -191,12 +216,20 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
       ->default_str("pci");
   app.add_flag("--no-rng", no_rng, "Do not add a virtio-rng device");
+  std::string rng_spec;
+  app.add_option("--rng", rng_spec,
+                 "bps=N[,bps_burst=N][,iops=N][,iops_burst=N]: rate-limit the virtio-rng device (requests wait)");
   app.add_flag("--boot-timer", opts.boot_timer,
                "Report microseconds from start to the first KVM_RUN and to the guest's boot marker");
   app.add_option("--sandbox", sandbox,
                  "on: every VMM thread but the setup thread runs under a default-deny seccomp filter for "
                  "its role (SECURITY.md); off: no filters (prints a warning)")
       ->check(CLI::IsMember({"on", "off"}))->default_str("on");
+  app.add_flag("--jail", opts.jail,
+               "Run the VMM jailed (needs root): new mount, PID, IPC, UTS, cgroup (and, without --net, network) "
+               "namespaces, an empty read-only root, no capabilities, no_new_privs, as --uid/--gid (SECURITY.md)");
+  app.add_option("--uid", opts.jail_uid, "With --jail: the user the VMM runs as (name or number; default nobody)");
+  app.add_option("--gid", opts.jail_gid, "With --jail: its group (default: the user's group, else 65534)");
   app.add_flag("--pvpanic", opts.vm.pvpanic,
                "Add QEMU's pvpanic device (port 0x505): a guest kernel panic ends microvm with exit code 7");
   app.add_option("--shutdown-timeout", opts.shutdown_timeout_s,
@@ -238,11 +271,19 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   }
   if (opts.print_boot && !opts.boot_from_disk)
     return fail(EINVAL, "--print-boot needs a --disk and no --kernel, --api-sock or --config-file");
+  if (!opts.jail && (!opts.jail_uid.empty() || !opts.jail_gid.empty()))
+    return fail(EINVAL, "--uid and --gid need --jail");
+  if (opts.jail && !opts.api_sock.empty())
+    return fail(EINVAL, "--jail with --api-sock is not supported yet (the API names host files after start)");
   auto mem = parse_size(memory, 1ull << 20);
   if (!mem) return fail(EINVAL, mem.error().context("--memory").what);
   opts.vm.memory_bytes = *mem;
   opts.vm.transport = transport == "mmio" ? Transport::kMmio : Transport::kPci;
   opts.vm.rng = !no_rng;
+  if (!rng_spec.empty()) {
+    if (no_rng) return fail(EINVAL, "--rng and --no-rng exclude each other");
+    opts.vm.rng_rate_limit = TRY(parse_rng_arg(rng_spec));
+  }
   if (opts.boot_timer) {
     // Each mark as it happens (the summary line at exit stays, for scripts). A vCPU thread
     // calls this under seccomp: format on the stack, one write(2).
@@ -289,6 +330,33 @@ Result<void> resolve_disk_boot(RunOptions& opts) {
   return {};
 }
 
+Result<JailOptions> jail_options_for(const RunOptions& opts) {
+  JailOptions j;
+  std::string user = opts.jail_uid.empty() ? "nobody" : opts.jail_uid;
+  auto uid = resolve_jail_uid(user);
+  if (!uid && opts.jail_uid.empty()) uid = 65534;  // no "nobody" entry: its usual number
+  if (!uid) return std::unexpected(uid.error().context("--uid"));
+  j.uid = *uid;
+  if (!opts.jail_gid.empty()) {
+    auto gid = resolve_jail_gid(opts.jail_gid);
+    if (!gid) return std::unexpected(gid.error().context("--gid"));
+    j.gid = *gid;
+  } else if (passwd* pw = ::getpwuid(j.uid)) {
+    j.gid = pw->pw_gid;
+  }
+  bool user_net = false;
+  for (const auto& n : opts.vm.nets) user_net |= n.user;
+  j.new_net_ns = opts.vm.nets.empty();
+  // libslirp re-reads it to forward the guest's DNS queries (10.0.2.3).
+  if (user_net) j.copied_files.push_back("/etc/resolv.conf");
+  uint64_t slirp_sockets = 0;
+  for (const auto& n : opts.vm.nets) slirp_sockets += n.user ? n.max_host_sockets : 0;
+  j.fd_headroom += slirp_sockets;
+  // virtiofsd keeps root to sandbox itself; tear-down must still stop it.
+  for (const auto& s : opts.vm.shares) j.keep_cap_kill |= s.socket_path.empty();
+  return j;
+}
+
 int run_command(int argc, char** argv) {
   auto start = std::chrono::steady_clock::now();
   auto opts = parse_run_args(argc, argv);
@@ -320,6 +388,21 @@ int run_command(int argc, char** argv) {
     }
     if (opts->print_boot) return 0;
   }
+  std::optional<JailOptions> jail;
+  if (opts->jail) {
+    auto j = jail_options_for(*opts);
+    if (!j) {
+      std::fprintf(stderr, "microvm run: %s\n", j.error().what.c_str());
+      return kExitUsage;
+    }
+    auto launch = launch_jailed(*j);
+    if (!launch) {
+      std::fprintf(stderr, "microvm: %s\n", launch.error().what.c_str());
+      return kExitError;
+    }
+    if (!launch->in_jail) return launch->exit_code;
+    jail = std::move(*j);
+  }
   install_termination_handlers();
   // With --api-sock this thread removes the socket file after run(), which the supervisor
   // role forbids (no unlink), so it stays unfiltered there (SECURITY.md, "Not done yet").
@@ -334,6 +417,14 @@ int run_command(int argc, char** argv) {
     return kExitError;
   }
   (*vm)->set_time_origin(start);
+  // Setup is over: every file, device and socket the VM needs is open. No vCPU or device
+  // thread exists yet, so none runs outside the jail.
+  if (jail) {
+    if (auto locked = jail_lock_down(*jail); !locked) {
+      std::fprintf(stderr, "microvm: %s\n", locked.error().what.c_str());
+      return kExitError;
+    }
+  }
   return run_vm(**vm, *opts);
 }
 

@@ -5,6 +5,7 @@
 
 #include "microvm/result.h"
 #include "microvm/vm.h"
+#include "vmm/sandbox/jail.h"
 
 namespace microvm {
 
@@ -22,6 +23,10 @@ struct RunOptions {
   // No --kernel but a --disk: the kernel, initrd and command line come from inside the first disk.
   bool boot_from_disk = false;
   bool print_boot = false;  // --print-boot: show what boot_from_disk found and exit
+  // --jail: the VMM runs in namespaces, an empty root and as jail_uid/jail_gid (vmm/sandbox/jail.h).
+  bool jail = false;
+  std::string jail_uid;  // empty: nobody
+  std::string jail_gid;  // empty: the user's group, else nogroup (65534)
   std::vector<std::string> notes;  // QEMU spellings that were rewritten (printed on stderr)
 };
 
@@ -37,6 +42,12 @@ int run_command(int argc, char** argv);
 // boot_from_disk: reads the boot entry from the first disk into opts.vm (kernel and initrd bytes,
 // command line). With opts.print_boot, prints what it found instead of loading the files.
 [[nodiscard]] Result<void> resolve_disk_boot(RunOptions& opts);
+// Parses --rng's value: bps=N[,bps_burst=N][,iops=N][,iops_burst=N].
+[[nodiscard]] Result<IoLimit> parse_rng_arg(const std::string& spec);
+
+// The jail's settings for these options: the user and group resolved, a network namespace
+// only without --net, resolv.conf copied in for user networking, CAP_KILL kept for virtiofsd.
+[[nodiscard]] Result<JailOptions> jail_options_for(const RunOptions& opts);
 
 // Reads opts.config_file (Firecracker's JSON) into opts.vm, validated as the API would.
 [[nodiscard]] Result<void> apply_config_file(RunOptions& opts);

@@ -153,6 +153,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     blk.serial = d.serial;
     blk.num_queues = static_cast<uint16_t>(std::max(1u, std::min(d.queues, 16u)));
     blk.logger = &w->ctx_.log;
+    blk.rate_limit = d.rate_limit;
     auto device = BlkDevice::create(std::move(*backend), blk);
     if (!device) return std::unexpected(device.error().context("disk " + d.path));
     const BlkDevice* dev = device->get();
@@ -167,6 +168,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     if (!n.mac.empty()) net.mac = TRY(parse_mac(n.mac));
     net.offloads = opened->offloads;
     net.logger = &w->ctx_.log;
+    net.rate_limit = n.rate_limit;
     auto device = NetDevice::create(std::move(opened->backend), net, std::move(opened->vhost));
     if (!device) return std::unexpected(device.error().context("--net"));
     const NetDevice* dev = device->get();
@@ -187,6 +189,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
   if (config.rng) {
     RngOptions rng;
     rng.logger = &w->ctx_.log;
+    rng.rate_limit = config.rng_rate_limit;
     auto device = TRY(RngDevice::create(rng));
     const RngDevice* dev = device.get();
     TRY(w->attach(std::move(device), "virtio-rng", "rng", [dev](MetricGroup& g) { append(g, dev->counters()); }));

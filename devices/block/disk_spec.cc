@@ -1,5 +1,7 @@
 #include "devices/block/disk_spec.h"
 
+#include "base/rate_limit_spec.h"
+
 #include <vector>
 
 namespace microvm {
@@ -75,11 +77,15 @@ Result<DiskSpec> parse_disk_spec(std::string_view spec) {
       else if (val == "io_uring") out.options.engine = EngineKind::kIoUring;
       else if (val == "sync" || val == "threads") out.options.engine = EngineKind::kSync;
       else return fail(EINVAL, "disk option engine=" + std::string(val) + ": expected auto, io_uring or sync");
-    } else {
+    } else if (auto rate = parse_rate_limit_option(key, val, "iops", out.rate_limit); !rate) {
+      return std::unexpected(rate.error().context("disk option"));
+    } else if (!*rate) {
       return fail(EINVAL, "unknown disk option '" + std::string(key) +
-                              "' (known: format, readonly, cache, serial, backing, backing_format, image_backing, engine)");
+                              "' (known: format, readonly, cache, serial, backing, backing_format, image_backing, "
+                              "engine, bps, bps_burst, iops, iops_burst)");
     }
   }
+  if (auto ok = check_rate_limit(out.rate_limit, "iops"); !ok) return std::unexpected(ok.error().context("disk option"));
   if (!have_format)
     return fail(EINVAL, "disk " + out.options.path +
                             ": format= is required (format=raw or format=qcow2); images are never probed");

@@ -1,5 +1,7 @@
 #include "devices/net/net_arg.h"
 
+#include "base/rate_limit_spec.h"
+
 #include <arpa/inet.h>
 
 #include <charconv>
@@ -88,7 +90,9 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
     } else if (key == "hostfwd" && has_val) {
       TRY(parse_hostfwd(val));
       n.hostfwd.emplace_back(val);
-    } else {
+    } else if (auto rate = parse_rate_limit_option(key, val, "pps", n.rate_limit); !rate) {
+      return err(rate.error().what);
+    } else if (!*rate) {
       return err("unknown option '" + std::string(item) + "'");
     }
     first = false;
@@ -99,6 +103,12 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
   if (!n.user && (!n.hostfwd.empty() || user_only))
     return err("hostfwd, host-loopback, restrict and max-sockets are for user networking");
   if (n.user && n.vhost == "on") return err("vhost is for tap networking");
+  if (auto ok = check_rate_limit(n.rate_limit, "pps"); !ok) return err(ok.error().what);
+  if (n.rate_limit.limited()) {
+    // The kernel's vhost-net worker moves the frames: nothing of ours could hold them back.
+    if (n.vhost == "on") return err("bps/pps need the userspace data path (vhost=off or auto)");
+    n.vhost = "off";
+  }
   return n;
 }
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "microvm/log_sink.h"
+#include "microvm/rate_limit.h"
 #include "microvm/result.h"
 
 namespace microvm {
@@ -36,6 +37,7 @@ struct DiskConfig {
   bool trust_image_backing = false; // follow the backing file name stored in the image
   std::string engine = "auto";      // "auto" (io_uring, else sync), "io_uring" or "sync"
   unsigned queues = 1;              // virtio-blk request queues
+  IoLimit rate_limit;               // bytes (read/write data) and requests per second; over it requests wait
 };
 
 // One virtio-net device (see README "Networking"). Exactly one of tap, bridge or user.
@@ -50,6 +52,7 @@ struct NetConfig {
   uint32_t max_host_sockets = 256;    // user only: host sockets slirp may hold; more are refused and counted
   std::string mac;                    // empty: stable default derived from the interface name
   std::string vhost = "auto";         // tap only: "on", "off" or "auto" (fallback when unavailable)
+  IoLimit rate_limit;                 // bytes and frames per second, each direction; needs vhost off
 };
 
 // A host folder shared with the guest over virtio-fs (see README "Shared folders"). The
@@ -96,6 +99,7 @@ struct VmConfig {
   std::vector<DiskConfig> disks;
   std::vector<NetConfig> nets;             // virtio-net devices, in order
   bool rng = true;                         // a virtio-rng device
+  IoLimit rng_rate_limit;                  // its bytes and requests per second; over it requests wait
   std::vector<ShareConfig> shares;         // virtio-fs shared folders
   std::string virtiofsd_path;              // empty: virtiofsd on PATH, else /usr/lib/qemu/virtiofsd
 

@@ -32,7 +32,10 @@ Result<std::unique_ptr<BlkDevice>> BlkDevice::create(std::unique_ptr<BlockBacken
   uint32_t lbs = backend->logical_block_size();
   if (!power_of_two(lbs) || lbs < kSectorSize || lbs > 65536)
     return fail(EINVAL, "virtio-blk: backend block size must be a power of 2 between 512 and 65536");
-  return std::unique_ptr<BlkDevice>(new BlkDevice(std::move(backend), options));
+  std::unique_ptr<BlkDevice> dev(new BlkDevice(std::move(backend), options));
+  if (options.rate_limit.limited())
+    dev->throttle_ = TRY(IoThrottle::create(options.rate_limit, options.rate_clock ? options.rate_clock : steady_now_ns));
+  return dev;
 }
 
 BlkDevice::BlkDevice(std::unique_ptr<BlockBackend> backend, const BlkOptions& options)
@@ -143,6 +146,7 @@ Result<void> BlkDevice::activate(ActivationContext ctx) {
         process_queue(i);
       })));
     }
+    if (throttle_) TRY(throttle_->attach(ctx.loop, [this] { on_throttle_ready(); }));
     return {};
   }();
   if (!registered) {
@@ -161,6 +165,7 @@ void BlkDevice::reset() {
     // the driver reset the device, nobody is waiting for them.
     active_->kicks.clear();
     active_->completions.reset();
+    if (throttle_) throttle_->detach();
     backend_->flush_submissions();
     backend_->drain();
     BlockCompletion sink[kReapBatch];
@@ -170,6 +175,7 @@ void BlkDevice::reset() {
   }
   slots_.clear();
   free_slots_.clear();
+  deferred_.reset();
   held_flushes_.clear();
   epoch_writes_.assign(1, 0);
   first_epoch_ = 0;
@@ -180,9 +186,9 @@ void BlkDevice::reset() {
 }
 
 void BlkDevice::process_queue(uint16_t q) {
-  if (!active_ || needs_reset() || !active_->queues[q]) return;
+  if (!active_ || needs_reset() || !active_->queues[q] || deferred_) return;
   Active& a = *active_;
-  for (uint32_t served = 0; !needs_reset(); ++served) {
+  for (uint32_t served = 0; !needs_reset() && !deferred_; ++served) {
     if (served == options_.chains_per_kick) {
       signal_eventfd(a.kick_fds[q]);  // more may be waiting: come back after the other fds
       break;
@@ -198,6 +204,28 @@ void BlkDevice::process_queue(uint16_t q) {
   }
   // One submission syscall per kick, however many requests it carried (and also after an
   // error: what was already submitted must still reach the engine).
+  if (submitted_) {
+    submitted_ = false;
+    backend_->flush_submissions();
+  }
+  notify_dirty_queues();
+}
+
+bool BlkDevice::admit(const BlkRequest& r) {
+  if (!throttle_) return true;
+  bool data = r.op == BlkOp::kRead || r.op == BlkOp::kWrite;
+  return throttle_->admit(data ? r.data_len : 0, 1);
+}
+
+// The timer: the request kept back may fit now. Then every queue is served again (their
+// kicks were consumed while we held back).
+void BlkDevice::on_throttle_ready() {
+  if (!active_ || needs_reset() || !deferred_) return;
+  uint32_t index = *deferred_;
+  if (!admit(slots_[index].req)) return;
+  deferred_.reset();
+  submit(index);
+  for (uint16_t q = 0; q < active_->queues.size() && !deferred_; ++q) process_queue(q);
   if (submitted_) {
     submitted_ = false;
     backend_->flush_submissions();
@@ -227,6 +255,10 @@ void BlkDevice::handle_chain(uint16_t q, const DescriptorChain& chain) {
   slot.pending = 0;
   slot.status = VIRTIO_BLK_S_OK;
   slot.counts_as_write = false;
+  if (!admit(slot.req)) {
+    deferred_ = index;  // over the limit: wait for the timer, never fail
+    return;
+  }
   submit(index);
 }
 

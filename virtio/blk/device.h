@@ -43,6 +43,7 @@
 #include "virtio/device_counters.h"
 #include "base/throttled_log.h"
 #include "virtio/loop_registration.h"
+#include "virtio/io_throttle.h"
 #include "virtio/queue.h"
 #include "virtio/virtio_device.h"
 
@@ -59,6 +60,10 @@ struct BlkOptions {
   // Fairness: chains served per kick before yielding to other fds on the loop (the device
   // re-kicks itself), so a flood of requests refused at once cannot hog the loop.
   uint32_t chains_per_kick = 256;
+  // --disk ...,bps=,iops=: over it, requests wait (io_throttle.h). Read/write data counts as
+  // bytes; every request is one operation.
+  IoLimit rate_limit;
+  MonotonicClock rate_clock = steady_now_ns;  // tests drive time by hand
 };
 
 struct BlkCounters : VirtioCounters {
@@ -113,6 +118,8 @@ class BlkDevice final : public VirtioDevice {
   bool active() const { return active_.has_value(); }
   // Requests popped and not yet completed to the guest.
   size_t in_flight() const;
+  // The rate limiter (nullptr without one): its refusals, and its timer for tests.
+  IoThrottle* rate_limiter() { return throttle_.get(); }
 
  private:
   BlkDevice(std::unique_ptr<BlockBackend> backend, const BlkOptions& options);
@@ -138,6 +145,8 @@ class BlkDevice final : public VirtioDevice {
   };
 
   void process_queue(uint16_t q);
+  void on_throttle_ready();
+  bool admit(const BlkRequest& r);
   void handle_chain(uint16_t q, const DescriptorChain& chain);
   void submit(uint32_t slot_index);
   void submit_flush(uint32_t slot_index);  // holds it back while earlier writes are outstanding
@@ -166,6 +175,8 @@ class BlkDevice final : public VirtioDevice {
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
   bool submitted_ = false;  // something awaits flush_submissions()
+  std::unique_ptr<IoThrottle> throttle_;  // only with a rate limit
+  std::optional<uint32_t> deferred_;      // a parsed request over the limit: no more pops until it goes
   bool flush_failed_ = false;  // a flush failed since the last reset: later ones fail too
 
   // Flush ordering (see the header comment): outstanding write-type operations per epoch,

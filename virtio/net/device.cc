@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 
 #include <algorithm>
+#include <utility>
 #include <cstring>
 
 #include "virtio/net/net_spec.h"
@@ -24,7 +25,15 @@ Result<std::unique_ptr<NetDevice>> NetDevice::create(std::unique_ptr<NetBackend>
   if (options.mtu < 68) return fail(EINVAL, "virtio-net: MTU must be at least 68 (RFC 791)");
   if (options.mac[0] & 1) return fail(EINVAL, "virtio-net: MAC address is multicast");
   if (options.frames_per_wakeup == 0) return fail(EINVAL, "virtio-net: frames_per_wakeup must be > 0");
-  return std::unique_ptr<NetDevice>(new NetDevice(std::move(backend), options, std::move(vhost)));
+  if (options.rate_limit.limited() && vhost)
+    return fail(EINVAL, "virtio-net: rate limits need the userspace data path (vhost=off)");
+  std::unique_ptr<NetDevice> dev(new NetDevice(std::move(backend), options, std::move(vhost)));
+  if (options.rate_limit.limited()) {
+    MonotonicClock clock = options.rate_clock ? options.rate_clock : steady_now_ns;
+    dev->tx_throttle_ = TRY(IoThrottle::create(options.rate_limit, clock));
+    dev->rx_throttle_ = TRY(IoThrottle::create(options.rate_limit, clock));
+  }
+  return dev;
 }
 
 uint32_t NetDevice::device_type() const { return VIRTIO_ID_NET; }
@@ -113,6 +122,15 @@ Result<void> NetDevice::activate(ActivationContext ctx) {
   }
   active_->rx_kick = std::move(*rx_kick);
   active_->tx_kick = std::move(*tx_kick);
+  if (tx_throttle_) {
+    auto t = tx_throttle_->attach(ctx.loop, [this] { process_tx(); });
+    auto r = t ? rx_throttle_->attach(ctx.loop, [this] { process_rx(); }) : t;
+    if (!r) {
+      tx_throttle_->detach();
+      active_.reset();
+      return std::unexpected(r.error().context("virtio-net: registering the rate limiter's timers"));
+    }
+  }
   if (!backend_dead_) {
     auto b = LoopRegistration::add(ctx.loop, backend_->fd(), EPOLLIN, [this](uint32_t ev) { on_backend_event(ev); });
     if (!b) {
@@ -129,8 +147,10 @@ void NetDevice::reset() {
   // forgets along with the rings; a frame waiting for buffers is dropped. The kernel worker,
   // if any, is detached first so it stops touching the rings.
   if (active_ && active_->vhost) stop_vhost();
+  if (tx_throttle_) tx_throttle_->detach(), rx_throttle_->detach();
   active_.reset();
   rx_pending_ = 0;
+  rx_admitted_ = false;
   acked_features_ = 0;
   needs_reset_.store(false, std::memory_order_release);
 }
@@ -192,11 +212,21 @@ void NetDevice::process_tx() {
       signal_eventfd(a.tx_kick_fd);  // more may be waiting: come back after the other fds
       break;
     }
-    auto popped = a.tx.pop(*a.memory);
-    if (!popped) return enter_needs_reset(popped.error());
-    if (!*popped) break;
-    const DescriptorChain& chain = **popped;
-    bump(counters_.chains);
+    std::optional<DescriptorChain> next = std::exchange(a.tx_deferred, std::nullopt);
+    if (!next) {
+      auto popped = a.tx.pop(*a.memory);
+      if (!popped) return enter_needs_reset(popped.error());
+      if (!*popped) break;
+      next = std::move(**popped);
+      bump(counters_.chains);
+    }
+    const DescriptorChain& chain = *next;
+    if (tx_throttle_ && chain.valid() &&
+        !tx_throttle_->admit(chain.readable_bytes() - std::min<uint64_t>(chain.readable_bytes(), sizeof(VirtioNetHdr)),
+                             1)) {
+      a.tx_deferred = std::move(next);  // the timer calls us back; the rest stays in the ring
+      break;
+    }
     if (!chain.valid()) {
       bump(counters_.bad_chains);
       log_.warn("bad TX descriptor chain (head %u): %s", chain.head(), chain.error());
@@ -318,6 +348,14 @@ void NetDevice::process_rx() {
         continue;
       }
       rx_pending_ = *n;
+      rx_admitted_ = false;
+    }
+    if (rx_throttle_ && !rx_admitted_) {
+      if (!rx_throttle_->admit(rx_pending_ - sizeof(VirtioNetHdr), 1)) {
+        set_rx_polling(false);  // the frame waits here, the next ones in the backend
+        break;
+      }
+      rx_admitted_ = true;
     }
     Delivery d = deliver_pending();
     if (d == Delivery::kRingError) return;
@@ -328,6 +366,8 @@ void NetDevice::process_rx() {
     }
     delivered_any = true;
   }
+  // A frame the rate limit held back has gone: poll the backend again.
+  if (active_ && rx_pending_ == 0 && a.rx_paused && !backend_dead_) set_rx_polling(true);
   if (delivered_any && active_ && !needs_reset()) notify(a.rx, kRxQueue);
 }
 

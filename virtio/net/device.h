@@ -28,6 +28,7 @@
 #include "devices/net/vhost_net.h"
 #include "virtio/device_counters.h"
 #include "base/throttled_log.h"
+#include "virtio/io_throttle.h"
 #include "virtio/loop_registration.h"
 #include "virtio/net/mac.h"
 #include "virtio/queue.h"
@@ -43,6 +44,11 @@ struct NetOptions {
   const Logger* logger = nullptr;   // may be null
   // Fairness: frames moved per wakeup in each direction before yielding to other fds.
   uint32_t frames_per_wakeup = 256;
+  // --net ...,bps=,pps=: each direction gets its own buckets of this size (io_throttle.h).
+  // Over it, TX chains stay in the ring and received frames wait in the backend (its queue
+  // fills, then the peer's or the kernel's own back-pressure applies). Not with vhost-net.
+  IoLimit rate_limit;
+  MonotonicClock rate_clock = steady_now_ns;  // tests drive time by hand
 };
 
 struct NetCounters : VirtioCounters {
@@ -95,6 +101,9 @@ class NetDevice final : public VirtioDevice {
   void reset() override;
   bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
 
+  // Each direction's rate limiter (nullptr without a limit): refusals, and the timer for tests.
+  IoThrottle* tx_rate_limiter() { return tx_throttle_.get(); }
+  IoThrottle* rx_rate_limiter() { return rx_throttle_.get(); }
   const NetCounters& counters() const { return counters_; }
   bool active() const { return active_.has_value(); }
   // True while RX is paused waiting for the driver to refill the ring.
@@ -131,6 +140,7 @@ class NetDevice final : public VirtioDevice {
     LoopRegistration tx_kick;
     LoopRegistration backend;
     bool rx_paused = false;
+    std::optional<DescriptorChain> tx_deferred;  // popped, over the rate limit: sent first
     std::vector<DescriptorChain> rx_stash;  // RX chains popped, waiting for a frame that fits
     std::vector<Queue::UsedElement> rx_used;  // one frame's chains, published together
     uint64_t rx_stash_bytes = 0;            // their writable bytes
@@ -148,6 +158,8 @@ class NetDevice final : public VirtioDevice {
   bool backend_dead_ = false;
   std::vector<std::byte> rx_buf_;  // the frame being delivered (header + Ethernet)
   size_t rx_pending_ = 0;          // its length; 0 when none
+  bool rx_admitted_ = false;       // the pending frame passed the RX rate limit
+  std::unique_ptr<IoThrottle> tx_throttle_, rx_throttle_;  // only with a rate limit
   std::vector<std::byte> tx_buf_;  // linearized frame: small frames, or more buffers than IOV_MAX
   std::vector<iovec> tx_iov_;
   std::optional<Active> active_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 #include "virtio/virtio_spec.h"
 
@@ -14,7 +15,10 @@ Result<std::unique_ptr<RngDevice>> RngDevice::create(const RngOptions& options) 
     return fail(EINVAL, "virtio-rng: queue size must be a power of 2 up to 32768");
   if (options.max_bytes_per_request == 0) return fail(EINVAL, "virtio-rng: max_bytes_per_request must be > 0");
   if (options.chains_per_kick == 0) return fail(EINVAL, "virtio-rng: chains_per_kick must be > 0");
-  return std::unique_ptr<RngDevice>(new RngDevice(options));
+  std::unique_ptr<RngDevice> dev(new RngDevice(options));
+  if (options.rate_limit.limited())
+    dev->throttle_ = TRY(IoThrottle::create(options.rate_limit, options.rate_clock ? options.rate_clock : steady_now_ns));
+  return dev;
 }
 
 uint32_t RngDevice::device_type() const { return VIRTIO_ID_RNG; }
@@ -47,12 +51,19 @@ Result<void> RngDevice::activate(ActivationContext ctx) {
     return std::unexpected(kick.error().context("virtio-rng: registering the kick fd"));
   }
   active_->kick = std::move(*kick);
+  if (throttle_) {
+    if (auto r = throttle_->attach(ctx.loop, [this] { process_queue(); }); !r) {
+      active_.reset();
+      return std::unexpected(r.error().context("virtio-rng: registering the rate limiter's timer"));
+    }
+  }
   return {};
 }
 
 void RngDevice::reset() {
   // No I/O in flight outside the handler (it completes every chain synchronously), so
   // removing the kick handler and forgetting the queue is all there is to it.
+  if (throttle_) throttle_->detach();
   active_.reset();
   acked_features_ = 0;
   needs_reset_.store(false, std::memory_order_release);
@@ -66,11 +77,20 @@ void RngDevice::process_queue() {
       signal_eventfd(a.kick_fd);  // more may be waiting: come back after the other fds
       break;
     }
-    auto popped = a.queue.pop(*a.memory);
-    if (!popped) return enter_needs_reset(popped.error());
-    if (!*popped) break;
-    const DescriptorChain& chain = **popped;
-    bump(counters_.chains);
+    std::optional<DescriptorChain> next = std::exchange(a.deferred, std::nullopt);
+    if (!next) {
+      auto popped = a.queue.pop(*a.memory);
+      if (!popped) return enter_needs_reset(popped.error());
+      if (!*popped) break;
+      next = std::move(**popped);
+      bump(counters_.chains);
+    }
+    const DescriptorChain& chain = *next;
+    if (throttle_ && chain.valid() &&
+        !throttle_->admit(std::min<uint64_t>(chain.writable_bytes(), options_.max_bytes_per_request), 1)) {
+      a.deferred = std::move(next);  // the timer calls us back; nothing more is popped till then
+      break;
+    }
     uint32_t len = 0;
     if (!chain.valid()) {
       bump(counters_.bad_chains);

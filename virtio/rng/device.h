@@ -22,6 +22,7 @@
 #include "base/result.h"
 #include "virtio/device_counters.h"
 #include "base/throttled_log.h"
+#include "virtio/io_throttle.h"
 #include "virtio/loop_registration.h"
 #include "virtio/queue.h"
 #include "virtio/virtio_device.h"
@@ -35,6 +36,9 @@ struct RngOptions {
   // Fairness: chains served per kick before yielding to other fds on the loop (the device
   // re-kicks itself). A guest refilling the ring as fast as we drain it cannot hog the loop.
   uint32_t chains_per_kick = 256;
+  // --rng bps=: over it, requests wait (io_throttle.h); each request costs the bytes it gets.
+  IoLimit rate_limit;
+  MonotonicClock rate_clock = steady_now_ns;  // tests drive time by hand
 };
 
 struct RngCounters : VirtioCounters {
@@ -66,6 +70,8 @@ class RngDevice final : public VirtioDevice {
 
   const RngCounters& counters() const { return counters_; }
   bool active() const { return active_.has_value(); }
+  // The rate limiter (nullptr without one): its refusals, and its timer for tests.
+  IoThrottle* rate_limiter() { return throttle_.get(); }
 
  private:
   explicit RngDevice(const RngOptions& options) : options_(options), log_(options.logger, "virtio-rng") {}
@@ -82,7 +88,9 @@ class RngDevice final : public VirtioDevice {
     Queue queue;
     int kick_fd;
     LoopRegistration kick;
+    std::optional<DescriptorChain> deferred;  // popped, over the rate limit: served first
   };
+  std::unique_ptr<IoThrottle> throttle_;  // only with a rate limit
 
   RngOptions options_;
   ThrottledLog log_;  // guest-triggerable lines, rate-limited per call site

@@ -47,3 +47,22 @@ TEST(DiskSpec, Errors) {
 
 }  // namespace
 }  // namespace microvm
+
+namespace microvm {
+namespace {
+
+TEST(DiskSpec, RateLimits) {
+  auto s = parse_disk_spec("d.raw,format=raw,bps=8M,iops=100,iops_burst=10");
+  ASSERT_TRUE(s.has_value()) << s.error().what;
+  EXPECT_EQ(s->rate_limit.bytes.per_second, 8u << 20);
+  EXPECT_EQ(s->rate_limit.bytes.burst, 0u);
+  EXPECT_EQ(s->rate_limit.ops.per_second, 100u);
+  EXPECT_EQ(s->rate_limit.ops.burst, 10u);
+  EXPECT_FALSE(parse_disk_spec("d.raw,format=raw,iops=0").has_value());
+  EXPECT_FALSE(parse_disk_spec("d.raw,format=raw,bps_burst=1M").has_value());
+  EXPECT_FALSE(parse_disk_spec("d.raw,format=raw,pps=5").has_value());
+  EXPECT_FALSE(parse_disk_spec("d.raw,format=raw,bps=fast").has_value());
+}
+
+}  // namespace
+}  // namespace microvm

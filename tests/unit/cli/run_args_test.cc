@@ -216,5 +216,43 @@ TEST(RunArgs, ShutdownTimeoutAndPvpanic) {
   bad({"--kernel", "k", "--shutdown-timeout", "86401"}, "--shutdown-timeout");
 }
 
+TEST(RunArgs, RateLimitsReachTheConfig) {
+  auto o = ok({"--kernel", "k", "--disk", "d.raw,format=raw,iops=200,bps=1M", "--net", "user,pps=500", "--rng",
+               "bps=4K,bps_burst=8K"});
+  ASSERT_EQ(o.vm.disks.size(), 1u);
+  EXPECT_EQ(o.vm.disks[0].rate_limit.ops.per_second, 200u);
+  EXPECT_EQ(o.vm.disks[0].rate_limit.bytes.per_second, 1u << 20);
+  ASSERT_EQ(o.vm.nets.size(), 1u);
+  EXPECT_EQ(o.vm.nets[0].rate_limit.ops.per_second, 500u);
+  EXPECT_EQ(o.vm.rng_rate_limit.bytes.per_second, 4096u);
+  EXPECT_EQ(o.vm.rng_rate_limit.bytes.burst, 8192u);
+  EXPECT_FALSE(ok({"--kernel", "k"}).vm.rng_rate_limit.limited());
+  bad({"--kernel", "k", "--rng", "bps=4K", "--no-rng"}, "--no-rng");
+  bad({"--kernel", "k", "--rng", "speed=4K"}, "unknown option");
+  bad({"--kernel", "k", "--rng", "bps"}, "key=value");
+  bad({"--kernel", "k", "--rng", "iops_burst=4"}, "needs iops");
+}
+
+TEST(RunArgs, JailOptions) {
+  auto o = ok({"--kernel", "k", "--jail", "--uid", "123", "--gid", "456"});
+  EXPECT_TRUE(o.jail);
+  auto j = jail_options_for(o);
+  ASSERT_TRUE(j.has_value()) << j.error().what;
+  EXPECT_EQ(j->uid, 123u);
+  EXPECT_EQ(j->gid, 456u);
+  EXPECT_TRUE(j->new_net_ns);
+  EXPECT_FALSE(j->keep_cap_kill);
+  EXPECT_TRUE(j->copied_files.empty());
+  auto net = ok({"--kernel", "k", "--jail", "--net", "user,max-sockets=1000", "--share", "/tmp,tag=t"});
+  auto jn = jail_options_for(net);
+  ASSERT_TRUE(jn.has_value());
+  EXPECT_FALSE(jn->new_net_ns) << "user networking needs the host's network";
+  EXPECT_EQ(jn->copied_files, std::vector<std::string>{"/etc/resolv.conf"});
+  EXPECT_TRUE(jn->keep_cap_kill) << "virtiofsd must be stoppable";
+  EXPECT_GE(jn->fd_headroom, 1000u) << "slirp's sockets fit under RLIMIT_NOFILE";
+  bad({"--kernel", "k", "--uid", "1"}, "--jail");
+  bad({"--jail", "--api-sock", "/tmp/x.sock"}, "not supported");
+}
+
 }  // namespace
 }  // namespace microvm

@@ -84,3 +84,25 @@ TEST(NetArg, HostForward) {
 
 }  // namespace
 }  // namespace microvm
+
+namespace microvm {
+namespace {
+
+TEST(NetArg, RateLimits) {
+  auto n = parse_net_arg("tap=t0,bps=10M,pps=1000,pps_burst=100");
+  ASSERT_TRUE(n.has_value()) << n.error().what;
+  EXPECT_EQ(n->rate_limit.bytes.per_second, 10u << 20);
+  EXPECT_EQ(n->rate_limit.ops.per_second, 1000u);
+  EXPECT_EQ(n->rate_limit.ops.burst, 100u);
+  EXPECT_EQ(n->vhost, "off") << "vhost=auto falls back to the userspace path, which can hold frames back";
+  auto u = parse_net_arg("user,bps=1K");
+  ASSERT_TRUE(u.has_value()) << u.error().what;
+  EXPECT_EQ(u->rate_limit.bytes.per_second, 1024u);
+  EXPECT_FALSE(parse_net_arg("tap=t0,vhost=on,bps=1M").has_value());
+  EXPECT_FALSE(parse_net_arg("tap=t0,pps_burst=5").has_value());
+  EXPECT_FALSE(parse_net_arg("tap=t0,bps=0").has_value());
+  EXPECT_FALSE(parse_net_arg("tap=t0,iops=5").has_value()) << "disks' key, not the network's";
+}
+
+}  // namespace
+}  // namespace microvm

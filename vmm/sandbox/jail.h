@@ -1,0 +1,54 @@
+#pragma once
+// The jail (`microvm run --jail`, SECURITY.md "The jail"): the kernel confines the whole
+// VMM process, on top of the per-thread seccomp filters. Setup needs the host's files and
+// the guest must never run outside, so it comes in two steps around Vm::create:
+//   jail_enter_namespaces()  before setup, in a process that is already pid 1 of a fresh
+//                            PID namespace (cli/jail_launcher.h forks it) and single-threaded;
+//   jail_lock_down()         after setup (every image, device, socket and child process is
+//                            open or started), before any vCPU or device thread exists.
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace microvm {
+
+struct JailOptions {
+  uid_t uid = 65534;  // the identity the VMM runs as once locked down (nobody)
+  gid_t gid = 65534;
+  // A network namespace of its own: only when no tap or user networking needs the host's.
+  bool new_net_ns = true;
+  // An empty host directory the jail mounts a private tmpfs over (host-invisible). It holds
+  // virtiofsd's runtime directory (XDG_RUNTIME_DIR) and the jail's root.
+  std::string scratch_dir;
+  // RLIMIT_NOFILE: at least this, and at least what setup opened plus `fd_headroom` (fds
+  // the VM opens while it runs: eventfds at device activation, slirp's host sockets).
+  uint64_t max_open_files = 2048;
+  uint64_t fd_headroom = 256;
+  // CAP_KILL stays (nothing else): virtiofsd keeps root to sandbox itself, and tear-down
+  // must still be able to stop it. The PID namespace limits it to the jail's own processes.
+  bool keep_cap_kill = false;
+  // Host files copied (not bound) into the jail root at the same path, read at lock-down:
+  // /etc/resolv.conf for user networking's DNS forwarder.
+  std::vector<std::string> copied_files;
+};
+
+// Resolves a user or group given by name or number ("nobody", "1000").
+[[nodiscard]] Result<uid_t> resolve_jail_uid(const std::string& name_or_id);
+[[nodiscard]] Result<gid_t> resolve_jail_gid(const std::string& name_or_id);
+
+// New mount (all mounts private), IPC, UTS (hostname "microvm") and cgroup namespaces, and
+// a network namespace when asked; a private tmpfs over scratch_dir with XDG_RUNTIME_DIR in
+// it; every inherited fd but 0, 1 and 2 closed.
+[[nodiscard]] Result<void> jail_enter_namespaces(const JailOptions& o);
+
+// pivot_root into an empty read-only tmpfs (plus copied_files), a clean environment,
+// RLIMIT_NOFILE and RLIMIT_CORE=0, every capability dropped from every set (bounding and
+// ambient included; CAP_KILL kept when asked), the unprivileged uid/gid with no
+// supplementary groups, PR_SET_NO_NEW_PRIVS, not dumpable, SIGKILL when the launcher dies.
+[[nodiscard]] Result<void> jail_lock_down(const JailOptions& o);
+
+}  // namespace microvm
