@@ -105,8 +105,8 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) 
   }
 
   std::unique_ptr<Vm> vm;
-  if (!opts.vm.kernel_path.empty()) {
-    auto created = Vm::create(opts.vm);
+  if (!opts.vm.kernel_path.empty() || !opts.restore_dir.empty()) {
+    auto created = create_vm(opts);
     if (!created) {
       std::fprintf(stderr, "microvm: %s\n", created.error().what.c_str());
       return kExitError;
