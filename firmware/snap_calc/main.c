@@ -10,8 +10,8 @@
 #include "microvm/guest_abi.h"
 
 #define VEC_TIMER 0x45
-#define ITERATIONS 120000u
-#define PROGRESS_EVERY 10000u
+#define ITERATIONS 60000u
+#define PROGRESS_EVERY 5000u
 
 extern char irq_stubs[];
 u64 irq_wait(void);

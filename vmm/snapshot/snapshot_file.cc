@@ -164,6 +164,8 @@ Result<SnapshotFile> parse_snapshot(std::span<const std::byte> bytes) {
   crc = static_cast<uint32_t>(::crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + kHeaderBytes),
                                       static_cast<uInt>(table_end - kHeaderBytes)));
   if (crc != stored_crc) return fail(EINVAL, "snapshot header or section table is corrupt (CRC mismatch)");
+  for (size_t i = kCrcOffset + 4; i < kHeaderBytes; ++i)
+    if (bytes[i] != std::byte{0}) return fail(EINVAL, "snapshot header: reserved bytes are not zero");
 
   struct Range {
     uint64_t begin, end;
