@@ -311,8 +311,10 @@ Result<VmExit> Machine::run() {
   // embedder's thread keeps every right it had.
   Result<void> loop_result;
   note_run_started();
+  if (start_paused_) control_.store(kControlPause);  // the vCPUs park before their first KVM_RUN
   std::thread loop_thread([this, &loop_result] { loop_result = loop_thread_main(); });
   for (auto& v : vcpus_) v->start();
+  if (start_paused_) enter_initial_pause();
   // After the threads start (a filter is inherited by threads created later, and theirs
   // must not stack on this one), before this thread touches anything the guest influences.
   if (supervisor_filter_) {

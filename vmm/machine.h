@@ -32,7 +32,9 @@ class Machine final : public Vm {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Machine>> build(const VmConfig& config);
   // machine_snapshot.cc
-  [[nodiscard]] static Result<std::unique_ptr<Machine>> restore(const std::string& dir, const RestoreOptions& options);
+  // `options.memory_path` must be set.
+  [[nodiscard]] static Result<std::unique_ptr<Machine>> restore(const std::string& state_path,
+                                                                const RestoreOptions& options);
   Result<void> snapshot(const std::string& dir, bool resume_after) override;
   Result<void> save_snapshot(const std::string& state_path, const std::string& memory_path) override;
   ~Machine() override;
@@ -88,6 +90,8 @@ class Machine final : public Vm {
   void set_sci(bool level);
   void on_pvpanic(uint8_t events);  // a guest write to the pvpanic port (vCPU thread)  // the ACPI SCI line (IOAPIC pin MICROVM_ACPI_SCI_IRQ)
   void note_run_ended();
+  // run() with start_paused_: parks the vCPUs before their first KVM_RUN and holds the loop.
+  void enter_initial_pause();
 
   FutexWord control_{kControlRun};
   FutexWord control_events_{0};  // bumped on every park/unpark/hold/release/exit
@@ -130,6 +134,7 @@ class Machine final : public Vm {
   std::atomic<uint64_t> first_run_us_{0};
   std::atomic<uint64_t> first_marker_us_{0};
   bool ran_ = false;
+  bool start_paused_ = false;  // RestoreOptions::start_paused: run() parks everyone first
   GuestAddress boot_entry_;
   GuestAddress boot_zero_page_;
   LongModeTables boot_tables_{};

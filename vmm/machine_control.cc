@@ -106,6 +106,16 @@ Result<void> Machine::pause() {
   return {};
 }
 
+void Machine::enter_initial_pause() {
+  std::lock_guard lock(control_mu_);
+  const uint32_t n = static_cast<uint32_t>(vcpus_.size());
+  if (!wait_for_control([&] { return vcpus_parked_.load() == n; })) return;
+  loop_->post([this] { hold_loop_while_paused(); });
+  if (!wait_for_control([&] { return loop_held_.load(); })) return;
+  state_.store(VmState::kPaused);
+  log_.log(LogLevel::kInfo, "started paused");
+}
+
 Result<void> Machine::resume() {
   std::lock_guard lock(control_mu_);
   if (state_.load() != VmState::kPaused) return fail("resume: the VM is not paused");

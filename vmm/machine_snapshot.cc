@@ -126,7 +126,14 @@ Result<DecodedSnapshot> decode_snapshot(std::span<const std::byte> bytes) {
 }  // namespace
 
 Result<std::unique_ptr<Vm>> Vm::restore(const std::string& dir, const RestoreOptions& options) {
-  auto m = TRY(Machine::restore(dir, options));
+  RestoreOptions o = options;
+  if (o.memory_path.empty()) o.memory_path = join(dir, kMemoryName);
+  return restore_files(join(dir, kStateName), o);
+}
+
+Result<std::unique_ptr<Vm>> Vm::restore_files(const std::string& state_path, const RestoreOptions& options) {
+  if (options.memory_path.empty()) return fail(EINVAL, "restore: no memory file given");
+  auto m = TRY(Machine::restore(state_path, options));
   return std::unique_ptr<Vm>(std::move(m));
 }
 
@@ -204,8 +211,7 @@ Result<void> Machine::setup_memory_from_file(const std::string& path, FileMapMod
   return register_memory();
 }
 
-Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const RestoreOptions& options) {
-  const std::string state_path = join(dir, kStateName);
+Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path, const RestoreOptions& options) {
   auto bytes = TRY(read_state_file(state_path));
   auto decoded = decode_snapshot(bytes);
   if (!decoded) return std::unexpected(decoded.error().context(state_path));
@@ -237,8 +243,8 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const 
 
   std::unique_ptr<Machine> m(new Machine(config));
   TRY(m->setup_kvm());
-  std::string memory_path = options.memory_path.empty() ? join(dir, kMemoryName) : options.memory_path;
-  TRY(m->setup_memory_from_file(memory_path, options.prefault ? FileMapMode::kPrivatePopulate : FileMapMode::kPrivate));
+  m->start_paused_ = options.start_paused;
+  TRY(m->setup_memory_from_file(options.memory_path, options.prefault ? FileMapMode::kPrivatePopulate : FileMapMode::kPrivate));
   m->loop_ = TRY(EventLoop::create());
   TRY(m->setup_platform_devices());
   std::string unused_cmdline;
@@ -252,7 +258,7 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& dir, const 
   if (auto applied = snapshot::apply_vm(*m->vm_, decoded->vm); !applied)
     return std::unexpected(applied.error().context("restore"));
   TRY(m->setup_sandbox());
-  m->log_.log(LogLevel::kInfo, "restored from %s (%u vCPUs, %llu MiB)", dir.c_str(), config.cpus,
+  m->log_.log(LogLevel::kInfo, "restored from %s (%u vCPUs, %llu MiB)", state_path.c_str(), config.cpus,
               static_cast<unsigned long long>(config.memory_bytes >> 20));
   return m;
 }

@@ -157,6 +157,8 @@ struct RestoreOptions {
   VmConfig host;
   // Non-empty: replaces the snapshot's disks, one for one (same count, same order).
   std::vector<DiskConfig> disks;
+  // run() starts with the VM paused (Firecracker's "resume_vm": false); resume() lets it go.
+  bool start_paused = false;
 };
 
 class Vm {
@@ -172,6 +174,10 @@ class Vm {
   // reason: a damaged or foreign state file, another CPU model, a memory file shorter than
   // the snapshot's layout.
   [[nodiscard]] static Result<std::unique_ptr<Vm>> restore(const std::string& dir, const RestoreOptions& options = {});
+  // The same from a state file and `options.memory_path` (required) anywhere (Firecracker's
+  // snapshot_path and mem_file_path).
+  [[nodiscard]] static Result<std::unique_ptr<Vm>> restore_files(const std::string& state_path,
+                                                                 const RestoreOptions& options);
 
   // Runs the guest on this thread (device event loop) plus one thread per vCPU, until the
   // guest powers off, reboots or crashes, or stop() is called. Callable once.
