@@ -240,6 +240,8 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
     for (const auto& d : config.disks)
       if (!d.read_only) return fail(EINVAL, "restore --clone: disk " + d.path + " is writable; give each clone its own disk");
   if (options.prefault && options.clone) return fail(EINVAL, "restore: --clone and --restore-prefault exclude each other");
+  // The recorded configuration went through the same checks as a command line.
+  if (auto ok = Vm::validate(config); !ok) return std::unexpected(ok.error().context("restore: " + state_path));
 
   std::unique_ptr<Machine> m(new Machine(config));
   TRY(m->setup_kvm());
