@@ -186,6 +186,14 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--metrics-path", opts.metrics_path,
                  "With --api-sock: append one JSON line of metrics to this file or named pipe every 60 s, on "
                  "PUT /actions FlushMetrics and at exit (as PUT /metrics)");
+  app.add_option("--restore", opts.restore_dir,
+                 "Start from the snapshot in this directory (DIR/state, DIR/memory) instead of booting a kernel; "
+                 "the machine's shape comes from the snapshot, --disk replaces its disks one for one");
+  app.add_flag("--clone", opts.clone,
+               "With --restore: a copy-on-write clone (guest RAM mapped privately from the memory file, never "
+               "copied; writable disks must be replaced with --disk)");
+  app.add_flag("--restore-prefault", opts.restore_prefault,
+               "With --restore: read all of guest RAM now instead of on first touch");
   app.add_option("--initrd,-i", opts.vm.initrd_path, "Initial ramdisk (cpio archive)");
   app.add_option("--cmdline,-c", opts.vm.cmdline,
                  "Kernel command line (booting from a disk: replaces the entry's own options)")
@@ -260,8 +268,13 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     return fail(EINVAL, "--metrics-path needs --api-sock (the API thread writes the metrics)");
   if (!opts.config_file.empty() && !opts.vm.kernel_path.empty())
     return fail(EINVAL, "--config-file names the kernel itself; leave out --kernel");
+  if (!opts.restore_dir.empty() && (!opts.vm.kernel_path.empty() || !opts.config_file.empty()))
+    return fail(EINVAL, "--restore starts from a snapshot; leave out --kernel and --config-file");
+  if ((opts.clone || opts.restore_prefault) && opts.restore_dir.empty())
+    return fail(EINVAL, "--clone and --restore-prefault need --restore DIR");
+  if (opts.clone && opts.restore_prefault) return fail(EINVAL, "--clone and --restore-prefault exclude each other");
   opts.cmdline_given = app.count("--cmdline") > 0;
-  if (opts.vm.kernel_path.empty() && opts.api_sock.empty() && opts.config_file.empty()) {
+  if (opts.vm.kernel_path.empty() && opts.api_sock.empty() && opts.config_file.empty() && opts.restore_dir.empty()) {
     if (disks.empty())
       return fail(EINVAL, "--kernel is required (or a --disk with a kernel inside, or --api-sock to configure the VM "
                           "through the API)\nRun 'microvm run --help' for the options.");
@@ -357,6 +370,16 @@ Result<JailOptions> jail_options_for(const RunOptions& opts) {
   return j;
 }
 
+Result<std::unique_ptr<Vm>> create_vm(const RunOptions& opts) {
+  if (opts.restore_dir.empty()) return Vm::create(opts.vm);
+  RestoreOptions r;
+  r.host = opts.vm;
+  r.disks = opts.vm.disks;
+  r.clone = opts.clone;
+  r.prefault = opts.restore_prefault;
+  return Vm::restore(opts.restore_dir, r);
+}
+
 int run_command(int argc, char** argv) {
   auto start = std::chrono::steady_clock::now();
   auto opts = parse_run_args(argc, argv);
@@ -411,7 +434,7 @@ int run_command(int argc, char** argv) {
   // runs under the "supervisor" seccomp role too (with --sandbox on), so no thread of a
   // running microvm is unfiltered.
   opts->vm.sandbox_calling_thread = true;
-  auto vm = Vm::create(opts->vm);
+  auto vm = create_vm(*opts);
   if (!vm) {
     std::fprintf(stderr, "microvm: %s\n", vm.error().what.c_str());
     return kExitError;

@@ -27,8 +27,14 @@ struct RunOptions {
   bool jail = false;
   std::string jail_uid;  // empty: nobody
   std::string jail_gid;  // empty: the user's group, else nogroup (65534)
+  std::string restore_dir;  // --restore: start from this snapshot instead of a kernel
+  bool clone = false;            // --clone
+  bool restore_prefault = false; // --restore-prefault
   std::vector<std::string> notes;  // QEMU spellings that were rewritten (printed on stderr)
 };
+
+// The Vm the options describe: Vm::restore() with --restore, else Vm::create().
+[[nodiscard]] Result<std::unique_ptr<Vm>> create_vm(const RunOptions& opts);
 
 // Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an
 // Error with code 0 and the help text, so the caller prints it and exits 0.

@@ -98,6 +98,7 @@ void Vcpu::thread_main() {
     if (first && hooks_.on_first_run) hooks_.on_first_run();
     first = false;
     int r = fd_.run();
+    exit_pending_ = false;
     if (r == -EINTR || r == -EAGAIN) {
       bump(counters_.exit_other);
       continue;
@@ -148,7 +149,15 @@ bool Vcpu::handle_exit() {
   }
 }
 
+void Vcpu::complete_pending_exit() {
+  if (!exit_pending_) return;
+  __atomic_store_n(&fd_.run_data()->immediate_exit, 1, __ATOMIC_SEQ_CST);
+  (void)fd_.run();  // -EINTR once the access is complete
+  exit_pending_ = false;
+}
+
 bool Vcpu::handle_io(kvm_run* run) {
+  exit_pending_ = true;
   auto* base = reinterpret_cast<std::byte*>(run) + run->io.data_offset;
   size_t size = run->io.size;
   bump(run->io.direction == KVM_EXIT_IO_OUT ? counters_.exit_io_out : counters_.exit_io_in);
@@ -162,6 +171,7 @@ bool Vcpu::handle_io(kvm_run* run) {
 }
 
 bool Vcpu::handle_mmio(kvm_run* run) {
+  exit_pending_ = true;
   size_t len = std::min<size_t>(run->mmio.len, sizeof run->mmio.data);
   std::span<std::byte> data(reinterpret_cast<std::byte*>(run->mmio.data), len);
   bump(run->mmio.is_write ? counters_.exit_mmio_write : counters_.exit_mmio_read);
