@@ -39,9 +39,9 @@ Result<void> DeviceCore::build_queues(const ActivationContext& ctx, std::vector<
 
 Result<void> DeviceCore::activate(ActivationContext ctx) {
   if (active_) return fail(EBUSY, std::string(core_.name) + ": already active");
+  acked_features_ = ctx.features;  // queue_required() may depend on it
   std::vector<ActiveQueue> queues;
   TRY(build_queues(ctx, queues));
-  acked_features_ = ctx.features;
   needs_reset_.store(false, std::memory_order_release);
   active_.emplace(Active{&ctx.memory, &ctx.interrupt, &ctx.loop, std::move(queues)});
   if (auto r = on_activate(); !r) {

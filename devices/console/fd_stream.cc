@@ -1,0 +1,103 @@
+#include "devices/console/fd_stream.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+namespace microvm {
+
+Result<void> FdStream::open(EventLoop& loop, Fd fd, PortBackend::Sink& sink) {
+  close();
+  const int raw = fd.get();
+  TRY(loop.add(raw, EPOLLIN, [this](uint32_t events) { on_events(events); }));
+  fd_ = std::move(fd);
+  loop_ = &loop;
+  sink_ = &sink;
+  interest_ = EPOLLIN;
+  return {};
+}
+
+void FdStream::close() {
+  if (loop_ && fd_.valid()) loop_->remove(fd_.get());
+  fd_.reset();
+  loop_ = nullptr;
+  held_.clear();
+  out_.clear();
+  interest_ = 0;
+}
+
+void FdStream::on_events(uint32_t events) {
+  if (events & EPOLLOUT) {
+    if (!flush()) return hang_up();
+  }
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_some();
+}
+
+void FdStream::read_some() {
+  if (!fd_.valid() || !held_.empty()) return;
+  std::byte buf[4096];
+  ssize_t n = ::read(fd_.get(), buf, sizeof buf);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (n <= 0) return hang_up();
+  held_.assign(buf, buf + n);
+  offer_held();
+}
+
+void FdStream::offer_held() {
+  size_t taken = sink_->host_input(held_);
+  held_.erase(held_.begin(), held_.begin() + static_cast<ptrdiff_t>(std::min(taken, held_.size())));
+  update_interest();
+}
+
+void FdStream::resume_input() {
+  if (!fd_.valid()) return;
+  if (!held_.empty()) offer_held();
+  else update_interest();
+}
+
+void FdStream::write(std::span<const std::byte> bytes) {
+  if (!fd_.valid()) {
+    count_dropped(bytes.size());
+    return;
+  }
+  size_t room = capacity_ - out_.size();
+  size_t n = std::min(room, bytes.size());
+  out_.insert(out_.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(n));
+  if (n < bytes.size()) count_dropped(bytes.size() - n);
+  if (!flush()) return hang_up();
+  update_interest();
+}
+
+bool FdStream::flush() {
+  size_t done = 0;
+  while (done < out_.size()) {
+    // MSG_NOSIGNAL where it applies: a vanished reader must not raise SIGPIPE.
+    ssize_t n = ::send(fd_.get(), out_.data() + done, out_.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && errno == ENOTSOCK) n = ::write(fd_.get(), out_.data() + done, out_.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  out_.erase(out_.begin(), out_.begin() + static_cast<ptrdiff_t>(done));
+  return true;
+}
+
+void FdStream::update_interest() {
+  if (!fd_.valid()) return;
+  uint32_t want = (held_.empty() ? EPOLLIN : 0) | (out_.empty() ? 0 : EPOLLOUT);
+  if (want == interest_) return;
+  if (loop_->modify(fd_.get(), want)) interest_ = want;
+}
+
+void FdStream::hang_up() {
+  count_dropped(out_.size());
+  close();
+  if (on_closed_) on_closed_();
+}
+
+}  // namespace microvm
