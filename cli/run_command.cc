@@ -14,6 +14,7 @@
 #include "cli/graceful_shutdown.h"
 #include "cli/size_arg.h"
 #include "devices/block/disk_spec.h"
+#include "devices/console/port_spec.h"
 #include "devices/vhost/share_spec.h"
 #include "devices/net/net_arg.h"
 #include "cli/terminal.h"
@@ -142,6 +143,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   std::vector<std::string> nets;
   std::string log_level = "warn";
   bool no_rng = false;
+  std::string console = "serial";
+  std::vector<std::string> serial_ports;
   std::string sandbox = "on";
   app.add_option("--kernel,-k", opts.vm.kernel_path,
                  "Kernel image: ELF vmlinux or bzImage (required unless --api-sock configures the VM)");
@@ -173,6 +176,14 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
       ->default_str("pci");
   app.add_flag("--no-rng", no_rng, "Do not add a virtio-rng device");
+  app.add_option("--console", console,
+                 "serial: the console (stdin/stdout) is the 16550 UART, ttyS0; virtio: it is virtio-console "
+                 "port 0, hvc0 (the UART stays for early boot; the default cmdline then says console=hvc0)")
+      ->check(CLI::IsMember({"serial", "virtio"}))->default_str("serial");
+  app.add_option("--serial-port", serial_ports,
+                 "name=NAME,socket=PATH|pty: a named virtio-console port (guest: /dev/virtio-ports/NAME with "
+                 "udev, else /sys/class/virtio-ports/*/name) on a Unix socket microvm listens on (one client "
+                 "at a time) or a new pty (its path is printed); repeatable");
   app.add_flag("--boot-timer", opts.boot_timer,
                "Report microseconds from start to the first KVM_RUN and to the guest's boot marker");
   app.add_option("--sandbox", sandbox,
@@ -206,6 +217,20 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   opts.vm.memory_bytes = *mem;
   opts.vm.transport = transport == "mmio" ? Transport::kMmio : Transport::kPci;
   opts.vm.rng = !no_rng;
+  opts.vm.virtio_console = console == "virtio";
+  // The default cmdline names ttyS0; with the console on hvc0 the kernel must be told instead.
+  if (opts.vm.virtio_console && app.count("--cmdline") == 0) {
+    if (auto at = opts.vm.cmdline.find("console=ttyS0"); at != std::string::npos)
+      opts.vm.cmdline.replace(at, std::string("console=ttyS0").size(), "console=hvc0");
+  }
+  if (serial_ports.size() > 31) return fail(EINVAL, "--serial-port: at most 31 ports");
+  for (const auto& sp : serial_ports) {
+    auto port = parse_serial_port_arg(sp);
+    if (!port) return fail(EINVAL, "--serial-port " + sp + ": " + port.error().what);
+    for (const auto& other : opts.vm.serial_ports)
+      if (other.name == port->name) return fail(EINVAL, "--serial-port " + sp + ": name '" + port->name + "' is used twice");
+    opts.vm.serial_ports.push_back(*port);
+  }
   opts.vm.sandbox = sandbox == "on";
   for (const auto& d : disks) opts.vm.disks.push_back(TRY(parse_disk_arg(d)));
   for (const auto& sh : shares) {

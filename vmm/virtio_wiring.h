@@ -10,6 +10,7 @@
 #include "base/event_loop.h"
 #include "base/log.h"
 #include "boot/acpi/acpi_tables.h"
+#include "devices/console/port_backend.h"
 #include "devices/pci/pci_root.h"
 #include "memory/guest_memory.h"
 #include "microvm/vm.h"
@@ -32,6 +33,7 @@ class VirtioWiring final {
     IoBus& mmio;
     Logger& log;
     std::function<void()> on_reset_request;  // port 0xcf9 (shares the PCI config dword)
+    PortBackend* console_port = nullptr;      // --console virtio: port 0 on stdio (outlives this)
   };
   [[nodiscard]] static Result<std::unique_ptr<VirtioWiring>> create(Context ctx);
   ~VirtioWiring();
@@ -45,9 +47,13 @@ class VirtioWiring final {
   explicit VirtioWiring(Context ctx) : ctx_(std::move(ctx)), services_(ctx_.vm) {}
   [[nodiscard]] Result<void> setup_pci_root();
   [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what);
+  [[nodiscard]] Result<void> setup_console();
 
   Context ctx_;
   KvmVmServices services_;
+  // Host sides of the named console ports: declared before the transports, so the device
+  // (which stops them) goes first.
+  std::vector<std::unique_ptr<PortBackend>> console_ports_;
   std::unique_ptr<PciRoot> pci_root_;
   std::vector<std::unique_ptr<PciTransport>> pci_devices_;
   std::vector<std::unique_ptr<MmioTransport>> mmio_devices_;

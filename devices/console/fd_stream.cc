@@ -8,7 +8,7 @@
 
 namespace microvm {
 
-Result<void> FdStream::open(EventLoop& loop, Fd fd, PortBackend::Sink& sink) {
+Result<void> FdStream::open(EventLoop& loop, Fd fd, bool is_socket, PortBackend::Sink& sink) {
   close();
   const int raw = fd.get();
   TRY(loop.add(raw, EPOLLIN, [this](uint32_t events) { on_events(events); }));
@@ -16,6 +16,7 @@ Result<void> FdStream::open(EventLoop& loop, Fd fd, PortBackend::Sink& sink) {
   loop_ = &loop;
   sink_ = &sink;
   interest_ = EPOLLIN;
+  is_socket_ = is_socket;
   return {};
 }
 
@@ -73,9 +74,8 @@ void FdStream::write(std::span<const std::byte> bytes) {
 bool FdStream::flush() {
   size_t done = 0;
   while (done < out_.size()) {
-    // MSG_NOSIGNAL where it applies: a vanished reader must not raise SIGPIPE.
-    ssize_t n = ::send(fd_.get(), out_.data() + done, out_.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0 && errno == ENOTSOCK) n = ::write(fd_.get(), out_.data() + done, out_.size() - done);
+    ssize_t n = is_socket_ ? ::send(fd_.get(), out_.data() + done, out_.size() - done, MSG_NOSIGNAL | MSG_DONTWAIT)
+                           : ::write(fd_.get(), out_.data() + done, out_.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) break;

@@ -27,8 +27,9 @@ class FdStream {
   FdStream(const FdStream&) = delete;
   FdStream& operator=(const FdStream&) = delete;
 
-  // Takes `fd` (non-blocking) and serves it on `loop`.
-  [[nodiscard]] Result<void> open(EventLoop& loop, Fd fd, PortBackend::Sink& sink);
+  // Takes `fd` (non-blocking) and serves it on `loop`. Sockets are written with send() so a
+  // vanished reader cannot raise SIGPIPE; other fds (a pty master) with write().
+  [[nodiscard]] Result<void> open(EventLoop& loop, Fd fd, bool is_socket, PortBackend::Sink& sink);
   void close();
   bool is_open() const { return fd_.valid(); }
 
@@ -53,6 +54,7 @@ class FdStream {
   std::vector<std::byte> held_;    // input the guest had no buffers for
   std::vector<std::byte> out_;     // output the peer has not taken yet (<= capacity_)
   uint32_t interest_ = 0;
+  bool is_socket_ = false;
   std::atomic<uint64_t> dropped_{0};
 };
 

@@ -29,7 +29,7 @@ Result<std::unique_ptr<PtyPort>> PtyPort::open() {
 
 Result<void> PtyPort::start(EventLoop& loop, Sink& sink) {
   if (!master_) return fail(EBUSY, "pty port already started");
-  return stream_.open(loop, std::move(master_), sink);
+  return stream_.open(loop, std::move(master_), false, sink);
 }
 
 void PtyPort::guest_output(std::span<const std::byte> bytes) { stream_.write(bytes); }

@@ -28,10 +28,9 @@ Result<std::unique_ptr<SocketPort>> SocketPort::listen(const std::string& path) 
   return std::unique_ptr<SocketPort>(new SocketPort(path, std::move(fd)));
 }
 
-SocketPort::~SocketPort() {
-  stop();
-  ::unlink(path_.c_str());
-}
+// The socket file stays: microvm's last thread runs under a seccomp role without unlink,
+// and listen() replaces a stale socket next time.
+SocketPort::~SocketPort() { stop(); }
 
 Result<void> SocketPort::start(EventLoop& loop, Sink& sink) {
   TRY(loop.add(listener_.get(), EPOLLIN, [this](uint32_t) { on_accept(); }));
@@ -54,7 +53,7 @@ void SocketPort::on_accept() {
     ++refused_;  // one client at a time: closing tells the newcomer at once
     return;
   }
-  if (!stream_.open(*loop_, std::move(client), *sink_)) return;
+  if (!stream_.open(*loop_, std::move(client), true, *sink_)) return;
   sink_->host_connected(true);
   stream_.resume_input();
 }

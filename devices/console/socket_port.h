@@ -1,7 +1,7 @@
 #pragma once
 // A console port whose host side is a Unix stream socket microvm listens on
 // (--serial-port name=N,socket=PATH): one client at a time, later ones are refused until it
-// leaves. The guest sees PORT_OPEN follow the client.
+// leaves. The guest sees PORT_OPEN follow the client. The socket file is left behind.
 #include <memory>
 #include <string>
 
