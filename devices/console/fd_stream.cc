@@ -16,12 +16,14 @@ Result<void> FdStream::open(EventLoop& loop, Fd fd, bool is_socket, PortBackend:
   loop_ = &loop;
   sink_ = &sink;
   interest_ = EPOLLIN;
+  registered_ = true;
   is_socket_ = is_socket;
   return {};
 }
 
 void FdStream::close() {
-  if (loop_ && fd_.valid()) loop_->remove(fd_.get());
+  if (loop_ && fd_.valid() && registered_) loop_->remove(fd_.get());
+  registered_ = false;
   fd_.reset();
   loop_ = nullptr;
   held_.clear();
@@ -56,6 +58,7 @@ void FdStream::resume_input() {
   if (!fd_.valid()) return;
   if (!held_.empty()) offer_held();
   else update_interest();
+  // Back on the loop: a peer that left meanwhile is noticed by the next read (0 bytes).
 }
 
 void FdStream::write(std::span<const std::byte> bytes) {
@@ -90,6 +93,20 @@ bool FdStream::flush() {
 void FdStream::update_interest() {
   if (!fd_.valid()) return;
   uint32_t want = (held_.empty() ? EPOLLIN : 0) | (out_.empty() ? 0 : EPOLLOUT);
+  if (want == 0) {
+    // Off the loop entirely: epoll reports a hang-up even with no events asked for, and
+    // a peer that wrote and left would spin the loop while its bytes wait for the guest.
+    if (registered_) loop_->remove(fd_.get());
+    registered_ = false;
+    interest_ = 0;
+    return;
+  }
+  if (!registered_) {
+    if (!loop_->add(fd_.get(), want, [this](uint32_t events) { on_events(events); })) return;
+    registered_ = true;
+    interest_ = want;
+    return;
+  }
   if (want == interest_) return;
   if (loop_->modify(fd_.get(), want)) interest_ = want;
 }

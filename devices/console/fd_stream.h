@@ -54,6 +54,7 @@ class FdStream {
   std::vector<std::byte> held_;    // input the guest had no buffers for
   std::vector<std::byte> out_;     // output the peer has not taken yet (<= capacity_)
   uint32_t interest_ = 0;
+  bool registered_ = false;  // on the loop (not while input is held with no output pending)
   bool is_socket_ = false;
   std::atomic<uint64_t> dropped_{0};
 };

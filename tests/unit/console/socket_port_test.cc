@@ -92,6 +92,28 @@ TEST_F(SocketPortTest, OneClientBothWaysAndPausedInput) {
   EXPECT_EQ((*port)->dropped_bytes(), 4u);
 }
 
+TEST_F(SocketPortTest, ClientThatWritesAndLeavesWhileTheGuestHasNoBuffers) {
+  auto port = SocketPort::listen(path);
+  ASSERT_TRUE(port.has_value());
+  ASSERT_TRUE((*port)->start(*loop, sink).has_value());
+  Fd client = connect_to(path);
+  spin();
+  sink.room = 0;
+  ASSERT_EQ(::write(client.get(), "bye", 3), 3);
+  client.reset();
+  spin();
+  // The held bytes keep the fd off the loop: the hang-up does not spin it.
+  auto idle = loop->run_once(0);
+  ASSERT_TRUE(idle.has_value());
+  EXPECT_EQ(*idle, 0u);
+  sink.room = 100;
+  (*port)->resume_input();
+  spin();
+  EXPECT_EQ(sink.got, "bye");
+  EXPECT_FALSE((*port)->connected());
+  EXPECT_EQ(sink.events, (std::vector<bool>{true, false}));
+}
+
 TEST_F(SocketPortTest, SlowReaderNeverBlocksAndExcessIsDropped) {
   auto port = SocketPort::listen(path);
   ASSERT_TRUE(port.has_value());
