@@ -20,6 +20,7 @@
 #include "cli/qemu_args.h"
 #include "cli/size_arg.h"
 #include "devices/block/disk_spec.h"
+#include "devices/console/port_spec.h"
 #include "devices/vhost/share_spec.h"
 #include "devices/net/net_arg.h"
 #include "cli/terminal.h"
@@ -172,6 +173,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   std::vector<std::string> nets;
   std::string log_level = "warn";
   bool no_rng = false;
+  std::string console = "serial";
+  std::vector<std::string> serial_ports;
   std::string sandbox = "on";
   app.add_option("--kernel,-k", opts.vm.kernel_path,
                  "Kernel image: ELF vmlinux or bzImage. Without it (and without --api-sock) the kernel, initrd and "
@@ -227,6 +230,14 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   std::string rng_spec;
   app.add_option("--rng", rng_spec,
                  "bps=N[,bps_burst=N][,iops=N][,iops_burst=N]: rate-limit the virtio-rng device (requests wait)");
+  app.add_option("--console", console,
+                 "serial: the console (stdin/stdout) is the 16550 UART, ttyS0; virtio: it is virtio-console "
+                 "port 0, hvc0 (the UART stays for early boot; the default cmdline then says console=hvc0)")
+      ->check(CLI::IsMember({"serial", "virtio"}))->default_str("serial");
+  app.add_option("--serial-port", serial_ports,
+                 "name=NAME,socket=PATH|pty: a named virtio-console port (guest: /dev/virtio-ports/NAME with "
+                 "udev, else /sys/class/virtio-ports/*/name) on a Unix socket microvm listens on (one client "
+                 "at a time) or a new pty (its path is printed); repeatable");
   app.add_flag("--boot-timer", opts.boot_timer,
                "Report microseconds from start to the first KVM_RUN and to the guest's boot marker");
   app.add_option("--sandbox", sandbox,
@@ -296,6 +307,20 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   if (!rng_spec.empty()) {
     if (no_rng) return fail(EINVAL, "--rng and --no-rng exclude each other");
     opts.vm.rng_rate_limit = TRY(parse_rng_arg(rng_spec));
+  }
+  opts.vm.virtio_console = console == "virtio";
+  // The default cmdline names ttyS0; with the console on hvc0 the kernel must be told instead.
+  if (opts.vm.virtio_console && app.count("--cmdline") == 0) {
+    if (auto at = opts.vm.cmdline.find("console=ttyS0"); at != std::string::npos)
+      opts.vm.cmdline.replace(at, std::string("console=ttyS0").size(), "console=hvc0");
+  }
+  if (serial_ports.size() > 31) return fail(EINVAL, "--serial-port: at most 31 ports");
+  for (const auto& sp : serial_ports) {
+    auto port = parse_serial_port_arg(sp);
+    if (!port) return fail(EINVAL, "--serial-port " + sp + ": " + port.error().what);
+    for (const auto& other : opts.vm.serial_ports)
+      if (other.name == port->name) return fail(EINVAL, "--serial-port " + sp + ": name '" + port->name + "' is used twice");
+    opts.vm.serial_ports.push_back(*port);
   }
   if (opts.boot_timer) {
     // Each mark as it happens (the summary line at exit stays, for scripts). A vCPU thread

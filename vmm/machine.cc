@@ -90,6 +90,8 @@ Result<void> Machine::setup_sandbox() {
   }
   for (const auto& s : config_.shares)
     if (!s.host_dir.empty()) needs.child_processes = true;
+  for (const auto& sp : config_.serial_ports)
+    if (!sp.socket_path.empty()) needs.console_sockets = true;
   auto vcpu_policy = policy_for(ThreadRole::kVcpu, needs);
   auto loop_policy = policy_for(ThreadRole::kEventLoop, needs);
   auto vcpu = SeccompProgram::compile(vcpu_policy);
@@ -171,9 +173,19 @@ Result<void> Machine::setup_platform_devices() {
   serial_->watch_output(MICROVM_CONSOLE_MARKER, record_marker);
   TRY(pio_.add(MICROVM_PORT_BOOT_MARKER, 1, boot_marker_.get()));
 
+  // Console input goes where the console is: the UART, or virtio-console port 0 (hvc0),
+  // whose device is created with the other virtio devices and finds stdio_port_ there.
+  ConsoleInputTarget* input_target;
+  if (config_.virtio_console) {
+    stdio_port_ = std::make_unique<StdioPort>(*console_out_);
+    input_target = stdio_port_.get();
+  } else {
+    uart_input_ = std::make_unique<UartInput>(*serial_);
+    input_target = uart_input_.get();
+  }
   console_ = std::make_unique<ConsoleInput>(config_.console_in, *console_out_,
                                             config_.console_escapes && config_.console_in >= 0 && isatty(config_.console_in),
-                                            *serial_, [this] { request_exit(VmExitReason::kStopped, "stopped from the console (C-a x)"); },
+                                            *input_target, [this] { request_exit(VmExitReason::kStopped, "stopped from the console (C-a x)"); },
                                             log_);
   TRY(console_->attach(*loop_));
   return {};
@@ -182,7 +194,7 @@ Result<void> Machine::setup_platform_devices() {
 Result<void> Machine::setup_virtio_devices(std::string& cmdline_extra) {
   virtio_ = TRY(VirtioWiring::create(VirtioWiring::Context{
       config_, *vm_, *memory_, *loop_, pio_, mmio_, log_,
-      [this] { request_exit(VmExitReason::kReboot, "guest rebooted (port 0xcf9)"); }}));
+      [this] { request_exit(VmExitReason::kReboot, "guest rebooted (port 0xcf9)"); }, stdio_port_.get()}));
   cmdline_extra = virtio_->kernel_cmdline();
   return {};
 }
@@ -205,6 +217,9 @@ Result<void> Machine::load_guest(const std::string& cmdline_extra) {
   BootParamsSpec spec;
   spec.kernel = &*kernel;
   spec.cmdline = config_.cmdline;
+  // hvc0 is the console only if the kernel is told; a cmdline naming its own console wins.
+  if (config_.virtio_console && spec.cmdline.find("console=") == std::string::npos)
+    spec.cmdline += std::string(spec.cmdline.empty() ? "" : " ") + "console=hvc0";
   if (!cmdline_extra.empty()) spec.cmdline += (spec.cmdline.empty() ? "" : " ") + cmdline_extra;
 
   if (config_.initrd_image && !config_.initrd_image->empty()) {

@@ -19,6 +19,7 @@
 #include "microvm/vm.h"
 #include "vmm/console_input.h"
 #include "vmm/console_output.h"
+#include "vmm/stdio_port.h"
 #include "vmm/io_bus.h"
 #include "vmm/kvm.h"
 #include "vmm/sandbox/seccomp_program.h"
@@ -120,6 +121,8 @@ class Machine final : public Vm {
   std::optional<EventFd> serial_irq_;
   std::unique_ptr<ConsoleOutput> console_out_;  // outlives serial_, which writes into it
   std::unique_ptr<Serial16550> serial_;
+  std::unique_ptr<UartInput> uart_input_;
+  std::unique_ptr<StdioPort> stdio_port_;  // --console virtio: outlives virtio_ and console_
   std::unique_ptr<PowerController> power_;
   std::unique_ptr<BootMarker> boot_marker_;
   std::unique_ptr<PvPanic> pvpanic_;

@@ -11,6 +11,10 @@
 #include "virtio/blk/device.h"
 #include "virtio/fs/device.h"
 #include "virtio/net/device.h"
+#include "devices/console/port_spec.h"
+#include "devices/console/pty_port.h"
+#include "devices/console/socket_port.h"
+#include "virtio/console/device.h"
 #include "virtio/rng/device.h"
 
 namespace microvm {
@@ -186,6 +190,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     std::string tag = (*device)->tag();
     TRY(w->attach(std::move(*device), "virtio-fs", "fs_" + tag, nullptr));
   }
+  TRY(w->setup_console());
   if (config.rng) {
     RngOptions rng;
     rng.logger = &w->ctx_.log;
@@ -195,6 +200,39 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     TRY(w->attach(std::move(device), "virtio-rng", "rng", [dev](MetricGroup& g) { append(g, dev->counters()); }));
   }
   return w;
+}
+
+Result<void> VirtioWiring::setup_console() {
+  const VmConfig& config = ctx_.config;
+  if (!ctx_.console_port && config.serial_ports.empty()) return {};
+  std::vector<ConsolePortSpec> ports;
+  // Port 0 is the console (hvc0) on stdio, or an unconnected placeholder: the guest numbers
+  // named ports from 1 either way.
+  ports.push_back(ConsolePortSpec{"", ctx_.console_port != nullptr, ctx_.console_port});
+  for (const auto& sp : config.serial_ports) {
+    TRY(check_port_name(sp.name));
+    std::unique_ptr<PortBackend> backend;
+    if (sp.pty) {
+      auto pty = PtyPort::open();
+      if (!pty) return std::unexpected(pty.error().context("--serial-port " + sp.name));
+      // The user has to learn the path somehow: at the default log level (warn), on stderr.
+      ctx_.log.log(LogLevel::kWarn, "--serial-port %s: pty %s", sp.name.c_str(), (*pty)->path().c_str());
+      backend = std::move(*pty);
+    } else {
+      auto sock = SocketPort::listen(sp.socket_path);
+      if (!sock) return std::unexpected(sock.error().context("--serial-port " + sp.name));
+      backend = std::move(*sock);
+    }
+    ports.push_back(ConsolePortSpec{sp.name, false, backend.get()});
+    console_ports_.push_back(std::move(backend));
+  }
+  ConsoleOptions options;
+  options.logger = &ctx_.log;
+  auto device = ConsoleDevice::create(std::move(ports), options);
+  if (!device) return std::unexpected(device.error().context("virtio-console"));
+  TRY((*device)->start_backends(ctx_.loop));
+  const ConsoleDevice* dev = device->get();
+  return attach(std::move(*device), "virtio-console", "console_ports", [dev](MetricGroup& g) { append(g, dev->counters()); });
 }
 
 Result<void> VirtioWiring::relay_backend_log(Fd read_end, std::string source) {

@@ -10,6 +10,7 @@
 #include "base/event_loop.h"
 #include "base/log.h"
 #include "boot/acpi/acpi_tables.h"
+#include "devices/console/port_backend.h"
 #include "devices/pci/pci_root.h"
 #include "memory/guest_memory.h"
 #include "microvm/vm.h"
@@ -34,6 +35,7 @@ class VirtioWiring final {
     IoBus& mmio;
     Logger& log;
     std::function<void()> on_reset_request;  // port 0xcf9 (shares the PCI config dword)
+    PortBackend* console_port = nullptr;      // --console virtio: port 0 on stdio (outlives this)
   };
   [[nodiscard]] static Result<std::unique_ptr<VirtioWiring>> create(Context ctx);
   ~VirtioWiring();
@@ -54,6 +56,7 @@ class VirtioWiring final {
   using CounterFn = std::function<void(MetricGroup&)>;
   [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what, std::string group,
                                     CounterFn counters);
+  [[nodiscard]] Result<void> setup_console();
   [[nodiscard]] Result<void> relay_backend_log(Fd read_end, std::string source);
 
   // A back end's stderr on its way to our log, while the back end runs.
@@ -64,6 +67,9 @@ class VirtioWiring final {
 
   Context ctx_;
   KvmVmServices services_;
+  // Host sides of the named console ports: declared before the transports, so the device
+  // (which stops them) goes first.
+  std::vector<std::unique_ptr<PortBackend>> console_ports_;
   std::unique_ptr<PciRoot> pci_root_;
   std::vector<std::unique_ptr<PciTransport>> pci_devices_;
   std::vector<std::unique_ptr<MmioTransport>> mmio_devices_;

@@ -64,6 +64,15 @@ struct ShareConfig {
   std::string socket_path;  // instead of host_dir: an already-running vhost-user-fs backend
 };
 
+// A named virtio-console port (see README "Console"): the guest sees it as
+// /sys/class/virtio-ports/vportNpM with that name (/dev/virtio-ports/NAME under udev).
+// Exactly one of socket_path or pty.
+struct SerialPortConfig {
+  std::string name;         // 1..128 bytes of [A-Za-z0-9._-]
+  std::string socket_path;  // microvm listens here; one client at a time
+  bool pty = false;         // a new pseudo-terminal; its path is logged (warn level: "--serial-port NAME: pty PATH")
+};
+
 enum class Transport { kPci, kMmio };
 
 // Something a running Vm reports to its owner (VmConfig::on_event). `type` is one of
@@ -108,6 +117,13 @@ struct VmConfig {
   int console_out = 1;
   // Ctrl-A x stops the VM, Ctrl-A a sends a literal Ctrl-A (QEMU's escapes), when reading a terminal.
   bool console_escapes = true;
+  // The console on console_in/console_out is port 0 of a virtio-console device (hvc0) instead
+  // of the UART. The UART stays (early boot, earlyprintk=ttyS0) with its output on console_out.
+  // A cmdline without "console=" gets "console=hvc0".
+  bool virtio_console = false;
+  // Named virtio-console ports; with any, there is a virtio-console device even without
+  // virtio_console (its port 0 then is not connected).
+  std::vector<SerialPortConfig> serial_ports;
 
   // QEMU's pvpanic device (port 0x505, DSDT "QEMU0001"): a guest kernel panic ends run()
   // with kPanicked instead of whatever the guest does next (panic=-1 reboots). Off by

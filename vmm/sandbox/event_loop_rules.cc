@@ -69,6 +69,13 @@ void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
     allow(SCMP_SYS(wait4), {SCMP_A2(SCMP_CMP_EQ, WNOHANG)});
   }
 
+  if (needs.console_sockets) {
+    // virtio-console ports on Unix sockets microvm listens on (bound before the sandbox):
+    // accept a client, write to it without SIGPIPE. The flags are the ones the port uses.
+    allow(SCMP_SYS(accept4), {SCMP_A3(SCMP_CMP_EQ, static_cast<uint64_t>(SOCK_NONBLOCK | SOCK_CLOEXEC))});
+    allow(SCMP_SYS(sendto), {SCMP_A3(SCMP_CMP_EQ, static_cast<uint64_t>(MSG_NOSIGNAL | MSG_DONTWAIT))});
+  }
+
   if (needs.user_net) {
     // libslirp turns guest TCP/UDP/ICMP flows into host sockets: IPv4/IPv6 stream and
     // datagram (ICMP echo uses SOCK_DGRAM/IPPROTO_ICMP) only — no AF_UNIX, AF_NETLINK,

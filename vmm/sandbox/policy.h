@@ -24,6 +24,7 @@ struct SandboxNeeds {
   bool child_processes = false;  // virtiofsd children: reaped (WNOHANG) when a backend hangs up
   bool tap_net = false;        // tap offload changes when the guest negotiates features
   bool vhost_net = false;      // vhost-net ring setup on activation
+  bool console_sockets = false;  // --serial-port socket=: accept clients, send without SIGPIPE
   int pid = 0;                 // this process: signals only to its own threads
 };
 
