@@ -26,6 +26,9 @@ class VmLauncher {
   [[nodiscard]] virtual Result<void> pause() { return fail(EINVAL, "no microVM is running"); }
   [[nodiscard]] virtual Result<void> resume() { return fail(EINVAL, "no microVM is running"); }
   [[nodiscard]] virtual Result<void> request_shutdown() { return fail(EINVAL, "no microVM is running"); }
+  // Vm::set_balloon() and Vm::balloon_stats() on the running Vm.
+  [[nodiscard]] virtual Result<void> set_balloon(uint64_t) { return fail(EINVAL, "no microVM is running"); }
+  [[nodiscard]] virtual Result<BalloonStats> balloon_stats() const { return fail(EINVAL, "no microVM is running"); }
 };
 
 enum class InstanceState { kNotStarted, kRunning, kPaused };
@@ -59,6 +62,7 @@ class Controller {
   InstanceState state() const { return state_; }
   const InstanceInfo& info() const { return info_; }
   VmLauncher& launcher() { return launcher_; }
+  const VmLauncher& launcher() const { return launcher_; }
 
   // Configuration, editable only while not started.
   VmConfig& config() { return config_; }

@@ -26,6 +26,13 @@ HttpResponse put_metrics(Controller& c, const std::string& body);
 HttpResponse put_actions(Controller& c, const std::string& body);
 HttpResponse patch_vm_state(Controller& c, const std::string& body);
 
+// /balloon and /balloon/statistics (handlers_balloon.cc).
+HttpResponse put_balloon(Controller& c, const std::string& body);
+HttpResponse patch_balloon(Controller& c, const std::string& body);
+HttpResponse get_balloon(const Controller& c);
+HttpResponse patch_balloon_statistics(Controller& c, const std::string& body);
+HttpResponse get_balloon_statistics(const Controller& c);
+
 HttpResponse no_content();
 
 }  // namespace microvm::api

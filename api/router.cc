@@ -50,6 +50,17 @@ HttpResponse dispatch(Controller& c, const HttpRequest& r) {
   }
   if (p == "/actions") return m == "PUT" ? put_actions(c, r.body) : method_not_allowed(r, "PUT");
   if (p == "/vm") return m == "PATCH" ? patch_vm_state(c, r.body) : method_not_allowed(r, "PATCH");
+  if (p == "/balloon") {
+    if (m == "GET") return get_balloon(c);
+    if (m == "PUT") return put_balloon(c, r.body);
+    if (m == "PATCH") return patch_balloon(c, r.body);
+    return method_not_allowed(r, "GET, PUT, PATCH");
+  }
+  if (p == "/balloon/statistics") {
+    if (m == "GET") return get_balloon_statistics(c);
+    if (m == "PATCH") return patch_balloon_statistics(c, r.body);
+    return method_not_allowed(r, "GET, PATCH");
+  }
   if (p == "/logger") return m == "PUT" ? put_logger(c, r.body) : method_not_allowed(r, "PUT");
   if (p == "/metrics") return m == "PUT" ? put_metrics(c, r.body) : method_not_allowed(r, "PUT");
   return fault(404, "no such resource: " + std::string(p));

@@ -37,6 +37,14 @@ class MainThreadLauncher : public api::VmLauncher {
   Result<void> pause() override { return with_vm([](Vm& vm) { return vm.pause(); }); }
   Result<void> resume() override { return with_vm([](Vm& vm) { return vm.resume(); }); }
   Result<void> request_shutdown() override { return with_vm([](Vm& vm) { return vm.request_shutdown(); }); }
+  Result<void> set_balloon(uint64_t bytes) override {
+    return with_vm([bytes](Vm& vm) { return vm.set_balloon(bytes); });
+  }
+  Result<BalloonStats> balloon_stats() const override {
+    std::lock_guard lock(mu_);
+    if (!vm_) return fail(EINVAL, "no microVM is running");
+    return vm_->balloon_stats();
+  }
 
   // Main thread: the next start request, or nullopt when asked to stop (API or signal).
   std::optional<VmConfig> wait_for_start() {
@@ -79,7 +87,7 @@ class MainThreadLauncher : public api::VmLauncher {
     return f(*vm_);
   }
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::optional<VmConfig> request_;
   std::optional<Result<void>> answer_;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/api_client.h"
+#include "cli/size_arg.h"
 #include "microvm/vm.h"
 
 namespace microvm {
@@ -55,6 +56,10 @@ int ctl_command(int argc, char** argv) {
     c.app = app.add_subcommand(c.name, c.help);
     c.app->fallthrough();  // --api-sock and --json are accepted after the subcommand too
   }
+  std::string balloon_size;
+  CLI::App* balloon = app.add_subcommand("balloon", "Resize the balloon (PATCH /balloon): SIZE like 128M; 0 deflates it");
+  balloon->add_option("SIZE", balloon_size, "Memory the guest gives back (a bare number is MiB)")->required();
+  balloon->fallthrough();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -63,6 +68,27 @@ int ctl_command(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "microvm ctl: %s\nRun 'microvm ctl --help' for the options.\n", e.what());
     return kExitUsage;
+  }
+  if (balloon->parsed()) {
+    auto bytes = parse_size(balloon_size, 1ull << 20);
+    if (!bytes) {
+      std::fprintf(stderr, "microvm ctl balloon: %s\n", bytes.error().what.c_str());
+      return kExitUsage;
+    }
+    uint64_t mib = *bytes >> 20;
+    auto reply = api_request(sock, "PATCH", "/balloon", "{\"amount_mib\":" + std::to_string(mib) + "}");
+    if (!reply) {
+      std::fprintf(stderr, "microvm ctl: %s\n", reply.error().what.c_str());
+      return kExitError;
+    }
+    if (reply->status >= 300) {
+      if (json) std::printf("%s\n", reply->body.c_str());
+      std::fprintf(stderr, "microvm ctl: %s\n", fault_text(*reply).c_str());
+      return kExitError;
+    }
+    if (json) std::printf("{}\n");
+    else std::printf("balloon target %llu MiB\n", static_cast<unsigned long long>(mib));
+    return 0;
   }
   const Command* cmd = nullptr;
   for (const auto& c : commands) {

@@ -18,8 +18,11 @@
 #include "vmm/io_bus.h"
 #include "vmm/kvm.h"
 #include "vmm/kvm_vm_services.h"
+#include "vmm/pmem_write_trap.h"
 
 namespace microvm {
+
+class BalloonDevice;
 
 class VirtioWiring final {
  public:
@@ -40,11 +43,14 @@ class VirtioWiring final {
   std::string kernel_cmdline() const { return cmdline_; }
   // The PCI host bridge window to describe in ACPI.
   std::optional<PciHostWindow> pci_window() const;
+  // The balloon device (owned by its transport), or null. Its control calls run on the loop.
+  BalloonDevice* balloon() const { return balloon_; }
 
  private:
   explicit VirtioWiring(Context ctx) : ctx_(std::move(ctx)), services_(ctx_.vm) {}
   [[nodiscard]] Result<void> setup_pci_root();
   [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what);
+  [[nodiscard]] Result<void> add_pmem(const PmemConfig& p, size_t index, uint64_t& next_gpa);
 
   Context ctx_;
   KvmVmServices services_;
@@ -52,6 +58,8 @@ class VirtioWiring final {
   std::vector<std::unique_ptr<PciTransport>> pci_devices_;
   std::vector<std::unique_ptr<MmioTransport>> mmio_devices_;
   std::string cmdline_;
+  BalloonDevice* balloon_ = nullptr;
+  std::vector<std::unique_ptr<PmemWriteTrap>> pmem_traps_;
 };
 
 }  // namespace microvm

@@ -56,6 +56,20 @@ struct ShareConfig {
   std::string socket_path;  // instead of host_dir: an already-running vhost-user-fs backend
 };
 
+// A virtio-balloon device (see README "Memory balloon").
+struct BalloonConfig {
+  uint64_t size_bytes = 0;           // initial target: memory the guest should give back
+  bool deflate_on_oom = false;       // the guest may take balloon pages back under memory pressure
+  bool free_page_reporting = false;  // the guest reports free memory, which the host releases
+  uint32_t stats_interval_s = 0;     // statistics polling period; 0: no statistics queue
+};
+
+// A virtio-pmem device: `path` mapped into guest-physical memory, the guest's /dev/pmemN.
+struct PmemConfig {
+  std::string path;        // a regular file, its size a multiple of 2 MiB
+  bool read_only = false;  // mapped read-only for the guest; several VMs may share the file
+};
+
 enum class Transport { kPci, kMmio };
 
 struct VmConfig {
@@ -72,6 +86,8 @@ struct VmConfig {
   bool rng = true;                         // a virtio-rng device
   std::vector<ShareConfig> shares;         // virtio-fs shared folders
   std::string virtiofsd_path;              // empty: virtiofsd on PATH, else /usr/lib/qemu/virtiofsd
+  std::optional<BalloonConfig> balloon;    // a virtio-balloon device
+  std::vector<PmemConfig> pmems;           // virtio-pmem devices, in order (/dev/pmem0, ...)
 
   // Console: the UART reads `console_in` and writes `console_out`; -1 disconnects either.
   int console_in = 0;
@@ -135,6 +151,19 @@ struct VmInfo {
   std::chrono::microseconds uptime{0};
 };
 
+// The balloon as the device sees it, and the guest's latest statistics (Firecracker's
+// names; a value is unset until the guest reported it).
+struct BalloonStats {
+  uint64_t target_bytes = 0;  // what the host asked for
+  uint64_t actual_bytes = 0;  // what the guest says the balloon holds
+  std::optional<uint64_t> swap_in, swap_out, major_faults, minor_faults;
+  std::optional<uint64_t> free_memory, total_memory, available_memory, disk_caches;
+  std::optional<uint64_t> hugetlb_allocations, hugetlb_failures;
+  // Host memory given back so far: by inflation, and by free page reporting.
+  uint64_t inflate_released_bytes = 0;
+  uint64_t report_released_bytes = 0;
+};
+
 // Microseconds since the Vm was created (or since `process_start` when given).
 struct BootTimes {
   std::optional<uint64_t> first_kvm_run_us;
@@ -171,6 +200,15 @@ class Vm {
   // hard way. Returns once the press is queued (on a paused VM it happens at resume()).
   // Error before run() or after the VM stopped. Thread-safe.
   [[nodiscard]] virtual Result<void> request_shutdown() = 0;
+  // Sets the balloon's target size (VmConfig::balloon must be set): the guest driver inflates
+  // or deflates towards it in the background. Error without a balloon or for a size larger
+  // than guest memory. Thread-safe.
+  [[nodiscard]] virtual Result<void> set_balloon(uint64_t bytes) {
+    (void)bytes;
+    return fail(EINVAL, "this VM has no balloon device");
+  }
+  // Target, actual size and the latest guest statistics. Thread-safe.
+  [[nodiscard]] virtual Result<BalloonStats> balloon_stats() const { return fail(EINVAL, "this VM has no balloon device"); }
   // A snapshot of state, vCPU count, memory size and uptime. Thread-safe.
   virtual VmInfo info() const = 0;
 
