@@ -10,8 +10,7 @@
 namespace microvm {
 
 Result<std::unique_ptr<RngDevice>> RngDevice::create(const RngOptions& options) {
-  if (options.queue_size == 0 || options.queue_size > kMaxQueueSize || (options.queue_size & (options.queue_size - 1)))
-    return fail(EINVAL, "virtio-rng: queue size must be a power of 2 up to 32768");
+  TRY(check_queue_size_option("virtio-rng", options.queue_size));
   if (options.max_bytes_per_request == 0) return fail(EINVAL, "virtio-rng: max_bytes_per_request must be > 0");
   if (options.chains_per_kick == 0) return fail(EINVAL, "virtio-rng: chains_per_kick must be > 0");
   return std::unique_ptr<RngDevice>(new RngDevice(options));
@@ -25,74 +24,17 @@ uint64_t RngDevice::features() const {
 
 void RngDevice::read_config(uint64_t, std::span<std::byte> data) const { std::fill(data.begin(), data.end(), std::byte{0}); }
 
-Result<void> RngDevice::activate(ActivationContext ctx) {
-  if (active_) return fail(EBUSY, "virtio-rng: already active");
-  if (ctx.queues.size() != 1) return fail(EINVAL, "virtio-rng: expected 1 queue");
-  const QueueConfig& qc = ctx.queues[0];
-  if (!qc.ready) return fail(EINVAL, "virtio-rng: request queue is not enabled");
-  if (qc.size > options_.queue_size) return fail(EINVAL, "virtio-rng: queue size larger than offered");
-  if (qc.kick_fd < 0) return fail(EINVAL, "virtio-rng: queue has no kick fd");
-  auto queue = TRY(Queue::create(qc, ctx.features));
-  TRY(queue.validate_rings(ctx.memory));
-  acked_features_ = ctx.features;
-  needs_reset_.store(false, std::memory_order_release);
-  active_.emplace(Active{&ctx.memory, &ctx.interrupt, std::move(queue), qc.kick_fd, {}});
-  auto kick = LoopRegistration::add(ctx.loop, qc.kick_fd, EPOLLIN, [this, fd = qc.kick_fd](uint32_t) {
-    drain_eventfd(fd);
-    bump(counters_.kicks);
-    process_queue();
-  });
-  if (!kick) {
-    active_.reset();
-    return std::unexpected(kick.error().context("virtio-rng: registering the kick fd"));
-  }
-  active_->kick = std::move(*kick);
-  return {};
-}
-
-void RngDevice::reset() {
-  // No I/O in flight outside the handler (it completes every chain synchronously), so
-  // removing the kick handler and forgetting the queue is all there is to it.
-  active_.reset();
-  acked_features_ = 0;
-  needs_reset_.store(false, std::memory_order_release);
-}
-
-void RngDevice::process_queue() {
-  if (!active_ || needs_reset()) return;
-  Active& a = *active_;
-  for (uint32_t served = 0;; ++served) {
-    if (served == options_.chains_per_kick) {
-      signal_eventfd(a.kick_fd);  // more may be waiting: come back after the other fds
-      break;
-    }
-    auto popped = a.queue.pop(*a.memory);
-    if (!popped) return enter_needs_reset(popped.error());
-    if (!*popped) break;
-    const DescriptorChain& chain = **popped;
-    bump(counters_.chains);
-    uint32_t len = 0;
-    if (!chain.valid()) {
-      bump(counters_.bad_chains);
-      log_.warn("bad descriptor chain (head %u): %s", chain.head(), chain.error());
-    } else {
-      len = fill(chain);
-    }
-    if (auto r = a.queue.add_used(*a.memory, chain.head(), len); !r) return enter_needs_reset(r.error());
-  }
-  auto notify = a.queue.needs_notification(*a.memory);
-  if (!notify) return enter_needs_reset(notify.error());
-  if (*notify) {
-    bump(counters_.interrupts);
-    a.interrupt->notify_queue(0);
-  }
+void RngDevice::on_kick(uint16_t index) {
+  // No I/O outside the handler: every chain completes before the next, so reset has nothing
+  // to drain and the core's serve() loop is all there is to it.
+  serve(index, options_.chains_per_kick, [this](const DescriptorChain& chain) { return fill(chain); });
 }
 
 uint32_t RngDevice::fill(const DescriptorChain& chain) {
   if (chain.writable_bytes() == 0) {
     // §5.4.6.1: the driver only places device-writable buffers; nothing to fill.
     bump(counters_.bad_requests);
-    log_.warn("request (head %u) has no device-writable buffer", chain.head());
+    log().warn("request (head %u) has no device-writable buffer", chain.head());
     return 0;
   }
   uint64_t budget = options_.max_bytes_per_request;
@@ -107,7 +49,7 @@ uint32_t RngDevice::fill(const DescriptorChain& chain) {
       if (n < 0) {
         if (errno == EINTR) continue;
         bump(counters_.host_errors);
-        log_.warn("getrandom failed: errno %d", errno);
+        log().warn("getrandom failed: errno %d", errno);
         bump(counters_.bytes, written + done);
         return static_cast<uint32_t>(written + done);
       }
@@ -118,14 +60,6 @@ uint32_t RngDevice::fill(const DescriptorChain& chain) {
   }
   bump(counters_.bytes, written);
   return static_cast<uint32_t>(written);  // <= max_bytes_per_request, a uint32_t
-}
-
-void RngDevice::enter_needs_reset(const Error& why) {
-  if (needs_reset_.exchange(true, std::memory_order_acq_rel)) return;
-  bump(counters_.ring_errors);
-  log_.warn("queue unusable, device needs reset: %s", why.what.c_str());
-  // §2.1.2: after setting DEVICE_NEEDS_RESET the device sends a config change notification.
-  if (active_) active_->interrupt->notify_config();
 }
 
 }  // namespace microvm

@@ -2,29 +2,16 @@
 // virtio-rng (virtio 1.x §5.4): one request queue whose device-writable buffers are filled
 // from the host's getrandom(2).
 //
-// The smallest device, and the template for the others. Every device has the same parts:
-//  - create(options): validates options, returns the device (no guest state yet);
-//  - features()/ack_features()/read_config()/write_config(): negotiation, any thread;
-//  - activate(ctx): builds a Queue per ready queue and registers its kick fd on ctx.loop;
-//  - the kick handler: drain kick fd → pop chains → handle each → add_used → maybe interrupt;
-//  - reset(): unregisters kick fds (and drains I/O, for devices that have any), forgets queues;
-//  - counters() for metrics, and a rate-limited log line for guest errors.
-//
-// Threading: activate(), reset() and queue processing run on the event-loop thread (the
-// transport marshals DRIVER_OK and resets there); needs_reset() and counters() may be read
-// from any thread.
-#include <atomic>
+// The smallest device, and the template for the others: create(options) validates options;
+// DeviceCore (virtio/device_core.h) does activation, kicks, notification and reset; the
+// device adds its identity, config space and what a chain means (fill()).
 #include <cstdint>
 #include <memory>
-#include <optional>
 
 #include "base/log.h"
 #include "base/result.h"
+#include "virtio/device_core.h"
 #include "virtio/device_counters.h"
-#include "base/throttled_log.h"
-#include "virtio/loop_registration.h"
-#include "virtio/queue.h"
-#include "virtio/virtio_device.h"
 
 namespace microvm {
 
@@ -47,49 +34,32 @@ struct RngCounters : VirtioCounters {
   }
 };
 
-class RngDevice final : public VirtioDevice {
+class RngDevice final : public DeviceCore {
  public:
   [[nodiscard]] static Result<std::unique_ptr<RngDevice>> create(const RngOptions& options);
   ~RngDevice() override { reset(); }
 
   uint32_t device_type() const override;
   uint16_t num_queues() const override { return 1; }
-  uint16_t max_queue_size(uint16_t) const override { return options_.queue_size; }
   uint64_t features() const override;
-  void ack_features(uint64_t features) override { acked_features_ = features & this->features(); }
   // virtio-rng has no config space (§5.4.4): reads are zero, writes ignored.
   void read_config(uint64_t offset, std::span<std::byte> data) const override;
   void write_config(uint64_t, std::span<const std::byte>) override {}
-  [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
-  void reset() override;
-  bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
 
   const RngCounters& counters() const { return counters_; }
-  bool active() const { return active_.has_value(); }
 
  private:
-  explicit RngDevice(const RngOptions& options) : options_(options), log_(options.logger, "virtio-rng") {}
+  explicit RngDevice(const RngOptions& options)
+      : DeviceCore({.name = "virtio-rng", .queue_size = options.queue_size, .logger = options.logger}, counters_),
+        options_(options) {}
 
-  // Kick handler body: serves every available chain, then interrupts if the driver wants one.
-  void process_queue();
+  // Serves every available chain (up to the fairness budget); the core notifies.
+  void on_kick(uint16_t) override;
   // Fills the chain's writable buffers; returns the bytes written (the used length).
   uint32_t fill(const DescriptorChain& chain);
-  void enter_needs_reset(const Error& why);
-
-  struct Active {
-    const GuestMemory* memory;
-    Interrupt* interrupt;
-    Queue queue;
-    int kick_fd;
-    LoopRegistration kick;
-  };
 
   RngOptions options_;
-  ThrottledLog log_;  // guest-triggerable lines, rate-limited per call site
   RngCounters counters_;
-  uint64_t acked_features_ = 0;
-  std::optional<Active> active_;
-  std::atomic<bool> needs_reset_{false};
 };
 
 }  // namespace microvm

@@ -1,0 +1,132 @@
+#include "virtio/device_core.h"
+
+#include <cerrno>
+#include <string>
+
+#include "virtio/virtio_spec.h"
+
+namespace microvm {
+
+Result<void> check_queue_size_option(const char* device, uint16_t queue_size) {
+  if (queue_size == 0 || queue_size > kMaxQueueSize || (queue_size & (queue_size - 1)))
+    return fail(EINVAL, std::string(device) + ": queue size must be a power of 2 up to 32768");
+  return {};
+}
+
+Result<void> DeviceCore::build_queues(const ActivationContext& ctx, std::vector<ActiveQueue>& out) const {
+  const std::string who = core_.name;
+  if (ctx.queues.size() != num_queues())
+    return fail(EINVAL, who + ": expected " + std::to_string(num_queues()) + " queues, got " +
+                            std::to_string(ctx.queues.size()));
+  out.resize(ctx.queues.size());
+  for (uint16_t i = 0; i < ctx.queues.size(); ++i) {
+    const QueueConfig& qc = ctx.queues[i];
+    const std::string q = who + ": queue " + std::to_string(i);
+    if (!qc.ready) {
+      if (queue_required(i)) return fail(EINVAL, q + " is not enabled");
+      continue;
+    }
+    if (qc.size > max_queue_size(i)) return fail(EINVAL, q + " is larger than offered");
+    if (qc.kick_fd < 0) return fail(EINVAL, q + " has no kick fd");
+    auto queue = Queue::create(qc, ctx.features);
+    if (!queue) return std::unexpected(queue.error().context(q));
+    if (auto r = queue->validate_rings(ctx.memory); !r) return std::unexpected(r.error().context(q));
+    out[i].queue.emplace(std::move(*queue));
+    out[i].kick_fd = qc.kick_fd;
+  }
+  return {};
+}
+
+Result<void> DeviceCore::activate(ActivationContext ctx) {
+  if (active_) return fail(EBUSY, std::string(core_.name) + ": already active");
+  std::vector<ActiveQueue> queues;
+  TRY(build_queues(ctx, queues));
+  acked_features_ = ctx.features;
+  needs_reset_.store(false, std::memory_order_release);
+  active_.emplace(Active{&ctx.memory, &ctx.interrupt, &ctx.loop, std::move(queues)});
+  if (auto r = on_activate(); !r) {
+    reset();
+    return r;
+  }
+  for (uint16_t i = 0; i < active_->queues.size(); ++i) {
+    ActiveQueue& aq = active_->queues[i];
+    if (!aq.queue) continue;
+    auto kick = LoopRegistration::add(ctx.loop, aq.kick_fd, EPOLLIN, [this, i, fd = aq.kick_fd](uint32_t) {
+      drain_eventfd(fd);
+      bump(counters_base_.kicks);
+      if (!needs_reset()) on_kick(i);
+    });
+    if (!kick) {
+      reset();
+      return std::unexpected(kick.error().context(std::string(core_.name) + ": registering a kick fd"));
+    }
+    aq.kick = std::move(*kick);
+  }
+  return {};
+}
+
+void DeviceCore::reset() {
+  if (active_) on_reset();
+  active_.reset();  // unregisters every kick fd
+  acked_features_ = 0;
+  needs_reset_.store(false, std::memory_order_release);
+}
+
+Queue* DeviceCore::queue(uint16_t index) {
+  if (!active_ || index >= active_->queues.size() || !active_->queues[index].queue) return nullptr;
+  return &*active_->queues[index].queue;
+}
+
+std::optional<DescriptorChain> DeviceCore::pop(uint16_t index) {
+  Queue* q = queue(index);
+  if (!q || needs_reset()) return std::nullopt;
+  auto popped = q->pop(*active_->memory);
+  if (!popped) {
+    enter_needs_reset(popped.error());
+    return std::nullopt;
+  }
+  if (*popped) bump(counters_base_.chains);
+  return std::move(*popped);
+}
+
+bool DeviceCore::complete(uint16_t index, uint16_t head, uint32_t len) {
+  Queue* q = queue(index);
+  if (!q) return false;
+  if (auto r = q->add_used(*active_->memory, head, len); !r) {
+    enter_needs_reset(r.error());
+    return false;
+  }
+  return true;
+}
+
+void DeviceCore::notify(uint16_t index) {
+  Queue* q = queue(index);
+  if (!q || needs_reset()) return;
+  auto wanted = q->needs_notification(*active_->memory);
+  if (!wanted) return enter_needs_reset(wanted.error());
+  if (*wanted) {
+    bump(counters_base_.interrupts);
+    active_->interrupt->notify_queue(index);
+  }
+}
+
+void DeviceCore::rekick(uint16_t index) {
+  if (active_ && index < active_->queues.size() && active_->queues[index].queue)
+    signal_eventfd(active_->queues[index].kick_fd);
+}
+
+uint32_t DeviceCore::reject_invalid(const DescriptorChain& chain) {
+  bump(counters_base_.bad_chains);
+  log_.warn("bad descriptor chain (head %u): %s", chain.head(), chain.error());
+  return 0;
+}
+
+void DeviceCore::enter_needs_reset(const Error& why) {
+  if (needs_reset_.exchange(true, std::memory_order_acq_rel)) return;
+  bump(counters_base_.ring_errors);
+  log_.warn("queue unusable, device needs reset: %s", why.what.c_str());
+  // §2.1.2: after setting DEVICE_NEEDS_RESET the device sends a config change notification.
+  if (active_) active_->interrupt->notify_config();
+}
+
+}  // namespace microvm

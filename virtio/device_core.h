@@ -1,0 +1,147 @@
+#pragma once
+// The parts every queue-serving virtio device repeats, in one base class:
+//  - feature acknowledgement (acked_features());
+//  - DEVICE_NEEDS_RESET: the flag the transport polls, set once with a config interrupt (§2.1.2);
+//  - activation: one Queue per ready queue, built from the ActivationContext and checked
+//    against the offered size, its kick fd registered on the event loop (the eventfd is
+//    drained, kicks counted, then on_kick() runs);
+//  - reset: on_reset() first (drain in-flight I/O), then every kick registration and queue
+//    state is dropped;
+//  - serving: pop() with ring-error handling, serve() for devices that complete each chain
+//    synchronously (fairness budget and self re-kick included), complete() and notify()
+//    (the EVENT_IDX decision, then the interrupt).
+//
+// A device derives from DeviceCore, implements the identity/config half of VirtioDevice plus
+// on_kick(), and overrides the optional hooks. Its destructor must call reset() so that
+// on_reset() still dispatches to it.
+//
+// Threading: activate(), reset() and the kick handlers run on the event-loop thread (the
+// transport marshals DRIVER_OK and resets there); needs_reset() and counters are read from
+// any thread.
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "base/log.h"
+#include "base/result.h"
+#include "base/throttled_log.h"
+#include "virtio/device_counters.h"
+#include "virtio/loop_registration.h"
+#include "virtio/queue.h"
+#include "virtio/virtio_device.h"
+
+namespace microvm {
+
+struct DeviceCoreOptions {
+  const char* name = "virtio";    // log prefix and error context ("virtio-rng"); a literal
+  uint16_t queue_size = 256;      // max size offered for every queue; a power of 2
+  const Logger* logger = nullptr; // guest-triggerable lines, rate-limited; may be null
+};
+
+// Checks a queue size option the way every device's create() does.
+[[nodiscard]] Result<void> check_queue_size_option(const char* device, uint16_t queue_size);
+
+class DeviceCore : public VirtioDevice {
+ public:
+  uint16_t max_queue_size(uint16_t) const override { return core_.queue_size; }
+  void ack_features(uint64_t features) override { acked_features_ = features & this->features(); }
+  [[nodiscard]] Result<void> activate(ActivationContext ctx) final;
+  void reset() final;
+  bool needs_reset() const final { return needs_reset_.load(std::memory_order_acquire); }
+
+  bool active() const { return active_.has_value(); }
+  uint64_t acked_features() const { return acked_features_; }
+
+ protected:
+  // `counters` is the derived device's counters object (it may not be constructed yet: the
+  // base only keeps the reference).
+  DeviceCore(const DeviceCoreOptions& options, VirtioCounters& counters)
+      : core_(options), log_(options.logger, options.name), counters_base_(counters) {}
+  ~DeviceCore() override = default;
+
+  // --- hooks -------------------------------------------------------------------------------
+  // A queue the device cannot work without: activation fails when it is not ready. Others
+  // (feature-dependent queues) are simply left unserved when the driver did not enable them.
+  virtual bool queue_required(uint16_t) const { return true; }
+  // After the queues are built, before any kick is registered (so no handler runs yet).
+  [[nodiscard]] virtual Result<void> on_activate() { return {}; }
+  // Before queue state is dropped: cancel or drain anything in flight, unregister own fds.
+  virtual void on_reset() {}
+  // The driver kicked queue `index` (or the device re-kicked itself); the eventfd is drained.
+  virtual void on_kick(uint16_t index) = 0;
+
+  // --- serving (only while active) ----------------------------------------------------------
+  const GuestMemory& memory() const { return *active_->memory; }
+  Interrupt& interrupt() const { return *active_->interrupt; }
+  EventLoop& loop() const { return *active_->loop; }
+  // Null if the queue is not enabled (or the device is not active).
+  Queue* queue(uint16_t index);
+
+  // Next chain of queue `index`, counted. nullopt when the ring is empty, or broken (the
+  // device then needs reset: callers stop serving when needs_reset() is true).
+  std::optional<DescriptorChain> pop(uint16_t index);
+  // Publishes one used element. False when the ring broke (the device needs reset).
+  bool complete(uint16_t index, uint16_t head, uint32_t len);
+  // The EVENT_IDX decision for queue `index`, then the interrupt if the driver wants one.
+  void notify(uint16_t index);
+  // Makes the loop call on_kick(index) again after serving other fds: for a device that
+  // stopped early for fairness.
+  void rekick(uint16_t index);
+
+  // Serves queue `index` for devices that complete every chain before the next one:
+  // handle(const DescriptorChain&) gets each valid chain and returns its used length. Invalid
+  // chains complete with length 0 (counted, logged). After `budget` chains the device re-kicks
+  // itself and returns, so a guest refilling the ring as fast as it is drained cannot hog the
+  // loop. Notifies once at the end.
+  template <class Handle>
+  void serve(uint16_t index, uint32_t budget, Handle&& handle) {
+    if (!active_ || needs_reset()) return;
+    for (uint32_t served = 0;; ++served) {
+      if (served == budget) {
+        rekick(index);
+        break;
+      }
+      auto chain = pop(index);
+      if (!chain) {
+        if (needs_reset()) return;
+        break;
+      }
+      uint32_t len = chain->valid() ? handle(*chain) : reject_invalid(*chain);
+      if (!complete(index, chain->head(), len)) return;
+    }
+    notify(index);
+  }
+  // Counts and logs an invalid chain; returns the used length to complete it with (0).
+  uint32_t reject_invalid(const DescriptorChain& chain);
+
+  // The ring is unusable: set DEVICE_NEEDS_RESET and send a config interrupt, once.
+  void enter_needs_reset(const Error& why);
+
+  const ThrottledLog& log() const { return log_; }
+  const char* name() const { return core_.name; }
+
+ private:
+  struct ActiveQueue {
+    std::optional<Queue> queue;  // empty when the driver did not enable it
+    int kick_fd = -1;
+    LoopRegistration kick;
+  };
+  struct Active {
+    const GuestMemory* memory;
+    Interrupt* interrupt;
+    EventLoop* loop;
+    std::vector<ActiveQueue> queues;
+  };
+
+  [[nodiscard]] Result<void> build_queues(const ActivationContext& ctx, std::vector<ActiveQueue>& out) const;
+
+  DeviceCoreOptions core_;
+  ThrottledLog log_;
+  VirtioCounters& counters_base_;
+  uint64_t acked_features_ = 0;
+  std::optional<Active> active_;
+  std::atomic<bool> needs_reset_{false};
+};
+
+}  // namespace microvm
