@@ -165,7 +165,9 @@ echo "memtotal_deflated=$(memtotal)"
   EXPECT_LE(*st->total_memory, 512 * kMiB);
   EXPECT_GE(*st->total_memory, 200 * kMiB);
   EXPECT_LE(*st->free_memory, *st->total_memory);
-  if (st->available_memory) EXPECT_LE(*st->available_memory, *st->total_memory);
+  if (st->available_memory) {
+    EXPECT_LE(*st->available_memory, *st->total_memory);
+  }
   std::printf("[ balloon ] guest statistics: total %llu MiB, free %llu MiB\n",
               static_cast<unsigned long long>(*st->total_memory / kMiB),
               static_cast<unsigned long long>(*st->free_memory / kMiB));

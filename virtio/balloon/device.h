@@ -19,12 +19,10 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/result.h"
-#include "base/throttled_log.h"
 #include "virtio/balloon/request.h"
+#include "virtio/device_core.h"
 #include "virtio/device_counters.h"
 #include "virtio/loop_registration.h"
-#include "virtio/queue.h"
-#include "virtio/virtio_device.h"
 
 namespace microvm {
 
@@ -70,71 +68,55 @@ struct BalloonStatus {
   std::optional<BalloonStatsSnapshot> stats;  // the latest statistics, once the driver sent some
 };
 
-class BalloonDevice final : public VirtioDevice {
+class BalloonDevice final : public DeviceCore {
  public:
   [[nodiscard]] static Result<std::unique_ptr<BalloonDevice>> create(const BalloonOptions& options);
   ~BalloonDevice() override { reset(); }
 
   uint32_t device_type() const override;
   uint16_t num_queues() const override;
-  uint16_t max_queue_size(uint16_t) const override { return options_.queue_size; }
   uint64_t features() const override;
-  void ack_features(uint64_t features) override { acked_features_ = features & this->features(); }
   void read_config(uint64_t offset, std::span<std::byte> data) const override;
   void write_config(uint64_t offset, std::span<const std::byte> data) override;
-  [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
-  void reset() override;
-  bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
 
   // New target (rounded down to 4 KiB pages, capped at guest RAM); tells an active driver
   // with a configuration change interrupt. Loop thread.
   [[nodiscard]] Result<void> set_target_bytes(uint64_t bytes);
   BalloonStatus status() const;
   const BalloonCounters& counters() const { return counters_; }
-  bool active() const { return active_.has_value(); }
 
-  // The role of each queue once features are known.
-  enum class Role { kInflate, kDeflate, kStats, kReporting };
+  // What a queue index means once the features are known.
+  enum class Role { kInflate, kDeflate, kStats, kReporting, kNone };
+  Role role_of(uint16_t index) const;
 
  private:
-  explicit BalloonDevice(const BalloonOptions& options, Fd timer)
-      : options_(options), log_(options.logger, "virtio-balloon"), timer_(std::move(timer)) {}
+  BalloonDevice(const BalloonOptions& options, Fd timer)
+      : DeviceCore({"virtio-balloon", options.queue_size, options.logger}, counters_),
+        options_(options),
+        timer_(std::move(timer)) {}
 
-  struct ActiveQueue {
-    Role role;
-    Queue queue;
-    int kick_fd;
-    LoopRegistration kick;
-  };
-  struct Active {
-    const GuestMemory* memory;
-    Interrupt* interrupt;
-    std::vector<ActiveQueue> queues;
-    uint16_t stats_queue = UINT16_MAX;  // index into queues, or none
-    std::optional<uint16_t> held_stats_head;  // the stats buffer we keep until the next poll
-    LoopRegistration timer;
-  };
+  // Inflate and deflate are always there; stats and reporting only with their features.
+  bool queue_required(uint16_t index) const override { return index < 2; }
+  Result<void> on_activate() override;
+  void on_reset() override;
+  void on_kick(uint16_t index) override;
 
-  void process_queue(size_t index);
-  // Handles one valid chain; returns false when the queue broke.
-  void handle(ActiveQueue& q, const DescriptorChain& chain, bool* hold);
   void release_ranges(const std::vector<BalloonRange>& ranges, bool inflate);
   void report_free(const DescriptorChain& chain);
+  void take_stats(const DescriptorChain& chain);
   void on_stats_timer();
-  void notify(size_t index);
-  void enter_needs_reset(const Error& why);
+  std::optional<uint16_t> stats_index() const;
 
   BalloonOptions options_;
-  ThrottledLog log_;
   Fd timer_;  // timerfd for statistics polling (invalid without stats)
+  LoopRegistration timer_registration_;
+  std::optional<uint16_t> held_stats_head_;  // the stats buffer we keep until the next poll
   BalloonCounters counters_;
-  uint64_t acked_features_ = 0;
   std::atomic<uint32_t> target_pages_{0};
   std::atomic<uint32_t> actual_pages_{0};
+  std::atomic<bool> stats_enabled_{false};
   mutable std::mutex stats_mu_;
   std::optional<BalloonStatsSnapshot> stats_;  // guarded by stats_mu_
-  std::optional<Active> active_;
-  std::atomic<bool> needs_reset_{false};
 };
 
 }  // namespace microvm

@@ -5,20 +5,15 @@
 //
 // Flushes run on the event-loop thread, never on a vCPU: fdatasync of an image the guest
 // dirtied through the mapping may take a while and holds that loop meanwhile.
-#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <optional>
 
 #include "base/log.h"
 #include "base/result.h"
-#include "base/throttled_log.h"
-#include "virtio/device_counters.h"
-#include "virtio/loop_registration.h"
 #include "devices/pmem/pmem_backend.h"
+#include "virtio/device_core.h"
+#include "virtio/device_counters.h"
 #include "virtio/pmem/request.h"
-#include "virtio/queue.h"
-#include "virtio/virtio_device.h"
 
 namespace microvm {
 
@@ -42,7 +37,7 @@ struct PmemCounters : VirtioCounters {
   }
 };
 
-class PmemDevice final : public VirtioDevice {
+class PmemDevice final : public DeviceCore {
  public:
   [[nodiscard]] static Result<std::unique_ptr<PmemDevice>> create(std::unique_ptr<PmemBackend> backend,
                                                                   const PmemOptions& options);
@@ -50,40 +45,25 @@ class PmemDevice final : public VirtioDevice {
 
   uint32_t device_type() const override;
   uint16_t num_queues() const override { return 1; }
-  uint16_t max_queue_size(uint16_t) const override { return options_.queue_size; }
   uint64_t features() const override;
-  void ack_features(uint64_t features) override { acked_features_ = features & this->features(); }
   void read_config(uint64_t offset, std::span<std::byte> data) const override;
   void write_config(uint64_t, std::span<const std::byte>) override {}  // read-only (§5.19.4)
-  [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
-  void reset() override;
-  bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
 
   const PmemCounters& counters() const { return counters_; }
 
  private:
   PmemDevice(std::unique_ptr<PmemBackend> backend, const PmemOptions& options)
-      : options_(options), log_(options.logger, "virtio-pmem"), backend_(std::move(backend)) {}
+      : DeviceCore({"virtio-pmem", options.queue_size, options.logger}, counters_),
+        options_(options),
+        backend_(std::move(backend)) {}
 
-  void process_queue();
-  uint32_t serve(const DescriptorChain& chain);
-  void enter_needs_reset(const Error& why);
-
-  struct Active {
-    const GuestMemory* memory;
-    Interrupt* interrupt;
-    Queue queue;
-    int kick_fd;
-    LoopRegistration kick;
-  };
+  void on_kick(uint16_t index) override;
+  // Serves one valid request; returns the used length (4 with a response, 0 without room for one).
+  uint32_t serve_request(const DescriptorChain& chain);
 
   PmemOptions options_;
-  ThrottledLog log_;
   std::unique_ptr<PmemBackend> backend_;
   PmemCounters counters_;
-  uint64_t acked_features_ = 0;
-  std::optional<Active> active_;
-  std::atomic<bool> needs_reset_{false};
 };
 
 }  // namespace microvm
