@@ -107,7 +107,7 @@ echo "memtotal_deflated=$(memtotal)"
   ASSERT_TRUE(e) << error;
   auto fail_text = [&] { return ::testing::PrintToString(e->lines()) + "\n" + e->log(); };
 
-  ASSERT_TRUE(e->wait_for([](const auto& l) { return has_line(l, "filled="); }, 900s)) << fail_text();
+  ASSERT_TRUE(e->wait_for([](const auto& l) { return has_line(l, "filled="); }, 2400s)) << fail_text();
   uint64_t filled = guest_ram_allocated();
   auto lines = e->lines();
   EXPECT_EQ(value_of(lines, "filled"), "0");

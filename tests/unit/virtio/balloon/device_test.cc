@@ -163,20 +163,21 @@ TEST_F(BalloonDeviceTest, InflateReleasesPagesAndSkipsHostilePfns) {
   constexpr uint64_t kBase = 4 << 20;
   fill(kBase, 64 << 10, 0xab);
   fill(kBase + (64 << 10), 4096, 0xcd);  // a neighbour that stays in the guest
-  uint64_t before = allocated_bytes(*mem);
   std::vector<uint32_t> pfns;
   for (uint32_t i = 0; i < 16; ++i) pfns.push_back(static_cast<uint32_t>(kBase >> 12) + i);
   pfns.push_back(0xffffffff);                        // far past guest RAM
   pfns.push_back(static_cast<uint32_t>(kMem >> 12)); // the first page past the end
   uint16_t head = add_pfns(inflate, pfns);
+  uint64_t before = allocated_bytes(*mem);  // after the request itself was written
   kick(0);
   auto used = inflate.next_used();
   ASSERT_TRUE(used.has_value());
   EXPECT_EQ(used->id, head);
   EXPECT_EQ(used->len, 0u);
+  // Measured before reading the holes back: a read fault on shmem allocates the page again.
+  EXPECT_LE(allocated_bytes(*mem) + (64 << 10), before);
   EXPECT_TRUE(is_zero(kBase, 64 << 10));
   EXPECT_FALSE(is_zero(kBase + (64 << 10), 4096));
-  EXPECT_LE(allocated_bytes(*mem) + (64 << 10), before);
   EXPECT_EQ(value(dev->counters().inflated_pages), 16u);
   EXPECT_EQ(value(dev->counters().bad_pfns), 2u);
   EXPECT_EQ(value(dev->counters().inflate_released_bytes), 64u << 10);
@@ -246,9 +247,9 @@ TEST_F(BalloonDeviceTest, FreePageReportingReleasesRangesAndReturnsThem) {
   ASSERT_TRUE(used.has_value());
   EXPECT_EQ(used->id, head);
   EXPECT_EQ(used->len, 0u);
+  EXPECT_LE(allocated_bytes(*mem) + (2 << 20), before);
   EXPECT_TRUE(is_zero(8 << 20, 2 << 20));
   EXPECT_TRUE(is_zero(12 << 20, 4096));
-  EXPECT_LE(allocated_bytes(*mem) + (2 << 20), before);
   EXPECT_EQ(value(dev->counters().reported_bytes), (2u << 20) + 4096);
   EXPECT_EQ(value(dev->counters().report_released_bytes), (2u << 20) + 4096);
   EXPECT_GE(irq.queue_count(2), 1u);
