@@ -19,6 +19,8 @@
 #include "vmm/kvm.h"
 #include "vmm/kvm_vm_services.h"
 #include "vmm/pmem_write_trap.h"
+#include "devices/vhost/backend_log_relay.h"
+#include "virtio/loop_registration.h"
 
 namespace microvm {
 
@@ -51,6 +53,13 @@ class VirtioWiring final {
   [[nodiscard]] Result<void> setup_pci_root();
   [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what);
   [[nodiscard]] Result<void> add_pmem(const PmemConfig& p, size_t index, uint64_t& next_gpa);
+  [[nodiscard]] Result<void> relay_backend_log(Fd read_end, std::string source);
+
+  // A back end's stderr on its way to our log, while the back end runs.
+  struct Relay {
+    std::unique_ptr<BackendLogRelay> log;
+    LoopRegistration registration;
+  };
 
   Context ctx_;
   KvmVmServices services_;
@@ -60,6 +69,7 @@ class VirtioWiring final {
   std::string cmdline_;
   BalloonDevice* balloon_ = nullptr;
   std::vector<std::unique_ptr<PmemWriteTrap>> pmem_traps_;
+  std::vector<std::unique_ptr<Relay>> relays_;  // after the devices: unregistered first
 };
 
 }  // namespace microvm
