@@ -42,6 +42,9 @@ class VmLauncher {
   [[nodiscard]] virtual Result<void> restore(const std::string& state_path, const RestoreOptions& options) {
     return fail(EINVAL, "this microvm cannot load snapshots");
   }
+  // Vm::set_balloon() and Vm::balloon_stats() on the running Vm.
+  [[nodiscard]] virtual Result<void> set_balloon(uint64_t) { return fail(EINVAL, "no microVM is running"); }
+  [[nodiscard]] virtual Result<BalloonStats> balloon_stats() const { return fail(EINVAL, "no microVM is running"); }
 };
 
 class EventHub;
@@ -77,6 +80,7 @@ class Controller {
   InstanceState state() const { return state_; }
   const InstanceInfo& info() const { return info_; }
   VmLauncher& launcher() { return launcher_; }
+  const VmLauncher& launcher() const { return launcher_; }
 
   // Configuration, editable only while not started.
   VmConfig& config() { return config_; }

@@ -34,6 +34,12 @@ HttpResponse patch_vm_state(Controller& c, const std::string& body);
 // PUT /snapshot/create and PUT /snapshot/load (handlers_snapshot.cc).
 HttpResponse put_snapshot_create(Controller& c, const std::string& body);
 HttpResponse put_snapshot_load(Controller& c, const std::string& body);
+// /balloon and /balloon/statistics (handlers_balloon.cc).
+HttpResponse put_balloon(Controller& c, const std::string& body);
+HttpResponse patch_balloon(Controller& c, const std::string& body);
+HttpResponse get_balloon(const Controller& c);
+HttpResponse patch_balloon_statistics(Controller& c, const std::string& body);
+HttpResponse get_balloon_statistics(const Controller& c);
 
 HttpResponse no_content();
 

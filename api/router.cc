@@ -52,6 +52,17 @@ HttpResponse dispatch(Controller& c, const HttpRequest& r) {
   if (p == "/vm") return m == "PATCH" ? patch_vm_state(c, r.body) : method_not_allowed(r, "PATCH");
   if (p == "/snapshot/create") return m == "PUT" ? put_snapshot_create(c, r.body) : method_not_allowed(r, "PUT");
   if (p == "/snapshot/load") return m == "PUT" ? put_snapshot_load(c, r.body) : method_not_allowed(r, "PUT");
+  if (p == "/balloon") {
+    if (m == "GET") return get_balloon(c);
+    if (m == "PUT") return put_balloon(c, r.body);
+    if (m == "PATCH") return patch_balloon(c, r.body);
+    return method_not_allowed(r, "GET, PUT, PATCH");
+  }
+  if (p == "/balloon/statistics") {
+    if (m == "GET") return get_balloon_statistics(c);
+    if (m == "PATCH") return patch_balloon_statistics(c, r.body);
+    return method_not_allowed(r, "GET, PATCH");
+  }
   if (p == "/logger") return m == "PUT" ? put_logger(c, r.body) : method_not_allowed(r, "PUT");
   if (p == "/metrics") {
     if (m == "GET") return get_metrics(c);

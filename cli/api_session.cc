@@ -108,6 +108,14 @@ class MainThreadLauncher : public api::VmLauncher {
     std::lock_guard lock(mu_);
     return vm_ ? vm_->metrics() : std::vector<MetricGroup>{};
   }
+  Result<void> set_balloon(uint64_t bytes) override {
+    return with_vm([bytes](Vm& vm) { return vm.set_balloon(bytes); });
+  }
+  Result<BalloonStats> balloon_stats() const override {
+    std::lock_guard lock(mu_);
+    if (!vm_) return fail(EINVAL, "no microVM is running");
+    return vm_->balloon_stats();
+  }
 
   // Main thread: the next start request, or nullopt when asked to stop (API or signal).
   std::optional<StartRequest> wait_for_start() {
@@ -156,7 +164,7 @@ class MainThreadLauncher : public api::VmLauncher {
   }
 
   FileWorker worker_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::optional<StartRequest> request_;
   std::optional<Result<void>> answer_;

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/api_client.h"
+#include "cli/size_arg.h"
 #include "microvm/vm.h"
 
 namespace microvm {
@@ -156,6 +157,10 @@ int ctl_command(int argc, char** argv) {
   snapshot->add_option("DIR", snapshot_dir, "Directory for the snapshot (created if missing)")->required();
   snapshot->add_flag("--keep-paused", keep_paused, "Leave the microVM paused afterwards");
   snapshot->fallthrough();
+  std::string balloon_size;
+  CLI::App* balloon = app.add_subcommand("balloon", "Resize the balloon (PATCH /balloon): SIZE like 128M; 0 deflates it");
+  balloon->add_option("SIZE", balloon_size, "Memory the guest gives back (a bare number is MiB)")->required();
+  balloon->fallthrough();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -166,6 +171,27 @@ int ctl_command(int argc, char** argv) {
     return kExitUsage;
   }
   if (snapshot->parsed()) return ctl_snapshot(sock, snapshot_dir, keep_paused, json);
+  if (balloon->parsed()) {
+    auto bytes = parse_size(balloon_size, 1ull << 20);
+    if (!bytes) {
+      std::fprintf(stderr, "microvm ctl balloon: %s\n", bytes.error().what.c_str());
+      return kExitUsage;
+    }
+    uint64_t mib = *bytes >> 20;
+    auto reply = api_request(sock, "PATCH", "/balloon", "{\"amount_mib\":" + std::to_string(mib) + "}");
+    if (!reply) {
+      std::fprintf(stderr, "microvm ctl: %s\n", reply.error().what.c_str());
+      return kExitError;
+    }
+    if (reply->status >= 300) {
+      if (json) std::printf("%s\n", reply->body.c_str());
+      std::fprintf(stderr, "microvm ctl: %s\n", fault_text(*reply).c_str());
+      return kExitError;
+    }
+    if (json) std::printf("{}\n");
+    else std::printf("balloon target %llu MiB\n", static_cast<unsigned long long>(mib));
+    return 0;
+  }
   const Command* cmd = nullptr;
   for (const auto& c : commands) {
     if (c.app->parsed()) cmd = &c;

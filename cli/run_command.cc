@@ -17,6 +17,7 @@
 #include "cli/graceful_shutdown.h"
 #include "cli/jail_launcher.h"
 #include "base/rate_limit_spec.h"
+#include "cli/memory_device_args.h"
 #include "cli/qemu_args.h"
 #include "cli/size_arg.h"
 #include "devices/block/disk_spec.h"
@@ -171,6 +172,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   std::vector<std::string> disks;
   std::vector<std::string> shares;
   std::vector<std::string> nets;
+  std::vector<std::string> pmems;
+  std::string balloon;
   std::string log_level = "warn";
   bool no_rng = false;
   std::string console = "serial";
@@ -223,6 +226,14 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--share", shares,
                  "HOSTDIR[,tag=TAG][,readonly=on] | socket=PATH,tag=TAG: a host folder over virtio-fs "
                  "(guest: mount -t virtiofs TAG /mnt); repeatable");
+  app.add_option("--balloon", balloon,
+                 "[size=SIZE][,deflate-on-oom=on][,free-page-reporting=on][,stats=SECONDS]: a virtio-balloon "
+                 "device; SIZE is what the guest gives back at start (a bare number is MiB), resized at run time "
+                 "through the API (microvm ctl balloon SIZE)")
+      ->expected(0, 1);
+  app.add_option("--pmem", pmems,
+                 "PATH[,readonly=on]: a file (size a multiple of 2 MiB) mapped into guest memory as virtio-pmem "
+                 "(guest: /dev/pmemN, mount -o dax); repeatable");
   app.add_option("--virtiofsd", opts.vm.virtiofsd_path, "virtiofsd binary (default: on PATH, else /usr/lib/qemu/virtiofsd)");
   app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
       ->default_str("pci");
@@ -344,6 +355,13 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     opts.vm.shares.push_back(ShareConfig{spec->host_dir, spec->tag, spec->read_only, spec->socket_path});
   }
   for (const auto& n : nets) opts.vm.nets.push_back(TRY(parse_net_arg(n)));
+  if (app.count("--balloon")) {
+    auto b = parse_balloon_arg(balloon);
+    if (!b) return std::unexpected(b.error());
+    if (b->size_bytes > opts.vm.memory_bytes) return fail(EINVAL, "--balloon size is larger than --memory");
+    opts.vm.balloon = *b;
+  }
+  for (const auto& p : pmems) opts.vm.pmems.push_back(TRY(parse_pmem_arg(p)));
   opts.vm.log_level = log_level == "error" ? LogLevel::kError
                       : log_level == "info" ? LogLevel::kInfo
                       : log_level == "debug" ? LogLevel::kDebug

@@ -1,6 +1,7 @@
 #include "memory/guest_memory.h"
 
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -233,6 +234,43 @@ Result<void> GuestMemory::write(GuestAddress addr, std::span<const std::byte> in
   auto dst = TRY(translate(addr, in.size()));
   std::memcpy(dst.data(), in.data(), in.size());
   return {};
+}
+
+uint64_t GuestMemory::discard_granularity() const {
+  return backing_ == MemoryBacking::kHugetlb ? kHugePage : 4096;
+}
+
+Result<uint64_t> GuestMemory::discard(GuestAddress addr, uint64_t len) const {
+  auto host = TRY(translate(addr, len));
+  return discard_host(host);
+}
+
+Result<uint64_t> GuestMemory::discard_host(std::span<std::byte> host) const {
+  const std::byte* p = host.data();
+  for (const auto& r : regions_) {
+    if (p < r.host || static_cast<uint64_t>(p - r.host) >= r.size) continue;
+    uint64_t offset = static_cast<uint64_t>(p - r.host);
+    if (host.size() > r.size - offset) return fail(EFAULT, "discard: range crosses the end of a RAM region");
+    // Whole pages only: a partial page still holds guest data next to the range.
+    uint64_t g = discard_granularity();
+    uint64_t start = (offset + g - 1) / g * g;
+    uint64_t end = (offset + host.size()) / g * g;
+    if (end <= start) return uint64_t{0};
+    uint64_t n = end - start;
+    if (backing_ == MemoryBacking::kAnonymous) {
+      // Private anonymous memory: dropping the pages frees them; the next touch maps zeros.
+      if (::madvise(r.host + start, n, MADV_DONTNEED) < 0) return fail_errno("discard: madvise(MADV_DONTNEED)");
+    } else {
+      // Shared memfd/hugetlbfs: MADV_DONTNEED would only unmap our view and keep the page
+      // cache. Punching the hole frees the pages and zaps every mapping of them (vhost-user
+      // back ends included); the file keeps its sealed size.
+      if (::fallocate(fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(r.fd_offset + start),
+                      static_cast<off_t>(n)) < 0)
+        return fail_errno("discard: fallocate(PUNCH_HOLE) on guest RAM");
+    }
+    return n;
+  }
+  return fail(EFAULT, "discard: host range is not guest RAM");
 }
 
 uint64_t GuestMemory::total_size() const {

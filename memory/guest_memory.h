@@ -83,6 +83,14 @@ class GuestMemory {
     return {};
   }
   [[nodiscard]] Result<void> read(GuestAddress addr, std::span<std::byte> out) const;
+  // Gives host memory behind guest RAM back to the host (balloon inflation, free page
+  // reporting): the guest reads zeros there afterwards. Only whole pages of the backing's
+  // granularity inside the range are released (4 KiB, or 2 MiB on hugetlbfs); the rest is left
+  // alone. Returns the bytes released. `host` must lie inside one region (checked).
+  [[nodiscard]] Result<uint64_t> discard(GuestAddress addr, uint64_t len) const;
+  [[nodiscard]] Result<uint64_t> discard_host(std::span<std::byte> host) const;
+  // Granularity discard() works at: the page size of the backing.
+  uint64_t discard_granularity() const;
   [[nodiscard]] Result<void> write(GuestAddress addr, std::span<const std::byte> in) const;
 
   std::span<const GuestRegion> regions() const { return regions_; }

@@ -11,6 +11,8 @@ inline constexpr uint32_t VIRTIO_ID_NET = 1;
 inline constexpr uint32_t VIRTIO_ID_BLOCK = 2;
 inline constexpr uint32_t VIRTIO_ID_CONSOLE = 3;
 inline constexpr uint32_t VIRTIO_ID_RNG = 4;
+inline constexpr uint32_t VIRTIO_ID_BALLOON = 5;
+inline constexpr uint32_t VIRTIO_ID_PMEM = 27;
 
 // Device status bits (§2.1).
 inline constexpr uint8_t VIRTIO_CONFIG_S_ACKNOWLEDGE = 1;

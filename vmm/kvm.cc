@@ -156,9 +156,11 @@ Result<VmFd> Kvm::create_vm() const {
   return VmFd(Fd(fd));
 }
 
-Result<void> VmFd::set_user_memory_region(uint32_t slot, uint64_t guest_addr, uint64_t size, void* host) const {
+Result<void> VmFd::set_user_memory_region(uint32_t slot, uint64_t guest_addr, uint64_t size, void* host,
+                                          bool read_only) const {
   kvm_userspace_memory_region r{};
   r.slot = slot;
+  r.flags = read_only ? KVM_MEM_READONLY : 0;
   r.guest_phys_addr = guest_addr;
   r.memory_size = size;
   r.userspace_addr = reinterpret_cast<uint64_t>(host);

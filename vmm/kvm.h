@@ -96,7 +96,9 @@ struct MsiRoute {
 class VmFd {
  public:
   int fd() const { return fd_.get(); }
-  [[nodiscard]] Result<void> set_user_memory_region(uint32_t slot, uint64_t guest_addr, uint64_t size, void* host) const;
+  // `read_only`: KVM_MEM_READONLY, guest writes exit to us as MMIO (virtio-pmem readonly=on).
+  [[nodiscard]] Result<void> set_user_memory_region(uint32_t slot, uint64_t guest_addr, uint64_t size, void* host,
+                                                    bool read_only = false) const;
   [[nodiscard]] Result<void> create_irqchip() const;
   [[nodiscard]] Result<void> create_pit2() const;
   [[nodiscard]] Result<void> set_tss_addr(uint64_t addr) const;

@@ -47,6 +47,8 @@ class Machine final : public Vm {
   Result<void> request_shutdown() override;
   VmInfo info() const override;
   std::vector<MetricGroup> metrics() const override;
+  Result<void> set_balloon(uint64_t bytes) override;
+  Result<BalloonStats> balloon_stats() const override;
   BootTimes boot_times() const override;
   void set_time_origin(std::chrono::steady_clock::time_point origin) override { origin_ = origin; }
 

@@ -16,6 +16,8 @@
 #include <time.h>
 
 #include "microvm/guest_abi.h"
+#include "virtio/balloon/balloon_spec.h"
+#include "virtio/balloon/device.h"
 #include "vmm/machine.h"
 #include "vmm/virtio_wiring.h"
 
@@ -168,6 +170,46 @@ Result<void> Machine::request_shutdown() {
   });
   emit("shutdown-requested", "ACPI power button");
   return {};
+}
+
+Result<void> Machine::set_balloon(uint64_t bytes) {
+  BalloonDevice* balloon = virtio_ ? virtio_->balloon() : nullptr;
+  if (!balloon) return fail(EINVAL, "this VM has no balloon device (--balloon)");
+  if (bytes > memory_->total_size()) return fail(EINVAL, "balloon size is larger than guest memory");
+  VmState s = state_.load();
+  if (s == VmState::kStopped || control_.load() == kControlExit) return fail("balloon: the VM has stopped");
+  if (s == VmState::kCreated) return balloon->set_target_bytes(bytes);  // nothing runs yet: set it here
+  // The device and its interrupt belong to the loop thread; the new target is in place (and
+  // the guest told) once the loop gets to it, also after a resume when paused.
+  loop_->post([this, balloon, bytes] {
+    if (auto r = balloon->set_target_bytes(bytes); !r) log_.log(LogLevel::kWarn, "balloon: %s", r.error().what.c_str());
+  });
+  return {};
+}
+
+Result<BalloonStats> Machine::balloon_stats() const {
+  BalloonDevice* balloon = virtio_ ? virtio_->balloon() : nullptr;
+  if (!balloon) return fail(EINVAL, "this VM has no balloon device (--balloon)");
+  BalloonStatus st = balloon->status();
+  BalloonStats out;
+  out.target_bytes = uint64_t{st.target_pages} * kBalloonPageSize;
+  out.actual_bytes = uint64_t{st.actual_pages} * kBalloonPageSize;
+  out.inflate_released_bytes = value(balloon->counters().inflate_released_bytes);
+  out.report_released_bytes = value(balloon->counters().report_released_bytes);
+  if (st.stats) {
+    const auto& v = st.stats->values;
+    out.swap_in = v[VIRTIO_BALLOON_S_SWAP_IN];
+    out.swap_out = v[VIRTIO_BALLOON_S_SWAP_OUT];
+    out.major_faults = v[VIRTIO_BALLOON_S_MAJFLT];
+    out.minor_faults = v[VIRTIO_BALLOON_S_MINFLT];
+    out.free_memory = v[VIRTIO_BALLOON_S_MEMFREE];
+    out.total_memory = v[VIRTIO_BALLOON_S_MEMTOT];
+    out.available_memory = v[VIRTIO_BALLOON_S_AVAIL];
+    out.disk_caches = v[VIRTIO_BALLOON_S_CACHES];
+    out.hugetlb_allocations = v[VIRTIO_BALLOON_S_HTLB_PGALLOC];
+    out.hugetlb_failures = v[VIRTIO_BALLOON_S_HTLB_PGFAIL];
+  }
+  return out;
 }
 
 VmInfo Machine::info() const {

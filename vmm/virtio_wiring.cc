@@ -8,7 +8,10 @@
 #include "devices/vhost/virtiofsd_process.h"
 #include "devices/net/open_net.h"
 #include "microvm/guest_abi.h"
+#include "devices/pmem/pmem_image.h"
+#include "virtio/balloon/device.h"
 #include "virtio/blk/device.h"
+#include "virtio/pmem/device.h"
 #include "virtio/fs/device.h"
 #include "virtio/net/device.h"
 #include "devices/console/port_spec.h"
@@ -24,6 +27,12 @@ namespace {
 // RTC, 9 the ACPI SCI), so the guest treats them as edge-triggered like our irqfds.
 constexpr uint32_t kMmioGsis[] = {5, 6, 7, 10, 11, 12, 13, 14, 15};
 constexpr uint64_t kMmioSlotSize = 0x1000;
+// virtio-pmem regions go above all RAM, each at a 1 GiB boundary: Linux maps them with struct
+// pages (memremap_pages) for DAX, which wants at least 2 MiB (subsection) alignment, and
+// QEMU-style 1 GiB spacing keeps them clear of any RAM layout change. KVM slots 0-7 are RAM.
+constexpr uint64_t kPmemAlign = 1ull << 30;
+constexpr uint32_t kFirstPmemSlot = 8;
+constexpr size_t kMaxPmems = 8;
 
 Result<DiskOptions> disk_options(const DiskConfig& d, bool sandbox, const Logger& log) {
   DiskOptions o;
@@ -191,6 +200,24 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     TRY(w->attach(std::move(*device), "virtio-fs", "fs_" + tag, nullptr));
   }
   TRY(w->setup_console());
+  if (config.balloon) {
+    BalloonOptions b;
+    b.target_bytes = config.balloon->size_bytes;
+    b.guest_memory_bytes = w->ctx_.memory.total_size();
+    b.deflate_on_oom = config.balloon->deflate_on_oom;
+    b.free_page_reporting = config.balloon->free_page_reporting;
+    b.stats_interval_s = config.balloon->stats_interval_s;
+    b.logger = &w->ctx_.log;
+    auto device = BalloonDevice::create(b);
+    if (!device) return std::unexpected(device.error().context("--balloon"));
+    w->balloon_ = device->get();
+    const BalloonDevice* dev = device->get();
+    TRY(w->attach(std::move(*device), "virtio-balloon", "balloon", [dev](MetricGroup& g) { append(g, dev->counters()); }));
+  }
+  if (config.pmems.size() > kMaxPmems) return fail("at most " + std::to_string(kMaxPmems) + " --pmem devices");
+  uint64_t next_gpa = MICROVM_HIGH_RAM_START;
+  for (const auto& r : w->ctx_.memory.regions()) next_gpa = std::max(next_gpa, r.end().raw());
+  for (size_t i = 0; i < config.pmems.size(); ++i) TRY(w->add_pmem(config.pmems[i], i, next_gpa));
   if (config.rng) {
     RngOptions rng;
     rng.logger = &w->ctx_.log;
@@ -233,6 +260,35 @@ Result<void> VirtioWiring::setup_console() {
   TRY((*device)->start_backends(ctx_.loop));
   const ConsoleDevice* dev = device->get();
   return attach(std::move(*device), "virtio-console", "console_ports", [dev](MetricGroup& g) { append(g, dev->counters()); });
+}
+
+Result<void> VirtioWiring::add_pmem(const PmemConfig& p, size_t index, uint64_t& next_gpa) {
+  auto image = PmemImage::open(p.path, p.read_only);
+  if (!image) return std::unexpected(image.error());
+  uint64_t gpa = (next_gpa + kPmemAlign - 1) / kPmemAlign * kPmemAlign;
+  uint64_t size = (*image)->size();
+  next_gpa = gpa + size;
+  // The guest reaches the file through its own KVM slot; the mapping lives in the image,
+  // which the device (and so the transport) owns until after the VM is gone.
+  TRY(ctx_.vm.set_user_memory_region(kFirstPmemSlot + static_cast<uint32_t>(index), gpa, size, (*image)->host(),
+                                     p.read_only));
+  if (p.read_only) {
+    auto trap = std::make_unique<PmemWriteTrap>(p.path, &ctx_.log);
+    TRY(ctx_.mmio.add(gpa, size, trap.get()));
+    pmem_traps_.push_back(std::move(trap));
+  }
+  ctx_.log.log(LogLevel::kInfo, "pmem %s: %llu MiB at guest-physical 0x%llx%s", p.path.c_str(),
+               static_cast<unsigned long long>(size >> 20), static_cast<unsigned long long>(gpa),
+               p.read_only ? " (read-only)" : "");
+  PmemOptions o;
+  o.start = gpa;
+  o.size = size;
+  o.logger = &ctx_.log;
+  auto device = PmemDevice::create(std::move(*image), o);
+  if (!device) return std::unexpected(device.error().context("--pmem " + p.path));
+  const PmemDevice* dev = device->get();
+  return attach(std::move(*device), "virtio-pmem", "pmem" + std::to_string(index),
+                [dev](MetricGroup& g) { append(g, dev->counters()); });
 }
 
 Result<void> VirtioWiring::relay_backend_log(Fd read_end, std::string source) {

@@ -19,10 +19,13 @@
 #include "vmm/io_bus.h"
 #include "vmm/kvm.h"
 #include "vmm/kvm_vm_services.h"
+#include "vmm/pmem_write_trap.h"
 #include "devices/vhost/backend_log_relay.h"
 #include "virtio/loop_registration.h"
 
 namespace microvm {
+
+class BalloonDevice;
 
 class VirtioWiring final {
  public:
@@ -47,6 +50,8 @@ class VirtioWiring final {
   // Appends one group per device ("block_ID", "net_ID", "rng", "fs_TAG") plus the "block"
   // and "net" totals. Relaxed atomic reads only: safe from any thread while devices run.
   void metrics(std::vector<MetricGroup>& out) const;
+  // The balloon device (owned by its transport), or null. Its control calls run on the loop.
+  BalloonDevice* balloon() const { return balloon_; }
 
  private:
   explicit VirtioWiring(Context ctx) : ctx_(std::move(ctx)), services_(ctx_.vm) {}
@@ -57,6 +62,8 @@ class VirtioWiring final {
   [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what, std::string group,
                                     CounterFn counters);
   [[nodiscard]] Result<void> setup_console();
+  [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what);
+  [[nodiscard]] Result<void> add_pmem(const PmemConfig& p, size_t index, uint64_t& next_gpa);
   [[nodiscard]] Result<void> relay_backend_log(Fd read_end, std::string source);
 
   // A back end's stderr on its way to our log, while the back end runs.
@@ -81,6 +88,7 @@ class VirtioWiring final {
     const TransportCounters* transport;
   };
   std::vector<MetricSource> metric_sources_;
+  [[nodiscard]] Result<void> add_pmem(const PmemConfig& p, size_t index, uint64_t& next_gpa);
   std::vector<std::unique_ptr<Relay>> relays_;  // after the devices: unregistered first
 };
 

@@ -73,6 +73,20 @@ struct SerialPortConfig {
   bool pty = false;         // a new pseudo-terminal; its path is logged (warn level: "--serial-port NAME: pty PATH")
 };
 
+// A virtio-balloon device (see README "Memory balloon").
+struct BalloonConfig {
+  uint64_t size_bytes = 0;           // initial target: memory the guest should give back
+  bool deflate_on_oom = false;       // the guest may take balloon pages back under memory pressure
+  bool free_page_reporting = false;  // the guest reports free memory, which the host releases
+  uint32_t stats_interval_s = 0;     // statistics polling period; 0: no statistics queue
+};
+
+// A virtio-pmem device: `path` mapped into guest-physical memory, the guest's /dev/pmemN.
+struct PmemConfig {
+  std::string path;        // a regular file, its size a multiple of 2 MiB
+  bool read_only = false;  // mapped read-only for the guest; several VMs may share the file
+};
+
 enum class Transport { kPci, kMmio };
 
 // Something a running Vm reports to its owner (VmConfig::on_event). `type` is one of
@@ -111,6 +125,8 @@ struct VmConfig {
   IoLimit rng_rate_limit;                  // its bytes and requests per second; over it requests wait
   std::vector<ShareConfig> shares;         // virtio-fs shared folders
   std::string virtiofsd_path;              // empty: virtiofsd on PATH, else /usr/lib/qemu/virtiofsd
+  std::optional<BalloonConfig> balloon;    // a virtio-balloon device
+  std::vector<PmemConfig> pmems;           // virtio-pmem devices, in order (/dev/pmem0, ...)
 
   // Console: the UART reads `console_in` and writes `console_out`; -1 disconnects either.
   int console_in = 0;
@@ -203,6 +219,19 @@ struct VmInfo {
   std::chrono::microseconds uptime{0};
 };
 
+// The balloon as the device sees it, and the guest's latest statistics (Firecracker's
+// names; a value is unset until the guest reported it).
+struct BalloonStats {
+  uint64_t target_bytes = 0;  // what the host asked for
+  uint64_t actual_bytes = 0;  // what the guest says the balloon holds
+  std::optional<uint64_t> swap_in, swap_out, major_faults, minor_faults;
+  std::optional<uint64_t> free_memory, total_memory, available_memory, disk_caches;
+  std::optional<uint64_t> hugetlb_allocations, hugetlb_failures;
+  // Host memory given back so far: by inflation, and by free page reporting.
+  uint64_t inflate_released_bytes = 0;
+  uint64_t report_released_bytes = 0;
+};
+
 // Microseconds since the Vm was created (or since `process_start` when given).
 struct BootTimes {
   std::optional<uint64_t> first_kvm_run_us;
@@ -281,6 +310,15 @@ class Vm {
   [[nodiscard]] virtual Result<void> snapshot(const std::string& dir, bool resume_after = true) = 0;
   // Firecracker's form: the VM must be paused; the state and the memory go to the two paths.
   [[nodiscard]] virtual Result<void> save_snapshot(const std::string& state_path, const std::string& memory_path) = 0;
+  // Sets the balloon's target size (VmConfig::balloon must be set): the guest driver inflates
+  // or deflates towards it in the background. Error without a balloon or for a size larger
+  // than guest memory. Thread-safe.
+  [[nodiscard]] virtual Result<void> set_balloon(uint64_t bytes) {
+    (void)bytes;
+    return fail(EINVAL, "this VM has no balloon device");
+  }
+  // Target, actual size and the latest guest statistics. Thread-safe.
+  [[nodiscard]] virtual Result<BalloonStats> balloon_stats() const { return fail(EINVAL, "this VM has no balloon device"); }
   // A snapshot of state, vCPU count, memory size and uptime. Thread-safe.
   virtual VmInfo info() const = 0;
   // Every counter the VMM keeps (README "Metrics"): relaxed atomic reads, no lock a device
