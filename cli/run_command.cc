@@ -16,6 +16,7 @@
 #include "devices/block/disk_spec.h"
 #include "devices/vhost/share_spec.h"
 #include "devices/net/net_arg.h"
+#include "devices/vsock/vsock_arg.h"
 #include "cli/terminal.h"
 #include "cli/api_session.h"
 #include "api/config_file.h"
@@ -140,6 +141,7 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   std::vector<std::string> disks;
   std::vector<std::string> shares;
   std::vector<std::string> nets;
+  std::string vsock;
   std::string log_level = "warn";
   bool no_rng = false;
   std::string sandbox = "on";
@@ -169,6 +171,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--share", shares,
                  "HOSTDIR[,tag=TAG][,readonly=on] | socket=PATH,tag=TAG: a host folder over virtio-fs "
                  "(guest: mount -t virtiofs TAG /mnt); repeatable");
+  app.add_option("--vsock", vsock,
+                 "cid=N,socket=PATH: a virtio-vsock device (guest CID N >= 3). Guest connections to host port P "
+                 "go to the Unix socket PATH_P; host clients connect to PATH and send \"CONNECT <port>\\n\" "
+                 "(Firecracker's conventions)");
   app.add_option("--virtiofsd", opts.vm.virtiofsd_path, "virtiofsd binary (default: on PATH, else /usr/lib/qemu/virtiofsd)");
   app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
       ->default_str("pci");
@@ -216,6 +222,11 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     opts.vm.shares.push_back(ShareConfig{spec->host_dir, spec->tag, spec->read_only, spec->socket_path});
   }
   for (const auto& n : nets) opts.vm.nets.push_back(TRY(parse_net_arg(n)));
+  if (!vsock.empty()) {
+    auto v = parse_vsock_arg(vsock);
+    if (!v) return fail(EINVAL, "--vsock " + vsock + ": " + v.error().what);
+    opts.vm.vsock = *v;
+  }
   opts.vm.log_level = log_level == "error" ? LogLevel::kError
                       : log_level == "info" ? LogLevel::kInfo
                       : log_level == "debug" ? LogLevel::kDebug

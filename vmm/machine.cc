@@ -88,6 +88,7 @@ Result<void> Machine::setup_sandbox() {
   }
   for (const auto& s : config_.shares)
     if (!s.host_dir.empty()) needs.child_processes = true;
+  needs.vsock = config_.vsock.has_value();
   auto vcpu_policy = policy_for(ThreadRole::kVcpu, needs);
   auto loop_policy = policy_for(ThreadRole::kEventLoop, needs);
   auto vcpu = SeccompProgram::compile(vcpu_policy);

@@ -11,6 +11,8 @@
 #include "virtio/fs/device.h"
 #include "virtio/net/device.h"
 #include "virtio/rng/device.h"
+#include "virtio/vsock/device.h"
+#include "devices/vsock/unix_vsock_backend.h"
 
 namespace microvm {
 namespace {
@@ -119,6 +121,16 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     auto device = open_share(s, config.virtiofsd_path, w->ctx_.log);
     if (!device) return std::unexpected(device.error().context("--share " + (s.host_dir.empty() ? s.socket_path : s.host_dir)));
     TRY(w->attach(std::move(*device), "virtio-fs"));
+  }
+  if (config.vsock) {
+    auto backend = UnixVsockBackend::create(config.vsock->socket_path);
+    if (!backend) return std::unexpected(backend.error().context("--vsock"));
+    VsockOptions vs;
+    vs.guest_cid = config.vsock->guest_cid;
+    vs.logger = &w->ctx_.log;
+    auto device = VsockDevice::create(std::move(*backend), vs);
+    if (!device) return std::unexpected(device.error().context("--vsock"));
+    TRY(w->attach(std::move(*device), "virtio-vsock"));
   }
   if (config.rng) {
     RngOptions rng;

@@ -56,6 +56,14 @@ struct ShareConfig {
   std::string socket_path;  // instead of host_dir: an already-running vhost-user-fs backend
 };
 
+// A virtio-vsock device (see README "vsock"), host side on Unix sockets as in Firecracker:
+// guest connections to host port P go to "<socket_path>_P"; host clients connect to
+// socket_path and write "CONNECT <port>\n".
+struct VsockConfig {
+  uint64_t guest_cid = 3;   // >= 3
+  std::string socket_path;  // bound (a stale socket file there is replaced) when the VM is built
+};
+
 enum class Transport { kPci, kMmio };
 
 struct VmConfig {
@@ -71,6 +79,7 @@ struct VmConfig {
   std::vector<NetConfig> nets;             // virtio-net devices, in order
   bool rng = true;                         // a virtio-rng device
   std::vector<ShareConfig> shares;         // virtio-fs shared folders
+  std::optional<VsockConfig> vsock;        // a virtio-vsock device
   std::string virtiofsd_path;              // empty: virtiofsd on PATH, else /usr/lib/qemu/virtiofsd
 
   // Console: the UART reads `console_in` and writes `console_out`; -1 disconnects either.

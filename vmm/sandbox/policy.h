@@ -23,7 +23,8 @@ struct SandboxNeeds {
   bool user_net = false;       // libslirp: guest connections become host sockets
   bool child_processes = false;  // virtiofsd children: reaped (WNOHANG) when a backend hangs up
   bool tap_net = false;        // tap offload changes when the guest negotiates features
-  bool vhost_net = false;      // vhost-net ring setup on activation
+  bool vhost_net = false;
+  bool vsock = false;          // virtio-vsock: AF_UNIX stream connects (PATH_P) and accepts (PATH)      // vhost-net ring setup on activation
   int pid = 0;                 // this process: signals only to its own threads
 };
 
