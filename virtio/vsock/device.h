@@ -22,6 +22,7 @@
 //    the excess dropped and counted (RSTs for unknown connections first to go).
 //
 // Threading: as every device (virtio/README.md): activate/reset/processing on the loop thread.
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -51,7 +52,7 @@ struct VsockOptions {
   uint32_t max_payload = 64 << 10;         // largest packet payload either way
   uint32_t max_connections = 256;          // total (each holds one host fd)
   uint32_t max_connections_per_port = 128; // per host service port / guest listening port
-  uint32_t max_pending_host = 32;          // host clients not yet connected through
+  uint32_t max_pending_host = 128;         // host clients not yet connected through
   uint32_t max_control_packets = 1024;     // control packets waiting for RX buffers
   uint32_t packets_per_wakeup = 256;       // fairness: packets per direction per wakeup
   const Logger* logger = nullptr;          // may be null
@@ -128,6 +129,12 @@ class VsockDevice final : public VirtioDevice {
   bool active() const { return active_.has_value(); }
   size_t connection_count() const { return conns_.size(); }
   size_t pending_host_clients() const { return pending_.size(); }
+  // The most guest bytes any connection holds for its host socket (<= buf_alloc by credit).
+  uint64_t max_buffered_bytes() const {
+    uint64_t m = 0;
+    for (const auto& [key, c] : conns_) m = std::max<uint64_t>(m, c->out_pending());
+    return m;
+  }
 
  private:
   VsockDevice(std::unique_ptr<VsockBackend> backend, const VsockOptions& options);
