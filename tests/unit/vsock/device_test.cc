@@ -213,6 +213,7 @@ TEST_F(VsockDeviceTest, GuestConnectsAndDataFlowsBothWaysIntact) {
       if (chunk == 0) break;
       drv->send(hdr(5000, 1234, VIRTIO_VSOCK_OP_RW, chunk, kGuestBuf, static_cast<uint32_t>(got)),
                 std::span(to_host.data() + sent, chunk), i % 2 == 1);
+      advertised = got;  // every packet carries the guest's fwd_cnt, not only credit updates
       sent += chunk;
       tx_cnt += chunk;
     }
