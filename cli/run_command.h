@@ -16,6 +16,7 @@ struct RunOptions {
   std::string api_sock;  // serve the REST API here (api/README.md)
   bool no_api = false;
   std::string config_file;  // Firecracker's JSON config: the VM starts at once from it
+  std::vector<std::string> notes;  // QEMU spellings that were rewritten (printed on stderr)
 };
 
 // Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an
