@@ -24,6 +24,7 @@
 #include "devices/console/port_spec.h"
 #include "devices/vhost/share_spec.h"
 #include "devices/net/net_arg.h"
+#include "devices/vsock/vsock_arg.h"
 #include "cli/terminal.h"
 #include "cli/api_session.h"
 #include "api/config_file.h"
@@ -174,6 +175,7 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   std::vector<std::string> nets;
   std::vector<std::string> pmems;
   std::string balloon;
+  std::string vsock;
   std::string log_level = "warn";
   bool no_rng = false;
   std::string console = "serial";
@@ -234,6 +236,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--pmem", pmems,
                  "PATH[,readonly=on]: a file (size a multiple of 2 MiB) mapped into guest memory as virtio-pmem "
                  "(guest: /dev/pmemN, mount -o dax); repeatable");
+  app.add_option("--vsock", vsock,
+                 "cid=N,socket=PATH: a virtio-vsock device (guest CID N >= 3). Guest connections to host port P "
+                 "go to the Unix socket PATH_P; host clients connect to PATH and send \"CONNECT <port>\\n\" "
+                 "(Firecracker's conventions)");
   app.add_option("--virtiofsd", opts.vm.virtiofsd_path, "virtiofsd binary (default: on PATH, else /usr/lib/qemu/virtiofsd)");
   app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
       ->default_str("pci");
@@ -362,6 +368,11 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     opts.vm.balloon = *b;
   }
   for (const auto& p : pmems) opts.vm.pmems.push_back(TRY(parse_pmem_arg(p)));
+  if (!vsock.empty()) {
+    auto v = parse_vsock_arg(vsock);
+    if (!v) return fail(EINVAL, "--vsock " + vsock + ": " + v.error().what);
+    opts.vm.vsock = *v;
+  }
   opts.vm.log_level = log_level == "error" ? LogLevel::kError
                       : log_level == "info" ? LogLevel::kInfo
                       : log_level == "debug" ? LogLevel::kDebug

@@ -92,6 +92,7 @@ Result<void> Machine::setup_sandbox() {
     if (!s.host_dir.empty()) needs.child_processes = true;
   for (const auto& sp : config_.serial_ports)
     if (!sp.socket_path.empty()) needs.console_sockets = true;
+  needs.vsock = config_.vsock.has_value();
   auto vcpu_policy = policy_for(ThreadRole::kVcpu, needs);
   auto loop_policy = policy_for(ThreadRole::kEventLoop, needs);
   auto vcpu = SeccompProgram::compile(vcpu_policy);

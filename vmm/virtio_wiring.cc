@@ -19,6 +19,8 @@
 #include "devices/console/socket_port.h"
 #include "virtio/console/device.h"
 #include "virtio/rng/device.h"
+#include "virtio/vsock/device.h"
+#include "devices/vsock/unix_vsock_backend.h"
 
 namespace microvm {
 namespace {
@@ -218,6 +220,17 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
   uint64_t next_gpa = MICROVM_HIGH_RAM_START;
   for (const auto& r : w->ctx_.memory.regions()) next_gpa = std::max(next_gpa, r.end().raw());
   for (size_t i = 0; i < config.pmems.size(); ++i) TRY(w->add_pmem(config.pmems[i], i, next_gpa));
+  if (config.vsock) {
+    auto backend = UnixVsockBackend::create(config.vsock->socket_path);
+    if (!backend) return std::unexpected(backend.error().context("--vsock"));
+    VsockOptions vs;
+    vs.guest_cid = config.vsock->guest_cid;
+    vs.logger = &w->ctx_.log;
+    auto device = VsockDevice::create(std::move(*backend), vs);
+    if (!device) return std::unexpected(device.error().context("--vsock"));
+    const VsockDevice* dev = device->get();
+    TRY(w->attach(std::move(*device), "virtio-vsock", "vsock", [dev](MetricGroup& g) { append(g, dev->counters()); }));
+  }
   if (config.rng) {
     RngOptions rng;
     rng.logger = &w->ctx_.log;

@@ -87,6 +87,14 @@ struct PmemConfig {
   bool read_only = false;  // mapped read-only for the guest; several VMs may share the file
 };
 
+// A virtio-vsock device (see README "vsock"), host side on Unix sockets as in Firecracker:
+// guest connections to host port P go to "<socket_path>_P"; host clients connect to
+// socket_path and write "CONNECT <port>\n".
+struct VsockConfig {
+  uint64_t guest_cid = 3;   // >= 3
+  std::string socket_path;  // bound (a stale socket file there is replaced) when the VM is built
+};
+
 enum class Transport { kPci, kMmio };
 
 // Something a running Vm reports to its owner (VmConfig::on_event). `type` is one of
@@ -124,6 +132,7 @@ struct VmConfig {
   bool rng = true;                         // a virtio-rng device
   IoLimit rng_rate_limit;                  // its bytes and requests per second; over it requests wait
   std::vector<ShareConfig> shares;         // virtio-fs shared folders
+  std::optional<VsockConfig> vsock;        // a virtio-vsock device
   std::string virtiofsd_path;              // empty: virtiofsd on PATH, else /usr/lib/qemu/virtiofsd
   std::optional<BalloonConfig> balloon;    // a virtio-balloon device
   std::vector<PmemConfig> pmems;           // virtio-pmem devices, in order (/dev/pmem0, ...)

@@ -75,6 +75,18 @@ void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
     allow(SCMP_SYS(accept4), {SCMP_A3(SCMP_CMP_EQ, static_cast<uint64_t>(SOCK_NONBLOCK | SOCK_CLOEXEC))});
     allow(SCMP_SYS(sendto), {SCMP_A3(SCMP_CMP_EQ, static_cast<uint64_t>(MSG_NOSIGNAL | MSG_DONTWAIT))});
   }
+  if (needs.vsock) {
+    // Guest connections open AF_UNIX stream sockets to "<path>_<port>"; host clients are
+    // accepted on the socket bound at setup; a guest SEND shutdown becomes shutdown(SHUT_WR).
+    // Data moves with readv/sendmsg (allowed above) and recvfrom (MSG_PEEK for the CONNECT line).
+    allow(SCMP_SYS(socket), {SCMP_A0(SCMP_CMP_EQ, static_cast<uint64_t>(AF_UNIX)),
+                             SCMP_A1(SCMP_CMP_EQ, static_cast<uint64_t>(SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC))});
+    allow(SCMP_SYS(connect));
+    allow(SCMP_SYS(accept4));
+    allow(SCMP_SYS(shutdown));
+    allow(SCMP_SYS(sendto));
+    allow(SCMP_SYS(recvfrom));
+  }
 
   if (needs.user_net) {
     // libslirp turns guest TCP/UDP/ICMP flows into host sockets: IPv4/IPv6 stream and

@@ -25,6 +25,7 @@ struct SandboxNeeds {
   bool tap_net = false;        // tap offload changes when the guest negotiates features
   bool vhost_net = false;      // vhost-net ring setup on activation
   bool console_sockets = false;  // --serial-port socket=: accept clients, send without SIGPIPE
+  bool vsock = false;          // virtio-vsock: AF_UNIX stream connects (PATH_P) and accepts (PATH)
   int pid = 0;                 // this process: signals only to its own threads
 };
 

@@ -256,3 +256,25 @@ TEST(RunArgs, JailOptions) {
 
 }  // namespace
 }  // namespace microvm
+
+namespace microvm {
+namespace {
+
+TEST(RunArgs, Vsock) {
+  auto o = ok({"--kernel", "k", "--vsock", "cid=42,socket=/run/v.sock"});
+  ASSERT_TRUE(o.vm.vsock.has_value());
+  EXPECT_EQ(o.vm.vsock->guest_cid, 42u);
+  EXPECT_EQ(o.vm.vsock->socket_path, "/run/v.sock");
+  EXPECT_FALSE(ok({"--kernel", "k"}).vm.vsock.has_value());
+  EXPECT_EQ(ok({"--kernel", "k", "--vsock", "socket=/v,cid=4294967294"}).vm.vsock->guest_cid, 4294967294u);
+  bad({"--kernel", "k", "--vsock", "cid=2,socket=/v"}, "--vsock cid=2,socket=/v: cid must be");
+  bad({"--kernel", "k", "--vsock", "cid=4294967295,socket=/v"}, "cid must be");
+  bad({"--kernel", "k", "--vsock", "cid=x,socket=/v"}, "cid must be");
+  bad({"--kernel", "k", "--vsock", "cid=3"}, "want cid=N,socket=PATH");
+  bad({"--kernel", "k", "--vsock", "socket=/v"}, "want cid=N,socket=PATH");
+  bad({"--kernel", "k", "--vsock", "cid=3,socket=/v,foo=1"}, "unknown key 'foo'");
+  bad({"--kernel", "k", "--vsock", "cid=3,socket="}, "needs a path");
+}
+
+}  // namespace
+}  // namespace microvm

@@ -224,6 +224,31 @@ TEST(SandboxEventLoop, UserNetAllowsInetSocketsOnly) {
   expect_forbidden(raw, "event-loop", SYS_socket, "socket");
 }
 
+TEST(SandboxEventLoop, VsockAllowsNonBlockingUnixStreamSocketsOnly) {
+  SandboxNeeds needs;
+  needs.vsock = true;
+  auto ok = run_sandboxed(ThreadRole::kEventLoop, needs, [] {
+    if (::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) < 0) _exit(10);
+  });
+  EXPECT_EQ(ok.exit_code, 0) << describe(ok);
+  auto inet = run_sandboxed(ThreadRole::kEventLoop, needs, [] {
+    ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    _exit(kCallReturned);
+  });
+  expect_forbidden(inet, "event-loop", SYS_socket, "socket");
+  auto dgram = run_sandboxed(ThreadRole::kEventLoop, needs, [] {
+    ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    _exit(kCallReturned);
+  });
+  expect_forbidden(dgram, "event-loop", SYS_socket, "socket");
+  // Both optional parts together still compile into one filter.
+  needs.user_net = true;
+  auto both = run_sandboxed(ThreadRole::kEventLoop, needs, [] {
+    if (::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0) < 0) _exit(10);
+  });
+  EXPECT_EQ(both.exit_code, 0) << describe(both);
+}
+
 TEST(SandboxEventLoop, OpenIsKilledWithoutUserNet) {
   auto o = run_sandboxed(ThreadRole::kEventLoop, {}, [] {
     ::open("/etc/hostname", O_RDONLY);
@@ -294,6 +319,7 @@ TEST(SandboxEventLoop, ExecveIsKilled) {
 TEST(SandboxPolicy, RolesAllowOnlyWhatTheyNeed) {
   SandboxNeeds everything;
   everything.user_net = everything.tap_net = everything.vhost_net = everything.child_processes = true;
+  everything.vsock = true;
   auto has = [](const SyscallPolicy& p, int nr) {
     for (const auto& r : p)
       if (r.nr == nr) return true;
@@ -320,6 +346,7 @@ TEST(SandboxPolicy, RolesAllowOnlyWhatTheyNeed) {
 TEST(SandboxPolicy, SupervisorOpensNothingAndStartsNothing) {
   SandboxNeeds everything;
   everything.user_net = everything.tap_net = everything.vhost_net = everything.child_processes = true;
+  everything.vsock = true;
   auto has = [](const SyscallPolicy& p, int nr) {
     for (const auto& r : p)
       if (r.nr == nr) return true;
