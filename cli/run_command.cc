@@ -167,8 +167,9 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
       "tap=NAME[,mac=M][,vhost=on|off|auto] | bridge=BR[,mac=M][,vhost=..] | "
       "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; repeatable");
   app.add_option("--share", shares,
-                 "HOSTDIR[,tag=TAG][,readonly=on] | socket=PATH,tag=TAG: a host folder over virtio-fs "
-                 "(guest: mount -t virtiofs TAG /mnt); repeatable");
+                 "HOSTDIR[,tag=TAG][,readonly=on][,snapshot=remount] | socket=PATH,tag=TAG: a host folder over virtio-fs "
+                 "(guest: mount -t virtiofs TAG /mnt); snapshot=remount allows snapshots, the restored "
+                 "guest must remount; repeatable");
   app.add_option("--virtiofsd", opts.vm.virtiofsd_path, "virtiofsd binary (default: on PATH, else /usr/lib/qemu/virtiofsd)");
   app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
       ->default_str("pci");
@@ -213,7 +214,7 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     if (!spec) return fail(EINVAL, "--share " + sh + ": " + spec.error().what);
     for (const auto& other : opts.vm.shares)
       if (other.tag == spec->tag) return fail(EINVAL, "--share " + sh + ": tag '" + spec->tag + "' is used twice");
-    opts.vm.shares.push_back(ShareConfig{spec->host_dir, spec->tag, spec->read_only, spec->socket_path});
+    opts.vm.shares.push_back(ShareConfig{spec->host_dir, spec->tag, spec->read_only, spec->socket_path, spec->snapshot_remount});
   }
   for (const auto& n : nets) opts.vm.nets.push_back(TRY(parse_net_arg(n)));
   opts.vm.log_level = log_level == "error" ? LogLevel::kError

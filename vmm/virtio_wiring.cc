@@ -48,6 +48,7 @@ Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::st
   fs.tag = s.tag;
   if (fs.tag.empty()) fs.tag = s.host_dir.substr(s.host_dir.find_last_of('/') + 1);
   fs.logger = &log;
+  fs.snapshot_remount = s.snapshot_remount;
   if (s.socket_path.empty()) {
     VirtiofsdOptions v;
     v.binary = TRY(find_virtiofsd(virtiofsd_path));

@@ -36,6 +36,16 @@ Result<void> RngDevice::activate(ActivationContext ctx) {
   TRY(queue.validate_rings(ctx.memory));
   acked_features_ = ctx.features;
   needs_reset_.store(false, std::memory_order_release);
+  if (resume_) {
+    // A restore: carry on where the saved device stopped (or stay broken, as it was).
+    auto resume = std::move(*resume_);
+    resume_.reset();
+    if (resume.needs_reset) {
+      needs_reset_.store(true, std::memory_order_release);
+    } else {
+      TRY(resume.queues.apply(0, queue, ctx.memory));
+    }
+  }
   active_.emplace(Active{&ctx.memory, &ctx.interrupt, std::move(queue), qc.kick_fd, {}});
   auto kick = LoopRegistration::add(ctx.loop, qc.kick_fd, EPOLLIN, [this, fd = qc.kick_fd](uint32_t) {
     drain_eventfd(fd);
@@ -54,8 +64,43 @@ void RngDevice::reset() {
   // No I/O in flight outside the handler (it completes every chain synchronously), so
   // removing the kick handler and forgetting the queue is all there is to it.
   active_.reset();
+  resume_.reset();
   acked_features_ = 0;
   needs_reset_.store(false, std::memory_order_release);
+}
+
+namespace {
+constexpr uint32_t kRngTag = state_tag("VRNG");
+constexpr uint16_t kRngVersion = 1;
+}  // namespace
+
+Result<std::vector<std::byte>> RngDevice::save_state() {
+  StateWriter w;
+  w.header(kRngTag, kRngVersion);
+  w.boolean(active_.has_value());
+  w.u64(acked_features_);
+  bool broken = needs_reset();
+  w.boolean(broken);
+  std::optional<Queue::Position> pos;
+  if (active_ && !broken) pos = TRY(active_->queue.position());
+  SavedQueues({pos}).write(w);
+  return w.take();
+}
+
+Result<void> RngDevice::load_state(std::span<const std::byte> blob) {
+  if (active_) return fail(EBUSY, "virtio-rng: state loaded into an active device");
+  StateReader r(blob, "virtio-rng state");
+  TRY(r.header(kRngTag, kRngVersion));
+  bool active = TRY(r.boolean());
+  uint64_t acked = TRY(r.u64());
+  if (acked & ~features()) return r.invalid("acked features the device does not offer");
+  bool broken = TRY(r.boolean());
+  auto queues = TRY(SavedQueues::read(r, 1));
+  TRY(r.expect_end());
+  acked_features_ = acked;
+  resume_.reset();
+  if (active) resume_ = Resume{.needs_reset = broken, .queues = std::move(queues)};
+  return {};
 }
 
 void RngDevice::process_queue() {
