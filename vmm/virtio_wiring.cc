@@ -84,6 +84,14 @@ std::optional<PciHostWindow> VirtioWiring::pci_window() const {
   return PciHostWindow{static_cast<uint32_t>(l.mmio_base), static_cast<uint32_t>(l.mmio_size)};
 }
 
+DeviceSnapshotSet VirtioWiring::snapshot_devices() {
+  DeviceSnapshotSet set;
+  set.set_pci_root(pci_root_.get());
+  for (auto& t : pci_devices_) set.add(*t);
+  for (auto& t : mmio_devices_) set.add(*t);
+  return set;
+}
+
 Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
   std::unique_ptr<VirtioWiring> w(new VirtioWiring(std::move(ctx)));
   TRY(w->setup_pci_root());
