@@ -235,6 +235,55 @@ TEST_F(MmioSnapshotTest, HostileBlobsAreRefused) {
   target.lt.stop();
 }
 
+// A device that comes back reset by design (what virtio-fs does with snapshot=remount).
+class ResettingRng : public VirtioDevice {
+ public:
+  explicit ResettingRng(std::unique_ptr<RngDevice> inner) : inner_(std::move(inner)) {}
+  uint32_t device_type() const override { return inner_->device_type(); }
+  uint16_t num_queues() const override { return 1; }
+  uint16_t max_queue_size(uint16_t q) const override { return inner_->max_queue_size(q); }
+  uint64_t features() const override { return inner_->features(); }
+  void ack_features(uint64_t f) override { inner_->ack_features(f); }
+  void read_config(uint64_t o, std::span<std::byte> d) const override { inner_->read_config(o, d); }
+  void write_config(uint64_t, std::span<const std::byte>) override {}
+  Result<void> activate(ActivationContext ctx) override {
+    ++activations;
+    return inner_->activate(std::move(ctx));
+  }
+  void reset() override { inner_->reset(); }
+  Result<std::vector<std::byte>> save_state() override { return std::vector<std::byte>{}; }
+  Result<void> load_state(std::span<const std::byte>) override { return {}; }
+  bool resets_on_restore() const override { return true; }
+  int activations = 0;
+
+ private:
+  std::unique_ptr<RngDevice> inner_;
+};
+
+TEST_F(MmioSnapshotTest, DeviceThatResetsOnRestoreComesBackNeedingReset) {
+  auto t = MmioTransport::create(std::make_unique<ResettingRng>(make_rng()), {.base_address = kBase, .gsi = kGsi},
+                                 *memory, *source.lt.loop, source.vm, source.log)
+               .value();
+  bring_up(*t);
+  auto blob = t->save_state();
+  ASSERT_TRUE(blob.has_value()) << blob.error().what;
+  source.lt.stop();
+  auto dev = std::make_unique<ResettingRng>(make_rng());
+  ResettingRng* d = dev.get();
+  auto u = MmioTransport::create(std::move(dev), {.base_address = kBase, .gsi = kGsi}, *memory, *target.lt.loop,
+                                 target.vm, target.log)
+               .value();
+  ASSERT_TRUE(u->load_state(*blob).has_value());
+  EXPECT_EQ(d->activations, 0);
+  EXPECT_EQ(r32(*u, 0x70), 0xfu | 0x40);  // DRIVER_OK | NEEDS_RESET
+  EXPECT_EQ(r32(*u, 0x60) & 2, 2u);       // a configuration-change interrupt
+  // The driver resets and brings the device up again: a normal activation.
+  bring_up(*u);
+  EXPECT_EQ(d->activations, 1);
+  EXPECT_EQ(r32(*u, 0x70), 0xfu);
+  target.lt.stop();
+}
+
 class PciSnapshotTest : public ::testing::Test {
  protected:
   std::unique_ptr<GuestMemory> memory = testing::make_fake_memory(1 << 20);
