@@ -31,16 +31,21 @@ class DeviceSnapshotSet {
 
   std::vector<std::string> names() const;
   // Quiesces and saves every device, in order. Run with the vCPUs paused.
-  [[nodiscard]] Result<std::vector<DeviceState>> save() const;
+  [[nodiscard]] Result<std::vector<DeviceState>> save(LoopAccess access = LoopAccess::kPost) const;
   // Loads each state into the device of the same name, on freshly created transports and
   // devices, then lets the PCI root decode the restored BARs.
-  [[nodiscard]] Result<void> load(std::span<const DeviceState> states) const;
+  [[nodiscard]] Result<void> load(std::span<const DeviceState> states, LoopAccess access = LoopAccess::kPost) const;
+
+  // A DeviceState as one self-describing blob for the snapshot container ("VDEV": name, then
+  // the transport blob), and back; the reader is as strict as every other.
+  static std::vector<std::byte> encode(const DeviceState& state);
+  [[nodiscard]] static Result<DeviceState> decode(std::span<const std::byte> bytes);
 
  private:
   struct Entry {
     std::string name;
-    std::function<Result<std::vector<std::byte>>()> save;
-    std::function<Result<void>(std::span<const std::byte>)> load;
+    std::function<Result<std::vector<std::byte>>(LoopAccess)> save;
+    std::function<Result<void>(std::span<const std::byte>, LoopAccess)> load;
   };
   std::vector<Entry> entries_;
   size_t pci_count_ = 0;

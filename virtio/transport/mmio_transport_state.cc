@@ -11,18 +11,18 @@ constexpr uint32_t kInterruptBits = 3;  // used buffer | configuration change (Â
 
 }  // namespace
 
-Result<std::vector<std::byte>> MmioTransport::save_state() {
+Result<std::vector<std::byte>> MmioTransport::save_state(LoopAccess access) {
   std::lock_guard lock(mu_);
   StateWriter w;
   w.header(kMmioTag, kMmioVersion);
   core_->save(w);
   w.u32(interrupt_status_.load());
-  auto device = TRY(core_->save_device());
+  auto device = TRY(core_->save_device(access));
   w.bytes(device);
   return w.take();
 }
 
-Result<void> MmioTransport::load_state(std::span<const std::byte> blob) {
+Result<void> MmioTransport::load_state(std::span<const std::byte> blob, LoopAccess access) {
   std::lock_guard lock(mu_);
   StateReader r(blob, "virtio-mmio state");
   TRY(r.header(kMmioTag, kMmioVersion));
@@ -32,8 +32,8 @@ Result<void> MmioTransport::load_state(std::span<const std::byte> blob) {
   auto device = TRY(r.bytes(kMaxDeviceStateBytes));
   TRY(r.expect_end());
   interrupt_status_.store(isr);
-  TRY(core_->load_device(device));
-  return core_->resume(*this);
+  TRY(core_->load_device(device, access));
+  return core_->resume(*this, access);
 }
 
 }  // namespace microvm

@@ -16,7 +16,7 @@ constexpr uint16_t kMsixControlFunctionMask = 0x4000;
 
 }  // namespace
 
-Result<std::vector<std::byte>> PciTransport::save_state() {
+Result<std::vector<std::byte>> PciTransport::save_state(LoopAccess access) {
   std::lock_guard lock(mu_);
   StateWriter w;
   w.header(kPciTag, kPciVersion);
@@ -29,12 +29,12 @@ Result<std::vector<std::byte>> PciTransport::save_state() {
   for (uint16_t off = 0; off < cfg.size(); ++off) cfg[off] = std::byte{config_.get_u8(off)};
   w.bytes(cfg);
   msix_.save(w);
-  auto device = TRY(core_->save_device());
+  auto device = TRY(core_->save_device(access));
   w.bytes(device);
   return w.take();
 }
 
-Result<void> PciTransport::load_state(std::span<const std::byte> blob) {
+Result<void> PciTransport::load_state(std::span<const std::byte> blob, LoopAccess access) {
   std::lock_guard lock(mu_);
   StateReader r(blob, "virtio-pci state");
   TRY(r.header(kPciTag, kPciVersion));
@@ -78,8 +78,8 @@ Result<void> PciTransport::load_state(std::span<const std::byte> blob) {
   for (uint16_t i = 0; i < nq; ++i) queue_vectors_[i].store(TRY(assign(vectors[i])));
   // Routes exist now, so pending bits of unmasked vectors go out as they would have.
   msix_.set_control(control & kMsixControlEnable, control & kMsixControlFunctionMask);
-  TRY(core_->load_device(device));
-  return core_->resume(*this);
+  TRY(core_->load_device(device, access));
+  return core_->resume(*this, access);
 }
 
 }  // namespace microvm

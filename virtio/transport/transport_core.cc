@@ -295,7 +295,15 @@ void TransportCore::activate(Interrupt& interrupt) {
   interrupt.notify_config();
 }
 
-Result<void> TransportCore::start_device(Interrupt& interrupt) {
+bool TransportCore::on_loop(LoopAccess access, std::function<void()> fn) {
+  if (access == LoopAccess::kCallerHoldsLoop) {
+    fn();
+    return true;
+  }
+  return run_on_loop(env_.loop, std::move(fn));
+}
+
+Result<void> TransportCore::start_device(Interrupt& interrupt, LoopAccess access) {
   activated_ = true;
   // Doorbells of enabled queues are registered when the queue is enabled; make sure of it
   // (a registration may have failed then and fallen back to trapping).
@@ -322,7 +330,7 @@ Result<void> TransportCore::start_device(Interrupt& interrupt) {
                         .loop = env_.loop,
                         .features = driver_features_,
                         .queues = std::move(queues)};
-  bool finished = run_on_loop(env_.loop, [alive, device, outcome, ctx = std::move(ctx)]() mutable {
+  bool finished = on_loop(access, [alive, device, outcome, ctx = std::move(ctx)]() mutable {
     if (alive.expired()) return;
     auto r = device->activate(std::move(ctx));
     outcome->ok = r.has_value();

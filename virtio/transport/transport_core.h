@@ -55,6 +55,11 @@ struct NotifyTarget {
   std::optional<uint32_t> datamatch;
 };
 
+// How snapshot calls reach the device: posted to the running event loop (the default), or
+// made directly because the caller holds the loop: it is parked inside a task (a paused VM) or
+// has not started yet (a restore), so no other thread touches the device meanwhile.
+enum class LoopAccess { kPost, kCallerHoldsLoop };
+
 class TransportCore {
  public:
   // Returns the doorbell of queue `index`, or nullopt when it decodes nowhere right now
@@ -127,13 +132,13 @@ class TransportCore {
   // Activates nothing. After an error, discard the transport.
   [[nodiscard]] Result<void> load(StateReader& r);
   // quiesce() then save_state() on the device, on the loop thread.
-  [[nodiscard]] Result<std::vector<std::byte>> save_device();
+  [[nodiscard]] Result<std::vector<std::byte>> save_device(LoopAccess access);
   // load_state(blob) on the device, on the loop thread.
-  [[nodiscard]] Result<void> load_device(std::span<const std::byte> blob);
+  [[nodiscard]] Result<void> load_device(std::span<const std::byte> blob, LoopAccess access);
   // After load() and load_device(): registers the doorbells of enabled queues, activates the
   // device if the saved driver had set DRIVER_OK (a refusal is an error here, not NEEDS_RESET),
   // then kicks every enabled queue once, since a kick not yet served at the save is not in it.
-  [[nodiscard]] Result<void> resume(Interrupt& interrupt);
+  [[nodiscard]] Result<void> resume(Interrupt& interrupt, LoopAccess access);
 
  private:
   static constexpr uint8_t VIRTIO_STATUS_ACKNOWLEDGE = 1;
@@ -169,7 +174,9 @@ class TransportCore {
   void unregister_doorbell(uint16_t index);
   void activate(Interrupt& interrupt);
   // Hands the device its queues on the loop thread; the device's verdict.
-  [[nodiscard]] Result<void> start_device(Interrupt& interrupt);
+  [[nodiscard]] Result<void> start_device(Interrupt& interrupt, LoopAccess access = LoopAccess::kPost);
+  // Runs `fn` on the loop thread, or right here when the caller holds the loop.
+  [[nodiscard]] bool on_loop(LoopAccess access, std::function<void()> fn);
   void reset();
   // Counts a guest protocol error and logs it, rate-limited (a guest must not flood the log).
   void guest_error(std::atomic<uint64_t>& counter, const char* fmt, ...) __attribute__((format(printf, 3, 4)));

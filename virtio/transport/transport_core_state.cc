@@ -106,11 +106,11 @@ Result<void> TransportCore::load(StateReader& r) {
   return {};
 }
 
-Result<std::vector<std::byte>> TransportCore::save_device() {
+Result<std::vector<std::byte>> TransportCore::save_device(LoopAccess access) {
   auto out = std::make_shared<Result<std::vector<std::byte>>>(fail(ECANCELED, "device was destroyed"));
   std::weak_ptr<int> alive = alive_;
   VirtioDevice* device = device_.get();
-  bool finished = run_on_loop(env_.loop, [alive, device, out] {
+  bool finished = on_loop(access, [alive, device, out] {
     if (alive.expired()) return;
     if (auto q = device->quiesce(); !q) {
       *out = std::unexpected(q.error().context("quiescing"));
@@ -123,12 +123,12 @@ Result<std::vector<std::byte>> TransportCore::save_device() {
   return std::move(**out);
 }
 
-Result<void> TransportCore::load_device(std::span<const std::byte> blob) {
+Result<void> TransportCore::load_device(std::span<const std::byte> blob, LoopAccess access) {
   auto out = std::make_shared<Result<void>>(fail(ECANCELED, "device was destroyed"));
   std::weak_ptr<int> alive = alive_;
   VirtioDevice* device = device_.get();
   // The task owns its copy: after a timeout it may still run, when the caller's buffer is gone.
-  bool finished = run_on_loop(env_.loop, [alive, device, out, copy = std::vector<std::byte>(blob.begin(), blob.end())] {
+  bool finished = on_loop(access, [alive, device, out, copy = std::vector<std::byte>(blob.begin(), blob.end())] {
     if (!alive.expired()) *out = device->load_state(copy);
   });
   if (!finished) return fail(ETIMEDOUT, log_prefix_ + ": event loop did not respond to the load");
@@ -136,7 +136,7 @@ Result<void> TransportCore::load_device(std::span<const std::byte> blob) {
   return {};
 }
 
-Result<void> TransportCore::resume(Interrupt& interrupt) {
+Result<void> TransportCore::resume(Interrupt& interrupt, LoopAccess access) {
   for (uint16_t i = 0; i < queues_.size(); ++i) {
     if (queues_[i].ready) register_doorbell(i);
   }
@@ -155,7 +155,7 @@ Result<void> TransportCore::resume(Interrupt& interrupt) {
     interrupt.notify_config();
     return {};
   }
-  if (auto started = start_device(interrupt); !started) {
+  if (auto started = start_device(interrupt, access); !started) {
     return std::unexpected(started.error().context(log_prefix_ + ": restoring the activated device"));
   }
   counters_.activations.fetch_add(1, std::memory_order_relaxed);

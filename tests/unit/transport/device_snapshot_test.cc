@@ -135,6 +135,39 @@ TEST_F(DeviceSnapshotSetTest, PciDevicesAreNumberedAndTheRootFollowsRestoredBars
   EXPECT_EQ(nq, 1);
 }
 
+TEST_F(DeviceSnapshotSetTest, SectionEncodingRoundTripsAndRefusesDamage) {
+  DeviceState st{"virtio-mmio@0xd0000000:rng", {std::byte{1}, std::byte{2}, std::byte{3}}};
+  auto bytes = DeviceSnapshotSet::encode(st);
+  auto back = DeviceSnapshotSet::decode(bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().what;
+  EXPECT_EQ(back->name, st.name);
+  EXPECT_EQ(back->blob, st.blob);
+  for (size_t len = 0; len < bytes.size(); ++len)
+    EXPECT_FALSE(DeviceSnapshotSet::decode(std::span(bytes).first(len)).has_value()) << len;
+  auto longer = bytes;
+  longer.push_back(std::byte{0});
+  EXPECT_FALSE(DeviceSnapshotSet::decode(longer).has_value());
+}
+
+TEST_F(DeviceSnapshotSetTest, CallerHoldingTheLoopSavesAndLoadsWithoutIt) {
+  // A paused VM's loop thread is parked inside a task; a restore runs before the loop starts.
+  // Either way the snapshot thread calls the devices itself.
+  auto a = mmio(0xd0000000);
+  w32(*a, 0x70, 1);
+  lt.stop();
+  DeviceSnapshotSet set;
+  set.add(*a);
+  auto states = set.save(LoopAccess::kCallerHoldsLoop);
+  ASSERT_TRUE(states.has_value()) << states.error().what;
+  auto b = mmio(0xd0000000);
+  DeviceSnapshotSet restored;
+  restored.add(*b);
+  ASSERT_TRUE(restored.load(*states, LoopAccess::kCallerHoldsLoop).has_value());
+  EXPECT_EQ(r32(*b, 0x70), 1u);
+  // Through the (stopped) loop, the same save fails instead of hanging.
+  EXPECT_FALSE(set.save().has_value());
+}
+
 }  // namespace
 }  // namespace microvm
 
