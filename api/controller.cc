@@ -27,4 +27,13 @@ Result<void> Controller::start() {
   return {};
 }
 
+Result<void> Controller::load_snapshot(const std::string& state_path, const RestoreOptions& options) {
+  if (state_ != InstanceState::kNotStarted) return fail(EINVAL, "a snapshot can only be loaded before the microVM starts");
+  RestoreOptions o = options;
+  o.host = config_;  // console, logging and sandbox settings of this process
+  TRY(launcher_.restore(state_path, o));
+  state_ = o.start_paused ? InstanceState::kPaused : InstanceState::kRunning;
+  return {};
+}
+
 }  // namespace microvm::api

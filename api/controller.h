@@ -26,6 +26,15 @@ class VmLauncher {
   [[nodiscard]] virtual Result<void> pause() { return fail(EINVAL, "no microVM is running"); }
   [[nodiscard]] virtual Result<void> resume() { return fail(EINVAL, "no microVM is running"); }
   [[nodiscard]] virtual Result<void> request_shutdown() { return fail(EINVAL, "no microVM is running"); }
+  // Vm::save_snapshot() on the paused Vm (PUT /snapshot/create).
+  [[nodiscard]] virtual Result<void> save_snapshot(const std::string& state_path, const std::string& memory_path) {
+    return fail(EINVAL, "no microVM is running");
+  }
+  // Vm::restore_files() instead of a boot, then run it (PUT /snapshot/load); returns once it
+  // runs (or is paused, with options.start_paused) or failed to be restored.
+  [[nodiscard]] virtual Result<void> restore(const std::string& state_path, const RestoreOptions& options) {
+    return fail(EINVAL, "this microvm cannot load snapshots");
+  }
 };
 
 enum class InstanceState { kNotStarted, kRunning, kPaused };
@@ -76,6 +85,8 @@ class Controller {
   VmConfig vm_config() const;
   // Calls the launcher; on success the instance is running.
   [[nodiscard]] Result<void> start();
+  // PUT /snapshot/load: the launcher restores instead of booting; running or paused after.
+  [[nodiscard]] Result<void> load_snapshot(const std::string& state_path, const RestoreOptions& options);
 
  private:
   VmConfig config_;

@@ -26,6 +26,10 @@ HttpResponse put_metrics(Controller& c, const std::string& body);
 HttpResponse put_actions(Controller& c, const std::string& body);
 HttpResponse patch_vm_state(Controller& c, const std::string& body);
 
+// PUT /snapshot/create and PUT /snapshot/load (handlers_snapshot.cc).
+HttpResponse put_snapshot_create(Controller& c, const std::string& body);
+HttpResponse put_snapshot_load(Controller& c, const std::string& body);
+
 HttpResponse no_content();
 
 }  // namespace microvm::api

@@ -50,6 +50,8 @@ HttpResponse dispatch(Controller& c, const HttpRequest& r) {
   }
   if (p == "/actions") return m == "PUT" ? put_actions(c, r.body) : method_not_allowed(r, "PUT");
   if (p == "/vm") return m == "PATCH" ? patch_vm_state(c, r.body) : method_not_allowed(r, "PATCH");
+  if (p == "/snapshot/create") return m == "PUT" ? put_snapshot_create(c, r.body) : method_not_allowed(r, "PUT");
+  if (p == "/snapshot/load") return m == "PUT" ? put_snapshot_load(c, r.body) : method_not_allowed(r, "PUT");
   if (p == "/logger") return m == "PUT" ? put_logger(c, r.body) : method_not_allowed(r, "PUT");
   if (p == "/metrics") return m == "PUT" ? put_metrics(c, r.body) : method_not_allowed(r, "PUT");
   return fault(404, "no such resource: " + std::string(p));

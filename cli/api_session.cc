@@ -3,7 +3,10 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <functional>
 #include <optional>
+#include <thread>
+#include <utility>
 
 #include "api/api_server.h"
 #include "api/controller.h"
@@ -13,13 +16,76 @@
 namespace microvm {
 namespace {
 
+// What the main thread is asked to create: a booted Vm, or one restored from a snapshot.
+struct StartRequest {
+  VmConfig config;
+  std::optional<std::pair<std::string, RestoreOptions>> restore;  // state file and options
+};
+
+// Runs jobs on a thread of its own, started before the API thread installs its seccomp
+// filter: a snapshot opens and writes files and reads KVM state, which the "api" role may
+// not (SECURITY.md). The API thread waits for the job, as it waits for InstanceStart.
+class FileWorker {
+ public:
+  FileWorker() : thread_([this] { loop(); }) {}
+  ~FileWorker() {
+    {
+      std::lock_guard lock(mu_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  Result<void> run(std::function<Result<void>()> job) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !job_; });
+    job_ = std::move(job);
+    result_.reset();
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return result_.has_value(); });
+    return *std::exchange(result_, std::nullopt);
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return quit_ || job_; });
+      if (quit_) return;
+      auto job = std::move(job_);
+      job_ = nullptr;
+      lock.unlock();
+      Result<void> r = job();
+      lock.lock();
+      result_ = std::move(r);
+      cv_.notify_all();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<Result<void>()> job_;
+  std::optional<Result<void>> result_;
+  bool quit_ = false;
+  std::thread thread_;
+};
+
 // Hands InstanceStart from the API thread to the main thread and the result back.
 class MainThreadLauncher : public api::VmLauncher {
  public:
-  Result<void> start(const VmConfig& config) override {
+  Result<void> start(const VmConfig& config) override { return hand_over(StartRequest{config, std::nullopt}); }
+  Result<void> restore(const std::string& state_path, const RestoreOptions& options) override {
+    return hand_over(StartRequest{options.host, std::make_pair(state_path, options)});
+  }
+  Result<void> save_snapshot(const std::string& state_path, const std::string& memory_path) override {
+    return with_vm([&](Vm& vm) {
+      return worker_.run([&] { return vm.save_snapshot(state_path, memory_path); });
+    });
+  }
+
+  Result<void> hand_over(StartRequest request) {
     std::unique_lock lock(mu_);
     if (stop_requested_) return fail(EINVAL, "the microVM is stopping");
-    request_ = config;
+    request_ = std::move(request);
     answer_.reset();
     cv_.notify_all();
     cv_.wait(lock, [&] { return answer_.has_value() || closed_; });
@@ -39,7 +105,7 @@ class MainThreadLauncher : public api::VmLauncher {
   Result<void> request_shutdown() override { return with_vm([](Vm& vm) { return vm.request_shutdown(); }); }
 
   // Main thread: the next start request, or nullopt when asked to stop (API or signal).
-  std::optional<VmConfig> wait_for_start() {
+  std::optional<StartRequest> wait_for_start() {
     std::unique_lock lock(mu_);
     for (;;) {
       if (stop_requested_ || termination_requested()) return std::nullopt;
@@ -79,9 +145,10 @@ class MainThreadLauncher : public api::VmLauncher {
     return f(*vm_);
   }
 
+  FileWorker worker_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::optional<VmConfig> request_;
+  std::optional<StartRequest> request_;
   std::optional<Result<void>> answer_;
   bool stop_requested_ = false;
   bool closed_ = false;
@@ -105,8 +172,8 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) 
   }
 
   std::unique_ptr<Vm> vm;
-  if (!opts.vm.kernel_path.empty()) {
-    auto created = Vm::create(opts.vm);
+  if (!opts.vm.kernel_path.empty() || !opts.restore_dir.empty()) {
+    auto created = create_vm(opts);
     if (!created) {
       std::fprintf(stderr, "microvm: %s\n", created.error().what.c_str());
       return kExitError;
@@ -122,14 +189,15 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) 
     return kExitError;
   }
   while (!vm) {
-    auto config = launcher.wait_for_start();
-    if (!config) {
+    auto request = launcher.wait_for_start();
+    if (!request) {
       launcher.close();
       (*server)->stop();
       std::fprintf(stderr, "microvm: stopped before the microVM was started\n");
       return kExitStopped;
     }
-    auto created = Vm::create(*config);
+    auto created = request->restore ? Vm::restore_files(request->restore->first, request->restore->second)
+                                    : Vm::create(request->config);
     if (!created) {
       // The client gets the reason as a 400; the process keeps serving the API.
       launcher.answer(std::unexpected(created.error()), nullptr);

@@ -1,6 +1,7 @@
 // microvm: run | ctl | img | bench
 #include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "cli/ctl_command.h"
 #include "cli/run_command.h"
@@ -20,6 +21,7 @@ constexpr char kUsage[] =
     "commands:\n"
     "  run     boot a Linux guest (microvm run --help)\n"
     "  ctl     talk to a VM started with 'run --api-sock' (microvm ctl --help)\n"
+    "  snapshot --api-sock PATH create DIR   snapshot a running VM (as 'microvm ctl snapshot DIR')\n"
     "  img     create, inspect, check, resize and convert raw/qcow2 disk images\n"
     "  bench   measure start-up, memory overhead and virtio throughput (microvm bench --help)\n"
     "  version version, git revision and compiled-in features (also --version)\n"
@@ -40,6 +42,25 @@ int main(int argc, char** argv) {
   const char* cmd = argv[1];
   if (!std::strcmp(cmd, "run")) return microvm::run_command(argc - 1, argv + 1);
   if (!std::strcmp(cmd, "ctl")) return microvm::ctl_command(argc - 1, argv + 1);
+  if (!std::strcmp(cmd, "snapshot")) {
+    // `microvm snapshot --api-sock S create DIR` is `microvm ctl --api-sock S snapshot DIR`.
+    std::vector<char*> args{const_cast<char*>("ctl")};
+    bool have_create = false;
+    static char kSnapshot[] = "snapshot";
+    for (int i = 2; i < argc; ++i) {
+      if (!have_create && !std::strcmp(argv[i], "create")) {
+        args.push_back(kSnapshot);
+        have_create = true;
+      } else {
+        args.push_back(argv[i]);
+      }
+    }
+    if (!have_create) {
+      std::fputs("usage: microvm snapshot --api-sock PATH create DIR [--keep-paused]\n", stderr);
+      return 2;
+    }
+    return microvm::ctl_command(static_cast<int>(args.size()), args.data());
+  }
 #ifdef MICROVM_HAVE_IMG
   if (!std::strcmp(cmd, "img")) return ::run_img_command(argc - 1, argv + 1);
 #endif

@@ -152,6 +152,14 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--config-file", opts.config_file,
                  "Firecracker-format JSON (boot-source, drives, machine-config, network-interfaces, logger); "
                  "the VM starts at once. Conflicts with --kernel");
+  app.add_option("--restore", opts.restore_dir,
+                 "Start from the snapshot in this directory (DIR/state, DIR/memory) instead of booting a kernel; "
+                 "the machine's shape comes from the snapshot, --disk replaces its disks one for one");
+  app.add_flag("--clone", opts.clone,
+               "With --restore: a copy-on-write clone (guest RAM mapped privately from the memory file, never "
+               "copied; writable disks must be replaced with --disk)");
+  app.add_flag("--restore-prefault", opts.restore_prefault,
+               "With --restore: read all of guest RAM now instead of on first touch");
   app.add_option("--initrd,-i", opts.vm.initrd_path, "Initial ramdisk (cpio archive)");
   app.add_option("--cmdline,-c", opts.vm.cmdline, "Kernel command line")->default_str(opts.vm.cmdline);
   app.add_option("--cpus", opts.vm.cpus, "Number of vCPUs")->default_val(1)->check(CLI::Range(1, 254));
@@ -168,8 +176,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
       "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; repeatable");
   app.add_option("--share", shares,
                  "HOSTDIR[,tag=TAG][,readonly=on][,snapshot=remount] | socket=PATH,tag=TAG: a host folder over virtio-fs "
-                 "(guest: mount -t virtiofs TAG /mnt); snapshot=remount allows snapshots, the restored "
-                 "guest must remount; repeatable");
+                 "(guest: mount -t virtiofs TAG /mnt); snapshot=remount: the device may be saved and comes back "
+                 "reset (VM snapshots with shares are still refused); repeatable");
   app.add_option("--virtiofsd", opts.vm.virtiofsd_path, "virtiofsd binary (default: on PATH, else /usr/lib/qemu/virtiofsd)");
   app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
       ->default_str("pci");
@@ -199,7 +207,12 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   if (opts.no_api && !opts.api_sock.empty()) return fail(EINVAL, "--no-api and --api-sock exclude each other");
   if (!opts.config_file.empty() && !opts.vm.kernel_path.empty())
     return fail(EINVAL, "--config-file names the kernel itself; leave out --kernel");
-  if (opts.vm.kernel_path.empty() && opts.api_sock.empty() && opts.config_file.empty())
+  if (!opts.restore_dir.empty() && (!opts.vm.kernel_path.empty() || !opts.config_file.empty()))
+    return fail(EINVAL, "--restore starts from a snapshot; leave out --kernel and --config-file");
+  if ((opts.clone || opts.restore_prefault) && opts.restore_dir.empty())
+    return fail(EINVAL, "--clone and --restore-prefault need --restore DIR");
+  if (opts.clone && opts.restore_prefault) return fail(EINVAL, "--clone and --restore-prefault exclude each other");
+  if (opts.vm.kernel_path.empty() && opts.api_sock.empty() && opts.config_file.empty() && opts.restore_dir.empty())
     return fail(EINVAL, "--kernel is required (or --api-sock to configure the VM through the API)\n"
                         "Run 'microvm run --help' for the options.");
   auto mem = parse_size(memory, 1ull << 20);
@@ -222,6 +235,16 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                       : log_level == "debug" ? LogLevel::kDebug
                                              : LogLevel::kWarn;
   return opts;
+}
+
+Result<std::unique_ptr<Vm>> create_vm(const RunOptions& opts) {
+  if (opts.restore_dir.empty()) return Vm::create(opts.vm);
+  RestoreOptions r;
+  r.host = opts.vm;
+  r.disks = opts.vm.disks;
+  r.clone = opts.clone;
+  r.prefault = opts.restore_prefault;
+  return Vm::restore(opts.restore_dir, r);
 }
 
 int run_command(int argc, char** argv) {
@@ -249,7 +272,7 @@ int run_command(int argc, char** argv) {
   // runs under the "supervisor" seccomp role too (with --sandbox on), so no thread of a
   // running microvm is unfiltered.
   opts->vm.sandbox_calling_thread = true;
-  auto vm = Vm::create(opts->vm);
+  auto vm = create_vm(*opts);
   if (!vm) {
     std::fprintf(stderr, "microvm: %s\n", vm.error().what.c_str());
     return kExitError;

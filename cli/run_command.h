@@ -16,7 +16,13 @@ struct RunOptions {
   std::string api_sock;  // serve the REST API here (api/README.md)
   bool no_api = false;
   std::string config_file;  // Firecracker's JSON config: the VM starts at once from it
+  std::string restore_dir;  // --restore: start from this snapshot instead of a kernel
+  bool clone = false;            // --clone
+  bool restore_prefault = false; // --restore-prefault
 };
+
+// The Vm the options describe: Vm::restore() with --restore, else Vm::create().
+[[nodiscard]] Result<std::unique_ptr<Vm>> create_vm(const RunOptions& opts);
 
 // Parses `microvm run ...` arguments (argv[0] is "run"). Help requests come back as an
 // Error with code 0 and the help text, so the caller prints it and exits 0.

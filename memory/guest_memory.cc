@@ -2,11 +2,14 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cinttypes>
 #include <cstdio>
+#include <algorithm>
 #include <fstream>
+#include <vector>
 
 namespace microvm {
 namespace {
@@ -42,6 +45,36 @@ Result<Fd> create_sealed_memfd(uint64_t size, bool hugetlb, std::string* problem
     *problem = "this kernel cannot seal the guest RAM memfd";
   }
   return fd;
+}
+
+// Copies the data ranges of `src` (SEEK_DATA/SEEK_HOLE: holes stay holes) into `dst`.
+Result<void> copy_data_ranges(int src, int dst, uint64_t total) {
+  std::vector<char> buf(1 << 20);
+  off_t pos = 0;
+  while (static_cast<uint64_t>(pos) < total) {
+    off_t data = ::lseek(src, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole is left
+      return fail_errno("SEEK_DATA in the memory file");
+    }
+    off_t hole = ::lseek(src, data, SEEK_HOLE);
+    if (hole < 0) return fail_errno("SEEK_HOLE in the memory file");
+    uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(hole), total);
+    for (uint64_t at = static_cast<uint64_t>(data); at < end;) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - at));
+      ssize_t got = ::pread(src, buf.data(), n, static_cast<off_t>(at));
+      if (got < 0) return fail_errno("reading the memory file");
+      if (got == 0) return fail(EINVAL, "the memory file ended early");
+      for (ssize_t done = 0; done < got;) {
+        ssize_t w = ::pwrite(dst, buf.data() + done, static_cast<size_t>(got - done), static_cast<off_t>(at + done));
+        if (w < 0) return fail_errno("copying guest RAM into a memfd");
+        done += w;
+      }
+      at += static_cast<uint64_t>(got);
+    }
+    pos = hole;
+  }
+  return {};
 }
 
 }  // namespace
@@ -88,13 +121,8 @@ Result<std::unique_ptr<GuestMemory>> GuestMemory::create(std::span<const MemoryL
     mem->fd_ = TRY(create_sealed_memfd(total, backing == MemoryBacking::kHugetlb, &mem->seal_problem_));
   }
 
-  uint64_t fd_offset = 0;
-  for (const auto& e : layout) {
-    // Reserve guard + region + guard as PROT_NONE, then map RAM over the middle: a stray
-    // access just past a region faults instead of touching other host memory.
-    auto reservation = TRY(Mapping::map(e.size + 2 * kGuardBytes, PROT_NONE,
-                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, "guard reservation"));
-    void* want = reservation.data() + kGuardBytes;
+  const int fd = mem->fd_.get();
+  TRY(mem->map_regions(layout, [&](const MemoryLayoutEntry& e, void* want, uint64_t fd_offset) -> Result<void*> {
     // Hugetlb mappings are made without MAP_NORESERVE so the kernel reserves every page
     // now: a short pool fails here rather than with SIGBUS halfway through a boot.
     int flags = MAP_FIXED | (backing == MemoryBacking::kHugetlb ? 0 : MAP_NORESERVE);
@@ -102,27 +130,81 @@ Result<std::unique_ptr<GuestMemory>> GuestMemory::create(std::span<const MemoryL
     if (backing == MemoryBacking::kAnonymous) {
       got = ::mmap(want, e.size, PROT_READ | PROT_WRITE, flags | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     } else {
-      got = ::mmap(want, e.size, PROT_READ | PROT_WRITE, flags | MAP_SHARED, mem->fd_.get(),
-                   static_cast<off_t>(fd_offset));
+      got = ::mmap(want, e.size, PROT_READ | PROT_WRITE, flags | MAP_SHARED, fd, static_cast<off_t>(fd_offset));
     }
     if (got == MAP_FAILED) return fail_errno("mapping guest RAM");
+    return got;
+  }));
+  return mem;
+}
+
+template <class MapOne>
+Result<void> GuestMemory::map_regions(std::span<const MemoryLayoutEntry> layout, MapOne map_one) {
+  uint64_t fd_offset = 0;
+  for (const auto& e : layout) {
+    // Reserve guard + region + guard as PROT_NONE, then map RAM over the middle: a stray
+    // access just past a region faults instead of touching other host memory.
+    auto reservation = TRY(Mapping::map(e.size + 2 * kGuardBytes, PROT_NONE,
+                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0, "guard reservation"));
+    void* got = TRY(map_one(e, reservation.data() + kGuardBytes, fd_offset));
     GuestRegion region;
     region.guest_base = e.base;
     region.size = e.size;
     region.host = static_cast<std::byte*>(got);
-    region.fd = mem->fd_.get();
+    region.fd = fd_.get();
     region.fd_offset = fd_offset;
-    mem->regions_.push_back(region);
-    mem->reservations_.push_back(std::move(reservation));
+    regions_.push_back(region);
+    reservations_.push_back(std::move(reservation));
     fd_offset += e.size;
   }
   // Sanity: regions must not overlap in guest-physical space.
-  for (size_t i = 0; i < mem->regions_.size(); ++i)
-    for (size_t j = i + 1; j < mem->regions_.size(); ++j) {
-      const auto& a = mem->regions_[i];
-      const auto& b = mem->regions_[j];
+  for (size_t i = 0; i < regions_.size(); ++i)
+    for (size_t j = i + 1; j < regions_.size(); ++j) {
+      const auto& a = regions_[i];
+      const auto& b = regions_[j];
       if (a.guest_base < b.end() && b.guest_base < a.end()) return fail("guest memory regions overlap");
     }
+  return {};
+}
+
+Result<std::unique_ptr<GuestMemory>> GuestMemory::map_file(std::span<const MemoryLayoutEntry> layout, int fd,
+                                                           FileMapMode mode) {
+  uint64_t total = 0;
+  for (const auto& e : layout) {
+    if (e.size == 0 || e.size % 4096) return fail("memory region size must be a non-zero multiple of 4 KiB");
+    if (__builtin_add_overflow(total, e.size, &total)) return fail("memory size overflows");
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) < 0) return fail_errno("stat of the memory file");
+  if (!S_ISREG(st.st_mode)) return fail(EINVAL, "the memory file is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) < total)
+    return fail(EINVAL, "the memory file is " + std::to_string(st.st_size) + " bytes, shorter than the " +
+                            std::to_string(total) + " bytes of guest RAM its snapshot describes");
+
+  std::unique_ptr<GuestMemory> mem(new GuestMemory());
+  if (mode == FileMapMode::kCopyToMemfd) {
+    mem->backing_ = MemoryBacking::kMemfd;
+    mem->fd_ = TRY(create_sealed_memfd(total, false, &mem->seal_problem_));
+    TRY(copy_data_ranges(fd, mem->fd_.get(), total));
+    const int memfd = mem->fd_.get();
+    TRY(mem->map_regions(layout, [&](const MemoryLayoutEntry& e, void* want, uint64_t off) -> Result<void*> {
+      void* got = ::mmap(want, e.size, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_SHARED | MAP_NORESERVE, memfd,
+                         static_cast<off_t>(off));
+      if (got == MAP_FAILED) return fail_errno("mapping guest RAM");
+      return got;
+    }));
+    return mem;
+  }
+  mem->backing_ = MemoryBacking::kFilePrivate;
+  const int populate = mode == FileMapMode::kPrivatePopulate ? MAP_POPULATE : 0;
+  TRY(mem->map_regions(layout, [&](const MemoryLayoutEntry& e, void* want, uint64_t off) -> Result<void*> {
+    void* got = ::mmap(want, e.size, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_NORESERVE | populate, fd,
+                       static_cast<off_t>(off));
+    if (got == MAP_FAILED) return fail_errno("mapping the snapshot memory file");
+    return got;
+  }));
+  // The mappings hold the file; the regions have no shareable fd.
+  for (auto& r : mem->regions_) r.fd = -1;
   return mem;
 }
 

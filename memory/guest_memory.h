@@ -22,6 +22,15 @@ enum class MemoryBacking {
   kAnonymous,  // private anonymous memory: unit tests and benches
   kMemfd,      // shared memfd: can be handed to vhost-user backends
   kHugetlb,    // memfd with MFD_HUGETLB (2 MiB pages), refused up front if the pool is short
+  kFilePrivate,  // a file mapped MAP_PRIVATE (a snapshot's memory): pages load on first touch,
+                 // writes stay private to this process; not shareable with vhost-user
+};
+
+// How map_file() maps a file of guest RAM.
+enum class FileMapMode {
+  kPrivate,          // MAP_PRIVATE, pages read on demand (copy-on-write clones)
+  kPrivatePopulate,  // MAP_PRIVATE | MAP_POPULATE: every page read now
+  kCopyToMemfd,      // copied into a new sealed memfd (shareable with vhost-user back ends)
 };
 
 struct GuestRegion {
@@ -46,6 +55,10 @@ class GuestMemory {
   // a vhost-user backend needs one mapping per region from the same fd).
   [[nodiscard]] static Result<std::unique_ptr<GuestMemory>> create(std::span<const MemoryLayoutEntry> layout,
                                                                    MemoryBacking backing);
+  // RAM whose contents come from `fd`, a file laid out as the regions back to back (region
+  // i at the sum of the sizes before it). The file must be at least that long.
+  [[nodiscard]] static Result<std::unique_ptr<GuestMemory>> map_file(std::span<const MemoryLayoutEntry> layout, int fd,
+                                                                     FileMapMode mode);
   // Convenience for tests: one region at guest address 0.
   [[nodiscard]] static Result<std::unique_ptr<GuestMemory>> create_anonymous(uint64_t size);
 
@@ -86,6 +99,10 @@ class GuestMemory {
 
  private:
   GuestMemory() = default;
+  // Reserves guard + region + guard for every layout entry and calls `map_one(entry, want,
+  // fd_offset)` to put RAM at `want`; fills regions_.
+  template <class MapOne>
+  [[nodiscard]] Result<void> map_regions(std::span<const MemoryLayoutEntry> layout, MapOne map_one);
   MemoryBacking backing_ = MemoryBacking::kAnonymous;
   Fd fd_;
   std::string seal_problem_;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -40,6 +41,17 @@ constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, FlexHeader);
 constexpr unsigned long kGetCpuid2 = _IOWR(KVMIO, 0x91, FlexHeader);
 constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, FlexHeader);
 constexpr unsigned long kSetGsiRouting = _IOW(KVMIO, 0x6a, FlexHeader);
+constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, FlexHeader);
+// kvm_msr_list is a bare u32 count before its indices.
+constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, uint32_t);
+// kvm_xsave is 4 KiB plus a flexible tail; the numbers encode the C size, 4096.
+struct XsaveFixed {
+  uint32_t region[1024];
+};
+constexpr unsigned long kGetXsave = _IOR(KVMIO, 0xa4, XsaveFixed);
+constexpr unsigned long kSetXsave = _IOW(KVMIO, 0xa5, XsaveFixed);
+constexpr unsigned long kGetXsave2 = _IOR(KVMIO, 0xcf, XsaveFixed);
+constexpr size_t kXsaveLegacySize = sizeof(XsaveFixed);
 
 template <class Entry>
 std::vector<uint8_t> pack(uint32_t flags_or_pad, std::span<const Entry> entries) {
@@ -114,6 +126,25 @@ Result<Kvm> Kvm::open(const char* path) {
 }
 
 int Kvm::check_extension(long cap) const { return ::ioctl(fd_.get(), KVM_CHECK_EXTENSION, cap); }
+
+Result<std::vector<uint32_t>> Kvm::msr_index_list() const {
+  for (uint32_t n = 256; n <= 16384; n *= 2) {
+    std::vector<uint32_t> buf(n + 1, 0);
+    buf[0] = n;
+    if (::ioctl(fd_.get(), kGetMsrIndexList, buf.data()) < 0) {
+      if (errno == E2BIG) continue;
+      return fail_errno("KVM_GET_MSR_INDEX_LIST");
+    }
+    uint32_t count = std::min(buf[0], n);
+    return std::vector<uint32_t>(buf.begin() + 1, buf.begin() + 1 + count);
+  }
+  return fail("KVM_GET_MSR_INDEX_LIST: too many MSRs");
+}
+
+size_t Kvm::xsave_size() const {
+  int size = check_extension(KVM_CAP_XSAVE2);
+  return size > static_cast<int>(kXsaveLegacySize) ? static_cast<size_t>(size) : kXsaveLegacySize;
+}
 
 Result<CpuidEntries> Kvm::supported_cpuid() const {
   return cpuid_ioctl(fd_.get(), kGetSupportedCpuid, "KVM_GET_SUPPORTED_CPUID");
@@ -191,6 +222,21 @@ Result<void> VmFd::set_clock(const kvm_clock_data& c) const {
   return set(fd_.get(), KVM_SET_CLOCK, d, "KVM_SET_CLOCK");
 }
 
+Result<kvm_irqchip> VmFd::get_irqchip(uint32_t chip_id) const {
+  kvm_irqchip c{};
+  c.chip_id = chip_id;
+  if (::ioctl(fd_.get(), KVM_GET_IRQCHIP, &c) < 0) return fail_errno("KVM_GET_IRQCHIP " + std::to_string(chip_id));
+  return c;
+}
+
+Result<void> VmFd::set_irqchip(const kvm_irqchip& c) const {
+  if (::ioctl(fd_.get(), KVM_SET_IRQCHIP, &c) < 0) return fail_errno("KVM_SET_IRQCHIP " + std::to_string(c.chip_id));
+  return {};
+}
+
+Result<kvm_pit_state2> VmFd::get_pit2() const { return get<kvm_pit_state2>(fd_.get(), KVM_GET_PIT2, "KVM_GET_PIT2"); }
+Result<void> VmFd::set_pit2(const kvm_pit_state2& p) const { return set(fd_.get(), KVM_SET_PIT2, p, "KVM_SET_PIT2"); }
+
 Result<void> VmFd::ioeventfd(uint64_t addr, uint32_t len, int fd, bool pio, bool deassign) const {
   kvm_ioeventfd r{};
   r.addr = addr;
@@ -247,6 +293,59 @@ Result<kvm_regs> VcpuFd::get_regs() const { return get<kvm_regs>(fd_.get(), KVM_
 Result<void> VcpuFd::set_regs(const kvm_regs& r) const { return set(fd_.get(), KVM_SET_REGS, r, "KVM_SET_REGS"); }
 Result<kvm_sregs> VcpuFd::get_sregs() const { return get<kvm_sregs>(fd_.get(), KVM_GET_SREGS, "KVM_GET_SREGS"); }
 Result<void> VcpuFd::set_sregs(const kvm_sregs& r) const { return set(fd_.get(), KVM_SET_SREGS, r, "KVM_SET_SREGS"); }
+Result<kvm_fpu> VcpuFd::get_fpu() const { return get<kvm_fpu>(fd_.get(), KVM_GET_FPU, "KVM_GET_FPU"); }
+Result<kvm_xcrs> VcpuFd::get_xcrs() const { return get<kvm_xcrs>(fd_.get(), KVM_GET_XCRS, "KVM_GET_XCRS"); }
+Result<void> VcpuFd::set_xcrs(const kvm_xcrs& x) const { return set(fd_.get(), KVM_SET_XCRS, x, "KVM_SET_XCRS"); }
+Result<kvm_vcpu_events> VcpuFd::get_vcpu_events() const {
+  return get<kvm_vcpu_events>(fd_.get(), KVM_GET_VCPU_EVENTS, "KVM_GET_VCPU_EVENTS");
+}
+Result<void> VcpuFd::set_vcpu_events(const kvm_vcpu_events& e) const {
+  return set(fd_.get(), KVM_SET_VCPU_EVENTS, e, "KVM_SET_VCPU_EVENTS");
+}
+Result<kvm_debugregs> VcpuFd::get_debugregs() const {
+  return get<kvm_debugregs>(fd_.get(), KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS");
+}
+Result<void> VcpuFd::set_debugregs(const kvm_debugregs& d) const {
+  return set(fd_.get(), KVM_SET_DEBUGREGS, d, "KVM_SET_DEBUGREGS");
+}
+Result<kvm_mp_state> VcpuFd::get_mp_state() const { return get<kvm_mp_state>(fd_.get(), KVM_GET_MP_STATE, "KVM_GET_MP_STATE"); }
+Result<void> VcpuFd::set_mp_state(const kvm_mp_state& m) const { return set(fd_.get(), KVM_SET_MP_STATE, m, "KVM_SET_MP_STATE"); }
+
+Result<uint32_t> VcpuFd::get_tsc_khz() const {
+  int khz = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
+  if (khz < 0) return fail_errno("KVM_GET_TSC_KHZ");
+  return static_cast<uint32_t>(khz);
+}
+
+Result<void> VcpuFd::set_tsc_khz(uint32_t khz) const {
+  if (::ioctl(fd_.get(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) < 0) return fail_errno("KVM_SET_TSC_KHZ");
+  return {};
+}
+
+Result<std::vector<uint8_t>> VcpuFd::get_xsave(size_t size) const {
+  std::vector<uint8_t> area(std::max(size, kXsaveLegacySize), 0);
+  unsigned long req = area.size() > kXsaveLegacySize ? kGetXsave2 : kGetXsave;
+  if (::ioctl(fd_.get(), req, area.data()) < 0) return fail_errno(req == kGetXsave2 ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE");
+  return area;
+}
+
+Result<void> VcpuFd::set_xsave(std::span<const uint8_t> area) const {
+  // KVM reads as many bytes as KVM_CAP_XSAVE2 reported (4 KiB without it); callers pass a
+  // buffer of exactly that size (checked when the snapshot is loaded).
+  if (area.size() < kXsaveLegacySize) return fail("KVM_SET_XSAVE: XSAVE area shorter than 4 KiB");
+  if (::ioctl(fd_.get(), kSetXsave, area.data()) < 0) return fail_errno("KVM_SET_XSAVE");
+  return {};
+}
+
+Result<size_t> VcpuFd::get_msrs(std::span<kvm_msr_entry> msrs) const {
+  auto buf = pack<kvm_msr_entry>(0, msrs);
+  int n = ::ioctl(fd_.get(), kGetMsrs, buf.data());
+  if (n < 0) return fail_errno("KVM_GET_MSRS");
+  size_t got = std::min(static_cast<size_t>(n), msrs.size());
+  std::memcpy(msrs.data(), buf.data() + sizeof(FlexHeader), msrs.size_bytes());
+  return got;
+}
+
 Result<void> VcpuFd::set_fpu(const kvm_fpu& f) const { return set(fd_.get(), KVM_SET_FPU, f, "KVM_SET_FPU"); }
 Result<kvm_lapic_state> VcpuFd::get_lapic() const { return get<kvm_lapic_state>(fd_.get(), KVM_GET_LAPIC, "KVM_GET_LAPIC"); }
 Result<void> VcpuFd::set_lapic(const kvm_lapic_state& l) const { return set(fd_.get(), KVM_SET_LAPIC, l, "KVM_SET_LAPIC"); }

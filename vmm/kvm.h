@@ -31,6 +31,10 @@ class Kvm {
   [[nodiscard]] Result<CpuidEntries> supported_cpuid() const;
   [[nodiscard]] Result<VmFd> create_vm() const;
   int check_extension(long cap) const;
+  // Every MSR index KVM can save and restore for a vCPU (KVM_GET_MSR_INDEX_LIST).
+  [[nodiscard]] Result<std::vector<uint32_t>> msr_index_list() const;
+  // Bytes of KVM_GET_XSAVE2's buffer (KVM_CAP_XSAVE2), or the 4 KiB of KVM_GET_XSAVE.
+  size_t xsave_size() const;
   size_t vcpu_mmap_size() const { return vcpu_mmap_size_; }
   int fd() const { return fd_.get(); }
 
@@ -51,8 +55,26 @@ class VcpuFd {
   [[nodiscard]] Result<void> set_regs(const kvm_regs&) const;
   [[nodiscard]] Result<kvm_sregs> get_sregs() const;
   [[nodiscard]] Result<void> set_sregs(const kvm_sregs&) const;
+  [[nodiscard]] Result<kvm_fpu> get_fpu() const;
   [[nodiscard]] Result<void> set_fpu(const kvm_fpu&) const;
   [[nodiscard]] Result<void> set_msrs(std::span<const kvm_msr_entry>) const;
+  // KVM_GET_MSRS: fills `msrs[i].data`; returns how many leading entries KVM read (it stops
+  // at the first MSR it refuses).
+  [[nodiscard]] Result<size_t> get_msrs(std::span<kvm_msr_entry> msrs) const;
+  // The XSAVE area: KVM_GET_XSAVE2 when `size` > 4096 (Kvm::xsave_size()), else KVM_GET_XSAVE.
+  [[nodiscard]] Result<std::vector<uint8_t>> get_xsave(size_t size) const;
+  [[nodiscard]] Result<void> set_xsave(std::span<const uint8_t> area) const;
+  [[nodiscard]] Result<kvm_xcrs> get_xcrs() const;
+  [[nodiscard]] Result<void> set_xcrs(const kvm_xcrs&) const;
+  [[nodiscard]] Result<kvm_vcpu_events> get_vcpu_events() const;
+  [[nodiscard]] Result<void> set_vcpu_events(const kvm_vcpu_events&) const;
+  [[nodiscard]] Result<kvm_debugregs> get_debugregs() const;
+  [[nodiscard]] Result<void> set_debugregs(const kvm_debugregs&) const;
+  [[nodiscard]] Result<kvm_mp_state> get_mp_state() const;
+  [[nodiscard]] Result<void> set_mp_state(const kvm_mp_state&) const;
+  // The guest TSC frequency in kHz (KVM_GET_TSC_KHZ / KVM_SET_TSC_KHZ).
+  [[nodiscard]] Result<uint32_t> get_tsc_khz() const;
+  [[nodiscard]] Result<void> set_tsc_khz(uint32_t khz) const;
   [[nodiscard]] Result<void> set_cpuid(const CpuidEntries&) const;
   [[nodiscard]] Result<CpuidEntries> get_cpuid() const;
   [[nodiscard]] Result<kvm_lapic_state> get_lapic() const;
@@ -92,6 +114,11 @@ class VmFd {
   // The VM-wide kvmclock (guest nanoseconds), saved and restored across a pause.
   [[nodiscard]] Result<kvm_clock_data> get_clock() const;
   [[nodiscard]] Result<void> set_clock(const kvm_clock_data&) const;
+  // In-kernel interrupt controllers (KVM_IRQCHIP_PIC_MASTER, _PIC_SLAVE, _IOAPIC) and PIT.
+  [[nodiscard]] Result<kvm_irqchip> get_irqchip(uint32_t chip_id) const;
+  [[nodiscard]] Result<void> set_irqchip(const kvm_irqchip&) const;
+  [[nodiscard]] Result<kvm_pit_state2> get_pit2() const;
+  [[nodiscard]] Result<void> set_pit2(const kvm_pit_state2&) const;
 
  private:
   friend class Kvm;

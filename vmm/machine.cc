@@ -67,7 +67,7 @@ Result<std::unique_ptr<Machine>> Machine::build(const VmConfig& config) {
   std::string cmdline_extra;
   TRY(m->setup_virtio_devices(cmdline_extra));
   TRY(m->load_guest(cmdline_extra));
-  TRY(m->setup_vcpus());
+  TRY(m->setup_vcpus(true));
   TRY(m->setup_sandbox());
   return m;
 }
@@ -126,6 +126,10 @@ Result<void> Machine::setup_memory() {
   MemoryBacking backing = config_.hugepages ? MemoryBacking::kHugetlb : MemoryBacking::kMemfd;
   auto layout = ram_layout(config_.memory_bytes);
   memory_ = TRY(GuestMemory::create(layout, backing));
+  return register_memory();
+}
+
+Result<void> Machine::register_memory() {
   uint32_t slot = 0;
   for (const auto& r : memory_->regions())
     TRY(vm_->set_user_memory_region(slot++, r.guest_base.raw(), r.size, r.host));
@@ -219,7 +223,7 @@ Result<void> Machine::load_guest(const std::string& cmdline_extra) {
   return {};
 }
 
-Result<void> Machine::setup_vcpus() {
+Result<void> Machine::setup_vcpus(bool boot) {
   auto model = CpuModel::parse(config_.cpu);
   if (!model) return std::unexpected(model.error());
   auto supported = TRY(kvm_->supported_cpuid());
@@ -230,8 +234,10 @@ Result<void> Machine::setup_vcpus() {
   for (unsigned i = 0; i < config_.cpus; ++i) {
     auto fd = TRY(vm_->create_vcpu(i, kvm_->vcpu_mmap_size()));
     TRY(fd.set_cpuid(build_cpuid(supported, *model, i, config_.cpus)));
-    TRY(setup_vcpu_common(fd));
-    if (i == 0) TRY(setup_boot_vcpu(fd, boot_tables_, boot_entry_, boot_zero_page_));
+    if (boot) {
+      TRY(setup_vcpu_common(fd));
+      if (i == 0) TRY(setup_boot_vcpu(fd, boot_tables_, boot_entry_, boot_zero_page_));
+    }
     Vcpu::Hooks hooks;
     hooks.on_stop = [this](VcpuStop why, const std::string& detail) {
       switch (why) {
@@ -246,7 +252,7 @@ Result<void> Machine::setup_vcpus() {
         first_run_us_.compare_exchange_strong(expected, std::max<uint64_t>(now_us(), 1));
       };
     }
-    hooks.pause_point = [this] { return vcpu_pause_point(); };
+    hooks.pause_point = [this, i] { return vcpu_pause_point(i); };
     if (config_.sandbox) {
       hooks.enter_sandbox = [this] { return vcpu_filter_->install(ThreadRole::kVcpu); };
       hooks.on_failure = [this](const Error& e) { fail_run(e.context("sandbox")); };
@@ -305,8 +311,10 @@ Result<VmExit> Machine::run() {
   // embedder's thread keeps every right it had.
   Result<void> loop_result;
   note_run_started();
+  if (start_paused_) control_.store(kControlPause);  // the vCPUs park before their first KVM_RUN
   std::thread loop_thread([this, &loop_result] { loop_result = loop_thread_main(); });
   for (auto& v : vcpus_) v->start();
+  if (start_paused_) enter_initial_pause();
   // After the threads start (a filter is inherited by threads created later, and theirs
   // must not stack on this one), before this thread touches anything the guest influences.
   if (supervisor_filter_) {

@@ -31,6 +31,12 @@ class VirtioWiring;
 class Machine final : public Vm {
  public:
   [[nodiscard]] static Result<std::unique_ptr<Machine>> build(const VmConfig& config);
+  // machine_snapshot.cc
+  // `options.memory_path` must be set.
+  [[nodiscard]] static Result<std::unique_ptr<Machine>> restore(const std::string& state_path,
+                                                                const RestoreOptions& options);
+  Result<void> snapshot(const std::string& dir, bool resume_after) override;
+  Result<void> save_snapshot(const std::string& state_path, const std::string& memory_path) override;
   ~Machine() override;
 
   Result<VmExit> run() override;
@@ -49,7 +55,11 @@ class Machine final : public Vm {
   [[nodiscard]] Result<void> setup_platform_devices();
   [[nodiscard]] Result<void> setup_virtio_devices(std::string& cmdline_extra);
   [[nodiscard]] Result<void> load_guest(const std::string& cmdline_extra);
-  [[nodiscard]] Result<void> setup_vcpus();
+  // `boot`: registers set for the kernel entry; otherwise they are left for a restore to set.
+  [[nodiscard]] Result<void> setup_vcpus(bool boot);
+  // Restore: guest RAM from the snapshot's memory file (machine_snapshot.cc).
+  [[nodiscard]] Result<void> setup_memory_from_file(const std::string& path, FileMapMode mode);
+  [[nodiscard]] Result<void> register_memory();
   // Compiles the per-role seccomp filters (VmConfig::sandbox); threads install them in run().
   [[nodiscard]] Result<void> setup_sandbox();
   // The event loop's thread ("vmm-loop"): enters its sandbox, then serves devices until stop.
@@ -69,7 +79,7 @@ class Machine final : public Vm {
     kControlExit = 3,        // stop()/request_exit(): everyone leaves
   };
   // vCPU hook before each KVM_RUN: parks while paused; true if it did.
-  bool vcpu_pause_point();
+  bool vcpu_pause_point(unsigned index);
   // Posted to the loop by pause(): saves kvmclock, then holds the loop until resume.
   void hold_loop_while_paused();
   // Waits until `done()` or the machine exits; false on exit.
@@ -80,11 +90,15 @@ class Machine final : public Vm {
   void set_sci(bool level);
   void on_pvpanic(uint8_t events);  // a guest write to the pvpanic port (vCPU thread)  // the ACPI SCI line (IOAPIC pin MICROVM_ACPI_SCI_IRQ)
   void note_run_ended();
+  // run() with start_paused_: parks the vCPUs before their first KVM_RUN and holds the loop.
+  void enter_initial_pause();
 
   FutexWord control_{kControlRun};
   FutexWord control_events_{0};  // bumped on every park/unpark/hold/release/exit
   std::atomic<uint32_t> vcpus_parked_{0};
   std::atomic<bool> loop_held_{false};
+  // kvmclock as the guest last saw it, taken when the loop was held (what a snapshot records).
+  std::optional<kvm_clock_data> paused_clock_;
   std::mutex control_mu_;  // serializes pause() and resume()
   std::atomic<VmState> state_{VmState::kCreated};
   std::atomic<int64_t> run_started_ns_{0};
@@ -120,6 +134,7 @@ class Machine final : public Vm {
   std::atomic<uint64_t> first_run_us_{0};
   std::atomic<uint64_t> first_marker_us_{0};
   bool ran_ = false;
+  bool start_paused_ = false;  // RestoreOptions::start_paused: run() parks everyone first
   GuestAddress boot_entry_;
   GuestAddress boot_zero_page_;
   LongModeTables boot_tables_{};

@@ -55,9 +55,13 @@ bool Machine::wait_for_control(Done done) {
   }
 }
 
-bool Machine::vcpu_pause_point() {
+bool Machine::vcpu_pause_point(unsigned index) {
   uint32_t c = control_.load();
   if (c != kControlPause && c != kControlResumeLoop) return false;
+  // A port or MMIO read handled in user space is finished by the next KVM_RUN; do that now
+  // (it returns at once, immediate_exit is set), so the state a snapshot reads while we are
+  // parked is complete.
+  vcpus_[index]->complete_pending_exit();
   vcpus_parked_.fetch_add(1);
   control_events_.add(1);
   while ((c = control_.load()) == kControlPause || c == kControlResumeLoop) control_.wait(c);
@@ -71,6 +75,8 @@ void Machine::hold_loop_while_paused() {
   // The vCPUs are parked, so the clock read here is the last time the guest saw.
   auto clock = vm_->get_clock();
   if (!clock) log_.log(LogLevel::kWarn, "pause: %s; guest time will include the pause", clock.error().what.c_str());
+  if (clock) paused_clock_ = *clock;
+  else paused_clock_.reset();
   loop_held_.store(true);
   control_events_.add(1);
   uint32_t c;
@@ -98,6 +104,16 @@ Result<void> Machine::pause() {
   state_.store(VmState::kPaused);
   log_.log(LogLevel::kInfo, "paused");
   return {};
+}
+
+void Machine::enter_initial_pause() {
+  std::lock_guard lock(control_mu_);
+  const uint32_t n = static_cast<uint32_t>(vcpus_.size());
+  if (!wait_for_control([&] { return vcpus_parked_.load() == n; })) return;
+  loop_->post([this] { hold_loop_while_paused(); });
+  if (!wait_for_control([&] { return loop_held_.load(); })) return;
+  state_.store(VmState::kPaused);
+  log_.log(LogLevel::kInfo, "started paused");
 }
 
 Result<void> Machine::resume() {

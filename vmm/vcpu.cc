@@ -97,6 +97,7 @@ void Vcpu::thread_main() {
     if (first && hooks_.on_first_run) hooks_.on_first_run();
     first = false;
     int r = fd_.run();
+    exit_pending_ = false;
     if (r == -EINTR || r == -EAGAIN) continue;
     if (r < 0) {
       stop_with(VcpuStop::kCrash, std::string("KVM_RUN failed: ") + strerror(-r) + "\n" + register_dump());
@@ -144,7 +145,15 @@ bool Vcpu::handle_exit() {
   }
 }
 
+void Vcpu::complete_pending_exit() {
+  if (!exit_pending_) return;
+  __atomic_store_n(&fd_.run_data()->immediate_exit, 1, __ATOMIC_SEQ_CST);
+  (void)fd_.run();  // -EINTR once the access is complete
+  exit_pending_ = false;
+}
+
 bool Vcpu::handle_io(kvm_run* run) {
+  exit_pending_ = true;
   auto* base = reinterpret_cast<std::byte*>(run) + run->io.data_offset;
   size_t size = run->io.size;
   // String I/O (rep ins/outs) arrives as `count` consecutive items in the shared page.
@@ -157,6 +166,7 @@ bool Vcpu::handle_io(kvm_run* run) {
 }
 
 bool Vcpu::handle_mmio(kvm_run* run) {
+  exit_pending_ = true;
   size_t len = std::min<size_t>(run->mmio.len, sizeof run->mmio.data);
   std::span<std::byte> data(reinterpret_cast<std::byte*>(run->mmio.data), len);
   if (run->mmio.is_write) mmio_.write(run->mmio.phys_addr, data);

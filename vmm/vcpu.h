@@ -45,6 +45,10 @@ class Vcpu {
   // any thread.
   void interrupt();
   void join();
+  // On this vCPU's thread, after interrupt() and before parking: runs KVM_RUN once (it
+  // returns at once) if the last exit was a port or MMIO access, which KVM finishes only on
+  // the next entry. Afterwards the registers KVM reports are complete.
+  void complete_pending_exit();
 
   // A printable dump of the registers, for crash reports.
   std::string register_dump() const;
@@ -66,6 +70,7 @@ class Vcpu {
   std::atomic<pthread_t> native_{};
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> running_{false};
+  bool exit_pending_ = false;  // vCPU thread only: an I/O exit KVM completes on re-entry
 };
 
 }  // namespace microvm

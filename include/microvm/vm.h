@@ -144,12 +144,43 @@ struct BootTimes {
   std::optional<uint64_t> first_marker_us;  // guest wrote to the boot-marker port
 };
 
+// Vm::restore(): where a snapshot's memory comes from and what the restoring process
+// decides for itself. The machine's shape (vCPUs, memory, CPU model, transport, devices) is
+// the snapshot's.
+struct RestoreOptions {
+  std::string memory_path;   // empty: DIR/memory
+  // Read all of guest RAM now (MAP_POPULATE) instead of page by page as the guest touches it.
+  bool prefault = false;
+  // A copy-on-write clone: the memory file is mapped MAP_PRIVATE and never copied (this is
+  // also what a plain restore does); writable disks must then be replaced through `disks`,
+  // since two clones writing one image would corrupt it.
+  bool clone = false;
+  // Console, logging, sandbox and virtiofsd settings come from here; everything else in it
+  // is ignored.
+  VmConfig host;
+  // Non-empty: replaces the snapshot's disks, one for one (same count, same order).
+  std::vector<DiskConfig> disks;
+  // run() starts with the VM paused (Firecracker's "resume_vm": false); resume() lets it go.
+  bool start_paused = false;
+};
+
 class Vm {
  public:
   virtual ~Vm() = default;
 
   // Builds the whole machine: memory, kernel, devices, vCPUs. Nothing runs yet.
   [[nodiscard]] static Result<std::unique_ptr<Vm>> create(const VmConfig& config);
+
+  // Rebuilds a machine from a snapshot directory (DIR/state and DIR/memory, see
+  // docs/snapshot-format.md): memory mapped from the memory file, vCPUs, interrupt
+  // controllers, PIT and kvmclock as they were. Nothing runs until run(). Refuses, with the
+  // reason: a damaged or foreign state file, another CPU model, a memory file shorter than
+  // the snapshot's layout.
+  [[nodiscard]] static Result<std::unique_ptr<Vm>> restore(const std::string& dir, const RestoreOptions& options = {});
+  // The same from a state file and `options.memory_path` (required) anywhere (Firecracker's
+  // snapshot_path and mem_file_path).
+  [[nodiscard]] static Result<std::unique_ptr<Vm>> restore_files(const std::string& state_path,
+                                                                 const RestoreOptions& options);
 
   // Runs the guest on this thread (device event loop) plus one thread per vCPU, until the
   // guest powers off, reboots or crashes, or stop() is called. Callable once.
@@ -174,6 +205,13 @@ class Vm {
   // hard way. Returns once the press is queued (on a paused VM it happens at resume()).
   // Error before run() or after the VM stopped. Thread-safe.
   [[nodiscard]] virtual Result<void> request_shutdown() = 0;
+  // Writes a snapshot to DIR (created if missing): DIR/state and DIR/memory. A running VM is
+  // paused for the time it takes and resumed afterwards when `resume_after`; a paused one
+  // stays paused. Error when not running or paused, or when a device cannot be saved
+  // (virtio-fs shares). Thread-safe; the calling thread opens and writes the files.
+  [[nodiscard]] virtual Result<void> snapshot(const std::string& dir, bool resume_after = true) = 0;
+  // Firecracker's form: the VM must be paused; the state and the memory go to the two paths.
+  [[nodiscard]] virtual Result<void> save_snapshot(const std::string& state_path, const std::string& memory_path) = 0;
   // A snapshot of state, vCPU count, memory size and uptime. Thread-safe.
   virtual VmInfo info() const = 0;
 

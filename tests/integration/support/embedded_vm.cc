@@ -5,6 +5,20 @@
 namespace microvm::testing {
 
 std::unique_ptr<EmbeddedVm> EmbeddedVm::start(VmConfig config, std::string* error) {
+  return launch(std::move(config), [](const VmConfig& c) { return Vm::create(c); }, error);
+}
+
+std::unique_ptr<EmbeddedVm> EmbeddedVm::start_restored(const std::string& dir, RestoreOptions options,
+                                                      std::string* error) {
+  VmConfig host = options.host;
+  return launch(std::move(host), [&](const VmConfig& c) {
+    RestoreOptions o = options;
+    o.host = c;
+    return Vm::restore(dir, o);
+  }, error);
+}
+
+std::unique_ptr<EmbeddedVm> EmbeddedVm::launch(VmConfig config, const Factory& create, std::string* error) {
   std::unique_ptr<EmbeddedVm> e(new EmbeddedVm());
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) {
@@ -21,7 +35,7 @@ std::unique_ptr<EmbeddedVm> EmbeddedVm::start(VmConfig config, std::string* erro
     self->log_.append(line);
     self->log_ += '\n';
   };
-  auto vm = Vm::create(config);
+  auto vm = create(config);
   if (!vm) {
     *error = vm.error().what;
     ::close(p[0]);

@@ -22,6 +22,8 @@ class EmbeddedVm {
  public:
   // Creates the VM (console on a pipe, no stdin, no virtio-rng) and starts run().
   static std::unique_ptr<EmbeddedVm> start(VmConfig config, std::string* error);
+  // The same for a VM restored from a snapshot directory (options.host gets the console).
+  static std::unique_ptr<EmbeddedVm> start_restored(const std::string& dir, RestoreOptions options, std::string* error);
   ~EmbeddedVm();
 
   Vm& vm() { return *vm_; }
@@ -35,6 +37,8 @@ class EmbeddedVm {
 
  private:
   EmbeddedVm() = default;
+  using Factory = std::function<Result<std::unique_ptr<Vm>>(const VmConfig&)>;
+  static std::unique_ptr<EmbeddedVm> launch(VmConfig config, const Factory& create, std::string* error);
   void read_console(int fd);
 
   std::unique_ptr<Vm> vm_;

@@ -1,0 +1,217 @@
+// Snapshot and restore of a firmware guest (firmware/snap_calc): a long register
+// computation with a local APIC timer interrupt pending throughout. The guest is
+// snapshotted mid-computation, stopped, and restored in a new process and in this one; each
+// restore must finish with exactly the line an uninterrupted run prints (same checksum, the
+// interrupt still pending and then delivered).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "tests/integration/support/embedded_vm.h"
+#include "tests/integration/support/vm_process.h"
+
+namespace microvm::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool has_prefix(const std::vector<std::string>& lines, const std::string& prefix) {
+  return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
+}
+
+std::string line_with(const std::vector<std::string>& lines, const std::string& prefix) {
+  for (const auto& l : lines)
+    if (l.rfind(prefix, 0) == 0) return l;
+  return {};
+}
+
+VmConfig snap_calc_config() {
+  VmConfig c;
+  c.kernel_path = firmware_path("snap_calc");
+  c.cmdline = "";
+  c.memory_bytes = 64ull << 20;
+  c.rng = false;
+  c.log_level = LogLevel::kInfo;
+  return c;
+}
+
+// The line an uninterrupted run ends with.
+std::string reference_done_line() {
+  auto r = run_microvm({"run", "--kernel", firmware_path("snap_calc"), "--memory", "64M", "--no-rng"},
+                       VmRunOptions{.timeout = 300s});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  auto done = r.lines_with_prefix("SNAPCALC done");
+  EXPECT_EQ(done.size(), 1u) << r.describe();
+  return done.empty() ? "" : done[0];
+}
+
+// Runs snap_calc in this process until its first progress line, then snapshots it into
+// `dir` without resuming and stops it. Fails the test if the guest finished first.
+void snapshot_mid_computation(const std::string& dir) {
+  std::string error;
+  auto e = EmbeddedVm::start(snap_calc_config(), &error);
+  ASSERT_TRUE(e) << error;
+  ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC progress"); }, 300s))
+      << ::testing::PrintToString(e->lines()) << e->log();
+  auto snap = e->vm().snapshot(dir, /*resume_after=*/false);
+  ASSERT_TRUE(snap) << snap.error().what << "\n" << e->log();
+  EXPECT_EQ(e->vm().info().state, VmState::kPaused);
+  ASSERT_FALSE(has_prefix(e->lines(), "SNAPCALC done"))
+      << "the guest finished before the snapshot: raise ITERATIONS in firmware/snap_calc";
+}
+
+class FirmwareSnapshotTest : public ::testing::Test {
+ protected:
+  void SetUp() override { REQUIRE_KVM(); }
+};
+
+TEST_F(FirmwareSnapshotTest, RestoredComputationFinishesLikeAnUninterruptedRun) {
+  const std::string want = reference_done_line();
+  ASSERT_NE(want.find("pending=1"), std::string::npos) << want;
+  ASSERT_NE(want.find("vector=0x45"), std::string::npos) << want;
+
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/snap";
+  snapshot_mid_computation(dir);
+  if (HasFatalFailure()) return;
+  struct stat st {};
+  ASSERT_EQ(::stat((dir + "/memory").c_str(), &st), 0);
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), 64ull << 20);
+  // Sparse: a 64 MiB guest that touched a few pages takes far less on disk.
+  EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, 8ull << 20);
+
+  // A new process, from the files alone.
+  auto r = run_microvm({"run", "--restore", dir}, VmRunOptions{.timeout = 300s});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  auto done = r.lines_with_prefix("SNAPCALC done");
+  ASSERT_EQ(done.size(), 1u) << r.describe();
+  EXPECT_EQ(done[0], want);
+  EXPECT_TRUE(r.lines_with_prefix("SNAPCALC start").empty()) << "the restored guest started over:\n" << r.describe();
+  EXPECT_FALSE(r.lines_with_prefix("SNAPCALC progress").empty()) << r.describe();
+
+  // In this process, as a copy-on-write clone, twice from the same files.
+  for (int i = 0; i < 2; ++i) {
+    std::string error;
+    RestoreOptions o;
+    o.clone = true;
+    o.host.log_level = LogLevel::kInfo;
+    auto e = EmbeddedVm::start_restored(dir, o, &error);
+    ASSERT_TRUE(e) << error;
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC done"); }, 300s))
+        << ::testing::PrintToString(e->lines()) << e->log();
+    EXPECT_EQ(line_with(e->lines(), "SNAPCALC done"), want);
+    auto exit = e->wait_exit(60s);
+    ASSERT_TRUE(exit && *exit) << e->log();
+    EXPECT_EQ((*exit)->reason, VmExitReason::kPowerOff);
+  }
+}
+
+// With virtio devices (two disks over PCI; the embedded harness turns rng off): their state goes into device sections
+// (virtio/transport/device_snapshot.h) and a restore in a new process loads them into the
+// devices it rebuilds, then the guest finishes as an uninterrupted run does.
+TEST_F(FirmwareSnapshotTest, VirtioDeviceStateIsSavedAndRestored) {
+  TempDir tmp;
+  const std::string disk = tmp.path() + "/disk.raw", disk2 = tmp.path() + "/disk2.raw";
+  for (const auto& path : {disk, disk2}) {
+    std::ofstream f(path, std::ios::binary);
+    f.seekp((1 << 20) - 1);
+    f.put('\0');
+  }
+  VmConfig c = snap_calc_config();
+  c.disks.push_back(DiskConfig{.path = disk, .format = "raw"});
+  c.disks.push_back(DiskConfig{.path = disk2, .format = "raw", .read_only = true});
+  const std::string dir = tmp.path() + "/snap";
+  {
+    std::string error;
+    auto e = EmbeddedVm::start(c, &error);
+    ASSERT_TRUE(e) << error;
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC progress"); }, 300s))
+        << ::testing::PrintToString(e->lines()) << e->log();
+    auto snap = e->vm().snapshot(dir, /*resume_after=*/false);
+    ASSERT_TRUE(snap) << snap.error().what << "\n" << e->log();
+    ASSERT_FALSE(has_prefix(e->lines(), "SNAPCALC done"));
+  }
+  // One device section per device, named by transport, position and type.
+  std::ifstream state(dir + "/state", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
+  EXPECT_NE(bytes.find("virtio-pci#0:blk"), std::string::npos);
+  EXPECT_NE(bytes.find("virtio-pci#1:blk"), std::string::npos);
+
+  auto r = run_microvm({"run", "--restore", dir}, VmRunOptions{.timeout = 300s});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.lines_with_prefix("SNAPCALC done").size(), 1u) << r.describe();
+  EXPECT_TRUE(r.lines_with_prefix("SNAPCALC start").empty()) << r.describe();
+}
+
+TEST_F(FirmwareSnapshotTest, PrefaultedRestoreFinishesToo) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/snap";
+  snapshot_mid_computation(dir);
+  if (HasFatalFailure()) return;
+  auto r = run_microvm({"run", "--restore", dir, "--restore-prefault"}, VmRunOptions{.timeout = 300s});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  ASSERT_EQ(r.lines_with_prefix("SNAPCALC done").size(), 1u) << r.describe();
+}
+
+TEST_F(FirmwareSnapshotTest, SnapshotNeedsARunningOrPausedVmAndFirecrackerFormNeedsPause) {
+  auto vm = Vm::create(snap_calc_config());
+  ASSERT_TRUE(vm) << vm.error().what;
+  TempDir tmp;
+  auto s = (*vm)->snapshot(tmp.path() + "/snap");
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().what.find("not running"), std::string::npos) << s.error().what;
+  auto f = (*vm)->save_snapshot(tmp.path() + "/state", tmp.path() + "/memory");
+  ASSERT_FALSE(f);
+  EXPECT_NE(f.error().what.find("must be paused"), std::string::npos) << f.error().what;
+}
+
+// Hostile snapshot files: every damage is refused with a message naming it, never a crash.
+TEST_F(FirmwareSnapshotTest, DamagedSnapshotsAreRefusedWithAClearMessage) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/snap";
+  snapshot_mid_computation(dir);
+  if (HasFatalFailure()) return;
+  std::ifstream in(dir + "/state", std::ios::binary);
+  std::string state((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_GT(state.size(), 200u);
+
+  auto restore_with = [&](const std::string& name, const std::string& bytes, const std::string& memory_size) {
+    std::string d = tmp.path() + "/" + name;
+    ::mkdir(d.c_str(), 0700);
+    std::ofstream(d + "/state", std::ios::binary) << bytes;
+    std::string mem = d + "/memory";
+    EXPECT_EQ(std::system(("cp --sparse=always " + dir + "/memory " + mem).c_str()), 0);
+    if (!memory_size.empty()) EXPECT_EQ(::truncate(mem.c_str(), std::stoll(memory_size)), 0);
+    return run_microvm({"run", "--restore", d}, VmRunOptions{.timeout = 60s});
+  };
+
+  std::string flipped = state;
+  flipped[flipped.size() - 10] ^= 0x40;  // inside the last section
+  auto r = restore_with("crc", flipped, "");
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("CRC mismatch"), std::string::npos) << r.describe();
+
+  r = restore_with("truncated", state.substr(0, state.size() - 100), "");
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("truncated"), std::string::npos) << r.describe();
+
+  std::string version = state;
+  version[8] = 9;
+  r = restore_with("version", version, "");
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("format version 9 is not supported"), std::string::npos) << r.describe();
+
+  r = restore_with("short_memory", state, std::to_string(32ull << 20));
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("shorter than"), std::string::npos) << r.describe();
+}
+
+}  // namespace
+}  // namespace microvm::testing

@@ -1,0 +1,287 @@
+// Vm::snapshot(), save_snapshot() and Vm::restore(): the machine side of snapshots. The file
+// format is vmm/snapshot/ (docs/snapshot-format.md); here the machine is paused, its KVM
+// state read, guest RAM written, and a new machine rebuilt around a snapshot.
+//
+// A restore builds the same machine a boot would (KVM VM, irqchip, PIT, buses, platform and
+// virtio devices, vCPUs) but, instead of loading a kernel, maps the memory file and sets
+// every vCPU and the VM-wide KVM state from the state file. The state file is parsed and
+// checked completely before any of that starts.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fd.h"
+#include "boot/memory_map.h"
+#include "vmm/machine.h"
+#include "vmm/snapshot/kvm_state.h"
+#include "vmm/snapshot/kvm_state_io.h"
+#include "vmm/snapshot/machine_state.h"
+#include "vmm/snapshot/memory_file.h"
+#include "vmm/snapshot/snapshot_file.h"
+#include "vmm/virtio_wiring.h"
+
+namespace microvm {
+namespace {
+
+using snapshot::SectionType;
+
+constexpr const char* kStateName = "state";
+constexpr const char* kMemoryName = "memory";
+
+std::string join(const std::string& dir, const char* name) {
+  return dir.empty() || dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+// Virtio devices whose state a snapshot cannot carry (docs/snapshot-format.md, "Device
+// sections"): a restored guest would find them reset. Disks, nets and rng carry their state in
+// device sections; shares are not recorded in the machine section, so a restore could not
+// rebuild them, snapshot=remount or not.
+std::string unsupported_devices(const VmConfig& c) {
+  if (!c.shares.empty())
+    return "virtio-fs shares (virtiofsd has no migration support, and restoring a share is not supported yet)";
+  return {};
+}
+
+Result<void> write_file_atomically(const std::string& path, std::span<const std::byte> bytes) {
+  std::string tmp = path + ".tmp";
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) return fail_errno("create " + tmp);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t w = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("write " + tmp);
+    }
+    done += static_cast<size_t>(w);
+  }
+  if (::fsync(fd.get()) < 0) return fail_errno("fsync " + tmp);
+  fd.reset();
+  if (::rename(tmp.c_str(), path.c_str()) < 0) return fail_errno("rename " + tmp + " to " + path);
+  return {};
+}
+
+Result<std::vector<std::byte>> read_state_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail_errno("open snapshot state file " + path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) < 0) return fail_errno("stat " + path);
+  if (!S_ISREG(st.st_mode)) return fail(EINVAL, path + " is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > snapshot::kMaxStateFileBytes)
+    return fail(EINVAL, path + " is larger than a snapshot state file can be (64 MiB)");
+  std::vector<std::byte> bytes(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t r = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("read " + path);
+    }
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
+  }
+  bytes.resize(done);
+  return bytes;
+}
+
+// Everything a restore needs, decoded and cross-checked before KVM is touched.
+struct DecodedSnapshot {
+  snapshot::MachineState machine;
+  std::vector<snapshot::VcpuState> vcpus;
+  snapshot::VmKvmState vm;
+  std::vector<DeviceState> devices;  // in the machine's device order
+};
+
+Result<DecodedSnapshot> decode_snapshot(std::span<const std::byte> bytes) {
+  auto file = TRY(snapshot::parse_snapshot(bytes));
+  TRY(snapshot::check_cpu_compatible(file.cpu, snapshot::host_cpu_signature()));
+  DecodedSnapshot d;
+  const auto* machine = file.find(SectionType::kMachine);
+  if (!machine || file.count(SectionType::kMachine) != 1) return fail(EINVAL, "snapshot has no machine section");
+  d.machine = TRY(snapshot::decode_machine(machine->payload));
+  // The layout must be exactly what this microvm gives a machine of that size: no
+  // guest-physical range a boot would not have (it could overlap MMIO or the APIC).
+  auto layout = ram_layout(d.machine.config.memory_bytes);
+  if (layout.size() != d.machine.regions.size()) return fail(EINVAL, "snapshot memory layout does not match its memory size");
+  for (size_t i = 0; i < layout.size(); ++i)
+    if (layout[i].base.raw() != d.machine.regions[i].guest_address || layout[i].size != d.machine.regions[i].size)
+      return fail(EINVAL, "snapshot memory region " + std::to_string(i) + " is not where microvm puts guest RAM");
+  const unsigned cpus = d.machine.config.cpus;
+  if (file.count(SectionType::kVcpu) != cpus)
+    return fail(EINVAL, "snapshot has " + std::to_string(file.count(SectionType::kVcpu)) + " vCPU sections for " +
+                            std::to_string(cpus) + " vCPUs");
+  for (unsigned i = 0; i < cpus; ++i) {
+    const auto* s = file.find(SectionType::kVcpu, i);
+    if (!s) return fail(EINVAL, "snapshot lacks the state of vCPU " + std::to_string(i));
+    auto v = snapshot::decode_vcpu(s->payload);
+    if (!v) return std::unexpected(v.error().context("vCPU " + std::to_string(i)));
+    d.vcpus.push_back(std::move(*v));
+  }
+  const auto* vm = file.find(SectionType::kVmKvm);
+  if (!vm) return fail(EINVAL, "snapshot lacks the interrupt controller and clock section");
+  d.vm = TRY(snapshot::decode_vm_kvm(vm->payload));
+  const size_t devices = file.count(SectionType::kDevice);
+  for (size_t i = 0; i < devices; ++i) {
+    const auto* s = file.find(SectionType::kDevice, static_cast<uint32_t>(i));
+    if (!s) return fail(EINVAL, "snapshot lacks device section " + std::to_string(i) + " of " + std::to_string(devices));
+    auto state = DeviceSnapshotSet::decode(s->payload);
+    if (!state) return std::unexpected(state.error().context("device section " + std::to_string(i)));
+    d.devices.push_back(std::move(*state));
+  }
+  return d;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Vm>> Vm::restore(const std::string& dir, const RestoreOptions& options) {
+  RestoreOptions o = options;
+  if (o.memory_path.empty()) o.memory_path = join(dir, kMemoryName);
+  return restore_files(join(dir, kStateName), o);
+}
+
+Result<std::unique_ptr<Vm>> Vm::restore_files(const std::string& state_path, const RestoreOptions& options) {
+  if (options.memory_path.empty()) return fail(EINVAL, "restore: no memory file given");
+  auto m = TRY(Machine::restore(state_path, options));
+  return std::unique_ptr<Vm>(std::move(m));
+}
+
+Result<void> Machine::snapshot(const std::string& dir, bool resume_after) {
+  bool paused_here = false;
+  VmState s = state_.load();
+  if (s != VmState::kRunning && s != VmState::kPaused) return fail(EINVAL, "snapshot: the VM is not running");
+  if (s == VmState::kRunning) {
+    TRY(pause());
+    paused_here = true;
+  }
+  if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) return fail_errno("create snapshot directory " + dir);
+  auto saved = save_snapshot(join(dir, kStateName), join(dir, kMemoryName));
+  if (paused_here && resume_after) {
+    auto resumed = resume();
+    if (saved && !resumed) return std::unexpected(resumed.error().context("snapshot written, but"));
+  }
+  return saved;
+}
+
+Result<void> Machine::save_snapshot(const std::string& state_path, const std::string& memory_path) {
+  std::lock_guard lock(control_mu_);  // no resume() underneath us
+  if (state_.load() != VmState::kPaused) return fail(EINVAL, "snapshot: the VM must be paused");
+  if (auto why = unsupported_devices(config_); !why.empty()) return fail(EINVAL, "snapshot: cannot save " + why);
+
+  snapshot::SnapshotFile file;
+  file.cpu = snapshot::host_cpu_signature();
+
+  snapshot::MachineState machine;
+  machine.config.cpus = config_.cpus;
+  machine.config.memory_bytes = config_.memory_bytes;
+  machine.config.cpu = config_.cpu;
+  machine.config.transport = config_.transport;
+  machine.config.rng = config_.rng;
+  machine.config.pvpanic = config_.pvpanic;
+  machine.config.hugepages = config_.hugepages;
+  machine.config.disks = config_.disks;
+  machine.config.nets = config_.nets;
+  uint64_t offset = 0;
+  for (const auto& r : memory_->regions()) {
+    machine.regions.push_back({r.guest_base.raw(), r.size, offset});
+    offset += r.size;
+  }
+  machine.memory_file_bytes = offset;
+  file.sections.push_back({SectionType::kMachine, 0, snapshot::encode_machine(machine)});
+
+  // Devices first: quiescing completes in-flight requests into guest RAM and may raise
+  // interrupts, and both must be in the vCPU, interrupt-controller and memory state saved below.
+  // The event loop is parked (pause()), so this thread calls the devices itself.
+  auto devices = virtio_->snapshot_devices().save(LoopAccess::kCallerHoldsLoop);
+  if (!devices) return std::unexpected(devices.error().context("snapshot"));
+  for (size_t i = 0; i < devices->size(); ++i)
+    file.sections.push_back({SectionType::kDevice, static_cast<uint32_t>(i), DeviceSnapshotSet::encode((*devices)[i])});
+
+  auto msrs = TRY(snapshot::saveable_msrs(*kvm_, vcpus_[0]->fd()));
+  const size_t xsave_size = kvm_->xsave_size();
+  for (size_t i = 0; i < vcpus_.size(); ++i) {
+    auto v = snapshot::capture_vcpu(vcpus_[i]->fd(), msrs, xsave_size);
+    if (!v) return std::unexpected(v.error().context("snapshot: vCPU " + std::to_string(i)));
+    file.sections.push_back({SectionType::kVcpu, static_cast<uint32_t>(i), snapshot::encode_vcpu(*v)});
+  }
+  auto vm = TRY(snapshot::capture_vm(*vm_));
+  // KVM's clock kept running while paused; the guest last saw the one taken at pause.
+  if (paused_clock_) vm.clock = *paused_clock_;
+  file.sections.push_back({SectionType::kVmKvm, 0, snapshot::encode_vm_kvm(vm)});
+
+  auto stats = snapshot::save_memory(*memory_, memory_path);
+  if (!stats) return std::unexpected(stats.error().context("snapshot"));
+  TRY(write_file_atomically(state_path, snapshot::encode_snapshot(file)));
+  log_.log(LogLevel::kInfo, "snapshot: %s (%llu of %llu bytes of guest RAM written, the rest holes) and %s",
+           memory_path.c_str(), static_cast<unsigned long long>(stats->bytes_written),
+           static_cast<unsigned long long>(stats->bytes_total), state_path.c_str());
+  return {};
+}
+
+Result<void> Machine::setup_memory_from_file(const std::string& path, FileMapMode mode) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail_errno("open snapshot memory file " + path);
+  auto layout = ram_layout(config_.memory_bytes);
+  auto mem = GuestMemory::map_file(layout, fd.get(), mode);
+  if (!mem) return std::unexpected(mem.error().context(path));
+  memory_ = std::move(*mem);
+  return register_memory();
+}
+
+Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path, const RestoreOptions& options) {
+  auto bytes = TRY(read_state_file(state_path));
+  auto decoded = decode_snapshot(bytes);
+  if (!decoded) return std::unexpected(decoded.error().context(state_path));
+
+  // The snapshot decides the machine; the caller decides how this process runs it.
+  VmConfig config = options.host;
+  const VmConfig& saved = decoded->machine.config;
+  config.cpus = saved.cpus;
+  config.memory_bytes = saved.memory_bytes;
+  config.cpu = saved.cpu;
+  config.transport = saved.transport;
+  config.rng = saved.rng;
+  config.pvpanic = saved.pvpanic;
+  config.hugepages = false;  // RAM comes from the memory file
+  config.disks = saved.disks;
+  config.nets = saved.nets;
+  config.shares.clear();
+  config.kernel_path.clear();
+  if (!options.disks.empty()) {
+    if (options.disks.size() != saved.disks.size())
+      return fail(EINVAL, "restore: the snapshot has " + std::to_string(saved.disks.size()) + " disk(s), " +
+                              std::to_string(options.disks.size()) + " given to replace them");
+    config.disks = options.disks;
+  }
+  if (options.clone)
+    for (const auto& d : config.disks)
+      if (!d.read_only) return fail(EINVAL, "restore --clone: disk " + d.path + " is writable; give each clone its own disk");
+  if (options.prefault && options.clone) return fail(EINVAL, "restore: --clone and --restore-prefault exclude each other");
+
+  std::unique_ptr<Machine> m(new Machine(config));
+  TRY(m->setup_kvm());
+  m->start_paused_ = options.start_paused;
+  TRY(m->setup_memory_from_file(options.memory_path, options.prefault ? FileMapMode::kPrivatePopulate : FileMapMode::kPrivate));
+  m->loop_ = TRY(EventLoop::create());
+  TRY(m->setup_platform_devices());
+  std::string unused_cmdline;
+  TRY(m->setup_virtio_devices(unused_cmdline));
+  TRY(m->setup_vcpus(false));
+  const size_t xsave_size = m->kvm_->xsave_size();
+  for (size_t i = 0; i < m->vcpus_.size(); ++i) {
+    auto applied = snapshot::apply_vcpu(m->vcpus_[i]->fd(), decoded->vcpus[i], xsave_size);
+    if (!applied) return std::unexpected(applied.error().context("restore: vCPU " + std::to_string(i)));
+  }
+  if (auto applied = snapshot::apply_vm(*m->vm_, decoded->vm); !applied)
+    return std::unexpected(applied.error().context("restore"));
+  // After the interrupt controllers, so an interrupt a device raises while coming back (a
+  // share that comes back reset) is not overwritten. The loop has not started: this thread
+  // calls the devices itself.
+  if (auto loaded = m->virtio_->snapshot_devices().load(decoded->devices, LoopAccess::kCallerHoldsLoop); !loaded)
+    return std::unexpected(loaded.error().context("restore"));
+  TRY(m->setup_sandbox());
+  m->log_.log(LogLevel::kInfo, "restored from %s (%u vCPUs, %llu MiB)", state_path.c_str(), config.cpus,
+              static_cast<unsigned long long>(config.memory_bytes >> 20));
+  return m;
+}
+
+}  // namespace microvm

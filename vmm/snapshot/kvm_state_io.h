@@ -1,0 +1,30 @@
+#pragma once
+// Moves VcpuState / VmKvmState between KVM and memory. The vCPU must not be inside KVM_RUN
+// (the machine is paused, or has not run yet) and must have no I/O exit awaiting completion
+// (Vcpu::complete_pending_exit()).
+#include <cstdint>
+#include <vector>
+
+#include "base/result.h"
+#include "vmm/kvm.h"
+#include "vmm/snapshot/kvm_state.h"
+#include "vmm/snapshot/snapshot_file.h"
+
+namespace microvm::snapshot {
+
+// The MSRs worth saving for this vCPU: KVM's index list, minus those KVM_GET_MSRS refuses on
+// this host, TSC first and TSC_DEADLINE last (the order they must be restored in).
+[[nodiscard]] Result<std::vector<uint32_t>> saveable_msrs(const Kvm& kvm, const VcpuFd& vcpu);
+
+[[nodiscard]] Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, const std::vector<uint32_t>& msrs, size_t xsave_size);
+// Sets everything in the order KVM needs: CPUID, TSC rate, special and general registers,
+// FPU/XSAVE, XCRs, MP state, LAPIC, MSRs, pending events, debug registers.
+[[nodiscard]] Result<void> apply_vcpu(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_size);
+
+[[nodiscard]] Result<VmKvmState> capture_vm(const VmFd& vm);
+[[nodiscard]] Result<void> apply_vm(const VmFd& vm, const VmKvmState& s);
+
+// This host's CPU (the CPUID instruction), with run-time-only bits (OSXSAVE, OSPKE) masked.
+CpuSignature host_cpu_signature();
+
+}  // namespace microvm::snapshot
