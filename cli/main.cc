@@ -3,7 +3,10 @@
 #include <cstring>
 #include <vector>
 
+#include <vector>
+
 #include "cli/ctl_command.h"
+#include "cli/qemu_args.h"
 #include "cli/run_command.h"
 #include "cli/version.h"
 #ifdef MICROVM_HAVE_IMG
@@ -40,6 +43,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   const char* cmd = argv[1];
+  // `microvm -kernel vmlinux -m 1G ...`, typed from QEMU habit: that is `microvm run`.
+  if (microvm::is_qemu_option(cmd)) {
+    std::vector<char*> args(argv, argv + argc);
+    static char run[] = "run";
+    args[0] = run;
+    return microvm::run_command(argc, args.data());
+  }
   if (!std::strcmp(cmd, "run")) return microvm::run_command(argc - 1, argv + 1);
   if (!std::strcmp(cmd, "ctl")) return microvm::ctl_command(argc - 1, argv + 1);
   if (!std::strcmp(cmd, "snapshot")) {

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "cli/graceful_shutdown.h"
+#include "cli/qemu_args.h"
 #include "cli/size_arg.h"
 #include "devices/block/disk_spec.h"
 #include "devices/vhost/share_spec.h"
@@ -96,6 +97,7 @@ int run_vm(Vm& vm, const RunOptions& opts) {
                  t.first_kvm_run_us ? std::to_string(*t.first_kvm_run_us).c_str() : "-",
                  t.first_marker_us ? std::to_string(*t.first_marker_us).c_str() : "-");
   }
+
   if (!exit) {
     std::fprintf(stderr, "microvm: %s\n", exit.error().what.c_str());
     return kExitError;
@@ -197,8 +199,17 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--log-level", log_level, "error, warn, info or debug")
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}))->default_str("warn");
 
+  std::vector<std::string> given(argv + std::min(argc, 1), argv + argc);
+  auto takes_value = [&app](const std::string& name) {
+    const CLI::Option* o = app.get_option_no_throw(name);
+    return o != nullptr && o->get_items_expected_min() > 0;
+  };
+  auto translated = translate_qemu_args(given, takes_value);
+  if (!translated) return fail(EINVAL, translated.error().what);
+  opts.notes = std::move(translated->notes);
+  std::vector<std::string> reversed(translated->args.rbegin(), translated->args.rend());  // CLI11's order
   try {
-    app.parse(argc, argv);  // CLI11 skips argv[0] ("run")
+    app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
     return std::unexpected(Error(0, app.help()));
   } catch (const CLI::ParseError& e) {
@@ -220,6 +231,16 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   opts.vm.memory_bytes = *mem;
   opts.vm.transport = transport == "mmio" ? Transport::kMmio : Transport::kPci;
   opts.vm.rng = !no_rng;
+  if (opts.boot_timer) {
+    // Each mark as it happens (the summary line at exit stays, for scripts). A vCPU thread
+    // calls this under seccomp: format on the stack, one write(2).
+    opts.vm.on_boot_mark = [](const char* mark, uint64_t us) {
+      char line[128];
+      int n = std::snprintf(line, sizeof line, "microvm: boot-timer: %s at %llu us\r\n", mark,
+                            static_cast<unsigned long long>(us));
+      if (n > 0) [[maybe_unused]] auto w = ::write(STDERR_FILENO, line, std::min<size_t>(n, sizeof line - 1));
+    };
+  }
   opts.vm.sandbox = sandbox == "on";
   for (const auto& d : disks) opts.vm.disks.push_back(TRY(parse_disk_arg(d)));
   for (const auto& sh : shares) {
@@ -263,6 +284,13 @@ int run_command(int argc, char** argv) {
       std::fprintf(stderr, "microvm run: %s\n", ok.error().what.c_str());
       return kExitUsage;
     }
+  }
+  for (const auto& note : opts->notes) std::fprintf(stderr, "microvm: %s\n", note.c_str());
+  // Every argument is checked before anything (a tap, a memfd, a KVM VM) is created, so a
+  // bad one is exit code 2 and leaves nothing behind.
+  if (auto ok = Vm::validate(opts->vm); !ok) {
+    std::fprintf(stderr, "microvm run: %s\n", ok.error().what.c_str());
+    return kExitUsage;
   }
   install_termination_handlers();
   // With --api-sock this thread removes the socket file after run(), which the supervisor

@@ -19,6 +19,7 @@ struct RunOptions {
   std::string restore_dir;  // --restore: start from this snapshot instead of a kernel
   bool clone = false;            // --clone
   bool restore_prefault = false; // --restore-prefault
+  std::vector<std::string> notes;  // QEMU spellings that were rewritten (printed on stderr)
 };
 
 // The Vm the options describe: Vm::restore() with --restore, else Vm::create().

@@ -19,6 +19,7 @@ constexpr CpuFeature kFeatures[] = {
     {"fxsr", 1, 0, R::kEdx, 24}, {"sse", 1, 0, R::kEdx, 25}, {"sse2", 1, 0, R::kEdx, 26}, {"ht", 1, 0, R::kEdx, 28},
     // Leaf 1 ECX
     {"pni", 1, 0, R::kEcx, 0}, {"pclmulqdq", 1, 0, R::kEcx, 1}, {"monitor", 1, 0, R::kEcx, 3},
+    {"vmx", 1, 0, R::kEcx, 5},
     {"ssse3", 1, 0, R::kEcx, 9}, {"fma", 1, 0, R::kEcx, 12}, {"cx16", 1, 0, R::kEcx, 13},
     {"pdcm", 1, 0, R::kEcx, 15}, {"pcid", 1, 0, R::kEcx, 17}, {"sse4_1", 1, 0, R::kEcx, 19},
     {"sse4_2", 1, 0, R::kEcx, 20}, {"x2apic", 1, 0, R::kEcx, 21}, {"movbe", 1, 0, R::kEcx, 22},

@@ -17,6 +17,11 @@ uint32_t& reg_of(kvm_cpuid_entry2& e, CpuidReg r) {
 
 }  // namespace
 
+bool feature_bit_set(const kvm_cpuid_entry2& entry, const CpuFeature& f) {
+  kvm_cpuid_entry2 copy = entry;
+  return (reg_of(copy, f.reg) >> f.bit) & 1u;
+}
+
 Result<CpuModel> CpuModel::parse(std::string_view spec) {
   CpuModel model;
   size_t comma = spec.find(',');

@@ -18,6 +18,9 @@ struct CpuModel {
   [[nodiscard]] static Result<CpuModel> parse(std::string_view spec);
 };
 
+// Whether `entry` (of KVM's supported CPUID) has feature `f`'s bit set.
+bool feature_bit_set(const kvm_cpuid_entry2& entry, const CpuFeature& f);
+
 // The CPUID table for vCPU `index` of `count`: supported leaves, feature modifiers, the
 // hypervisor bit, and per-vCPU topology (APIC ID in leaves 1, 0xb and 0x1f).
 CpuidEntries build_cpuid(const CpuidEntries& supported, const CpuModel& model, unsigned index, unsigned count);

@@ -15,6 +15,7 @@
 #include "boot/page_tables.h"
 #include "boot/zero_page.h"
 #include "microvm/guest_abi.h"
+#include "vmm/config_check.h"
 #include "vmm/cpu_model.h"
 #include "vmm/sandbox/policy.h"
 #include "vmm/sandbox/thread_signals.h"
@@ -30,11 +31,13 @@ constexpr uint64_t kTssAddr = 0xfffbd000;
 constexpr uint64_t kIdentityMapAddr = 0xfffbc000;
 constexpr uint32_t kSerialGsi = 4;
 constexpr uint64_t kMaxKernelBytes = 512ull << 20;
-constexpr uint64_t kMaxCpus = 254;  // xAPIC IDs in the MADT, minus the IOAPIC's
 
 }  // namespace
 
+Result<void> Vm::validate(const VmConfig& config) { return check_vm_config(config, read_host_limits()); }
+
 Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
+  TRY(validate(config));
   auto m = TRY(Machine::build(config));
   return std::unique_ptr<Vm>(std::move(m));
 }
@@ -56,8 +59,7 @@ uint64_t Machine::now_us() const {
 }
 
 Result<std::unique_ptr<Machine>> Machine::build(const VmConfig& config) {
-  if (config.cpus == 0 || config.cpus > kMaxCpus) return fail("--cpus must be between 1 and " + std::to_string(kMaxCpus));
-  if (config.memory_bytes < (16ull << 20)) return fail("--memory must be at least 16 MiB");
+  // Sizes and names were checked by Vm::validate() (create() runs it first).
   if (config.kernel_path.empty()) return fail("no kernel given (--kernel)");
   std::unique_ptr<Machine> m(new Machine(config));
   TRY(m->setup_kvm());
@@ -161,7 +163,9 @@ Result<void> Machine::setup_platform_devices() {
 
   auto record_marker = [this] {
     uint64_t expected = 0;
-    first_marker_us_.compare_exchange_strong(expected, std::max<uint64_t>(now_us(), 1));
+    uint64_t now = std::max<uint64_t>(now_us(), 1);
+    if (first_marker_us_.compare_exchange_strong(expected, now) && config_.on_boot_mark)
+      config_.on_boot_mark("guest boot marker", now);
   };
   boot_marker_ = std::make_unique<BootMarker>([record_marker](uint8_t) { record_marker(); });
   serial_->watch_output(MICROVM_CONSOLE_MARKER, record_marker);
@@ -230,6 +234,14 @@ Result<void> Machine::setup_vcpus(bool boot) {
   for (const auto& f : model->enable) {
     const auto* e = supported.find(f.leaf, f.subleaf);
     if (!e) return fail("--cpu: +" + std::string(f.name) + " is not supported by KVM on this host");
+    // Nested virtualisation cannot be faked by a CPUID bit: the guest would fault on its first
+    // VMXON/VMRUN. Pass it through only when KVM offers it.
+    bool nested = f.name == std::string_view("vmx") || f.name == std::string_view("svm");
+    if (nested && !feature_bit_set(*e, f))
+      return fail(EINVAL, "--cpu: +" + std::string(f.name) + ": this host's KVM does not offer nested virtualisation (" +
+                              (f.name == std::string_view("vmx") ? "Intel VT-x: kvm_intel nested=1; on AMD use +svm"
+                                                                  : "AMD-V: kvm_amd nested=1; on Intel use +vmx") +
+                              ")");
   }
   for (unsigned i = 0; i < config_.cpus; ++i) {
     auto fd = TRY(vm_->create_vcpu(i, kvm_->vcpu_mmap_size()));
@@ -249,7 +261,9 @@ Result<void> Machine::setup_vcpus(bool boot) {
     if (i == 0) {
       hooks.on_first_run = [this] {
         uint64_t expected = 0;
-        first_run_us_.compare_exchange_strong(expected, std::max<uint64_t>(now_us(), 1));
+        uint64_t now = std::max<uint64_t>(now_us(), 1);
+        if (first_run_us_.compare_exchange_strong(expected, now) && config_.on_boot_mark)
+          config_.on_boot_mark("first KVM_RUN", now);
       };
     }
     hooks.pause_point = [this, i] { return vcpu_pause_point(i); };

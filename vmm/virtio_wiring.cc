@@ -42,7 +42,8 @@ Result<DiskOptions> disk_options(const DiskConfig& d, bool sandbox, const Logger
 
 // A shared folder: starts its virtiofsd (or uses the given backend socket), connects and
 // negotiates. The info line is the share's startup cost, for benchmarks.
-Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::string& virtiofsd_path, const Logger& log) {
+Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::string& virtiofsd_path, const Logger& log,
+                                             Fd* backend_stderr) {
   auto start = std::chrono::steady_clock::now();
   FsOptions fs;
   fs.tag = s.tag;
@@ -57,6 +58,7 @@ Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::st
     v.read_only = s.read_only;
     v.logger = &log;
     fs.process = TRY(VirtiofsdProcess::start(v));
+    *backend_stderr = fs.process->take_stderr_pipe();
     fs.socket_path = fs.process->socket_path();
   } else {
     fs.socket_path = s.socket_path;
@@ -99,7 +101,12 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
   for (const auto& d : config.disks) {
     auto opts = TRY(disk_options(d, config.sandbox, w->ctx_.log));
     auto backend = open_disk(opts);
-    if (!backend) return std::unexpected(backend.error().context("disk " + d.path));
+    if (!backend) {
+      Error e = backend.error().context("disk " + d.path);
+      if (!d.read_only && (e.code == EROFS || e.code == EACCES))
+        e.what += " (to use it read-only, add readonly=on to --disk)";
+      return std::unexpected(e);
+    }
     BlkOptions blk;
     blk.read_only = d.read_only;
     blk.serial = d.serial;
@@ -125,8 +132,10 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     w->ctx_.log.log(LogLevel::kWarn, "guest RAM memfd is not size-sealed (%s): a vhost-user back end could truncate it",
                     w->ctx_.memory.seal_problem().c_str());
   for (const auto& s : config.shares) {
-    auto device = open_share(s, config.virtiofsd_path, w->ctx_.log);
+    Fd backend_stderr;
+    auto device = open_share(s, config.virtiofsd_path, w->ctx_.log, &backend_stderr);
     if (!device) return std::unexpected(device.error().context("--share " + (s.host_dir.empty() ? s.socket_path : s.host_dir)));
+    if (backend_stderr) TRY(w->relay_backend_log(std::move(backend_stderr), "virtiofsd (" + (s.tag.empty() ? s.host_dir : s.tag) + ")"));
     TRY(w->attach(std::move(*device), "virtio-fs"));
   }
   if (config.rng) {
@@ -135,6 +144,17 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     TRY(w->attach(TRY(RngDevice::create(rng)), "virtio-rng"));
   }
   return w;
+}
+
+Result<void> VirtioWiring::relay_backend_log(Fd read_end, std::string source) {
+  auto relay = std::make_unique<Relay>();
+  relay->log = std::make_unique<BackendLogRelay>(std::move(read_end), std::move(source), ctx_.log);
+  Relay* r = relay.get();
+  r->registration = TRY(LoopRegistration::add(ctx_.loop, r->log->fd(), EPOLLIN, [r](uint32_t) {
+    if (!r->log->drain()) r->registration.reset();  // the back end closed its stderr (it exited)
+  }));
+  relays_.push_back(std::move(relay));
+  return {};
 }
 
 Result<void> VirtioWiring::setup_pci_root() {

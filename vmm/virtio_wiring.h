@@ -19,6 +19,8 @@
 #include "vmm/io_bus.h"
 #include "vmm/kvm.h"
 #include "vmm/kvm_vm_services.h"
+#include "devices/vhost/backend_log_relay.h"
+#include "virtio/loop_registration.h"
 
 namespace microvm {
 
@@ -51,6 +53,13 @@ class VirtioWiring final {
   explicit VirtioWiring(Context ctx) : ctx_(std::move(ctx)), services_(ctx_.vm) {}
   [[nodiscard]] Result<void> setup_pci_root();
   [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what);
+  [[nodiscard]] Result<void> relay_backend_log(Fd read_end, std::string source);
+
+  // A back end's stderr on its way to our log, while the back end runs.
+  struct Relay {
+    std::unique_ptr<BackendLogRelay> log;
+    LoopRegistration registration;
+  };
 
   Context ctx_;
   KvmVmServices services_;
@@ -58,6 +67,7 @@ class VirtioWiring final {
   std::vector<std::unique_ptr<PciTransport>> pci_devices_;
   std::vector<std::unique_ptr<MmioTransport>> mmio_devices_;
   std::string cmdline_;
+  std::vector<std::unique_ptr<Relay>> relays_;  // after the devices: unregistered first
 };
 
 }  // namespace microvm

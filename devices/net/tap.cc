@@ -23,17 +23,16 @@ Result<void> copy_ifname(char (&dst)[IFNAMSIZ], const std::string& name) {
   return {};
 }
 
-// Sets IFF_UP on `name` through an AF_INET control socket (needs CAP_NET_ADMIN).
-Result<void> link_up(const std::string& name) {
-  Fd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!sock) return fail_errno("socket(AF_INET)");
+// Sets IFF_UP on `name` through the AF_INET control socket `sock` (needs CAP_NET_ADMIN).
+// Returns whether it was down before.
+Result<bool> link_up(int sock, const std::string& name) {
   ifreq ifr{};
   TRY(copy_ifname(ifr.ifr_name, name));
-  if (::ioctl(sock.get(), SIOCGIFFLAGS, &ifr) < 0) return fail_errno("SIOCGIFFLAGS " + name);
-  if (ifr.ifr_flags & IFF_UP) return {};
+  if (::ioctl(sock, SIOCGIFFLAGS, &ifr) < 0) return fail_errno("SIOCGIFFLAGS " + name);
+  if (ifr.ifr_flags & IFF_UP) return false;
   ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-  if (::ioctl(sock.get(), SIOCSIFFLAGS, &ifr) < 0) return fail_errno("bringing " + name + " up");
-  return {};
+  if (::ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) return fail_errno("bringing " + name + " up");
+  return true;
 }
 
 Result<void> add_to_bridge(const std::string& bridge, const std::string& tap) {
@@ -51,6 +50,9 @@ Result<void> add_to_bridge(const std::string& bridge, const std::string& tap) {
 }  // namespace
 
 Result<std::unique_ptr<TapBackend>> TapBackend::open(const TapOptions& options) {
+  // A tap that exists now is the administrator's: at exit it is left as it was found. One we
+  // create is not persistent, so the kernel removes it when our fd closes.
+  bool existed = !options.name.empty() && ::if_nametoindex(options.name.c_str()) != 0;
   Fd fd(::open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC));
   if (!fd) return fail_errno("open /dev/net/tun");
   ifreq ifr{};
@@ -65,9 +67,23 @@ Result<std::unique_ptr<TapBackend>> TapBackend::open(const TapOptions& options) 
   if (::ioctl(fd.get(), TUNSETOFFLOAD, 0u) < 0) return fail_errno("TUNSETOFFLOAD on " + name);
   if (!options.bridge.empty()) TRY(add_to_bridge(options.bridge, name));
   // An existing tap configured by an administrator may already be up; only a failure to bring
-  // a down link up is an error.
-  TRY(link_up(name));
-  return std::unique_ptr<TapBackend>(new TapBackend(std::move(fd), std::move(name), true));
+  // a down link up is an error. The control socket is kept when the link must go down again at
+  // exit: tear-down runs under the supervisor sandbox, which creates no sockets.
+  Fd control(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!control) return fail_errno("socket(AF_INET)");
+  bool was_down = TRY(link_up(control.get(), name));
+  std::unique_ptr<TapBackend> tap(new TapBackend(std::move(fd), name, true));
+  if (existed && was_down) tap->restore_down_ = std::move(control);
+  return tap;
+}
+
+TapBackend::~TapBackend() {
+  if (!restore_down_) return;
+  ifreq ifr{};
+  if (!copy_ifname(ifr.ifr_name, name_)) return;
+  if (::ioctl(restore_down_.get(), SIOCGIFFLAGS, &ifr) < 0) return;
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags & ~IFF_UP);
+  ::ioctl(restore_down_.get(), SIOCSIFFLAGS, &ifr);  // best effort: the interface may be gone
 }
 
 std::unique_ptr<TapBackend> TapBackend::from_fd(Fd fd, std::string name) {

@@ -22,6 +22,8 @@ class TapBackend final : public NetBackend {
   // Wraps an fd that already carries header + frame datagrams (tests: a SOCK_DGRAM socketpair).
   // set_offloads() is then a no-op.
   [[nodiscard]] static std::unique_ptr<TapBackend> from_fd(Fd fd, std::string name);
+  // A tap that existed before open() and was down is brought down again.
+  ~TapBackend() override;
 
   int fd() const override { return fd_.get(); }
   [[nodiscard]] Result<void> send(std::span<const iovec> frame) override;
@@ -34,6 +36,7 @@ class TapBackend final : public NetBackend {
   Fd fd_;
   std::string name_;
   bool is_tap_;
+  Fd restore_down_;  // control socket, set only when the link must go down again at exit
 };
 
 }  // namespace microvm

@@ -35,7 +35,10 @@ Result<ShareSpec> parse_share_spec(const std::string& spec) {
       continue;
     }
     first = false;
-    if (key == "tag") s.tag = value;
+    if (key == "tag") {
+      if (value.empty()) return fail(EINVAL, "tag= is empty (leave it out to use the folder's name)");
+      s.tag = value;
+    }
     else if (key == "socket") s.socket_path = value;
     else if (key == "readonly" || key == "ro") {
       if (value == "on" || value == "true" || value == "1") s.read_only = true;

@@ -41,13 +41,14 @@ std::string describe_status(int status) {
 
 // Child side of fork(): only async-signal-safe calls until execv (the parent may have threads).
 [[noreturn]] void exec_child(const char* binary, char* const* argv, char* const* envp, const char* ro_dir,
-                             const char* const* submounts, int null_fd) {
+                             const char* const* submounts, int null_fd, int stderr_fd) {
   // virtiofsd must not outlive us, even when we are SIGKILLed.
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   // Its own process group: everything virtiofsd forks is stopped together (stop()), and
   // a terminal's C-c reaches microvm, which stops virtiofsd in order, not virtiofsd directly.
   ::setpgid(0, 0);
   if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO), ::dup2(null_fd, STDOUT_FILENO);
+  if (stderr_fd >= 0) ::dup2(stderr_fd, STDERR_FILENO);
   // Guest RAM, disks and KVM fds are not virtiofsd's business (it gets guest RAM over the socket).
   ::syscall(SYS_close_range, 3u, ~0u, 0u);
   if (ro_dir) {
@@ -58,6 +59,18 @@ std::string describe_status(int status) {
   }
   ::execve(binary, argv, envp);
   _exit(127);
+}
+
+// Up to `limit` bytes already in a non-blocking fd.
+std::string read_available(int fd, size_t limit) {
+  std::string out;
+  char buf[512];
+  while (out.size() < limit) {
+    ssize_t n = ::read(fd, buf, std::min(sizeof buf, limit - out.size()));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
 }
 
 constexpr std::string_view kRuntimePrefix = "microvm-fs-";
@@ -207,17 +220,33 @@ Result<std::unique_ptr<VirtiofsdProcess>> VirtiofsdProcess::start(const Virtiofs
   for (const auto& m : submounts) submount_ptrs.push_back(m.c_str());
   submount_ptrs.push_back(nullptr);
 
+  // virtiofsd's stderr goes to a pipe the event loop relays into our log (stderr_pipe()),
+  // not to the terminal the guest's console is on.
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) < 0) return fail_errno("pipe for virtiofsd's stderr");
+  Fd stderr_read(pipe_fds[0]);
+  Fd stderr_write(pipe_fds[1]);
+  if (::fcntl(stderr_read.get(), F_SETFL, O_NONBLOCK) < 0) return fail_errno("pipe for virtiofsd's stderr");
+
   pid_t child = ::fork();
   if (child < 0) return fail_errno("fork virtiofsd");
   if (child == 0)
     exec_child(o.binary.c_str(), argv.data(), envp.data(), o.read_only ? o.shared_dir.c_str() : nullptr,
-               submount_ptrs.data(), null_fd.get());
+               submount_ptrs.data(), null_fd.get(), stderr_write.get());
+  stderr_write.reset();
+  p->stderr_pipe_ = std::move(stderr_read);
   p->pid_ = child;
   ::setpgid(child, child);  // also here: whichever of the two runs first, the group exists after fork returns
   p->pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));  // -1 on old kernels: polling still works
 
-  if (auto r = p->wait_for_socket(o.start_timeout); !r)
-    return std::unexpected(r.error().context("share " + o.shared_dir + " (tag " + o.tag + "): starting " + o.binary));
+  if (auto r = p->wait_for_socket(o.start_timeout); !r) {
+    // What virtiofsd said is the useful part of the error; it went to the pipe, not the terminal.
+    std::string said = read_available(p->stderr_pipe_.get(), 2048);
+    while (!said.empty() && said.back() == '\n') said.pop_back();
+    Error e = r.error().context("share " + o.shared_dir + " (tag " + o.tag + "): starting " + o.binary);
+    if (!said.empty()) e.what += "\nvirtiofsd said: " + said;
+    return std::unexpected(e);
+  }
   if (o.logger)
     o.logger->log(LogLevel::kDebug, "share %s: virtiofsd pid %d on %s%s", o.tag.c_str(), child, p->socket_path_.c_str(),
                   o.read_only ? " (read-only bind mount)" : "");

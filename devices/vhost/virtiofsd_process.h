@@ -59,6 +59,9 @@ class VirtiofsdProcess {
   pid_t pid() const { return pid_; }
   // A pidfd that becomes readable when virtiofsd exits (for an event loop), or -1.
   int pidfd() const { return pidfd_.get(); }
+  // The read end (non-blocking) of the pipe virtiofsd's stderr goes to; the caller takes it
+  // once and relays it (BackendLogRelay). Until then the pipe buffers up to 64 KiB.
+  Fd take_stderr_pipe() { return std::move(stderr_pipe_); }
   // If it exited, reaps it and describes how ("exited with status 1", "killed by signal 9");
   // empty while it runs. `wait` bounds how long to wait for an exit that is under way (its
   // socket closes a moment before it becomes reapable).
@@ -83,6 +86,7 @@ class VirtiofsdProcess {
   int status_ = 0;
   bool reaped_ = false;
   Fd pidfd_;
+  Fd stderr_pipe_;
   std::string runtime_dir_;
   std::string socket_path_;
 };

@@ -11,6 +11,7 @@
 // Several Vm objects may exist in one process; they share nothing.
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -86,6 +87,11 @@ struct VmConfig {
   // with kPanicked instead of whatever the guest does next (panic=-1 reboots). Off by
   // default: it changes what a panicking guest's exit looks like.
   bool pvpanic = false;
+
+  // Called once per boot mark (first KVM_RUN, the guest's boot marker) when it happens,
+  // with microseconds since creation (BootTimes), on the thread that saw it: a vCPU thread,
+  // sandboxed like `log_sink`, so it must only write to already-open fds.
+  std::function<void(const char* mark, uint64_t us)> on_boot_mark;
 
   LogSink log_sink;                        // empty: stderr
   LogLevel log_level = LogLevel::kWarn;
@@ -168,6 +174,10 @@ class Vm {
  public:
   virtual ~Vm() = default;
 
+  // Checks everything about `config` that needs nothing created: sizes, names, syntax and
+  // the host's limits (guest-physical address bits, RAM + swap unless the host overcommits).
+  // create() runs it first; a CLI calls it to tell bad arguments from failures.
+  [[nodiscard]] static Result<void> validate(const VmConfig& config);
   // Builds the whole machine: memory, kernel, devices, vCPUs. Nothing runs yet.
   [[nodiscard]] static Result<std::unique_ptr<Vm>> create(const VmConfig& config);
 

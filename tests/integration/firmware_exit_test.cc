@@ -95,5 +95,20 @@ TEST_F(FirmwareExitTest, BootTimerSeesTheMarker) {
   EXPECT_GT(marker_us, first_us) << r.describe();
 }
 
+TEST_F(FirmwareExitTest, BootTimerPrintsEachMarkWhenItHappens) {
+  VmRunResult r = boot_with("bootcheck.exit=poweroff", {.timeout = std::chrono::seconds(30)}, {"--boot-timer"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  // One line per mark as it happens, before the summary line printed at exit.
+  size_t live_run = r.err.find("microvm: boot-timer: first KVM_RUN at ");
+  size_t live_marker = r.err.find("microvm: boot-timer: guest boot marker at ");
+  size_t summary = r.err.find(", guest boot marker at ");
+  ASSERT_NE(live_run, std::string::npos) << r.describe();
+  ASSERT_NE(live_marker, std::string::npos) << r.describe();
+  ASSERT_NE(summary, std::string::npos) << r.describe();
+  EXPECT_LT(live_run, live_marker);
+  EXPECT_LT(live_marker, summary);
+  EXPECT_NE(r.err.find(" us\r\n", live_marker), std::string::npos) << "a mark line must end its line on a raw terminal";
+}
+
 }  // namespace
 }  // namespace microvm::testing

@@ -52,6 +52,8 @@ TEST(LinuxBoot, InteractiveShellSeesCpusAndMemoryAndPowersOff) {
   auto pos = r.err.find("boot-timer: first KVM_RUN at ");
   ASSERT_NE(pos, std::string::npos) << r.describe();
   EXPECT_EQ(r.err.find("guest boot marker at - us", pos), std::string::npos) << r.describe();
+  // ...and each mark was also printed when it happened, not only in the summary at exit.
+  EXPECT_NE(r.err.find("boot-timer: guest boot marker at "), std::string::npos) << r.describe();
 }
 
 // The embedding example boots the same guest through the library API only.

@@ -5,6 +5,7 @@
 // It opens no path, creates no socket and starts no process.
 #include <fcntl.h>
 #include <signal.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -57,6 +58,11 @@ void add_supervisor_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
     for (unsigned long req :
          {static_cast<unsigned long>(VHOST_NET_SET_BACKEND), static_cast<unsigned long>(VHOST_GET_VRING_BASE)})
       allow_ioctl(req);
+  }
+  if (needs.tap_net) {
+    // An administrator's tap that was down goes down again (TapBackend, on a socket opened at start).
+    allow_ioctl(SIOCGIFFLAGS);
+    allow_ioctl(SIOCSIFFLAGS);
   }
   if (needs.child_processes) {
     // virtiofsd: SIGTERM, then SIGKILL to its process group; waiting for and reaping it.

@@ -54,6 +54,9 @@ TEST(ShareSpec, RefusesMissingNonDirectoryProcAndBadOptions) {
   EXPECT_FALSE(parse_share_spec(d.path + ",bogus=1").has_value());
   EXPECT_FALSE(parse_share_spec(d.path + ",readonly=maybe").has_value());
   EXPECT_FALSE(parse_share_spec(d.path + ",tag=" + std::string(37, 't')).has_value());
+  auto empty = parse_share_spec(d.path + ",tag=");
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_NE(empty.error().what.find("tag= is empty"), std::string::npos);
   EXPECT_FALSE(parse_share_spec("").has_value());
 }
 

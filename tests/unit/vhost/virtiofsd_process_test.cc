@@ -1,6 +1,9 @@
 #include "devices/vhost/virtiofsd_process.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <fstream>
 #include <signal.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -50,6 +53,25 @@ TEST(VirtiofsdProcess, DeathBeforeTheSocketIsReported) {
   auto r = VirtiofsdProcess::start(o);
   ASSERT_FALSE(r.has_value());
   EXPECT_NE(r.error().what.find("exited with status 1"), std::string::npos) << r.error().what;
+}
+
+// A backend that dies at start-up: what it wrote on stderr is in the error (it no longer goes
+// to the terminal, where the guest's console is).
+TEST(VirtiofsdProcess, WhatADyingBackendSaidIsInTheError) {
+  TempDir dir;
+  std::string script = dir.path + "/fake-virtiofsd";
+  {
+    std::ofstream f(script);
+    f << "#!/bin/sh\necho 'fake-virtiofsd: cannot open the shared folder' >&2\nexit 3\n";
+  }
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  VirtiofsdOptions o;
+  o.binary = script;
+  o.shared_dir = dir.path;
+  auto r = VirtiofsdProcess::start(o);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().what.find("virtiofsd said: fake-virtiofsd: cannot open the shared folder"), std::string::npos)
+      << r.error().what;
 }
 
 // The real backend: started, negotiated with, stopped.
