@@ -226,8 +226,9 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
       "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; "
       "any of them [,bps=N][,pps=N][,bps_burst=N][,pps_burst=N] (per direction); repeatable");
   app.add_option("--share", shares,
-                 "HOSTDIR[,tag=TAG][,readonly=on] | socket=PATH,tag=TAG: a host folder over virtio-fs "
-                 "(guest: mount -t virtiofs TAG /mnt); repeatable");
+                 "HOSTDIR[,tag=TAG][,readonly=on][,snapshot=remount] | socket=PATH,tag=TAG: a host folder over virtio-fs "
+                 "(guest: mount -t virtiofs TAG /mnt); snapshot=remount: the device may be saved and comes back "
+                 "reset (VM snapshots with shares are still refused); repeatable");
   app.add_option("--balloon", balloon,
                  "[size=SIZE][,deflate-on-oom=on][,free-page-reporting=on][,stats=SECONDS]: a virtio-balloon "
                  "device; SIZE is what the guest gives back at start (a bare number is MiB), resized at run time "
@@ -358,7 +359,7 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     if (!spec) return fail(EINVAL, "--share " + sh + ": " + spec.error().what);
     for (const auto& other : opts.vm.shares)
       if (other.tag == spec->tag) return fail(EINVAL, "--share " + sh + ": tag '" + spec->tag + "' is used twice");
-    opts.vm.shares.push_back(ShareConfig{spec->host_dir, spec->tag, spec->read_only, spec->socket_path});
+    opts.vm.shares.push_back(ShareConfig{spec->host_dir, spec->tag, spec->read_only, spec->socket_path, spec->snapshot_remount});
   }
   for (const auto& n : nets) opts.vm.nets.push_back(TRY(parse_net_arg(n)));
   if (app.count("--balloon")) {

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <climits>
 #include <cstring>
+#include <string>
 
 #include "virtio/virtio_spec.h"
 
@@ -255,6 +256,56 @@ Result<bool> Queue::needs_notification(const GuestMemory& mem) {
   }
   // §2.7.7.2: without EVENT_IDX the driver may set NO_INTERRUPT.
   return (load_relaxed_u16(avail->data()) & VIRTQ_AVAIL_F_NO_INTERRUPT) == 0;
+}
+
+// --- Snapshot/restore ---------------------------------------------------------------------
+
+void Queue::Position::write(StateWriter& w) const {
+  w.u16(next_avail);
+  w.u16(next_used);
+  w.u16(signalled_used);
+}
+
+Result<Queue::Position> Queue::Position::read(StateReader& r) {
+  Position p;
+  p.next_avail = TRY(r.u16());
+  p.next_used = TRY(r.u16());
+  p.signalled_used = TRY(r.u16());
+  // Every chain the device popped was used before the save (or handed back to the ring).
+  if (p.next_avail != p.next_used) return r.invalid("queue has chains in flight (next_avail != next_used)");
+  return p;
+}
+
+Result<Queue::Position> Queue::position(uint16_t given_back) const {
+  if (broken_) return fail(EPROTO, "queue is broken and needs a reset; it cannot be saved");
+  if (in_flight_count_ != given_back)
+    return fail(EBUSY, std::to_string(in_flight_count_) + " chains in flight, " + std::to_string(given_back) +
+                           " handed back: quiesce the device before saving it");
+  // The handed-back chains were popped last: rewinding next_avail over them lands on next_used.
+  auto rewound = static_cast<uint16_t>(next_avail_ - given_back);
+  if (rewound != next_used_) return fail(EBUSY, "chains handed back are not the last ones popped");
+  return Position{.next_avail = rewound, .next_used = next_used_, .signalled_used = signalled_used_};
+}
+
+Result<void> Queue::restore_position(const Position& p, const GuestMemory& mem) {
+  if (in_flight_count_ != 0 || next_avail_ != 0 || next_used_ != 0)
+    return fail(EBUSY, "queue position restored after it was used");
+  if (p.next_avail != p.next_used) return fail(EINVAL, "saved queue has chains in flight");
+  auto avail = mem.translate(avail_, avail_bytes(size_, event_idx_));
+  auto used = mem.translate(used_, used_bytes(size_, event_idx_));
+  if (!avail || !used) return fail(EFAULT, "virtqueue rings are not inside RAM");
+  uint16_t used_idx = load_acquire_u16(used->data() + 2);
+  if (used_idx != p.next_used)
+    return fail(EINVAL, "saved used index " + std::to_string(p.next_used) + " does not match the ring's " +
+                            std::to_string(used_idx));
+  uint16_t avail_idx = load_acquire_u16(avail->data() + 2);
+  if (static_cast<uint16_t>(avail_idx - p.next_avail) > size_)
+    return fail(EINVAL, "available index " + std::to_string(avail_idx) + " is more than the queue size ahead of " +
+                            std::to_string(p.next_avail));
+  next_avail_ = p.next_avail;
+  next_used_ = p.next_used;
+  signalled_used_ = p.signalled_used;
+  return {};
 }
 
 }  // namespace microvm

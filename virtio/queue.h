@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/state_reader.h"
+#include "base/state_writer.h"
 #include "memory/guest_memory.h"
 #include "virtio/descriptor_chain.h"
 #include "virtio/virtio_device.h"
@@ -59,6 +61,27 @@ class Queue {
   // the next available slot to read and the next used index to publish both become `index`
   // (the used index that party last published). Only before the first pop().
   void resume_at(uint16_t index) { next_avail_ = next_used_ = signalled_used_ = index; }
+
+  // --- Snapshot/restore (docs/snapshot-format.md, "Device state"). ---
+  // Where the driver-facing ring stands. A saved queue has no chain in flight, so the next
+  // available slot to read and the next used index to publish are equal; both are stored so
+  // that a blob claiming otherwise is caught.
+  struct Position {
+    uint16_t next_avail = 0;
+    uint16_t next_used = 0;
+    uint16_t signalled_used = 0;  // used index at the last interrupt decision (EVENT_IDX)
+    void write(StateWriter& w) const;
+    [[nodiscard]] static Result<Position> read(StateReader& r);
+  };
+  // The position to save. `given_back` chains still in flight are handed back to the ring
+  // (popped again after the restore): they must be exactly the chains in flight and the last
+  // ones popped, i.e. every chain popped before them is used. Anything else in flight is an
+  // error: quiesce the device first.
+  [[nodiscard]] Result<Position> position(uint16_t given_back = 0) const;
+  // Resumes at a saved position, before the first pop(). Checks it against the rings as the
+  // driver left them in `mem`: the used index in guest memory is the one we published last,
+  // and the driver has not made more than `size` chains available beyond it.
+  [[nodiscard]] Result<void> restore_position(const Position& p, const GuestMemory& mem);
 
   uint16_t size() const { return size_; }
   bool event_idx() const { return event_idx_; }

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "base/event_loop.h"
@@ -58,6 +59,27 @@ class VirtioDevice {
   virtual void reset() = 0;
   // Hook for the transport to learn that the device needs a reset (ring unusable, §2.1.2).
   virtual bool needs_reset() const { return false; }
+
+  // --- Snapshot/restore (docs/snapshot-format.md, "Device state"). All three run on the
+  // event-loop thread while the vCPUs are paused (the transport marshals them there). ---
+  // Finishes every request in flight (block: the backend drained, then flushed) so that the
+  // rings alone describe the device. Called right before save_state().
+  [[nodiscard]] virtual Result<void> quiesce() { return {}; }
+  // The device's own state as a versioned blob: acked features, per-queue ring positions and
+  // whatever the device model keeps beyond them. Devices that cannot be saved say why.
+  [[nodiscard]] virtual Result<std::vector<std::byte>> save_state() {
+    return fail(ENOTSUP, "virtio device type " + std::to_string(device_type()) + " does not support snapshots");
+  }
+  // Takes a save_state() blob on a fresh, inactive device. The transport then activates the
+  // device if the saved driver had (DRIVER_OK); that activate() resumes each queue at its saved
+  // position instead of at zero. The blob is untrusted: every field is checked.
+  [[nodiscard]] virtual Result<void> load_state(std::span<const std::byte>) {
+    return fail(ENOTSUP, "virtio device type " + std::to_string(device_type()) + " does not support snapshots");
+  }
+  // True when the device deliberately comes back reset from a restore instead of as saved
+  // (virtio-fs with snapshot=remount): the transport then keeps it inactive and reports
+  // DEVICE_NEEDS_RESET to the driver.
+  virtual bool resets_on_restore() const { return false; }
 };
 
 }  // namespace microvm

@@ -65,6 +65,7 @@ Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::st
   fs.tag = s.tag;
   if (fs.tag.empty()) fs.tag = s.host_dir.substr(s.host_dir.find_last_of('/') + 1);
   fs.logger = &log;
+  fs.snapshot_remount = s.snapshot_remount;
   if (s.socket_path.empty()) {
     VirtiofsdOptions v;
     v.binary = TRY(find_virtiofsd(virtiofsd_path));
@@ -148,6 +149,14 @@ std::optional<PciHostWindow> VirtioWiring::pci_window() const {
   if (!pci_root_) return std::nullopt;
   const auto& l = pci_root_->layout();
   return PciHostWindow{static_cast<uint32_t>(l.mmio_base), static_cast<uint32_t>(l.mmio_size)};
+}
+
+DeviceSnapshotSet VirtioWiring::snapshot_devices() {
+  DeviceSnapshotSet set;
+  set.set_pci_root(pci_root_.get());
+  for (auto& t : pci_devices_) set.add(*t);
+  for (auto& t : mmio_devices_) set.add(*t);
+  return set;
 }
 
 Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {

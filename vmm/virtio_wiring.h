@@ -14,6 +14,7 @@
 #include "devices/pci/pci_root.h"
 #include "memory/guest_memory.h"
 #include "microvm/vm.h"
+#include "virtio/transport/device_snapshot.h"
 #include "virtio/transport/mmio_transport.h"
 #include "virtio/transport/pci_transport.h"
 #include "vmm/io_bus.h"
@@ -52,6 +53,11 @@ class VirtioWiring final {
   void metrics(std::vector<MetricGroup>& out) const;
   // The balloon device (owned by its transport), or null. Its control calls run on the loop.
   BalloonDevice* balloon() const { return balloon_; }
+
+  // Every virtio device in attach order (disks, nets, shares, rng: fixed by the VmConfig), for
+  // snapshot/restore. save(): with the vCPUs paused; load(): right after create(), before the
+  // vCPUs first run.
+  DeviceSnapshotSet snapshot_devices();
 
  private:
   explicit VirtioWiring(Context ctx) : ctx_(std::move(ctx)), services_(ctx_.vm) {}

@@ -122,6 +122,11 @@ void PciRoot::report_bar_changes(uint8_t slot) {
   rebuild_mapped();
 }
 
+void PciRoot::refresh_bars() {
+  std::lock_guard lock(mu_);
+  for (uint8_t slot = 0; slot < pci::kNumSlots; ++slot) report_bar_changes(slot);
+}
+
 void PciRoot::rebuild_mapped() {
   std::vector<MappedBar> mapped;
   for (const auto& bars : reported_) {

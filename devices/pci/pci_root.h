@@ -65,6 +65,9 @@ class PciRoot {
   [[nodiscard]] Result<uint8_t> add_function(PciFunction& function);
 
   void set_bar_listener(PciBarListener* listener);
+  // Re-reads the BARs of every function after their config space changed without a guest
+  // write through the root (a snapshot restore), telling the listener what moved.
+  void refresh_bars();
 
   // IoHandler for ports [config_io_base, +8): CONFIG_ADDRESS dword at +0, CONFIG_DATA at +4..+7.
   IoHandler& config_io() { return config_io_; }

@@ -44,8 +44,11 @@ Result<ShareSpec> parse_share_spec(const std::string& spec) {
       if (value == "on" || value == "true" || value == "1") s.read_only = true;
       else if (value == "off" || value == "false" || value == "0") s.read_only = false;
       else return fail(EINVAL, "readonly must be on or off");
+    } else if (key == "snapshot") {
+      if (value != "remount") return fail(EINVAL, "snapshot must be remount (the only way a share survives a snapshot)");
+      s.snapshot_remount = true;
     } else {
-      return fail(EINVAL, "unknown option '" + item + "' (expected tag=, readonly=, socket=)");
+      return fail(EINVAL, "unknown option '" + item + "' (expected tag=, readonly=, socket=, snapshot=remount)");
     }
   }
   if (!s.socket_path.empty()) {

@@ -15,6 +15,7 @@ struct ShareSpec {
   std::string tag;          // 1..36 bytes
   bool read_only = false;
   std::string socket_path;  // empty for folder shares
+  bool snapshot_remount = false;  // snapshot=remount: snapshots allowed, the share comes back reset
 };
 
 [[nodiscard]] Result<ShareSpec> parse_share_spec(const std::string& spec);

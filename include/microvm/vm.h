@@ -62,6 +62,9 @@ struct ShareConfig {
   std::string tag;          // at most 36 bytes; empty: the folder's name
   bool read_only = false;   // enforced below virtiofsd with a read-only bind mount
   std::string socket_path;  // instead of host_dir: an already-running vhost-user-fs backend
+  // Allow snapshots: virtiofsd cannot migrate its state, so a restored guest sees the device
+  // needing a reset and must mount the share again. Without it a snapshot is refused.
+  bool snapshot_remount = false;
 };
 
 // A named virtio-console port (see README "Console"): the guest sees it as

@@ -108,6 +108,7 @@ Result<void> BlkDevice::activate(ActivationContext ctx) {
   size_t total_slots = 0;
   for (const QueueConfig& qc : ctx.queues) {
     if (!qc.ready) {  // the driver may leave queues disabled (§4.1.4.3 / §4.2.2)
+      if (resume_ && !resume_->needs_reset) TRY(resume_->queues.expect_unused(static_cast<uint16_t>(a.queues.size())));
       a.queues.emplace_back();
       a.kick_fds.push_back(-1);
       continue;
@@ -116,6 +117,7 @@ Result<void> BlkDevice::activate(ActivationContext ctx) {
     if (qc.kick_fd < 0) return fail(EINVAL, "virtio-blk: enabled queue has no kick fd");
     auto q = TRY(Queue::create(qc, acked_features_));
     TRY(q.validate_rings(ctx.memory));
+    if (resume_ && !resume_->needs_reset) TRY(resume_->queues.apply(static_cast<uint16_t>(a.queues.size()), q, ctx.memory));
     total_slots += qc.size;
     a.queues.emplace_back(std::move(q));
     a.kick_fds.push_back(qc.kick_fd);
@@ -132,6 +134,12 @@ Result<void> BlkDevice::activate(ActivationContext ctx) {
   held_flushes_.clear();
   submitted_ = false;
   needs_reset_.store(false, std::memory_order_release);
+  if (resume_) {
+    // A restore: the queues resumed at their saved positions above; a device that needed a
+    // reset when saved still does.
+    needs_reset_.store(resume_->needs_reset, std::memory_order_release);
+    resume_.reset();
+  }
   active_.emplace(std::move(a));
 
   auto registered = [&]() -> Result<void> {
@@ -182,6 +190,7 @@ void BlkDevice::reset() {
   submitted_ = false;
   flush_failed_ = false;
   acked_features_ = 0;
+  resume_.reset();
   needs_reset_.store(false, std::memory_order_release);
 }
 

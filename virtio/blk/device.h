@@ -45,6 +45,7 @@
 #include "virtio/loop_registration.h"
 #include "virtio/io_throttle.h"
 #include "virtio/queue.h"
+#include "virtio/saved_queues.h"
 #include "virtio/virtio_device.h"
 
 namespace microvm {
@@ -111,6 +112,13 @@ class BlkDevice final : public VirtioDevice {
   [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
   void reset() override;
   bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
+  // Snapshot: waits for every request in flight (held flushes included) and completes it to
+  // the guest, then flushes the backend so the image holds every completed write.
+  [[nodiscard]] Result<void> quiesce() override;
+  // Acked features, the disk geometry the guest saw, the flush poison and ring positions.
+  // Requires quiesce() first: a request still in flight is an error.
+  [[nodiscard]] Result<std::vector<std::byte>> save_state() override;
+  [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob) override;
 
   const BlkCounters& counters() const { return counters_; }
   const VirtioBlkConfig& config() const { return config_; }
@@ -188,6 +196,13 @@ class BlkDevice final : public VirtioDevice {
     uint64_t epoch;
   };
   std::deque<HeldFlush> held_flushes_;
+
+  // From load_state(), for the activation that follows it.
+  struct Resume {
+    bool needs_reset = false;
+    SavedQueues queues;
+  };
+  std::optional<Resume> resume_;
 };
 
 }  // namespace microvm

@@ -48,6 +48,9 @@ struct FsOptions {
   std::unique_ptr<VirtiofsdProcess> process;  // owned backend process, or null (socket=PATH shares)
   const Logger* logger = nullptr;
   std::chrono::milliseconds reply_timeout = std::chrono::seconds(5);
+  // snapshot=remount: a snapshot saves nothing of this device and the restored one comes back
+  // needing a reset (virtiofsd keeps its state to itself). Without it a snapshot is refused.
+  bool snapshot_remount = false;
 };
 
 class FsDevice final : public VirtioDevice {
@@ -66,6 +69,11 @@ class FsDevice final : public VirtioDevice {
   [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
   void reset() override;
   bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
+  // Snapshot: refused unless the share has snapshot=remount; then the blob says only that,
+  // and the restored device comes back needing a reset (resets_on_restore()).
+  [[nodiscard]] Result<std::vector<std::byte>> save_state() override;
+  [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob) override;
+  bool resets_on_restore() const override { return options_.snapshot_remount; }
 
   const std::string& tag() const { return options_.tag; }
   bool backend_connected() const { return !client_.broken(); }

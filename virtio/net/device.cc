@@ -93,6 +93,20 @@ Result<void> NetDevice::activate(ActivationContext ctx) {
   }
   needs_reset_.store(false, std::memory_order_release);
   rx_pending_ = 0;
+  if (resume_) {
+    // A restore: both rings carry on at their saved positions, and a frame that was waiting
+    // for RX buffers is delivered once the driver's kick (the transport sends one) comes.
+    auto resume = std::move(*resume_);
+    resume_.reset();
+    if (resume.needs_reset) {
+      needs_reset_.store(true, std::memory_order_release);
+    } else {
+      TRY(resume.queues.apply(kRxQueue, rx, ctx.memory));
+      TRY(resume.queues.apply(kTxQueue, tx, ctx.memory));
+      std::copy(resume.rx_frame.begin(), resume.rx_frame.end(), rx_buf_.begin());
+      rx_pending_ = resume.rx_frame.size();
+    }
+  }
   active_.emplace(Active{&ctx.memory, &ctx.interrupt, &ctx.loop, std::move(rx), std::move(tx),
                          ctx.queues[kTxQueue].kick_fd, {}, {}, {}});
   if (vhost_) {
@@ -149,6 +163,7 @@ void NetDevice::reset() {
   if (active_ && active_->vhost) stop_vhost();
   if (tx_throttle_) tx_throttle_->detach(), rx_throttle_->detach();
   active_.reset();
+  resume_.reset();
   rx_pending_ = 0;
   rx_admitted_ = false;
   acked_features_ = 0;
@@ -402,6 +417,8 @@ NetDevice::Delivery NetDevice::deliver_pending() {
     }
     if (bad) {
       log_.warn("bad RX chain (head %u): %s", chain.head(), bad);
+      // The stash no longer ends the popped part of the ring (see quiesce()).
+      if (!a.rx_stash.empty()) a.rx_stash_gapped = true;
       if (auto r = a.rx.add_used(*a.memory, chain.head(), 0); !r) {
         enter_needs_reset(r.error());
         return Delivery::kRingError;
@@ -431,6 +448,7 @@ NetDevice::Delivery NetDevice::deliver_pending() {
     return Delivery::kRingError;
   }
   a.rx_stash.erase(a.rx_stash.begin(), a.rx_stash.begin() + used);
+  if (a.rx_stash.empty()) a.rx_stash_gapped = false;
   bump(counters_.rx_frames);
   bump(counters_.rx_bytes, rx_pending_ - sizeof(VirtioNetHdr));
   rx_pending_ = 0;

@@ -32,6 +32,7 @@
 #include "virtio/loop_registration.h"
 #include "virtio/net/mac.h"
 #include "virtio/queue.h"
+#include "virtio/saved_queues.h"
 #include "virtio/virtio_device.h"
 
 namespace microvm {
@@ -100,6 +101,14 @@ class NetDevice final : public VirtioDevice {
   [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
   void reset() override;
   bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
+  // Snapshot: RX chains popped for a frame that did not fit yet go back to the ring (they are
+  // popped again after the restore) when they are the last chains popped; otherwise they are
+  // returned empty. TX completes synchronously. Not supported with vhost-net (the kernel holds
+  // the ring positions).
+  [[nodiscard]] Result<void> quiesce() override;
+  // Acked features, MAC/MTU the guest saw, the RX frame waiting for buffers, ring positions.
+  [[nodiscard]] Result<std::vector<std::byte>> save_state() override;
+  [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob) override;
 
   // Each direction's rate limiter (nullptr without a limit): refusals, and the timer for tests.
   IoThrottle* tx_rate_limiter() { return tx_throttle_.get(); }
@@ -142,6 +151,7 @@ class NetDevice final : public VirtioDevice {
     bool rx_paused = false;
     std::optional<DescriptorChain> tx_deferred;  // popped, over the rate limit: sent first
     std::vector<DescriptorChain> rx_stash;  // RX chains popped, waiting for a frame that fits
+    bool rx_stash_gapped = false;           // a chain was used after the first stashed one was popped
     std::vector<Queue::UsedElement> rx_used;  // one frame's chains, published together
     uint64_t rx_stash_bytes = 0;            // their writable bytes
     bool vhost = false;                     // the kernel serves the queues
@@ -164,6 +174,14 @@ class NetDevice final : public VirtioDevice {
   std::vector<iovec> tx_iov_;
   std::optional<Active> active_;
   std::atomic<bool> needs_reset_{false};
+
+  // From load_state(), for the activation that follows it.
+  struct Resume {
+    bool needs_reset = false;
+    SavedQueues queues;
+    std::vector<std::byte> rx_frame;  // a received frame waiting for RX buffers, with its header
+  };
+  std::optional<Resume> resume_;
 };
 
 }  // namespace microvm

@@ -13,6 +13,7 @@
 #include "virtio/device_core.h"
 #include "virtio/device_counters.h"
 #include "virtio/io_throttle.h"
+#include "virtio/saved_queues.h"
 
 namespace microvm {
 
@@ -49,6 +50,10 @@ class RngDevice final : public DeviceCore {
   // virtio-rng has no config space (§5.4.4): reads are zero, writes ignored.
   void read_config(uint64_t offset, std::span<std::byte> data) const override;
   void write_config(uint64_t, std::span<const std::byte>) override {}
+  // Snapshot: every chain completes inside the kick handler (a chain the rate limiter holds
+  // back goes back to the ring), so the state is the acked features and the ring position.
+  [[nodiscard]] Result<std::vector<std::byte>> save_state() override;
+  [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob) override;
 
   const RngCounters& counters() const { return counters_; }
   // The rate limiter (nullptr without one): its refusals, and its timer for tests.
@@ -74,6 +79,12 @@ class RngDevice final : public DeviceCore {
 
   RngOptions options_;
   RngCounters counters_;
+  // From load_state(), for the activation that follows it.
+  struct Resume {
+    bool needs_reset = false;
+    SavedQueues queues;
+  };
+  std::optional<Resume> resume_;
 };
 
 }  // namespace microvm

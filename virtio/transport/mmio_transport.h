@@ -51,6 +51,14 @@ class MmioTransport final : public IoHandler, public Interrupt {
   void notify_queue(uint16_t queue_index) override;
   void notify_config() override;
 
+  // --- Snapshot/restore (docs/snapshot-format.md, "Device state"); vCPUs paused. ---
+  // The registers plus the device's own blob (after the device quiesced).
+  [[nodiscard]] Result<std::vector<std::byte>> save_state(LoopAccess access = LoopAccess::kPost);
+  // On a freshly created transport around a fresh device of the same kind: restores the
+  // registers (checked as guest writes are), hands the device its blob, and re-activates the
+  // device if the driver had. After an error, discard the transport.
+  [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob, LoopAccess access = LoopAccess::kPost);
+
   uint64_t base_address() const { return params_.base_address; }
   uint32_t gsi() const { return params_.gsi; }
   std::string cmdline_fragment() const { return virtio_mmio_cmdline(params_.base_address, params_.gsi); }

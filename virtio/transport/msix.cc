@@ -1,6 +1,7 @@
 #include "virtio/transport/msix.h"
 
 #include <algorithm>
+#include <string>
 
 #include "virtio/transport/le_bytes.h"
 
@@ -146,6 +147,34 @@ int MsixTable::irq_fd(uint16_t vector) const {
 bool MsixTable::pending(uint16_t vector) const {
   std::lock_guard lock(mu_);
   return vector < entries_.size() && entries_[vector].pending;
+}
+
+void MsixTable::save(StateWriter& w) const {
+  std::lock_guard lock(mu_);
+  w.u16(static_cast<uint16_t>(entries_.size()));  // <= kMaxVectors
+  for (const auto& e : entries_) {
+    w.u64(e.address);
+    w.u32(e.data);
+    w.u32(e.control);
+    w.boolean(e.pending);
+  }
+}
+
+Result<void> MsixTable::load(StateReader& r) {
+  std::lock_guard lock(mu_);
+  uint16_t n = TRY(r.u16());
+  if (n != entries_.size())
+    return r.invalid("MSI-X table has " + std::to_string(n) + " entries, the device " + std::to_string(entries_.size()));
+  for (auto& e : entries_) {
+    if (e.route || e.irq) return fail(EBUSY, "MSI-X state loaded into a table in use");
+    e.address = TRY(r.u64());
+    e.data = TRY(r.u32());
+    e.control = TRY(r.u32());
+    // table_write() keeps only the mask bit.
+    if (e.control > 1) return r.invalid("MSI-X vector control has reserved bits set");
+    e.pending = TRY(r.boolean());
+  }
+  return {};
 }
 
 }  // namespace microvm

@@ -14,6 +14,9 @@
 
 #include "base/event_fd.h"
 #include "base/log.h"
+#include "base/result.h"
+#include "base/state_reader.h"
+#include "base/state_writer.h"
 #include "base/throttled_log.h"
 #include "virtio/vm_services.h"
 
@@ -48,6 +51,13 @@ class MsixTable {
   bool use_vector(uint16_t vector);
   // Raises `vector`: signals its irqfd, or sets its pending bit while it is masked.
   void deliver(uint16_t vector);
+
+  // Snapshot/restore: every entry's address, data, mask bit and pending bit. Enable and
+  // function mask live in the capability (config space) and come back through set_control().
+  void save(StateWriter& w) const;
+  // On a fresh table of the same size, before any use_vector(). Routes are made afterwards by
+  // use_vector() for the vectors the transport has assigned.
+  [[nodiscard]] Result<void> load(StateReader& r);
 
   // For tests and diagnostics.
   int irq_fd(uint16_t vector) const;

@@ -74,6 +74,15 @@ class PciTransport final : public PciFunction, public IoHandler, public Interrup
   void notify_queue(uint16_t queue_index) override;
   void notify_config() override;
 
+  // --- Snapshot/restore (docs/snapshot-format.md, "Device state"); vCPUs paused. ---
+  // Registers, config space, MSI-X table and vectors, plus the device's own blob.
+  [[nodiscard]] Result<std::vector<std::byte>> save_state(LoopAccess access = LoopAccess::kPost);
+  // On a freshly created transport (already added to its PciRoot) around a fresh device of
+  // the same kind. The config space comes back through the write masks, as guest writes do;
+  // afterwards call PciRoot::refresh_bars() so the root decodes BAR0 where the guest had it.
+  // After an error, discard the transport.
+  [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob, LoopAccess access = LoopAccess::kPost);
+
   VirtioDevice& device() { return core_->device(); }
   const TransportCounters& counters() const { return core_->counters(); }
   // Where BAR0 decodes now (memory space enabled and programmed), if anywhere.

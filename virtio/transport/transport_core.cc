@@ -283,6 +283,27 @@ TransportCore::StatusChange TransportCore::write_status(uint8_t value, Interrupt
 }
 
 void TransportCore::activate(Interrupt& interrupt) {
+  auto started = start_device(interrupt);
+  counters_.activations.fetch_add(1, std::memory_order_relaxed);
+  if (started) return;
+  counters_.activation_failures.fetch_add(1, std::memory_order_relaxed);
+  // A driver can retry DRIVER_OK in a loop: this line is rate-limited like any guest error.
+  guest_log_.warn("activation failed: %s", started.error().what.c_str());
+  // §2.1.2: the device cannot work as configured; the driver learns it from NEEDS_RESET
+  // and a configuration change interrupt.
+  set_needs_reset();
+  interrupt.notify_config();
+}
+
+bool TransportCore::on_loop(LoopAccess access, std::function<void()> fn) {
+  if (access == LoopAccess::kCallerHoldsLoop) {
+    fn();
+    return true;
+  }
+  return run_on_loop(env_.loop, std::move(fn));
+}
+
+Result<void> TransportCore::start_device(Interrupt& interrupt, LoopAccess access) {
   activated_ = true;
   // Doorbells of enabled queues are registered when the queue is enabled; make sure of it
   // (a registration may have failed then and fallen back to trapping).
@@ -309,21 +330,15 @@ void TransportCore::activate(Interrupt& interrupt) {
                         .loop = env_.loop,
                         .features = driver_features_,
                         .queues = std::move(queues)};
-  bool finished = run_on_loop(env_.loop, [alive, device, outcome, ctx = std::move(ctx)]() mutable {
+  bool finished = on_loop(access, [alive, device, outcome, ctx = std::move(ctx)]() mutable {
     if (alive.expired()) return;
     auto r = device->activate(std::move(ctx));
     outcome->ok = r.has_value();
     if (!r) outcome->error = r.error().what;
   });
-  counters_.activations.fetch_add(1, std::memory_order_relaxed);
-  if (finished && outcome->ok) return;
-  counters_.activation_failures.fetch_add(1, std::memory_order_relaxed);
-  // A driver can retry DRIVER_OK in a loop: this line is rate-limited like any guest error.
-  guest_log_.warn("activation failed: %s", finished ? outcome->error.c_str() : "event loop did not respond");
-  // §2.1.2: the device cannot work as configured; the driver learns it from NEEDS_RESET
-  // and a configuration change interrupt.
-  set_needs_reset();
-  interrupt.notify_config();
+  if (!finished) return fail(ETIMEDOUT, "event loop did not respond");
+  if (!outcome->ok) return fail(EINVAL, outcome->error);
+  return {};
 }
 
 void TransportCore::reset() {

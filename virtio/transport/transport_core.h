@@ -21,6 +21,8 @@
 #include "base/log.h"
 #include "base/throttled_log.h"
 #include "base/result.h"
+#include "base/state_reader.h"
+#include "base/state_writer.h"
 #include "memory/guest_memory.h"
 #include "virtio/virtio_device.h"
 #include "virtio/vm_services.h"
@@ -52,6 +54,11 @@ struct NotifyTarget {
   uint64_t address = 0;
   std::optional<uint32_t> datamatch;
 };
+
+// How snapshot calls reach the device: posted to the running event loop (the default), or
+// made directly because the caller holds the loop: it is parked inside a task (a paused VM) or
+// has not started yet (a restore), so no other thread touches the device meanwhile.
+enum class LoopAccess { kPost, kCallerHoldsLoop };
 
 class TransportCore {
  public:
@@ -117,6 +124,22 @@ class TransportCore {
   uint8_t config_generation() const { return config_generation_.load(); }
   void bump_config_generation() { config_generation_.fetch_add(1); }
 
+  // --- Snapshot/restore (docs/snapshot-format.md, "Device state"); vCPUs paused. ---
+  // The registers (status, feature windows, queue configuration), not the device.
+  void save(StateWriter& w) const;
+  // On a fresh core: takes saved registers, checking each field as the guest-facing register
+  // write does, and the rings of the queues a live device serves against guest memory.
+  // Activates nothing. After an error, discard the transport.
+  [[nodiscard]] Result<void> load(StateReader& r);
+  // quiesce() then save_state() on the device, on the loop thread.
+  [[nodiscard]] Result<std::vector<std::byte>> save_device(LoopAccess access);
+  // load_state(blob) on the device, on the loop thread.
+  [[nodiscard]] Result<void> load_device(std::span<const std::byte> blob, LoopAccess access);
+  // After load() and load_device(): registers the doorbells of enabled queues, activates the
+  // device if the saved driver had set DRIVER_OK (a refusal is an error here, not NEEDS_RESET),
+  // then kicks every enabled queue once, since a kick not yet served at the save is not in it.
+  [[nodiscard]] Result<void> resume(Interrupt& interrupt, LoopAccess access);
+
  private:
   static constexpr uint8_t VIRTIO_STATUS_ACKNOWLEDGE = 1;
   static constexpr uint8_t VIRTIO_STATUS_DRIVER = 2;
@@ -150,6 +173,10 @@ class TransportCore {
   void register_doorbell(uint16_t index);
   void unregister_doorbell(uint16_t index);
   void activate(Interrupt& interrupt);
+  // Hands the device its queues on the loop thread; the device's verdict.
+  [[nodiscard]] Result<void> start_device(Interrupt& interrupt, LoopAccess access = LoopAccess::kPost);
+  // Runs `fn` on the loop thread, or right here when the caller holds the loop.
+  [[nodiscard]] bool on_loop(LoopAccess access, std::function<void()> fn);
   void reset();
   // Counts a guest protocol error and logs it, rate-limited (a guest must not flood the log).
   void guest_error(std::atomic<uint64_t>& counter, const char* fmt, ...) __attribute__((format(printf, 3, 4)));

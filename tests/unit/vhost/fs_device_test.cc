@@ -104,7 +104,7 @@ struct FakeFsBackend {
 };
 
 struct Rig {
-  Rig() {
+  explicit Rig(bool snapshot_remount = false) {
     MemoryLayoutEntry layout[] = {{GuestAddress(0), 1 << 20}, {GuestAddress(0x100000), 1 << 20}};
     memory = std::move(*GuestMemory::create(layout, MemoryBacking::kMemfd));
     loop = std::move(*EventLoop::create());
@@ -112,6 +112,7 @@ struct Rig {
     o.tag = "hostshare";
     o.num_request_queues = 1;
     o.socket_path = backend.path;
+    o.snapshot_remount = snapshot_remount;
     auto d = FsDevice::create(std::move(o));
     EXPECT_TRUE(d.has_value()) << d.error().what;
     if (d) device = std::move(*d);
@@ -279,6 +280,34 @@ TEST(FsDevice, BackendDeathFailsRequestsWithEnotconnAndMarksNeedsReset) {
   EXPECT_EQ(request->used_idx(), 1);
   EXPECT_EQ(reply(3).error, -ENOTCONN);
   rig.device->reset();
+}
+
+TEST(FsDevice, SnapshotRefusedWithoutRemount) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  auto saved = rig.device->save_state();
+  ASSERT_FALSE(saved.has_value());
+  EXPECT_NE(saved.error().what.find("snapshot=remount"), std::string::npos);
+  EXPECT_NE(saved.error().what.find("hostshare"), std::string::npos);
+  EXPECT_FALSE(rig.device->resets_on_restore());
+}
+
+TEST(FsDevice, SnapshotWithRemountSavesNothingAndComesBackReset) {
+  Rig a(true);
+  ASSERT_TRUE(a.device);
+  auto saved = a.device->save_state();
+  ASSERT_TRUE(saved.has_value()) << saved.error().what;
+  EXPECT_EQ(saved->size(), 6u);  // tag and version only
+  Rig b(true);
+  ASSERT_TRUE(b.device);
+  EXPECT_TRUE(b.device->resets_on_restore());
+  EXPECT_TRUE(b.device->load_state(*saved).has_value());
+  auto longer = *saved;
+  longer.push_back(std::byte{1});
+  EXPECT_FALSE(b.device->load_state(longer).has_value());
+  Rig c;
+  ASSERT_TRUE(c.device);
+  EXPECT_FALSE(c.device->load_state(*saved).has_value());
 }
 
 }  // namespace

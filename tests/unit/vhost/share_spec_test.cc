@@ -60,5 +60,16 @@ TEST(ShareSpec, RefusesMissingNonDirectoryProcAndBadOptions) {
   EXPECT_FALSE(parse_share_spec("").has_value());
 }
 
+TEST(ShareSpec, SnapshotRemount) {
+  Dir d;
+  auto s = parse_share_spec(d.path + ",snapshot=remount");
+  ASSERT_TRUE(s.has_value()) << s.error().what;
+  EXPECT_TRUE(s->snapshot_remount);
+  EXPECT_FALSE(parse_share_spec(d.path)->snapshot_remount);
+  auto bad = parse_share_spec(d.path + ",snapshot=keep");
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().what.find("remount"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace microvm

@@ -1,0 +1,104 @@
+// BlkDevice's snapshot half: quiesce (drain, complete, flush), save and load.
+#include <string>
+
+#include "virtio/blk/device.h"
+#include "virtio/virtio_spec.h"
+
+namespace microvm {
+namespace {
+
+constexpr uint32_t kBlkTag = state_tag("VBLK");
+constexpr uint16_t kBlkVersion = 1;
+// Tag of the quiesce flush: above every slot index (slots are per head, at most 256 * 32768).
+constexpr uint64_t kQuiesceFlushTag = ~uint64_t{0};
+// Rounds of drain + reap before giving up: each round completes every operation submitted
+// before it, and a held flush is submitted in the round after its writes, so two suffice.
+constexpr int kMaxDrainRounds = 8;
+
+}  // namespace
+
+Result<void> BlkDevice::quiesce() {
+  if (!active_) return {};
+  for (int round = 0; in_flight() > 0; ++round) {
+    if (round == kMaxDrainRounds)
+      return fail(EBUSY, "virtio-blk: " + std::to_string(in_flight()) + " requests still in flight after draining");
+    submitted_ = false;
+    backend_->flush_submissions();
+    backend_->drain();
+    // Completes the requests to the guest (status byte, used ring, interrupt) and submits
+    // flushes their writes were holding back.
+    on_completions();
+  }
+  if (options_.read_only) return {};
+  // What the guest saw complete is in the backend; make it stable before the snapshot names
+  // this image, whatever the guest's own flushing habits.
+  TRY(backend_->submit_flush(kQuiesceFlushTag));
+  backend_->flush_submissions();
+  backend_->drain();
+  BlockCompletion done[8];
+  size_t n;
+  bool flushed = false;
+  while ((n = backend_->reap(done)) > 0) {
+    for (size_t i = 0; i < n; ++i) {
+      if (done[i].tag != kQuiesceFlushTag) continue;  // cannot happen: nothing else in flight
+      if (done[i].result < 0) return fail(-done[i].result, "virtio-blk: flushing the disk before the snapshot");
+      flushed = true;
+    }
+  }
+  if (!flushed) return fail(EIO, "virtio-blk: the flush before the snapshot did not complete");
+  return {};
+}
+
+Result<std::vector<std::byte>> BlkDevice::save_state() {
+  if (in_flight() != 0) return fail(EBUSY, "virtio-blk: requests in flight; quiesce before saving");
+  StateWriter w;
+  w.header(kBlkTag, kBlkVersion);
+  w.boolean(active_.has_value());
+  w.u64(acked_features_);
+  bool broken = needs_reset();
+  w.boolean(broken);
+  w.boolean(flush_failed_);
+  // What the guest was told about the disk: restore refuses a disk that changed under it.
+  w.u64(config_.capacity);
+  w.u32(config_.blk_size);
+  w.boolean(options_.read_only);
+  std::vector<std::optional<Queue::Position>> positions(options_.num_queues);
+  if (active_ && !broken) {
+    for (uint16_t q = 0; q < options_.num_queues; ++q) {
+      if (active_->queues[q]) positions[q] = TRY(active_->queues[q]->position());
+    }
+  }
+  SavedQueues(std::move(positions)).write(w);
+  return w.take();
+}
+
+Result<void> BlkDevice::load_state(std::span<const std::byte> blob) {
+  if (active_) return fail(EBUSY, "virtio-blk: state loaded into an active device");
+  StateReader r(blob, "virtio-blk state");
+  TRY(r.header(kBlkTag, kBlkVersion));
+  bool active = TRY(r.boolean());
+  uint64_t acked = TRY(r.u64());
+  if (acked & ~features_) return r.invalid("acked features the device does not offer");
+  bool broken = TRY(r.boolean());
+  bool flush_failed = TRY(r.boolean());
+  uint64_t capacity = TRY(r.u64());
+  uint32_t blk_size = TRY(r.u32());
+  bool read_only = TRY(r.boolean());
+  if (capacity != config_.capacity)
+    return fail(EINVAL, "virtio-blk: the disk has " + std::to_string(config_.capacity) + " sectors, the snapshot " +
+                            std::to_string(capacity));
+  if (blk_size != config_.blk_size) return fail(EINVAL, "virtio-blk: the disk's block size changed since the snapshot");
+  if (read_only != options_.read_only)
+    return fail(EINVAL, std::string("virtio-blk: the disk was ") + (read_only ? "read-only" : "writable") +
+                            " in the snapshot and is not now");
+  auto queues = TRY(SavedQueues::read(r, options_.num_queues));
+  TRY(r.expect_end());
+  acked_features_ = acked;
+  limits_ = limits();
+  flush_failed_ = flush_failed;
+  resume_.reset();
+  if (active) resume_ = Resume{.needs_reset = broken, .queues = std::move(queues)};
+  return {};
+}
+
+}  // namespace microvm
