@@ -66,6 +66,9 @@ int print_events(const std::string& sock, bool json) {
     std::fprintf(stderr, "microvm ctl: %s\n", done.error().what.c_str());
     return kExitError;
   }
+  return 0;
+}
+
 Result<ApiReply> checked(const std::string& sock, const char* method, const char* path, const std::string& body) {
   auto reply = api_request(sock, method, path, body);
   if (!reply) return std::unexpected(reply.error());

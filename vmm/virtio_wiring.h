@@ -68,7 +68,6 @@ class VirtioWiring final {
   [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what, std::string group,
                                     CounterFn counters);
   [[nodiscard]] Result<void> setup_console();
-  [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what);
   [[nodiscard]] Result<void> add_pmem(const PmemConfig& p, size_t index, uint64_t& next_gpa);
   [[nodiscard]] Result<void> relay_backend_log(Fd read_end, std::string source);
 
@@ -94,7 +93,8 @@ class VirtioWiring final {
     const TransportCounters* transport;
   };
   std::vector<MetricSource> metric_sources_;
-  [[nodiscard]] Result<void> add_pmem(const PmemConfig& p, size_t index, uint64_t& next_gpa);
+  BalloonDevice* balloon_ = nullptr;
+  std::vector<std::unique_ptr<PmemWriteTrap>> pmem_traps_;
   std::vector<std::unique_ptr<Relay>> relays_;  // after the devices: unregistered first
 };
 
