@@ -2,14 +2,15 @@
 # Builds microvm's Debian packages (microvm, libmicrovm-dev) from the build folder, installs
 # them with dpkg, then builds examples/ against the installed package, once with CMake's
 # find_package and once with pkg-config, and boots a firmware guest to power-off with each
-# program. Needs root and /dev/kvm; scripts/test.sh runs it after the tests.
+# program. Needs root (or sudo) and /dev/kvm; scripts/test.sh runs it after the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=$(realpath "${BUILD_DIR:-build}")
 rm -f "$build"/microvm_*.deb "$build"/libmicrovm-dev_*.deb
 (cd "$build" && cpack -G DEB >/dev/null)
 echo "== packages: $(cd "$build" && ls microvm_*.deb libmicrovm-dev_*.deb | tr '\n' ' ')"
-dpkg -i "$build"/microvm_*.deb "$build"/libmicrovm-dev_*.deb >/dev/null
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+$SUDO dpkg -i "$build"/microvm_*.deb "$build"/libmicrovm-dev_*.deb >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 firmware="$build/firmware/boot_check"
