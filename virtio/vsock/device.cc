@@ -81,25 +81,21 @@ Result<void> VsockDevice::activate(ActivationContext ctx) {
     active_.reset();
     return std::unexpected(e.context("virtio-vsock: registering fds"));
   };
-  auto rk = LoopRegistration::add(ctx.loop, rx_fd, EPOLLIN, [this, rx_fd](uint32_t) {
-    drain_eventfd(rx_fd);
-    bump(counters_.kicks);
-    process_rx();
-  });
+  // Each queue's kick: drain the eventfd, count it, serve that queue.
+  auto on_kick = [this, &ctx](int fd, void (VsockDevice::*serve)()) {
+    return LoopRegistration::add(ctx.loop, fd, EPOLLIN, [this, fd, serve](uint32_t) {
+      drain_eventfd(fd);
+      bump(counters_.kicks);
+      (this->*serve)();
+    });
+  };
+  auto rk = on_kick(rx_fd, &VsockDevice::process_rx);
   if (!rk) return fail_with(rk.error());
   active_->rx_kick = std::move(*rk);
-  auto tk = LoopRegistration::add(ctx.loop, tx_fd, EPOLLIN, [this, tx_fd](uint32_t) {
-    drain_eventfd(tx_fd);
-    bump(counters_.kicks);
-    process_tx();
-  });
+  auto tk = on_kick(tx_fd, &VsockDevice::process_tx);
   if (!tk) return fail_with(tk.error());
   active_->tx_kick = std::move(*tk);
-  auto ek = LoopRegistration::add(ctx.loop, ev_fd, EPOLLIN, [this, ev_fd](uint32_t) {
-    drain_eventfd(ev_fd);
-    bump(counters_.kicks);
-    deliver_events();
-  });
+  auto ek = on_kick(ev_fd, &VsockDevice::deliver_events);
   if (!ek) return fail_with(ek.error());
   active_->event_kick = std::move(*ek);
   if (backend_->listen_fd() >= 0) {
