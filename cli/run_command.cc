@@ -289,6 +289,11 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
     return std::unexpected(Error(0, app.help()));
+  } catch (const CLI::ExtrasError&) {
+    // CLI11 names the extras in the order it was handed them, which is reversed; say them as typed.
+    std::string extras;
+    for (const auto& a : app.remaining()) extras += (extras.empty() ? "" : " ") + a;
+    return fail(EINVAL, "not a microvm run option: " + extras + "\nRun 'microvm run --help' for the options.");
   } catch (const CLI::ParseError& e) {
     return fail(EINVAL, std::string(e.what()) + "\nRun 'microvm run --help' for the options.");
   }

@@ -104,3 +104,18 @@ TEST(QemuArgs, KnowsItsOwnOptions) {
 
 }  // namespace
 }  // namespace microvm
+
+namespace microvm {
+namespace {
+
+// A mistyped microvm option is named as typed (CLI11 alone would list the words reversed).
+TEST(RunArgsTypos, UnknownOptionIsNamedInTheOrderTyped) {
+  std::vector<const char*> argv{"run", "--kernel", "k", "--memroy", "1G"};
+  auto r = parse_run_args(static_cast<int>(argv.size()), argv.data());
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EINVAL);
+  EXPECT_NE(r.error().what.find("not a microvm run option: --memroy 1G"), std::string::npos) << r.error().what;
+}
+
+}  // namespace
+}  // namespace microvm
