@@ -30,8 +30,8 @@ Result<void> place(const GuestMemory& mem, GuestAddress at, std::span<const std:
   auto dst = mem.translate(at, mem_len);
   if (!dst) return fail("kernel segment at " + hex(at.raw()) + " (" + std::to_string(mem_len) +
                         " bytes) does not fit in guest RAM; give the VM more memory");
-  std::memcpy(dst->data(), bytes.data(), bytes.size());
-  std::memset(dst->data() + bytes.size(), 0, mem_len - bytes.size());
+  TRY(mem.write(at, bytes));
+  if (mem_len > bytes.size()) TRY(mem.zero(at + bytes.size(), mem_len - bytes.size()));
   return {};
 }
 

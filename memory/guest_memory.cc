@@ -8,6 +8,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <algorithm>
 #include <fstream>
 #include <vector>
@@ -232,8 +233,50 @@ Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) cons
 
 Result<void> GuestMemory::write(GuestAddress addr, std::span<const std::byte> in) const {
   auto dst = TRY(translate(addr, in.size()));
+  if (backing_ == MemoryBacking::kMemfd && in.size() >= kFileWriteMin) {
+    // Large writes (kernel, initrd) go through the memfd's file API: shmem allocates each
+    // page without zeroing it first and our mapping takes no page fault per page, which
+    // halves the CPU time of placing a 13 MB vmlinux (bench/startup/bench_kernel_load).
+    const GuestRegion* r = region_of(dst.data());
+    uint64_t done = 0;
+    while (r && done < in.size()) {
+      ssize_t n = ::pwrite(fd_.get(), in.data() + done, in.size() - done,
+                           static_cast<off_t>(r->fd_offset + static_cast<uint64_t>(dst.data() - r->host) + done));
+      if (n <= 0) break;  // the copy below finishes the job
+      done += static_cast<uint64_t>(n);
+    }
+    if (done == in.size()) return {};
+    std::memcpy(dst.data() + done, in.data() + done, in.size() - done);
+    return {};
+  }
   std::memcpy(dst.data(), in.data(), in.size());
   return {};
+}
+
+Result<void> GuestMemory::zero(GuestAddress addr, uint64_t len) const {
+  auto dst = TRY(translate(addr, len));
+  const GuestRegion* r = region_of(dst.data());
+  if (r && (backing_ == MemoryBacking::kMemfd || backing_ == MemoryBacking::kAnonymous)) {
+    // Whole pages are released instead of written: fresh RAM (a kernel's bss at boot) is
+    // then not faulted in just to be cleared. The partial pages at both ends are cleared.
+    uint64_t g = discard_granularity();
+    uint64_t off = static_cast<uint64_t>(dst.data() - r->host);
+    uint64_t start = std::min<uint64_t>((off + g - 1) / g * g, off + len);
+    uint64_t end = std::max<uint64_t>((off + len) / g * g, start);
+    if (end > start && discard_host(std::span(r->host + start, end - start))) {
+      std::memset(dst.data(), 0, start - off);
+      std::memset(r->host + end, 0, off + len - end);
+      return {};
+    }
+  }
+  std::memset(dst.data(), 0, len);
+  return {};
+}
+
+const GuestRegion* GuestMemory::region_of(const std::byte* host) const {
+  for (const auto& r : regions_)
+    if (host >= r.host && static_cast<uint64_t>(host - r.host) < r.size) return &r;
+  return nullptr;
 }
 
 uint64_t GuestMemory::discard_granularity() const {

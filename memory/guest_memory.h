@@ -92,6 +92,9 @@ class GuestMemory {
   // Granularity discard() works at: the page size of the backing.
   uint64_t discard_granularity() const;
   [[nodiscard]] Result<void> write(GuestAddress addr, std::span<const std::byte> in) const;
+  // Makes [addr, addr+len) read as zeros; on memfd or anonymous RAM whole pages are released
+  // rather than written (cheap on fresh RAM).
+  [[nodiscard]] Result<void> zero(GuestAddress addr, uint64_t len) const;
 
   std::span<const GuestRegion> regions() const { return regions_; }
   uint64_t total_size() const;
@@ -107,6 +110,10 @@ class GuestMemory {
 
  private:
   GuestMemory() = default;
+  // The region whose host mapping holds `host`, or nullptr.
+  const GuestRegion* region_of(const std::byte* host) const;
+  // write() switches from memcpy to pwrite() on the memfd from this size on.
+  static constexpr uint64_t kFileWriteMin = 64 * 1024;
   // Reserves guard + region + guard for every layout entry and calls `map_one(entry, want,
   // fd_offset)` to put RAM at `want`; fills regions_.
   template <class MapOne>

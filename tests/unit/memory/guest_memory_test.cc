@@ -5,6 +5,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
@@ -342,6 +345,55 @@ TEST(GuestMemoryDiscard, DropsAnonymousPages) {
   EXPECT_EQ(*(*mem)->discard_host(host), 4096u);
   EXPECT_EQ(*(*mem)->read_obj<uint64_t>(GuestAddress(8192)), 0u);
   EXPECT_EQ((*mem)->discard_granularity(), 4096u);
+}
+
+// Large writes to memfd RAM go through pwrite() on the memfd: the bytes must land at the right
+// offset of the right region (the second region starts 1 MiB into the file, not at 4 MiB).
+TEST(GuestMemoryWrite, LargeMemfdWritesLandInTheRightRegion) {
+  auto m = two_regions(MemoryBacking::kMemfd);
+  std::vector<std::byte> data(300 * 1024);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = std::byte(i * 7 + 3);
+  GuestAddress at(4 * kMiB + 12345);
+  ASSERT_TRUE(m->write(at, data).has_value());
+  auto view = *m->translate(at, data.size());
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), view.begin()));
+  std::vector<std::byte> back(data.size());
+  ASSERT_TRUE(m->read(at, back).has_value());
+  EXPECT_EQ(back, data);
+  // Through the file as well: region 2 is at file offset 1 MiB.
+  std::vector<std::byte> file(data.size());
+  ASSERT_EQ(::pread(m->fd(), file.data(), file.size(), static_cast<off_t>(kMiB + 12345)),
+            static_cast<ssize_t>(file.size()));
+  EXPECT_EQ(file, data);
+  // Nothing around it was touched.
+  EXPECT_EQ(*m->read_obj<uint8_t>(GuestAddress(4 * kMiB + 12344)), 0u);
+  EXPECT_EQ(*m->read_obj<uint8_t>(at + data.size()), 0u);
+  // Crossing the end of a region is refused before anything is written.
+  EXPECT_FALSE(m->write(GuestAddress(kMiB - 1000), data).has_value());
+}
+
+TEST(GuestMemoryZero, ClearsPartialPagesAndReleasesWholeOnes) {
+  for (MemoryBacking b : {MemoryBacking::kMemfd, MemoryBacking::kAnonymous}) {
+    auto m = two_regions(b);
+    std::vector<std::byte> ones(2 * kMiB, std::byte{0xff});
+    ASSERT_TRUE(m->write(GuestAddress(4 * kMiB), ones).has_value());
+    uint64_t before = b == MemoryBacking::kMemfd ? memfd_allocated(*m) : 0;
+    // From 100 bytes into a page to 100 bytes into a page 64 pages later.
+    GuestAddress from(4 * kMiB + 4096 + 100);
+    uint64_t len = 64 * 4096;
+    ASSERT_TRUE(m->zero(from, len).has_value());
+    if (b == MemoryBacking::kMemfd) EXPECT_LE(memfd_allocated(*m) + 62 * 4096, before);
+    auto view = *m->translate(GuestAddress(4 * kMiB), 2 * kMiB);
+    for (uint64_t i = 0; i < view.size(); ++i) {
+      bool inside = i >= 4096 + 100 && i < 4096 + 100 + len;
+      ASSERT_EQ(view[i], inside ? std::byte{0} : std::byte{0xff}) << "offset " << i;
+    }
+    // Smaller than a page, and outside RAM.
+    ASSERT_TRUE(m->zero(GuestAddress(4 * kMiB + 10), 5).has_value());
+    EXPECT_EQ(*m->read_obj<uint8_t>(GuestAddress(4 * kMiB + 12)), 0u);
+    EXPECT_EQ(*m->read_obj<uint8_t>(GuestAddress(4 * kMiB + 15)), 0xffu);
+    EXPECT_FALSE(m->zero(GuestAddress(2 * kMiB), 10).has_value());
+  }
 }
 
 }  // namespace
