@@ -19,6 +19,42 @@ endif()
 # The API server's HTTP/1.1 parser (Node.js http_parser; Debian ships no pkg-config file).
 find_path(HTTP_PARSER_INCLUDE_DIR http_parser.h REQUIRED)
 find_library(HTTP_PARSER_LIBRARY http_parser REQUIRED)
-add_library(http_parser::http_parser UNKNOWN IMPORTED)
-set_target_properties(http_parser::http_parser PROPERTIES IMPORTED_LOCATION ${HTTP_PARSER_LIBRARY}
+add_library(http_parser::http_parser INTERFACE IMPORTED)
+set_target_properties(http_parser::http_parser PROPERTIES INTERFACE_LINK_LIBRARIES ${HTTP_PARSER_LIBRARY}
                       INTERFACE_INCLUDE_DIRECTORIES ${HTTP_PARSER_INCLUDE_DIR})
+
+# Static dependencies for executables that set the target property MICROVM_STATIC_DEPS (the
+# `microvm` binary): every library above but libc is linked in from its Debian .a, so ld.so
+# maps one shared library instead of a dozen at each start (docs/benchmarks.md, startup).
+# libmicrovm.so and the tests keep the shared libraries. Off, or without the .a files, every
+# target links the shared ones.
+option(MICROVM_STATIC_DEPS "Link the microvm executable with static libraries (all but libc)" ON)
+function(microvm_static_alternative target)
+  set(static_libs)
+  foreach(lib ${ARGN})
+    find_library(MICROVM_STATIC_${lib} NAMES lib${lib}.a)
+    if(NOT MICROVM_STATIC_${lib})
+      message(STATUS "lib${lib}.a not found: ${target} stays shared in every target")
+      return()
+    endif()
+    list(APPEND static_libs ${MICROVM_STATIC_${lib}})
+  endforeach()
+  get_target_property(shared_libs ${target} INTERFACE_LINK_LIBRARIES)
+  set(is_static "$<BOOL:$<TARGET_PROPERTY:MICROVM_STATIC_DEPS>>")
+  set(libs)
+  foreach(l ${shared_libs})
+    list(APPEND libs "$<$<NOT:${is_static}>:${l}>")
+  endforeach()
+  foreach(l ${static_libs})
+    list(APPEND libs "$<${is_static}:${l}>")
+  endforeach()
+  set_target_properties(${target} PROPERTIES INTERFACE_LINK_LIBRARIES "${libs}")
+endfunction()
+if(MICROVM_STATIC_DEPS)
+  microvm_static_alternative(PkgConfig::URING uring)
+  microvm_static_alternative(PkgConfig::SECCOMP seccomp)
+  microvm_static_alternative(PkgConfig::ZLIB z)
+  microvm_static_alternative(PkgConfig::ZSTD zstd)
+  microvm_static_alternative(PkgConfig::EXT2FS ext2fs com_err)
+  microvm_static_alternative(http_parser::http_parser http_parser)
+endif()

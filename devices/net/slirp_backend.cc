@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <poll.h>
-#include <slirp/libslirp.h>
 #include <sys/epoll.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -11,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "devices/net/slirp_api.h"
 #include "devices/net/slirp_guard.h"
 
 namespace microvm {
@@ -93,7 +93,8 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
   Fd timer(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!timer) return fail_errno("timerfd_create");
   auto ready = TRY(EventFd::create());
-  std::unique_ptr<SlirpBackend> b(new SlirpBackend(
+  const SlirpApi* api = TRY(slirp_api());
+  std::unique_ptr<SlirpBackend> b(new SlirpBackend(api, 
       std::move(epoll), std::move(timer), std::move(ready), std::max<size_t>(1, options.max_queued_frames),
       !options.host_loopback, std::max<size_t>(1, options.max_host_sockets)));
   for (int fd : {b->timerfd_.get(), b->ready_.fd()}) {
@@ -115,7 +116,7 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
   cfg.vhostname = "microvm";
   cfg.vdhcp_start = ip4("10.0.2.15");
   cfg.vnameserver = ip4(kNameserver);
-  b->slirp_ = slirp_new(&cfg, &kCallbacks, b.get());
+  b->slirp_ = api->slirp_new(&cfg, &kCallbacks, b.get());
   if (!b->slirp_) return fail(ENOMEM, "slirp_new failed");
   for (const HostForward& f : options.forwards) {
     // QEMU binds every address when none is given; a guest service is only exposed beyond this
@@ -123,7 +124,7 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
     in_addr host{htonl(INADDR_LOOPBACK)};
     if (!f.host_addr.empty() && inet_pton(AF_INET, f.host_addr.c_str(), &host) != 1)
       return fail(EINVAL, "hostfwd: bad host address " + f.host_addr);
-    if (slirp_add_hostfwd(b->slirp_, f.udp, host, f.host_port, ip4("10.0.2.15"), f.guest_port) < 0)
+    if (api->slirp_add_hostfwd(b->slirp_, f.udp, host, f.host_port, ip4("10.0.2.15"), f.guest_port) < 0)
       return fail_errno(std::string("hostfwd ") + (f.udp ? "udp" : "tcp") + " port " + std::to_string(f.host_port));
   }
   b->pump();  // registers the forward listeners
@@ -132,7 +133,7 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
 }
 
 size_t SlirpBackend::host_sockets() const {
-  char* info = slirp_connection_info(slirp_);
+  char* info = api_->slirp_connection_info(slirp_);
   if (!info) return max_sockets_;  // cannot tell: assume full (fail closed)
   size_t n = count_slirp_sockets(info);
   std::free(info);  // g_free is free() since GLib 2.46
@@ -153,7 +154,7 @@ bool SlirpBackend::admit_new_socket() {
 }
 
 SlirpBackend::~SlirpBackend() {
-  if (slirp_) slirp_cleanup(slirp_);
+  if (slirp_) api_->slirp_cleanup(slirp_);
 }
 
 void SlirpBackend::on_packet(const void* buf, size_t len) {
@@ -205,13 +206,13 @@ void SlirpBackend::pump() {
   }
   std::vector<pollfd> fds;
   uint32_t timeout = UINT32_MAX;
-  slirp_pollfds_fill(slirp_, &timeout, cb_add_poll, &fds);
+  api_->slirp_pollfds_fill(slirp_, &timeout, cb_add_poll, &fds);
   if (!fds.empty()) ::poll(fds.data(), fds.size(), 0);
-  slirp_pollfds_poll(slirp_, 0, cb_get_revents, &fds);
+  api_->slirp_pollfds_poll(slirp_, 0, cb_get_revents, &fds);
   // What slirp wants to wait for next time.
   fds.clear();
   timeout = UINT32_MAX;
-  slirp_pollfds_fill(slirp_, &timeout, cb_add_poll, &fds);
+  api_->slirp_pollfds_fill(slirp_, &timeout, cb_add_poll, &fds);
   std::map<int, uint32_t> wanted;
   for (const pollfd& p : fds) {
     uint32_t ev = 0;
@@ -284,7 +285,7 @@ Result<void> SlirpBackend::send(std::span<const iovec> frame) {
     return {};
   }
   // The header carries nothing for slirp: no offloads were offered with this backend.
-  slirp_input(slirp_, reinterpret_cast<const uint8_t*>(tx_.data() + kVnetHeaderSize),
+  api_->slirp_input(slirp_, reinterpret_cast<const uint8_t*>(tx_.data() + kVnetHeaderSize),
               static_cast<int>(total - kVnetHeaderSize));
   pump();  // slirp may have opened a socket to watch (a new outbound connection)
   return {};

@@ -22,6 +22,10 @@
 struct Slirp;
 
 namespace microvm {
+struct SlirpApi;
+}
+
+namespace microvm {
 
 struct SlirpOptions {
   std::vector<HostForward> forwards;  // an empty host address binds 127.0.0.1, not every address
@@ -64,8 +68,10 @@ class SlirpBackend final : public NetBackend {
   void timer_mod(void* timer, int64_t expire_ms);
 
  private:
-  SlirpBackend(Fd epoll, Fd timer, EventFd ready, size_t max_queued, bool guard, size_t max_sockets)
-      : epoll_(std::move(epoll)),
+  SlirpBackend(const SlirpApi* api, Fd epoll, Fd timer, EventFd ready, size_t max_queued, bool guard,
+               size_t max_sockets)
+      : api_(api),
+        epoll_(std::move(epoll)),
         timerfd_(std::move(timer)),
         ready_(std::move(ready)),
         max_queued_(max_queued),
@@ -85,6 +91,7 @@ class SlirpBackend final : public NetBackend {
     int64_t expire_ms = -1;  // -1: not armed
   };
 
+  const SlirpApi* api_;
   Fd epoll_;
   Fd timerfd_;
   EventFd ready_;
