@@ -19,7 +19,7 @@ std::vector<std::string> fio_command(const std::string& fio, const std::string& 
                                      const Workload& w) {
   const char* rw = w.pattern == Pattern::kRandom ? (w.write ? "randwrite" : "randread") : (w.write ? "write" : "read");
   // fio's runtime is whole seconds; at least 1.
-  long secs = std::max(1l, std::lround(seconds));
+  long secs = std::max(1l, static_cast<long>(seconds + 0.5));  // rounded (no libm in microvm)
   return {fio,
           "--name=" + w.name,
           "--filename=" + path,

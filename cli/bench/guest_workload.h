@@ -80,6 +80,9 @@ inline constexpr uint64_t kMaxToolBytes = 32ull << 20;
 
 // Positive number from the environment, else `fallback`.
 double env_positive(const char* name, double fallback);
+// Rounds a positive value to the nearest whole number (std::lround would pull libm into the
+// microvm binary for this alone).
+inline long round_positive(double v) { return static_cast<long>(v + 0.5); }
 std::string env_text(const char* name, const std::string& fallback);
 
 }  // namespace microvm::bench

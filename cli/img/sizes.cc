@@ -30,7 +30,8 @@ Result<uint64_t> parse_size(std::string_view s) {
     if (shift && (unit == "iB" || unit == "B" || unit == "ib" || unit == "b")) unit = {};
     if (!unit.empty()) return fail(EINVAL, "invalid size suffix in '" + str + "'");
   }
-  double bytes = std::ldexp(v, shift);
+  // A power-of-two multiply is exact, as ldexp() is (and keeps libm out of the binary).
+  double bytes = v * static_cast<double>(uint64_t{1} << shift);
   if (bytes >= 18446744073709551615.0) return fail(ERANGE, "size '" + str + "' is too large");
   if (bytes != std::floor(bytes)) return fail(EINVAL, "size '" + str + "' is not a whole number of bytes");
   return static_cast<uint64_t>(bytes);

@@ -90,7 +90,7 @@ class GuestBlkScenario final : public Scenario {
     return d;
   }
   Result<void> prepare(const BenchContext& ctx) override {
-    seconds_ = std::max(1l, std::lround(env_positive("MICROVM_BENCH_GUEST_SECONDS", 5)));
+    seconds_ = std::max(1l, round_positive(env_positive("MICROVM_BENCH_GUEST_SECONDS", 5)));
     uint64_t mib = static_cast<uint64_t>(env_positive("MICROVM_BENCH_GUEST_BLK_MIB", 256));
     std::string formats = env_text("MICROVM_BENCH_GUEST_BLK_FORMATS", "raw,qcow2");
     std::string only = env_text("MICROVM_BENCH_GUEST_BLK_JOBS", "");

@@ -52,9 +52,9 @@ class GuestFsScenario final : public Scenario {
             {"guest_run_s", "spawn -> VMM exit: boot, every test, power-off"}};
   }
   Result<void> prepare(const BenchContext& ctx) override {
-    long seconds = std::max(1l, std::lround(env_positive("MICROVM_BENCH_GUEST_SECONDS", 5)));
-    long mib = std::lround(env_positive("MICROVM_BENCH_GUEST_FS_MIB", 256));
-    long files = std::lround(env_positive("MICROVM_BENCH_GUEST_FS_FILES", 1000));
+    long seconds = std::max(1l, round_positive(env_positive("MICROVM_BENCH_GUEST_SECONDS", 5)));
+    long mib = round_positive(env_positive("MICROVM_BENCH_GUEST_FS_MIB", 256));
+    long files = round_positive(env_positive("MICROVM_BENCH_GUEST_FS_FILES", 1000));
     tool_ = TRY(choose_io_tool(ctx));
     share_ = ctx.work_dir + "/share";
     std::error_code ec;

@@ -92,7 +92,7 @@ class GuestNetScenario final : public Scenario {
     return d;
   }
   Result<void> prepare(const BenchContext& ctx) override {
-    seconds_ = std::max(1l, std::lround(env_positive("MICROVM_BENCH_GUEST_SECONDS", 5)));
+    seconds_ = std::max(1l, round_positive(env_positive("MICROVM_BENCH_GUEST_SECONDS", 5)));
     std::string nets = env_text("MICROVM_BENCH_GUEST_NET", "user,tap");
     user_ = nets.find("user") != std::string::npos;
     tap_ = nets.find("tap") != std::string::npos;
