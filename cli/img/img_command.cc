@@ -26,7 +26,7 @@ const char kUsage[] =
     "  measure [--output=json] [-O raw|qcow2] [-o cluster_size=N,...] (--size N | [-f FMT] FILE)   size of a new image\n"
     "  amend [-f qcow2] -o compat=0.10|1.1,lazy_refcounts=on|off FILE   change the qcow2 version or flags in place\n"
     "  dd [-f FMT] [-O raw|qcow2] [bs=N] [count=N] [skip=N] if=IN of=OUT   copy a range of IN into a new image\n"
-    "  snapshot -l [-f FMT] [-U] FILE   list internal snapshots (-a/-c/-d: not supported yet)\n"
+    "  snapshot -l|-c NAME|-a NAME|-d NAME [-f FMT] [-U] FILE   list, create, apply (ID or name), delete internal snapshots\n"
     "sizes: 512, 64k, 10G, 1.5T, 1P (binary units)\n"
     "exit: 0 done, 1 failed (nothing was changed when create/convert fail), 2 bad arguments\n";
 
