@@ -11,7 +11,7 @@ namespace {
 // One line per subcommand, "  NAME ...": `microvm img NAME --help` prints that line.
 const char kUsage[] =
     "usage: microvm img COMMAND [options]   (COMMAND --help: that command's usage)\n"
-    "  create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N,compat=0.10|1.1,refcount_bits=N,lazy_refcounts=on|off,compression_type=zlib|zstd] FILE [SIZE]\n"
+    "  create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N,compat=0.10|1.1,refcount_bits=N,lazy_refcounts=on|off,compression_type=zlib|zstd,preallocation=off|metadata|falloc|full] FILE [SIZE]\n"
     "  info [-f FMT] [--json|--output=json] [--backing-chain] FILE\n"
     "      --backing-chain: the image and each of its backing files (JSON: a list)\n"
     "  check [-f FMT] [-r leaks|all] [--json|--output=json] FILE   exit: 0 clean, 1 check failed,\n"

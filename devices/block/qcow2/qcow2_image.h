@@ -111,6 +111,13 @@ class Image final : public SyncDisk {
   // Deletes the first snapshot named `name` and frees the clusters only it used.
   [[nodiscard]] Result<void> delete_snapshot(const std::string& name);
 
+  // Preallocation of a new image (qemu-img create -o preallocation=...): every guest cluster
+  // gets an L2 entry pointing at a host cluster of its own, laid out as qemu-img does (each L2
+  // table followed by the data clusters it maps). The clusters read as zeroes: file holes, or
+  // fallocate()d (`falloc`), or written with zeroes (`full`). Refused when any cluster is
+  // already mapped.
+  [[nodiscard]] Result<void> preallocate(bool falloc, bool full);
+
   uint64_t cluster_size() const { return cs_; }
   uint64_t host_end() const { return host_end_; }
   // Cache statistics, for tests of the bound.
