@@ -2,6 +2,10 @@
 // whose snapshots qemu-img made; hostile snapshot tables (truncated, garbage, huge counts) are
 // errors, never crashes or reads out of bounds.
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -244,6 +248,57 @@ TEST(ImgSnapshot, FailuresChangeNothing) {
   EXPECT_EQ(img_run({"snapshot", "-d", "x", f}), 1);
   EXPECT_EQ(read_file(f), before);
   run("sleep 2.5");
+}
+
+// Every snapshot operation, made to fail at each point where it grows the file (a file size
+// limit: writes past it fail with EFBIG), leaves the image as it was: check clean, the same
+// disk, the same snapshot list. Where it succeeds, the result is clean too.
+TEST(ImgSnapshot, FailedWritesLeaveTheImageAsItWas) {
+  TempDir dir;
+  const std::string orig = dir.file("orig.qcow2"), f = dir.file("f.qcow2"), before = dir.file("before.qcow2");
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 " + orig + " 4M && qemu-io -c 'write -P 1 0 1M' " + orig +
+                " >/dev/null && qemu-img snapshot -c s1 " + orig + " && qemu-io -c 'write -P 2 512k 1M' " + orig +
+                " >/dev/null && qemu-img snapshot -c s2 " + orig + " && qemu-io -c 'write -P 3 0 64k' " + orig +
+                " >/dev/null"),  // two snapshots: deleting one writes a new table
+            0);
+  const uint64_t orig_size = read_file(orig).size();
+  struct Op {
+    const char* flag;
+    const char* name;
+  };
+  for (const Op& op : {Op{"-c", "new"}, Op{"-a", "s1"}, Op{"-d", "s1"}}) {
+    std::string list_before;
+    ASSERT_EQ(qemu_img_stdout("snapshot -l " + orig, &list_before), 0);
+    int failures = 0, successes = 0;
+    for (uint64_t limit = orig_size; limit <= orig_size + (8 << 16) && successes < 2; limit += 1 << 16) {
+      ASSERT_EQ(run("cp " + orig + " " + f), 0);
+      pid_t pid = ::fork();
+      ASSERT_GE(pid, 0);
+      if (pid == 0) {
+        ::signal(SIGXFSZ, SIG_IGN);
+        rlimit r{limit, limit};
+        ::setrlimit(RLIMIT_FSIZE, &r);
+        ::_exit(img_run({"snapshot", op.flag, op.name, f}));
+      }
+      int status = 0;
+      ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+      ASSERT_TRUE(WIFEXITED(status));
+      const int rc = WEXITSTATUS(status);
+      EXPECT_EQ(qemu_check(f), 0) << op.flag << " limit " << limit;
+      if (rc == 0) {
+        ++successes;
+        continue;
+      }
+      ++failures;
+      EXPECT_EQ(rc, 1);
+      std::string out, list;
+      EXPECT_EQ(qemu_img("compare " + orig + " " + f, &out), 0) << op.flag << " limit " << limit << out;
+      ASSERT_EQ(qemu_img_stdout("snapshot -l " + f, &list), 0);
+      EXPECT_EQ(list, list_before) << op.flag << " limit " << limit;
+    }
+    EXPECT_GT(failures, 0) << op.flag << ": the limit never made the operation fail";
+    EXPECT_GT(successes, 0) << op.flag << ": the operation never succeeded";
+  }
 }
 
 // Sets the header's snapshot count and offset, and writes `table` at `offset`.
