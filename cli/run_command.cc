@@ -185,7 +185,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   std::string firmware;
   app.add_option("--kernel,-k", opts.vm.kernel_path,
                  "Kernel image: ELF vmlinux or bzImage. Without it (and without --api-sock) the kernel, initrd and "
-                 "command line are found inside the first --disk (BLS entries, grub.cfg, extlinux.conf, /vmlinuz)");
+                 "command line are found inside the first --disk (BLS entries, unified kernel images on the EFI system "
+                 "partition, grub.cfg, extlinux.conf, /vmlinuz; ext2/3/4 and FAT)");
   app.add_option("--api-sock", opts.api_sock,
                  "Serve the Firecracker-compatible REST API on this Unix socket (mode 0600). Without --kernel "
                  "the VM is configured through it and started by PUT /actions InstanceStart");
@@ -212,10 +213,11 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "Added to the end of the kernel command line (QEMU's single-dash -append is --cmdline)");
   std::string cloud_init;
   app.add_option("--cloud-init", cloud_init,
-                 "user-data=FILE[,meta-data=FILE][,network-config=FILE] or [ssh-key=FILE][,hostname=H]: attach a "
-                 "cloud-init NoCloud seed (a read-only FAT disk labelled cidata, the last virtio-blk disk; built in "
-                 "a temporary file removed once the VM has opened it). Without meta-data= the instance-id follows "
-                 "the seed's contents; ssh-key= alone writes user-data that installs the key for the default user");
+                 "user-data=FILE[,meta-data=FILE][,network-config=FILE]: attach a cloud-init NoCloud seed (a "
+                 "read-only FAT disk labelled cidata, the last virtio-blk disk; built in a temporary file removed "
+                 "once the VM has opened it). ssh-key=FILE instead of user-data= writes user-data installing those "
+                 "keys for the default user; hostname=H instead of meta-data= sets local-hostname. Without "
+                 "meta-data= the instance-id follows the seed's contents");
   app.add_option("--firmware", firmware,
                  "Not supported: microvm boots Linux directly (--kernel, or the kernel found inside --disk)");
   app.add_flag("--print-boot", opts.print_boot,
