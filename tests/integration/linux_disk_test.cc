@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 
+#include "support/linux_snapshot.h"
 #include "support/vm_process.h"
 
 namespace microvm::testing {
@@ -70,7 +71,9 @@ TEST(LinuxDisk, PciDisksRngAndHugepages) {
   std::string packed_sha =
       sha_of("qemu-img convert -O raw " + d + "/over.qcow2 " + d + "/packed.raw && cat " + d + "/packed.raw");
 
-  auto initrd = make_initramfs(dir, {.script = R"SH(
+  // Restored from the harness's base snapshot instead of booted: its four disk slots have the
+  // shapes used here (support/linux_snapshot.h); the images are replaced one for one.
+  RestoredLinuxOptions restore{.script = R"SH(
 echo "vda_sha=$(head -c 1048576 /dev/vda | sha256sum | cut -c1-64)"
 echo "vda_sectors=$(cat /sys/block/vda/size) vda_serial=$(cat /sys/block/vda/serial)"
 echo "vdb_ro=$(cat /sys/block/vdb/ro)"
@@ -92,17 +95,14 @@ dd if=/tmp/p of=/dev/vdd bs=512 seek=10240 count=1 conv=sync,notrunc oflag=direc
 echo "vdd_write_past=$?"
 echo "vdd_back=$(dd if=/dev/vdd bs=512 skip=10240 count=1 iflag=direct 2>/dev/null | head -c 20)"
 sync
-)SH"});
-  ASSERT_TRUE(initrd) << initrd.error().what;
-  ensure_hugepages(128);
-  VmRunOptions opts;
-  opts.timeout = std::chrono::minutes(12);
-  auto r = run_microvm({"run", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory", "256M",
-                        "--hugepages", "--cmdline", guest_cmdline(), "--disk", rw + ",format=raw,serial=microvm-disk0",
-                        "--disk", ro + ",format=raw,readonly=on", "--disk",
-                        d + "/top.qcow2,format=qcow2,image_backing=on,readonly=on", "--disk",
-                        d + "/over.qcow2,format=qcow2,image_backing=on"},
-                       opts);
+)SH",
+                               .disks = {rw + ",format=raw,serial=microvm-disk0", ro + ",format=raw,readonly=on",
+                                         d + "/top.qcow2,format=qcow2,image_backing=on,readonly=on",
+                                         d + "/over.qcow2,format=qcow2,image_backing=on"},
+                               .timeout = std::chrono::minutes(12)};
+  auto lr = run_linux_script_restored(dir, restore);
+  ASSERT_TRUE(lr) << lr.error().what;
+  const VmRunResult& r = lr->run;
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("vda_sha=" + host_sha), std::string::npos) << "host sha " << host_sha << "\n" << r.describe();
   EXPECT_NE(r.out.find("vda_sectors=8192 vda_serial=microvm-disk0"), std::string::npos) << r.describe();
