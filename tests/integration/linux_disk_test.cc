@@ -24,24 +24,9 @@ void require_guest() {
   ASSERT_FALSE(guest_cmdline().empty()) << "guest kernel command line missing: " << guest_dir() << "/cmdline";
 }
 
-uint64_t read_u64(const std::string& path) {
-  std::ifstream in(path);
-  uint64_t v = 0;
-  in >> v;
-  return v;
-}
-
-// Grows the 2 MiB hugepage pool so `pages` are free (we are root in CI).
-void ensure_hugepages(uint64_t pages) {
-  const std::string dir = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
-  uint64_t free_pages = read_u64(dir + "free_hugepages");
-  if (free_pages >= pages) return;
-  uint64_t total = read_u64(dir + "nr_hugepages");
-  std::ofstream(dir + "nr_hugepages") << total + (pages - free_pages);
-  ASSERT_GE(read_u64(dir + "free_hugepages"), pages) << "could not grow the hugepage pool (are we root?)";
-}
-
-TEST(LinuxDisk, PciDisksRngAndHugepages) {
+// The guest's drivers against four disks of the harness's base slots. Hugepage-backed RAM,
+// which a restore cannot give (it maps the snapshot's file), is covered by LinuxBoot's boot.
+TEST(LinuxDisk, PciDisksAndRngOnARestoredGuest) {
   require_guest();
   TempDir dir;
   // A writable disk with random content the guest must read back exactly, and a read-only one.
