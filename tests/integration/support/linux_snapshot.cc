@@ -151,6 +151,15 @@ Result<void> make_base(const std::string& dir, double* seconds) {
 }  // namespace
 
 Result<LinuxBase> linux_base_snapshot() {
+  // A base made earlier, used as it is: lets a developer keep one base across rebuilds (whose
+  // new binary would otherwise key a new boot). Restoring an older build's snapshot is itself a
+  // supported path; CI starts from an empty build tree and always boots its own.
+  if (const char* pinned = std::getenv("MICROVM_LINUX_SNAPSHOT_BASE"); pinned && *pinned) {
+    if (!fs::exists(std::string(pinned) + "/ready")) return fail(std::string(pinned) + " is not a finished base snapshot");
+    LinuxBase b = describe_base(pinned);
+    if (b.nonce.size() != 16) return fail(std::string(pinned) + "/nonce is missing or damaged");
+    return b;
+  }
   const std::string parent = env_or("MICROVM_LINUX_SNAPSHOT_DIR", build_dir() + "/linux-snapshots");
   std::error_code ec;
   fs::create_directories(parent, ec);

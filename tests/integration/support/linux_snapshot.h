@@ -44,7 +44,8 @@ struct LinuxBase {
 // The base snapshot, made now (one boot, under a lock shared by all test processes) or found
 // in the cache: ${MICROVM_BUILD_DIR}/linux-snapshots/base-<key>, where the key covers the guest
 // kernel, its command line, the microvm binary, scripts/make-initramfs.sh and the base's layout.
-// MICROVM_LINUX_SNAPSHOT_DIR overrides the cache's parent directory.
+// MICROVM_LINUX_SNAPSHOT_DIR overrides the cache's parent directory; MICROVM_LINUX_SNAPSHOT_BASE=DIR
+// uses a finished base directory as it is (no key, no boot).
 [[nodiscard]] Result<LinuxBase> linux_base_snapshot();
 
 struct RestoredLinuxOptions {
