@@ -90,6 +90,7 @@ struct DecodedSnapshot {
   std::vector<snapshot::VcpuState> vcpus;
   snapshot::VmKvmState vm;
   std::vector<DeviceState> devices;  // in the machine's device order
+  std::vector<std::byte> uart;       // platform section 0; empty in snapshots without one
 };
 
 Result<DecodedSnapshot> decode_snapshot(std::span<const std::byte> bytes) {
@@ -127,6 +128,13 @@ Result<DecodedSnapshot> decode_snapshot(std::span<const std::byte> bytes) {
     auto state = DeviceSnapshotSet::decode(s->payload);
     if (!state) return std::unexpected(state.error().context("device section " + std::to_string(i)));
     d.devices.push_back(std::move(*state));
+  }
+  if (file.count(SectionType::kPlatform) > 1) return fail(EINVAL, "snapshot has more than one platform section");
+  if (const auto* p = file.find(SectionType::kPlatform, 0)) {
+    if (p->payload.empty()) return fail(EINVAL, "snapshot platform section is empty");
+    d.uart = p->payload;
+  } else if (file.count(SectionType::kPlatform) != 0) {
+    return fail(EINVAL, "snapshot platform section has an index other than 0");
   }
   return d;
 }
@@ -195,6 +203,10 @@ Result<void> Machine::save_snapshot(const std::string& state_path, const std::st
   if (!devices) return std::unexpected(devices.error().context("snapshot"));
   for (size_t i = 0; i < devices->size(); ++i)
     file.sections.push_back({SectionType::kDevice, static_cast<uint32_t>(i), DeviceSnapshotSet::encode((*devices)[i])});
+
+  // The UART's registers: the guest's serial driver keeps its own copy of what it programmed
+  // (IER in particular) and never writes it again.
+  file.sections.push_back({SectionType::kPlatform, 0, serial_->save_state()});
 
   auto msrs = TRY(snapshot::saveable_msrs(*kvm_, vcpus_[0]->fd()));
   const size_t xsave_size = kvm_->xsave_size();
@@ -265,6 +277,9 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
   TRY(m->setup_memory_from_file(options.memory_path, options.prefault ? FileMapMode::kPrivatePopulate : FileMapMode::kPrivate));
   m->loop_ = TRY(EventLoop::create());
   TRY(m->setup_platform_devices());
+  if (!decoded->uart.empty())
+    if (auto loaded = m->serial_->load_state(decoded->uart); !loaded)
+      return std::unexpected(loaded.error().context("restore: " + state_path));
   std::string unused_cmdline;
   TRY(m->setup_virtio_devices(unused_cmdline));
   TRY(m->setup_vcpus(false));

@@ -7,6 +7,9 @@
  *        RDTSC and prints "PROBE cpl0_loop_tsc=<16 hex digits>" on COM1, then powers
  *        off. The host runs the same loop natively; the ratio tells whether guest kernel
  *        mode runs on the CPU or through an instruction emulator.
+ * ticker: forever: writes the boot-marker port and 'T' to COM1, then spins
+ *        TICKER_SPIN iterations. A snapshot taken while it runs resumes into this loop, so the
+ *        first marker and byte after a restore show the restored guest running.
  * halt:  powers off at once: VMM start-up plus teardown, nothing else. Its bytes mean
  *        the same in 32-bit protected mode, so the ELF also carries a PVH entry note
  *        and QEMU can boot it: it first writes port 0xf4 (QEMU's isa-debug-exit, which
@@ -90,5 +93,21 @@ microvm_bench_halt_blob:
   hlt
   jmp 6b
 microvm_bench_halt_blob_end:
+
+  .globl microvm_bench_ticker_blob, microvm_bench_ticker_blob_end
+microvm_bench_ticker_blob:
+  cli
+7:
+  mov $0x402, %dx   /* MICROVM_PORT_BOOT_MARKER: --boot-timer's "guest boot marker" */
+  out %al, %dx
+  mov $0x3f8, %dx
+  mov $0x54, %al    /* 'T' */
+  out %al, %dx
+  mov $1000, %ecx
+8:
+  dec %ecx
+  jnz 8b
+  jmp 7b
+microvm_bench_ticker_blob_end:
 
   .section .note.GNU-stack, "", @progbits

@@ -13,6 +13,7 @@
 extern "C" {
 extern const unsigned char microvm_bench_probe_blob[], microvm_bench_probe_blob_end[];
 extern const unsigned char microvm_bench_halt_blob[], microvm_bench_halt_blob_end[];
+extern const unsigned char microvm_bench_ticker_blob[], microvm_bench_ticker_blob_end[];
 }
 
 namespace microvm::bench {
@@ -25,6 +26,8 @@ constexpr uint64_t kBlobOffset = 0x1000;
 std::span<const unsigned char> blob(ProbeKind kind) {
   if (kind == ProbeKind::kCpl0Loop)
     return {microvm_bench_probe_blob, static_cast<size_t>(microvm_bench_probe_blob_end - microvm_bench_probe_blob)};
+  if (kind == ProbeKind::kTicker)
+    return {microvm_bench_ticker_blob, static_cast<size_t>(microvm_bench_ticker_blob_end - microvm_bench_ticker_blob)};
   return {microvm_bench_halt_blob, static_cast<size_t>(microvm_bench_halt_blob_end - microvm_bench_halt_blob)};
 }
 

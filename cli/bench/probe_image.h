@@ -11,7 +11,7 @@ namespace microvm::bench {
 
 inline constexpr uint64_t kProbeIterations = 200000;  // = PROBE_ITERS in guest_probe.S
 
-enum class ProbeKind { kCpl0Loop, kHalt };
+enum class ProbeKind { kCpl0Loop, kHalt, kTicker };
 
 // A minimal ELF64 executable: one PT_LOAD at 1 MiB holding the blob, entry at its start.
 std::string make_probe_elf(ProbeKind kind);

@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include "base/state_reader.h"
+#include "base/state_writer.h"
+
 namespace microvm {
 namespace {
 
@@ -14,6 +17,8 @@ constexpr uint8_t kMcrDtr = 0x01, kMcrRts = 0x02, kMcrOut1 = 0x04, kMcrOut2 = 0x
 constexpr uint8_t kLsrDr = 0x01, kLsrThre = 0x20, kLsrTemt = 0x40;
 constexpr uint8_t kMsrCts = 0x10, kMsrDsr = 0x20, kMsrRi = 0x40, kMsrDcd = 0x80;
 constexpr uint8_t kFcrEnable = 0x01, kFcrClearRx = 0x02;
+constexpr uint32_t kStateTag = state_tag("UART");
+constexpr uint16_t kStateVersion = 1;
 
 }  // namespace
 
@@ -145,6 +150,43 @@ void Serial16550::enqueue_input(std::span<const uint8_t> bytes) {
 size_t Serial16550::input_space() const {
   std::lock_guard lock(mutex_);
   return kInputBufferSize - rx_.size();
+}
+
+std::vector<std::byte> Serial16550::save_state() const {
+  std::lock_guard lock(mutex_);
+  StateWriter w;
+  w.header(kStateTag, kStateVersion);
+  for (uint8_t r : {ier_, lcr_, mcr_, scr_, fcr_, dll_, dlm_}) w.u8(r);
+  w.boolean(thre_pending_);
+  std::vector<std::byte> rx;
+  for (uint8_t b : rx_) rx.push_back(std::byte{b});
+  w.bytes(rx);
+  return w.take();
+}
+
+Result<void> Serial16550::load_state(std::span<const std::byte> blob) {
+  StateReader r(blob, "UART state");
+  TRY(r.header(kStateTag, kStateVersion));
+  const uint8_t ier = TRY(r.u8()), lcr = TRY(r.u8()), mcr = TRY(r.u8()), scr = TRY(r.u8()), fcr = TRY(r.u8()),
+                dll = TRY(r.u8()), dlm = TRY(r.u8());
+  const bool thre = TRY(r.boolean());
+  auto rx = TRY(r.bytes(kInputBufferSize));
+  TRY(r.expect_end());
+  // Values a guest write could not have produced (write_register masks these).
+  if (ier & ~0x0f) return r.invalid("IER has reserved bits set");
+  if (mcr & ~0x1f) return r.invalid("MCR has reserved bits set");
+  std::lock_guard lock(mutex_);
+  ier_ = ier;
+  lcr_ = lcr;
+  mcr_ = mcr;
+  scr_ = scr;
+  fcr_ = fcr;
+  dll_ = dll;
+  dlm_ = dlm;
+  thre_pending_ = thre;
+  rx_.clear();
+  for (std::byte b : rx) rx_.push_back(static_cast<uint8_t>(b));
+  return {};
 }
 
 }  // namespace microvm

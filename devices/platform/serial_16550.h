@@ -9,8 +9,10 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "base/io_handler.h"
+#include "base/result.h"
 
 namespace microvm {
 
@@ -38,6 +40,14 @@ class Serial16550 final : public IoHandler {
   size_t input_space() const;
 
   static constexpr size_t kInputBufferSize = 4096;
+
+  // Snapshot/restore (docs/snapshot-format.md, "Platform section"): the registers the guest
+  // programmed, the latched THRE interrupt and unread input. Without them a restored Linux
+  // guest's 8250 driver waits for receive interrupts the reset UART never raises.
+  std::vector<std::byte> save_state() const;
+  // Replaces the register state with a saved one; the blob is checked like guest writes
+  // (and more): a refused blob leaves the UART unchanged.
+  [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob);
 
  private:
   uint8_t read_register(uint64_t offset);

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <span>
 
+#include "devices/platform/serial_16550.h"
 #include "vmm/snapshot/kvm_state.h"
 #include "vmm/snapshot/machine_state.h"
 #include "vmm/snapshot/snapshot_file.h"
@@ -32,8 +33,12 @@ void decode_section(const Section& s) {
       }
       break;
     case SectionType::kVmKvm: (void)decode_vm_kvm(s.payload); break;
-    case SectionType::kDevice:
-    case SectionType::kPlatform: break;
+    case SectionType::kDevice: break;
+    case SectionType::kPlatform: {
+      microvm::Serial16550 uart([] {}, {});
+      (void)uart.load_state(s.payload);
+      break;
+    }
   }
 }
 
@@ -46,7 +51,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // The same bytes as the payload of each section type, inside a well-formed container.
   if (size <= 64 * 1024) {
-    for (SectionType t : {SectionType::kMachine, SectionType::kVcpu, SectionType::kVmKvm}) {
+    for (SectionType t : {SectionType::kMachine, SectionType::kVcpu, SectionType::kVmKvm, SectionType::kPlatform}) {
       SnapshotFile f;
       f.sections.push_back({t, 0, {bytes.begin(), bytes.end()}});
       auto parsed = parse_snapshot(encode_snapshot(f));

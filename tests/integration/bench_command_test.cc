@@ -124,6 +124,41 @@ TEST_F(BenchCommandTest, StartupJsonAgainstQemuIsWellFormed) {
     EXPECT_FALSE(run["details"]["guest_ram_mappings"].get<std::string>().empty()) << run.dump();
 }
 
+// restore and clone: the ticker guest is snapshotted and restored; every metric is there, the
+// restored guest ran (its boot-marker write follows the first KVM_RUN), and a clone's own
+// guest-RAM pages are a part of its private dirty memory.
+TEST_F(BenchCommandTest, RestoreAndCloneJsonIsWellFormed) {
+  VmRunResult r = run_bench({"--scenario", "restore", "--scenario", "clone", "--json", "-n", "1", "--no-probe",
+                             "--memory", "128M"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  json j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(j.is_discarded()) << "stdout is not JSON:\n" << r.out;
+  ASSERT_EQ(j["scenarios"].size(), 2u);
+  auto median = [](const json& s, const char* name) {
+    const json* m = find_metric(s, name);
+    EXPECT_NE(m, nullptr) << name;
+    return m ? (*m)["results"]["microvm"]["median"].get<double>() : -1.0;
+  };
+  const json& restore = j["scenarios"][0];
+  EXPECT_EQ(restore["name"], "restore");
+  for (const auto& run : restore["runs"]) EXPECT_TRUE(run["ok"].get<bool>()) << run.dump();
+  EXPECT_GT(median(restore, "restore_first_kvm_run_p50_ms"), 0);
+  EXPECT_LE(median(restore, "restore_first_kvm_run_p50_ms"), median(restore, "restore_first_kvm_run_p99_ms"));
+  EXPECT_LE(median(restore, "restore_first_kvm_run_p50_ms"), median(restore, "restore_guest_marker_p50_ms"));
+  EXPECT_GT(median(restore, "restore_spawn_to_output_p50_ms"), 0);
+  EXPECT_GT(median(restore, "boot_guest_marker_ms"), 0);
+  const json& clone = j["scenarios"][1];
+  EXPECT_EQ(clone["name"], "clone");
+  for (const auto& run : clone["runs"]) EXPECT_TRUE(run["ok"].get<bool>()) << run.dump();
+  EXPECT_GT(median(clone, "clone_spawn_to_output_p50_ms"), 0);
+  EXPECT_GT(median(clone, "clone_private_dirty_kib"), 0);
+  EXPECT_LE(median(clone, "clone_guest_ram_private_dirty_kib"), median(clone, "clone_private_dirty_kib"));
+  // The guest RAM is the snapshot's file, mapped (some of it resident), never the whole 128 MiB.
+  EXPECT_LT(median(clone, "clone_guest_ram_rss_kib"), 128.0 * 1024);
+  EXPECT_GT(median(clone, "clone_pss_kib"), 0);
+  EXPECT_GT(median(clone, "boot_pss_kib"), 0);
+}
+
 TEST_F(BenchCommandTest, ReportWritesMarkdownJsonAndPng) {
   TempDir dir;
   std::string report = dir.path() + "/report";

@@ -200,6 +200,13 @@ VmRunResult run_process(const std::string& binary, const std::vector<std::string
       ssize_t got = read(fds[i].fd, buf, sizeof buf);
       if (got > 0) {
         (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(got));
+        if (i == 0 && options.on_output && options.on_output(r.out)) {
+          if (options.ended_by_on_output) *options.ended_by_on_output = true;
+          kill(-pid, SIGKILL);
+          kill(pid, SIGKILL);
+          out_open = err_open = false;
+          break;
+        }
       } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
         (i == 0 ? out_open : err_open) = false;
       }

@@ -4,6 +4,7 @@
 // built here, the shared test kernel, an initramfs built on demand).
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +33,12 @@ struct VmRunOptions {
   bool retry_on_guest_segfault = true;
   // Extra environment entries ("NAME=value") on top of the inherited environment.
   std::vector<std::string> env;
+  // Called with all of stdout so far after each new piece of it; returning true ends the run
+  // there (SIGKILL to the child's process group; not counted as a timeout). Lets a test act on
+  // the host (take a snapshot) at a point the guest reached, then stop the VM.
+  std::function<bool(const std::string& out)> on_output;
+  // Set by the run when on_output ended it.
+  bool* ended_by_on_output = nullptr;
 };
 
 struct VmRunResult {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -246,6 +247,78 @@ TEST_F(SerialTest, ConsoleMarkerAfterNearlyCompleteMarker) {
   EXPECT_EQ(hits, 1);
   for (char c : cut + marker) out(THR, static_cast<uint8_t>(c));
   EXPECT_EQ(hits, 2);
+}
+
+
+// Snapshot/restore: a fresh UART loaded with another's state behaves like it: the guest's
+// programmed IER still routes input to an interrupt, the divisor and scratch survive, and
+// unread input is still there.
+TEST_F(SerialTest, SavedStateRestoresRegistersAndUnreadInput) {
+  out(LCR, LCR_DLAB);
+  out(DLL, 0x01);
+  out(DLM, 0x02);
+  out(LCR, 0x03);
+  out(SCR, 0x5a);
+  out(IER, IER_RDI);
+  input("ab");
+  auto blob = uart_->save_state();
+
+  int irqs = 0;
+  Serial16550 other([&] { ++irqs; }, {});
+  ASSERT_TRUE(other.load_state(blob));
+  auto rd = [&](uint64_t reg) {
+    std::byte b{0xee};
+    other.io_read(reg, std::span(&b, 1));
+    return static_cast<uint8_t>(b);
+  };
+  auto wr = [&](uint64_t reg, uint8_t v) {
+    std::byte b{v};
+    other.io_write(reg, std::span(&b, 1));
+  };
+  EXPECT_EQ(rd(IER), IER_RDI);
+  EXPECT_EQ(rd(LCR), 0x03);
+  EXPECT_EQ(rd(SCR), 0x5a);
+  EXPECT_EQ(rd(IIR) & 0x0f, IIR_RDI);
+  EXPECT_EQ(rd(RBR), 'a');
+  EXPECT_EQ(rd(RBR), 'b');
+  EXPECT_EQ(rd(LSR) & LSR_DR, 0);
+  // New input raises the interrupt the restored IER enables.
+  uint8_t c = 'z';
+  other.enqueue_input(std::span(&c, 1));
+  EXPECT_EQ(irqs, 1);
+  wr(LCR, LCR_DLAB);
+  EXPECT_EQ(rd(DLL), 0x01);
+  EXPECT_EQ(rd(DLM), 0x02);
+}
+
+TEST_F(SerialTest, HostileStateIsRefusedAndLeavesTheUartAlone) {
+  out(SCR, 0x11);
+  auto good = uart_->save_state();
+  // Truncated at every length, trailing bytes, reserved IER/MCR bits, a wrong tag, a
+  // non-boolean, an input queue longer than the UART's buffer.
+  for (size_t n = 0; n < good.size(); ++n)
+    EXPECT_FALSE(uart_->load_state(std::span(good).first(n))) << n;
+  auto longer = good;
+  longer.push_back(std::byte{0});
+  EXPECT_FALSE(uart_->load_state(longer));
+  auto bad = good;
+  bad[6] = std::byte{0x10};  // IER (after the 4-byte tag and 2-byte version)
+  EXPECT_FALSE(uart_->load_state(bad));
+  bad = good;
+  bad[8] = std::byte{0x20};  // MCR
+  EXPECT_FALSE(uart_->load_state(bad));
+  bad = good;
+  bad[0] = std::byte{'X'};
+  EXPECT_FALSE(uart_->load_state(bad));
+  bad = good;
+  bad[13] = std::byte{2};  // the THRE boolean
+  EXPECT_FALSE(uart_->load_state(bad));
+  bad = good;
+  uint32_t huge = Serial16550::kInputBufferSize + 1;
+  std::memcpy(bad.data() + 14, &huge, 4);
+  bad.resize(18 + huge);
+  EXPECT_FALSE(uart_->load_state(bad));
+  EXPECT_EQ(in(SCR), 0x11);
 }
 
 }  // namespace
