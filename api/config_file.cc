@@ -2,6 +2,7 @@
 
 #include "api/handlers.h"
 #include "api/json_body.h"
+#include "base/result.h"
 
 namespace microvm::api {
 namespace {

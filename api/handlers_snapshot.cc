@@ -5,6 +5,7 @@
 // As in Firecracker, create needs a paused microVM and load a microVM not yet started.
 #include "api/handlers.h"
 #include "api/json_body.h"
+#include "base/result.h"
 
 namespace microvm::api {
 namespace {

@@ -1,3 +1,6 @@
 #pragma once
-// Result<T>, Error and TRY are part of the public API; see include/microvm/result.h.
+// Result<T> and Error are part of the public API (include/microvm/result.h). Inside microvm
+// the short spelling TRY is used; the public header only exports MICROVM_TRY.
 #include "microvm/result.h"
+
+#define TRY(expr) MICROVM_TRY(expr)

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cli/size_arg.h"
+#include "base/result.h"
 
 namespace microvm {
 namespace {

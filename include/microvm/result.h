@@ -35,12 +35,14 @@ std::unexpected<Error> fail_errno(int err, const std::string& what);
 }  // namespace microvm
 
 // Propagates an error from an expression returning Result<T>; yields the value otherwise.
+// (A GNU statement expression: GCC and Clang.) Prefixed so that including the public API
+// never takes a short macro name from the embedding program.
 #define MICROVM_CONCAT_INNER(a, b) a##b
 #define MICROVM_CONCAT(a, b) MICROVM_CONCAT_INNER(a, b)
-#define TRY_IMPL(tmp, expr)                                       \
+#define MICROVM_TRY_IMPL(tmp, expr)                               \
   ({                                                              \
     auto&& tmp = (expr);                                          \
     if (!tmp) return std::unexpected(std::move(tmp).error());     \
     std::move(tmp).value();                                       \
   })
-#define TRY(expr) TRY_IMPL(MICROVM_CONCAT(try_tmp_, __COUNTER__), expr)
+#define MICROVM_TRY(expr) MICROVM_TRY_IMPL(MICROVM_CONCAT(microvm_try_tmp_, __COUNTER__), expr)
