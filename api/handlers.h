@@ -20,6 +20,8 @@ HttpResponse put_boot_source(Controller& c, const std::string& body);
 HttpResponse put_drive(Controller& c, const std::string& id, const std::string& body);
 HttpResponse put_network_interface(Controller& c, const std::string& id, const std::string& body);
 HttpResponse put_logger(Controller& c, const std::string& body);
+// PUT /vsock (handlers_vsock.cc).
+HttpResponse put_vsock(Controller& c, const std::string& body);
 
 // Metrics and events (handlers_metrics.cc).
 HttpResponse get_metrics(Controller& c);

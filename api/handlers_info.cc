@@ -65,6 +65,7 @@ HttpResponse get_vm_config(const Controller& c) {
     if (!c.config().initrd_path.empty()) b["initrd_path"] = c.config().initrd_path;
     j["boot-source"] = b;
   }
+  if (const auto& v = c.config().vsock) j["vsock"] = {{"guest_cid", v->guest_cid}, {"uds_path", v->socket_path}};
   return ok_json(j);
 }
 

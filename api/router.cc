@@ -63,6 +63,7 @@ HttpResponse dispatch(Controller& c, const HttpRequest& r) {
     if (m == "PATCH") return patch_balloon_statistics(c, r.body);
     return method_not_allowed(r, "GET, PATCH");
   }
+  if (p == "/vsock") return m == "PUT" ? put_vsock(c, r.body) : method_not_allowed(r, "PUT");
   if (p == "/logger") return m == "PUT" ? put_logger(c, r.body) : method_not_allowed(r, "PUT");
   if (p == "/metrics") {
     if (m == "GET") return get_metrics(c);

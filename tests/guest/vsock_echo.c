@@ -5,7 +5,8 @@
 //   vsock_echo connect PORT SIZE  connect to the host (CID 2) on PORT, send SIZE pattern
 //                                 bytes while reading the echo back, print "g2h ok=1" if
 //                                 every byte came back intact
-// Every run ends after 900 s at most (alarm), so a stuck peer fails a test instead of hanging it.
+// Every run ends after 2400 s at most (alarm), so a stuck peer fails a test instead of hanging it
+// (generous: under load the emulated guest kernel echoes 16 MiB in ~15 minutes).
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
@@ -100,7 +101,7 @@ static int connect_mode(unsigned port, unsigned long size) {
 }
 
 int main(int argc, char** argv) {
-  alarm(900);
+  alarm(2400);
   if (argc == 4 && strcmp(argv[1], "listen") == 0) return listen_mode((unsigned)atoi(argv[2]), atoi(argv[3]));
   if (argc == 4 && strcmp(argv[1], "connect") == 0) return connect_mode((unsigned)atoi(argv[2]), strtoul(argv[3], NULL, 10));
   fprintf(stderr, "usage: vsock_echo listen PORT N | connect PORT SIZE\n");

@@ -207,5 +207,39 @@ TEST_F(ApiServerTest, SlowClientDoesNotBlockOthers) {
   EXPECT_FALSE(vm.wait_exit(0)) << vm.describe();
 }
 
+// PUT /vsock (Firecracker's body) before start builds the device: its Unix socket listens at
+// uds_path once the guest runs, its counters are in /metrics, and it is closed to changes.
+TEST_F(ApiServerTest, PutVsockBeforeStartCreatesTheDevice) {
+  ApiVm vm;
+  ASSERT_TRUE(vm.socket_ready()) << vm.describe();
+  std::string uds = vm.dir().path() + "/v.sock";
+  auto r = vm.curl("PUT", "/vsock", R"({"guest_cid":2,"uds_path":")" + uds + "\"}");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(fault_message(r.body).find("guest_cid"), std::string::npos) << r.body;
+  r = vm.curl("PUT", "/vsock", R"({"guest_cid":3,"uds_path":")" + uds + "\"}");
+  ASSERT_EQ(r.status, 204) << r.body;
+  ASSERT_EQ(vm.curl("PUT", "/boot-source", boot_source(firmware_path("idle"), "idle")).status, 204);
+  ASSERT_EQ(vm.curl("PUT", "/machine-config", R"({"vcpu_count":1,"mem_size_mib":32})").status, 204);
+  ASSERT_EQ(vm.curl("PUT", "/actions", R"({"action_type":"InstanceStart"})").status, 204) << vm.describe();
+
+  struct stat st {};
+  ASSERT_EQ(::stat(uds.c_str(), &st), 0) << uds << vm.describe();
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  Fd client(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, uds.c_str(), sizeof(addr.sun_path) - 1);
+  EXPECT_EQ(::connect(client.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << std::strerror(errno);
+  auto metrics = vm.curl("GET", "/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("\"vsock\""), std::string::npos) << metrics.body;
+  auto cfg = vm.curl("GET", "/vm/config");
+  EXPECT_NE(cfg.body.find("\"guest_cid\":3"), std::string::npos) << cfg.body;
+  r = vm.curl("PUT", "/vsock", R"({"guest_cid":4,"uds_path":")" + uds + "\"}");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(fault_message(r.body).find("after the microVM has started"), std::string::npos) << r.body;
+  EXPECT_FALSE(vm.wait_exit(0)) << vm.describe();
+}
+
 }  // namespace
 }  // namespace microvm::testing

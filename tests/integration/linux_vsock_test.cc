@@ -1,14 +1,14 @@
 // virtio-vsock with the real Linux guest driver (one boot): a static guest program
 // (tests/guest/vsock_echo.c) echoes on vsock port 5000. The host, through Firecracker's
 // convention (connect to the --vsock socket, "CONNECT 5000\n", "OK <port>\n"), opens a 16 MiB
-// echo and then 100 connections at once. Then the guest connects to host port 6000 (the Unix
-// socket PATH_6000), whose host-side echo returns 1 MiB intact.
+// echo and then 100 connections at once, all echoed back intact. Then the guest connects to
+// host port 6000 (the Unix socket PATH_6000), whose host-side echo returns 1 MiB intact.
 //
-// KNOWN BUG (issue #16, closing note): with the Linux driver, data on host-initiated
-// connections is reset (ECONNRESET, no echo byte back) although the handshake completes; the
-// device-level tests with the same packets pass. Until it is found, this test asserts the
-// handshakes, the guest-initiated echo and that microvm survives the traffic, and reports the
-// host-initiated echo results without failing on them.
+// The host clients run ONE round: the guest's echo serves exactly 1 + 100 connections and then
+// closes its listener. A CONNECT that arrives in between is accepted by the guest kernel's
+// backlog (handshake, "OK"), then reset when the listener closes with it unaccepted: correct
+// vsock (and TCP) behaviour, which an earlier version of this test, repeating its round, took
+// for a device bug and whose results overwrote those of the round that had passed.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -19,7 +19,6 @@
 #include <chrono>
 #include <cstring>
 #include <string>
-#include <iostream>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -122,7 +121,7 @@ bool echo_roundtrip(int fd, size_t size, unsigned salt) {
   return intact && got == size;
 }
 
-TEST(LinuxVsock, HandshakesAndGuestToHostEchoIntact) {
+TEST(LinuxVsock, HostAndGuestInitiatedEchoesIntact) {
   REQUIRE_KVM();
   ASSERT_FALSE(guest_cmdline().empty()) << "guest kernel command line missing: " << guest_dir() << "/cmdline";
   TempDir dir;
@@ -163,12 +162,13 @@ TEST(LinuxVsock, HandshakesAndGuestToHostEchoIntact) {
     }
   });
 
-  // Host clients: the 16 MiB echo, then 100 at once. Repeated if the guest boots again (a
-  // run_microvm retry after the host's known guest segfault flake).
+  // Host clients: the 16 MiB echo, then 100 at once. Another round only if this one did not
+  // pass (the guest booted again: a run_microvm retry after the host's known guest segfault
+  // flake); the first failure is kept for the message.
   std::atomic<bool> big_ok{false};
   std::atomic<int> concurrent_ok{0};
   std::thread clients([&] {
-    while (!done) {
+    while (!done && !(big_ok && concurrent_ok == kConcurrent)) {
       int fd = open_to_guest(sock, 5000, done);
       if (fd < 0) return;
       bool ok = echo_roundtrip(fd, kBigSize, 7);
@@ -189,7 +189,9 @@ TEST(LinuxVsock, HandshakesAndGuestToHostEchoIntact) {
   });
 
   VmRunOptions opts;
-  opts.timeout = std::chrono::minutes(22);
+  // A safety net, not a timing: on this emulating host, under load, the guest kernel moves
+  // ~20 KiB/s, and the whole run (boot, 17.6 MiB echoed, 1 MiB back) can take 30 minutes.
+  opts.timeout = std::chrono::minutes(42);
   auto r = run_microvm({"run", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory", "256M",
                         "--cmdline", guest_cmdline(), "--vsock", "cid=3,socket=" + sock},
                        opts);
@@ -200,9 +202,9 @@ TEST(LinuxVsock, HandshakesAndGuestToHostEchoIntact) {
 
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_GE(handshakes.load(), 1) << "no host CONNECT got its OK line\n" << r.describe();
-  std::cerr << "host-initiated echo (known bug, not asserted): 16 MiB " << (big_ok ? "intact" : "failed") << ", "
-            << concurrent_ok.load() << "/" << kConcurrent << " small echoes intact; first failure: "
-            << (g_first_failure.empty() ? "none" : g_first_failure) << "\n";
+  EXPECT_TRUE(big_ok) << "16 MiB host-initiated echo; first failure: " << g_first_failure << "\n" << r.describe();
+  EXPECT_EQ(concurrent_ok.load(), kConcurrent) << "concurrent host-initiated echoes of " << kSmallSize
+                                               << " bytes; first failure: " << g_first_failure;
   EXPECT_NE(r.out.find("echo served=101"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("g2h sent=1048576 got=1048576 ok=1"), std::string::npos) << r.describe();
   EXPECT_EQ(service_bytes.load(), kGuestToHostSize) << r.describe();

@@ -24,7 +24,8 @@ constexpr size_t kMaxConnectLine = 32;
 }  // namespace
 
 VsockDevice::VsockDevice(std::unique_ptr<VsockBackend> backend, const VsockOptions& options)
-    : backend_(std::move(backend)), options_(options), log_(options.logger, "virtio-vsock") {
+    : DeviceCore({.name = "virtio-vsock", .queue_size = options.queue_size, .logger = options.logger}, counters_),
+      backend_(std::move(backend)), options_(options) {
   limits_.guest_cid = options.guest_cid;
   limits_.max_payload = options.max_payload;
 }
@@ -34,8 +35,7 @@ Result<std::unique_ptr<VsockDevice>> VsockDevice::create(std::unique_ptr<VsockBa
   if (!backend) return fail(EINVAL, "virtio-vsock: no backend");
   if (options.guest_cid < kMinGuestCid || options.guest_cid > UINT32_MAX - 1)
     return fail(EINVAL, "virtio-vsock: guest CID must be between 3 and 4294967294");
-  if (options.queue_size == 0 || options.queue_size > kMaxQueueSize || (options.queue_size & (options.queue_size - 1)))
-    return fail(EINVAL, "virtio-vsock: queue size must be a power of 2 up to 32768");
+  TRY(check_queue_size_option("virtio-vsock", options.queue_size));
   if (options.buf_alloc < 4096) return fail(EINVAL, "virtio-vsock: buf_alloc must be at least 4096");
   if (options.max_payload == 0 || options.max_connections == 0 || options.max_connections_per_port == 0 ||
       options.packets_per_wakeup == 0 || options.max_control_packets == 0)
@@ -58,57 +58,36 @@ void VsockDevice::read_config(uint64_t offset, std::span<std::byte> data) const 
   }
 }
 
-Result<void> VsockDevice::activate(ActivationContext ctx) {
-  if (active_) return fail(EBUSY, "virtio-vsock: already active");
-  if (ctx.queues.size() != 3) return fail(EINVAL, "virtio-vsock: expected 3 queues");
-  for (const QueueConfig& qc : ctx.queues) {
-    if (!qc.ready) return fail(EINVAL, "virtio-vsock: RX, TX and event queues must all be enabled");
-    if (qc.size > options_.queue_size) return fail(EINVAL, "virtio-vsock: queue size larger than offered");
-    if (qc.kick_fd < 0) return fail(EINVAL, "virtio-vsock: queue has no kick fd");
-  }
-  auto rx = TRY(Queue::create(ctx.queues[kRxQueue], ctx.features));
-  auto tx = TRY(Queue::create(ctx.queues[kTxQueue], ctx.features));
-  auto ev = TRY(Queue::create(ctx.queues[kEventQueue], ctx.features));
-  TRY(rx.validate_rings(ctx.memory));
-  TRY(tx.validate_rings(ctx.memory));
-  TRY(ev.validate_rings(ctx.memory));
-  acked_features_ = ctx.features & features();
-  needs_reset_.store(false, std::memory_order_release);
-  int rx_fd = ctx.queues[kRxQueue].kick_fd, tx_fd = ctx.queues[kTxQueue].kick_fd, ev_fd = ctx.queues[kEventQueue].kick_fd;
-  active_.emplace(Active{&ctx.memory, &ctx.interrupt, &ctx.loop, std::move(rx), std::move(tx), std::move(ev), rx_fd,
-                         tx_fd, {}, {}, {}, {}, std::nullopt, false, {}});
-  auto fail_with = [this](const Error& e) {
-    active_.reset();
-    return std::unexpected(e.context("virtio-vsock: registering fds"));
-  };
-  // Each queue's kick: drain the eventfd, count it, serve that queue.
-  auto on_kick = [this, &ctx](int fd, void (VsockDevice::*serve)()) {
-    return LoopRegistration::add(ctx.loop, fd, EPOLLIN, [this, fd, serve](uint32_t) {
-      drain_eventfd(fd);
-      bump(counters_.kicks);
-      (this->*serve)();
-    });
-  };
-  auto rk = on_kick(rx_fd, &VsockDevice::process_rx);
-  if (!rk) return fail_with(rk.error());
-  active_->rx_kick = std::move(*rk);
-  auto tk = on_kick(tx_fd, &VsockDevice::process_tx);
-  if (!tk) return fail_with(tk.error());
-  active_->tx_kick = std::move(*tk);
-  auto ek = on_kick(ev_fd, &VsockDevice::deliver_events);
-  if (!ek) return fail_with(ek.error());
-  active_->event_kick = std::move(*ek);
+Result<void> VsockDevice::on_activate() {
+  rx_chain_.reset();
+  rx_used_any_ = false;
   if (backend_->listen_fd() >= 0) {
-    auto l = LoopRegistration::add(ctx.loop, backend_->listen_fd(), EPOLLIN, [this](uint32_t) { on_listener_event(); });
-    if (!l) return fail_with(l.error());
-    active_->listener = std::move(*l);
+    auto l = LoopRegistration::add(loop(), backend_->listen_fd(), EPOLLIN, [this](uint32_t) { on_listener_event(); });
+    if (!l) return std::unexpected(l.error().context("virtio-vsock: registering the host socket"));
+    listener_ = std::move(*l);
   }
   return {};
 }
 
-void VsockDevice::reset() {
+void VsockDevice::on_kick(uint16_t index) {
+  switch (index) {
+    case kRxQueue: return process_rx();
+    case kTxQueue: return process_tx();
+    case kEventQueue: return deliver_events();
+    default: return;
+  }
+}
+
+void VsockDevice::on_reset() {
   // Every chain is completed synchronously except the held RX chain, which the driver's reset
   // forgets with the rings. The guest's sockets are gone with its driver: close the host ends.
+  drop_connections();
+  listener_.reset();
+  rx_chain_.reset();
+  rx_used_any_ = false;
+}
+
+void VsockDevice::drop_connections() {
   pending_.clear();
   conns_.clear();
   per_port_.clear();
@@ -116,34 +95,22 @@ void VsockDevice::reset() {
   counters_.connections.store(0, std::memory_order_relaxed);
   control_.clear();
   ready_.clear();
-  active_.reset();
-  acked_features_ = 0;
-  needs_reset_.store(false, std::memory_order_release);
 }
 
 void VsockDevice::transport_reset() {
   // The guest drops all its connections when it sees the event (§5.10.6.7); ours go now so
   // no stale packet reaches it afterwards.
-  pending_.clear();
-  conns_.clear();
-  per_port_.clear();
-  connecting_ = 0;
-  counters_.connections.store(0, std::memory_order_relaxed);
-  control_.clear();
-  ready_.clear();
+  drop_connections();
   event_pending_ = true;
   deliver_events();
 }
 
 void VsockDevice::deliver_events() {
-  if (!active_ || needs_reset() || !event_pending_) return;
-  Active& a = *active_;
+  if (!active() || needs_reset() || !event_pending_) return;
   for (;;) {
-    auto popped = a.event.pop(*a.memory);
-    if (!popped) return enter_needs_reset(popped.error());
-    if (!*popped) return;  // delivered when the driver adds an event buffer and kicks
-    const DescriptorChain& chain = **popped;
-    bump(counters_.chains);
+    auto popped = pop(kEventQueue);
+    if (!popped) return;  // delivered when the driver adds an event buffer and kicks (or the ring broke)
+    const DescriptorChain& chain = *popped;
     uint32_t len = 0;
     if (!chain.valid()) {
       bump(counters_.bad_chains);
@@ -153,49 +120,32 @@ void VsockDevice::deliver_events() {
       if (w.write_obj(id)) len = sizeof id;
       else bump(counters_.bad_requests);
     }
-    if (auto r = a.event.add_used(*a.memory, chain.head(), len); !r) return enter_needs_reset(r.error());
+    if (!complete(kEventQueue, chain.head(), len)) return;
     if (len) {
       event_pending_ = false;
       bump(counters_.transport_resets);
       break;
     }
   }
-  notify(a.event, kEventQueue);
+  notify(kEventQueue);
 }
 
 // ---------------------------------------------------------------------------------- TX path
 
 void VsockDevice::process_tx() {
-  if (!active_ || needs_reset()) return;
-  Active& a = *active_;
-  for (uint32_t served = 0;; ++served) {
-    if (served == options_.packets_per_wakeup) {
-      signal_eventfd(a.tx_kick_fd);  // more may be waiting: come back after the other fds
-      break;
+  // §5.10.6.2: the device writes nothing into TX buffers, so every chain completes with 0.
+  serve(kTxQueue, options_.packets_per_wakeup, [this](const DescriptorChain& chain) -> uint32_t {
+    Reader r = chain.reader();
+    std::optional<VsockHeader> hdr = r.read_obj<VsockHeader>();
+    if (!hdr) {
+      bump(counters_.dropped_packets);
+      log().warn("TX packet (head %u) shorter than the header", chain.head());
+      return 0;
     }
-    auto popped = a.tx.pop(*a.memory);
-    if (!popped) return enter_needs_reset(popped.error());
-    if (!*popped) break;
-    const DescriptorChain& chain = **popped;
-    bump(counters_.chains);
-    if (!chain.valid()) {
-      bump(counters_.bad_chains);
-      log_.warn("bad TX descriptor chain (head %u): %s", chain.head(), chain.error());
-    } else {
-      Reader r = chain.reader();
-      std::optional<VsockHeader> hdr = r.read_obj<VsockHeader>();
-      if (!hdr) {
-        bump(counters_.dropped_packets);
-        log_.warn("TX packet (head %u) shorter than the header", chain.head());
-      } else {
-        ParsedPacket p = parse_packet(*hdr, r.remaining(), limits_);
-        handle_packet(p, r);
-      }
-    }
-    // §5.10.6.2: the device writes nothing into TX buffers.
-    if (auto u = a.tx.add_used(*a.memory, chain.head(), 0); !u) return enter_needs_reset(u.error());
-  }
-  notify(a.tx, kTxQueue);
+    ParsedPacket p = parse_packet(*hdr, r.remaining(), limits_);
+    handle_packet(p, r);
+    return 0;
+  });
   process_rx();  // answers (RESPONSE, RST, credit updates) may be waiting
 }
 
@@ -204,14 +154,14 @@ void VsockDevice::handle_packet(const ParsedPacket& p, Reader& payload) {
   bump(counters_.tx_packets);
   if (p.verdict == PacketVerdict::kDrop) {
     bump(counters_.dropped_packets);
-    log_.warn("packet dropped: %s", p.why);
+    log().warn("packet dropped: %s", p.why);
     return;
   }
   uint64_t key = vsock_key(h.dst_port, h.src_port);
   VsockConnection* c = find(key);
   if (p.verdict == PacketVerdict::kReset) {
     bump(counters_.malformed_packets);
-    log_.warn("malformed packet (op %u, len %u): %s", h.op, h.len, p.why);
+    log().warn("malformed packet (op %u, len %u): %s", h.op, h.len, p.why);
     if (c) return reset_connection(*c);
     return queue_control(h.dst_port, h.src_port, VIRTIO_VSOCK_OP_RST);
   }
@@ -265,12 +215,12 @@ void VsockDevice::handle_request(const VsockHeader& h) {
   };
   uint64_t lk = uint64_t{h.dst_port};  // guest-initiated: limited per host service port
   if (at_limit(lk)) {
-    log_.warn("connection to host port %u refused: connection limit reached", h.dst_port);
+    log().warn("connection to host port %u refused: connection limit reached", h.dst_port);
     return refuse(counters_.refused_limit);
   }
   auto fd = backend_->connect(h.dst_port);
   if (!fd) {
-    log_.warn("connection to host port %u refused: %s", h.dst_port, fd.error().what.c_str());
+    log().warn("connection to host port %u refused: %s", h.dst_port, fd.error().what.c_str());
     return refuse(counters_.host_connect_failures);
   }
   auto c = std::make_unique<VsockConnection>(std::move(*fd), h.dst_port, h.src_port, options_.buf_alloc,
@@ -285,14 +235,14 @@ void VsockDevice::handle_rw(VsockConnection& c, const VsockHeader& h, Reader& pa
   if (c.peer_shutdown & VIRTIO_VSOCK_SHUTDOWN_F_SEND) return reset_connection(c);  // said it would not
   if (!c.guest_may_send(h.len)) {
     bump(counters_.credit_violations);
-    log_.warn("guest sent %u bytes past its credit on port %u: connection reset", h.len, c.local_port());
+    log().warn("guest sent %u bytes past its credit on port %u: connection reset", h.len, c.local_port());
     return reset_connection(c);
   }
   bump(counters_.tx_bytes, h.len);
   c.received_from_guest(h.len);
   if (h.len == 0) return;
   if (c.shut_wr_done) return;  // cannot happen: SEND shutdown checked above
-  auto& iov = active_->iov;
+  auto& iov = iov_;
   iov.clear();
   if (!payload.take_iovecs(h.len, iov)) return reset_connection(c);  // cannot happen: parser checked len
   size_t sent = 0;
@@ -302,7 +252,7 @@ void VsockDevice::handle_rw(VsockConnection& c, const VsockHeader& h, Reader& pa
     m.msg_iovlen = iov.size();
     ssize_t n = ::sendmsg(c.fd(), &m, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && !would_block(errno)) {
-      log_.warn("host socket for port %u: send failed (errno %d): connection reset", c.local_port(), errno);
+      log().warn("host socket for port %u: send failed (errno %d): connection reset", c.local_port(), errno);
       return reset_connection(c);
     }
     if (n > 0) sent = static_cast<size_t>(n);
@@ -352,16 +302,10 @@ void VsockDevice::maybe_finish(VsockConnection& c) {
 // ---------------------------------------------------------------------------------- RX path
 
 DescriptorChain* VsockDevice::rx_chain() {
-  Active& a = *active_;
-  while (!a.rx_chain) {
-    auto popped = a.rx.pop(*a.memory);
-    if (!popped) {
-      enter_needs_reset(popped.error());
-      return nullptr;
-    }
-    if (!*popped) return nullptr;
-    DescriptorChain chain = std::move(**popped);
-    bump(counters_.chains);
+  while (!rx_chain_) {
+    auto popped = pop(kRxQueue);
+    if (!popped) return nullptr;  // empty, or the ring broke (needs_reset() tells)
+    DescriptorChain chain = std::move(*popped);
     const char* bad = nullptr;
     if (!chain.valid()) {
       bump(counters_.bad_chains);
@@ -371,25 +315,21 @@ DescriptorChain* VsockDevice::rx_chain() {
       bad = "RX buffer not device-writable or smaller than a packet header";
     }
     if (bad) {
-      log_.warn("bad RX chain (head %u): %s", chain.head(), bad);
-      if (auto r = a.rx.add_used(*a.memory, chain.head(), 0); !r) {
-        enter_needs_reset(r.error());
-        return nullptr;
-      }
-      a.rx_used_any = true;
+      log().warn("bad RX chain (head %u): %s", chain.head(), bad);
+      if (!complete(kRxQueue, chain.head(), 0)) return nullptr;
+      rx_used_any_ = true;
       continue;
     }
-    a.rx_chain = std::move(chain);
+    rx_chain_ = std::move(chain);
   }
-  return &*a.rx_chain;
+  return &*rx_chain_;
 }
 
 void VsockDevice::complete_rx_chain(uint32_t len) {
-  Active& a = *active_;
-  uint16_t head = a.rx_chain->head();
-  a.rx_chain.reset();
-  if (auto r = a.rx.add_used(*a.memory, head, len); !r) return enter_needs_reset(r.error());
-  a.rx_used_any = true;
+  uint16_t head = rx_chain_->head();
+  rx_chain_.reset();
+  if (!complete(kRxQueue, head, len)) return;
+  rx_used_any_ = true;
   bump(counters_.rx_packets);
 }
 
@@ -424,21 +364,20 @@ VsockDevice::Produce VsockDevice::produce_control(DescriptorChain& chain) {
 }
 
 VsockDevice::Produce VsockDevice::produce_data(DescriptorChain& chain, VsockConnection& c) {
-  Active& a = *active_;
   Writer w = chain.writer();
   if (!w.consume(sizeof(VsockHeader))) return Produce::kSkipped;  // cannot happen: size checked
   uint64_t want = std::min<uint64_t>({w.remaining(), c.peer_credit(), options_.max_payload});
-  a.iov.clear();
-  if (want == 0 || !w.take_iovecs(want, a.iov)) return Produce::kSkipped;
-  if (a.iov.size() > IOV_MAX) a.iov.resize(IOV_MAX);
-  ssize_t n = ::readv(c.fd(), a.iov.data(), static_cast<int>(a.iov.size()));
+  iov_.clear();
+  if (want == 0 || !w.take_iovecs(want, iov_)) return Produce::kSkipped;
+  if (iov_.size() > IOV_MAX) iov_.resize(IOV_MAX);
+  ssize_t n = ::readv(c.fd(), iov_.data(), static_cast<int>(iov_.size()));
   if (n < 0) {
     if (would_block(errno) || errno == EINTR) {
       c.readable = false;
       update_interest(c);
       return Produce::kSkipped;
     }
-    log_.warn("host socket for port %u: read failed (errno %d): connection reset", c.local_port(), errno);
+    log().warn("host socket for port %u: read failed (errno %d): connection reset", c.local_port(), errno);
     reset_connection(c);
     return Produce::kSkipped;
   }
@@ -467,12 +406,11 @@ VsockDevice::Produce VsockDevice::produce_data(DescriptorChain& chain, VsockConn
 }
 
 void VsockDevice::process_rx() {
-  if (!active_ || needs_reset()) return;
-  Active& a = *active_;
+  if (!active() || needs_reset()) return;
   uint32_t sent = 0;
   while (!control_.empty() || !ready_.empty()) {
     if (sent == options_.packets_per_wakeup) {
-      signal_eventfd(a.rx_kick_fd);  // come back after the other fds
+      rekick(kRxQueue);  // come back after the other fds
       break;
     }
     DescriptorChain* chain = rx_chain();
@@ -497,9 +435,9 @@ void VsockDevice::process_rx() {
     if (p == Produce::kRingError) return;
     if (p == Produce::kSent) ++sent;
   }
-  if (a.rx_used_any) {
-    a.rx_used_any = false;
-    notify(a.rx, kRxQueue);
+  if (rx_used_any_) {
+    rx_used_any_ = false;
+    notify(kRxQueue);
   }
 }
 
@@ -524,9 +462,9 @@ uint64_t VsockDevice::limit_key(const VsockConnection& c) const {
 bool VsockDevice::add_connection(std::unique_ptr<VsockConnection> c, uint64_t lk) {
   uint64_t key = c->key();
   int fd = c->fd();
-  auto reg = LoopRegistration::add(*active_->loop, fd, 0, [this, key](uint32_t ev) { on_socket_event(key, ev); });
+  auto reg = LoopRegistration::add(loop(), fd, 0, [this, key](uint32_t ev) { on_socket_event(key, ev); });
   if (!reg) {
-    log_.warn("registering a host socket: %s", reg.error().what.c_str());
+    log().warn("registering a host socket: %s", reg.error().what.c_str());
     return false;
   }
   c->reg = std::move(*reg);
@@ -576,7 +514,7 @@ void VsockDevice::mark_ready(VsockConnection& c) {
 }
 
 void VsockDevice::update_interest(VsockConnection& c) {
-  if (c.hup || !active_) return;  // unregistered
+  if (c.hup || !active()) return;  // unregistered
   uint32_t want = 0;
   bool may_read = c.state() == VsockConnection::State::kEstablished && !c.host_eof &&
                   !(c.peer_shutdown & VIRTIO_VSOCK_SHUTDOWN_F_RECEIVE);
@@ -586,12 +524,12 @@ void VsockDevice::update_interest(VsockConnection& c) {
   if (c.out_pending()) want |= EPOLLOUT;
   if (want == c.interest) return;
   c.interest = want;
-  if (auto r = active_->loop->modify(c.fd(), want); !r) log_.warn("changing host socket polling: %s", r.error().what.c_str());
+  if (auto r = loop().modify(c.fd(), want); !r) log().warn("changing host socket polling: %s", r.error().what.c_str());
 }
 
 void VsockDevice::on_socket_event(uint64_t key, uint32_t events) {
   VsockConnection* c = find(key);
-  if (!c || !active_ || needs_reset()) return;
+  if (!c || !active() || needs_reset()) return;
   if (events & EPOLLERR) return reset_connection(*c);
   if (c->state() == VsockConnection::State::kConnecting) {
     if (events & EPOLLHUP) reset_connection(*c);  // the client gave up before the guest answered
@@ -645,23 +583,23 @@ void VsockDevice::flush_out(VsockConnection& c) {
 // ------------------------------------------------------------------------------ host clients
 
 void VsockDevice::on_listener_event() {
-  if (!active_) return;
+  if (!active()) return;
   for (uint32_t i = 0; i < options_.max_pending_host + 1; ++i) {
     auto accepted = backend_->accept();
     if (!accepted) {
       bump(counters_.host_errors);
-      log_.warn("%s", accepted.error().what.c_str());
+      log().warn("%s", accepted.error().what.c_str());
       return;
     }
     if (!*accepted) return;
     Fd fd = std::move(**accepted);
     if (pending_.size() + connecting_ >= options_.max_pending_host) {
       bump(counters_.host_clients_refused);
-      log_.warn("host client refused: %u connections are already being set up", options_.max_pending_host);
+      log().warn("host client refused: %u connections are already being set up", options_.max_pending_host);
       continue;  // closed here
     }
     int raw = fd.get();
-    auto reg = LoopRegistration::add(*active_->loop, raw, EPOLLIN, [this, raw](uint32_t) { on_pending_event(raw); });
+    auto reg = LoopRegistration::add(loop(), raw, EPOLLIN, [this, raw](uint32_t) { on_pending_event(raw); });
     if (!reg) {
       bump(counters_.host_errors);
       continue;
@@ -672,7 +610,7 @@ void VsockDevice::on_listener_event() {
 
 void VsockDevice::on_pending_event(int fd) {
   auto it = pending_.find(fd);
-  if (it == pending_.end() || !active_) return;
+  if (it == pending_.end() || !active()) return;
   // Peek first so that nothing after the line (the client's first data) is consumed with it.
   char buf[kMaxConnectLine];
   ssize_t n = ::recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
@@ -683,7 +621,7 @@ void VsockDevice::on_pending_event(int fd) {
     if (n > 0 && static_cast<size_t>(n) < sizeof buf) return;  // the rest of the line is coming
     if (n != 0) {
       bump(counters_.host_clients_refused);
-      log_.warn("host client closed: no CONNECT line in its first %zu bytes", sizeof buf);
+      log().warn("host client closed: no CONNECT line in its first %zu bytes", sizeof buf);
     }
     pending_.erase(it);
     return;
@@ -692,7 +630,7 @@ void VsockDevice::on_pending_event(int fd) {
   std::optional<uint32_t> port = got == static_cast<ssize_t>(nl + 1) ? parse_connect_line(seen.substr(0, nl + 1)) : std::nullopt;
   if (!port) {
     bump(counters_.host_clients_refused);
-    log_.warn("host client closed: expected \"CONNECT <port>\\n\"");
+    log().warn("host client closed: expected \"CONNECT <port>\\n\"");
     pending_.erase(it);
     return;
   }
@@ -701,7 +639,7 @@ void VsockDevice::on_pending_event(int fd) {
   uint64_t lk = uint64_t{1} << 32 | *port;
   if (at_limit(lk)) {
     bump(counters_.refused_limit);
-    log_.warn("host client for guest port %u refused: connection limit reached", *port);
+    log().warn("host client for guest port %u refused: connection limit reached", *port);
     return;
   }
   uint32_t local = allocate_local_port();
@@ -721,24 +659,6 @@ uint32_t VsockDevice::allocate_local_port() {
     auto it = conns_.lower_bound(vsock_key(p, 0));
     if (it == conns_.end() || (it->first >> 32) != p) return p;
   }
-}
-
-// ------------------------------------------------------------------------------------ misc
-
-void VsockDevice::notify(Queue& q, uint16_t index) {
-  auto n = q.needs_notification(*active_->memory);
-  if (!n) return enter_needs_reset(n.error());
-  if (*n) {
-    bump(counters_.interrupts);
-    active_->interrupt->notify_queue(index);
-  }
-}
-
-void VsockDevice::enter_needs_reset(const Error& why) {
-  if (needs_reset_.exchange(true, std::memory_order_acq_rel)) return;
-  bump(counters_.ring_errors);
-  log_.warn("queue unusable, device needs reset: %s", why.what.c_str());
-  if (active_) active_->interrupt->notify_config();
 }
 
 }  // namespace microvm

@@ -21,9 +21,11 @@
 //  - control packets (RESPONSE/RST/SHUTDOWN/CREDIT_UPDATE) waiting for RX buffers: bounded,
 //    the excess dropped and counted (RSTs for unknown connections first to go).
 //
+// DeviceCore (virtio/device_core.h) does activation, kick registration, notification and
+// reset; this class is the connection state machine on top of it.
+//
 // Threading: as every device (virtio/README.md): activate/reset/processing on the loop thread.
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -34,12 +36,10 @@
 
 #include "base/log.h"
 #include "base/result.h"
-#include "base/throttled_log.h"
 #include "devices/vsock/vsock_backend.h"
+#include "virtio/device_core.h"
 #include "virtio/device_counters.h"
 #include "virtio/loop_registration.h"
-#include "virtio/queue.h"
-#include "virtio/virtio_device.h"
 #include "virtio/vsock/connection.h"
 #include "virtio/vsock/request.h"
 
@@ -96,7 +96,7 @@ struct VsockCounters : VirtioCounters {
   }
 };
 
-class VsockDevice final : public VirtioDevice {
+class VsockDevice final : public DeviceCore {
  public:
   static constexpr uint16_t kRxQueue = 0;
   static constexpr uint16_t kTxQueue = 1;
@@ -110,14 +110,9 @@ class VsockDevice final : public VirtioDevice {
 
   uint32_t device_type() const override { return VIRTIO_ID_VSOCK; }
   uint16_t num_queues() const override { return 3; }
-  uint16_t max_queue_size(uint16_t) const override { return options_.queue_size; }
   uint64_t features() const override;
-  void ack_features(uint64_t features) override { acked_features_ = features & this->features(); }
   void read_config(uint64_t offset, std::span<std::byte> data) const override;
   void write_config(uint64_t, std::span<const std::byte>) override {}  // guest_cid is read-only
-  [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
-  void reset() override;
-  bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
 
   // After a restore (the guest's view of connections is stale): drops every connection and
   // sends VIRTIO_VSOCK_EVENT_TRANSPORT_RESET as soon as the driver has an event buffer
@@ -126,7 +121,6 @@ class VsockDevice final : public VirtioDevice {
   void transport_reset();
 
   const VsockCounters& counters() const { return counters_; }
-  bool active() const { return active_.has_value(); }
   size_t connection_count() const { return conns_.size(); }
   size_t pending_host_clients() const { return pending_.size(); }
   // The most guest bytes any connection holds for its host socket (<= buf_alloc by credit).
@@ -151,6 +145,12 @@ class VsockDevice final : public VirtioDevice {
     Fd fd;  // first: outlives its registration
     LoopRegistration reg;
   };
+
+  // DeviceCore hooks: all three queues are required (the default).
+  [[nodiscard]] Result<void> on_activate() override;
+  void on_reset() override;
+  void on_kick(uint16_t index) override;
+  void drop_connections();
 
   void process_tx();
   void handle_packet(const ParsedPacket& p, Reader& payload);
@@ -186,36 +186,16 @@ class VsockDevice final : public VirtioDevice {
   uint32_t allocate_local_port();
 
   VsockHeader header_for(uint32_t local_port, uint32_t peer_port, uint16_t op) const;
-  void notify(Queue& q, uint16_t index);
-  void enter_needs_reset(const Error& why);
-
-  struct Active {
-    const GuestMemory* memory;
-    Interrupt* interrupt;
-    EventLoop* loop;
-    Queue rx;
-    Queue tx;
-    Queue event;
-    int rx_kick_fd;
-    int tx_kick_fd;
-    LoopRegistration rx_kick;
-    LoopRegistration tx_kick;
-    LoopRegistration event_kick;
-    LoopRegistration listener;
-    std::optional<DescriptorChain> rx_chain;  // popped, not yet filled
-    bool rx_used_any = false;                 // used entries added since the last notify
-    std::vector<iovec> iov;                   // scratch
-  };
 
   std::unique_ptr<VsockBackend> backend_;
   VsockOptions options_;
   VsockLimits limits_;
-  ThrottledLog log_;
   VsockCounters counters_;
-  uint64_t acked_features_ = 0;
-  // Connections and pending clients are declared after active_ so they go first: their
-  // registrations must leave the loop before anything they refer to.
-  std::optional<Active> active_;
+  // State of an active device beyond its queues (on_reset() clears it).
+  LoopRegistration listener_;                // host clients connecting to PATH
+  std::optional<DescriptorChain> rx_chain_;  // popped, not yet filled
+  bool rx_used_any_ = false;                 // used RX entries added since the last notify
+  std::vector<iovec> iov_;                   // scratch
   std::map<uint64_t, std::unique_ptr<VsockConnection>> conns_;
   std::map<uint64_t, uint32_t> per_port_;      // limit_key() -> connections
   std::unordered_map<int, PendingClient> pending_;  // by fd
@@ -224,7 +204,6 @@ class VsockDevice final : public VirtioDevice {
   uint32_t next_local_port_ = kFirstLocalPort;
   uint32_t connecting_ = 0;                    // host-initiated, waiting for RESPONSE
   bool event_pending_ = false;
-  std::atomic<bool> needs_reset_{false};
 };
 
 }  // namespace microvm

@@ -93,14 +93,14 @@ class VsockDeviceTest : public ::testing::Test {
     o.logger = &logger;
     return o;
   }
-  void start(VsockOptions o, unsigned rx_buffers = 64) {
+  void start(VsockOptions o, unsigned rx_buffers = 64, uint32_t rx_buf_size = 4096 + sizeof(VsockHeader)) {
     auto backend = UnixVsockBackend::create(path);
     ASSERT_TRUE(backend.has_value()) << backend.error().what;
     opts = o;
     auto d = VsockDevice::create(std::move(*backend), o);
     ASSERT_TRUE(d.has_value()) << d.error().what;
     dev = std::move(*d);
-    drv = std::make_unique<testing::VsockDriver>(*mem, GuestAddress(0x1000), 16 << 20, 64);
+    drv = std::make_unique<testing::VsockDriver>(*mem, GuestAddress(0x1000), 16 << 20, 64, rx_buf_size);
     uint64_t f = feature_bit(VIRTIO_F_VERSION_1);
     dev->ack_features(f);
     auto r = dev->activate(ActivationContext{*mem, irq, *loop, f, drv->configs()});
@@ -305,6 +305,122 @@ TEST_F(VsockDeviceTest, HostConnectReachesGuestAndGetsOk) {
   drv->send(hdr(1234, local, VIRTIO_VSOCK_OP_RST));
   run();
   EXPECT_EQ(dev->connection_count(), 0u);
+}
+
+// The exact packet sequence Linux 6.12's driver produced for a host CONNECT in
+// linux_vsock_test (recorded from the device): RX buffers of 3776 bytes (3732 of payload), a
+// RESPONSE granting 256 KiB, the echo coming back as 64 KiB RW packets each carrying fwd_cnt,
+// a CREDIT_UPDATE once it has read a window, then SHUTDOWN(RECEIVE|SEND) when it closes.
+TEST_F(VsockDeviceTest, HostConnectWithLinuxPacketSequenceEchoesIntact) {
+  constexpr uint32_t kLinuxRxBuf = 3732 + sizeof(VsockHeader);
+  constexpr uint32_t kLinuxBufAlloc = 256 << 10;
+  start(options(), 64, kLinuxRxBuf);
+  Fd client = unix_connect(path);
+  ASSERT_EQ(::write(client.get(), "CONNECT 5000\n", 13), 13);
+  auto p = packets(1);
+  ASSERT_EQ(p.size(), 1u);
+  ASSERT_EQ(p[0].hdr.op, VIRTIO_VSOCK_OP_REQUEST);
+  EXPECT_EQ(p[0].hdr.type, VIRTIO_VSOCK_TYPE_STREAM);
+  EXPECT_EQ(p[0].hdr.dst_port, 5000u);
+  EXPECT_EQ(p[0].hdr.fwd_cnt, 0u);
+  const uint32_t local = p[0].hdr.src_port;
+  drv->send(hdr(5000, local, VIRTIO_VSOCK_OP_RESPONSE, 0, kLinuxBufAlloc, 0));
+  run();
+  std::string ok;
+  char ch;
+  while (ok.find('\n') == std::string::npos && read_timeout(client.get(), &ch, 1) == 1) ok += ch;
+  ASSERT_EQ(ok, "OK " + std::to_string(local) + "\n");
+
+  // Host -> guest: one full window of the guest's credit, in RX-buffer-sized packets.
+  auto data = pattern(kLinuxBufAlloc, 5);
+  std::thread writer([&] { (void)!::write(client.get(), data.data(), data.size()); });
+  std::vector<std::byte> in_guest;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (in_guest.size() < data.size() && std::chrono::steady_clock::now() < deadline) {
+    (void)loop->run_once(2);
+    for (auto& x : drv->collect()) {
+      ASSERT_EQ(x.hdr.op, VIRTIO_VSOCK_OP_RW);
+      ASSERT_LE(x.payload.size(), 3732u);
+      EXPECT_EQ(x.hdr.src_port, local);
+      EXPECT_EQ(x.hdr.dst_port, 5000u);
+      in_guest.insert(in_guest.end(), x.payload.begin(), x.payload.end());
+    }
+  }
+  writer.join();
+  ASSERT_EQ(in_guest.size(), data.size());
+  EXPECT_TRUE(in_guest == data);
+
+  // Guest -> host: the echo, as Linux sends it, then its credit update for what it read.
+  const uint32_t read = static_cast<uint32_t>(in_guest.size());
+  uint32_t sent = 0;
+  for (; sent < read; sent += 64 << 10)
+    drv->send(hdr(5000, local, VIRTIO_VSOCK_OP_RW, 64 << 10, kLinuxBufAlloc, read),
+              std::span(in_guest).subspan(sent, 64 << 10), true);
+  drv->send(hdr(5000, local, VIRTIO_VSOCK_OP_CREDIT_UPDATE, 0, kLinuxBufAlloc, read));
+  std::vector<std::byte> echoed(data.size());
+  size_t got = 0;
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (got < echoed.size() && std::chrono::steady_clock::now() < deadline) {
+    (void)loop->run_once(2);
+    for (auto& x : drv->collect()) EXPECT_EQ(x.hdr.op, VIRTIO_VSOCK_OP_CREDIT_UPDATE) << x.hdr.op;
+    pollfd pf{client.get(), POLLIN, 0};
+    if (::poll(&pf, 1, 0) == 1) {
+      ssize_t n = ::read(client.get(), echoed.data() + got, echoed.size() - got);
+      ASSERT_GT(n, 0);
+      got += static_cast<size_t>(n);
+    }
+  }
+  ASSERT_EQ(got, echoed.size());
+  EXPECT_TRUE(echoed == data);
+  EXPECT_EQ(value(dev->counters().credit_violations), 0u);
+  EXPECT_EQ(value(dev->counters().malformed_packets), 0u);
+
+  // The guest closes: SHUTDOWN both ways is answered with RST and the host client sees EOF.
+  auto shut = hdr(5000, local, VIRTIO_VSOCK_OP_SHUTDOWN, 0, kLinuxBufAlloc, read);
+  shut.flags = VIRTIO_VSOCK_SHUTDOWN_F_RECEIVE | VIRTIO_VSOCK_SHUTDOWN_F_SEND;
+  drv->send(shut);
+  p = packets(1);
+  ASSERT_FALSE(p.empty());
+  EXPECT_EQ(p.back().hdr.op, VIRTIO_VSOCK_OP_RST);
+  EXPECT_EQ(read_timeout(client.get(), &ch, 1), 0);
+  EXPECT_EQ(dev->connection_count(), 0u);
+}
+
+// What linux_vsock_test once reported as a device bug: a CONNECT that reaches the guest after
+// its server stopped accepting is answered by the kernel's backlog (RESPONSE, so "OK"), then,
+// when the listener closes with it unaccepted, Linux sends SHUTDOWN(RECEIVE|SEND) with fwd_cnt
+// 0. The device resets it and closes the host socket; the host data it could not deliver makes
+// the client see ECONNRESET, as a TCP client would.
+TEST_F(VsockDeviceTest, ConnectionClosedUnacceptedByTheGuestResetsTheHostClient) {
+  start();
+  Fd client = unix_connect(path);
+  ASSERT_EQ(::write(client.get(), "CONNECT 5000\n", 13), 13);
+  auto p = packets(1);
+  ASSERT_EQ(p.size(), 1u);
+  const uint32_t local = p[0].hdr.src_port;
+  constexpr uint32_t kGuestBuf = 64 << 10;
+  drv->send(hdr(5000, local, VIRTIO_VSOCK_OP_RESPONSE, 0, kGuestBuf, 0));
+  run();
+  std::string ok;
+  char ch;
+  while (ok.find('\n') == std::string::npos && read_timeout(client.get(), &ch, 1) == 1) ok += ch;
+  ASSERT_EQ(ok, "OK " + std::to_string(local) + "\n");
+  // More than the guest's credit: some stays unread in the host socket.
+  auto data = pattern(2 * kGuestBuf, 1);
+  ASSERT_EQ(::write(client.get(), data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  size_t delivered = 0;
+  for (auto& x : drain()) delivered += x.payload.size();
+  EXPECT_EQ(delivered, kGuestBuf);  // never past the guest's credit
+  auto shut = hdr(5000, local, VIRTIO_VSOCK_OP_SHUTDOWN, 0, kGuestBuf, 0);
+  shut.flags = VIRTIO_VSOCK_SHUTDOWN_F_RECEIVE | VIRTIO_VSOCK_SHUTDOWN_F_SEND;
+  drv->send(shut);
+  p = packets(1);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].hdr.op, VIRTIO_VSOCK_OP_RST);
+  EXPECT_EQ(dev->connection_count(), 0u);
+  errno = 0;
+  EXPECT_EQ(read_timeout(client.get(), &ch, 1), -1);
+  EXPECT_EQ(errno, ECONNRESET);
 }
 
 TEST_F(VsockDeviceTest, GuestRefusalClosesHostClient) {
