@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,6 +64,10 @@ Result<JailLaunch> launch_jailed(JailOptions& o) {
   }
   // The tmpfs over it was private to the child's mount namespace: here it is still empty.
   ::rmdir(o.scratch_dir.c_str());
+  // Only a socket: whatever else took the path since is not ours to delete.
+  struct stat st {};
+  if (!o.api_socket.empty() && ::lstat(o.api_socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
+    ::unlink(o.api_socket.c_str());
   if (WIFEXITED(status)) return JailLaunch{.exit_code = WEXITSTATUS(status)};
   if (WIFSIGNALED(status)) return JailLaunch{.exit_code = 128 + WTERMSIG(status)};
   return JailLaunch{.exit_code = 1};
