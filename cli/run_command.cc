@@ -438,7 +438,10 @@ void jail_fit_to_vm(JailOptions& j, const VmConfig& vm) {
   j.new_net_ns = j.new_net_ns && vm.nets.empty();
   // libslirp re-reads it to forward the guest's DNS queries (10.0.2.3).
   if (user_net) j.copied_files.push_back("/etc/resolv.conf");
-  for (const auto& n : vm.nets) j.fd_headroom += n.user ? n.max_host_sockets : 0;
+  for (const auto& n : vm.nets) {
+    j.fd_headroom += n.user ? n.max_host_sockets : 0;
+    if (!n.tap.empty()) j.admin_taps.push_back(n.tap);
+  }
   // virtiofsd keeps root to sandbox itself; tear-down must still stop it.
   for (const auto& s : vm.shares) j.keep_cap_kill |= s.socket_path.empty();
   // Guest connections to host port P go to PATH_P, by path, after the jail closed.
@@ -514,7 +517,7 @@ int run_command(int argc, char** argv) {
       return kExitUsage;
     }
     j->api_socket = opts->api_sock;
-    auto launch = launch_jailed(*j);
+    auto launch = launch_jailed(*j, opts->vm.sandbox);
     if (!launch) {
       std::fprintf(stderr, "microvm: %s\n", launch.error().what.c_str());
       return kExitError;

@@ -41,13 +41,15 @@ TEST_F(SandboxTest, OnByDefaultAndTheBlockDeviceWorksUnderIt) {
 }
 
 // Runs microvm with a halting guest in the background, records each thread's name and
-// seccomp mode from /proc, then SIGTERMs it. Output lines: "<comm> <mode>", then "rc=<N>".
+// seccomp mode from /proc (of the launcher and the jailed VMM, when jailed), then SIGTERMs it. Output lines: "<comm> <mode>", then "rc=<N>".
 VmRunResult threads_of_running_vm(const std::string& sandbox_args) {
   std::string script = "\"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt " + sandbox_args +
                        " </dev/null >/dev/null 2>\"$2\" & pid=$!\n"
-                       "for i in $(seq 100); do grep -q vmm-loop /proc/$pid/task/*/comm 2>/dev/null && break; sleep 0.05; done\n"
+                       // As root the VMM is the jailed child of a launcher (the default): both count.
+                       "for i in $(seq 100); do c=$(cat /proc/$pid/task/$pid/children 2>/dev/null | tr -d ' ');"
+                       " grep -q vmm-loop /proc/$pid/task/*/comm /proc/$c/task/*/comm 2>/dev/null && break; sleep 0.05; done\n"
                        "sleep 0.3\n"
-                       "for t in /proc/$pid/task/*; do echo \"$(cat $t/comm) $(awk '/^Seccomp:/{print $2}' $t/status)\"; done\n"
+                       "for t in /proc/$pid/task/* ${c:+/proc/$c/task/*}; do echo \"$(cat $t/comm) $(awk '/^Seccomp:/{print $2}' $t/status)\"; done\n"
                        "kill -TERM $pid; wait $pid; echo rc=$?\n";
   TempDir dir;
   std::string err_path = dir.path() + "/err";

@@ -44,6 +44,9 @@ struct JailOptions {
   // The launcher removes this socket file (the API's) once the VMM ended: the jailed VMM
   // cannot reach its path.
   std::string api_socket;
+  // Administrators' taps (--net tap=NAME): the VMM brings a down one up and, without the jail,
+  // puts it back down at exit; jailed it has no CAP_NET_ADMIN left, so the launcher does.
+  std::vector<std::string> admin_taps;
 };
 
 // Resolves a user or group given by name or number ("nobody", "1000").
