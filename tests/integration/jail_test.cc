@@ -288,6 +288,32 @@ TEST_F(JailTest, ApiSocketServesFromInsideTheJail) {
   EXPECT_EQ(err.find("forbidden system call"), std::string::npos) << err;
 }
 
+// --vsock: guest connections reach PATH_<port> by path after the jail closed, so the
+// socket's directory is bound into the jail, read-only, and nothing else of the host.
+TEST_F(JailTest, VsockSocketDirectoryIsBoundReadOnly) {
+  TempDir dir;
+  ASSERT_EQ(std::system(("mkdir -p " + dir.path() + "/v " + dir.path() + "/tmp && touch " + dir.path() + "/secret").c_str()),
+            0);
+  std::string script =
+      "TMPDIR=\"$3\" \"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt --vsock cid=3,socket=\"$2\""
+      " </dev/null >/dev/null 2>&1 & p=$!\n"
+      "for i in $(seq 200); do c=$(cat /proc/$p/task/$p/children 2>/dev/null | tr -d ' ');"
+      " [ -n \"$c\" ] && grep -q vmm-loop /proc/$c/task/*/comm 2>/dev/null && break; sleep 0.05; done\n"
+      "echo socket $(ls -A /proc/$c/root\"$(dirname \"$2\")\")\n"
+      "echo secret $([ -e /proc/$c/root\"$(dirname \"$2\")/../secret\" ] && echo visible || echo absent)\n"
+      "echo mount $(awk -v d=\"$(dirname \"$2\")\" '$5==d{print $6}' /proc/$c/mountinfo)\n"
+      "kill -TERM $p; wait $p; echo rc $?\n";
+  VmRunResult r = run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"),
+                                          dir.path() + "/v/v.sock", dir.path() + "/tmp"},
+                              VmRunOptions{.timeout = std::chrono::seconds(30)});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  auto m = parse(r.out);
+  EXPECT_EQ(m["socket"], "v.sock") << r.describe();
+  EXPECT_EQ(m["secret"], "absent") << "only the socket's directory is bound\n" << r.describe();
+  EXPECT_TRUE(m["mount"].starts_with("ro,")) << r.describe();
+  EXPECT_EQ(m["rc"], "5") << r.describe();
+}
+
 TEST_F(JailTest, BadJailArgumentsExit2) {
   std::string fw = firmware_path("boot_check");
   for (const auto& args : std::vector<std::vector<std::string>>{
