@@ -114,9 +114,10 @@ Result<JailLaunch> launch_jailed(JailOptions& o, bool sandbox) {
   g_child.store(child);
   DirEntry scratch = open_entry(o.scratch_dir);
   DirEntry socket = o.api_socket.empty() ? DirEntry{} : open_entry(o.api_socket);
+  DirEntry leftover = o.leftover_file.empty() ? DirEntry{} : open_entry(o.leftover_file);
   if (sandbox) {
     std::vector<int> dirs;
-    for (const DirEntry* e : {&scratch, &socket})
+    for (const DirEntry* e : {&scratch, &socket, &leftover})
       if (e->dir) dirs.push_back(e->dir.get());
     if (auto ok = enter_launcher_sandbox(child, dirs, down_taps.empty() ? -1 : tap_socket.get()); !ok) {
       // Never wait outside a filter that was asked for: the VMM goes too.
@@ -137,6 +138,9 @@ Result<JailLaunch> launch_jailed(JailOptions& o, bool sandbox) {
   if (socket.dir && ::fstatat(socket.dir.get(), socket.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
       S_ISSOCK(st.st_mode))
     ::unlinkat(socket.dir.get(), socket.name.c_str(), 0);
+  if (leftover.dir && ::fstatat(leftover.dir.get(), leftover.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISREG(st.st_mode))
+    ::unlinkat(leftover.dir.get(), leftover.name.c_str(), 0);
   if (WIFEXITED(status)) return JailLaunch{.exit_code = WEXITSTATUS(status)};
   if (WIFSIGNALED(status)) return JailLaunch{.exit_code = 128 + WTERMSIG(status)};
   return JailLaunch{.exit_code = 1};

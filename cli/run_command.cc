@@ -562,12 +562,17 @@ int run_command(int argc, char** argv) {
       return kExitUsage;
     }
     j->api_socket = opts->api_sock;
+    if (seed) j->leftover_file = seed->path();
     auto launch = launch_jailed(*j, opts->vm.sandbox);
     if (!launch) {
       std::fprintf(stderr, "microvm: %s\n", launch.error().what.c_str());
       return kExitError;
     }
-    if (!launch->in_jail) return launch->exit_code;
+    if (!launch->in_jail) {
+      // Removed by the launcher already (its filter has no unlink by path).
+      if (seed) seed->release();
+      return launch->exit_code;
+    }
     jail = std::move(*j);
   }
   install_termination_handlers();

@@ -44,6 +44,8 @@ struct JailOptions {
   // The launcher removes this socket file (the API's) once the VMM ended: the jailed VMM
   // cannot reach its path.
   std::string api_socket;
+  // A regular file the launcher removes if the VMM has not (the --cloud-init seed).
+  std::string leftover_file;
   // Administrators' taps (--net tap=NAME): the VMM brings a down one up and, without the jail,
   // puts it back down at exit; jailed it has no CAP_NET_ADMIN left, so the launcher does.
   std::vector<std::string> admin_taps;
