@@ -114,7 +114,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::create(ApiServerOptions options, R
 
 ApiServer::~ApiServer() {
   stop();
-  ::unlink(options_.socket_path.c_str());
+  if (options_.remove_socket) ::unlink(options_.socket_path.c_str());
 }
 
 Result<void> ApiServer::start() {

@@ -23,6 +23,9 @@ using RequestHandler = std::function<HttpResponse(const HttpRequest&)>;
 
 struct ApiServerOptions {
   std::string socket_path;
+  // Unlink socket_path on destruction; false when something else does (a jailed VMM cannot
+  // reach the path, its launcher removes it).
+  bool remove_socket = true;
   size_t max_connections = 16;
   HttpLimits limits;
   // A connection with no request in progress and nothing sent or received for this long is
@@ -47,7 +50,7 @@ class ApiServer {
  public:
   // Binds the socket (mode 0600; refuses to replace anything but a stale socket).
   [[nodiscard]] static Result<std::unique_ptr<ApiServer>> create(ApiServerOptions options, RequestHandler handler);
-  ~ApiServer();  // stops the thread and removes the socket
+  ~ApiServer();  // stops the thread and removes the socket (options.remove_socket)
 
   // Starts serving on a new thread.
   [[nodiscard]] Result<void> start();

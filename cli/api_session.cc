@@ -13,6 +13,7 @@
 #include "api/event_hub.h"
 #include "api/router.h"
 #include "microvm/sandbox.h"
+#include "vmm/sandbox/jail.h"
 
 namespace microvm {
 namespace {
@@ -73,13 +74,18 @@ class FileWorker {
 // Hands InstanceStart from the API thread to the main thread and the result back.
 class MainThreadLauncher : public api::VmLauncher {
  public:
+  // Jailed, the Vm runs in an empty root: no host path can be opened once it started.
+  explicit MainThreadLauncher(bool jailed) : worker_(jailed ? nullptr : std::make_unique<FileWorker>()) {}
   Result<void> start(const VmConfig& config) override { return hand_over(StartRequest{config, std::nullopt}); }
   Result<void> restore(const std::string& state_path, const RestoreOptions& options) override {
     return hand_over(StartRequest{options.host, std::make_pair(state_path, options)});
   }
   Result<void> save_snapshot(const std::string& state_path, const std::string& memory_path) override {
+    if (!worker_)
+      return fail(EPERM, "not inside the jail: the microVM runs in an empty root and cannot reach host paths "
+                         "(start microvm with --jail off to create snapshots through the API)");
     return with_vm([&](Vm& vm) {
-      return worker_.run([&] { return vm.save_snapshot(state_path, memory_path); });
+      return worker_->run([&] { return vm.save_snapshot(state_path, memory_path); });
     });
   }
 
@@ -163,7 +169,7 @@ class MainThreadLauncher : public api::VmLauncher {
     return f(*vm_);
   }
 
-  FileWorker worker_;
+  std::unique_ptr<FileWorker> worker_;  // none in the jail
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::optional<StartRequest> request_;
@@ -175,8 +181,8 @@ class MainThreadLauncher : public api::VmLauncher {
 
 }  // namespace
 
-int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) {
-  MainThreadLauncher launcher;
+int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start, std::optional<JailOptions> jail) {
+  MainThreadLauncher launcher(jail.has_value());
   auto events = api::EventHub::create();
   if (!events) {
     std::fprintf(stderr, "microvm: %s\n", events.error().what.c_str());
@@ -202,7 +208,18 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) 
   server_options.on_tick = [&controller] {
     if (controller.metrics_configured()) (void)controller.flush_metrics();
   };
-  if (sandbox) server_options.enter_sandbox = [] { return enter_api_thread_sandbox(); };
+  // The launcher removes it: the jailed VMM cannot reach the path any more.
+  server_options.remove_socket = !jail;
+  const bool jailed = jail.has_value();
+  if (sandbox || jailed) {
+    server_options.enter_sandbox = [sandbox, jailed]() -> Result<void> {
+      // The jail's uid change reached this thread too (glibc applies it to every thread);
+      // its own capability sets and no_new_privs are per thread.
+      if (jailed) TRY(jail_drop_thread_privileges());
+      if (sandbox) return enter_api_thread_sandbox();
+      return {};
+    };
+  }
   auto server = api::ApiServer::create(std::move(server_options),
                                        [&controller](const api::HttpRequest& r) { return api::route(controller, r); });
   if (!server) {
@@ -218,6 +235,12 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) 
       return kExitError;
     }
     vm = std::move(*created);
+    if (jail) {
+      if (auto locked = jail_lock_down(*jail); !locked) {
+        std::fprintf(stderr, "microvm: %s\n", locked.error().what.c_str());
+        return kExitError;
+      }
+    }
     controller.mark_running();
     launcher.answer({}, vm.get());
     // Configuration is closed: the server thread never needs to open a path.
@@ -235,6 +258,7 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) 
       std::fprintf(stderr, "microvm: stopped before the microVM was started\n");
       return kExitStopped;
     }
+    if (jail) absolute_vsock_path(request->config);
     auto created = request->restore ? Vm::restore_files(request->restore->first, request->restore->second)
                                     : Vm::create(request->config);
     if (!created) {
@@ -243,6 +267,20 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start) 
       continue;
     }
     vm = std::move(*created);
+    if (jail) {
+      // Only now are the devices known (the network namespace, resolv.conf, CAP_KILL).
+      if (request->restore)
+        jail_fit_to_restore(*jail);
+      else
+        jail_fit_to_vm(*jail, request->config);
+      if (auto locked = jail_lock_down(*jail); !locked) {
+        std::fprintf(stderr, "microvm: %s\n", locked.error().what.c_str());
+        launcher.answer(std::unexpected(locked.error()), nullptr);
+        launcher.close();
+        (*server)->stop();
+        return kExitError;
+      }
+    }
     (*server)->arm_sandbox();
     launcher.answer({}, vm.get());
   }

@@ -4,11 +4,18 @@
 // PUT /actions InstanceStart, creates the Vm from the configuration the API collected,
 // and runs it. The Vm is always created and run on this (the main) thread.
 #include <chrono>
+#include <optional>
 
 #include "cli/run_command.h"
+#include "vmm/sandbox/jail.h"
 
 namespace microvm {
 
-int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start);
+// With `jail` (this process is the launcher's jailed child, its namespaces entered): the
+// API socket is bound now, on the host's file system, so clients outside reach it; the
+// jail closes (jail_lock_down) once the Vm exists, before it runs. Configuration requests
+// before InstanceStart are served as without the jail; PUT /snapshot/create, which would
+// name host files after that, is refused. The launcher removes the socket file at exit.
+int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start, std::optional<JailOptions> jail);
 
 }  // namespace microvm

@@ -37,6 +37,8 @@ class SeedFile {
   const std::string& path() const { return path_; }
   // Once the VM has opened it: later, under the sandbox, unlink is no longer allowed.
   void remove();
+  // Forgets the file without removing it (someone else removes it: the jail's launcher).
+  void release() { path_.clear(); }
 
  private:
   explicit SeedFile(std::string path) : path_(std::move(path)) {}

@@ -274,9 +274,13 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "on: every VMM thread but the setup thread runs under a default-deny seccomp filter for "
                  "its role (SECURITY.md); off: no filters (prints a warning)")
       ->check(CLI::IsMember({"on", "off"}))->default_str("on");
-  app.add_flag("--jail", opts.jail,
-               "Run the VMM jailed (needs root): new mount, PID, IPC, UTS, cgroup (and, without --net, network) "
-               "namespaces, an empty read-only root, no capabilities, no_new_privs, as --uid/--gid (SECURITY.md)");
+  std::string jail = ::geteuid() == 0 ? "on" : "off";
+  app.add_option("--jail", jail,
+                 "on (the default when run as root): the VMM runs jailed: new mount, PID, IPC, UTS, cgroup (and, "
+                 "without --net, network) namespaces, an empty read-only root, no capabilities, no_new_privs, as "
+                 "--uid/--gid (SECURITY.md); off: not (the default for other users, who cannot jail it). "
+                 "A bare --jail means on")
+      ->expected(0, 1)->check(CLI::IsMember({"on", "off"}))->default_str(jail);
   app.add_option("--uid", opts.jail_uid, "With --jail: the user the VMM runs as (name or number; default nobody)");
   app.add_option("--gid", opts.jail_gid, "With --jail: its group (default: the user's group, else 65534)");
   app.add_flag("--pvpanic", opts.vm.pvpanic,
@@ -340,10 +344,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   }
   if (opts.print_boot && !opts.boot_from_disk)
     return fail(EINVAL, "--print-boot needs a --disk and no --kernel, --api-sock or --config-file");
+  // A bare --jail leaves the string as it was; it means on.
+  opts.jail = app.count("--jail") > 0 ? jail != "off" : jail == "on";
   if (!opts.jail && (!opts.jail_uid.empty() || !opts.jail_gid.empty()))
-    return fail(EINVAL, "--uid and --gid need --jail");
-  if (opts.jail && !opts.api_sock.empty())
-    return fail(EINVAL, "--jail with --api-sock is not supported yet (the API names host files after start)");
+    return fail(EINVAL, "--uid and --gid need the jail (--jail on, as root)");
   auto mem = parse_size(memory, 1ull << 20);
   if (!mem) return fail(EINVAL, mem.error().context("--memory").what);
   opts.vm.memory_bytes = *mem;
@@ -439,17 +443,48 @@ Result<JailOptions> jail_options_for(const RunOptions& opts) {
   } else if (passwd* pw = ::getpwuid(j.uid)) {
     j.gid = pw->pw_gid;
   }
+  if (!opts.restore_dir.empty())
+    jail_fit_to_restore(j);
+  else if (!opts.vm.kernel_path.empty() || opts.vm.kernel_image || opts.api_sock.empty())
+    jail_fit_to_vm(j, opts.vm);
+  else
+    j.new_net_ns = false;  // configured through the API: decided at lock-down
+  return j;
+}
+
+void jail_fit_to_vm(JailOptions& j, const VmConfig& vm) {
   bool user_net = false;
-  for (const auto& n : opts.vm.nets) user_net |= n.user;
-  j.new_net_ns = opts.vm.nets.empty();
+  for (const auto& n : vm.nets) user_net |= n.user;
+  // Not yet in one (jail_options_for left it to now): the locking thread makes one.
+  if (!j.new_net_ns) j.new_net_ns_at_lock_down = vm.nets.empty();
+  j.new_net_ns = j.new_net_ns && vm.nets.empty();
   // libslirp re-reads it to forward the guest's DNS queries (10.0.2.3).
   if (user_net) j.copied_files.push_back("/etc/resolv.conf");
-  uint64_t slirp_sockets = 0;
-  for (const auto& n : opts.vm.nets) slirp_sockets += n.user ? n.max_host_sockets : 0;
-  j.fd_headroom += slirp_sockets;
+  for (const auto& n : vm.nets) {
+    j.fd_headroom += n.user ? n.max_host_sockets : 0;
+    if (!n.tap.empty()) j.admin_taps.push_back(n.tap);
+  }
   // virtiofsd keeps root to sandbox itself; tear-down must still stop it.
-  for (const auto& s : opts.vm.shares) j.keep_cap_kill |= s.socket_path.empty();
-  return j;
+  for (const auto& s : vm.shares) j.keep_cap_kill |= s.socket_path.empty();
+  // Guest connections to host port P go to PATH_P, by path, after the jail closed.
+  if (vm.vsock) {
+    const std::string& path = vm.vsock->socket_path;
+    size_t slash = path.rfind('/');
+    j.bound_dirs.push_back(slash == std::string::npos || slash == 0 ? "/" : path.substr(0, slash));
+  }
+}
+
+void jail_fit_to_restore(JailOptions& j) {
+  j.new_net_ns = false;
+  j.copied_files.push_back("/etc/resolv.conf");
+  j.keep_cap_kill = true;
+  j.fd_headroom += 256;
+}
+
+void absolute_vsock_path(VmConfig& vm) {
+  if (!vm.vsock || vm.vsock->socket_path.empty() || vm.vsock->socket_path[0] == '/') return;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof cwd)) vm.vsock->socket_path = std::string(cwd) + "/" + vm.vsock->socket_path;
 }
 
 Result<std::unique_ptr<Vm>> create_vm(const RunOptions& opts) {
@@ -518,23 +553,36 @@ int run_command(int argc, char** argv) {
   }
   std::optional<JailOptions> jail;
   if (opts->jail) {
+    // Inside the jail the working directory is its empty root: a relative --vsock path must
+    // be resolved now, against ours.
+    absolute_vsock_path(opts->vm);
     auto j = jail_options_for(*opts);
     if (!j) {
       std::fprintf(stderr, "microvm run: %s\n", j.error().what.c_str());
       return kExitUsage;
     }
-    auto launch = launch_jailed(*j);
+    j->api_socket = opts->api_sock;
+    if (seed) j->leftover_file = seed->path();
+    auto launch = launch_jailed(*j, opts->vm.sandbox);
     if (!launch) {
       std::fprintf(stderr, "microvm: %s\n", launch.error().what.c_str());
       return kExitError;
     }
-    if (!launch->in_jail) return launch->exit_code;
+    if (!launch->in_jail) {
+      // Removed by the launcher already (its filter has no unlink by path).
+      if (seed) seed->release();
+      return launch->exit_code;
+    }
     jail = std::move(*j);
   }
   install_termination_handlers();
   // With --api-sock this thread removes the socket file after run(), which the supervisor
   // role forbids (no unlink), so it stays unfiltered there (SECURITY.md, "Not done yet").
-  if (!opts->api_sock.empty()) return run_with_api(*opts, start);
+  // Jailed, the launcher removes it, and this thread is filtered as without the API.
+  if (!opts->api_sock.empty()) {
+    opts->vm.sandbox_calling_thread = jail.has_value();
+    return run_with_api(*opts, start, std::move(jail));
+  }
   // This thread only waits, handles signals and tears the VM down once run() starts: it
   // runs under the "supervisor" seccomp role too (with --sandbox on), so no thread of a
   // running microvm is unfiltered.

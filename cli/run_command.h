@@ -24,7 +24,8 @@ struct RunOptions {
   // No --kernel but a --disk: the kernel, initrd and command line come from inside the first disk.
   bool boot_from_disk = false;
   bool print_boot = false;  // --print-boot: show what boot_from_disk found and exit
-  // --jail: the VMM runs in namespaces, an empty root and as jail_uid/jail_gid (vmm/sandbox/jail.h).
+  // --jail on|off: the VMM runs in namespaces, an empty root and as jail_uid/jail_gid
+  // (vmm/sandbox/jail.h). On by default when microvm runs as root, off otherwise.
   bool jail = false;
   std::string jail_uid;  // empty: nobody
   std::string jail_gid;  // empty: the user's group, else nogroup (65534)
@@ -53,9 +54,20 @@ int run_command(int argc, char** argv);
 // Parses --rng's value: bps=N[,bps_burst=N][,iops=N][,iops_burst=N].
 [[nodiscard]] Result<IoLimit> parse_rng_arg(const std::string& spec);
 
-// The jail's settings for these options: the user and group resolved, a network namespace
-// only without --net, resolv.conf copied in for user networking, CAP_KILL kept for virtiofsd.
+// The jail's settings for these options: the user and group resolved, and, when the command
+// line describes the whole VM, what its devices need (jail_fit_to_vm). A VM configured
+// through the API is fitted once InstanceStart names its devices; a restored one keeps the
+// host's network and gets what any device might need.
 [[nodiscard]] Result<JailOptions> jail_options_for(const RunOptions& opts);
+// What the VM's devices need from the jail: a network namespace only without --net (else
+// the host's), resolv.conf copied in for user networking, CAP_KILL kept for virtiofsd, room
+// under RLIMIT_NOFILE for slirp's sockets, the --vsock socket's directory bound in.
+void jail_fit_to_vm(JailOptions& j, const VmConfig& vm);
+// A relative --vsock socket path made absolute against the working directory (the jail's
+// is its empty root).
+void absolute_vsock_path(VmConfig& vm);
+// The same for a VM restored from a snapshot, whose devices are not known here.
+void jail_fit_to_restore(JailOptions& j);
 
 // Reads opts.config_file (Firecracker's JSON) into opts.vm, validated as the API would.
 [[nodiscard]] Result<void> apply_config_file(RunOptions& opts);

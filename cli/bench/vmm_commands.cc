@@ -12,8 +12,10 @@ std::string mib(const BenchContext& ctx) { return std::to_string(ctx.memory_byte
 }  // namespace
 
 std::vector<std::string> microvm_command(const BenchContext& ctx, const std::string& initrd, bool boot_timer) {
-  std::vector<std::string> a = {ctx.microvm_binary, "run", "--kernel", ctx.kernel, "--cmdline", ctx.cmdline,
-                                "--memory", mib(ctx), "--cpus", std::to_string(ctx.cpus)};
+  // Not jailed (the default as root): the bench measures the VMM process itself (smaps,
+  // strace from exec), which jailed is the launcher's child; QEMU runs unjailed too.
+  std::vector<std::string> a = {ctx.microvm_binary, "run", "--jail", "off", "--kernel", ctx.kernel, "--cmdline",
+                                ctx.cmdline, "--memory", mib(ctx), "--cpus", std::to_string(ctx.cpus)};
   if (!initrd.empty()) a.insert(a.end(), {"--initrd", initrd});
   if (boot_timer) a.push_back("--boot-timer");
   a.insert(a.end(), ctx.microvm_extra_args.begin(), ctx.microvm_extra_args.end());

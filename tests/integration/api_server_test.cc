@@ -45,13 +45,13 @@ TEST_F(ApiServerTest, ApiThreadIsFilteredOnceStarted) {
   ApiVm vm;
   ASSERT_TRUE(vm.socket_ready()) << vm.describe();
   ASSERT_EQ(vm.curl("GET", "/").status, 200);
-  EXPECT_EQ(seccomp_mode_of_thread(vm.pid(), "vmm-api"), 0) << "unfiltered while it must stat client paths";
+  EXPECT_EQ(seccomp_mode_of_thread(vm.vmm_pid(), "vmm-api"), 0) << "unfiltered while it must stat client paths";
   ASSERT_EQ(vm.curl("PUT", "/boot-source", boot_source(firmware_path("idle"), "idle")).status, 204);
   ASSERT_EQ(vm.curl("PUT", "/machine-config", R"({"vcpu_count":1,"mem_size_mib":32})").status, 204);
   ASSERT_EQ(vm.curl("PUT", "/actions", R"({"action_type":"InstanceStart"})").status, 204) << vm.describe();
   // The filter goes on before the next request is read: this one is served under it.
   ASSERT_EQ(vm.curl("GET", "/").status, 200) << vm.describe();
-  EXPECT_EQ(seccomp_mode_of_thread(vm.pid(), "vmm-api"), 2);
+  EXPECT_EQ(seccomp_mode_of_thread(vm.vmm_pid(), "vmm-api"), 2);
   EXPECT_FALSE(vm.wait_exit(0)) << vm.describe();
 }
 

@@ -5,6 +5,8 @@
 // itself and no environment; and guests with a qcow2 disk, a shared folder and user
 // networking still work inside it.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -189,14 +191,137 @@ TEST_F(JailTest, VirtiofsdStillSandboxesItselfInsideTheJail) {
   EXPECT_NE(r.out.find("rc 5"), std::string::npos) << "tear-down must stop virtiofsd\n" << r.describe();
 }
 
+// Without --jail, as root: jailed all the same (the default).
+TEST_F(JailTest, OnByDefaultForRoot) {
+  TempDir tmp;
+  std::string script =
+      "TMPDIR=\"$2\" \"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt </dev/null >/dev/null 2>&1 & p=$!\n"
+      "for i in $(seq 200); do c=$(cat /proc/$p/task/$p/children 2>/dev/null | tr -d ' ');"
+      " [ -n \"$c\" ] && grep -q vmm-loop /proc/$c/task/*/comm 2>/dev/null && break; sleep 0.05; done\n"
+      "echo nspid $(awk '/^NSpid:/{print $3}' /proc/$c/status)\n"
+      "echo uid $(awk '/^Uid:/{print $2}' /proc/$c/status)\n"
+      "echo root_entries $(ls -A /proc/$c/root | wc -l)\n"
+      "kill -TERM $p; wait $p; echo rc $?\n"
+      // --jail off: no launcher, no child.
+      "\"$0\" run --jail off --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt </dev/null >/dev/null 2>&1 & p=$!\n"
+      "for i in $(seq 200); do grep -q vmm-loop /proc/$p/task/*/comm 2>/dev/null && break; sleep 0.05; done\n"
+      "echo off_children $(cat /proc/$p/task/$p/children | wc -w)\n"
+      "echo off_uid $(awk '/^Uid:/{print $2}' /proc/$p/status)\n"
+      "kill -TERM $p; wait $p; echo off_rc $?\n";
+  VmRunResult r = run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"), tmp.path()},
+                              VmRunOptions{.timeout = std::chrono::seconds(30)});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  auto m = parse(r.out);
+  EXPECT_EQ(m["nspid"], "1") << r.describe();
+  EXPECT_EQ(m["uid"], "65534") << r.describe();
+  EXPECT_EQ(m["root_entries"], "0") << r.describe();
+  EXPECT_EQ(m["rc"], "5") << r.describe();
+  EXPECT_EQ(m["off_children"], "0") << r.describe();
+  EXPECT_EQ(m["off_uid"], "0") << r.describe();
+  EXPECT_EQ(m["off_rc"], "5") << r.describe();
+}
+
+// --api-sock inside the jail: the socket is bound before the jail closes, on the host's file
+// system, so curl from outside reaches it before and after InstanceStart; configuration
+// before the start names host files as without the jail; once the VM runs jailed (every
+// thread filtered and without capabilities, the API thread included), PUT /snapshot/create
+// is refused with a message naming the jail; the launcher removes the socket at exit.
+TEST_F(JailTest, ApiSocketServesFromInsideTheJail) {
+  TempDir dir;
+  std::string sock = dir.path() + "/api.sock";
+  ASSERT_EQ(std::system(("mkdir -p " + dir.path() + "/tmp").c_str()), 0);
+  auto curl = [&](const std::string& method, const std::string& path, const std::string& body) {
+    return shell_output("curl -s --max-time 30 --unix-socket '" + sock + "' -X " + method +
+                        " -w ' %{http_code}' -H 'Content-Type: application/json' " +
+                        (body.empty() ? std::string() : "--data '" + body + "' ") + "'http://localhost" + path + "'");
+  };
+  std::string script =
+      "TMPDIR=\"$2\" exec \"$0\" run --api-sock \"$1\" </dev/null >/dev/null 2>\"$2/../err\"\n";
+  pid_t launcher = ::fork();
+  ASSERT_GE(launcher, 0);
+  if (launcher == 0) {
+    ::execl("/bin/sh", "sh", "-c", script.c_str(), microvm_binary().c_str(), sock.c_str(),
+            (dir.path() + "/tmp").c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  for (int i = 0; i < 400 && shell_line("test -S '" + sock + "' && echo y") != "y"; ++i) ::usleep(25000);
+  ASSERT_EQ(shell_line("test -S '" + sock + "' && echo y"), "y") << read_text_file(dir.path() + "/err");
+  EXPECT_TRUE(curl("GET", "/", "").ends_with(" 200")) << read_text_file(dir.path() + "/err");
+  // A host path named before the start is checked (and later opened) as without the jail.
+  EXPECT_TRUE(curl("PUT", "/boot-source",
+                   R"({"kernel_image_path":")" + firmware_path("boot_check") + R"(","boot_args":"bootcheck.exit=halt"})")
+                  .ends_with(" 204"));
+  EXPECT_TRUE(curl("PUT", "/machine-config", R"({"vcpu_count":1,"mem_size_mib":64})").ends_with(" 204"));
+  std::string started = curl("PUT", "/actions", R"({"action_type":"InstanceStart"})");
+  ASSERT_TRUE(started.ends_with(" 204")) << started << "\n" << read_text_file(dir.path() + "/err");
+  std::string c = shell_line("cat /proc/" + std::to_string(launcher) + "/task/" + std::to_string(launcher) + "/children | tr -d ' '");
+  ASSERT_FALSE(c.empty()) << "no jailed child";
+  for (int i = 0; i < 200 && shell_output("cat /proc/" + c + "/task/*/comm").find("vmm-loop") == std::string::npos; ++i)
+    ::usleep(25000);
+  EXPECT_TRUE(curl("GET", "/machine-config", "").ends_with(" 200")) << "the API thread serves under its filter";
+  std::string threads = shell_output(
+      "for t in /proc/" + c + "/task/*; do echo $(cat $t/comm) $(awk '/^Seccomp:/{print $2}' $t/status)"
+      " $(awk '/^CapEff:/{print $2}' $t/status) $(awk '/^CapPrm:/{print $2}' $t/status)"
+      " $(awk '/^NoNewPrivs:/{print $2}' $t/status) $(awk '/^Uid:/{print $2}' $t/status); done");
+  EXPECT_NE(threads.find("vmm-api 2 0000000000000000 0000000000000000 1 65534"), std::string::npos) << threads;
+  EXPECT_NE(threads.find("vmm-loop 2 "), std::string::npos) << threads;
+  std::istringstream lines(threads);
+  for (std::string t; std::getline(lines, t);)
+    EXPECT_TRUE(t.ends_with(" 2 0000000000000000 0000000000000000 1 65534")) << "not confined: " << t;
+  EXPECT_EQ(shell_line("ls -A /proc/" + c + "/root | wc -l"), "0");
+  EXPECT_EQ(shell_line("[ \"$(readlink /proc/" + c + "/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ] && echo host || echo own"),
+            "own") << "no network interface was configured";
+  ASSERT_TRUE(curl("PATCH", "/vm", R"({"state":"Paused"})").ends_with(" 204"));
+  std::string snap = curl("PUT", "/snapshot/create",
+                          R"({"snapshot_type":"Full","snapshot_path":")" + dir.path() + R"(/s","mem_file_path":")" +
+                              dir.path() + R"(/m"})");
+  EXPECT_TRUE(snap.ends_with(" 400")) << snap;
+  EXPECT_NE(snap.find("jail"), std::string::npos) << snap;
+  EXPECT_EQ(shell_line("ls -A " + dir.path() + " | grep -c '^[sm]$'"), "0") << "nothing written";
+  ASSERT_EQ(::kill(launcher, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(launcher, &status, 0), launcher);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 5) << status << "\n" << read_text_file(dir.path() + "/err");
+  EXPECT_EQ(shell_line("test -e '" + sock + "' && echo left || echo gone"), "gone");
+  EXPECT_EQ(shell_line("ls -A " + dir.path() + "/tmp | wc -l"), "0") << "scratch directory left behind";
+  std::string err = read_text_file(dir.path() + "/err");
+  EXPECT_EQ(err.find("forbidden system call"), std::string::npos) << err;
+}
+
+// --vsock: guest connections reach PATH_<port> by path after the jail closed, so the
+// socket's directory is bound into the jail, read-only, and nothing else of the host.
+TEST_F(JailTest, VsockSocketDirectoryIsBoundReadOnly) {
+  TempDir dir;
+  ASSERT_EQ(std::system(("mkdir -p " + dir.path() + "/v " + dir.path() + "/tmp && touch " + dir.path() + "/secret").c_str()),
+            0);
+  std::string script =
+      "TMPDIR=\"$3\" \"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt --vsock cid=3,socket=\"$2\""
+      " </dev/null >/dev/null 2>&1 & p=$!\n"
+      "for i in $(seq 200); do c=$(cat /proc/$p/task/$p/children 2>/dev/null | tr -d ' ');"
+      " [ -n \"$c\" ] && grep -q vmm-loop /proc/$c/task/*/comm 2>/dev/null && break; sleep 0.05; done\n"
+      "echo socket $(ls -A /proc/$c/root\"$(dirname \"$2\")\")\n"
+      "echo secret $([ -e /proc/$c/root\"$(dirname \"$2\")/../secret\" ] && echo visible || echo absent)\n"
+      "echo mount $(awk -v d=\"$(dirname \"$2\")\" '$5==d{print $6}' /proc/$c/mountinfo)\n"
+      "kill -TERM $p; wait $p; echo rc $?\n";
+  VmRunResult r = run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"),
+                                          dir.path() + "/v/v.sock", dir.path() + "/tmp"},
+                              VmRunOptions{.timeout = std::chrono::seconds(30)});
+  ASSERT_FALSE(r.timed_out) << r.describe();
+  auto m = parse(r.out);
+  EXPECT_EQ(m["socket"], "v.sock") << r.describe();
+  EXPECT_EQ(m["secret"], "absent") << "only the socket's directory is bound\n" << r.describe();
+  EXPECT_TRUE(m["mount"].starts_with("ro,")) << r.describe();
+  EXPECT_EQ(m["rc"], "5") << r.describe();
+}
+
 TEST_F(JailTest, BadJailArgumentsExit2) {
   std::string fw = firmware_path("boot_check");
   for (const auto& args : std::vector<std::vector<std::string>>{
-           {"run", "--kernel", fw, "--uid", "1000"},
-           {"run", "--kernel", fw, "--gid", "1000"},
+           {"run", "--jail", "off", "--kernel", fw, "--uid", "1000"},
+           {"run", "--jail", "off", "--kernel", fw, "--gid", "1000"},
            {"run", "--jail", "--kernel", fw, "--uid", "no-such-user-here"},
            {"run", "--jail", "--kernel", fw, "--gid", "no-such-group-here"},
-           {"run", "--jail", "--api-sock", "/tmp/never-created.sock"},
+           {"run", "--jail", "maybe", "--kernel", fw},
        }) {
     VmRunResult r = run_microvm(args);
     EXPECT_EQ(r.exit_code, 2) << r.describe();

@@ -47,8 +47,9 @@ pid_t parent_of(pid_t pid) {
 }
 
 // The virtiofsd microvm started for `source`: a process whose command line names it and whose
-// parent is a child of this test process (the microvm the harness runs). The C virtiofsd's
-// sandboxed child has the same command line but virtiofsd as its parent, so it does not match.
+// parent is a microvm process that is this test's child (the microvm the harness runs) or,
+// jailed (the default as root), that child's child. The C virtiofsd's sandboxed child has the
+// same command line but virtiofsd as its parent, so it does not match.
 pid_t find_virtiofsd_for(const std::string& source) {
   for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
     std::string name = entry.path().filename();
@@ -59,7 +60,9 @@ pid_t find_virtiofsd_for(const std::string& source) {
     if (cmdline.find("virtiofsd") == std::string::npos || cmdline.find("source=" + source + " ") == std::string::npos)
       continue;
     pid_t parent = parent_of(pid);
-    if (parent > 0 && parent_of(parent) == ::getpid()) return pid;
+    if (parent <= 0 || shell_line("cat /proc/" + std::to_string(parent) + "/comm") != "microvm") continue;
+    pid_t grandparent = parent_of(parent);
+    if (grandparent == ::getpid() || (grandparent > 0 && parent_of(grandparent) == ::getpid())) return pid;
   }
   return -1;
 }

@@ -73,6 +73,7 @@ const char* role_name(ThreadRole role) {
     case ThreadRole::kEventLoop: return "event-loop";
     case ThreadRole::kSupervisor: return "supervisor";
     case ThreadRole::kApi: return "api";
+    case ThreadRole::kLauncher: return "launcher";
   }
   return "?";
 }
@@ -85,6 +86,7 @@ SyscallPolicy policy_for(ThreadRole role, const SandboxNeeds& needs) {
     case ThreadRole::kEventLoop: add_event_loop_rules(p, needs); break;
     case ThreadRole::kSupervisor: add_supervisor_rules(p, needs); break;
     case ThreadRole::kApi: add_api_rules(p, needs); break;
+    case ThreadRole::kLauncher: add_launcher_rules(p, needs); break;
   }
   return p;
 }

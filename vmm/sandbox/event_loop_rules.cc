@@ -8,7 +8,12 @@
 #include <linux/vhost.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/wait.h>
+
+#include <utility>
+#include <vector>
 
 #include "vmm/sandbox/policy.h"
 
@@ -90,22 +95,42 @@ void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
 
   if (needs.user_net) {
     // libslirp turns guest TCP/UDP/ICMP flows into host sockets: IPv4/IPv6 stream and
-    // datagram (ICMP echo uses SOCK_DGRAM/IPPROTO_ICMP) only — no AF_UNIX, AF_NETLINK,
-    // AF_PACKET or raw sockets.
+    // datagram with the default protocol (TCP, UDP) or ICMP echo's (SOCK_DGRAM/IPPROTO_ICMP,
+    // ICMPV6) only — no AF_UNIX, AF_NETLINK, AF_PACKET or raw sockets, and none of the
+    // protocols the default ones would reach past (SCTP, MPTCP, UDP-Lite).
     for (int family : {AF_INET, AF_INET6})
       for (int type : {SOCK_STREAM, SOCK_DGRAM})
-        allow(SCMP_SYS(socket), {SCMP_A0(SCMP_CMP_EQ, static_cast<uint64_t>(family)),
-                                 SCMP_A1(SCMP_CMP_MASKED_EQ, ~static_cast<uint64_t>(SOCK_NONBLOCK | SOCK_CLOEXEC) & 0xffffffffu,
-                                         static_cast<uint64_t>(type))});
+        for (int protocol : {0, int{IPPROTO_TCP}, int{IPPROTO_UDP}, int{IPPROTO_ICMP}, int{IPPROTO_ICMPV6}})
+          allow(SCMP_SYS(socket),
+                {SCMP_A0(SCMP_CMP_EQ, static_cast<uint64_t>(family)),
+                 SCMP_A1(SCMP_CMP_MASKED_EQ, ~static_cast<uint64_t>(SOCK_NONBLOCK | SOCK_CLOEXEC) & 0xffffffffu,
+                         static_cast<uint64_t>(type)),
+                 SCMP_A2(SCMP_CMP_MASKED_EQ, 0xffffffffu, static_cast<uint64_t>(protocol))});
     allow(SCMP_SYS(connect));
-    allow(SCMP_SYS(bind));
-    allow(SCMP_SYS(listen));
+    // No bind or listen: hostfwd listeners are bound at setup, and libslirp binds or listens
+    // at run time only for its protocol emulation (FTP/IRC, SlirpConfig::enable_emu, off) or
+    // an outbound address (not set).
     allow(SCMP_SYS(accept));
     allow(SCMP_SYS(accept4));
     allow(SCMP_SYS(sendto));
     allow(SCMP_SYS(recvfrom));
     allow(SCMP_SYS(shutdown));
-    allow(SCMP_SYS(setsockopt));
+    // Socket options: the ones libslirp sets (SO_REUSEADDR, SO_OOBINLINE, TCP_NODELAY;
+    // IP_TOS/IP_TTL and their IPv6 forms for forwarded datagrams) and a few close kin, by
+    // level and name: no filter attachment (SO_ATTACH_*), no TCP_ULP (kTLS), nothing at
+    // another level.
+    const std::pair<int, std::vector<int>> options[] = {
+        {SOL_SOCKET, {SO_REUSEADDR, SO_REUSEPORT, SO_OOBINLINE, SO_KEEPALIVE, SO_SNDBUF, SO_RCVBUF, SO_LINGER,
+                      SO_BROADCAST}},
+        {IPPROTO_TCP, {TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT}},
+        {IPPROTO_IP, {IP_TOS, IP_TTL, IP_RECVERR, IP_MTU_DISCOVER}},
+        {IPPROTO_IPV6, {IPV6_V6ONLY, IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_RECVERR}},
+    };
+    for (const auto& [level, names] : options)
+      for (int name : names)
+        // int arguments: only the low 32 bits of the register are defined.
+        allow(SCMP_SYS(setsockopt), {SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, static_cast<uint64_t>(level)),
+                                     SCMP_A2(SCMP_CMP_MASKED_EQ, 0xffffffffu, static_cast<uint64_t>(name))});
     allow(SCMP_SYS(getsockopt));
     allow(SCMP_SYS(getsockname));
     allow(SCMP_SYS(getpeername));

@@ -179,6 +179,20 @@ Result<void> jail_lock_down(const JailOptions& o) {
     TRY(make_dirs(inside.substr(0, inside.rfind('/'))));
     TRY(write_file(inside, text, 0444));
   }
+  for (const auto& dir : o.bound_dirs) {
+    if (dir.empty() || dir[0] != '/' || dir == "/")
+      return fail(EINVAL, "jail: cannot bind '" + dir + "' into the jail (give the --vsock socket an absolute path in a "
+                          "directory of its own)");
+    // Connecting to a Unix socket needs write permission on the socket, not a writable
+    // mount: read-only is enough, and nothing can be created or changed in the directory.
+    std::string inside = root + dir;
+    TRY(make_dirs(inside));
+    if (::mount(dir.c_str(), inside.c_str(), nullptr, MS_BIND, nullptr) < 0) return fail_errno("jail: bind " + dir);
+    if (::mount(nullptr, inside.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                nullptr) < 0)
+      return fail_errno("jail: remount " + dir + " read-only");
+  }
+  if (o.new_net_ns_at_lock_down && ::unshare(CLONE_NEWNET) < 0) return fail_errno("jail: unshare the network namespace");
   TRY(pivot_into(root));
   // clearenv() only drops the pointers: the strings stay where the kernel put them, readable
   // through /proc/PID/environ and in memory. Wipe them first.
@@ -186,6 +200,14 @@ Result<void> jail_lock_down(const JailOptions& o) {
   ::clearenv();
   TRY(set_limits(o, highest_fd));
   TRY(drop_identity(o));
+  return {};
+}
+
+Result<void> jail_drop_thread_privileges() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  if (::syscall(SYS_capset, &header, data) < 0) return fail_errno("jail: capset (thread)");
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return fail_errno("jail: PR_SET_NO_NEW_PRIVS (thread)");
   return {};
 }
 

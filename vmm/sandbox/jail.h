@@ -21,6 +21,10 @@ struct JailOptions {
   gid_t gid = 65534;
   // A network namespace of its own: only when no tap or user networking needs the host's.
   bool new_net_ns = true;
+  // The same, decided only at lock-down (a VM configured through the API): unshared by the
+  // locking thread, so the threads it starts afterwards (vCPUs, event loop) are in it; a
+  // thread that already runs (the API server) keeps the host's, and has no socket() call.
+  bool new_net_ns_at_lock_down = false;
   // An empty host directory the jail mounts a private tmpfs over (host-invisible). It holds
   // virtiofsd's runtime directory (XDG_RUNTIME_DIR) and the jail's root.
   std::string scratch_dir;
@@ -34,6 +38,17 @@ struct JailOptions {
   // Host files copied (not bound) into the jail root at the same path, read at lock-down:
   // /etc/resolv.conf for user networking's DNS forwarder.
   std::vector<std::string> copied_files;
+  // Host directories bind-mounted read-only (nosuid, nodev, noexec) at the same path: the
+  // directory of a --vsock socket, whose PATH_<port> sockets guest connections reach by path.
+  std::vector<std::string> bound_dirs;
+  // The launcher removes this socket file (the API's) once the VMM ended: the jailed VMM
+  // cannot reach its path.
+  std::string api_socket;
+  // A regular file the launcher removes if the VMM has not (the --cloud-init seed).
+  std::string leftover_file;
+  // Administrators' taps (--net tap=NAME): the VMM brings a down one up and, without the jail,
+  // puts it back down at exit; jailed it has no CAP_NET_ADMIN left, so the launcher does.
+  std::vector<std::string> admin_taps;
 };
 
 // Resolves a user or group given by name or number ("nobody", "1000").
@@ -45,10 +60,14 @@ struct JailOptions {
 // it; every inherited fd but 0, 1 and 2 closed.
 [[nodiscard]] Result<void> jail_enter_namespaces(const JailOptions& o);
 
-// pivot_root into an empty read-only tmpfs (plus copied_files), a clean environment,
+// pivot_root into an empty read-only tmpfs (plus copied_files and bound_dirs), a clean environment,
 // RLIMIT_NOFILE and RLIMIT_CORE=0, every capability dropped from every set (bounding and
 // ambient included; CAP_KILL kept when asked), the unprivileged uid/gid with no
 // supplementary groups, PR_SET_NO_NEW_PRIVS, not dumpable, SIGKILL when the launcher dies.
 [[nodiscard]] Result<void> jail_lock_down(const JailOptions& o);
+
+// For a thread that already ran when jail_lock_down() ran on another (the API server):
+// empties its own capability sets (per thread, unlike the uid) and sets no_new_privs.
+[[nodiscard]] Result<void> jail_drop_thread_privileges();
 
 }  // namespace microvm

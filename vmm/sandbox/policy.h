@@ -12,9 +12,11 @@ namespace microvm {
 // kSupervisor: the thread that called Vm::run() when it opts in (VmConfig::
 // sandbox_calling_thread): waits, runs signal handlers, tears the machine down.
 // kApi: the REST API server's thread (api/), once the VM has started.
-enum class ThreadRole { kVcpu, kEventLoop, kSupervisor, kApi };
+// kLauncher: `microvm run`'s process outside the jail (cli/jail_launcher.h), once the jailed
+// VMM runs: it forwards signals to it, waits for it and removes what it left.
+enum class ThreadRole { kVcpu, kEventLoop, kSupervisor, kApi, kLauncher };
 
-// "vcpu", "event-loop", "supervisor" or "api": the name used in reports and documentation.
+// "vcpu", "event-loop", "supervisor", "api" or "launcher": the name used in reports and documentation.
 const char* role_name(ThreadRole role);
 
 // What the configured machine uses at run time beyond the fixed core, so a policy allows no
@@ -27,6 +29,11 @@ struct SandboxNeeds {
   bool console_sockets = false;  // --serial-port socket=: accept clients, send without SIGPIPE
   bool vsock = false;          // virtio-vsock: AF_UNIX stream connects (PATH_P) and accepts (PATH)
   int pid = 0;                 // this process: signals only to its own threads
+  // kLauncher only: the jailed VMM (the one process it may signal and wait for) and the
+  // directories (fds) it may remove entries from.
+  int launcher_child = 0;
+  std::vector<int> launcher_dir_fds;
+  int launcher_tap_socket = -1;  // AF_INET control socket: interface flags of admin taps
 };
 
 // One allowed form of one system call: every comparison must hold (AND). Several rules for
@@ -48,6 +55,7 @@ void add_vcpu_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_supervisor_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_api_rules(SyscallPolicy& p, const SandboxNeeds& needs);
+void add_launcher_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 // ioctl request numbers on KVM's VM fd that devices issue while the guest runs.
 void add_kvm_vm_runtime_ioctls(SyscallPolicy& p);
 

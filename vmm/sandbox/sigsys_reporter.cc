@@ -96,6 +96,7 @@ const char* forbidden_syscall_name(long nr) {
     MICROVM_SYSCALL_NAME(recvfrom)
     MICROVM_SYSCALL_NAME(sendmsg)
     MICROVM_SYSCALL_NAME(recvmsg)
+    MICROVM_SYSCALL_NAME(setsockopt)
     MICROVM_SYSCALL_NAME(ptrace)
     MICROVM_SYSCALL_NAME(process_vm_readv)
     MICROVM_SYSCALL_NAME(process_vm_writev)

@@ -74,7 +74,7 @@ class StartupScenario final : public Scenario {
                 std::to_string(ctx.memory_bytes >> 20) + " MiB and " + std::to_string(ctx.cpus) +
                 " vCPU(s). QEMU runs as `-M microvm -enable-kvm -cpu qemu64,+x2apic,vendor=GenuineIntel -nodefaults "
                 "-no-user-config -display none -serial stdio`; microvm with its defaults (which include a "
-                "virtio-rng device).",
+                "virtio-rng device) but `--jail off`, so the process measured is the VMM itself.",
             "exec -> first KVM_RUN is measured under strace for both VMMs (same tracing overhead on both); microvm's "
             "untraced --boot-timer number is reported as well.",
             "Memory is sampled " + std::to_string(ctx.rss_sample_after.count()) +

@@ -48,6 +48,19 @@ ApiVm::~ApiVm() {
   }
 }
 
+pid_t ApiVm::vmm_pid() const {
+  std::string p = std::to_string(pid_);
+  std::string children = read_text_file("/proc/" + p + "/task/" + p + "/children");
+  size_t at = 0;
+  while (at < children.size()) {
+    size_t end = children.find(' ', at);
+    std::string c = children.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    at = end == std::string::npos ? children.size() : end + 1;
+    if (!c.empty() && shell_line("cat /proc/" + c + "/comm") == "microvm") return std::atoi(c.c_str());
+  }
+  return pid_;
+}
+
 std::optional<int> ApiVm::wait_exit(int seconds) {
   if (exit_ || pid_ <= 0) return exit_;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);

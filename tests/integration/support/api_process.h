@@ -35,6 +35,9 @@ class ApiVm {
   std::string describe() const { return "stdout:\n" + out() + "\nstderr:\n" + err(); }
   const TempDir& dir() const { return dir_; }
   pid_t pid() const { return pid_; }
+  // The VMM's own process: the launcher's jailed child when microvm jails itself (the
+  // default as root), else pid().
+  pid_t vmm_pid() const;
 
  private:
   TempDir dir_;

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
@@ -262,8 +264,48 @@ TEST(RunArgs, JailOptions) {
   EXPECT_EQ(jn->copied_files, std::vector<std::string>{"/etc/resolv.conf"});
   EXPECT_TRUE(jn->keep_cap_kill) << "virtiofsd must be stoppable";
   EXPECT_GE(jn->fd_headroom, 1000u) << "slirp's sockets fit under RLIMIT_NOFILE";
-  bad({"--kernel", "k", "--uid", "1"}, "--jail");
-  bad({"--jail", "--api-sock", "/tmp/x.sock"}, "not supported");
+  bad({"--kernel", "k", "--jail", "off", "--uid", "1"}, "--jail on");
+  bad({"--kernel", "k", "--jail", "maybe"}, "--jail");
+}
+
+TEST(RunArgs, JailIsOnByDefaultForRootOnly) {
+  EXPECT_EQ(ok({"--kernel", "k"}).jail, ::geteuid() == 0);
+  EXPECT_TRUE(ok({"--kernel", "k", "--jail"}).jail) << "a bare --jail means on";
+  EXPECT_TRUE(ok({"--kernel", "k", "--jail", "on"}).jail);
+  EXPECT_FALSE(ok({"--kernel", "k", "--jail", "off"}).jail);
+  EXPECT_FALSE(ok({"--jail", "off", "--kernel", "k"}).jail) << "the value is not taken for the next option";
+}
+
+TEST(RunArgs, JailWithTheApiIsFittedOnceTheDevicesAreKnown) {
+  // Configured through the API: the devices come with InstanceStart.
+  auto api = ok({"--jail", "on", "--api-sock", "/tmp/x.sock"});
+  auto j = jail_options_for(api);
+  ASSERT_TRUE(j.has_value()) << j.error().what;
+  EXPECT_FALSE(j->new_net_ns) << "not before the network interfaces are known";
+  EXPECT_FALSE(j->new_net_ns_at_lock_down);
+  VmConfig none;
+  JailOptions fitted = *j;
+  jail_fit_to_vm(fitted, none);
+  EXPECT_TRUE(fitted.new_net_ns_at_lock_down) << "no --net: an empty network namespace at lock-down";
+  VmConfig user;
+  user.nets.push_back(NetConfig{.user = true});
+  JailOptions with_net = *j;
+  jail_fit_to_vm(with_net, user);
+  EXPECT_FALSE(with_net.new_net_ns_at_lock_down);
+  EXPECT_EQ(with_net.copied_files, std::vector<std::string>{"/etc/resolv.conf"});
+  // With --kernel the command line says it all, as without the API.
+  auto k = jail_options_for(ok({"--jail", "on", "--api-sock", "/tmp/x.sock", "--kernel", "k"}));
+  ASSERT_TRUE(k.has_value());
+  EXPECT_TRUE(k->new_net_ns);
+  // A vsock socket's directory is bound into the jail; a relative path is made absolute first.
+  auto v = ok({"--kernel", "k", "--jail", "on", "--vsock", "cid=3,socket=rel/v.sock"});
+  absolute_vsock_path(v.vm);
+  ASSERT_TRUE(v.vm.vsock);
+  EXPECT_EQ(v.vm.vsock->socket_path.front(), '/');
+  auto jv = jail_options_for(v);
+  ASSERT_TRUE(jv.has_value());
+  ASSERT_EQ(jv->bound_dirs.size(), 1u);
+  EXPECT_TRUE(jv->bound_dirs[0].ends_with("/rel")) << jv->bound_dirs[0];
 }
 
 }  // namespace

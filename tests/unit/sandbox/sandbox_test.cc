@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <linux/kvm.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -222,6 +223,63 @@ TEST(SandboxEventLoop, UserNetAllowsInetSocketsOnly) {
     _exit(kCallReturned);
   });
   expect_forbidden(raw, "event-loop", SYS_socket, "socket");
+}
+
+// Finding 5 of issue 13: the protocol, bind/listen and socket options are pinned too.
+TEST(SandboxEventLoop, UserNetPinsProtocolsAndSocketOptionsAndNeverBindsOrListens) {
+  SandboxNeeds needs;
+  needs.user_net = true;
+  auto ok = run_sandboxed(ThreadRole::kEventLoop, needs, [] {
+    // What libslirp does with a guest's TCP connection and UDP flow.
+    int t = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_IP);
+    if (t < 0) _exit(10);
+    int one = 1;
+    if (::setsockopt(t, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) _exit(11);
+    if (::setsockopt(t, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one) != 0) _exit(12);
+    if (::setsockopt(t, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) _exit(13);
+    if (::socket(AF_INET, SOCK_DGRAM, 0) < 0) _exit(14);
+    int icmp = ::socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);  // may be refused by ping_group_range
+    if (icmp < 0 && errno != EACCES && errno != EPERM) _exit(15);
+  });
+  EXPECT_EQ(ok.exit_code, 0) << describe(ok);
+  auto sctp = run_sandboxed(ThreadRole::kEventLoop, needs, [] {
+    ::socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP);
+    _exit(kCallReturned);
+  });
+  expect_forbidden(sctp, "event-loop", SYS_socket, "socket");
+  auto mptcp = run_sandboxed(ThreadRole::kEventLoop, needs, [] {
+    ::socket(AF_INET6, SOCK_STREAM, 262 /* IPPROTO_MPTCP */);
+    _exit(kCallReturned);
+  });
+  expect_forbidden(mptcp, "event-loop", SYS_socket, "socket");
+  auto filter = run_sandboxed(ThreadRole::kEventLoop, needs, [] {
+    int s = ::socket(AF_INET, SOCK_DGRAM, 0);
+    int fd = 0;
+    ::setsockopt(s, SOL_SOCKET, SO_ATTACH_BPF, &fd, sizeof fd);
+    _exit(kCallReturned);
+  });
+  expect_forbidden(filter, "event-loop", SYS_setsockopt, "setsockopt");
+  auto ulp = run_sandboxed(ThreadRole::kEventLoop, needs, [] {
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    ::setsockopt(s, IPPROTO_TCP, TCP_ULP, "tls", 3);
+    _exit(kCallReturned);
+  });
+  expect_forbidden(ulp, "event-loop", SYS_setsockopt, "setsockopt");
+  auto bind = run_sandboxed(ThreadRole::kEventLoop, needs, [] {
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    _exit(kCallReturned);
+  });
+  expect_forbidden(bind, "event-loop", SYS_bind, "bind");
+  auto listen = run_sandboxed(ThreadRole::kEventLoop, needs, [] {
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    ::listen(s, 1);
+    _exit(kCallReturned);
+  });
+  expect_forbidden(listen, "event-loop", SYS_listen, "listen");
 }
 
 TEST(SandboxEventLoop, VsockAllowsNonBlockingUnixStreamSocketsOnly) {
