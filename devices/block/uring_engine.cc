@@ -116,6 +116,7 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(const UringOptions& o) 
     rc = io_uring_register_eventfd(&e->ring_, e->done_.fd());
     if (rc < 0) return fail_errno(-rc, "io_uring_register_eventfd");
   }
+  e->capacity_ = e->ring_.sq.ring_entries;
   return e;
 }
 
@@ -157,7 +158,7 @@ bool UringEngine::prep(Op* op) {
 }
 
 Result<void> UringEngine::queue(std::unique_ptr<Op> op) {
-  if (!prep(op.get())) return fail(EAGAIN, "io_uring submission queue full");
+  if (in_flight_ >= capacity_ || !prep(op.get())) return fail(kSubmitBusy, "io_uring submission queue full");
   op.release();  // owned by the ring until its CQE is handled
   ++in_flight_;
   return {};

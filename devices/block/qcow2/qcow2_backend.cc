@@ -69,8 +69,20 @@ void Qcow2Backend::finish(uint64_t id, int rc) {
   engine_->complete_now(id, 0);
 }
 
-int Qcow2Backend::read(uint64_t host_offset, std::span<const iovec> iov) {
-  auto r = engine_->read(data_fd(host_offset, iov), host_offset, iov, current_);
+int Qcow2Backend::read(uint64_t host_offset, std::span<const iovec> iov) { return transfer(false, host_offset, iov); }
+
+int Qcow2Backend::write(uint64_t host_offset, std::span<const iovec> iov) { return transfer(true, host_offset, iov); }
+
+int Qcow2Backend::transfer(bool is_write, uint64_t host_offset, std::span<const iovec> iov) {
+  int fd = data_fd(host_offset, iov);
+  auto r = is_write ? engine_->write(fd, host_offset, iov, current_) : engine_->read(fd, host_offset, iov, current_);
+  if (!r && r.error().code == kSubmitBusy) {
+    // The engine filled up in the middle of a request (one piece per cluster run): the pieces
+    // already queued cannot be taken back, so this one runs here and now instead of failing.
+    int rc = is_write ? pwritev_full(fd, iov, host_offset) : preadv_full(fd, iov, host_offset);
+    if (rc < 0) return rc;
+    return 0;
+  }
   if (!r) return r.error().code ? -r.error().code : -EIO;
   Request& req = requests_[current_];
   ++req.pending;
@@ -78,24 +90,21 @@ int Qcow2Backend::read(uint64_t host_offset, std::span<const iovec> iov) {
   return 0;
 }
 
-int Qcow2Backend::write(uint64_t host_offset, std::span<const iovec> iov) {
-  auto r = engine_->write(data_fd(host_offset, iov), host_offset, iov, current_);
-  if (!r) return r.error().code ? -r.error().code : -EIO;
-  Request& req = requests_[current_];
-  ++req.pending;
-  req.queued_bytes += iov_total(iov);
-  return 0;
-}
+// A read or write starts only while the engine has room for its first piece, so a full engine
+// holds requests back in the device (back-pressure) instead of running them synchronously.
+bool Qcow2Backend::engine_full() const { return !engine_->has_room() && !requests_.empty(); }
 
 void Qcow2Backend::quiesce() { engine_->drain(); }
 
 Result<void> Qcow2Backend::submit_read(uint64_t offset, std::span<const iovec> iov, uint64_t tag) {
+  if (engine_full()) return fail(kSubmitBusy, "qcow2: I/O engine full");
   uint64_t id = begin(tag, iov_total(iov));
   finish(id, img_->readv(offset, iov));
   return {};
 }
 
 Result<void> Qcow2Backend::submit_write(uint64_t offset, std::span<const iovec> iov, uint64_t tag) {
+  if (engine_full()) return fail(kSubmitBusy, "qcow2: I/O engine full");
   uint64_t id = begin(tag, iov_total(iov));
   finish(id, img_->writev(offset, iov));
   return {};

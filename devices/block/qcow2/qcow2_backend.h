@@ -54,6 +54,8 @@ class Qcow2Backend final : public BlockBackend, private qcow2::DataPath {
   int read(uint64_t host_offset, std::span<const iovec> iov) override;
   int write(uint64_t host_offset, std::span<const iovec> iov) override;
   void quiesce() override;
+  int transfer(bool is_write, uint64_t host_offset, std::span<const iovec> iov);
+  bool engine_full() const;
 
   uint64_t begin(uint64_t tag, size_t bytes);
   // The O_DIRECT fd when the transfer is sector aligned, else the image's own fd.
