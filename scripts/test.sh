@@ -8,6 +8,8 @@ scripts/ensure-deps.sh
 scripts/build.sh
 [ -e /dev/kvm ] || echo "WARNING: /dev/kvm is missing: every KVM and Linux test will FAIL" >&2
 status=0
+# The include arrows of docs/architecture.md (a few seconds, no build needed).
+scripts/check-layering.sh || status=1
 # Unit tests in parallel; tests that run guests one at a time (each uses the whole machine).
 (cd build && ctest --output-on-failure -j"$(nproc)" -L unit) || status=1
 (cd build && ctest --output-on-failure -j1 -LE unit) || status=1
