@@ -17,9 +17,9 @@ inline constexpr char kQcow2Layout[] =
 // The allocating-write image: a fresh, sparse qcow2 (nothing allocated), recreated before every
 // write run so each run allocates as it writes, as a new VM disk does.
 inline constexpr char kQcow2AllocLayout[] =
-    "fresh and sparse: `qemu-img create -f qcow2 -o cluster_size=65536` of 16 GiB, recreated before every write "
-    "run, so the writes allocate clusters (random 4 KiB writes nearly all land in new clusters)";
-inline constexpr uint64_t kQcow2AllocBytes = 16ull << 30;
+    "fresh and sparse: `qemu-img create -f qcow2 -o cluster_size=65536` of the raw file's size, recreated before "
+    "every write run, so the writes allocate clusters as they go (a 4 KiB random write allocates until its 64 KiB "
+    "cluster has been hit once)";
 
 // Creates (replacing) an empty qcow2 of `bytes` with `qemu_img`. Returns the command that ran.
 [[nodiscard]] Result<std::string> make_fresh_qcow2(const std::string& qemu_img, const std::string& path, uint64_t bytes);

@@ -140,7 +140,7 @@ class BlkDeviceScenario final : public Scenario {
         std::string key = f.prefix + w.name;
         blkbench::RunResult r;
         if (f.fresh_for_writes) {
-          auto made = blkbench::make_fresh_qcow2(qemu_img_, f.path, blkbench::kQcow2AllocBytes);
+          auto made = blkbench::make_fresh_qcow2(qemu_img_, f.path, file_mib_ << 20);
           if (!made) return std::unexpected(made.error().context(key));
           out.details["qcow2alloc_file"] = f.path + " (" + blkbench::kQcow2AllocLayout + "): " + *made;
         }
