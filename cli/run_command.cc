@@ -13,6 +13,7 @@
 #include <optional>
 #include <sstream>
 
+#include "cli/cloud_init_seed.h"
 #include "cli/disk_boot.h"
 #include "cli/graceful_shutdown.h"
 #include "cli/jail_launcher.h"
@@ -181,9 +182,11 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   std::string console = "serial";
   std::vector<std::string> serial_ports;
   std::string sandbox = "on";
+  std::string firmware;
   app.add_option("--kernel,-k", opts.vm.kernel_path,
                  "Kernel image: ELF vmlinux or bzImage. Without it (and without --api-sock) the kernel, initrd and "
-                 "command line are found inside the first --disk (BLS entries, grub.cfg, extlinux.conf, /vmlinuz)");
+                 "command line are found inside the first --disk (BLS entries, unified kernel images on the EFI system "
+                 "partition, grub.cfg, extlinux.conf, /vmlinuz; ext2/3/4 and FAT)");
   app.add_option("--api-sock", opts.api_sock,
                  "Serve the Firecracker-compatible REST API on this Unix socket (mode 0600). Without --kernel "
                  "the VM is configured through it and started by PUT /actions InstanceStart");
@@ -208,6 +211,15 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
       ->default_str(opts.vm.cmdline);
   app.add_option("--append", opts.append,
                  "Added to the end of the kernel command line (QEMU's single-dash -append is --cmdline)");
+  std::string cloud_init;
+  app.add_option("--cloud-init", cloud_init,
+                 "user-data=FILE[,meta-data=FILE][,network-config=FILE]: attach a cloud-init NoCloud seed (a "
+                 "read-only FAT disk labelled cidata, the last virtio-blk disk; built in a temporary file removed "
+                 "once the VM has opened it). ssh-key=FILE instead of user-data= writes user-data installing those "
+                 "keys for the default user; hostname=H instead of meta-data= sets local-hostname. Without "
+                 "meta-data= the instance-id follows the seed's contents");
+  app.add_option("--firmware", firmware,
+                 "Not supported: microvm boots Linux directly (--kernel, or the kernel found inside --disk)");
   app.add_flag("--print-boot", opts.print_boot,
                "With --disk and no --kernel: print the partition, file system, kernel, initrd, command line and "
                "the rule that found them, then exit");
@@ -315,6 +327,16 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     opts.boot_from_disk = true;
     if (!opts.vm.initrd_path.empty())
       return fail(EINVAL, "--initrd needs --kernel (booting from a disk, the initrd comes from the disk's boot entry)");
+  }
+  if (app.count("--firmware"))
+    return fail(EINVAL, "--firmware is not supported: microvm loads no EFI or BIOS firmware; it boots Linux directly "
+                        "(--kernel, or with only --disk the kernel, initrd and command line found inside the image)");
+  if (!cloud_init.empty()) {
+    if (!opts.api_sock.empty() || !opts.config_file.empty() || !opts.restore_dir.empty())
+      return fail(EINVAL, "--cloud-init works with --kernel or --disk booting, not with --api-sock, --config-file or --restore");
+    auto files = parse_cloud_init_arg(cloud_init);
+    if (!files) return fail(EINVAL, files.error().context("--cloud-init").what);
+    opts.cloud_init = std::move(*files);
   }
   if (opts.print_boot && !opts.boot_from_disk)
     return fail(EINVAL, "--print-boot needs a --disk and no --kernel, --api-sock or --config-file");
@@ -458,6 +480,29 @@ int run_command(int argc, char** argv) {
     }
   }
   for (const auto& note : opts->notes) std::fprintf(stderr, "microvm: %s\n", note.c_str());
+  // The seed is the last disk, so a boot disk stays vda; it is removed at every exit from here
+  // on, and explicitly once the VM holds it open.
+  std::optional<SeedFile> seed;
+  if (!opts->cloud_init.empty() && !opts->print_boot) {
+    auto image = build_cloud_init_seed(opts->cloud_init);
+    if (!image) {
+      std::fprintf(stderr, "microvm run: --cloud-init: %s\n", image.error().what.c_str());
+      return kExitUsage;
+    }
+    auto file = SeedFile::create(*image);
+    if (!file) {
+      std::fprintf(stderr, "microvm: %s\n", file.error().what.c_str());
+      return kExitError;
+    }
+    seed.emplace(std::move(*file));
+    DiskConfig d;
+    d.id = "cidata";
+    d.path = seed->path();
+    d.format = "raw";
+    d.read_only = true;
+    d.serial = "cidata";
+    opts->vm.disks.push_back(std::move(d));
+  }
   // Every argument is checked before anything (a tap, a memfd, a KVM VM) is created, so a
   // bad one is exit code 2 and leaves nothing behind.
   if (auto ok = Vm::validate(opts->vm); !ok) {
@@ -495,6 +540,7 @@ int run_command(int argc, char** argv) {
   // running microvm is unfiltered.
   opts->vm.sandbox_calling_thread = true;
   auto vm = create_vm(*opts);
+  if (seed) seed->remove();  // open (or failed): the supervisor role may not unlink later
   if (!vm) {
     std::fprintf(stderr, "microvm: %s\n", vm.error().what.c_str());
     return kExitError;

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/fat_image.h"
 #include "microvm/result.h"
 #include "microvm/vm.h"
 #include "vmm/sandbox/jail.h"
@@ -30,6 +31,7 @@ struct RunOptions {
   std::string restore_dir;  // --restore: start from this snapshot instead of a kernel
   bool clone = false;            // --clone
   bool restore_prefault = false; // --restore-prefault
+  std::vector<FatFile> cloud_init;  // --cloud-init: the NoCloud seed's files (empty: no seed)
   std::vector<std::string> notes;  // QEMU spellings that were rewritten (printed on stderr)
 };
 

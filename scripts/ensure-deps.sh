@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 missing=0
-for tool in cmake ninja g++ pkg-config busybox cpio qemu-img mkfs.ext4 sgdisk sfdisk clang-16 fio gnuplot strace curl dpkg-shlibdeps help2man; do
+for tool in cmake ninja g++ pkg-config busybox cpio qemu-img mkfs.ext4 sgdisk sfdisk mkfs.vfat mcopy mdir clang-16 fio gnuplot strace curl dpkg-shlibdeps help2man; do
   command -v "$tool" >/dev/null 2>&1 || { missing=1; break; }
 done
 if [ $missing -eq 0 ]; then
@@ -13,7 +13,7 @@ if [ $missing -eq 0 ]; then
   done
 fi
 # libslirp by its header, as devices/net/CMakeLists.txt finds it (slirp.pc needs glib's .pc).
-[ -f /usr/include/slirp/libslirp.h ] && [ -f /usr/include/CLI/CLI.hpp ] && [ -f /usr/include/http_parser.h ] && [ -f /usr/include/nlohmann/json.hpp ] && [ -f /usr/include/gtest/gtest.h ] && [ -f /usr/include/benchmark/benchmark.h ] || missing=1
+[ -f /usr/include/slirp/libslirp.h ] && [ -f /usr/lib/systemd/boot/efi/linuxx64.efi.stub ] && [ -f /usr/include/CLI/CLI.hpp ] && [ -f /usr/include/http_parser.h ] && [ -f /usr/include/nlohmann/json.hpp ] && [ -f /usr/include/gtest/gtest.h ] && [ -f /usr/include/benchmark/benchmark.h ] || missing=1
 if [ $missing -ne 0 ]; then
   echo "== installing build and test dependencies (Debian packages)"
   "$here/install-deps.sh"

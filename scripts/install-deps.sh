@@ -10,5 +10,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   zlib1g-dev libzstd-dev libslirp-dev libext2fs-dev \
   libgtest-dev libgmock-dev googletest libbenchmark-dev libclang-rt-14-dev \
   clang-16 libclang-rt-16-dev \
-  busybox-static cpio e2fsprogs gdisk fdisk qemu-utils qemu-system-x86 qemu-system-common \
+  busybox-static cpio e2fsprogs gdisk fdisk dosfstools mtools systemd-boot-efi qemu-utils qemu-system-x86 qemu-system-common \
   dpkg-dev help2man fio iproute2 iperf3 gnuplot-nox hyperfine strace curl procps util-linux kmod

@@ -32,5 +32,8 @@ constexpr int kMaxIncludeDepth = 8;
 // How a parser reads other files on the same volume (GRUB `source`, extlinux INCLUDE, grubenv):
 // nullopt when the file does not exist; an error for anything else (too large, I/O).
 using ReadConfigFile = std::function<Result<std::optional<std::string>>(const std::string& path)>;
+// The same for a file on another file system of the image (GRUB's `configfile ($root)/...` after
+// a `search`, as the stub grub.cfg on an EFI system partition does).
+using ReadDeviceFile = std::function<Result<std::optional<std::string>>(const FileRef& file)>;
 
 }  // namespace microvm::image_boot

@@ -1,5 +1,7 @@
 #include "boot/image_boot/boot_search.h"
 
+#include <string.h>
+
 #include <algorithm>
 #include <optional>
 
@@ -7,7 +9,9 @@
 #include "boot/image_boot/config_text.h"
 #include "boot/image_boot/ext_volume.h"
 #include "boot/image_boot/extlinux_config.h"
+#include "boot/image_boot/fat_volume.h"
 #include "boot/image_boot/grub_config.h"
+#include "boot/image_boot/uki.h"
 
 namespace microvm::image_boot {
 namespace {
@@ -150,6 +154,89 @@ class Search {
   ReadConfigFile reader_for(Volume& v) {
     return [&v](const std::string& path) { return read_optional(v, path.empty() || path[0] != '/' ? "/" + path : path); };
   }
+  ReadDeviceFile device_reader_for(Volume& self) {
+    return [this, &self](const FileRef& f) -> Result<std::optional<std::string>> {
+      Volume* v = TRY(device(self, f));
+      return read_optional(*v, f.path.empty() || f.path[0] != '/' ? "/" + f.path : f.path);
+    };
+  }
+
+  // Type 2 entries: the newest /EFI/Linux/*.efi (by version in the file name, as systemd-boot
+  // sorts them) on any volume. Its .linux, .initrd and .cmdline sections are the whole entry.
+  Result<std::optional<BootPlan>> uki() {
+    for (auto& v : vols_) {
+      const std::string dir = "/EFI/Linux";
+      auto node = resolve_path(*v.fs, dir);
+      if (!node || node->kind != Node::Kind::kDir) continue;
+      auto names = list_dir(*v.fs, dir);
+      if (!names) return std::unexpected(names.error().context(where(v)));
+      std::vector<std::string> efis;
+      for (const auto& n : *names)
+        if (lower_copy(n).ends_with(".efi") && TRY(is_file(*v.fs, dir + "/" + n))) efis.push_back(n);
+      if (efis.empty()) continue;
+      std::sort(efis.begin(), efis.end(), [](const std::string& a, const std::string& b) { return ::strverscmp(a.c_str(), b.c_str()) > 0; });
+      return std::optional<BootPlan>(TRY(load_uki(v, dir + "/" + efis.front())));
+    }
+    return std::optional<BootPlan>{};
+  }
+
+  Result<BootPlan> load_uki(Volume& v, const std::string& path) {
+    // The whole file is read: the sections are most of it, and the search must say their sizes.
+    auto bytes = read_file(*v.fs, path, opts_.max_kernel_bytes + opts_.max_initrd_bytes + (1 << 20));
+    if (!bytes) return std::unexpected(bytes.error().context(where(v)));
+    auto parts = find_uki_parts(*bytes, bytes->size());
+    if (!parts) return std::unexpected(parts.error().context(where(v) + ": " + path));
+    auto section = [&](const PeSection& s) { return std::span<const std::byte>(*bytes).subspan(s.offset, s.size); };
+    BootPlan p;
+    p.rule = "uki";
+    p.config = FoundFile{v.partition, v.fs->fs_type(), v.fs->fs_uuid(), path, bytes->size(), ""};
+    std::string name = parts->osrel.size ? os_release_name(std::string_view(
+                                               reinterpret_cast<const char*>(section(parts->osrel).data()), parts->osrel.size))
+                                         : "";
+    p.title = name.empty() ? path.substr(path.rfind('/') + 1) : name;
+    if (parts->linux_.size > opts_.max_kernel_bytes)
+      return fail(EFBIG, where(v) + ": " + path + ": .linux section is " + std::to_string(parts->linux_.size) +
+                             " bytes, more than the limit of " + std::to_string(opts_.max_kernel_bytes));
+    if (parts->initrd.size > opts_.max_initrd_bytes)
+      return fail(EFBIG, where(v) + ": " + path + ": .initrd section is " + std::to_string(parts->initrd.size) +
+                             " bytes, more than the limit of " + std::to_string(opts_.max_initrd_bytes));
+    p.kernel = FoundFile{v.partition, v.fs->fs_type(), v.fs->fs_uuid(), path, parts->linux_.size, ".linux"};
+    if (parts->initrd.size)
+      p.initrds.push_back(FoundFile{v.partition, v.fs->fs_type(), v.fs->fs_uuid(), path, parts->initrd.size, ".initrd"});
+    if (parts->cmdline.size) p.options = uki_cmdline(section(parts->cmdline));
+    else p.notes.push_back(path + " has no .cmdline section: the command line is only what --cmdline/--append give");
+    if (opts_.load) {
+      auto k = section(parts->linux_);
+      p.kernel_bytes.assign(k.begin(), k.end());
+      auto i = section(parts->initrd);
+      p.initrd_bytes.assign(i.begin(), i.end());
+    }
+    if (p.initrds.empty()) rewrite_root(p);
+    return p;
+  }
+
+  // GRUB on an EFI system partition: /EFI/<vendor>/grub.cfg, often a stub that searches for the
+  // root file system and hands over to its grub.cfg (`configfile`), which is followed.
+  Result<std::optional<BootPlan>> esp_grub() {
+    for (auto& v : vols_) {
+      if (v.fs->fs_type() != "vfat") continue;
+      auto node = resolve_path(*v.fs, "/EFI");
+      if (!node || node->kind != Node::Kind::kDir) continue;
+      auto names = list_dir(*v.fs, "/EFI");
+      if (!names) return std::unexpected(names.error().context(where(v)));
+      // BOOT (the removable-media path) last: a vendor's directory is what its NVRAM entry names.
+      std::stable_partition(names->begin(), names->end(), [](const std::string& n) { return lower_copy(n) != "boot"; });
+      for (const auto& n : *names) {
+        std::string path = "/EFI/" + n + "/grub.cfg";
+        auto text = TRY(read_optional(v, path));
+        if (!text) continue;
+        auto entry = parse_grub_config(*text, path, reader_for(v), device_reader_for(v));
+        if (!entry) return std::unexpected(entry.error().context(where(v)));
+        return std::optional<BootPlan>(TRY(finish(v, "grub", path, *entry)));
+      }
+    }
+    return std::optional<BootPlan>{};
+  }
 
   Result<std::optional<BootPlan>> bls() {
     for (auto& v : vols_) {
@@ -185,7 +272,7 @@ class Search {
       for (const char* path : paths) {
         auto text = TRY(read_optional(v, path));
         if (!text) continue;
-        auto entry = parse(*text, std::string(path), reader_for(v));
+        auto entry = parse(*text, std::string(path), reader_for(v), device_reader_for(v));
         if (!entry) return std::unexpected(entry.error().context(where(v)));
         return std::optional<BootPlan>(TRY(finish(v, rule, path, *entry)));
       }
@@ -235,11 +322,13 @@ Result<BootPlan> find_boot(ImageReader& disk, const FindOptions& options) {
   std::vector<std::string> skipped;
   auto add = [&](unsigned number, uint64_t offset, uint64_t size, std::string part_uuid, bool esp) -> Result<void> {
     Volume v{number, std::move(part_uuid), esp, std::make_unique<SliceReader>(disk, offset, size), nullptr};
-    if (!ExtVolume::probe(*v.reader)) {
+    Result<std::unique_ptr<FileTree>> fs = fail(EINVAL, "");
+    if (ExtVolume::probe(*v.reader)) fs = ExtVolume::open(*v.reader);
+    else if (FatVolume::probe(*v.reader)) fs = FatVolume::open(*v.reader);
+    else {
       skipped.push_back(number ? "partition " + std::to_string(number) : "the whole disk");
       return {};
     }
-    auto fs = ExtVolume::open(*v.reader);
     if (!fs) {
       skipped.push_back((number ? "partition " + std::to_string(number) : std::string("the whole disk")) + ": " +
                         fs.error().what);
@@ -252,29 +341,32 @@ Result<BootPlan> find_boot(ImageReader& disk, const FindOptions& options) {
   if (table.kind == TableKind::kNone) TRY(add(0, 0, disk.size(), "", false));
   for (const auto& p : table.partitions) TRY(add(p.number, p.offset, p.size, p.part_uuid, p.esp));
   if (vols.empty()) {
-    std::string why = std::string("partition table: ") + table_kind_name(table.kind) + "; no ext2/3/4 file system found";
+    std::string why = std::string("partition table: ") + table_kind_name(table.kind) + "; no ext2/3/4 or FAT file system found";
     if (!skipped.empty()) {
       why += " (looked at";
       for (const auto& s : skipped) why += " " + s + ";";
       why.back() = ')';
     }
-    return fail(ENOENT, why + ". microvm reads ext2/3/4 only (no FAT ESP, no UKI yet): give --kernel");
+    return fail(ENOENT, why + ". microvm reads ext2/3/4 and FAT only: give --kernel");
   }
 
   Search s(vols, options);
   std::optional<BootPlan> plan = TRY(s.bls());
+  if (!plan) plan = TRY(s.uki());
   if (!plan)
     plan = TRY(s.config_rule("grub", {"/boot/grub/grub.cfg", "/grub/grub.cfg", "/boot/grub2/grub.cfg", "/grub2/grub.cfg"},
                              parse_grub_config));
+  if (!plan) plan = TRY(s.esp_grub());
   if (!plan)
     plan = TRY(s.config_rule("extlinux",
                              {"/boot/extlinux/extlinux.conf", "/extlinux/extlinux.conf", "/boot/extlinux.conf",
                               "/extlinux.conf", "/boot/syslinux/syslinux.cfg", "/syslinux/syslinux.cfg", "/syslinux.cfg"},
-                             parse_extlinux_config));
+                             [](std::string_view text, const std::string& path, const ReadConfigFile& read,
+                                const ReadDeviceFile&) { return parse_extlinux_config(text, path, read); }));
   if (!plan) plan = TRY(s.debian_symlinks());
   if (!plan)
-    return fail(ENOENT, "no boot entry found: no loader/entries/*.conf, grub.cfg, extlinux.conf or /vmlinuz on " +
-                            std::to_string(vols.size()) + " ext2/3/4 file system(s); give --kernel");
+    return fail(ENOENT, "no boot entry found: no loader/entries/*.conf, EFI/Linux/*.efi, grub.cfg, extlinux.conf or "
+                        "/vmlinuz on " + std::to_string(vols.size()) + " ext2/3/4 or FAT file system(s); give --kernel");
   plan->table = table.kind;
   return std::move(*plan);
 }
@@ -296,6 +388,7 @@ std::string describe_plan(const BootPlan& p, const std::string& cmdline) {
   auto file = [](const FoundFile& f) {
     std::string s = f.partition ? "partition " + std::to_string(f.partition) : std::string("whole disk");
     s += " (" + f.fs_type + " UUID=" + f.fs_uuid + ") " + f.path;
+    if (!f.section.empty()) s += " section " + f.section;
     if (f.size) s += " (" + std::to_string(f.size) + " bytes)";
     return s;
   };

@@ -1,9 +1,11 @@
 #pragma once
 // Finds what to boot inside a disk image, as a boot loader would: the partition table, then on
-// each ext2/3/4 file system, in this order of rules: Boot Loader Specification entries
-// (/loader/entries on an ESP or /boot partition, /boot/loader/entries on a root), GRUB's
-// grub.cfg, extlinux.conf, and Debian's /vmlinuz + /initrd.img symlinks. The first rule whose
-// configuration exists decides; its errors are reported, not skipped over.
+// each ext2/3/4 and FAT file system, in this order of rules: Boot Loader Specification Type 1
+// entries (/loader/entries on an ESP or /boot partition, /boot/loader/entries on a root), Type 2
+// unified kernel images (/EFI/Linux/*.efi), GRUB's grub.cfg (the usual places on every file
+// system, then /EFI/*/grub.cfg on a FAT one), extlinux.conf, and Debian's /vmlinuz +
+// /initrd.img symlinks. The first rule whose configuration exists decides; its errors are
+// reported, not skipped over.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -20,11 +22,12 @@ struct FoundFile {
   std::string fs_type, fs_uuid;
   std::string path;        // inside that file system, as resolved from the configuration
   uint64_t size = 0;
+  std::string section;     // a unified kernel image's PE section (".linux", ".initrd"), else ""
 };
 
 struct BootPlan {
   TableKind table = TableKind::kNone;
-  std::string rule;     // "bls", "grub", "extlinux" or "debian-symlinks"
+  std::string rule;     // "bls", "uki", "grub", "extlinux" or "debian-symlinks"
   FoundFile config;     // the configuration file (for debian-symlinks: the /vmlinuz link)
   std::string title;
   FoundFile kernel;

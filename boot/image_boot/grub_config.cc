@@ -227,7 +227,8 @@ bool var_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c 
 
 class Interp {
  public:
-  Interp(const ReadConfigFile& read, std::string main_path) : read_(read) {
+  Interp(const ReadConfigFile& read, const ReadDeviceFile& read_other, std::string main_path)
+      : read_(read), read_other_(read_other) {
     // What GRUB 2.06 reports about itself; Debian's generated scripts test these.
     for (const char* f : {"feature_menuentry_id", "feature_default_font_path", "feature_all_video_module",
                           "feature_timeout_style", "feature_platform_search_hint", "feature_200_final"})
@@ -450,6 +451,7 @@ class Interp {
 
   Result<void> search(const std::vector<std::string>& a, std::string mode) {
     std::string var = "root", value;
+    bool var_given = false;
     for (size_t i = 1; i < a.size(); ++i) {
       const std::string& w = a[i];
       if (w == "--fs-uuid" || w == "-u") mode = "uuid";
@@ -461,7 +463,10 @@ class Interp {
       else if (w == "--set" || w == "-s") var = "root";
       else if (w.starts_with("-")) continue;  // --no-floppy, --hint*=...
       else if (value.empty()) value = w;
-      else if (a[0] != "search") var = w;     // search.fs_uuid UUID VAR
+      else if (a[0] != "search" && !var_given) {  // search.fs_uuid UUID VAR [HINT...]
+        var = w;
+        var_given = true;
+      }
     }
     if (mode.empty()) mode = "file";
     if (!value.empty()) set_var(var, mode + "=" + value);
@@ -499,7 +504,13 @@ class Interp {
     if (c == "source" || c == "." || c == "configfile") {
       if (a.size() < 2) return false;
       FileRef f = file_ref(a[1]);
-      if (!f.device.empty()) return false;  // only files on the config's own volume are read
+      if (!f.device.empty()) {
+        if (!read_other_) return false;
+        auto text = TRY(read_other_(f));
+        if (!text) return false;
+        TRY(run_file(*text, "(" + f.device + ")" + f.path));  // the device is part of its identity for loops
+        return true;
+      }
       auto text = TRY(read_(f.path));
       if (!text) return false;
       TRY(run_file(*text, f.path));
@@ -602,6 +613,7 @@ class Interp {
   }
 
   const ReadConfigFile& read_;
+  const ReadDeviceFile& read_other_;
   std::map<std::string, std::string> vars_;
   std::map<std::string, const Block*> functions_;
   std::vector<Item> items_;
@@ -614,8 +626,9 @@ class Interp {
 
 }  // namespace
 
-Result<ConfigEntry> parse_grub_config(std::string_view text, const std::string& path, const ReadConfigFile& read) {
-  Interp in(read, path);
+Result<ConfigEntry> parse_grub_config(std::string_view text, const std::string& path, const ReadConfigFile& read,
+                                      const ReadDeviceFile& read_other) {
+  Interp in(read, read_other, path);
   TRY(in.run_file(text, path));
   return in.default_entry(path);
 }

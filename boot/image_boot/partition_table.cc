@@ -2,7 +2,9 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
+#include <optional>
 #include <cstdio>
 
 #include "boot/image_boot/byte_order.h"
@@ -10,7 +12,7 @@
 namespace microvm::image_boot {
 namespace {
 
-constexpr uint64_t kSector = 512;  // images with 4 KiB logical sectors are not supported yet
+constexpr uint64_t kSector = 512;  // 4 KiB-sector GPTs are recognised and refused (read_gpt)
 constexpr uint32_t kMaxGptEntrySize = 4096;
 
 uint32_t crc32_of(std::span<const std::byte> b) {
@@ -35,7 +37,15 @@ bool all_zero(std::span<const std::byte> b) {
 Result<PartitionTable> read_gpt(ImageReader& disk) {
   std::array<std::byte, kSector> hdr;
   TRY(disk.read_at(kSector, hdr));
-  if (std::memcmp(hdr.data(), "EFI PART", 8) != 0) return fail(EINVAL, "protective MBR but no GPT header at LBA 1");
+  if (std::memcmp(hdr.data(), "EFI PART", 8) != 0) {
+    // A disk with 4 KiB logical sectors keeps its header at byte 4096. microvm's virtio-blk
+    // presents 512-byte sectors, so the guest kernel could not read that table either.
+    std::array<std::byte, 8> sig4k{};
+    if (disk.size() >= 4096 + 8 && disk.read_at(4096, sig4k) && std::memcmp(sig4k.data(), "EFI PART", 8) == 0)
+      return fail(ENOTSUP, "the GPT is laid out for 4096-byte sectors; microvm presents 512-byte sectors to the guest, "
+                           "which could not read it (convert the image, or give --kernel and root=)");
+    return fail(EINVAL, "protective MBR but no GPT header at LBA 1");
+  }
   uint32_t header_size = le32(hdr, 12);
   if (header_size < 92 || header_size > kSector) return fail(EINVAL, "GPT header size " + std::to_string(header_size) + " is invalid");
   uint32_t want_crc = le32(hdr, 16);
@@ -75,6 +85,45 @@ Result<PartitionTable> read_gpt(ImageReader& disk) {
   return t;
 }
 
+bool is_extended(uint8_t type) { return type == 0x05 || type == 0x0f || type == 0x85; }
+
+// Logical partitions: a chain of extended boot records inside the extended partition, each
+// with one data entry (its start relative to that record) and a link to the next record
+// (relative to the extended partition's start). Numbered from 5 in chain order, as Linux
+// does. The chain comes from the image: every record must lie inside the extended partition,
+// a record seen twice ends it (a loop), and it is at most kMaxPartitions long.
+template <class Add>
+Result<void> read_logical(ImageReader& disk, uint64_t ext_start, uint64_t ext_count, Add add) {
+  std::vector<uint64_t> seen;
+  uint64_t ebr = ext_start;
+  unsigned number = 5;
+  while (seen.size() < kMaxPartitions) {
+    if (std::find(seen.begin(), seen.end(), ebr) != seen.end()) break;
+    seen.push_back(ebr);
+    std::array<std::byte, kSector> rec;
+    TRY(disk.read_at(ebr * kSector, rec));
+    if (rec[510] != std::byte{0x55} || rec[511] != std::byte{0xaa}) break;
+    std::optional<uint64_t> next;
+    for (int i = 0; i < 4; ++i) {
+      size_t at = 446 + 16 * i;
+      auto type = static_cast<uint8_t>(rec[at + 4]);
+      uint64_t start = le32(rec, at + 8), count = le32(rec, at + 12);
+      if (type == 0 || count == 0) continue;
+      if (is_extended(type)) {
+        if (!next && start < ext_count) next = ext_start + start;
+        continue;
+      }
+      uint64_t first = ebr + start;
+      // Inside the extended partition, or the kernel would not use it either.
+      if (start == 0 || first >= ext_start + ext_count || count > ext_start + ext_count - first) continue;
+      if (!add(number++, type, first, count)) return {};
+    }
+    if (!next) break;
+    ebr = *next;
+  }
+  return {};
+}
+
 }  // namespace
 
 const char* table_kind_name(TableKind k) {
@@ -104,25 +153,35 @@ Result<PartitionTable> read_partition_table(ImageReader& disk) {
   t.kind = TableKind::kMbr;
   uint32_t signature = le32(mbr, 440);
   uint64_t disk_sectors = disk.size() / kSector;
-  for (int i = 0; i < 4; ++i) {
-    size_t at = 446 + 16 * i;
-    auto type = static_cast<uint8_t>(mbr[at + 4]);
-    uint64_t start = le32(mbr, at + 8), count = le32(mbr, at + 12);
-    // Empty slots and extended containers (logical partitions are not read) hold no file system.
-    if (type == 0 || type == 0x05 || type == 0x0f || type == 0x85 || count == 0) continue;
-    if (start == 0 || start >= disk_sectors || count > disk_sectors - start) continue;
+  auto add = [&](unsigned number, uint8_t type, uint64_t start, uint64_t count) {
+    if (t.partitions.size() >= kMaxPartitions) return false;
     Partition p;
-    p.number = i + 1;
+    p.number = number;
     p.offset = start * kSector;
     p.size = count * kSector;
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%08x-%02x", signature, i + 1);
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "%08x-%02x", signature, number);  // as the kernel's PARTUUID
     p.part_uuid = buf;
     std::snprintf(buf, sizeof buf, "%02x", type);
     p.type = buf;
     p.esp = type == 0xef;
     t.partitions.push_back(std::move(p));
+    return true;
+  };
+  std::optional<std::pair<uint64_t, uint64_t>> extended;
+  for (int i = 0; i < 4; ++i) {
+    size_t at = 446 + 16 * i;
+    auto type = static_cast<uint8_t>(mbr[at + 4]);
+    uint64_t start = le32(mbr, at + 8), count = le32(mbr, at + 12);
+    if (type == 0 || count == 0) continue;
+    if (start == 0 || start >= disk_sectors || count > disk_sectors - start) continue;
+    if (is_extended(type)) {
+      if (!extended) extended = std::pair{start, count};  // the kernel reads the first one only
+      continue;
+    }
+    add(unsigned(i + 1), type, start, count);
   }
+  if (extended) TRY(read_logical(disk, extended->first, extended->second, add));
   if (t.partitions.empty()) return none;
   return t;
 }

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+
 #include <algorithm>
 
 #include "devices/block/file_io.h"
@@ -47,6 +49,12 @@ class L1Reader {
 
 namespace {
 
+bool whole_hole(int fd, uint64_t off, uint64_t len) {
+  off_t d = ::lseek(fd, static_cast<off_t>(off), SEEK_DATA);
+  if (d < 0) return errno == ENXIO;  // no data from here to the end of the file
+  return static_cast<uint64_t>(d) >= off + len;
+}
+
 Result<LevelStatus> qcow2_status(qcow2::Image& img, L1Reader& l1, uint64_t g, uint64_t max) {
   const uint64_t cs = img.cluster_size();
   const uint32_t l2_shift = img.header().cluster_bits * 2 - 3;
@@ -63,7 +71,9 @@ Result<LevelStatus> qcow2_status(qcow2::Image& img, L1Reader& l1, uint64_t g, ui
       qcow2::Mapping m = TRY(img.map(pos));
       using K = qcow2::Mapping::Kind;
       c.allocated = m.kind != K::kUnallocated;
-      c.zero = m.kind == K::kZero;
+      // A data cluster over a hole in the file reads as zeroes, and qemu-img reports it so
+      // (metadata preallocation): whole clusters only, as the file is asked per cluster.
+      c.zero = m.kind == K::kZero || (m.kind == K::kData && m.host_offset && whole_hole(img.fd(), m.host_offset, cs));
       c.data = m.kind == K::kData || m.kind == K::kCompressed;
       c.has_offset = (m.kind == K::kData || m.kind == K::kZero) && m.host_offset != 0;
       c.offset = c.has_offset ? m.host_offset + pos % cs : 0;

@@ -48,10 +48,20 @@ int cmd_convert(int argc, char** argv) {
       if (!a->has("-F")) return usage_error("convert", "-B needs -F raw|qcow2, the backing file's format");
       co->backing_file = a->get("-B");
       co->backing_format = a->get("-F");
+      if (co->preallocation != qcow2::Preallocation::kOff)
+        return usage_error("convert", "preallocation and a backing file (-B) cannot be used together");
     }
-  } else if (a->has("-o") || a->has("-B")) {
-    return usage_error("convert", "raw output takes no -o or -B options");
+  } else if (a->has("-B")) {
+    return usage_error("convert", "raw output takes no -B option");
   }
+  auto raw_prealloc = qcow2::Preallocation::kOff;
+  if (!co && a->has("-o")) {
+    auto p = raw_create_options(a->get("-o"));
+    if (!p) return usage_error("convert", p.error().what);
+    raw_prealloc = *p;
+  }
+  if (co && co->preallocation != qcow2::Preallocation::kOff && a->has("-c"))
+    return usage_error("convert", "-c (compressed) cannot be combined with preallocation");
   if (a->has("-c") && !co) return usage_error("convert", "-c (compressed) needs -O qcow2");
   if (a->has("-c") && a->has("-n")) return usage_error("convert", "-c writes a new image: not with -n");
   const bool compress = a->has("-c");
@@ -129,8 +139,7 @@ int cmd_convert(int argc, char** argv) {
     rout = existing.get();
   } else {
     rout = dst->fd();
-    if (::ftruncate(rout, static_cast<off_t>(size)) != 0)
-      return failure("convert: truncate " + out + ": " + std::strerror(errno));
+    if (auto r = preallocate_raw(rout, size, raw_prealloc); !r) return failure("convert: " + out + ": " + r.error().what);
   }
   if (in_place && existing_size < size)
     return failure("convert -n: " + out + " (" + std::to_string(existing_size) + " bytes) is smaller than the input (" +

@@ -16,6 +16,7 @@
 #include "base/result.h"
 #include "devices/block/disk_options.h"
 #include "devices/block/disk_spec.h"
+#include "devices/block/qcow2/qcow2_create.h"
 
 namespace microvm {
 class SyncDisk;
@@ -121,5 +122,10 @@ int cmd_dd(int argc, char** argv);
 int cmd_snapshot(int argc, char** argv);
 
 void print_error(const std::string& msg);
+
+// `-o preallocation=off|falloc|full` for a raw output (create, convert), and sizing a new raw
+// file that way: falloc reserves the blocks, full writes zeroes (img_create.cc).
+[[nodiscard]] Result<qcow2::Preallocation> raw_create_options(const std::string& o);
+[[nodiscard]] Result<void> preallocate_raw(int fd, uint64_t size, qcow2::Preallocation p);
 
 }  // namespace microvm::img

@@ -90,6 +90,8 @@ int cmd_measure(int argc, char** argv) {
     if (!o) return usage_error("measure", o.error().what);
     if (!o->backing_file.empty() || !o->backing_format.empty())
       return usage_error("measure", "backing_file and backing_fmt are not measured");
+    if (o->preallocation != qcow2::Preallocation::kOff)
+      return usage_error("measure", "preallocation is not measured (it needs the fully-allocated size)");
     co = *o;
   }
   const uint64_t cs = 1ull << co.cluster_bits;

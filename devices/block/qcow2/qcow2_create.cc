@@ -24,6 +24,8 @@ Result<void> create_image(const std::string& path, const CreateOptions& o) {
     return fail(EINVAL, "compression_type=zstd requires compat=1.1");
   if (o.size % 512) return fail(EINVAL, "image size must be a multiple of 512");
   if (o.size > kMaxVirtualSize) return fail(EINVAL, "image size is larger than 1 PiB");
+  if (o.preallocation != Preallocation::kOff && !o.backing_file.empty())
+    return fail(EINVAL, "preallocation and a backing file cannot be used together");
   if (o.backing_file.size() > 1023) return fail(EINVAL, "backing file name longer than 1023 bytes");
   // Checked before the file is touched, so a refused create destroys nothing.
   if (o.size > max_virtual_size(o.cluster_bits))
@@ -68,6 +70,8 @@ Result<void> create_image(const std::string& path, const CreateOptions& o) {
   auto img = Image::open(std::move(fd), io);
   if (!img) return std::unexpected(img.error().context("create " + path));
   TRY((*img)->resize(o.size));
+  if (o.preallocation != Preallocation::kOff)
+    TRY((*img)->preallocate(o.preallocation == Preallocation::kFalloc, o.preallocation == Preallocation::kFull));
   if (int rc = (*img)->flush()) return fail_errno(-rc, "sync " + path);
   return {};
 }

@@ -7,6 +7,11 @@
 
 namespace microvm::qcow2 {
 
+// qemu-img's preallocation modes. metadata: every guest cluster gets its L2 entry and a host
+// cluster (the file stays sparse there); falloc: the data clusters are also fallocate()d;
+// full: they are also written with zeroes.
+enum class Preallocation : uint8_t { kOff, kMetadata, kFalloc, kFull };
+
 struct CreateOptions {
   uint64_t size = 0;
   uint32_t cluster_bits = 16;
@@ -19,6 +24,7 @@ struct CreateOptions {
   // to write an image whose dirty bit is set, so recording it is always safe.
   bool lazy_refcounts = false;
   CompressionType compression_type = CompressionType::kZlib;  // zstd sets the incompatible bit
+  Preallocation preallocation = Preallocation::kOff;  // not with a backing file (as qemu-img)
 };
 
 // Creates (or truncates) `path`. Layout: header cluster, refcount table, one refcount block,

@@ -120,8 +120,10 @@ Result<void> Image::init(uint64_t file_size) {
     if (h_.incompatible_features & kIncompatDirty)
       return fail(EINVAL, "qcow2 header field incompatible_features: the dirty bit is set (lazy refcounts were not "
                           "written back); repair it with microvm img check -r all FILE, or open it read-only");
-    if (h_.nb_snapshots)
-      return fail(EINVAL, "qcow2 header field nb_snapshots: images with internal snapshots can only be opened read-only");
+    // Snapshot tables and their L1 tables are metadata the allocator must know (a hostile
+    // image could call them free); a table that cannot be read refuses the writable open.
+    if (auto r = load_snapshot_metadata(); !r)
+      return fail(EINVAL, "qcow2 snapshot table: " + r.error().what + "; open the image read-only");
     if (h_.version == 3 && h_.autoclear_features) {
       // We do not maintain what the autoclear bits describe (bitmaps, raw external data), so the
       // spec asks writers to clear them.
@@ -144,6 +146,7 @@ bool Image::overlaps_fixed_metadata(uint64_t off, uint64_t len) const {
 bool Image::is_metadata_cluster(uint64_t cluster) const {
   if (overlaps_fixed_metadata(cluster * cs_, cs_)) return true;
   if (std::binary_search(refblock_clusters_.begin(), refblock_clusters_.end(), cluster)) return true;
+  if (std::binary_search(snapshot_meta_.begin(), snapshot_meta_.end(), cluster)) return true;
   // L2 tables are only known when cached (finding all of them means reading the whole L1); the
   // one a write goes through always is.
   return index_.count(cluster * cs_ | static_cast<uint64_t>(Kind::kL2)) != 0;
@@ -563,6 +566,7 @@ int Image::apply_pending_frees() {
     }
     if (!set_refcount(c, *rc - 1)) return -EIO;
     if (*rc == 1) {
+      forget_cluster(c);  // an L2 table a snapshot no longer shares, for one
       (void)punch_hole(fd_.get(), c * cs_, cs_);
       free_hint_ = std::min(free_hint_, c);
     }
@@ -763,12 +767,29 @@ Result<uint64_t> Image::l2_for_write(uint64_t l1i) {
   uint64_t l1e = TRY(l1_entry(l1i));
   uint64_t l2off = TRY(checked_l2_offset(l1i, l1e));
   if (l2off && !(l1e & kCopied)) {
-    // COPIED clear means "maybe shared". Without snapshots (writable images have none) a
-    // refcount of 1 makes it ours; anything else is an inconsistency.
+    // COPIED clear means "maybe shared": a refcount of 1 makes it ours.
     uint64_t rc = TRY(refcount(l2off >> h_.cluster_bits));
-    if (rc != 1) return fail(-mark_corrupt("L2 table at " + std::to_string(l2off) + " has refcount " + std::to_string(rc)), "corrupt");
-    TRY(set_l1_entry(l1i, l2off | kCopied));
-    return l2off;
+    if (rc == 0) return fail(-mark_corrupt("L2 table at " + std::to_string(l2off) + " is in use but has refcount 0"), "corrupt");
+    if (rc == 1) {
+      TRY(set_l1_entry(l1i, l2off | kCopied));
+      return l2off;
+    }
+    // Shared with a snapshot: copy-on-write. The copy is a new dirty table, written before the L1
+    // entry that points at it (write-back order); the old table loses this reference once that
+    // L1 change is on disk (a pending free). Its entries lose COPIED: their clusters are shared
+    // too (refcount 2 or more), so each write checks and copies them first.
+    std::vector<uint8_t> copy = TRY(get(Kind::kL2, l2off, static_cast<uint32_t>(cs_)))->data;
+    for (uint64_t j = 0; j < cs_ / 8; ++j) {
+      uint64_t e = be64(copy.data() + 8 * j);
+      if (!(e & kCompressed)) put_be64(copy.data() + 8 * j, e & ~kCopied);
+    }
+    uint64_t fresh = TRY(alloc_cluster());
+    if (overlaps_fixed_metadata(fresh, cs_)) return fail(-mark_corrupt("allocator returned a metadata cluster"), "corrupt");
+    Entry* e = TRY(get(Kind::kL2, fresh, static_cast<uint32_t>(cs_), true));
+    std::memcpy(e->data.data(), copy.data(), cs_);
+    TRY(set_l1_entry(l1i, fresh | kCopied));
+    TRY(free_cluster_later(l2off));
+    return fresh;
   }
   if (l2off) return l2off;
   uint64_t fresh = TRY(alloc_cluster());

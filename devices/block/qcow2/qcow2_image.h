@@ -100,6 +100,25 @@ class Image final : public SyncDisk {
   // needed); the header's size changes last, so a crash leaves the old size.
   [[nodiscard]] Result<void> resize(uint64_t new_size);
 
+  // Internal snapshots (`img snapshot -c/-a/-d`; see README.md, "Internal snapshots"). Each
+  // checks every refcount it will change before it writes anything, and on failure leaves the
+  // image as it was (or, when undoing fails too, with leaked clusters only).
+  // `create_snapshot`: a new snapshot of the current disk, named `name` (names may repeat, as in
+  // QEMU; the ID is the highest numeric ID plus one).
+  [[nodiscard]] Result<void> create_snapshot(const std::string& name, uint32_t date_sec, uint32_t date_nsec);
+  // Makes the disk what it was when the snapshot (matched by ID first, then by name) was taken,
+  // virtual size included; the snapshot stays.
+  [[nodiscard]] Result<void> apply_snapshot(const std::string& id_or_name);
+  // Deletes the first snapshot named `name` and frees the clusters only it used.
+  [[nodiscard]] Result<void> delete_snapshot(const std::string& name);
+
+  // Preallocation of a new image (qemu-img create -o preallocation=...): every guest cluster
+  // gets an L2 entry pointing at a host cluster of its own, laid out as qemu-img does (each L2
+  // table followed by the data clusters it maps). The clusters read as zeroes: file holes, or
+  // fallocate()d (`falloc`), or written with zeroes (`full`). Refused when any cluster is
+  // already mapped.
+  [[nodiscard]] Result<void> preallocate(bool falloc, bool full);
+
   uint64_t cluster_size() const { return cs_; }
   uint64_t host_end() const { return host_end_; }
   // Cache statistics, for tests of the bound.
@@ -153,6 +172,33 @@ class Image final : public SyncDisk {
   Result<void> free_cluster_later(uint64_t host_offset);
   Result<void> free_compressed_later(uint64_t entry);
   int apply_pending_frees();
+  // A table cluster whose refcount dropped to 0 leaves the cache (a cached L2 table counts as
+  // metadata for the allocator, and the cluster may now be reused for anything).
+  void forget_cluster(uint64_t cluster);
+
+  // Snapshot helpers (qcow2_image_snapshot.cc). `collect_refs` lists, from the file, every
+  // cluster one L1 table holds a reference to (its L2 tables, and the data and compressed
+  // clusters they point at), once per reference: QEMU counts a data cluster once per L1 table
+  // that reaches it. `check_refcount_change` verifies that adding `delta` to each listed
+  // cluster (once per listing) keeps refcounts in range, before anything is written;
+  // `change_refcounts` applies it in the cache.
+  Result<void> collect_refs(uint64_t l1_offset, uint64_t l1_size, std::vector<uint64_t>& refs);
+  void add_range_refs(uint64_t offset, uint64_t bytes, std::vector<uint64_t>& refs) const;
+  Result<void> check_refcount_change(std::vector<uint64_t>& refs, int delta);
+  Result<void> change_refcounts(const std::vector<uint64_t>& refs, int delta);
+  // Sets the COPIED flag of every active L1 and L2 entry exactly when its cluster's refcount is
+  // 1 (QEMU's invariant, which qemu-img check verifies); writes only reach disk through
+  // write_back, after the refcounts they rely on.
+  Result<void> refresh_copied_flags();
+  // Writes the table bytes to new clusters, then points the header at them (count, offset).
+  Result<uint64_t> write_snapshot_table(const std::vector<uint8_t>& raw);
+  Result<void> switch_snapshot_table(uint32_t count, uint64_t offset);
+  // Drops every cached L1 chunk and L2 table (after the active L1 table changed).
+  void drop_cached_tables();
+  // Clusters of snapshot L1 tables and of the snapshot table: metadata the allocator must never
+  // hand out (sorted).
+  Result<void> load_snapshot_metadata();
+  std::vector<uint64_t> snapshot_meta_;
   // resize() helpers: a larger L1 table (header size unchanged), and zero entries for the
   // grown range the backing file covers.
   Result<void> grow_l1(uint64_t entries);

@@ -1,5 +1,7 @@
 #include "devices/block/qcow2/qcow2_snapshot.h"
 
+#include <algorithm>
+
 #include "devices/block/file_io.h"
 
 namespace microvm::qcow2 {
@@ -44,6 +46,8 @@ Result<std::vector<SnapshotInfo>> parse_snapshot_table(std::span<const uint8_t> 
     if (s.id.find('\0') != std::string::npos || s.name.find('\0') != std::string::npos)
       return bad(i, "ID or name contains a NUL byte");
     if (s.l1_table_offset & 511) return bad(i, "L1 table offset is not aligned");
+    s.table_pos = pos;
+    s.table_len = std::min<uint64_t>((len + 7) & ~7ull, t.size() - pos);
     out.push_back(std::move(s));
     pos += (len + 7) & ~7ull;
   }
@@ -51,7 +55,11 @@ Result<std::vector<SnapshotInfo>> parse_snapshot_table(std::span<const uint8_t> 
 }
 
 Result<std::vector<SnapshotInfo>> read_snapshots(int fd, const Header& h, uint64_t file_size) {
-  if (h.nb_snapshots == 0) return std::vector<SnapshotInfo>{};
+  return TRY(read_snapshot_table(fd, h, file_size)).entries;
+}
+
+Result<SnapshotTable> read_snapshot_table(int fd, const Header& h, uint64_t file_size) {
+  if (h.nb_snapshots == 0) return SnapshotTable{};
   if (h.nb_snapshots > kMaxSnapshots)
     return fail(EINVAL, "nb_snapshots " + std::to_string(h.nb_snapshots) + " is over 65536");
   if (h.snapshots_offset % h.cluster_size() || h.snapshots_offset >= file_size)
@@ -61,7 +69,35 @@ Result<std::vector<SnapshotInfo>> read_snapshots(int fd, const Header& h, uint64
   const uint64_t n = std::min<uint64_t>(file_size - h.snapshots_offset, kMaxSnapshotTableBytes);
   std::vector<uint8_t> table(n);
   if (int rc = pread_full(fd, table.data(), n, h.snapshots_offset)) return fail_errno(-rc, "read snapshot table");
-  return parse_snapshot_table(table, h.nb_snapshots);
+  SnapshotTable out;
+  out.entries = TRY(parse_snapshot_table(table, h.nb_snapshots));
+  const SnapshotInfo& last = out.entries.back();
+  table.resize(last.table_pos + last.table_len);
+  out.raw = std::move(table);
+  return out;
+}
+
+Result<std::vector<uint8_t>> encode_snapshot_entry(const SnapshotInfo& s) {
+  if (s.id.size() > 0xffff || s.name.size() > 0xffff) return fail(EINVAL, "snapshot ID or name longer than 65535 bytes");
+  constexpr uint32_t kExtra = 24;
+  const uint64_t len = kEntryFixed + kExtra + s.id.size() + s.name.size();
+  std::vector<uint8_t> e((len + 7) & ~7ull, 0);
+  uint8_t* p = e.data();
+  put_be64(p, s.l1_table_offset);
+  put_be32(p + 8, s.l1_size);
+  put_be16(p + 12, static_cast<uint16_t>(s.id.size()));
+  put_be16(p + 14, static_cast<uint16_t>(s.name.size()));
+  put_be32(p + 16, s.date_sec);
+  put_be32(p + 20, s.date_nsec);
+  put_be64(p + 24, s.vm_clock_nsec);
+  put_be32(p + 32, static_cast<uint32_t>(std::min<uint64_t>(s.vm_state_size, UINT32_MAX)));
+  put_be32(p + 36, kExtra);
+  put_be64(p + 40, s.vm_state_size);
+  put_be64(p + 48, s.disk_size);
+  put_be64(p + 56, s.icount == UINT64_MAX ? 0 : s.icount);  // qemu-img records 0 outside record/replay
+  std::copy(s.id.begin(), s.id.end(), p + kEntryFixed + kExtra);
+  std::copy(s.name.begin(), s.name.end(), p + kEntryFixed + kExtra + s.id.size());
+  return e;
 }
 
 }  // namespace microvm::qcow2

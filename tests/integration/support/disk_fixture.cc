@@ -21,8 +21,8 @@ std::string make_disk(const TempDir& dir, const std::string& name, const std::st
   for (const auto& p : parts) {
     ++n;
     uint64_t sectors = uint64_t(p.size_mib) << 11;
-    sgdisk += " -n" + std::to_string(n) + ":" + std::to_string(offset_sectors) + ":+" + std::to_string(sectors - 1) +
-              " -t" + std::to_string(n) + (p.uuid.empty() ? ":ef02" : ":8300");
+    sgdisk += " -n" + std::to_string(n) + ":" + std::to_string(offset_sectors) + ":+" + std::to_string(sectors) +
+              " -t" + std::to_string(n) + (p.uuid.empty() ? ":ef02" : p.fs == "vfat" ? ":ef00" : ":8300");
     sfdisk += std::to_string(offset_sectors) + "," + std::to_string(sectors) + ",83\n";
     if (!p.uuid.empty()) {
       std::string root = d + "/" + name + "-root" + std::to_string(n);
@@ -36,10 +36,12 @@ std::string make_disk(const TempDir& dir, const std::string& name, const std::st
         std::string full = root + path;
         if (system(("mkdir -p $(dirname " + full + ") && ln -s '" + target + "' " + full).c_str()) != 0) return "";
       }
-      std::string fs = root + ".ext4";
-      if (system(("mkfs.ext4 -q -F -U " + p.uuid + " -d " + root + " " + fs + " " + std::to_string(p.size_mib) + "M")
-                     .c_str()) != 0)
-        return "";
+      std::string fs = root + "." + p.fs;
+      std::string mkfs = p.fs == "vfat"
+                             ? "mkfs.vfat -C -i " + p.uuid + " " + fs + " " + std::to_string(p.size_mib << 10) +
+                                   " >/dev/null && MTOOLS_SKIP_CHECK=1 mcopy -s -i " + fs + " " + root + "/* ::"
+                             : "mkfs.ext4 -q -F -U " + p.uuid + " -d " + root + " " + fs + " " + std::to_string(p.size_mib) + "M";
+      if (system(mkfs.c_str()) != 0) return "";
       uint64_t seek = table == "none" ? 0 : offset_sectors;
       if (system(("dd if=" + fs + " of=" + img + " bs=512 seek=" + std::to_string(seek) + " conv=notrunc status=none")
                      .c_str()) != 0)

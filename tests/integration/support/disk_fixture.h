@@ -1,6 +1,7 @@
 #pragma once
-// Disk images for the disk-boot tests: ext4 file systems made with mkfs.ext4 -d, placed in a
-// GPT (sgdisk) or MBR (sfdisk) partition table, or alone on the whole disk.
+// Disk images for the disk-boot tests: ext4 file systems made with mkfs.ext4 -d (or FAT ones
+// made with mkfs.vfat and filled with mtools), placed in a GPT (sgdisk) or MBR (sfdisk)
+// partition table, or alone on the whole disk.
 #include <map>
 #include <string>
 #include <vector>
@@ -14,6 +15,8 @@ struct Part {
   std::map<std::string, std::string> symlinks;  // path -> target
   std::string uuid;                             // empty: no file system (a BIOS boot partition)
   unsigned size_mib = 16;
+  std::string fs = "ext4";                      // or "vfat": an EFI system partition; uuid is its
+                                                // volume id, 8 hex digits (blkid: XXXX-XXXX)
 };
 
 // Builds dir/name (raw); table is "gpt", "mbr" or "none". Partitions start at 1 MiB, in order.

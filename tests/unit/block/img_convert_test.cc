@@ -211,7 +211,7 @@ TEST(ImgConvertOptions, HeaderOptionsAreRecordedAsQemuImgReadsThem) {
   EXPECT_EQ(img_run({"create", "-q", "-f", "qcow2", "-o", "compat=0.10,lazy_refcounts=on", dir.file("x"), "1M"}), 2);
   EXPECT_EQ(img_run({"create", "-q", "-f", "qcow2", "-o", "compat=0.10,compression_type=zstd", dir.file("x"), "1M"}),
             2);
-  EXPECT_EQ(img_run({"convert", "-q", "-O", "qcow2", "-o", "preallocation=metadata", in, dir.file("x")}), 2);
+  EXPECT_EQ(img_run({"convert", "-q", "-O", "qcow2", "-o", "preallocation=sparse", in, dir.file("x")}), 2);
   EXPECT_EQ(img_run({"create", "-q", "-f", "qcow2", "-o", "compression_type=lz4", dir.file("x"), "1M"}), 2);
 }
 

@@ -52,6 +52,18 @@ TEST(RunArgs, DiskWithoutKernelBootsFromTheDisk) {
   bad({"--disk", "a.raw,format=raw", "--initrd", "i.cpio"}, "--initrd needs --kernel");
 }
 
+TEST(RunArgs, FirmwareIsRefusedAndCloudInitIsParsed) {
+  bad({"--kernel", "vmlinux", "--firmware", "CLOUDHV.fd"}, "--firmware is not supported");
+  bad({"--disk", "a.raw,format=raw", "--firmware", "x"}, "boots Linux directly");
+  auto o = ok({"--disk", "a.raw,format=raw", "--cloud-init", "hostname=vm1"});
+  ASSERT_EQ(o.cloud_init.size(), 2u);
+  EXPECT_EQ(o.cloud_init[0].name, "meta-data");
+  EXPECT_NE(o.cloud_init[0].data.find("local-hostname: vm1"), std::string::npos);
+  EXPECT_EQ(o.vm.disks.size(), 1u);  // the seed disk is added at start-up, not while parsing
+  bad({"--disk", "a.raw,format=raw", "--cloud-init", "user-data=/nonexistent/u"}, "--cloud-init: user-data=/nonexistent/u");
+  bad({"--disk", "a.raw,format=raw", "--cloud-init", "hostname=h", "--api-sock", "/tmp/s"}, "not with --api-sock");
+}
+
 TEST(RunArgs, Defaults) {
   auto o = ok({"--kernel", "vmlinux"});
   VmConfig defaults;
