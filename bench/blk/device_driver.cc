@@ -294,17 +294,22 @@ Result<RunResult> run_device(const DeviceRunOptions& o, const Workload& w) {
   in_flight = w.queue_depth;
   if (drv.publish()) kick.signal();  // picked up once the loop runs
 
+  double device_cpu_s = 0;  // the device thread's CPU time (user + system), written before it exits
   std::thread loop_thread([&] {
     ::pthread_setname_np(::pthread_self(), "blk-device");  // tells the two sides apart in perf
     (void)loop->run();
+    timespec ts{};
+    if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) device_cpu_s = double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
   });
   struct Stopper {
     EventLoop& loop;
     std::thread& t;
-    ~Stopper() {
+    void stop() {
+      if (!t.joinable()) return;
       loop.stop();
       t.join();
     }
+    ~Stopper() { stop(); }
   } stopper{*loop, loop_thread};
   const EventFd& wake = o.inline_driver ? done : irq;
   Watchdog watchdog(std::chrono::milliseconds(static_cast<int64_t>(o.seconds * 1000) + 30'000), wake);
@@ -316,6 +321,8 @@ Result<RunResult> run_device(const DeviceRunOptions& o, const Workload& w) {
     finished = o.inline_driver || on_interrupt();
   }
   if (errors) return fail(EIO, std::to_string(errors) + " requests completed with an error status");
+  stopper.stop();
+  r.device_cpu_s = device_cpu_s;
   const auto& c = dev->counters();
   r.kicks = value(c.kicks);
   r.interrupts = value(c.interrupts);

@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   dopt.indirect = !direct_chains;
   dopt.inline_driver = inline_driver;
   struct Samples {
-    std::vector<double> dev_iops, dev_mib, host_iops, host_mib, ratio, kicks_per_op, irqs_per_op;
+    std::vector<double> dev_iops, dev_mib, host_iops, host_mib, ratio, kicks_per_op, irqs_per_op, cpu_us_per_op;
   };
   std::vector<Workload> workloads;
   for (const auto& w : default_workloads(qd1 || !only.empty()))
@@ -104,6 +104,7 @@ int main(int argc, char** argv) {
       x.dev_mib.push_back(dev.mib_per_s());
       x.kicks_per_op.push_back(dev.ops ? double(dev.kicks) / double(dev.ops) : 0);
       x.irqs_per_op.push_back(dev.ops ? double(dev.interrupts) / double(dev.ops) : 0);
+      x.cpu_us_per_op.push_back(dev.device_cpu_us_per_op());
       if (!no_fio) {
         x.host_iops.push_back(host.iops());
         x.host_mib.push_back(host.mib_per_s());
@@ -114,14 +115,14 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("%-18s | %-28s | %-28s | %-22s | %s\n", "workload", "microvm IOPS med (min-max)",
-              "host fio IOPS med (min-max)", "ratio med (min-max)", "MiB/s microvm/host, kicks/op, irqs/op");
+              "host fio IOPS med (min-max)", "ratio med (min-max)", "MiB/s microvm/host, kicks/op, irqs/op, device CPU us/op");
   for (const auto& w : workloads) {
     const Samples& x = s[w.name];
     auto d = summarize(x.dev_iops), h = summarize(x.host_iops), r = summarize(x.ratio);
-    std::printf("%-18s | %8.0f (%8.0f-%8.0f) | %8.0f (%8.0f-%8.0f) | %5.2f (%5.2f-%5.2f) | %7.1f / %7.1f, %.2f, %.2f\n",
+    std::printf("%-18s | %8.0f (%8.0f-%8.0f) | %8.0f (%8.0f-%8.0f) | %5.2f (%5.2f-%5.2f) | %7.1f / %7.1f, %.2f, %.2f, %.2f\n",
                 w.name.c_str(), d.median, d.min, d.max, h.median, h.min, h.max, r.median, r.min, r.max,
                 summarize(x.dev_mib).median, summarize(x.host_mib).median, summarize(x.kicks_per_op).median,
-                summarize(x.irqs_per_op).median);
+                summarize(x.irqs_per_op).median, summarize(x.cpu_us_per_op).median);
   }
   return 0;
 }

@@ -31,6 +31,11 @@ struct RunResult {
   double mib_per_s() const { return seconds > 0 ? static_cast<double>(bytes) / seconds / (1 << 20) : 0; }
   // Device side only: notifications each way (what an ioeventfd / irqfd would carry).
   uint64_t kicks = 0, interrupts = 0;
+  // Device side only: CPU time of the device's event-loop thread over the whole run (user +
+  // system, io_uring submission included). Per operation it is the device path's own cost,
+  // which a loaded host disturbs far less than the throughput.
+  double device_cpu_s = 0;
+  double device_cpu_us_per_op() const { return ops ? device_cpu_s * 1e6 / static_cast<double>(ops) : 0; }
 };
 
 // Creates (or reuses, if it already has exactly `size_bytes`) a fully written file, so reads

@@ -3,12 +3,19 @@
 // Image formats (raw, qcow2) and I/O engines (io_uring, sync) are two independent axes behind it.
 #include <sys/uio.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <span>
 
 #include "base/result.h"
 
 namespace microvm {
+
+// The error code of a submission refused for lack of room (a full io_uring submission queue):
+// nothing of the operation was queued, and the caller offers it again after reaping a
+// completion. Only answered while something is in flight, so waiting for a completion always
+// ends. Every other submission error is final.
+inline constexpr int kSubmitBusy = ENOBUFS;
 
 struct BlockCompletion {
   uint64_t tag = 0;   // the value passed to submit_*
@@ -26,7 +33,8 @@ class BlockBackend {
   virtual int completion_fd() const = 0;
 
   // Queue operations; they may be batched until flush_submissions(). Offsets and lengths are
-  // already checked against size_bytes() by the caller, but backends re-check them.
+  // already checked against size_bytes() by the caller, but backends re-check them. A
+  // kSubmitBusy error is back-pressure, not a failure (see above).
   [[nodiscard]] virtual Result<void> submit_read(uint64_t offset, std::span<const iovec> iov, uint64_t tag) = 0;
   [[nodiscard]] virtual Result<void> submit_write(uint64_t offset, std::span<const iovec> iov, uint64_t tag) = 0;
   // Completes after every write that completed before it was submitted is on stable storage.

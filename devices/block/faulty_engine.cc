@@ -26,11 +26,23 @@ uint64_t FaultyEngine::track(uint64_t tag, int32_t override_result) {
   return id;
 }
 
+Result<void> FaultyEngine::note_busy(Result<void> r) {
+  if (!r && r.error().code == kSubmitBusy) ++busy_refusals_;
+  return r;
+}
+
+Result<void> FaultyEngine::forward(uint64_t id, Result<void> r) {
+  if (!r) pending_.erase(id);  // never reached the inner engine: nothing will complete it
+  return note_busy(std::move(r));
+}
+
 Result<void> FaultyEngine::transfer(bool is_write, int fd, uint64_t offset, std::span<const iovec> iov, uint64_t tag) {
+  // Before the rules: an operation refused as busy is offered again and must count once.
+  if (at_limit()) return note_busy(fail(kSubmitBusy, "injected fault: submission queue full"));
   const FaultRule* rule = next(is_write ? FaultOp::kWrite : FaultOp::kRead);
   if (!rule) {
     uint64_t id = track(tag);
-    return is_write ? inner_->write(fd, offset, iov, id) : inner_->read(fd, offset, iov, id);
+    return forward(id, is_write ? inner_->write(fd, offset, iov, id) : inner_->read(fd, offset, iov, id));
   }
   switch (rule->action) {
     case FaultAction::kRefuse:
@@ -53,7 +65,7 @@ Result<void> FaultyEngine::transfer(bool is_write, int fd, uint64_t offset, std:
         inner_->complete_now(id, 0);
         return {};
       }
-      return is_write ? inner_->write(fd, offset, prefix, id) : inner_->read(fd, offset, prefix, id);
+      return forward(id, is_write ? inner_->write(fd, offset, prefix, id) : inner_->read(fd, offset, prefix, id));
     }
   }
   return fail(EINVAL, "faulty engine: unknown action");
@@ -68,8 +80,12 @@ Result<void> FaultyEngine::write(int fd, uint64_t offset, std::span<const iovec>
 }
 
 Result<void> FaultyEngine::sync(int fd, uint64_t tag) {
+  if (at_limit()) return note_busy(fail(kSubmitBusy, "injected fault: submission queue full"));
   const FaultRule* rule = next(FaultOp::kSync);
-  if (!rule) return inner_->sync(fd, track(tag));
+  if (!rule) {
+    uint64_t id = track(tag);
+    return forward(id, inner_->sync(fd, id));
+  }
   if (rule->action == FaultAction::kRefuse) return fail(rule->error, "injected fault: sync refused");
   // A failed fdatasync: like the kernel after a writeback error, nothing says which earlier
   // writes reached the disk.
@@ -78,16 +94,24 @@ Result<void> FaultyEngine::sync(int fd, uint64_t tag) {
 }
 
 Result<void> FaultyEngine::discard(int fd, uint64_t offset, uint64_t len, uint64_t tag) {
+  if (at_limit()) return note_busy(fail(kSubmitBusy, "injected fault: submission queue full"));
   const FaultRule* rule = next(FaultOp::kDiscard);
-  if (!rule) return inner_->discard(fd, offset, len, track(tag));
+  if (!rule) {
+    uint64_t id = track(tag);
+    return forward(id, inner_->discard(fd, offset, len, id));
+  }
   if (rule->action == FaultAction::kRefuse) return fail(rule->error, "injected fault: discard refused");
   inner_->complete_now(track(tag), -rule->error);
   return {};
 }
 
 Result<void> FaultyEngine::write_zeroes(int fd, uint64_t offset, uint64_t len, bool may_unmap, uint64_t tag) {
+  if (at_limit()) return note_busy(fail(kSubmitBusy, "injected fault: submission queue full"));
   const FaultRule* rule = next(FaultOp::kWriteZeroes);
-  if (!rule) return inner_->write_zeroes(fd, offset, len, may_unmap, track(tag));
+  if (!rule) {
+    uint64_t id = track(tag);
+    return forward(id, inner_->write_zeroes(fd, offset, len, may_unmap, id));
+  }
   if (rule->action == FaultAction::kRefuse) return fail(rule->error, "injected fault: write-zeroes refused");
   inner_->complete_now(track(tag), -rule->error);
   return {};

@@ -47,6 +47,11 @@ class FaultyEngine final : public IoEngine {
   // Schedules a fault. Rules are checked in the order they were added; the first match wins.
   void add(const FaultRule& rule) { rules_.push_back(rule); }
   void clear() { rules_.clear(); }
+  // Refuses operations with kSubmitBusy while `n` are in flight (not yet reaped), like a small
+  // io_uring submission queue; 0: no bound beyond the wrapped engine's.
+  void limit_in_flight(size_t n) { max_in_flight_ = n; }
+  // Submissions refused as busy so far (by the bound above or by the wrapped engine).
+  uint64_t busy_refusals() const { return busy_refusals_; }
   // Operations of `op` seen so far (faulted or not), and how many were faulted in total.
   uint64_t seen(FaultOp op) const { return seen_[static_cast<size_t>(op)]; }
   uint64_t injected() const { return injected_; }
@@ -58,6 +63,7 @@ class FaultyEngine final : public IoEngine {
   Result<void> sync(int fd, uint64_t tag) override;
   Result<void> discard(int fd, uint64_t offset, uint64_t len, uint64_t tag) override;
   Result<void> write_zeroes(int fd, uint64_t offset, uint64_t len, bool may_unmap, uint64_t tag) override;
+  bool has_room() const override { return !at_limit() && inner_->has_room(); }
   void complete_now(uint64_t tag, int32_t result) override;
   void flush_submissions() override { inner_->flush_submissions(); }
   size_t reap(std::span<BlockCompletion> out) override;
@@ -66,6 +72,11 @@ class FaultyEngine final : public IoEngine {
  private:
   explicit FaultyEngine(std::unique_ptr<IoEngine> inner) : inner_(std::move(inner)) {}
 
+  bool at_limit() const { return max_in_flight_ && pending_.size() >= max_in_flight_; }
+  // Counts a busy refusal from the bound or the wrapped engine; passes `r` through.
+  Result<void> note_busy(Result<void> r);
+  // Passes on the inner engine's answer for tracked operation `id`, forgetting it if refused.
+  Result<void> forward(uint64_t id, Result<void> r);
   // What to do with the next operation of `op` (nullptr: pass it through).
   const FaultRule* next(FaultOp op);
   // Tags handed to the inner engine are our own, so one caller tag may be in flight many
@@ -82,6 +93,8 @@ class FaultyEngine final : public IoEngine {
   uint64_t seen_[5] = {};
   uint64_t injected_ = 0;
   uint64_t next_tag_ = 1;
+  size_t max_in_flight_ = 0;
+  uint64_t busy_refusals_ = 0;
   std::unordered_map<uint64_t, Pending> pending_;
   std::vector<BlockCompletion> scratch_;
 };

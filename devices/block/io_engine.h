@@ -24,7 +24,8 @@ class IoEngine {
   virtual int completion_fd() const = 0;
 
   // Each operation completes exactly once with the full length or -errno: short transfers are
-  // continued by the engine, never reported as success.
+  // continued by the engine, never reported as success. An engine that bounds its operations
+  // in flight refuses the one past the bound with kSubmitBusy (block_backend.h).
   [[nodiscard]] virtual Result<void> read(int fd, uint64_t offset, std::span<const iovec> iov, uint64_t tag) = 0;
   [[nodiscard]] virtual Result<void> write(int fd, uint64_t offset, std::span<const iovec> iov, uint64_t tag) = 0;
   // fdatasync(fd).
@@ -35,6 +36,8 @@ class IoEngine {
   // else writes of zeroes.
   [[nodiscard]] virtual Result<void> write_zeroes(int fd, uint64_t offset, uint64_t len, bool may_unmap,
                                                   uint64_t tag) = 0;
+  // Whether one more read/write/sync/discard/write-zeroes would be accepted now.
+  virtual bool has_room() const { return true; }
   // Queues a completion that needs no I/O (a request refused before reaching the file).
   virtual void complete_now(uint64_t tag, int32_t result) = 0;
 

@@ -116,6 +116,7 @@ Result<std::unique_ptr<UringEngine>> UringEngine::create(const UringOptions& o) 
     rc = io_uring_register_eventfd(&e->ring_, e->done_.fd());
     if (rc < 0) return fail_errno(-rc, "io_uring_register_eventfd");
   }
+  e->capacity_ = e->ring_.sq.ring_entries;
   return e;
 }
 
@@ -157,7 +158,7 @@ bool UringEngine::prep(Op* op) {
 }
 
 Result<void> UringEngine::queue(std::unique_ptr<Op> op) {
-  if (!prep(op.get())) return fail(EAGAIN, "io_uring submission queue full");
+  if (in_flight_ >= capacity_ || !prep(op.get())) return fail(kSubmitBusy, "io_uring submission queue full");
   op.release();  // owned by the ring until its CQE is handled
   ++in_flight_;
   return {};
@@ -205,6 +206,9 @@ Result<void> UringEngine::write_zeroes(int fd, uint64_t offset, uint64_t len, bo
 
 void UringEngine::flush_submissions() { io_uring_submit(&ring_); }
 
+// Completions are queued quietly: handle_cqe() runs inside reap() (whose pop() re-arms the
+// eventfd if some are left) or drain() (which signals at its end), so signalling each one
+// would only add a write(2) per request.
 void UringEngine::handle_cqe(Op* raw, int res) {
   std::unique_ptr<Op> op(raw);
   --in_flight_;
@@ -212,31 +216,31 @@ void UringEngine::handle_cqe(Op* raw, int res) {
     case Kind::kRead:
     case Kind::kWrite:
       if (res == -EINTR || res == -EAGAIN) break;  // transient: resubmitted below as it was
-      if (res < 0) return done_.push(op->tag, res);
-      if (res == 0) return done_.push(op->tag, -EIO);  // EOF or no progress: never a success
+      if (res < 0) return done_.push_quiet(op->tag, res);
+      if (res == 0) return done_.push_quiet(op->tag, -EIO);  // EOF or no progress: never a success
       op->done += static_cast<uint64_t>(res);
       advance(op->iov, static_cast<size_t>(res));
-      if (op->iov.empty()) return done_.push(op->tag, clamp_bytes(op->done));
+      if (op->iov.empty()) return done_.push_quiet(op->tag, clamp_bytes(op->done));
       break;  // short transfer: continue with the rest
     case Kind::kSync:
-      return done_.push(op->tag, res < 0 ? res : 0);
+      return done_.push_quiet(op->tag, res < 0 ? res : 0);
     case Kind::kDiscard:
       // Discard is advisory: a filesystem without hole punching keeps the data, which is allowed.
-      return done_.push(op->tag, (res == -EOPNOTSUPP || res == -EINVAL) ? 0 : std::min(res, 0));
+      return done_.push_quiet(op->tag, (res == -EOPNOTSUPP || res == -EINVAL) ? 0 : std::min(res, 0));
     case Kind::kZero:
     case Kind::kPunchZero:
       if (res == -EOPNOTSUPP || res == -EINVAL) {
         // Rare path (filesystems without fallocate modes): zero synchronously.
-        return done_.push(op->tag, zero_range(op->fd, op->offset, op->len, op->kind == Kind::kPunchZero));
+        return done_.push_quiet(op->tag, zero_range(op->fd, op->offset, op->len, op->kind == Kind::kPunchZero));
       }
-      return done_.push(op->tag, std::min(res, 0));
+      return done_.push_quiet(op->tag, std::min(res, 0));
   }
   Op* again = op.get();
   if (prep(again)) {
     op.release();
     ++in_flight_;
   } else {
-    done_.push(op->tag, -EAGAIN);
+    done_.push_quiet(op->tag, -EAGAIN);
   }
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 // io_uring engine: SQEs are queued by submit calls and pushed in one io_uring_enter by
-// flush_submissions(); the kernel signals a registered eventfd for each completion.
+// flush_submissions(); the kernel signals a registered eventfd for each completion. At most
+// one ring's worth of operations is in flight; past that, submissions are refused as busy
+// (kSubmitBusy) and the caller holds them until completions free room.
 #include <liburing.h>
 
 #include <string_view>
@@ -48,6 +50,7 @@ class UringEngine final : public IoEngine {
   Result<void> sync(int fd, uint64_t tag) override;
   Result<void> discard(int fd, uint64_t offset, uint64_t len, uint64_t tag) override;
   Result<void> write_zeroes(int fd, uint64_t offset, uint64_t len, bool may_unmap, uint64_t tag) override;
+  bool has_room() const override { return in_flight_ < capacity_; }
   void complete_now(uint64_t tag, int32_t result) override { done_.push(tag, result); }
   void flush_submissions() override;
   size_t reap(std::span<BlockCompletion> out) override;
@@ -78,6 +81,10 @@ class UringEngine final : public IoEngine {
   bool ring_ready_ = false;
   bool restricted_ = false;
   size_t in_flight_ = 0;
+  // Operations in flight at most: the submission queue's size. Beyond it submissions are
+  // refused with kSubmitBusy, so the SQ always has room for an SQE (a resubmitted short
+  // transfer included) and the completion queue (twice as large) can never overflow.
+  size_t capacity_ = 0;
   CompletionQueue done_;
 };
 

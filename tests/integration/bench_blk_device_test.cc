@@ -1,7 +1,8 @@
 // `microvm bench --scenario blk` (device mode: the real virtio-blk device + io_uring engine
 // driven by a host thread on a raw file and on a qcow2 copy, next to fio on the raw file).
 // Tiny durations, one repetition; the JSON must carry every workload's metrics with positive
-// numbers: raw_* for both variants, qcow2_* for microvm. No timing thresholds. Needs no
+// numbers: raw_* for both variants, qcow2_* and qcow2alloc_* (writes) for microvm. No timing
+// thresholds. Needs no
 // /dev/kvm; needs fio for the host baseline and qemu-img for the qcow2 copy.
 #include <gtest/gtest.h>
 
@@ -57,6 +58,22 @@ TEST(BenchBlkDevice, JsonHasEveryWorkloadForMicrovmAndHost) {
         EXPECT_EQ((*m)["ratio_baseline_over_microvm"].contains("host"), raw) << name;
       }
     }
+  // Allocating writes on a fresh sparse qcow2: write workloads only, microvm only.
+  for (const char* w : {"randwrite_4k_qd32", "randwrite_4k_qd1", "seqwrite_1m_qd4"}) {
+    std::string name = std::string("qcow2alloc_") + w + "_iops";
+    const json* m = find_metric(s, name);
+    ASSERT_NE(m, nullptr) << "missing metric " << name << " in " << s.dump(2);
+    EXPECT_GT((*m)["results"]["microvm"]["median"].get<double>(), 0) << name;
+    EXPECT_FALSE((*m)["results"].contains("host")) << name;
+  }
+  for (const char* w : {"randread_4k_qd32", "randread_4k_qd1", "seqread_1m_qd4"})
+    EXPECT_EQ(find_metric(s, std::string("qcow2alloc_") + w + "_iops"), nullptr) << w;
+  // The device thread's CPU time per request, microvm only, lower is better.
+  const json* cpu = find_metric(s, "raw_randread_4k_qd32_device_cpu_us_per_op");
+  ASSERT_NE(cpu, nullptr) << s.dump(2);
+  EXPECT_TRUE((*cpu)["lower_is_better"].get<bool>());
+  EXPECT_GT((*cpu)["results"]["microvm"]["median"].get<double>(), 0);
+  EXPECT_FALSE((*cpu)["results"].contains("host"));
   // IOPS and MiB/s agree with the block size: 1 MiB requests make them equal, 4 KiB ones 256:1.
   const json* seq = find_metric(s, "raw_seqread_1m_qd4_iops");
   const json* seq_mib = find_metric(s, "raw_seqread_1m_qd4_mib_s");
@@ -78,6 +95,8 @@ TEST(BenchBlkDevice, JsonHasEveryWorkloadForMicrovmAndHost) {
       EXPECT_NE(detail.find("kicks/op"), std::string::npos) << detail;
       ASSERT_TRUE(d.contains("qcow2_file")) << run.dump(2);
       EXPECT_NE(d["qcow2_file"].get<std::string>().find("qemu-img convert"), std::string::npos) << run.dump(2);
+      ASSERT_TRUE(d.contains("qcow2alloc_file")) << run.dump(2);
+      EXPECT_NE(d["qcow2alloc_file"].get<std::string>().find("qemu-img create"), std::string::npos) << run.dump(2);
     }
   }
 }

@@ -184,6 +184,8 @@ void BlkDevice::reset() {
   slots_.clear();
   free_slots_.clear();
   deferred_.reset();
+  waiting_.clear();
+  backend_ops_ = 0;
   held_flushes_.clear();
   epoch_writes_.assign(1, 0);
   first_epoch_ = 0;
@@ -195,9 +197,9 @@ void BlkDevice::reset() {
 }
 
 void BlkDevice::process_queue(uint16_t q) {
-  if (!active_ || needs_reset() || !active_->queues[q] || deferred_) return;
+  if (!active_ || needs_reset() || !active_->queues[q] || deferred_ || !waiting_.empty()) return;
   Active& a = *active_;
-  for (uint32_t served = 0; !needs_reset() && !deferred_; ++served) {
+  for (uint32_t served = 0; !needs_reset() && !deferred_ && waiting_.empty(); ++served) {
     if (served == options_.chains_per_kick) {
       signal_eventfd(a.kick_fds[q]);  // more may be waiting: come back after the other fds
       break;
@@ -264,6 +266,9 @@ void BlkDevice::handle_chain(uint16_t q, const DescriptorChain& chain) {
   slot.pending = 0;
   slot.status = VIRTIO_BLK_S_OK;
   slot.counts_as_write = false;
+  slot.next_segment = 0;
+  slot.waiting = false;
+  count_request(slot.req);
   if (!admit(slot.req)) {
     deferred_ = index;  // over the limit: wait for the timer, never fail
     return;
@@ -284,24 +289,32 @@ void BlkDevice::reject(uint16_t q, uint16_t head, const BlkParseError& e) {
   complete_chain(q, head, 1);
 }
 
+void BlkDevice::count_request(const BlkRequest& r) {
+  switch (r.op) {
+    case BlkOp::kRead: bump(counters_.read_ops); break;
+    case BlkOp::kWrite: bump(counters_.write_ops); break;
+    case BlkOp::kFlush: bump(counters_.flush_ops); break;
+    case BlkOp::kGetId: bump(counters_.get_id_ops); break;
+    case BlkOp::kDiscard: bump(counters_.discard_ops); break;
+    case BlkOp::kWriteZeroes: bump(counters_.write_zeroes_ops); break;
+  }
+}
+
+// Called once per request, and again for a request that waited for room (see wait_for_room).
 void BlkDevice::submit(uint32_t index) {
   Slot& s = slots_[index];
   BlkRequest& r = s.req;
   Result<void> result;
   switch (r.op) {
     case BlkOp::kRead:
-      bump(counters_.read_ops);
       result = backend_->submit_read(r.offset, r.data, index);
       break;
     case BlkOp::kWrite:
-      bump(counters_.write_ops);
       result = backend_->submit_write(r.offset, r.data, index);
       break;
     case BlkOp::kFlush:
-      bump(counters_.flush_ops);
       return submit_flush(index);
     case BlkOp::kGetId: {
-      bump(counters_.get_id_ops);
       // The serial, zero-padded to the buffer (at most 20 bytes; no NUL if exactly 20).
       std::byte id[VIRTIO_BLK_ID_BYTES] = {};
       std::memcpy(id, options_.serial.data(), options_.serial.size());
@@ -312,20 +325,21 @@ void BlkDevice::submit(uint32_t index) {
     case BlkOp::kDiscard:
     case BlkOp::kWriteZeroes: {
       bool discard = r.op == BlkOp::kDiscard;
-      bump(discard ? counters_.discard_ops : counters_.write_zeroes_ops);
-      for (const BlkSegment& seg : r.segments) {
+      for (; s.next_segment < r.segments.size(); ++s.next_segment) {
+        const BlkSegment& seg = r.segments[s.next_segment];
         result = discard ? backend_->submit_discard(seg.offset, seg.len, index)
                          : backend_->submit_write_zeroes(seg.offset, seg.len, seg.unmap, index);
         if (!result) break;
         ++s.pending;
-      }
-      if (s.pending > 0) {
+        ++backend_ops_;
         submitted_ = true;
+        // No chain is popped while a request waits, so a resumed one is still in the newest epoch.
         s.counts_as_write = true;
         s.epoch = first_epoch_ + epoch_writes_.size() - 1;
-        epoch_writes_.back() += s.pending;
+        ++epoch_writes_.back();
       }
       if (!result) {
+        if (wait_for_room(index, result.error())) return;
         // Segments already submitted still complete; the request fails when they have.
         bump(counters_.host_errors);
         log_.warn("backend refused a %s: %s", discard ? "discard" : "write-zeroes", result.error().what.c_str());
@@ -336,17 +350,47 @@ void BlkDevice::submit(uint32_t index) {
     }
   }
   if (!result) {
+    if (wait_for_room(index, result.error())) return;
     bump(counters_.host_errors);
     log_.warn("backend refused a request: %s", result.error().what.c_str());
     s.status = VIRTIO_BLK_S_IOERR;
     return finish(index);
   }
   s.pending = 1;
+  ++backend_ops_;
   submitted_ = true;
   if (r.op == BlkOp::kWrite) {
     s.counts_as_write = true;
     s.epoch = first_epoch_ + epoch_writes_.size() - 1;
     ++epoch_writes_.back();
+  }
+}
+
+bool BlkDevice::wait_for_room(uint32_t index, const Error& e) {
+  // With nothing of ours in flight no completion would ever make room: the refusal is final.
+  if (e.code != kSubmitBusy || backend_ops_ == 0) return false;
+  bump(counters_.backend_busy);
+  slots_[index].waiting = true;
+  waiting_.push_back(index);
+  return true;
+}
+
+void BlkDevice::retry_waiting() {
+  while (!waiting_.empty()) {
+    uint32_t index = waiting_.front();
+    waiting_.pop_front();
+    Slot& s = slots_[index];
+    s.waiting = false;
+    // A flush only waits after it was released from holding: it goes straight to the backend.
+    if (s.req.op == BlkOp::kFlush)
+      issue_flush(index);
+    else
+      submit(index);
+    if (s.waiting) {  // still no room: it stays first in line
+      waiting_.pop_back();
+      waiting_.push_front(index);
+      return;
+    }
   }
 }
 
@@ -372,12 +416,14 @@ void BlkDevice::issue_flush(uint32_t index) {
     return finish(index);
   }
   if (auto r = backend_->submit_flush(index); !r) {
+    if (wait_for_room(index, r.error())) return;
     bump(counters_.host_errors);
     log_.warn("backend refused a flush: %s", r.error().what.c_str());
     s.status = VIRTIO_BLK_S_IOERR;
     return finish(index);
   }
   s.pending = 1;
+  ++backend_ops_;
   submitted_ = true;
 }
 
@@ -397,14 +443,30 @@ void BlkDevice::write_done(uint64_t epoch) {
   }
 }
 
-void BlkDevice::on_completions() {
+void BlkDevice::on_completions() { reap_completions(true); }
+
+void BlkDevice::reap_completions(bool serve_queues) {
   if (!active_) return;
   BlockCompletion done[kReapBatch];
   size_t n;
   while ((n = backend_->reap(done)) > 0) {
     for (size_t i = 0; i < n; ++i) op_done(static_cast<uint32_t>(std::min<uint64_t>(done[i].tag, UINT32_MAX)), done[i].result);
   }
-  // Held flushes released by these completions.
+  if (!waiting_.empty()) {
+    retry_waiting();
+    // The kicks that came while we waited were consumed without popping: serve every queue.
+    // While quiescing, a kick to ourselves serves them once the loop runs again.
+    if (waiting_.empty()) {
+      for (uint16_t q = 0; q < active_->queues.size() && waiting_.empty() && !deferred_; ++q) {
+        if (!active_->queues[q]) continue;
+        if (serve_queues)
+          process_queue(q);
+        else
+          signal_eventfd(active_->kick_fds[q]);
+      }
+    }
+  }
+  // Held flushes released by these completions, and requests that waited for room.
   if (submitted_) {
     submitted_ = false;
     backend_->flush_submissions();
@@ -420,6 +482,7 @@ void BlkDevice::op_done(uint32_t index, int32_t result) {
     return;
   }
   Slot& s = slots_[index];
+  --backend_ops_;
   if (result < 0) {
     bump(counters_.io_errors);
     if (s.req.op == BlkOp::kFlush) {
@@ -449,7 +512,7 @@ void BlkDevice::op_done(uint32_t index, int32_t result) {
   }
   --s.pending;
   if (s.counts_as_write) write_done(s.epoch);
-  if (s.pending == 0) finish(index);
+  if (s.pending == 0 && !s.waiting) finish(index);
 }
 
 void BlkDevice::finish(uint32_t index) {

@@ -21,6 +21,12 @@
 // and only then submitted. Writes arriving after a held flush open a new epoch and do not
 // delay it, so a steady stream of writes cannot starve a flush.
 //
+// Back-pressure. A backend with no room for another operation (a full io_uring submission
+// queue) refuses it as busy (kSubmitBusy). The request then waits in its slot, the device pops
+// no more chains, and after the next completions it is offered again and the queues are served
+// from where they stopped; the guest never sees an error for it. A request with several
+// operations (discard segments) resumes at the first one not yet accepted.
+//
 // A failed FLUSH poisons every later one until the device is reset: after a failed fsync the
 // host kernel may have dropped the dirty pages it could not write (and the next fsync succeeds),
 // so a later success would tell the guest that writes are durable when some may be lost.
@@ -75,6 +81,7 @@ struct BlkCounters : VirtioCounters {
   Counter unsupported{0};        // answered VIRTIO_BLK_S_UNSUPP
   Counter flushes_held{0};       // flushes that waited for earlier writes
   Counter flushes_poisoned{0};   // flushes failed because an earlier flush failed
+  Counter backend_busy{0};       // submissions the backend had no room for (offered again later)
 
   template <class F>
   void visit(F&& f) const {
@@ -92,6 +99,7 @@ struct BlkCounters : VirtioCounters {
     f("unsupported", value(unsupported));
     f("flushes_held", value(flushes_held));
     f("flushes_poisoned", value(flushes_poisoned));
+    f("backend_busy", value(backend_busy));
   }
 };
 
@@ -141,6 +149,8 @@ class BlkDevice final : public VirtioDevice {
     uint8_t status = VIRTIO_BLK_S_OK;
     bool counts_as_write = false;  // holds up later flushes
     uint64_t epoch = 0;
+    uint32_t next_segment = 0;     // discard / write-zeroes: first segment not yet accepted
+    bool waiting = false;          // in waiting_: refused as busy, not finished by its completions
   };
   struct Active {
     const GuestMemory* memory;
@@ -155,11 +165,20 @@ class BlkDevice final : public VirtioDevice {
   void process_queue(uint16_t q);
   void on_throttle_ready();
   bool admit(const BlkRequest& r);
+  void count_request(const BlkRequest& r);
   void handle_chain(uint16_t q, const DescriptorChain& chain);
   void submit(uint32_t slot_index);
+  // A submission refused as busy: the slot waits for completions (true). False when nothing is
+  // in flight to wait for, so the refusal is final.
+  bool wait_for_room(uint32_t slot_index, const Error& e);
+  // Offers the waiting requests again, oldest first; then serves the queues if none is left.
+  void retry_waiting();
   void submit_flush(uint32_t slot_index);  // holds it back while earlier writes are outstanding
   void issue_flush(uint32_t slot_index);   // hands it to the backend
   void on_completions();
+  // Reaps and completes what the backend finished; `serve_queues`: pop more chains if room
+  // came free (not while quiescing).
+  void reap_completions(bool serve_queues);
   void op_done(uint32_t slot_index, int32_t result);
   void finish(uint32_t slot_index);
   void complete_chain(uint16_t q, uint16_t head, uint32_t used_len);
@@ -183,6 +202,8 @@ class BlkDevice final : public VirtioDevice {
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
   bool submitted_ = false;  // something awaits flush_submissions()
+  uint64_t backend_ops_ = 0;  // operations with the backend, not yet reaped
+  std::deque<uint32_t> waiting_;  // slots refused as busy, oldest first: no pops while non-empty
   std::unique_ptr<IoThrottle> throttle_;  // only with a rate limit
   std::optional<uint32_t> deferred_;      // a parsed request over the limit: no more pops until it goes
   bool flush_failed_ = false;  // a flush failed since the last reset: later ones fail too

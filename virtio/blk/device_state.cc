@@ -19,15 +19,19 @@ constexpr int kMaxDrainRounds = 8;
 
 Result<void> BlkDevice::quiesce() {
   if (!active_) return {};
+  // Rounds are counted only while they make no progress: requests that waited for room in the
+  // backend go in batches of its capacity.
   for (int round = 0; in_flight() > 0; ++round) {
     if (round == kMaxDrainRounds)
       return fail(EBUSY, "virtio-blk: " + std::to_string(in_flight()) + " requests still in flight after draining");
+    size_t before = in_flight();
     submitted_ = false;
     backend_->flush_submissions();
     backend_->drain();
     // Completes the requests to the guest (status byte, used ring, interrupt) and submits
-    // flushes their writes were holding back.
-    on_completions();
+    // flushes their writes were holding back, and requests that waited for room; pops nothing.
+    reap_completions(false);
+    if (in_flight() < before) round = -1;
   }
   if (options_.read_only) return {};
   // What the guest saw complete is in the backend; make it stable before the snapshot names

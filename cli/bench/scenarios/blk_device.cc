@@ -4,15 +4,19 @@
 // it (bench/blk/image_prep.h). Metric names start with the format ("raw_", "qcow2_"). The
 // `host` baseline is fio with io_uring and O_DIRECT on the raw file: it has raw_* metrics only
 // (fio on the qcow2 file's bytes would overwrite its metadata), so qcow2 rows compare against
-// the raw rows of the same table. Knobs, for short runs (tests) and other disks, come from the
+// the raw rows of the same table. The "qcow2alloc_" rows run the write workloads on a fresh,
+// sparse qcow2 recreated before each run: allocating writes, the case a new disk sees. Knobs, for short runs (tests) and other disks, come from the
 // environment:
 //   MICROVM_BENCH_BLK_SECONDS   time per workload and run (default 5)
 //   MICROVM_BENCH_BLK_FILE_MIB  test file size (default 1024)
 //   MICROVM_BENCH_BLK_FILE      test file (default: in the scratch directory)
 //   MICROVM_BENCH_BLK_QD1=0     leave out the 4 KiB QD1 workloads (in by default)
-//   MICROVM_BENCH_BLK_FORMATS   "raw,qcow2" (default), "raw" or "qcow2"
+//   MICROVM_BENCH_BLK_FORMATS   "raw,qcow2,qcow2alloc" (default) or any of them
 //   MICROVM_BENCH_BLK_FIO       fio binary (default fio)
 //   MICROVM_BENCH_BLK_QEMU_IMG  qemu-img binary (default qemu-img)
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -67,16 +71,21 @@ class BlkDeviceScenario final : public Scenario {
             "; opened by the real Qcow2Backend (1 MiB metadata cache = 16 L2 tables = 8 GiB of guest space, so "
             "every cluster lookup hits the cache). The host baseline (fio) runs on the raw file only: compare "
             "qcow2_* rows with the raw_* host numbers.",
+        std::string("qcow2alloc_* rows (write workloads only): allocating writes on a qcow2 image ") +
+            blkbench::kQcow2AllocLayout + "; compare them with the raw_* host numbers too.",
         "Default run: 6 workloads x 5 s per format and variant (raw + qcow2 for microvm, raw for fio) = about "
         "90 s per repetition, about 8 min at -n 5 (plus writing the test file and converting it once)."};
   }
   std::map<std::string, std::string> metric_descriptions() const override {
     std::map<std::string, std::string> d;
-    for (const char* f : {"raw", "qcow2"})
+    for (const char* f : {"raw", "qcow2", "qcow2alloc"})
       for (const auto& w : blkbench::default_workloads(true)) {
+        if (std::string_view(f) == "qcow2alloc" && !w.write) continue;
         std::string m = std::string(f) + "_" + w.name;
         d[m + "_iops"] = std::string("completed requests per second, ") + w.name + " on the " + f + " image";
         d[m + "_mib_s"] = std::string("MiB/s transferred, ") + w.name + " on the " + f + " image";
+        d[m + "_device_cpu_us_per_op"] = std::string("CPU microseconds of the device thread per request (user + "
+                                                     "system), ") + w.name + " on the " + f + " image";
       }
     return d;
   }
@@ -86,17 +95,25 @@ class BlkDeviceScenario final : public Scenario {
     file_ = env_string("MICROVM_BENCH_BLK_FILE", ctx.work_dir + "/blk-device.img");
     fio_ = env_string("MICROVM_BENCH_BLK_FIO", "fio");
     workloads_ = blkbench::default_workloads(env_string("MICROVM_BENCH_BLK_QD1", "1") != "0");
-    std::string formats = env_string("MICROVM_BENCH_BLK_FORMATS", "raw,qcow2");
-    raw_ = formats.find("raw") != std::string::npos;
-    qcow2_ = formats.find("qcow2") != std::string::npos;
-    if (!raw_ && !qcow2_) return fail("MICROVM_BENCH_BLK_FORMATS names neither raw nor qcow2: " + formats);
+    std::string formats = env_string("MICROVM_BENCH_BLK_FORMATS", "raw,qcow2,qcow2alloc");
+    raw_ = false, qcow2_ = false, qcow2_alloc_ = false;
+    for (size_t pos = 0; pos <= formats.size();) {
+      size_t comma = std::min(formats.find(',', pos), formats.size());
+      std::string f = formats.substr(pos, comma - pos);
+      if (f == "raw") raw_ = true;
+      else if (f == "qcow2") qcow2_ = true;
+      else if (f == "qcow2alloc") qcow2_alloc_ = true;
+      else return fail("MICROVM_BENCH_BLK_FORMATS: unknown format '" + f + "' (raw, qcow2, qcow2alloc)");
+      pos = comma + 1;
+    }
+    qemu_img_ = env_string("MICROVM_BENCH_BLK_QEMU_IMG", "qemu-img");
     TRY(blkbench::prepare_file(file_, file_mib_ << 20));
     fs_ = blkbench::filesystem_of(file_);
     if (qcow2_) {
       qcow2_file_ = file_ + ".qcow2";
-      qcow2_cmd_ = TRY(blkbench::make_qcow2_copy(env_string("MICROVM_BENCH_BLK_QEMU_IMG", "qemu-img"), file_,
-                                                 qcow2_file_));
+      qcow2_cmd_ = TRY(blkbench::make_qcow2_copy(qemu_img_, file_, qcow2_file_));
     }
+    if (qcow2_alloc_) qcow2_alloc_file_ = file_ + ".alloc.qcow2";
     return {};
   }
   Result<RunOutput> run_once(const BenchContext&, std::string_view variant) override {
@@ -106,28 +123,37 @@ class BlkDeviceScenario final : public Scenario {
       const char* prefix;
       DiskFormat format;
       const std::string& path;
+      bool fresh_for_writes;  // write workloads only, each on a newly created sparse image
     };
     std::vector<Format> formats;
-    if (raw_) formats.push_back({"raw_", DiskFormat::kRaw, file_});
+    if (raw_) formats.push_back({"raw_", DiskFormat::kRaw, file_, false});
     // fio has no qcow2 driver; writing the image's bytes would destroy its metadata.
-    if (qcow2_ && subject) formats.push_back({"qcow2_", DiskFormat::kQcow2, qcow2_file_});
+    if (qcow2_ && subject) formats.push_back({"qcow2_", DiskFormat::kQcow2, qcow2_file_, false});
+    if (qcow2_alloc_ && subject) formats.push_back({"qcow2alloc_", DiskFormat::kQcow2, qcow2_alloc_file_, true});
     for (const auto& f : formats) {
       blkbench::DeviceRunOptions o;
       o.path = f.path;
       o.format = f.format;
       o.seconds = seconds_;
       for (const auto& w : workloads_) {
+        if (f.fresh_for_writes && !w.write) continue;
         std::string key = f.prefix + w.name;
         blkbench::RunResult r;
+        if (f.fresh_for_writes) {
+          auto made = blkbench::make_fresh_qcow2(qemu_img_, f.path, file_mib_ << 20);
+          if (!made) return std::unexpected(made.error().context(key));
+          out.details["qcow2alloc_file"] = f.path + " (" + blkbench::kQcow2AllocLayout + "): " + *made;
+        }
         if (subject) {
           auto d = blkbench::run_device(o, w);
           if (!d) return std::unexpected(d.error().context(key));
           r = *d;
-          char buf[96];
-          std::snprintf(buf, sizeof buf, "kicks/op %.3f, interrupts/op %.3f",
+          char buf[128];
+          std::snprintf(buf, sizeof buf, "kicks/op %.3f, interrupts/op %.3f, device CPU %.2f us/op",
                         r.ops ? double(r.kicks) / double(r.ops) : 0.0,
-                        r.ops ? double(r.interrupts) / double(r.ops) : 0.0);
+                        r.ops ? double(r.interrupts) / double(r.ops) : 0.0, r.device_cpu_us_per_op());
           out.details[key] = buf;
+          out.metrics[key + "_device_cpu_us_per_op"] = {r.device_cpu_us_per_op(), "us/op", true};
         } else {
           auto fr = blkbench::run_fio(fio_, f.path, seconds_, w);
           if (!fr) return std::unexpected(fr.error().context(key));
@@ -143,14 +169,15 @@ class BlkDeviceScenario final : public Scenario {
     if (raw_) out.details["file"] = file_ + " (" + std::to_string(file_mib_) + " MiB, " + fs_ + ")";
     if (qcow2_ && subject) out.details["qcow2_file"] = qcow2_file_ + " (" + std::string(blkbench::kQcow2Layout) +
                                                        "): " + qcow2_cmd_;
+    if (qcow2_alloc_ && subject) ::unlink(qcow2_alloc_file_.c_str());  // up to GiBs of allocated clusters
     return out;
   }
 
  private:
   double seconds_ = 5;
   uint64_t file_mib_ = 1024;
-  std::string file_, fio_ = "fio", fs_, qcow2_file_, qcow2_cmd_;
-  bool raw_ = true, qcow2_ = true;
+  std::string file_, fio_ = "fio", fs_, qcow2_file_, qcow2_cmd_, qemu_img_, qcow2_alloc_file_;
+  bool raw_ = true, qcow2_ = true, qcow2_alloc_ = true;
   std::vector<blkbench::Workload> workloads_;
 };
 

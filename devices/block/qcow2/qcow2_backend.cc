@@ -60,6 +60,7 @@ uint64_t Qcow2Backend::begin(uint64_t tag, size_t bytes) {
 }
 
 void Qcow2Backend::finish(uint64_t id, int rc) {
+  if (int prc = submit_piece(); prc < 0 && rc >= 0) rc = prc;
   current_ = 0;
   Request& r = requests_[id];
   if (rc < 0 && r.error == 0) r.error = rc;
@@ -69,33 +70,70 @@ void Qcow2Backend::finish(uint64_t id, int rc) {
   engine_->complete_now(id, 0);
 }
 
-int Qcow2Backend::read(uint64_t host_offset, std::span<const iovec> iov) {
-  auto r = engine_->read(data_fd(host_offset, iov), host_offset, iov, current_);
-  if (!r) return r.error().code ? -r.error().code : -EIO;
-  Request& req = requests_[current_];
-  ++req.pending;
-  req.queued_bytes += iov_total(iov);
+int Qcow2Backend::read(uint64_t host_offset, std::span<const iovec> iov) { return transfer(false, host_offset, iov); }
+
+int Qcow2Backend::write(uint64_t host_offset, std::span<const iovec> iov) { return transfer(true, host_offset, iov); }
+
+// Pieces that continue the previous one of the same request in the file (consecutive host
+// clusters: a sequential transfer in a converted or freshly allocated image) are joined and
+// reach the engine as one operation, instead of one per cluster.
+int Qcow2Backend::transfer(bool is_write, uint64_t host_offset, std::span<const iovec> iov) {
+  int fd = data_fd(host_offset, iov);
+  if (piece_.active && piece_.is_write == is_write && piece_.fd == fd && piece_.offset + piece_.len == host_offset &&
+      piece_.iov.size() + iov.size() <= IOV_MAX) {
+    piece_.iov.insert(piece_.iov.end(), iov.begin(), iov.end());
+    piece_.len += iov_total(iov);
+    return 0;
+  }
+  if (int rc = submit_piece()) return rc;
+  piece_.active = true;
+  piece_.is_write = is_write;
+  piece_.fd = fd;
+  piece_.offset = host_offset;
+  piece_.len = iov_total(iov);
+  piece_.iov.assign(iov.begin(), iov.end());
   return 0;
 }
 
-int Qcow2Backend::write(uint64_t host_offset, std::span<const iovec> iov) {
-  auto r = engine_->write(data_fd(host_offset, iov), host_offset, iov, current_);
+int Qcow2Backend::submit_piece() {
+  if (!piece_.active) return 0;
+  piece_.active = false;
+  const Piece& p = piece_;
+  auto r = p.is_write ? engine_->write(p.fd, p.offset, p.iov, current_) : engine_->read(p.fd, p.offset, p.iov, current_);
+  if (!r && r.error().code == kSubmitBusy) {
+    // The engine filled up in the middle of a request (one piece per run of clusters): the
+    // pieces already queued cannot be taken back, so this one runs here and now instead of failing.
+    return p.is_write ? pwritev_full(p.fd, p.iov, p.offset) : preadv_full(p.fd, p.iov, p.offset);
+  }
   if (!r) return r.error().code ? -r.error().code : -EIO;
   Request& req = requests_[current_];
   ++req.pending;
-  req.queued_bytes += iov_total(iov);
+  req.queued_bytes += p.len;
   return 0;
 }
 
-void Qcow2Backend::quiesce() { engine_->drain(); }
+// A read or write starts only while the engine has room for its first piece, so a full engine
+// holds requests back in the device (back-pressure) instead of running them synchronously.
+bool Qcow2Backend::engine_full() const { return !engine_->has_room() && !requests_.empty(); }
+
+void Qcow2Backend::quiesce() {
+  // The image waits for every queued transfer: the one still being joined goes first.
+  if (int rc = submit_piece(); rc < 0 && current_) {
+    Request& r = requests_[current_];
+    if (r.error == 0) r.error = rc;
+  }
+  engine_->drain();
+}
 
 Result<void> Qcow2Backend::submit_read(uint64_t offset, std::span<const iovec> iov, uint64_t tag) {
+  if (engine_full()) return fail(kSubmitBusy, "qcow2: I/O engine full");
   uint64_t id = begin(tag, iov_total(iov));
   finish(id, img_->readv(offset, iov));
   return {};
 }
 
 Result<void> Qcow2Backend::submit_write(uint64_t offset, std::span<const iovec> iov, uint64_t tag) {
+  if (engine_full()) return fail(kSubmitBusy, "qcow2: I/O engine full");
   uint64_t id = begin(tag, iov_total(iov));
   finish(id, img_->writev(offset, iov));
   return {};

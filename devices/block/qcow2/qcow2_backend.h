@@ -54,6 +54,10 @@ class Qcow2Backend final : public BlockBackend, private qcow2::DataPath {
   int read(uint64_t host_offset, std::span<const iovec> iov) override;
   int write(uint64_t host_offset, std::span<const iovec> iov) override;
   void quiesce() override;
+  int transfer(bool is_write, uint64_t host_offset, std::span<const iovec> iov);
+  // Hands the piece being joined to the engine (or runs it, when the engine is full).
+  int submit_piece();
+  bool engine_full() const;
 
   uint64_t begin(uint64_t tag, size_t bytes);
   // The O_DIRECT fd when the transfer is sector aligned, else the image's own fd.
@@ -67,6 +71,17 @@ class Qcow2Backend final : public BlockBackend, private qcow2::DataPath {
   std::unordered_map<uint64_t, Request> requests_;
   uint64_t next_id_ = 1;
   uint64_t current_ = 0;  // the request whose pieces are being queued
+  // The current request's last piece, not yet with the engine: a piece that continues it in
+  // the file is joined to it (see transfer()).
+  struct Piece {
+    bool active = false;
+    bool is_write = false;
+    int fd = -1;
+    uint64_t offset = 0;
+    uint64_t len = 0;
+    std::vector<iovec> iov;
+  };
+  Piece piece_;
   std::vector<BlockCompletion> scratch_;
 };
 

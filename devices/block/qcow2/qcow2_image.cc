@@ -1,6 +1,7 @@
 #include "devices/block/qcow2/qcow2_image.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -49,6 +50,22 @@ int pread_zero_tail(int fd, std::span<const iovec> iov, uint64_t offset) {
 }
 
 constexpr uint64_t kPendingFreeLimit = 4096;
+
+// Whether a guest cluster with mapping `m` reads as zeroes: the zero flag, or unallocated with
+// nothing under it (no backing file, or past its end: read_backing() zero-fills there).
+bool reads_as_zeroes(const Mapping& m, uint64_t guest_cluster, const SyncDisk* backing) {
+  if (m.kind == Mapping::Kind::kZero) return true;
+  if (m.kind != Mapping::Kind::kUnallocated) return false;
+  return !backing || guest_cluster >= backing->size();
+}
+
+// Extends the file (sparse, so the new space reads as zeroes) to `end` bytes if it is shorter.
+int grow_file(int fd, uint64_t& file_size, uint64_t end) {
+  if (end <= file_size) return 0;
+  if (::ftruncate(fd, static_cast<off_t>(end)) != 0) return -errno;
+  file_size = end;
+  return 0;
+}
 
 }  // namespace
 
@@ -826,17 +843,40 @@ int Image::write_cluster_part(uint64_t guest, size_t len, IovCursor& cur) {
   // Allocating write: the whole new cluster (guest bytes plus the untouched rest from the old
   // contents, the backing file or zeroes) is written before the L2 entry points at it.
   uint64_t gc = guest & ~(cs_ - 1);
-  std::vector<uint8_t> buf(cs_);
-  if (in != 0 || len != cs_) {
-    if (int rc = read_full_cluster(gc, *m, buf.data())) return rc;
+  bool zero_old = reads_as_zeroes(*m, gc, backing_.get());
+  std::vector<uint8_t> buf;
+  if (!zero_old) {
+    buf.resize(cs_);
+    if (in != 0 || len != cs_) {
+      if (int rc = read_full_cluster(gc, *m, buf.data())) return rc;
+    }
+    cur.copy_to(buf.data() + in, len);
   }
-  cur.copy_to(buf.data() + in, len);
   auto fresh = alloc_cluster();
   if (!fresh) return fresh.error().code ? -fresh.error().code : -EIO;
   if (overlaps_fixed_metadata(*fresh, cs_)) return mark_corrupt("allocator returned a metadata cluster");
+  uint64_t old = 0;
+  if (zero_old && *fresh >= file_size_) {
+    // The old contents are zeroes and so is file space never written: only the guest's bytes
+    // need writing, after the file grows over the cluster. They go through the data path like
+    // an in-place write. Should the L2 entry reach the disk before them (cache eviction), a
+    // crash shows zeroes there: the old contents, for a write that was never completed.
+    if (int rc = grow_file(fd_.get(), file_size_, *fresh + cs_)) return rc;
+    if (int rc = set_l2(guest, *fresh | kCopied, &old)) return rc;
+    if (m->host_offset) (void)free_cluster_later(m->host_offset);
+    auto part = cur.take(len);
+    std::vector<iovec> v(part.begin(), part.end());
+    int rc = data_path_ ? data_path_->write(*fresh + in, v) : pwritev_full(fd_.get(), v, *fresh + in);
+    if (rc) return rc;
+    if (pending_free_.size() > kPendingFreeLimit) return flush();
+    return 0;
+  }
+  if (zero_old) {
+    buf.assign(cs_, 0);  // a reused cluster: its stale bytes must not show through
+    cur.copy_to(buf.data() + in, len);
+  }
   if (int rc = pwrite_full(fd_.get(), buf.data(), cs_, *fresh)) return rc;
   file_size_ = std::max(file_size_, *fresh + cs_);
-  uint64_t old = 0;
   if (int rc = set_l2(guest, *fresh | kCopied, &old)) return rc;
   if (m->kind == Mapping::Kind::kCompressed) {
     if (!free_compressed_later(old)) return -EIO;
@@ -862,14 +902,33 @@ int Image::writev(uint64_t offset, std::span<const iovec> iov) {
   // run needs few iovecs (pwritev_full splits at IOV_MAX anyway).
   constexpr uint64_t kMaxRunBytes = 4 << 20;
   constexpr size_t kMaxRunIovecs = 256;
+  //
+  // A run into file space never written, over guest clusters that read as zeroes, goes through
+  // the data path instead (asynchronous, O_DIRECT when aligned): as for a partial cluster (see
+  // write_cluster_part), an L2 entry on disk ahead of its data shows the old zeroes.
   std::vector<iovec> run;
   uint64_t run_guest = 0, run_host = 0, run_n = 0;
+  bool run_zero_old = true;
   auto write_run = [&]() -> int {
     if (run_n == 0) return 0;
     uint64_t n = run_n;
     run_n = 0;
-    int wrc = pwritev_full(fd_.get(), run, run_host);
+    bool queued = data_path_ && run_zero_old && run_host >= file_size_;
+    int wrc = 0;
+    if (queued) {
+      wrc = grow_file(fd_.get(), file_size_, run_host + n * cs_);
+      if (wrc == 0) {
+        for (uint64_t i = 0; i < n && wrc == 0; ++i)
+          wrc = set_l2(run_guest + i * cs_, (run_host + i * cs_) | kCopied, nullptr);
+      }
+      if (wrc == 0) wrc = data_path_->write(run_host, run);
+      run.clear();
+      run_zero_old = true;
+      return wrc;
+    }
+    wrc = pwritev_full(fd_.get(), run, run_host);
     run.clear();
+    run_zero_old = true;
     if (wrc) return wrc;
     file_size_ = std::max(file_size_, run_host + n * cs_);
     for (uint64_t i = 0; i < n; ++i) {
@@ -896,6 +955,7 @@ int Image::writev(uint64_t offset, std::span<const iovec> iov) {
           run_host = *fresh;
           run_guest = offset;
         }
+        if (!reads_as_zeroes(*m, offset, backing_.get())) run_zero_old = false;
         for (const iovec& v : cur.take(cs_)) {
           if (!run.empty() && static_cast<uint8_t*>(run.back().iov_base) + run.back().iov_len == v.iov_base) {
             run.back().iov_len += v.iov_len;

@@ -30,8 +30,9 @@ struct Mapping {
 };
 
 // Lets a caller take over data transfers to clusters that are already allocated and owned
-// (reads, and in-place writes): the BlockBackend queues them on its I/O engine. Metadata
-// work and allocating writes stay synchronous.
+// (reads, and in-place writes) and allocating writes into fresh file space over clusters that
+// read as zeroes: the BlockBackend queues them on its I/O engine. Metadata work and other
+// allocating writes (copy-on-write) stay synchronous.
 class DataPath {
  public:
   virtual ~DataPath() = default;

@@ -248,8 +248,10 @@ TEST_F(RealFaultTest, Qcow2MetadataWriteEnospcFailsTheFlush) {
   ASSERT_TRUE(backend);
   drv.start(std::move(backend));
 
-  GuestAddress data = drv.buffer(4096, 0x3c);
-  ASSERT_EQ(drv.write(0, data, 4096), VIRTIO_BLK_S_OK) << "the data cluster fits";
+  // A whole cluster: a smaller write into fresh space only writes its own bytes (the rest of
+  // the cluster stays a hole) and would leave room for the L2 table.
+  GuestAddress data = drv.buffer(64 << 10, 0x3c);
+  ASSERT_EQ(drv.write(0, data, 64 << 10), VIRTIO_BLK_S_OK) << "the data cluster fits";
   EXPECT_EQ(drv.flush(), VIRTIO_BLK_S_IOERR) << "the L2 table does not: the flush must fail";
   EXPECT_EQ(drv.flush(), VIRTIO_BLK_S_IOERR);
 
