@@ -276,10 +276,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
       ->check(CLI::IsMember({"on", "off"}))->default_str("on");
   std::string jail = ::geteuid() == 0 ? "on" : "off";
   app.add_option("--jail", jail,
-                 "on (the default when run as root): the VMM runs jailed: new mount, PID, IPC, UTS, cgroup (and, "
-                 "without --net, network) namespaces, an empty read-only root, no capabilities, no_new_privs, as "
-                 "--uid/--gid (SECURITY.md); off: not (the default for other users, who cannot jail it). "
-                 "A bare --jail means on")
+                 "on (the default when run as root without --api-sock): the VMM runs jailed: new mount, PID, IPC, "
+                 "UTS, cgroup (and, without --net, network) namespaces, an empty read-only root, no capabilities, "
+                 "no_new_privs, as --uid/--gid (SECURITY.md); off: not (the default for other users, who cannot "
+                 "jail it, and with --api-sock, whose snapshots need host paths). A bare --jail means on")
       ->expected(0, 1)->check(CLI::IsMember({"on", "off"}))->default_str(jail);
   app.add_option("--uid", opts.jail_uid, "With --jail: the user the VMM runs as (name or number; default nobody)");
   app.add_option("--gid", opts.jail_gid, "With --jail: its group (default: the user's group, else 65534)");
@@ -344,8 +344,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   }
   if (opts.print_boot && !opts.boot_from_disk)
     return fail(EINVAL, "--print-boot needs a --disk and no --kernel, --api-sock or --config-file");
-  // A bare --jail leaves the string as it was; it means on.
-  opts.jail = app.count("--jail") > 0 ? jail != "off" : jail == "on";
+  // A bare --jail leaves the string as it was; it means on. With --api-sock the default is off:
+  // a jailed VMM cannot write PUT /snapshot/create's host paths, and an API user who asks for
+  // snapshots by default should get them; --jail on still jails an API-driven VM.
+  opts.jail = app.count("--jail") > 0 ? jail != "off" : (jail == "on" && opts.api_sock.empty());
   if (!opts.jail && (!opts.jail_uid.empty() || !opts.jail_gid.empty()))
     return fail(EINVAL, "--uid and --gid need the jail (--jail on, as root)");
   auto mem = parse_size(memory, 1ull << 20);

@@ -236,7 +236,7 @@ TEST_F(JailTest, ApiSocketServesFromInsideTheJail) {
                         (body.empty() ? std::string() : "--data '" + body + "' ") + "'http://localhost" + path + "'");
   };
   std::string script =
-      "TMPDIR=\"$2\" exec \"$0\" run --api-sock \"$1\" </dev/null >/dev/null 2>\"$2/../err\"\n";
+      "TMPDIR=\"$2\" exec \"$0\" run --jail on --api-sock \"$1\" </dev/null >/dev/null 2>\"$2/../err\"\n";
   pid_t launcher = ::fork();
   ASSERT_GE(launcher, 0);
   if (launcher == 0) {

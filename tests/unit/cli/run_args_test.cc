@@ -274,6 +274,8 @@ TEST(RunArgs, JailIsOnByDefaultForRootOnly) {
   EXPECT_TRUE(ok({"--kernel", "k", "--jail", "on"}).jail);
   EXPECT_FALSE(ok({"--kernel", "k", "--jail", "off"}).jail);
   EXPECT_FALSE(ok({"--jail", "off", "--kernel", "k"}).jail) << "the value is not taken for the next option";
+  EXPECT_FALSE(ok({"--api-sock", "/tmp/x.sock"}).jail) << "with the API the default is off (snapshots need host paths)";
+  EXPECT_TRUE(ok({"--api-sock", "/tmp/x.sock", "--jail", "on"}).jail);
 }
 
 TEST(RunArgs, JailWithTheApiIsFittedOnceTheDevicesAreKnown) {
