@@ -264,9 +264,12 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
                               std::to_string(options.disks.size()) + " given to replace them");
     config.disks = options.disks;
   }
-  if (options.clone)
+  // Clones sharing the snapshot's own writable disk would corrupt it; disks given to replace
+  // them are the caller's, one set per clone.
+  if (options.clone && options.disks.empty())
     for (const auto& d : config.disks)
-      if (!d.read_only) return fail(EINVAL, "restore --clone: disk " + d.path + " is writable; give each clone its own disk");
+      if (!d.read_only)
+        return fail(EINVAL, "restore --clone: disk " + d.path + " is writable; give each clone its own disk (--disk)");
   if (options.prefault && options.clone) return fail(EINVAL, "restore: --clone and --restore-prefault exclude each other");
   // The recorded configuration went through the same checks as a command line.
   if (auto ok = Vm::validate(config); !ok) return std::unexpected(ok.error().context("restore: " + state_path));
