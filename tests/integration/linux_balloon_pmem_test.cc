@@ -118,7 +118,7 @@ echo "memtotal_deflated=$(memtotal)"
   ASSERT_GT(m0_kib, 300'000u) << fail_text();
 
   // Free page reporting: the deleted 200 MiB come back to the host.
-  ASSERT_TRUE(e->wait_for([](const auto& l) { return has_line(l, "freed="); }, 300s)) << fail_text();
+  ASSERT_TRUE(e->wait_for([](const auto& l) { return has_line(l, "freed="); }, 900s)) << fail_text();
   uint64_t low = filled;
   auto deadline = std::chrono::steady_clock::now() + 240s;
   while (std::chrono::steady_clock::now() < deadline && filled - std::min(filled, low) < 150 * kMiB) {

@@ -12,7 +12,6 @@
 #include <sstream>
 #include <string>
 
-#include "support/linux_snapshot.h"
 #include "support/vm_process.h"
 
 namespace microvm::testing {
@@ -24,9 +23,24 @@ void require_guest() {
   ASSERT_FALSE(guest_cmdline().empty()) << "guest kernel command line missing: " << guest_dir() << "/cmdline";
 }
 
-// The guest's drivers against four disks of the harness's base slots. Hugepage-backed RAM,
-// which a restore cannot give (it maps the snapshot's file), is covered by LinuxBoot's boot.
-TEST(LinuxDisk, PciDisksAndRngOnARestoredGuest) {
+uint64_t read_u64(const std::string& path) {
+  std::ifstream in(path);
+  uint64_t v = 0;
+  in >> v;
+  return v;
+}
+
+// Grows the 2 MiB hugepage pool so `pages` are free (we are root in CI).
+void ensure_hugepages(uint64_t pages) {
+  const std::string dir = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
+  uint64_t free_pages = read_u64(dir + "free_hugepages");
+  if (free_pages >= pages) return;
+  uint64_t total = read_u64(dir + "nr_hugepages");
+  std::ofstream(dir + "nr_hugepages") << total + (pages - free_pages);
+  ASSERT_GE(read_u64(dir + "free_hugepages"), pages) << "could not grow the hugepage pool (are we root?)";
+}
+
+TEST(LinuxDisk, PciDisksRngAndHugepages) {
   require_guest();
   TempDir dir;
   // A writable disk with random content the guest must read back exactly, and a read-only one.
@@ -56,9 +70,7 @@ TEST(LinuxDisk, PciDisksAndRngOnARestoredGuest) {
   std::string packed_sha =
       sha_of("qemu-img convert -O raw " + d + "/over.qcow2 " + d + "/packed.raw && cat " + d + "/packed.raw");
 
-  // Restored from the harness's base snapshot instead of booted: its four disk slots have the
-  // shapes used here (support/linux_snapshot.h); the images are replaced one for one.
-  RestoredLinuxOptions restore{.script = R"SH(
+  auto initrd = make_initramfs(dir, {.script = R"SH(
 echo "vda_sha=$(head -c 1048576 /dev/vda | sha256sum | cut -c1-64)"
 echo "vda_sectors=$(cat /sys/block/vda/size) vda_serial=$(cat /sys/block/vda/serial)"
 echo "vdb_ro=$(cat /sys/block/vdb/ro)"
@@ -80,14 +92,17 @@ dd if=/tmp/p of=/dev/vdd bs=512 seek=10240 count=1 conv=sync,notrunc oflag=direc
 echo "vdd_write_past=$?"
 echo "vdd_back=$(dd if=/dev/vdd bs=512 skip=10240 count=1 iflag=direct 2>/dev/null | head -c 20)"
 sync
-)SH",
-                               .disks = {rw + ",format=raw,serial=microvm-disk0", ro + ",format=raw,readonly=on",
-                                         d + "/top.qcow2,format=qcow2,image_backing=on,readonly=on",
-                                         d + "/over.qcow2,format=qcow2,image_backing=on"},
-                               .timeout = std::chrono::minutes(12)};
-  auto lr = run_linux_script_restored(dir, restore);
-  ASSERT_TRUE(lr) << lr.error().what;
-  const VmRunResult& r = lr->run;
+)SH"});
+  ASSERT_TRUE(initrd) << initrd.error().what;
+  ensure_hugepages(128);
+  VmRunOptions opts;
+  opts.timeout = std::chrono::minutes(12);
+  auto r = run_microvm({"run", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory", "256M",
+                        "--hugepages", "--cmdline", guest_cmdline(), "--disk", rw + ",format=raw,serial=microvm-disk0",
+                        "--disk", ro + ",format=raw,readonly=on", "--disk",
+                        d + "/top.qcow2,format=qcow2,image_backing=on,readonly=on", "--disk",
+                        d + "/over.qcow2,format=qcow2,image_backing=on"},
+                       opts);
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("vda_sha=" + host_sha), std::string::npos) << "host sha " << host_sha << "\n" << r.describe();
   EXPECT_NE(r.out.find("vda_sectors=8192 vda_serial=microvm-disk0"), std::string::npos) << r.describe();
