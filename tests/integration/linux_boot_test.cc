@@ -3,7 +3,6 @@
 // test checks several things from one boot.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <string>
 
 #include "support/vm_process.h"
@@ -16,23 +15,6 @@ std::vector<std::string> base_args(const std::string& initrd, const std::string&
           "--cmdline", guest_cmdline()};
 }
 
-uint64_t read_u64(const std::string& path) {
-  std::ifstream in(path);
-  uint64_t v = 0;
-  in >> v;
-  return v;
-}
-
-// Grows the 2 MiB hugepage pool so `pages` are free (we are root in CI).
-void ensure_hugepages(uint64_t pages) {
-  const std::string dir = "/sys/kernel/mm/hugepages/hugepages-2048kB/";
-  uint64_t free_pages = read_u64(dir + "free_hugepages");
-  if (free_pages >= pages) return;
-  uint64_t total = read_u64(dir + "nr_hugepages");
-  std::ofstream(dir + "nr_hugepages") << total + (pages - free_pages);
-  ASSERT_GE(read_u64(dir + "free_hugepages"), pages) << "could not grow the hugepage pool (are we root?)";
-}
-
 void require_guest() {
   std::string why = kvm_unavailable_reason();
   ASSERT_TRUE(why.empty()) << "this test needs /dev/kvm: " << why;
@@ -42,11 +24,8 @@ void require_guest() {
 
 // The main job: an interactive busybox shell on a terminal, typed into, then a plain `poweroff`
 // (not `poweroff -f`: README promises that what a person types ends the VM with exit code 0).
-// Guest RAM is on 2 MiB hugepages (--hugepages): the one Linux boot that can carry it, since the
-// tests that restore a snapshot get RAM mapped from its file.
 TEST(LinuxBoot, InteractiveShellSeesCpusAndMemoryAndPowersOff) {
   require_guest();
-  ensure_hugepages(256);
   TempDir dir;
   auto initrd = make_initramfs(dir, {});
   ASSERT_TRUE(initrd) << initrd.error().what;
@@ -60,7 +39,6 @@ TEST(LinuxBoot, InteractiveShellSeesCpusAndMemoryAndPowersOff) {
   opts.stdin_pty = true;
   auto args = base_args(*initrd);
   args.push_back("--boot-timer");
-  args.push_back("--hugepages");
   auto r = run_microvm(args, opts);
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("typed-42"), std::string::npos) << r.describe();
