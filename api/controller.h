@@ -42,6 +42,12 @@ class VmLauncher {
   [[nodiscard]] virtual Result<void> restore(const std::string& state_path, const RestoreOptions& options) {
     return fail(EINVAL, "this microvm cannot load snapshots");
   }
+  // Vm::swap_disk() on the running Vm (PATCH /drives/ID), on a thread that may open files.
+  [[nodiscard]] virtual Result<void> swap_disk(const std::string& drive_id, const std::string& path,
+                                               const std::string& format) {
+    (void)drive_id, (void)path, (void)format;
+    return fail(EINVAL, "no microVM is running");
+  }
   // Vm::set_balloon() and Vm::balloon_stats() on the running Vm.
   [[nodiscard]] virtual Result<void> set_balloon(uint64_t) { return fail(EINVAL, "no microVM is running"); }
   [[nodiscard]] virtual Result<BalloonStats> balloon_stats() const { return fail(EINVAL, "no microVM is running"); }

@@ -40,8 +40,8 @@ HttpResponse dispatch(Controller& c, const HttpRequest& r) {
   if (p == "/boot-source") return m == "PUT" ? put_boot_source(c, r.body) : method_not_allowed(r, "PUT");
   if (one_segment_after(p, "/drives/", id)) {
     if (m == "PUT") return put_drive(c, id, r.body);
-    if (m == "PATCH") return fault(400, "PATCH /drives is not supported yet (drives cannot be changed after start)");
-    return method_not_allowed(r, "PUT");
+    if (m == "PATCH") return patch_drive(c, id, r.body);
+    return method_not_allowed(r, "PUT, PATCH");
   }
   if (one_segment_after(p, "/network-interfaces/", id)) {
     if (m == "PUT") return put_network_interface(c, id, r.body);

@@ -89,6 +89,13 @@ class MainThreadLauncher : public api::VmLauncher {
     });
   }
 
+  Result<void> swap_disk(const std::string& drive_id, const std::string& path, const std::string& format) override {
+    if (!worker_)
+      return fail(EPERM, "not inside the jail: the microVM runs in an empty root and cannot open host paths "
+                         "(start microvm with --jail off to swap drives through the API)");
+    return with_vm([&](Vm& vm) { return worker_->run([&] { return vm.swap_disk(drive_id, path, format); }); });
+  }
+
   Result<void> hand_over(StartRequest request) {
     std::unique_lock lock(mu_);
     if (stop_requested_) return fail(EINVAL, "the microVM is stopping");

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <cstdio>
 #include <string_view>
 #include <cstring>
@@ -114,6 +115,29 @@ int ctl_snapshot(const std::string& sock, std::string dir, bool keep_paused, boo
   return 0;
 }
 
+// PATCH /drives/ID with the path made absolute (the microVM may run in another directory).
+int ctl_drive_swap(const std::string& sock, const std::string& id, const std::string& path, const std::string& format,
+                   bool json) {
+  std::error_code ec;
+  std::string absolute = std::filesystem::absolute(path, ec).string();
+  if (ec) absolute = path;
+  nlohmann::json body = {{"drive_id", id}, {"path_on_host", absolute}};
+  if (!format.empty()) body["x-microvm-format"] = format;
+  auto reply = api_request(sock, "PATCH", "/drives/" + id, body.dump());
+  if (!reply) {
+    std::fprintf(stderr, "microvm ctl: %s\n", reply.error().what.c_str());
+    return kExitError;
+  }
+  if (reply->status >= 300) {
+    if (json) std::printf("%s\n", reply->body.c_str());
+    std::fprintf(stderr, "microvm ctl: %s\n", fault_text(*reply).c_str());
+    return kExitError;
+  }
+  if (json) std::printf("{}\n");
+  else std::printf("drive %s now uses %s\n", id.c_str(), absolute.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int ctl_command(int argc, char** argv) {
@@ -164,6 +188,16 @@ int ctl_command(int argc, char** argv) {
   CLI::App* balloon = app.add_subcommand("balloon", "Resize the balloon (PATCH /balloon): SIZE like 128M; 0 deflates it");
   balloon->add_option("SIZE", balloon_size, "Memory the guest gives back (a bare number is MiB)")->required();
   balloon->fallthrough();
+  std::string swap_drive, swap_path, swap_format;
+  CLI::App* drive_swap = app.add_subcommand(
+      "drive-swap", "Give a running microVM's drive another image (PATCH /drives/ID): the guest sees the new "
+                    "contents and size; on any error the old image stays");
+  drive_swap->add_option("DRIVE_ID", swap_drive, "The drive: its API id, or drive0, drive1... for --disk order")->required();
+  drive_swap->add_option("PATH", swap_path, "The new image (opened by the microVM with the drive's format and "
+                                            "read-only setting)")->required();
+  drive_swap->add_option("--format", swap_format, "raw or qcow2 instead of the drive's current format")
+      ->check(CLI::IsMember({"raw", "qcow2"}));
+  drive_swap->fallthrough();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -174,6 +208,7 @@ int ctl_command(int argc, char** argv) {
     return kExitUsage;
   }
   if (snapshot->parsed()) return ctl_snapshot(sock, snapshot_dir, keep_paused, json);
+  if (drive_swap->parsed()) return ctl_drive_swap(sock, swap_drive, swap_path, swap_format, json);
   if (balloon->parsed()) {
     auto bytes = parse_size(balloon_size, 1ull << 20);
     if (!bytes) {

@@ -49,6 +49,7 @@ class Machine final : public Vm {
   std::vector<MetricGroup> metrics() const override;
   Result<void> set_balloon(uint64_t bytes) override;
   Result<BalloonStats> balloon_stats() const override;
+  Result<void> swap_disk(const std::string& drive_id, const std::string& path, const std::string& format) override;
   BootTimes boot_times() const override;
   void set_time_origin(std::chrono::steady_clock::time_point origin) override { origin_ = origin; }
 

@@ -159,19 +159,31 @@ DeviceSnapshotSet VirtioWiring::snapshot_devices() {
   return set;
 }
 
+Result<std::unique_ptr<BlockBackend>> VirtioWiring::open_disk_backend(const DiskConfig& d) const {
+  auto opts = TRY(disk_options(d, ctx_.config.sandbox, ctx_.log));
+  auto backend = open_disk(opts);
+  if (!backend) {
+    Error e = backend.error().context("disk " + d.path);
+    if (!d.read_only && (e.code == EROFS || e.code == EACCES))
+      e.what += " (to use it read-only, add readonly=on to --disk)";
+    return std::unexpected(e);
+  }
+  return backend;
+}
+
+VirtioWiring::Disk* VirtioWiring::disk(const std::string& id) {
+  for (auto& d : disks_)
+    if (d.id == id) return &d;
+  return nullptr;
+}
+
 Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
   std::unique_ptr<VirtioWiring> w(new VirtioWiring(std::move(ctx)));
   TRY(w->setup_pci_root());
   const VmConfig& config = w->ctx_.config;
   for (const auto& d : config.disks) {
-    auto opts = TRY(disk_options(d, config.sandbox, w->ctx_.log));
-    auto backend = open_disk(opts);
-    if (!backend) {
-      Error e = backend.error().context("disk " + d.path);
-      if (!d.read_only && (e.code == EROFS || e.code == EACCES))
-        e.what += " (to use it read-only, add readonly=on to --disk)";
-      return std::unexpected(e);
-    }
+    auto backend = w->open_disk_backend(d);
+    if (!backend) return std::unexpected(backend.error());
     BlkOptions blk;
     blk.read_only = d.read_only;
     blk.serial = d.serial;
@@ -180,8 +192,9 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     blk.rate_limit = d.rate_limit;
     auto device = BlkDevice::create(std::move(*backend), blk);
     if (!device) return std::unexpected(device.error().context("disk " + d.path));
-    const BlkDevice* dev = device->get();
+    BlkDevice* dev = device->get();
     std::string id = d.id.empty() ? "drive" + std::to_string(&d - config.disks.data()) : d.id;
+    w->disks_.push_back(Disk{id, dev, d});
     TRY(w->attach(std::move(*device), "virtio-blk", "block_" + id, [dev](MetricGroup& g) { append(g, dev->counters()); }));
   }
   for (const auto& n : config.nets) {

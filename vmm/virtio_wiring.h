@@ -27,6 +27,8 @@
 namespace microvm {
 
 class BalloonDevice;
+class BlkDevice;
+class BlockBackend;
 
 class VirtioWiring final {
  public:
@@ -53,6 +55,17 @@ class VirtioWiring final {
   void metrics(std::vector<MetricGroup>& out) const;
   // The balloon device (owned by its transport), or null. Its control calls run on the loop.
   BalloonDevice* balloon() const { return balloon_; }
+  // A virtio-blk device by drive id (DiskConfig::id, else "drive" + its index), with the
+  // configuration it was opened with; null if none. Its control calls run on the loop.
+  struct Disk {
+    std::string id;
+    BlkDevice* device;
+    DiskConfig config;
+  };
+  Disk* disk(const std::string& id);
+  // Opens an image the way --disk does (format never probed, the image lock taken, the
+  // sandbox's io_uring rules), on the calling thread.
+  [[nodiscard]] Result<std::unique_ptr<BlockBackend>> open_disk_backend(const DiskConfig& d) const;
 
   // Every virtio device in attach order (disks, nets, shares, rng: fixed by the VmConfig), for
   // snapshot/restore. save(): with the vCPUs paused; load(): right after create(), before the
@@ -94,6 +107,7 @@ class VirtioWiring final {
   };
   std::vector<MetricSource> metric_sources_;
   BalloonDevice* balloon_ = nullptr;
+  std::vector<Disk> disks_;
   std::vector<std::unique_ptr<PmemWriteTrap>> pmem_traps_;
   std::vector<std::unique_ptr<Relay>> relays_;  // after the devices: unregistered first
 };

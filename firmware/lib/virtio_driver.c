@@ -59,7 +59,7 @@ u32 fnv1a(const u8* p, usize n) {
   return h;
 }
 
-static int cmdline_has(u64 bp, const char* a, const char* b) {
+int vio_cmdline_has(u64 bp, const char* a, const char* b) {
   u64 p = ld32(bp + HDR_CMD_LINE_PTR) | ((u64)ld32(bp + BP_EXT_CMD_LINE_PTR) << 32);
   if (!p || p >= 0x100000000ull) return 0;
   const char* c = (const char*)(usize)p;
@@ -71,7 +71,7 @@ static int cmdline_has(u64 bp, const char* a, const char* b) {
 }
 
 int vio_find(u64 bp, u32 device_id, const char* name) {
-  int pci_only = cmdline_has(bp, name, ".transport=pci");
+  int pci_only = vio_cmdline_has(bp, name, ".transport=pci");
   if (!pci_only && vt_mmio_probe(bp, device_id, &vio)) return 1;
   return vt_pci_probe(device_id, &vio);
 }

@@ -70,5 +70,7 @@ int vio_wait_used(u32* id, u32* len);
 int vio_ack_interrupt(void);
 
 u32 fnv1a(const u8* p, usize n);
+/* 1 if the kernel command line contains a followed by b ("vblk", ".swap=1"). */
+int vio_cmdline_has(u64 bp, const char* a, const char* b);
 
 #endif

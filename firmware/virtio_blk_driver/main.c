@@ -8,7 +8,12 @@
  * read it back; flush; GET_ID; requests past the end and of unknown type; broken
  * chains (buffer outside RAM, wrapping buffer, descriptor loop, next out of range,
  * short header with a read-only status); finally a normal read proves the device
- * still works. */
+ * still works.
+ *
+ * "vblk.swap=1" instead: a media-change check (PATCH /drives/ID). Reads sectors 0-1, prints
+ * "swap-ready", then polls the interrupt status for a configuration change (the host swaps
+ * the image meanwhile); re-reads the capacity under the config generation, sectors 0-1 of
+ * the new image, and writes sectors 2-3 of it. */
 #include "fw.h"
 #include "virtio_driver.h"
 
@@ -349,9 +354,56 @@ static void run(u64 bp) {
   vio.set_status(0); /* leave the device reset, as a driver's remove() does */
 }
 
+static void hash_line(const char* what) {
+  vio_line(what);
+  fw_puts(" fnv1a=");
+  fw_put_hex(fnv1a(data, 2 * SECTOR));
+  fw_putc('\n');
+}
+
+static void run_swap(u64 bp) {
+  if (!vio_find(bp, 2, "vblk")) {
+    fail("no virtio block device");
+    return;
+  }
+  if (!vio_init(OPTIONAL_FEATURES)) return;
+  read_capacity();
+  if (request(T_IN, 0, data, 2 * SECTOR) != BLK_S_OK) fail("read of sectors 0-1 failed");
+  u32 gen = vio.config_generation();
+  vio_ack_interrupt();
+  vio_line("swap-ready generation=");
+  fw_put_dec(gen);
+  fw_putc('\n');
+  hash_line("before");
+  /* The host's test timeout bounds the wait; the bound here only keeps the loop finite. */
+  u32 isr = 0;
+  for (u64 polls = 0; polls < (1ull << 34) && !(isr & 2); polls++) isr |= vio.isr_read_ack();
+  if (!(isr & 2)) {
+    fail("no configuration-change interrupt");
+    return;
+  }
+  u32 gen_after = vio.config_generation();
+  vio_line("config-interrupt generation=");
+  fw_put_dec(gen_after);
+  fw_putc('\n');
+  if (gen_after == gen) fail("config generation did not change");
+  read_capacity();
+  int st = request(T_IN, 0, data, 2 * SECTOR);
+  report("after read sector=0 count=2", st);
+  hash_line("after");
+  for (u32 i = 0; i < 2 * SECTOR; i++) data[i] = (u8)(i * 7 + 3 + (i >> 9));
+  st = request(T_OUT, 2, data, 2 * SECTOR);
+  report("after write sector=2 count=2", st);
+  if (st != BLK_S_OK) fail("write to the new image failed");
+  vio.set_status(0);
+}
+
 void fw_main(u64 bp) {
   vio_line("start\n");
-  run(bp);
+  if (vio_cmdline_has(bp, "vblk", ".swap=1"))
+    run_swap(bp);
+  else
+    run(bp);
   vio_line("done failures=");
   fw_put_dec(vio_failures());
   fw_putc('\n');

@@ -329,6 +329,20 @@ class Vm {
     (void)bytes;
     return fail(EINVAL, "this VM has no balloon device");
   }
+  // Media change (Firecracker's PATCH /drives/ID): the virtio-blk drive `drive_id`
+  // (DiskConfig::id, else "drive" + its index) gets the image at `path`. The image is opened
+  // on the calling thread the way the drive's --disk was: the same read-only flag and format
+  // (unless `format` names one, "raw" or "qcow2"; never probed), and its lock is taken. The
+  // swap itself happens on the device's event loop (inline while paused): requests already
+  // sent to the old image complete there, a writable old image is flushed, then the capacity
+  // in config space is the new image's size and the guest gets a configuration-change
+  // interrupt. On any error the old image stays in place. Error before run() or after the
+  // VM stopped. Thread-safe; the calling thread needs to open files.
+  [[nodiscard]] virtual Result<void> swap_disk(const std::string& drive_id, const std::string& path,
+                                               const std::string& format = {}) {
+    (void)drive_id, (void)path, (void)format;
+    return fail(EINVAL, "this VM cannot change drives");
+  }
   // Target, actual size and the latest guest statistics. Thread-safe.
   [[nodiscard]] virtual Result<BalloonStats> balloon_stats() const { return fail(EINVAL, "this VM has no balloon device"); }
   // A snapshot of state, vCPU count, memory size and uptime. Thread-safe.

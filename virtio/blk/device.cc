@@ -104,7 +104,7 @@ Result<void> BlkDevice::activate(ActivationContext ctx) {
   acked_features_ = ctx.features & features_;
   limits_ = limits();
 
-  Active a{&ctx.memory, &ctx.interrupt, {}, {}, {}, {}, {}};
+  Active a{&ctx.memory, &ctx.interrupt, &ctx.loop, {}, {}, {}, {}, {}};
   size_t total_slots = 0;
   for (const QueueConfig& qc : ctx.queues) {
     if (!qc.ready) {  // the driver may leave queues disabled (§4.1.4.3 / §4.2.2)

@@ -82,6 +82,7 @@ struct BlkCounters : VirtioCounters {
   Counter flushes_held{0};       // flushes that waited for earlier writes
   Counter flushes_poisoned{0};   // flushes failed because an earlier flush failed
   Counter backend_busy{0};       // submissions the backend had no room for (offered again later)
+  Counter backend_swaps{0};      // media changes (PATCH /drives)
 
   template <class F>
   void visit(F&& f) const {
@@ -100,6 +101,7 @@ struct BlkCounters : VirtioCounters {
     f("flushes_held", value(flushes_held));
     f("flushes_poisoned", value(flushes_poisoned));
     f("backend_busy", value(backend_busy));
+    f("backend_swaps", value(backend_swaps));
   }
 };
 
@@ -137,6 +139,16 @@ class BlkDevice final : public VirtioDevice {
   // The rate limiter (nullptr without one): its refusals, and its timer for tests.
   IoThrottle* rate_limiter() { return throttle_.get(); }
 
+  // Media change (PATCH /drives/ID): puts `fresh` behind the device and hands back the old
+  // backend, for the caller to close off the loop (a qcow2 close writes metadata). Requests
+  // already with the old backend complete first (to the guest, in the usual way), and a
+  // writable old image is flushed, so nothing the guest saw complete is lost with it. Then the
+  // capacity in config space is the new size, the flush poison is cleared (new media), and a
+  // configuration-change interrupt tells the driver to read it. Refused, with the old backend
+  // left in place, when the new one's block size or writability differs (both were
+  // negotiated). Runs on the loop thread, or on any thread while the loop is held (paused).
+  [[nodiscard]] Result<std::unique_ptr<BlockBackend>> swap_backend(std::unique_ptr<BlockBackend> fresh);
+
  private:
   BlkDevice(std::unique_ptr<BlockBackend> backend, const BlkOptions& options);
 
@@ -155,6 +167,7 @@ class BlkDevice final : public VirtioDevice {
   struct Active {
     const GuestMemory* memory;
     Interrupt* interrupt;
+    EventLoop* loop;                           // for re-registering a swapped backend's completions
     std::vector<std::optional<Queue>> queues;  // nullopt: not enabled by the driver
     std::vector<uint8_t> dirty;                // used entries added since the last notification check
     std::vector<int> kick_fds;                 // per queue (-1 when disabled)
@@ -187,6 +200,11 @@ class BlkDevice final : public VirtioDevice {
   void reject(uint16_t q, uint16_t head, const BlkParseError& e);
   void enter_needs_reset(const Error& why);
   BlkLimits limits() const;
+  // Until the backend holds no operation of ours: drain, reap, submit what waited (held
+  // flushes, requests refused as busy); completes them to the guest, pops nothing.
+  [[nodiscard]] Result<void> drain_backend();
+  // One flush of the backend, waited for (nothing else may be in flight).
+  [[nodiscard]] Result<void> flush_backend_now(const char* why);
 
   std::unique_ptr<BlockBackend> backend_;
   BlkOptions options_;

@@ -9,8 +9,6 @@ namespace {
 
 constexpr uint32_t kBlkTag = state_tag("VBLK");
 constexpr uint16_t kBlkVersion = 1;
-// Tag of the quiesce flush: above every slot index (slots are per head, at most 256 * 32768).
-constexpr uint64_t kQuiesceFlushTag = ~uint64_t{0};
 // Rounds of drain + reap before giving up: each round completes every operation submitted
 // before it, and a held flush is submitted in the round after its writes, so two suffice.
 constexpr int kMaxDrainRounds = 8;
@@ -36,21 +34,7 @@ Result<void> BlkDevice::quiesce() {
   if (options_.read_only) return {};
   // What the guest saw complete is in the backend; make it stable before the snapshot names
   // this image, whatever the guest's own flushing habits.
-  TRY(backend_->submit_flush(kQuiesceFlushTag));
-  backend_->flush_submissions();
-  backend_->drain();
-  BlockCompletion done[8];
-  size_t n;
-  bool flushed = false;
-  while ((n = backend_->reap(done)) > 0) {
-    for (size_t i = 0; i < n; ++i) {
-      if (done[i].tag != kQuiesceFlushTag) continue;  // cannot happen: nothing else in flight
-      if (done[i].result < 0) return fail(-done[i].result, "virtio-blk: flushing the disk before the snapshot");
-      flushed = true;
-    }
-  }
-  if (!flushed) return fail(EIO, "virtio-blk: the flush before the snapshot did not complete");
-  return {};
+  return flush_backend_now("before the snapshot");
 }
 
 Result<std::vector<std::byte>> BlkDevice::save_state() {

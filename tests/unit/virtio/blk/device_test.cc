@@ -678,8 +678,9 @@ TEST_F(BlkDeviceTest, CountersCanBeVisited) {
   EXPECT_EQ(seen.at("read_bytes"), 512u);
   EXPECT_EQ(seen.at("kicks"), 1u);
   EXPECT_EQ(seen.at("chains"), 1u);
-  EXPECT_EQ(seen.size(), 21u);
+  EXPECT_EQ(seen.size(), 22u);
   EXPECT_EQ(seen.at("backend_busy"), 0u);
+  EXPECT_EQ(seen.at("backend_swaps"), 0u);
 }
 
 }  // namespace
