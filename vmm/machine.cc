@@ -195,7 +195,8 @@ Result<void> Machine::setup_platform_devices() {
 Result<void> Machine::setup_virtio_devices(std::string& cmdline_extra) {
   virtio_ = TRY(VirtioWiring::create(VirtioWiring::Context{
       config_, *vm_, *memory_, *loop_, pio_, mmio_, log_,
-      [this] { request_exit(VmExitReason::kReboot, "guest rebooted (port 0xcf9)"); }, stdio_port_.get()}));
+      [this] { request_exit(VmExitReason::kReboot, "guest rebooted (port 0xcf9)"); }, stdio_port_.get(),
+      [this](const char* type, std::string detail) { emit(type, std::move(detail)); }}));
   cmdline_extra = virtio_->kernel_cmdline();
   return {};
 }

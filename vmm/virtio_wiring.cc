@@ -59,13 +59,18 @@ Result<DiskOptions> disk_options(const DiskConfig& d, bool sandbox, const Logger
 // A shared folder: starts its virtiofsd (or uses the given backend socket), connects and
 // negotiates. The info line is the share's startup cost, for benchmarks.
 Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::string& virtiofsd_path, const Logger& log,
-                                             Fd* backend_stderr) {
+                                             Fd* backend_stderr,
+                                             const std::function<void(const char*, std::string)>& on_event) {
   auto start = std::chrono::steady_clock::now();
   FsOptions fs;
   fs.tag = s.tag;
   if (fs.tag.empty()) fs.tag = s.host_dir.substr(s.host_dir.find_last_of('/') + 1);
   fs.logger = &log;
   fs.snapshot_remount = s.snapshot_remount;
+  if (on_event)
+    fs.on_backend_failed = [on_event, group = "fs_" + fs.tag](const std::string& what) {
+      on_event("backend-died", group + ": " + what);
+    };
   if (s.socket_path.empty()) {
     VirtiofsdOptions v;
     v.binary = TRY(find_virtiofsd(virtiofsd_path));
@@ -217,7 +222,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
                     w->ctx_.memory.seal_problem().c_str());
   for (const auto& s : config.shares) {
     Fd backend_stderr;
-    auto device = open_share(s, config.virtiofsd_path, w->ctx_.log, &backend_stderr);
+    auto device = open_share(s, config.virtiofsd_path, w->ctx_.log, &backend_stderr, w->ctx_.on_event);
     if (!device) return std::unexpected(device.error().context("--share " + (s.host_dir.empty() ? s.socket_path : s.host_dir)));
     if (backend_stderr) TRY(w->relay_backend_log(std::move(backend_stderr), "virtiofsd (" + (s.tag.empty() ? s.host_dir : s.tag) + ")"));
     std::string tag = (*device)->tag();
@@ -353,6 +358,11 @@ Result<void> VirtioWiring::setup_pci_root() {
   return {};
 }
 
+std::function<void()> VirtioWiring::needs_reset_reporter(const std::string& group) const {
+  if (!ctx_.on_event) return {};
+  return [emit = ctx_.on_event, group] { emit("device-error", group + ": needs reset"); };
+}
+
 Result<void> VirtioWiring::attach(std::unique_ptr<VirtioDevice> device, const char* what, std::string group,
                                   CounterFn counters) {
   const VirtioDevice* dev = device.get();
@@ -361,6 +371,7 @@ Result<void> VirtioWiring::attach(std::unique_ptr<VirtioDevice> device, const ch
     if (!t) return std::unexpected(t.error().context(what));
     auto slot = pci_root_->add_function(**t);
     if (!slot) return std::unexpected(slot.error().context(what));
+    (*t)->set_on_needs_reset(needs_reset_reporter(group));
     metric_sources_.push_back({std::move(group), std::move(counters), dev, &(*t)->counters()});
     pci_devices_.push_back(std::move(*t));
     return {};
@@ -375,6 +386,7 @@ Result<void> VirtioWiring::attach(std::unique_ptr<VirtioDevice> device, const ch
   TRY(ctx_.mmio.add(params.base_address, MmioTransport::kWindowSize, t->get()));
   if (!cmdline_.empty()) cmdline_ += ' ';
   cmdline_ += (*t)->cmdline_fragment();
+  (*t)->set_on_needs_reset(needs_reset_reporter(group));
   metric_sources_.push_back({std::move(group), std::move(counters), dev, &(*t)->counters()});
   mmio_devices_.push_back(std::move(*t));
   return {};

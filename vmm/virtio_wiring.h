@@ -42,6 +42,8 @@ class VirtioWiring final {
     Logger& log;
     std::function<void()> on_reset_request;  // port 0xcf9 (shares the PCI config dword)
     PortBackend* console_port = nullptr;      // --console virtio: port 0 on stdio (outlives this)
+    // VmConfig::on_event's way out ("device-error", "backend-died"); any thread, must not block.
+    std::function<void(const char* type, std::string detail)> on_event;
   };
   [[nodiscard]] static Result<std::unique_ptr<VirtioWiring>> create(Context ctx);
   ~VirtioWiring();
@@ -81,6 +83,9 @@ class VirtioWiring final {
   [[nodiscard]] Result<void> attach(std::unique_ptr<VirtioDevice> device, const char* what, std::string group,
                                     CounterFn counters);
   [[nodiscard]] Result<void> setup_console();
+  // The transport's NEEDS_RESET callback for device `group` ("block_rootfs"): a
+  // "device-error" event. Empty without VmConfig::on_event.
+  std::function<void()> needs_reset_reporter(const std::string& group) const;
   [[nodiscard]] Result<void> add_pmem(const PmemConfig& p, size_t index, uint64_t& next_gpa);
   [[nodiscard]] Result<void> relay_backend_log(Fd read_end, std::string source);
 

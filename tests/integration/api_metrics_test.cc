@@ -200,3 +200,42 @@ TEST_F(ApiMetricsTest, GuestPanicIsAnEventBeforeTheStop) {
 
 }  // namespace
 }  // namespace microvm::testing
+
+namespace microvm::testing {
+namespace {
+
+// A device entering NEEDS_RESET is an event: the virtio_blk_driver firmware pushes avail->idx
+// far ahead of anything it published (hostile avail_idx_jump), which the device answers with
+// NEEDS_RESET; GET /events shows "device-error" naming the drive, once per episode.
+TEST_F(ApiMetricsTest, DeviceEnteringNeedsResetIsAnEvent) {
+  ApiVm vm;
+  ASSERT_TRUE(vm.socket_ready()) << vm.describe();
+  std::string disk = vm.dir().write_file("disk.img", std::string(1 << 20, '\0'));
+  ASSERT_EQ(vm.curl("PUT", "/boot-source",
+                    "{\"kernel_image_path\":\"" + firmware_path("virtio_blk_driver") + "\",\"boot_args\":\"console=ttyS0\"}")
+                .status,
+            204);
+  ASSERT_EQ(vm.curl("PUT", "/drives/rootfs",
+                    "{\"drive_id\":\"rootfs\",\"path_on_host\":\"" + disk + "\",\"is_root_device\":true,\"is_read_only\":false}")
+                .status,
+            204);
+  ASSERT_EQ(vm.curl("PUT", "/machine-config", R"({"vcpu_count":1,"mem_size_mib":64})").status, 204);
+  EventsClient events(vm.socket(), /*as_json=*/true);
+  ASSERT_TRUE(wait_for_subscribers(vm, 1)) << vm.describe();
+  ASSERT_EQ(vm.curl("PUT", "/actions", R"({"action_type":"InstanceStart"})").status, 204) << vm.describe();
+  auto code = vm.wait_exit(60);
+  ASSERT_TRUE(code) << vm.describe();
+  ASSERT_NE(vm.out().find("hostile avail_idx_jump outcome=needs_reset"), std::string::npos)
+      << "the guest did not make the device need a reset: the test proves nothing\n" << vm.out();
+  const VmRunResult& ev = events.finish();
+  size_t device_errors = 0;
+  for (const json& e : json_lines(ev.out)) {
+    if (e["event"] != "device-error") continue;
+    ++device_errors;
+    EXPECT_EQ(e["detail"], "block_rootfs: needs reset") << ev.out;
+  }
+  EXPECT_GE(device_errors, 1u) << ev.out;
+}
+
+}  // namespace
+}  // namespace microvm::testing

@@ -179,11 +179,12 @@ void FsDevice::backend_failed(const std::string& why, bool connection_gone) {
   std::string how = options_.process ? options_.process->exit_description(std::chrono::milliseconds(200)) : std::string();
   if (!failure_logged_) {
     failure_logged_ = true;
-    if (options_.process)
-      log(LogLevel::kError, "virtiofsd exited (%s, %s)", how.empty() ? "still running, connection closed" : how.c_str(),
-          why.c_str());
-    else
-      log(LogLevel::kError, "vhost-user backend gone (%s)", why.c_str());
+    std::string what = options_.process
+                           ? "virtiofsd exited (" + (how.empty() ? std::string("still running, connection closed") : how) +
+                                 ", " + why + ")"
+                           : "vhost-user backend gone (" + why + ")";
+    log(LogLevel::kError, "%s", what.c_str());
+    if (options_.on_backend_failed) options_.on_backend_failed(what);
   }
   if (!needs_reset_.exchange(true, std::memory_order_acq_rel) && active_) active_->interrupt->notify_config();
   if (!connection_gone) {

@@ -20,6 +20,7 @@
 // handlers on the event-loop thread.
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +52,8 @@ struct FsOptions {
   // snapshot=remount: a snapshot saves nothing of this device and the restored one comes back
   // needing a reset (virtiofsd keeps its state to itself). Without it a snapshot is refused.
   bool snapshot_remount = false;
+  // Once, when the backend dies or hangs up (loop thread; must not block): what the log says.
+  std::function<void(const std::string& what)> on_backend_failed;
 };
 
 class FsDevice final : public VirtioDevice {

@@ -82,7 +82,7 @@ void MmioTransport::notify_queue(uint16_t) {
 }
 
 void MmioTransport::notify_config() {
-  core_->bump_config_generation();
+  core_->config_changed();
   interrupt_status_.fetch_or(kInterruptConfigChange);
   irq_.signal();
 }

@@ -64,6 +64,8 @@ class MmioTransport final : public IoHandler, public Interrupt {
   std::string cmdline_fragment() const { return virtio_mmio_cmdline(params_.base_address, params_.gsi); }
   VirtioDevice& device() { return core_->device(); }
   const TransportCounters& counters() const { return core_->counters(); }
+  // Called (loop thread) when the device enters NEEDS_RESET, once until the driver resets it.
+  void set_on_needs_reset(std::function<void()> fn) { core_->set_on_needs_reset(std::move(fn)); }
   uint32_t interrupt_status() const { return interrupt_status_.load(); }
   // The irq eventfd (registered with add_irqfd_gsi); exposed for tests and diagnostics.
   int irq_fd() const { return irq_.fd(); }

@@ -481,7 +481,7 @@ void PciTransport::notify_queue(uint16_t queue_index) {
 }
 
 void PciTransport::notify_config() {
-  core_->bump_config_generation();
+  core_->config_changed();
   isr_.fetch_or(2);
   uint16_t vector = config_vector_.load();
   if (vector != VIRTIO_MSI_NO_VECTOR) msix_.deliver(vector);

@@ -85,6 +85,8 @@ class PciTransport final : public PciFunction, public IoHandler, public Interrup
 
   VirtioDevice& device() { return core_->device(); }
   const TransportCounters& counters() const { return core_->counters(); }
+  // Called (loop thread) when the device enters NEEDS_RESET, once until the driver resets it.
+  void set_on_needs_reset(std::function<void()> fn) { core_->set_on_needs_reset(std::move(fn)); }
   // Where BAR0 decodes now (memory space enabled and programmed), if anywhere.
   std::optional<uint64_t> bar0_address();
   // For tests and diagnostics: the irq eventfd behind an MSI-X vector (-1 if unused).

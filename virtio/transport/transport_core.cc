@@ -341,8 +341,15 @@ Result<void> TransportCore::start_device(Interrupt& interrupt, LoopAccess access
   return {};
 }
 
+void TransportCore::config_changed() {
+  bump_config_generation();
+  bool broken = (status_.load() & VIRTIO_STATUS_NEEDS_RESET) || device_->needs_reset();
+  if (broken && !needs_reset_reported_.exchange(true) && on_needs_reset_) on_needs_reset_();
+}
+
 void TransportCore::reset() {
   counters_.resets.fetch_add(1, std::memory_order_relaxed);
+  needs_reset_reported_.store(false);
   std::weak_ptr<int> alive = alive_;
   VirtioDevice* device = device_.get();
   // §2.4: reset stops the device before the driver sees status 0: device->reset() drains

@@ -123,6 +123,12 @@ class TransportCore {
   // Config generation (§2.5.1): bumped on every config-change notification.
   uint8_t config_generation() const { return config_generation_.load(); }
   void bump_config_generation() { config_generation_.fetch_add(1); }
+  // What the transports' notify_config() does: bumps the generation and, the first time the
+  // device needs a reset since the driver last reset it, calls the needs-reset callback (an
+  // event for the control plane). Loop thread.
+  void config_changed();
+  // Called once per NEEDS_RESET episode, on the loop thread; must not block.
+  void set_on_needs_reset(std::function<void()> fn) { on_needs_reset_ = std::move(fn); }
 
   // --- Snapshot/restore (docs/snapshot-format.md, "Device state"); vCPUs paused. ---
   // The registers (status, feature windows, queue configuration), not the device.
@@ -190,6 +196,8 @@ class TransportCore {
   std::vector<QueueState> queues_;
   std::atomic<uint8_t> status_{0};
   std::atomic<uint8_t> config_generation_{0};
+  std::function<void()> on_needs_reset_;
+  std::atomic<bool> needs_reset_reported_{false};
   uint32_t device_features_select_ = 0;
   uint32_t driver_features_select_ = 0;
   uint64_t driver_features_ = 0;

@@ -113,11 +113,13 @@ struct Rig {
     o.num_request_queues = 1;
     o.socket_path = backend.path;
     o.snapshot_remount = snapshot_remount;
+    o.on_backend_failed = [this](const std::string& what) { backend_failures.push_back(what); };
     auto d = FsDevice::create(std::move(o));
     EXPECT_TRUE(d.has_value()) << d.error().what;
     if (d) device = std::move(*d);
     for (auto& k : kicks) k = std::move(*EventFd::create());
   }
+  std::vector<std::string> backend_failures;  // what FsOptions::on_backend_failed was told
   ActivationContext context(GuestAddress ring_base = GuestAddress(0x10000)) {
     std::vector<QueueConfig> queues;
     for (uint16_t i = 0; i < 2; ++i) {
@@ -256,6 +258,9 @@ TEST(FsDevice, BackendDeathFailsRequestsWithEnotconnAndMarksNeedsReset) {
   EXPECT_TRUE(rig.device->needs_reset());
   EXPECT_EQ(rig.interrupt.config_count(), 1u);
   EXPECT_FALSE(rig.device->backend_connected());
+  // The control plane hears of it once ("backend-died" on GET /events).
+  ASSERT_EQ(rig.backend_failures.size(), 1u);
+  EXPECT_NE(rig.backend_failures[0].find("vhost-user backend gone"), std::string::npos) << rig.backend_failures[0];
   ASSERT_EQ(request->used_idx(), 1) << "the pending request was never answered";
   EXPECT_EQ(reply(1).error, -ENOTCONN);
   EXPECT_EQ(reply(1).unique, 1u);
@@ -266,6 +271,7 @@ TEST(FsDevice, BackendDeathFailsRequestsWithEnotconnAndMarksNeedsReset) {
   EXPECT_EQ(request->used_idx(), 2);
   EXPECT_EQ(reply(2).error, -ENOTCONN);
   EXPECT_EQ(rig.device->failed_requests(), 2u);
+  EXPECT_EQ(rig.backend_failures.size(), 1u) << "reported once, not per request";
 
   rig.device->reset();  // must not hang or crash with the backend gone
   EXPECT_FALSE(rig.device->needs_reset());
