@@ -48,6 +48,16 @@ class VmLauncher {
     (void)drive_id, (void)path, (void)format;
     return fail(EINVAL, "no microVM is running");
   }
+  // Vm::set_disk_rate_limit() / set_net_rate_limit() on the running Vm.
+  [[nodiscard]] virtual Result<void> set_disk_rate_limit(const std::string& drive_id, const RateLimitUpdate& change) {
+    (void)drive_id, (void)change;
+    return fail(EINVAL, "no microVM is running");
+  }
+  [[nodiscard]] virtual Result<void> set_net_rate_limit(const std::string& iface_id, const RateLimitUpdate& rx,
+                                                        const RateLimitUpdate& tx) {
+    (void)iface_id, (void)rx, (void)tx;
+    return fail(EINVAL, "no microVM is running");
+  }
   // Vm::set_balloon() and Vm::balloon_stats() on the running Vm.
   [[nodiscard]] virtual Result<void> set_balloon(uint64_t) { return fail(EINVAL, "no microVM is running"); }
   [[nodiscard]] virtual Result<BalloonStats> balloon_stats() const { return fail(EINVAL, "no microVM is running"); }

@@ -20,6 +20,8 @@ HttpResponse put_boot_source(Controller& c, const std::string& body);
 HttpResponse put_drive(Controller& c, const std::string& id, const std::string& body);
 // PATCH /drives/ID on a running microVM: media change (handlers_drive_patch.cc).
 HttpResponse patch_drive(Controller& c, const std::string& id, const std::string& body);
+// PATCH /network-interfaces/ID: rx/tx rate limits of a running microVM (handlers_drive_patch.cc).
+HttpResponse patch_network_interface(Controller& c, const std::string& id, const std::string& body);
 HttpResponse put_network_interface(Controller& c, const std::string& id, const std::string& body);
 HttpResponse put_logger(Controller& c, const std::string& body);
 // PUT /vsock (handlers_vsock.cc).

@@ -1,10 +1,34 @@
-// PATCH /drives/ID: Firecracker's media change. The body names the drive and its new backing
+// PATCH /network-interfaces/ID: new rate limits. PATCH /drives/ID: Firecracker's media change
+// and/or new rate limits. The body names the drive and its new backing
 // file; the running microVM opens it (same format and read-only rules as at start, image lock
 // taken) and swaps it in. Every refusal leaves the old file in place and says why.
 #include "api/handlers.h"
 #include "api/json_body.h"
+#include "api/rate_limiter_json.h"
 
 namespace microvm::api {
+
+HttpResponse patch_network_interface(Controller& c, const std::string& id, const std::string& body) {
+  auto j = parse_object(body, {"iface_id", "rx_rate_limiter", "tx_rate_limiter"});
+  if (!j) return fault(400, j.error().what);
+  auto body_id = get_string(*j, "iface_id");
+  if (!body_id) return fault(400, body_id.error().what);
+  if (!*body_id || **body_id != id)
+    return fault(400, "iface_id in the body must match the id in the path ('" + id + "')");
+  if (c.state() == InstanceState::kNotStarted)
+    return fault(400, "PATCH /network-interfaces/" + id +
+                          " changes a running microVM's interface; before InstanceStart use PUT /network-interfaces/" + id);
+  RateLimitUpdate rx, tx;
+  for (auto [key, out] : {std::pair{"rx_rate_limiter", &rx}, std::pair{"tx_rate_limiter", &tx}}) {
+    if (!j->contains(key) || (*j)[key].is_null()) continue;
+    auto parsed = parse_rate_limiter((*j)[key], key);
+    if (!parsed) return fault(400, parsed.error().what);
+    *out = *parsed;
+  }
+  if (rx.empty() && tx.empty()) return fault(400, "nothing to change: give rx_rate_limiter or tx_rate_limiter");
+  if (auto ok = c.launcher().set_net_rate_limit(id, rx, tx); !ok) return fault(400, "rate limit: " + ok.error().what);
+  return no_content();
+}
 
 HttpResponse patch_drive(Controller& c, const std::string& id, const std::string& body) {
   auto j = parse_object(body, {"drive_id", "path_on_host", "rate_limiter", "x-microvm-format"});
@@ -19,17 +43,29 @@ HttpResponse patch_drive(Controller& c, const std::string& id, const std::string
     return fault(400, "drive_id in the body must match the id in the path ('" + id + "')");
   if (c.state() == InstanceState::kNotStarted)
     return fault(400, "PATCH /drives/" + id + " changes a running microVM's drive; before InstanceStart use PUT /drives/" + id);
-  // Firecracker can replace a drive's token buckets at run time; ours are fixed at start.
-  if (j->contains("rate_limiter") && !(*j)["rate_limiter"].is_null())
-    return fault(400, "drive field 'rate_limiter' cannot be changed after start (set it with --disk ...,bps=,iops=)");
-  if (!*path) return fault(400, "path_on_host is required");
-  if (**path == "") return fault(400, "drive '" + id + "' path_on_host: the path is empty");
+  RateLimitUpdate limits;
+  if (j->contains("rate_limiter") && !(*j)["rate_limiter"].is_null()) {
+    auto parsed = parse_rate_limiter((*j)["rate_limiter"], "rate_limiter");
+    if (!parsed) return fault(400, parsed.error().what);
+    limits = *parsed;
+  }
+  if (!*path && limits.empty()) return fault(400, "nothing to change: give path_on_host or rate_limiter");
+  if (*path && **path == "") return fault(400, "drive '" + id + "' path_on_host: the path is empty");
+  if (*format && !*path) return fault(400, "x-microvm-format needs path_on_host");
   if (*format && **format != "raw" && **format != "qcow2")
     return fault(400, "x-microvm-format must be \"raw\" or \"qcow2\"");
+  if (!*path) {
+    if (auto ok = c.launcher().set_disk_rate_limit(id, limits); !ok) return fault(400, "rate limit: " + ok.error().what);
+    return no_content();
+  }
   // No stat() here: the API thread's seccomp role opens and inspects no path. The launcher's
   // file thread opens the image, and its error names the path.
   if (auto ok = c.launcher().swap_disk(id, **path, format->value_or("")); !ok)
     return fault(400, "drive swap: " + ok.error().what);
+  // After the swap (which cannot be undone), so a refused limit says so without hiding it.
+  if (!limits.empty())
+    if (auto ok = c.launcher().set_disk_rate_limit(id, limits); !ok)
+      return fault(400, "the drive was swapped, but its rate limit was not changed: " + ok.error().what);
   for (auto& d : c.drives())
     if (d.id == id) {
       d.disk.path = **path;

@@ -45,10 +45,8 @@ HttpResponse dispatch(Controller& c, const HttpRequest& r) {
   }
   if (one_segment_after(p, "/network-interfaces/", id)) {
     if (m == "PUT") return put_network_interface(c, id, r.body);
-    if (m == "PATCH")
-      return fault(400, "PATCH /network-interfaces is not supported: rx_rate_limiter/tx_rate_limiter are fixed at start "
-                        "(--net ...,bps=,pps=); changing them at run time is not implemented");
-    return method_not_allowed(r, "PUT");
+    if (m == "PATCH") return patch_network_interface(c, id, r.body);
+    return method_not_allowed(r, "PUT, PATCH");
   }
   if (p == "/actions") return m == "PUT" ? put_actions(c, r.body) : method_not_allowed(r, "PUT");
   if (p == "/vm") return m == "PATCH" ? patch_vm_state(c, r.body) : method_not_allowed(r, "PATCH");

@@ -96,6 +96,15 @@ class MainThreadLauncher : public api::VmLauncher {
     return with_vm([&](Vm& vm) { return worker_->run([&] { return vm.swap_disk(drive_id, path, format); }); });
   }
 
+  // On the API thread: the loop does the work; nothing here opens a file or creates an fd.
+  Result<void> set_disk_rate_limit(const std::string& drive_id, const RateLimitUpdate& change) override {
+    return with_vm([&](Vm& vm) { return vm.set_disk_rate_limit(drive_id, change); });
+  }
+  Result<void> set_net_rate_limit(const std::string& iface_id, const RateLimitUpdate& rx,
+                                  const RateLimitUpdate& tx) override {
+    return with_vm([&](Vm& vm) { return vm.set_net_rate_limit(iface_id, rx, tx); });
+  }
+
   Result<void> hand_over(StartRequest request) {
     std::unique_lock lock(mu_);
     if (stop_requested_) return fail(EINVAL, "the microVM is stopping");

@@ -8,14 +8,22 @@
 namespace microvm {
 
 Result<std::unique_ptr<IoThrottle>> IoThrottle::create(IoLimit limit, MonotonicClock clock) {
-  if (!limit.limited()) return fail(EINVAL, "rate limiter without a limit");
   Fd timer(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
   if (!timer) return fail_errno("rate limiter: timerfd_create");
   return std::unique_ptr<IoThrottle>(new IoThrottle(limit, std::move(clock), std::move(timer)));
 }
 
 IoThrottle::IoThrottle(IoLimit limit, MonotonicClock clock, Fd timer)
-    : clock_(std::move(clock)), limiter_(limit, clock_()), timer_(std::move(timer)) {}
+    : clock_(std::move(clock)), limit_(limit), limiter_(limit, clock_()), timer_(std::move(timer)) {}
+
+void IoThrottle::update(const RateLimitUpdate& change) {
+  if (change.bytes) limit_.bytes = *change.bytes;
+  if (change.ops) limit_.ops = *change.ops;
+  limiter_ = IoRateLimiter(limit_, clock_());
+  // The timer armed for the old limit may still expire: that only makes the device look for
+  // work once more.
+  if (armed_) fire();
+}
 
 Result<void> IoThrottle::attach(EventLoop& loop, std::function<void()> on_ready) {
   on_ready_ = std::move(on_ready);
@@ -37,6 +45,7 @@ void IoThrottle::detach() {
 }
 
 bool IoThrottle::admit(uint64_t bytes, uint64_t ops) {
+  if (!limiter_.limited()) return true;
   int64_t wait = limiter_.admit(bytes, ops, clock_());
   if (wait == 0) return true;
   ++throttled_;

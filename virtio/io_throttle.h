@@ -7,6 +7,7 @@
 // timerfd_create.
 #include <functional>
 #include <memory>
+#include <optional>
 
 #include "base/fd.h"
 #include "base/io_rate_limiter.h"
@@ -18,8 +19,16 @@ namespace microvm {
 
 class IoThrottle {
  public:
+  // An unlimited throttle admits everything (one branch per request) and can be given a limit
+  // later with update(): devices that allow run-time changes always have one.
   [[nodiscard]] static Result<std::unique_ptr<IoThrottle>> create(IoLimit limit,
                                                                   MonotonicClock clock = steady_now_ns);
+
+  // A new limit (PATCH /drives, PATCH /network-interfaces), on the loop thread: each bucket
+  // given replaces the old limit, nullopt keeps it; both start full. A request held back
+  // by the old limit is looked at again at once (on_ready), not when the old timer fires.
+  void update(const RateLimitUpdate& change);
+  const IoLimit& limit() const { return limit_; }
 
   // At activation: `on_ready` runs on the loop when a refused request may fit.
   [[nodiscard]] Result<void> attach(EventLoop& loop, std::function<void()> on_ready);
@@ -42,6 +51,7 @@ class IoThrottle {
   void arm(int64_t wait_ns);
 
   MonotonicClock clock_;
+  IoLimit limit_;
   IoRateLimiter limiter_;
   Fd timer_;
   LoopRegistration registration_;

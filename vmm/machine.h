@@ -50,6 +50,9 @@ class Machine final : public Vm {
   Result<void> set_balloon(uint64_t bytes) override;
   Result<BalloonStats> balloon_stats() const override;
   Result<void> swap_disk(const std::string& drive_id, const std::string& path, const std::string& format) override;
+  Result<void> set_disk_rate_limit(const std::string& drive_id, const RateLimitUpdate& change) override;
+  Result<void> set_net_rate_limit(const std::string& iface_id, const RateLimitUpdate& rx,
+                                  const RateLimitUpdate& tx) override;
   BootTimes boot_times() const override;
   void set_time_origin(std::chrono::steady_clock::time_point origin) override { origin_ = origin; }
 
@@ -75,6 +78,11 @@ class Machine final : public Vm {
   // First caller wins; stops the event loop and every vCPU.
   void request_exit(VmExitReason reason, const std::string& detail);
   uint64_t now_us() const;
+  // Run-time device changes (machine_device_changes.cc): `change` runs on the loop thread, or
+  // here while paused; the caller holds control_mu_ and checked the state.
+  template <class T>
+  Result<T> on_device_loop(std::function<Result<T>()> change);
+  Result<void> check_running_for_change(const char* what) const;
   // VmConfig::on_event, if set (any thread).
   void emit(const char* type, std::string detail = {}) const;
 

@@ -182,6 +182,12 @@ VirtioWiring::Disk* VirtioWiring::disk(const std::string& id) {
   return nullptr;
 }
 
+NetDevice* VirtioWiring::net(const std::string& id) {
+  for (auto& [name, device] : nets_)
+    if (name == id) return device;
+  return nullptr;
+}
+
 Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
   std::unique_ptr<VirtioWiring> w(new VirtioWiring(std::move(ctx)));
   TRY(w->setup_pci_root());
@@ -213,8 +219,9 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     net.rate_limit = n.rate_limit;
     auto device = NetDevice::create(std::move(opened->backend), net, std::move(opened->vhost));
     if (!device) return std::unexpected(device.error().context("--net"));
-    const NetDevice* dev = device->get();
+    NetDevice* dev = device->get();
     std::string id = n.id.empty() ? "net" + std::to_string(&n - config.nets.data()) : n.id;
+    w->nets_.emplace_back(id, dev);
     TRY(w->attach(std::move(*device), "virtio-net", "net_" + id, [dev](MetricGroup& g) { append(g, dev->counters()); }));
   }
   if (!config.shares.empty() && !w->ctx_.memory.seal_problem().empty())

@@ -29,6 +29,7 @@ namespace microvm {
 class BalloonDevice;
 class BlkDevice;
 class BlockBackend;
+class NetDevice;
 
 class VirtioWiring final {
  public:
@@ -65,6 +66,8 @@ class VirtioWiring final {
     DiskConfig config;
   };
   Disk* disk(const std::string& id);
+  // A virtio-net device by interface id (NetConfig::id, else "net" + its index), or null.
+  NetDevice* net(const std::string& id);
   // Opens an image the way --disk does (format never probed, the image lock taken, the
   // sandbox's io_uring rules), on the calling thread.
   [[nodiscard]] Result<std::unique_ptr<BlockBackend>> open_disk_backend(const DiskConfig& d) const;
@@ -113,6 +116,7 @@ class VirtioWiring final {
   std::vector<MetricSource> metric_sources_;
   BalloonDevice* balloon_ = nullptr;
   std::vector<Disk> disks_;
+  std::vector<std::pair<std::string, NetDevice*>> nets_;
   std::vector<std::unique_ptr<PmemWriteTrap>> pmem_traps_;
   std::vector<std::unique_ptr<Relay>> relays_;  // after the devices: unregistered first
 };

@@ -343,6 +343,20 @@ class Vm {
     (void)drive_id, (void)path, (void)format;
     return fail(EINVAL, "this VM cannot change drives");
   }
+  // New rate limits for a running drive (PATCH /drives rate_limiter) or network interface
+  // (PATCH /network-interfaces rx_rate_limiter/tx_rate_limiter): each bucket given replaces the
+  // old limit (per_second 0 removes it), the others keep theirs, all start full; a request held back by the old
+  // limit is looked at again at once. Interfaces on vhost-net cannot be limited. Error for an
+  // unknown id, before run() or after the VM stopped. Thread-safe.
+  [[nodiscard]] virtual Result<void> set_disk_rate_limit(const std::string& drive_id, const RateLimitUpdate& change) {
+    (void)drive_id, (void)change;
+    return fail(EINVAL, "this VM cannot change rate limits");
+  }
+  [[nodiscard]] virtual Result<void> set_net_rate_limit(const std::string& iface_id, const RateLimitUpdate& rx,
+                                                        const RateLimitUpdate& tx) {
+    (void)iface_id, (void)rx, (void)tx;
+    return fail(EINVAL, "this VM cannot change rate limits");
+  }
   // Target, actual size and the latest guest statistics. Thread-safe.
   [[nodiscard]] virtual Result<BalloonStats> balloon_stats() const { return fail(EINVAL, "this VM has no balloon device"); }
   // A snapshot of state, vCPU count, memory size and uptime. Thread-safe.

@@ -127,10 +127,20 @@ TEST_F(ApiDriveSwapTest, RunningGuestSeesTheNewImageAndRefusalsKeepTheOld) {
   EXPECT_EQ(mismatch.status, 400) << mismatch.body;
   EXPECT_TRUE(contains(fault_message(mismatch.body), "drive_id")) << mismatch.body;
 
+  CurlReply burst = vm.curl("PATCH", "/drives/rootfs",
+                            "{\"drive_id\":\"rootfs\",\"rate_limiter\":{\"bandwidth\":{\"size\":1000,"
+                            "\"refill_time\":100,\"one_time_burst\":5000}}}");
+  EXPECT_EQ(burst.status, 400) << burst.body;
+  EXPECT_TRUE(contains(fault_message(burst.body), "one_time_burst")) << burst.body;
+  // A run-time limit the guest stays far below (10 MiB and 1000 requests per 100 ms).
   CurlReply limiter = vm.curl("PATCH", "/drives/rootfs",
-                              "{\"drive_id\":\"rootfs\",\"rate_limiter\":{\"bandwidth\":{\"size\":1000,\"refill_time\":100}}}");
-  EXPECT_EQ(limiter.status, 400) << limiter.body;
-  EXPECT_TRUE(contains(fault_message(limiter.body), "rate_limiter")) << limiter.body;
+                              "{\"drive_id\":\"rootfs\",\"rate_limiter\":{\"bandwidth\":{\"size\":10485760,"
+                              "\"refill_time\":100},\"ops\":{\"size\":1000,\"refill_time\":100}}}");
+  EXPECT_EQ(limiter.status, 204) << limiter.body << "\n" << vm.describe();
+  CurlReply no_net = vm.curl("PATCH", "/network-interfaces/eth0",
+                             "{\"iface_id\":\"eth0\",\"rx_rate_limiter\":{\"ops\":{\"size\":10,\"refill_time\":100}}}");
+  EXPECT_EQ(no_net.status, 400) << no_net.body;
+  EXPECT_TRUE(contains(fault_message(no_net.body), "no network interface 'eth0'")) << no_net.body;
 
   CurlReply unknown_field = vm.curl("PATCH", "/drives/rootfs",
                                     "{\"drive_id\":\"rootfs\",\"path_on_host\":\"" + new_path + "\",\"is_read_only\":true}");
@@ -188,18 +198,26 @@ TEST_F(ApiDriveSwapTest, CtlDriveSwapOnACommandLineMmioGuest) {
 }
 
 // Jailed, the microVM has no way to reach a host path: the swap is refused, and says why.
-TEST_F(ApiDriveSwapTest, JailedVmRefusesWithAReason) {
+// Rate limits need no path: they change, on the drive and on a user-networking interface.
+TEST_F(ApiDriveSwapTest, JailedVmRefusesTheSwapWithAReasonButChangesRateLimits) {
   ASSERT_EQ(::geteuid(), 0u) << "--jail needs root; this test must run as root";
   TempDir dir;
   std::string old_path = dir.write_file("old.img", image(kOldBytes, 5));
   std::string new_path = dir.write_file("new.img", image(kNewBytes, 11));
   ApiVm vm({"--jail", "on", "--kernel", firmware_path("virtio_blk_driver"), "--append", "vblk.swap=1", "--memory",
-            "64M", "--no-rng", "--disk", old_path + ",format=raw"});
+            "64M", "--no-rng", "--disk", old_path + ",format=raw", "--net", "user"});
   ASSERT_TRUE(vm.socket_ready()) << vm.describe();
   ASSERT_TRUE(wait_swap_ready(vm)) << vm.describe();
   CurlReply r = vm.curl("PATCH", "/drives/drive0", body("drive0", new_path));
   EXPECT_EQ(r.status, 400) << r.body;
   EXPECT_TRUE(contains(fault_message(r.body), "jail")) << r.body;
+  r = vm.curl("PATCH", "/drives/drive0",
+              R"({"drive_id":"drive0","rate_limiter":{"ops":{"size":100,"refill_time":1000}}})");
+  EXPECT_EQ(r.status, 204) << r.body << "\n" << vm.describe();
+  r = vm.curl("PATCH", "/network-interfaces/net0",
+              R"({"iface_id":"net0","rx_rate_limiter":{"bandwidth":{"size":100000,"refill_time":100}},)"
+              R"("tx_rate_limiter":{"ops":{"size":10,"refill_time":100}}})");
+  EXPECT_EQ(r.status, 204) << r.body << "\n" << vm.describe();
   EXPECT_EQ(vm.curl("GET", "/").status, 200) << vm.describe();
   EXPECT_EQ(vm.curl("PUT", "/actions", R"({"action_type":"x-microvm-Stop"})").status, 204);
   auto code = vm.wait_exit(30);

@@ -33,8 +33,9 @@ Result<std::unique_ptr<BlkDevice>> BlkDevice::create(std::unique_ptr<BlockBacken
   if (!power_of_two(lbs) || lbs < kSectorSize || lbs > 65536)
     return fail(EINVAL, "virtio-blk: backend block size must be a power of 2 between 512 and 65536");
   std::unique_ptr<BlkDevice> dev(new BlkDevice(std::move(backend), options));
-  if (options.rate_limit.limited())
-    dev->throttle_ = TRY(IoThrottle::create(options.rate_limit, options.rate_clock ? options.rate_clock : steady_now_ns));
+  // Always, even unlimited: set_rate_limit() may give it a limit at run time, and the loop
+  // thread's seccomp role cannot create the timerfd then.
+  dev->throttle_ = TRY(IoThrottle::create(options.rate_limit, options.rate_clock ? options.rate_clock : steady_now_ns));
   return dev;
 }
 
@@ -222,8 +223,11 @@ void BlkDevice::process_queue(uint16_t q) {
   notify_dirty_queues();
 }
 
+void BlkDevice::set_rate_limit(const RateLimitUpdate& change) {
+  throttle_->update(change);  // a request it held back is looked at again (on_throttle_ready)
+}
+
 bool BlkDevice::admit(const BlkRequest& r) {
-  if (!throttle_) return true;
   bool data = r.op == BlkOp::kRead || r.op == BlkOp::kWrite;
   return throttle_->admit(data ? r.data_len : 0, 1);
 }

@@ -136,8 +136,12 @@ class BlkDevice final : public VirtioDevice {
   bool active() const { return active_.has_value(); }
   // Requests popped and not yet completed to the guest.
   size_t in_flight() const;
-  // The rate limiter (nullptr without one): its refusals, and its timer for tests.
+  // The rate limiter (always present; unlimited unless BlkOptions::rate_limit or
+  // set_rate_limit() gave it a limit): its refusals, and its timer for tests.
   IoThrottle* rate_limiter() { return throttle_.get(); }
+  // PATCH /drives rate_limiter: replaces the buckets given (nullopt keeps one; per_second 0
+  // removes its limit). Loop thread.
+  void set_rate_limit(const RateLimitUpdate& change);
 
   // Media change (PATCH /drives/ID): puts `fresh` behind the device and hands back the old
   // backend, for the caller to close off the loop (a qcow2 close writes metadata). Requests
@@ -222,7 +226,7 @@ class BlkDevice final : public VirtioDevice {
   bool submitted_ = false;  // something awaits flush_submissions()
   uint64_t backend_ops_ = 0;  // operations with the backend, not yet reaped
   std::deque<uint32_t> waiting_;  // slots refused as busy, oldest first: no pops while non-empty
-  std::unique_ptr<IoThrottle> throttle_;  // only with a rate limit
+  std::unique_ptr<IoThrottle> throttle_;  // never null after create()
   std::optional<uint32_t> deferred_;      // a parsed request over the limit: no more pops until it goes
   bool flush_failed_ = false;  // a flush failed since the last reset: later ones fail too
 

@@ -28,7 +28,9 @@ Result<std::unique_ptr<NetDevice>> NetDevice::create(std::unique_ptr<NetBackend>
   if (options.rate_limit.limited() && vhost)
     return fail(EINVAL, "virtio-net: rate limits need the userspace data path (vhost=off)");
   std::unique_ptr<NetDevice> dev(new NetDevice(std::move(backend), options, std::move(vhost)));
-  if (options.rate_limit.limited()) {
+  if (!dev->vhost_) {
+    // Also unlimited: set_rate_limit() may give them a limit at run time, when the loop
+    // thread's seccomp role could not create the timerfds.
     MonotonicClock clock = options.rate_clock ? options.rate_clock : steady_now_ns;
     dev->tx_throttle_ = TRY(IoThrottle::create(options.rate_limit, clock));
     dev->rx_throttle_ = TRY(IoThrottle::create(options.rate_limit, clock));
@@ -37,6 +39,14 @@ Result<std::unique_ptr<NetDevice>> NetDevice::create(std::unique_ptr<NetBackend>
 }
 
 uint32_t NetDevice::device_type() const { return VIRTIO_ID_NET; }
+
+Result<void> NetDevice::set_rate_limit(const RateLimitUpdate& rx, const RateLimitUpdate& tx) {
+  if (!tx_throttle_ || !rx_throttle_)
+    return fail(EINVAL, "rate limits need the userspace data path (this interface uses vhost-net; start it with vhost=off)");
+  rx_throttle_->update(rx);
+  tx_throttle_->update(tx);
+  return {};
+}
 
 uint64_t NetDevice::features() const {
   uint64_t f = feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_F_EVENT_IDX) | feature_bit(VIRTIO_F_INDIRECT_DESC) |

@@ -110,9 +110,13 @@ class NetDevice final : public VirtioDevice {
   [[nodiscard]] Result<std::vector<std::byte>> save_state() override;
   [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob) override;
 
-  // Each direction's rate limiter (nullptr without a limit): refusals, and the timer for tests.
+  // Each direction's rate limiter (nullptr only with vhost-net; unlimited unless
+  // NetOptions::rate_limit or set_rate_limit() gave it a limit): refusals, and the timer for tests.
   IoThrottle* tx_rate_limiter() { return tx_throttle_.get(); }
   IoThrottle* rx_rate_limiter() { return rx_throttle_.get(); }
+  // PATCH /network-interfaces rx_rate_limiter / tx_rate_limiter, on the loop thread. Error with
+  // vhost-net (the kernel moves the frames; nothing here can hold them back).
+  [[nodiscard]] Result<void> set_rate_limit(const RateLimitUpdate& rx, const RateLimitUpdate& tx);
   const NetCounters& counters() const { return counters_; }
   bool active() const { return active_.has_value(); }
   // True while RX is paused waiting for the driver to refill the ring.
@@ -169,7 +173,7 @@ class NetDevice final : public VirtioDevice {
   std::vector<std::byte> rx_buf_;  // the frame being delivered (header + Ethernet)
   size_t rx_pending_ = 0;          // its length; 0 when none
   bool rx_admitted_ = false;       // the pending frame passed the RX rate limit
-  std::unique_ptr<IoThrottle> tx_throttle_, rx_throttle_;  // only with a rate limit
+  std::unique_ptr<IoThrottle> tx_throttle_, rx_throttle_;  // none with vhost-net
   std::vector<std::byte> tx_buf_;  // linearized frame: small frames, or more buffers than IOV_MAX
   std::vector<iovec> tx_iov_;
   std::optional<Active> active_;

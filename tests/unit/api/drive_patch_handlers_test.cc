@@ -24,8 +24,22 @@ class SwapLauncher : public VmLauncher {
     if (path.ends_with("locked.img")) return fail(EAGAIN, "disk " + path + ": locked by process 42");
     return {};
   }
+  Result<void> set_disk_rate_limit(const std::string& id, const RateLimitUpdate& change) override {
+    ++calls;
+    last_id = id;
+    disk_limit = change;
+    return {};
+  }
+  Result<void> set_net_rate_limit(const std::string& id, const RateLimitUpdate& rx, const RateLimitUpdate& tx) override {
+    ++calls;
+    if (id != "eth0") return fail(ENOENT, "no network interface '" + id + "'");
+    last_id = id;
+    net_rx = rx, net_tx = tx;
+    return {};
+  }
   int calls = 0;
   std::string last_id, last_path, last_format;
+  RateLimitUpdate disk_limit, net_rx, net_tx;
 };
 
 class DrivePatchHandlersTest : public ::testing::Test {
@@ -64,12 +78,18 @@ TEST_F(DrivePatchHandlersTest, BodiesItCannotHonourAreRefusedBeforeTheLauncher) 
   } cases[] = {
       {R"({"drive_id": "other", "path_on_host": "/x.img"})", "must match"},
       {R"({"path_on_host": "/x.img"})", "must match"},
-      {R"({"drive_id": "rootfs"})", "path_on_host is required"},
       {R"({"drive_id": "rootfs", "path_on_host": ""})", "path is empty"},
       {R"({"drive_id": "rootfs", "path_on_host": 7})", "path_on_host"},
       {R"({"drive_id": "rootfs", "path_on_host": "/x.img", "is_read_only": true})", "is_read_only"},
       {R"({"drive_id": "rootfs", "path_on_host": "/x.img", "x-microvm-format": "vmdk"})", "x-microvm-format"},
-      {R"({"drive_id": "rootfs", "rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1}}})", "rate_limiter"},
+      {R"({"drive_id": "rootfs"})", "nothing to change"},
+      {R"({"drive_id": "rootfs", "rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1, "one_time_burst": 5}}})",
+       "rate_limiter.bandwidth: one_time_burst is not supported"},
+      {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 1, "refill_time": 2000}}})", "below 1 per second"},
+      {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 1}}})", "refill_time are required"},
+      {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 1, "refill_time": 10, "x": 1}}})", "unknown field 'x'"},
+      {R"({"drive_id": "rootfs", "rate_limiter": {"iops": {}}})", "unknown field 'iops'"},
+      {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 18446744073709551615, "refill_time": 10}}})", "too large"},
       {R"({"drive_id": "rootfs", "path_on_host": "/x.img")", ""},
   };
   for (const auto& c : cases) {
@@ -101,6 +121,47 @@ TEST_F(DrivePatchHandlersTest, SwapGoesToTheLauncherAndShowsInVmConfig) {
   r = call("PATCH", "/drives/drive0", json{{"drive_id", "drive0"}, {"path_on_host", "/d.img"}}.dump());
   EXPECT_EQ(r.status, 204) << r.body;
   EXPECT_EQ(launcher.last_format, "");
+}
+
+TEST_F(DrivePatchHandlersTest, RateLimitersInFirecrackersShapeReachTheLauncher) {
+  configure();
+  start();
+  auto r = call("PATCH", "/drives/rootfs",
+                R"({"drive_id": "rootfs", "rate_limiter": {"bandwidth": {"size": 1048576, "refill_time": 500},
+                                                         "ops": {"size": 0, "refill_time": 100}}})");
+  ASSERT_EQ(r.status, 204) << r.body;
+  ASSERT_TRUE(launcher.disk_limit.bytes.has_value());
+  EXPECT_EQ(launcher.disk_limit.bytes->per_second, 2u * 1048576);  // 1 MiB per 500 ms
+  EXPECT_EQ(launcher.disk_limit.bytes->burst, 1048576u);
+  ASSERT_TRUE(launcher.disk_limit.ops.has_value());
+  EXPECT_FALSE(launcher.disk_limit.ops->limited()) << "size 0 disables the bucket";
+
+  r = call("PATCH", "/network-interfaces/eth0",
+           R"({"iface_id": "eth0", "tx_rate_limiter": {"ops": {"size": 100, "refill_time": 1000}}})");
+  ASSERT_EQ(r.status, 204) << r.body;
+  EXPECT_TRUE(launcher.net_rx.empty()) << "rx was not named: unchanged";
+  ASSERT_TRUE(launcher.net_tx.ops.has_value());
+  EXPECT_EQ(launcher.net_tx.ops->per_second, 100u);
+  EXPECT_FALSE(launcher.net_tx.bytes.has_value());
+
+  r = call("PATCH", "/network-interfaces/eth9",
+           R"({"iface_id": "eth9", "rx_rate_limiter": {"ops": {"size": 100, "refill_time": 1000}}})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(message(r).find("no network interface 'eth9'"), std::string::npos) << r.body;
+  for (const char* bad : {R"({"iface_id": "eth0"})", R"({"iface_id": "eth1", "rx_rate_limiter": null})",
+                          R"({"iface_id": "eth0", "host_dev_name": "tap0"})",
+                          R"({"iface_id": "eth0", "rx_rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1, "one_time_burst": 1}}})"}) {
+    r = call("PATCH", "/network-interfaces/eth0", bad);
+    EXPECT_EQ(r.status, 400) << bad;
+  }
+}
+
+TEST_F(DrivePatchHandlersTest, NetworkInterfacePatchBeforeStartPointsAtPut) {
+  auto r = call("PATCH", "/network-interfaces/eth0",
+                R"({"iface_id": "eth0", "rx_rate_limiter": {"ops": {"size": 100, "refill_time": 1000}}})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(message(r).find("before InstanceStart use PUT"), std::string::npos) << r.body;
+  EXPECT_EQ(launcher.calls, 0);
 }
 
 }  // namespace

@@ -139,3 +139,45 @@ TEST_F(BlkRateLimitTest, TheTimerfdBringsTheDeferredRequestBack) {
 
 }  // namespace
 }  // namespace microvm
+
+namespace microvm {
+namespace {
+
+// PATCH /drives rate_limiter: a drive started without a limit gets one at run time, and
+// lifting it lets the request it held back go at once, with no clock movement and no timer.
+TEST_F(BlkRateLimitTest, LimitChangesAtRunTimeAndLiftingItReleasesTheWaitingRequest) {
+  start(IoLimit{});
+  ASSERT_NE(drv.dev->rate_limiter(), nullptr) << "every drive has a throttle, so a limit can come later";
+  auto post_reads = [&](int n) {
+    std::vector<GuestAddress> status;
+    for (int i = 0; i < n; ++i) status.push_back(drv.post(VIRTIO_BLK_T_IN, 0, drv.buffer(512, 0), 512, true));
+    return status;
+  };
+  post_reads(6);
+  pump();
+  EXPECT_EQ(completed(), 6) << "unlimited: everything passes";
+
+  drv.dev->set_rate_limit(RateLimitUpdate{.ops = BucketLimit{.per_second = 1000, .burst = 2}});
+  EXPECT_EQ(drv.dev->rate_limiter()->limit().ops.per_second, 1000u);
+  post_reads(6);
+  pump();
+  EXPECT_EQ(completed(), 8) << "the new bucket starts full (2), then the limit holds";
+  EXPECT_TRUE(drv.dev->rate_limiter()->armed());
+
+  // Changing only the bytes bucket keeps the ops limit.
+  drv.dev->set_rate_limit(RateLimitUpdate{.bytes = BucketLimit{.per_second = 1 << 30, .burst = 1 << 30}});
+  EXPECT_EQ(drv.dev->rate_limiter()->limit().ops.per_second, 1000u);
+  for (int i = 0; i < 50; ++i)
+    if (*drv.loop->run_once(0) == 0) break;
+  EXPECT_EQ(completed(), 10) << "a fresh (full) ops bucket of 2 let two more through";
+
+  // Lifting the ops limit: the held request goes now, without waiting for the old timer.
+  drv.dev->set_rate_limit(RateLimitUpdate{.ops = BucketLimit{}});
+  for (int i = 0; i < 50; ++i)
+    if (*drv.loop->run_once(0) == 0) break;
+  EXPECT_EQ(completed(), 12);
+  EXPECT_FALSE(drv.dev->needs_reset());
+}
+
+}  // namespace
+}  // namespace microvm
