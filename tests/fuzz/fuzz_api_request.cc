@@ -23,6 +23,13 @@ class AcceptingLauncher : public VmLauncher {
  public:
   Result<void> start(const VmConfig&) override { return {}; }
   void stop() override {}
+  // Run-time changes succeed too, so the fuzzer reaches past their parsing (PATCH /drives,
+  // PATCH /network-interfaces and their rate-limiter objects).
+  Result<void> swap_disk(const std::string&, const std::string&, const std::string&) override { return {}; }
+  Result<void> set_disk_rate_limit(const std::string&, const RateLimitUpdate&) override { return {}; }
+  Result<void> set_net_rate_limit(const std::string&, const RateLimitUpdate&, const RateLimitUpdate&) override {
+    return {};
+  }
 };
 
 void check(const HttpResponse& r) {
