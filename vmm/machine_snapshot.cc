@@ -33,8 +33,8 @@ std::string join(const std::string& dir, const char* name) {
 }
 
 // Virtio devices whose state a snapshot cannot carry (docs/snapshot-format.md, "Device
-// sections"): a restored guest would find them reset. Disks, nets and rng carry their state in
-// device sections; shares are not recorded in the machine section, so a restore could not
+// sections"): a restored guest would find them reset. Disks, nets, rng, balloon and pmem carry
+// their state in device sections; shares are not recorded in the machine section, so a restore could not
 // rebuild them, snapshot=remount or not.
 std::string unsupported_devices(const VmConfig& c) {
   if (!c.shares.empty())
@@ -188,6 +188,11 @@ Result<void> Machine::save_snapshot(const std::string& state_path, const std::st
   machine.config.hugepages = config_.hugepages;
   machine.config.disks = config_.disks;
   machine.config.nets = config_.nets;
+  machine.config.balloon = config_.balloon;
+  machine.config.pmems = config_.pmems;
+  machine.config.vsock = config_.vsock;
+  machine.config.virtio_console = config_.virtio_console;
+  machine.config.serial_ports = config_.serial_ports;
   uint64_t offset = 0;
   for (const auto& r : memory_->regions()) {
     machine.regions.push_back({r.guest_base.raw(), r.size, offset});
@@ -256,6 +261,8 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
   config.hugepages = false;  // RAM comes from the memory file
   config.disks = saved.disks;
   config.nets = saved.nets;
+  config.balloon = saved.balloon;
+  config.pmems = saved.pmems;
   config.shares.clear();
   config.kernel_path.clear();
   if (!options.disks.empty()) {
@@ -270,6 +277,11 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
     for (const auto& d : config.disks)
       if (!d.read_only)
         return fail(EINVAL, "restore --clone: disk " + d.path + " is writable; give each clone its own disk (--disk)");
+  // Every clone maps a pmem file shared: a writable one would take each clone's stores.
+  if (options.clone)
+    for (const auto& p : config.pmems)
+      if (!p.read_only)
+        return fail(EINVAL, "restore --clone: pmem " + p.path + " is writable; clones can share only read-only ones");
   if (options.prefault && options.clone) return fail(EINVAL, "restore: --clone and --restore-prefault exclude each other");
   // The recorded configuration went through the same checks as a command line.
   if (auto ok = Vm::validate(config); !ok) return std::unexpected(ok.error().context("restore: " + state_path));

@@ -150,6 +150,73 @@ TEST_F(FirmwareSnapshotTest, VirtioDeviceStateIsSavedAndRestored) {
   EXPECT_TRUE(r.lines_with_prefix("SNAPCALC start").empty()) << r.describe();
 }
 
+void make_file(const std::string& path, uint64_t bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(bytes) - 1);
+  f.put('\0');
+}
+
+// A balloon and two pmem files: recorded in the machine section, rebuilt from it, their
+// device state loaded (the target the host set stays); a pmem file that changed size, or a
+// clone over a writable one, is refused.
+TEST_F(FirmwareSnapshotTest, BalloonAndPmemStateIsSavedAndRestored) {
+  TempDir tmp;
+  const std::string rw = tmp.path() + "/rw.img", ro = tmp.path() + "/ro.img";
+  make_file(rw, 2 << 20);
+  make_file(ro, 2 << 20);
+  VmConfig c = snap_calc_config();
+  c.balloon = BalloonConfig{.size_bytes = 4 << 20, .free_page_reporting = true, .stats_interval_s = 5};
+  c.pmems = {PmemConfig{rw, false}, PmemConfig{ro, true}};
+  const std::string dir = tmp.path() + "/snap";
+  {
+    std::string error;
+    auto e = EmbeddedVm::start(c, &error);
+    ASSERT_TRUE(e) << error;
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC progress"); }, 300s))
+        << ::testing::PrintToString(e->lines()) << e->log();
+    ASSERT_TRUE(e->vm().set_balloon(12 << 20));
+    auto snap = e->vm().snapshot(dir, /*resume_after=*/false);
+    ASSERT_TRUE(snap) << snap.error().what << "\n" << e->log();
+    ASSERT_FALSE(has_prefix(e->lines(), "SNAPCALC done"));
+  }
+  std::ifstream state(dir + "/state", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
+  EXPECT_NE(bytes.find("virtio-pci#0:balloon"), std::string::npos);
+  EXPECT_NE(bytes.find("virtio-pci#1:pmem"), std::string::npos);
+  EXPECT_NE(bytes.find("virtio-pci#2:pmem"), std::string::npos);
+
+  // A new process rebuilds both from the snapshot alone (no --balloon or --pmem given).
+  auto r = run_microvm({"run", "--restore", dir}, VmRunOptions{.timeout = 300s});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.lines_with_prefix("SNAPCALC done").size(), 1u) << r.describe();
+  EXPECT_TRUE(r.lines_with_prefix("SNAPCALC start").empty()) << r.describe();
+
+  // In this process: the balloon's target is the one set before the snapshot.
+  {
+    std::string error;
+    RestoreOptions o;
+    o.host.log_level = LogLevel::kInfo;
+    auto e = EmbeddedVm::start_restored(dir, o, &error);
+    ASSERT_TRUE(e) << error;
+    auto st = e->vm().balloon_stats();
+    ASSERT_TRUE(st) << st.error().what;
+    EXPECT_EQ(st->target_bytes, 12u << 20);
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC done"); }, 300s)) << e->log();
+  }
+
+  RestoreOptions clone;
+  clone.clone = true;
+  auto refused = Vm::restore(dir, clone);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("pmem " + rw + " is writable"), std::string::npos) << refused.error().what;
+
+  make_file(rw, 4 << 20);  // grown: the guest was told 2 MiB
+  r = run_microvm({"run", "--restore", dir}, VmRunOptions{.timeout = 60s});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("virtio-pmem: the file has 4194304 bytes, the snapshot's 2097152"), std::string::npos)
+      << r.describe();
+}
+
 TEST_F(FirmwareSnapshotTest, PrefaultedRestoreFinishesToo) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/snap";
