@@ -33,8 +33,8 @@ std::string join(const std::string& dir, const char* name) {
 }
 
 // Virtio devices whose state a snapshot cannot carry (docs/snapshot-format.md, "Device
-// sections"): a restored guest would find them reset. Disks, nets, rng, balloon and pmem carry
-// their state in device sections; shares are not recorded in the machine section, so a restore could not
+// sections"): a restored guest would find them reset. Disks, nets, rng, balloon, pmem and
+// console carry their state in device sections; shares are not recorded in the machine section, so a restore could not
 // rebuild them, snapshot=remount or not.
 std::string unsupported_devices(const VmConfig& c) {
   if (!c.shares.empty())
@@ -263,6 +263,22 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
   config.nets = saved.nets;
   config.balloon = saved.balloon;
   config.pmems = saved.pmems;
+  // Port 0 as the console is part of what the guest saw; where console I/O goes is this
+  // process's (console_in/console_out).
+  config.virtio_console = saved.virtio_console;
+  config.serial_ports = saved.serial_ports;
+  if (!options.host.serial_ports.empty()) {
+    // The caller's ports replace the snapshot's host sides; the guest knows them by name.
+    const auto& given = options.host.serial_ports;
+    if (given.size() != saved.serial_ports.size())
+      return fail(EINVAL, "restore: the snapshot has " + std::to_string(saved.serial_ports.size()) +
+                              " serial port(s), " + std::to_string(given.size()) + " given to replace them");
+    for (size_t i = 0; i < given.size(); ++i)
+      if (given[i].name != saved.serial_ports[i].name)
+        return fail(EINVAL, "restore: serial port " + std::to_string(i + 1) + " is named " + saved.serial_ports[i].name +
+                                " in the snapshot, not " + given[i].name);
+    config.serial_ports = given;
+  }
   config.shares.clear();
   config.kernel_path.clear();
   if (!options.disks.empty()) {
@@ -277,6 +293,12 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
     for (const auto& d : config.disks)
       if (!d.read_only)
         return fail(EINVAL, "restore --clone: disk " + d.path + " is writable; give each clone its own disk (--disk)");
+  // Clones listening on the snapshot's socket would take it from one another.
+  if (options.clone && options.host.serial_ports.empty())
+    for (const auto& sp : config.serial_ports)
+      if (!sp.socket_path.empty())
+        return fail(EINVAL, "restore --clone: serial port " + sp.name + " listens on " + sp.socket_path +
+                                "; give each clone its own (--serial-port)");
   // Every clone maps a pmem file shared: a writable one would take each clone's stores.
   if (options.clone)
     for (const auto& p : config.pmems)

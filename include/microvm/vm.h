@@ -262,7 +262,8 @@ struct RestoreOptions {
   // since two clones writing one image would corrupt it.
   bool clone = false;
   // Console, logging, sandbox and virtiofsd settings come from here; everything else in it
-  // is ignored.
+  // is ignored, except `serial_ports`: when non-empty they replace the host sides of the
+  // snapshot's named virtio-console ports (same count, same names, in order).
   VmConfig host;
   // Non-empty: replaces the snapshot's disks, one for one (same count, same order).
   std::vector<DiskConfig> disks;

@@ -1,6 +1,6 @@
 // libFuzzer target: snapshot device-state blobs (docs/snapshot-format.md, "Device state") are
 // untrusted input. Loads fuzzed blobs into virtio-mmio + virtio-rng, virtio-pci + virtio-rng,
-// virtio-blk, virtio-net, virtio-balloon and virtio-pmem, and on success runs the restored
+// virtio-blk, virtio-net, virtio-balloon, virtio-pmem and virtio-console, and on success runs the restored
 // device once against guest memory. Nothing may crash; a blob that loads must leave a device
 // that serves its rings.
 //
@@ -28,6 +28,7 @@
 #include "tests/testing/memory_block_backend.h"
 #include "virtio/balloon/device.h"
 #include "virtio/blk/device.h"
+#include "virtio/console/device.h"
 #include "virtio/net/device.h"
 #include "virtio/pmem/device.h"
 #include "virtio/rng/device.h"
@@ -177,13 +178,17 @@ std::unique_ptr<VirtioDevice> make_pmem() {
   o.size = 2 << 20;
   return std::move(*PmemDevice::create(std::make_unique<NullPmemBackend>(), o));
 }
+std::unique_ptr<VirtioDevice> make_console() {
+  std::vector<ConsolePortSpec> ports{{"", true, nullptr}, {"agent", false, nullptr}};
+  return std::move(*ConsoleDevice::create(std::move(ports), ConsoleOptions{}));
+}
 Result<void> activate_device(VirtioDevice& d) {
   std::vector<QueueConfig> qs;
   for (uint16_t i = 0; i < d.num_queues() && i < Env::kMaxQueues; ++i) qs.push_back(ring(kRx + 0x1000ull * i, env().kicks[i].fd()));
   return d.activate(ActivationContext{mem(), env().irq, *env().loop, d.features(), qs});
 }
 using DeviceFactory = std::unique_ptr<VirtioDevice> (*)();
-constexpr DeviceFactory kDevices[] = {make_balloon, make_pmem};
+constexpr DeviceFactory kDevices[] = {make_balloon, make_pmem, make_console};
 constexpr int kFirstDeviceTarget = 4;
 constexpr int kTargets = kFirstDeviceTarget + static_cast<int>(std::size(kDevices));
 

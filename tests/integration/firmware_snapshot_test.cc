@@ -217,6 +217,46 @@ TEST_F(FirmwareSnapshotTest, BalloonAndPmemStateIsSavedAndRestored) {
       << r.describe();
 }
 
+// virtio-console with hvc0 on stdio and a named port on a socket: the port set is rebuilt
+// from the snapshot, --serial-port replaces a port's host side by name, a clone must.
+TEST_F(FirmwareSnapshotTest, VirtioConsoleStateIsSavedAndRestored) {
+  TempDir tmp;
+  VmConfig c = snap_calc_config();
+  c.virtio_console = true;
+  c.console_in = -1;
+  c.serial_ports = {SerialPortConfig{.name = "agent", .socket_path = tmp.path() + "/agent.sock"}};
+  const std::string dir = tmp.path() + "/snap";
+  {
+    std::string error;
+    auto e = EmbeddedVm::start(c, &error);
+    ASSERT_TRUE(e) << error;
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC progress"); }, 300s))
+        << ::testing::PrintToString(e->lines()) << e->log();
+    auto snap = e->vm().snapshot(dir, /*resume_after=*/false);
+    ASSERT_TRUE(snap) << snap.error().what << "\n" << e->log();
+    ASSERT_FALSE(has_prefix(e->lines(), "SNAPCALC done"));
+  }
+  std::ifstream state(dir + "/state", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
+  EXPECT_NE(bytes.find("virtio-pci#0:console"), std::string::npos);
+
+  auto r = run_microvm({"run", "--restore", dir, "--serial-port", "name=agent,socket=" + tmp.path() + "/agent2.sock"},
+                       VmRunOptions{.timeout = 300s});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.lines_with_prefix("SNAPCALC done").size(), 1u) << r.describe();
+  EXPECT_TRUE(r.lines_with_prefix("SNAPCALC start").empty()) << r.describe();
+
+  r = run_microvm({"run", "--restore", dir, "--serial-port", "name=other,pty"}, VmRunOptions{.timeout = 60s});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("serial port 1 is named agent in the snapshot, not other"), std::string::npos) << r.describe();
+
+  RestoreOptions clone;
+  clone.clone = true;
+  auto refused = Vm::restore(dir, clone);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("serial port agent listens on"), std::string::npos) << refused.error().what;
+}
+
 TEST_F(FirmwareSnapshotTest, PrefaultedRestoreFinishesToo) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/snap";
