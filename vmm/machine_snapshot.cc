@@ -33,8 +33,8 @@ std::string join(const std::string& dir, const char* name) {
 }
 
 // Virtio devices whose state a snapshot cannot carry (docs/snapshot-format.md, "Device
-// sections"): a restored guest would find them reset. Disks, nets, rng, balloon, pmem and
-// console carry their state in device sections; shares are not recorded in the machine section, so a restore could not
+// sections"): a restored guest would find them reset. Disks, nets, rng, balloon, pmem,
+// console and vsock carry their state in device sections; shares are not recorded in the machine section, so a restore could not
 // rebuild them, snapshot=remount or not.
 std::string unsupported_devices(const VmConfig& c) {
   if (!c.shares.empty())
@@ -266,6 +266,15 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
   // Port 0 as the console is part of what the guest saw; where console I/O goes is this
   // process's (console_in/console_out).
   config.virtio_console = saved.virtio_console;
+  // The guest CID is the guest's; the host socket may be replaced (each clone needs its own).
+  config.vsock = saved.vsock;
+  if (options.host.vsock) {
+    if (!saved.vsock) return fail(EINVAL, "restore: the snapshot has no vsock device to give a socket to");
+    if (options.host.vsock->guest_cid != saved.vsock->guest_cid)
+      return fail(EINVAL, "restore: the snapshot's guest CID is " + std::to_string(saved.vsock->guest_cid) + ", not " +
+                              std::to_string(options.host.vsock->guest_cid));
+    config.vsock->socket_path = options.host.vsock->socket_path;
+  }
   config.serial_ports = saved.serial_ports;
   if (!options.host.serial_ports.empty()) {
     // The caller's ports replace the snapshot's host sides; the guest knows them by name.
@@ -299,6 +308,9 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
       if (!sp.socket_path.empty())
         return fail(EINVAL, "restore --clone: serial port " + sp.name + " listens on " + sp.socket_path +
                                 "; give each clone its own (--serial-port)");
+  if (options.clone && config.vsock && !options.host.vsock)
+    return fail(EINVAL, "restore --clone: the vsock socket " + config.vsock->socket_path +
+                            " would be taken from the snapshot's VM; give each clone its own (--vsock)");
   // Every clone maps a pmem file shared: a writable one would take each clone's stores.
   if (options.clone)
     for (const auto& p : config.pmems)

@@ -263,7 +263,8 @@ struct RestoreOptions {
   bool clone = false;
   // Console, logging, sandbox and virtiofsd settings come from here; everything else in it
   // is ignored, except `serial_ports`: when non-empty they replace the host sides of the
-  // snapshot's named virtio-console ports (same count, same names, in order).
+  // snapshot's named virtio-console ports (same count, same names, in order); and `vsock`:
+  // when set, its socket_path replaces the snapshot's (its guest_cid must be the snapshot's).
   VmConfig host;
   // Non-empty: replaces the snapshot's disks, one for one (same count, same order).
   std::vector<DiskConfig> disks;

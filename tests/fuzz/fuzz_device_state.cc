@@ -1,6 +1,6 @@
 // libFuzzer target: snapshot device-state blobs (docs/snapshot-format.md, "Device state") are
 // untrusted input. Loads fuzzed blobs into virtio-mmio + virtio-rng, virtio-pci + virtio-rng,
-// virtio-blk, virtio-net, virtio-balloon, virtio-pmem and virtio-console, and on success runs the restored
+// virtio-blk, virtio-net, virtio-balloon, virtio-pmem, virtio-console and virtio-vsock, and on success runs the restored
 // device once against guest memory. Nothing may crash; a blob that loads must leave a device
 // that serves its rings.
 //
@@ -9,6 +9,7 @@
 // kind is the base, and the rest is a list of (offset le16, xor byte) edits, plus a truncation
 // when the list has an odd trailing byte.
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -28,7 +29,9 @@
 #include "tests/testing/memory_block_backend.h"
 #include "virtio/balloon/device.h"
 #include "virtio/blk/device.h"
+#include "devices/vsock/unix_vsock_backend.h"
 #include "virtio/console/device.h"
+#include "virtio/vsock/device.h"
 #include "virtio/net/device.h"
 #include "virtio/pmem/device.h"
 #include "virtio/rng/device.h"
@@ -178,6 +181,15 @@ std::unique_ptr<VirtioDevice> make_pmem() {
   o.size = 2 << 20;
   return std::move(*PmemDevice::create(std::make_unique<NullPmemBackend>(), o));
 }
+std::unique_ptr<VirtioDevice> make_vsock() {
+  static int n = 0;
+  std::string path = "/tmp/fuzz_device_state." + std::to_string(::getpid()) + "." + std::to_string(n++ % 2) + ".sock";
+  auto backend = UnixVsockBackend::create(path);
+  if (!backend) std::abort();
+  VsockOptions o;
+  o.guest_cid = 3;
+  return std::move(*VsockDevice::create(std::move(*backend), o));
+}
 std::unique_ptr<VirtioDevice> make_console() {
   std::vector<ConsolePortSpec> ports{{"", true, nullptr}, {"agent", false, nullptr}};
   return std::move(*ConsoleDevice::create(std::move(ports), ConsoleOptions{}));
@@ -188,7 +200,7 @@ Result<void> activate_device(VirtioDevice& d) {
   return d.activate(ActivationContext{mem(), env().irq, *env().loop, d.features(), qs});
 }
 using DeviceFactory = std::unique_ptr<VirtioDevice> (*)();
-constexpr DeviceFactory kDevices[] = {make_balloon, make_pmem, make_console};
+constexpr DeviceFactory kDevices[] = {make_balloon, make_pmem, make_console, make_vsock};
 constexpr int kFirstDeviceTarget = 4;
 constexpr int kTargets = kFirstDeviceTarget + static_cast<int>(std::size(kDevices));
 

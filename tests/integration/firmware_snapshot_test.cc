@@ -257,6 +257,50 @@ TEST_F(FirmwareSnapshotTest, VirtioConsoleStateIsSavedAndRestored) {
   EXPECT_NE(refused.error().what.find("serial port agent listens on"), std::string::npos) << refused.error().what;
 }
 
+// virtio-vsock: the CID and rings are carried, connections cannot be (the restored device
+// resets them, see the unit tests); --vsock on restore gives the VM a new host socket with
+// the snapshot's CID, and a clone must have one.
+TEST_F(FirmwareSnapshotTest, VsockStateIsSavedAndRestored) {
+  TempDir tmp;
+  VmConfig c = snap_calc_config();
+  c.vsock = VsockConfig{.guest_cid = 7, .socket_path = tmp.path() + "/v.sock"};
+  const std::string dir = tmp.path() + "/snap";
+  {
+    std::string error;
+    auto e = EmbeddedVm::start(c, &error);
+    ASSERT_TRUE(e) << error;
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC progress"); }, 300s))
+        << ::testing::PrintToString(e->lines()) << e->log();
+    auto snap = e->vm().snapshot(dir, /*resume_after=*/false);
+    ASSERT_TRUE(snap) << snap.error().what << "\n" << e->log();
+    ASSERT_FALSE(has_prefix(e->lines(), "SNAPCALC done"));
+  }
+  std::ifstream state(dir + "/state", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
+  EXPECT_NE(bytes.find("virtio-pci#0:vsock"), std::string::npos);
+
+  const std::string other = tmp.path() + "/other.sock";
+  auto r = run_microvm({"run", "--restore", dir, "--vsock", "cid=7,socket=" + other}, VmRunOptions{.timeout = 300s});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.lines_with_prefix("SNAPCALC done").size(), 1u) << r.describe();
+  EXPECT_TRUE(r.lines_with_prefix("SNAPCALC start").empty()) << r.describe();
+  struct stat st {};
+  EXPECT_EQ(::stat(other.c_str(), &st), 0) << "the restored VM did not listen on the given socket";
+
+  r = run_microvm({"run", "--restore", dir, "--vsock", "cid=8,socket=" + other}, VmRunOptions{.timeout = 60s});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("the snapshot's guest CID is 7, not 8"), std::string::npos) << r.describe();
+
+  RestoreOptions clone;
+  clone.clone = true;
+  auto refused = Vm::restore(dir, clone);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("give each clone its own (--vsock)"), std::string::npos) << refused.error().what;
+  clone.host.vsock = VsockConfig{.guest_cid = 7, .socket_path = tmp.path() + "/clone.sock"};
+  auto cloned = Vm::restore(dir, clone);
+  EXPECT_TRUE(cloned) << cloned.error().what;
+}
+
 TEST_F(FirmwareSnapshotTest, PrefaultedRestoreFinishesToo) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/snap";
