@@ -499,8 +499,8 @@ Result<std::unique_ptr<Vm>> create_vm(const RunOptions& opts) {
   RestoreOptions r;
   r.host = opts.vm;
   r.disks = opts.vm.disks;
-  r.clone = opts.clone;
   r.prefault = opts.restore_prefault;
+  if (opts.clone) return Vm::clone_from(opts.restore_dir, r);
   return Vm::restore(opts.restore_dir, r);
 }
 

@@ -147,6 +147,12 @@ Result<std::unique_ptr<Vm>> Vm::restore(const std::string& dir, const RestoreOpt
   return restore_files(join(dir, kStateName), o);
 }
 
+Result<std::unique_ptr<Vm>> Vm::clone_from(const std::string& dir, RestoreOptions options) {
+  if (options.prefault) return fail(EINVAL, "clone_from: a clone loads guest RAM on demand; prefault does not apply");
+  options.clone = true;
+  return restore(dir, options);
+}
+
 Result<std::unique_ptr<Vm>> Vm::restore_files(const std::string& state_path, const RestoreOptions& options) {
   if (options.memory_path.empty()) return fail(EINVAL, "restore: no memory file given");
   auto m = TRY(Machine::restore(state_path, options));

@@ -301,6 +301,50 @@ TEST_F(FirmwareSnapshotTest, VsockStateIsSavedAndRestored) {
   EXPECT_TRUE(cloned) << cloned.error().what;
 }
 
+std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// Vm::clone_from(): several clones of one snapshot in this process at once, each finishing the
+// computation as the snapshotted guest would, none writing the shared memory file.
+TEST_F(FirmwareSnapshotTest, CloneFromRunsClonesSideBySide) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/snap";
+  snapshot_mid_computation(dir);
+  if (HasFatalFailure()) return;
+  const std::string memory_before = file_bytes(dir + "/memory");
+
+  std::vector<std::unique_ptr<EmbeddedVm>> clones;
+  for (int i = 0; i < 3; ++i) {
+    std::string error;
+    RestoreOptions o;
+    o.host.log_level = LogLevel::kInfo;
+    auto e = EmbeddedVm::start_clone(dir, o, &error);
+    ASSERT_TRUE(e) << error;
+    clones.push_back(std::move(e));
+  }
+  std::string first;
+  for (auto& e : clones) {
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC done"); }, 300s)) << e->log();
+    EXPECT_FALSE(has_prefix(e->lines(), "SNAPCALC start")) << "a clone started over";
+    std::string done = line_with(e->lines(), "SNAPCALC done");
+    if (first.empty()) first = done;
+    EXPECT_EQ(done, first);
+    auto exit = e->wait_exit(60s);
+    ASSERT_TRUE(exit && *exit) << e->log();
+    EXPECT_EQ((*exit)->reason, VmExitReason::kPowerOff);
+  }
+  clones.clear();
+  EXPECT_TRUE(file_bytes(dir + "/memory") == memory_before) << "a clone wrote the snapshot's memory file";
+
+  RestoreOptions prefault;
+  prefault.prefault = true;
+  auto refused = Vm::clone_from(dir, prefault);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("prefault"), std::string::npos) << refused.error().what;
+}
+
 TEST_F(FirmwareSnapshotTest, PrefaultedRestoreFinishesToo) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/snap";
