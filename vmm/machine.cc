@@ -16,6 +16,7 @@
 #include "boot/zero_page.h"
 #include "microvm/guest_abi.h"
 #include "vmm/config_check.h"
+#include "vmm/sandbox_needs.h"
 #include "vmm/cpu_model.h"
 #include "vmm/sandbox/policy.h"
 #include "vmm/sandbox/thread_signals.h"
@@ -79,20 +80,7 @@ Result<void> Machine::setup_sandbox() {
     log_.log(LogLevel::kWarn, "sandbox off: the vCPU and event-loop threads run without seccomp filters");
     return {};
   }
-  SandboxNeeds needs;
-  needs.pid = ::getpid();
-  for (const auto& n : config_.nets) {
-    if (n.user) needs.user_net = true;
-    else {
-      needs.tap_net = true;
-      if (n.vhost != "off") needs.vhost_net = true;
-    }
-  }
-  for (const auto& s : config_.shares)
-    if (!s.host_dir.empty()) needs.child_processes = true;
-  for (const auto& sp : config_.serial_ports)
-    if (!sp.socket_path.empty()) needs.console_sockets = true;
-  needs.vsock = config_.vsock.has_value();
+  SandboxNeeds needs = sandbox_needs_for(config_);
   auto vcpu_policy = policy_for(ThreadRole::kVcpu, needs);
   auto loop_policy = policy_for(ThreadRole::kEventLoop, needs);
   auto vcpu = SeccompProgram::compile(vcpu_policy);
