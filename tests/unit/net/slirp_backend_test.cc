@@ -6,8 +6,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -257,6 +261,84 @@ TEST(SlirpIsolation, RestrictAllowsNoOutboundConnection) {
   send_syn(**b, kVirtualHost, svc.port);
   EXPECT_EQ(syn_outcome(**b), SynOutcome::kRefused);
   EXPECT_FALSE(svc.connected(0));
+}
+
+// The host's own non-loopback addresses: a service bound to 0.0.0.0 answers on them, so a
+// guest SYN to one would reach it though nobody forwarded it. In a network namespace of the
+// test's own (so the host's configuration is untouched), 192.0.2.1 is added to lo: dropped by
+// default, reached with host-loopback=on (so the drop is what stops it), while a hostfwd
+// still brings host connections to the guest.
+TEST(SlirpIsolation, DefaultDropsFramesToTheHostsOwnAddresses) {
+  ASSERT_EQ(::geteuid(), 0u) << "needs root for a network namespace of its own";
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::unshare(CLONE_NEWNET) != 0) _exit(10);
+    if (std::system("ip link set lo up && ip addr add 192.0.2.1/32 dev lo") != 0) _exit(11);
+    int svc = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_ANY);  // every address, as many host services bind
+    if (bind(svc, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(svc, 8) != 0) _exit(12);
+    socklen_t len = sizeof a;
+    getsockname(svc, reinterpret_cast<sockaddr*>(&a), &len);
+    const uint16_t port = ntohs(a.sin_port);
+    auto connected = [svc](int ms) {
+      pollfd p{svc, POLLIN, 0};
+      if (::poll(&p, 1, ms) != 1) return false;
+      int c = accept4(svc, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c >= 0) close(c);
+      return c >= 0;
+    };
+    const uint8_t own[4] = {192, 0, 2, 1};
+    {
+      // A forward on a free port, to show hostfwd is unaffected.
+      int probe = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in f{};
+      f.sin_family = AF_INET;
+      f.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (bind(probe, reinterpret_cast<sockaddr*>(&f), sizeof f) != 0) _exit(13);
+      len = sizeof f;
+      getsockname(probe, reinterpret_cast<sockaddr*>(&f), &len);
+      close(probe);
+      SlirpOptions o;
+      o.forwards.push_back({.udp = false, .host_addr = "127.0.0.1", .host_port = ntohs(f.sin_port), .guest_port = 80});
+      auto b = SlirpBackend::create(o);
+      if (!b) _exit(14);
+      introduce_guest(**b);
+      send_syn(**b, own, port);
+      if ((*b)->blocked_frames() != 1) _exit(15);
+      if (connected(500)) _exit(16);  // the guest reached the host's own address
+      int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      connect(c, reinterpret_cast<sockaddr*>(&f), sizeof f);
+      bool forwarded = false;
+      for (int i = 0; i < 8 && !forwarded; ++i) {
+        auto got = wait_frame(**b);
+        if (got.size() < 12 + 14 + 20 || be16(got.data() + 12 + 12) != 0x0800) continue;
+        const std::byte* ip = got.data() + 12 + 14;
+        size_t ihl = size_t(uint8_t(ip[0]) & 0xf) * 4;
+        forwarded = uint8_t(ip[9]) == 6 && got.size() >= 12 + 14 + ihl + 14 && be16(ip + ihl + 2) == 80 &&
+                    (uint8_t(ip[ihl + 13]) & 0x12) == 0x02;
+      }
+      close(c);
+      if (!forwarded) _exit(17);  // no SYN to guest port 80 for the host's connection
+    }
+    {
+      auto b = SlirpBackend::create({.host_loopback = true});
+      if (!b) _exit(18);
+      introduce_guest(**b);
+      send_syn(**b, own, port);
+      if ((*b)->blocked_frames() != 0) _exit(19);
+      if (!connected(2000)) _exit(20);  // the address was reachable: the drop above is what stopped it
+    }
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "step " << WEXITSTATUS(status)
+                                    << " failed (15/16: the guest reached the host's own address; 17: hostfwd broke; "
+                                       "19/20: the control with host-loopback=on)";
 }
 
 TEST(SlirpSocketCap, ConnectionsBeyondTheCapAreRefusedAndCounted) {
