@@ -322,6 +322,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   } catch (const CLI::ParseError& e) {
     return fail(EINVAL, std::string(e.what()) + "\nRun 'microvm run --help' for the options.");
   }
+  // Before any other complaint: a QEMU user's first try, whose real answer is this one.
+  if (app.count("--firmware"))
+    return fail(EINVAL, "--firmware is not supported: microvm loads no EFI or BIOS firmware; it boots Linux directly "
+                        "(--kernel, or with only --disk the kernel, initrd and command line found inside the image)");
   if (opts.no_api && !opts.api_sock.empty()) return fail(EINVAL, "--no-api and --api-sock exclude each other");
   if (!opts.metrics_path.empty() && opts.api_sock.empty())
     return fail(EINVAL, "--metrics-path needs --api-sock (the API thread writes the metrics)");
@@ -341,9 +345,6 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     if (!opts.vm.initrd_path.empty())
       return fail(EINVAL, "--initrd needs --kernel (booting from a disk, the initrd comes from the disk's boot entry)");
   }
-  if (app.count("--firmware"))
-    return fail(EINVAL, "--firmware is not supported: microvm loads no EFI or BIOS firmware; it boots Linux directly "
-                        "(--kernel, or with only --disk the kernel, initrd and command line found inside the image)");
   if (!cloud_init.empty()) {
     if (!opts.api_sock.empty() || !opts.config_file.empty() || !opts.restore_dir.empty())
       return fail(EINVAL, "--cloud-init works with --kernel or --disk booting, not with --api-sock, --config-file or --restore");

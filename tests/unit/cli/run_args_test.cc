@@ -57,6 +57,7 @@ TEST(RunArgs, DiskWithoutKernelBootsFromTheDisk) {
 TEST(RunArgs, FirmwareIsRefusedAndCloudInitIsParsed) {
   bad({"--kernel", "vmlinux", "--firmware", "CLOUDHV.fd"}, "--firmware is not supported");
   bad({"--disk", "a.raw,format=raw", "--firmware", "x"}, "boots Linux directly");
+  bad({"--firmware", "OVMF.fd"}, "--firmware is not supported");  // said first, not "--kernel is required"
   auto o = ok({"--disk", "a.raw,format=raw", "--cloud-init", "hostname=vm1"});
   ASSERT_EQ(o.cloud_init.size(), 2u);
   EXPECT_EQ(o.cloud_init[0].name, "meta-data");
