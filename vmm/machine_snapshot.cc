@@ -44,7 +44,9 @@ std::string unsupported_devices(const VmConfig& c) {
 
 Result<void> write_file_atomically(const std::string& path, std::span<const std::byte> bytes) {
   std::string tmp = path + ".tmp";
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  // O_NOFOLLOW: a link planted at NAME.tmp must not redirect the write (rename replaces a
+  // link at NAME itself, never its target).
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return fail_errno("create " + tmp);
   size_t done = 0;
   while (done < bytes.size()) {
