@@ -1,13 +1,16 @@
 #include "cli/run_command.h"
 
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <optional>
@@ -276,11 +279,17 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
       ->check(CLI::IsMember({"on", "off"}))->default_str("on");
   std::string jail = ::geteuid() == 0 ? "on" : "off";
   app.add_option("--jail", jail,
-                 "on (the default when run as root without --api-sock): the VMM runs jailed: new mount, PID, IPC, "
+                 "on (the default when run as root): the VMM runs jailed: new mount, PID, IPC, "
                  "UTS, cgroup (and, without --net, network) namespaces, an empty read-only root, no capabilities, "
                  "no_new_privs, as --uid/--gid (SECURITY.md); off: not (the default for other users, who cannot "
-                 "jail it, and with --api-sock, whose snapshots need host paths). A bare --jail means on")
+                 "jail it). A bare --jail means on")
       ->expected(0, 1)->check(CLI::IsMember({"on", "off"}))->default_str(jail);
+  std::string snapshot_dir;
+  app.add_option("--snapshot-dir", snapshot_dir,
+                 "With --api-sock: the directory PUT /snapshot/create and /snapshot/load may name files in "
+                 "(paths relative to it, or absolute below it; '..', symlinks and other paths are refused). "
+                 "Jailed, it is bound read-write into the jail and must be writable by --uid; without it a "
+                 "jailed VMM refuses API snapshots");
   app.add_option("--uid", opts.jail_uid, "With --jail: the user the VMM runs as (name or number; default nobody)");
   app.add_option("--gid", opts.jail_gid, "With --jail: its group (default: the user's group, else 65534)");
   app.add_flag("--pvpanic", opts.vm.pvpanic,
@@ -345,10 +354,20 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   }
   if (opts.print_boot && !opts.boot_from_disk)
     return fail(EINVAL, "--print-boot needs a --disk and no --kernel, --api-sock or --config-file");
-  // A bare --jail leaves the string as it was; it means on. With --api-sock the default is off:
-  // a jailed VMM cannot write PUT /snapshot/create's host paths, and an API user who asks for
-  // snapshots by default should get them; --jail on still jails an API-driven VM.
-  opts.jail = app.count("--jail") > 0 ? jail != "off" : (jail == "on" && opts.api_sock.empty());
+  // A bare --jail leaves the string as it was; it means on. With --api-sock too: snapshots
+  // through the API go to --snapshot-dir, which is bound into the jail.
+  opts.jail = app.count("--jail") > 0 ? jail != "off" : jail == "on";
+  if (!snapshot_dir.empty()) {
+    if (opts.api_sock.empty()) return fail(EINVAL, "--snapshot-dir needs --api-sock (it confines API snapshot paths)");
+    char real[PATH_MAX];
+    if (!::realpath(snapshot_dir.c_str(), real))
+      return fail(EINVAL, "--snapshot-dir " + snapshot_dir + ": " + std::strerror(errno));
+    struct stat st{};
+    if (::stat(real, &st) < 0 || !S_ISDIR(st.st_mode))
+      return fail(EINVAL, "--snapshot-dir " + snapshot_dir + ": not a directory");
+    if (std::string(real) == "/") return fail(EINVAL, "--snapshot-dir cannot be / (give it a directory of its own)");
+    opts.snapshot_dir = real;
+  }
   if (!opts.jail && (!opts.jail_uid.empty() || !opts.jail_gid.empty()))
     return fail(EINVAL, "--uid and --gid need the jail (--jail on, as root)");
   auto mem = parse_size(memory, 1ull << 20);
@@ -446,8 +465,9 @@ Result<JailOptions> jail_options_for(const RunOptions& opts) {
   } else if (passwd* pw = ::getpwuid(j.uid)) {
     j.gid = pw->pw_gid;
   }
+  j.snapshot_dir = opts.snapshot_dir;
   if (!opts.restore_dir.empty())
-    jail_fit_to_restore(j);
+    jail_fit_to_restore(j, opts.vm);
   else if (!opts.vm.kernel_path.empty() || opts.vm.kernel_image || opts.api_sock.empty())
     jail_fit_to_vm(j, opts.vm);
   else
@@ -470,14 +490,19 @@ void jail_fit_to_vm(JailOptions& j, const VmConfig& vm) {
   // virtiofsd keeps root to sandbox itself; tear-down must still stop it.
   for (const auto& s : vm.shares) j.keep_cap_kill |= s.socket_path.empty();
   // Guest connections to host port P go to PATH_P, by path, after the jail closed.
-  if (vm.vsock) {
-    const std::string& path = vm.vsock->socket_path;
-    size_t slash = path.rfind('/');
-    j.bound_dirs.push_back(slash == std::string::npos || slash == 0 ? "/" : path.substr(0, slash));
-  }
+  if (vm.vsock) bind_vsock_dir(j, vm.vsock->socket_path);
 }
 
-void jail_fit_to_restore(JailOptions& j) {
+void bind_vsock_dir(JailOptions& j, const std::string& path) {
+  size_t slash = path.rfind('/');
+  j.bound_dirs.push_back(slash == std::string::npos || slash == 0 ? "/" : path.substr(0, slash));
+}
+
+void jail_fit_to_restore(JailOptions& j, const VmConfig& vm) {
+  // A --vsock given on restore replaces the snapshot's socket: its directory must stay
+  // reachable (the snapshot's own is not known here, so without --vsock guest-initiated
+  // connections need --jail off).
+  if (vm.vsock) bind_vsock_dir(j, vm.vsock->socket_path);
   j.new_net_ns = false;
   j.copied_files.push_back("/etc/resolv.conf");
   j.keep_cap_kill = true;
@@ -495,8 +520,8 @@ Result<std::unique_ptr<Vm>> create_vm(const RunOptions& opts) {
   RestoreOptions r;
   r.host = opts.vm;
   r.disks = opts.vm.disks;
-  r.clone = opts.clone;
   r.prefault = opts.restore_prefault;
+  if (opts.clone) return Vm::clone_from(opts.restore_dir, r);
   return Vm::restore(opts.restore_dir, r);
 }
 

@@ -88,7 +88,7 @@ class ApiDriveSwapTest : public ::testing::Test {
 // guest. Refusals first (each a 400 naming the problem, the VM still up, the guest still on
 // its old image), then the swap.
 TEST_F(ApiDriveSwapTest, RunningGuestSeesTheNewImageAndRefusalsKeepTheOld) {
-  ApiVm vm;
+  ApiVm vm({"--jail", "off"});  // jailed (the default as root) it has no host paths to open
   ASSERT_TRUE(vm.socket_ready()) << vm.describe();
   const std::string old_data = image(kOldBytes, 13), new_data = image(kNewBytes, 29);
   std::string old_path = vm.dir().write_file("old.img", old_data);
@@ -178,7 +178,7 @@ TEST_F(ApiDriveSwapTest, CtlDriveSwapOnACommandLineMmioGuest) {
   const std::string old_data = image(kOldBytes, 5), new_data = image(kNewBytes, 11);
   std::string old_path = dir.write_file("old.img", old_data);
   std::string new_path = dir.write_file("new.img", new_data);
-  ApiVm vm({"--kernel", firmware_path("virtio_blk_driver"), "--append", "vblk.swap=1", "--memory", "64M", "--no-rng",
+  ApiVm vm({"--jail", "off", "--kernel", firmware_path("virtio_blk_driver"), "--append", "vblk.swap=1", "--memory", "64M", "--no-rng",
             "--transport", "mmio", "--disk", old_path + ",format=raw"});
   ASSERT_TRUE(vm.socket_ready()) << vm.describe();
   ASSERT_TRUE(wait_swap_ready(vm)) << vm.describe();
