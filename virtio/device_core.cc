@@ -38,7 +38,7 @@ Result<void> DeviceCore::build_queues(const ActivationContext& ctx, const Resume
     if (auto r = resume ? resume->queues.apply(i, *queue, ctx.memory) : Result<void>{}; !r)
       return std::unexpected(r.error().context(who));
     out[i].queue.emplace(std::move(*queue));
-    out[i].kick_fd = qc.kick_fd;
+    out[i].config = qc;
   }
   return {};
 }
@@ -60,8 +60,8 @@ Result<void> DeviceCore::activate(ActivationContext ctx) {
   }
   for (uint16_t i = 0; i < active_->queues.size(); ++i) {
     ActiveQueue& aq = active_->queues[i];
-    if (!aq.queue) continue;
-    auto kick = LoopRegistration::add(ctx.loop, aq.kick_fd, EPOLLIN, [this, i, fd = aq.kick_fd](uint32_t) {
+    if (!aq.queue || !kicks_on_loop()) continue;
+    auto kick = LoopRegistration::add(ctx.loop, aq.config.kick_fd, EPOLLIN, [this, i, fd = aq.config.kick_fd](uint32_t) {
       drain_eventfd(fd);
       bump(counters_base_.kicks);
       if (!needs_reset()) on_kick(i);
@@ -88,6 +88,11 @@ Queue* DeviceCore::queue(uint16_t index) {
   return &*active_->queues[index].queue;
 }
 
+const QueueConfig* DeviceCore::queue_config(uint16_t index) const {
+  if (!active_ || index >= active_->queues.size() || !active_->queues[index].queue) return nullptr;
+  return &active_->queues[index].config;
+}
+
 std::optional<DescriptorChain> DeviceCore::pop(uint16_t index) {
   Queue* q = queue(index);
   if (!q || needs_reset()) return std::nullopt;
@@ -110,6 +115,16 @@ bool DeviceCore::complete(uint16_t index, uint16_t head, uint32_t len) {
   return true;
 }
 
+bool DeviceCore::complete(uint16_t index, std::span<const Queue::UsedElement> used) {
+  Queue* q = queue(index);
+  if (!q) return false;
+  if (auto r = q->add_used_many(*active_->memory, used); !r) {
+    enter_needs_reset(r.error());
+    return false;
+  }
+  return true;
+}
+
 void DeviceCore::notify(uint16_t index) {
   Queue* q = queue(index);
   if (!q || needs_reset()) return;
@@ -123,7 +138,7 @@ void DeviceCore::notify(uint16_t index) {
 
 void DeviceCore::rekick(uint16_t index) {
   if (active_ && index < active_->queues.size() && active_->queues[index].queue)
-    signal_eventfd(active_->queues[index].kick_fd);
+    signal_eventfd(active_->queues[index].config.kick_fd);
 }
 
 uint32_t DeviceCore::reject_invalid(const DescriptorChain& chain) {

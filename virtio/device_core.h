@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "base/log.h"
@@ -75,6 +76,8 @@ class DeviceCore : public VirtioDevice {
   virtual void on_reset() {}
   // The driver kicked queue `index` (or the device re-kicked itself); the eventfd is drained.
   virtual void on_kick(uint16_t index) = 0;
+  // False when someone else reads the kick fds (vhost: the kernel): none is registered.
+  virtual bool kicks_on_loop() const { return true; }
   // Chains of queue `index` popped and not used, which a snapshot hands back to the ring
   // (Queue::position()): they must be the last ones popped.
   virtual uint16_t chains_given_back(uint16_t) const { return 0; }
@@ -85,12 +88,16 @@ class DeviceCore : public VirtioDevice {
   EventLoop& loop() const { return *active_->loop; }
   // Null if the queue is not enabled (or the device is not active).
   Queue* queue(uint16_t index);
+  // The queue as the driver configured it (ring addresses, kick fd); null as for queue().
+  const QueueConfig* queue_config(uint16_t index) const;
 
   // Next chain of queue `index`, counted. nullopt when the ring is empty, or broken (the
   // device then needs reset: callers stop serving when needs_reset() is true).
   std::optional<DescriptorChain> pop(uint16_t index);
   // Publishes one used element. False when the ring broke (the device needs reset).
   bool complete(uint16_t index, uint16_t head, uint32_t len);
+  // Publishes several at once (one used-index update after all of them).
+  bool complete(uint16_t index, std::span<const Queue::UsedElement> used);
   // The EVENT_IDX decision for queue `index`, then the interrupt if the driver wants one.
   void notify(uint16_t index);
   // Makes the loop call on_kick(index) again after serving other fds: for a device that
@@ -152,7 +159,7 @@ class DeviceCore : public VirtioDevice {
  private:
   struct ActiveQueue {
     std::optional<Queue> queue;  // empty when the driver did not enable it
-    int kick_fd = -1;
+    QueueConfig config;
     LoopRegistration kick;
   };
   struct Active {

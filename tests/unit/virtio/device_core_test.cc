@@ -44,6 +44,7 @@ class EchoDevice final : public DeviceCore {
   }
 
   bool fail_activation = false;
+  bool kicks_to_loop = true;
   int activations = 0, resets = 0;
   std::vector<uint16_t> kicked;
   VirtioCounters counters_;
@@ -57,6 +58,7 @@ class EchoDevice final : public DeviceCore {
     return {};
   }
   void on_reset() override { ++resets; }
+  bool kicks_on_loop() const override { return kicks_to_loop; }
   void on_kick(uint16_t i) override {
     kicked.push_back(i);
     serve(i, 2, [](const DescriptorChain& c) { return static_cast<uint32_t>(c.readable_bytes()); });
@@ -128,6 +130,18 @@ TEST_F(DeviceCoreTest, ServeBudgetRekicksAndCountsKicks) {
   dev.reset();
   EXPECT_EQ(dev.resets, 1);
   EXPECT_EQ(dev.acked_features(), 0u);
+}
+
+TEST_F(DeviceCoreTest, KicksStayOffTheLoopWhenSomeoneElseReadsThem) {
+  dev.kicks_to_loop = false;
+  ASSERT_TRUE(dev.activate(ctx(true)).has_value());
+  EXPECT_TRUE(dev.has_queue(0));
+  k0.signal();
+  auto n = loop->run_once(0);
+  ASSERT_TRUE(n.has_value());
+  EXPECT_EQ(*n, 0u);
+  EXPECT_TRUE(dev.kicked.empty());
+  EXPECT_EQ(k0.drain(), 1u);  // still there for its reader
 }
 
 // Serves `n` one-buffer chains on queue 1 and waits until they are used.
