@@ -12,6 +12,7 @@
 #include "api/controller.h"
 #include "api/event_hub.h"
 #include "api/router.h"
+#include "cli/snapshot_dir.h"
 #include "microvm/sandbox.h"
 #include "vmm/sandbox/jail.h"
 
@@ -74,19 +75,48 @@ class FileWorker {
 // Hands InstanceStart from the API thread to the main thread and the result back.
 class MainThreadLauncher : public api::VmLauncher {
  public:
-  // Jailed, the Vm runs in an empty root: no host path can be opened once it started.
-  explicit MainThreadLauncher(bool jailed) : worker_(jailed ? nullptr : std::make_unique<FileWorker>()) {}
+  // Jailed, the Vm runs in an empty root: the only host directory it can write snapshots to
+  // is --snapshot-dir, bound into the jail.
+  MainThreadLauncher(bool jailed, std::string snapshot_dir)
+      : jailed_(jailed), snapshot_dir_(std::move(snapshot_dir)), worker_(std::make_unique<FileWorker>()) {}
   Result<void> start(const VmConfig& config) override { return hand_over(StartRequest{config, std::nullopt}); }
   Result<void> restore(const std::string& state_path, const RestoreOptions& options) override {
     return hand_over(StartRequest{options.host, std::make_pair(state_path, options)});
   }
   Result<void> save_snapshot(const std::string& state_path, const std::string& memory_path) override {
-    if (!worker_)
-      return fail(EPERM, "not inside the jail: the microVM runs in an empty root and cannot reach host paths "
-                         "(start microvm with --jail off to create snapshots through the API)");
+    if (jailed_ && snapshot_dir_.empty())
+      return fail(EPERM, "the microVM runs inside the jail, in an empty root, and was given no --snapshot-dir to "
+                         "write snapshots to (start microvm with --snapshot-dir DIR, or --jail off)");
     return with_vm([&](Vm& vm) {
-      return worker_->run([&] { return vm.save_snapshot(state_path, memory_path); });
+      return worker_->run([&]() -> Result<void> {
+        if (snapshot_dir_.empty()) return vm.save_snapshot(state_path, memory_path);
+        auto state = TRY(resolve_snapshot_path(snapshot_dir_, state_path, SnapshotFileUse::kCreate));
+        auto memory = TRY(resolve_snapshot_path(snapshot_dir_, memory_path, SnapshotFileUse::kCreate));
+        if (state == memory) return fail(EINVAL, "snapshot_path and mem_file_path name the same file");
+        return vm.save_snapshot(state, memory);
+      });
     });
+  }
+
+  // Main thread, once the Vm exists (and the jail closed): the worker gives up what it still
+  // held (per-thread capabilities and no_new_privs in the jail) and enters its own filter,
+  // before any snapshot request can reach it.
+  Result<void> confine_worker(const VmConfig& config, bool sandbox) {
+    const bool jailed = jailed_;
+    return worker_->run([&config, sandbox, jailed]() -> Result<void> {
+      if (jailed) TRY(jail_drop_thread_privileges());
+      if (sandbox) TRY(enter_snapshot_thread_sandbox(config));
+      return {};
+    });
+  }
+
+  // Main thread: a snapshot to load, with its paths resolved below --snapshot-dir when there
+  // is one (the client's paths are hostile: no '..', no symlink, nothing outside).
+  Result<std::pair<std::string, RestoreOptions>> confine_load(std::pair<std::string, RestoreOptions> load) const {
+    if (snapshot_dir_.empty()) return load;
+    load.first = TRY(resolve_snapshot_path(snapshot_dir_, load.first, SnapshotFileUse::kLoad));
+    load.second.memory_path = TRY(resolve_snapshot_path(snapshot_dir_, load.second.memory_path, SnapshotFileUse::kLoad));
+    return load;
   }
 
   Result<void> hand_over(StartRequest request) {
@@ -169,7 +199,9 @@ class MainThreadLauncher : public api::VmLauncher {
     return f(*vm_);
   }
 
-  std::unique_ptr<FileWorker> worker_;  // none in the jail
+  const bool jailed_;
+  const std::string snapshot_dir_;  // empty: API snapshot paths are not confined (refused jailed)
+  std::unique_ptr<FileWorker> worker_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::optional<StartRequest> request_;
@@ -182,7 +214,7 @@ class MainThreadLauncher : public api::VmLauncher {
 }  // namespace
 
 int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start, std::optional<JailOptions> jail) {
-  MainThreadLauncher launcher(jail.has_value());
+  MainThreadLauncher launcher(jail.has_value(), opts.snapshot_dir);
   auto events = api::EventHub::create();
   if (!events) {
     std::fprintf(stderr, "microvm: %s\n", events.error().what.c_str());
@@ -241,6 +273,10 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start, 
         return kExitError;
       }
     }
+    if (auto confined = launcher.confine_worker(opts.vm, sandbox); !confined) {
+      std::fprintf(stderr, "microvm: %s\n", confined.error().what.c_str());
+      return kExitError;
+    }
     controller.mark_running();
     launcher.answer({}, vm.get());
     // Configuration is closed: the server thread never needs to open a path.
@@ -259,6 +295,14 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start, 
       return kExitStopped;
     }
     if (jail) absolute_vsock_path(request->config);
+    if (request->restore) {
+      auto confined = launcher.confine_load(std::move(*request->restore));
+      if (!confined) {
+        launcher.answer(std::unexpected(confined.error()), nullptr);
+        continue;
+      }
+      request->restore = std::move(*confined);
+    }
     auto created = request->restore ? Vm::restore_files(request->restore->first, request->restore->second)
                                     : Vm::create(request->config);
     if (!created) {
@@ -280,6 +324,13 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start, 
         (*server)->stop();
         return kExitError;
       }
+    }
+    if (auto confined = launcher.confine_worker(request->config, sandbox); !confined) {
+      std::fprintf(stderr, "microvm: %s\n", confined.error().what.c_str());
+      launcher.answer(std::unexpected(confined.error()), nullptr);
+      launcher.close();
+      (*server)->stop();
+      return kExitError;
     }
     (*server)->arm_sandbox();
     launcher.answer({}, vm.get());

@@ -14,8 +14,10 @@ namespace microvm {
 // With `jail` (this process is the launcher's jailed child, its namespaces entered): the
 // API socket is bound now, on the host's file system, so clients outside reach it; the
 // jail closes (jail_lock_down) once the Vm exists, before it runs. Configuration requests
-// before InstanceStart are served as without the jail; PUT /snapshot/create, which would
-// name host files after that, is refused. The launcher removes the socket file at exit.
+// before InstanceStart are served as without the jail; PUT /snapshot/create, which names
+// host files after that, writes only into opts.snapshot_dir (bound into the jail), and is
+// refused without one. Snapshot paths are confined to opts.snapshot_dir whenever it is set.
+// The launcher removes the socket file at exit.
 int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start, std::optional<JailOptions> jail);
 
 }  // namespace microvm

@@ -81,7 +81,16 @@ Result<ApiReply> checked(const std::string& sock, const char* method, const char
 int ctl_snapshot(const std::string& sock, std::string dir, bool keep_paused, bool json) {
   char cwd[4096];
   if (!dir.empty() && dir[0] != '/' && ::getcwd(cwd, sizeof cwd)) dir = std::string(cwd) + "/" + dir;
-  if (::mkdir(dir.c_str(), 0700) < 0 && errno != EEXIST) {
+  if (::mkdir(dir.c_str(), 0700) == 0) {
+    // A jailed VMM writes as its own unprivileged user into its --snapshot-dir, which that
+    // user owns: a directory root makes there gets the parent's owner, or the VMM could not
+    // write into it.
+    struct stat parent{};
+    const std::string up = dir.substr(0, dir.find_last_of('/') == 0 ? 1 : dir.find_last_of('/'));
+    if (::geteuid() == 0 && ::stat(up.c_str(), &parent) == 0 && parent.st_uid != 0 &&
+        ::chown(dir.c_str(), parent.st_uid, parent.st_gid) < 0)
+      std::fprintf(stderr, "microvm ctl: chown %s: %s\n", dir.c_str(), std::strerror(errno));
+  } else if (errno != EEXIST) {
     std::fprintf(stderr, "microvm ctl: create %s: %s\n", dir.c_str(), std::strerror(errno));
     return kExitError;
   }

@@ -1,13 +1,16 @@
 #include "cli/run_command.h"
 
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <optional>
@@ -276,11 +279,17 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
       ->check(CLI::IsMember({"on", "off"}))->default_str("on");
   std::string jail = ::geteuid() == 0 ? "on" : "off";
   app.add_option("--jail", jail,
-                 "on (the default when run as root without --api-sock): the VMM runs jailed: new mount, PID, IPC, "
+                 "on (the default when run as root): the VMM runs jailed: new mount, PID, IPC, "
                  "UTS, cgroup (and, without --net, network) namespaces, an empty read-only root, no capabilities, "
                  "no_new_privs, as --uid/--gid (SECURITY.md); off: not (the default for other users, who cannot "
-                 "jail it, and with --api-sock, whose snapshots need host paths). A bare --jail means on")
+                 "jail it). A bare --jail means on")
       ->expected(0, 1)->check(CLI::IsMember({"on", "off"}))->default_str(jail);
+  std::string snapshot_dir;
+  app.add_option("--snapshot-dir", snapshot_dir,
+                 "With --api-sock: the directory PUT /snapshot/create and /snapshot/load may name files in "
+                 "(paths relative to it, or absolute below it; '..', symlinks and other paths are refused). "
+                 "Jailed, it is bound read-write into the jail and must be writable by --uid; without it a "
+                 "jailed VMM refuses API snapshots");
   app.add_option("--uid", opts.jail_uid, "With --jail: the user the VMM runs as (name or number; default nobody)");
   app.add_option("--gid", opts.jail_gid, "With --jail: its group (default: the user's group, else 65534)");
   app.add_flag("--pvpanic", opts.vm.pvpanic,
@@ -313,6 +322,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   } catch (const CLI::ParseError& e) {
     return fail(EINVAL, std::string(e.what()) + "\nRun 'microvm run --help' for the options.");
   }
+  // Before any other complaint: a QEMU user's first try, whose real answer is this one.
+  if (app.count("--firmware"))
+    return fail(EINVAL, "--firmware is not supported: microvm loads no EFI or BIOS firmware; it boots Linux directly "
+                        "(--kernel, or with only --disk the kernel, initrd and command line found inside the image)");
   if (opts.no_api && !opts.api_sock.empty()) return fail(EINVAL, "--no-api and --api-sock exclude each other");
   if (!opts.metrics_path.empty() && opts.api_sock.empty())
     return fail(EINVAL, "--metrics-path needs --api-sock (the API thread writes the metrics)");
@@ -332,9 +345,6 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     if (!opts.vm.initrd_path.empty())
       return fail(EINVAL, "--initrd needs --kernel (booting from a disk, the initrd comes from the disk's boot entry)");
   }
-  if (app.count("--firmware"))
-    return fail(EINVAL, "--firmware is not supported: microvm loads no EFI or BIOS firmware; it boots Linux directly "
-                        "(--kernel, or with only --disk the kernel, initrd and command line found inside the image)");
   if (!cloud_init.empty()) {
     if (!opts.api_sock.empty() || !opts.config_file.empty() || !opts.restore_dir.empty())
       return fail(EINVAL, "--cloud-init works with --kernel or --disk booting, not with --api-sock, --config-file or --restore");
@@ -344,10 +354,20 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   }
   if (opts.print_boot && !opts.boot_from_disk)
     return fail(EINVAL, "--print-boot needs a --disk and no --kernel, --api-sock or --config-file");
-  // A bare --jail leaves the string as it was; it means on. With --api-sock the default is off:
-  // a jailed VMM cannot write PUT /snapshot/create's host paths, and an API user who asks for
-  // snapshots by default should get them; --jail on still jails an API-driven VM.
-  opts.jail = app.count("--jail") > 0 ? jail != "off" : (jail == "on" && opts.api_sock.empty());
+  // A bare --jail leaves the string as it was; it means on. With --api-sock too: snapshots
+  // through the API go to --snapshot-dir, which is bound into the jail.
+  opts.jail = app.count("--jail") > 0 ? jail != "off" : jail == "on";
+  if (!snapshot_dir.empty()) {
+    if (opts.api_sock.empty()) return fail(EINVAL, "--snapshot-dir needs --api-sock (it confines API snapshot paths)");
+    char real[PATH_MAX];
+    if (!::realpath(snapshot_dir.c_str(), real))
+      return fail(EINVAL, "--snapshot-dir " + snapshot_dir + ": " + std::strerror(errno));
+    struct stat st{};
+    if (::stat(real, &st) < 0 || !S_ISDIR(st.st_mode))
+      return fail(EINVAL, "--snapshot-dir " + snapshot_dir + ": not a directory");
+    if (std::string(real) == "/") return fail(EINVAL, "--snapshot-dir cannot be / (give it a directory of its own)");
+    opts.snapshot_dir = real;
+  }
   if (!opts.jail && (!opts.jail_uid.empty() || !opts.jail_gid.empty()))
     return fail(EINVAL, "--uid and --gid need the jail (--jail on, as root)");
   auto mem = parse_size(memory, 1ull << 20);
@@ -445,6 +465,7 @@ Result<JailOptions> jail_options_for(const RunOptions& opts) {
   } else if (passwd* pw = ::getpwuid(j.uid)) {
     j.gid = pw->pw_gid;
   }
+  j.snapshot_dir = opts.snapshot_dir;
   if (!opts.restore_dir.empty())
     jail_fit_to_restore(j);
   else if (!opts.vm.kernel_path.empty() || opts.vm.kernel_image || opts.api_sock.empty())

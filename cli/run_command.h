@@ -30,6 +30,9 @@ struct RunOptions {
   std::string jail_uid;  // empty: nobody
   std::string jail_gid;  // empty: the user's group, else nogroup (65534)
   std::string restore_dir;  // --restore: start from this snapshot instead of a kernel
+  // --snapshot-dir: canonical absolute path; API snapshot files must be inside it (bound
+  // read-write into the jail). Empty: any path without the jail, none with it.
+  std::string snapshot_dir;
   bool clone = false;            // --clone
   bool restore_prefault = false; // --restore-prefault
   std::vector<FatFile> cloud_init;  // --cloud-init: the NoCloud seed's files (empty: no seed)

@@ -16,6 +16,8 @@
 #include "boot/zero_page.h"
 #include "microvm/guest_abi.h"
 #include "vmm/config_check.h"
+#include "vmm/sandbox/file_access.h"
+#include "vmm/sandbox_needs.h"
 #include "vmm/cpu_model.h"
 #include "vmm/sandbox/policy.h"
 #include "vmm/sandbox/thread_signals.h"
@@ -79,20 +81,7 @@ Result<void> Machine::setup_sandbox() {
     log_.log(LogLevel::kWarn, "sandbox off: the vCPU and event-loop threads run without seccomp filters");
     return {};
   }
-  SandboxNeeds needs;
-  needs.pid = ::getpid();
-  for (const auto& n : config_.nets) {
-    if (n.user) needs.user_net = true;
-    else {
-      needs.tap_net = true;
-      if (n.vhost != "off") needs.vhost_net = true;
-    }
-  }
-  for (const auto& s : config_.shares)
-    if (!s.host_dir.empty()) needs.child_processes = true;
-  for (const auto& sp : config_.serial_ports)
-    if (!sp.socket_path.empty()) needs.console_sockets = true;
-  needs.vsock = config_.vsock.has_value();
+  SandboxNeeds needs = sandbox_needs_for(config_);
   auto vcpu_policy = policy_for(ThreadRole::kVcpu, needs);
   auto loop_policy = policy_for(ThreadRole::kEventLoop, needs);
   auto vcpu = SeccompProgram::compile(vcpu_policy);
@@ -341,6 +330,19 @@ Result<void> Machine::loop_thread_main() {
   pthread_setname_np(pthread_self(), "vmm-loop");
   // Signals an embedder or the CLI handles are delivered to the thread waiting in run().
   block_async_signals();
+  if (loop_filter_ && sandbox_needs_for(config_).user_net) {
+    // The loop's seccomp role keeps a read-only openat for libslirp (resolv.conf) and GLib
+    // (localtime), whatever the path: Landlock narrows it to those two files.
+    static const std::string kSlirpReads[] = {"/etc/resolv.conf", "/etc/localtime"};
+    auto limited = restrict_thread_to_reading(kSlirpReads);
+    if (!limited) {
+      fail_run(limited.error().context("sandbox: vmm-loop"));
+      return {};
+    }
+    if (!*limited)
+      log_.log(LogLevel::kWarn, "sandbox: no Landlock in this kernel: user networking's event loop may open any file "
+                                "read-only (seccomp cannot check paths)");
+  }
   if (loop_filter_) {
     if (auto sandboxed = loop_filter_->install(ThreadRole::kEventLoop); !sandboxed) {
       fail_run(sandboxed.error().context("sandbox: vmm-loop"));

@@ -44,7 +44,9 @@ std::string unsupported_devices(const VmConfig& c) {
 
 Result<void> write_file_atomically(const std::string& path, std::span<const std::byte> bytes) {
   std::string tmp = path + ".tmp";
-  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  // O_NOFOLLOW: a link planted at NAME.tmp must not redirect the write (rename replaces a
+  // link at NAME itself, never its target).
+  Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!fd) return fail_errno("create " + tmp);
   size_t done = 0;
   while (done < bytes.size()) {
@@ -137,6 +139,18 @@ Result<DecodedSnapshot> decode_snapshot(std::span<const std::byte> bytes) {
     return fail(EINVAL, "snapshot platform section has an index other than 0");
   }
   return d;
+}
+
+// A KVM without TSC offsetting keeps the host's TSC: the guest's TSC clocksource then jumps
+// by the time since the snapshot, and its watchdogs (RCU stalls, soft lockups) may fire.
+// Not an error: the guest runs, but the user should know why its clock leapt.
+void warn_if_tsc_not_restored(const Vcpu& vcpu, const snapshot::VcpuState& s, Logger& log) {
+  auto drift = snapshot::tsc_drift(vcpu.fd(), s);
+  if (!drift || !*drift || s.tsc_khz == 0) return;
+  const double seconds = static_cast<double>(**drift) / (s.tsc_khz * 1000.0);
+  if (seconds > -1 && seconds < 1) return;
+  log.log(LogLevel::kWarn, "restore: KVM on this host did not take the snapshot's guest TSC; it runs %.0f s %s",
+          seconds < 0 ? -seconds : seconds, seconds < 0 ? "behind" : "ahead (the guest's clock will jump)");
 }
 
 }  // namespace
@@ -291,6 +305,7 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
     auto applied = snapshot::apply_vcpu(m->vcpus_[i]->fd(), decoded->vcpus[i], xsave_size);
     if (!applied) return std::unexpected(applied.error().context("restore: vCPU " + std::to_string(i)));
   }
+  warn_if_tsc_not_restored(*m->vcpus_[0], decoded->vcpus[0], m->log_);
   if (auto applied = snapshot::apply_vm(*m->vm_, decoded->vm); !applied)
     return std::unexpected(applied.error().context("restore"));
   // After the interrupt controllers, so an interrupt a device raises while coming back (a

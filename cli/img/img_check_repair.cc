@@ -69,6 +69,15 @@ int cmd_check_repair(int argc, char** argv) {
   auto fixed = qcow2::repair_refcounts(fd.get(), *before, mode);
   if (!fixed) return print_error("repair failed: " + fixed.error().what), 1;
   for (const auto& m : fixed->messages) std::fprintf(stderr, "%s\n", m.c_str());
+  // COPIED flags are judged against the refcounts as they are now, after the repair above.
+  if (mode == qcow2::RepairMode::kAll && !before->copied_mismatches.empty()) {
+    auto recheck = qcow2::check_image(fd.get());
+    if (!recheck) return print_error("check could not run: " + recheck.error().what), 1;
+    auto flags = qcow2::repair_copied_flags(fd.get(), *recheck);
+    if (!flags) return print_error("repair failed: " + flags.error().what), 1;
+    for (const auto& m : flags->messages) std::fprintf(stderr, "%s\n", m.c_str());
+    fixed->corruptions_fixed += flags->corruptions_fixed;
+  }
   auto after = qcow2::check_image(fd.get());
   if (!after) return print_error("check could not run: " + after.error().what), 1;
   // A clean image loses its dirty (lazy refcounts) and corrupt bits, as with qemu-img.

@@ -103,6 +103,8 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
     ev.data.fd = fd;
     if (epoll_ctl(b->epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return fail_errno("epoll_ctl");
   }
+  // The host's own addresses reach its services bound to 0.0.0.0: dropped like loopback.
+  if (b->guard_) b->host_addresses_ = host_ipv4_addresses();
   SlirpConfig cfg{};
   cfg.version = 1;
   cfg.restricted = options.restricted ? 1 : 0;
@@ -276,7 +278,7 @@ Result<void> SlirpBackend::send(std::span<const iovec> frame) {
     off += v.iov_len;
   }
   auto eth = std::span<const std::byte>(tx_).subspan(kVnetHeaderSize, total - kVnetHeaderSize);
-  if (guard_ && check_guest_frame(eth, ntohl(ip4(kNameserver).s_addr)) != SlirpVerdict::kPass) {
+  if (guard_ && check_guest_frame(eth, ntohl(ip4(kNameserver).s_addr), host_addresses_) != SlirpVerdict::kPass) {
     ++blocked_;
     return {};
   }

@@ -29,8 +29,9 @@ namespace microvm {
 
 struct SlirpOptions {
   std::vector<HostForward> forwards;  // an empty host address binds 127.0.0.1, not every address
-  // false (default): the guest cannot reach the host's loopback (10.0.2.2, 127/8, 0/8) or
-  // link-local addresses (169.254/16, cloud metadata); see slirp_guard.h.
+  // false (default): the guest cannot reach the host's loopback (10.0.2.2, 127/8, 0/8),
+  // link-local addresses (169.254/16, cloud metadata) or the host's own addresses on its
+  // other interfaces (services bound to 0.0.0.0); see slirp_guard.h.
   bool host_loopback = false;
   // true: nothing leaves but replies on hostfwd connections (and DHCP); libslirp's `restricted`.
   bool restricted = false;
@@ -97,6 +98,7 @@ class SlirpBackend final : public NetBackend {
   EventFd ready_;
   size_t max_queued_;
   bool guard_;  // filter guest frames to host-local destinations
+  std::vector<uint32_t> host_addresses_;  // the host's own IPv4 addresses at setup (host order)
   size_t max_sockets_;
   // An upper bound on slirp's sockets without walking them per frame: the last exact count
   // plus the frames admitted since (each opens at most one socket).

@@ -1,5 +1,10 @@
 #include "devices/net/slirp_guard.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <charconv>
 
 namespace microvm {
@@ -23,13 +28,16 @@ bool host_local(uint32_t dst) {
 
 }  // namespace
 
-SlirpVerdict check_guest_frame(std::span<const std::byte> frame, uint32_t nameserver) {
+SlirpVerdict check_guest_frame(std::span<const std::byte> frame, uint32_t nameserver,
+                               std::span<const uint32_t> host_addresses) {
   // Frames slirp does not route as IPv4 (ARP; IPv6 is disabled) cannot open host sockets.
   if (frame.size() < kEthHeader || load_be16(frame, 12) != 0x0800) return SlirpVerdict::kPass;
   auto ip = frame.subspan(kEthHeader);
   if (ip.size() < kIpv4MinHeader) return SlirpVerdict::kMalformed;
   uint32_t dst = load_be32(ip, 16);
   if (host_local(dst)) return SlirpVerdict::kHostLocal;
+  for (uint32_t own : host_addresses)
+    if (dst == own) return SlirpVerdict::kHostAddress;
   if (dst != nameserver) return SlirpVerdict::kPass;
   uint8_t proto = uint8_t(ip[9]);
   if (proto != 6 && proto != 17) return SlirpVerdict::kPass;  // ICMP echo is answered by slirp itself
@@ -63,6 +71,19 @@ bool may_open_host_socket(std::span<const std::byte> frame, uint32_t vnetwork, u
     default:
       return false;
   }
+}
+
+std::vector<uint32_t> host_ipv4_addresses() {
+  std::vector<uint32_t> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) < 0) return out;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    uint32_t a = ntohl(reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr);
+    if (!host_local(a) && std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+  }
+  ::freeifaddrs(list);
+  return out;
 }
 
 size_t count_slirp_sockets(std::string_view info) {

@@ -5,6 +5,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "devices/vhost/vhost_user_reply.h"
@@ -15,6 +17,8 @@ using namespace vhost_user;
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
 Result<void> set_timeouts(int fd, std::chrono::milliseconds timeout) {
   timeval tv{};
   tv.tv_sec = timeout.count() / 1000;
@@ -24,12 +28,20 @@ Result<void> set_timeouts(int fd, std::chrono::milliseconds timeout) {
   return {};
 }
 
-// Reads exactly `len` bytes; any fds that arrive are closed (no reply we read carries fds),
-// and their arrival is reported so the caller can refuse the reply.
-Result<void> read_exact(int fd, void* buf, size_t len, bool* got_fds) {
+// Reads exactly `len` bytes by `deadline`, however the backend slices them: a backend that
+// trickles a byte at a time gets no more time than one that says nothing (a per-recvmsg
+// timeout would restart with every byte). Any fds that arrive are closed (no reply we read
+// carries fds), and their arrival is reported so the caller can refuse the reply.
+Result<void> read_exact(int fd, void* buf, size_t len, bool* got_fds, Clock::time_point deadline) {
   auto* p = static_cast<std::byte*>(buf);
   size_t done = 0;
   while (done < len) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    pollfd pfd{fd, POLLIN, 0};
+    int ready = left.count() > 0 ? ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), INT32_MAX))) : 0;
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) return fail_errno("vhost-user: poll");
+    if (ready == 0) return fail(ETIMEDOUT, "vhost-user: backend did not reply in time");
     iovec iov{p + done, len - done};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
     msghdr msg{};
@@ -37,10 +49,9 @@ Result<void> read_exact(int fd, void* buf, size_t len, bool* got_fds) {
     msg.msg_iovlen = 1;
     msg.msg_control = control;
     msg.msg_controllen = sizeof control;
-    ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+    ssize_t n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return fail(ETIMEDOUT, "vhost-user: backend did not reply in time");
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
       return fail_errno("vhost-user: recvmsg");
     }
     for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
@@ -83,9 +94,19 @@ Result<VhostUserClient> VhostUserClient::connect(const std::string& socket_path,
 
 Result<VhostUserClient> VhostUserClient::from_fd(Fd socket, std::chrono::milliseconds timeout) {
   if (!socket) return fail(EBADF, "vhost-user: no socket");
+  // Sends: a backend that stops reading wedges its socket buffer; SO_SNDTIMEO bounds that.
+  // Replies are waited for with poll() against a deadline (read_exact).
   TRY(set_timeouts(socket.get(), timeout));
-  return VhostUserClient(std::move(socket));
+  VhostUserClient c(std::move(socket));
+  c.reply_timeout_ = timeout;
+  return c;
 }
+
+void VhostUserClient::set_stall_budget(std::chrono::milliseconds budget) { stall_budget_ = budget; }
+
+void VhostUserClient::begin_operation() { operation_deadline_ = Clock::now() + reply_timeout_; }
+
+void VhostUserClient::end_operation() { operation_deadline_.reset(); }
 
 std::unexpected<Error> VhostUserClient::broken_by(Error e) {
   socket_.reset();
@@ -125,12 +146,30 @@ Result<void> VhostUserClient::send(Request req, uint32_t flags, const void* payl
 
 Result<void> VhostUserClient::receive(Request req, std::span<std::byte> out) {
   if (broken()) return fail(EPIPE, std::string("vhost-user: connection is down, no reply to ") + request_name(req));
+  // One deadline for a whole operation (an activation's dozen requests, a reset's), else per request.
+  const auto start = Clock::now();
+  const auto deadline = operation_deadline_ ? std::min(*operation_deadline_, start + reply_timeout_) : start + reply_timeout_;
+  auto r = read_reply(req, out, deadline);
+  // The event loop waited this long for the backend: a slow one uses up its budget and is
+  // then treated as gone, so a guest that loops resets cannot turn a slow backend into a
+  // stalled VMM. A reply within the grace costs nothing (a healthy virtiofsd answers in µs).
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  if (waited > kStallGrace) stalled_ += waited;
+  if (!r) return r;
+  if (stalled_ > stall_budget_)
+    return broken_by(Error(ETIMEDOUT, "vhost-user: the backend used up its stall budget (" +
+                                          std::to_string(stalled_.count()) + " ms of slow replies, budget " +
+                                          std::to_string(stall_budget_.count()) + " ms)"));
+  return {};
+}
+
+Result<void> VhostUserClient::read_reply(Request req, std::span<std::byte> out, Clock::time_point deadline) {
   bool got_fds = false;
   Header h;
-  if (auto r = read_exact(socket_.get(), &h, sizeof h, &got_fds); !r)
+  if (auto r = read_exact(socket_.get(), &h, sizeof h, &got_fds, deadline); !r)
     return broken_by(r.error().context(std::string("reply to ") + request_name(req)));
   if (auto r = check_reply_header(h, req, static_cast<uint32_t>(out.size())); !r) return broken_by(r.error());
-  if (auto r = read_exact(socket_.get(), out.data(), out.size(), &got_fds); !r)
+  if (auto r = read_exact(socket_.get(), out.data(), out.size(), &got_fds, deadline); !r)
     return broken_by(r.error().context(std::string("reply to ") + request_name(req)));
   if (got_fds) return broken_by(Error(EPROTO, std::string("vhost-user reply to ") + request_name(req) + ": unexpected fds"));
   return {};

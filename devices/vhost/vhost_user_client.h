@@ -7,9 +7,17 @@
 // any malformed reply marks the client broken and closes the socket; every later call fails
 // at once. The owner (a device) then stops using the backend; the VMM keeps running.
 //
+// Bounded waits (the event loop waits for replies, so a slow or hung backend must not stall
+// the VMM for long): a reply is awaited until a deadline, however the backend slices its
+// bytes; begin_operation() makes one deadline cover every request until end_operation()
+// (an activation, a reset); and replies slower than a small grace count against a per-client
+// stall budget, past which the backend is treated as broken. So a backend can cost the loop
+// at most one reply timeout per operation and its budget over its whole life.
+//
 // Threading: not thread-safe; one owner thread (the event loop) issues requests.
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -68,6 +76,14 @@ class VhostUserClient {
   [[nodiscard]] Result<void> set_vring_call(uint32_t index, int fd);
   [[nodiscard]] Result<void> set_vring_enable(uint32_t index, bool enable);
 
+  // One deadline (now + the reply timeout) for every reply until end_operation().
+  void begin_operation();
+  void end_operation();
+  // Total time slow replies (each over kStallGrace) may take before the client breaks.
+  void set_stall_budget(std::chrono::milliseconds budget);
+  std::chrono::milliseconds stalled() const { return stalled_; }
+  static constexpr std::chrono::milliseconds kStallGrace{20};
+
   // Backend features (after negotiate()) and the protocol features both sides agreed on.
   uint64_t backend_features() const { return backend_features_; }
   uint64_t protocol_features() const { return protocol_features_; }
@@ -85,14 +101,21 @@ class VhostUserClient {
                                      std::span<const int> fds, bool ack);
   [[nodiscard]] Result<void> send(vhost_user::Request req, uint32_t flags, const void* payload, uint32_t size,
                                   std::span<const int> fds);
-  // Reads one reply to `req` with a payload of exactly out.size() bytes.
+  using Clock = std::chrono::steady_clock;
+  // Reads one reply to `req` with a payload of exactly out.size() bytes, and charges a slow
+  // one to the stall budget.
   [[nodiscard]] Result<void> receive(vhost_user::Request req, std::span<std::byte> out);
+  [[nodiscard]] Result<void> read_reply(vhost_user::Request req, std::span<std::byte> out, Clock::time_point deadline);
   [[nodiscard]] Result<uint64_t> get_u64(vhost_user::Request req);
   [[nodiscard]] Result<void> set_u64(vhost_user::Request req, uint64_t value, bool ack);
   // Closes the socket and returns the error, so no later call talks to a confused backend.
   std::unexpected<Error> broken_by(Error e);
 
   Fd socket_;
+  std::chrono::milliseconds reply_timeout_{10000};
+  std::chrono::milliseconds stall_budget_{std::chrono::milliseconds::max()};
+  std::chrono::milliseconds stalled_{0};
+  std::optional<Clock::time_point> operation_deadline_;
   uint64_t backend_features_ = 0;
   uint64_t protocol_features_ = 0;
 };

@@ -3,8 +3,8 @@
 // serial console, booted to its shell, where it wrote a nonce into tmpfs and (O_DIRECT, synced)
 // into vda, then paused, snapshotted and SIGKILLed. Here it is restored: the guest answers on
 // the serial console, still holds its tmpfs file, reads the disk data written before the
-// snapshot, writes after it, and its clock went on from where it stopped. Then two clones of
-// the same snapshot run at once, each with its own disk, and neither sees the other's writes.
+// snapshot, writes after it, and its clock went on from where it stopped. Three such restores
+// run at once, each with its own disks, and none sees another's writes.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -36,7 +36,8 @@ std::string probe_script(const std::string& tag) {
          "echo \"disk_after=$(dd if=/dev/vda bs=512 skip=2050 count=1 iflag=direct 2>/dev/null | head -c " +
          std::to_string(std::string("written-after-restore-" + tag).size()) + ")\"\n"
          "echo \"uptime_base=$(cut -d' ' -f1 /tmp/base-uptime) uptime_now=$(cut -d' ' -f1 /proc/uptime)\"\n"
-         "echo \"rng=$(head -c 16 /dev/hwrng | wc -c)\"\n";
+         "echo \"rng=$(head -c 16 /dev/hwrng | wc -c)\"\n"
+         "echo \"clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\"\n";
 }
 
 std::string value_of(const VmRunResult& r, const std::string& key) {
@@ -60,6 +61,7 @@ void check_restored(const LinuxRun& lr, const LinuxBase& base, const std::string
   EXPECT_EQ(value_of(r, "tmpfs_tag"), tag) << r.describe();
   EXPECT_EQ(value_of(r, "disk_after"), "written-after-restore-" + tag) << r.describe();
   EXPECT_EQ(value_of(r, "rng"), "16") << r.describe();
+  EXPECT_EQ(value_of(r, "clocksource"), "kvm-clock") << "the harness's base boots with clocksource=kvm-clock";
   // The guest's clock went on from the snapshot: later than then, and not by the host's
   // wall time in between (kvmclock was frozen at the pause).
   auto up = r.lines_with_prefix("uptime_base=");
@@ -76,35 +78,34 @@ void check_restored(const LinuxRun& lr, const LinuxBase& base, const std::string
   EXPECT_EQ(img.substr(2050 * 512, want.size()), want);
 }
 
-TEST(LinuxSnapshot, RestoredGuestAnswersKeepsTmpfsAndDiskAndTwoClonesRunApart) {
+TEST(LinuxSnapshot, ThreeRestoresAnswerKeepTmpfsAndDiskAndRunApart) {
   require_guest();
   auto base = linux_base_snapshot();
   ASSERT_TRUE(base) << base.error().what;
   if (base->boot_seconds > 0) std::fprintf(stderr, "base booted and snapshotted in %.1f s\n", base->boot_seconds);
 
-  // One restore on its own.
-  {
-    TempDir dir;
-    auto lr = run_linux_script_restored(dir, {.script = probe_script("single"), .timeout = std::chrono::minutes(10)});
-    ASSERT_TRUE(lr) << lr.error().what;
-    check_restored(*lr, *base, "single", restored_slot_copy(dir, 0));
-    std::fprintf(stderr, "restore + script + power-off: %.1f s\n", lr->run.seconds);
-  }
-
-  // Two clones of the same snapshot at once, each with its own copy of the disks.
-  TempDir dir_a, dir_b;
-  Result<LinuxRun> a = fail("not run"), b = fail("not run");
-  std::thread ta([&] { a = run_linux_script_restored(dir_a, {.script = probe_script("clone-a"), .timeout = std::chrono::minutes(10)}); });
-  std::thread tb([&] { b = run_linux_script_restored(dir_b, {.script = probe_script("clone-b"), .timeout = std::chrono::minutes(10)}); });
+  // Three restores of the same snapshot at once, each with its own copy of the disks.
+  TempDir dir_s, dir_a, dir_b;
+  Result<LinuxRun> single = fail("not run"), a = fail("not run"), b = fail("not run");
+  auto restore = [](const TempDir& dir, const char* tag, Result<LinuxRun>& out) {
+    out = run_linux_script_restored(dir, {.script = probe_script(tag), .timeout = std::chrono::minutes(10)});
+  };
+  std::thread ts(restore, std::cref(dir_s), "single", std::ref(single));
+  std::thread ta(restore, std::cref(dir_a), "clone-a", std::ref(a));
+  std::thread tb(restore, std::cref(dir_b), "clone-b", std::ref(b));
+  ts.join();
   ta.join();
   tb.join();
-  ASSERT_TRUE(a) << a.error().what;
-  ASSERT_TRUE(b) << b.error().what;
+  for (auto* r : {&single, &a, &b}) ASSERT_TRUE(*r) << r->error().what;
+  check_restored(*single, *base, "single", restored_slot_copy(dir_s, 0));
+  std::fprintf(stderr, "three restores at once, each running its script and powering off: %.1f s, %.1f s, %.1f s\n",
+               single->run.seconds, a->run.seconds, b->run.seconds);
   check_restored(*a, *base, "clone-a", restored_slot_copy(dir_a, 0));
   check_restored(*b, *base, "clone-b", restored_slot_copy(dir_b, 0));
   // Neither clone's writes reached the other (nor the base's image).
   EXPECT_EQ(a->run.out.find("clone-b"), std::string::npos) << a->run.describe();
   EXPECT_EQ(b->run.out.find("clone-a"), std::string::npos) << b->run.describe();
+  EXPECT_EQ(single->run.out.find("clone-"), std::string::npos) << single->run.describe();
   std::string base_img = read_text_file(base->slots[0].file);
   EXPECT_EQ(base_img.find("written-after-restore"), std::string::npos);
 }

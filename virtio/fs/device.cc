@@ -37,7 +37,10 @@ Result<std::unique_ptr<FsDevice>> FsDevice::create(FsOptions o) {
     return fail(EINVAL, "virtio-fs: queue size must be a power of 2 up to 1024");
   auto client = VhostUserClient::connect(o.socket_path, o.reply_timeout);
   if (!client) return std::unexpected(client.error().context("share " + o.tag));
+  client->set_stall_budget(o.stall_budget);
+  client->begin_operation();
   auto features = client->negotiate();
+  client->end_operation();
   if (!features) return std::unexpected(features.error().context("share " + o.tag + ": vhost-user handshake"));
   if (!has_feature(*features, VIRTIO_F_VERSION_1))
     return fail(EPROTO, "share " + o.tag + ": the vhost-user backend does not offer VIRTIO_F_VERSION_1");
@@ -86,7 +89,9 @@ Result<void> FsDevice::activate(ActivationContext ctx) {
   active_.emplace(Active{&ctx.interrupt, &ctx.memory, &ctx.loop, acked_features_, {}, {}, {}, {}, {}, nullptr});
   for (uint16_t i = 0; i < ctx.queues.size(); ++i)
     if (ctx.queues[i].ready) active_->rings.push_back({i, ctx.queues[i]});
+  client_.begin_operation();
   auto r = start_backend(ctx);
+  client_.end_operation();
   if (!r && client_.broken()) {
     // The backend is gone (before or during activation): the driver gets failing requests
     // rather than a device that never answers.
@@ -218,10 +223,12 @@ void FsDevice::reset() {
   if (!active_) return;
   // GET_VRING_BASE stops each ring in the backend (vhost-user: "stop ring"), so virtiofsd no
   // longer touches guest memory the driver is about to reuse.
+  client_.begin_operation();
   for (uint16_t i : active_->started) {
     if (client_.broken()) break;
     if (auto r = client_.get_vring_base(i); !r) log(LogLevel::kWarn, "stopping queue %u: %s", i, r.error().what.c_str());
   }
+  client_.end_operation();
   if (active_->orphaned) failed_ += active_->orphaned->failed_requests();
   active_.reset();
   acked_features_ = 0;

@@ -47,7 +47,13 @@ struct FsOptions {
   std::string socket_path;            // the backend's vhost-user socket
   std::unique_ptr<VirtiofsdProcess> process;  // owned backend process, or null (socket=PATH shares)
   const Logger* logger = nullptr;
+  // Bounds on how long the event loop waits for the backend (finding 9 in SECURITY.md): one
+  // activation or reset, all its requests together, waits at most reply_timeout; replies
+  // slower than VhostUserClient::kStallGrace add up, and past stall_budget the backend is
+  // treated as gone (its rings fail with ENOTCONN, the device needs a reset), so a guest that
+  // loops resets cannot keep the VMM waiting on a slow backend.
   std::chrono::milliseconds reply_timeout = std::chrono::seconds(5);
+  std::chrono::milliseconds stall_budget = std::chrono::seconds(10);
   // snapshot=remount: a snapshot saves nothing of this device and the restored one comes back
   // needing a reset (virtiofsd keeps its state to itself). Without it a snapshot is refused.
   bool snapshot_remount = false;
@@ -77,6 +83,8 @@ class FsDevice final : public VirtioDevice {
 
   const std::string& tag() const { return options_.tag; }
   bool backend_connected() const { return !client_.broken(); }
+  // Time the loop spent waiting for slow replies (each over the grace), against stall_budget.
+  std::chrono::milliseconds backend_stalled() const { return client_.stalled(); }
   // Requests completed with ENOTCONN because the backend was gone (0 while it serves them).
   // Loop thread (or with the loop stopped).
   uint64_t failed_requests() const {

@@ -74,6 +74,7 @@ const char* role_name(ThreadRole role) {
     case ThreadRole::kSupervisor: return "supervisor";
     case ThreadRole::kApi: return "api";
     case ThreadRole::kLauncher: return "launcher";
+    case ThreadRole::kSnapshot: return "snapshot";
   }
   return "?";
 }
@@ -87,6 +88,7 @@ SyscallPolicy policy_for(ThreadRole role, const SandboxNeeds& needs) {
     case ThreadRole::kSupervisor: add_supervisor_rules(p, needs); break;
     case ThreadRole::kApi: add_api_rules(p, needs); break;
     case ThreadRole::kLauncher: add_launcher_rules(p, needs); break;
+    case ThreadRole::kSnapshot: add_snapshot_rules(p, needs); break;
   }
   return p;
 }

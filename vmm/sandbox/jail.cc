@@ -192,6 +192,18 @@ Result<void> jail_lock_down(const JailOptions& o) {
                 nullptr) < 0)
       return fail_errno("jail: remount " + dir + " read-only");
   }
+  if (!o.snapshot_dir.empty()) {
+    if (o.snapshot_dir[0] != '/' || o.snapshot_dir == "/")
+      return fail(EINVAL, "jail: cannot bind '" + o.snapshot_dir + "' into the jail as the snapshot directory");
+    // Writable (snapshots are written here) but never a way to gain anything: no devices,
+    // no set-uid programs, nothing executable.
+    std::string inside = root + o.snapshot_dir;
+    TRY(make_dirs(inside));
+    if (::mount(o.snapshot_dir.c_str(), inside.c_str(), nullptr, MS_BIND, nullptr) < 0)
+      return fail_errno("jail: bind " + o.snapshot_dir);
+    if (::mount(nullptr, inside.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0)
+      return fail_errno("jail: remount " + o.snapshot_dir + " nosuid,nodev,noexec");
+  }
   if (o.new_net_ns_at_lock_down && ::unshare(CLONE_NEWNET) < 0) return fail_errno("jail: unshare the network namespace");
   TRY(pivot_into(root));
   // clearenv() only drops the pointers: the strings stay where the kernel put them, readable

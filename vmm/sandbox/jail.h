@@ -41,6 +41,10 @@ struct JailOptions {
   // Host directories bind-mounted read-only (nosuid, nodev, noexec) at the same path: the
   // directory of a --vsock socket, whose PATH_<port> sockets guest connections reach by path.
   std::vector<std::string> bound_dirs;
+  // The one host directory bound read-write (nosuid, nodev, noexec) at the same path:
+  // `--snapshot-dir`, where PUT /snapshot/create writes (Firecracker's snapshots live inside
+  // its chroot the same way). Absolute and canonical; empty: none.
+  std::string snapshot_dir;
   // The launcher removes this socket file (the API's) once the VMM ended: the jailed VMM
   // cannot reach its path.
   std::string api_socket;
@@ -60,7 +64,7 @@ struct JailOptions {
 // it; every inherited fd but 0, 1 and 2 closed.
 [[nodiscard]] Result<void> jail_enter_namespaces(const JailOptions& o);
 
-// pivot_root into an empty read-only tmpfs (plus copied_files and bound_dirs), a clean environment,
+// pivot_root into an empty read-only tmpfs (plus copied_files, bound_dirs and snapshot_dir), a clean environment,
 // RLIMIT_NOFILE and RLIMIT_CORE=0, every capability dropped from every set (bounding and
 // ambient included; CAP_KILL kept when asked), the unprivileged uid/gid with no
 // supplementary groups, PR_SET_NO_NEW_PRIVS, not dumpable, SIGKILL when the launcher dies.

@@ -14,9 +14,10 @@ namespace microvm {
 // kApi: the REST API server's thread (api/), once the VM has started.
 // kLauncher: `microvm run`'s process outside the jail (cli/jail_launcher.h), once the jailed
 // VMM runs: it forwards signals to it, waits for it and removes what it left.
-enum class ThreadRole { kVcpu, kEventLoop, kSupervisor, kApi, kLauncher };
+// kSnapshot: the worker that writes snapshots for PUT /snapshot/create (cli/api_session.cc).
+enum class ThreadRole { kVcpu, kEventLoop, kSupervisor, kApi, kLauncher, kSnapshot };
 
-// "vcpu", "event-loop", "supervisor", "api" or "launcher": the name used in reports and documentation.
+// "vcpu", "event-loop", "supervisor", "api", "launcher" or "snapshot": the name used in reports and documentation.
 const char* role_name(ThreadRole role);
 
 // What the configured machine uses at run time beyond the fixed core, so a policy allows no
@@ -56,6 +57,7 @@ void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_supervisor_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_api_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_launcher_rules(SyscallPolicy& p, const SandboxNeeds& needs);
+void add_snapshot_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 // ioctl request numbers on KVM's VM fd that devices issue while the guest runs.
 void add_kvm_vm_runtime_ioctls(SyscallPolicy& p);
 

@@ -89,6 +89,15 @@ Result<void> apply_vcpu(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_siz
   return {};
 }
 
+Result<std::optional<int64_t>> tsc_drift(const VcpuFd& vcpu, const VcpuState& s) {
+  auto saved = std::find_if(s.msrs.begin(), s.msrs.end(), [](const kvm_msr_entry& m) { return m.index == kMsrTsc; });
+  if (saved == s.msrs.end()) return std::optional<int64_t>{};
+  kvm_msr_entry now{};
+  now.index = kMsrTsc;
+  if (TRY(vcpu.get_msrs(std::span(&now, 1))) != 1) return fail("KVM_GET_MSRS refused the TSC it took");
+  return std::optional<int64_t>{static_cast<int64_t>(now.data - saved->data)};
+}
+
 Result<VmKvmState> capture_vm(const VmFd& vm) {
   VmKvmState s;
   s.pic_master = TRY(vm.get_irqchip(KVM_IRQCHIP_PIC_MASTER));

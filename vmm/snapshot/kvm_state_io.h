@@ -3,6 +3,7 @@
 // (the machine is paused, or has not run yet) and must have no I/O exit awaiting completion
 // (Vcpu::complete_pending_exit()).
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "base/result.h"
@@ -20,6 +21,12 @@ namespace microvm::snapshot {
 // Sets everything in the order KVM needs: CPUID, TSC rate, special and general registers,
 // FPU/XSAVE, XCRs, MP state, LAPIC, MSRs, pending events, debug registers.
 [[nodiscard]] Result<void> apply_vcpu(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_size);
+
+// How far the vCPU's TSC now runs from the snapshot's (in cycles; read right after
+// apply_vcpu). Near zero where KVM took the TSC write; some KVMs cannot offset the guest TSC
+// at all, and there a guest clocked by the TSC jumps by the time the snapshot sat on disk.
+// nullopt when the snapshot holds no TSC.
+[[nodiscard]] Result<std::optional<int64_t>> tsc_drift(const VcpuFd& vcpu, const VcpuState& s);
 
 [[nodiscard]] Result<VmKvmState> capture_vm(const VmFd& vm);
 [[nodiscard]] Result<void> apply_vm(const VmFd& vm, const VmKvmState& s);

@@ -63,7 +63,8 @@ Result<uint64_t> write_nonzero_pages(int fd, const std::byte* p, uint64_t len, u
 }  // namespace
 
 Result<MemorySaveStats> save_memory(const GuestMemory& memory, const std::string& path) {
-  Fd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  // O_NOFOLLOW: a link planted at the path must not redirect the write (SECURITY.md).
+  Fd out(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
   if (!out) return fail_errno("create memory file " + path);
   MemorySaveStats stats;
   stats.bytes_total = memory.total_size();

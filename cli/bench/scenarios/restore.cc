@@ -128,7 +128,10 @@ class SnapshotScenario final : public Scenario {
     snapshot_dir_ = ctx.work_dir + "/" + std::string(name()) + "-snapshot";
     const std::string sock = ctx.work_dir + "/" + std::string(name()) + ".sock";
     const std::string out = ctx.work_dir + "/snap-source.out", err = ctx.work_dir + "/snap-source.err";
-    auto child = TRY(ChildProcess::spawn(with_boot_timer(ctx, {"--kernel", ticker_, "--api-sock", sock}), {out, err}));
+    // Not jailed: the snapshot goes to the bench's own work directory, which the jail's user
+    // could not write (a jailed source would need a --snapshot-dir it owns).
+    auto child = TRY(ChildProcess::spawn(with_boot_timer(ctx, {"--kernel", ticker_, "--api-sock", sock, "--jail", "off"}),
+                                         {out, err}));
     if (!wait_first_byte(child, out))
       return fail("the ticker guest printed nothing: " + read_file(err).value_or("").substr(0, 400));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));

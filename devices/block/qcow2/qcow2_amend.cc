@@ -9,6 +9,7 @@
 #include "devices/block/qcow2/qcow2_check.h"
 #include "devices/block/qcow2/qcow2_format.h"
 #include "devices/block/qcow2/qcow2_header_io.h"
+#include "devices/block/qcow2/qcow2_snapshot.h"
 
 namespace microvm::qcow2 {
 
@@ -40,9 +41,13 @@ Result<void> expand_zero_clusters(int fd, const Header& h, uint64_t file_size) {
         return fail(ENOTSUP, "the image has zero clusters and a backing file; compat=0.10 cannot express them");
       uint64_t host = e & kOffsetMask;
       if (host) {
-        // Without snapshots every cluster has one reference; a shared one means corruption.
+        // Filling a shared cluster with zeroes would change what the other owner (a snapshot,
+        // or with none, a corruption) reads.
         if (!(e & kCopied))
-          return fail(EINVAL, "zero cluster at L2 table " + std::to_string(i) + " is shared; run check");
+          return fail(h.nb_snapshots ? ENOTSUP : EINVAL,
+                      "zero cluster at L2 table " + std::to_string(i) +
+                          (h.nb_snapshots ? " shares its host cluster with a snapshot; compat=0.10 cannot express it"
+                                          : " is shared; run check"));
         if (host % cs || file_size < cs || host > file_size - cs)
           return fail(EINVAL, "zero cluster's host offset is outside the file");
         if (int rc = pwrite_full(fd, zeroes.data(), cs, host)) return fail_errno(-rc, "write zeroes");
@@ -64,6 +69,41 @@ Result<void> expand_zero_clusters(int fd, const Header& h, uint64_t file_size) {
   return {};
 }
 
+// Whether every snapshot survives the version change: version 3 needs each entry to record
+// the disk size (16 bytes of extra data; rewriting the table to add it is not supported),
+// version 2 has no zero clusters (the snapshots' own tables are not expanded). Runs after a
+// clean check, but still bounds every offset.
+Result<void> check_snapshots_for(int fd, const Header& h, uint32_t version, uint64_t file_size) {
+  if (h.nb_snapshots == 0 || version == h.version) return {};
+  const auto snapshots = TRY(read_snapshots(fd, h, file_size));
+  const uint64_t cs = h.cluster_size();
+  for (const auto& s : snapshots) {
+    const std::string who = "snapshot '" + s.name + "' (ID " + s.id + ")";
+    if (version == 3) {
+      if (!s.has_disk_size)
+        return fail(ENOTSUP, who + " lacks the disk size that version 3 requires; upgrading its entry is not supported");
+      continue;
+    }
+    if (s.l1_size == 0) continue;
+    if (s.l1_table_offset % cs || s.l1_table_offset > file_size || uint64_t{s.l1_size} * 8 > file_size - s.l1_table_offset)
+      return fail(EINVAL, who + ": L1 table is outside the file");
+    std::vector<uint8_t> l1(uint64_t{s.l1_size} * 8), l2(cs);
+    if (int rc = pread_full(fd, l1.data(), l1.size(), s.l1_table_offset)) return fail_errno(-rc, "read L1 table");
+    for (uint32_t i = 0; i < s.l1_size; ++i) {
+      const uint64_t l2_off = be64(&l1[i * 8ull]) & kOffsetMask;
+      if (l2_off == 0) continue;
+      if (l2_off % cs || file_size < cs || l2_off > file_size - cs) return fail(EINVAL, who + ": L2 table outside the file");
+      if (int rc = pread_full(fd, l2.data(), cs, l2_off)) return fail_errno(-rc, "read L2 table");
+      for (uint64_t j = 0; j < cs / 8; ++j) {
+        const uint64_t e = be64(&l2[j * 8]);
+        if (!(e & kCompressed) && (e & kZeroFlag))
+          return fail(ENOTSUP, who + " has zero clusters, which compat=0.10 cannot express");
+      }
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<void> amend(int fd, const AmendOptions& opts) {
@@ -76,10 +116,10 @@ Result<void> amend(int fd, const AmendOptions& opts) {
     return fail(EINVAL, "the image is " +
                             incompatible_names(h.incompatible_features & (kIncompatDirty | kIncompatCorrupt)) +
                             "; repair it first (microvm img check -r all)");
-  if (h.nb_snapshots != 0) return fail(ENOTSUP, "amending images with internal snapshots is not supported");
 
   Header n = h;
   if (opts.version) n.version = *opts.version;
+  if (n.version == 3) TRY(check_snapshots_for(fd, h, 3, file_size));
   if (n.version == 3) {
     if (h.version == 2) n.refcount_order = 4, n.compression_type = CompressionType::kZlib;
     if (opts.lazy_refcounts) {
@@ -104,6 +144,7 @@ Result<void> amend(int fd, const AmendOptions& opts) {
       auto report = TRY(check_image(fd));
       if (report.corruptions)
         return fail(EINVAL, std::to_string(report.corruptions) + " corruptions found; run check before amending");
+      TRY(check_snapshots_for(fd, h, 2, file_size));
       TRY(expand_zero_clusters(fd, h, file_size));
     }
   }

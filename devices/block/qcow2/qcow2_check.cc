@@ -50,7 +50,11 @@ class Checker {
   const Header& h_;
   uint64_t cs_, file_size_, nclusters_;
   std::vector<uint32_t> ref_;
-  std::vector<std::pair<uint64_t, bool>> copied_;  // (cluster offset, COPIED flag) of active tables
+  struct ActiveEntry {
+    uint64_t table, index, cluster;
+    bool l1, copied;
+  };
+  std::vector<ActiveEntry> copied_;  // the active tables' entries, with their COPIED flags
   std::vector<uint64_t> rt_;
   std::map<uint64_t, std::vector<uint8_t>> blocks_;
   uint64_t last_data_ = 0;
@@ -107,7 +111,7 @@ Result<void> Checker::walk_l2(uint64_t l2_off, bool active) {
         if (last_data_ && off != last_data_ + cs_) ++r_.fragmented_clusters;
         last_data_ = off;
       }
-      copied_.push_back({off, (e & kCopied) != 0});
+      copied_.push_back({l2_off, i, off, false, (e & kCopied) != 0});
     }
     ref(off, cs_, "data cluster");
   }
@@ -129,7 +133,7 @@ Result<void> Checker::walk_l1(uint64_t l1_off, uint64_t l1_size, bool active) {
       error("L2 table offset " + std::to_string(off) + " is not cluster aligned; L1 entry " + std::to_string(i) + " corrupted");
       continue;
     }
-    if (active) copied_.push_back({off, (e & kCopied) != 0});
+    if (active) copied_.push_back({l1_off, i, off, true, (e & kCopied) != 0});
     ref(off, cs_, "L2 table");
     TRY(walk_l2(off, active));
   }
@@ -236,12 +240,14 @@ Result<CheckReport> Checker::run() {
   }
   // The active tables' COPIED flags must say exactly which clusters have refcount 1, with or
   // without snapshots (qemu-img check reports both directions).
-  for (auto [off, copied] : copied_) {
-    if (off / cs_ >= nclusters_) continue;
-    uint64_t stored = TRY(stored_refcount(off / cs_));
-    if ((stored == 1) != copied) {
-      error("OFLAG_COPIED cluster: offset=" + std::to_string(off) + " refcount=" + std::to_string(stored));
-      --r_.other_corruptions;  // usually follows from a wrong refcount; a repair re-checks it
+  for (const auto& a : copied_) {
+    if (a.cluster / cs_ >= nclusters_) continue;
+    uint64_t stored = TRY(stored_refcount(a.cluster / cs_));
+    if ((stored == 1) != a.copied) {
+      error(std::string("OFLAG_COPIED ") + (a.l1 ? "L2" : "data") + " cluster: offset=" + std::to_string(a.cluster) +
+            " refcount=" + std::to_string(stored));
+      --r_.other_corruptions;  // a repair in `all` mode fixes the flag (qcow2_repair.h)
+      r_.copied_mismatches.push_back({a.table, a.index, a.l1, a.cluster, stored});
     }
   }
   return r_;

@@ -16,6 +16,17 @@ struct RefcountMismatch {
   uint64_t referenced;
 };
 
+// An active-table entry whose COPIED flag disagrees with its cluster's stored refcount
+// (COPIED must be set exactly when the refcount is 1). Writers trust the flag, so a wrong
+// one lets a write land in a cluster that a snapshot still reads.
+struct CopiedMismatch {
+  uint64_t table;    // file offset of the L1 or L2 table holding the entry
+  uint64_t index;    // entry index in that table
+  bool l1;           // the entry points at an L2 table (else at a data cluster)
+  uint64_t cluster;  // the cluster's file offset
+  uint64_t stored;   // its stored refcount
+};
+
 struct CheckReport {
   uint64_t corruptions = 0;
   uint64_t leaks = 0;
@@ -30,6 +41,7 @@ struct CheckReport {
   // references, unaligned or out-of-file tables, ...), which a refcount repair cannot fix.
   std::vector<RefcountMismatch> mismatches;
   uint64_t other_corruptions = 0;
+  std::vector<CopiedMismatch> copied_mismatches;  // counted in `corruptions` too
 };
 
 // Fails (the check could not run) only when the header itself is unusable or I/O fails.

@@ -74,6 +74,43 @@ Result<RepairResult> repair_refcounts(int fd, const CheckReport& findings, Repai
   return out;
 }
 
+Result<RepairResult> repair_copied_flags(int fd, const CheckReport& findings) {
+  if (findings.other_corruptions)
+    return fail(EINVAL, "other corruptions remain; COPIED flags are not repaired");
+  Header h = TRY(read_header(fd));
+  const uint64_t cs = h.cluster_size();
+  const bool refcounts_trusted = findings.mismatches.empty();
+  RepairResult out;
+  for (bool l1_pass : {false, true}) {
+    bool wrote = false;
+    for (const auto& m : findings.copied_mismatches) {
+      if (m.l1 != l1_pass) continue;
+      const bool want = m.stored == 1;
+      if (want && !refcounts_trusted) continue;
+      if (m.table % 8 || m.index >= (l1_pass ? uint64_t{h.l1_size} : cs / 8))
+        return fail(EINVAL, "COPIED finding outside its table");
+      const uint64_t at = m.table + 8 * m.index;
+      uint8_t raw[8];
+      if (int rc = pread_full(fd, raw, 8, at)) return fail_errno(-rc, "read table entry");
+      uint64_t e = be64(raw);
+      // The entry must still be the one the check saw; anything else means the file changed
+      // (it is locked) or the finding is stale: refuse rather than guess.
+      if ((e & kOffsetMask) != m.cluster || (e & kCompressed))
+        return fail(EINVAL, "table entry at " + std::to_string(at) + " changed since the check");
+      put_be64(raw, want ? e | kCopied : e & ~kCopied);
+      if (int rc = pwrite_full(fd, raw, 8, at)) return fail_errno(-rc, "write table entry");
+      out.messages.push_back(std::string("Repairing OFLAG_COPIED ") + (l1_pass ? "L2" : "data") +
+                             " cluster: offset=" + std::to_string(m.cluster) + " refcount=" + std::to_string(m.stored));
+      ++out.corruptions_fixed;
+      wrote = true;
+    }
+    if (wrote) {
+      if (int rc = fdatasync_retry(fd)) return fail_errno(-rc, "sync");
+    }
+  }
+  return out;
+}
+
 Result<void> mark_clean(int fd) {
   Header h = TRY(read_header(fd));
   if (h.version < 3) return {};

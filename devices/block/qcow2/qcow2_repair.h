@@ -23,6 +23,13 @@ struct RepairResult {
 // of that same file made under the lock. Writes refcount blocks in place and syncs.
 [[nodiscard]] Result<RepairResult> repair_refcounts(int fd, const CheckReport& findings, RepairMode mode);
 
+// Sets or clears the COPIED flag of each entry in `findings.copied_mismatches` so that it
+// says "refcount 1" exactly when the stored refcount is 1. `findings` must come from a check
+// made after any refcount repair; when that check still found refcount mismatches, flags are
+// only cleared (always safe: writers then check the refcount), never set. Data-cluster
+// entries are written before L2-table entries, each pass synced.
+[[nodiscard]] Result<RepairResult> repair_copied_flags(int fd, const CheckReport& findings);
+
 // Clears the dirty and corrupt header bits (after a repair re-checked clean), and syncs.
 [[nodiscard]] Result<void> mark_clean(int fd);
 

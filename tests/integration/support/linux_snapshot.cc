@@ -50,8 +50,14 @@ std::string file_identity(const std::string& path) {
          std::to_string(st.st_mtim.tv_nsec);
 }
 
+// The base keeps time with kvm-clock rather than the TSC that the shared command line lets
+// it prefer (tsc=reliable). KVM puts kvmclock back exactly (KVM_SET_CLOCK), but the guest TSC
+// only where KVM can offset it; some KVMs cannot (the restore warns), and a TSC-clocked guest
+// then jumps by the snapshot's age and its watchdogs (RCU stalls) fire.
+std::string base_cmdline() { return guest_cmdline() + " clocksource=kvm-clock"; }
+
 std::string cache_key() {
-  std::string id = std::string(kBaseLayoutVersion) + "\n" + file_identity(guest_kernel()) + "\n" + guest_cmdline() +
+  std::string id = std::string(kBaseLayoutVersion) + "\n" + file_identity(guest_kernel()) + "\n" + base_cmdline() +
                    "\n" + file_identity(microvm_binary()) + "\n" +
                    read_text_file(source_dir() + "/scripts/make-initramfs.sh") + "\n" +
                    file_identity(firmware_path("boot_marker"));
@@ -101,7 +107,10 @@ Result<void> make_base(const std::string& dir, double* seconds) {
   if (ec) return fail("cannot keep the initramfs: " + ec.message());
   std::vector<std::string> args = {"run",       "--kernel", guest_kernel(), "--initrd", dir + "/initramfs.cpio",
                                    "--cpus",    "2",        "--memory",     "256M",     "--cmdline",
-                                   guest_cmdline(), "--api-sock", dir + "/api.sock"};
+                                   base_cmdline(), "--api-sock", dir + "/api.sock",
+                                   // The cache directory is root's: a jailed VMM (nobody) could not write
+                                   // the snapshot into it (api_snapshot_test covers --snapshot-dir).
+                                   "--jail", "off"};
   for (size_t i = 0; i < std::size(kSlots); ++i) {
     if (!make_slot_image(slot_file(dir, i), kSlots[i])) return fail("cannot create " + slot_file(dir, i));
     args.insert(args.end(), {"--disk", disk_spec(slot_file(dir, i), i)});

@@ -1,7 +1,7 @@
 // FaultyEngine: the schedule hits exactly the operations it names, faulted operations complete
 // through the wrapped engine like real failures, and the backends turn them into -errno
 // results, never into success (raw and qcow2, over io_uring and sync).
-#include "devices/block/faulty_engine.h"
+#include "tests/testing/faulty_engine.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -131,6 +131,36 @@ TEST(ImgAmend, RefusesWhatVersion2CannotExpress) {
   EXPECT_EQ(img_run({"amend", "-o", "compat=1.1", base}), 1);  // raw has no options
 }
 
+// Internal snapshots: a version change keeps them (qemu-img agrees on the result, and each
+// snapshot reads back as it was); a downgrade that would need zero clusters inside a snapshot
+// is refused with the file untouched.
+TEST(ImgAmend, ImagesWithSnapshotsChangeVersionAndKeepThem) {
+  TempDir dir;
+  const std::string a = dir.file("a.qcow2"), q = dir.file("q.qcow2"), s1 = dir.file("s1.raw"), got = dir.file("got.raw");
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 -o compat=0.10 " + a + " 4M && qemu-io -c 'write -P 7 64k 200k' " + a +
+                " >/dev/null && qemu-img snapshot -c s1 " + a + " && qemu-img convert -O raw " + a + " " + s1 +
+                " && qemu-io -c 'write -P 8 128k 64k' " + a + " >/dev/null"),
+            0);
+  expect_same_amend(a, q, "compat=1.1");
+  expect_same_amend(a, q, "lazy_refcounts=on");
+  expect_same_amend(a, q, "compat=0.10");
+  std::string out;
+  ASSERT_EQ(qemu_img("snapshot -l " + a, &out), 0);
+  EXPECT_NE(out.find("s1"), std::string::npos) << out;
+  ASSERT_EQ(run("qemu-img convert -l snapshot.name=s1 -O raw " + a + " " + got), 0);
+  EXPECT_EQ(run("cmp -s " + got + " " + s1), 0) << "the snapshot's data changed";
+
+  // Zero clusters inside a snapshot: version 2 cannot express them.
+  const std::string z = dir.file("z.qcow2");
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 " + z + " 4M && qemu-io -c 'write -P 7 0 128k' -c 'write -z 0 64k' " + z +
+                " >/dev/null && qemu-img snapshot -c s1 " + z),
+            0);
+  auto before = read_file(z);
+  EXPECT_EQ(img_run({"amend", "-o", "compat=0.10", z}), 1);
+  EXPECT_TRUE(read_file(z) == before);
+  EXPECT_EQ(qemu_img("check -q " + z), 0);
+}
+
 TEST(ImgAmend, TakesTheExclusiveLock) {
   TempDir dir;
   const std::string a = dir.file("a.qcow2");

@@ -141,6 +141,66 @@ TEST(ImgCheckRepair, DirtyLazyRefcountImageFromAKilledWriter) {
   EXPECT_TRUE(open_disk(o)) << "writable again";
 }
 
+// The active L2 entry of guest cluster 0 claims sole ownership (COPIED) of a cluster that a
+// snapshot shares: a write through it would change the snapshot. `-r all` clears the flag,
+// after which a write copies the cluster and the snapshot keeps its data.
+TEST(ImgCheckRepair, CopiedFlagOnASharedClusterIsCleared) {
+  TempDir dir;
+  auto p = dir.file("c.qcow2"), snap = dir.file("snap.raw"), got = dir.file("got.raw");
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=4k " + p + " 4M && qemu-io -c 'write -P 5 0 16k' " + p +
+                " >/dev/null && qemu-img snapshot -c s1 " + p + " && qemu-img convert -O raw " + p + " " + snap),
+            0);
+  // The snapshot shares the L2 table too; give the active image its own copy first so the
+  // flag below sits in the active table only.
+  ASSERT_EQ(run("qemu-io -c 'write -P 6 1M 4k' " + p + " >/dev/null && qemu-io -c 'write -P 6 1M 4k' " + snap +
+                " -f raw >/dev/null"),
+            0);
+  const uint64_t entry_at = layout(p).l2;
+  auto all = read_file(p);
+  uint64_t e = qcow2::be64(all.data() + entry_at);
+  ASSERT_EQ(e & qcow2::kCopied, 0u) << "qemu-img left the shared cluster unflagged";
+  std::vector<uint8_t> flagged(8);
+  qcow2::put_be64(flagged.data(), e | qcow2::kCopied);
+  poke(p, entry_at, flagged);
+  std::string out;
+  EXPECT_EQ(qemu_img("check " + p, &out), 2) << out;
+  EXPECT_EQ(img_run({"check", p}, &out), 2);
+  EXPECT_NE(out.find("1 errors were found"), std::string::npos) << out;
+  auto before = read_file(p);
+  EXPECT_EQ(img_run({"check", "-r", "leaks", "-q", p}), 2) << "leaks mode leaves the flag";
+  EXPECT_TRUE(read_file(p) == before);
+  EXPECT_EQ(img_run({"check", "-r", "all", "-q", p}), 0);
+  EXPECT_EQ(qemu_img("check " + p, &out), 0) << out;
+  EXPECT_EQ(qcow2::be64(read_file(p).data() + entry_at) & qcow2::kCopied, 0u);
+  // A write now copies the cluster: the snapshot still reads what it had.
+  ASSERT_EQ(run("qemu-io -c 'write -P 9 0 4k' " + p + " >/dev/null"), 0);
+  ASSERT_EQ(run("qemu-img convert -l snapshot.name=s1 -O raw " + p + " " + got), 0);
+  EXPECT_EQ(run("cmp -s -n 16384 " + got + " " + snap), 0) << "the snapshot's data changed";
+}
+
+// The opposite: a cluster only the active image uses lost its COPIED flag. Harmless for data
+// (writers check the refcount) but inconsistent; `-r all` sets it again.
+TEST(ImgCheckRepair, MissingCopiedFlagIsSetAgain) {
+  TempDir dir;
+  auto p = dir.file("m.qcow2"), ref = dir.file("m.raw");
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=4k " + p + " 4M && qemu-io -c 'write -P 5 0 16k' " + p +
+                " >/dev/null && qemu-img convert -O raw " + p + " " + ref),
+            0);
+  const uint64_t entry_at = layout(p).l2 + 8;
+  uint64_t e = qcow2::be64(read_file(p).data() + entry_at);
+  ASSERT_NE(e & qcow2::kCopied, 0u);
+  std::vector<uint8_t> cleared(8);
+  qcow2::put_be64(cleared.data(), e & ~qcow2::kCopied);
+  poke(p, entry_at, cleared);
+  std::string out;
+  EXPECT_EQ(qemu_img("check " + p, &out), 2) << out;
+  EXPECT_EQ(img_run({"check", "-r", "all", p}, &out), 0);
+  EXPECT_NE(out.find("    1 corruptions\n"), std::string::npos) << out;
+  EXPECT_EQ(qemu_img("check " + p, &out), 0) << out;
+  EXPECT_EQ(qcow2::be64(read_file(p).data() + entry_at), e);
+  EXPECT_EQ(qemu_img("compare -f qcow2 -F raw " + p + " " + ref, &out), 0) << out;
+}
+
 TEST(ImgCheckRepair, RefusesWhatItCannotRepairAndLockedImages) {
   TempDir dir;
   auto p = leaky_image(dir, "x.qcow2", false);

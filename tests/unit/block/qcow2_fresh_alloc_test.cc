@@ -8,7 +8,7 @@
 #include <cstring>
 #include <random>
 
-#include "devices/block/faulty_engine.h"
+#include "tests/testing/faulty_engine.h"
 #include "devices/block/open_disk.h"
 #include "devices/block/qcow2/qcow2_backend.h"
 #include "devices/block/qcow2/qcow2_chain.h"

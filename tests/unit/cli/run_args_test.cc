@@ -57,6 +57,7 @@ TEST(RunArgs, DiskWithoutKernelBootsFromTheDisk) {
 TEST(RunArgs, FirmwareIsRefusedAndCloudInitIsParsed) {
   bad({"--kernel", "vmlinux", "--firmware", "CLOUDHV.fd"}, "--firmware is not supported");
   bad({"--disk", "a.raw,format=raw", "--firmware", "x"}, "boots Linux directly");
+  bad({"--firmware", "OVMF.fd"}, "--firmware is not supported");  // said first, not "--kernel is required"
   auto o = ok({"--disk", "a.raw,format=raw", "--cloud-init", "hostname=vm1"});
   ASSERT_EQ(o.cloud_init.size(), 2u);
   EXPECT_EQ(o.cloud_init[0].name, "meta-data");
@@ -274,7 +275,8 @@ TEST(RunArgs, JailIsOnByDefaultForRootOnly) {
   EXPECT_TRUE(ok({"--kernel", "k", "--jail", "on"}).jail);
   EXPECT_FALSE(ok({"--kernel", "k", "--jail", "off"}).jail);
   EXPECT_FALSE(ok({"--jail", "off", "--kernel", "k"}).jail) << "the value is not taken for the next option";
-  EXPECT_FALSE(ok({"--api-sock", "/tmp/x.sock"}).jail) << "with the API the default is off (snapshots need host paths)";
+  EXPECT_EQ(ok({"--api-sock", "/tmp/x.sock"}).jail, ::geteuid() == 0) << "with the API too (snapshots: --snapshot-dir)";
+  EXPECT_FALSE(ok({"--api-sock", "/tmp/x.sock", "--jail", "off"}).jail);
   EXPECT_TRUE(ok({"--api-sock", "/tmp/x.sock", "--jail", "on"}).jail);
 }
 
@@ -333,4 +335,20 @@ TEST(RunArgs, Vsock) {
 }
 
 }  // namespace
+TEST(RunArgs, SnapshotDirIsCanonicalAndBoundIntoTheJail) {
+  char tmpl[] = "/tmp/run-args-snapdir-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  auto o = ok({"--api-sock", "/tmp/x.sock", "--snapshot-dir", dir + "/./"});
+  EXPECT_EQ(o.snapshot_dir, dir) << "made canonical";
+  auto j = jail_options_for(o);
+  ASSERT_TRUE(j.has_value());
+  EXPECT_EQ(j->snapshot_dir, dir);
+  bad({"--kernel", "k", "--snapshot-dir", dir}, "--api-sock");
+  bad({"--api-sock", "/tmp/x.sock", "--snapshot-dir", dir + "/absent"}, "--snapshot-dir");
+  bad({"--api-sock", "/tmp/x.sock", "--snapshot-dir", "/etc/hostname"}, "not a directory");
+  bad({"--api-sock", "/tmp/x.sock", "--snapshot-dir", "/"}, "cannot be /");
+  ::rmdir(dir.c_str());
+}
+
 }  // namespace microvm

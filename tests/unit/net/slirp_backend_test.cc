@@ -2,13 +2,19 @@
 // forwarded port turning into frames for the guest. All traffic stays inside this process.
 #if MICROVM_HAVE_SLIRP
 #include "devices/net/slirp_backend.h"
+#include "vmm/sandbox/file_access.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -257,6 +263,162 @@ TEST(SlirpIsolation, RestrictAllowsNoOutboundConnection) {
   send_syn(**b, kVirtualHost, svc.port);
   EXPECT_EQ(syn_outcome(**b), SynOutcome::kRefused);
   EXPECT_FALSE(svc.connected(0));
+}
+
+// The host's own non-loopback addresses: a service bound to 0.0.0.0 answers on them, so a
+// guest SYN to one would reach it though nobody forwarded it. In a network namespace of the
+// test's own (so the host's configuration is untouched), 192.0.2.1 is added to lo: dropped by
+// default, reached with host-loopback=on (so the drop is what stops it), while a hostfwd
+// still brings host connections to the guest.
+TEST(SlirpIsolation, DefaultDropsFramesToTheHostsOwnAddresses) {
+  ASSERT_EQ(::geteuid(), 0u) << "needs root for a network namespace of its own";
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    if (::unshare(CLONE_NEWNET) != 0) _exit(10);
+    if (std::system("ip link set lo up && ip addr add 192.0.2.1/32 dev lo") != 0) _exit(11);
+    int svc = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_ANY);  // every address, as many host services bind
+    if (bind(svc, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(svc, 8) != 0) _exit(12);
+    socklen_t len = sizeof a;
+    getsockname(svc, reinterpret_cast<sockaddr*>(&a), &len);
+    const uint16_t port = ntohs(a.sin_port);
+    auto connected = [svc](int ms) {
+      pollfd p{svc, POLLIN, 0};
+      if (::poll(&p, 1, ms) != 1) return false;
+      int c = accept4(svc, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c >= 0) close(c);
+      return c >= 0;
+    };
+    const uint8_t own[4] = {192, 0, 2, 1};
+    {
+      // A forward on a free port, to show hostfwd is unaffected.
+      int probe = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in f{};
+      f.sin_family = AF_INET;
+      f.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (bind(probe, reinterpret_cast<sockaddr*>(&f), sizeof f) != 0) _exit(13);
+      len = sizeof f;
+      getsockname(probe, reinterpret_cast<sockaddr*>(&f), &len);
+      close(probe);
+      SlirpOptions o;
+      o.forwards.push_back({.udp = false, .host_addr = "127.0.0.1", .host_port = ntohs(f.sin_port), .guest_port = 80});
+      auto b = SlirpBackend::create(o);
+      if (!b) _exit(14);
+      introduce_guest(**b);
+      send_syn(**b, own, port);
+      if ((*b)->blocked_frames() != 1) _exit(15);
+      if (connected(500)) _exit(16);  // the guest reached the host's own address
+      int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      connect(c, reinterpret_cast<sockaddr*>(&f), sizeof f);
+      bool forwarded = false;
+      for (int i = 0; i < 8 && !forwarded; ++i) {
+        auto got = wait_frame(**b);
+        if (got.size() < 12 + 14 + 20 || be16(got.data() + 12 + 12) != 0x0800) continue;
+        const std::byte* ip = got.data() + 12 + 14;
+        size_t ihl = size_t(uint8_t(ip[0]) & 0xf) * 4;
+        forwarded = uint8_t(ip[9]) == 6 && got.size() >= 12 + 14 + ihl + 14 && be16(ip + ihl + 2) == 80 &&
+                    (uint8_t(ip[ihl + 13]) & 0x12) == 0x02;
+      }
+      close(c);
+      if (!forwarded) _exit(17);  // no SYN to guest port 80 for the host's connection
+    }
+    {
+      auto b = SlirpBackend::create({.host_loopback = true});
+      if (!b) _exit(18);
+      introduce_guest(**b);
+      send_syn(**b, own, port);
+      if ((*b)->blocked_frames() != 0) _exit(19);
+      if (!connected(2000)) _exit(20);  // the address was reachable: the drop above is what stopped it
+    }
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "step " << WEXITSTATUS(status)
+                                    << " failed (15/16: the guest reached the host's own address; 17: hostfwd broke; "
+                                       "19/20: the control with host-loopback=on)";
+}
+
+// A guest DNS query to 10.0.2.3 and the same Landlock rule the event loop runs under: libslirp
+// still reads /etc/resolv.conf and forwards the query to the nameserver named there. In a
+// mount and network namespace of the test's own, /etc/resolv.conf is a file naming 127.0.0.1
+// and a UDP socket on 127.0.0.1:53 plays the nameserver. Control: with resolv.conf left out
+// of the rule, libslirp cannot read it and nothing arrives (so the rule is what allows it).
+int dns_forwarding_under_landlock(bool allow_resolv_conf) {
+  if (::unshare(CLONE_NEWNS | CLONE_NEWNET) != 0) return 10;
+  if (std::system("mount --make-rprivate / && ip link set lo up") != 0) return 11;
+  char tmpl[] = "/tmp/microvm-resolv-XXXXXX";
+  int tfd = ::mkstemp(tmpl);
+  if (tfd < 0 || ::write(tfd, "nameserver 127.0.0.1\n", 21) != 21) return 12;
+  ::close(tfd);
+  if (std::system((std::string("mount --bind ") + tmpl + " /etc/resolv.conf").c_str()) != 0) return 13;
+  ::unlink(tmpl);  // the bind mount keeps the file
+  int ns = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(53);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(ns, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 14;
+  auto b = SlirpBackend::create({});  // libslirp is loaded (dlopen) here, before the rule
+  if (!b) return 15;
+  introduce_guest(**b);
+  std::vector<std::string> files = {"/etc/localtime"};
+  if (allow_resolv_conf) files.push_back("/etc/resolv.conf");
+  auto limited = restrict_thread_to_reading(files);
+  if (!limited || !*limited) return 16;
+  // UDP 10.0.2.15:5353 -> 10.0.2.3:53, a query for "a." type A.
+  const uint8_t query[] = {0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 'a', 0, 0, 1, 0, 1};
+  uint8_t f[12 + 14 + 20 + 8 + sizeof query] = {};
+  uint8_t* e = f + 12;
+  const uint8_t host_mac[6] = {0x52, 0x55, 10, 0, 2, 2};
+  std::memcpy(e, host_mac, 6);
+  std::memcpy(e + 6, kGuestMac, 6);
+  e[12] = 0x08;
+  uint8_t* ip = e + 14;
+  ip[0] = 0x45;
+  ip[3] = static_cast<uint8_t>(20 + 8 + sizeof query);
+  ip[8] = 64;
+  ip[9] = 17;
+  const uint8_t src[4] = {10, 0, 2, 15}, dst[4] = {10, 0, 2, 3};
+  std::memcpy(ip + 12, src, 4);
+  std::memcpy(ip + 16, dst, 4);
+  uint16_t c = checksum(ip, 20);
+  ip[10] = uint8_t(c >> 8), ip[11] = uint8_t(c);
+  uint8_t* udp = ip + 20;
+  udp[0] = 0x14, udp[1] = 0xe9;  // 5353
+  udp[3] = 53;
+  udp[5] = static_cast<uint8_t>(8 + sizeof query);
+  std::memcpy(udp + 8, query, sizeof query);  // checksum 0: none
+  iovec v{f, sizeof f};
+  if (!(*b)->send(std::span(&v, 1))) return 17;
+  pollfd p{ns, POLLIN, 0};
+  for (int i = 0; i < 20 && ::poll(&p, 1, 100) == 0;) {
+    (void)wait_frame(**b, 10);
+    ++i;
+  }
+  uint8_t got[512];
+  ssize_t n = recv(ns, got, sizeof got, MSG_DONTWAIT);
+  const bool forwarded = n == static_cast<ssize_t>(sizeof query) && std::memcmp(got, query, sizeof query) == 0;
+  return forwarded == allow_resolv_conf ? 0 : (allow_resolv_conf ? 18 : 19);
+}
+
+TEST(SlirpIsolation, DnsForwardingReadsResolvConfUnderTheLoopsLandlockRule) {
+  ASSERT_EQ(::geteuid(), 0u) << "needs root for mount and network namespaces of its own";
+  for (bool allow : {true, false}) {
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) _exit(dns_forwarding_under_landlock(allow));
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0) << (allow ? "allowed" : "control") << ": step " << WEXITSTATUS(status)
+                                      << " (16: no Landlock; 18: the query was not forwarded; 19: forwarded "
+                                         "without the rule)";
+  }
 }
 
 TEST(SlirpSocketCap, ConnectionsBeyondTheCapAreRefusedAndCounted) {

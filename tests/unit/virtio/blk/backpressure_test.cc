@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "devices/block/faulty_engine.h"
+#include "tests/testing/faulty_engine.h"
 #include "devices/block/image_file.h"
 #include "devices/block/open_disk.h"
 #include "devices/block/qcow2/qcow2_backend.h"

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "devices/block/faulty_engine.h"
+#include "tests/testing/faulty_engine.h"
 #include "devices/block/image_file.h"
 #include "devices/block/qcow2/qcow2_backend.h"
 #include "devices/block/qcow2/qcow2_chain.h"

@@ -1,6 +1,6 @@
 #pragma once
 // An I/O engine that wraps a real one and fails operations on a programmed schedule, so tests
-// (and fuzz or bench harnesses) can show what every layer above does with EIO, ENOSPC, short
+// can show what every layer above does with EIO, ENOSPC, short
 // transfers and failed fsyncs without a broken disk. Operations that are not faulted go to the
 // wrapped engine unchanged; faulted ones complete through the wrapped engine's completion fd,
 // in order with the rest, exactly like a real failure would.

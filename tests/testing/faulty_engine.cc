@@ -1,4 +1,4 @@
-#include "devices/block/faulty_engine.h"
+#include "tests/testing/faulty_engine.h"
 
 #include <algorithm>
 

@@ -1,0 +1,97 @@
+// The "snapshot" role (the worker writing PUT /snapshot/create, vmm/sandbox/snapshot_rules.cc)
+// with real filters in forked children: it creates and writes files write-only without
+// following a final symlink, and cannot read a file, exec or make a socket.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <functional>
+#include <string>
+
+#include "microvm/sandbox.h"
+#include "microvm/vm.h"
+
+namespace microvm {
+namespace {
+
+struct Outcome {
+  int exit_code = -1;
+  std::string err;
+};
+
+Outcome run_as_snapshot_thread(const std::function<void()>& body) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return {};
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::dup2(fds[1], STDERR_FILENO);
+    if (!enter_snapshot_thread_sandbox(VmConfig{})) _exit(101);
+    body();
+    _exit(0);
+  }
+  ::close(fds[1]);
+  Outcome o;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) o.err.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
+  return o;
+}
+
+class SandboxSnapshot : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/microvm-snapshot-role-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { (void)std::system(("rm -rf " + dir_).c_str()); }
+  std::string dir_;
+};
+
+TEST_F(SandboxSnapshot, WritesFilesTheWaySaveSnapshotDoes) {
+  const std::string dir = dir_;
+  auto o = run_as_snapshot_thread([dir] {
+    int d = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0) _exit(2);
+    int fd = ::open((dir + "/state.tmp").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) _exit(3);
+    if (::ftruncate(fd, 4096) < 0 || ::pwrite(fd, "s", 1, 0) != 1 || ::fsync(fd) < 0) _exit(4);
+    ::close(fd);
+    if (::rename((dir + "/state.tmp").c_str(), (dir + "/state").c_str()) < 0) _exit(5);
+  });
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_EQ(::access((dir_ + "/state").c_str(), F_OK), 0);
+}
+
+TEST_F(SandboxSnapshot, ReadingAFileIsForbidden) {
+  auto o = run_as_snapshot_thread([] { ::open("/etc/hostname", O_RDONLY | O_CLOEXEC); });
+  EXPECT_EQ(o.exit_code, kExitSandbox) << o.err;
+  EXPECT_NE(o.err.find("snapshot thread made forbidden system call"), std::string::npos) << o.err;
+}
+
+TEST_F(SandboxSnapshot, WritingThroughAFinalSymlinkIsForbidden) {
+  // Without O_NOFOLLOW the open itself is outside the role.
+  const std::string dir = dir_;
+  auto o = run_as_snapshot_thread([dir] { ::open((dir + "/x").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600); });
+  EXPECT_EQ(o.exit_code, kExitSandbox) << o.err;
+}
+
+TEST_F(SandboxSnapshot, SocketsAndExecAreForbidden) {
+  EXPECT_EQ(run_as_snapshot_thread([] { ::socket(AF_INET, SOCK_STREAM, 0); }).exit_code, kExitSandbox);
+  EXPECT_EQ(run_as_snapshot_thread([] {
+              char* argv[] = {nullptr};
+              ::execve("/bin/true", argv, argv);
+            }).exit_code,
+            kExitSandbox);
+}
+
+}  // namespace
+}  // namespace microvm

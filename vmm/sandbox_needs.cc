@@ -1,0 +1,35 @@
+#include "vmm/sandbox_needs.h"
+
+#include <unistd.h>
+
+#include "microvm/sandbox.h"
+#include "vmm/sandbox/seccomp_program.h"
+
+namespace microvm {
+
+SandboxNeeds sandbox_needs_for(const VmConfig& config) {
+  SandboxNeeds needs;
+  needs.pid = ::getpid();
+  for (const auto& n : config.nets) {
+    if (n.user) {
+      needs.user_net = true;
+    } else {
+      needs.tap_net = true;
+      if (n.vhost != "off") needs.vhost_net = true;
+    }
+  }
+  for (const auto& s : config.shares)
+    if (!s.host_dir.empty()) needs.child_processes = true;
+  for (const auto& sp : config.serial_ports)
+    if (!sp.socket_path.empty()) needs.console_sockets = true;
+  needs.vsock = config.vsock.has_value();
+  return needs;
+}
+
+Result<void> enter_snapshot_thread_sandbox(const VmConfig& config) {
+  auto program = SeccompProgram::compile(policy_for(ThreadRole::kSnapshot, sandbox_needs_for(config)));
+  if (!program) return std::unexpected(program.error().context("sandbox: snapshot filter"));
+  return program->install(ThreadRole::kSnapshot);
+}
+
+}  // namespace microvm
