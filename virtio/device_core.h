@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "base/log.h"
@@ -111,15 +112,31 @@ class DeviceCore : public VirtioDevice {
   // loop. Notifies once at the end.
   template <class Handle>
   void serve(uint16_t index, uint32_t budget, Handle&& handle) {
+    std::optional<DescriptorChain> never_held;
+    serve(index, budget, never_held, [](const DescriptorChain&) { return true; }, handle);
+  }
+  // The same behind an admission check (a rate limiter): a valid chain admit() refuses waits in
+  // `held`, is served first next time, and serving stops until then (the limiter's timer calls
+  // again). A snapshot hands a held chain back to the ring (chains_given_back()).
+  template <class Admit, class Handle>
+  void serve(uint16_t index, uint32_t budget, std::optional<DescriptorChain>& held, Admit&& admit,
+             Handle&& handle) {
     if (!active_ || needs_reset()) return;
     for (uint32_t served = 0;; ++served) {
       if (served == budget) {
         rekick(index);
         break;
       }
-      auto chain = pop(index);
+      std::optional<DescriptorChain> chain = std::exchange(held, std::nullopt);
       if (!chain) {
-        if (needs_reset()) return;
+        chain = pop(index);
+        if (!chain) {
+          if (needs_reset()) return;
+          break;
+        }
+      }
+      if (chain->valid() && !admit(*chain)) {
+        held = std::move(chain);
         break;
       }
       uint32_t len = chain->valid() ? handle(*chain) : reject_invalid(*chain);

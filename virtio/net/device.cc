@@ -169,35 +169,18 @@ void NetDevice::stop_vhost() {
 }
 
 void NetDevice::process_tx() {
-  if (!active() || needs_reset()) return;
-  for (uint32_t served = 0;; ++served) {
-    if (served == options_.frames_per_wakeup) {
-      rekick(kTxQueue);  // more may be waiting: come back after the other fds
-      break;
-    }
-    std::optional<DescriptorChain> next = std::exchange(tx_deferred_, std::nullopt);
-    if (!next) {
-      next = pop(kTxQueue);
-      if (!next) {
-        if (needs_reset()) return;
-        break;
-      }
-    }
-    const DescriptorChain& chain = *next;
-    if (tx_throttle_ && chain.valid() &&
-        !tx_throttle_->admit(chain.readable_bytes() - std::min<uint64_t>(chain.readable_bytes(), sizeof(VirtioNetHdr)),
-                             1)) {
-      tx_deferred_ = std::move(next);  // the timer calls us back; the rest stays in the ring
-      break;
-    }
-    if (!chain.valid())
-      reject_invalid(chain);
-    else
-      transmit(chain);
-    // §5.1.6.2: the device writes nothing into TX buffers; used length 0.
-    if (!complete(kTxQueue, chain.head(), 0)) return;
-  }
-  notify(kTxQueue);
+  // §5.1.6.2: the device writes nothing into TX buffers; used length 0. Over the rate limit
+  // the chain waits in tx_deferred_ for the timer, the rest in the ring.
+  serve(
+      kTxQueue, options_.frames_per_wakeup, tx_deferred_,
+      [this](const DescriptorChain& chain) {
+        uint64_t total = chain.readable_bytes();
+        return !tx_throttle_ || tx_throttle_->admit(total - std::min<uint64_t>(total, sizeof(VirtioNetHdr)), 1);
+      },
+      [this](const DescriptorChain& chain) {
+        transmit(chain);
+        return 0u;
+      });
 }
 
 void NetDevice::transmit(const DescriptorChain& chain) {

@@ -66,36 +66,15 @@ void RngDevice::on_reset() {
 }
 
 void RngDevice::on_kick(uint16_t index) {
-  // No I/O outside the handler: every chain completes before the next, so reset has nothing
-  // to drain and the core's serve() loop is all there is to it.
-  if (!throttle_) return serve(index, options_.chains_per_kick, [this](const DescriptorChain& chain) { return fill(chain); });
-  serve_throttled(index);
-}
-
-void RngDevice::serve_throttled(uint16_t index) {
-  if (!active() || needs_reset()) return;
-  for (uint32_t served = 0;; ++served) {
-    if (served == options_.chains_per_kick) {
-      rekick(index);  // more may be waiting: come back after the other fds
-      break;
-    }
-    std::optional<DescriptorChain> next = std::exchange(deferred_, std::nullopt);
-    if (!next) {
-      next = pop(index);
-      if (!next) {
-        if (needs_reset()) return;
-        break;
-      }
-    }
-    if (next->valid() &&
-        !throttle_->admit(std::min<uint64_t>(next->writable_bytes(), options_.max_bytes_per_request), 1)) {
-      deferred_ = std::move(next);  // the timer calls us back; nothing more is popped till then
-      break;
-    }
-    uint32_t len = next->valid() ? fill(*next) : reject_invalid(*next);
-    if (!complete(index, next->head(), len)) return;
-  }
-  notify(index);
+  // No I/O outside the handler: every chain completes before the next (one the rate limiter
+  // refuses waits in deferred_ for its timer), so reset has nothing to drain.
+  serve(
+      index, options_.chains_per_kick, deferred_,
+      [this](const DescriptorChain& chain) {
+        return !throttle_ ||
+               throttle_->admit(std::min<uint64_t>(chain.writable_bytes(), options_.max_bytes_per_request), 1);
+      },
+      [this](const DescriptorChain& chain) { return fill(chain); });
 }
 
 uint32_t RngDevice::fill(const DescriptorChain& chain) {

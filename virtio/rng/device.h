@@ -67,9 +67,6 @@ class RngDevice final : public DeviceCore {
   void on_kick(uint16_t) override;
   // Fills the chain's writable buffers; returns the bytes written (the used length).
   uint32_t fill(const DescriptorChain& chain);
-  // With a rate limit: serves chains while the limiter admits them; the one it refused waits
-  // in deferred_ and the limiter's timer kicks the queue again.
-  void serve_throttled(uint16_t index);
   [[nodiscard]] Result<void> on_activate() override;
   void on_reset() override;
   // A chain the rate limiter holds back goes back to the ring in a snapshot: nothing was

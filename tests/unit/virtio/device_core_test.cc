@@ -175,13 +175,18 @@ TEST_F(DeviceCoreTest, RestoredDeviceResumesTheRingsWhereTheSavedOneStopped) {
   EXPECT_EQ(value(restored.counters_.ring_errors), 0u);
 }
 
-TEST_F(DeviceCoreTest, RestoreRefusesAQueueThatWasInUseAndIsNotNow) {
-  ASSERT_TRUE(dev.activate(ctx(true)).has_value());
-  auto blob = dev.save_state();
+// A device saved with both queues in use, loaded into a fresh one.
+void load_saved_with_both_queues(EchoDevice& saved, EchoDevice& restored, const ActivationContext& both) {
+  ASSERT_TRUE(saved.activate(both).has_value());
+  auto blob = saved.save_state();
   ASSERT_TRUE(blob.has_value());
-  dev.reset();
-  EchoDevice restored;
+  saved.reset();
   ASSERT_TRUE(restored.load_state(*blob).has_value());
+}
+
+TEST_F(DeviceCoreTest, RestoreRefusesAQueueThatWasInUseAndIsNotNow) {
+  EchoDevice restored;
+  load_saved_with_both_queues(dev, restored, ctx(true));
   EXPECT_FALSE(restored.activate(ctx(false)).has_value());
   EXPECT_FALSE(restored.active());
   // The saved state was for that one activation: a fresh one is not checked against it.
@@ -189,12 +194,8 @@ TEST_F(DeviceCoreTest, RestoreRefusesAQueueThatWasInUseAndIsNotNow) {
 }
 
 TEST_F(DeviceCoreTest, ResetForgetsALoadedState) {
-  ASSERT_TRUE(dev.activate(ctx(true)).has_value());
-  auto blob = dev.save_state();
-  ASSERT_TRUE(blob.has_value());
-  dev.reset();
   EchoDevice restored;
-  ASSERT_TRUE(restored.load_state(*blob).has_value());
+  load_saved_with_both_queues(dev, restored, ctx(true));
   restored.reset();
   EXPECT_TRUE(restored.activate(ctx(false)).has_value());
 }
