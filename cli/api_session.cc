@@ -314,7 +314,7 @@ int run_with_api(RunOptions& opts, std::chrono::steady_clock::time_point start, 
     if (jail) {
       // Only now are the devices known (the network namespace, resolv.conf, CAP_KILL).
       if (request->restore)
-        jail_fit_to_restore(*jail);
+        jail_fit_to_restore(*jail, request->restore->second.host);
       else
         jail_fit_to_vm(*jail, request->config);
       if (auto locked = jail_lock_down(*jail); !locked) {

@@ -467,7 +467,7 @@ Result<JailOptions> jail_options_for(const RunOptions& opts) {
   }
   j.snapshot_dir = opts.snapshot_dir;
   if (!opts.restore_dir.empty())
-    jail_fit_to_restore(j);
+    jail_fit_to_restore(j, opts.vm);
   else if (!opts.vm.kernel_path.empty() || opts.vm.kernel_image || opts.api_sock.empty())
     jail_fit_to_vm(j, opts.vm);
   else
@@ -490,14 +490,19 @@ void jail_fit_to_vm(JailOptions& j, const VmConfig& vm) {
   // virtiofsd keeps root to sandbox itself; tear-down must still stop it.
   for (const auto& s : vm.shares) j.keep_cap_kill |= s.socket_path.empty();
   // Guest connections to host port P go to PATH_P, by path, after the jail closed.
-  if (vm.vsock) {
-    const std::string& path = vm.vsock->socket_path;
-    size_t slash = path.rfind('/');
-    j.bound_dirs.push_back(slash == std::string::npos || slash == 0 ? "/" : path.substr(0, slash));
-  }
+  if (vm.vsock) bind_vsock_dir(j, vm.vsock->socket_path);
 }
 
-void jail_fit_to_restore(JailOptions& j) {
+void bind_vsock_dir(JailOptions& j, const std::string& path) {
+  size_t slash = path.rfind('/');
+  j.bound_dirs.push_back(slash == std::string::npos || slash == 0 ? "/" : path.substr(0, slash));
+}
+
+void jail_fit_to_restore(JailOptions& j, const VmConfig& vm) {
+  // A --vsock given on restore replaces the snapshot's socket: its directory must stay
+  // reachable (the snapshot's own is not known here, so without --vsock guest-initiated
+  // connections need --jail off).
+  if (vm.vsock) bind_vsock_dir(j, vm.vsock->socket_path);
   j.new_net_ns = false;
   j.copied_files.push_back("/etc/resolv.conf");
   j.keep_cap_kill = true;
@@ -515,8 +520,8 @@ Result<std::unique_ptr<Vm>> create_vm(const RunOptions& opts) {
   RestoreOptions r;
   r.host = opts.vm;
   r.disks = opts.vm.disks;
-  r.clone = opts.clone;
   r.prefault = opts.restore_prefault;
+  if (opts.clone) return Vm::clone_from(opts.restore_dir, r);
   return Vm::restore(opts.restore_dir, r);
 }
 

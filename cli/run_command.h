@@ -69,8 +69,12 @@ void jail_fit_to_vm(JailOptions& j, const VmConfig& vm);
 // A relative --vsock socket path made absolute against the working directory (the jail's
 // is its empty root).
 void absolute_vsock_path(VmConfig& vm);
-// The same for a VM restored from a snapshot, whose devices are not known here.
-void jail_fit_to_restore(JailOptions& j);
+// The same for a VM restored from a snapshot, whose devices are not known here: whatever any
+// device might need, and the directory of a --vsock socket given to replace the snapshot's.
+void jail_fit_to_restore(JailOptions& j, const VmConfig& vm);
+// Binds the directory of a vsock socket path into the jail (guest connections to host port P
+// open PATH_P after the jail closed).
+void bind_vsock_dir(JailOptions& j, const std::string& path);
 
 // Reads opts.config_file (Firecracker's JSON) into opts.vm, validated as the API would.
 [[nodiscard]] Result<void> apply_config_file(RunOptions& opts);

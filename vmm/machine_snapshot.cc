@@ -33,8 +33,8 @@ std::string join(const std::string& dir, const char* name) {
 }
 
 // Virtio devices whose state a snapshot cannot carry (docs/snapshot-format.md, "Device
-// sections"): a restored guest would find them reset. Disks, nets and rng carry their state in
-// device sections; shares are not recorded in the machine section, so a restore could not
+// sections"): a restored guest would find them reset. Disks, nets, rng, balloon, pmem,
+// console and vsock carry their state in device sections; shares are not recorded in the machine section, so a restore could not
 // rebuild them, snapshot=remount or not.
 std::string unsupported_devices(const VmConfig& c) {
   if (!c.shares.empty())
@@ -161,6 +161,12 @@ Result<std::unique_ptr<Vm>> Vm::restore(const std::string& dir, const RestoreOpt
   return restore_files(join(dir, kStateName), o);
 }
 
+Result<std::unique_ptr<Vm>> Vm::clone_from(const std::string& dir, RestoreOptions options) {
+  if (options.prefault) return fail(EINVAL, "clone_from: a clone loads guest RAM on demand; prefault does not apply");
+  options.clone = true;
+  return restore(dir, options);
+}
+
 Result<std::unique_ptr<Vm>> Vm::restore_files(const std::string& state_path, const RestoreOptions& options) {
   if (options.memory_path.empty()) return fail(EINVAL, "restore: no memory file given");
   auto m = TRY(Machine::restore(state_path, options));
@@ -202,6 +208,11 @@ Result<void> Machine::save_snapshot(const std::string& state_path, const std::st
   machine.config.hugepages = config_.hugepages;
   machine.config.disks = config_.disks;
   machine.config.nets = config_.nets;
+  machine.config.balloon = config_.balloon;
+  machine.config.pmems = config_.pmems;
+  machine.config.vsock = config_.vsock;
+  machine.config.virtio_console = config_.virtio_console;
+  machine.config.serial_ports = config_.serial_ports;
   uint64_t offset = 0;
   for (const auto& r : memory_->regions()) {
     machine.regions.push_back({r.guest_base.raw(), r.size, offset});
@@ -270,6 +281,33 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
   config.hugepages = false;  // RAM comes from the memory file
   config.disks = saved.disks;
   config.nets = saved.nets;
+  config.balloon = saved.balloon;
+  config.pmems = saved.pmems;
+  // Port 0 as the console is part of what the guest saw; where console I/O goes is this
+  // process's (console_in/console_out).
+  config.virtio_console = saved.virtio_console;
+  // The guest CID is the guest's; the host socket may be replaced (each clone needs its own).
+  config.vsock = saved.vsock;
+  if (options.host.vsock) {
+    if (!saved.vsock) return fail(EINVAL, "restore: the snapshot has no vsock device to give a socket to");
+    if (options.host.vsock->guest_cid != saved.vsock->guest_cid)
+      return fail(EINVAL, "restore: the snapshot's guest CID is " + std::to_string(saved.vsock->guest_cid) + ", not " +
+                              std::to_string(options.host.vsock->guest_cid));
+    config.vsock->socket_path = options.host.vsock->socket_path;
+  }
+  config.serial_ports = saved.serial_ports;
+  if (!options.host.serial_ports.empty()) {
+    // The caller's ports replace the snapshot's host sides; the guest knows them by name.
+    const auto& given = options.host.serial_ports;
+    if (given.size() != saved.serial_ports.size())
+      return fail(EINVAL, "restore: the snapshot has " + std::to_string(saved.serial_ports.size()) +
+                              " serial port(s), " + std::to_string(given.size()) + " given to replace them");
+    for (size_t i = 0; i < given.size(); ++i)
+      if (given[i].name != saved.serial_ports[i].name)
+        return fail(EINVAL, "restore: serial port " + std::to_string(i + 1) + " is named " + saved.serial_ports[i].name +
+                                " in the snapshot, not " + given[i].name);
+    config.serial_ports = given;
+  }
   config.shares.clear();
   config.kernel_path.clear();
   if (!options.disks.empty()) {
@@ -284,6 +322,20 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
     for (const auto& d : config.disks)
       if (!d.read_only)
         return fail(EINVAL, "restore --clone: disk " + d.path + " is writable; give each clone its own disk (--disk)");
+  // Clones listening on the snapshot's socket would take it from one another.
+  if (options.clone && options.host.serial_ports.empty())
+    for (const auto& sp : config.serial_ports)
+      if (!sp.socket_path.empty())
+        return fail(EINVAL, "restore --clone: serial port " + sp.name + " listens on " + sp.socket_path +
+                                "; give each clone its own (--serial-port)");
+  if (options.clone && config.vsock && !options.host.vsock)
+    return fail(EINVAL, "restore --clone: the vsock socket " + config.vsock->socket_path +
+                            " would be taken from the snapshot's VM; give each clone its own (--vsock)");
+  // Every clone maps a pmem file shared: a writable one would take each clone's stores.
+  if (options.clone)
+    for (const auto& p : config.pmems)
+      if (!p.read_only)
+        return fail(EINVAL, "restore --clone: pmem " + p.path + " is writable; clones can share only read-only ones");
   if (options.prefault && options.clone) return fail(EINVAL, "restore: --clone and --restore-prefault exclude each other");
   // The recorded configuration went through the same checks as a command line.
   if (auto ok = Vm::validate(config); !ok) return std::unexpected(ok.error().context("restore: " + state_path));

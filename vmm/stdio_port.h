@@ -28,6 +28,7 @@ class StdioPort final : public PortBackend, public ConsoleInputTarget {
     out_.write({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
   }
   uint64_t dropped_bytes() const override { return out_.dropped_bytes(); }
+  std::span<const std::byte> held_input() const override { return std::as_bytes(std::span(pending_)); }
 
   size_t input_space() const override { return kInputCapacity - pending_.size(); }
   void enqueue_input(std::span<const uint8_t> bytes) override {

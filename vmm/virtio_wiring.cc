@@ -305,6 +305,7 @@ Result<void> VirtioWiring::add_pmem(const PmemConfig& p, size_t index, uint64_t&
   PmemOptions o;
   o.start = gpa;
   o.size = size;
+  o.read_only = p.read_only;
   o.logger = &ctx_.log;
   auto device = PmemDevice::create(std::move(*image), o);
   if (!device) return std::unexpected(device.error().context("--pmem " + p.path));

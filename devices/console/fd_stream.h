@@ -34,6 +34,7 @@ class FdStream {
   bool is_open() const { return fd_.valid(); }
 
   void resume_input();
+  std::span<const std::byte> held_input() const { return held_; }
   void write(std::span<const std::byte> bytes);
   uint64_t dropped_bytes() const { return dropped_.load(std::memory_order_relaxed); }
   void count_dropped(uint64_t n) { dropped_.fetch_add(n, std::memory_order_relaxed); }

@@ -36,6 +36,9 @@ class PortBackend {
   // to a bound, then dropped and counted.
   virtual void guest_output(std::span<const std::byte> bytes) = 0;
   virtual uint64_t dropped_bytes() const = 0;
+  // Host input already read from the host side and offered, that the guest had no buffers
+  // for yet (at most a few KiB): a snapshot carries it. Loop thread, or with the loop parked.
+  virtual std::span<const std::byte> held_input() const { return {}; }
 };
 
 }  // namespace microvm

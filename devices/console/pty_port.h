@@ -23,6 +23,7 @@ class PtyPort final : public PortBackend {
   void stop() override { stream_.close(); }
   bool connected() const override { return true; }
   void resume_input() override { stream_.resume_input(); }
+  std::span<const std::byte> held_input() const override { return stream_.held_input(); }
   void guest_output(std::span<const std::byte> bytes) override;
   uint64_t dropped_bytes() const override { return stream_.dropped_bytes(); }
   const std::string& path() const { return path_; }

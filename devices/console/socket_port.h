@@ -23,6 +23,7 @@ class SocketPort final : public PortBackend {
   void stop() override;
   bool connected() const override { return stream_.is_open(); }
   void resume_input() override { stream_.resume_input(); }
+  std::span<const std::byte> held_input() const override { return stream_.held_input(); }
   void guest_output(std::span<const std::byte> bytes) override { stream_.write(bytes); }
   uint64_t dropped_bytes() const override { return stream_.dropped_bytes(); }
   uint64_t refused_clients() const { return refused_; }

@@ -262,7 +262,9 @@ struct RestoreOptions {
   // since two clones writing one image would corrupt it.
   bool clone = false;
   // Console, logging, sandbox and virtiofsd settings come from here; everything else in it
-  // is ignored.
+  // is ignored, except `serial_ports`: when non-empty they replace the host sides of the
+  // snapshot's named virtio-console ports (same count, same names, in order); and `vsock`:
+  // when set, its socket_path replaces the snapshot's (its guest_cid must be the snapshot's).
   VmConfig host;
   // Non-empty: replaces the snapshot's disks, one for one (same count, same order).
   std::vector<DiskConfig> disks;
@@ -291,6 +293,13 @@ class Vm {
   // snapshot_path and mem_file_path).
   [[nodiscard]] static Result<std::unique_ptr<Vm>> restore_files(const std::string& state_path,
                                                                  const RestoreOptions& options);
+  // A copy-on-write clone of the snapshot in `dir` (what `microvm run --restore DIR --clone`
+  // does): guest RAM mapped privately from DIR/memory, never copied, so any number of clones
+  // share the file and each keeps its own writes. `options.clone` is implied; the snapshot's
+  // writable disks, socket serial ports and vsock socket must be replaced through `options`
+  // (disks, host.serial_ports, host.vsock), and a writable pmem file refuses it, since clones
+  // would share them. `options.prefault` is refused (it would read all RAM up front).
+  [[nodiscard]] static Result<std::unique_ptr<Vm>> clone_from(const std::string& dir, RestoreOptions options = {});
 
   // Runs the guest on this thread (device event loop) plus one thread per vCPU, until the
   // guest powers off, reboots or crashes, or stop() is called. Callable once.

@@ -1,13 +1,15 @@
 // libFuzzer target: snapshot device-state blobs (docs/snapshot-format.md, "Device state") are
 // untrusted input. Loads fuzzed blobs into virtio-mmio + virtio-rng, virtio-pci + virtio-rng,
-// virtio-blk and virtio-net, and on success runs the restored device once against guest
-// memory. Nothing may crash; a blob that loads must leave a device that serves its rings.
+// virtio-blk, virtio-net, virtio-balloon, virtio-pmem, virtio-console and virtio-vsock, and on success runs the restored
+// device once against guest memory. Nothing may crash; a blob that loads must leave a device
+// that serves its rings.
 //
-// Input: byte 0 picks the target (bits 0-1) and the mode (bit 7). Raw mode: the rest is the
+// Input: byte 0 picks the target (bits 0-2, modulo the number of targets) and the mode (bit 7). Raw mode: the rest is the
 // blob. Mutation mode (the default, for depth): a valid blob saved from a live device of that
 // kind is the base, and the rest is a list of (offset le16, xor byte) edits, plus a truncation
 // when the list has an odd trailing byte.
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -25,8 +27,13 @@
 #include "tests/testing/driver_queue.h"
 #include "tests/testing/fake_interrupt.h"
 #include "tests/testing/memory_block_backend.h"
+#include "virtio/balloon/device.h"
 #include "virtio/blk/device.h"
+#include "devices/vsock/unix_vsock_backend.h"
+#include "virtio/console/device.h"
+#include "virtio/vsock/device.h"
 #include "virtio/net/device.h"
+#include "virtio/pmem/device.h"
 #include "virtio/rng/device.h"
 #include "virtio/transport/mmio_transport.h"
 #include "virtio/transport/pci_transport.h"
@@ -65,6 +72,12 @@ struct Env {
   testing::FakeInterrupt irq;
   EventFd kick0 = std::move(*EventFd::create());
   EventFd kick1 = std::move(*EventFd::create());
+  std::vector<EventFd> kicks = [] {
+    std::vector<EventFd> k;
+    for (int i = 0; i < kMaxQueues; ++i) k.push_back(std::move(*EventFd::create()));
+    return k;
+  }();
+  static constexpr int kMaxQueues = 8;
 };
 Env& env() {
   static Env e;
@@ -151,6 +164,46 @@ Result<void> activate_net(NetDevice& d) {
                                       {ring(kRx, env().kick0.fd()), ring(kTx, env().kick1.fd())}});
 }
 
+// Devices beyond blk and net: every queue enabled, rings 4 KiB apart from kRx up.
+struct NullPmemBackend : PmemBackend {
+  Result<void> flush() override { return {}; }
+};
+std::unique_ptr<VirtioDevice> make_balloon() {
+  BalloonOptions o;
+  o.guest_memory_bytes = 64 << 20;
+  o.stats_interval_s = 3600;
+  o.free_page_reporting = true;
+  return std::move(*BalloonDevice::create(o));
+}
+std::unique_ptr<VirtioDevice> make_pmem() {
+  PmemOptions o;
+  o.start = 1ull << 32;
+  o.size = 2 << 20;
+  return std::move(*PmemDevice::create(std::make_unique<NullPmemBackend>(), o));
+}
+std::unique_ptr<VirtioDevice> make_vsock() {
+  static int n = 0;
+  std::string path = "/tmp/fuzz_device_state." + std::to_string(::getpid()) + "." + std::to_string(n++ % 2) + ".sock";
+  auto backend = UnixVsockBackend::create(path);
+  if (!backend) std::abort();
+  VsockOptions o;
+  o.guest_cid = 3;
+  return std::move(*VsockDevice::create(std::move(*backend), o));
+}
+std::unique_ptr<VirtioDevice> make_console() {
+  std::vector<ConsolePortSpec> ports{{"", true, nullptr}, {"agent", false, nullptr}};
+  return std::move(*ConsoleDevice::create(std::move(ports), ConsoleOptions{}));
+}
+Result<void> activate_device(VirtioDevice& d) {
+  std::vector<QueueConfig> qs;
+  for (uint16_t i = 0; i < d.num_queues() && i < Env::kMaxQueues; ++i) qs.push_back(ring(kRx + 0x1000ull * i, env().kicks[i].fd()));
+  return d.activate(ActivationContext{mem(), env().irq, *env().loop, d.features(), qs});
+}
+using DeviceFactory = std::unique_ptr<VirtioDevice> (*)();
+constexpr DeviceFactory kDevices[] = {make_balloon, make_pmem, make_console, make_vsock};
+constexpr int kFirstDeviceTarget = 4;
+constexpr int kTargets = kFirstDeviceTarget + static_cast<int>(std::size(kDevices));
+
 std::vector<std::byte> base_blob(int target) {
   fuzz::load(mem(), 0, nullptr, 0);  // empty rings
   Result<std::vector<std::byte>> blob = fail("no target");
@@ -166,10 +219,15 @@ std::vector<std::byte> base_blob(int target) {
     auto d = make_blk();
     if (!activate_blk(*d)) std::abort();
     blob = d->save_state();
-  } else {
+  } else if (target == 3) {
     Fd peer;
     auto d = make_net(&peer);
     if (!activate_net(*d)) std::abort();
+    blob = d->save_state();
+  } else {
+    auto d = kDevices[target - kFirstDeviceTarget]();
+    if (!activate_device(*d)) std::abort();
+    if (!d->quiesce()) std::abort();
     blob = d->save_state();
   }
   if (!blob) std::abort();  // a live device must be savable
@@ -192,7 +250,7 @@ void load(int target, std::span<const std::byte> blob) {
       env().kick0.signal();
       (void)env().loop->run_once(0);
     }
-  } else {
+  } else if (target == 3) {
     Fd peer;
     auto d = make_net(&peer);
     if (d->load_state(blob) && activate_net(*d)) {
@@ -200,9 +258,16 @@ void load(int target, std::span<const std::byte> blob) {
       env().kick1.signal();
       (void)env().loop->run_once(0);
     }
+  } else {
+    auto d = kDevices[target - kFirstDeviceTarget]();
+    if (d->load_state(blob) && activate_device(*d)) {
+      for (auto& k : env().kicks) k.signal();
+      (void)env().loop->run_once(0);
+    }
   }
   env().kick0.drain();
   env().kick1.drain();
+  for (auto& k : env().kicks) k.drain();
 }
 
 }  // namespace
@@ -211,8 +276,12 @@ void load(int target, std::span<const std::byte> blob) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace microvm;
   if (size < 1) return 0;
-  static std::vector<std::byte> bases[4] = {base_blob(0), base_blob(1), base_blob(2), base_blob(3)};
-  int target = data[0] & 3;
+  static std::vector<std::vector<std::byte>> bases = [] {
+    std::vector<std::vector<std::byte>> b;
+    for (int t = 0; t < kTargets; ++t) b.push_back(base_blob(t));
+    return b;
+  }();
+  int target = (data[0] & 7) % kTargets;
   bool raw = data[0] & 0x80;
   // Guest memory holds the rings as the driver left them: a used index the blob may or may not
   // agree with. Fuzzed indirectly through the blob's positions; here it is zeroed.

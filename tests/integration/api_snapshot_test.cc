@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -98,6 +99,31 @@ TEST_F(ApiSnapshotTest, CreateFromARunningGuestThenLoadPausedOrResumed) {
     EXPECT_EQ(c.wait_exit(300), 0) << c.describe();
     EXPECT_NE(c.out().find("pending=1 vector=0x45"), std::string::npos) << c.describe();
   }
+}
+
+// Every device whose state a snapshot carries, snapshotted by the API's sandboxed snapshot
+// worker (its seccomp role runs the devices' quiesce and save) and restored in a new process.
+TEST_F(ApiSnapshotTest, BalloonPmemConsoleAndVsockThroughTheApi) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/snap", pmem = tmp.path() + "/pmem.img";
+  { std::ofstream create(pmem, std::ios::binary); }
+  ASSERT_EQ(::truncate(pmem.c_str(), 2 << 20), 0);
+  {
+    ApiVm a({"--jail", "off", "--kernel", firmware_path("snap_calc"), "--memory", "64M", "--no-rng", "--balloon",
+             "size=4,stats=5,free-page-reporting=on", "--pmem", pmem, "--console", "virtio", "--serial-port",
+             "name=agent,socket=" + tmp.path() + "/agent.sock", "--vsock", "cid=9,socket=" + tmp.path() + "/v.sock"});
+    ASSERT_TRUE(a.socket_ready()) << a.describe();
+    ASSERT_TRUE(wait_for_output(a, "SNAPCALC progress", 300)) << a.describe();
+    VmRunResult snap = run_process(microvm_binary(), {"snapshot", "--api-sock", a.socket(), "create", dir});
+    ASSERT_EQ(snap.exit_code, 0) << snap.describe() << a.describe();
+    EXPECT_EQ(a.curl("PUT", "/actions", R"({"action_type":"x-microvm-Stop"})").status, 204);
+    EXPECT_EQ(a.wait_exit(30), 5) << a.describe();
+  }
+  VmRunResult r = run_process(microvm_binary(), {"run", "--restore", dir, "--vsock", "cid=9,socket=" + tmp.path() + "/w.sock"},
+                              VmRunOptions{.timeout = std::chrono::seconds(300)});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("SNAPCALC done"), std::string::npos) << r.describe();
+  EXPECT_EQ(r.out.find("SNAPCALC start"), std::string::npos) << r.describe();
 }
 
 // The jail (the default as root) with --snapshot-dir: PUT /snapshot/create writes into the

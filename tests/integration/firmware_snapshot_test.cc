@@ -150,6 +150,201 @@ TEST_F(FirmwareSnapshotTest, VirtioDeviceStateIsSavedAndRestored) {
   EXPECT_TRUE(r.lines_with_prefix("SNAPCALC start").empty()) << r.describe();
 }
 
+void make_file(const std::string& path, uint64_t bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(bytes) - 1);
+  f.put('\0');
+}
+
+// A balloon and two pmem files: recorded in the machine section, rebuilt from it, their
+// device state loaded (the target the host set stays); a pmem file that changed size, or a
+// clone over a writable one, is refused.
+TEST_F(FirmwareSnapshotTest, BalloonAndPmemStateIsSavedAndRestored) {
+  TempDir tmp;
+  const std::string rw = tmp.path() + "/rw.img", ro = tmp.path() + "/ro.img";
+  make_file(rw, 2 << 20);
+  make_file(ro, 2 << 20);
+  VmConfig c = snap_calc_config();
+  c.balloon = BalloonConfig{.size_bytes = 4 << 20, .free_page_reporting = true, .stats_interval_s = 5};
+  c.pmems = {PmemConfig{rw, false}, PmemConfig{ro, true}};
+  const std::string dir = tmp.path() + "/snap";
+  {
+    std::string error;
+    auto e = EmbeddedVm::start(c, &error);
+    ASSERT_TRUE(e) << error;
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC progress"); }, 300s))
+        << ::testing::PrintToString(e->lines()) << e->log();
+    ASSERT_TRUE(e->vm().set_balloon(12 << 20));
+    auto snap = e->vm().snapshot(dir, /*resume_after=*/false);
+    ASSERT_TRUE(snap) << snap.error().what << "\n" << e->log();
+    ASSERT_FALSE(has_prefix(e->lines(), "SNAPCALC done"));
+  }
+  std::ifstream state(dir + "/state", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
+  EXPECT_NE(bytes.find("virtio-pci#0:balloon"), std::string::npos);
+  EXPECT_NE(bytes.find("virtio-pci#1:pmem"), std::string::npos);
+  EXPECT_NE(bytes.find("virtio-pci#2:pmem"), std::string::npos);
+
+  // A new process rebuilds both from the snapshot alone (no --balloon or --pmem given).
+  auto r = run_microvm({"run", "--restore", dir}, VmRunOptions{.timeout = 300s});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.lines_with_prefix("SNAPCALC done").size(), 1u) << r.describe();
+  EXPECT_TRUE(r.lines_with_prefix("SNAPCALC start").empty()) << r.describe();
+
+  // In this process: the balloon's target is the one set before the snapshot.
+  {
+    std::string error;
+    RestoreOptions o;
+    o.host.log_level = LogLevel::kInfo;
+    auto e = EmbeddedVm::start_restored(dir, o, &error);
+    ASSERT_TRUE(e) << error;
+    auto st = e->vm().balloon_stats();
+    ASSERT_TRUE(st) << st.error().what;
+    EXPECT_EQ(st->target_bytes, 12u << 20);
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC done"); }, 300s)) << e->log();
+  }
+
+  RestoreOptions clone;
+  clone.clone = true;
+  auto refused = Vm::restore(dir, clone);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("pmem " + rw + " is writable"), std::string::npos) << refused.error().what;
+
+  make_file(rw, 4 << 20);  // grown: the guest was told 2 MiB
+  r = run_microvm({"run", "--restore", dir}, VmRunOptions{.timeout = 60s});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("virtio-pmem: the file has 4194304 bytes, the snapshot's 2097152"), std::string::npos)
+      << r.describe();
+}
+
+// virtio-console with hvc0 on stdio and a named port on a socket: the port set is rebuilt
+// from the snapshot, --serial-port replaces a port's host side by name, a clone must.
+TEST_F(FirmwareSnapshotTest, VirtioConsoleStateIsSavedAndRestored) {
+  TempDir tmp;
+  VmConfig c = snap_calc_config();
+  c.virtio_console = true;
+  c.console_in = -1;
+  c.serial_ports = {SerialPortConfig{.name = "agent", .socket_path = tmp.path() + "/agent.sock"}};
+  const std::string dir = tmp.path() + "/snap";
+  {
+    std::string error;
+    auto e = EmbeddedVm::start(c, &error);
+    ASSERT_TRUE(e) << error;
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC progress"); }, 300s))
+        << ::testing::PrintToString(e->lines()) << e->log();
+    auto snap = e->vm().snapshot(dir, /*resume_after=*/false);
+    ASSERT_TRUE(snap) << snap.error().what << "\n" << e->log();
+    ASSERT_FALSE(has_prefix(e->lines(), "SNAPCALC done"));
+  }
+  std::ifstream state(dir + "/state", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
+  EXPECT_NE(bytes.find("virtio-pci#0:console"), std::string::npos);
+
+  auto r = run_microvm({"run", "--restore", dir, "--serial-port", "name=agent,socket=" + tmp.path() + "/agent2.sock"},
+                       VmRunOptions{.timeout = 300s});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.lines_with_prefix("SNAPCALC done").size(), 1u) << r.describe();
+  EXPECT_TRUE(r.lines_with_prefix("SNAPCALC start").empty()) << r.describe();
+
+  r = run_microvm({"run", "--restore", dir, "--serial-port", "name=other,pty"}, VmRunOptions{.timeout = 60s});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("serial port 1 is named agent in the snapshot, not other"), std::string::npos) << r.describe();
+
+  RestoreOptions clone;
+  clone.clone = true;
+  auto refused = Vm::restore(dir, clone);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("serial port agent listens on"), std::string::npos) << refused.error().what;
+}
+
+// virtio-vsock: the CID and rings are carried, connections cannot be (the restored device
+// resets them, see the unit tests); --vsock on restore gives the VM a new host socket with
+// the snapshot's CID, and a clone must have one.
+TEST_F(FirmwareSnapshotTest, VsockStateIsSavedAndRestored) {
+  TempDir tmp;
+  VmConfig c = snap_calc_config();
+  c.vsock = VsockConfig{.guest_cid = 7, .socket_path = tmp.path() + "/v.sock"};
+  const std::string dir = tmp.path() + "/snap";
+  {
+    std::string error;
+    auto e = EmbeddedVm::start(c, &error);
+    ASSERT_TRUE(e) << error;
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC progress"); }, 300s))
+        << ::testing::PrintToString(e->lines()) << e->log();
+    auto snap = e->vm().snapshot(dir, /*resume_after=*/false);
+    ASSERT_TRUE(snap) << snap.error().what << "\n" << e->log();
+    ASSERT_FALSE(has_prefix(e->lines(), "SNAPCALC done"));
+  }
+  std::ifstream state(dir + "/state", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(state)), std::istreambuf_iterator<char>());
+  EXPECT_NE(bytes.find("virtio-pci#0:vsock"), std::string::npos);
+
+  const std::string other = tmp.path() + "/other.sock";
+  auto r = run_microvm({"run", "--restore", dir, "--vsock", "cid=7,socket=" + other}, VmRunOptions{.timeout = 300s});
+  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(r.lines_with_prefix("SNAPCALC done").size(), 1u) << r.describe();
+  EXPECT_TRUE(r.lines_with_prefix("SNAPCALC start").empty()) << r.describe();
+  struct stat st {};
+  EXPECT_EQ(::stat(other.c_str(), &st), 0) << "the restored VM did not listen on the given socket";
+
+  r = run_microvm({"run", "--restore", dir, "--vsock", "cid=8,socket=" + other}, VmRunOptions{.timeout = 60s});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("the snapshot's guest CID is 7, not 8"), std::string::npos) << r.describe();
+
+  RestoreOptions clone;
+  clone.clone = true;
+  auto refused = Vm::restore(dir, clone);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("give each clone its own (--vsock)"), std::string::npos) << refused.error().what;
+  clone.host.vsock = VsockConfig{.guest_cid = 7, .socket_path = tmp.path() + "/clone.sock"};
+  auto cloned = Vm::restore(dir, clone);
+  EXPECT_TRUE(cloned) << cloned.error().what;
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// Vm::clone_from(): several clones of one snapshot in this process at once, each finishing the
+// computation as the snapshotted guest would, none writing the shared memory file.
+TEST_F(FirmwareSnapshotTest, CloneFromRunsClonesSideBySide) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/snap";
+  snapshot_mid_computation(dir);
+  if (HasFatalFailure()) return;
+  const std::string memory_before = file_bytes(dir + "/memory");
+
+  std::vector<std::unique_ptr<EmbeddedVm>> clones;
+  for (int i = 0; i < 3; ++i) {
+    std::string error;
+    RestoreOptions o;
+    o.host.log_level = LogLevel::kInfo;
+    auto e = EmbeddedVm::start_clone(dir, o, &error);
+    ASSERT_TRUE(e) << error;
+    clones.push_back(std::move(e));
+  }
+  std::string first;
+  for (auto& e : clones) {
+    ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC done"); }, 300s)) << e->log();
+    EXPECT_FALSE(has_prefix(e->lines(), "SNAPCALC start")) << "a clone started over";
+    std::string done = line_with(e->lines(), "SNAPCALC done");
+    if (first.empty()) first = done;
+    EXPECT_EQ(done, first);
+    auto exit = e->wait_exit(60s);
+    ASSERT_TRUE(exit && *exit) << e->log();
+    EXPECT_EQ((*exit)->reason, VmExitReason::kPowerOff);
+  }
+  clones.clear();
+  EXPECT_TRUE(file_bytes(dir + "/memory") == memory_before) << "a clone wrote the snapshot's memory file";
+
+  RestoreOptions prefault;
+  prefault.prefault = true;
+  auto refused = Vm::clone_from(dir, prefault);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("prefault"), std::string::npos) << refused.error().what;
+}
+
 TEST_F(FirmwareSnapshotTest, PrefaultedRestoreFinishesToo) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/snap";

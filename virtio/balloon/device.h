@@ -23,6 +23,7 @@
 #include "virtio/device_core.h"
 #include "virtio/device_counters.h"
 #include "virtio/loop_registration.h"
+#include "virtio/saved_queues.h"
 
 namespace microvm {
 
@@ -85,6 +86,14 @@ class BalloonDevice final : public DeviceCore {
   BalloonStatus status() const;
   const BalloonCounters& counters() const { return counters_; }
 
+  // Snapshot (device_state.cc): the target and actual page counts and the ring positions.
+  // Every chain but the held statistics buffer completes inside the kick handler; that one is
+  // the last chain popped from its queue, so it goes back to the ring and is popped (and its
+  // statistics read) again after the restore. Released memory needs nothing: the memory file
+  // has holes there, and the guest does not read pages it gave away or reported free.
+  [[nodiscard]] Result<std::vector<std::byte>> save_state() override;
+  [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob) override;
+
   // What a queue index means once the features are known.
   enum class Role { kInflate, kDeflate, kStats, kReporting, kNone };
   Role role_of(uint16_t index) const;
@@ -117,6 +126,13 @@ class BalloonDevice final : public DeviceCore {
   std::atomic<bool> stats_enabled_{false};
   mutable std::mutex stats_mu_;
   std::optional<BalloonStatsSnapshot> stats_;  // guarded by stats_mu_
+  // From load_state(), for the activation that follows it.
+  struct Resume {
+    bool needs_reset = false;
+    SavedQueues queues;
+  };
+  std::optional<Resume> resume_;
+  [[nodiscard]] Result<void> apply_resume();
 };
 
 }  // namespace microvm

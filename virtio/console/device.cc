@@ -95,11 +95,12 @@ Result<void> ConsoleDevice::on_activate() {
   }
   // Input held back while the device was down goes in as soon as there are buffers.
   for (Port& p : ports_) p.input_starved = p.spec.backend != nullptr;
-  return {};
+  return apply_resume();
 }
 
 void ConsoleDevice::on_reset() {
   pending_control_.clear();
+  resume_.reset();
   for (Port& p : ports_) p.guest_ready = p.guest_open = p.input_starved = false;
 }
 
@@ -120,12 +121,24 @@ void ConsoleDevice::on_kick(uint16_t index) {
           [this, port](const DescriptorChain& chain) { return transmit(static_cast<uint32_t>(port), chain); });
     return;
   }
-  // New receive buffers: a backend holding input back may go on.
+  input_room(static_cast<uint32_t>(port));
+}
+
+void ConsoleDevice::input_room(uint32_t port) {
   Port& p = ports_[port];
-  if (p.input_starved && p.spec.backend) {
+  deliver_carried(port);
+  // A backend holding input back may go on once the restored input is in.
+  if (p.carried_input.empty() && p.input_starved && p.spec.backend) {
     p.input_starved = false;
     p.spec.backend->resume_input();
   }
+}
+
+void ConsoleDevice::deliver_carried(uint32_t port) {
+  Port& p = ports_[port];
+  if (p.carried_input.empty()) return;
+  size_t n = fill_rx(port, p.carried_input);
+  p.carried_input.erase(p.carried_input.begin(), p.carried_input.begin() + static_cast<ptrdiff_t>(n));
 }
 
 uint32_t ConsoleDevice::transmit(uint32_t port, const DescriptorChain& chain) {
@@ -140,6 +153,17 @@ uint32_t ConsoleDevice::transmit(uint32_t port, const DescriptorChain& chain) {
 }
 
 size_t ConsoleDevice::host_input(uint32_t port, std::span<const std::byte> bytes) {
+  Port& p = ports_[port];
+  // Input restored from a snapshot was typed first: it goes in before anything new.
+  deliver_carried(port);
+  if (!p.carried_input.empty()) {
+    p.input_starved = true;
+    return 0;
+  }
+  return fill_rx(port, bytes);
+}
+
+size_t ConsoleDevice::fill_rx(uint32_t port, std::span<const std::byte> bytes) {
   Port& p = ports_[port];
   if (!active() || needs_reset() || !p.guest_ready || bytes.empty()) {
     p.input_starved = true;  // resumed when the guest posts buffers
@@ -221,10 +245,7 @@ void ConsoleDevice::on_port_ready(uint32_t id) {
   Port& p = ports_[id];
   p.guest_ready = true;
   // The driver posts receive buffers before PORT_READY, so no kick will say they are there.
-  if (p.input_starved && p.spec.backend) {
-    p.input_starved = false;
-    p.spec.backend->resume_input();
-  }
+  input_room(id);
   if (p.spec.console) send_control(id, VIRTIO_CONSOLE_CONSOLE_PORT, 1);
   if (!p.spec.name.empty()) send_control(id, VIRTIO_CONSOLE_PORT_NAME, 1, p.spec.name);
   // The console has no host "open" of its own: it is always connected.

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "devices/console/port_backend.h"
 #include "virtio/device_core.h"
 #include "virtio/device_counters.h"
+#include "virtio/saved_queues.h"
 
 namespace microvm {
 
@@ -76,6 +78,15 @@ class ConsoleDevice final : public DeviceCore {
   // Registers every backend on `loop` (host clients may connect before the guest is up).
   [[nodiscard]] Result<void> start_backends(EventLoop& loop);
 
+  // Snapshot (device_state.cc): the ports the guest knows (names, which it made ready and
+  // opened), control messages not yet delivered, host input already read but not yet
+  // delivered (the backend's held bytes plus restored ones, at most kMaxCarriedInput per
+  // port) and the ring positions. Every chain completes inside the kick handler. The host
+  // side is new after a restore: the guest is told each named port's connection state again.
+  [[nodiscard]] Result<std::vector<std::byte>> save_state() override;
+  [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob) override;
+  static constexpr size_t kMaxCarriedInput = 64 << 10;
+
   const ConsoleCounters& counters() const { return counters_; }
   uint32_t num_ports() const { return static_cast<uint32_t>(ports_.size()); }
   // Guest-side state of a port, for tests and metrics.
@@ -96,6 +107,13 @@ class ConsoleDevice final : public DeviceCore {
     bool guest_ready = false;   // PORT_READY seen (always, without MULTIPORT)
     bool guest_open = false;    // the guest has it open (PORT_OPEN from the driver)
     bool input_starved = false; // host input waits for receive buffers
+    std::vector<std::byte> carried_input;  // from a snapshot; delivered before the backend's
+  };
+  struct Resume {
+    bool needs_reset = false;
+    SavedQueues queues;
+    std::vector<std::pair<bool, bool>> ports;  // guest_ready, guest_open
+    std::deque<std::vector<std::byte>> control;
   };
 
   ConsoleDevice(std::vector<ConsolePortSpec> ports, const ConsoleOptions& options);
@@ -107,6 +125,12 @@ class ConsoleDevice final : public DeviceCore {
   void on_kick(uint16_t index) override;
 
   size_t host_input(uint32_t port, std::span<const std::byte> bytes);
+  // Fills the port's receive buffers from `bytes`; returns how many were taken.
+  size_t fill_rx(uint32_t port, std::span<const std::byte> bytes);
+  void deliver_carried(uint32_t port);
+  // New receive buffers (or PORT_READY): restored input first, then the backend may go on.
+  void input_room(uint32_t port);
+  [[nodiscard]] Result<void> apply_resume();
   void host_connected(uint32_t port, bool connected);
   uint32_t transmit(uint32_t port, const DescriptorChain& chain);
   void handle_control(const DescriptorChain& chain);
@@ -120,6 +144,7 @@ class ConsoleDevice final : public DeviceCore {
   ConsoleCounters counters_;
   std::vector<Port> ports_;
   std::deque<std::vector<std::byte>> pending_control_;
+  std::optional<Resume> resume_;  // from load_state(), for the activation that follows
 };
 
 }  // namespace microvm

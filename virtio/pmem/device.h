@@ -14,12 +14,14 @@
 #include "virtio/device_core.h"
 #include "virtio/device_counters.h"
 #include "virtio/pmem/request.h"
+#include "virtio/saved_queues.h"
 
 namespace microvm {
 
 struct PmemOptions {
   uint64_t start = 0;  // guest-physical address of the region (the vmm picked and mapped it)
   uint64_t size = 0;
+  bool read_only = false;  // the guest's mapping is read-only (recorded in snapshots only)
   uint16_t queue_size = 64;
   uint32_t chains_per_kick = 64;
   const Logger* logger = nullptr;
@@ -51,6 +53,15 @@ class PmemDevice final : public DeviceCore {
 
   const PmemCounters& counters() const { return counters_; }
 
+  // Snapshot (device_state.cc). The region's bytes live in the host file, not in guest RAM:
+  // quiesce() flushes a writable one so the file the snapshot names holds every guest store,
+  // and a restore reopens that file and refuses one whose region (address, size, read-only)
+  // differs from what the guest was told. Flushes complete inside the kick handler, so the
+  // rest is the ring position.
+  [[nodiscard]] Result<void> quiesce() override;
+  [[nodiscard]] Result<std::vector<std::byte>> save_state() override;
+  [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob) override;
+
  private:
   PmemDevice(std::unique_ptr<PmemBackend> backend, const PmemOptions& options)
       : DeviceCore({"virtio-pmem", options.queue_size, options.logger}, counters_),
@@ -58,12 +69,20 @@ class PmemDevice final : public DeviceCore {
         backend_(std::move(backend)) {}
 
   void on_kick(uint16_t index) override;
+  [[nodiscard]] Result<void> on_activate() override;
+  void on_reset() override { resume_.reset(); }
   // Serves one valid request; returns the used length (4 with a response, 0 without room for one).
   uint32_t serve_request(const DescriptorChain& chain);
 
   PmemOptions options_;
   std::unique_ptr<PmemBackend> backend_;
   PmemCounters counters_;
+  // From load_state(), for the activation that follows it.
+  struct Resume {
+    bool needs_reset = false;
+    SavedQueues queues;
+  };
+  std::optional<Resume> resume_;
 };
 
 }  // namespace microvm

@@ -15,10 +15,18 @@ std::string virtio_type_name(uint32_t device_type) {
       return "net";
     case 2:
       return "blk";
+    case 3:
+      return "console";
     case 4:
       return "rng";
+    case 5:
+      return "balloon";
+    case 19:
+      return "vsock";
     case 26:
       return "fs";
+    case 27:
+      return "pmem";
     default:
       return "type" + std::to_string(device_type);
   }

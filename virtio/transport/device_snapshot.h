@@ -52,7 +52,7 @@ class DeviceSnapshotSet {
   PciRoot* pci_root_ = nullptr;
 };
 
-// "blk", "net", "rng", "fs" or "type<N>".
+// "blk", "net", "console", "rng", "balloon", "vsock", "fs", "pmem" or "type<N>".
 std::string virtio_type_name(uint32_t device_type);
 
 }  // namespace microvm

@@ -40,6 +40,7 @@
 #include "virtio/device_core.h"
 #include "virtio/device_counters.h"
 #include "virtio/loop_registration.h"
+#include "virtio/saved_queues.h"
 #include "virtio/vsock/connection.h"
 #include "virtio/vsock/request.h"
 
@@ -119,6 +120,14 @@ class VsockDevice final : public DeviceCore {
   // (§5.10.6.7). Before activation it is remembered and sent after the next activate().
   // Loop thread only.
   void transport_reset();
+
+  // Snapshot (device_state.cc): the guest CID and the ring positions; the RX chain the device
+  // holds for the next packet goes back to the ring. Connections cannot survive a restore
+  // (their host ends are this process's Unix sockets), so they are not saved: the restored
+  // device sends VIRTIO_VSOCK_EVENT_TRANSPORT_RESET (§5.10.6.7) at activation, or as soon as
+  // the driver has an event buffer, and the guest drops every connection it had.
+  [[nodiscard]] Result<std::vector<std::byte>> save_state() override;
+  [[nodiscard]] Result<void> load_state(std::span<const std::byte> blob) override;
 
   const VsockCounters& counters() const { return counters_; }
   size_t connection_count() const { return conns_.size(); }
@@ -204,6 +213,13 @@ class VsockDevice final : public DeviceCore {
   uint32_t next_local_port_ = kFirstLocalPort;
   uint32_t connecting_ = 0;                    // host-initiated, waiting for RESPONSE
   bool event_pending_ = false;
+  // From load_state(), for the activation that follows it.
+  struct Resume {
+    bool needs_reset = false;
+    SavedQueues queues;
+  };
+  std::optional<Resume> resume_;
+  [[nodiscard]] Result<void> apply_resume();
 };
 
 }  // namespace microvm

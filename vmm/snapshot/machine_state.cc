@@ -73,6 +73,99 @@ Result<NetConfig> decode_net(ByteSource& in) {
   return n;
 }
 
+// The devices recorded after the nets, each a record of its own: u8 kind, then its fields.
+// Snapshots written before these devices could be saved end after the nets.
+enum class TailRecord : uint8_t { kBalloon = 1, kPmems = 2, kVsock = 3, kConsole = 4 };
+
+void encode_tail(ByteSink& out, const VmConfig& c) {
+  if (c.balloon) {
+    out.u8(static_cast<uint8_t>(TailRecord::kBalloon));
+    out.u64(c.balloon->size_bytes);
+    out.u8(c.balloon->deflate_on_oom);
+    out.u8(c.balloon->free_page_reporting);
+    out.u32(c.balloon->stats_interval_s);
+  }
+  if (!c.pmems.empty()) {
+    out.u8(static_cast<uint8_t>(TailRecord::kPmems));
+    out.u32(static_cast<uint32_t>(c.pmems.size()));
+    for (const auto& p : c.pmems) {
+      out.string(p.path);
+      out.u8(p.read_only);
+    }
+  }
+  if (c.vsock) {
+    out.u8(static_cast<uint8_t>(TailRecord::kVsock));
+    out.u64(c.vsock->guest_cid);
+    out.string(c.vsock->socket_path);
+  }
+  if (c.virtio_console || !c.serial_ports.empty()) {
+    out.u8(static_cast<uint8_t>(TailRecord::kConsole));
+    out.u8(c.virtio_console);
+    out.u32(static_cast<uint32_t>(c.serial_ports.size()));
+    for (const auto& sp : c.serial_ports) {
+      out.string(sp.name);
+      out.string(sp.socket_path);
+      out.u8(sp.pty);
+    }
+  }
+}
+
+Result<void> decode_tail(ByteSource& in, VmConfig& c) {
+  uint8_t last = 0;
+  while (in.remaining() > 0) {
+    uint8_t kind = TRY(in.u8());
+    // Each record once, in order: a file cannot describe a device twice.
+    if (kind <= last) return in.invalid("device record " + std::to_string(kind) + " out of order or repeated");
+    last = kind;
+    switch (static_cast<TailRecord>(kind)) {
+      case TailRecord::kBalloon: {
+        BalloonConfig b;
+        b.size_bytes = TRY(in.u64());
+        b.deflate_on_oom = TRY(flag(in));
+        b.free_page_reporting = TRY(flag(in));
+        b.stats_interval_s = TRY(in.u32());
+        c.balloon = b;
+        break;
+      }
+      case TailRecord::kPmems: {
+        uint32_t n = TRY(in.u32());
+        if (n == 0 || n > kMaxPmems) return in.invalid(std::to_string(n) + " pmem devices (1 to 8)");
+        for (uint32_t i = 0; i < n; ++i) {
+          PmemConfig p;
+          p.path = TRY(in.string(kMaxString));
+          p.read_only = TRY(flag(in));
+          c.pmems.push_back(std::move(p));
+        }
+        break;
+      }
+      case TailRecord::kVsock: {
+        VsockConfig v;
+        v.guest_cid = TRY(in.u64());
+        v.socket_path = TRY(in.string(kMaxString));
+        c.vsock = v;
+        break;
+      }
+      case TailRecord::kConsole: {
+        c.virtio_console = TRY(flag(in));
+        uint32_t n = TRY(in.u32());
+        if (n > kMaxSerialPorts) return in.invalid(std::to_string(n) + " serial ports (at most 31)");
+        for (uint32_t i = 0; i < n; ++i) {
+          SerialPortConfig sp;
+          sp.name = TRY(in.string(128));
+          sp.socket_path = TRY(in.string(kMaxString));
+          sp.pty = TRY(flag(in));
+          c.serial_ports.push_back(std::move(sp));
+        }
+        if (!c.virtio_console && n == 0) return in.invalid("a console record without a console");
+        break;
+      }
+      default:
+        return in.invalid("unknown device record " + std::to_string(kind));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 std::vector<std::byte> encode_machine(const MachineState& m) {
@@ -96,6 +189,7 @@ std::vector<std::byte> encode_machine(const MachineState& m) {
   for (const auto& d : c.disks) encode_disk(out, d);
   out.u32(static_cast<uint32_t>(c.nets.size()));
   for (const auto& n : c.nets) encode_net(out, n);
+  encode_tail(out, c);
   return out.take();
 }
 
@@ -149,6 +243,7 @@ Result<MachineState> decode_machine(std::span<const std::byte> payload) {
   uint32_t nets = TRY(in.u32());
   if (nets > kMaxNets) return in.invalid(std::to_string(nets) + " network devices (at most 16)");
   for (uint32_t i = 0; i < nets; ++i) c.nets.push_back(TRY(decode_net(in)));
+  TRY(decode_tail(in, c));
   TRY(in.expect_end());
   return m;
 }

@@ -17,6 +17,8 @@ inline constexpr uint32_t kMaxVcpus = 254;
 inline constexpr size_t kMaxRegions = 8;
 inline constexpr size_t kMaxDisks = 32;
 inline constexpr size_t kMaxNets = 16;
+inline constexpr size_t kMaxPmems = 8;
+inline constexpr size_t kMaxSerialPorts = 31;  // virtio-console's 32 ports, less port 0
 inline constexpr size_t kMaxString = 4096;
 inline constexpr uint64_t kMaxMemoryBytes = 1ull << 40;
 
@@ -28,8 +30,9 @@ struct MemoryRegionRecord {
 
 struct MachineState {
   // Only the machine-shaping fields are recorded: cpus, memory_bytes, cpu, transport, rng,
-  // pvpanic, disks, nets. Console, logging and sandbox settings belong to the restoring
-  // process; kernel, initrd and command line are already in guest memory.
+  // pvpanic, disks, nets, balloon, pmems, vsock, and the virtio-console's shape
+  // (virtio_console, serial_ports). The UART's fds, logging and sandbox settings belong to
+  // the restoring process; kernel, initrd and command line are already in guest memory.
   VmConfig config;
   std::vector<MemoryRegionRecord> regions;
   uint64_t memory_file_bytes = 0;  // the memory file's size when written

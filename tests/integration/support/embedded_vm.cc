@@ -18,6 +18,15 @@ std::unique_ptr<EmbeddedVm> EmbeddedVm::start_restored(const std::string& dir, R
   }, error);
 }
 
+std::unique_ptr<EmbeddedVm> EmbeddedVm::start_clone(const std::string& dir, RestoreOptions options, std::string* error) {
+  VmConfig host = options.host;
+  return launch(std::move(host), [&](const VmConfig& c) {
+    RestoreOptions o = options;
+    o.host = c;
+    return Vm::clone_from(dir, o);
+  }, error);
+}
+
 std::unique_ptr<EmbeddedVm> EmbeddedVm::launch(VmConfig config, const Factory& create, std::string* error) {
   std::unique_ptr<EmbeddedVm> e(new EmbeddedVm());
   int p[2];

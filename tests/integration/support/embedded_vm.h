@@ -24,6 +24,8 @@ class EmbeddedVm {
   static std::unique_ptr<EmbeddedVm> start(VmConfig config, std::string* error);
   // The same for a VM restored from a snapshot directory (options.host gets the console).
   static std::unique_ptr<EmbeddedVm> start_restored(const std::string& dir, RestoreOptions options, std::string* error);
+  // The same through Vm::clone_from().
+  static std::unique_ptr<EmbeddedVm> start_clone(const std::string& dir, RestoreOptions options, std::string* error);
   ~EmbeddedVm();
 
   Vm& vm() { return *vm_; }

@@ -91,5 +91,60 @@ TEST(MachineState, OutOfRangeValuesAreRefused) {
   EXPECT_FALSE(decode_machine(b));
 }
 
+TEST(MachineState, DevicesAfterTheNetsRoundTrip) {
+  MachineState m = sample();
+  m.config.balloon = BalloonConfig{.size_bytes = 8 << 20, .deflate_on_oom = true, .free_page_reporting = true,
+                                   .stats_interval_s = 5};
+  m.config.pmems = {{"/images/a.img", false}, {"/images/b.img", true}};
+  m.config.vsock = VsockConfig{.guest_cid = 42, .socket_path = "/run/v.sock"};
+  m.config.virtio_console = true;
+  m.config.serial_ports = {{"agent", "/run/agent.sock", false}, {"tty", "", true}};
+  auto d = decode_machine(encode_machine(m));
+  ASSERT_TRUE(d) << d.error().what;
+  ASSERT_TRUE(d->config.balloon.has_value());
+  EXPECT_EQ(d->config.balloon->size_bytes, 8u << 20);
+  EXPECT_TRUE(d->config.balloon->deflate_on_oom);
+  EXPECT_TRUE(d->config.balloon->free_page_reporting);
+  EXPECT_EQ(d->config.balloon->stats_interval_s, 5u);
+  ASSERT_EQ(d->config.pmems.size(), 2u);
+  EXPECT_EQ(d->config.pmems[1].path, "/images/b.img");
+  EXPECT_TRUE(d->config.pmems[1].read_only);
+  ASSERT_TRUE(d->config.vsock.has_value());
+  EXPECT_EQ(d->config.vsock->guest_cid, 42u);
+  EXPECT_EQ(d->config.vsock->socket_path, "/run/v.sock");
+  EXPECT_TRUE(d->config.virtio_console);
+  ASSERT_EQ(d->config.serial_ports.size(), 2u);
+  EXPECT_EQ(d->config.serial_ports[0].socket_path, "/run/agent.sock");
+  EXPECT_TRUE(d->config.serial_ports[1].pty);
+
+  // Without them, the file ends after the nets (as snapshots written before them do).
+  auto plain = decode_machine(encode_machine(sample()));
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->config.balloon || plain->config.vsock || plain->config.virtio_console);
+  EXPECT_TRUE(plain->config.pmems.empty());
+
+  // Hostile tails: a record repeated or out of order, an unknown one, counts out of range.
+  auto base = encode_machine(sample());
+  auto with = [&](std::vector<uint8_t> tail) {
+    auto b = base;
+    for (uint8_t v : tail) b.push_back(std::byte{v});
+    return decode_machine(b);
+  };
+  EXPECT_FALSE(with({9}));
+  EXPECT_FALSE(with({2, 0, 0, 0, 0}));                          // zero pmems
+  EXPECT_FALSE(with({2, 9, 0, 0, 0}));                          // nine pmems
+  EXPECT_FALSE(with({4, 0, 0, 0, 0, 0}));                       // a console record with no console
+  EXPECT_FALSE(with({4, 1, 32, 0, 0, 0}));                      // 32 named ports
+  EXPECT_FALSE(with({4, 2, 0, 0, 0, 0}));                       // a flag of 2
+  EXPECT_TRUE(with({4, 1, 0, 0, 0, 0}));                        // hvc0 only
+  EXPECT_FALSE(with({4, 1, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0}));     // twice
+  EXPECT_FALSE(with({4, 1, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));  // out of order
+  // Cut anywhere: only the three cuts between whole records decode (to fewer devices).
+  auto full = encode_machine(m);
+  size_t decoded = 0;
+  for (size_t n = base.size() + 1; n < full.size(); ++n) decoded += decode_machine(std::span(full).first(n)).has_value();
+  EXPECT_EQ(decoded, 3u);
+}
+
 }  // namespace
 }  // namespace microvm::snapshot

@@ -626,5 +626,112 @@ TEST_F(VsockDeviceTest, DriverResetClosesHostSockets) {
   EXPECT_FALSE(dev->active());
 }
 
+// --- snapshot (device_state.cc) ---------------------------------------------------------
+
+// A restore cannot bring connections back (their host ends were the old process's sockets):
+// the restored device continues the rings and tells the guest to drop every connection.
+TEST_F(VsockDeviceTest, RestoredDeviceSendsTransportResetAndContinuesTheRings) {
+  start();
+  drv->post_event();  // Linux keeps event buffers posted
+  drv->ev_kick.signal();
+  run();
+  Fd listener = unix_listen(port_path(5));
+  Fd host = guest_connect(listener, 50, 5);
+  ASSERT_TRUE(host.valid());
+  auto blob = dev->save_state();
+  ASSERT_TRUE(blob.has_value()) << blob.error().what;
+  dev->reset();  // the old process is gone, and its sockets with it
+  char c;
+  EXPECT_EQ(read_timeout(host.get(), &c, 1), 0);
+
+  path = dir + "/restored.sock";
+  auto backend = UnixVsockBackend::create(path);
+  ASSERT_TRUE(backend.has_value());
+  dev = std::move(*VsockDevice::create(std::move(*backend), options()));
+  ASSERT_TRUE(dev->load_state(*blob).has_value());
+  EXPECT_TRUE(drv->collect_events().empty());
+  uint64_t f = feature_bit(VIRTIO_F_VERSION_1);
+  dev->ack_features(f);
+  ASSERT_TRUE(dev->activate(ActivationContext{*mem, irq, *loop, f, drv->configs()}).has_value());
+  // The event buffer the driver left is used at once.
+  auto ev = drv->collect_events();
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0], VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
+  EXPECT_EQ(value(dev->counters().transport_resets), 1u);
+  EXPECT_EQ(dev->connection_count(), 0u);
+  // A packet on the old connection is answered with RST; a new connection works.
+  drv->send(hdr(50, 5, VIRTIO_VSOCK_OP_RW, 1), std::as_bytes(std::span("x", 1)));
+  auto p = packets(1);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].hdr.op, VIRTIO_VSOCK_OP_RST);
+  Fd listener2 = unix_listen(port_path(6));
+  Fd host2 = guest_connect(listener2, 60, 6);
+  ASSERT_TRUE(host2.valid());
+  ASSERT_EQ(::write(host2.get(), "hi", 2), 2);
+  p = packets(1);
+  ASSERT_EQ(p.size(), 1u);
+  EXPECT_EQ(p[0].hdr.op, VIRTIO_VSOCK_OP_RW);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(p[0].payload.data()), p[0].payload.size()), "hi");
+}
+
+TEST_F(VsockDeviceTest, RestoredDeviceWaitsForAnEventBufferAndInactiveOnesSendNothing) {
+  start();
+  auto blob = dev->save_state();
+  ASSERT_TRUE(blob.has_value());
+  dev->reset();
+  path = dir + "/restored.sock";
+  dev = std::move(*VsockDevice::create(std::move(*UnixVsockBackend::create(path)), options()));
+  ASSERT_TRUE(dev->load_state(*blob).has_value());
+  uint64_t f = feature_bit(VIRTIO_F_VERSION_1);
+  dev->ack_features(f);
+  ASSERT_TRUE(dev->activate(ActivationContext{*mem, irq, *loop, f, drv->configs()}).has_value());
+  EXPECT_TRUE(drv->collect_events().empty());
+  drv->post_event();
+  drv->ev_kick.signal();
+  run();
+  EXPECT_EQ(drv->collect_events(), std::vector<uint32_t>{VIRTIO_VSOCK_EVENT_TRANSPORT_RESET});
+
+  // A device the driver never set up has no connections to reset.
+  auto idle = VsockDevice::create(std::move(*UnixVsockBackend::create(dir + "/idle.sock")), options());
+  auto idle_blob = (*idle)->save_state();
+  ASSERT_TRUE(idle_blob.has_value());
+  auto fresh = VsockDevice::create(std::move(*UnixVsockBackend::create(dir + "/fresh.sock")), options());
+  ASSERT_TRUE((*fresh)->load_state(*idle_blob).has_value());
+  EXPECT_FALSE((*fresh)->active());
+}
+
+TEST_F(VsockDeviceTest, SnapshotOfAnotherCidAndHostileBlobsAreRefused) {
+  start();
+  const auto blob = dev->save_state().value();
+  auto load = [&](std::span<const std::byte> b, uint64_t cid = kCid) {
+    VsockOptions o = options();
+    o.guest_cid = cid;
+    auto d = VsockDevice::create(std::move(*UnixVsockBackend::create(dir + "/l.sock")), o);
+    auto r = (*d)->load_state(b);
+    return r ? std::string() : r.error().what;
+  };
+  EXPECT_EQ(load(blob), "");
+  EXPECT_NE(load(blob, 4).find("guest CID is 4, the snapshot's 3"), std::string::npos);
+  for (size_t n = 0; n < blob.size(); ++n) EXPECT_NE(load(std::span(blob).first(n)), "") << n;
+  auto b = blob;
+  b.push_back(std::byte{0});
+  EXPECT_NE(load(b), "");
+  b = blob;
+  b[6 + 1 + 8 + 1 + 8] = std::byte{4};  // four queues
+  EXPECT_NE(load(b), "");
+  b = blob;
+  b[7] = std::byte{0xff};  // features never offered
+  EXPECT_NE(load(b).find("acked features"), std::string::npos);
+  // Positions the rings contradict are refused at activation.
+  b = blob;
+  b[6 + 1 + 8 + 1 + 8 + 2 + 1] = std::byte{0x40};  // RX next_avail
+  b[6 + 1 + 8 + 1 + 8 + 2 + 3] = std::byte{0x40};  // RX next_used
+  dev->reset();
+  auto d = VsockDevice::create(std::move(*UnixVsockBackend::create(dir + "/p.sock")), options());
+  ASSERT_TRUE((*d)->load_state(b).has_value());
+  uint64_t f = feature_bit(VIRTIO_F_VERSION_1);
+  EXPECT_FALSE((*d)->activate(ActivationContext{*mem, irq, *loop, f, drv->configs()}).has_value());
+}
+
 }  // namespace
 }  // namespace microvm

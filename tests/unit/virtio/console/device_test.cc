@@ -37,6 +37,7 @@ class FakeBackend final : public PortBackend {
     output.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   }
   uint64_t dropped_bytes() const override { return 0; }
+  std::span<const std::byte> held_input() const override { return std::as_bytes(std::span(held.data(), held.size())); }
 
   // Host input: what the device does not take is held, as a real backend does.
   size_t offer(std::string_view s) {
@@ -355,6 +356,133 @@ TEST_F(ConsoleDeviceTest, BrokenRingNeedsResetAndResetRestarts) {
   dev->reset();
   EXPECT_FALSE(dev->needs_reset());
   EXPECT_FALSE(dev->guest_ready(1));
+}
+
+// --- snapshot (device_state.cc) ---------------------------------------------------------
+
+class ConsoleStateTest : public ConsoleDeviceTest {
+ protected:
+  FakeBackend console2, agent2;
+  std::unique_ptr<ConsoleDevice> restored(std::vector<ConsolePortSpec> ports = {}) {
+    if (ports.empty()) ports = {{"", true, &console2}, {"org.example.agent", false, &agent2}};
+    ConsoleOptions o;
+    o.logger = &logger;
+    o.max_pending_control = 8;
+    auto d = std::move(*ConsoleDevice::create(std::move(ports), o));
+    EXPECT_TRUE(d->start_backends(*loop).has_value());
+    return d;
+  }
+  // Activates `d` on the same rings and kicks every queue, as a transport's restore does.
+  void resume(ConsoleDevice& d) {
+    dev->reset();  // the saved device's kick fds are the restored one's
+    uint64_t f = feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_CONSOLE_F_MULTIPORT);
+    d.ack_features(f);
+    auto r = d.activate(ctx(f));
+    ASSERT_TRUE(r.has_value()) << r.error().what;
+    for (uint16_t q = 0; q < kQueues; ++q) kick(q);
+  }
+  // A live device: handshake done, the agent port opened by the guest with a client on it,
+  // input the guest had no buffer for, and control messages waiting for buffers.
+  std::vector<std::byte> saved_live() {
+    agent.connected_ = true;
+    handshake();
+    send_control(1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    EXPECT_EQ(received_control().size(), 4u);  // 2 of the 8 control buffers are left
+    agent.set_connected(false);
+    agent.set_connected(true);
+    agent.set_connected(false);  // no buffer left: waits
+    EXPECT_EQ(received_control().size(), 2u);
+    EXPECT_EQ(agent.offer("typed before the snapshot"), 0u);  // no receive buffer
+    auto blob = dev->save_state();
+    EXPECT_TRUE(blob.has_value()) << blob.error().what;
+    return blob.value_or(std::vector<std::byte>{});
+  }
+};
+
+TEST_F(ConsoleStateTest, RestoredDeviceKeepsPortsControlAndUndeliveredInput) {
+  auto blob = saved_live();
+  ASSERT_FALSE(blob.empty());
+  auto d = restored();
+  ASSERT_TRUE(d->load_state(blob).has_value());
+  resume(*d);
+  EXPECT_TRUE(d->guest_ready(0));
+  EXPECT_TRUE(d->guest_ready(1));
+  EXPECT_TRUE(d->guest_open(1));
+  // The message that was waiting, then the new host side's state: nobody connected.
+  post_control_buffers(4);
+  auto msgs = received_control();
+  ASSERT_EQ(msgs.size(), 2u);
+  EXPECT_EQ(msgs[0].id, 1u);
+  EXPECT_EQ(msgs[0].event, VIRTIO_CONSOLE_PORT_OPEN);
+  EXPECT_EQ(msgs[0].value, 0);
+  EXPECT_EQ(msgs[1].id, 1u);
+  EXPECT_EQ(msgs[1].event, VIRTIO_CONSOLE_PORT_OPEN);
+  EXPECT_EQ(msgs[1].value, 0);
+  // Input the old device had not delivered comes first, before what the new client types.
+  EXPECT_EQ(agent2.offer("and after"), 0u);  // no buffer yet: held by the new backend
+  post_rx(1, 64);
+  kick(console_rx_queue(1));
+  EXPECT_EQ(received_data(1), "typed before the snapshot");
+  post_rx(1, 64);
+  kick(console_rx_queue(1));
+  EXPECT_EQ(received_data(1), "and after");
+  EXPECT_TRUE(agent2.held.empty());
+  // The rings continue: guest output still reaches the (new) backend.
+  send_data(1, "out");
+  EXPECT_EQ(agent2.output, "out");
+  EXPECT_EQ(dq[console_tx_queue(1)]->used_idx(), 1);
+  agent2.set_connected(true);
+  msgs = received_control();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].value, 1);
+}
+
+TEST_F(ConsoleStateTest, InputTypedBeforeTheDriverCameIsCarried) {
+  EXPECT_EQ(console.offer("early"), 0u);  // the device is not even active
+  auto blob = dev->save_state();
+  ASSERT_TRUE(blob.has_value());
+  dev = restored();
+  ASSERT_TRUE(dev->load_state(*blob).has_value());
+  handshake();
+  post_rx(0, 16);
+  kick(console_rx_queue(0));
+  EXPECT_EQ(received_data(0), "early");
+}
+
+TEST_F(ConsoleStateTest, AnotherPortSetAndHostileBlobsAreRefused) {
+  const auto blob = saved_live();
+  ASSERT_FALSE(blob.empty());
+  auto error = [&](std::span<const std::byte> b, std::vector<ConsolePortSpec> ports = {}) {
+    auto r = restored(std::move(ports))->load_state(b);
+    return r ? std::string() : r.error().what;
+  };
+  EXPECT_EQ(error(blob), "");
+  EXPECT_NE(error(blob, {{"", true, &console2}, {"org.example.other", false, &agent2}}).find("is named"), std::string::npos);
+  EXPECT_NE(error(blob, {{"", false, &console2}, {"org.example.agent", false, &agent2}}).find("console"), std::string::npos);
+  EXPECT_NE(error(blob, {{"", true, &console2}}).find("2 ports"), std::string::npos);
+  for (size_t n = 0; n < blob.size(); ++n) EXPECT_NE(error(std::span(blob).first(n)), "") << n;
+  auto b = blob;
+  b.push_back(std::byte{0});
+  EXPECT_NE(error(b), "");
+  // Layout: header 6, active 1, acked 8, needs_reset 1, u32 ports; port 0: name (u32 0),
+  // console, ready, open, input (u32 0); port 1: name (u32 17 + 17 bytes), console, ready,
+  // open, input (u32 25 + 25 bytes); u32 control count, then each as bytes.
+  const size_t port1 = 6 + 1 + 8 + 1 + 4 + 4 + 3 + 4;
+  const size_t p1_flags = port1 + 4 + 17;
+  b = blob;
+  b[p1_flags + 1] = std::byte{0};  // open but not ready
+  EXPECT_NE(error(b).find("never made ready"), std::string::npos) << error(b);
+  const size_t control = p1_flags + 3 + 4 + 25;
+  b = blob;
+  b[control] = std::byte{9};  // more than max_pending_control (8)
+  EXPECT_NE(error(b).find("control messages waiting"), std::string::npos) << error(b);
+  const size_t msg = control + 4 + 4;  // the first message's bytes
+  b = blob;
+  b[msg] = std::byte{7};  // for port 7 of 2
+  EXPECT_NE(error(b).find("not one the device sends"), std::string::npos) << error(b);
+  b = blob;
+  b[msg + 4] = std::byte{VIRTIO_CONSOLE_PORT_READY};  // a driver->device event
+  EXPECT_NE(error(b).find("not one the device sends"), std::string::npos) << error(b);
 }
 
 }  // namespace
