@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <string>
+#include <utility>
 
 #include "virtio/virtio_spec.h"
 
@@ -13,7 +14,8 @@ Result<void> check_queue_size_option(const char* device, uint16_t queue_size) {
   return {};
 }
 
-Result<void> DeviceCore::build_queues(const ActivationContext& ctx, std::vector<ActiveQueue>& out) const {
+Result<void> DeviceCore::build_queues(const ActivationContext& ctx, const Resume* resume,
+                                      std::vector<ActiveQueue>& out) const {
   const std::string who = core_.name;
   if (ctx.queues.size() != num_queues())
     return fail(EINVAL, who + ": expected " + std::to_string(num_queues()) + " queues, got " +
@@ -24,6 +26,8 @@ Result<void> DeviceCore::build_queues(const ActivationContext& ctx, std::vector<
     const std::string q = who + ": queue " + std::to_string(i);
     if (!qc.ready) {
       if (queue_required(i)) return fail(EINVAL, q + " is not enabled");
+      if (auto r = resume ? resume->queues.expect_unused(i) : Result<void>{}; !r)
+        return std::unexpected(r.error().context(who));
       continue;
     }
     if (qc.size > max_queue_size(i)) return fail(EINVAL, q + " is larger than offered");
@@ -31,8 +35,10 @@ Result<void> DeviceCore::build_queues(const ActivationContext& ctx, std::vector<
     auto queue = Queue::create(qc, ctx.features);
     if (!queue) return std::unexpected(queue.error().context(q));
     if (auto r = queue->validate_rings(ctx.memory); !r) return std::unexpected(r.error().context(q));
+    if (auto r = resume ? resume->queues.apply(i, *queue, ctx.memory) : Result<void>{}; !r)
+      return std::unexpected(r.error().context(who));
     out[i].queue.emplace(std::move(*queue));
-    out[i].kick_fd = qc.kick_fd;
+    out[i].config = qc;
   }
   return {};
 }
@@ -40,9 +46,13 @@ Result<void> DeviceCore::build_queues(const ActivationContext& ctx, std::vector<
 Result<void> DeviceCore::activate(ActivationContext ctx) {
   if (active_) return fail(EBUSY, std::string(core_.name) + ": already active");
   acked_features_ = ctx.features;  // queue_required() may depend on it
+  // A restore resumes the rings where the saved device left them; one saved in NEEDS_RESET
+  // stays there (its rings are not trusted, so they are not checked against the positions).
+  std::optional<Resume> resume = std::exchange(resume_, std::nullopt);
+  const bool broken = resume && resume->needs_reset;
   std::vector<ActiveQueue> queues;
-  TRY(build_queues(ctx, queues));
-  needs_reset_.store(false, std::memory_order_release);
+  TRY(build_queues(ctx, resume && !broken ? &*resume : nullptr, queues));
+  needs_reset_.store(broken, std::memory_order_release);
   active_.emplace(Active{&ctx.memory, &ctx.interrupt, &ctx.loop, std::move(queues)});
   if (auto r = on_activate(); !r) {
     reset();
@@ -50,8 +60,8 @@ Result<void> DeviceCore::activate(ActivationContext ctx) {
   }
   for (uint16_t i = 0; i < active_->queues.size(); ++i) {
     ActiveQueue& aq = active_->queues[i];
-    if (!aq.queue) continue;
-    auto kick = LoopRegistration::add(ctx.loop, aq.kick_fd, EPOLLIN, [this, i, fd = aq.kick_fd](uint32_t) {
+    if (!aq.queue || !kicks_on_loop()) continue;
+    auto kick = LoopRegistration::add(ctx.loop, aq.config.kick_fd, EPOLLIN, [this, i, fd = aq.config.kick_fd](uint32_t) {
       drain_eventfd(fd);
       bump(counters_base_.kicks);
       if (!needs_reset()) on_kick(i);
@@ -68,6 +78,7 @@ Result<void> DeviceCore::activate(ActivationContext ctx) {
 void DeviceCore::reset() {
   if (active_) on_reset();
   active_.reset();  // unregisters every kick fd
+  resume_.reset();
   acked_features_ = 0;
   needs_reset_.store(false, std::memory_order_release);
 }
@@ -75,6 +86,11 @@ void DeviceCore::reset() {
 Queue* DeviceCore::queue(uint16_t index) {
   if (!active_ || index >= active_->queues.size() || !active_->queues[index].queue) return nullptr;
   return &*active_->queues[index].queue;
+}
+
+const QueueConfig* DeviceCore::queue_config(uint16_t index) const {
+  if (!active_ || index >= active_->queues.size() || !active_->queues[index].queue) return nullptr;
+  return &active_->queues[index].config;
 }
 
 std::optional<DescriptorChain> DeviceCore::pop(uint16_t index) {
@@ -99,6 +115,16 @@ bool DeviceCore::complete(uint16_t index, uint16_t head, uint32_t len) {
   return true;
 }
 
+bool DeviceCore::complete(uint16_t index, std::span<const Queue::UsedElement> used) {
+  Queue* q = queue(index);
+  if (!q) return false;
+  if (auto r = q->add_used_many(*active_->memory, used); !r) {
+    enter_needs_reset(r.error());
+    return false;
+  }
+  return true;
+}
+
 void DeviceCore::notify(uint16_t index) {
   Queue* q = queue(index);
   if (!q || needs_reset()) return;
@@ -112,7 +138,7 @@ void DeviceCore::notify(uint16_t index) {
 
 void DeviceCore::rekick(uint16_t index) {
   if (active_ && index < active_->queues.size() && active_->queues[index].queue)
-    signal_eventfd(active_->queues[index].kick_fd);
+    signal_eventfd(active_->queues[index].config.kick_fd);
 }
 
 uint32_t DeviceCore::reject_invalid(const DescriptorChain& chain) {
@@ -127,6 +153,42 @@ void DeviceCore::enter_needs_reset(const Error& why) {
   log_.warn("queue unusable, device needs reset: %s", why.what.c_str());
   // §2.1.2: after setting DEVICE_NEEDS_RESET the device sends a config change notification.
   if (active_) active_->interrupt->notify_config();
+}
+
+void DeviceCore::write_core_state(StateWriter& w) const {
+  w.boolean(active());
+  w.u64(acked_features_);
+  w.boolean(needs_reset());
+}
+
+Result<void> DeviceCore::write_queue_positions(StateWriter& w) const {
+  std::vector<std::optional<Queue::Position>> positions(num_queues());
+  if (active_ && !needs_reset()) {
+    for (uint16_t i = 0; i < positions.size() && i < active_->queues.size(); ++i) {
+      const auto& q = active_->queues[i].queue;
+      if (!q) continue;
+      auto p = q->position(chains_given_back(i));
+      if (!p) return std::unexpected(p.error().context(std::string(core_.name) + ": queue " + std::to_string(i)));
+      positions[i] = *p;
+    }
+  }
+  SavedQueues(std::move(positions)).write(w);
+  return {};
+}
+
+Result<DeviceCore::SavedCore> DeviceCore::read_core_state(StateReader& r) const {
+  SavedCore saved;
+  saved.active = TRY(r.boolean());
+  saved.acked_features = TRY(r.u64());
+  if (saved.acked_features & ~features()) return r.invalid("acked features the device does not offer");
+  saved.needs_reset = TRY(r.boolean());
+  return saved;
+}
+
+void DeviceCore::resume_from(const SavedCore& saved, SavedQueues queues) {
+  acked_features_ = saved.acked_features;
+  resume_.reset();
+  if (saved.active) resume_ = Resume{.needs_reset = saved.needs_reset, .queues = std::move(queues)};
 }
 
 }  // namespace microvm

@@ -9,7 +9,9 @@
 //    state is dropped;
 //  - serving: pop() with ring-error handling, serve() for devices that complete each chain
 //    synchronously (fairness budget and self re-kick included), complete() and notify()
-//    (the EVENT_IDX decision, then the interrupt).
+//    (the EVENT_IDX decision, then the interrupt);
+//  - snapshots: the fields every device blob shares (active, acked features, NEEDS_RESET, ring
+//    positions), and resuming the queues at their saved positions on the next activate().
 //
 // A device derives from DeviceCore, implements the identity/config half of VirtioDevice plus
 // on_kick(), and overrides the optional hooks. Its destructor must call reset() so that
@@ -21,14 +23,19 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include "base/log.h"
 #include "base/result.h"
+#include "base/state_reader.h"
+#include "base/state_writer.h"
 #include "base/throttled_log.h"
 #include "virtio/device_counters.h"
 #include "virtio/loop_registration.h"
 #include "virtio/queue.h"
+#include "virtio/saved_queues.h"
 #include "virtio/virtio_device.h"
 
 namespace microvm {
@@ -70,6 +77,11 @@ class DeviceCore : public VirtioDevice {
   virtual void on_reset() {}
   // The driver kicked queue `index` (or the device re-kicked itself); the eventfd is drained.
   virtual void on_kick(uint16_t index) = 0;
+  // False when someone else reads the kick fds (vhost: the kernel): none is registered.
+  virtual bool kicks_on_loop() const { return true; }
+  // Chains of queue `index` popped and not used, which a snapshot hands back to the ring
+  // (Queue::position()): they must be the last ones popped.
+  virtual uint16_t chains_given_back(uint16_t) const { return 0; }
 
   // --- serving (only while active) ----------------------------------------------------------
   const GuestMemory& memory() const { return *active_->memory; }
@@ -77,12 +89,16 @@ class DeviceCore : public VirtioDevice {
   EventLoop& loop() const { return *active_->loop; }
   // Null if the queue is not enabled (or the device is not active).
   Queue* queue(uint16_t index);
+  // The queue as the driver configured it (ring addresses, kick fd); null as for queue().
+  const QueueConfig* queue_config(uint16_t index) const;
 
   // Next chain of queue `index`, counted. nullopt when the ring is empty, or broken (the
   // device then needs reset: callers stop serving when needs_reset() is true).
   std::optional<DescriptorChain> pop(uint16_t index);
   // Publishes one used element. False when the ring broke (the device needs reset).
   bool complete(uint16_t index, uint16_t head, uint32_t len);
+  // Publishes several at once (one used-index update after all of them).
+  bool complete(uint16_t index, std::span<const Queue::UsedElement> used);
   // The EVENT_IDX decision for queue `index`, then the interrupt if the driver wants one.
   void notify(uint16_t index);
   // Makes the loop call on_kick(index) again after serving other fds: for a device that
@@ -96,15 +112,31 @@ class DeviceCore : public VirtioDevice {
   // loop. Notifies once at the end.
   template <class Handle>
   void serve(uint16_t index, uint32_t budget, Handle&& handle) {
+    std::optional<DescriptorChain> never_held;
+    serve(index, budget, never_held, [](const DescriptorChain&) { return true; }, handle);
+  }
+  // The same behind an admission check (a rate limiter): a valid chain admit() refuses waits in
+  // `held`, is served first next time, and serving stops until then (the limiter's timer calls
+  // again). A snapshot hands a held chain back to the ring (chains_given_back()).
+  template <class Admit, class Handle>
+  void serve(uint16_t index, uint32_t budget, std::optional<DescriptorChain>& held, Admit&& admit,
+             Handle&& handle) {
     if (!active_ || needs_reset()) return;
     for (uint32_t served = 0;; ++served) {
       if (served == budget) {
         rekick(index);
         break;
       }
-      auto chain = pop(index);
+      std::optional<DescriptorChain> chain = std::exchange(held, std::nullopt);
       if (!chain) {
-        if (needs_reset()) return;
+        chain = pop(index);
+        if (!chain) {
+          if (needs_reset()) return;
+          break;
+        }
+      }
+      if (chain->valid() && !admit(*chain)) {
+        held = std::move(chain);
         break;
       }
       uint32_t len = chain->valid() ? handle(*chain) : reject_invalid(*chain);
@@ -121,10 +153,30 @@ class DeviceCore : public VirtioDevice {
   const ThrottledLog& log() const { return log_; }
   const char* name() const { return core_.name; }
 
+  // --- snapshots ------------------------------------------------------------------------
+  // A device blob is: header, then the core's fields (active, acked features, NEEDS_RESET),
+  // then the device's own, then the ring positions (SavedQueues).
+  struct SavedCore {
+    bool active = false;
+    uint64_t acked_features = 0;
+    bool needs_reset = false;
+  };
+  void write_core_state(StateWriter& w) const;
+  // Positions of the queues in use (none when inactive or broken), given-back chains rewound.
+  [[nodiscard]] Result<void> write_queue_positions(StateWriter& w) const;
+  // Checks the acked features against features(); changes nothing.
+  [[nodiscard]] Result<SavedCore> read_core_state(StateReader& r) const;
+  [[nodiscard]] Result<SavedQueues> read_queue_positions(StateReader& r) const {
+    return SavedQueues::read(r, num_queues());
+  }
+  // Takes a checked blob's core half: the acked features now; if the saved device was active,
+  // the next activate() resumes every queue at its saved position (or stays in NEEDS_RESET).
+  void resume_from(const SavedCore& saved, SavedQueues queues);
+
  private:
   struct ActiveQueue {
     std::optional<Queue> queue;  // empty when the driver did not enable it
-    int kick_fd = -1;
+    QueueConfig config;
     LoopRegistration kick;
   };
   struct Active {
@@ -134,13 +186,20 @@ class DeviceCore : public VirtioDevice {
     std::vector<ActiveQueue> queues;
   };
 
-  [[nodiscard]] Result<void> build_queues(const ActivationContext& ctx, std::vector<ActiveQueue>& out) const;
+  struct Resume {
+    bool needs_reset = false;
+    SavedQueues queues;
+  };
+
+  [[nodiscard]] Result<void> build_queues(const ActivationContext& ctx, const Resume* resume,
+                                          std::vector<ActiveQueue>& out) const;
 
   DeviceCoreOptions core_;
   ThrottledLog log_;
   VirtioCounters& counters_base_;
   uint64_t acked_features_ = 0;
   std::optional<Active> active_;
+  std::optional<Resume> resume_;  // from resume_from(), for the next activate()
   std::atomic<bool> needs_reset_{false};
 };
 

@@ -40,7 +40,9 @@ Result<std::unique_ptr<BlkDevice>> BlkDevice::create(std::unique_ptr<BlockBacken
 }
 
 BlkDevice::BlkDevice(std::unique_ptr<BlockBackend> backend, const BlkOptions& options)
-    : backend_(std::move(backend)), options_(options), log_(options.logger, "virtio-blk") {
+    : DeviceCore({.name = "virtio-blk", .queue_size = options.queue_size, .logger = options.logger}, counters_),
+      backend_(std::move(backend)),
+      options_(options) {
   if (backend_->read_only()) options_.read_only = true;
   bool ro = options_.read_only;
   bool discard = options_.discard && !ro;
@@ -79,8 +81,8 @@ BlkLimits BlkDevice::limits() const {
   BlkLimits l;
   l.capacity_sectors = config_.capacity;
   l.read_only = options_.read_only;
-  l.discard = has_feature(acked_features_, VIRTIO_BLK_F_DISCARD);
-  l.write_zeroes = has_feature(acked_features_, VIRTIO_BLK_F_WRITE_ZEROES);
+  l.discard = has_feature(acked_features(), VIRTIO_BLK_F_DISCARD);
+  l.write_zeroes = has_feature(acked_features(), VIRTIO_BLK_F_WRITE_ZEROES);
   l.max_discard_sectors = config_.max_discard_sectors;
   l.max_discard_seg = config_.max_discard_seg;
   l.max_write_zeroes_sectors = config_.max_write_zeroes_sectors;
@@ -98,89 +100,37 @@ void BlkDevice::read_config(uint64_t offset, std::span<std::byte> data) const {
 
 size_t BlkDevice::in_flight() const { return slots_.size() - free_slots_.size(); }
 
-Result<void> BlkDevice::activate(ActivationContext ctx) {
-  if (active_) return fail(EBUSY, "virtio-blk: already active");
-  if (ctx.queues.size() != options_.num_queues)
-    return fail(EINVAL, "virtio-blk: expected " + std::to_string(options_.num_queues) + " queues");
-  acked_features_ = ctx.features & features_;
+Result<void> BlkDevice::on_activate() {
   limits_ = limits();
-
-  Active a{&ctx.memory, &ctx.interrupt, &ctx.loop, {}, {}, {}, {}, {}};
-  size_t total_slots = 0;
-  for (const QueueConfig& qc : ctx.queues) {
-    if (!qc.ready) {  // the driver may leave queues disabled (§4.1.4.3 / §4.2.2)
-      if (resume_ && !resume_->needs_reset) TRY(resume_->queues.expect_unused(static_cast<uint16_t>(a.queues.size())));
-      a.queues.emplace_back();
-      a.kick_fds.push_back(-1);
-      continue;
-    }
-    if (qc.size > options_.queue_size) return fail(EINVAL, "virtio-blk: queue size larger than offered");
-    if (qc.kick_fd < 0) return fail(EINVAL, "virtio-blk: enabled queue has no kick fd");
-    auto q = TRY(Queue::create(qc, acked_features_));
-    TRY(q.validate_rings(ctx.memory));
-    if (resume_ && !resume_->needs_reset) TRY(resume_->queues.apply(static_cast<uint16_t>(a.queues.size()), q, ctx.memory));
-    total_slots += qc.size;
-    a.queues.emplace_back(std::move(q));
-    a.kick_fds.push_back(qc.kick_fd);
-  }
-  a.dirty.assign(a.queues.size(), 0);
-
   // One slot per possible in-flight head: the queue refuses a head that is still in flight,
   // so slots can never run out.
+  size_t total_slots = 0;
+  for (uint16_t q = 0; q < num_queues(); ++q)
+    if (const Queue* queue = this->queue(q)) total_slots += queue->size();
   slots_.assign(total_slots, Slot{});
   free_slots_.clear();
   for (size_t i = total_slots; i-- > 0;) free_slots_.push_back(static_cast<uint32_t>(i));
-  epoch_writes_.assign(1, 0);
-  first_epoch_ = 0;
-  held_flushes_.clear();
-  submitted_ = false;
-  needs_reset_.store(false, std::memory_order_release);
-  if (resume_) {
-    // A restore: the queues resumed at their saved positions above; a device that needed a
-    // reset when saved still does.
-    needs_reset_.store(resume_->needs_reset, std::memory_order_release);
-    resume_.reset();
-  }
-  active_.emplace(std::move(a));
-
+  dirty_.assign(num_queues(), 0);
   auto registered = [&]() -> Result<void> {
-    active_->completions = TRY(LoopRegistration::add(ctx.loop, backend_->completion_fd(), EPOLLIN,
-                                                     [this](uint32_t) { on_completions(); }));
-    for (uint16_t i = 0; i < active_->queues.size(); ++i) {
-      if (!active_->queues[i]) continue;
-      int fd = ctx.queues[i].kick_fd;
-      active_->kicks.push_back(TRY(LoopRegistration::add(ctx.loop, fd, EPOLLIN, [this, i, fd](uint32_t) {
-        drain_eventfd(fd);
-        bump(counters_.kicks);
-        process_queue(i);
-      })));
-    }
-    if (throttle_) TRY(throttle_->attach(ctx.loop, [this] { on_throttle_ready(); }));
+    completions_ = TRY(LoopRegistration::add(loop(), backend_->completion_fd(), EPOLLIN,
+                                             [this](uint32_t) { reap_completions(true); }));
+    if (throttle_) TRY(throttle_->attach(loop(), [this] { on_throttle_ready(); }));
     return {};
   }();
-  if (!registered) {
-    active_.reset();
-    slots_.clear();
-    free_slots_.clear();
-    return std::unexpected(registered.error().context("virtio-blk: registering fds on the event loop"));
-  }
+  if (!registered) return std::unexpected(registered.error().context("virtio-blk: registering fds on the event loop"));
   return {};
 }
 
-void BlkDevice::reset() {
-  if (active_) {
-    // Stop new work first, then wait for the backend so no operation still points into guest
-    // memory (or at a slot) once we forget it. Completions produced by drain() are dropped:
-    // the driver reset the device, nobody is waiting for them.
-    active_->kicks.clear();
-    active_->completions.reset();
-    if (throttle_) throttle_->detach();
-    backend_->flush_submissions();
-    backend_->drain();
-    BlockCompletion sink[kReapBatch];
-    while (backend_->reap(sink) > 0) {
-    }
-    active_.reset();
+void BlkDevice::on_reset() {
+  // Stop new work first, then wait for the backend so no operation still points into guest
+  // memory (or at a slot) once we forget it. Completions produced by drain() are dropped:
+  // the driver reset the device, nobody is waiting for them.
+  completions_.reset();
+  if (throttle_) throttle_->detach();
+  backend_->flush_submissions();
+  backend_->drain();
+  BlockCompletion sink[kReapBatch];
+  while (backend_->reap(sink) > 0) {
   }
   slots_.clear();
   free_slots_.clear();
@@ -192,27 +142,18 @@ void BlkDevice::reset() {
   first_epoch_ = 0;
   submitted_ = false;
   flush_failed_ = false;
-  acked_features_ = 0;
-  resume_.reset();
-  needs_reset_.store(false, std::memory_order_release);
 }
 
 void BlkDevice::process_queue(uint16_t q) {
-  if (!active_ || needs_reset() || !active_->queues[q] || deferred_ || !waiting_.empty()) return;
-  Active& a = *active_;
+  if (!queue(q) || needs_reset() || deferred_ || !waiting_.empty()) return;
   for (uint32_t served = 0; !needs_reset() && !deferred_ && waiting_.empty(); ++served) {
     if (served == options_.chains_per_kick) {
-      signal_eventfd(a.kick_fds[q]);  // more may be waiting: come back after the other fds
+      rekick(q);  // more may be waiting: come back after the other fds
       break;
     }
-    auto popped = a.queues[q]->pop(*a.memory);
-    if (!popped) {
-      enter_needs_reset(popped.error());
-      break;
-    }
-    if (!*popped) break;
-    bump(counters_.chains);
-    handle_chain(q, **popped);
+    auto chain = pop(q);
+    if (!chain) break;  // empty, or the ring broke (then needs_reset())
+    handle_chain(q, *chain);
   }
   // One submission syscall per kick, however many requests it carried (and also after an
   // error: what was already submitted must still reach the engine).
@@ -235,12 +176,12 @@ bool BlkDevice::admit(const BlkRequest& r) {
 // The timer: the request kept back may fit now. Then every queue is served again (their
 // kicks were consumed while we held back).
 void BlkDevice::on_throttle_ready() {
-  if (!active_ || needs_reset() || !deferred_) return;
+  if (!active() || needs_reset() || !deferred_) return;
   uint32_t index = *deferred_;
   if (!admit(slots_[index].req)) return;
   deferred_.reset();
   submit(index);
-  for (uint16_t q = 0; q < active_->queues.size() && !deferred_; ++q) process_queue(q);
+  for (uint16_t q = 0; q < num_queues() && !deferred_; ++q) process_queue(q);
   if (submitted_) {
     submitted_ = false;
     backend_->flush_submissions();
@@ -249,11 +190,7 @@ void BlkDevice::on_throttle_ready() {
 }
 
 void BlkDevice::handle_chain(uint16_t q, const DescriptorChain& chain) {
-  if (!chain.valid()) {
-    bump(counters_.bad_chains);
-    log_.warn("queue %u: bad descriptor chain (head %u): %s", q, chain.head(), chain.error());
-    return complete_chain(q, chain.head(), 0);
-  }
+  if (!chain.valid()) return complete_chain(q, chain.head(), reject_invalid(chain));
   if (free_slots_.empty()) {
     // Cannot happen (one slot per possible head, and a head is never in flight twice); if it
     // does, the ring state and ours disagree.
@@ -287,7 +224,7 @@ void BlkDevice::reject(uint16_t q, uint16_t head, const BlkParseError& e) {
     default: bump(counters_.bad_requests); break;
   }
   if (e.reason != BlkReject::kReadOnly && e.reason != BlkReject::kUnsupported)
-    log_.warn("queue %u: bad request (head %u): %s", q, head, e.what);
+    log().warn("queue %u: bad request (head %u): %s", q, head, e.what);
   if (!e.status_ptr) return complete_chain(q, head, 0);  // nowhere to put a status
   *e.status_ptr = std::byte{e.status};
   complete_chain(q, head, 1);
@@ -346,7 +283,7 @@ void BlkDevice::submit(uint32_t index) {
         if (wait_for_room(index, result.error())) return;
         // Segments already submitted still complete; the request fails when they have.
         bump(counters_.host_errors);
-        log_.warn("backend refused a %s: %s", discard ? "discard" : "write-zeroes", result.error().what.c_str());
+        log().warn("backend refused a %s: %s", discard ? "discard" : "write-zeroes", result.error().what.c_str());
         s.status = VIRTIO_BLK_S_IOERR;
         if (s.pending == 0) finish(index);
       }
@@ -356,7 +293,7 @@ void BlkDevice::submit(uint32_t index) {
   if (!result) {
     if (wait_for_room(index, result.error())) return;
     bump(counters_.host_errors);
-    log_.warn("backend refused a request: %s", result.error().what.c_str());
+    log().warn("backend refused a request: %s", result.error().what.c_str());
     s.status = VIRTIO_BLK_S_IOERR;
     return finish(index);
   }
@@ -422,7 +359,7 @@ void BlkDevice::issue_flush(uint32_t index) {
   if (auto r = backend_->submit_flush(index); !r) {
     if (wait_for_room(index, r.error())) return;
     bump(counters_.host_errors);
-    log_.warn("backend refused a flush: %s", r.error().what.c_str());
+    log().warn("backend refused a flush: %s", r.error().what.c_str());
     s.status = VIRTIO_BLK_S_IOERR;
     return finish(index);
   }
@@ -447,10 +384,8 @@ void BlkDevice::write_done(uint64_t epoch) {
   }
 }
 
-void BlkDevice::on_completions() { reap_completions(true); }
-
 void BlkDevice::reap_completions(bool serve_queues) {
-  if (!active_) return;
+  if (!active()) return;
   BlockCompletion done[kReapBatch];
   size_t n;
   while ((n = backend_->reap(done)) > 0) {
@@ -461,12 +396,11 @@ void BlkDevice::reap_completions(bool serve_queues) {
     // The kicks that came while we waited were consumed without popping: serve every queue.
     // While quiescing, a kick to ourselves serves them once the loop runs again.
     if (waiting_.empty()) {
-      for (uint16_t q = 0; q < active_->queues.size() && waiting_.empty() && !deferred_; ++q) {
-        if (!active_->queues[q]) continue;
+      for (uint16_t q = 0; q < num_queues() && waiting_.empty() && !deferred_; ++q) {
         if (serve_queues)
           process_queue(q);
         else
-          signal_eventfd(active_->kick_fds[q]);
+          rekick(q);
       }
     }
   }
@@ -482,7 +416,7 @@ void BlkDevice::op_done(uint32_t index, int32_t result) {
   if (index >= slots_.size() || !slots_[index].busy || slots_[index].pending == 0) {
     // Our own bug or the backend's: never touch guest memory for an unknown tag.
     bump(counters_.host_errors);
-    log_.warn("completion for unknown request tag %u", index);
+    log().warn("completion for unknown request tag %u", index);
     return;
   }
   Slot& s = slots_[index];
@@ -493,12 +427,12 @@ void BlkDevice::op_done(uint32_t index, int32_t result) {
       // Once per failure episode, and rate-limited however often the guest resets
       // and retries against a disk that keeps failing.
       if (!flush_failed_)
-        log_.error("flush failed (errno %d): writes may be lost; every later flush fails until the guest resets "
+        log().error("flush failed (errno %d): writes may be lost; every later flush fails until the guest resets "
                    "the device",
                    -result);
       flush_failed_ = true;
     } else {
-      log_.warn("I/O error on request at byte %llu: errno %d", static_cast<unsigned long long>(s.req.offset), -result);
+      log().warn("I/O error on request at byte %llu: errno %d", static_cast<unsigned long long>(s.req.offset), -result);
     }
     s.status = VIRTIO_BLK_S_IOERR;
   } else if (s.req.op == BlkOp::kFlush && flush_failed_) {
@@ -511,7 +445,7 @@ void BlkDevice::op_done(uint32_t index, int32_t result) {
     // Engines complete the full length or fail; a short transfer reported as success would
     // hand the guest stale buffer contents as disk data.
     bump(counters_.host_errors);
-    log_.warn("backend reported %d of %llu bytes", result, static_cast<unsigned long long>(s.req.data_len));
+    log().warn("backend reported %d of %llu bytes", result, static_cast<unsigned long long>(s.req.data_len));
     s.status = VIRTIO_BLK_S_IOERR;
   }
   --s.pending;
@@ -542,34 +476,15 @@ void BlkDevice::finish(uint32_t index) {
 }
 
 void BlkDevice::complete_chain(uint16_t q, uint16_t head, uint32_t used_len) {
-  Active& a = *active_;
-  if (auto r = a.queues[q]->add_used(*a.memory, head, used_len); !r) return enter_needs_reset(r.error());
-  a.dirty[q] = 1;
+  if (complete(q, head, used_len)) dirty_[q] = 1;
 }
 
 void BlkDevice::notify_dirty_queues() {
-  Active& a = *active_;
-  for (uint16_t q = 0; q < a.queues.size(); ++q) {
-    if (!a.dirty[q]) continue;
-    a.dirty[q] = 0;
-    auto notify = a.queues[q]->needs_notification(*a.memory);
-    if (!notify) {
-      enter_needs_reset(notify.error());
-      continue;
-    }
-    if (*notify) {
-      bump(counters_.interrupts);
-      a.interrupt->notify_queue(q);
-    }
+  for (uint16_t q = 0; q < dirty_.size(); ++q) {
+    if (!dirty_[q]) continue;
+    dirty_[q] = 0;
+    notify(q);
   }
-}
-
-void BlkDevice::enter_needs_reset(const Error& why) {
-  if (needs_reset_.exchange(true, std::memory_order_acq_rel)) return;
-  bump(counters_.ring_errors);
-  log_.warn("queue unusable, device needs reset: %s", why.what.c_str());
-  // §2.1.2: DEVICE_NEEDS_RESET is followed by a configuration change notification.
-  if (active_) active_->interrupt->notify_config();
 }
 
 }  // namespace microvm

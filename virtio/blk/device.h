@@ -1,11 +1,11 @@
 #pragma once
 // virtio-blk (virtio 1.x §5.2) over a BlockBackend.
 //
-// Structure (same as virtio-rng): create() → negotiation → activate() registers each ready
-// queue's kick fd and the backend's completion fd on the event loop → kick: pop chains, parse
-// (request.h), submit to the backend, one flush_submissions() per kick → completion: write the
-// status byte, add_used, interrupt if the driver wants one → reset(): backend drain(), then
-// forget in-flight requests and unregister.
+// Structure: DeviceCore (virtio/device_core.h) activates the queues and registers their kick
+// fds; the device adds the backend's completion fd → kick: pop chains, parse (request.h),
+// submit to the backend, one flush_submissions() per kick → completion: write the status byte,
+// add_used, then one interrupt decision per queue touched → reset: backend drain(), then forget
+// in-flight requests (the core drops queues and kicks).
 //
 // In-flight requests keep their chain head (and the host iovecs parsed from it) in a slot
 // table sized to the queues (one slot per possible head), so a head is never completed twice
@@ -33,7 +33,6 @@
 //
 // Threading: as for every device, activate(), reset() and all processing run on the event
 // loop thread; read_config(), needs_reset() and counters() may be called from any thread.
-#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -46,13 +45,10 @@
 #include "devices/block/block_backend.h"
 #include "virtio/blk/blk_spec.h"
 #include "virtio/blk/request.h"
+#include "virtio/device_core.h"
 #include "virtio/device_counters.h"
-#include "base/throttled_log.h"
-#include "virtio/loop_registration.h"
 #include "virtio/io_throttle.h"
-#include "virtio/queue.h"
-#include "virtio/saved_queues.h"
-#include "virtio/virtio_device.h"
+#include "virtio/loop_registration.h"
 
 namespace microvm {
 
@@ -105,7 +101,7 @@ struct BlkCounters : VirtioCounters {
   }
 };
 
-class BlkDevice final : public VirtioDevice {
+class BlkDevice final : public DeviceCore {
  public:
   [[nodiscard]] static Result<std::unique_ptr<BlkDevice>> create(std::unique_ptr<BlockBackend> backend,
                                                                  const BlkOptions& options);
@@ -113,15 +109,10 @@ class BlkDevice final : public VirtioDevice {
 
   uint32_t device_type() const override;
   uint16_t num_queues() const override { return options_.num_queues; }
-  uint16_t max_queue_size(uint16_t) const override { return options_.queue_size; }
   uint64_t features() const override { return features_; }
-  void ack_features(uint64_t features) override { acked_features_ = features & features_; }
   void read_config(uint64_t offset, std::span<std::byte> data) const override;
   // Every field is read-only for us (no CONFIG_WCE): writes are ignored.
   void write_config(uint64_t, std::span<const std::byte>) override {}
-  [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
-  void reset() override;
-  bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
   // Snapshot: waits for every request in flight (held flushes included) and completes it to
   // the guest, then flushes the backend so the image holds every completed write.
   [[nodiscard]] Result<void> quiesce() override;
@@ -133,7 +124,6 @@ class BlkDevice final : public VirtioDevice {
   const BlkCounters& counters() const { return counters_; }
   const VirtioBlkConfig& config() const { return config_; }
   bool read_only() const { return options_.read_only; }
-  bool active() const { return active_.has_value(); }
   // Requests popped and not yet completed to the guest.
   size_t in_flight() const;
   // The rate limiter (always present; unlimited unless BlkOptions::rate_limit or
@@ -168,16 +158,13 @@ class BlkDevice final : public VirtioDevice {
     uint32_t next_segment = 0;     // discard / write-zeroes: first segment not yet accepted
     bool waiting = false;          // in waiting_: refused as busy, not finished by its completions
   };
-  struct Active {
-    const GuestMemory* memory;
-    Interrupt* interrupt;
-    EventLoop* loop;                           // for re-registering a swapped backend's completions
-    std::vector<std::optional<Queue>> queues;  // nullopt: not enabled by the driver
-    std::vector<uint8_t> dirty;                // used entries added since the last notification check
-    std::vector<int> kick_fds;                 // per queue (-1 when disabled)
-    std::vector<LoopRegistration> kicks;
-    LoopRegistration completions;
-  };
+  // The driver may leave any queue disabled (§4.1.4.3 / §4.2.2).
+  bool queue_required(uint16_t) const override { return false; }
+  // Slots sized to the queues, the completion fd and the rate limiter's timer registered.
+  [[nodiscard]] Result<void> on_activate() override;
+  // Waits for the backend so no operation still points into guest memory (or at a slot).
+  void on_reset() override;
+  void on_kick(uint16_t q) override { process_queue(q); }
 
   void process_queue(uint16_t q);
   void on_throttle_ready();
@@ -192,7 +179,6 @@ class BlkDevice final : public VirtioDevice {
   void retry_waiting();
   void submit_flush(uint32_t slot_index);  // holds it back while earlier writes are outstanding
   void issue_flush(uint32_t slot_index);   // hands it to the backend
-  void on_completions();
   // Reaps and completes what the backend finished; `serve_queues`: pop more chains if room
   // came free (not while quiescing).
   void reap_completions(bool serve_queues);
@@ -202,7 +188,6 @@ class BlkDevice final : public VirtioDevice {
   void notify_dirty_queues();
   void write_done(uint64_t epoch);
   void reject(uint16_t q, uint16_t head, const BlkParseError& e);
-  void enter_needs_reset(const Error& why);
   BlkLimits limits() const;
   // Until the backend holds no operation of ours: drain, reap, submit what waited (held
   // flushes, requests refused as busy); completes them to the guest, pops nothing.
@@ -213,13 +198,11 @@ class BlkDevice final : public VirtioDevice {
   std::unique_ptr<BlockBackend> backend_;
   BlkOptions options_;
   uint64_t features_ = 0;
-  uint64_t acked_features_ = 0;
   VirtioBlkConfig config_{};
   BlkLimits limits_;
-  ThrottledLog log_;  // guest-triggerable lines, rate-limited per call site
   BlkCounters counters_;
-  std::atomic<bool> needs_reset_{false};
-  std::optional<Active> active_;
+  LoopRegistration completions_;
+  std::vector<uint8_t> dirty_;  // per queue: used entries added since the last notification check
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
@@ -239,13 +222,6 @@ class BlkDevice final : public VirtioDevice {
     uint64_t epoch;
   };
   std::deque<HeldFlush> held_flushes_;
-
-  // From load_state(), for the activation that follows it.
-  struct Resume {
-    bool needs_reset = false;
-    SavedQueues queues;
-  };
-  std::optional<Resume> resume_;
 };
 
 }  // namespace microvm

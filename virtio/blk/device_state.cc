@@ -16,7 +16,7 @@ constexpr int kMaxDrainRounds = 8;
 }  // namespace
 
 Result<void> BlkDevice::quiesce() {
-  if (!active_) return {};
+  if (!active()) return {};
   // Rounds are counted only while they make no progress: requests that waited for room in the
   // backend go in batches of its capacity.
   for (int round = 0; in_flight() > 0; ++round) {
@@ -41,33 +41,21 @@ Result<std::vector<std::byte>> BlkDevice::save_state() {
   if (in_flight() != 0) return fail(EBUSY, "virtio-blk: requests in flight; quiesce before saving");
   StateWriter w;
   w.header(kBlkTag, kBlkVersion);
-  w.boolean(active_.has_value());
-  w.u64(acked_features_);
-  bool broken = needs_reset();
-  w.boolean(broken);
+  write_core_state(w);
   w.boolean(flush_failed_);
   // What the guest was told about the disk: restore refuses a disk that changed under it.
   w.u64(config_.capacity);
   w.u32(config_.blk_size);
   w.boolean(options_.read_only);
-  std::vector<std::optional<Queue::Position>> positions(options_.num_queues);
-  if (active_ && !broken) {
-    for (uint16_t q = 0; q < options_.num_queues; ++q) {
-      if (active_->queues[q]) positions[q] = TRY(active_->queues[q]->position());
-    }
-  }
-  SavedQueues(std::move(positions)).write(w);
+  TRY(write_queue_positions(w));
   return w.take();
 }
 
 Result<void> BlkDevice::load_state(std::span<const std::byte> blob) {
-  if (active_) return fail(EBUSY, "virtio-blk: state loaded into an active device");
+  if (active()) return fail(EBUSY, "virtio-blk: state loaded into an active device");
   StateReader r(blob, "virtio-blk state");
   TRY(r.header(kBlkTag, kBlkVersion));
-  bool active = TRY(r.boolean());
-  uint64_t acked = TRY(r.u64());
-  if (acked & ~features_) return r.invalid("acked features the device does not offer");
-  bool broken = TRY(r.boolean());
+  auto core = TRY(read_core_state(r));
   bool flush_failed = TRY(r.boolean());
   uint64_t capacity = TRY(r.u64());
   uint32_t blk_size = TRY(r.u32());
@@ -79,13 +67,10 @@ Result<void> BlkDevice::load_state(std::span<const std::byte> blob) {
   if (read_only != options_.read_only)
     return fail(EINVAL, std::string("virtio-blk: the disk was ") + (read_only ? "read-only" : "writable") +
                             " in the snapshot and is not now");
-  auto queues = TRY(SavedQueues::read(r, options_.num_queues));
+  auto queues = TRY(read_queue_positions(r));
   TRY(r.expect_end());
-  acked_features_ = acked;
-  limits_ = limits();
+  resume_from(core, std::move(queues));
   flush_failed_ = flush_failed;
-  resume_.reset();
-  if (active) resume_ = Resume{.needs_reset = broken, .queues = std::move(queues)};
   return {};
 }
 

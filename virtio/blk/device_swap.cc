@@ -17,7 +17,7 @@ constexpr int kMaxIdleRounds = 8;
 }  // namespace
 
 Result<void> BlkDevice::drain_backend() {
-  if (!active_) return {};
+  if (!active()) return {};
   for (int idle = 0; backend_ops_ > 0 || !waiting_.empty();) {
     if (idle == kMaxIdleRounds)
       return fail(EBUSY, "virtio-blk: " + std::to_string(backend_ops_) + " operations still with the backend after draining");
@@ -64,11 +64,11 @@ Result<std::unique_ptr<BlockBackend>> BlkDevice::swap_backend(std::unique_ptr<Bl
   TRY(drain_backend());
   if (!options_.read_only) TRY(flush_backend_now("before changing the media"));
 
-  if (active_) {
-    auto registered = LoopRegistration::add(*active_->loop, fresh->completion_fd(), EPOLLIN,
-                                            [this](uint32_t) { on_completions(); });
+  if (active()) {
+    auto registered = LoopRegistration::add(loop(), fresh->completion_fd(), EPOLLIN,
+                                            [this](uint32_t) { reap_completions(true); });
     if (!registered) return std::unexpected(registered.error().context("virtio-blk: registering the new image"));
-    active_->completions = std::move(*registered);  // unregisters the old backend's fd
+    completions_ = std::move(*registered);  // unregisters the old backend's fd
   }
   std::swap(backend_, fresh);
   config_.capacity = backend_->size_bytes() / kSectorSize;
@@ -78,8 +78,8 @@ Result<std::unique_ptr<BlockBackend>> BlkDevice::swap_backend(std::unique_ptr<Bl
   bump(counters_.backend_swaps);
   // §5.2.2 / §2.5: capacity may change; the driver learns it from a configuration change
   // notification (and the transport bumps config_generation).
-  if (active_) {
-    active_->interrupt->notify_config();
+  if (active()) {
+    interrupt().notify_config();
     // Completions reaped while draining were made visible; tell the driver about them too.
     notify_dirty_queues();
   }

@@ -15,13 +15,16 @@ namespace microvm {
 
 NetDevice::NetDevice(std::unique_ptr<NetBackend> backend, const NetOptions& options,
                      std::unique_ptr<VhostNet> vhost)
-    : backend_(std::move(backend)), vhost_(std::move(vhost)), options_(options), log_(options.logger, "virtio-net"), rx_buf_(kMaxNetFrame) {}
+    : DeviceCore({.name = "virtio-net", .queue_size = options.queue_size, .logger = options.logger}, counters_),
+      backend_(std::move(backend)),
+      vhost_(std::move(vhost)),
+      options_(options),
+      rx_buf_(kMaxNetFrame) {}
 
 Result<std::unique_ptr<NetDevice>> NetDevice::create(std::unique_ptr<NetBackend> backend, const NetOptions& options,
                                                      std::unique_ptr<VhostNet> vhost) {
   if (!backend) return fail(EINVAL, "virtio-net: no backend");
-  if (options.queue_size == 0 || options.queue_size > kMaxQueueSize || (options.queue_size & (options.queue_size - 1)))
-    return fail(EINVAL, "virtio-net: queue size must be a power of 2 up to 32768");
+  TRY(check_queue_size_option("virtio-net", options.queue_size));
   if (options.mtu < 68) return fail(EINVAL, "virtio-net: MTU must be at least 68 (RFC 791)");
   if (options.mac[0] & 1) return fail(EINVAL, "virtio-net: MAC address is multicast");
   if (options.frames_per_wakeup == 0) return fail(EINVAL, "virtio-net: frames_per_wakeup must be > 0");
@@ -81,136 +84,91 @@ void NetDevice::read_config(uint64_t offset, std::span<std::byte> data) const {
   }
 }
 
-Result<void> NetDevice::activate(ActivationContext ctx) {
-  if (active_) return fail(EBUSY, "virtio-net: already active");
-  if (ctx.queues.size() != 2) return fail(EINVAL, "virtio-net: expected 2 queues");
-  for (const QueueConfig& qc : ctx.queues) {
-    if (!qc.ready) return fail(EINVAL, "virtio-net: RX and TX queues must both be enabled");
-    if (qc.size > options_.queue_size) return fail(EINVAL, "virtio-net: queue size larger than offered");
-    if (qc.kick_fd < 0) return fail(EINVAL, "virtio-net: queue has no kick fd");
-  }
-  auto rx = TRY(Queue::create(ctx.queues[kRxQueue], ctx.features));
-  auto tx = TRY(Queue::create(ctx.queues[kTxQueue], ctx.features));
-  TRY(rx.validate_rings(ctx.memory));
-  TRY(tx.validate_rings(ctx.memory));
-  acked_features_ = ctx.features & features();
+Result<void> NetDevice::on_activate() {
   NetOffloads off;
-  off.csum = has_feature(acked_features_, VIRTIO_NET_F_GUEST_CSUM);
-  off.tso4 = has_feature(acked_features_, VIRTIO_NET_F_GUEST_TSO4);
-  off.tso6 = has_feature(acked_features_, VIRTIO_NET_F_GUEST_TSO6);
+  off.csum = has_feature(acked_features(), VIRTIO_NET_F_GUEST_CSUM);
+  off.tso4 = has_feature(acked_features(), VIRTIO_NET_F_GUEST_TSO4);
+  off.tso6 = has_feature(acked_features(), VIRTIO_NET_F_GUEST_TSO6);
   if (!backend_dead_) {
     if (auto r = backend_->set_offloads(off); !r) return std::unexpected(r.error().context("virtio-net"));
   }
-  needs_reset_.store(false, std::memory_order_release);
+  // A restore: a frame that was waiting for RX buffers is delivered once the driver's kick
+  // (the transport sends one) comes. The core resumed both rings at their saved positions.
   rx_pending_ = 0;
-  if (resume_) {
-    // A restore: both rings carry on at their saved positions, and a frame that was waiting
-    // for RX buffers is delivered once the driver's kick (the transport sends one) comes.
-    auto resume = std::move(*resume_);
-    resume_.reset();
-    if (resume.needs_reset) {
-      needs_reset_.store(true, std::memory_order_release);
-    } else {
-      TRY(resume.queues.apply(kRxQueue, rx, ctx.memory));
-      TRY(resume.queues.apply(kTxQueue, tx, ctx.memory));
-      std::copy(resume.rx_frame.begin(), resume.rx_frame.end(), rx_buf_.begin());
-      rx_pending_ = resume.rx_frame.size();
-    }
+  std::vector<std::byte> restored = std::exchange(restored_rx_frame_, {});
+  if (!needs_reset()) {
+    std::copy(restored.begin(), restored.end(), rx_buf_.begin());
+    rx_pending_ = restored.size();
   }
-  active_.emplace(Active{&ctx.memory, &ctx.interrupt, &ctx.loop, std::move(rx), std::move(tx),
-                         ctx.queues[kTxQueue].kick_fd, {}, {}, {}});
   if (vhost_) {
-    active_->vhost = true;
-    if (auto r = start_vhost(ctx); !r) {
-      stop_vhost();
-      active_.reset();
-      return std::unexpected(r.error().context("virtio-net: vhost-net"));
-    }
+    if (auto r = start_vhost(); !r) return std::unexpected(r.error().context("virtio-net: vhost-net"));
     return {};
   }
-  int rx_fd = ctx.queues[kRxQueue].kick_fd;
-  int tx_fd = ctx.queues[kTxQueue].kick_fd;
-  auto rx_kick = LoopRegistration::add(ctx.loop, rx_fd, EPOLLIN, [this, rx_fd](uint32_t) {
-    drain_eventfd(rx_fd);
-    bump(counters_.kicks);
-    process_rx();
-  });
-  auto tx_kick = LoopRegistration::add(ctx.loop, tx_fd, EPOLLIN, [this, tx_fd](uint32_t) {
-    drain_eventfd(tx_fd);
-    bump(counters_.kicks);
-    process_tx();
-  });
-  if (!rx_kick || !tx_kick) {
-    active_.reset();
-    return fail(EIO, "virtio-net: registering the kick fds");
-  }
-  active_->rx_kick = std::move(*rx_kick);
-  active_->tx_kick = std::move(*tx_kick);
   if (tx_throttle_) {
-    auto t = tx_throttle_->attach(ctx.loop, [this] { process_tx(); });
-    auto r = t ? rx_throttle_->attach(ctx.loop, [this] { process_rx(); }) : t;
-    if (!r) {
-      tx_throttle_->detach();
-      active_.reset();
-      return std::unexpected(r.error().context("virtio-net: registering the rate limiter's timers"));
-    }
+    auto t = tx_throttle_->attach(loop(), [this] { process_tx(); });
+    auto r = t ? rx_throttle_->attach(loop(), [this] { process_rx(); }) : t;
+    if (!r) return std::unexpected(r.error().context("virtio-net: registering the rate limiter's timers"));
   }
   if (!backend_dead_) {
-    auto b = LoopRegistration::add(ctx.loop, backend_->fd(), EPOLLIN, [this](uint32_t ev) { on_backend_event(ev); });
-    if (!b) {
-      active_.reset();
-      return std::unexpected(b.error().context("virtio-net: registering the backend fd"));
-    }
-    active_->backend = std::move(*b);
+    auto b = LoopRegistration::add(loop(), backend_->fd(), EPOLLIN, [this](uint32_t ev) { on_backend_event(ev); });
+    if (!b) return std::unexpected(b.error().context("virtio-net: registering the backend fd"));
+    backend_reg_ = std::move(*b);
   }
   return {};
 }
 
-void NetDevice::reset() {
-  // Every chain is completed synchronously except the RX stash, which the driver's reset
-  // forgets along with the rings; a frame waiting for buffers is dropped. The kernel worker,
-  // if any, is detached first so it stops touching the rings.
-  if (active_ && active_->vhost) stop_vhost();
+void NetDevice::on_reset() {
+  // Every chain is completed synchronously except the RX stash (and a TX chain the rate limit
+  // holds), which the driver's reset forgets along with the rings; a frame waiting for buffers
+  // is dropped. The kernel worker, if any, is detached first so it stops touching the rings.
+  if (vhost_) stop_vhost();
+  vhost_call_regs_.clear();
+  vhost_calls_.clear();
   if (tx_throttle_) tx_throttle_->detach(), rx_throttle_->detach();
-  active_.reset();
-  resume_.reset();
+  backend_reg_.reset();
+  rx_paused_ = false;
+  tx_deferred_.reset();
+  rx_stash_.clear();
+  rx_stash_gapped_ = false;
+  rx_stash_bytes_ = 0;
   rx_pending_ = 0;
   rx_admitted_ = false;
-  acked_features_ = 0;
-  needs_reset_.store(false, std::memory_order_release);
 }
 
-Result<void> NetDevice::start_vhost(const ActivationContext& ctx) {
-  Active& a = *active_;
-  TRY(vhost_->set_features(acked_features_ & vhost_->features()));
+uint16_t NetDevice::chains_given_back(uint16_t index) const {
+  // The stashed RX chains and a held TX chain are the last ones popped on their queues.
+  if (index == kRxQueue) return static_cast<uint16_t>(rx_stash_.size());
+  return tx_deferred_ ? 1 : 0;
+}
+
+Result<void> NetDevice::start_vhost() {
+  TRY(vhost_->set_features(acked_features() & vhost_->features()));
   std::vector<VhostNetMemoryRegion> regions;
-  for (const GuestRegion& r : ctx.memory.regions())
+  for (const GuestRegion& r : memory().regions())
     regions.push_back({r.guest_base.raw(), r.size, reinterpret_cast<uint64_t>(r.host)});
   TRY(vhost_->set_mem_table(regions));
-  for (unsigned i = 0; i < 2; ++i) {
-    const QueueConfig& qc = ctx.queues[i];
+  for (uint16_t i = 0; i < 2; ++i) {
+    const QueueConfig& qc = *queue_config(i);  // both queues are required
     // Ring sizes per §2.7: already checked to lie in RAM by validate_rings().
-    auto desc = TRY(ctx.memory.translate(qc.desc, uint64_t{16} * qc.size));
-    auto avail = TRY(ctx.memory.translate(qc.driver, 6 + uint64_t{2} * qc.size));
-    auto used = TRY(ctx.memory.translate(qc.device, 6 + uint64_t{8} * qc.size));
-    a.vhost_calls.push_back(TRY(EventFd::create()));
+    auto desc = TRY(memory().translate(qc.desc, uint64_t{16} * qc.size));
+    auto avail = TRY(memory().translate(qc.driver, 6 + uint64_t{2} * qc.size));
+    auto used = TRY(memory().translate(qc.device, 6 + uint64_t{8} * qc.size));
+    vhost_calls_.push_back(TRY(EventFd::create()));
     VhostNetVringConfig vc;
     vc.size = qc.size;
     vc.desc_host = reinterpret_cast<uint64_t>(desc.data());
     vc.avail_host = reinterpret_cast<uint64_t>(avail.data());
     vc.used_host = reinterpret_cast<uint64_t>(used.data());
     vc.kick_fd = qc.kick_fd;
-    vc.call_fd = a.vhost_calls.back().fd();
+    vc.call_fd = vhost_calls_.back().fd();
     TRY(vhost_->setup_vring(i, vc));
     int call_fd = vc.call_fd;
-    auto reg = LoopRegistration::add(ctx.loop, call_fd, EPOLLIN, [this, call_fd, i](uint32_t) {
+    vhost_call_regs_.push_back(TRY(LoopRegistration::add(loop(), call_fd, EPOLLIN, [this, call_fd, i](uint32_t) {
       drain_eventfd(call_fd);
-      if (!active_) return;
+      if (!active()) return;
       bump(counters_.interrupts);
-      active_->interrupt->notify_queue(static_cast<uint16_t>(i));
-    });
-    if (!reg) return std::unexpected(reg.error());
-    a.vhost_call_regs.push_back(std::move(*reg));
+      interrupt().notify_queue(i);
+    })));
   }
   for (unsigned i = 0; i < 2; ++i) TRY(vhost_->set_backend(i, backend_->fd()));
   return {};
@@ -220,60 +178,31 @@ void NetDevice::stop_vhost() {
   for (unsigned i = 0; i < 2; ++i) (void)vhost_->set_backend(i, -1);
 }
 
-void NetDevice::notify(Queue& q, uint16_t index) {
-  auto n = q.needs_notification(*active_->memory);
-  if (!n) return enter_needs_reset(n.error());
-  if (*n) {
-    bump(counters_.interrupts);
-    active_->interrupt->notify_queue(index);
-  }
-}
-
 void NetDevice::process_tx() {
-  if (!active_ || needs_reset()) return;
-  Active& a = *active_;
-  for (uint32_t served = 0;; ++served) {
-    if (served == options_.frames_per_wakeup) {
-      signal_eventfd(a.tx_kick_fd);  // more may be waiting: come back after the other fds
-      break;
-    }
-    std::optional<DescriptorChain> next = std::exchange(a.tx_deferred, std::nullopt);
-    if (!next) {
-      auto popped = a.tx.pop(*a.memory);
-      if (!popped) return enter_needs_reset(popped.error());
-      if (!*popped) break;
-      next = std::move(**popped);
-      bump(counters_.chains);
-    }
-    const DescriptorChain& chain = *next;
-    if (tx_throttle_ && chain.valid() &&
-        !tx_throttle_->admit(chain.readable_bytes() - std::min<uint64_t>(chain.readable_bytes(), sizeof(VirtioNetHdr)),
-                             1)) {
-      a.tx_deferred = std::move(next);  // the timer calls us back; the rest stays in the ring
-      break;
-    }
-    if (!chain.valid()) {
-      bump(counters_.bad_chains);
-      log_.warn("bad TX descriptor chain (head %u): %s", chain.head(), chain.error());
-    } else {
-      transmit(chain);
-    }
-    // §5.1.6.2: the device writes nothing into TX buffers; used length 0.
-    if (auto r = a.tx.add_used(*a.memory, chain.head(), 0); !r) return enter_needs_reset(r.error());
-  }
-  if (active_) notify(a.tx, kTxQueue);
+  // §5.1.6.2: the device writes nothing into TX buffers; used length 0. Over the rate limit
+  // the chain waits in tx_deferred_ for the timer, the rest in the ring.
+  serve(
+      kTxQueue, options_.frames_per_wakeup, tx_deferred_,
+      [this](const DescriptorChain& chain) {
+        uint64_t total = chain.readable_bytes();
+        return !tx_throttle_ || tx_throttle_->admit(total - std::min<uint64_t>(total, sizeof(VirtioNetHdr)), 1);
+      },
+      [this](const DescriptorChain& chain) {
+        transmit(chain);
+        return 0u;
+      });
 }
 
 void NetDevice::transmit(const DescriptorChain& chain) {
   uint64_t total = chain.readable_bytes();
   if (total < sizeof(VirtioNetHdr)) {
     bump(counters_.tx_dropped);
-    log_.warn("TX frame (head %u) shorter than the virtio-net header", chain.head());
+    log().warn("TX frame (head %u) shorter than the virtio-net header", chain.head());
     return;
   }
   if (total > kMaxNetFrame) {
     bump(counters_.tx_dropped);
-    log_.warn("TX frame (head %u) of %llu bytes is larger than 64 KiB", chain.head(),
+    log().warn("TX frame (head %u) of %llu bytes is larger than 64 KiB", chain.head(),
               static_cast<unsigned long long>(total));
     return;
   }
@@ -282,9 +211,9 @@ void NetDevice::transmit(const DescriptorChain& chain) {
   std::optional<VirtioNetHdr> hdr = reader.read_obj<VirtioNetHdr>();
   if (!hdr) return;  // cannot happen: total >= header size
   uint64_t frame_len = total - sizeof(VirtioNetHdr);
-  if (const char* why = check_tx_header(*hdr, frame_len, acked_features_)) {
+  if (const char* why = check_tx_header(*hdr, frame_len, acked_features())) {
     bump(counters_.tx_dropped);
-    log_.warn("TX frame (head %u) dropped: %s", chain.head(), why);
+    log().warn("TX frame (head %u) dropped: %s", chain.head(), why);
     return;
   }
   if (backend_dead_) {
@@ -326,7 +255,7 @@ void NetDevice::finish_send(const Result<void>& sent, uint64_t frame_len) {
   if (!sent) {
     bump(counters_.tx_errors);
     if (is_fatal_backend_error(sent.error().code)) return backend_failed(sent.error());
-    log_.warn("TX frame dropped by the backend: %s", sent.error().what.c_str());
+    log().warn("TX frame dropped by the backend: %s", sent.error().what.c_str());
     return;
   }
   bump(counters_.tx_frames);
@@ -334,7 +263,7 @@ void NetDevice::finish_send(const Result<void>& sent, uint64_t frame_len) {
 }
 
 void NetDevice::on_backend_event(uint32_t events) {
-  if (!active_) return;
+  if (!active()) return;
   if ((events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLIN)) {
     return backend_failed(Error(EPIPE, std::string(backend_->name()) + " hung up"));
   }
@@ -342,21 +271,19 @@ void NetDevice::on_backend_event(uint32_t events) {
 }
 
 void NetDevice::set_rx_polling(bool on) {
-  Active& a = *active_;
-  if (a.rx_paused == !on || backend_dead_) return;
-  a.rx_paused = !on;
+  if (rx_paused_ == !on || backend_dead_) return;
+  rx_paused_ = !on;
   // Level-triggered: with EPOLLIN off the loop stops waking for frames the guest cannot take.
-  if (auto r = a.loop->modify(backend_->fd(), on ? uint32_t{EPOLLIN} : uint32_t{0}); !r)
-    log_.warn("changing backend polling: %s", r.error().what.c_str());
+  if (auto r = loop().modify(backend_->fd(), on ? uint32_t{EPOLLIN} : uint32_t{0}); !r)
+    log().warn("changing backend polling: %s", r.error().what.c_str());
 }
 
 void NetDevice::process_rx() {
-  if (!active_ || needs_reset()) return;
-  Active& a = *active_;
+  if (!active() || needs_reset()) return;
   bool delivered_any = false;
   for (uint32_t moved = 0; moved < options_.frames_per_wakeup && !backend_dead_; ++moved) {
     if (rx_pending_ == 0) {
-      if (a.rx_paused) set_rx_polling(true);
+      if (rx_paused_) set_rx_polling(true);
       auto n = backend_->recv(rx_buf_);
       if (!n) {
         if (is_fatal_backend_error(n.error().code)) {
@@ -364,7 +291,7 @@ void NetDevice::process_rx() {
           break;
         }
         bump(counters_.host_errors);
-        log_.warn("RX: %s", n.error().what.c_str());
+        log().warn("RX: %s", n.error().what.c_str());
         break;
       }
       if (*n == 0) break;  // nothing waiting
@@ -392,30 +319,25 @@ void NetDevice::process_rx() {
     delivered_any = true;
   }
   // A frame the rate limit held back has gone: poll the backend again.
-  if (active_ && rx_pending_ == 0 && a.rx_paused && !backend_dead_) set_rx_polling(true);
-  if (delivered_any && active_ && !needs_reset()) notify(a.rx, kRxQueue);
+  if (active() && rx_pending_ == 0 && rx_paused_ && !backend_dead_) set_rx_polling(true);
+  if (delivered_any) notify(kRxQueue);
 }
 
 NetDevice::Delivery NetDevice::deliver_pending() {
-  Active& a = *active_;
-  const bool mergeable = has_feature(acked_features_, VIRTIO_NET_F_MRG_RXBUF);
-  while (a.rx_stash_bytes < rx_pending_) {
+  const bool mergeable = has_feature(acked_features(), VIRTIO_NET_F_MRG_RXBUF);
+  const uint16_t ring_size = queue(kRxQueue)->size();
+  while (rx_stash_bytes_ < rx_pending_) {
     // Without MRG_RXBUF a frame goes into exactly one chain (§5.1.6.3.1); with it, the frame
     // may span the whole ring but no more. A frame that cannot fit is dropped, the chains kept.
-    if ((!mergeable && !a.rx_stash.empty()) || a.rx_stash.size() >= a.rx.size()) {
+    if ((!mergeable && !rx_stash_.empty()) || rx_stash_.size() >= ring_size) {
       bump(counters_.rx_dropped);
-      log_.warn("RX frame of %zu bytes does not fit the driver's buffers; dropped", rx_pending_);
+      log().warn("RX frame of %zu bytes does not fit the driver's buffers; dropped", rx_pending_);
       rx_pending_ = 0;
       return Delivery::kDone;
     }
-    auto popped = a.rx.pop(*a.memory);
-    if (!popped) {
-      enter_needs_reset(popped.error());
-      return Delivery::kRingError;
-    }
-    if (!*popped) return Delivery::kNoBuffers;
-    DescriptorChain chain = std::move(**popped);
-    bump(counters_.chains);
+    auto popped = pop(kRxQueue);
+    if (!popped) return needs_reset() ? Delivery::kRingError : Delivery::kNoBuffers;
+    DescriptorChain chain = std::move(*popped);
     const char* bad = nullptr;
     if (!chain.valid()) {
       bump(counters_.bad_chains);
@@ -426,39 +348,33 @@ NetDevice::Delivery NetDevice::deliver_pending() {
       bad = "RX buffer not device-writable or smaller than the header";
     }
     if (bad) {
-      log_.warn("bad RX chain (head %u): %s", chain.head(), bad);
+      log().warn("bad RX chain (head %u): %s", chain.head(), bad);
       // The stash no longer ends the popped part of the ring (see quiesce()).
-      if (!a.rx_stash.empty()) a.rx_stash_gapped = true;
-      if (auto r = a.rx.add_used(*a.memory, chain.head(), 0); !r) {
-        enter_needs_reset(r.error());
-        return Delivery::kRingError;
-      }
+      if (!rx_stash_.empty()) rx_stash_gapped_ = true;
+      if (!complete(kRxQueue, chain.head(), 0)) return Delivery::kRingError;
       continue;
     }
-    a.rx_stash_bytes += chain.writable_bytes();
-    a.rx_stash.push_back(std::move(chain));
+    rx_stash_bytes_ += chain.writable_bytes();
+    rx_stash_.push_back(std::move(chain));
   }
   // How many chains the frame takes, then num_buffers (§5.1.6.4: 1 without MRG_RXBUF).
   uint16_t used = 0;
-  for (uint64_t room = 0; room < rx_pending_; ++used) room += a.rx_stash[used].writable_bytes();
+  for (uint64_t room = 0; room < rx_pending_; ++used) room += rx_stash_[used].writable_bytes();
   std::memcpy(rx_buf_.data() + offsetof(VirtioNetHdr, num_buffers), &used, sizeof used);
   size_t off = 0;
-  a.rx_used.clear();
+  rx_used_.clear();
   for (uint16_t i = 0; i < used; ++i) {
-    Writer w = a.rx_stash[i].writer();
+    Writer w = rx_stash_[i].writer();
     size_t take = std::min<uint64_t>(w.remaining(), rx_pending_ - off);
     if (!w.write(std::span(rx_buf_.data() + off, take))) take = 0;  // cannot happen: take <= remaining
     off += take;
-    a.rx_used.push_back({a.rx_stash[i].head(), static_cast<uint32_t>(take)});
-    a.rx_stash_bytes -= a.rx_stash[i].writable_bytes();
+    rx_used_.push_back({rx_stash_[i].head(), static_cast<uint32_t>(take)});
+    rx_stash_bytes_ -= rx_stash_[i].writable_bytes();
   }
   // All of the frame's chains become visible to the driver at once (§5.1.6.4).
-  if (auto r = a.rx.add_used_many(*a.memory, a.rx_used); !r) {
-    enter_needs_reset(r.error());
-    return Delivery::kRingError;
-  }
-  a.rx_stash.erase(a.rx_stash.begin(), a.rx_stash.begin() + used);
-  if (a.rx_stash.empty()) a.rx_stash_gapped = false;
+  if (!complete(kRxQueue, rx_used_)) return Delivery::kRingError;
+  rx_stash_.erase(rx_stash_.begin(), rx_stash_.begin() + used);
+  if (rx_stash_.empty()) rx_stash_gapped_ = false;
   bump(counters_.rx_frames);
   bump(counters_.rx_bytes, rx_pending_ - sizeof(VirtioNetHdr));
   rx_pending_ = 0;
@@ -475,15 +391,7 @@ void NetDevice::backend_failed(const Error& why) {
   if (options_.logger)
     options_.logger->log(LogLevel::kError, "virtio-net: backend %s failed, network device stopped: %s",
                          backend_->name(), why.what.c_str());
-  if (active_) active_->backend.reset();
-}
-
-void NetDevice::enter_needs_reset(const Error& why) {
-  if (needs_reset_.exchange(true, std::memory_order_acq_rel)) return;
-  bump(counters_.ring_errors);
-  log_.warn("queue unusable, device needs reset: %s", why.what.c_str());
-  // §2.1.2: after setting DEVICE_NEEDS_RESET the device sends a config change notification.
-  if (active_) active_->interrupt->notify_config();
+  backend_reg_.reset();
 }
 
 }  // namespace microvm

@@ -14,8 +14,10 @@
 // A backend that fails for good (tap deleted: EIO/EBADFD) stops this device's data path with
 // one log line; transmitted frames are then dropped and counted. The VM keeps running.
 //
+// DeviceCore (virtio/device_core.h) activates the queues and registers the kick fds (none with
+// vhost-net: the kernel reads them).
+//
 // Threading: as every device (virtio/README.md): activate/reset/processing on the loop thread.
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -26,14 +28,11 @@
 #include "base/event_fd.h"
 #include "devices/net/net_backend.h"
 #include "devices/net/vhost_net.h"
+#include "virtio/device_core.h"
 #include "virtio/device_counters.h"
-#include "base/throttled_log.h"
 #include "virtio/io_throttle.h"
 #include "virtio/loop_registration.h"
 #include "virtio/net/mac.h"
-#include "virtio/queue.h"
-#include "virtio/saved_queues.h"
-#include "virtio/virtio_device.h"
 
 namespace microvm {
 
@@ -78,7 +77,7 @@ struct NetCounters : VirtioCounters {
   }
 };
 
-class NetDevice final : public VirtioDevice {
+class NetDevice final : public DeviceCore {
  public:
   static constexpr uint16_t kRxQueue = 0;
   static constexpr uint16_t kTxQueue = 1;
@@ -92,19 +91,14 @@ class NetDevice final : public VirtioDevice {
 
   uint32_t device_type() const override;
   uint16_t num_queues() const override { return 2; }
-  uint16_t max_queue_size(uint16_t) const override { return options_.queue_size; }
   uint64_t features() const override;
-  void ack_features(uint64_t features) override { acked_features_ = features & this->features(); }
   void read_config(uint64_t offset, std::span<std::byte> data) const override;
   // §5.1.4: the MAC is writable only on legacy devices; we are not one, so writes are ignored.
   void write_config(uint64_t, std::span<const std::byte>) override {}
-  [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
-  void reset() override;
-  bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
   // Snapshot: RX chains popped for a frame that did not fit yet go back to the ring (they are
   // popped again after the restore) when they are the last chains popped; otherwise they are
-  // returned empty. TX completes synchronously. Not supported with vhost-net (the kernel holds
-  // the ring positions).
+  // returned empty. A TX chain the rate limiter holds back goes back too; the rest of TX
+  // completes synchronously. Not supported with vhost-net (the kernel holds the ring positions).
   [[nodiscard]] Result<void> quiesce() override;
   // Acked features, MAC/MTU the guest saw, the RX frame waiting for buffers, ring positions.
   [[nodiscard]] Result<std::vector<std::byte>> save_state() override;
@@ -118,16 +112,23 @@ class NetDevice final : public VirtioDevice {
   // vhost-net (the kernel moves the frames; nothing here can hold them back).
   [[nodiscard]] Result<void> set_rate_limit(const RateLimitUpdate& rx, const RateLimitUpdate& tx);
   const NetCounters& counters() const { return counters_; }
-  bool active() const { return active_.has_value(); }
   // True while RX is paused waiting for the driver to refill the ring.
-  bool rx_paused() const { return active_ && active_->rx_paused; }
+  bool rx_paused() const { return active() && rx_paused_; }
 
  private:
   NetDevice(std::unique_ptr<NetBackend> backend, const NetOptions& options, std::unique_ptr<VhostNet> vhost);
 
   enum class Delivery { kDone, kNoBuffers, kRingError };
 
-  [[nodiscard]] Result<void> start_vhost(const ActivationContext& ctx);
+  // Offloads set on the backend, a restored RX frame taken back, then either vhost-net started
+  // or the backend fd and rate limiter timers registered.
+  [[nodiscard]] Result<void> on_activate() override;
+  void on_reset() override;
+  void on_kick(uint16_t index) override { index == kRxQueue ? process_rx() : process_tx(); }
+  bool kicks_on_loop() const override { return !vhost_; }
+  uint16_t chains_given_back(uint16_t index) const override;
+
+  [[nodiscard]] Result<void> start_vhost();
   void stop_vhost();
   void process_tx();
   void transmit(const DescriptorChain& chain);
@@ -139,53 +140,30 @@ class NetDevice final : public VirtioDevice {
   void on_backend_event(uint32_t events);
   void set_rx_polling(bool on);
   void backend_failed(const Error& why);
-  void enter_needs_reset(const Error& why);
-  void notify(Queue& q, uint16_t index);
-
-  struct Active {
-    const GuestMemory* memory;
-    Interrupt* interrupt;
-    EventLoop* loop;
-    Queue rx;
-    Queue tx;
-    int tx_kick_fd;
-    LoopRegistration rx_kick;
-    LoopRegistration tx_kick;
-    LoopRegistration backend;
-    bool rx_paused = false;
-    std::optional<DescriptorChain> tx_deferred;  // popped, over the rate limit: sent first
-    std::vector<DescriptorChain> rx_stash;  // RX chains popped, waiting for a frame that fits
-    bool rx_stash_gapped = false;           // a chain was used after the first stashed one was popped
-    std::vector<Queue::UsedElement> rx_used;  // one frame's chains, published together
-    uint64_t rx_stash_bytes = 0;            // their writable bytes
-    bool vhost = false;                     // the kernel serves the queues
-    std::vector<EventFd> vhost_calls;       // one per queue, signalled by the kernel
-    std::vector<LoopRegistration> vhost_call_regs;
-  };
 
   std::unique_ptr<NetBackend> backend_;
   std::unique_ptr<VhostNet> vhost_;
   NetOptions options_;
-  ThrottledLog log_;  // guest-triggerable lines, rate-limited per call site
   NetCounters counters_;
-  uint64_t acked_features_ = 0;
   bool backend_dead_ = false;
   std::vector<std::byte> rx_buf_;  // the frame being delivered (header + Ethernet)
   size_t rx_pending_ = 0;          // its length; 0 when none
   bool rx_admitted_ = false;       // the pending frame passed the RX rate limit
+  std::vector<std::byte> restored_rx_frame_;  // from load_state(), for the activation after it
   std::unique_ptr<IoThrottle> tx_throttle_, rx_throttle_;  // none with vhost-net
   std::vector<std::byte> tx_buf_;  // linearized frame: small frames, or more buffers than IOV_MAX
   std::vector<iovec> tx_iov_;
-  std::optional<Active> active_;
-  std::atomic<bool> needs_reset_{false};
 
-  // From load_state(), for the activation that follows it.
-  struct Resume {
-    bool needs_reset = false;
-    SavedQueues queues;
-    std::vector<std::byte> rx_frame;  // a received frame waiting for RX buffers, with its header
-  };
-  std::optional<Resume> resume_;
+  // While active:
+  LoopRegistration backend_reg_;
+  bool rx_paused_ = false;
+  std::optional<DescriptorChain> tx_deferred_;  // popped, over the rate limit: sent first
+  std::vector<DescriptorChain> rx_stash_;       // RX chains popped, waiting for a frame that fits
+  bool rx_stash_gapped_ = false;                // a chain was used after the first stashed one was popped
+  std::vector<Queue::UsedElement> rx_used_;     // one frame's chains, published together
+  uint64_t rx_stash_bytes_ = 0;                 // their writable bytes
+  std::vector<EventFd> vhost_calls_;            // one per queue, signalled by the kernel
+  std::vector<LoopRegistration> vhost_call_regs_;
 };
 
 }  // namespace microvm

@@ -29,13 +29,6 @@ uint64_t RngDevice::features() const {
 void RngDevice::read_config(uint64_t, std::span<std::byte> data) const { std::fill(data.begin(), data.end(), std::byte{0}); }
 
 Result<void> RngDevice::on_activate() {
-  if (resume_) {
-    // A restore: carry on where the saved device stopped (or stay broken, as it was).
-    auto resume = std::move(*resume_);
-    resume_.reset();
-    if (resume.needs_reset) enter_needs_reset(Error(EIO, "the saved device needed a reset"));
-    else if (Queue* q = queue(0)) TRY(resume.queues.apply(0, *q, memory()));
-  }
   if (!throttle_) return {};
   if (auto r = throttle_->attach(loop(), [this] { on_kick(0); }); !r)
     return std::unexpected(r.error().context("virtio-rng: registering the rate limiter's timer"));
@@ -50,15 +43,8 @@ constexpr uint16_t kRngVersion = 1;
 Result<std::vector<std::byte>> RngDevice::save_state() {
   StateWriter w;
   w.header(kRngTag, kRngVersion);
-  w.boolean(active());
-  w.u64(acked_features());
-  bool broken = needs_reset();
-  w.boolean(broken);
-  std::optional<Queue::Position> pos;
-  Queue* q = active() && !broken ? queue(0) : nullptr;
-  // A chain the rate limiter holds back is handed back to the ring: nothing was written to it.
-  if (q) pos = TRY(q->position(deferred_ ? 1 : 0));
-  SavedQueues({pos}).write(w);
+  write_core_state(w);
+  TRY(write_queue_positions(w));
   return w.take();
 }
 
@@ -66,15 +52,10 @@ Result<void> RngDevice::load_state(std::span<const std::byte> blob) {
   if (active()) return fail(EBUSY, "virtio-rng: state loaded into an active device");
   StateReader r(blob, "virtio-rng state");
   TRY(r.header(kRngTag, kRngVersion));
-  bool active = TRY(r.boolean());
-  uint64_t acked = TRY(r.u64());
-  if (acked & ~features()) return r.invalid("acked features the device does not offer");
-  bool broken = TRY(r.boolean());
-  auto queues = TRY(SavedQueues::read(r, 1));
+  auto core = TRY(read_core_state(r));
+  auto queues = TRY(read_queue_positions(r));
   TRY(r.expect_end());
-  ack_features(acked);
-  resume_.reset();
-  if (active) resume_ = Resume{.needs_reset = broken, .queues = std::move(queues)};
+  resume_from(core, std::move(queues));
   return {};
 }
 
@@ -82,40 +63,18 @@ void RngDevice::on_reset() {
   // No I/O in flight outside the handler; only a chain the limiter held back.
   if (throttle_) throttle_->detach();
   deferred_.reset();
-  resume_.reset();
 }
 
 void RngDevice::on_kick(uint16_t index) {
-  // No I/O outside the handler: every chain completes before the next, so reset has nothing
-  // to drain and the core's serve() loop is all there is to it.
-  if (!throttle_) return serve(index, options_.chains_per_kick, [this](const DescriptorChain& chain) { return fill(chain); });
-  serve_throttled(index);
-}
-
-void RngDevice::serve_throttled(uint16_t index) {
-  if (!active() || needs_reset()) return;
-  for (uint32_t served = 0;; ++served) {
-    if (served == options_.chains_per_kick) {
-      rekick(index);  // more may be waiting: come back after the other fds
-      break;
-    }
-    std::optional<DescriptorChain> next = std::exchange(deferred_, std::nullopt);
-    if (!next) {
-      next = pop(index);
-      if (!next) {
-        if (needs_reset()) return;
-        break;
-      }
-    }
-    if (next->valid() &&
-        !throttle_->admit(std::min<uint64_t>(next->writable_bytes(), options_.max_bytes_per_request), 1)) {
-      deferred_ = std::move(next);  // the timer calls us back; nothing more is popped till then
-      break;
-    }
-    uint32_t len = next->valid() ? fill(*next) : reject_invalid(*next);
-    if (!complete(index, next->head(), len)) return;
-  }
-  notify(index);
+  // No I/O outside the handler: every chain completes before the next (one the rate limiter
+  // refuses waits in deferred_ for its timer), so reset has nothing to drain.
+  serve(
+      index, options_.chains_per_kick, deferred_,
+      [this](const DescriptorChain& chain) {
+        return !throttle_ ||
+               throttle_->admit(std::min<uint64_t>(chain.writable_bytes(), options_.max_bytes_per_request), 1);
+      },
+      [this](const DescriptorChain& chain) { return fill(chain); });
 }
 
 uint32_t RngDevice::fill(const DescriptorChain& chain) {

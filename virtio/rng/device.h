@@ -13,7 +13,6 @@
 #include "virtio/device_core.h"
 #include "virtio/device_counters.h"
 #include "virtio/io_throttle.h"
-#include "virtio/saved_queues.h"
 
 namespace microvm {
 
@@ -68,23 +67,16 @@ class RngDevice final : public DeviceCore {
   void on_kick(uint16_t) override;
   // Fills the chain's writable buffers; returns the bytes written (the used length).
   uint32_t fill(const DescriptorChain& chain);
-  // With a rate limit: serves chains while the limiter admits them; the one it refused waits
-  // in deferred_ and the limiter's timer kicks the queue again.
-  void serve_throttled(uint16_t index);
   [[nodiscard]] Result<void> on_activate() override;
   void on_reset() override;
+  // A chain the rate limiter holds back goes back to the ring in a snapshot: nothing was
+  // written to it.
+  uint16_t chains_given_back(uint16_t) const override { return deferred_ ? 1 : 0; }
 
   std::unique_ptr<IoThrottle> throttle_;       // only with a rate limit
   std::optional<DescriptorChain> deferred_;    // popped, over the rate limit: served first
 
   RngOptions options_;
-  RngCounters counters_;
-  // From load_state(), for the activation that follows it.
-  struct Resume {
-    bool needs_reset = false;
-    SavedQueues queues;
-  };
-  std::optional<Resume> resume_;
-};
+  RngCounters counters_;};
 
 }  // namespace microvm

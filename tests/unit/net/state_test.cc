@@ -41,10 +41,9 @@ class NetStateTest : public ::testing::Test {
     Fd peer;  // the host end of the "tap"
     std::unique_ptr<NetDevice> dev;
   };
-  Side make(MacAddress mac = kMac) {
+  Side make(MacAddress mac = kMac, NetOptions o = {}) {
     int sv[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
-    NetOptions o;
     o.mac = mac;
     return {Fd(sv[1]), std::move(NetDevice::create(TapBackend::from_fd(Fd(sv[0]), "fake0"), o).value())};
   }
@@ -139,6 +138,37 @@ TEST_F(NetStateTest, HeldRxChainsAndPendingFrameResumeInAFreshDevice) {
   EXPECT_EQ(recv(b).size(), sizeof(VirtioNetHdr) + 60);
   EXPECT_EQ(txq.used_idx(), 2);
   b.dev->reset();
+}
+
+TEST_F(NetStateTest, TxChainHeldByTheRateLimitGoesBackToTheRing) {
+  int64_t now = 0;
+  NetOptions limited;
+  limited.rate_limit = IoLimit{.ops = {.per_second = 1000, .burst = 2}};  // 2 frames, then 1 per ms
+  limited.rate_clock = [&now] { return now; };
+  auto a = make(kMac, limited);
+  ASSERT_TRUE(activate(*a.dev).has_value());
+  for (uint8_t i = 0; i < 3; ++i) queue_tx(100, i);
+  tx_kick.signal();
+  run();
+  ASSERT_EQ(txq.used_idx(), 2);  // the third chain is popped and held by the limiter
+  ASSERT_TRUE(a.dev->quiesce().has_value());
+  auto blob = a.dev->save_state();
+  ASSERT_TRUE(blob.has_value()) << blob.error().what;
+  a.dev->reset();
+  EXPECT_EQ(recv(a).size(), sizeof(VirtioNetHdr) + 100);
+  EXPECT_EQ(recv(a).size(), sizeof(VirtioNetHdr) + 100);
+  EXPECT_TRUE(recv(a).empty());
+
+  auto b = make();
+  ASSERT_TRUE(b.dev->load_state(*blob).has_value());
+  ASSERT_TRUE(activate(*b.dev).has_value());
+  tx_kick.signal();
+  run();
+  EXPECT_EQ(txq.used_idx(), 3);
+  auto got = recv(b);
+  ASSERT_EQ(got.size(), sizeof(VirtioNetHdr) + 100);
+  EXPECT_EQ(got, frame(100, 2));
+  EXPECT_EQ(value(b.dev->counters().tx_frames), 1u);
 }
 
 TEST_F(NetStateTest, RxStashBehindAUsedChainIsReturnedEmpty) {
