@@ -176,11 +176,13 @@ Result<void> DeviceCore::write_queue_positions(StateWriter& w) const {
   return {};
 }
 
-Result<DeviceCore::SavedCore> DeviceCore::read_core_state(StateReader& r) const {
+Result<DeviceCore::SavedCore> DeviceCore::read_core_state(StateReader& r, const char* features_hint) const {
   SavedCore saved;
   saved.active = TRY(r.boolean());
   saved.acked_features = TRY(r.u64());
-  if (saved.acked_features & ~features()) return r.invalid("acked features the device does not offer");
+  if (saved.acked_features & ~features())
+    return r.invalid(std::string("acked features the device does not offer") +
+                     (features_hint ? std::string(" ") + features_hint : std::string()));
   saved.needs_reset = TRY(r.boolean());
   return saved;
 }

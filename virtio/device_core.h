@@ -164,8 +164,9 @@ class DeviceCore : public VirtioDevice {
   void write_core_state(StateWriter& w) const;
   // Positions of the queues in use (none when inactive or broken), given-back chains rewound.
   [[nodiscard]] Result<void> write_queue_positions(StateWriter& w) const;
-  // Checks the acked features against features(); changes nothing.
-  [[nodiscard]] Result<SavedCore> read_core_state(StateReader& r) const;
+  // Checks the acked features against features(); changes nothing. `features_hint` ends the
+  // error for features this device does not offer (which options decide them, say).
+  [[nodiscard]] Result<SavedCore> read_core_state(StateReader& r, const char* features_hint = nullptr) const;
   [[nodiscard]] Result<SavedQueues> read_queue_positions(StateReader& r) const {
     return SavedQueues::read(r, num_queues());
   }

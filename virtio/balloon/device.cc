@@ -99,7 +99,6 @@ BalloonStatus BalloonDevice::status() const {
 }
 
 Result<void> BalloonDevice::on_activate() {
-  TRY(apply_resume());
   auto si = stats_index();
   stats_enabled_.store(si.has_value(), std::memory_order_release);
   if (!si || !timer_ || !queue(*si)) return {};
@@ -123,7 +122,6 @@ void BalloonDevice::on_reset() {
   }
   timer_registration_.reset();
   held_stats_head_.reset();
-  resume_.reset();
   actual_pages_.store(0, std::memory_order_release);
   stats_enabled_.store(false, std::memory_order_release);
 }

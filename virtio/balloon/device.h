@@ -115,6 +115,9 @@ class BalloonDevice final : public DeviceCore {
   void take_stats(const DescriptorChain& chain);
   void on_stats_timer();
   std::optional<uint16_t> stats_index() const;
+  // The held statistics buffer is the only chain ever left in flight, and the last one popped
+  // from its queue: a snapshot gives it back to the ring.
+  uint16_t chains_given_back(uint16_t i) const override { return stats_index() == i && held_stats_head_ ? 1 : 0; }
 
   BalloonOptions options_;
   Fd timer_;  // timerfd for statistics polling (invalid without stats)
@@ -126,13 +129,6 @@ class BalloonDevice final : public DeviceCore {
   std::atomic<bool> stats_enabled_{false};
   mutable std::mutex stats_mu_;
   std::optional<BalloonStatsSnapshot> stats_;  // guarded by stats_mu_
-  // From load_state(), for the activation that follows it.
-  struct Resume {
-    bool needs_reset = false;
-    SavedQueues queues;
-  };
-  std::optional<Resume> resume_;
-  [[nodiscard]] Result<void> apply_resume();
 };
 
 }  // namespace microvm

@@ -69,20 +69,12 @@ class PmemDevice final : public DeviceCore {
         backend_(std::move(backend)) {}
 
   void on_kick(uint16_t index) override;
-  [[nodiscard]] Result<void> on_activate() override;
-  void on_reset() override { resume_.reset(); }
   // Serves one valid request; returns the used length (4 with a response, 0 without room for one).
   uint32_t serve_request(const DescriptorChain& chain);
 
   PmemOptions options_;
   std::unique_ptr<PmemBackend> backend_;
   PmemCounters counters_;
-  // From load_state(), for the activation that follows it.
-  struct Resume {
-    bool needs_reset = false;
-    SavedQueues queues;
-  };
-  std::optional<Resume> resume_;
 };
 
 }  // namespace microvm

@@ -1,4 +1,4 @@
-// PmemDevice's snapshot half: quiesce (flush the file), save, load and the resume at activation.
+// PmemDevice's snapshot half: quiesce (flush the file), save and load (DeviceCore resumes the ring).
 #include <string>
 
 #include "virtio/pmem/device.h"
@@ -23,17 +23,12 @@ Result<void> PmemDevice::quiesce() {
 Result<std::vector<std::byte>> PmemDevice::save_state() {
   StateWriter w;
   w.header(kPmemTag, kPmemVersion);
-  w.boolean(active());
-  w.u64(acked_features());
-  bool broken = needs_reset();
-  w.boolean(broken);
+  write_core_state(w);
   // What the guest was told about the region: restore refuses a file that does not fit it.
   w.u64(options_.start);
   w.u64(options_.size);
   w.boolean(options_.read_only);
-  std::optional<Queue::Position> pos;
-  if (Queue* q = active() && !broken ? queue(0) : nullptr) pos = TRY(q->position());
-  SavedQueues({pos}).write(w);
+  TRY(write_queue_positions(w));
   return w.take();
 }
 
@@ -41,10 +36,7 @@ Result<void> PmemDevice::load_state(std::span<const std::byte> blob) {
   if (active()) return fail(EBUSY, "virtio-pmem: state loaded into an active device");
   StateReader r(blob, "virtio-pmem state");
   TRY(r.header(kPmemTag, kPmemVersion));
-  bool active = TRY(r.boolean());
-  uint64_t acked = TRY(r.u64());
-  if (acked & ~features()) return r.invalid("acked features the device does not offer");
-  bool broken = TRY(r.boolean());
+  auto core = TRY(read_core_state(r));
   uint64_t start = TRY(r.u64());
   uint64_t size = TRY(r.u64());
   bool read_only = TRY(r.boolean());
@@ -56,21 +48,9 @@ Result<void> PmemDevice::load_state(std::span<const std::byte> blob) {
   if (read_only != options_.read_only)
     return fail(EINVAL, std::string("virtio-pmem: the file was ") + (read_only ? "read-only" : "writable") +
                             " in the snapshot and is not now");
-  auto queues = TRY(SavedQueues::read(r, 1));
+  auto queues = TRY(read_queue_positions(r));
   TRY(r.expect_end());
-  ack_features(acked);
-  resume_.reset();
-  if (active) resume_ = Resume{.needs_reset = broken, .queues = std::move(queues)};
-  return {};
-}
-
-Result<void> PmemDevice::on_activate() {
-  if (!resume_) return {};
-  Resume resume = std::move(*resume_);
-  resume_.reset();
-  if (resume.needs_reset) enter_needs_reset(Error(EIO, "the saved device needed a reset"));
-  else if (Queue* q = queue(0)) TRY(resume.queues.apply(0, *q, memory()));
-  else TRY(resume.queues.expect_unused(0));
+  resume_from(core, std::move(queues));  // the next activate() resumes the ring
   return {};
 }
 
