@@ -15,13 +15,13 @@ struct ApiCounters {
   ApiCounter get_requests{0}, put_requests{0}, patch_requests{0}, other_requests{0};
   ApiCounter responses_2xx{0}, responses_4xx{0}, responses_5xx{0};
   ApiCounter connections_accepted{0};
-  ApiCounter connections_refused{0};  // over the connection limit
+  ApiCounter connections_refused{0};    // over the connection limit
   ApiCounter connections_timed_out{0};  // idle for longer than the idle timeout
-  ApiCounter protocol_errors{0};      // malformed HTTP or a size limit (the connection is closed)
-  ApiCounter slow_readers_dropped{0}; // too many unsent bytes (answers or events) for one client
-  ApiCounter event_subscribers{0};    // GET /events streams opened
+  ApiCounter protocol_errors{0};        // malformed HTTP or a size limit (the connection is closed)
+  ApiCounter slow_readers_dropped{0};   // too many unsent bytes (answers or events) for one client
+  ApiCounter event_subscribers{0};      // GET /events streams opened
   ApiCounter events_published{0};
-  ApiCounter metrics_flushes{0};      // lines written to the metrics file
+  ApiCounter metrics_flushes{0};  // lines written to the metrics file
   ApiCounter metrics_flush_failures{0};
 
   template <class F>

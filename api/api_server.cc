@@ -106,7 +106,8 @@ Result<std::unique_ptr<ApiServer>> ApiServer::create(ApiServerOptions options, R
   if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, wake.fd(), &ev) != 0) return fail_errno("epoll_ctl wake");
   if (options.events) {
     ev.data.u64 = kEventsTag;
-    if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, options.events->wake_fd(), &ev) != 0) return fail_errno("epoll_ctl events");
+    if (::epoll_ctl(ep.get(), EPOLL_CTL_ADD, options.events->wake_fd(), &ev) != 0)
+      return fail_errno("epoll_ctl events");
   }
   return std::unique_ptr<ApiServer>(
       new ApiServer(std::move(options), std::move(handler), std::move(listener), std::move(ep), std::move(wake)));

@@ -34,7 +34,9 @@ std::string id_field(const Json& entry, const char* key) {
 Result<void> apply_config_document(Controller& c, const std::string& text) {
   Json doc = Json::parse(text, nullptr, false);
   if (doc.is_discarded()) return fail(EINVAL, "config file: not valid JSON");
-  if (auto ok = check_object(doc, {"boot-source", "drives", "machine-config", "network-interfaces", "logger", "metrics", "vsock"}); !ok)
+  if (auto ok = check_object(
+          doc, {"boot-source", "drives", "machine-config", "network-interfaces", "logger", "metrics", "vsock"});
+      !ok)
     return fail(EINVAL, "config file: " + ok.error().what);
   if (doc.contains("logger")) TRY(accept("logger", put_logger(c, dump_json(doc["logger"]))));
   if (doc.contains("metrics")) TRY(accept("metrics", put_metrics(c, dump_json(doc["metrics"]))));

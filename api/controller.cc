@@ -55,7 +55,8 @@ Result<void> Controller::flush_metrics() {
 }
 
 Result<void> Controller::load_snapshot(const std::string& state_path, const RestoreOptions& options) {
-  if (state_ != InstanceState::kNotStarted) return fail(EINVAL, "a snapshot can only be loaded before the microVM starts");
+  if (state_ != InstanceState::kNotStarted)
+    return fail(EINVAL, "a snapshot can only be loaded before the microVM starts");
   RestoreOptions o = options;
   o.host = config_;  // console, logging and sandbox settings of this process
   TRY(launcher_.restore(state_path, o));

@@ -10,7 +10,6 @@
 
 #include "api/api_counters.h"
 #include "api/metrics_report.h"
-
 #include "microvm/result.h"
 #include "microvm/vm.h"
 

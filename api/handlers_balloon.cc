@@ -16,17 +16,17 @@ constexpr uint64_t kMaxMib = 1ull << 32;
 HttpResponse put_balloon(Controller& c, const std::string& body) {
   if (c.state() != InstanceState::kNotStarted)
     return fault(400, "cannot add a balloon after the microVM has started (PATCH /balloon resizes it)");
-  auto j = parse_object(body, {"amount_mib", "deflate_on_oom", "stats_polling_interval_s", "free_page_reporting",
-                               "free_page_hinting"});
+  auto j = parse_object(
+      body, {"amount_mib", "deflate_on_oom", "stats_polling_interval_s", "free_page_reporting", "free_page_hinting"});
   if (!j) return fault(400, j.error().what);
   auto mib = get_uint(*j, "amount_mib");
   auto oom = get_bool(*j, "deflate_on_oom");
   auto interval = get_uint(*j, "stats_polling_interval_s");
   auto reporting = get_bool(*j, "free_page_reporting");
   auto hinting = get_bool(*j, "free_page_hinting");
-  for (const Error* e : {mib ? nullptr : &mib.error(), oom ? nullptr : &oom.error(),
-                         interval ? nullptr : &interval.error(), reporting ? nullptr : &reporting.error(),
-                         hinting ? nullptr : &hinting.error()})
+  for (const Error* e :
+       {mib ? nullptr : &mib.error(), oom ? nullptr : &oom.error(), interval ? nullptr : &interval.error(),
+        reporting ? nullptr : &reporting.error(), hinting ? nullptr : &hinting.error()})
     if (e) return fault(400, e->what);
   if (!*mib) return fault(400, "amount_mib is required");
   if (!*oom) return fault(400, "deflate_on_oom is required");

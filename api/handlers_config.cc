@@ -204,5 +204,4 @@ HttpResponse put_logger(Controller& c, const std::string& body) {
   return no_content();
 }
 
-
 }  // namespace microvm::api

@@ -17,7 +17,8 @@ HttpResponse patch_network_interface(Controller& c, const std::string& id, const
     return fault(400, "iface_id in the body must match the id in the path ('" + id + "')");
   if (c.state() == InstanceState::kNotStarted)
     return fault(400, "PATCH /network-interfaces/" + id +
-                          " changes a running microVM's interface; before InstanceStart use PUT /network-interfaces/" + id);
+                          " changes a running microVM's interface; before InstanceStart use PUT /network-interfaces/" +
+                          id);
   RateLimitUpdate rx, tx;
   for (auto [key, out] : {std::pair{"rx_rate_limiter", &rx}, std::pair{"tx_rate_limiter", &tx}}) {
     if (!j->contains(key) || (*j)[key].is_null()) continue;
@@ -36,13 +37,14 @@ HttpResponse patch_drive(Controller& c, const std::string& id, const std::string
   auto body_id = get_string(*j, "drive_id");
   auto path = get_string(*j, "path_on_host");
   auto format = get_string(*j, "x-microvm-format");
-  for (const Error* e : {body_id ? nullptr : &body_id.error(), path ? nullptr : &path.error(),
-                         format ? nullptr : &format.error()})
+  for (const Error* e :
+       {body_id ? nullptr : &body_id.error(), path ? nullptr : &path.error(), format ? nullptr : &format.error()})
     if (e) return fault(400, e->what);
   if (!*body_id || **body_id != id)
     return fault(400, "drive_id in the body must match the id in the path ('" + id + "')");
   if (c.state() == InstanceState::kNotStarted)
-    return fault(400, "PATCH /drives/" + id + " changes a running microVM's drive; before InstanceStart use PUT /drives/" + id);
+    return fault(
+        400, "PATCH /drives/" + id + " changes a running microVM's drive; before InstanceStart use PUT /drives/" + id);
   RateLimitUpdate limits;
   if (j->contains("rate_limiter") && !(*j)["rate_limiter"].is_null()) {
     auto parsed = parse_rate_limiter((*j)["rate_limiter"], "rate_limiter");
@@ -55,7 +57,8 @@ HttpResponse patch_drive(Controller& c, const std::string& id, const std::string
   if (*format && **format != "raw" && **format != "qcow2")
     return fault(400, "x-microvm-format must be \"raw\" or \"qcow2\"");
   if (!*path) {
-    if (auto ok = c.launcher().set_disk_rate_limit(id, limits); !ok) return fault(400, "rate limit: " + ok.error().what);
+    if (auto ok = c.launcher().set_disk_rate_limit(id, limits); !ok)
+      return fault(400, "rate limit: " + ok.error().what);
     return no_content();
   }
   // No stat() here: the API thread's seccomp role opens and inspects no path. The launcher's

@@ -29,10 +29,10 @@ HttpResponse put_vsock(Controller& c, const std::string& body) {
     if (e) return fault(400, e->what);
   if (!*cid) return fault(400, "guest_cid is required");
   if (!*path) return fault(400, "uds_path is required");
-  if (**cid < kMinGuestCid || **cid > kMaxGuestCid)
-    return fault(400, "guest_cid must be between 3 and 4294967294");
+  if (**cid < kMinGuestCid || **cid > kMaxGuestCid) return fault(400, "guest_cid must be between 3 and 4294967294");
   if ((*path)->empty() || (*path)->size() > kMaxUdsPath)
-    return fault(400, "uds_path must be 1 to " + std::to_string(kMaxUdsPath) + " bytes (guest ports are appended to it)");
+    return fault(400,
+                 "uds_path must be 1 to " + std::to_string(kMaxUdsPath) + " bytes (guest ports are appended to it)");
   if ((*path)->find('\0') != std::string::npos) return fault(400, "uds_path must not contain a NUL byte");
   c.config().vsock = VsockConfig{**cid, **path};
   return no_content();

@@ -28,7 +28,8 @@ Result<MetricsFile> MetricsFile::open(const std::string& path) {
   // O_NONBLOCK: opening a FIFO for writing would otherwise wait for a reader, and a write to
   // a full one would stall the API thread.
   Fd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0600));
-  if (!fd && errno == ENXIO) fd = Fd(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));  // FIFO, no reader yet
+  if (!fd && errno == ENXIO)
+    fd = Fd(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));  // FIFO, no reader yet
   if (!fd) return fail_errno("metrics_path " + path);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return fail_errno("metrics_path " + path);

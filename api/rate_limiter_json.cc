@@ -15,15 +15,14 @@ Result<std::optional<BucketLimit>> parse_bucket(const Json& parent, const char* 
   auto size = get_uint(*b, "size");
   auto burst = get_uint(*b, "one_time_burst");
   auto refill = get_uint(*b, "refill_time");
-  for (const Error* e : {size ? nullptr : &size.error(), burst ? nullptr : &burst.error(),
-                         refill ? nullptr : &refill.error()})
+  for (const Error* e :
+       {size ? nullptr : &size.error(), burst ? nullptr : &burst.error(), refill ? nullptr : &refill.error()})
     if (e) return fail(EINVAL, name + ": " + e->what);
   if (!*size || !*refill) return fail(EINVAL, name + ": size and refill_time are required");
   if (burst->value_or(0) != 0)
     return fail(EINVAL, name + ": one_time_burst is not supported (only size per refill_time)");
   if (**size == 0 || **refill == 0) return BucketLimit{};  // disabled: no limit
-  if (**size > std::numeric_limits<uint64_t>::max() / 1000)
-    return fail(EINVAL, name + ": size is too large");
+  if (**size > std::numeric_limits<uint64_t>::max() / 1000) return fail(EINVAL, name + ": size is too large");
   uint64_t per_second = **size * 1000 / **refill;
   if (per_second == 0) return fail(EINVAL, name + ": a rate below 1 per second is not supported");
   return BucketLimit{per_second, **size};

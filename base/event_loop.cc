@@ -73,7 +73,7 @@ Result<size_t> EventLoop::run_once(int timeout_ms) {
   for (int i = 0; i < n; ++i) {
     auto it = handlers_.find(events[i].data.fd);
     if (it == handlers_.end()) continue;  // removed by an earlier handler in this round
-    auto handler = it->second;           // keeps it alive if it removes itself
+    auto handler = it->second;            // keeps it alive if it removes itself
     (*handler)(events[i].events);
   }
   return static_cast<size_t>(n);

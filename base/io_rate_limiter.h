@@ -30,9 +30,9 @@ class RefillBucket {
   void refill(int64_t now_ns);
   __int128 cost(uint64_t n) const;
 
-  uint64_t rate_ = 0;        // tokens per second
-  __int128 capacity_ = 0;    // in billionths of a token
-  __int128 credit_ = 0;      // may be negative (debt)
+  uint64_t rate_ = 0;      // tokens per second
+  __int128 capacity_ = 0;  // in billionths of a token
+  __int128 credit_ = 0;    // may be negative (debt)
   int64_t last_ns_ = 0;
 };
 

@@ -10,7 +10,6 @@
 
 namespace microvm {
 
-
 class Logger {
  public:
   Logger();  // writes to stderr at kWarn and above

@@ -28,8 +28,9 @@ std::string hex(uint64_t v) {
 // Copies `len` bytes from the image into guest memory and zero-fills up to `mem_len`.
 Result<void> place(const GuestMemory& mem, GuestAddress at, std::span<const std::byte> bytes, uint64_t mem_len) {
   auto dst = mem.translate(at, mem_len);
-  if (!dst) return fail("kernel segment at " + hex(at.raw()) + " (" + std::to_string(mem_len) +
-                        " bytes) does not fit in guest RAM; give the VM more memory");
+  if (!dst)
+    return fail("kernel segment at " + hex(at.raw()) + " (" + std::to_string(mem_len) +
+                " bytes) does not fit in guest RAM; give the VM more memory");
   TRY(mem.write(at, bytes));
   if (mem_len > bytes.size()) TRY(mem.zero(at + bytes.size(), mem_len - bytes.size()));
   return {};
@@ -44,9 +45,13 @@ Result<LoadedKernel> load_elf_kernel(const GuestMemory& mem, std::span<const std
   if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) return fail("kernel: not an ELF file");
   if (eh.e_ident[EI_CLASS] != ELFCLASS64) return fail("kernel: ELF is not 64-bit");
   if (eh.e_ident[EI_DATA] != ELFDATA2LSB) return fail("kernel: ELF is not little-endian");
-  if (eh.e_machine != EM_X86_64) return fail("kernel: ELF is not for x86-64 (e_machine " + std::to_string(eh.e_machine) + ")");
-  if (eh.e_phentsize != sizeof(Elf64_Phdr)) return fail("kernel: ELF e_phentsize " + std::to_string(eh.e_phentsize) + " is not " + std::to_string(sizeof(Elf64_Phdr)));
-  if (eh.e_phnum == 0 || eh.e_phnum > kMaxPhdrs) return fail("kernel: ELF has " + std::to_string(eh.e_phnum) + " program headers");
+  if (eh.e_machine != EM_X86_64)
+    return fail("kernel: ELF is not for x86-64 (e_machine " + std::to_string(eh.e_machine) + ")");
+  if (eh.e_phentsize != sizeof(Elf64_Phdr))
+    return fail("kernel: ELF e_phentsize " + std::to_string(eh.e_phentsize) + " is not " +
+                std::to_string(sizeof(Elf64_Phdr)));
+  if (eh.e_phnum == 0 || eh.e_phnum > kMaxPhdrs)
+    return fail("kernel: ELF has " + std::to_string(eh.e_phnum) + " program headers");
   uint64_t ph_end;
   if (__builtin_mul_overflow(uint64_t{eh.e_phnum}, sizeof(Elf64_Phdr), &ph_end) ||
       __builtin_add_overflow(ph_end, eh.e_phoff, &ph_end) || ph_end > image.size())
@@ -66,7 +71,9 @@ Result<LoadedKernel> load_elf_kernel(const GuestMemory& mem, std::span<const std
       return fail("kernel: ELF segment " + std::to_string(i) + " extends past the end of the file (truncated?)");
     if (__builtin_add_overflow(ph.p_paddr, ph.p_memsz, &mem_end))
       return fail("kernel: ELF segment " + std::to_string(i) + " address overflows");
-    if (ph.p_paddr < 0x100000) return fail("kernel: ELF segment " + std::to_string(i) + " at " + hex(ph.p_paddr) + " would overwrite boot structures below 1 MiB");
+    if (ph.p_paddr < 0x100000)
+      return fail("kernel: ELF segment " + std::to_string(i) + " at " + hex(ph.p_paddr) +
+                  " would overwrite boot structures below 1 MiB");
     TRY(place(mem, GuestAddress(ph.p_paddr), image.subspan(ph.p_offset, ph.p_filesz), ph.p_memsz));
     lo = std::min(lo, ph.p_paddr);
     hi = std::max(hi, mem_end);
@@ -86,8 +93,10 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const std::b
   std::memcpy(&hdr, image.data() + kSetupHeaderOffset, sizeof hdr);
   if (hdr.boot_flag != kBootFlag || hdr.header != kHdrSMagic) return fail("kernel: not a bzImage (no HdrS signature)");
   if (hdr.version < kMinBootProtocol)
-    return fail("kernel: bzImage boot protocol " + std::to_string(hdr.version >> 8) + "." + std::to_string(hdr.version & 0xff) + " is too old (need 2.12+ for the 64-bit entry)");
-  if (!(hdr.xloadflags & XLF_KERNEL_64)) return fail("kernel: bzImage has no 64-bit entry point (xloadflags lacks XLF_KERNEL_64)");
+    return fail("kernel: bzImage boot protocol " + std::to_string(hdr.version >> 8) + "." +
+                std::to_string(hdr.version & 0xff) + " is too old (need 2.12+ for the 64-bit entry)");
+  if (!(hdr.xloadflags & XLF_KERNEL_64))
+    return fail("kernel: bzImage has no 64-bit entry point (xloadflags lacks XLF_KERNEL_64)");
   if (!(hdr.loadflags & LOADED_HIGH)) return fail("kernel: bzImage must be loaded high (zImage is not supported)");
 
   uint64_t setup_sects = hdr.setup_sects ? hdr.setup_sects : 4;
@@ -98,10 +107,12 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const std::b
   if (payload.size() <= kEntry64Offset)
     return fail("kernel: truncated bzImage (protected-mode kernel ends before its 64-bit entry point)");
   if (hdr.syssize != 0 && uint64_t{hdr.syssize} * 16 > payload.size() + 15)
-    return fail("kernel: truncated bzImage (syssize says " + std::to_string(uint64_t{hdr.syssize} * 16) + " bytes, file has " + std::to_string(payload.size()) + ")");
+    return fail("kernel: truncated bzImage (syssize says " + std::to_string(uint64_t{hdr.syssize} * 16) +
+                " bytes, file has " + std::to_string(payload.size()) + ")");
 
   uint64_t align = hdr.kernel_alignment;
-  if (hdr.relocatable_kernel && (align == 0 || (align & (align - 1)))) return fail("kernel: bzImage kernel_alignment is not a power of two");
+  if (hdr.relocatable_kernel && (align == 0 || (align & (align - 1))))
+    return fail("kernel: bzImage kernel_alignment is not a power of two");
   uint64_t load = hdr.pref_address ? hdr.pref_address : MICROVM_KERNEL_DEFAULT_ADDR;
   if (load < 0x100000) load = MICROVM_KERNEL_DEFAULT_ADDR;
   // A relocatable kernel may run anywhere on a kernel_alignment boundary (boot protocol

@@ -17,12 +17,12 @@ enum class KernelFormat { kElf, kBzImage };
 
 struct LoadedKernel {
   KernelFormat format = KernelFormat::kElf;
-  GuestAddress entry;          // 64-bit boot protocol entry point
-  GuestAddress image_start;    // lowest guest address the image occupies
-  GuestAddress image_end;      // first byte past the image (including bss / init_size)
+  GuestAddress entry;        // 64-bit boot protocol entry point
+  GuestAddress image_start;  // lowest guest address the image occupies
+  GuestAddress image_end;    // first byte past the image (including bss / init_size)
   // A bzImage's setup header, to be copied into the zero page; nullopt for ELF.
   std::optional<setup_header> header;
-  uint32_t cmdline_limit = 2047;    // longest cmdline the kernel accepts, excluding the NUL
+  uint32_t cmdline_limit = 2047;  // longest cmdline the kernel accepts, excluding the NUL
   uint64_t initrd_addr_max = 0x7fffffff;
 };
 

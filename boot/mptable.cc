@@ -39,20 +39,19 @@ Result<void> write_mp_table(const GuestMemory& mem, uint32_t num_cpus, uint8_t i
   for (uint32_t i = 0; i < num_cpus; ++i, ++entries) {
     size_t at = t.size();
     t.resize(at + 20, 0);
-    t[at] = 0;                                     // processor
-    t[at + 1] = static_cast<uint8_t>(i);           // local APIC id
-    t[at + 2] = 0x14;                              // local APIC version
+    t[at] = 0;                                               // processor
+    t[at + 1] = static_cast<uint8_t>(i);                     // local APIC id
+    t[at + 2] = 0x14;                                        // local APIC version
     t[at + 3] = static_cast<uint8_t>(1 | (i == 0 ? 2 : 0));  // enabled, BSP
-    put(t, at + 4, 0x600, 4);                      // CPU signature (family 6)
-    put(t, at + 8, 0x201, 4);                      // feature flags: FPU, APIC
+    put(t, at + 4, 0x600, 4);                                // CPU signature (family 6)
+    put(t, at + 8, 0x201, 4);                                // feature flags: FPU, APIC
   }
   append(t, {1, 0, 'I', 'S', 'A', ' ', ' ', ' '});  // bus 0: ISA
   ++entries;
-  append(t, {2, ioapic_id, 0x11, 1});               // IOAPIC, version 0x11, enabled
+  append(t, {2, ioapic_id, 0x11, 1});  // IOAPIC, version 0x11, enabled
   for (int i = 0; i < 4; ++i) t.push_back(static_cast<uint8_t>(MICROVM_IOAPIC_ADDR >> (8 * i)));
   ++entries;
-  for (uint8_t irq = 0; irq < 16; ++irq, ++entries)
-    append(t, {3, 0 /* INT */, 0, 0, 0 /* bus */, irq, ioapic_id, irq});
+  for (uint8_t irq = 0; irq < 16; ++irq, ++entries) append(t, {3, 0 /* INT */, 0, 0, 0 /* bus */, irq, ioapic_id, irq});
   append(t, {4, 3 /* ExtINT */, 0, 0, 0, 0, 0xff, 0});  // LINT0 on every CPU
   append(t, {4, 1 /* NMI */, 0, 0, 0, 0, 0xff, 1});     // LINT1 on every CPU
   entries += 2;

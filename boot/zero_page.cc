@@ -16,7 +16,8 @@ constexpr uint64_t kPage = 4096;
 
 Result<GuestAddress> place_initrd(const GuestMemory& mem, const LoadedKernel& kernel, uint64_t size) {
   const GuestRegion& low = mem.regions().front();
-  uint64_t top = std::min<uint64_t>(low.end().raw(), kernel.initrd_addr_max == UINT64_MAX ? UINT64_MAX : kernel.initrd_addr_max + 1);
+  uint64_t top = std::min<uint64_t>(low.end().raw(),
+                                    kernel.initrd_addr_max == UINT64_MAX ? UINT64_MAX : kernel.initrd_addr_max + 1);
   uint64_t bottom = (kernel.image_end.raw() + kPage - 1) & ~(kPage - 1);
   if (size > top || ((top - size) & ~(kPage - 1)) < bottom)
     return fail("initrd of " + std::to_string(size >> 10) + " KiB does not fit in guest RAM above the kernel (" +
@@ -42,10 +43,11 @@ Result<GuestAddress> write_boot_params(const GuestMemory& mem, const BootParamsS
   bp.hdr.heap_end_ptr = 0xfe00;
 
   if (spec.cmdline.size() > k.cmdline_limit)
-    return fail("kernel command line is " + std::to_string(spec.cmdline.size()) + " bytes; this kernel accepts at most " +
-                std::to_string(k.cmdline_limit));
+    return fail("kernel command line is " + std::to_string(spec.cmdline.size()) +
+                " bytes; this kernel accepts at most " + std::to_string(k.cmdline_limit));
   if (spec.cmdline.size() + 1 > MICROVM_CMDLINE_MAX) return fail("kernel command line is too long");
-  TRY(mem.write(GuestAddress(MICROVM_CMDLINE_ADDR), std::as_bytes(std::span(spec.cmdline.c_str(), spec.cmdline.size() + 1))));
+  TRY(mem.write(GuestAddress(MICROVM_CMDLINE_ADDR),
+                std::as_bytes(std::span(spec.cmdline.c_str(), spec.cmdline.size() + 1))));
   bp.hdr.cmd_line_ptr = static_cast<uint32_t>(MICROVM_CMDLINE_ADDR);
   bp.ext_cmd_line_ptr = 0;
   bp.hdr.cmdline_size = k.cmdline_limit;

@@ -15,9 +15,9 @@ namespace microvm {
 struct BootParamsSpec {
   const LoadedKernel* kernel = nullptr;
   std::string cmdline;
-  GuestAddress initrd_addr;       // 0 size = no initrd
+  GuestAddress initrd_addr;  // 0 size = no initrd
   uint64_t initrd_size = 0;
-  GuestAddress acpi_rsdp;         // 0 = none
+  GuestAddress acpi_rsdp;               // 0 = none
   std::span<const std::byte> rng_seed;  // SETUP_RNG_SEED payload; empty = none
 };
 

@@ -1,13 +1,12 @@
 // The C ABI (include/microvm/microvm.h) over the C++ API: a handle holds a VmConfig until
 // microvm_start(), then the Vm. No exception leaves this file: the C++ API returns errors as
 // values, and allocation failure ends the process as anywhere else.
-#include "microvm/microvm.h"
-
 #include <cerrno>
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "microvm/microvm.h"
 #include "microvm/vm.h"
 
 struct microvm_vm {

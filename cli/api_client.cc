@@ -134,7 +134,8 @@ Result<void> api_stream(const std::string& socket_path, const std::string& path,
         if (head.size() > kMaxHead) return fail(EPROTO, "answer head from " + socket_path + " is too large");
         continue;
       }
-      if (!head.starts_with("HTTP/1.1 ") || head.size() < 12) return fail(EPROTO, "malformed answer from " + socket_path);
+      if (!head.starts_with("HTTP/1.1 ") || head.size() < 12)
+        return fail(EPROTO, "malformed answer from " + socket_path);
       int status = std::atoi(head.c_str() + 9);
       std::string rest = head.substr(end + 4);
       head.resize(end + 2);
@@ -144,8 +145,10 @@ Result<void> api_stream(const std::string& socket_path, const std::string& path,
       }
       chunked = head.find("Transfer-Encoding: chunked\r\n") != std::string::npos;
       in_body = true;
-      if (chunked) TRY(decoder.feed(rest, payload));
-      else payload += rest;
+      if (chunked)
+        TRY(decoder.feed(rest, payload));
+      else
+        payload += rest;
     } else if (chunked) {
       TRY(decoder.feed(data, payload));
     } else {

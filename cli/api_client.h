@@ -36,8 +36,8 @@ class ChunkedDecoder {
  private:
   enum class State { kSize, kData, kDataEnd, kTrailer, kDone };
   State state_ = State::kSize;
-  std::string line_;       // the size line (or trailer line) being read
-  uint64_t remaining_ = 0; // payload bytes left in the current chunk
+  std::string line_;        // the size line (or trailer line) being read
+  uint64_t remaining_ = 0;  // payload bytes left in the current chunk
 };
 
 }  // namespace microvm

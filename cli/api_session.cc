@@ -2,8 +2,8 @@
 
 #include <condition_variable>
 #include <cstdio>
-#include <mutex>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -85,8 +85,9 @@ class MainThreadLauncher : public api::VmLauncher {
   }
   Result<void> save_snapshot(const std::string& state_path, const std::string& memory_path) override {
     if (jailed_ && snapshot_dir_.empty())
-      return fail(EPERM, "the microVM runs inside the jail, in an empty root, and was given no --snapshot-dir to "
-                         "write snapshots to (start microvm with --snapshot-dir DIR, or --jail off)");
+      return fail(EPERM,
+                  "the microVM runs inside the jail, in an empty root, and was given no --snapshot-dir to "
+                  "write snapshots to (start microvm with --snapshot-dir DIR, or --jail off)");
     return with_vm([&](Vm& vm) {
       return worker_->run([&]() -> Result<void> {
         if (snapshot_dir_.empty()) return vm.save_snapshot(state_path, memory_path);
@@ -100,8 +101,9 @@ class MainThreadLauncher : public api::VmLauncher {
 
   Result<void> swap_disk(const std::string& drive_id, const std::string& path, const std::string& format) override {
     if (jailed_)
-      return fail(EPERM, "not inside the jail: the microVM runs in an empty root and cannot open host paths "
-                         "(start microvm with --jail off to swap drives through the API)");
+      return fail(EPERM,
+                  "not inside the jail: the microVM runs in an empty root and cannot open host paths "
+                  "(start microvm with --jail off to swap drives through the API)");
     return with_vm([&](Vm& vm) { return worker_->run([&] { return vm.swap_disk(drive_id, path, format); }); });
   }
 
@@ -131,7 +133,8 @@ class MainThreadLauncher : public api::VmLauncher {
   Result<std::pair<std::string, RestoreOptions>> confine_load(std::pair<std::string, RestoreOptions> load) const {
     if (snapshot_dir_.empty()) return load;
     load.first = TRY(resolve_snapshot_path(snapshot_dir_, load.first, SnapshotFileUse::kLoad));
-    load.second.memory_path = TRY(resolve_snapshot_path(snapshot_dir_, load.second.memory_path, SnapshotFileUse::kLoad));
+    load.second.memory_path =
+        TRY(resolve_snapshot_path(snapshot_dir_, load.second.memory_path, SnapshotFileUse::kLoad));
     return load;
   }
 
@@ -153,9 +156,15 @@ class MainThreadLauncher : public api::VmLauncher {
     cv_.notify_all();
   }
 
-  Result<void> pause() override { return with_vm([](Vm& vm) { return vm.pause(); }); }
-  Result<void> resume() override { return with_vm([](Vm& vm) { return vm.resume(); }); }
-  Result<void> request_shutdown() override { return with_vm([](Vm& vm) { return vm.request_shutdown(); }); }
+  Result<void> pause() override {
+    return with_vm([](Vm& vm) { return vm.pause(); });
+  }
+  Result<void> resume() override {
+    return with_vm([](Vm& vm) { return vm.resume(); });
+  }
+  Result<void> request_shutdown() override {
+    return with_vm([](Vm& vm) { return vm.request_shutdown(); });
+  }
   std::vector<MetricGroup> metrics() override {
     std::lock_guard lock(mu_);
     return vm_ ? vm_->metrics() : std::vector<MetricGroup>{};

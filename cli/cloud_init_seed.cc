@@ -61,24 +61,32 @@ Result<std::vector<FatFile>> parse_cloud_init_arg(const std::string& spec) {
     std::string item = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     auto eq = item.find('=');
     if (eq == std::string::npos || eq + 1 == item.size())
-      return fail(EINVAL, "expected key=value, got '" + item + "' (user-data, meta-data, network-config, ssh-key, hostname)");
+      return fail(EINVAL,
+                  "expected key=value, got '" + item + "' (user-data, meta-data, network-config, ssh-key, hostname)");
     std::string key = item.substr(0, eq), value = item.substr(eq + 1);
     auto once = [&](std::optional<std::string>& slot) -> Result<void> {
       if (slot) return fail(EINVAL, key + "= given twice");
       slot = key == "hostname" ? value : TRY(read_small_file(key, value));
       return {};
     };
-    if (key == "user-data") TRY(once(user_data));
-    else if (key == "meta-data") TRY(once(meta_data));
-    else if (key == "network-config") TRY(once(network_config));
-    else if (key == "ssh-key") TRY(once(ssh_keys));
-    else if (key == "hostname") TRY(once(hostname));
-    else return fail(EINVAL, "unknown key '" + key + "' (user-data, meta-data, network-config, ssh-key, hostname)");
+    if (key == "user-data")
+      TRY(once(user_data));
+    else if (key == "meta-data")
+      TRY(once(meta_data));
+    else if (key == "network-config")
+      TRY(once(network_config));
+    else if (key == "ssh-key")
+      TRY(once(ssh_keys));
+    else if (key == "hostname")
+      TRY(once(hostname));
+    else
+      return fail(EINVAL, "unknown key '" + key + "' (user-data, meta-data, network-config, ssh-key, hostname)");
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
   if (user_data && ssh_keys)
-    return fail(EINVAL, "ssh-key= writes the user-data itself; put the key in your user-data (ssh_authorized_keys) instead");
+    return fail(EINVAL,
+                "ssh-key= writes the user-data itself; put the key in your user-data (ssh_authorized_keys) instead");
   if (meta_data && hostname)
     return fail(EINVAL, "hostname= writes the meta-data itself; put local-hostname in your meta-data instead");
   if (hostname && !valid_hostname(*hostname)) return fail(EINVAL, "hostname=" + *hostname + ": not a valid host name");

@@ -1,15 +1,15 @@
 #include "cli/ctl_command.h"
 
-#include <CLI/CLI.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cerrno>
-#include <filesystem>
 #include <cstdio>
-#include <string_view>
 #include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "cli/api_client.h"
 #include "cli/size_arg.h"
@@ -40,7 +40,8 @@ int print_metrics(const nlohmann::json& j) {
       std::printf("%s %s\n", group.c_str(), counters.dump().c_str());
       continue;
     }
-    for (const auto& [name, v] : counters.items()) std::printf("%s.%s %s\n", group.c_str(), name.c_str(), v.dump().c_str());
+    for (const auto& [name, v] : counters.items())
+      std::printf("%s.%s %s\n", group.c_str(), name.c_str(), v.dump().c_str());
   }
   return 0;
 }
@@ -86,7 +87,7 @@ int ctl_snapshot(const std::string& sock, std::string dir, bool keep_paused, boo
     // A jailed VMM writes as its own unprivileged user into its --snapshot-dir, which that
     // user owns: a directory root makes there gets the parent's owner, or the VMM could not
     // write into it.
-    struct stat parent{};
+    struct stat parent {};
     const std::string up = dir.substr(0, dir.find_last_of('/') == 0 ? 1 : dir.find_last_of('/'));
     if (::geteuid() == 0 && ::stat(up.c_str(), &parent) == 0 && parent.st_uid != 0 &&
         ::chown(dir.c_str(), parent.st_uid, parent.st_gid) < 0)
@@ -107,7 +108,8 @@ int ctl_snapshot(const std::string& sock, std::string dir, bool keep_paused, boo
       return kExitError;
     }
   }
-  nlohmann::json body = {{"snapshot_type", "Full"}, {"snapshot_path", dir + "/state"}, {"mem_file_path", dir + "/memory"}};
+  nlohmann::json body = {
+      {"snapshot_type", "Full"}, {"snapshot_path", dir + "/state"}, {"mem_file_path", dir + "/memory"}};
   auto created = checked(sock, "PUT", "/snapshot/create", body.dump());
   if (was_running && !keep_paused) {
     if (auto r = checked(sock, "PATCH", "/vm", R"({"state":"Resumed"})"); !r)
@@ -142,8 +144,10 @@ int ctl_drive_swap(const std::string& sock, const std::string& id, const std::st
     std::fprintf(stderr, "microvm ctl: %s\n", fault_text(*reply).c_str());
     return kExitError;
   }
-  if (json) std::printf("{}\n");
-  else std::printf("drive %s now uses %s\n", id.c_str(), absolute.c_str());
+  if (json)
+    std::printf("{}\n");
+  else
+    std::printf("drive %s now uses %s\n", id.c_str(), absolute.c_str());
   return 0;
 }
 
@@ -176,10 +180,11 @@ int ctl_command(int argc, char** argv) {
        R"({"action_type":"SendCtrlAltDel"})", "power button pressed"},
       {"stop", "Stop the microVM (microvm run exits with code 5)", "PUT", "/actions",
        R"({"action_type":"x-microvm-Stop"})", "stopped"},
-      {"metrics", "Every counter (devices, vCPU exits, event loop, API), one 'group.name value' per line",
-       "GET", "/metrics", "", nullptr},
-      {"events", "Print state changes (started, paused, resumed, shutdown-requested, stopped, ...) as they "
-                 "happen, until the microVM stops",
+      {"metrics", "Every counter (devices, vCPU exits, event loop, API), one 'group.name value' per line", "GET",
+       "/metrics", "", nullptr},
+      {"events",
+       "Print state changes (started, paused, resumed, shutdown-requested, stopped, ...) as they "
+       "happen, until the microVM stops",
        "GET", "/events", "", nullptr},
   };
   for (auto& c : commands) {
@@ -194,16 +199,22 @@ int ctl_command(int argc, char** argv) {
   snapshot->add_flag("--keep-paused", keep_paused, "Leave the microVM paused afterwards");
   snapshot->fallthrough();
   std::string balloon_size;
-  CLI::App* balloon = app.add_subcommand("balloon", "Resize the balloon (PATCH /balloon): SIZE like 128M; 0 deflates it");
+  CLI::App* balloon =
+      app.add_subcommand("balloon", "Resize the balloon (PATCH /balloon): SIZE like 128M; 0 deflates it");
   balloon->add_option("SIZE", balloon_size, "Memory the guest gives back (a bare number is MiB)")->required();
   balloon->fallthrough();
   std::string swap_drive, swap_path, swap_format;
-  CLI::App* drive_swap = app.add_subcommand(
-      "drive-swap", "Give a running microVM's drive another image (PATCH /drives/ID): the guest sees the new "
-                    "contents and size; on any error the old image stays");
-  drive_swap->add_option("DRIVE_ID", swap_drive, "The drive: its API id, or drive0, drive1... for --disk order")->required();
-  drive_swap->add_option("PATH", swap_path, "The new image (opened by the microVM with the drive's format and "
-                                            "read-only setting)")->required();
+  CLI::App* drive_swap =
+      app.add_subcommand("drive-swap",
+                         "Give a running microVM's drive another image (PATCH /drives/ID): the guest sees the new "
+                         "contents and size; on any error the old image stays");
+  drive_swap->add_option("DRIVE_ID", swap_drive, "The drive: its API id, or drive0, drive1... for --disk order")
+      ->required();
+  drive_swap
+      ->add_option("PATH", swap_path,
+                   "The new image (opened by the microVM with the drive's format and "
+                   "read-only setting)")
+      ->required();
   drive_swap->add_option("--format", swap_format, "raw or qcow2 instead of the drive's current format")
       ->check(CLI::IsMember({"raw", "qcow2"}));
   drive_swap->fallthrough();
@@ -235,8 +246,10 @@ int ctl_command(int argc, char** argv) {
       std::fprintf(stderr, "microvm ctl: %s\n", fault_text(*reply).c_str());
       return kExitError;
     }
-    if (json) std::printf("{}\n");
-    else std::printf("balloon target %llu MiB\n", static_cast<unsigned long long>(mib));
+    if (json)
+      std::printf("{}\n");
+    else
+      std::printf("balloon target %llu MiB\n", static_cast<unsigned long long>(mib));
     return 0;
   }
   const Command* cmd = nullptr;

@@ -9,7 +9,7 @@ namespace microvm {
 namespace {
 
 constexpr uint32_t kSector = 512;
-constexpr uint32_t kRootEntries = 64;        // 4 sectors: a label and up to 8 files with long names
+constexpr uint32_t kRootEntries = 64;         // 4 sectors: a label and up to 8 files with long names
 constexpr uint32_t kMaxFat12Clusters = 4084;  // more would make it FAT16 (Microsoft's rule, and Linux's)
 
 void put16(std::vector<std::byte>& b, size_t at, uint16_t v) {
@@ -26,7 +26,8 @@ void put_text(std::vector<std::byte>& b, size_t at, const std::string& s, size_t
 void set_fat12(std::vector<std::byte>& fat, uint32_t cluster, uint16_t value) {
   size_t at = cluster + cluster / 2;
   uint16_t pair = static_cast<uint16_t>(fat[at]) | static_cast<uint16_t>(fat[at + 1]) << 8;
-  pair = cluster & 1 ? static_cast<uint16_t>((pair & 0x000F) | (value << 4)) : static_cast<uint16_t>((pair & 0xF000) | value);
+  pair = cluster & 1 ? static_cast<uint16_t>((pair & 0x000F) | (value << 4))
+                     : static_cast<uint16_t>((pair & 0xF000) | value);
   fat[at] = std::byte(pair & 0xFF);
   fat[at + 1] = std::byte(pair >> 8);
 }
@@ -71,15 +72,17 @@ uint8_t checksum(const std::array<char, 11>& n) {
 
 }  // namespace
 
-Result<std::vector<std::byte>> build_fat_image(const std::vector<FatFile>& files, const std::string& label, uint32_t serial) {
+Result<std::vector<std::byte>> build_fat_image(const std::vector<FatFile>& files, const std::string& label,
+                                               uint32_t serial) {
   if (files.size() > kMaxFatImageFiles) return fail(EINVAL, "FAT image: more than 8 files");
-  if (label.empty() || label.size() > 11 || !std::all_of(label.begin(), label.end(), [](char c) { return name_char(c) && c != '.'; }))
+  if (label.empty() || label.size() > 11 ||
+      !std::all_of(label.begin(), label.end(), [](char c) { return name_char(c) && c != '.'; }))
     return fail(EINVAL, "FAT image: label must be 1..11 characters of A-Z a-z 0-9 _ -");
   uint64_t total = 0;
   for (size_t i = 0; i < files.size(); ++i) {
     const auto& f = files[i];
-    if (f.name.empty() || f.name.size() > 64 || !std::all_of(f.name.begin(), f.name.end(), name_char) || f.name == "." ||
-        f.name == "..")
+    if (f.name.empty() || f.name.size() > 64 || !std::all_of(f.name.begin(), f.name.end(), name_char) ||
+        f.name == "." || f.name == "..")
       return fail(EINVAL, "FAT image: bad file name '" + f.name + "'");
     for (size_t j = 0; j < i; ++j)
       if (upper(files[j].name) == upper(f.name)) return fail(EINVAL, "FAT image: file name '" + f.name + "' twice");
@@ -112,8 +115,10 @@ Result<std::vector<std::byte>> build_fat_image(const std::vector<FatFile>& files
   put16(img, 14, static_cast<uint16_t>(reserved));
   img[16] = std::byte(fats);
   put16(img, 17, kRootEntries);
-  if (total_sectors < 65536) put16(img, 19, static_cast<uint16_t>(total_sectors));
-  else put32(img, 32, total_sectors);
+  if (total_sectors < 65536)
+    put16(img, 19, static_cast<uint16_t>(total_sectors));
+  else
+    put32(img, 32, total_sectors);
   img[21] = std::byte{0xF8};  // media: fixed disk
   put16(img, 22, static_cast<uint16_t>(fat_sectors));
   put16(img, 24, 32);  // sectors per track and heads: unused, but fsck.fat wants them set
@@ -162,18 +167,21 @@ Result<std::vector<std::byte>> build_fat_image(const std::vector<FatFile>& files
     if (slot + 1 > kRootEntries) return fail(EINVAL, "FAT image: root directory full");
     size_t e = entry();
     std::memcpy(&root[e], sn.data(), 11);
-    root[e + 11] = std::byte{0x01};  // read-only
+    root[e + 11] = std::byte{0x01};                 // read-only
     put16(root, e + 24, (20 << 9) | (1 << 5) | 1);  // 2000-01-01: a fixed date keeps the image reproducible
     put16(root, e + 18, (20 << 9) | (1 << 5) | 1);
     put32(root, e + 28, static_cast<uint32_t>(f.data.size()));
     if (f.data.empty()) continue;
     uint32_t n = static_cast<uint32_t>((f.data.size() + spc * kSector - 1) / (spc * kSector));
     put16(root, e + 26, static_cast<uint16_t>(next_cluster));
-    for (uint32_t c = 0; c < n; ++c) set_fat12(fat, next_cluster + c, c + 1 == n ? 0xFFF : static_cast<uint16_t>(next_cluster + c + 1));
-    std::memcpy(&img[(uint64_t(data_start) + uint64_t(next_cluster - 2) * spc) * kSector], f.data.data(), f.data.size());
+    for (uint32_t c = 0; c < n; ++c)
+      set_fat12(fat, next_cluster + c, c + 1 == n ? 0xFFF : static_cast<uint16_t>(next_cluster + c + 1));
+    std::memcpy(&img[(uint64_t(data_start) + uint64_t(next_cluster - 2) * spc) * kSector], f.data.data(),
+                f.data.size());
     next_cluster += n;
   }
-  for (uint32_t k = 0; k < fats; ++k) std::copy(fat.begin(), fat.end(), img.begin() + (reserved + k * fat_sectors) * kSector);
+  for (uint32_t k = 0; k < fats; ++k)
+    std::copy(fat.begin(), fat.end(), img.begin() + (reserved + k * fat_sectors) * kSector);
   std::copy(root.begin(), root.end(), img.begin() + (reserved + fats * fat_sectors) * kSector);
   return img;
 }

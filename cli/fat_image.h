@@ -21,7 +21,7 @@ constexpr size_t kMaxFatImageFiles = 8;
 constexpr size_t kMaxFatImageBytes = 64ull << 20;  // all files together
 
 // `label`: up to 11 characters of [A-Za-z0-9_-]; `serial`: the volume id (blkid: XXXX-XXXX).
-[[nodiscard]] Result<std::vector<std::byte>> build_fat_image(const std::vector<FatFile>& files, const std::string& label,
-                                                             uint32_t serial);
+[[nodiscard]] Result<std::vector<std::byte>> build_fat_image(const std::vector<FatFile>& files,
+                                                             const std::string& label, uint32_t serial);
 
 }  // namespace microvm

@@ -3,8 +3,6 @@
 #include <cstring>
 #include <vector>
 
-#include <vector>
-
 #include "cli/ctl_command.h"
 #include "cli/qemu_args.h"
 #include "cli/run_command.h"

@@ -4,8 +4,8 @@
 #include <sstream>
 #include <vector>
 
-#include "cli/size_arg.h"
 #include "base/result.h"
+#include "cli/size_arg.h"
 
 namespace microvm {
 namespace {
@@ -63,8 +63,10 @@ Result<PmemConfig> parse_pmem_arg(const std::string& spec) {
     const std::string& item = items[i];
     size_t eq = item.find('=');
     std::string key = item.substr(0, eq), v = eq == std::string::npos ? "" : item.substr(eq + 1);
-    if (key == "readonly") p.read_only = TRY(parse_on_off("--pmem readonly", v));
-    else return fail(EINVAL, "--pmem " + spec + ": unknown option '" + key + "' (readonly)");
+    if (key == "readonly")
+      p.read_only = TRY(parse_on_off("--pmem readonly", v));
+    else
+      return fail(EINVAL, "--pmem " + spec + ": unknown option '" + key + "' (readonly)");
   }
   return p;
 }

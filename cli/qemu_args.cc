@@ -9,12 +9,12 @@ namespace microvm {
 namespace {
 
 // QEMU options that take a value, and those that do not.
-constexpr std::string_view kWithValue[] = {"-kernel", "-initrd", "-append", "-smp",    "-cpu",   "-nic",
-                                           "-netdev", "-drive",  "-hda",    "-hdb",    "-virtfs", "-device",
-                                           "-accel",  "-machine", "-M",     "-serial", "-display", "-object",
-                                           "-chardev", "-name",  "-boot",   "-vga",    "-monitor", "-mem-path"};
-constexpr std::string_view kFlags[] = {"-enable-kvm", "-nographic", "-no-reboot", "-no-user-config", "-nodefaults",
-                                       "-snapshot", "-daemonize"};
+constexpr std::string_view kWithValue[] = {"-kernel",  "-initrd",  "-append", "-smp",    "-cpu",     "-nic",
+                                           "-netdev",  "-drive",   "-hda",    "-hdb",    "-virtfs",  "-device",
+                                           "-accel",   "-machine", "-M",      "-serial", "-display", "-object",
+                                           "-chardev", "-name",    "-boot",   "-vga",    "-monitor", "-mem-path"};
+constexpr std::string_view kFlags[] = {"-enable-kvm", "-nographic", "-no-reboot", "-no-user-config",
+                                       "-nodefaults", "-snapshot",  "-daemonize"};
 
 bool in(std::span<const std::string_view> list, std::string_view s) {
   return std::find(list.begin(), list.end(), s) != list.end();
@@ -71,14 +71,16 @@ class Translator {
         continue;
       }
       if (!in(kWithValue, name))
-        return fail(EINVAL, "'" + a + "' is not a microvm option (QEMU users: README, \"Coming from QEMU\"; "
-                            "'microvm run --help' lists the options)");
+        return fail(EINVAL, "'" + a +
+                                "' is not a microvm option (QEMU users: README, \"Coming from QEMU\"; "
+                                "'microvm run --help' lists the options)");
       if (i + 1 >= in_args.size()) return fail(EINVAL, "QEMU's " + name + " needs a value");
       TRY(with_value(name, in_args[++i]));
     }
     for (const auto& [id, mac] : pending_macs_) {
       auto it = std::find_if(netdevs_.begin(), netdevs_.end(), [&](const NetDev& n) { return n.id == id; });
-      if (it == netdevs_.end()) return fail(EINVAL, "-device virtio-net: netdev=" + id + " has no -netdev with that id");
+      if (it == netdevs_.end())
+        return fail(EINVAL, "-device virtio-net: netdev=" + id + " has no -netdev with that id");
       if (!mac.empty()) it->spec += ",mac=" + mac;
     }
     for (const auto& n : netdevs_) add("--net", n.spec);
@@ -147,7 +149,8 @@ class Translator {
       return fail(EINVAL, shown + ": microvm's serial console is always on stdin/stdout");
     }
     if (name == "-hda" || name == "-hdb")
-      return fail(EINVAL, shown + ": use --disk " + v + ",format=raw (or format=qcow2): microvm never guesses an image's format");
+      return fail(EINVAL, shown + ": use --disk " + v +
+                              ",format=raw (or format=qcow2): microvm never guesses an image's format");
     if (name == "-drive") return drive(shown, v);
     if (name == "-nic") return nic(shown, v);
     if (name == "-netdev") return netdev(shown, v);
@@ -170,10 +173,13 @@ class Translator {
     if (auto media = find_opt(opts, "media"); media && *media == "cdrom")
       return fail(EINVAL, shown + ": microvm has no CD-ROM; attach the image with --disk PATH,format=raw,readonly=on");
     auto format = find_opt(opts, "format");
-    if (!format) return fail(EINVAL, shown + ": add format=raw or format=qcow2 (microvm never guesses), i.e. --disk " + *file + ",format=raw");
+    if (!format)
+      return fail(EINVAL, shown + ": add format=raw or format=qcow2 (microvm never guesses), i.e. --disk " + *file +
+                              ",format=raw");
     std::string spec = *file + ",format=" + *format;
     if (auto ro = find_opt(opts, "readonly"); ro && (*ro == "on" || ro->empty())) spec += ",readonly=on";
-    if (auto cache = find_opt(opts, "cache")) spec += ",cache=" + (*cache == "none" || *cache == "directsync" ? std::string("none") : std::string("writeback"));
+    if (auto cache = find_opt(opts, "cache"))
+      spec += ",cache=" + (*cache == "none" || *cache == "directsync" ? std::string("none") : std::string("writeback"));
     add("--disk", spec);
     note(shown, "--disk " + spec);
     return {};
@@ -187,8 +193,10 @@ class Translator {
     if (kind == "user") {
       spec = "user";
       for (const auto& o : opts)
-        if (o.key == "hostfwd") spec += ",hostfwd=" + o.value;
-        else if (o.key == "restrict" && (o.value == "on" || o.value == "yes")) spec += ",restrict=on";
+        if (o.key == "hostfwd")
+          spec += ",hostfwd=" + o.value;
+        else if (o.key == "restrict" && (o.value == "on" || o.value == "yes"))
+          spec += ",restrict=on";
     } else if (kind == "tap") {
       auto ifname = find_opt(opts, "ifname");
       if (!ifname) return fail(EINVAL, shown + ": give ifname=NAME; microvm's form is --net tap=NAME");
@@ -225,7 +233,8 @@ class Translator {
     auto opts = split_opts(v);
     auto path = find_opt(opts, "path");
     auto tag = find_opt(opts, "mount_tag");
-    if (!path || !tag) return fail(EINVAL, shown + ": needs path= and mount_tag=; microvm's form is --share DIR,tag=TAG");
+    if (!path || !tag)
+      return fail(EINVAL, shown + ": needs path= and mount_tag=; microvm's form is --share DIR,tag=TAG");
     std::string spec = *path + ",tag=" + *tag;
     if (auto ro = find_opt(opts, "readonly"); ro && (ro->empty() || *ro == "on")) spec += ",readonly=on";
     add("--share", spec);
@@ -268,7 +277,7 @@ bool is_qemu_option(const std::string& arg) {
 }
 
 Result<QemuTranslation> translate_qemu_args(std::span<const std::string> args,
-                                           const std::function<bool(const std::string&)>& takes_value) {
+                                            const std::function<bool(const std::string&)>& takes_value) {
   return Translator(takes_value).run(args);
 }
 

@@ -16,23 +16,23 @@
 #include <optional>
 #include <sstream>
 
+#include "api/config_file.h"
+#include "api/controller.h"
+#include "base/rate_limit_spec.h"
+#include "cli/api_session.h"
 #include "cli/cloud_init_seed.h"
 #include "cli/disk_boot.h"
 #include "cli/graceful_shutdown.h"
 #include "cli/jail_launcher.h"
-#include "base/rate_limit_spec.h"
 #include "cli/memory_device_args.h"
 #include "cli/qemu_args.h"
 #include "cli/size_arg.h"
+#include "cli/terminal.h"
 #include "devices/block/disk_spec.h"
 #include "devices/console/port_spec.h"
-#include "devices/vhost/share_spec.h"
 #include "devices/net/net_arg.h"
+#include "devices/vhost/share_spec.h"
 #include "devices/vsock/vsock_arg.h"
-#include "cli/terminal.h"
-#include "cli/api_session.h"
-#include "api/config_file.h"
-#include "api/controller.h"
 
 namespace microvm {
 namespace {
@@ -70,7 +70,8 @@ Result<void> apply_config_file(RunOptions& opts) {
   TRY(api::apply_config_document(controller, text));
   opts.vm = controller.vm_config();
   if (controller.metrics_configured()) {
-    if (opts.api_sock.empty()) return fail(EINVAL, "--config-file: 'metrics' needs --api-sock (the API thread writes them)");
+    if (opts.api_sock.empty())
+      return fail(EINVAL, "--config-file: 'metrics' needs --api-sock (the API thread writes them)");
     opts.metrics_path = controller.metrics_path();
   }
   return {};
@@ -119,10 +120,17 @@ int run_vm(Vm& vm, const RunOptions& opts) {
     return kExitError;
   }
   switch (exit->reason) {
-    case VmExitReason::kCrash: std::fprintf(stderr, "microvm: guest crashed: %s\n", exit->detail.c_str()); break;
-    case VmExitReason::kPanicked: std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str()); break;
-    case VmExitReason::kStopped: std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str()); break;
-    default: break;
+    case VmExitReason::kCrash:
+      std::fprintf(stderr, "microvm: guest crashed: %s\n", exit->detail.c_str());
+      break;
+    case VmExitReason::kPanicked:
+      std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str());
+      break;
+    case VmExitReason::kStopped:
+      std::fprintf(stderr, "\r\nmicrovm: %s\n", exit->detail.c_str());
+      break;
+    default:
+      break;
   }
   return exit_code_for(exit->reason);
 }
@@ -155,7 +163,8 @@ Result<IoLimit> parse_rng_arg(const std::string& spec) {
     auto known = parse_rate_limit_option(std::string_view(item).substr(0, eq), std::string_view(item).substr(eq + 1),
                                          "iops", limit);
     if (!known) return std::unexpected(known.error().context("--rng"));
-    if (!*known) return fail(EINVAL, "--rng " + spec + ": unknown option '" + item + "' (bps, bps_burst, iops, iops_burst)");
+    if (!*known)
+      return fail(EINVAL, "--rng " + spec + ": unknown option '" + item + "' (bps, bps_burst, iops, iops_burst)");
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
@@ -165,12 +174,13 @@ Result<IoLimit> parse_rng_arg(const std::string& spec) {
 
 Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   RunOptions opts;
-  CLI::App app("Boot a Linux guest with its serial console on this terminal.\n"
-               "Exit codes: 0 guest powered off, 1 error, 2 bad arguments, 3 guest rebooted,\n"
-               "4 guest crashed, 5 stopped (C-a x or a signal), 6 a sandboxed thread made a forbidden\n"
-               "system call (a microvm bug or compromise; the call is named on stderr), 7 the guest\n"
-               "kernel panicked (reported through --pvpanic).",
-               "microvm run");
+  CLI::App app(
+      "Boot a Linux guest with its serial console on this terminal.\n"
+      "Exit codes: 0 guest powered off, 1 error, 2 bad arguments, 3 guest rebooted,\n"
+      "4 guest crashed, 5 stopped (C-a x or a signal), 6 a sandboxed thread made a forbidden\n"
+      "system call (a microvm bug or compromise; the call is named on stderr), 7 the guest\n"
+      "kernel panicked (reported through --pvpanic).",
+      "microvm run");
   app.set_help_flag("-h,--help", "Show this help");
   std::string memory = "512M";
   std::string transport = "pci";
@@ -235,15 +245,15 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "PATH,format=raw|qcow2[,readonly=on][,cache=none|writeback][,serial=S][,backing=FILE]"
                  "[,backing_format=F][,image_backing=on][,engine=auto|io_uring|sync]"
                  "[,bps=N][,bps_burst=N][,iops=N][,iops_burst=N]; repeatable");
+  app.add_option("--net", nets,
+                 "tap=NAME[,mac=M][,vhost=on|off|auto] | bridge=BR[,mac=M][,vhost=..] | "
+                 "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; "
+                 "any of them [,bps=N][,pps=N][,bps_burst=N][,pps_burst=N] (per direction); repeatable");
   app.add_option(
-      "--net", nets,
-      "tap=NAME[,mac=M][,vhost=on|off|auto] | bridge=BR[,mac=M][,vhost=..] | "
-      "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; "
-      "any of them [,bps=N][,pps=N][,bps_burst=N][,pps_burst=N] (per direction); repeatable");
-  app.add_option("--share", shares,
-                 "HOSTDIR[,tag=TAG][,readonly=on][,snapshot=remount] | socket=PATH,tag=TAG: a host folder over virtio-fs "
-                 "(guest: mount -t virtiofs TAG /mnt); snapshot=remount: the device may be saved and comes back "
-                 "reset (VM snapshots with shares are still refused); repeatable");
+      "--share", shares,
+      "HOSTDIR[,tag=TAG][,readonly=on][,snapshot=remount] | socket=PATH,tag=TAG: a host folder over virtio-fs "
+      "(guest: mount -t virtiofs TAG /mnt); snapshot=remount: the device may be saved and comes back "
+      "reset (VM snapshots with shares are still refused); repeatable");
   app.add_option("--balloon", balloon,
                  "[size=SIZE][,deflate-on-oom=on][,free-page-reporting=on][,stats=SECONDS]: a virtio-balloon "
                  "device; SIZE is what the guest gives back at start (a bare number is MiB), resized at run time "
@@ -256,8 +266,10 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "cid=N,socket=PATH: a virtio-vsock device (guest CID N >= 3). Guest connections to host port P "
                  "go to the Unix socket PATH_P; host clients connect to PATH and send \"CONNECT <port>\\n\" "
                  "(Firecracker's conventions)");
-  app.add_option("--virtiofsd", opts.vm.virtiofsd_path, "virtiofsd binary (default: on PATH, else /usr/lib/qemu/virtiofsd)");
-  app.add_option("--transport", transport, "virtio transport: pci or mmio")->check(CLI::IsMember({"pci", "mmio"}))
+  app.add_option("--virtiofsd", opts.vm.virtiofsd_path,
+                 "virtiofsd binary (default: on PATH, else /usr/lib/qemu/virtiofsd)");
+  app.add_option("--transport", transport, "virtio transport: pci or mmio")
+      ->check(CLI::IsMember({"pci", "mmio"}))
       ->default_str("pci");
   app.add_flag("--no-rng", no_rng, "Do not add a virtio-rng device");
   std::string rng_spec;
@@ -266,7 +278,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--console", console,
                  "serial: the console (stdin/stdout) is the 16550 UART, ttyS0; virtio: it is virtio-console "
                  "port 0, hvc0 (the UART stays for early boot; the default cmdline then says console=hvc0)")
-      ->check(CLI::IsMember({"serial", "virtio"}))->default_str("serial");
+      ->check(CLI::IsMember({"serial", "virtio"}))
+      ->default_str("serial");
   app.add_option("--serial-port", serial_ports,
                  "name=NAME,socket=PATH|pty: a named virtio-console port (guest: /dev/virtio-ports/NAME with "
                  "udev, else /sys/class/virtio-ports/*/name) on a Unix socket microvm listens on (one client "
@@ -276,14 +289,17 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--sandbox", sandbox,
                  "on: every VMM thread but the setup thread runs under a default-deny seccomp filter for "
                  "its role (SECURITY.md); off: no filters (prints a warning)")
-      ->check(CLI::IsMember({"on", "off"}))->default_str("on");
+      ->check(CLI::IsMember({"on", "off"}))
+      ->default_str("on");
   std::string jail = ::geteuid() == 0 ? "on" : "off";
   app.add_option("--jail", jail,
                  "on (the default when run as root): the VMM runs jailed: new mount, PID, IPC, "
                  "UTS, cgroup (and, without --net, network) namespaces, an empty read-only root, no capabilities, "
                  "no_new_privs, as --uid/--gid (SECURITY.md); off: not (the default for other users, who cannot "
                  "jail it). A bare --jail means on")
-      ->expected(0, 1)->check(CLI::IsMember({"on", "off"}))->default_str(jail);
+      ->expected(0, 1)
+      ->check(CLI::IsMember({"on", "off"}))
+      ->default_str(jail);
   std::string snapshot_dir;
   app.add_option("--snapshot-dir", snapshot_dir,
                  "With --api-sock: the directory PUT /snapshot/create and /snapshot/load may name files in "
@@ -297,9 +313,11 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   app.add_option("--shutdown-timeout", opts.shutdown_timeout_s,
                  "On SIGTERM press the guest's ACPI power button and stop it only if it has not powered "
                  "off after N seconds (a second SIGTERM stops at once); 0: stop at once")
-      ->default_val(0)->check(CLI::Range(0, 86400));
+      ->default_val(0)
+      ->check(CLI::Range(0, 86400));
   app.add_option("--log-level", log_level, "error, warn, info or debug")
-      ->check(CLI::IsMember({"error", "warn", "info", "debug"}))->default_str("warn");
+      ->check(CLI::IsMember({"error", "warn", "info", "debug"}))
+      ->default_str("warn");
 
   std::vector<std::string> given(argv + std::min(argc, 1), argv + argc);
   auto takes_value = [&app](const std::string& name) {
@@ -324,8 +342,9 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   }
   // Before any other complaint: a QEMU user's first try, whose real answer is this one.
   if (app.count("--firmware"))
-    return fail(EINVAL, "--firmware is not supported: microvm loads no EFI or BIOS firmware; it boots Linux directly "
-                        "(--kernel, or with only --disk the kernel, initrd and command line found inside the image)");
+    return fail(EINVAL,
+                "--firmware is not supported: microvm loads no EFI or BIOS firmware; it boots Linux directly "
+                "(--kernel, or with only --disk the kernel, initrd and command line found inside the image)");
   if (opts.no_api && !opts.api_sock.empty()) return fail(EINVAL, "--no-api and --api-sock exclude each other");
   if (!opts.metrics_path.empty() && opts.api_sock.empty())
     return fail(EINVAL, "--metrics-path needs --api-sock (the API thread writes the metrics)");
@@ -339,15 +358,18 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
   opts.cmdline_given = app.count("--cmdline") > 0;
   if (opts.vm.kernel_path.empty() && opts.api_sock.empty() && opts.config_file.empty() && opts.restore_dir.empty()) {
     if (disks.empty())
-      return fail(EINVAL, "--kernel is required (or a --disk with a kernel inside, or --api-sock to configure the VM "
-                          "through the API)\nRun 'microvm run --help' for the options.");
+      return fail(EINVAL,
+                  "--kernel is required (or a --disk with a kernel inside, or --api-sock to configure the VM "
+                  "through the API)\nRun 'microvm run --help' for the options.");
     opts.boot_from_disk = true;
     if (!opts.vm.initrd_path.empty())
       return fail(EINVAL, "--initrd needs --kernel (booting from a disk, the initrd comes from the disk's boot entry)");
   }
   if (!cloud_init.empty()) {
     if (!opts.api_sock.empty() || !opts.config_file.empty() || !opts.restore_dir.empty())
-      return fail(EINVAL, "--cloud-init works with --kernel or --disk booting, not with --api-sock, --config-file or --restore");
+      return fail(
+          EINVAL,
+          "--cloud-init works with --kernel or --disk booting, not with --api-sock, --config-file or --restore");
     auto files = parse_cloud_init_arg(cloud_init);
     if (!files) return fail(EINVAL, files.error().context("--cloud-init").what);
     opts.cloud_init = std::move(*files);
@@ -362,7 +384,7 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     char real[PATH_MAX];
     if (!::realpath(snapshot_dir.c_str(), real))
       return fail(EINVAL, "--snapshot-dir " + snapshot_dir + ": " + std::strerror(errno));
-    struct stat st{};
+    struct stat st {};
     if (::stat(real, &st) < 0 || !S_ISDIR(st.st_mode))
       return fail(EINVAL, "--snapshot-dir " + snapshot_dir + ": not a directory");
     if (std::string(real) == "/") return fail(EINVAL, "--snapshot-dir cannot be / (give it a directory of its own)");
@@ -390,7 +412,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     auto port = parse_serial_port_arg(sp);
     if (!port) return fail(EINVAL, "--serial-port " + sp + ": " + port.error().what);
     for (const auto& other : opts.vm.serial_ports)
-      if (other.name == port->name) return fail(EINVAL, "--serial-port " + sp + ": name '" + port->name + "' is used twice");
+      if (other.name == port->name)
+        return fail(EINVAL, "--serial-port " + sp + ": name '" + port->name + "' is used twice");
     opts.vm.serial_ports.push_back(*port);
   }
   if (opts.boot_timer) {
@@ -400,7 +423,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
       char line[128];
       int n = std::snprintf(line, sizeof line, "microvm: boot-timer: %s at %llu us\r\n", mark,
                             static_cast<unsigned long long>(us));
-      if (n > 0) [[maybe_unused]] auto w = ::write(STDERR_FILENO, line, std::min<size_t>(n, sizeof line - 1));
+      if (n > 0) [[maybe_unused]]
+        auto w = ::write(STDERR_FILENO, line, std::min<size_t>(n, sizeof line - 1));
     };
   }
   opts.vm.sandbox = sandbox == "on";
@@ -412,7 +436,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     if (!spec) return fail(EINVAL, "--share " + sh + ": " + spec.error().what);
     for (const auto& other : opts.vm.shares)
       if (other.tag == spec->tag) return fail(EINVAL, "--share " + sh + ": tag '" + spec->tag + "' is used twice");
-    opts.vm.shares.push_back(ShareConfig{spec->host_dir, spec->tag, spec->read_only, spec->socket_path, spec->snapshot_remount});
+    opts.vm.shares.push_back(
+        ShareConfig{spec->host_dir, spec->tag, spec->read_only, spec->socket_path, spec->snapshot_remount});
   }
   for (const auto& n : nets) opts.vm.nets.push_back(TRY(parse_net_arg(n)));
   if (app.count("--balloon")) {
@@ -427,8 +452,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
     if (!v) return fail(EINVAL, "--vsock " + vsock + ": " + v.error().what);
     opts.vm.vsock = *v;
   }
-  opts.vm.log_level = log_level == "error" ? LogLevel::kError
-                      : log_level == "info" ? LogLevel::kInfo
+  opts.vm.log_level = log_level == "error"   ? LogLevel::kError
+                      : log_level == "info"  ? LogLevel::kInfo
                       : log_level == "debug" ? LogLevel::kDebug
                                              : LogLevel::kWarn;
   return opts;
@@ -437,9 +462,11 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
 Result<void> resolve_disk_boot(RunOptions& opts) {
   const DiskConfig& disk = opts.vm.disks.front();
   auto plan = TRY(find_disk_boot(disk, !opts.print_boot));
-  std::string cmdline = image_boot::compose_cmdline(plan.options, opts.cmdline_given ? opts.vm.cmdline : "", opts.append);
+  std::string cmdline =
+      image_boot::compose_cmdline(plan.options, opts.cmdline_given ? opts.vm.cmdline : "", opts.append);
   if (opts.print_boot) {
-    std::string text = "disk:            " + disk.path + " (" + disk.format + ")\n" + image_boot::describe_plan(plan, cmdline);
+    std::string text =
+        "disk:            " + disk.path + " (" + disk.format + ")\n" + image_boot::describe_plan(plan, cmdline);
     std::fputs(text.c_str(), stdout);
     return {};
   }

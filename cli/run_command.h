@@ -17,9 +17,9 @@ struct RunOptions {
   unsigned shutdown_timeout_s = 0;
   std::string api_sock;  // serve the REST API here (api/README.md)
   bool no_api = false;
-  std::string config_file;  // Firecracker's JSON config: the VM starts at once from it
-  std::string metrics_path;  // with api_sock: JSON metrics lines (PUT /metrics before start)
-  std::string append;       // --append: added to the end of the kernel command line
+  std::string config_file;     // Firecracker's JSON config: the VM starts at once from it
+  std::string metrics_path;    // with api_sock: JSON metrics lines (PUT /metrics before start)
+  std::string append;          // --append: added to the end of the kernel command line
   bool cmdline_given = false;  // --cmdline was on the command line (it replaces a disk entry's line)
   // No --kernel but a --disk: the kernel, initrd and command line come from inside the first disk.
   bool boot_from_disk = false;
@@ -27,16 +27,16 @@ struct RunOptions {
   // --jail on|off: the VMM runs in namespaces, an empty root and as jail_uid/jail_gid
   // (vmm/sandbox/jail.h). On by default when microvm runs as root, off otherwise.
   bool jail = false;
-  std::string jail_uid;  // empty: nobody
-  std::string jail_gid;  // empty: the user's group, else nogroup (65534)
+  std::string jail_uid;     // empty: nobody
+  std::string jail_gid;     // empty: the user's group, else nogroup (65534)
   std::string restore_dir;  // --restore: start from this snapshot instead of a kernel
   // --snapshot-dir: canonical absolute path; API snapshot files must be inside it (bound
   // read-write into the jail). Empty: any path without the jail, none with it.
   std::string snapshot_dir;
-  bool clone = false;            // --clone
-  bool restore_prefault = false; // --restore-prefault
+  bool clone = false;               // --clone
+  bool restore_prefault = false;    // --restore-prefault
   std::vector<FatFile> cloud_init;  // --cloud-init: the NoCloud seed's files (empty: no seed)
-  std::vector<std::string> notes;  // QEMU spellings that were rewritten (printed on stderr)
+  std::vector<std::string> notes;   // QEMU spellings that were rewritten (printed on stderr)
 };
 
 // The Vm the options describe: Vm::restore() with --restore, else Vm::create().

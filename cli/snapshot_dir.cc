@@ -73,7 +73,7 @@ Result<std::string> resolve_snapshot_path(const std::string& dir, const std::str
     parent = std::move(*p);
   }
   const int parent_fd = parent ? parent.get() : root.get();
-  struct stat st{};
+  struct stat st {};
   if (::fstatat(parent_fd, leaf.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
     if (errno == ENOENT && use == SnapshotFileUse::kCreate) return dir + "/" + below;
     return fail_errno("snapshot path '" + requested + "'");

@@ -34,8 +34,10 @@ void copy_console(int fd, int index) {
   };
   while ((n = ::read(fd, buf, sizeof buf)) > 0) {
     for (ssize_t i = 0; i < n; ++i) {
-      if (buf[i] == '\n') flush();
-      else if (buf[i] != '\r') line += buf[i];
+      if (buf[i] == '\n')
+        flush();
+      else if (buf[i] != '\r')
+        line += buf[i];
     }
   }
   if (!line.empty()) flush();
@@ -51,19 +53,26 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string opt = argv[i];
     const char* val = argv[i + 1];
-    if (opt == "--kernel") base.kernel_path = val;
-    else if (opt == "--initrd") base.initrd_path = val;
-    else if (opt == "--cmdline") base.cmdline = val;
-    else if (opt == "--cpus") base.cpus = static_cast<unsigned>(std::atoi(val));
-    else if (opt == "--memory-mib") base.memory_bytes = std::strtoull(val, nullptr, 10) << 20;
-    else if (opt == "--vms") vms = std::atoi(val);
+    if (opt == "--kernel")
+      base.kernel_path = val;
+    else if (opt == "--initrd")
+      base.initrd_path = val;
+    else if (opt == "--cmdline")
+      base.cmdline = val;
+    else if (opt == "--cpus")
+      base.cpus = static_cast<unsigned>(std::atoi(val));
+    else if (opt == "--memory-mib")
+      base.memory_bytes = std::strtoull(val, nullptr, 10) << 20;
+    else if (opt == "--vms")
+      vms = std::atoi(val);
     else {
       std::fprintf(stderr, "embed_example: unknown option %s\n", opt.c_str());
       return 2;
     }
   }
   if (base.kernel_path.empty() || vms < 1) {
-    std::fprintf(stderr, "usage: embed_example --kernel K [--initrd I] [--cmdline C] [--cpus N] [--memory-mib M] [--vms N]\n");
+    std::fprintf(stderr,
+                 "usage: embed_example --kernel K [--initrd I] [--cmdline C] [--cpus N] [--memory-mib M] [--vms N]\n");
     return 2;
   }
 
@@ -78,7 +87,8 @@ int main(int argc, char** argv) {
     config.console_out = pipefd[1];
     config.log_sink = [i](microvm::LogLevel level, std::string_view msg) {
       std::lock_guard lock(g_stdout_mutex);
-      std::fprintf(stderr, "vm%d log(%d): %.*s\n", i, static_cast<int>(level), static_cast<int>(msg.size()), msg.data());
+      std::fprintf(stderr, "vm%d log(%d): %.*s\n", i, static_cast<int>(level), static_cast<int>(msg.size()),
+                   msg.data());
     };
     auto vm = microvm::Vm::create(config);
     if (!vm) {

@@ -6,10 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <fstream>
 #include <vector>
 
@@ -92,7 +92,7 @@ Result<HugepagePool> read_hugepage_pool() {
 }
 
 Result<std::unique_ptr<GuestMemory>> GuestMemory::create(std::span<const MemoryLayoutEntry> layout,
-                                                        MemoryBacking backing) {
+                                                         MemoryBacking backing) {
   std::unique_ptr<GuestMemory> mem(new GuestMemory());
   mem->backing_ = backing;
   uint64_t total = 0;
@@ -279,9 +279,7 @@ const GuestRegion* GuestMemory::region_of(const std::byte* host) const {
   return nullptr;
 }
 
-uint64_t GuestMemory::discard_granularity() const {
-  return backing_ == MemoryBacking::kHugetlb ? kHugePage : 4096;
-}
+uint64_t GuestMemory::discard_granularity() const { return backing_ == MemoryBacking::kHugetlb ? kHugePage : 4096; }
 
 Result<uint64_t> GuestMemory::discard(GuestAddress addr, uint64_t len) const {
   auto host = TRY(translate(addr, len));

@@ -19,9 +19,9 @@
 namespace microvm {
 
 enum class MemoryBacking {
-  kAnonymous,  // private anonymous memory: unit tests and benches
-  kMemfd,      // shared memfd: can be handed to vhost-user backends
-  kHugetlb,    // memfd with MFD_HUGETLB (2 MiB pages), refused up front if the pool is short
+  kAnonymous,    // private anonymous memory: unit tests and benches
+  kMemfd,        // shared memfd: can be handed to vhost-user backends
+  kHugetlb,      // memfd with MFD_HUGETLB (2 MiB pages), refused up front if the pool is short
   kFilePrivate,  // a file mapped MAP_PRIVATE (a snapshot's memory): pages load on first touch,
                  // writes stay private to this process; not shareable with vhost-user
 };

@@ -43,9 +43,9 @@ class BufferCursor {
 
  private:
   std::span<const iovec> bufs_;
-  size_t index_ = 0;       // current buffer
-  size_t offset_ = 0;      // offset inside bufs_[index_]
-  uint64_t remaining_ = 0; // bytes left before the end limit
+  size_t index_ = 0;        // current buffer
+  size_t offset_ = 0;       // offset inside bufs_[index_]
+  uint64_t remaining_ = 0;  // bytes left before the end limit
 };
 
 // The device-readable part of a chain (driver → device bytes).

@@ -61,11 +61,12 @@ Result<void> DeviceCore::activate(ActivationContext ctx) {
   for (uint16_t i = 0; i < active_->queues.size(); ++i) {
     ActiveQueue& aq = active_->queues[i];
     if (!aq.queue || !kicks_on_loop()) continue;
-    auto kick = LoopRegistration::add(ctx.loop, aq.config.kick_fd, EPOLLIN, [this, i, fd = aq.config.kick_fd](uint32_t) {
-      drain_eventfd(fd);
-      bump(counters_base_.kicks);
-      if (!needs_reset()) on_kick(i);
-    });
+    auto kick =
+        LoopRegistration::add(ctx.loop, aq.config.kick_fd, EPOLLIN, [this, i, fd = aq.config.kick_fd](uint32_t) {
+          drain_eventfd(fd);
+          bump(counters_base_.kicks);
+          if (!needs_reset()) on_kick(i);
+        });
     if (!kick) {
       reset();
       return std::unexpected(kick.error().context(std::string(core_.name) + ": registering a kick fd"));

@@ -41,9 +41,9 @@
 namespace microvm {
 
 struct DeviceCoreOptions {
-  const char* name = "virtio";    // log prefix and error context ("virtio-rng"); a literal
-  uint16_t queue_size = 256;      // max size offered for every queue; a power of 2
-  const Logger* logger = nullptr; // guest-triggerable lines, rate-limited; may be null
+  const char* name = "virtio";     // log prefix and error context ("virtio-rng"); a literal
+  uint16_t queue_size = 256;       // max size offered for every queue; a power of 2
+  const Logger* logger = nullptr;  // guest-triggerable lines, rate-limited; may be null
 };
 
 // Checks a queue size option the way every device's create() does.
@@ -113,14 +113,14 @@ class DeviceCore : public VirtioDevice {
   template <class Handle>
   void serve(uint16_t index, uint32_t budget, Handle&& handle) {
     std::optional<DescriptorChain> never_held;
-    serve(index, budget, never_held, [](const DescriptorChain&) { return true; }, handle);
+    serve(
+        index, budget, never_held, [](const DescriptorChain&) { return true; }, handle);
   }
   // The same behind an admission check (a rate limiter): a valid chain admit() refuses waits in
   // `held`, is served first next time, and serving stops until then (the limiter's timer calls
   // again). A snapshot hands a held chain back to the ring (chains_given_back()).
   template <class Admit, class Handle>
-  void serve(uint16_t index, uint32_t budget, std::optional<DescriptorChain>& held, Admit&& admit,
-             Handle&& handle) {
+  void serve(uint16_t index, uint32_t budget, std::optional<DescriptorChain>& held, Admit&& admit, Handle&& handle) {
     if (!active_ || needs_reset()) return;
     for (uint32_t served = 0;; ++served) {
       if (served == budget) {

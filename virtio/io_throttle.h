@@ -21,8 +21,7 @@ class IoThrottle {
  public:
   // An unlimited throttle admits everything (one branch per request) and can be given a limit
   // later with update(): devices that allow run-time changes always have one.
-  [[nodiscard]] static Result<std::unique_ptr<IoThrottle>> create(IoLimit limit,
-                                                                  MonotonicClock clock = steady_now_ns);
+  [[nodiscard]] static Result<std::unique_ptr<IoThrottle>> create(IoLimit limit, MonotonicClock clock = steady_now_ns);
 
   // A new limit (PATCH /drives, PATCH /network-interfaces), on the loop thread: each bucket
   // given replaces the old limit, nullopt keeps it; both start full. A request held back

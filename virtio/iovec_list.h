@@ -20,8 +20,7 @@ class IovecList {
   IovecList(const IovecList&) = default;
   IovecList& operator=(const IovecList&) = default;
   // A moved-from list is empty (its heap part went to the new owner).
-  IovecList(IovecList&& other) noexcept
-      : inline_(other.inline_), heap_(std::move(other.heap_)), size_(other.size_) {
+  IovecList(IovecList&& other) noexcept : inline_(other.inline_), heap_(std::move(other.heap_)), size_(other.size_) {
     other.clear();
   }
   IovecList& operator=(IovecList&& other) noexcept {

@@ -23,8 +23,12 @@ uint16_t load_acquire_u16(const std::byte* p) {
 uint16_t load_relaxed_u16(const std::byte* p) {
   return __atomic_load_n(reinterpret_cast<const uint16_t*>(p), __ATOMIC_RELAXED);
 }
-void store_release_u16(std::byte* p, uint16_t v) { __atomic_store_n(reinterpret_cast<uint16_t*>(p), v, __ATOMIC_RELEASE); }
-void store_relaxed_u16(std::byte* p, uint16_t v) { __atomic_store_n(reinterpret_cast<uint16_t*>(p), v, __ATOMIC_RELAXED); }
+void store_release_u16(std::byte* p, uint16_t v) {
+  __atomic_store_n(reinterpret_cast<uint16_t*>(p), v, __ATOMIC_RELEASE);
+}
+void store_relaxed_u16(std::byte* p, uint16_t v) {
+  __atomic_store_n(reinterpret_cast<uint16_t*>(p), v, __ATOMIC_RELAXED);
+}
 
 }  // namespace
 

@@ -25,19 +25,19 @@ class Interrupt {
 
 // A queue as the driver configured it through the transport (virtio 1.x §2.7).
 struct QueueConfig {
-  uint16_t size = 0;          // negotiated size; a power of 2 <= max_size
-  GuestAddress desc;          // descriptor table
-  GuestAddress driver;        // available ring
-  GuestAddress device;        // used ring
+  uint16_t size = 0;    // negotiated size; a power of 2 <= max_size
+  GuestAddress desc;    // descriptor table
+  GuestAddress driver;  // available ring
+  GuestAddress device;  // used ring
   bool ready = false;
-  int kick_fd = -1;           // eventfd signalled on each driver notification (owned by the transport)
+  int kick_fd = -1;  // eventfd signalled on each driver notification (owned by the transport)
 };
 
 struct ActivationContext {
   const GuestMemory& memory;
   Interrupt& interrupt;
   EventLoop& loop;
-  uint64_t features;              // what the driver acked, already checked against features()
+  uint64_t features;  // what the driver acked, already checked against features()
   std::vector<QueueConfig> queues;
 };
 
@@ -45,11 +45,11 @@ class VirtioDevice {
  public:
   virtual ~VirtioDevice() = default;
 
-  virtual uint32_t device_type() const = 0;                 // VIRTIO_ID_*
+  virtual uint32_t device_type() const = 0;  // VIRTIO_ID_*
   virtual uint16_t num_queues() const = 0;
   virtual uint16_t max_queue_size(uint16_t queue) const = 0;
-  virtual uint64_t features() const = 0;                    // offered, including VIRTIO_F_VERSION_1
-  virtual void ack_features(uint64_t features) = 0;         // what the driver wrote at FEATURES_OK
+  virtual uint64_t features() const = 0;             // offered, including VIRTIO_F_VERSION_1
+  virtual void ack_features(uint64_t features) = 0;  // what the driver wrote at FEATURES_OK
   // Config-space access; offsets past the end read as zero and writes there are ignored.
   virtual void read_config(uint64_t offset, std::span<std::byte> data) const = 0;
   virtual void write_config(uint64_t offset, std::span<const std::byte> data) = 0;

@@ -5,25 +5,25 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <iterator>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "boot/memory_map.h"
 #include "devices/block/disk_options.h"
-#include "vmm/cpu_model.h"
 #include "virtio/net/mac.h"
+#include "vmm/cpu_model.h"
 
 namespace microvm {
 namespace {
 
-constexpr unsigned kMaxCpus = 254;               // xAPIC IDs in the MADT, minus the IOAPIC's
+constexpr unsigned kMaxCpus = 254;  // xAPIC IDs in the MADT, minus the IOAPIC's
 constexpr uint64_t kMinMemory = 16ull << 20;
 // KVM's largest memory slot on x86 (KVM_MEM_MAX_NR_PAGES, 2^31 - 1 pages): RAM above 4 GiB is one slot.
 constexpr uint64_t kMaxSlotBytes = ((1ull << 31) - 1) * 4096;
-constexpr size_t kMaxSerial = 20;                // virtio-blk GET_ID
-constexpr size_t kMaxTag = 36;                   // virtio-fs config tag
+constexpr size_t kMaxSerial = 20;  // virtio-blk GET_ID
+constexpr size_t kMaxTag = 36;     // virtio-fs config tag
 
 std::string gib(uint64_t bytes) {
   char buf[32];
@@ -44,7 +44,8 @@ Result<void> check_memory(uint64_t bytes, const HostLimits& host) {
   // admin chose to overcommit (vm.overcommit_memory=1).
   if (host.mem_total != 0 && host.overcommit_memory != 1 && bytes > host.mem_total + host.swap_total)
     return fail(EINVAL, "--memory " + gib(bytes) + " is more than this host has (" + gib(host.mem_total) + " RAM + " +
-                            gib(host.swap_total) + " swap); give less, or set vm.overcommit_memory=1 to "
+                            gib(host.swap_total) +
+                            " swap); give less, or set vm.overcommit_memory=1 to "
                             "overcommit on purpose");
   return {};
 }
@@ -69,7 +70,8 @@ Result<void> check_net(const NetConfig& n) {
   if (!n.mac.empty()) {
     if (auto mac = parse_mac(n.mac); !mac) return fail(EINVAL, "--net: " + mac.error().what);
   }
-  if (n.vhost != "on" && n.vhost != "off" && n.vhost != "auto") return fail(EINVAL, "--net: vhost must be on, off or auto");
+  if (n.vhost != "on" && n.vhost != "off" && n.vhost != "auto")
+    return fail(EINVAL, "--net: vhost must be on, off or auto");
   return {};
 }
 
@@ -112,7 +114,8 @@ Result<void> check_vm_config(const VmConfig& config, const HostLimits& host) {
   for (const auto& s : config.shares) {
     if (s.host_dir.empty() == s.socket_path.empty()) return fail(EINVAL, "--share: give a folder or socket=, not both");
     if (s.tag.size() > kMaxTag) return fail(EINVAL, "--share: tag '" + s.tag + "' is longer than 36 bytes");
-    if (!s.socket_path.empty() && s.tag.empty()) return fail(EINVAL, "--share socket=" + s.socket_path + ": needs tag=");
+    if (!s.socket_path.empty() && s.tag.empty())
+      return fail(EINVAL, "--share socket=" + s.socket_path + ": needs tag=");
   }
   return {};
 }

@@ -8,8 +8,7 @@
 namespace microvm {
 namespace {
 constexpr uint8_t kCtrlA = 0x01;
-constexpr char kEscapeHelp[] =
-    "\r\nC-a h    print this help\r\nC-a x    exit microvm\r\nC-a a    send C-a\r\n";
+constexpr char kEscapeHelp[] = "\r\nC-a h    print this help\r\nC-a x    exit microvm\r\nC-a a    send C-a\r\n";
 }  // namespace
 
 ConsoleInput::~ConsoleInput() {
@@ -66,12 +65,18 @@ void ConsoleInput::feed(const uint8_t* data, size_t n) {
         out_.write({reinterpret_cast<const uint8_t*>(kEscapeHelp), sizeof kEscapeHelp - 1});
         continue;
       }
-      if (c == 'a' || c == kCtrlA) { out.push_back(kCtrlA); continue; }
+      if (c == 'a' || c == kCtrlA) {
+        out.push_back(kCtrlA);
+        continue;
+      }
       out.push_back(kCtrlA);
       out.push_back(c);
       continue;
     }
-    if (c == kCtrlA) { escape_pending_ = true; continue; }
+    if (c == kCtrlA) {
+      escape_pending_ = true;
+      continue;
+    }
     out.push_back(c);
   }
   if (!out.empty()) uart_.enqueue_input(out);

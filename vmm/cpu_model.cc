@@ -7,10 +7,14 @@ namespace {
 
 uint32_t& reg_of(kvm_cpuid_entry2& e, CpuidReg r) {
   switch (r) {
-    case CpuidReg::kEax: return e.eax;
-    case CpuidReg::kEbx: return e.ebx;
-    case CpuidReg::kEcx: return e.ecx;
-    case CpuidReg::kEdx: return e.edx;
+    case CpuidReg::kEax:
+      return e.eax;
+    case CpuidReg::kEbx:
+      return e.ebx;
+    case CpuidReg::kEcx:
+      return e.ecx;
+    case CpuidReg::kEdx:
+      return e.edx;
   }
   return e.eax;
 }
@@ -50,7 +54,10 @@ CpuidEntries build_cpuid(const CpuidEntries& supported, const CpuModel& model, u
       case 1:
         // APIC ID, logical processor count, HTT; and tell the guest it runs under a hypervisor.
         e.ebx = (e.ebx & 0x0000ffff) | (apic_id << 24) | ((count & 0xff) << 16);
-        if (count > 1) e.edx |= 1u << 28; else e.edx &= ~(1u << 28);
+        if (count > 1)
+          e.edx |= 1u << 28;
+        else
+          e.edx &= ~(1u << 28);
         e.ecx |= 1u << 31;
         break;
       case 0xb:

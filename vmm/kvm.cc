@@ -110,14 +110,20 @@ Result<Kvm> Kvm::open(const char* path) {
   int fd = ::open(path, O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
-    if (err == ENOENT) return fail(err, std::string(path) + " does not exist: this host has no KVM (is the kvm module loaded? is virtualization enabled in the firmware?)");
-    if (err == EACCES) return fail(err, std::string("no permission to open ") + path + ": add yourself to the 'kvm' group or run as root");
+    if (err == ENOENT)
+      return fail(err, std::string(path) +
+                           " does not exist: this host has no KVM (is the kvm module loaded? is virtualization enabled "
+                           "in the firmware?)");
+    if (err == EACCES)
+      return fail(err,
+                  std::string("no permission to open ") + path + ": add yourself to the 'kvm' group or run as root");
     return fail_errno(err, std::string("open ") + path);
   }
   Fd kvm(fd);
   int version = ::ioctl(fd, KVM_GET_API_VERSION, 0);
   if (version != KVM_API_VERSION)
-    return fail("KVM API version " + std::to_string(version) + " is not the supported version " + std::to_string(KVM_API_VERSION));
+    return fail("KVM API version " + std::to_string(version) + " is not the supported version " +
+                std::to_string(KVM_API_VERSION));
   for (const auto& c : kRequiredCaps)
     if (::ioctl(fd, KVM_CHECK_EXTENSION, c.cap) <= 0) return fail(std::string("KVM on this host lacks ") + c.name);
   int size = ::ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
@@ -310,8 +316,12 @@ Result<kvm_debugregs> VcpuFd::get_debugregs() const {
 Result<void> VcpuFd::set_debugregs(const kvm_debugregs& d) const {
   return set(fd_.get(), KVM_SET_DEBUGREGS, d, "KVM_SET_DEBUGREGS");
 }
-Result<kvm_mp_state> VcpuFd::get_mp_state() const { return get<kvm_mp_state>(fd_.get(), KVM_GET_MP_STATE, "KVM_GET_MP_STATE"); }
-Result<void> VcpuFd::set_mp_state(const kvm_mp_state& m) const { return set(fd_.get(), KVM_SET_MP_STATE, m, "KVM_SET_MP_STATE"); }
+Result<kvm_mp_state> VcpuFd::get_mp_state() const {
+  return get<kvm_mp_state>(fd_.get(), KVM_GET_MP_STATE, "KVM_GET_MP_STATE");
+}
+Result<void> VcpuFd::set_mp_state(const kvm_mp_state& m) const {
+  return set(fd_.get(), KVM_SET_MP_STATE, m, "KVM_SET_MP_STATE");
+}
 
 Result<uint32_t> VcpuFd::get_tsc_khz() const {
   int khz = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
@@ -327,7 +337,8 @@ Result<void> VcpuFd::set_tsc_khz(uint32_t khz) const {
 Result<std::vector<uint8_t>> VcpuFd::get_xsave(size_t size) const {
   std::vector<uint8_t> area(std::max(size, kXsaveLegacySize), 0);
   unsigned long req = area.size() > kXsaveLegacySize ? kGetXsave2 : kGetXsave;
-  if (::ioctl(fd_.get(), req, area.data()) < 0) return fail_errno(req == kGetXsave2 ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE");
+  if (::ioctl(fd_.get(), req, area.data()) < 0)
+    return fail_errno(req == kGetXsave2 ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE");
   return area;
 }
 
@@ -349,8 +360,12 @@ Result<size_t> VcpuFd::get_msrs(std::span<kvm_msr_entry> msrs) const {
 }
 
 Result<void> VcpuFd::set_fpu(const kvm_fpu& f) const { return set(fd_.get(), KVM_SET_FPU, f, "KVM_SET_FPU"); }
-Result<kvm_lapic_state> VcpuFd::get_lapic() const { return get<kvm_lapic_state>(fd_.get(), KVM_GET_LAPIC, "KVM_GET_LAPIC"); }
-Result<void> VcpuFd::set_lapic(const kvm_lapic_state& l) const { return set(fd_.get(), KVM_SET_LAPIC, l, "KVM_SET_LAPIC"); }
+Result<kvm_lapic_state> VcpuFd::get_lapic() const {
+  return get<kvm_lapic_state>(fd_.get(), KVM_GET_LAPIC, "KVM_GET_LAPIC");
+}
+Result<void> VcpuFd::set_lapic(const kvm_lapic_state& l) const {
+  return set(fd_.get(), KVM_SET_LAPIC, l, "KVM_SET_LAPIC");
+}
 
 Result<void> VcpuFd::set_msrs(std::span<const kvm_msr_entry> msrs) const {
   auto buf = pack<kvm_msr_entry>(0, msrs);

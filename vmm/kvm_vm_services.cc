@@ -65,7 +65,8 @@ Result<void> KvmVmServices::update_msi(uint32_t route, uint64_t addr, uint32_t d
 void KvmVmServices::remove_irqfd_msi(uint32_t route, int fd) {
   std::lock_guard lock(mu_);
   [[maybe_unused]] auto r = vm_.irqfd(route, fd, true);
-  if (routes_.erase(route)) [[maybe_unused]] auto ignored = apply_routes();
+  if (routes_.erase(route)) [[maybe_unused]]
+    auto ignored = apply_routes();
   if (route < next_gsi_) next_gsi_ = route;
 }
 

@@ -16,11 +16,11 @@
 #include "boot/zero_page.h"
 #include "microvm/guest_abi.h"
 #include "vmm/config_check.h"
-#include "vmm/sandbox/file_access.h"
-#include "vmm/sandbox_needs.h"
 #include "vmm/cpu_model.h"
+#include "vmm/sandbox/file_access.h"
 #include "vmm/sandbox/policy.h"
 #include "vmm/sandbox/thread_signals.h"
+#include "vmm/sandbox_needs.h"
 #include "vmm/vcpu_setup.h"
 #include "vmm/virtio_wiring.h"
 
@@ -88,10 +88,11 @@ Result<void> Machine::setup_sandbox() {
   if (!vcpu) return std::unexpected(vcpu.error().context("sandbox: vCPU filter"));
   auto loop = SeccompProgram::compile(loop_policy);
   if (!loop) return std::unexpected(loop.error().context("sandbox: event-loop filter"));
-  log_.log(LogLevel::kDebug, "sandbox: vcpu role allows %zu system calls (%zu rules, %zu BPF instructions), "
+  log_.log(LogLevel::kDebug,
+           "sandbox: vcpu role allows %zu system calls (%zu rules, %zu BPF instructions), "
            "event-loop role %zu (%zu rules, %zu BPF instructions)",
-           distinct_syscalls(vcpu_policy), vcpu_policy.size(), vcpu->instructions(),
-           distinct_syscalls(loop_policy), loop_policy.size(), loop->instructions());
+           distinct_syscalls(vcpu_policy), vcpu_policy.size(), vcpu->instructions(), distinct_syscalls(loop_policy),
+           loop_policy.size(), loop->instructions());
   vcpu_filter_ = std::move(*vcpu);
   loop_filter_ = std::move(*loop);
   if (config_.sandbox_calling_thread) {
@@ -125,8 +126,7 @@ Result<void> Machine::setup_memory() {
 
 Result<void> Machine::register_memory() {
   uint32_t slot = 0;
-  for (const auto& r : memory_->regions())
-    TRY(vm_->set_user_memory_region(slot++, r.guest_base.raw(), r.size, r.host));
+  for (const auto& r : memory_->regions()) TRY(vm_->set_user_memory_region(slot++, r.guest_base.raw(), r.size, r.host));
   return {};
 }
 
@@ -173,10 +173,10 @@ Result<void> Machine::setup_platform_devices() {
     uart_input_ = std::make_unique<UartInput>(*serial_);
     input_target = uart_input_.get();
   }
-  console_ = std::make_unique<ConsoleInput>(config_.console_in, *console_out_,
-                                            config_.console_escapes && config_.console_in >= 0 && isatty(config_.console_in),
-                                            *input_target, [this] { request_exit(VmExitReason::kStopped, "stopped from the console (C-a x)"); },
-                                            log_);
+  console_ = std::make_unique<ConsoleInput>(
+      config_.console_in, *console_out_,
+      config_.console_escapes && config_.console_in >= 0 && isatty(config_.console_in), *input_target,
+      [this] { request_exit(VmExitReason::kStopped, "stopped from the console (C-a x)"); }, log_);
   TRY(console_->attach(*loop_));
   return {};
 }
@@ -261,9 +261,10 @@ Result<void> Machine::setup_vcpus(bool boot) {
     // VMXON/VMRUN. Pass it through only when KVM offers it.
     bool nested = f.name == std::string_view("vmx") || f.name == std::string_view("svm");
     if (nested && !feature_bit_set(*e, f))
-      return fail(EINVAL, "--cpu: +" + std::string(f.name) + ": this host's KVM does not offer nested virtualisation (" +
+      return fail(EINVAL, "--cpu: +" + std::string(f.name) +
+                              ": this host's KVM does not offer nested virtualisation (" +
                               (f.name == std::string_view("vmx") ? "Intel VT-x: kvm_intel nested=1; on AMD use +svm"
-                                                                  : "AMD-V: kvm_amd nested=1; on Intel use +vmx") +
+                                                                 : "AMD-V: kvm_amd nested=1; on Intel use +vmx") +
                               ")");
   }
   for (unsigned i = 0; i < config_.cpus; ++i) {
@@ -276,9 +277,15 @@ Result<void> Machine::setup_vcpus(bool boot) {
     Vcpu::Hooks hooks;
     hooks.on_stop = [this](VcpuStop why, const std::string& detail) {
       switch (why) {
-        case VcpuStop::kPowerOff: request_exit(VmExitReason::kPowerOff, detail); break;
-        case VcpuStop::kReboot: request_exit(VmExitReason::kReboot, detail); break;
-        case VcpuStop::kCrash: request_exit(VmExitReason::kCrash, detail); break;
+        case VcpuStop::kPowerOff:
+          request_exit(VmExitReason::kPowerOff, detail);
+          break;
+        case VcpuStop::kReboot:
+          request_exit(VmExitReason::kReboot, detail);
+          break;
+        case VcpuStop::kCrash:
+          request_exit(VmExitReason::kCrash, detail);
+          break;
       }
     };
     if (i == 0) {
@@ -341,8 +348,9 @@ Result<void> Machine::loop_thread_main() {
       return {};
     }
     if (!*limited)
-      log_.log(LogLevel::kWarn, "sandbox: no Landlock in this kernel: user networking's event loop may open any file "
-                                "read-only (seccomp cannot check paths)");
+      log_.log(LogLevel::kWarn,
+               "sandbox: no Landlock in this kernel: user networking's event loop may open any file "
+               "read-only (seccomp cannot check paths)");
   }
   if (loop_filter_) {
     if (auto sandboxed = loop_filter_->install(ThreadRole::kEventLoop); !sandboxed) {

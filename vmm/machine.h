@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "base/event_fd.h"
-#include "base/futex_word.h"
 #include "base/event_loop.h"
+#include "base/futex_word.h"
 #include "base/log.h"
 #include "boot/page_tables.h"
 #include "devices/platform/boot_marker.h"
@@ -19,10 +19,10 @@
 #include "microvm/vm.h"
 #include "vmm/console_input.h"
 #include "vmm/console_output.h"
-#include "vmm/stdio_port.h"
 #include "vmm/io_bus.h"
 #include "vmm/kvm.h"
 #include "vmm/sandbox/seccomp_program.h"
+#include "vmm/stdio_port.h"
 #include "vmm/vcpu.h"
 
 namespace microvm {
@@ -103,7 +103,8 @@ class Machine final : public Vm {
   void mark_exiting();  // async-signal-safe
   void note_run_started();
   void set_sci(bool level);
-  void on_pvpanic(uint8_t events);  // a guest write to the pvpanic port (vCPU thread)  // the ACPI SCI line (IOAPIC pin MICROVM_ACPI_SCI_IRQ)
+  void on_pvpanic(uint8_t events);  // a guest write to the pvpanic port (vCPU thread)  // the ACPI SCI line (IOAPIC pin
+                                    // MICROVM_ACPI_SCI_IRQ)
   void note_run_ended();
   // run() with start_paused_: parks the vCPUs before their first KVM_RUN and holds the loop.
   void enter_initial_pause();

@@ -83,8 +83,10 @@ void Machine::hold_loop_while_paused() {
   // The vCPUs are parked, so the clock read here is the last time the guest saw.
   auto clock = vm_->get_clock();
   if (!clock) log_.log(LogLevel::kWarn, "pause: %s; guest time will include the pause", clock.error().what.c_str());
-  if (clock) paused_clock_ = *clock;
-  else paused_clock_.reset();
+  if (clock)
+    paused_clock_ = *clock;
+  else
+    paused_clock_.reset();
   loop_held_.store(true);
   control_events_.add(1);
   uint32_t c;
@@ -244,11 +246,15 @@ std::vector<MetricGroup> Machine::metrics() const {
   out.push_back(std::move(vcpu));
   if (virtio_) virtio_->metrics(out);
   if (console_out_)
-    out.push_back({"console", {{"written_bytes", console_out_->written_bytes()}, {"dropped_bytes", console_out_->dropped_bytes()}}});
+    out.push_back(
+        {"console",
+         {{"written_bytes", console_out_->written_bytes()}, {"dropped_bytes", console_out_->dropped_bytes()}}});
   if (loop_)
-    out.push_back({"event_loop",
-                   {{"wakeups", loop_->wakeups()}, {"handlers_run", loop_->handlers_run()}, {"tasks_run", loop_->tasks_run()}}});
-  out.push_back({"io_bus", {{"unhandled_pio", pio_.unhandled_accesses()}, {"unhandled_mmio", mmio_.unhandled_accesses()}}});
+    out.push_back(
+        {"event_loop",
+         {{"wakeups", loop_->wakeups()}, {"handlers_run", loop_->handlers_run()}, {"tasks_run", loop_->tasks_run()}}});
+  out.push_back(
+      {"io_bus", {{"unhandled_pio", pio_.unhandled_accesses()}, {"unhandled_mmio", mmio_.unhandled_accesses()}}});
   return out;
 }
 

@@ -34,8 +34,8 @@ std::string join(const std::string& dir, const char* name) {
 
 // Virtio devices whose state a snapshot cannot carry (docs/snapshot-format.md, "Device
 // sections"): a restored guest would find them reset. Disks, nets, rng, balloon, pmem,
-// console and vsock carry their state in device sections; shares are not recorded in the machine section, so a restore could not
-// rebuild them, snapshot=remount or not.
+// console and vsock carry their state in device sections; shares are not recorded in the machine section, so a restore
+// could not rebuild them, snapshot=remount or not.
 std::string unsupported_devices(const VmConfig& c) {
   if (!c.shares.empty())
     return "virtio-fs shares (virtiofsd has no migration support, and restoring a share is not supported yet)";
@@ -105,7 +105,8 @@ Result<DecodedSnapshot> decode_snapshot(std::span<const std::byte> bytes) {
   // The layout must be exactly what this microvm gives a machine of that size: no
   // guest-physical range a boot would not have (it could overlap MMIO or the APIC).
   auto layout = ram_layout(d.machine.config.memory_bytes);
-  if (layout.size() != d.machine.regions.size()) return fail(EINVAL, "snapshot memory layout does not match its memory size");
+  if (layout.size() != d.machine.regions.size())
+    return fail(EINVAL, "snapshot memory layout does not match its memory size");
   for (size_t i = 0; i < layout.size(); ++i)
     if (layout[i].base.raw() != d.machine.regions[i].guest_address || layout[i].size != d.machine.regions[i].size)
       return fail(EINVAL, "snapshot memory region " + std::to_string(i) + " is not where microvm puts guest RAM");
@@ -126,7 +127,8 @@ Result<DecodedSnapshot> decode_snapshot(std::span<const std::byte> bytes) {
   const size_t devices = file.count(SectionType::kDevice);
   for (size_t i = 0; i < devices; ++i) {
     const auto* s = file.find(SectionType::kDevice, static_cast<uint32_t>(i));
-    if (!s) return fail(EINVAL, "snapshot lacks device section " + std::to_string(i) + " of " + std::to_string(devices));
+    if (!s)
+      return fail(EINVAL, "snapshot lacks device section " + std::to_string(i) + " of " + std::to_string(devices));
     auto state = DeviceSnapshotSet::decode(s->payload);
     if (!state) return std::unexpected(state.error().context("device section " + std::to_string(i)));
     d.devices.push_back(std::move(*state));
@@ -304,8 +306,8 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
                               " serial port(s), " + std::to_string(given.size()) + " given to replace them");
     for (size_t i = 0; i < given.size(); ++i)
       if (given[i].name != saved.serial_ports[i].name)
-        return fail(EINVAL, "restore: serial port " + std::to_string(i + 1) + " is named " + saved.serial_ports[i].name +
-                                " in the snapshot, not " + given[i].name);
+        return fail(EINVAL, "restore: serial port " + std::to_string(i + 1) + " is named " +
+                                saved.serial_ports[i].name + " in the snapshot, not " + given[i].name);
     config.serial_ports = given;
   }
   config.shares.clear();
@@ -336,14 +338,16 @@ Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path,
     for (const auto& p : config.pmems)
       if (!p.read_only)
         return fail(EINVAL, "restore --clone: pmem " + p.path + " is writable; clones can share only read-only ones");
-  if (options.prefault && options.clone) return fail(EINVAL, "restore: --clone and --restore-prefault exclude each other");
+  if (options.prefault && options.clone)
+    return fail(EINVAL, "restore: --clone and --restore-prefault exclude each other");
   // The recorded configuration went through the same checks as a command line.
   if (auto ok = Vm::validate(config); !ok) return std::unexpected(ok.error().context("restore: " + state_path));
 
   std::unique_ptr<Machine> m(new Machine(config));
   TRY(m->setup_kvm());
   m->start_paused_ = options.start_paused;
-  TRY(m->setup_memory_from_file(options.memory_path, options.prefault ? FileMapMode::kPrivatePopulate : FileMapMode::kPrivate));
+  TRY(m->setup_memory_from_file(options.memory_path,
+                                options.prefault ? FileMapMode::kPrivatePopulate : FileMapMode::kPrivate));
   m->loop_ = TRY(EventLoop::create());
   TRY(m->setup_platform_devices());
   if (!decoded->uart.empty())

@@ -3,8 +3,8 @@
 #include <signal.h>
 
 #include <cinttypes>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 
 #include "vmm/sandbox/thread_signals.h"
@@ -29,14 +29,22 @@ void install_kick_handler() {
 
 const char* exit_reason_name(uint32_t r) {
   switch (r) {
-    case KVM_EXIT_UNKNOWN: return "KVM_EXIT_UNKNOWN";
-    case KVM_EXIT_EXCEPTION: return "KVM_EXIT_EXCEPTION";
-    case KVM_EXIT_HYPERCALL: return "KVM_EXIT_HYPERCALL";
-    case KVM_EXIT_DEBUG: return "KVM_EXIT_DEBUG";
-    case KVM_EXIT_FAIL_ENTRY: return "KVM_EXIT_FAIL_ENTRY";
-    case KVM_EXIT_SHUTDOWN: return "KVM_EXIT_SHUTDOWN (triple fault)";
-    case KVM_EXIT_INTERNAL_ERROR: return "KVM_EXIT_INTERNAL_ERROR";
-    default: return "unhandled exit";
+    case KVM_EXIT_UNKNOWN:
+      return "KVM_EXIT_UNKNOWN";
+    case KVM_EXIT_EXCEPTION:
+      return "KVM_EXIT_EXCEPTION";
+    case KVM_EXIT_HYPERCALL:
+      return "KVM_EXIT_HYPERCALL";
+    case KVM_EXIT_DEBUG:
+      return "KVM_EXIT_DEBUG";
+    case KVM_EXIT_FAIL_ENTRY:
+      return "KVM_EXIT_FAIL_ENTRY";
+    case KVM_EXIT_SHUTDOWN:
+      return "KVM_EXIT_SHUTDOWN (triple fault)";
+    case KVM_EXIT_INTERNAL_ERROR:
+      return "KVM_EXIT_INTERNAL_ERROR";
+    default:
+      return "unhandled exit";
   }
 }
 
@@ -115,17 +123,26 @@ void Vcpu::thread_main() {
 bool Vcpu::handle_exit() {
   kvm_run* run = fd_.run_data();
   switch (run->exit_reason) {
-    case KVM_EXIT_IO: return handle_io(run);
-    case KVM_EXIT_MMIO: return handle_mmio(run);
+    case KVM_EXIT_IO:
+      return handle_io(run);
+    case KVM_EXIT_MMIO:
+      return handle_mmio(run);
     case KVM_EXIT_HLT:  // with the in-kernel LAPIC, HLT normally never reaches us
     case KVM_EXIT_IRQ_WINDOW_OPEN:
-    case KVM_EXIT_INTR: bump(counters_.exit_other); return true;
+    case KVM_EXIT_INTR:
+      bump(counters_.exit_other);
+      return true;
     case KVM_EXIT_SYSTEM_EVENT:
       switch (run->system_event.type) {
-        case KVM_SYSTEM_EVENT_SHUTDOWN: stop_with(VcpuStop::kPowerOff, "system event: shutdown"); return false;
-        case KVM_SYSTEM_EVENT_RESET: stop_with(VcpuStop::kReboot, "system event: reset"); return false;
+        case KVM_SYSTEM_EVENT_SHUTDOWN:
+          stop_with(VcpuStop::kPowerOff, "system event: shutdown");
+          return false;
+        case KVM_SYSTEM_EVENT_RESET:
+          stop_with(VcpuStop::kReboot, "system event: reset");
+          return false;
         default:
-          stop_with(VcpuStop::kCrash, "system event " + std::to_string(run->system_event.type) + "\n" + register_dump());
+          stop_with(VcpuStop::kCrash,
+                    "system event " + std::to_string(run->system_event.type) + "\n" + register_dump());
           return false;
       }
     case KVM_EXIT_INTERNAL_ERROR: {
@@ -164,8 +181,10 @@ bool Vcpu::handle_io(kvm_run* run) {
   // String I/O (rep ins/outs) arrives as `count` consecutive items in the shared page.
   for (uint32_t i = 0; i < run->io.count; ++i) {
     std::span<std::byte> item(base + i * size, size);
-    if (run->io.direction == KVM_EXIT_IO_OUT) pio_.write(run->io.port, item);
-    else pio_.read(run->io.port, item);
+    if (run->io.direction == KVM_EXIT_IO_OUT)
+      pio_.write(run->io.port, item);
+    else
+      pio_.read(run->io.port, item);
   }
   return true;
 }
@@ -175,8 +194,10 @@ bool Vcpu::handle_mmio(kvm_run* run) {
   size_t len = std::min<size_t>(run->mmio.len, sizeof run->mmio.data);
   std::span<std::byte> data(reinterpret_cast<std::byte*>(run->mmio.data), len);
   bump(run->mmio.is_write ? counters_.exit_mmio_write : counters_.exit_mmio_read);
-  if (run->mmio.is_write) mmio_.write(run->mmio.phys_addr, data);
-  else mmio_.read(run->mmio.phys_addr, data);
+  if (run->mmio.is_write)
+    mmio_.write(run->mmio.phys_addr, data);
+  else
+    mmio_.read(run->mmio.phys_addr, data);
   return true;
 }
 

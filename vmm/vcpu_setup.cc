@@ -46,9 +46,16 @@ uint32_t get_apic_reg(const kvm_lapic_state& l, uint32_t reg) {
 
 Result<void> setup_vcpu_common(const VcpuFd& vcpu) {
   const std::array<kvm_msr_entry, 10> msrs = {{
-      {kMsrSysenterCs, 0, 0}, {kMsrSysenterEsp, 0, 0}, {kMsrSysenterEip, 0, 0},
-      {kMsrStar, 0, 0}, {kMsrLstar, 0, 0}, {kMsrCstar, 0, 0}, {kMsrSyscallMask, 0, 0},
-      {kMsrKernelGsBase, 0, 0}, {kMsrMiscEnable, 0, kMiscEnableFastString}, {kMsrMtrrDefType, 0, kMtrrEnableWriteBack},
+      {kMsrSysenterCs, 0, 0},
+      {kMsrSysenterEsp, 0, 0},
+      {kMsrSysenterEip, 0, 0},
+      {kMsrStar, 0, 0},
+      {kMsrLstar, 0, 0},
+      {kMsrCstar, 0, 0},
+      {kMsrSyscallMask, 0, 0},
+      {kMsrKernelGsBase, 0, 0},
+      {kMsrMiscEnable, 0, kMiscEnableFastString},
+      {kMsrMtrrDefType, 0, kMtrrEnableWriteBack},
   }};
   TRY(vcpu.set_msrs(msrs));
 
@@ -68,7 +75,7 @@ Result<void> setup_vcpu_common(const VcpuFd& vcpu) {
 Result<void> setup_boot_vcpu(const VcpuFd& vcpu, const LongModeTables& tables, GuestAddress entry,
                              GuestAddress zero_page) {
   auto sregs = TRY(vcpu.get_sregs());
-  sregs.cs = flat_segment(kBootCodeSelector, 0xb, true);   // execute/read, accessed
+  sregs.cs = flat_segment(kBootCodeSelector, 0xb, true);           // execute/read, accessed
   kvm_segment data = flat_segment(kBootDataSelector, 0x3, false);  // read/write, accessed
   sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = data;
   sregs.gdt.base = tables.gdt.raw();

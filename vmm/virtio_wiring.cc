@@ -5,22 +5,22 @@
 
 #include "devices/block/disk_spec.h"
 #include "devices/block/open_disk.h"
-#include "devices/vhost/virtiofsd_process.h"
-#include "devices/net/open_net.h"
-#include "microvm/guest_abi.h"
-#include "devices/pmem/pmem_image.h"
-#include "virtio/balloon/device.h"
-#include "virtio/blk/device.h"
-#include "virtio/pmem/device.h"
-#include "virtio/fs/device.h"
-#include "virtio/net/device.h"
 #include "devices/console/port_spec.h"
 #include "devices/console/pty_port.h"
 #include "devices/console/socket_port.h"
+#include "devices/net/open_net.h"
+#include "devices/pmem/pmem_image.h"
+#include "devices/vhost/virtiofsd_process.h"
+#include "devices/vsock/unix_vsock_backend.h"
+#include "microvm/guest_abi.h"
+#include "virtio/balloon/device.h"
+#include "virtio/blk/device.h"
 #include "virtio/console/device.h"
+#include "virtio/fs/device.h"
+#include "virtio/net/device.h"
+#include "virtio/pmem/device.h"
 #include "virtio/rng/device.h"
 #include "virtio/vsock/device.h"
-#include "devices/vsock/unix_vsock_backend.h"
 
 namespace microvm {
 namespace {
@@ -41,16 +41,23 @@ Result<DiskOptions> disk_options(const DiskConfig& d, bool sandbox, const Logger
   o.path = d.path;
   o.format = TRY(parse_disk_format(d.format));
   o.read_only = d.read_only;
-  if (d.cache == "none") o.cache = CacheMode::kNone;
-  else if (d.cache == "writeback" || d.cache.empty()) o.cache = CacheMode::kWriteback;
-  else return fail("disk " + d.path + ": cache must be none or writeback");
+  if (d.cache == "none")
+    o.cache = CacheMode::kNone;
+  else if (d.cache == "writeback" || d.cache.empty())
+    o.cache = CacheMode::kWriteback;
+  else
+    return fail("disk " + d.path + ": cache must be none or writeback");
   o.backing = d.backing;
   if (!d.backing_format.empty()) o.backing_format = TRY(parse_disk_format(d.backing_format));
   o.allow_image_backing = d.trust_image_backing;
-  if (d.engine == "io_uring") o.engine = EngineKind::kIoUring;
-  else if (d.engine == "sync") o.engine = EngineKind::kSync;
-  else if (d.engine == "auto" || d.engine.empty()) o.engine = EngineKind::kAuto;
-  else return fail("disk " + d.path + ": engine must be auto, io_uring or sync");
+  if (d.engine == "io_uring")
+    o.engine = EngineKind::kIoUring;
+  else if (d.engine == "sync")
+    o.engine = EngineKind::kSync;
+  else if (d.engine == "auto" || d.engine.empty())
+    o.engine = EngineKind::kAuto;
+  else
+    return fail("disk " + d.path + ": engine must be auto, io_uring or sync");
   o.logger = &log;
   o.sandboxed = sandbox;
   return o;
@@ -115,9 +122,12 @@ void append_transport(MetricGroup& g, const TransportCounters& t) {
 // "needs_reset" gauge becomes how many devices need a reset.
 void add_into(MetricGroup& total, const MetricGroup& g) {
   for (const auto& [name, v] : g.counters) {
-    auto it = std::find_if(total.counters.begin(), total.counters.end(), [&](const auto& e) { return e.first == name; });
-    if (it == total.counters.end()) total.counters.emplace_back(name, v);
-    else it->second += v;
+    auto it =
+        std::find_if(total.counters.begin(), total.counters.end(), [&](const auto& e) { return e.first == name; });
+    if (it == total.counters.end())
+      total.counters.emplace_back(name, v);
+    else
+      it->second += v;
   }
 }
 
@@ -206,7 +216,8 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     BlkDevice* dev = device->get();
     std::string id = d.id.empty() ? "drive" + std::to_string(&d - config.disks.data()) : d.id;
     w->disks_.push_back(Disk{id, dev, d});
-    TRY(w->attach(std::move(*device), "virtio-blk", "block_" + id, [dev](MetricGroup& g) { append(g, dev->counters()); }));
+    TRY(w->attach(std::move(*device), "virtio-blk", "block_" + id,
+                  [dev](MetricGroup& g) { append(g, dev->counters()); }));
   }
   for (const auto& n : config.nets) {
     auto opened = open_net(n, w->ctx_.log);
@@ -222,7 +233,8 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     NetDevice* dev = device->get();
     std::string id = n.id.empty() ? "net" + std::to_string(&n - config.nets.data()) : n.id;
     w->nets_.emplace_back(id, dev);
-    TRY(w->attach(std::move(*device), "virtio-net", "net_" + id, [dev](MetricGroup& g) { append(g, dev->counters()); }));
+    TRY(w->attach(std::move(*device), "virtio-net", "net_" + id,
+                  [dev](MetricGroup& g) { append(g, dev->counters()); }));
   }
   if (!config.shares.empty() && !w->ctx_.memory.seal_problem().empty())
     w->ctx_.log.log(LogLevel::kWarn, "guest RAM memfd is not size-sealed (%s): a vhost-user back end could truncate it",
@@ -230,8 +242,10 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
   for (const auto& s : config.shares) {
     Fd backend_stderr;
     auto device = open_share(s, config.virtiofsd_path, w->ctx_.log, &backend_stderr, w->ctx_.on_event);
-    if (!device) return std::unexpected(device.error().context("--share " + (s.host_dir.empty() ? s.socket_path : s.host_dir)));
-    if (backend_stderr) TRY(w->relay_backend_log(std::move(backend_stderr), "virtiofsd (" + (s.tag.empty() ? s.host_dir : s.tag) + ")"));
+    if (!device)
+      return std::unexpected(device.error().context("--share " + (s.host_dir.empty() ? s.socket_path : s.host_dir)));
+    if (backend_stderr)
+      TRY(w->relay_backend_log(std::move(backend_stderr), "virtiofsd (" + (s.tag.empty() ? s.host_dir : s.tag) + ")"));
     std::string tag = (*device)->tag();
     TRY(w->attach(std::move(*device), "virtio-fs", "fs_" + tag, nullptr));
   }
@@ -248,7 +262,8 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     if (!device) return std::unexpected(device.error().context("--balloon"));
     w->balloon_ = device->get();
     const BalloonDevice* dev = device->get();
-    TRY(w->attach(std::move(*device), "virtio-balloon", "balloon", [dev](MetricGroup& g) { append(g, dev->counters()); }));
+    TRY(w->attach(std::move(*device), "virtio-balloon", "balloon",
+                  [dev](MetricGroup& g) { append(g, dev->counters()); }));
   }
   if (config.pmems.size() > kMaxPmems) return fail("at most " + std::to_string(kMaxPmems) + " --pmem devices");
   uint64_t next_gpa = MICROVM_HIGH_RAM_START;
@@ -306,7 +321,8 @@ Result<void> VirtioWiring::setup_console() {
   if (!device) return std::unexpected(device.error().context("virtio-console"));
   TRY((*device)->start_backends(ctx_.loop));
   const ConsoleDevice* dev = device->get();
-  return attach(std::move(*device), "virtio-console", "console_ports", [dev](MetricGroup& g) { append(g, dev->counters()); });
+  return attach(std::move(*device), "virtio-console", "console_ports",
+                [dev](MetricGroup& g) { append(g, dev->counters()); });
 }
 
 Result<void> VirtioWiring::add_pmem(const PmemConfig& p, size_t index, uint64_t& next_gpa) {

@@ -12,8 +12,10 @@
 #include "boot/acpi/acpi_tables.h"
 #include "devices/console/port_backend.h"
 #include "devices/pci/pci_root.h"
+#include "devices/vhost/backend_log_relay.h"
 #include "memory/guest_memory.h"
 #include "microvm/vm.h"
+#include "virtio/loop_registration.h"
 #include "virtio/transport/device_snapshot.h"
 #include "virtio/transport/mmio_transport.h"
 #include "virtio/transport/pci_transport.h"
@@ -21,8 +23,6 @@
 #include "vmm/kvm.h"
 #include "vmm/kvm_vm_services.h"
 #include "vmm/pmem_write_trap.h"
-#include "devices/vhost/backend_log_relay.h"
-#include "virtio/loop_registration.h"
 
 namespace microvm {
 
@@ -42,7 +42,7 @@ class VirtioWiring final {
     IoBus& mmio;
     Logger& log;
     std::function<void()> on_reset_request;  // port 0xcf9 (shares the PCI config dword)
-    PortBackend* console_port = nullptr;      // --console virtio: port 0 on stdio (outlives this)
+    PortBackend* console_port = nullptr;     // --console virtio: port 0 on stdio (outlives this)
     // VmConfig::on_event's way out ("device-error", "backend-died"); any thread, must not block.
     std::function<void(const char* type, std::string detail)> on_event;
   };

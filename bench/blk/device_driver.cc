@@ -299,7 +299,8 @@ Result<RunResult> run_device(const DeviceRunOptions& o, const Workload& w) {
     ::pthread_setname_np(::pthread_self(), "blk-device");  // tells the two sides apart in perf
     (void)loop->run();
     timespec ts{};
-    if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) device_cpu_s = double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
+    if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+      device_cpu_s = double(ts.tv_sec) + double(ts.tv_nsec) * 1e-9;
   });
   struct Stopper {
     EventLoop& loop;

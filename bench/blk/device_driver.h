@@ -18,9 +18,9 @@
 namespace microvm::blkbench {
 
 struct DeviceRunOptions {
-  std::string path;    // the image; opened with cache=none (O_DIRECT), io_uring
+  std::string path;                      // the image; opened with cache=none (O_DIRECT), io_uring
   DiskFormat format = DiskFormat::kRaw;  // kQcow2: the real Qcow2Backend (metadata walk + data path)
-  double seconds = 5;  // measured time
+  double seconds = 5;                    // measured time
   uint64_t guest_memory_bytes = 256ull << 20;
   uint16_t queue_size = 256;
   bool indirect = true;  // as Linux does when VIRTIO_F_INDIRECT_DESC is offered

@@ -22,7 +22,8 @@ inline constexpr char kQcow2AllocLayout[] =
     "cluster has been hit once)";
 
 // Creates (replacing) an empty qcow2 of `bytes` with `qemu_img`. Returns the command that ran.
-[[nodiscard]] Result<std::string> make_fresh_qcow2(const std::string& qemu_img, const std::string& path, uint64_t bytes);
+[[nodiscard]] Result<std::string> make_fresh_qcow2(const std::string& qemu_img, const std::string& path,
+                                                   uint64_t bytes);
 
 // Converts `raw` into `qcow2` (replacing it) with `qemu_img`. Returns the command that ran.
 [[nodiscard]] Result<std::string> make_qcow2_copy(const std::string& qemu_img, const std::string& raw,

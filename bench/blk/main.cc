@@ -115,14 +115,16 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("%-18s | %-28s | %-28s | %-22s | %s\n", "workload", "microvm IOPS med (min-max)",
-              "host fio IOPS med (min-max)", "ratio med (min-max)", "MiB/s microvm/host, kicks/op, irqs/op, device CPU us/op");
+              "host fio IOPS med (min-max)", "ratio med (min-max)",
+              "MiB/s microvm/host, kicks/op, irqs/op, device CPU us/op");
   for (const auto& w : workloads) {
     const Samples& x = s[w.name];
     auto d = summarize(x.dev_iops), h = summarize(x.host_iops), r = summarize(x.ratio);
-    std::printf("%-18s | %8.0f (%8.0f-%8.0f) | %8.0f (%8.0f-%8.0f) | %5.2f (%5.2f-%5.2f) | %7.1f / %7.1f, %.2f, %.2f, %.2f\n",
-                w.name.c_str(), d.median, d.min, d.max, h.median, h.min, h.max, r.median, r.min, r.max,
-                summarize(x.dev_mib).median, summarize(x.host_mib).median, summarize(x.kicks_per_op).median,
-                summarize(x.irqs_per_op).median, summarize(x.cpu_us_per_op).median);
+    std::printf(
+        "%-18s | %8.0f (%8.0f-%8.0f) | %8.0f (%8.0f-%8.0f) | %5.2f (%5.2f-%5.2f) | %7.1f / %7.1f, %.2f, %.2f, %.2f\n",
+        w.name.c_str(), d.median, d.min, d.max, h.median, h.min, h.max, r.median, r.min, r.max,
+        summarize(x.dev_mib).median, summarize(x.host_mib).median, summarize(x.kicks_per_op).median,
+        summarize(x.irqs_per_op).median, summarize(x.cpu_us_per_op).median);
   }
   return 0;
 }

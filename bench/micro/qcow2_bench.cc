@@ -23,7 +23,7 @@ namespace {
 
 constexpr uint64_t kCluster = 64 << 10;
 constexpr uint64_t kL2Span = (kCluster / 8) * kCluster;  // guest bytes one L2 table maps: 512 MiB
-constexpr uint64_t kTables = 16;                           // 8 GiB virtual size
+constexpr uint64_t kTables = 16;                         // 8 GiB virtual size
 
 std::string scratch_dir() {
   if (::access("/dev/shm", W_OK) == 0) return "/dev/shm";
@@ -68,7 +68,7 @@ void BM_Qcow2LookupL2Hit(benchmark::State& state) {
   auto img = image().open(1 << 20);
   if (!img) return state.SkipWithError(img.error().what.c_str());
   uint64_t offs[2] = {0, kL2Span / 2};  // same L2 table, two different entries
-  (void)(*img)->map(0);                // warm
+  (void)(*img)->map(0);                 // warm
   size_t i = 0;
   for (auto _ : state) {
     auto m = (*img)->map(offs[i++ & 1]);

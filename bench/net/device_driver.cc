@@ -135,7 +135,8 @@ struct Wiring {
 };
 
 // TX: keeps every slot's frame on the ring; counts the frames completed before the deadline.
-Result<RunResult> drive_tx(const Wiring& x, const RunOptions& o, const Workload& w, const std::function<void()>& start) {
+Result<RunResult> drive_tx(const Wiring& x, const RunOptions& o, const Workload& w,
+                           const std::function<void()>& start) {
   DriverRing ring(x.ram, Layout::kTxDesc, Layout::kTxAvail, Layout::kTxUsed, x.qsize);
   const uint64_t stride = align_up(sizeof(VirtioNetHdr) + w.frame_bytes, 4096);
   if (Layout::kTxFrames + stride * x.qsize > Layout::kRxBuffers) return fail(EINVAL, "TX frames do not fit the layout");
@@ -175,7 +176,8 @@ Result<RunResult> drive_tx(const Wiring& x, const RunOptions& o, const Workload&
   for (;;) {
     // Interrupt after 3/4 of what is outstanding (at the latest: the last one).
     auto delay = static_cast<uint16_t>(std::min(in_flight * 3 / 4, in_flight - 1));
-    if (!ring.arm(delay) && !wait_interrupt(x.irq_tx)) return fail(ETIMEDOUT, "virtio-net stopped completing TX frames");
+    if (!ring.arm(delay) && !wait_interrupt(x.irq_tx))
+      return fail(ETIMEDOUT, "virtio-net stopped completing TX frames");
     uint16_t n = ring.pending();
     for (uint16_t k = 0; k < n; ++k) {
       VirtqUsedElem e = ring.peek(k);
@@ -315,12 +317,15 @@ Result<RunResult> run_device(const RunOptions& o, const Workload& w) {
   uint64_t features = dev->features();
   for (unsigned bit : {VIRTIO_F_VERSION_1, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_NET_F_MRG_RXBUF,
                        VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_GUEST_TSO4})
-    if (!has_feature(features, bit)) return fail(ENOTSUP, "the device does not offer feature bit " + std::to_string(bit));
+    if (!has_feature(features, bit))
+      return fail(ENOTSUP, "the device does not offer feature bit " + std::to_string(bit));
   dev->ack_features(features);
-  QueueConfig rxq{o.queue_size, GuestAddress(Layout::kRxDesc), GuestAddress(Layout::kRxAvail),
-                  GuestAddress(Layout::kRxUsed), true, kick_rx.fd()};
-  QueueConfig txq{o.queue_size, GuestAddress(Layout::kTxDesc), GuestAddress(Layout::kTxAvail),
-                  GuestAddress(Layout::kTxUsed), true, kick_tx.fd()};
+  QueueConfig rxq{
+      o.queue_size, GuestAddress(Layout::kRxDesc), GuestAddress(Layout::kRxAvail), GuestAddress(Layout::kRxUsed), true,
+      kick_rx.fd()};
+  QueueConfig txq{
+      o.queue_size, GuestAddress(Layout::kTxDesc), GuestAddress(Layout::kTxAvail), GuestAddress(Layout::kTxUsed), true,
+      kick_tx.fd()};
   // The loop thread is not running yet, so activating here is single-threaded like on it.
   TRY(dev->activate(ActivationContext{*mem, interrupt, *loop, features, {rxq, txq}}));
 
@@ -357,8 +362,7 @@ Result<RunResult> run_device(const RunOptions& o, const Workload& w) {
 
   const NetCounters& c = dev->counters();
   if (dev->needs_reset()) return fail(EIO, "the device entered NEEDS_RESET");
-  if (value(c.tx_dropped) || value(c.tx_errors) || value(c.rx_dropped) || value(c.bad_chains) ||
-      value(c.backend_dead))
+  if (value(c.tx_dropped) || value(c.tx_errors) || value(c.rx_dropped) || value(c.bad_chains) || value(c.backend_dead))
     return fail(EIO, "device counters show losses: tx_dropped " + std::to_string(value(c.tx_dropped)) + ", tx_errors " +
                          std::to_string(value(c.tx_errors)) + ", rx_dropped " + std::to_string(value(c.rx_dropped)) +
                          ", bad_chains " + std::to_string(value(c.bad_chains)));

@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
                    "pps %6.2f Gbps %6.0f ns/frame (drops %llu)\n",
                    rep + 1, w.name.c_str(), dev.pps(), dev.gbps(), dev.io_cpu_ns_per_frame(),
                    static_cast<unsigned long long>(dev.tap_drops), static_cast<unsigned long long>(dev.foreign),
-                   host.pps(), host.gbps(), host.io_cpu_ns_per_frame(), static_cast<unsigned long long>(host.tap_drops));
+                   host.pps(), host.gbps(), host.io_cpu_ns_per_frame(),
+                   static_cast<unsigned long long>(host.tap_drops));
     }
   }
   std::printf("%-10s | %-27s | %-27s | %-19s | %-15s | %-19s | %s\n", "workload", "microvm pps med (min-max)",
@@ -81,12 +82,12 @@ int main(int argc, char** argv) {
     const Samples& x = s[w.name];
     auto d = summarize(x.dev_pps), h = summarize(x.host_pps), r = summarize(x.ratio);
     std::printf(
-        "%-10s | %7.0f (%7.0f-%7.0f) | %7.0f (%7.0f-%7.0f) | %4.2f (%4.2f-%4.2f)    | %6.2f / %6.2f | %7.0f / %7.0f     | %.0f, "
+        "%-10s | %7.0f (%7.0f-%7.0f) | %7.0f (%7.0f-%7.0f) | %4.2f (%4.2f-%4.2f)    | %6.2f / %6.2f | %7.0f / %7.0f    "
+        " | %.0f, "
         "%.3f, %.3f\n",
         w.name.c_str(), d.median, d.min, d.max, h.median, h.min, h.max, r.median, r.min, r.max,
         summarize(x.dev_gbps).median, summarize(x.host_gbps).median, summarize(x.dev_cpu).median,
-        summarize(x.host_cpu).median, summarize(x.drv_cpu).median, summarize(x.kicks).median,
-        summarize(x.irqs).median);
+        summarize(x.host_cpu).median, summarize(x.drv_cpu).median, summarize(x.kicks).median, summarize(x.irqs).median);
   }
   return 0;
 }

@@ -76,7 +76,8 @@ Result<RunResult> rx(TapNamespace& ns, const RunOptions& o, const Workload& w) {
   TapStats before = TRY(ns.stats());
   // Buffers covering what the guest's RX ring covers, each big enough for a whole frame.
   const uint64_t stride = std::max<uint64_t>(rx_buffer_bytes(w), (sizeof(VirtioNetHdr) + w.frame_bytes + 63) & ~63ull);
-  const unsigned count = static_cast<unsigned>(std::max<uint64_t>(1, uint64_t{o.queue_size} * rx_buffer_bytes(w) / stride));
+  const unsigned count =
+      static_cast<unsigned>(std::max<uint64_t>(1, uint64_t{o.queue_size} * rx_buffer_bytes(w) / stride));
   auto mem = TRY(buffers(count, stride));
   std::byte* base = mem->regions()[0].host;
   unsigned slot = 0;

@@ -19,7 +19,8 @@ namespace {
 
 // Best effort: without IPv6 in the kernel the files do not exist, and then nothing is sent.
 void disable_ipv6() {
-  for (const char* path : {"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"}) {
+  for (const char* path :
+       {"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6"}) {
     Fd f(::open(path, O_WRONLY | O_CLOEXEC));
     if (f) (void)!::write(f.get(), "1", 1);
   }

@@ -57,10 +57,10 @@ void build_frame(const Workload& w, std::span<std::byte> out) {
   std::memset(ip, 0, 20);
   ip[0] = std::byte{0x45};
   put16be(ip + 2, static_cast<uint16_t>(w.frame_bytes - 14));
-  put16be(ip + 4, 1);      // id
-  put16be(ip + 6, 0x4000); // DF
-  ip[8] = std::byte{64};   // TTL
-  ip[9] = std::byte{6};    // TCP
+  put16be(ip + 4, 1);       // id
+  put16be(ip + 6, 0x4000);  // DF
+  ip[8] = std::byte{64};    // TTL
+  ip[9] = std::byte{6};     // TCP
   const uint8_t src[4] = {10, 98, 0, 1}, dst[4] = {10, 98, 0, 2};
   std::memcpy(ip + 12, src, 4);
   std::memcpy(ip + 16, dst, 4);
@@ -69,9 +69,9 @@ void build_frame(const Workload& w, std::span<std::byte> out) {
   std::memset(tcp, 0, 20);
   put16be(tcp, 40000);
   put16be(tcp + 2, 5201);
-  tcp[12] = std::byte{5 << 4};      // data offset: 5 words
-  tcp[13] = std::byte{0x18};        // PSH, ACK
-  put16be(tcp + 14, 0xffff);        // window
+  tcp[12] = std::byte{5 << 4};  // data offset: 5 words
+  tcp[13] = std::byte{0x18};    // PSH, ACK
+  put16be(tcp + 14, 0xffff);    // window
   // The TCP checksum stays 0: with NEEDS_CSUM its field holds the pseudo-header sum in real
   // traffic, but nothing on this path verifies it (the frames end at IP input or in the driver).
   uint32_t tag = kTag;

@@ -80,9 +80,9 @@ double thread_cpu_seconds();
 
 // How long and how hard one run pushes; shared by both variants.
 struct RunOptions {
-  double seconds = 2;            // measured time
+  double seconds = 2;              // measured time
   std::string tap_name = "mvnb0";  // inside a private namespace: cannot clash with the host's
-  uint16_t queue_size = 256;     // both virtqueues (Linux's and QEMU's default)
+  uint16_t queue_size = 256;       // both virtqueues (Linux's and QEMU's default)
   // RX: frames outstanding between the injector and the receiver (see injector.h). Below the
   // tap's 500-frame queue so nothing is dropped; TSO super-frames get fewer.
   unsigned rx_window = 384, rx_window_tso = 64;

@@ -31,7 +31,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr uint32_t kGuestBufAlloc = 256 << 10;  // Linux's default vsock buffer size
-constexpr uint32_t kTxPacket = 64 << 10;         // Linux's VIRTIO_VSOCK_MAX_PKT_BUF_SIZE
+constexpr uint32_t kTxPacket = 64 << 10;        // Linux's VIRTIO_VSOCK_MAX_PKT_BUF_SIZE
 
 [[noreturn]] void die(const char* what) {
   std::fprintf(stderr, "vsock_device_bench: %s\n", what);
@@ -140,7 +140,8 @@ struct Bench {
       for (auto& p : drv->collect())
         if (p.hdr.op == VIRTIO_VSOCK_OP_RW) got += p.payload.size();
       if (got - advertised >= kGuestBufAlloc / 2) {
-        drv->send(drv->header(3, 200, 1234, VIRTIO_VSOCK_OP_CREDIT_UPDATE, 0, kGuestBufAlloc, static_cast<uint32_t>(got)));
+        drv->send(
+            drv->header(3, 200, 1234, VIRTIO_VSOCK_OP_CREDIT_UPDATE, 0, kGuestBufAlloc, static_cast<uint32_t>(got)));
         advertised = got;
       }
     }
@@ -161,7 +162,9 @@ int main(int argc, char** argv) {
   Bench b;
   double g2h = b.guest_to_host(seconds);
   double h2g = b.host_to_guest(seconds);
-  std::printf("vsock device mode, %.1f s per direction: guest->host %.0f MB/s (64 KiB packets), "
-              "host->guest %.0f MB/s (4 KiB RX buffers)\n", seconds, g2h, h2g);
+  std::printf(
+      "vsock device mode, %.1f s per direction: guest->host %.0f MB/s (64 KiB packets), "
+      "host->guest %.0f MB/s (4 KiB RX buffers)\n",
+      seconds, g2h, h2g);
   return 0;
 }

@@ -34,9 +34,9 @@ Bytes table(std::string_view sig, uint8_t revision, size_t length) {
   b[8] = revision;
   put_str(b, 10, "MICRVM");
   put_str(b, 16, "MICROVM ");
-  put(b, 24, 1, 4);      // OEM revision
+  put(b, 24, 1, 4);  // OEM revision
   put_str(b, 28, "MVMM");
-  put(b, 32, 1, 4);      // creator revision
+  put(b, 32, 1, 4);  // creator revision
   return b;
 }
 
@@ -47,16 +47,16 @@ void finish(Bytes& b) {
 
 // Generic Address Structure: one byte-wide I/O port.
 void put_gas_io(Bytes& b, size_t off, uint16_t port, uint8_t bytes = 1) {
-  b[off] = 1;       // system I/O space
+  b[off] = 1;                                    // system I/O space
   b[off + 1] = static_cast<uint8_t>(8 * bytes);  // register bit width
   b[off + 2] = 0;
-  b[off + 3] = bytes == 4 ? 3 : bytes;           // access size: 1 byte, 2 word, 3 dword
+  b[off + 3] = bytes == 4 ? 3 : bytes;  // access size: 1 byte, 2 word, 3 dword
   put(b, off + 4, port, 8);
 }
 
 Bytes make_dsdt(const AcpiSpec& spec) {
-  Bytes body = aml::name("_S5_", aml::package({aml::integer(MICROVM_ACPI_S5_SLP_TYP), aml::integer(0),
-                                               aml::integer(0), aml::integer(0)}));
+  Bytes body = aml::name(
+      "_S5_", aml::package({aml::integer(MICROVM_ACPI_S5_SLP_TYP), aml::integer(0), aml::integer(0), aml::integer(0)}));
   if (spec.pci) {
     uint32_t lo = spec.pci->mmio_base, hi = spec.pci->mmio_base + spec.pci->mmio_size - 1;
     Bytes crs = aml::concat({aml::res::bus_number_range(0, 0), aml::res::io_port(MICROVM_PORT_PCI_CONFIG, 8),
@@ -87,23 +87,23 @@ Bytes make_fadt(uint64_t dsdt_addr) {
   put(t, 46, MICROVM_ACPI_SCI_IRQ, 2);  // SCI_INT: raised by the power button
   put(t, 56, MICROVM_PORT_ACPI_PM1A_EVT, 4);
   put(t, 64, MICROVM_PORT_ACPI_PM1A_CNT, 4);
-  t[88] = 4;                        // PM1_EVT_LEN
-  t[89] = 2;                        // PM1_CNT_LEN
+  t[88] = 4;                              // PM1_EVT_LEN
+  t[89] = 2;                              // PM1_CNT_LEN
   put(t, 109, (1u << 2) | (1u << 5), 2);  // IAPC_BOOT_ARCH: no VGA, no CMOS RTC, no 8042
-  uint32_t flags = (1u << 0)        // WBINVD works
-                   | (1u << 10)     // RESET_REG_SUP
-                   | (1u << 5);     // PWR_BUTTON (bit 4) clear: a fixed-feature power button
-                                    // (PM1 PWRBTN_STS/EN); SLP_BUTTON set: no sleep button
+  uint32_t flags = (1u << 0)              // WBINVD works
+                   | (1u << 10)           // RESET_REG_SUP
+                   | (1u << 5);           // PWR_BUTTON (bit 4) clear: a fixed-feature power button
+                                          // (PM1 PWRBTN_STS/EN); SLP_BUTTON set: no sleep button
   put(t, 112, flags, 4);
   put_gas_io(t, 116, MICROVM_PORT_ACPI_RESET);
   t[128] = MICROVM_ACPI_RESET_VALUE;
-  t[131] = 4;                       // FADT minor version (6.4)
-  put(t, 140, dsdt_addr, 8);        // X_DSDT
+  t[131] = 4;                 // FADT minor version (6.4)
+  put(t, 140, dsdt_addr, 8);  // X_DSDT
   put_gas_io(t, 148, MICROVM_PORT_ACPI_PM1A_EVT, 4);
   put_gas_io(t, 172, MICROVM_PORT_ACPI_PM1A_CNT, 2);
   put_gas_io(t, 244, MICROVM_PORT_ACPI_SLEEP_CONTROL);
   put_gas_io(t, 256, MICROVM_PORT_ACPI_SLEEP_STATUS);
-  put_str(t, 268, "MICROVM\0");     // hypervisor vendor identity
+  put_str(t, 268, "MICROVM\0");  // hypervisor vendor identity
   finish(t);
   return t;
 }

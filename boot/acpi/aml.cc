@@ -46,10 +46,19 @@ Bytes integer(uint64_t v) {
   Bytes out;
   if (v == 0) return {0x00};
   if (v == 1) return {0x01};
-  if (v <= 0xff) { out = {0x0a}; put_le(out, v, 1); }
-  else if (v <= 0xffff) { out = {0x0b}; put_le(out, v, 2); }
-  else if (v <= 0xffffffff) { out = {0x0c}; put_le(out, v, 4); }
-  else { out = {0x0e}; put_le(out, v, 8); }
+  if (v <= 0xff) {
+    out = {0x0a};
+    put_le(out, v, 1);
+  } else if (v <= 0xffff) {
+    out = {0x0b};
+    put_le(out, v, 2);
+  } else if (v <= 0xffffffff) {
+    out = {0x0c};
+    put_le(out, v, 4);
+  } else {
+    out = {0x0e};
+    put_le(out, v, 8);
+  }
   return out;
 }
 
@@ -119,7 +128,7 @@ namespace res {
 Bytes bus_number_range(uint16_t min, uint16_t max) {
   // Word Address Space Descriptor, resource type 2 (bus number), producer, min/max fixed.
   Bytes out{0x88, 13, 0, 2, 0x0c, 0};
-  put_le(out, 0, 2);              // granularity
+  put_le(out, 0, 2);  // granularity
   put_le(out, min, 2);
   put_le(out, max, 2);
   put_le(out, 0, 2);              // translation offset
@@ -131,7 +140,7 @@ Bytes io_port(uint16_t base, uint8_t len) {
   Bytes out{0x47, 0x01};  // I/O port descriptor, 16-bit decode
   put_le(out, base, 2);
   put_le(out, base, 2);
-  out.push_back(1);       // alignment
+  out.push_back(1);  // alignment
   out.push_back(len);
   return out;
 }

@@ -9,9 +9,9 @@ namespace microvm::aml {
 
 using Bytes = std::vector<uint8_t>;
 
-Bytes integer(uint64_t v);                      // ZeroOp/OneOp/Byte/Word/DWord/QWord
+Bytes integer(uint64_t v);  // ZeroOp/OneOp/Byte/Word/DWord/QWord
 Bytes string(std::string_view s);
-Bytes eisa_id(std::string_view id);             // "PNP0A03" -> compressed DWord
+Bytes eisa_id(std::string_view id);                        // "PNP0A03" -> compressed DWord
 Bytes name(std::string_view nameseg, const Bytes& value);  // Name(XXXX, value)
 Bytes package(std::initializer_list<Bytes> elements);
 Bytes buffer(const Bytes& contents);

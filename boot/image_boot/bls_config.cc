@@ -18,15 +18,22 @@ Result<BlsEntry> parse_bls_entry(std::string_view text, const std::string& file)
     if (line.empty() || line.front() == '#') continue;
     auto [key, value] = first_word(line);
     std::string v(value);
-    if (key == "title") e.title = v;
-    else if (key == "version") e.version = v;
-    else if (key == "sort-key") e.sort_key = v;
-    else if (key == "machine-id") e.machine_id = v;
-    else if (key == "linux") e.kernel = v;
+    if (key == "title")
+      e.title = v;
+    else if (key == "version")
+      e.version = v;
+    else if (key == "sort-key")
+      e.sort_key = v;
+    else if (key == "machine-id")
+      e.machine_id = v;
+    else if (key == "linux")
+      e.kernel = v;
     else if (key == "initrd") {
       if (e.initrds.size() < 16) e.initrds.push_back(v);
-    } else if (key == "options") e.options += (e.options.empty() ? "" : " ") + v;
-    else if (key == "efi") e.has_efi = true;
+    } else if (key == "options")
+      e.options += (e.options.empty() ? "" : " ") + v;
+    else if (key == "efi")
+      e.has_efi = true;
   }
   return e;
 }
@@ -57,7 +64,8 @@ bool bls_before(const BlsEntry& a, const BlsEntry& b) {
 
 Result<ConfigEntry> choose_bls_entry(std::vector<BlsEntry> entries, std::string_view loader_conf) {
   std::erase_if(entries, [](const BlsEntry& e) { return e.kernel.empty(); });
-  if (entries.empty()) return fail(ENOENT, "no Boot Loader Specification entry with a 'linux' line (UKI 'efi' entries are not supported)");
+  if (entries.empty())
+    return fail(ENOENT, "no Boot Loader Specification entry with a 'linux' line (UKI 'efi' entries are not supported)");
   std::stable_sort(entries.begin(), entries.end(), bls_before);
   const BlsEntry* pick = &entries.front();
   std::string pattern = bls_default_pattern(loader_conf);

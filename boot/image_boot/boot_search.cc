@@ -59,7 +59,8 @@ class Search {
       return pick([&](Volume& v) { return v.partition == n; }, "partition number " + std::to_string(n));
     }
     if (d.starts_with("uuid="))
-      return pick([&](Volume& v) { return lower_copy(v.fs->fs_uuid()) == lower_copy(d.substr(5)); }, "UUID " + d.substr(5));
+      return pick([&](Volume& v) { return lower_copy(v.fs->fs_uuid()) == lower_copy(d.substr(5)); },
+                  "UUID " + d.substr(5));
     if (d.starts_with("label="))
       return pick([&](Volume& v) { return v.fs->label() == d.substr(6); }, "label " + d.substr(6));
     if (d.starts_with("file=")) {
@@ -86,15 +87,17 @@ class Search {
     if (!node) return std::unexpected(node.error().context(where(*v)));
     if (node->kind != Node::Kind::kFile) return fail(EISDIR, where(*v) + ": '" + path + "' is not a regular file");
     if (node->size > limit)
-      return fail(EFBIG, where(*v) + ": '" + path + "' is " + std::to_string(node->size) + " bytes, more than the limit of " +
-                             std::to_string(limit));
+      return fail(EFBIG, where(*v) + ": '" + path + "' is " + std::to_string(node->size) +
+                             " bytes, more than the limit of " + std::to_string(limit));
     FoundFile out{v->partition, v->fs->fs_type(), v->fs->fs_uuid(), path, node->size};
     if (into) {
       auto bytes = v->fs->read(*node);
       if (!bytes) return std::unexpected(bytes.error().context(where(*v) + ": " + path));
       if (bytes->size() != node->size) return fail(EIO, where(*v) + ": '" + path + "': short read");
-      if (into->empty()) *into = std::move(*bytes);  // the kernel, or the first initrd: no copy
-      else into->insert(into->end(), bytes->begin(), bytes->end());
+      if (into->empty())
+        *into = std::move(*bytes);  // the kernel, or the first initrd: no copy
+      else
+        into->insert(into->end(), bytes->begin(), bytes->end());
     }
     return out;
   }
@@ -105,7 +108,8 @@ class Search {
     p.rule = std::move(rule);
     p.config = FoundFile{self.partition, self.fs->fs_type(), self.fs->fs_uuid(), config_path, 0};
     p.title = e.title;
-    p.kernel = TRY(locate(self, e.kernel, opts_.max_kernel_bytes, opts_.load ? &p.kernel_bytes : nullptr, try_boot_prefix));
+    p.kernel =
+        TRY(locate(self, e.kernel, opts_.max_kernel_bytes, opts_.load ? &p.kernel_bytes : nullptr, try_boot_prefix));
     uint64_t initrd_total = 0;
     for (const auto& i : e.initrds) {
       auto f = TRY(locate(self, i, opts_.max_initrd_bytes - initrd_total, opts_.load ? &p.initrd_bytes : nullptr,
@@ -138,7 +142,8 @@ class Search {
       for (auto& v : vols_)
         if (by_uuid ? lower_copy(v.fs->fs_uuid()) == lower_copy(key) : v.fs->label() == key) found = &v;
       if (!found) {
-        p.notes.push_back(w + " names no file system in this image and there is no initrd: the kernel will not find its root");
+        p.notes.push_back(
+            w + " names no file system in this image and there is no initrd: the kernel will not find its root");
         continue;
       }
       std::string repl = found->partition ? "root=PARTUUID=" + found->part_uuid : std::string("root=/dev/vda");
@@ -152,7 +157,8 @@ class Search {
   }
 
   ReadConfigFile reader_for(Volume& v) {
-    return [&v](const std::string& path) { return read_optional(v, path.empty() || path[0] != '/' ? "/" + path : path); };
+    return
+        [&v](const std::string& path) { return read_optional(v, path.empty() || path[0] != '/' ? "/" + path : path); };
   }
   ReadDeviceFile device_reader_for(Volume& self) {
     return [this, &self](const FileRef& f) -> Result<std::optional<std::string>> {
@@ -174,7 +180,8 @@ class Search {
       for (const auto& n : *names)
         if (lower_copy(n).ends_with(".efi") && TRY(is_file(*v.fs, dir + "/" + n))) efis.push_back(n);
       if (efis.empty()) continue;
-      std::sort(efis.begin(), efis.end(), [](const std::string& a, const std::string& b) { return ::strverscmp(a.c_str(), b.c_str()) > 0; });
+      std::sort(efis.begin(), efis.end(),
+                [](const std::string& a, const std::string& b) { return ::strverscmp(a.c_str(), b.c_str()) > 0; });
       return std::optional<BootPlan>(TRY(load_uki(v, dir + "/" + efis.front())));
     }
     return std::optional<BootPlan>{};
@@ -190,9 +197,10 @@ class Search {
     BootPlan p;
     p.rule = "uki";
     p.config = FoundFile{v.partition, v.fs->fs_type(), v.fs->fs_uuid(), path, bytes->size(), ""};
-    std::string name = parts->osrel.size ? os_release_name(std::string_view(
-                                               reinterpret_cast<const char*>(section(parts->osrel).data()), parts->osrel.size))
-                                         : "";
+    std::string name = parts->osrel.size
+                           ? os_release_name(std::string_view(
+                                 reinterpret_cast<const char*>(section(parts->osrel).data()), parts->osrel.size))
+                           : "";
     p.title = name.empty() ? path.substr(path.rfind('/') + 1) : name;
     if (parts->linux_.size > opts_.max_kernel_bytes)
       return fail(EFBIG, where(v) + ": " + path + ": .linux section is " + std::to_string(parts->linux_.size) +
@@ -202,9 +210,12 @@ class Search {
                              " bytes, more than the limit of " + std::to_string(opts_.max_initrd_bytes));
     p.kernel = FoundFile{v.partition, v.fs->fs_type(), v.fs->fs_uuid(), path, parts->linux_.size, ".linux"};
     if (parts->initrd.size)
-      p.initrds.push_back(FoundFile{v.partition, v.fs->fs_type(), v.fs->fs_uuid(), path, parts->initrd.size, ".initrd"});
-    if (parts->cmdline.size) p.options = uki_cmdline(section(parts->cmdline));
-    else p.notes.push_back(path + " has no .cmdline section: the command line is only what --cmdline/--append give");
+      p.initrds.push_back(
+          FoundFile{v.partition, v.fs->fs_type(), v.fs->fs_uuid(), path, parts->initrd.size, ".initrd"});
+    if (parts->cmdline.size)
+      p.options = uki_cmdline(section(parts->cmdline));
+    else
+      p.notes.push_back(path + " has no .cmdline section: the command line is only what --cmdline/--append give");
     if (opts_.load) {
       auto k = section(parts->linux_);
       p.kernel_bytes.assign(k.begin(), k.end());
@@ -323,8 +334,10 @@ Result<BootPlan> find_boot(ImageReader& disk, const FindOptions& options) {
   auto add = [&](unsigned number, uint64_t offset, uint64_t size, std::string part_uuid, bool esp) -> Result<void> {
     Volume v{number, std::move(part_uuid), esp, std::make_unique<SliceReader>(disk, offset, size), nullptr};
     Result<std::unique_ptr<FileTree>> fs = fail(EINVAL, "");
-    if (ExtVolume::probe(*v.reader)) fs = ExtVolume::open(*v.reader);
-    else if (FatVolume::probe(*v.reader)) fs = FatVolume::open(*v.reader);
+    if (ExtVolume::probe(*v.reader))
+      fs = ExtVolume::open(*v.reader);
+    else if (FatVolume::probe(*v.reader))
+      fs = FatVolume::open(*v.reader);
     else {
       skipped.push_back(number ? "partition " + std::to_string(number) : "the whole disk");
       return {};
@@ -341,7 +354,8 @@ Result<BootPlan> find_boot(ImageReader& disk, const FindOptions& options) {
   if (table.kind == TableKind::kNone) TRY(add(0, 0, disk.size(), "", false));
   for (const auto& p : table.partitions) TRY(add(p.number, p.offset, p.size, p.part_uuid, p.esp));
   if (vols.empty()) {
-    std::string why = std::string("partition table: ") + table_kind_name(table.kind) + "; no ext2/3/4 or FAT file system found";
+    std::string why =
+        std::string("partition table: ") + table_kind_name(table.kind) + "; no ext2/3/4 or FAT file system found";
     if (!skipped.empty()) {
       why += " (looked at";
       for (const auto& s : skipped) why += " " + s + ";";
@@ -354,19 +368,23 @@ Result<BootPlan> find_boot(ImageReader& disk, const FindOptions& options) {
   std::optional<BootPlan> plan = TRY(s.bls());
   if (!plan) plan = TRY(s.uki());
   if (!plan)
-    plan = TRY(s.config_rule("grub", {"/boot/grub/grub.cfg", "/grub/grub.cfg", "/boot/grub2/grub.cfg", "/grub2/grub.cfg"},
-                             parse_grub_config));
+    plan =
+        TRY(s.config_rule("grub", {"/boot/grub/grub.cfg", "/grub/grub.cfg", "/boot/grub2/grub.cfg", "/grub2/grub.cfg"},
+                          parse_grub_config));
   if (!plan) plan = TRY(s.esp_grub());
   if (!plan)
-    plan = TRY(s.config_rule("extlinux",
-                             {"/boot/extlinux/extlinux.conf", "/extlinux/extlinux.conf", "/boot/extlinux.conf",
-                              "/extlinux.conf", "/boot/syslinux/syslinux.cfg", "/syslinux/syslinux.cfg", "/syslinux.cfg"},
-                             [](std::string_view text, const std::string& path, const ReadConfigFile& read,
-                                const ReadDeviceFile&) { return parse_extlinux_config(text, path, read); }));
+    plan =
+        TRY(s.config_rule("extlinux",
+                          {"/boot/extlinux/extlinux.conf", "/extlinux/extlinux.conf", "/boot/extlinux.conf",
+                           "/extlinux.conf", "/boot/syslinux/syslinux.cfg", "/syslinux/syslinux.cfg", "/syslinux.cfg"},
+                          [](std::string_view text, const std::string& path, const ReadConfigFile& read,
+                             const ReadDeviceFile&) { return parse_extlinux_config(text, path, read); }));
   if (!plan) plan = TRY(s.debian_symlinks());
   if (!plan)
-    return fail(ENOENT, "no boot entry found: no loader/entries/*.conf, EFI/Linux/*.efi, grub.cfg, extlinux.conf or "
-                        "/vmlinuz on " + std::to_string(vols.size()) + " ext2/3/4 or FAT file system(s); give --kernel");
+    return fail(ENOENT,
+                "no boot entry found: no loader/entries/*.conf, EFI/Linux/*.efi, grub.cfg, extlinux.conf or "
+                "/vmlinuz on " +
+                    std::to_string(vols.size()) + " ext2/3/4 or FAT file system(s); give --kernel");
   plan->table = table.kind;
   return std::move(*plan);
 }

@@ -20,15 +20,15 @@ namespace microvm::image_boot {
 struct FoundFile {
   unsigned partition = 0;  // 0: the whole disk is one file system
   std::string fs_type, fs_uuid;
-  std::string path;        // inside that file system, as resolved from the configuration
+  std::string path;  // inside that file system, as resolved from the configuration
   uint64_t size = 0;
-  std::string section;     // a unified kernel image's PE section (".linux", ".initrd"), else ""
+  std::string section;  // a unified kernel image's PE section (".linux", ".initrd"), else ""
 };
 
 struct BootPlan {
   TableKind table = TableKind::kNone;
-  std::string rule;     // "bls", "uki", "grub", "extlinux" or "debian-symlinks"
-  FoundFile config;     // the configuration file (for debian-symlinks: the /vmlinuz link)
+  std::string rule;  // "bls", "uki", "grub", "extlinux" or "debian-symlinks"
+  FoundFile config;  // the configuration file (for debian-symlinks: the /vmlinuz link)
   std::string title;
   FoundFile kernel;
   std::vector<FoundFile> initrds;

@@ -51,7 +51,9 @@ errcode_t io_read64(io_channel ch, unsigned long long block, int count, void* da
   return 0;
 }
 
-errcode_t io_read(io_channel ch, unsigned long block, int count, void* data) { return io_read64(ch, block, count, data); }
+errcode_t io_read(io_channel ch, unsigned long block, int count, void* data) {
+  return io_read64(ch, block, count, data);
+}
 errcode_t io_write(io_channel, unsigned long, int, const void*) { return EXT2_ET_RO_FILSYS; }
 errcode_t io_write64(io_channel, unsigned long long, int, const void*) { return EXT2_ET_RO_FILSYS; }
 errcode_t io_write_byte(io_channel, unsigned long, int, const void*) { return EXT2_ET_RO_FILSYS; }
@@ -161,10 +163,14 @@ Result<Node> ExtVolume::node(uint64_t ino) {
   Node n;
   n.id = ino;
   n.size = EXT2_I_SIZE(&inode);
-  if (LINUX_S_ISREG(inode.i_mode)) n.kind = Node::Kind::kFile;
-  else if (LINUX_S_ISDIR(inode.i_mode)) n.kind = Node::Kind::kDir;
-  else if (LINUX_S_ISLNK(inode.i_mode)) n.kind = Node::Kind::kSymlink;
-  else n.kind = Node::Kind::kOther;
+  if (LINUX_S_ISREG(inode.i_mode))
+    n.kind = Node::Kind::kFile;
+  else if (LINUX_S_ISDIR(inode.i_mode))
+    n.kind = Node::Kind::kDir;
+  else if (LINUX_S_ISLNK(inode.i_mode))
+    n.kind = Node::Kind::kSymlink;
+  else
+    n.kind = Node::Kind::kOther;
   return n;
 }
 

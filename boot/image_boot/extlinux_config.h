@@ -9,6 +9,6 @@
 namespace microvm::image_boot {
 
 [[nodiscard]] Result<ConfigEntry> parse_extlinux_config(std::string_view text, const std::string& path,
-                                                         const ReadConfigFile& read);
+                                                        const ReadConfigFile& read);
 
 }  // namespace microvm::image_boot

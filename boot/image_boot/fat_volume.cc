@@ -56,7 +56,8 @@ std::string short_name(std::span<const std::byte> e) {
 
 uint8_t short_checksum(std::span<const std::byte> e) {
   uint8_t sum = 0;
-  for (size_t i = 0; i < 11; ++i) sum = static_cast<uint8_t>(((sum & 1) << 7) + (sum >> 1) + static_cast<uint8_t>(e[i]));
+  for (size_t i = 0; i < 11; ++i)
+    sum = static_cast<uint8_t>(((sum & 1) << 7) + (sum >> 1) + static_cast<uint8_t>(e[i]));
   return sum;
 }
 
@@ -180,7 +181,8 @@ Result<void> FatVolume::load(std::span<const std::byte> s) {
   size_t serial_at = bits_ == 32 ? 67 : 39, label_at = bits_ == 32 ? 71 : 43;
   if (bits_ == 32) {
     root_cluster_ = le32(s, 44) & 0x0FFFFFFF;
-    if (root_cluster_ < 2 || root_cluster_ > clusters_ + 1) return fail(EINVAL, "FAT32: root directory cluster out of range");
+    if (root_cluster_ < 2 || root_cluster_ > clusters_ + 1)
+      return fail(EINVAL, "FAT32: root directory cluster out of range");
   }
   uint32_t serial = le32(s, serial_at);
   char uuid[16];

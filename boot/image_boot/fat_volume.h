@@ -46,13 +46,13 @@ class FatVolume final : public FileTree {
   Result<std::vector<Entry>> entries(const Node& dir);
 
   ImageReader& part_;
-  unsigned bits_ = 0;               // 12, 16 or 32
+  unsigned bits_ = 0;  // 12, 16 or 32
   uint64_t cluster_bytes_ = 0;
-  uint64_t data_offset_ = 0;        // byte offset of cluster 2
-  uint32_t clusters_ = 0;           // data clusters: valid numbers are 2 .. clusters_+1
-  uint64_t root_offset_ = 0;        // FAT12/16: the fixed root directory region
+  uint64_t data_offset_ = 0;  // byte offset of cluster 2
+  uint32_t clusters_ = 0;     // data clusters: valid numbers are 2 .. clusters_+1
+  uint64_t root_offset_ = 0;  // FAT12/16: the fixed root directory region
   uint64_t root_bytes_ = 0;
-  uint32_t root_cluster_ = 0;       // FAT32
+  uint32_t root_cluster_ = 0;  // FAT32
   std::vector<std::byte> fat_;
   std::string uuid_, label_;
 };

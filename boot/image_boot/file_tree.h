@@ -19,7 +19,7 @@ struct Node {
   uint64_t size = 0;  // bytes
 };
 
-constexpr int kMaxSymlinks = 40;             // per resolution, as Linux (ELOOP)
+constexpr int kMaxSymlinks = 40;  // per resolution, as Linux (ELOOP)
 constexpr uint64_t kMaxSymlinkBytes = 4096;
 constexpr size_t kMaxPathBytes = 4096;
 constexpr size_t kMaxDirEntries = 65536;
@@ -33,8 +33,8 @@ class FileTree {
   virtual Node root() = 0;
   // nullopt: no such entry.
   [[nodiscard]] virtual Result<std::optional<Node>> lookup(const Node& dir, std::string_view name) = 0;
-  [[nodiscard]] virtual Result<std::string> read_link(const Node& link) = 0;     // at most kMaxSymlinkBytes
-  [[nodiscard]] virtual Result<std::vector<std::byte>> read(const Node& file) = 0;  // node.size bytes
+  [[nodiscard]] virtual Result<std::string> read_link(const Node& link) = 0;         // at most kMaxSymlinkBytes
+  [[nodiscard]] virtual Result<std::vector<std::byte>> read(const Node& file) = 0;   // node.size bytes
   [[nodiscard]] virtual Result<std::vector<std::string>> list(const Node& dir) = 0;  // at most kMaxDirEntries
 };
 

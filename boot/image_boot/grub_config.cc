@@ -32,8 +32,15 @@ Result<std::vector<Token>> lex(std::string_view s, const std::string& path) {
   auto err = [&](const std::string& what) { return fail(EINVAL, path + ":" + std::to_string(line) + ": " + what); };
   while (i < s.size()) {
     char c = s[i];
-    if (is_space(c)) { ++i; continue; }
-    if (c == '\\' && i + 1 < s.size() && s[i + 1] == '\n') { i += 2; ++line; continue; }
+    if (is_space(c)) {
+      ++i;
+      continue;
+    }
+    if (c == '\\' && i + 1 < s.size() && s[i + 1] == '\n') {
+      i += 2;
+      ++line;
+      continue;
+    }
     if (c == '\n' || c == ';') {
       out.push_back({Token::kSep, "", false, line});
       if (c == '\n') ++line;
@@ -91,7 +98,7 @@ struct Stmt {
   std::vector<std::string> words;             // the command, or the menuentry/submenu/function head
   std::vector<std::pair<Block, Block>> arms;  // if / elif: (condition, body)
   Block else_body;
-  Block body;                                 // menuentry, submenu, function
+  Block body;  // menuentry, submenu, function
   int line = 0;
 };
 
@@ -160,7 +167,10 @@ class Parser {
           TRY(expect("then"));
           Block body = TRY(block({"elif", "else", "fi"}, depth + 1));
           s.arms.emplace_back(std::move(cond), std::move(body));
-          if (i_ < t_.size() && is_keyword(t_[i_], "elif")) { ++i_; continue; }
+          if (i_ < t_.size() && is_keyword(t_[i_], "elif")) {
+            ++i_;
+            continue;
+          }
           break;
         }
         if (i_ < t_.size() && is_keyword(t_[i_], "else")) {
@@ -270,13 +280,17 @@ class Interp {
       auto gt = rest.find('>');
       std::string part = rest.substr(0, gt);
       const Item* pick = nullptr;
-      if (part.empty()) pick = level[0];
+      if (part.empty())
+        pick = level[0];
       else if (std::all_of(part.begin(), part.end(), ::isdigit)) {
         size_t n = part.size() > 6 ? SIZE_MAX : std::stoul(part);
         if (n < level.size()) pick = level[n];
       } else {
         for (const Item* it : level)
-          if (it->id == part || it->title == part) { pick = it; break; }
+          if (it->id == part || it->title == part) {
+            pick = it;
+            break;
+          }
       }
       if (!pick) pick = level[0];  // GRUB too boots entry 0 when the default names nothing
       chosen = pick;
@@ -305,8 +319,13 @@ class Interp {
       std::string name;
       if (j < raw.size() && raw[j] == '{') {
         size_t end = raw.find('}', j);
-        if (end == std::string::npos) { name = raw.substr(j + 1); j = raw.size(); }
-        else { name = raw.substr(j + 1, end - j - 1); j = end + 1; }
+        if (end == std::string::npos) {
+          name = raw.substr(j + 1);
+          j = raw.size();
+        } else {
+          name = raw.substr(j + 1, end - j - 1);
+          j = end + 1;
+        }
       } else {
         while (j < raw.size() && var_char(raw[j])) name.push_back(raw[j++]);
         if (name.empty()) return std::string("$");
@@ -326,7 +345,8 @@ class Interp {
         quoted = true;
         ++i;
         while (i < raw.size() && raw[i] != '"') {
-          if (raw[i] == '\\' && i + 1 < raw.size() && std::string_view("\\\"$\n").find(raw[i + 1]) != std::string_view::npos) {
+          if (raw[i] == '\\' && i + 1 < raw.size() &&
+              std::string_view("\\\"$\n").find(raw[i + 1]) != std::string_view::npos) {
             out.push_back(raw[i + 1]);
             i += 2;
           } else if (raw[i] == '$') {
@@ -430,22 +450,33 @@ class Interp {
 
   Result<bool> primary(std::vector<std::string> p) {
     bool negate = false;
-    while (!p.empty() && p[0] == "!") { negate = !negate; p.erase(p.begin()); }
+    while (!p.empty() && p[0] == "!") {
+      negate = !negate;
+      p.erase(p.begin());
+    }
     bool v = false;
-    if (p.empty()) v = false;
-    else if (p.size() == 1) v = !p[0].empty();
-    else if (p.size() == 2 && p[0] == "-z") v = p[1].empty();
-    else if (p.size() == 2 && p[0] == "-n") v = !p[1].empty();
+    if (p.empty())
+      v = false;
+    else if (p.size() == 1)
+      v = !p[0].empty();
+    else if (p.size() == 2 && p[0] == "-z")
+      v = p[1].empty();
+    else if (p.size() == 2 && p[0] == "-n")
+      v = !p[1].empty();
     else if (p.size() == 2 && (p[0] == "-f" || p[0] == "-e" || p[0] == "-s" || p[0] == "-d")) {
       FileRef f = file_ref(p[1]);
-      if (!f.device.empty() || p[0] == "-d") v = false;  // other devices and directories: not probed
+      if (!f.device.empty() || p[0] == "-d")
+        v = false;  // other devices and directories: not probed
       else {
         auto got = TRY(read_(f.path));
         v = got.has_value() && (p[0] != "-s" || !got->empty());
       }
-    } else if (p.size() == 3 && (p[1] == "=" || p[1] == "==")) v = p[0] == p[2];
-    else if (p.size() == 3 && p[1] == "!=") v = p[0] != p[2];
-    else v = false;  // numeric and other tests: not needed for the scripts distributions write
+    } else if (p.size() == 3 && (p[1] == "=" || p[1] == "=="))
+      v = p[0] == p[2];
+    else if (p.size() == 3 && p[1] == "!=")
+      v = p[0] != p[2];
+    else
+      v = false;  // numeric and other tests: not needed for the scripts distributions write
     return negate ? !v : v;
   }
 
@@ -454,15 +485,23 @@ class Interp {
     bool var_given = false;
     for (size_t i = 1; i < a.size(); ++i) {
       const std::string& w = a[i];
-      if (w == "--fs-uuid" || w == "-u") mode = "uuid";
-      else if (w == "--label" || w == "-l") mode = "label";
-      else if (w == "--file" || w == "-f") mode = "file";
-      else if (w.starts_with("--set=")) var = w.substr(6);
-      else if ((w == "--set" || w == "-s") && i + 1 < a.size() && !a[i + 1].starts_with("-") &&
-               mode != "" && i + 2 < a.size()) var = a[++i];
-      else if (w == "--set" || w == "-s") var = "root";
-      else if (w.starts_with("-")) continue;  // --no-floppy, --hint*=...
-      else if (value.empty()) value = w;
+      if (w == "--fs-uuid" || w == "-u")
+        mode = "uuid";
+      else if (w == "--label" || w == "-l")
+        mode = "label";
+      else if (w == "--file" || w == "-f")
+        mode = "file";
+      else if (w.starts_with("--set="))
+        var = w.substr(6);
+      else if ((w == "--set" || w == "-s") && i + 1 < a.size() && !a[i + 1].starts_with("-") && mode != "" &&
+               i + 2 < a.size())
+        var = a[++i];
+      else if (w == "--set" || w == "-s")
+        var = "root";
+      else if (w.starts_with("-"))
+        continue;  // --no-floppy, --hint*=...
+      else if (value.empty())
+        value = w;
       else if (a[0] != "search" && !var_given) {  // search.fs_uuid UUID VAR [HINT...]
         var = w;
         var_given = true;
@@ -477,8 +516,8 @@ class Interp {
     auto a = expand_all(s.words);
     if (a.empty()) return true;
     const std::string& c = a[0];
-    if (auto eq = c.find('='); eq != std::string::npos && eq > 0 && a.size() == 1 &&
-                               std::all_of(c.begin(), c.begin() + eq, var_char)) {
+    if (auto eq = c.find('=');
+        eq != std::string::npos && eq > 0 && a.size() == 1 && std::all_of(c.begin(), c.begin() + eq, var_char)) {
       set_var(c.substr(0, eq), c.substr(eq + 1));
       return true;
     }
@@ -497,10 +536,22 @@ class Interp {
     if (c == "[" || c == "test") return test(std::vector<std::string>(a.begin() + 1, a.end()));
     if (c == "true") return true;
     if (c == "false") return false;
-    if (c == "search") { TRY(search(a, "")); return true; }
-    if (c == "search.fs_uuid") { TRY(search(a, "uuid")); return true; }
-    if (c == "search.fs_label") { TRY(search(a, "label")); return true; }
-    if (c == "search.file") { TRY(search(a, "file")); return true; }
+    if (c == "search") {
+      TRY(search(a, ""));
+      return true;
+    }
+    if (c == "search.fs_uuid") {
+      TRY(search(a, "uuid"));
+      return true;
+    }
+    if (c == "search.fs_label") {
+      TRY(search(a, "label"));
+      return true;
+    }
+    if (c == "search.file") {
+      TRY(search(a, "file"));
+      return true;
+    }
     if (c == "source" || c == "." || c == "configfile") {
       if (a.size() < 2) return false;
       FileRef f = file_ref(a[1]);
@@ -556,12 +607,16 @@ class Interp {
 
   // Runs a block; returns the status of its last command.
   Result<bool> run(const Block& b, Capture* cap, int depth) {
-    if (depth > kMaxNesting) return fail(ELOOP, "GRUB script nested deeper than " + std::to_string(kMaxNesting) + " (recursion?)");
+    if (depth > kMaxNesting)
+      return fail(ELOOP, "GRUB script nested deeper than " + std::to_string(kMaxNesting) + " (recursion?)");
     bool status = true;
     for (const Stmt& s : b) {
-      if (++steps_ > kMaxSteps) return fail(ELOOP, "GRUB script runs more than " + std::to_string(kMaxSteps) + " commands");
+      if (++steps_ > kMaxSteps)
+        return fail(ELOOP, "GRUB script runs more than " + std::to_string(kMaxSteps) + " commands");
       switch (s.kind) {
-        case Stmt::kCommand: status = TRY(command(s, cap, depth)); break;
+        case Stmt::kCommand:
+          status = TRY(command(s, cap, depth));
+          break;
         case Stmt::kIf: {
           bool done = false;
           for (const auto& [cond, body] : s.arms) {
@@ -578,7 +633,8 @@ class Interp {
           if (functions_.size() < 1024) functions_[s.words[0]] = &s.body;
           break;
         }
-        case Stmt::kLoop: break;  // not used by generated configs for menus
+        case Stmt::kLoop:
+          break;  // not used by generated configs for menus
         case Stmt::kMenuEntry:
         case Stmt::kSubmenu: {
           if (cap) break;  // a menu inside the running entry: not ours to open
@@ -589,10 +645,14 @@ class Interp {
           it.body = &s.body;
           auto a = expand_all(s.words);
           for (size_t i = 0; i < a.size(); ++i) {
-            if (a[i] == "--id" && i + 1 < a.size()) it.id = a[++i];
-            else if ((a[i] == "--class" || a[i] == "--users" || a[i] == "--hotkey") && i + 1 < a.size()) ++i;
-            else if (a[i].starts_with("--")) continue;
-            else if (it.title.empty()) it.title = a[i];
+            if (a[i] == "--id" && i + 1 < a.size())
+              it.id = a[++i];
+            else if ((a[i] == "--class" || a[i] == "--users" || a[i] == "--hotkey") && i + 1 < a.size())
+              ++i;
+            else if (a[i].starts_with("--"))
+              continue;
+            else if (it.title.empty())
+              it.title = a[i];
           }
           auto& target = current_ ? current_->children : items_;
           if (it.submenu) {

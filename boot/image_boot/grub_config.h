@@ -14,6 +14,6 @@ namespace microvm::image_boot {
 // `path` is the config's own path (for includes relative to it and for error messages).
 // `read_other`, when given, reads `source`/`configfile` targets on other file systems.
 [[nodiscard]] Result<ConfigEntry> parse_grub_config(std::string_view text, const std::string& path,
-                                                     const ReadConfigFile& read, const ReadDeviceFile& read_other = {});
+                                                    const ReadConfigFile& read, const ReadDeviceFile& read_other = {});
 
 }  // namespace microvm::image_boot

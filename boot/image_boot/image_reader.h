@@ -40,7 +40,8 @@ class MemoryReader final : public ImageReader {
   explicit MemoryReader(std::span<const std::byte> bytes) : bytes_(bytes) {}
   uint64_t size() const override { return bytes_.size(); }
   Result<void> read_at(uint64_t offset, std::span<std::byte> out) override {
-    if (offset > bytes_.size() || out.size() > bytes_.size() - offset) return fail(EIO, "read past the end of the image");
+    if (offset > bytes_.size() || out.size() > bytes_.size() - offset)
+      return fail(EIO, "read past the end of the image");
     if (!out.empty()) std::memcpy(out.data(), bytes_.data() + offset, out.size());
     return {};
   }

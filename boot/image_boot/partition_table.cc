@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <array>
-#include <optional>
 #include <cstdio>
+#include <optional>
 
 #include "boot/image_boot/byte_order.h"
 
@@ -42,12 +42,14 @@ Result<PartitionTable> read_gpt(ImageReader& disk) {
     // presents 512-byte sectors, so the guest kernel could not read that table either.
     std::array<std::byte, 8> sig4k{};
     if (disk.size() >= 4096 + 8 && disk.read_at(4096, sig4k) && std::memcmp(sig4k.data(), "EFI PART", 8) == 0)
-      return fail(ENOTSUP, "the GPT is laid out for 4096-byte sectors; microvm presents 512-byte sectors to the guest, "
-                           "which could not read it (convert the image, or give --kernel and root=)");
+      return fail(ENOTSUP,
+                  "the GPT is laid out for 4096-byte sectors; microvm presents 512-byte sectors to the guest, "
+                  "which could not read it (convert the image, or give --kernel and root=)");
     return fail(EINVAL, "protective MBR but no GPT header at LBA 1");
   }
   uint32_t header_size = le32(hdr, 12);
-  if (header_size < 92 || header_size > kSector) return fail(EINVAL, "GPT header size " + std::to_string(header_size) + " is invalid");
+  if (header_size < 92 || header_size > kSector)
+    return fail(EINVAL, "GPT header size " + std::to_string(header_size) + " is invalid");
   uint32_t want_crc = le32(hdr, 16);
   std::array<std::byte, kSector> copy = hdr;
   std::memset(copy.data() + 16, 0, 4);
@@ -128,9 +130,12 @@ Result<void> read_logical(ImageReader& disk, uint64_t ext_start, uint64_t ext_co
 
 const char* table_kind_name(TableKind k) {
   switch (k) {
-    case TableKind::kGpt: return "gpt";
-    case TableKind::kMbr: return "mbr";
-    case TableKind::kNone: break;
+    case TableKind::kGpt:
+      return "gpt";
+    case TableKind::kMbr:
+      return "mbr";
+    case TableKind::kNone:
+      break;
   }
   return "none";
 }

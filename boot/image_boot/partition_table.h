@@ -12,12 +12,12 @@ namespace microvm::image_boot {
 enum class TableKind { kNone, kGpt, kMbr };
 
 struct Partition {
-  unsigned number = 0;       // 1-based, as Linux numbers them (vda1) and GRUB (gpt1 / msdos1)
-  uint64_t offset = 0;       // bytes from the start of the image
-  uint64_t size = 0;         // bytes
-  std::string part_uuid;     // what the kernel's root=PARTUUID= matches: GPT GUID, or MBR "SSSSSSSS-PP"
-  std::string type;          // GPT type GUID, or MBR type as two hex digits
-  bool esp = false;          // EFI system partition
+  unsigned number = 0;    // 1-based, as Linux numbers them (vda1) and GRUB (gpt1 / msdos1)
+  uint64_t offset = 0;    // bytes from the start of the image
+  uint64_t size = 0;      // bytes
+  std::string part_uuid;  // what the kernel's root=PARTUUID= matches: GPT GUID, or MBR "SSSSSSSS-PP"
+  std::string type;       // GPT type GUID, or MBR type as two hex digits
+  bool esp = false;       // EFI system partition
 };
 
 struct PartitionTable {

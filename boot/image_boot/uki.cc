@@ -7,7 +7,8 @@ namespace microvm::image_boot {
 
 Result<std::vector<PeSection>> parse_pe_sections(std::span<const std::byte> f, uint64_t file_size) {
   if (f.size() > file_size) return fail(EINVAL, "PE: header buffer larger than the file");
-  if (f.size() < 0x40 || f[0] != std::byte{'M'} || f[1] != std::byte{'Z'}) return fail(EINVAL, "not a PE image (no MZ header)");
+  if (f.size() < 0x40 || f[0] != std::byte{'M'} || f[1] != std::byte{'Z'})
+    return fail(EINVAL, "not a PE image (no MZ header)");
   uint64_t pe = le32(f, 0x3C);
   if (pe > f.size() || f.size() - pe < 24) return fail(EINVAL, "PE: header offset past the file");
   if (le32(f, pe) != 0x00004550) return fail(EINVAL, "not a PE image (no PE signature)");
@@ -15,7 +16,8 @@ Result<std::vector<PeSection>> parse_pe_sections(std::span<const std::byte> f, u
   uint64_t optional_size = le16(f, pe + 20);
   if (count > kMaxPeSections) return fail(EINVAL, "PE: more than 96 sections");
   uint64_t table = pe + 24 + optional_size;
-  if (table > f.size() || (f.size() - table) / 40 < count) return fail(EINVAL, "PE: section table past the headers read");
+  if (table > f.size() || (f.size() - table) / 40 < count)
+    return fail(EINVAL, "PE: section table past the headers read");
   std::vector<PeSection> out;
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t at = table + i * 40;
@@ -37,8 +39,11 @@ Result<UkiParts> find_uki_parts(std::span<const std::byte> file, uint64_t file_s
   auto sections = TRY(parse_pe_sections(file, file_size));
   UkiParts p;
   for (const auto& s : sections) {
-    PeSection* slot = s.name == ".linux" ? &p.linux_ : s.name == ".initrd" ? &p.initrd
-                      : s.name == ".cmdline" ? &p.cmdline : s.name == ".osrel" ? &p.osrel : nullptr;
+    PeSection* slot = s.name == ".linux"     ? &p.linux_
+                      : s.name == ".initrd"  ? &p.initrd
+                      : s.name == ".cmdline" ? &p.cmdline
+                      : s.name == ".osrel"   ? &p.osrel
+                                             : nullptr;
     if (slot && slot->size == 0) *slot = s;  // the first one wins, as systemd-stub's lookup
   }
   if (p.linux_.size == 0) return fail(ENOENT, "PE image has no .linux section: not a unified kernel image");
@@ -55,8 +60,10 @@ std::string os_release_name(std::string_view osrel) {
     std::string value(trim(line.substr(eq + 1)));
     if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front())
       value = value.substr(1, value.size() - 2);
-    if (key == "PRETTY_NAME") pretty = value;
-    else if (key == "NAME") name = value;
+    if (key == "PRETTY_NAME")
+      pretty = value;
+    else if (key == "NAME")
+      name = value;
   }
   return pretty.empty() ? name : pretty;
 }

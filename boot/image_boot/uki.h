@@ -14,7 +14,7 @@
 namespace microvm::image_boot {
 
 struct PeSection {
-  std::string name;  // up to 8 bytes, NULs dropped
+  std::string name;               // up to 8 bytes, NULs dropped
   uint64_t offset = 0, size = 0;  // the section's bytes inside the file
 };
 

@@ -63,10 +63,14 @@ std::optional<uint64_t> parse_size(const std::string& s) {
   unsigned long long v = std::strtoull(s.c_str(), &end, 10);
   uint64_t mul = 1;
   std::string suffix = end ? end : "";
-  if (suffix == "K" || suffix == "k") mul = 1ull << 10;
-  else if (suffix == "M" || suffix == "m" || suffix.empty()) mul = 1ull << 20;  // bare number: MiB
-  else if (suffix == "G" || suffix == "g") mul = 1ull << 30;
-  else return std::nullopt;
+  if (suffix == "K" || suffix == "k")
+    mul = 1ull << 10;
+  else if (suffix == "M" || suffix == "m" || suffix.empty())
+    mul = 1ull << 20;  // bare number: MiB
+  else if (suffix == "G" || suffix == "g")
+    mul = 1ull << 30;
+  else
+    return std::nullopt;
   if (v == 0 || v > (UINT64_MAX / mul)) return std::nullopt;
   return v * mul;
 }
@@ -107,13 +111,15 @@ Conditions collect_conditions(const BenchContext& ctx, int reps) {
   c.kernel = ctx.kernel;
   // First line of `qemu --version`.
   std::string out = ctx.work_dir + "/qemu-version.txt";
-  if (auto child = ChildProcess::spawn({ctx.qemu_binary, "--version"}, {out, ""}); child && child->wait_for(std::chrono::seconds(10))) {
+  if (auto child = ChildProcess::spawn({ctx.qemu_binary, "--version"}, {out, ""});
+      child && child->wait_for(std::chrono::seconds(10))) {
     std::string v = read_file(out).value_or("");
     c.qemu_version = trim(v.substr(0, v.find('\n')));
   }
   if (c.qemu_version.empty()) c.qemu_version = "(not found: " + ctx.qemu_binary + ")";
   c.source_revision = command_output(ctx, {"git", "-C", ctx.source_dir, "rev-parse", "--short", "HEAD"});
-  if (c.source_revision.empty()) c.source_revision = "unknown";
+  if (c.source_revision.empty())
+    c.source_revision = "unknown";
   else if (!command_output(ctx, {"git", "-C", ctx.source_dir, "status", "--porcelain", "--untracked-files=no"}).empty())
     c.source_revision += "+dirty";
   return c;
@@ -192,9 +198,10 @@ int run_bench_command(int argc, char** argv) {
   bench::ScenarioRegistry registry;
   bench::register_all_scenarios(registry);
 
-  CLI::App app{"Benchmark the microvm VMM, optionally next to a baseline (QEMU or the bare host).\n"
-               "Progress goes to stderr; the result table (or JSON with --json) to stdout.",
-               "microvm bench"};
+  CLI::App app{
+      "Benchmark the microvm VMM, optionally next to a baseline (QEMU or the bare host).\n"
+      "Progress goes to stderr; the result table (or JSON with --json) to stdout.",
+      "microvm bench"};
   std::vector<std::string> scenarios;
   int reps = 5;
   bool json = false, list = false, no_probe = false, keep = false, verbose = false;
@@ -214,10 +221,12 @@ int run_bench_command(int argc, char** argv) {
 
   app.add_option("-s,--scenario", scenarios, "Scenario to run (repeatable; default: startup). See --list");
   app.add_flag("--list", list, "List the scenarios and exit");
-  app.add_option("-n,--repetitions", reps, "Runs per variant; variants alternate (default 5)")->check(CLI::Range(1, 1000));
+  app.add_option("-n,--repetitions", reps, "Runs per variant; variants alternate (default 5)")
+      ->check(CLI::Range(1, 1000));
   app.add_flag("--json", json, "Print the results as JSON on stdout instead of the table");
   app.add_option("--report", report_dir, "Write report.md, results.json and PNG charts (gnuplot) into this directory");
-  app.add_option("--compare", compare, "Baseline next to microvm: qemu, host, qemu-img (scenario img), curl (scenario api) or none")
+  app.add_option("--compare", compare,
+                 "Baseline next to microvm: qemu, host, qemu-img (scenario img), curl (scenario api) or none")
       ->check(CLI::IsMember({"qemu", "host", "qemu-img", "curl", "none"}));
   app.add_option("-m,--memory", memory, "Guest RAM for every VMM (default 512M)");
   app.add_option("--cpus", cpus, "vCPUs for every VMM (default 1)")->check(CLI::Range(1, 64));
@@ -239,8 +248,9 @@ int run_bench_command(int argc, char** argv) {
       ->check(CLI::Range(int64_t{1}, int64_t{3600}));
   app.add_flag("--no-probe", no_probe, "Skip the guest kernel-mode speed probe");
   bool device_only = false;
-  app.add_flag("--device-only", device_only,
-               "Device mode: drive the real devices from a host-side harness, no guest (default: all device scenarios)");
+  app.add_flag(
+      "--device-only", device_only,
+      "Device mode: drive the real devices from a host-side harness, no guest (default: all device scenarios)");
   app.add_flag("--keep-work-dir", keep, "Keep the scratch directory (initramfs, traces, logs)");
   app.add_flag("-v,--verbose", verbose, "More progress output");
   try {
@@ -324,8 +334,10 @@ int run_bench_command(int argc, char** argv) {
     sr.variants = {std::string(kSubjectVariant)};
     auto baselines = sc->baselines();
     if (compare != "none") {
-      if (std::find(baselines.begin(), baselines.end(), compare) != baselines.end()) sr.variants.push_back(compare);
-      else sr.notes.push_back("--compare " + compare + " is not available for this scenario.");
+      if (std::find(baselines.begin(), baselines.end(), compare) != baselines.end())
+        sr.variants.push_back(compare);
+      else
+        sr.notes.push_back("--compare " + compare + " is not available for this scenario.");
     }
     auto notes = sc->notes(ctx);
     sr.notes.insert(sr.notes.end(), notes.begin(), notes.end());
@@ -353,8 +365,10 @@ int run_bench_command(int argc, char** argv) {
   }
   results.conditions.loadavg_after = loadavg();
 
-  if (json) std::cout << to_json(results).dump(2) << std::endl;
-  else std::cout << format_table(results) << std::flush;
+  if (json)
+    std::cout << to_json(results).dump(2) << std::endl;
+  else
+    std::cout << format_table(results) << std::flush;
   if (!report_dir.empty()) {
     if (auto w = write_report(results, report_dir, gnuplot); !w) {
       std::fprintf(stderr, "microvm bench: report: %s\n", w.error().what.c_str());

@@ -9,14 +9,14 @@
 namespace microvm::bench {
 
 struct BenchContext {
-  std::string microvm_binary;   // the VMM under test
-  std::string qemu_binary;      // baseline VMM (qemu-system-x86_64)
-  std::string strace_binary;    // used symmetrically for exec -> first KVM_RUN
-  std::string kernel;           // guest kernel (ELF vmlinux)
-  std::string cmdline;          // its command line
-  std::string initrd;           // "" = the scenario builds its own
-  std::string source_dir;       // for scripts/make-initramfs.sh
-  std::string work_dir;         // scratch, removed at exit unless kept
+  std::string microvm_binary;  // the VMM under test
+  std::string qemu_binary;     // baseline VMM (qemu-system-x86_64)
+  std::string strace_binary;   // used symmetrically for exec -> first KVM_RUN
+  std::string kernel;          // guest kernel (ELF vmlinux)
+  std::string cmdline;         // its command line
+  std::string initrd;          // "" = the scenario builds its own
+  std::string source_dir;      // for scripts/make-initramfs.sh
+  std::string work_dir;        // scratch, removed at exit unless kept
   // Extra arguments appended to every microvm / QEMU command line of the real-guest runs
   // (e.g. "--no-rng", "-cpu ..."), for experiments on what a difference costs.
   std::vector<std::string> microvm_extra_args;

@@ -24,8 +24,7 @@ struct SpawnOptions {
 
 class ChildProcess {
  public:
-  [[nodiscard]] static Result<ChildProcess> spawn(const std::vector<std::string>& argv,
-                                                  const SpawnOptions& options);
+  [[nodiscard]] static Result<ChildProcess> spawn(const std::vector<std::string>& argv, const SpawnOptions& options);
   ChildProcess(ChildProcess&& o) noexcept;
   ChildProcess& operator=(ChildProcess&&) = delete;
   ChildProcess(const ChildProcess&) = delete;

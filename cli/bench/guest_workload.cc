@@ -61,9 +61,9 @@ Result<uint64_t> ldd_closure_bytes(const BenchContext& ctx, const std::string& b
 Result<std::string> build_guest_helper(const BenchContext& ctx, const std::string& name) {
   std::string bin = ctx.work_dir + "/" + name;
   std::string log = ctx.work_dir + "/" + name + "-cc.log";
-  auto cc = TRY(ChildProcess::spawn({"cc", "-O2", "-static", "-pthread", "-o", bin,
-                                     ctx.source_dir + "/bench/guest/image/" + name + ".c"},
-                                    {log, log}));
+  auto cc = TRY(ChildProcess::spawn(
+      {"cc", "-O2", "-static", "-pthread", "-o", bin, ctx.source_dir + "/bench/guest/image/" + name + ".c"},
+      {log, log}));
   if (!cc.wait_for(std::chrono::seconds(120)) || exit_code_of(*cc.status()) != 0)
     return fail("cc " + name + ".c failed: " + read_file(log).value_or(""));
   return bin;
@@ -81,7 +81,8 @@ Result<GuestIoTool> choose_io_tool(const BenchContext& ctx) {
     std::string blk = TRY(build_guest_helper(ctx, "blkio"));
     return GuestIoTool{"blkio", blk, "/usr/bin/blkio", false,
                        "blkio (bench/guest/image/blkio.c, static; psync threads, one per request in flight) instead "
-                       "of fio: " + fio + " needs " + (bytes ? std::to_string(*bytes >> 20) + " MiB" : "?") +
+                       "of fio: " +
+                           fio + " needs " + (bytes ? std::to_string(*bytes >> 20) + " MiB" : "?") +
                            " with its libraries, too much for an initramfs here (limit " +
                            std::to_string(kMaxToolBytes >> 20) + " MiB; MICROVM_BENCH_GUEST_IO=fio forces it)"};
   }
@@ -105,8 +106,8 @@ Result<std::string> build_workload_initramfs(const BenchContext& ctx, const std:
   auto child = TRY(ChildProcess::spawn(argv, {log, log}));
   if (!child.wait_for(std::chrono::seconds(300))) return fail("make-initramfs.sh did not finish in 300 s");
   if (exit_code_of(*child.status()) != 0)
-    return fail("make-initramfs.sh failed (" + describe_status(*child.status()) + "): " +
-                read_file(log).value_or("").substr(0, 600));
+    return fail("make-initramfs.sh failed (" + describe_status(*child.status()) +
+                "): " + read_file(log).value_or("").substr(0, 600));
   return out;
 }
 
@@ -126,8 +127,8 @@ Result<GuestRun> run_guest_workload(const BenchContext& ctx, const std::vector<s
     return fail(name + ": the guest did not finish its workload (" +
                 (exited ? "the VMM exited, " + describe_status(*child.status())
                         : "no result within " + std::to_string(timeout.count() / 1000) + " s") +
-                "); console tail: " + tail(run.console, 600) + "; stderr: " +
-                tail(read_file(err_path).value_or(""), 400));
+                "); console tail: " + tail(run.console, 600) +
+                "; stderr: " + tail(read_file(err_path).value_or(""), 400));
   return run;
 }
 

@@ -25,9 +25,9 @@ namespace microvm::bench {
 
 // What one guest run printed.
 struct GuestRun {
-  std::string console;   // the VMM's stdout, \r removed
-  double seconds = 0;    // spawn -> exit
-  int test_exit = -1;    // the script's exit code from the /init marker, -1 if missing
+  std::string console;  // the VMM's stdout, \r removed
+  double seconds = 0;   // spawn -> exit
+  int test_exit = -1;   // the script's exit code from the /init marker, -1 if missing
 };
 
 // Spawns `argv` (a VMM command line), waits until it exits or `timeout` passes, and returns the
@@ -65,11 +65,11 @@ unsigned workload_cpus(const BenchContext& ctx);
 // a guest whose kernel is emulated needs many minutes to unpack. MICROVM_BENCH_GUEST_IO=fio or
 // =blkio forces one.
 struct GuestIoTool {
-  std::string name;                       // "fio" or "blkio"
-  std::string host_path;                  // the binary on the host
-  std::string guest_path;                 // where /test.sh finds it
-  bool with_libraries = false;            // copy the ldd closure too (fio)
-  std::string why;                        // one sentence for the report
+  std::string name;             // "fio" or "blkio"
+  std::string host_path;        // the binary on the host
+  std::string guest_path;       // where /test.sh finds it
+  bool with_libraries = false;  // copy the ldd closure too (fio)
+  std::string why;              // one sentence for the report
 };
 inline constexpr uint64_t kMaxToolBytes = 32ull << 20;
 [[nodiscard]] Result<GuestIoTool> choose_io_tool(const BenchContext& ctx);

@@ -115,16 +115,17 @@ Result<KernelModeProbe> probe_kernel_mode(const BenchContext& ctx) {
   std::string elf_path = ctx.work_dir + "/probe.elf";
   TRY(write_file(elf_path, make_probe_elf(ProbeKind::kCpl0Loop)));
   std::string out_path = ctx.work_dir + "/probe.out", err_path = ctx.work_dir + "/probe.err";
-  auto child = TRY(ChildProcess::spawn({ctx.microvm_binary, "run", "--kernel", elf_path, "--memory", "64M",
-                                        "--cmdline", "probe"},
-                                       {out_path, err_path}));
-  if (!child.wait_for(std::chrono::seconds(60))) return fail("kernel-mode probe: the probe guest did not stop within 60 s");
+  auto child = TRY(
+      ChildProcess::spawn({ctx.microvm_binary, "run", "--kernel", elf_path, "--memory", "64M", "--cmdline", "probe"},
+                          {out_path, err_path}));
+  if (!child.wait_for(std::chrono::seconds(60)))
+    return fail("kernel-mode probe: the probe guest did not stop within 60 s");
   std::string out = read_file(out_path).value_or("");
   const std::string key = "PROBE cpl0_loop_tsc=";
   size_t at = out.find(key);
   if (at == std::string::npos)
-    return fail("kernel-mode probe: no PROBE line (" + describe_status(*child.status()) + "): " +
-                read_file(err_path).value_or("").substr(0, 400));
+    return fail("kernel-mode probe: no PROBE line (" + describe_status(*child.status()) +
+                "): " + read_file(err_path).value_or("").substr(0, 400));
   KernelModeProbe p;
   p.guest_loop_tsc = std::strtoull(out.c_str() + at + key.size(), nullptr, 16);
   p.host_loop_tsc = std::max<uint64_t>(1, host_loop_tsc(kProbeIterations));

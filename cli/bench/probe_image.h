@@ -25,10 +25,10 @@ double host_tsc_hz();
 struct KernelModeProbe {
   uint64_t guest_loop_tsc = 0;
   uint64_t host_loop_tsc = 0;
-  double slowdown = 0;             // guest / host
-  double guest_cpl0_mips = 0;      // million instructions per second in the guest loop
-  bool emulated = false;           // far below native: an instruction emulator runs CPL0
-  std::string verdict;             // one sentence for the report
+  double slowdown = 0;         // guest / host
+  double guest_cpl0_mips = 0;  // million instructions per second in the guest loop
+  bool emulated = false;       // far below native: an instruction emulator runs CPL0
+  std::string verdict;         // one sentence for the report
 };
 [[nodiscard]] Result<KernelModeProbe> probe_kernel_mode(const BenchContext& ctx);
 

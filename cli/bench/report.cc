@@ -105,10 +105,14 @@ Result<std::string> write_chart(const ScenarioResult& sc, const MetricResult& m,
 std::string format_number(double v) {
   char buf[64];
   double a = std::fabs(v);
-  if (a >= 100 || a == 0) std::snprintf(buf, sizeof buf, "%.0f", v);
-  else if (a >= 10) std::snprintf(buf, sizeof buf, "%.1f", v);
-  else if (a >= 1) std::snprintf(buf, sizeof buf, "%.2f", v);
-  else std::snprintf(buf, sizeof buf, "%.3g", v);
+  if (a >= 100 || a == 0)
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  else if (a >= 10)
+    std::snprintf(buf, sizeof buf, "%.1f", v);
+  else if (a >= 1)
+    std::snprintf(buf, sizeof buf, "%.2f", v);
+  else
+    std::snprintf(buf, sizeof buf, "%.3g", v);
   return buf;
 }
 
@@ -133,12 +137,9 @@ json to_json(const BenchResults& r) {
                      {"kernel", c.kernel}};
   if (r.probe) {
     const auto& p = *r.probe;
-    j["host_probe"] = {{"guest_kernel_mode_emulated", p.emulated},
-                       {"guest_cpl0_loop_tsc", p.guest_loop_tsc},
-                       {"host_loop_tsc", p.host_loop_tsc},
-                       {"slowdown", p.slowdown},
-                       {"guest_cpl0_mips", p.guest_cpl0_mips},
-                       {"verdict", p.verdict}};
+    j["host_probe"] = {{"guest_kernel_mode_emulated", p.emulated}, {"guest_cpl0_loop_tsc", p.guest_loop_tsc},
+                       {"host_loop_tsc", p.host_loop_tsc},         {"slowdown", p.slowdown},
+                       {"guest_cpl0_mips", p.guest_cpl0_mips},     {"verdict", p.verdict}};
   } else {
     j["host_probe"] = {{"error", r.probe_error}};
   }
@@ -164,8 +165,8 @@ json to_json(const BenchResults& r) {
       jm["results"] = json::object();
       for (const auto& [variant, samples] : m.samples) {
         Summary st = summarize(samples);
-        jm["results"][variant] = {{"n", st.n}, {"median", st.median}, {"min", st.min}, {"max", st.max},
-                                  {"samples", samples}};
+        jm["results"][variant] = {
+            {"n", st.n}, {"median", st.median}, {"min", st.min}, {"max", st.max}, {"samples", samples}};
       }
       jm["ratio_baseline_over_microvm"] = json::object();
       if (with_ratios)
@@ -189,8 +190,10 @@ json to_json(const BenchResults& r) {
 
 std::string format_table(const BenchResults& r) {
   std::ostringstream o;
-  if (r.probe) o << "host: " << r.probe->verdict << "\n";
-  else o << "host: kernel-mode probe failed: " << r.probe_error << "\n";
+  if (r.probe)
+    o << "host: " << r.probe->verdict << "\n";
+  else
+    o << "host: kernel-mode probe failed: " << r.probe_error << "\n";
   for (const auto& sc : r.scenarios) {
     o << "\n== " << sc.name << ": " << sc.description << "\n";
     if (!sc.prepare_error.empty()) o << "   prepare failed: " << sc.prepare_error << "\n";
@@ -259,8 +262,8 @@ std::string format_markdown(const BenchResults& r, const std::map<std::string, s
     << "| QEMU | " << c.qemu_version << " |\n\n";
   o << "## Host probe\n\n";
   if (r.probe)
-    o << r.probe->verdict << " (guest loop " << r.probe->guest_loop_tsc << " TSC ticks, host "
-      << r.probe->host_loop_tsc << ").\n\n";
+    o << r.probe->verdict << " (guest loop " << r.probe->guest_loop_tsc << " TSC ticks, host " << r.probe->host_loop_tsc
+      << ").\n\n";
   else
     o << "The kernel-mode probe failed: " << r.probe_error << "\n\n";
   for (const auto& sc : r.scenarios) {
@@ -310,8 +313,10 @@ Result<void> write_report(const BenchResults& r, const std::string& dir, const s
   for (const auto& sc : r.scenarios)
     for (const auto& m : sc.metrics) {
       auto png = write_chart(sc, m, dir, gnuplot);
-      if (png) charts[sc.name + "/" + m.name] = *png;
-      else chart_errors.push_back(png.error().what);
+      if (png)
+        charts[sc.name + "/" + m.name] = *png;
+      else
+        chart_errors.push_back(png.error().what);
     }
   TRY(write_file(dir + "/results.json", to_json(r).dump(2) + "\n"));
   std::string md = format_markdown(r, charts);

@@ -1,9 +1,8 @@
 #pragma once
 // Output formats: a human table (stdout), JSON (--json) and a report directory
 // (--report DIR: report.md, results.json, one PNG chart per metric drawn by gnuplot).
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "base/result.h"
 #include "cli/bench/results.h"

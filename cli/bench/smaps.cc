@@ -49,15 +49,19 @@ std::vector<SmapsEntry> parse_smaps(std::string_view text) {
     if (out.empty()) continue;
     SmapsEntry& e = out.back();
     uint64_t v = 0;
-    if (field(line, "Size:", &v)) e.size_kib = v;
-    else if (field(line, "Rss:", &v)) e.rss_kib = v;
-    else if (field(line, "Pss:", &v)) e.pss_kib = v;
-    else if (field(line, "Private_Clean:", &v)) e.private_kib += v;
+    if (field(line, "Size:", &v))
+      e.size_kib = v;
+    else if (field(line, "Rss:", &v))
+      e.rss_kib = v;
+    else if (field(line, "Pss:", &v))
+      e.pss_kib = v;
+    else if (field(line, "Private_Clean:", &v))
+      e.private_kib += v;
     else if (field(line, "Private_Dirty:", &v)) {
       e.private_kib += v;
       e.private_dirty_kib = v;
-    }
-    else if (field(line, "Anonymous:", &v)) e.anonymous_kib = v;
+    } else if (field(line, "Anonymous:", &v))
+      e.anonymous_kib = v;
   }
   return out;
 }
@@ -77,8 +81,8 @@ MemoryBreakdown break_down(const std::vector<SmapsEntry>& maps,
       b.guest_ram_rss_kib += e.rss_kib;
       b.guest_ram_size_kib += e.size_kib;
       if (!b.guest_ram_mappings.empty()) b.guest_ram_mappings += "; ";
-      b.guest_ram_mappings += (e.name.empty() ? std::string("[anon]") : e.name) + " " +
-                              std::to_string(e.size_kib) + " KiB";
+      b.guest_ram_mappings +=
+          (e.name.empty() ? std::string("[anon]") : e.name) + " " + std::to_string(e.size_kib) + " KiB";
       continue;
     }
     rest.push_back(&e);
@@ -86,13 +90,14 @@ MemoryBreakdown break_down(const std::vector<SmapsEntry>& maps,
     b.overhead_pss_kib += e.pss_kib;
     b.overhead_private_kib += e.private_kib;
     b.overhead_private_dirty_kib += e.private_dirty_kib;
-    bool file = !e.name.empty() && e.name[0] == '/' && !e.name.starts_with("/memfd:") &&
-                !e.name.starts_with("/dev/");
-    bool anon = e.name.empty() || e.name == "[heap]" || e.name.starts_with("[stack") ||
-                e.name.starts_with("[anon");
-    if (file) b.overhead_file_kib += e.rss_kib;
-    else if (anon) b.overhead_anon_kib += e.rss_kib;
-    else b.overhead_other_kib += e.rss_kib;
+    bool file = !e.name.empty() && e.name[0] == '/' && !e.name.starts_with("/memfd:") && !e.name.starts_with("/dev/");
+    bool anon = e.name.empty() || e.name == "[heap]" || e.name.starts_with("[stack") || e.name.starts_with("[anon");
+    if (file)
+      b.overhead_file_kib += e.rss_kib;
+    else if (anon)
+      b.overhead_anon_kib += e.rss_kib;
+    else
+      b.overhead_other_kib += e.rss_kib;
   }
   std::sort(rest.begin(), rest.end(), [](auto* a, auto* c) { return a->rss_kib > c->rss_kib; });
   for (size_t i = 0; i < rest.size() && i < 12; ++i) {
@@ -100,8 +105,8 @@ MemoryBreakdown break_down(const std::vector<SmapsEntry>& maps,
     if (e.rss_kib == 0) break;
     b.top_mappings.push_back((e.name.empty() ? std::string("[anon]") : e.name) + " " + e.perms +
                              " size=" + std::to_string(e.size_kib) + "KiB rss=" + std::to_string(e.rss_kib) +
-                             "KiB private=" + std::to_string(e.private_kib) + "KiB dirty=" +
-                             std::to_string(e.private_dirty_kib) + "KiB");
+                             "KiB private=" + std::to_string(e.private_kib) +
+                             "KiB dirty=" + std::to_string(e.private_dirty_kib) + "KiB");
   }
   return b;
 }

@@ -18,7 +18,7 @@ struct SmapsEntry {
   std::string perms;
   std::string name;  // path, [heap], [stack], "" for anonymous
   uint64_t size_kib = 0, rss_kib = 0, pss_kib = 0;
-  uint64_t private_kib = 0;    // Private_Clean + Private_Dirty
+  uint64_t private_kib = 0;  // Private_Clean + Private_Dirty
   uint64_t private_dirty_kib = 0;
   uint64_t anonymous_kib = 0;  // Anonymous:
 };
@@ -31,14 +31,14 @@ struct MemoryBreakdown {
   uint64_t rss_total_kib = 0;
   uint64_t guest_ram_rss_kib = 0;
   uint64_t guest_ram_size_kib = 0;
-  std::string guest_ram_mappings;  // what was counted as guest RAM, for auditing
-  uint64_t overhead_rss_kib = 0;   // rss_total - guest RAM
-  uint64_t overhead_pss_kib = 0;   // shared library pages divided among their users
-  uint64_t overhead_private_kib = 0;   // mapped by this process only (clean file pages included)
+  std::string guest_ram_mappings;           // what was counted as guest RAM, for auditing
+  uint64_t overhead_rss_kib = 0;            // rss_total - guest RAM
+  uint64_t overhead_pss_kib = 0;            // shared library pages divided among their users
+  uint64_t overhead_private_kib = 0;        // mapped by this process only (clean file pages included)
   uint64_t overhead_private_dirty_kib = 0;  // written private pages: cannot be shared by another VM
-  uint64_t overhead_anon_kib = 0;      // heap, thread stacks, anonymous mmaps
-  uint64_t overhead_file_kib = 0;      // executable and shared libraries (mostly shared)
-  uint64_t overhead_other_kib = 0;     // everything else (kvm vcpu mmaps, memfds, ...)
+  uint64_t overhead_anon_kib = 0;           // heap, thread stacks, anonymous mmaps
+  uint64_t overhead_file_kib = 0;           // executable and shared libraries (mostly shared)
+  uint64_t overhead_other_kib = 0;          // everything else (kvm vcpu mmaps, memfds, ...)
   // Largest non-guest mappings, "name size rss" lines, for the "why" part of a report.
   std::vector<std::string> top_mappings;
 };

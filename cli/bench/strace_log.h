@@ -8,7 +8,7 @@
 namespace microvm::bench {
 
 struct StraceTimes {
-  std::optional<double> first_execve;   // seconds since the epoch
+  std::optional<double> first_execve;  // seconds since the epoch
   std::optional<double> first_kvm_run;
 };
 

@@ -14,8 +14,9 @@ std::string mib(const BenchContext& ctx) { return std::to_string(ctx.memory_byte
 std::vector<std::string> microvm_command(const BenchContext& ctx, const std::string& initrd, bool boot_timer) {
   // Not jailed (the default as root): the bench measures the VMM process itself (smaps,
   // strace from exec), which jailed is the launcher's child; QEMU runs unjailed too.
-  std::vector<std::string> a = {ctx.microvm_binary, "run", "--jail", "off", "--kernel", ctx.kernel, "--cmdline",
-                                ctx.cmdline, "--memory", mib(ctx), "--cpus", std::to_string(ctx.cpus)};
+  std::vector<std::string> a = {ctx.microvm_binary, "run",      "--jail",    "off",
+                                "--kernel",         ctx.kernel, "--cmdline", ctx.cmdline,
+                                "--memory",         mib(ctx),   "--cpus",    std::to_string(ctx.cpus)};
   if (!initrd.empty()) a.insert(a.end(), {"--initrd", initrd});
   if (boot_timer) a.push_back("--boot-timer");
   a.insert(a.end(), ctx.microvm_extra_args.begin(), ctx.microvm_extra_args.end());
@@ -23,11 +24,26 @@ std::vector<std::string> microvm_command(const BenchContext& ctx, const std::str
 }
 
 std::vector<std::string> qemu_command(const BenchContext& ctx, const std::string& initrd) {
-  std::vector<std::string> a = {ctx.qemu_binary, "-M", "microvm", "-enable-kvm",
-                                "-cpu", "qemu64,+x2apic,vendor=GenuineIntel",
-                                "-smp", std::to_string(ctx.cpus), "-m", mib(ctx),
-                                "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
-                                "-kernel", ctx.kernel, "-append", ctx.cmdline};
+  std::vector<std::string> a = {ctx.qemu_binary,
+                                "-M",
+                                "microvm",
+                                "-enable-kvm",
+                                "-cpu",
+                                "qemu64,+x2apic,vendor=GenuineIntel",
+                                "-smp",
+                                std::to_string(ctx.cpus),
+                                "-m",
+                                mib(ctx),
+                                "-nodefaults",
+                                "-no-user-config",
+                                "-display",
+                                "none",
+                                "-serial",
+                                "stdio",
+                                "-kernel",
+                                ctx.kernel,
+                                "-append",
+                                ctx.cmdline};
   if (!initrd.empty()) a.insert(a.end(), {"-initrd", initrd});
   a.insert(a.end(), ctx.qemu_extra_args.begin(), ctx.qemu_extra_args.end());
   return a;
@@ -48,8 +64,8 @@ Result<std::string> build_initramfs(const BenchContext& ctx, const std::string& 
       {"bash", ctx.source_dir + "/scripts/make-initramfs.sh", out, "--script", script_path}, {log, log}));
   if (!child.wait_for(std::chrono::seconds(120))) return fail("make-initramfs.sh did not finish in 120 s");
   if (exit_code_of(*child.status()) != 0)
-    return fail("make-initramfs.sh failed (" + describe_status(*child.status()) + "): " +
-                read_file(log).value_or("").substr(0, 600));
+    return fail("make-initramfs.sh failed (" + describe_status(*child.status()) +
+                "): " + read_file(log).value_or("").substr(0, 600));
   return out;
 }
 

@@ -51,16 +51,20 @@ int cmd_check(int argc, char** argv) {
   } else if (!a->has("-q")) {
     for (const auto& m : r->messages) std::printf("%s\n", m.c_str());
     if (r->corruptions)
-      std::printf("\n%llu errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n",
-                  static_cast<unsigned long long>(r->corruptions));
+      std::printf(
+          "\n%llu errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt "
+          "it.\n",
+          static_cast<unsigned long long>(r->corruptions));
     if (r->leaks)
-      std::printf("\n%llu leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n",
-                  static_cast<unsigned long long>(r->leaks));
+      std::printf(
+          "\n%llu leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n",
+          static_cast<unsigned long long>(r->leaks));
     if (!r->corruptions && !r->leaks) std::printf("No errors were found on the image.\n");
     double total = r->guest_clusters ? static_cast<double>(r->guest_clusters) : 1;
     double alloc = r->allocated_clusters ? static_cast<double>(r->allocated_clusters) : 1;
     std::printf("%llu/%llu = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters\nImage end offset: %llu\n",
-                static_cast<unsigned long long>(r->allocated_clusters), static_cast<unsigned long long>(r->guest_clusters),
+                static_cast<unsigned long long>(r->allocated_clusters),
+                static_cast<unsigned long long>(r->guest_clusters),
                 100.0 * static_cast<double>(r->allocated_clusters) / total,
                 100.0 * static_cast<double>(r->fragmented_clusters) / alloc,
                 100.0 * static_cast<double>(r->compressed_clusters) / alloc,

@@ -11,7 +11,9 @@ namespace {
 // One line per subcommand, "  NAME ...": `microvm img NAME --help` prints that line.
 const char kUsage[] =
     "usage: microvm img COMMAND [options]   (COMMAND --help: that command's usage)\n"
-    "  create -f raw|qcow2 [-b BACKING -F FMT] [-o cluster_size=N,compat=0.10|1.1,refcount_bits=N,lazy_refcounts=on|off,compression_type=zlib|zstd,preallocation=off|metadata|falloc|full] FILE [SIZE]\n"
+    "  create -f raw|qcow2 [-b BACKING -F FMT] [-o "
+    "cluster_size=N,compat=0.10|1.1,refcount_bits=N,lazy_refcounts=on|off,compression_type=zlib|zstd,preallocation=off|"
+    "metadata|falloc|full] FILE [SIZE]\n"
     "  info [-f FMT] [--json|--output=json] [--backing-chain] FILE\n"
     "      --backing-chain: the image and each of its backing files (JSON: a list)\n"
     "  check [-f FMT] [-r leaks|all] [--json|--output=json] FILE   exit: 0 clean, 1 check failed,\n"
@@ -23,10 +25,12 @@ const char kUsage[] =
     "  compare [-f FMT] [-F FMT] [-s] [-p] [-q] FILE1 FILE2   exit: 0 identical, 1 differ, 2 cannot open\n"
     "  commit [-f FMT] [-d] [-p] [-q] FILE   write the overlay into its backing file, then empty it (-d: keep)\n"
     "  rebase [-f FMT] [-u] [-p] [-q] -b NEW [-F FMT] FILE   change the backing file (-u: only the header)\n"
-    "  measure [--output=json] [-O raw|qcow2] [-o cluster_size=N,...] (--size N | [-f FMT] FILE)   size of a new image\n"
+    "  measure [--output=json] [-O raw|qcow2] [-o cluster_size=N,...] (--size N | [-f FMT] FILE)   size of a new "
+    "image\n"
     "  amend [-f qcow2] -o compat=0.10|1.1,lazy_refcounts=on|off FILE   change the qcow2 version or flags in place\n"
     "  dd [-f FMT] [-O raw|qcow2] [bs=N] [count=N] [skip=N] if=IN of=OUT   copy a range of IN into a new image\n"
-    "  snapshot -l|-c NAME|-a NAME|-d NAME [-f FMT] [-U] FILE   list, create, apply (ID or name), delete internal snapshots\n"
+    "  snapshot -l|-c NAME|-a NAME|-d NAME [-f FMT] [-U] FILE   list, create, apply (ID or name), delete internal "
+    "snapshots\n"
     "sizes: 512, 64k, 10G, 1.5T, 1P (binary units)\n"
     "exit: 0 done, 1 failed (nothing was changed when create/convert fail), 2 bad arguments\n";
 

@@ -139,7 +139,8 @@ int cmd_convert(int argc, char** argv) {
     rout = existing.get();
   } else {
     rout = dst->fd();
-    if (auto r = preallocate_raw(rout, size, raw_prealloc); !r) return failure("convert: " + out + ": " + r.error().what);
+    if (auto r = preallocate_raw(rout, size, raw_prealloc); !r)
+      return failure("convert: " + out + ": " + r.error().what);
   }
   if (in_place && existing_size < size)
     return failure("convert -n: " + out + " (" + std::to_string(existing_size) + " bytes) is smaller than the input (" +

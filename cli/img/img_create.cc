@@ -36,35 +36,49 @@ Result<qcow2::CreateOptions> qcow2_create_options(const std::string& o) {
       co.cluster_bits = TRY(log2_exact(cs, "cluster_size"));
       if (co.cluster_bits < 9 || co.cluster_bits > 21) return fail(EINVAL, "cluster_size must be between 512 and 2M");
     } else if (k == "compat") {
-      if (v == "0.10" || v == "v2") co.version = 2;
-      else if (v == "1.1" || v == "v3") co.version = 3;
-      else return fail(EINVAL, "compat must be 0.10 or 1.1");
+      if (v == "0.10" || v == "v2")
+        co.version = 2;
+      else if (v == "1.1" || v == "v3")
+        co.version = 3;
+      else
+        return fail(EINVAL, "compat must be 0.10 or 1.1");
     } else if (k == "refcount_bits") {
       uint64_t bits = TRY(parse_size(v));
       co.refcount_order = TRY(log2_exact(bits, "refcount_bits"));
       if (co.refcount_order > 6) return fail(EINVAL, "refcount_bits must be at most 64");
     } else if (k == "lazy_refcounts") {
-      if (v == "on") co.lazy_refcounts = true;
-      else if (v == "off") co.lazy_refcounts = false;
-      else return fail(EINVAL, "lazy_refcounts must be on or off");
+      if (v == "on")
+        co.lazy_refcounts = true;
+      else if (v == "off")
+        co.lazy_refcounts = false;
+      else
+        return fail(EINVAL, "lazy_refcounts must be on or off");
     } else if (k == "compression_type") {
-      if (v == "zlib") co.compression_type = qcow2::CompressionType::kZlib;
-      else if (v == "zstd") co.compression_type = qcow2::CompressionType::kZstd;
-      else return fail(EINVAL, "compression_type must be zlib or zstd");
+      if (v == "zlib")
+        co.compression_type = qcow2::CompressionType::kZlib;
+      else if (v == "zstd")
+        co.compression_type = qcow2::CompressionType::kZstd;
+      else
+        return fail(EINVAL, "compression_type must be zlib or zstd");
     } else if (k == "preallocation") {
-      if (v == "off") co.preallocation = qcow2::Preallocation::kOff;
-      else if (v == "metadata") co.preallocation = qcow2::Preallocation::kMetadata;
-      else if (v == "falloc") co.preallocation = qcow2::Preallocation::kFalloc;
-      else if (v == "full") co.preallocation = qcow2::Preallocation::kFull;
-      else return fail(EINVAL, "preallocation must be off, metadata, falloc or full");
+      if (v == "off")
+        co.preallocation = qcow2::Preallocation::kOff;
+      else if (v == "metadata")
+        co.preallocation = qcow2::Preallocation::kMetadata;
+      else if (v == "falloc")
+        co.preallocation = qcow2::Preallocation::kFalloc;
+      else if (v == "full")
+        co.preallocation = qcow2::Preallocation::kFull;
+      else
+        return fail(EINVAL, "preallocation must be off, metadata, falloc or full");
     } else if (k == "backing_file") {
       co.backing_file = v;
     } else if (k == "backing_fmt") {
       co.backing_format = v;
     } else {
       return fail(EINVAL, "unsupported qcow2 option '" + k +
-                               "' (cluster_size, compat, refcount_bits, lazy_refcounts, compression_type, "
-                               "preallocation, backing_file, backing_fmt)");
+                              "' (cluster_size, compat, refcount_bits, lazy_refcounts, compression_type, "
+                              "preallocation, backing_file, backing_fmt)");
     }
   }
   if (co.preallocation != qcow2::Preallocation::kOff && !co.backing_file.empty())
@@ -80,10 +94,14 @@ Result<qcow2::Preallocation> raw_create_options(const std::string& o) {
   auto p = qcow2::Preallocation::kOff;
   for (auto& [k, v] : TRY(parse_o(o))) {
     if (k != "preallocation") return fail(EINVAL, "unsupported raw option '" + k + "' (preallocation)");
-    if (v == "off") p = qcow2::Preallocation::kOff;
-    else if (v == "falloc") p = qcow2::Preallocation::kFalloc;
-    else if (v == "full") p = qcow2::Preallocation::kFull;
-    else return fail(EINVAL, "preallocation for raw images must be off, falloc or full");
+    if (v == "off")
+      p = qcow2::Preallocation::kOff;
+    else if (v == "falloc")
+      p = qcow2::Preallocation::kFalloc;
+    else if (v == "full")
+      p = qcow2::Preallocation::kFull;
+    else
+      return fail(EINVAL, "preallocation for raw images must be off, falloc or full");
   }
   return p;
 }
@@ -128,7 +146,8 @@ int cmd_create(int argc, char** argv) {
     if (auto r = preallocate_raw((*out)->fd(), *size, *prealloc); !r)
       return failure("create " + path + ": " + r.error().what);
     if (auto r = (*out)->commit(); !r) return failure("create: " + r.error().what);
-    if (!a->has("-q")) std::printf("Formatting '%s', fmt=raw size=%llu\n", path.c_str(), static_cast<unsigned long long>(*size));
+    if (!a->has("-q"))
+      std::printf("Formatting '%s', fmt=raw size=%llu\n", path.c_str(), static_cast<unsigned long long>(*size));
     return 0;
   }
   auto co = qcow2_create_options(a->get("-o"));

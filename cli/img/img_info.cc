@@ -45,12 +45,14 @@ int cmd_info(int argc, char** argv) {
       std::printf("%s\n", j.dump(4).c_str());
     } else {
       std::printf("image: %s\nfile format: raw\nvirtual size: %s (%llu bytes)\ndisk size: %s\n", path.c_str(),
-                  format_size(file_size).c_str(), static_cast<unsigned long long>(file_size), format_size(disk_size).c_str());
+                  format_size(file_size).c_str(), static_cast<unsigned long long>(file_size),
+                  format_size(disk_size).c_str());
     }
     return 0;
   }
   std::vector<uint8_t> head(std::min<uint64_t>(file_size, 1u << qcow2::kMaxClusterBits));
-  if (int rc = pread_full(fd.get(), head.data(), head.size(), 0)) return failure("read " + path + ": " + std::strerror(-rc));
+  if (int rc = pread_full(fd.get(), head.data(), head.size(), 0))
+    return failure("read " + path + ": " + std::strerror(-rc));
   auto h = qcow2::parse_header(head, file_size);
   if (!h) return failure(path + ": " + h.error().what);
   auto snaps = qcow2::read_snapshots(fd.get(), *h, file_size);

@@ -59,7 +59,8 @@ int cmd_snapshot(int argc, char** argv) {
   if (actions != 1) return usage_error("snapshot", "give exactly one of -l, -a, -c, -d");
   const std::string& path = a->positional[0];
   if (!a->has("-l")) {
-    if (a->has("-U") || a->has("--force-share")) return usage_error("snapshot", "-U only goes with -l (changes need the lock)");
+    if (a->has("-U") || a->has("--force-share"))
+      return usage_error("snapshot", "-U only goes with -l (changes need the lock)");
     for (const char* k : {"-a", "-c", "-d"}) {
       if (a->has(k) && a->get(k).empty()) return usage_error("snapshot", std::string(k) + " needs a snapshot name");
     }

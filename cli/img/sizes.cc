@@ -17,14 +17,36 @@ Result<uint64_t> parse_size(std::string_view s) {
   int shift = 0;
   if (!unit.empty()) {
     switch (unit[0]) {
-      case 'b': case 'B': shift = 0; break;
-      case 'k': case 'K': shift = 10; break;
-      case 'm': case 'M': shift = 20; break;
-      case 'g': case 'G': shift = 30; break;
-      case 't': case 'T': shift = 40; break;
-      case 'p': case 'P': shift = 50; break;
-      case 'e': case 'E': shift = 60; break;
-      default: return fail(EINVAL, "invalid size suffix in '" + str + "' (use K, M, G, T, P or E)");
+      case 'b':
+      case 'B':
+        shift = 0;
+        break;
+      case 'k':
+      case 'K':
+        shift = 10;
+        break;
+      case 'm':
+      case 'M':
+        shift = 20;
+        break;
+      case 'g':
+      case 'G':
+        shift = 30;
+        break;
+      case 't':
+      case 'T':
+        shift = 40;
+        break;
+      case 'p':
+      case 'P':
+        shift = 50;
+        break;
+      case 'e':
+      case 'E':
+        shift = 60;
+        break;
+      default:
+        return fail(EINVAL, "invalid size suffix in '" + str + "' (use K, M, G, T, P or E)");
     }
     unit.remove_prefix(1);
     if (shift && (unit == "iB" || unit == "B" || unit == "ib" || unit == "b")) unit = {};

@@ -18,8 +18,8 @@ namespace microvm {
 inline constexpr int kSubmitBusy = ENOBUFS;
 
 struct BlockCompletion {
-  uint64_t tag = 0;   // the value passed to submit_*
-  int32_t result = 0; // bytes transferred (>= 0) or -errno
+  uint64_t tag = 0;    // the value passed to submit_*
+  int32_t result = 0;  // bytes transferred (>= 0) or -errno
 };
 
 class BlockBackend {
@@ -40,7 +40,8 @@ class BlockBackend {
   // Completes after every write that completed before it was submitted is on stable storage.
   [[nodiscard]] virtual Result<void> submit_flush(uint64_t tag) = 0;
   [[nodiscard]] virtual Result<void> submit_discard(uint64_t offset, uint64_t len, uint64_t tag) = 0;
-  [[nodiscard]] virtual Result<void> submit_write_zeroes(uint64_t offset, uint64_t len, bool may_unmap, uint64_t tag) = 0;
+  [[nodiscard]] virtual Result<void> submit_write_zeroes(uint64_t offset, uint64_t len, bool may_unmap,
+                                                         uint64_t tag) = 0;
   // Pushes batched submissions to the engine (one io_uring_enter for many requests).
   virtual void flush_submissions() {}
 

@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
 #include <cerrno>
+#include <climits>
 #include <vector>
 
 namespace microvm {
@@ -72,9 +72,8 @@ int zero_range(int fd, uint64_t offset, uint64_t len, bool may_unmap) {
   if (len == 0) return 0;
   if (::fallocate(fd, FALLOC_FL_ZERO_RANGE, static_cast<off_t>(offset), static_cast<off_t>(len)) == 0) return 0;
   if (errno != EOPNOTSUPP && errno != EINVAL && errno != ENOSYS) return -errno;
-  if (may_unmap &&
-      ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
-                  static_cast<off_t>(len)) == 0)
+  if (may_unmap && ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+                               static_cast<off_t>(len)) == 0)
     return 0;
   // Plain writes; 64 KiB at a time keeps memory bounded. An O_DIRECT fd needs an aligned buffer.
   constexpr size_t kChunk = 64 * 1024;

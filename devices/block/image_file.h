@@ -16,8 +16,8 @@ struct ImageFile {
   uint64_t size = 0;    // bytes (files: st_size; block devices: their size)
 };
 
-[[nodiscard]] Result<ImageFile> open_image_file(const std::string& path, bool read_only, CacheMode cache,
-                                                bool lock, const Logger* log);
+[[nodiscard]] Result<ImageFile> open_image_file(const std::string& path, bool read_only, CacheMode cache, bool lock,
+                                                const Logger* log);
 
 // Opens `path` with `flags` (O_RDONLY / O_RDWR ...; O_CLOEXEC and O_NOCTTY are added) and
 // refuses anything but a regular file or a block device before a byte is read or written.

@@ -67,8 +67,7 @@ Result<void> lock_image(int fd, bool exclusive, const std::string& path) {
   int err = errno;
   if (err != EAGAIN && err != EACCES) return fail_errno(err, "lock " + path);
   int holder = find_lock_holder(fd);
-  std::string who = holder > 0 ? "process " + std::to_string(holder) +
-                                     (holder == ::getpid() ? " (this process)" : "")
+  std::string who = holder > 0 ? "process " + std::to_string(holder) + (holder == ::getpid() ? " (this process)" : "")
                                : "another process";
   return fail(err, "disk image " + path + " is in use by " + who + " (" +
                        (exclusive ? "a writable disk needs exclusive access" : "it is open for writing") + ")");

@@ -6,9 +6,12 @@ namespace microvm {
 
 const char* engine_kind_name(EngineKind kind) {
   switch (kind) {
-    case EngineKind::kAuto: return "auto";
-    case EngineKind::kIoUring: return "io_uring";
-    case EngineKind::kSync: return "sync";
+    case EngineKind::kAuto:
+      return "auto";
+    case EngineKind::kIoUring:
+      return "io_uring";
+    case EngineKind::kSync:
+      return "sync";
   }
   return "?";
 }
@@ -20,8 +23,9 @@ Result<std::unique_ptr<IoEngine>> make_io_engine(EngineKind kind, const Logger* 
   if (uring) return std::move(*uring);
   if (kind == EngineKind::kIoUring) return std::unexpected(uring.error().context("io_uring engine"));
   // kAuto: io_uring may be disabled (sysctl, seccomp in a container, old kernel).
-  if (log) log->log(LogLevel::kWarn, "io_uring unavailable (%s); using the synchronous I/O engine",
-                    uring.error().what.c_str());
+  if (log)
+    log->log(LogLevel::kWarn, "io_uring unavailable (%s); using the synchronous I/O engine",
+             uring.error().what.c_str());
   return TRY(SyncEngine::create());
 }
 

@@ -8,7 +8,9 @@ namespace microvm {
 
 namespace {
 // Byte counts are reported as int32; the device never sends more than that in one request.
-int32_t ok_or_errno(int rc, size_t bytes) { return rc < 0 ? rc : static_cast<int32_t>(std::min<size_t>(bytes, INT32_MAX)); }
+int32_t ok_or_errno(int rc, size_t bytes) {
+  return rc < 0 ? rc : static_cast<int32_t>(std::min<size_t>(bytes, INT32_MAX));
+}
 }  // namespace
 
 Result<std::unique_ptr<SyncEngine>> SyncEngine::create() {

@@ -139,8 +139,8 @@ bool UringEngine::prep(Op* op) {
                           op->offset + op->done);
       break;
     case Kind::kWrite:
-      io_uring_prep_writev(sqe, op->fd, op->iov.data(), static_cast<unsigned>(std::min<size_t>(op->iov.size(), IOV_MAX)),
-                           op->offset + op->done);
+      io_uring_prep_writev(sqe, op->fd, op->iov.data(),
+                           static_cast<unsigned>(std::min<size_t>(op->iov.size(), IOV_MAX)), op->offset + op->done);
       break;
     case Kind::kSync:
       io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC);

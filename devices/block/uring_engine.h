@@ -65,9 +65,9 @@ class UringEngine final : public IoEngine {
     int fd;
     uint64_t tag;
     uint64_t offset;
-    uint64_t len;             // fallocate length, or total transfer length
-    uint64_t done = 0;        // bytes transferred so far (read/write)
-    std::vector<iovec> iov;   // what is left to transfer; stable until the CQE arrives
+    uint64_t len;            // fallocate length, or total transfer length
+    uint64_t done = 0;       // bytes transferred so far (read/write)
+    std::vector<iovec> iov;  // what is left to transfer; stable until the CQE arrives
   };
 
   UringEngine(EventFd efd) : done_(std::move(efd)) {}

@@ -56,8 +56,10 @@ void FdStream::offer_held() {
 
 void FdStream::resume_input() {
   if (!fd_.valid()) return;
-  if (!held_.empty()) offer_held();
-  else update_interest();
+  if (!held_.empty())
+    offer_held();
+  else
+    update_interest();
   // Back on the loop: a peer that left meanwhile is noticed by the next read (0 bytes).
 }
 

@@ -52,8 +52,8 @@ class FdStream {
   Fd fd_;
   EventLoop* loop_ = nullptr;
   PortBackend::Sink* sink_ = nullptr;
-  std::vector<std::byte> held_;    // input the guest had no buffers for
-  std::vector<std::byte> out_;     // output the peer has not taken yet (<= capacity_)
+  std::vector<std::byte> held_;  // input the guest had no buffers for
+  std::vector<std::byte> out_;   // output the peer has not taken yet (<= capacity_)
   uint32_t interest_ = 0;
   bool registered_ = false;  // on the loop (not while input is held with no output pending)
   bool is_socket_ = false;

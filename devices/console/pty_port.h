@@ -30,7 +30,9 @@ class PtyPort final : public PortBackend {
 
  private:
   PtyPort(Fd master, Fd slave, std::string path)
-      : master_(std::move(master)), slave_(std::move(slave)), path_(std::move(path)),
+      : master_(std::move(master)),
+        slave_(std::move(slave)),
+        path_(std::move(path)),
         stream_(FdStream::kOutputCapacity, nullptr) {}
 
   Fd master_;  // handed to stream_ at start()

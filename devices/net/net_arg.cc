@@ -1,11 +1,11 @@
 #include "devices/net/net_arg.h"
 
-#include "base/rate_limit_spec.h"
-
 #include <arpa/inet.h>
 
 #include <charconv>
 #include <vector>
+
+#include "base/rate_limit_spec.h"
 
 namespace microvm {
 namespace {
@@ -35,13 +35,16 @@ Result<HostForward> parse_hostfwd(std::string_view rule) {
   // PROTO:HOSTADDR:HOSTPORT-:GUESTPORT
   HostForward f;
   auto dash = rule.find('-');
-  if (dash == std::string_view::npos) return fail(EINVAL, "hostfwd " + std::string(rule) + ": want tcp::HOSTPORT-:GUESTPORT");
+  if (dash == std::string_view::npos)
+    return fail(EINVAL, "hostfwd " + std::string(rule) + ": want tcp::HOSTPORT-:GUESTPORT");
   auto host = split(rule.substr(0, dash), ':');
   auto guest = split(rule.substr(dash + 1), ':');
   if (host.size() != 3 || guest.size() != 2 || !guest[0].empty())
     return fail(EINVAL, "hostfwd " + std::string(rule) + ": want tcp::HOSTPORT-:GUESTPORT");
-  if (host[0] == "udp") f.udp = true;
-  else if (host[0] != "tcp") return fail(EINVAL, "hostfwd " + std::string(rule) + ": protocol must be tcp or udp");
+  if (host[0] == "udp")
+    f.udp = true;
+  else if (host[0] != "tcp")
+    return fail(EINVAL, "hostfwd " + std::string(rule) + ": protocol must be tcp or udp");
   f.host_addr = std::string(host[1]);
   in_addr parsed;
   if (!f.host_addr.empty() && inet_pton(AF_INET, f.host_addr.c_str(), &parsed) != 1)

@@ -21,7 +21,8 @@ Result<SlirpApi> load() {
   void* handle = ::dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
     const char* why = ::dlerror();
-    return fail(ENOENT, std::string("cannot load ") + kSoname + " (install libslirp0): " + (why ? why : "dlopen failed"));
+    return fail(ENOENT,
+                std::string("cannot load ") + kSoname + " (install libslirp0): " + (why ? why : "dlopen failed"));
   }
   SlirpApi api{};
   std::string missing;

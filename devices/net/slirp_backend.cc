@@ -94,8 +94,8 @@ Result<std::unique_ptr<SlirpBackend>> SlirpBackend::create(const SlirpOptions& o
   if (!timer) return fail_errno("timerfd_create");
   auto ready = TRY(EventFd::create());
   const SlirpApi* api = TRY(slirp_api());
-  std::unique_ptr<SlirpBackend> b(new SlirpBackend(api, 
-      std::move(epoll), std::move(timer), std::move(ready), std::max<size_t>(1, options.max_queued_frames),
+  std::unique_ptr<SlirpBackend> b(new SlirpBackend(
+      api, std::move(epoll), std::move(timer), std::move(ready), std::max<size_t>(1, options.max_queued_frames),
       !options.host_loopback, std::max<size_t>(1, options.max_host_sockets)));
   for (int fd : {b->timerfd_.get(), b->ready_.fd()}) {
     epoll_event ev{};
@@ -255,8 +255,9 @@ void SlirpBackend::arm_timer(uint32_t slirp_timeout_ms) {
   int64_t now_ms = now_ns() / 1'000'000;
   int64_t wait_ms = slirp_timeout_ms == UINT32_MAX ? -1 : int64_t{slirp_timeout_ms};
   for (auto& t : timers_)
-    if (t->expire_ms >= 0) wait_ms = wait_ms < 0 ? std::max<int64_t>(0, t->expire_ms - now_ms)
-                                                 : std::min(wait_ms, std::max<int64_t>(0, t->expire_ms - now_ms));
+    if (t->expire_ms >= 0)
+      wait_ms = wait_ms < 0 ? std::max<int64_t>(0, t->expire_ms - now_ms)
+                            : std::min(wait_ms, std::max<int64_t>(0, t->expire_ms - now_ms));
   itimerspec its{};
   if (wait_ms >= 0) {
     // 0 would disarm the timerfd: fire after 1 ms at the earliest.
@@ -288,7 +289,7 @@ Result<void> SlirpBackend::send(std::span<const iovec> frame) {
   }
   // The header carries nothing for slirp: no offloads were offered with this backend.
   api_->slirp_input(slirp_, reinterpret_cast<const uint8_t*>(tx_.data() + kVnetHeaderSize),
-              static_cast<int>(total - kVnetHeaderSize));
+                    static_cast<int>(total - kVnetHeaderSize));
   pump();  // slirp may have opened a socket to watch (a new outbound connection)
   return {};
 }

@@ -97,7 +97,7 @@ class SlirpBackend final : public NetBackend {
   Fd timerfd_;
   EventFd ready_;
   size_t max_queued_;
-  bool guard_;  // filter guest frames to host-local destinations
+  bool guard_;                            // filter guest frames to host-local destinations
   std::vector<uint32_t> host_addresses_;  // the host's own IPv4 addresses at setup (host order)
   size_t max_sockets_;
   // An upper bound on slirp's sockets without walking them per frame: the last exact count
@@ -108,7 +108,7 @@ class SlirpBackend final : public NetBackend {
   std::deque<std::vector<std::byte>> queue_;  // Ethernet frames for the guest
   std::map<int, uint32_t> registered_;        // slirp fds in epoll_, with their events
   std::vector<std::unique_ptr<Timer>> timers_;
-  std::vector<std::byte> tx_;                 // a linearized guest frame for slirp_input
+  std::vector<std::byte> tx_;  // a linearized guest frame for slirp_input
   uint64_t dropped_ = 0;
   uint64_t blocked_ = 0;
   uint64_t refused_sockets_ = 0;

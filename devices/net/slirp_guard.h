@@ -6,8 +6,8 @@
 // link-local 169.254.0.0/16 (cloud metadata services). libslirp 4.7 has no option for those, so
 // the backend drops such frames itself. Nor has it one for the host's own addresses (a LAN
 // address, a bridge's 172.17.0.1): libslirp connect()s to them from the host, where services
-// bound to 0.0.0.0 answer, though nobody forwarded them; those are dropped too. The nameserver alias is rewritten by libslirp to the
-// host's resolver, whatever the port: only port 53 is let through to it.
+// bound to 0.0.0.0 answer, though nobody forwarded them; those are dropped too. The nameserver alias is rewritten by
+// libslirp to the host's resolver, whatever the port: only port 53 is let through to it.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -17,11 +17,11 @@
 namespace microvm {
 
 enum class SlirpVerdict {
-  kPass,       // hand the frame to libslirp
-  kHostLocal,  // IPv4 to 0/8, 127/8 or 169.254/16
+  kPass,         // hand the frame to libslirp
+  kHostLocal,    // IPv4 to 0/8, 127/8 or 169.254/16
   kHostAddress,  // IPv4 to one of the host's own addresses
-  kNotDns,     // TCP/UDP to the nameserver alias on a port other than 53
-  kMalformed,  // an IPv4 frame too short for the headers the checks need
+  kNotDns,       // TCP/UDP to the nameserver alias on a port other than 53
+  kMalformed,    // an IPv4 frame too short for the headers the checks need
 };
 
 // `frame` is an Ethernet frame (no virtio-net header); `nameserver` the DNS alias and

@@ -24,11 +24,11 @@ struct VhostNetMemoryRegion {
 
 struct VhostNetVringConfig {
   uint16_t size = 0;
-  uint64_t desc_host = 0;   // userspace addresses of the three ring areas
+  uint64_t desc_host = 0;  // userspace addresses of the three ring areas
   uint64_t avail_host = 0;
   uint64_t used_host = 0;
-  int kick_fd = -1;         // the driver's doorbell (ioeventfd)
-  int call_fd = -1;         // the kernel signals it when it wants an interrupt
+  int kick_fd = -1;  // the driver's doorbell (ioeventfd)
+  int call_fd = -1;  // the kernel signals it when it wants an interrupt
 };
 
 class VhostNet {

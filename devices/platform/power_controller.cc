@@ -55,14 +55,20 @@ void PowerController::update_sci() {
 // Byte and word accesses at any offset inside the block work, as the guest may use either.
 void PowerController::Pm1::io_read(uint64_t offset, std::span<std::byte> data) {
   std::lock_guard lock(p.pm1_mu_);
-  uint8_t regs[6] = {static_cast<uint8_t>(p.pm1_status_), static_cast<uint8_t>(p.pm1_status_ >> 8),
-                     static_cast<uint8_t>(p.pm1_enable_), static_cast<uint8_t>(p.pm1_enable_ >> 8), kPm1SciEnable, 0};
-  for (size_t i = 0; i < data.size(); ++i) data[i] = std::byte{offset + i < sizeof regs ? regs[offset + i] : uint8_t{0}};
+  uint8_t regs[6] = {static_cast<uint8_t>(p.pm1_status_),
+                     static_cast<uint8_t>(p.pm1_status_ >> 8),
+                     static_cast<uint8_t>(p.pm1_enable_),
+                     static_cast<uint8_t>(p.pm1_enable_ >> 8),
+                     kPm1SciEnable,
+                     0};
+  for (size_t i = 0; i < data.size(); ++i)
+    data[i] = std::byte{offset + i < sizeof regs ? regs[offset + i] : uint8_t{0}};
 }
 
 void PowerController::Pm1::io_write(uint64_t offset, std::span<const std::byte> data) {
   uint16_t v = 0;
-  for (size_t i = 0; i < data.size() && i < 2; ++i) v |= static_cast<uint16_t>(static_cast<uint8_t>(data[i])) << (8 * i);
+  for (size_t i = 0; i < data.size() && i < 2; ++i)
+    v |= static_cast<uint16_t>(static_cast<uint8_t>(data[i])) << (8 * i);
   // Status and enable bytes: each written byte lands at offset+i (a 4-byte write at 0 sets
   // both registers, as on real chipsets).
   if (offset < 4) {
@@ -71,8 +77,10 @@ void PowerController::Pm1::io_write(uint64_t offset, std::span<const std::byte> 
       uint64_t at = offset + i;
       uint16_t b = static_cast<uint8_t>(data[i]);
       uint16_t shifted = static_cast<uint16_t>(b << (8 * (at & 1)));
-      if (at < 2) p.pm1_status_ &= static_cast<uint16_t>(~shifted);  // write 1 to clear
-      else p.pm1_enable_ = static_cast<uint16_t>((p.pm1_enable_ & ~(0xffu << (8 * (at & 1)))) | shifted);
+      if (at < 2)
+        p.pm1_status_ &= static_cast<uint16_t>(~shifted);  // write 1 to clear
+      else
+        p.pm1_enable_ = static_cast<uint16_t>((p.pm1_enable_ & ~(0xffu << (8 * (at & 1)))) | shifted);
     }
     p.update_sci();
     return;

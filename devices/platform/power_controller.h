@@ -20,18 +20,23 @@ class PowerController {
   // the calls (from vCPU threads for register writes, from the presser's thread).
   PowerController(std::function<void()> on_poweroff, std::function<void()> on_reboot,
                   std::function<void(bool)> set_sci = {})
-      : acpi_(*this), pm1_(*this), i8042_(*this), cf9_(*this), on_poweroff_(std::move(on_poweroff)),
-        on_reboot_(std::move(on_reboot)), set_sci_(std::move(set_sci)) {}
+      : acpi_(*this),
+        pm1_(*this),
+        i8042_(*this),
+        cf9_(*this),
+        on_poweroff_(std::move(on_poweroff)),
+        on_reboot_(std::move(on_reboot)),
+        set_sci_(std::move(set_sci)) {}
 
   // The ACPI power button: sets PWRBTN_STS and raises the SCI if PWRBTN_EN is set.
   void press_power_button();
   bool sci_asserted() const;
 
   // Port windows to register on the PIO bus.
-  IoHandler& acpi_registers() { return acpi_; }   // MICROVM_PORT_ACPI_SLEEP_CONTROL, 3 bytes
-  IoHandler& pm1_registers() { return pm1_; }     // MICROVM_PORT_ACPI_PM1A_EVT, 6 bytes (EVT + CNT)
-  IoHandler& i8042() { return i8042_; }           // port 0x64 (and 0x60), 1 byte each
-  IoHandler& reset_control() { return cf9_; }     // port 0xcf9, 1 byte
+  IoHandler& acpi_registers() { return acpi_; }  // MICROVM_PORT_ACPI_SLEEP_CONTROL, 3 bytes
+  IoHandler& pm1_registers() { return pm1_; }    // MICROVM_PORT_ACPI_PM1A_EVT, 6 bytes (EVT + CNT)
+  IoHandler& i8042() { return i8042_; }          // port 0x64 (and 0x60), 1 byte each
+  IoHandler& reset_control() { return cf9_; }    // port 0xcf9, 1 byte
 
  private:
   struct Acpi final : IoHandler {

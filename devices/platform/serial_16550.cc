@@ -57,23 +57,28 @@ uint8_t Serial16550::read_register(uint64_t offset) {
       rx_.pop_front();
       return c;
     }
-    case kIer: return (lcr_ & kLcrDlab) ? dlm_ : ier_;
+    case kIer:
+      return (lcr_ & kLcrDlab) ? dlm_ : ier_;
     case kIirFcr: {
       uint8_t iir = interrupt_identification();
       if ((iir & 0x0f) == kIirThri) thre_pending_ = false;  // reading IIR acknowledges THRE
       return iir;
     }
-    case kLcr: return lcr_;
-    case kMcr: return mcr_;
-    case kLsr: return (rx_.empty() ? 0 : kLsrDr) | kLsrThre | kLsrTemt;
+    case kLcr:
+      return lcr_;
+    case kMcr:
+      return mcr_;
+    case kLsr:
+      return (rx_.empty() ? 0 : kLsrDr) | kLsrThre | kLsrTemt;
     case kMsr:
       if (mcr_ & kMcrLoop) {
         // Loopback wires the modem outputs back to the inputs; Linux's probe checks this.
-        return ((mcr_ & kMcrRts) ? kMsrCts : 0) | ((mcr_ & kMcrDtr) ? kMsrDsr : 0) |
-               ((mcr_ & kMcrOut1) ? kMsrRi : 0) | ((mcr_ & kMcrOut2) ? kMsrDcd : 0);
+        return ((mcr_ & kMcrRts) ? kMsrCts : 0) | ((mcr_ & kMcrDtr) ? kMsrDsr : 0) | ((mcr_ & kMcrOut1) ? kMsrRi : 0) |
+               ((mcr_ & kMcrOut2) ? kMsrDcd : 0);
       }
       return kMsrCts | kMsrDsr | kMsrDcd;  // a terminal is always attached
-    case kScr: return scr_;
+    case kScr:
+      return scr_;
   }
   return 0;
 }
@@ -105,10 +110,17 @@ void Serial16550::write_register(uint64_t offset, uint8_t value) {
       fcr_ = value;
       if (value & kFcrClearRx) rx_.clear();
       break;
-    case kLcr: lcr_ = value; break;
-    case kMcr: mcr_ = value & 0x1f; break;
-    case kScr: scr_ = value; break;
-    default: break;  // LSR and MSR are read-only
+    case kLcr:
+      lcr_ = value;
+      break;
+    case kMcr:
+      mcr_ = value & 0x1f;
+      break;
+    case kScr:
+      scr_ = value;
+      break;
+    default:
+      break;  // LSR and MSR are read-only
   }
 }
 

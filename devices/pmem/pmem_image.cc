@@ -24,7 +24,8 @@ Result<std::unique_ptr<PmemImage>> PmemImage::open(const std::string& path, bool
     return fail(EINVAL, "--pmem " + path + ": the file size must be a non-zero multiple of 2 MiB (it is " +
                             std::to_string(size) + " bytes; grow it with truncate -s)");
   int prot = PROT_READ | (read_only ? 0 : PROT_WRITE);
-  img->mapping_ = TRY(Mapping::map(size, prot, MAP_SHARED | MAP_NORESERVE, img->fd_.get(), 0, "mapping the pmem image"));
+  img->mapping_ =
+      TRY(Mapping::map(size, prot, MAP_SHARED | MAP_NORESERVE, img->fd_.get(), 0, "mapping the pmem image"));
   return img;
 }
 

@@ -38,14 +38,18 @@ Result<ShareSpec> parse_share_spec(const std::string& spec) {
     if (key == "tag") {
       if (value.empty()) return fail(EINVAL, "tag= is empty (leave it out to use the folder's name)");
       s.tag = value;
-    }
-    else if (key == "socket") s.socket_path = value;
+    } else if (key == "socket")
+      s.socket_path = value;
     else if (key == "readonly" || key == "ro") {
-      if (value == "on" || value == "true" || value == "1") s.read_only = true;
-      else if (value == "off" || value == "false" || value == "0") s.read_only = false;
-      else return fail(EINVAL, "readonly must be on or off");
+      if (value == "on" || value == "true" || value == "1")
+        s.read_only = true;
+      else if (value == "off" || value == "false" || value == "0")
+        s.read_only = false;
+      else
+        return fail(EINVAL, "readonly must be on or off");
     } else if (key == "snapshot") {
-      if (value != "remount") return fail(EINVAL, "snapshot must be remount (the only way a share survives a snapshot)");
+      if (value != "remount")
+        return fail(EINVAL, "snapshot must be remount (the only way a share survives a snapshot)");
       s.snapshot_remount = true;
     } else {
       return fail(EINVAL, "unknown option '" + item + "' (expected tag=, readonly=, socket=, snapshot=remount)");
@@ -60,7 +64,7 @@ Result<ShareSpec> parse_share_spec(const std::string& spec) {
     std::unique_ptr<char, decltype(&std::free)> real(::realpath(dir.c_str(), nullptr), &std::free);
     if (!real) return fail_errno(dir);
     std::string canonical = real.get();
-    struct stat st{};
+    struct stat st {};
     if (::stat(canonical.c_str(), &st) < 0) return fail_errno(dir);
     if (!S_ISDIR(st.st_mode)) return fail(ENOTDIR, dir + ": not a directory");
     if (under(canonical, "/proc")) return fail(EPERM, dir + ": sharing /proc is refused");

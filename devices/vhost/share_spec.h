@@ -11,10 +11,10 @@
 namespace microvm {
 
 struct ShareSpec {
-  std::string host_dir;     // canonical path; empty for socket= shares
-  std::string tag;          // 1..36 bytes
+  std::string host_dir;  // canonical path; empty for socket= shares
+  std::string tag;       // 1..36 bytes
   bool read_only = false;
-  std::string socket_path;  // empty for folder shares
+  std::string socket_path;        // empty for folder shares
   bool snapshot_remount = false;  // snapshot=remount: snapshots allowed, the share comes back reset
 };
 

@@ -76,7 +76,8 @@ Result<void> read_exact(int fd, void* buf, size_t len, bool* got_fds, Clock::tim
 Result<VhostUserClient> VhostUserClient::connect(const std::string& socket_path, std::chrono::milliseconds timeout) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof addr.sun_path) return fail(ENAMETOOLONG, "vhost-user socket path too long: " + socket_path);
+  if (socket_path.size() >= sizeof addr.sun_path)
+    return fail(ENAMETOOLONG, "vhost-user socket path too long: " + socket_path);
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
   Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) return fail_errno("vhost-user: socket");
@@ -116,7 +117,8 @@ std::unexpected<Error> VhostUserClient::broken_by(Error e) {
 Result<void> VhostUserClient::send(Request req, uint32_t flags, const void* payload, uint32_t size,
                                    std::span<const int> fds) {
   if (broken()) return fail(EPIPE, std::string("vhost-user: connection is down, cannot send ") + request_name(req));
-  if (size > kMaxPayload || fds.size() > kMaxFds) return fail(EINVAL, std::string("vhost-user: oversized ") + request_name(req));
+  if (size > kMaxPayload || fds.size() > kMaxFds)
+    return fail(EINVAL, std::string("vhost-user: oversized ") + request_name(req));
   Header h{static_cast<uint32_t>(req), kVersion | flags, size};
   iovec iov[2] = {{&h, sizeof h}, {const_cast<void*>(payload), size}};
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)] = {};
@@ -148,7 +150,8 @@ Result<void> VhostUserClient::receive(Request req, std::span<std::byte> out) {
   if (broken()) return fail(EPIPE, std::string("vhost-user: connection is down, no reply to ") + request_name(req));
   // One deadline for a whole operation (an activation's dozen requests, a reset's), else per request.
   const auto start = Clock::now();
-  const auto deadline = operation_deadline_ ? std::min(*operation_deadline_, start + reply_timeout_) : start + reply_timeout_;
+  const auto deadline =
+      operation_deadline_ ? std::min(*operation_deadline_, start + reply_timeout_) : start + reply_timeout_;
   auto r = read_reply(req, out, deadline);
   // The event loop waited this long for the backend: a slow one uses up its budget and is
   // then treated as gone, so a guest that loops resets cannot turn a slow backend into a
@@ -171,7 +174,8 @@ Result<void> VhostUserClient::read_reply(Request req, std::span<std::byte> out, 
   if (auto r = check_reply_header(h, req, static_cast<uint32_t>(out.size())); !r) return broken_by(r.error());
   if (auto r = read_exact(socket_.get(), out.data(), out.size(), &got_fds, deadline); !r)
     return broken_by(r.error().context(std::string("reply to ") + request_name(req)));
-  if (got_fds) return broken_by(Error(EPROTO, std::string("vhost-user reply to ") + request_name(req) + ": unexpected fds"));
+  if (got_fds)
+    return broken_by(Error(EPROTO, std::string("vhost-user reply to ") + request_name(req) + ": unexpected fds"));
   return {};
 }
 

@@ -39,7 +39,7 @@ struct VhostMemoryRegion {
 };
 
 struct VhostVringAddrs {
-  uint64_t desc = 0;   // host virtual addresses of the descriptor table and the rings
+  uint64_t desc = 0;  // host virtual addresses of the descriptor table and the rings
   uint64_t avail = 0;
   uint64_t used = 0;
 };
@@ -47,11 +47,11 @@ struct VhostVringAddrs {
 class VhostUserClient {
  public:
   // Connects to a listening backend socket.
-  [[nodiscard]] static Result<VhostUserClient> connect(const std::string& socket_path,
-                                                       std::chrono::milliseconds reply_timeout = std::chrono::seconds(10));
+  [[nodiscard]] static Result<VhostUserClient> connect(
+      const std::string& socket_path, std::chrono::milliseconds reply_timeout = std::chrono::seconds(10));
   // Takes a connected stream socket (a socketpair in tests).
-  [[nodiscard]] static Result<VhostUserClient> from_fd(Fd socket,
-                                                       std::chrono::milliseconds reply_timeout = std::chrono::seconds(10));
+  [[nodiscard]] static Result<VhostUserClient> from_fd(
+      Fd socket, std::chrono::milliseconds reply_timeout = std::chrono::seconds(10));
 
   VhostUserClient(VhostUserClient&&) = default;
   VhostUserClient& operator=(VhostUserClient&&) = default;

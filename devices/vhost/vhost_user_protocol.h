@@ -66,10 +66,10 @@ struct VringState {
 
 struct VringAddr {
   uint32_t index;
-  uint32_t flags;              // bit 0: log_guest_addr is valid (dirty logging; unused here)
-  uint64_t desc_user_addr;     // frontend virtual addresses, translated by the backend through
-  uint64_t used_user_addr;     // the memory table's userspace_addr; note the used ring comes
-  uint64_t avail_user_addr;    // before the available ring in this struct
+  uint32_t flags;            // bit 0: log_guest_addr is valid (dirty logging; unused here)
+  uint64_t desc_user_addr;   // frontend virtual addresses, translated by the backend through
+  uint64_t used_user_addr;   // the memory table's userspace_addr; note the used ring comes
+  uint64_t avail_user_addr;  // before the available ring in this struct
   uint64_t log_guest_addr;
 };
 static_assert(sizeof(VringAddr) == 40);

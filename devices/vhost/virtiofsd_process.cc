@@ -29,7 +29,7 @@ namespace microvm {
 namespace {
 
 bool executable(const std::string& p) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
 }
 
@@ -95,7 +95,7 @@ bool parse_runtime_name(std::string_view rest, pid_t& pid, uint64_t& start) {
 bool remove_runtime_dir_at(int base_fd, const char* name) {
   int fd = ::openat(base_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return false;
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) < 0 || st.st_uid != ::geteuid()) {
     ::close(fd);
     return false;
@@ -176,7 +176,7 @@ Result<std::string> find_virtiofsd(const std::string& explicit_path) {
 Result<std::unique_ptr<VirtiofsdProcess>> VirtiofsdProcess::start(const VirtiofsdOptions& o) {
   if (o.binary.empty() || o.binary[0] != '/')
     return fail(EINVAL, "virtiofsd binary must be an absolute path (find_virtiofsd): " + o.binary);
-  struct stat st{};
+  struct stat st {};
   if (::stat(o.shared_dir.c_str(), &st) < 0) return fail_errno("share " + o.shared_dir);
   if (!S_ISDIR(st.st_mode)) return fail(ENOTDIR, "share " + o.shared_dir + ": not a directory");
   if (o.cache != "auto" && o.cache != "always" && o.cache != "none")
@@ -262,7 +262,7 @@ Result<void> VirtiofsdProcess::wait_for_socket(std::chrono::milliseconds timeout
     // The socket file appears at bind(), a moment before listen(); we cannot probe with a
     // connect (the C virtiofsd serves exactly one connection, then exits), so the client
     // retries a refused connect briefly instead (VhostUserClient::connect).
-    struct stat st{};
+    struct stat st {};
     if (::stat(socket_path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return {};
     int status = 0;
     pid_t r = ::waitpid(pid_, &status, WNOHANG);
@@ -274,7 +274,8 @@ Result<void> VirtiofsdProcess::wait_for_socket(std::chrono::milliseconds timeout
       if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return fail(ENOEXEC, "exec failed");
       return fail(ECHILD, "virtiofsd " + describe_status(status) + " before creating its socket");
     }
-    if (std::chrono::steady_clock::now() > deadline) return fail(ETIMEDOUT, "virtiofsd did not create its socket in time");
+    if (std::chrono::steady_clock::now() > deadline)
+      return fail(ETIMEDOUT, "virtiofsd did not create its socket in time");
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
 }

@@ -23,9 +23,9 @@
 namespace microvm {
 
 struct VirtiofsdOptions {
-  std::string binary;       // absolute path (find_virtiofsd); a relative one is refused
-  std::string shared_dir;   // host folder, must be a directory
-  std::string tag;          // only for log lines
+  std::string binary;      // absolute path (find_virtiofsd); a relative one is refused
+  std::string shared_dir;  // host folder, must be a directory
+  std::string tag;         // only for log lines
   bool read_only = false;
   std::string cache = "auto";
   std::chrono::milliseconds start_timeout = std::chrono::seconds(30);  // the host may be loaded

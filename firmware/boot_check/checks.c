@@ -105,8 +105,8 @@ static void check_cpu_state(void) {
     cs_desc = ld64(gdtr.base + 0x10);
     ds_desc = ld64(gdtr.base + 0x18);
   }
-  int cs_ok = (cs_desc >> 47 & 1) && (cs_desc >> 44 & 1) && (cs_desc >> 43 & 1) && (cs_desc >> 53 & 1) &&
-              !(cs_desc >> 54 & 1);
+  int cs_ok =
+      (cs_desc >> 47 & 1) && (cs_desc >> 44 & 1) && (cs_desc >> 43 & 1) && (cs_desc >> 53 & 1) && !(cs_desc >> 54 & 1);
   int ds_ok = (ds_desc >> 47 & 1) && (ds_desc >> 44 & 1) && !(ds_desc >> 43 & 1) && (ds_desc >> 41 & 1);
   u64 apic_base = rdmsr(0x1b);
   bootcheck_line("gdt base=");
@@ -127,9 +127,9 @@ static void check_cpu_state(void) {
 }
 
 static void check_identity_map(u64 image_start, u64 image_end) {
-  static const u64 probes[] = {0x0, MICROVM_ZERO_PAGE_ADDR, MICROVM_CMDLINE_ADDR, MICROVM_ACPI_ADDR,
-                               0x100000, 0x3fffffff, 0x40000000, 0xbffff000,
-                               MICROVM_IOAPIC_ADDR, MICROVM_LAPIC_ADDR, 0xfffff000};
+  static const u64 probes[] = {
+      0x0,        MICROVM_ZERO_PAGE_ADDR, MICROVM_CMDLINE_ADDR, MICROVM_ACPI_ADDR, 0x100000, 0x3fffffff, 0x40000000,
+      0xbffff000, MICROVM_IOAPIC_ADDR,    MICROVM_LAPIC_ADDR,   0xfffff000};
   u32 n = 0;
   for (u32 i = 0; i < sizeof(probes) / sizeof(probes[0]); i++, n++) {
     if (!identity_at(probes[i])) bootcheck_fail_hex("not identity-mapped:", probes[i]);
@@ -519,7 +519,8 @@ static void check_fadt(u64 fadt, u32 len) {
   } else {
     /* Fixed hardware: an OS powers off through PM1a_CNT (ACPI 6 §4.8.3.2.1). */
     if (pm1a_cnt != MICROVM_PORT_ACPI_PM1A_CNT) bootcheck_fail_hex("FADT PM1a_CNT_BLK is not the ABI port:", pm1a_cnt);
-    if (x_pm1a_cnt && x_pm1a_cnt != pm1a_cnt) bootcheck_fail_hex("X_PM1a_CNT_BLK disagrees with PM1a_CNT_BLK:", x_pm1a_cnt);
+    if (x_pm1a_cnt && x_pm1a_cnt != pm1a_cnt)
+      bootcheck_fail_hex("X_PM1a_CNT_BLK disagrees with PM1a_CNT_BLK:", x_pm1a_cnt);
     if (pm1_cnt_len < 2) bootcheck_fail_hex("PM1_CNT_LEN below 2:", pm1_cnt_len);
   }
   u32 dlen = table_ok(dsdt, SIG4('D', 'S', 'D', 'T'), "DSDT missing at");
@@ -703,9 +704,12 @@ static void check_virtio_mmio(u64 bp) {
     u64 addr = 0;
     for (;; s++) {
       char ch = *s;
-      if (ch >= '0' && ch <= '9') addr = addr * 16 + (u64)(ch - '0');
-      else if (ch >= 'a' && ch <= 'f') addr = addr * 16 + (u64)(ch - 'a' + 10);
-      else break;
+      if (ch >= '0' && ch <= '9')
+        addr = addr * 16 + (u64)(ch - '0');
+      else if (ch >= 'a' && ch <= 'f')
+        addr = addr * 16 + (u64)(ch - 'a' + 10);
+      else
+        break;
     }
     u32 irq = 0;
     if (*s == ':')
@@ -728,8 +732,10 @@ static void check_virtio_mmio(u64 bp) {
     fw_puts(" device_id=");
     fw_put_dec(id);
     fw_putc('\n');
-    if (!in_window) bootcheck_fail_hex("virtio-mmio device outside the ABI window:", addr);
-    else if (magic != 0x74726976 || version != 2 || id == 0) bootcheck_fail_hex("no virtio-mmio v2 device at", addr);
+    if (!in_window)
+      bootcheck_fail_hex("virtio-mmio device outside the ABI window:", addr);
+    else if (magic != 0x74726976 || version != 2 || id == 0)
+      bootcheck_fail_hex("no virtio-mmio v2 device at", addr);
     if (irq == 0 || irq >= 24 || irq == 4) bootcheck_fail_hex("virtio-mmio interrupt not a free IOAPIC pin:", irq);
     for (u32 k = 0; k < n; k++) {
       if (addrs[k] == addr) bootcheck_fail_hex("two virtio-mmio devices at", addr);

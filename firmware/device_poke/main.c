@@ -91,10 +91,14 @@ static int rand_width(void) { return 1 << (next() % 3); } /* 1, 2, 4 */
 static u8 scratch[65536] __attribute__((aligned(4096), section(".noinit")));
 static u64 safe_pointer(void) {
   switch (next() % 4) {
-    case 0: return (u64)(usize)scratch + (next() % (sizeof scratch - 64) & ~15ull);
-    case 1: return 0xc0000000ull + (next() % 0x40000000ull);
-    case 2: return next();
-    default: return 0;
+    case 0:
+      return (u64)(usize)scratch + (next() % (sizeof scratch - 64) & ~15ull);
+    case 1:
+      return 0xc0000000ull + (next() % 0x40000000ull);
+    case 2:
+      return next();
+    default:
+      return 0;
   }
 }
 
@@ -218,10 +222,17 @@ static void poke_virtio_mmio(void) {
 
 static void poke_misc(void) {
   switch (next() % 5) {
-    case 0: outb(MICROVM_PORT_BOOT_MARKER, (u8)next()); break;
-    case 1: (void)inb(MICROVM_PORT_ACPI_SLEEP_STATUS); outb(MICROVM_PORT_ACPI_SLEEP_STATUS, (u8)next()); break;
-    case 2: (void)io_read(MICROVM_PORT_ACPI_PM1A_EVT + (u16)(next() % 4), 1);
-            outw(MICROVM_PORT_ACPI_PM1A_EVT, (u16)next()); break;
+    case 0:
+      outb(MICROVM_PORT_BOOT_MARKER, (u8)next());
+      break;
+    case 1:
+      (void)inb(MICROVM_PORT_ACPI_SLEEP_STATUS);
+      outb(MICROVM_PORT_ACPI_SLEEP_STATUS, (u8)next());
+      break;
+    case 2:
+      (void)io_read(MICROVM_PORT_ACPI_PM1A_EVT + (u16)(next() % 4), 1);
+      outw(MICROVM_PORT_ACPI_PM1A_EVT, (u16)next());
+      break;
     case 3: { /* unassigned ports, avoiding legacy chips KVM emulates and the reset/sleep ones */
       u16 port = (u16)(0x700 + next() % 0x8000);
       if (port >= 0xcf8 && port <= 0xcff) break; /* PCI + the 0xcf9 reset register */
@@ -269,12 +280,25 @@ void fw_main(u64 bp) {
   /* No output from here until the UART is restored: loopback mode would swallow it. */
   for (u64 i = 0; i < rounds; i++) {
     switch (next() % 7) {
-      case 0: poke_uart(); break;
-      case 1: poke_pci_mechanism(); break;
-      case 2: poke_pci_device_config(); break;
-      case 3: case 4: poke_pci_bars(); break;
-      case 5: poke_virtio_mmio(); break;
-      default: poke_misc(); break;
+      case 0:
+        poke_uart();
+        break;
+      case 1:
+        poke_pci_mechanism();
+        break;
+      case 2:
+        poke_pci_device_config();
+        break;
+      case 3:
+      case 4:
+        poke_pci_bars();
+        break;
+      case 5:
+        poke_virtio_mmio();
+        break;
+      default:
+        poke_misc();
+        break;
     }
   }
   uart_restore();

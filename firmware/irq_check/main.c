@@ -77,9 +77,12 @@ static void round_trip(const char* what, u32 want) {
   fw_puts(" isr=");
   fw_put_hex(isr);
   fw_putc('\n');
-  if (v == VEC_WATCHDOG) vb_fail("no interrupt within 500 ms");
-  else if (v < 32) vb_fail_hex("exception instead of an interrupt:", v);
-  else if (v != want) vb_fail_hex("interrupt on an unexpected vector:", v);
+  if (v == VEC_WATCHDOG)
+    vb_fail("no interrupt within 500 ms");
+  else if (v < 32)
+    vb_fail_hex("exception instead of an interrupt:", v);
+  else if (v != want)
+    vb_fail_hex("interrupt on an unexpected vector:", v);
 }
 
 static void run(u64 bp) {

@@ -44,9 +44,21 @@ static inline struct cpuid_regs cpuid(u32 leaf, u32 subleaf) {
   return r;
 }
 
-static inline u64 read_cr0(void) { u64 v; __asm__ volatile("mov %%cr0, %0" : "=r"(v)); return v; }
-static inline u64 read_cr3(void) { u64 v; __asm__ volatile("mov %%cr3, %0" : "=r"(v)); return v; }
-static inline u64 read_cr4(void) { u64 v; __asm__ volatile("mov %%cr4, %0" : "=r"(v)); return v; }
+static inline u64 read_cr0(void) {
+  u64 v;
+  __asm__ volatile("mov %%cr0, %0" : "=r"(v));
+  return v;
+}
+static inline u64 read_cr3(void) {
+  u64 v;
+  __asm__ volatile("mov %%cr3, %0" : "=r"(v));
+  return v;
+}
+static inline u64 read_cr4(void) {
+  u64 v;
+  __asm__ volatile("mov %%cr4, %0" : "=r"(v));
+  return v;
+}
 static inline void write_cr3(u64 v) { __asm__ volatile("mov %0, %%cr3" : : "r"(v) : "memory"); }
 static inline u64 rdmsr(u32 msr) {
   u32 lo, hi;
@@ -64,14 +76,26 @@ static inline u64 rdtsc(void) {
 
 /* Unaligned little-endian loads from guest-physical (identity-mapped) memory. */
 static inline u8 ld8(u64 addr) { return *(volatile const u8*)(usize)addr; }
-static inline u16 ld16(u64 addr) { u16 v; __builtin_memcpy(&v, (const void*)(usize)addr, 2); return v; }
-static inline u32 ld32(u64 addr) { u32 v; __builtin_memcpy(&v, (const void*)(usize)addr, 4); return v; }
-static inline u64 ld64(u64 addr) { u64 v; __builtin_memcpy(&v, (const void*)(usize)addr, 8); return v; }
+static inline u16 ld16(u64 addr) {
+  u16 v;
+  __builtin_memcpy(&v, (const void*)(usize)addr, 2);
+  return v;
+}
+static inline u32 ld32(u64 addr) {
+  u32 v;
+  __builtin_memcpy(&v, (const void*)(usize)addr, 4);
+  return v;
+}
+static inline u64 ld64(u64 addr) {
+  u64 v;
+  __builtin_memcpy(&v, (const void*)(usize)addr, 8);
+  return v;
+}
 
 /* Serial console (COM1, polled). */
 void fw_putc(char c);
 void fw_puts(const char* s);
-void fw_put_hex(u64 v);         /* 0x-prefixed, no leading zeros */
+void fw_put_hex(u64 v); /* 0x-prefixed, no leading zeros */
 void fw_put_dec(u64 v);
 void fw_put_bytes(const u8* p, usize n); /* printable ASCII, others as '?' */
 

@@ -13,12 +13,12 @@ struct vtransport {
   void (*set_features)(u64 features);
   u32 (*config_generation)(void);
   u32 (*config_read32)(u32 offset);
-  u32 (*queue_max)(u16 queue);     /* after selecting; 0 if the queue does not exist */
+  u32 (*queue_max)(u16 queue); /* after selecting; 0 if the queue does not exist */
   int (*queue_enabled)(u16 queue);
   void (*queue_setup)(u16 queue, u16 size, u64 desc, u64 avail, u64 used);
   void (*queue_enable)(u16 queue);
   void (*notify)(u16 queue);
-  u32 (*isr_read_ack)(void);       /* bit 0: used-buffer notification */
+  u32 (*isr_read_ack)(void); /* bit 0: used-buffer notification */
 };
 
 /* Finds a device of `device_id` announced as "virtio_mmio.device=" on the command line. */

@@ -132,8 +132,8 @@ int vt_mmio_probe(u64 bp, u32 device_id, struct vtransport* t) {
       continue;
     }
     vt_mmio_irq = irq;
-    *t = (struct vtransport){"mmio", get_status, set_status, get_features, set_features, config_generation,
-                             config_read32, queue_max, queue_enabled, queue_setup, queue_enable, notify,
+    *t = (struct vtransport){"mmio",        get_status, set_status,    get_features, set_features, config_generation,
+                             config_read32, queue_max,  queue_enabled, queue_setup,  queue_enable, notify,
                              isr_read_ack};
     return 1;
   }

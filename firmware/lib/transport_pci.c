@@ -168,8 +168,8 @@ int vt_pci_probe(u32 device_id, struct vtransport* t) {
     /* Memory space + bus master; leave INTx enabled (MSI-X stays off). */
     cfg_write(dev, 0x04, (cfg_read(dev, 0x04) & 0xffff) | 0x6);
     found_dev = dev;
-    *t = (struct vtransport){"pci", get_status, set_status, get_features, set_features, config_generation,
-                             config_read32, queue_max, queue_enabled, queue_setup, queue_enable, notify,
+    *t = (struct vtransport){"pci",         get_status, set_status,    get_features, set_features, config_generation,
+                             config_read32, queue_max,  queue_enabled, queue_setup,  queue_enable, notify,
                              isr_read_ack};
     return 1;
   }

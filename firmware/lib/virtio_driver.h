@@ -33,7 +33,7 @@ struct vq_desc {
 extern const char vio_prefix[]; /* defined by each program */
 extern struct vtransport vio;   /* the device found by vio_find() */
 extern struct vq_desc vq_descs[QSIZE];
-extern u64 vio_features;        /* offered by the device */
+extern u64 vio_features; /* offered by the device */
 /* Called by vio_init between writing queue 0's registers and enabling it (e.g. to set
  * its MSI-X vector); NULL by default. */
 extern void (*vio_queue_hook)(u16 queue);

@@ -30,8 +30,10 @@ static u64 kvmclock_ns(void) {
     v = clock.version;
     __asm__ volatile("" ::: "memory");
     u64 delta = rdtsc() - clock.tsc_timestamp;
-    if (clock.tsc_shift < 0) delta >>= -clock.tsc_shift;
-    else delta <<= clock.tsc_shift;
+    if (clock.tsc_shift < 0)
+      delta >>= -clock.tsc_shift;
+    else
+      delta <<= clock.tsc_shift;
     ns = clock.system_time + (u64)(((unsigned __int128)delta * clock.tsc_to_system_mul) >> 32);
     __asm__ volatile("" ::: "memory");
   } while ((v & 1) || v != clock.version);

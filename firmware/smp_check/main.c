@@ -13,8 +13,8 @@
 #define APIC_ICR_LO 0x300
 #define APIC_ICR_HI 0x310
 
-extern char tramp_start[], tramp_end[], tramp_gdt[], tramp_gdt_base[], tramp_far_offset[], tramp_long[],
-    tramp_cr3[], tramp_target[], ap_entry64[];
+extern char tramp_start[], tramp_end[], tramp_gdt[], tramp_gdt_base[], tramp_far_offset[], tramp_long[], tramp_cr3[],
+    tramp_target[], ap_entry64[];
 
 volatile u32 ap_tickets;
 static volatile u32 ap_done;
@@ -93,8 +93,8 @@ void fw_main(u64 bp) {
   memcpy((void*)(usize)(TRAMP_PAGE + (usize)(tramp_cr3 - tramp_start)), &cr3, 8);
   memcpy((void*)(usize)(TRAMP_PAGE + (usize)(tramp_target - tramp_start)), &target, 8);
 
-  apic_write(APIC_SVR, 0x1ff); /* software-enable the local APIC, spurious vector 0xff */
-  send_ipi(0x4500);            /* INIT, level assert */
+  apic_write(APIC_SVR, 0x1ff);                /* software-enable the local APIC, spurious vector 0xff */
+  send_ipi(0x4500);                           /* INIT, level assert */
   send_ipi(0x4600 | (u32)(TRAMP_PAGE >> 12)); /* STARTUP */
   for (u32 i = 0; i < 2000000 && ap_done < want; i++) {
     if (i == 20000) send_ipi(0x4600 | (u32)(TRAMP_PAGE >> 12)); /* second SIPI, as the MP spec says */

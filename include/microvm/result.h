@@ -39,10 +39,10 @@ std::unexpected<Error> fail_errno(int err, const std::string& what);
 // never takes a short macro name from the embedding program.
 #define MICROVM_CONCAT_INNER(a, b) a##b
 #define MICROVM_CONCAT(a, b) MICROVM_CONCAT_INNER(a, b)
-#define MICROVM_TRY_IMPL(tmp, expr)                               \
-  ({                                                              \
-    auto&& tmp = (expr);                                          \
-    if (!tmp) return std::unexpected(std::move(tmp).error());     \
-    std::move(tmp).value();                                       \
+#define MICROVM_TRY_IMPL(tmp, expr)                           \
+  ({                                                          \
+    auto&& tmp = (expr);                                      \
+    if (!tmp) return std::unexpected(std::move(tmp).error()); \
+    std::move(tmp).value();                                   \
   })
 #define MICROVM_TRY(expr) MICROVM_TRY_IMPL(MICROVM_CONCAT(microvm_try_tmp_, __COUNTER__), expr)

@@ -26,18 +26,18 @@
 namespace microvm {
 
 struct DiskConfig {
-  std::string id;                   // names the drive in metrics (block_ID); empty: "drive" + its index
+  std::string id;  // names the drive in metrics (block_ID); empty: "drive" + its index
   std::string path;
-  std::string format;               // "raw" or "qcow2"; required, never probed
+  std::string format;  // "raw" or "qcow2"; required, never probed
   bool read_only = false;
-  std::string cache = "writeback";  // "none" (O_DIRECT) or "writeback"
-  std::string serial;               // virtio-blk GET_ID, at most 20 bytes
-  std::string backing;              // qcow2 overlays: the backing file, named explicitly
-  std::string backing_format;       // "raw" or "qcow2"; empty: as recorded in the overlay
-  bool trust_image_backing = false; // follow the backing file name stored in the image
-  std::string engine = "auto";      // "auto" (io_uring, else sync), "io_uring" or "sync"
-  unsigned queues = 1;              // virtio-blk request queues
-  IoLimit rate_limit;               // bytes (read/write data) and requests per second; over it requests wait
+  std::string cache = "writeback";   // "none" (O_DIRECT) or "writeback"
+  std::string serial;                // virtio-blk GET_ID, at most 20 bytes
+  std::string backing;               // qcow2 overlays: the backing file, named explicitly
+  std::string backing_format;        // "raw" or "qcow2"; empty: as recorded in the overlay
+  bool trust_image_backing = false;  // follow the backing file name stored in the image
+  std::string engine = "auto";       // "auto" (io_uring, else sync), "io_uring" or "sync"
+  unsigned queues = 1;               // virtio-blk request queues
+  IoLimit rate_limit;                // bytes (read/write data) and requests per second; over it requests wait
 };
 
 // One virtio-net device (see README "Networking"). Exactly one of tap, bridge or user.
@@ -119,7 +119,7 @@ struct MetricGroup {
 
 struct VmConfig {
   std::string kernel_path;
-  std::string initrd_path;                 // empty: none
+  std::string initrd_path;  // empty: none
   // Instead of kernel_path / initrd_path: the images' bytes, e.g. found inside a disk image
   // (`microvm run --disk IMG` without --kernel). Shared, not copied, with the running Vm.
   std::shared_ptr<const std::vector<std::byte>> kernel_image;
@@ -128,17 +128,17 @@ struct VmConfig {
   unsigned cpus = 1;
   uint64_t memory_bytes = 512ull << 20;
   bool hugepages = false;
-  std::string cpu = "host";                // "host[,+feature|-feature...]"
+  std::string cpu = "host";  // "host[,+feature|-feature...]"
   Transport transport = Transport::kPci;
   std::vector<DiskConfig> disks;
-  std::vector<NetConfig> nets;             // virtio-net devices, in order
-  bool rng = true;                         // a virtio-rng device
-  IoLimit rng_rate_limit;                  // its bytes and requests per second; over it requests wait
-  std::vector<ShareConfig> shares;         // virtio-fs shared folders
-  std::optional<VsockConfig> vsock;        // a virtio-vsock device
-  std::string virtiofsd_path;              // empty: virtiofsd on PATH, else /usr/lib/qemu/virtiofsd
-  std::optional<BalloonConfig> balloon;    // a virtio-balloon device
-  std::vector<PmemConfig> pmems;           // virtio-pmem devices, in order (/dev/pmem0, ...)
+  std::vector<NetConfig> nets;           // virtio-net devices, in order
+  bool rng = true;                       // a virtio-rng device
+  IoLimit rng_rate_limit;                // its bytes and requests per second; over it requests wait
+  std::vector<ShareConfig> shares;       // virtio-fs shared folders
+  std::optional<VsockConfig> vsock;      // a virtio-vsock device
+  std::string virtiofsd_path;            // empty: virtiofsd on PATH, else /usr/lib/qemu/virtiofsd
+  std::optional<BalloonConfig> balloon;  // a virtio-balloon device
+  std::vector<PmemConfig> pmems;         // virtio-pmem devices, in order (/dev/pmem0, ...)
 
   // Console: the UART reads `console_in` and writes `console_out`; -1 disconnects either.
   int console_in = 0;
@@ -163,7 +163,7 @@ struct VmConfig {
   // sandboxed like `log_sink`, so it must only write to already-open fds.
   std::function<void(const char* mark, uint64_t us)> on_boot_mark;
 
-  LogSink log_sink;                        // empty: stderr
+  LogSink log_sink;  // empty: stderr
   LogLevel log_level = LogLevel::kWarn;
 
   // Seccomp sandbox (SECURITY.md): once set up, the device event loop runs on its own
@@ -196,11 +196,16 @@ enum class VmExitReason {
 
 inline const char* to_string(VmExitReason r) {
   switch (r) {
-    case VmExitReason::kPowerOff: return "power-off";
-    case VmExitReason::kReboot: return "reboot";
-    case VmExitReason::kCrash: return "crash";
-    case VmExitReason::kStopped: return "stopped";
-    case VmExitReason::kPanicked: return "panicked";
+    case VmExitReason::kPowerOff:
+      return "power-off";
+    case VmExitReason::kReboot:
+      return "reboot";
+    case VmExitReason::kCrash:
+      return "crash";
+    case VmExitReason::kStopped:
+      return "stopped";
+    case VmExitReason::kPanicked:
+      return "panicked";
   }
   return "unknown";
 }
@@ -215,10 +220,14 @@ enum class VmState { kCreated, kRunning, kPaused, kStopped };
 
 inline const char* to_string(VmState s) {
   switch (s) {
-    case VmState::kCreated: return "created";
-    case VmState::kRunning: return "running";
-    case VmState::kPaused: return "paused";
-    case VmState::kStopped: return "stopped";
+    case VmState::kCreated:
+      return "created";
+    case VmState::kRunning:
+      return "running";
+    case VmState::kPaused:
+      return "paused";
+    case VmState::kStopped:
+      return "stopped";
   }
   return "unknown";
 }
@@ -254,7 +263,7 @@ struct BootTimes {
 // decides for itself. The machine's shape (vCPUs, memory, CPU model, transport, devices) is
 // the snapshot's.
 struct RestoreOptions {
-  std::string memory_path;   // empty: DIR/memory
+  std::string memory_path;  // empty: DIR/memory
   // Read all of guest RAM now (MAP_POPULATE) instead of page by page as the guest touches it.
   bool prefault = false;
   // A copy-on-write clone: the memory file is mapped MAP_PRIVATE and never copied (this is
@@ -367,7 +376,9 @@ class Vm {
     return fail(EINVAL, "this VM cannot change rate limits");
   }
   // Target, actual size and the latest guest statistics. Thread-safe.
-  [[nodiscard]] virtual Result<BalloonStats> balloon_stats() const { return fail(EINVAL, "this VM has no balloon device"); }
+  [[nodiscard]] virtual Result<BalloonStats> balloon_stats() const {
+    return fail(EINVAL, "this VM has no balloon device");
+  }
   // A snapshot of state, vCPU count, memory size and uptime. Thread-safe.
   virtual VmInfo info() const = 0;
   // Every counter the VMM keeps (README "Metrics"): relaxed atomic reads, no lock a device
@@ -393,11 +404,16 @@ inline constexpr int kExitPanicked = 7;
 
 inline int exit_code_for(VmExitReason r) {
   switch (r) {
-    case VmExitReason::kPowerOff: return kExitPowerOff;
-    case VmExitReason::kReboot: return kExitReboot;
-    case VmExitReason::kCrash: return kExitCrash;
-    case VmExitReason::kStopped: return kExitStopped;
-    case VmExitReason::kPanicked: return kExitPanicked;
+    case VmExitReason::kPowerOff:
+      return kExitPowerOff;
+    case VmExitReason::kReboot:
+      return kExitReboot;
+    case VmExitReason::kCrash:
+      return kExitCrash;
+    case VmExitReason::kStopped:
+      return kExitStopped;
+    case VmExitReason::kPanicked:
+      return kExitPanicked;
   }
   return kExitError;
 }

@@ -11,12 +11,12 @@
 #include <unistd.h>
 
 static int failures = 0;
-#define CHECK(cond)                                                  \
-  do {                                                               \
-    if (!(cond)) {                                                   \
+#define CHECK(cond)                                                   \
+  do {                                                                \
+    if (!(cond)) {                                                    \
       fprintf(stderr, "capi_test:%d: FAILED: %s\n", __LINE__, #cond); \
-      ++failures;                                                    \
-    }                                                                \
+      ++failures;                                                     \
+    }                                                                 \
   } while (0)
 
 int main(int argc, char** argv) {

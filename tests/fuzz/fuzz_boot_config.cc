@@ -21,7 +21,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return std::optional<std::string>(text);
   };
   switch (data[0] % 3) {
-    case 0: (void)parse_grub_config(text, "/boot/grub/grub.cfg", read); break;
+    case 0:
+      (void)parse_grub_config(text, "/boot/grub/grub.cfg", read);
+      break;
     case 1: {
       auto half = text.size() / 2;
       auto e = parse_bls_entry(text.substr(0, half), "a.conf");
@@ -29,7 +31,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (e && f) (void)choose_bls_entry({*e, *f}, text.substr(half));
       break;
     }
-    case 2: (void)parse_extlinux_config(text, "/boot/extlinux/extlinux.conf", read); break;
+    case 2:
+      (void)parse_extlinux_config(text, "/boot/extlinux/extlinux.conf", read);
+      break;
   }
   return 0;
 }

@@ -80,7 +80,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     uint16_t q = arg % kQueues;
     auto& d = *dq[q];
     if (d.free_descriptors() == 0) {
-      while (d.next_used()) {}
+      while (d.next_used()) {
+      }
       if (d.free_descriptors() == 0) continue;
     }
     switch (op % 5) {
@@ -109,7 +110,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 4:
         if (arg == 0xff) {
           dev->reset();
-          if (!dev->activate(ctx)) {}
+          if (!dev->activate(ctx)) {
+          }
         }
         break;
     }
@@ -117,7 +119,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       auto r = loop->run_once(0);
       if (!r || *r == 0) break;
     }
-    while (dq[kConsoleControlRx]->next_used()) {}
+    while (dq[kConsoleControlRx]->next_used()) {
+    }
   }
   return 0;
 }

@@ -1,13 +1,12 @@
 // libFuzzer target: snapshot device-state blobs (docs/snapshot-format.md, "Device state") are
 // untrusted input. Loads fuzzed blobs into virtio-mmio + virtio-rng, virtio-pci + virtio-rng,
-// virtio-blk, virtio-net, virtio-balloon, virtio-pmem, virtio-console and virtio-vsock, and on success runs the restored
-// device once against guest memory. Nothing may crash; a blob that loads must leave a device
-// that serves its rings.
+// virtio-blk, virtio-net, virtio-balloon, virtio-pmem, virtio-console and virtio-vsock, and on success runs the
+// restored device once against guest memory. Nothing may crash; a blob that loads must leave a device that serves its
+// rings.
 //
-// Input: byte 0 picks the target (bits 0-2, modulo the number of targets) and the mode (bit 7). Raw mode: the rest is the
-// blob. Mutation mode (the default, for depth): a valid blob saved from a live device of that
-// kind is the base, and the rest is a list of (offset le16, xor byte) edits, plus a truncation
-// when the list has an odd trailing byte.
+// Input: byte 0 picks the target (bits 0-2, modulo the number of targets) and the mode (bit 7). Raw mode: the rest is
+// the blob. Mutation mode (the default, for depth): a valid blob saved from a live device of that kind is the base, and
+// the rest is a list of (offset le16, xor byte) edits, plus a truncation when the list has an odd trailing byte.
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,21 +22,21 @@
 #include "base/log.h"
 #include "devices/net/tap.h"
 #include "devices/pci/pci_root.h"
+#include "devices/vsock/unix_vsock_backend.h"
 #include "fuzz_common.h"
 #include "tests/testing/driver_queue.h"
 #include "tests/testing/fake_interrupt.h"
 #include "tests/testing/memory_block_backend.h"
 #include "virtio/balloon/device.h"
 #include "virtio/blk/device.h"
-#include "devices/vsock/unix_vsock_backend.h"
 #include "virtio/console/device.h"
-#include "virtio/vsock/device.h"
 #include "virtio/net/device.h"
 #include "virtio/pmem/device.h"
 #include "virtio/rng/device.h"
 #include "virtio/transport/mmio_transport.h"
 #include "virtio/transport/pci_transport.h"
 #include "virtio/virtio_spec.h"
+#include "virtio/vsock/device.h"
 
 namespace microvm {
 namespace {
@@ -96,7 +95,8 @@ void w(IoHandler& h, uint64_t off, uint64_t v, size_t len) {
 // --- the four targets: make a fresh one, drive it to a live state (for the base blob), load ---
 
 std::unique_ptr<MmioTransport> make_mmio() {
-  return std::move(*MmioTransport::create(rng(), {.base_address = 0xd0000000, .gsi = 5}, mem(), *env().loop, env().vm, env().log));
+  return std::move(
+      *MmioTransport::create(rng(), {.base_address = 0xd0000000, .gsi = 5}, mem(), *env().loop, env().vm, env().log));
 }
 void drive_mmio(MmioTransport& t) {
   for (uint32_t s : {1u, 3u}) w(t, 0x70, s, 4);
@@ -116,7 +116,8 @@ struct Pci {
   std::unique_ptr<PciTransport> t;
 };
 Pci make_pci() {
-  Pci p{std::move(*PciRoot::create()), std::move(*PciTransport::create(rng(), {}, mem(), *env().loop, env().vm, env().log))};
+  Pci p{std::move(*PciRoot::create()),
+        std::move(*PciTransport::create(rng(), {}, mem(), *env().loop, env().vm, env().log))};
   if (!p.root->add_function(2, *p.t)) std::abort();
   return p;
 }
@@ -140,8 +141,12 @@ void drive_pci(PciTransport& t) {
 }
 
 QueueConfig ring(uint64_t base, int kick) {
-  return QueueConfig{.size = kQueueSize, .desc = GuestAddress(base), .driver = GuestAddress(base + 16 * kQueueSize),
-                     .device = GuestAddress(base + 0x800), .ready = true, .kick_fd = kick};
+  return QueueConfig{.size = kQueueSize,
+                     .desc = GuestAddress(base),
+                     .driver = GuestAddress(base + 16 * kQueueSize),
+                     .device = GuestAddress(base + 0x800),
+                     .ready = true,
+                     .kick_fd = kick};
 }
 
 std::unique_ptr<BlkDevice> make_blk() {
@@ -160,8 +165,8 @@ std::unique_ptr<NetDevice> make_net(Fd* peer) {
   return std::move(*NetDevice::create(TapBackend::from_fd(Fd(sv[0]), "fuzz0"), o));
 }
 Result<void> activate_net(NetDevice& d) {
-  return d.activate(ActivationContext{mem(), env().irq, *env().loop, d.features(),
-                                      {ring(kRx, env().kick0.fd()), ring(kTx, env().kick1.fd())}});
+  return d.activate(ActivationContext{
+      mem(), env().irq, *env().loop, d.features(), {ring(kRx, env().kick0.fd()), ring(kTx, env().kick1.fd())}});
 }
 
 // Devices beyond blk and net: every queue enabled, rings 4 KiB apart from kRx up.
@@ -196,7 +201,8 @@ std::unique_ptr<VirtioDevice> make_console() {
 }
 Result<void> activate_device(VirtioDevice& d) {
   std::vector<QueueConfig> qs;
-  for (uint16_t i = 0; i < d.num_queues() && i < Env::kMaxQueues; ++i) qs.push_back(ring(kRx + 0x1000ull * i, env().kicks[i].fd()));
+  for (uint16_t i = 0; i < d.num_queues() && i < Env::kMaxQueues; ++i)
+    qs.push_back(ring(kRx + 0x1000ull * i, env().kicks[i].fd()));
   return d.activate(ActivationContext{mem(), env().irq, *env().loop, d.features(), qs});
 }
 using DeviceFactory = std::unique_ptr<VirtioDevice> (*)();

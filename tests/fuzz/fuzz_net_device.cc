@@ -61,7 +61,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t features = dev->features() & (uint64_t{in.byte()} << 32 | uint64_t{in.u16()} << 16 | in.u16());
   features |= feature_bit(VIRTIO_F_VERSION_1);
   dev->ack_features(features);
-  if (!dev->activate(ActivationContext{*mem, irq, *loop, features, {rxq->config(rx_kick.fd()), txq->config(tx_kick.fd())}}))
+  if (!dev->activate(
+          ActivationContext{*mem, irq, *loop, features, {rxq->config(rx_kick.fd()), txq->config(tx_kick.fd())}}))
     return 0;
   std::vector<uint32_t> rx_sizes(16, 0);
   std::vector<std::byte> frame(70000);

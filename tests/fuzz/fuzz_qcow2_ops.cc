@@ -128,7 +128,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (off + len > kSize) len = kSize - off;
     buf.resize(len);
     switch (op) {
-      case 0: case 1:
+      case 0:
+      case 1:
         // Every 8-byte word carries the guard's marker (offsets are multiples of 512, so words
         // stay aligned in the host cluster) and differs per operation and position.
         for (size_t k = 0; k < len; k += 8) {

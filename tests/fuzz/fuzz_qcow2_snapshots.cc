@@ -86,7 +86,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (off + len > disk) len = disk - off;
     bool flushed = false;
     switch (op) {
-      case 0: case 1: {
+      case 0:
+      case 1: {
         buf.resize(len);
         for (size_t k = 0; k < len; ++k) buf[k] = static_cast<uint8_t>(i * 7 + k / 512 + 1);
         if (int rc = img->write(off, buf.data(), len)) die("write failed", static_cast<uint64_t>(-rc));
@@ -122,7 +123,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         snaps.emplace(name, shadow);
         break;
       }
-      case 5: case 6: {
+      case 5:
+      case 6: {
         if (snaps.empty()) break;
         auto it = snaps.begin();
         std::advance(it, data[i + 1] % snaps.size());

@@ -47,7 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!q) __builtin_trap();  // sizes and alignments above are always valid
   if (!q->validate_rings(mem)) {
     if (!(opts & 8)) __builtin_trap();  // the default layout is in RAM
-    return 0;                            // the device refuses to activate
+    return 0;                           // the device refuses to activate
   }
 
   std::vector<uint16_t> held;

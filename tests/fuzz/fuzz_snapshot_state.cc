@@ -32,8 +32,11 @@ void decode_section(const Section& s) {
           std::abort();
       }
       break;
-    case SectionType::kVmKvm: (void)decode_vm_kvm(s.payload); break;
-    case SectionType::kDevice: break;
+    case SectionType::kVmKvm:
+      (void)decode_vm_kvm(s.payload);
+      break;
+    case SectionType::kDevice:
+      break;
     case SectionType::kPlatform: {
       microvm::Serial16550 uart([] {}, {});
       (void)uart.load_state(s.payload);

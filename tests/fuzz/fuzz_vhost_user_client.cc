@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::byte out[sizeof(vhost_user::VringState) > 8 ? sizeof(vhost_user::VringState) : 8];
   auto bytes = std::as_bytes(std::span(data + 1, size - 1));
   (void)vhost_user::parse_reply(bytes, vhost_user::Request::kGetFeatures, std::span(out, 8));
-  (void)vhost_user::parse_reply(bytes, vhost_user::Request::kGetVringBase, std::span(out, sizeof(vhost_user::VringState)));
+  (void)vhost_user::parse_reply(bytes, vhost_user::Request::kGetVringBase,
+                                std::span(out, sizeof(vhost_user::VringState)));
 
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return 0;

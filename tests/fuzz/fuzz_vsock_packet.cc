@@ -119,8 +119,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 4: {  // the host closes or half-closes a connection
         if (pairs->peers.empty()) break;
         Fd& peer = pairs->peers[in.byte() % pairs->peers.size()];
-        if (in.byte() & 1) shutdown(peer.get(), SHUT_WR);
-        else peer.reset();
+        if (in.byte() & 1)
+          shutdown(peer.get(), SHUT_WR);
+        else
+          peer.reset();
         break;
       }
       case 5:
@@ -136,7 +138,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     (void)loop->run_once(0);
     for (const auto& p : drv.collect(in.n & 1)) {
-      if (p.used_len > kRxBuf) __builtin_trap();                          // more than the buffer holds
+      if (p.used_len > kRxBuf) __builtin_trap();  // more than the buffer holds
       if (p.used_len >= sizeof(VsockHeader) && p.hdr.len > kRxBuf - sizeof(VsockHeader)) __builtin_trap();
     }
     if (dev->connection_count() > o.max_connections) __builtin_trap();

@@ -84,8 +84,10 @@ static int connect_mode(unsigned port, unsigned long size) {
       size_t chunk = size - sent < kBuf ? size - sent : kBuf;
       for (size_t i = 0; i < chunk; ++i) out[i] = pattern_byte(sent + i);
       ssize_t w = write(s, out, chunk);
-      if (w > 0) sent += (unsigned long)w;
-      else if (w < 0 && errno != EAGAIN) return perror("write"), 1;
+      if (w > 0)
+        sent += (unsigned long)w;
+      else if (w < 0 && errno != EAGAIN)
+        return perror("write"), 1;
     }
     if (p.revents & (POLLIN | POLLHUP)) {
       ssize_t r = read(s, in, sizeof in);
@@ -103,7 +105,8 @@ static int connect_mode(unsigned port, unsigned long size) {
 int main(int argc, char** argv) {
   alarm(2400);
   if (argc == 4 && strcmp(argv[1], "listen") == 0) return listen_mode((unsigned)atoi(argv[2]), atoi(argv[3]));
-  if (argc == 4 && strcmp(argv[1], "connect") == 0) return connect_mode((unsigned)atoi(argv[2]), strtoul(argv[3], NULL, 10));
+  if (argc == 4 && strcmp(argv[1], "connect") == 0)
+    return connect_mode((unsigned)atoi(argv[2]), strtoul(argv[3], NULL, 10));
   fprintf(stderr, "usage: vsock_echo listen PORT N | connect PORT SIZE\n");
   return 2;
 }

@@ -57,7 +57,9 @@ bool wait_swap_ready(const ApiVm& vm) {
   return false;
 }
 
-bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
 
 class ApiDriveSwapTest : public ::testing::Test {
  protected:
@@ -73,11 +75,13 @@ class ApiDriveSwapTest : public ::testing::Test {
     EXPECT_TRUE(contains(out, "VIRTIOBLK done failures=0")) << out;
     EXPECT_TRUE(contains(out, "VIRTIOBLK capacity=" + std::to_string(kOldBytes / kSector) + "\n")) << out;
     EXPECT_TRUE(contains(out, "VIRTIOBLK capacity=" + std::to_string(kNewBytes / kSector) + "\n"))
-        << "the guest did not read the new capacity\n" << out;
+        << "the guest did not read the new capacity\n"
+        << out;
     EXPECT_TRUE(contains(out, "VIRTIOBLK config-interrupt generation=")) << out;
     EXPECT_TRUE(contains(out, "VIRTIOBLK before fnv1a=" + hex(fnv1a(old_data.substr(0, 2 * kSector))) + "\n")) << out;
     EXPECT_TRUE(contains(out, "VIRTIOBLK after fnv1a=" + hex(fnv1a(new_data.substr(0, 2 * kSector))) + "\n"))
-        << "the guest did not read the new image\n" << out;
+        << "the guest did not read the new image\n"
+        << out;
     EXPECT_EQ(read_text_file(new_path).substr(2 * kSector, 2 * kSector), guest_pattern())
         << "the guest's write after the swap did not reach the new image";
     EXPECT_EQ(read_text_file(old_path), old_data) << "the old image changed after the swap";
@@ -142,8 +146,9 @@ TEST_F(ApiDriveSwapTest, RunningGuestSeesTheNewImageAndRefusalsKeepTheOld) {
   EXPECT_EQ(no_net.status, 400) << no_net.body;
   EXPECT_TRUE(contains(fault_message(no_net.body), "no network interface 'eth0'")) << no_net.body;
 
-  CurlReply unknown_field = vm.curl("PATCH", "/drives/rootfs",
-                                    "{\"drive_id\":\"rootfs\",\"path_on_host\":\"" + new_path + "\",\"is_read_only\":true}");
+  CurlReply unknown_field =
+      vm.curl("PATCH", "/drives/rootfs",
+              "{\"drive_id\":\"rootfs\",\"path_on_host\":\"" + new_path + "\",\"is_read_only\":true}");
   EXPECT_EQ(unknown_field.status, 400) << unknown_field.body;
   EXPECT_TRUE(contains(fault_message(unknown_field.body), "is_read_only")) << unknown_field.body;
 
@@ -178,8 +183,8 @@ TEST_F(ApiDriveSwapTest, CtlDriveSwapOnACommandLineMmioGuest) {
   const std::string old_data = image(kOldBytes, 5), new_data = image(kNewBytes, 11);
   std::string old_path = dir.write_file("old.img", old_data);
   std::string new_path = dir.write_file("new.img", new_data);
-  ApiVm vm({"--jail", "off", "--kernel", firmware_path("virtio_blk_driver"), "--append", "vblk.swap=1", "--memory", "64M", "--no-rng",
-            "--transport", "mmio", "--disk", old_path + ",format=raw"});
+  ApiVm vm({"--jail", "off", "--kernel", firmware_path("virtio_blk_driver"), "--append", "vblk.swap=1", "--memory",
+            "64M", "--no-rng", "--transport", "mmio", "--disk", old_path + ",format=raw"});
   ASSERT_TRUE(vm.socket_ready()) << vm.describe();
   ASSERT_TRUE(wait_swap_ready(vm)) << vm.describe();
 
@@ -189,8 +194,9 @@ TEST_F(ApiDriveSwapTest, CtlDriveSwapOnACommandLineMmioGuest) {
   EXPECT_TRUE(contains(bad.err, "no drive 'drive7'")) << bad.describe();
 
   // Relative to the ctl's working directory, which is not the microVM's.
-  VmRunResult ok = run_process("/bin/sh", {"-c", "cd \"$1\" && exec \"$0\" ctl --api-sock \"$2\" drive-swap drive0 new.img",
-                                           microvm_binary(), dir.path(), vm.socket()},
+  VmRunResult ok = run_process("/bin/sh",
+                               {"-c", "cd \"$1\" && exec \"$0\" ctl --api-sock \"$2\" drive-swap drive0 new.img",
+                                microvm_binary(), dir.path(), vm.socket()},
                                VmRunOptions{.timeout = 30s});
   EXPECT_EQ(ok.exit_code, 0) << ok.describe();
   EXPECT_TRUE(contains(ok.out, "drive drive0 now uses " + new_path)) << ok.describe();

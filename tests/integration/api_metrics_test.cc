@@ -81,12 +81,14 @@ TEST_F(ApiMetricsTest, BlockGuestCountersReachTheMetricsFileAndEventsShowTheLife
   std::string disk = vm.dir().write_file("disk.img", std::string(1 << 20, '\0'));
   std::string metrics = vm.dir().path() + "/metrics.json";
   ASSERT_EQ(vm.curl("PUT", "/metrics", "{\"metrics_path\":\"" + metrics + "\"}").status, 204);
-  ASSERT_EQ(vm.curl("PUT", "/boot-source",
-                    "{\"kernel_image_path\":\"" + firmware_path("virtio_blk_driver") + "\",\"boot_args\":\"console=ttyS0\"}")
-                .status,
-            204);
+  ASSERT_EQ(
+      vm.curl("PUT", "/boot-source",
+              "{\"kernel_image_path\":\"" + firmware_path("virtio_blk_driver") + "\",\"boot_args\":\"console=ttyS0\"}")
+          .status,
+      204);
   ASSERT_EQ(vm.curl("PUT", "/drives/rootfs",
-                    "{\"drive_id\":\"rootfs\",\"path_on_host\":\"" + disk + "\",\"is_root_device\":true,\"is_read_only\":false}")
+                    "{\"drive_id\":\"rootfs\",\"path_on_host\":\"" + disk +
+                        "\",\"is_root_device\":true,\"is_read_only\":false}")
                 .status,
             204);
   ASSERT_EQ(vm.curl("PUT", "/machine-config", R"({"vcpu_count":1,"mem_size_mib":64})").status, 204);
@@ -130,7 +132,9 @@ TEST_F(ApiMetricsTest, PauseResumeStopAsEventsAndMetricsOverCurlAndCtl) {
   ASSERT_TRUE(vm.socket_ready()) << vm.describe();
   EventsClient events(vm.socket());
   ASSERT_TRUE(wait_for_subscribers(vm, 1)) << vm.describe();
-  auto ctl = [&](const std::string& what) { return run_process(microvm_binary(), {"ctl", "--api-sock", vm.socket(), what}); };
+  auto ctl = [&](const std::string& what) {
+    return run_process(microvm_binary(), {"ctl", "--api-sock", vm.socket(), what});
+  };
   ASSERT_EQ(ctl("pause").exit_code, 0);
   json paused = get_metrics(vm);
   EXPECT_EQ(paused["vm"]["paused"], 1) << paused.dump(1);
@@ -211,12 +215,14 @@ TEST_F(ApiMetricsTest, DeviceEnteringNeedsResetIsAnEvent) {
   ApiVm vm;
   ASSERT_TRUE(vm.socket_ready()) << vm.describe();
   std::string disk = vm.dir().write_file("disk.img", std::string(1 << 20, '\0'));
-  ASSERT_EQ(vm.curl("PUT", "/boot-source",
-                    "{\"kernel_image_path\":\"" + firmware_path("virtio_blk_driver") + "\",\"boot_args\":\"console=ttyS0\"}")
-                .status,
-            204);
+  ASSERT_EQ(
+      vm.curl("PUT", "/boot-source",
+              "{\"kernel_image_path\":\"" + firmware_path("virtio_blk_driver") + "\",\"boot_args\":\"console=ttyS0\"}")
+          .status,
+      204);
   ASSERT_EQ(vm.curl("PUT", "/drives/rootfs",
-                    "{\"drive_id\":\"rootfs\",\"path_on_host\":\"" + disk + "\",\"is_root_device\":true,\"is_read_only\":false}")
+                    "{\"drive_id\":\"rootfs\",\"path_on_host\":\"" + disk +
+                        "\",\"is_root_device\":true,\"is_read_only\":false}")
                 .status,
             204);
   ASSERT_EQ(vm.curl("PUT", "/machine-config", R"({"vcpu_count":1,"mem_size_mib":64})").status, 204);
@@ -226,7 +232,8 @@ TEST_F(ApiMetricsTest, DeviceEnteringNeedsResetIsAnEvent) {
   auto code = vm.wait_exit(60);
   ASSERT_TRUE(code) << vm.describe();
   ASSERT_NE(vm.out().find("hostile avail_idx_jump outcome=needs_reset"), std::string::npos)
-      << "the guest did not make the device need a reset: the test proves nothing\n" << vm.out();
+      << "the guest did not make the device need a reset: the test proves nothing\n"
+      << vm.out();
   const VmRunResult& ev = events.finish();
   size_t device_errors = 0;
   for (const json& e : json_lines(ev.out)) {

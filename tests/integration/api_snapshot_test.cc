@@ -8,9 +8,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <utility>
 #include <vector>
-#include <thread>
 
 #include "tests/integration/support/api_process.h"
 
@@ -41,7 +41,8 @@ TEST_F(ApiSnapshotTest, CreateFromARunningGuestThenLoadPausedOrResumed) {
     ASSERT_TRUE(wait_for_output(a, "SNAPCALC progress", 300)) << a.describe();
 
     // Firecracker's rule: only a paused microVM is snapshotted.
-    std::string body = R"({"snapshot_type":"Full","snapshot_path":")" + dir + R"(.state","mem_file_path":")" + dir + R"(.mem"})";
+    std::string body =
+        R"({"snapshot_type":"Full","snapshot_path":")" + dir + R"(.state","mem_file_path":")" + dir + R"(.mem"})";
     CurlReply r = a.curl("PUT", "/snapshot/create", body);
     EXPECT_EQ(r.status, 400) << r.body;
     EXPECT_NE(fault_message(r.body).find("must be paused"), std::string::npos) << r.body;
@@ -65,8 +66,9 @@ TEST_F(ApiSnapshotTest, CreateFromARunningGuestThenLoadPausedOrResumed) {
   {
     ApiVm b;
     ASSERT_TRUE(b.socket_ready()) << b.describe();
-    std::string load = R"({"snapshot_path":")" + dir + R"(/state","mem_backend":{"backend_type":"File","backend_path":")" +
-                       dir + R"(/memory"},"resume_vm":false})";
+    std::string load = R"({"snapshot_path":")" + dir +
+                       R"(/state","mem_backend":{"backend_type":"File","backend_path":")" + dir +
+                       R"(/memory"},"resume_vm":false})";
     CurlReply r = b.curl("PUT", "/snapshot/load", load);
     ASSERT_EQ(r.status, 204) << r.body << b.describe();
     EXPECT_NE(b.curl("GET", "/").body.find("\"Paused\""), std::string::npos);
@@ -85,12 +87,14 @@ TEST_F(ApiSnapshotTest, CreateFromARunningGuestThenLoadPausedOrResumed) {
   {
     ApiVm c;
     ASSERT_TRUE(c.socket_ready()) << c.describe();
-    CurlReply r = c.curl("PUT", "/snapshot/load",
-                         R"({"snapshot_path":")" + dir + R"(/state","mem_backend":{"backend_type":"Uffd","backend_path":"/x"}})");
+    CurlReply r =
+        c.curl("PUT", "/snapshot/load",
+               R"({"snapshot_path":")" + dir + R"(/state","mem_backend":{"backend_type":"Uffd","backend_path":"/x"}})");
     EXPECT_EQ(r.status, 400) << r.body;
     r = c.curl("PUT", "/snapshot/load", R"({"snapshot_path":")" + dir + R"(/state"})");
     EXPECT_EQ(r.status, 400) << r.body;
-    r = c.curl("PUT", "/snapshot/load", R"({"snapshot_path":")" + dir + R"(/memory","mem_file_path":")" + dir + R"(/memory"})");
+    r = c.curl("PUT", "/snapshot/load",
+               R"({"snapshot_path":")" + dir + R"(/memory","mem_file_path":")" + dir + R"(/memory"})");
     EXPECT_EQ(r.status, 400) << "the memory file is not a state file: " << r.body;
     EXPECT_NE(fault_message(r.body).find("wrong magic"), std::string::npos) << r.body;
     r = c.curl("PUT", "/snapshot/load",
@@ -119,8 +123,9 @@ TEST_F(ApiSnapshotTest, BalloonPmemConsoleAndVsockThroughTheApi) {
     EXPECT_EQ(a.curl("PUT", "/actions", R"({"action_type":"x-microvm-Stop"})").status, 204);
     EXPECT_EQ(a.wait_exit(30), 5) << a.describe();
   }
-  VmRunResult r = run_process(microvm_binary(), {"run", "--restore", dir, "--vsock", "cid=9,socket=" + tmp.path() + "/w.sock"},
-                              VmRunOptions{.timeout = std::chrono::seconds(300)});
+  VmRunResult r =
+      run_process(microvm_binary(), {"run", "--restore", dir, "--vsock", "cid=9,socket=" + tmp.path() + "/w.sock"},
+                  VmRunOptions{.timeout = std::chrono::seconds(300)});
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("SNAPCALC done"), std::string::npos) << r.describe();
   EXPECT_EQ(r.out.find("SNAPCALC start"), std::string::npos) << r.describe();
@@ -165,19 +170,20 @@ TEST_F(ApiSnapshotTest, JailedSnapshotsStayInsideTheSnapshotDir) {
     // The jail's root holds the snapshot directory and nothing of the host beside it.
     EXPECT_EQ(shell_line("ls -A /proc/" + std::to_string(vmm) + "/root" + snaps + " | sort | tr '\\n' ' '"),
               "inside link sub up ");
-    EXPECT_EQ(shell_line("test -e /proc/" + std::to_string(vmm) + "/root" + tmp.path() + "/outside && echo seen || echo no"),
-              "no");
+    EXPECT_EQ(
+        shell_line("test -e /proc/" + std::to_string(vmm) + "/root" + tmp.path() + "/outside && echo seen || echo no"),
+        "no");
     ASSERT_EQ(a.curl("PATCH", "/vm", R"({"state":"Paused"})").status, 204);
-    for (const auto& [state, why] : std::vector<std::pair<std::string, std::string>>{
-             {"../escaped", "'..'"},
-             {snaps + "/../escaped", "'..'"},
-             {tmp.path() + "/escaped", "outside"},
-             {"/etc/escaped", "outside"},
-             {"up/escaped", "symbolic link"},
-             {"link", "symbolic link"},
-             {"inside/escaped", "symbolic link"},
-             {"sub", "not a regular file"},
-             {"missing-dir/escaped", "No such file"}}) {
+    for (const auto& [state, why] :
+         std::vector<std::pair<std::string, std::string>>{{"../escaped", "'..'"},
+                                                          {snaps + "/../escaped", "'..'"},
+                                                          {tmp.path() + "/escaped", "outside"},
+                                                          {"/etc/escaped", "outside"},
+                                                          {"up/escaped", "symbolic link"},
+                                                          {"link", "symbolic link"},
+                                                          {"inside/escaped", "symbolic link"},
+                                                          {"sub", "not a regular file"},
+                                                          {"missing-dir/escaped", "No such file"}}) {
       CurlReply r = a.curl("PUT", "/snapshot/create", create_body(state, "m-" + std::to_string(state.size())));
       EXPECT_EQ(r.status, 400) << state << ": " << r.body;
       EXPECT_NE(fault_message(r.body).find(why), std::string::npos) << state << ": " << fault_of(r);
@@ -188,11 +194,12 @@ TEST_F(ApiSnapshotTest, JailedSnapshotsStayInsideTheSnapshotDir) {
     // (created with the directory's owner, so the jailed user can write into it).
     CurlReply r = a.curl("PUT", "/snapshot/create", create_body("sub/rel.state", snaps + "/sub/rel.mem"));
     EXPECT_EQ(r.status, 204) << r.body << a.describe();
-    VmRunResult snap =
-        run_process(microvm_binary(), {"snapshot", "--api-sock", a.socket(), "create", snaps + "/one", "--keep-paused"});
+    VmRunResult snap = run_process(microvm_binary(),
+                                   {"snapshot", "--api-sock", a.socket(), "create", snaps + "/one", "--keep-paused"});
     ASSERT_EQ(snap.exit_code, 0) << snap.describe() << a.describe();
-    EXPECT_EQ(shell_line("stat -c %u " + snaps + "/one/state " + snaps + "/one/memory " + snaps + "/sub/rel.state | sort -u"),
-              "65534")
+    EXPECT_EQ(
+        shell_line("stat -c %u " + snaps + "/one/state " + snaps + "/one/memory " + snaps + "/sub/rel.state | sort -u"),
+        "65534")
         << "written by the jail's user";
     EXPECT_EQ(a.out().find("SNAPCALC done"), std::string::npos) << "finished before the snapshot: " << a.describe();
     // Every thread, the snapshot worker included, is filtered and holds no capability.
@@ -215,9 +222,12 @@ TEST_F(ApiSnapshotTest, JailedSnapshotsStayInsideTheSnapshotDir) {
       return R"({"snapshot_path":")" + state + R"(","mem_backend":{"backend_type":"File","backend_path":")" + memory +
              R"("},"resume_vm":true})";
     };
-    for (const auto& [state, memory] : std::vector<std::pair<std::string, std::string>>{
-             {"../outside", "one/memory"}, {"one/state", tmp.path() + "/outside"}, {"link", "one/memory"},
-             {"up/snaps/one/state", "one/memory"}, {"one/absent", "one/memory"}}) {
+    for (const auto& [state, memory] :
+         std::vector<std::pair<std::string, std::string>>{{"../outside", "one/memory"},
+                                                          {"one/state", tmp.path() + "/outside"},
+                                                          {"link", "one/memory"},
+                                                          {"up/snaps/one/state", "one/memory"},
+                                                          {"one/absent", "one/memory"}}) {
       CurlReply r = b.curl("PUT", "/snapshot/load", load_body(state, memory));
       EXPECT_EQ(r.status, 400) << state << " " << memory << ": " << r.body;
     }

@@ -128,8 +128,8 @@ TEST_F(BenchCommandTest, StartupJsonAgainstQemuIsWellFormed) {
 // restored guest ran (its boot-marker write follows the first KVM_RUN), and a clone's own
 // guest-RAM pages are a part of its private dirty memory.
 TEST_F(BenchCommandTest, RestoreAndCloneJsonIsWellFormed) {
-  VmRunResult r = run_bench({"--scenario", "restore", "--scenario", "clone", "--json", "-n", "1", "--no-probe",
-                             "--memory", "128M"});
+  VmRunResult r = run_bench(
+      {"--scenario", "restore", "--scenario", "clone", "--json", "-n", "1", "--no-probe", "--memory", "128M"});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   json j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
   ASSERT_FALSE(j.is_discarded()) << "stdout is not JSON:\n" << r.out;
@@ -162,8 +162,8 @@ TEST_F(BenchCommandTest, RestoreAndCloneJsonIsWellFormed) {
 TEST_F(BenchCommandTest, ReportWritesMarkdownJsonAndPng) {
   TempDir dir;
   std::string report = dir.path() + "/report";
-  VmRunResult r = run_bench({"--scenario", "startup", "-n", "1", "--no-probe", "--memory", "128M",
-                             "--sample-after-ms", "1000", "--report", report});
+  VmRunResult r = run_bench({"--scenario", "startup", "-n", "1", "--no-probe", "--memory", "128M", "--sample-after-ms",
+                             "1000", "--report", report});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   // The human table goes to stdout.
   EXPECT_NE(r.out.find("exec_to_first_kvm_run_ms"), std::string::npos) << r.out;

@@ -56,8 +56,10 @@ TEST(BenchFsSetup, JsonHasShareSetupForMicrovmAndHost) {
   for (const auto& run : s["runs"]) {
     EXPECT_TRUE(run["ok"].get<bool>()) << run.dump(2);
     std::string cmd = run["details"]["command"];
-    if (run["variant"] == "microvm") EXPECT_NE(cmd.find("--share"), std::string::npos) << cmd;
-    else EXPECT_NE(cmd.find("source="), std::string::npos) << cmd;  // the virtiofsd command line
+    if (run["variant"] == "microvm")
+      EXPECT_NE(cmd.find("--share"), std::string::npos) << cmd;
+    else
+      EXPECT_NE(cmd.find("source="), std::string::npos) << cmd;  // the virtiofsd command line
   }
 }
 

@@ -15,7 +15,8 @@ namespace {
 TEST(BenchStraceLog, FirstExecveAndFirstKvmRunWithPaddedPids) {
   // strace -f pads the pid column; the first execve may fail (PATH search).
   const char* log =
-      "2534  1795553480.500000 execve(\"/usr/local/bin/qemu\", [\"qemu\"], 0x7ffd /* 41 vars */) = -1 ENOENT (No such file or directory)\n"
+      "2534  1795553480.500000 execve(\"/usr/local/bin/qemu\", [\"qemu\"], 0x7ffd /* 41 vars */) = -1 ENOENT (No such "
+      "file or directory)\n"
       "2534  1795553480.571010 execve(\"/usr/bin/qemu\", [\"qemu\"], 0x7ffd /* 41 vars */) = 0\n"
       "2534  1795553480.573689 ioctl(3, KVM_GET_API_VERSION, 0) = 12\n"
       "2540  1795553480.601000 ioctl(11, KVM_RUN <unfinished ...>\n"
@@ -28,8 +29,9 @@ TEST(BenchStraceLog, FirstExecveAndFirstKvmRunWithPaddedPids) {
 }
 
 TEST(BenchStraceLog, WithoutPidColumnAndWithoutKvmRun) {
-  StraceTimes t = parse_strace_times("1795553480.571010 execve(\"/bin/x\", [], 0x0) = 0\n"
-                                     "1795553480.600000 ioctl(3, TCGETS, 0x0) = -1 ENOTTY\n");
+  StraceTimes t = parse_strace_times(
+      "1795553480.571010 execve(\"/bin/x\", [], 0x0) = 0\n"
+      "1795553480.600000 ioctl(3, TCGETS, 0x0) = -1 ENOTTY\n");
   ASSERT_TRUE(t.first_execve.has_value());
   EXPECT_FALSE(t.first_kvm_run.has_value());
   EXPECT_FALSE(parse_strace_times("").first_execve.has_value());
@@ -83,9 +85,8 @@ TEST(BenchSmaps, ParsesMappingsAndFields) {
 
 TEST(BenchSmaps, GuestRamIsSubtractedAndTheRestClassified) {
   auto maps = parse_smaps(kSmaps);
-  MemoryBreakdown b = break_down(maps, [](const SmapsEntry& e) {
-    return e.name.find("memfd:microvm-guest-ram") != std::string::npos;
-  });
+  MemoryBreakdown b =
+      break_down(maps, [](const SmapsEntry& e) { return e.name.find("memfd:microvm-guest-ram") != std::string::npos; });
   EXPECT_EQ(b.rss_total_kib, 400u + 15000 + 100 + 800 + 12);
   EXPECT_EQ(b.guest_ram_rss_kib, 15000u);
   EXPECT_EQ(b.guest_ram_size_kib, 524288u);

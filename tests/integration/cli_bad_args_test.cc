@@ -9,7 +9,8 @@ namespace microvm::testing {
 namespace {
 
 VmRunResult run_with(std::vector<std::string> extra) {
-  std::vector<std::string> args = {"run", "--kernel", firmware_path("boot_check"), "--cmdline", "bootcheck.exit=poweroff"};
+  std::vector<std::string> args = {"run", "--kernel", firmware_path("boot_check"), "--cmdline",
+                                   "bootcheck.exit=poweroff"};
   args.insert(args.end(), extra.begin(), extra.end());
   return run_microvm(args, {.timeout = std::chrono::seconds(30)});
 }
@@ -30,22 +31,25 @@ TEST_P(CliBadArgs, ExitTwoWithAMessageNamingTheFlag) {
 
 INSTANTIATE_TEST_SUITE_P(
     Each, CliBadArgs,
-    ::testing::Values(BadArg{"MemoryZero", {"--memory", "0"}, "--memory must be at least 16 MiB"},
-                      BadArg{"MemoryBeyondHost", {"--memory", "3000000G"}, "--memory"},
-                      BadArg{"UnknownCpuModel", {"--cpu", "foo"}, "--cpu: unknown CPU model 'foo'"},
-                      BadArg{"UnknownCpuFeature", {"--cpu", "host,+nosuchflag"}, "unknown CPU feature"},
-                      BadArg{"BadMac", {"--net", "tap=mvbad0,mac=zz"}, "bad MAC address: zz"},
-                      BadArg{"EmptyShareTag", {"--share", "/tmp,tag="}, "tag= is empty"},
-                      BadArg{"QemuHda", {"-hda", "disk.img"}, "--disk disk.img,format=raw"},
-                      BadArg{"UnknownQemuOption", {"-nic", "user", "-frobnicate"}, "'-frobnicate' is not a microvm option"}),
+    ::testing::Values(
+        BadArg{"MemoryZero", {"--memory", "0"}, "--memory must be at least 16 MiB"},
+        BadArg{"MemoryBeyondHost", {"--memory", "3000000G"}, "--memory"},
+        BadArg{"UnknownCpuModel", {"--cpu", "foo"}, "--cpu: unknown CPU model 'foo'"},
+        BadArg{"UnknownCpuFeature", {"--cpu", "host,+nosuchflag"}, "unknown CPU feature"},
+        BadArg{"BadMac", {"--net", "tap=mvbad0,mac=zz"}, "bad MAC address: zz"},
+        BadArg{"EmptyShareTag", {"--share", "/tmp,tag="}, "tag= is empty"},
+        BadArg{"QemuHda", {"-hda", "disk.img"}, "--disk disk.img,format=raw"},
+        BadArg{"UnknownQemuOption", {"-nic", "user", "-frobnicate"}, "'-frobnicate' is not a microvm option"}),
     [](const ::testing::TestParamInfo<BadArg>& info) { return info.param.name; });
 
 TEST(CliBadArgsNet, BadMacCreatesNoTap) {
   REQUIRE_KVM();
-  std::string script = "\"$0\" run --kernel \"$1\" --net tap=mvbad0,mac=zz </dev/null >/dev/null 2>&1; "
-                       "echo \"status=$?\"; ip -o link show mvbad0 >/dev/null 2>&1 && echo created || echo none\n";
-  VmRunResult r = run_process("/usr/bin/unshare", {"--net", "/bin/sh", "-c", script, microvm_binary(), firmware_path("boot_check")},
-                              VmRunOptions{.timeout = std::chrono::seconds(30)});
+  std::string script =
+      "\"$0\" run --kernel \"$1\" --net tap=mvbad0,mac=zz </dev/null >/dev/null 2>&1; "
+      "echo \"status=$?\"; ip -o link show mvbad0 >/dev/null 2>&1 && echo created || echo none\n";
+  VmRunResult r =
+      run_process("/usr/bin/unshare", {"--net", "/bin/sh", "-c", script, microvm_binary(), firmware_path("boot_check")},
+                  VmRunOptions{.timeout = std::chrono::seconds(30)});
   EXPECT_NE(r.out.find("status=2"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("none"), std::string::npos) << r.describe();
 }

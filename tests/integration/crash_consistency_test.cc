@@ -2,22 +2,21 @@
 // and flushes, printing "FLUSHED <F>" after every successful flush; we SIGKILL microvm
 // at a random moment (run_microvm's timeout kills with SIGKILL) and check on the host
 // that every write the guest saw flushed survived, that every 512-byte sector (the device's
-// logical block) is whole, its previous content or a later write's, and (qcow2) that `qemu-img check` finds no corruption. 100 cycles
-// per format on one image, each with a new epoch so verification stays exact; cycles
-// alternate transport mmio/pci and cache writeback/none. scripts/crash-harness.sh is
-// the same harness for long runs.
+// logical block) is whole, its previous content or a later write's, and (qcow2) that `qemu-img check` finds no
+// corruption. 100 cycles per format on one image, each with a new epoch so verification stays exact; cycles alternate
+// transport mmio/pci and cache writeback/none. scripts/crash-harness.sh is the same harness for long runs.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <optional>
-#include <cstdio>
 #include <random>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "tests/integration/support/vm_process.h"
@@ -137,7 +136,8 @@ Verdict verify(const std::string& image, const std::string& baseline, const Layo
                                : std::string("invalid bytes"));
     } else {
       v.torn++;
-      if (v.first_problem.empty()) v.first_problem = "block " + std::to_string(b) + ": neither old content nor whole sectors";
+      if (v.first_problem.empty())
+        v.first_problem = "block " + std::to_string(b) + ": neither old content nor whole sectors";
     }
   }
   return v;
@@ -159,7 +159,8 @@ TEST(CrashVerifier, DetectsLossAndTornBlocks) {
   Layout l{7, 5, 3};
   std::string base(kBlocks * kBlock, '\0');
   std::string img = base;
-  for (uint32_t s = 1; s <= 10; s++) img.replace(size_t{l.block_of(s)} * kBlock, kBlock, make_block(7, s, l.block_of(s)));
+  for (uint32_t s = 1; s <= 10; s++)
+    img.replace(size_t{l.block_of(s)} * kBlock, kBlock, make_block(7, s, l.block_of(s)));
   Verdict ok = verify(img, base, l, 10);
   EXPECT_EQ(ok.lost + ok.torn, 0) << ok.first_problem;
   EXPECT_EQ(ok.required, 10);
@@ -179,7 +180,7 @@ TEST(CrashVerifier, DetectsLossAndTornBlocks) {
   EXPECT_EQ(partial.torn + partial.lost, 0) << partial.first_problem;
   EXPECT_EQ(partial.sector_mixed, 1);
   EXPECT_EQ(verify(torn, base, l, 10).lost, 1);  // flushed: it must be whole
-  std::string split = img;  // part of a sector old: below the device's atomic unit
+  std::string split = img;                       // part of a sector old: below the device's atomic unit
   split.replace(size_t{l.block_of(9)} * kBlock + 512, 16, base, size_t{l.block_of(9)} * kBlock + 512, 16);
   EXPECT_EQ(verify(split, base, l, 8).torn, 1);
   std::string flipped = img;  // one bit anywhere in a block
@@ -249,7 +250,8 @@ TEST_P(CrashConsistencyTest, FlushedWritesSurviveSigkill) {
   for (int c = 1; c <= kCycles; c++) {
     std::string transport = c % 2 ? "mmio" : "pci";
     std::string cache = (c / 2) % 2 ? "none" : "writeback";
-    Layout l{static_cast<uint32_t>(c), static_cast<uint32_t>(rng() % 128 * 2 + 1), static_cast<uint32_t>(rng() % kBlocks)};
+    Layout l{static_cast<uint32_t>(c), static_cast<uint32_t>(rng() % 128 * 2 + 1),
+             static_cast<uint32_t>(rng() % kBlocks)};
     auto kill_after = std::chrono::milliseconds(150 + rng() % 351);
     std::string cmdline = "console=ttyS0 crash.transport=" + transport + " crash.epoch=" + std::to_string(c) +
                           " crash.seed=" + std::to_string(rng()) + " crash.blocks=" + std::to_string(kBlocks) +
@@ -257,9 +259,18 @@ TEST_P(CrashConsistencyTest, FlushedWritesSurviveSigkill) {
                           " crash.depth=" + std::to_string(1 + rng() % 6);
     VmRunOptions opts;
     opts.timeout = kill_after;
-    std::vector<std::string> args = {"run", "--kernel", firmware_path("blk_crash_writer"), "--memory", "64M",
-                                     "--no-rng", "--transport", transport, "--disk",
-                                     img + ",format=" + format + ",cache=" + cache, "--cmdline", cmdline};
+    std::vector<std::string> args = {"run",
+                                     "--kernel",
+                                     firmware_path("blk_crash_writer"),
+                                     "--memory",
+                                     "64M",
+                                     "--no-rng",
+                                     "--transport",
+                                     transport,
+                                     "--disk",
+                                     img + ",format=" + format + ",cache=" + cache,
+                                     "--cmdline",
+                                     cmdline};
     VmRunResult r = run_microvm(args, opts);
     for (int i = 0; i < 40 && lock_busy(r); i++) {
       lock_waits++;
@@ -290,7 +301,8 @@ TEST_P(CrashConsistencyTest, FlushedWritesSurviveSigkill) {
     }
     Verdict v = verify(image, baseline, l, flushed);
     ASSERT_EQ(v.lost, 0) << "cycle " << c << " (" << transport << ", cache=" << cache << ", last FLUSHED " << flushed
-                         << "): " << v.first_problem << "\n" << r.describe();
+                         << "): " << v.first_problem << "\n"
+                         << r.describe();
     ASSERT_EQ(v.torn, 0) << "cycle " << c << ": " << v.first_problem;
     partial_landings += v.sector_mixed;
     baseline = std::move(image);

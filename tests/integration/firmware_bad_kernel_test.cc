@@ -46,17 +46,16 @@ const Case kCases[] = {
     {"elf_truncated_segments", "boot_check", [](std::string& i) { i.resize(0x1100); }, false},
     {"elf_phnum_huge", "boot_check", [](std::string& i) { put<uint16_t>(i, 0x38, 0xffff); }, false},
     {"elf_phoff_past_end", "boot_check", [](std::string& i) { put<uint64_t>(i, 0x20, 0xfffffffffff0ull); }, false},
-    {"elf_offset_past_end", "boot_check",
-     [](std::string& i) { put<uint64_t>(i, kPh0 + 0x08, 0x7fffffffffffull); }, false},
-    {"elf_filesz_over_memsz", "boot_check",
-     [](std::string& i) { put<uint64_t>(i, kPh0 + 0x20, 0x10000000ull); }, false},
+    {"elf_offset_past_end", "boot_check", [](std::string& i) { put<uint64_t>(i, kPh0 + 0x08, 0x7fffffffffffull); },
+     false},
+    {"elf_filesz_over_memsz", "boot_check", [](std::string& i) { put<uint64_t>(i, kPh0 + 0x20, 0x10000000ull); },
+     false},
     {"elf_paddr_in_mmio_gap", "boot_check", [](std::string& i) { put<uint64_t>(i, kPh0 + 0x18, 0xd0000000ull); },
      false},
     {"elf_paddr_wraps", "boot_check", [](std::string& i) { put<uint64_t>(i, kPh0 + 0x18, 0xfffffffffffff000ull); },
      false},
     {"elf_memsz_huge", "boot_check", [](std::string& i) { put<uint64_t>(i, kPh0 + 0x28, 0x100000000000ull); }, false},
-    {"elf_entry_outside_segments", "boot_check", [](std::string& i) { put<uint64_t>(i, 0x18, 0x3000000ull); },
-     false},
+    {"elf_entry_outside_segments", "boot_check", [](std::string& i) { put<uint64_t>(i, 0x18, 0x3000000ull); }, false},
     {"bz_truncated_setup", "bzimage_check", [](std::string& i) { i.resize(0x300); }, false},
     {"bz_truncated_payload", "bzimage_check", [](std::string& i) { i.resize(2048 + 0x100); }, false},
     {"bz_setup_sects_past_end", "bzimage_check", [](std::string& i) { put<uint8_t>(i, 0x1f1, 0xff); }, false},
@@ -65,10 +64,9 @@ const Case kCases[] = {
     {"bz_alignment_not_power_of_two", "bzimage_check", [](std::string& i) { put<uint32_t>(i, 0x230, 0x300000); },
      false},
     {"bz_init_size_huge", "bzimage_check", [](std::string& i) { put<uint32_t>(i, 0x260, 0xfffff000u); }, false},
-    {"bz_pref_address_in_mmio_gap", "bzimage_check",
-     [](std::string& i) { put<uint64_t>(i, 0x258, 0xd0000000ull); }, true},
-    {"bz_pref_address_unaligned", "bzimage_check", [](std::string& i) { put<uint64_t>(i, 0x258, 0x1234567ull); },
+    {"bz_pref_address_in_mmio_gap", "bzimage_check", [](std::string& i) { put<uint64_t>(i, 0x258, 0xd0000000ull); },
      true},
+    {"bz_pref_address_unaligned", "bzimage_check", [](std::string& i) { put<uint64_t>(i, 0x258, 0x1234567ull); }, true},
 };
 
 class FirmwareBadKernelTest : public ::testing::TestWithParam<Case> {
@@ -84,8 +82,8 @@ TEST_P(FirmwareBadKernelTest, RefusedCleanlyOrBootedCorrectly) {
   TempDir dir;
   std::string path = dir.write_file("kernel", image);
   ASSERT_FALSE(path.empty());
-  VmRunResult r = run_microvm({"run", "--kernel", path, "--memory", "64M"},
-                              VmRunOptions{.timeout = std::chrono::seconds(30)});
+  VmRunResult r =
+      run_microvm({"run", "--kernel", path, "--memory", "64M"}, VmRunOptions{.timeout = std::chrono::seconds(30)});
   ASSERT_FALSE(r.timed_out) << r.describe();
   ASSERT_EQ(r.term_signal, 0) << "microvm died from a signal\n" << r.describe();
   if (c.may_boot && r.exit_code == 0) {

@@ -212,8 +212,8 @@ TEST_F(FirmwareBootTest, BzImageBootsThroughSixtyFourBitEntry) {
   std::string bytes = random_bytes(777, 7);
   std::string path = dir.write_file("initrd.bin", bytes);
   ASSERT_FALSE(path.empty());
-  VmRunResult r = boot("bzimage_check",
-                       {"--cpus", "2", "--memory", "256M", "--cmdline", "from-bzimage=1", "--initrd", path});
+  VmRunResult r =
+      boot("bzimage_check", {"--cpus", "2", "--memory", "256M", "--cmdline", "from-bzimage=1", "--initrd", path});
   ASSERT_NO_FATAL_FAILURE(expect_clean(r));
   EXPECT_EQ(line_of(r, "variant="), "BOOTCHECK variant=bzimage");
   std::string bz = line_of(r, "bzimage");

@@ -2,8 +2,8 @@
 // last one) whose bytes are the image the seed code builds, with serial "cidata", and its
 // temporary file is gone while the VM runs and after it ends. firmware/virtio_blk_driver is
 // the guest: it hashes sectors 0-1, checks that writes fail on a read-only disk, reads GET_ID.
-#include <gtest/gtest.h>
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <string>
@@ -37,9 +37,9 @@ TEST(FirmwareCloudInit, SeedIsAReadOnlyDiskWithTheBuiltImageAndLeavesNoFile) {
   std::string first_sectors(reinterpret_cast<const char*>(image->data()), 1024);
 
   ::setenv("TMPDIR", tmp.path().c_str(), 1);  // the seed's temporary file goes here
-  auto r = run_microvm({"run", "--kernel", firmware_path("virtio_blk_driver"), "--memory", "64M", "--no-rng",
-                        "--cloud-init", spec},
-                       VmRunOptions{.timeout = std::chrono::seconds(60)});
+  auto r = run_microvm(
+      {"run", "--kernel", firmware_path("virtio_blk_driver"), "--memory", "64M", "--no-rng", "--cloud-init", spec},
+      VmRunOptions{.timeout = std::chrono::seconds(60)});
   ::unsetenv("TMPDIR");
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.lines_with_prefix("VIRTIOBLK done failures=0").size(), 1u) << r.describe();

@@ -23,10 +23,10 @@ TEST_P(FirmwareDevicePokeTest, VmmSurvivesAndDevicesStillAnswer) {
   TempDir dir;
   std::string disk = dir.write_file("disk.img", std::string(256 * 1024, '\x5a'));
   ASSERT_FALSE(disk.empty());
-  VmRunResult r = run_microvm({"run", "--kernel", firmware_path("device_poke"), "--memory", "64M", "--transport",
-                               transport, "--disk", disk + ",format=raw", "--cmdline",
-                               "poke.seed=" + std::to_string(seed) + " poke.rounds=3000"},
-                              VmRunOptions{.timeout = std::chrono::seconds(60)});
+  VmRunResult r = run_microvm(
+      {"run", "--kernel", firmware_path("device_poke"), "--memory", "64M", "--transport", transport, "--disk",
+       disk + ",format=raw", "--cmdline", "poke.seed=" + std::to_string(seed) + " poke.rounds=3000"},
+      VmRunOptions{.timeout = std::chrono::seconds(60)});
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.lines_with_prefix("POKE storm over").size(), 1u) << r.describe();

@@ -33,9 +33,13 @@ TEST(FirmwareDiskBoot, GrubEntryInQcow2LoadsKernelInitrdsAndCmdline) {
              {"/boot/extra.img", initrd_b},
              {"/boot/grub/grub.cfg",
               "set default=\"0\"\nmenuentry 'Debian GNU/Linux' --id 'gnulinux-simple' {\n"
-              "\tsearch --no-floppy --fs-uuid --set=root " + uuid + "\n"
-              "\tlinux\t/boot/vmlinuz-1.0 root=UUID=" + uuid + " ro quiet\n"
-              "\tinitrd\t/boot/initrd.img-1.0 /boot/extra.img\n}\n"}},
+              "\tsearch --no-floppy --fs-uuid --set=root " +
+                  uuid +
+                  "\n"
+                  "\tlinux\t/boot/vmlinuz-1.0 root=UUID=" +
+                  uuid +
+                  " ro quiet\n"
+                  "\tinitrd\t/boot/initrd.img-1.0 /boot/extra.img\n}\n"}},
             {{"/vmlinuz", "boot/vmlinuz-1.0"}},
             uuid};
   std::string raw = make_disk(dir, "disk.raw", "gpt", {bios, root});
@@ -72,11 +76,13 @@ TEST(FirmwareDiskBoot, UnifiedKernelImageOnFatEspLoadsItsSections) {
   std::ofstream(d + "/initrd", std::ios::binary) << initrd;
   std::ofstream(d + "/cmdline") << "uki=yes ro quiet\n";
   std::ofstream(d + "/osrel") << "PRETTY_NAME=\"UKI test\"\n";
-  ASSERT_EQ(system(("cd " + d + " && objcopy --add-section .osrel=osrel --change-section-vma .osrel=0x20000 "
+  ASSERT_EQ(system(("cd " + d +
+                    " && objcopy --add-section .osrel=osrel --change-section-vma .osrel=0x20000 "
                     "--add-section .cmdline=cmdline --change-section-vma .cmdline=0x30000 "
                     "--add-section .linux=kernel --change-section-vma .linux=0x2000000 "
                     "--add-section .initrd=initrd --change-section-vma .initrd=0x3000000 "
-                    "/usr/lib/systemd/boot/efi/linuxx64.efi.stub uki.efi").c_str()),
+                    "/usr/lib/systemd/boot/efi/linuxx64.efi.stub uki.efi")
+                       .c_str()),
             0)
       << "objcopy or systemd's EFI stub (Debian: systemd-boot-efi) missing";
   Part esp{{{"/EFI/Linux/test-1.0.efi", read_text_file(d + "/uki.efi")}}, {}, "c0ffee42", 16, "vfat"};
@@ -89,9 +95,11 @@ TEST(FirmwareDiskBoot, UnifiedKernelImageOnFatEspLoadsItsSections) {
                              VmRunOptions{.timeout = std::chrono::seconds(30)});
   ASSERT_EQ(printed.exit_code, 0) << printed.describe();
   EXPECT_NE(printed.out.find("rule:            uki (partition 1 (vfat UUID=C0FF-EE42) /EFI/Linux/test-1.0.efi"),
-            std::string::npos) << printed.out;
+            std::string::npos)
+      << printed.out;
   EXPECT_NE(printed.out.find("entry:           UKI test"), std::string::npos) << printed.out;
-  EXPECT_NE(printed.out.find("/EFI/Linux/test-1.0.efi section .initrd (50001 bytes)"), std::string::npos) << printed.out;
+  EXPECT_NE(printed.out.find("/EFI/Linux/test-1.0.efi section .initrd (50001 bytes)"), std::string::npos)
+      << printed.out;
 
   auto r = run_microvm({"run", "--memory", "128M", "--disk", qcow2 + ",format=qcow2", "--append", "bootcheck"},
                        VmRunOptions{.timeout = std::chrono::seconds(60)});

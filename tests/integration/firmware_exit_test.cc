@@ -13,8 +13,8 @@ namespace {
 
 VmRunResult boot_with(const std::string& cmdline, const VmRunOptions& options = {.timeout = std::chrono::seconds(30)},
                       std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"run", "--kernel", firmware_path("boot_check"), "--memory", "64M", "--cmdline",
-                                   cmdline};
+  std::vector<std::string> args = {"run",       "--kernel", firmware_path("boot_check"), "--memory", "64M",
+                                   "--cmdline", cmdline};
   args.insert(args.end(), extra.begin(), extra.end());
   return run_microvm(args, options);
 }
@@ -67,12 +67,13 @@ TEST_F(FirmwareExitTest, SigtermStopsAHaltedGuestWithFive) {
   // wait for the halt line on its console, SIGTERM it, report its exit status.
   TempDir dir;
   std::string out = dir.path() + "/console";
-  std::string script = "\"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt > \"$2\" 2>&1 &\n"
-                       "pid=$!\n"
-                       "for i in $(seq 1 300); do grep -q 'BOOTCHECK exit=halt' \"$2\" && break; sleep 0.05; done\n"
-                       "kill -TERM $pid\n"
-                       "wait $pid\n"
-                       "echo \"status=$?\"\n";
+  std::string script =
+      "\"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt > \"$2\" 2>&1 &\n"
+      "pid=$!\n"
+      "for i in $(seq 1 300); do grep -q 'BOOTCHECK exit=halt' \"$2\" && break; sleep 0.05; done\n"
+      "kill -TERM $pid\n"
+      "wait $pid\n"
+      "echo \"status=$?\"\n";
   VmRunResult r = run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"), out},
                               VmRunOptions{.timeout = std::chrono::seconds(40)});
   ASSERT_FALSE(r.timed_out) << r.describe();

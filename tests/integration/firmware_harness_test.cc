@@ -65,8 +65,8 @@ TEST(HarnessTest, InitramfsHasInitBusyboxConsoleAndAddedFiles) {
   // List it with the system's cpio: proves the archive is well-formed newc.
   VmRunResult r = run_process("/bin/sh", {"-c", "cpio -itv < '" + *cpio + "'"});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
-  for (const char* want : {" init\n", " bin/busybox\n", " bin/sh -> busybox\n", " test.sh\n",
-                           " data/payload.bin\n", " usr/bin/boot_marker\n"}) {
+  for (const char* want : {" init\n", " bin/busybox\n", " bin/sh -> busybox\n", " test.sh\n", " data/payload.bin\n",
+                           " usr/bin/boot_marker\n"}) {
     EXPECT_NE(r.out.find(want), std::string::npos) << want << " missing:\n" << r.out;
   }
   EXPECT_NE(r.out.find("crw-------   1 root     root       5,   1"), std::string::npos) << r.out;

@@ -15,9 +15,9 @@ class FirmwareIrqTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(FirmwareIrqTest, UsedBufferInterruptReachesTheGuest) {
-  VmRunResult r = run_microvm({"run", "--kernel", firmware_path("irq_check"), "--memory", "64M", "--transport",
-                               GetParam()},
-                              VmRunOptions{.timeout = std::chrono::seconds(30)});
+  VmRunResult r =
+      run_microvm({"run", "--kernel", firmware_path("irq_check"), "--memory", "64M", "--transport", GetParam()},
+                  VmRunOptions{.timeout = std::chrono::seconds(30)});
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.lines_with_prefix("IRQCHECK FAIL").size(), 0u) << r.describe();

@@ -19,9 +19,9 @@ class FirmwareSmpTest : public ::testing::TestWithParam<int> {
 
 TEST_P(FirmwareSmpTest, EveryApStartsAndPowerOffStopsThemAll) {
   const int cpus = GetParam();
-  VmRunResult r = run_microvm({"run", "--kernel", firmware_path("smp_check"), "--memory", "64M", "--cpus",
-                               std::to_string(cpus)},
-                              VmRunOptions{.timeout = std::chrono::seconds(60)});
+  VmRunResult r =
+      run_microvm({"run", "--kernel", firmware_path("smp_check"), "--memory", "64M", "--cpus", std::to_string(cpus)},
+                  VmRunOptions{.timeout = std::chrono::seconds(60)});
   ASSERT_FALSE(r.timed_out) << "power-off with halted APs did not end the VM?\n" << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.lines_with_prefix("SMPCHECK FAIL").size(), 0u) << r.describe();

@@ -118,12 +118,15 @@ TEST_P(FirmwareVirtioBlkTest, DriverRoundTripAndHostileRequests) {
   // The host sees what the guest wrote, and nothing else changed.
   std::string after = read_all(disk_);
   ASSERT_EQ(after.size(), kDiskBytes);
-  EXPECT_TRUE(after.substr(2 * kSector, 2 * kSector) == guest_pattern()) << "sectors 2-3 do not hold the guest's pattern";
+  EXPECT_TRUE(after.substr(2 * kSector, 2 * kSector) == guest_pattern())
+      << "sectors 2-3 do not hold the guest's pattern";
   EXPECT_TRUE(after.substr(0, 2 * kSector) == original.substr(0, 2 * kSector));
   EXPECT_TRUE(after.substr(4 * kSector, 12 * kSector) == original.substr(4 * kSector, 12 * kSector))
       << "sectors 4-15 changed";
-  EXPECT_TRUE(after.substr(batch_bytes_end()) == original.substr(batch_bytes_end())) << "bytes beyond sector 31 changed";
-  EXPECT_TRUE(after.substr(16 * kSector, 16 * kSector) == batch_pattern()) << "sectors 16-31 do not hold the batch pattern";
+  EXPECT_TRUE(after.substr(batch_bytes_end()) == original.substr(batch_bytes_end()))
+      << "bytes beyond sector 31 changed";
+  EXPECT_TRUE(after.substr(16 * kSector, 16 * kSector) == batch_pattern())
+      << "sectors 16-31 do not hold the batch pattern";
 }
 
 TEST_P(FirmwareVirtioBlkTest, ReadOnlyDiskRejectsWrites) {

@@ -24,9 +24,9 @@ class FirmwareVirtioRngTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(FirmwareVirtioRngTest, EntropyAndHostileChains) {
-  VmRunResult r = run_microvm({"run", "--kernel", firmware_path("virtio_rng_driver"), "--memory", "64M",
-                               "--transport", GetParam()},
-                              VmRunOptions{.timeout = std::chrono::seconds(60)});
+  VmRunResult r =
+      run_microvm({"run", "--kernel", firmware_path("virtio_rng_driver"), "--memory", "64M", "--transport", GetParam()},
+                  VmRunOptions{.timeout = std::chrono::seconds(60)});
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.lines_with_prefix("VIRTIORNG FAIL").size(), 0u) << r.describe();

@@ -34,7 +34,8 @@ class JailTest : public ::testing::Test {
 VmRunResult inspect_jailed_vm(const std::string& extra_args, const std::string& tmp) {
   std::string script =
       "exec 7</etc/hostname\n"
-      "TMPDIR=\"$3\" \"$0\" run --jail --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt " + extra_args +
+      "TMPDIR=\"$3\" \"$0\" run --jail --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt " +
+      extra_args +
       " </dev/null >/dev/null 2>\"$2\" & p=$!\n"
       "exec 7<&-\n"
       "for i in $(seq 200); do c=$(cat /proc/$p/task/$p/children 2>/dev/null | tr -d ' ');"
@@ -44,9 +45,11 @@ VmRunResult inspect_jailed_vm(const std::string& extra_args, const std::string& 
       "echo nspid $(awk '/^NSpid:/{print $3}' /proc/$c/status)\n"
       "for k in Uid Gid Groups CapInh CapPrm CapEff CapBnd CapAmb NoNewPrivs; do"
       " echo $k $(awk -v k=$k: '$1==k{$1=\"\"; print}' /proc/$c/status); done\n"
-      "for t in /proc/$c/task/*; do echo thread $(cat $t/comm | tr ' ' _) $(awk '/^Seccomp:/{print $2}' $t/status); done\n"
+      "for t in /proc/$c/task/*; do echo thread $(cat $t/comm | tr ' ' _) $(awk '/^Seccomp:/{print $2}' $t/status); "
+      "done\n"
       "for n in mnt pid ipc uts cgroup net; do"
-      " [ \"$(readlink /proc/$c/ns/$n)\" = \"$(readlink /proc/self/ns/$n)\" ] && echo ns_$n host || echo ns_$n own; done\n"
+      " [ \"$(readlink /proc/$c/ns/$n)\" = \"$(readlink /proc/self/ns/$n)\" ] && echo ns_$n host || echo ns_$n own; "
+      "done\n"
       "echo root_entries $(ls -A /proc/$c/root | wc -l)\n"
       "[ -e /proc/$c/root/etc/passwd ] && echo host_passwd visible || echo host_passwd absent\n"
       "echo root_mount $(awk '$5==\"/\"{print $6}' /proc/$c/mountinfo)\n"
@@ -59,9 +62,8 @@ VmRunResult inspect_jailed_vm(const std::string& extra_args, const std::string& 
       "echo leftover $(ls -A \"$3\" | wc -l)\n";
   TempDir dir;
   std::string err_path = dir.path() + "/err";
-  VmRunResult r =
-      run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"), err_path, tmp},
-                  VmRunOptions{.timeout = std::chrono::seconds(30)});
+  VmRunResult r = run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"), err_path, tmp},
+                              VmRunOptions{.timeout = std::chrono::seconds(30)});
   std::ifstream f(err_path);
   r.err = std::string(std::istreambuf_iterator<char>(f), {});
   return r;
@@ -177,13 +179,13 @@ TEST_F(JailTest, VirtiofsdStillSandboxesItselfInsideTheJail) {
       " pid_levels=$(awk '/^NSpid:/{print NF-1}' /proc/$v/status)"
       " root=$(ls -A /proc/$v/root | tr '\\n' ' ')\"; done\n"
       "kill -TERM $p; wait $p; echo rc $?\n";
-  VmRunResult r = run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"), share,
-                                          dir.path() + "/tmp"},
-                              VmRunOptions{.timeout = std::chrono::seconds(30)});
+  VmRunResult r =
+      run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"), share, dir.path() + "/tmp"},
+                  VmRunOptions{.timeout = std::chrono::seconds(30)});
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_NE(r.out.find("virtiofsd seccomp=2 own_mnt=1"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("root=marker "), std::string::npos) << "the sandboxed virtiofsd sees only the folder\n"
-                                                             << r.describe();
+                                                           << r.describe();
   // NSpid lists the pid in every namespace from the host's down: 1 level would be the host's only.
   EXPECT_NE(r.out.find("pid_levels="), std::string::npos) << r.describe();
   EXPECT_EQ(r.out.find("pid_levels=1 "), std::string::npos) << "virtiofsd outside the jail's PID namespace\n"
@@ -195,7 +197,8 @@ TEST_F(JailTest, VirtiofsdStillSandboxesItselfInsideTheJail) {
 TEST_F(JailTest, OnByDefaultForRoot) {
   TempDir tmp;
   std::string script =
-      "TMPDIR=\"$2\" \"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt </dev/null >/dev/null 2>&1 & p=$!\n"
+      "TMPDIR=\"$2\" \"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt </dev/null >/dev/null 2>&1 "
+      "& p=$!\n"
       "for i in $(seq 200); do c=$(cat /proc/$p/task/$p/children 2>/dev/null | tr -d ' ');"
       " [ -n \"$c\" ] && grep -q vmm-loop /proc/$c/task/*/comm 2>/dev/null && break; sleep 0.05; done\n"
       "echo nspid $(awk '/^NSpid:/{print $3}' /proc/$c/status)\n"
@@ -203,7 +206,8 @@ TEST_F(JailTest, OnByDefaultForRoot) {
       "echo root_entries $(ls -A /proc/$c/root | wc -l)\n"
       "kill -TERM $p; wait $p; echo rc $?\n"
       // --jail off: no launcher, no child.
-      "\"$0\" run --jail off --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt </dev/null >/dev/null 2>&1 & p=$!\n"
+      "\"$0\" run --jail off --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt </dev/null >/dev/null 2>&1 & "
+      "p=$!\n"
       "for i in $(seq 200); do grep -q vmm-loop /proc/$p/task/*/comm 2>/dev/null && break; sleep 0.05; done\n"
       "echo off_children $(cat /proc/$p/task/$p/children | wc -w)\n"
       "echo off_uid $(awk '/^Uid:/{print $2}' /proc/$p/status)\n"
@@ -248,29 +252,34 @@ TEST_F(JailTest, ApiSocketServesFromInsideTheJail) {
   ASSERT_EQ(shell_line("test -S '" + sock + "' && echo y"), "y") << read_text_file(dir.path() + "/err");
   EXPECT_TRUE(curl("GET", "/", "").ends_with(" 200")) << read_text_file(dir.path() + "/err");
   // A host path named before the start is checked (and later opened) as without the jail.
-  EXPECT_TRUE(curl("PUT", "/boot-source",
-                   R"({"kernel_image_path":")" + firmware_path("boot_check") + R"(","boot_args":"bootcheck.exit=halt"})")
-                  .ends_with(" 204"));
+  EXPECT_TRUE(
+      curl("PUT", "/boot-source",
+           R"({"kernel_image_path":")" + firmware_path("boot_check") + R"(","boot_args":"bootcheck.exit=halt"})")
+          .ends_with(" 204"));
   EXPECT_TRUE(curl("PUT", "/machine-config", R"({"vcpu_count":1,"mem_size_mib":64})").ends_with(" 204"));
   std::string started = curl("PUT", "/actions", R"({"action_type":"InstanceStart"})");
   ASSERT_TRUE(started.ends_with(" 204")) << started << "\n" << read_text_file(dir.path() + "/err");
-  std::string c = shell_line("cat /proc/" + std::to_string(launcher) + "/task/" + std::to_string(launcher) + "/children | tr -d ' '");
+  std::string c = shell_line("cat /proc/" + std::to_string(launcher) + "/task/" + std::to_string(launcher) +
+                             "/children | tr -d ' '");
   ASSERT_FALSE(c.empty()) << "no jailed child";
   for (int i = 0; i < 200 && shell_output("cat /proc/" + c + "/task/*/comm").find("vmm-loop") == std::string::npos; ++i)
     ::usleep(25000);
   EXPECT_TRUE(curl("GET", "/machine-config", "").ends_with(" 200")) << "the API thread serves under its filter";
-  std::string threads = shell_output(
-      "for t in /proc/" + c + "/task/*; do echo $(cat $t/comm) $(awk '/^Seccomp:/{print $2}' $t/status)"
-      " $(awk '/^CapEff:/{print $2}' $t/status) $(awk '/^CapPrm:/{print $2}' $t/status)"
-      " $(awk '/^NoNewPrivs:/{print $2}' $t/status) $(awk '/^Uid:/{print $2}' $t/status); done");
+  std::string threads =
+      shell_output("for t in /proc/" + c +
+                   "/task/*; do echo $(cat $t/comm) $(awk '/^Seccomp:/{print $2}' $t/status)"
+                   " $(awk '/^CapEff:/{print $2}' $t/status) $(awk '/^CapPrm:/{print $2}' $t/status)"
+                   " $(awk '/^NoNewPrivs:/{print $2}' $t/status) $(awk '/^Uid:/{print $2}' $t/status); done");
   EXPECT_NE(threads.find("vmm-api 2 0000000000000000 0000000000000000 1 65534"), std::string::npos) << threads;
   EXPECT_NE(threads.find("vmm-loop 2 "), std::string::npos) << threads;
   std::istringstream lines(threads);
   for (std::string t; std::getline(lines, t);)
     EXPECT_TRUE(t.ends_with(" 2 0000000000000000 0000000000000000 1 65534")) << "not confined: " << t;
   EXPECT_EQ(shell_line("ls -A /proc/" + c + "/root | wc -l"), "0");
-  EXPECT_EQ(shell_line("[ \"$(readlink /proc/" + c + "/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ] && echo host || echo own"),
-            "own") << "no network interface was configured";
+  EXPECT_EQ(shell_line("[ \"$(readlink /proc/" + c +
+                       "/ns/net)\" = \"$(readlink /proc/self/ns/net)\" ] && echo host || echo own"),
+            "own")
+      << "no network interface was configured";
   ASSERT_TRUE(curl("PATCH", "/vm", R"({"state":"Paused"})").ends_with(" 204"));
   std::string snap = curl("PUT", "/snapshot/create",
                           R"({"snapshot_type":"Full","snapshot_path":")" + dir.path() + R"(/s","mem_file_path":")" +
@@ -292,8 +301,9 @@ TEST_F(JailTest, ApiSocketServesFromInsideTheJail) {
 // socket's directory is bound into the jail, read-only, and nothing else of the host.
 TEST_F(JailTest, VsockSocketDirectoryIsBoundReadOnly) {
   TempDir dir;
-  ASSERT_EQ(std::system(("mkdir -p " + dir.path() + "/v " + dir.path() + "/tmp && touch " + dir.path() + "/secret").c_str()),
-            0);
+  ASSERT_EQ(
+      std::system(("mkdir -p " + dir.path() + "/v " + dir.path() + "/tmp && touch " + dir.path() + "/secret").c_str()),
+      0);
   std::string script =
       "TMPDIR=\"$3\" \"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt --vsock cid=3,socket=\"$2\""
       " </dev/null >/dev/null 2>&1 & p=$!\n"
@@ -303,9 +313,10 @@ TEST_F(JailTest, VsockSocketDirectoryIsBoundReadOnly) {
       "echo secret $([ -e /proc/$c/root\"$(dirname \"$2\")/../secret\" ] && echo visible || echo absent)\n"
       "echo mount $(awk -v d=\"$(dirname \"$2\")\" '$5==d{print $6}' /proc/$c/mountinfo)\n"
       "kill -TERM $p; wait $p; echo rc $?\n";
-  VmRunResult r = run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"),
-                                          dir.path() + "/v/v.sock", dir.path() + "/tmp"},
-                              VmRunOptions{.timeout = std::chrono::seconds(30)});
+  VmRunResult r = run_process(
+      "/bin/sh",
+      {"-c", script, microvm_binary(), firmware_path("boot_check"), dir.path() + "/v/v.sock", dir.path() + "/tmp"},
+      VmRunOptions{.timeout = std::chrono::seconds(30)});
   ASSERT_FALSE(r.timed_out) << r.describe();
   auto m = parse(r.out);
   EXPECT_EQ(m["socket"], "v.sock") << r.describe();

@@ -100,7 +100,8 @@ echo "memtotal_deflated=$(memtotal)"
   c.cmdline = guest_cmdline();
   c.cpus = 2;
   c.memory_bytes = 512 * kMiB;
-  c.balloon = BalloonConfig{.size_bytes = 0, .deflate_on_oom = false, .free_page_reporting = true, .stats_interval_s = 1};
+  c.balloon =
+      BalloonConfig{.size_bytes = 0, .deflate_on_oom = false, .free_page_reporting = true, .stats_interval_s = 1};
   c.pmems.push_back(PmemConfig{image, true});
   std::string error;
   auto e = EmbeddedVm::start(c, &error);
@@ -127,10 +128,11 @@ echo "memtotal_deflated=$(memtotal)"
   }
   auto st = e->vm().balloon_stats();
   ASSERT_TRUE(st.has_value()) << st.error().what;
-  std::printf("[ balloon ] guest RAM allocated on the host: %llu MiB after filling 200 MiB, %llu MiB after "
-              "freeing it (free page reporting released %llu MiB)\n",
-              static_cast<unsigned long long>(filled / kMiB), static_cast<unsigned long long>(low / kMiB),
-              static_cast<unsigned long long>(st->report_released_bytes / kMiB));
+  std::printf(
+      "[ balloon ] guest RAM allocated on the host: %llu MiB after filling 200 MiB, %llu MiB after "
+      "freeing it (free page reporting released %llu MiB)\n",
+      static_cast<unsigned long long>(filled / kMiB), static_cast<unsigned long long>(low / kMiB),
+      static_cast<unsigned long long>(st->report_released_bytes / kMiB));
   EXPECT_GE(filled - std::min(filled, low), 150 * kMiB) << "host usage fell from " << filled << " to only " << low;
 
   // Inflate by 128 MiB.
@@ -147,11 +149,12 @@ echo "memtotal_deflated=$(memtotal)"
   EXPECT_EQ(st->target_bytes, 128 * kMiB);
   EXPECT_EQ(st->actual_bytes, 128 * kMiB);
   uint64_t after_inflate = guest_ram_allocated();
-  std::printf("[ balloon ] inflate 128 MiB: guest MemTotal %llu -> %llu KiB; host allocation %llu -> %llu MiB; "
-              "the device released %llu MiB that were still backed\n",
-              static_cast<unsigned long long>(m0_kib), static_cast<unsigned long long>(m1_kib),
-              static_cast<unsigned long long>(before_inflate / kMiB), static_cast<unsigned long long>(after_inflate / kMiB),
-              static_cast<unsigned long long>(st->inflate_released_bytes / kMiB));
+  std::printf(
+      "[ balloon ] inflate 128 MiB: guest MemTotal %llu -> %llu KiB; host allocation %llu -> %llu MiB; "
+      "the device released %llu MiB that were still backed\n",
+      static_cast<unsigned long long>(m0_kib), static_cast<unsigned long long>(m1_kib),
+      static_cast<unsigned long long>(before_inflate / kMiB), static_cast<unsigned long long>(after_inflate / kMiB),
+      static_cast<unsigned long long>(st->inflate_released_bytes / kMiB));
   // Balloon pages are released, so they cannot add to the host's share.
   EXPECT_LE(after_inflate, before_inflate + 16 * kMiB);
   // Statistics: the guest reported its memory (polled every second).

@@ -73,8 +73,8 @@ TEST(BenchGuest, GuestBlkOneShortJobGivesJsonAndReport) {
   opts.timeout = std::chrono::minutes(40);
   opts.env = {"MICROVM_BENCH_GUEST_SECONDS=1", "MICROVM_BENCH_GUEST_BLK_MIB=16",
               "MICROVM_BENCH_GUEST_BLK_JOBS=randread_4k_qd1"};
-  VmRunResult r = run_microvm({"bench", "--scenario", "guest_blk", "-n", "1", "--json", "--report", report,
-                               "--memory", "256M", "--boot-timeout", "1500"},
+  VmRunResult r = run_microvm({"bench", "--scenario", "guest_blk", "-n", "1", "--json", "--report", report, "--memory",
+                               "256M", "--boot-timeout", "1500"},
                               opts);
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   json j = json::parse(r.out, nullptr, /*allow_exceptions=*/false);

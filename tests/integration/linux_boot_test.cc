@@ -11,8 +11,8 @@ namespace microvm::testing {
 namespace {
 
 std::vector<std::string> base_args(const std::string& initrd, const std::string& memory = "512M") {
-  return {"run", "--kernel", guest_kernel(), "--initrd", initrd, "--cpus", "2", "--memory", memory,
-          "--cmdline", guest_cmdline()};
+  return {"run", "--kernel", guest_kernel(), "--initrd",  initrd,         "--cpus",
+          "2",   "--memory", memory,         "--cmdline", guest_cmdline()};
 }
 
 void require_guest() {

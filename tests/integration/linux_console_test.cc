@@ -57,7 +57,8 @@ TEST(LinuxConsole, HvcConsoleAndNamedSocketPortBothWays) {
       sockaddr_un a{};
       a.sun_family = AF_UNIX;
       std::strncpy(a.sun_path, sock.c_str(), sizeof a.sun_path - 1);
-      if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) fd = s;
+      if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0)
+        fd = s;
       else {
         ::close(s);
         ::usleep(100'000);

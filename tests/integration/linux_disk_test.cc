@@ -55,18 +55,21 @@ TEST(LinuxDisk, PciDisksRngAndHugepages) {
   // writing its own pattern), and a compressed 4 MiB base under a 6 MiB overlay the guest reads
   // whole (past the base's end: zeroes) and writes into, also across the base's end.
   const std::string d = dir.path();
-  ASSERT_EQ(system(("cd " + d + " && qemu-img create -q -f qcow2 base.qcow2 8M && "
+  ASSERT_EQ(system(("cd " + d +
+                    " && qemu-img create -q -f qcow2 base.qcow2 8M && "
                     "qemu-io -f qcow2 -c 'write -q -P 0x11 0 2M' base.qcow2 && "
                     "qemu-img create -q -f qcow2 -o cluster_size=4096 -b base.qcow2 -F qcow2 mid.qcow2 && "
                     "qemu-io -f qcow2 -c 'write -q -P 0x22 1M 2M' mid.qcow2 && "
                     "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 && "
                     "qemu-io -f qcow2 -c 'write -q -P 0x33 2560K 1M' top.qcow2 && "
                     "qemu-img convert -c -O qcow2 rw.img packed.qcow2 && "
-                    "qemu-img create -q -f qcow2 -b packed.qcow2 -F qcow2 over.qcow2 6M").c_str()),
+                    "qemu-img create -q -f qcow2 -b packed.qcow2 -F qcow2 over.qcow2 6M")
+                       .c_str()),
             0)
       << "qemu-img/qemu-io (qemu-utils) failed";
   auto sha_of = [&](const std::string& cmd) { return shell_line(cmd + " | sha256sum | cut -c1-64"); };
-  std::string chain_sha = sha_of("qemu-img convert -O raw " + d + "/top.qcow2 " + d + "/top.raw && cat " + d + "/top.raw");
+  std::string chain_sha =
+      sha_of("qemu-img convert -O raw " + d + "/top.qcow2 " + d + "/top.raw && cat " + d + "/top.raw");
   std::string packed_sha =
       sha_of("qemu-img convert -O raw " + d + "/over.qcow2 " + d + "/packed.raw && cat " + d + "/packed.raw");
 
@@ -97,10 +100,25 @@ sync
   ensure_hugepages(128);
   VmRunOptions opts;
   opts.timeout = std::chrono::minutes(12);
-  auto r = run_microvm({"run", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory", "256M",
-                        "--hugepages", "--cmdline", guest_cmdline(), "--disk", rw + ",format=raw,serial=microvm-disk0",
-                        "--disk", ro + ",format=raw,readonly=on", "--disk",
-                        d + "/top.qcow2,format=qcow2,image_backing=on,readonly=on", "--disk",
+  auto r = run_microvm({"run",
+                        "--kernel",
+                        guest_kernel(),
+                        "--initrd",
+                        *initrd,
+                        "--cpus",
+                        "2",
+                        "--memory",
+                        "256M",
+                        "--hugepages",
+                        "--cmdline",
+                        guest_cmdline(),
+                        "--disk",
+                        rw + ",format=raw,serial=microvm-disk0",
+                        "--disk",
+                        ro + ",format=raw,readonly=on",
+                        "--disk",
+                        d + "/top.qcow2,format=qcow2,image_backing=on,readonly=on",
+                        "--disk",
                         d + "/over.qcow2,format=qcow2,image_backing=on"},
                        opts);
   ASSERT_EQ(r.exit_code, 0) << r.describe();
@@ -108,7 +126,8 @@ sync
   EXPECT_NE(r.out.find("vda_sectors=8192 vda_serial=microvm-disk0"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("vdb_ro=1"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("vda_write=0"), std::string::npos) << r.describe();
-  EXPECT_EQ(r.out.find("vdb_write=0"), std::string::npos) << "a write to the read-only disk succeeded\n" << r.describe();
+  EXPECT_EQ(r.out.find("vdb_write=0"), std::string::npos) << "a write to the read-only disk succeeded\n"
+                                                          << r.describe();
   EXPECT_NE(r.out.find("rng=virtio_rng.0 bytes=64"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("test exit=0"), std::string::npos) << r.describe();
   // What the guest wrote with O_DIRECT is in the file; the read-only image is untouched.
@@ -120,8 +139,10 @@ sync
   EXPECT_EQ(read_text_file(ro), std::string(1 << 20, 'R'));
   // qcow2 read by the guest's driver equals qemu-img's reading; what it wrote into the
   // compressed image is valid qcow2 to qemu-img and holds the pattern.
-  EXPECT_NE(r.out.find("chain_sha=" + chain_sha), std::string::npos) << "qemu-img: " << chain_sha << "\n" << r.describe();
-  EXPECT_NE(r.out.find("packed_sha=" + packed_sha), std::string::npos) << "qemu-img: " << packed_sha << "\n" << r.describe();
+  EXPECT_NE(r.out.find("chain_sha=" + chain_sha), std::string::npos) << "qemu-img: " << chain_sha << "\n"
+                                                                     << r.describe();
+  EXPECT_NE(r.out.find("packed_sha=" + packed_sha), std::string::npos) << "qemu-img: " << packed_sha << "\n"
+                                                                       << r.describe();
   EXPECT_NE(r.out.find("vdd_write=0"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("vdd_write_end=0"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("vdd_write_past=0"), std::string::npos) << r.describe();
@@ -197,10 +218,11 @@ sync
 echo "SYNCED $(wc -c < /data.txt)"
 sleep 600
 )SH";
-  ASSERT_EQ(system(("mkdir -p " + root + "/bin " + root + "/proc " + root + "/dev && cp /bin/busybox " + root +
-                    "/bin/ && for a in sh mount grep cut echo wc sync sleep cat; do ln -s busybox " + root +
-                    "/bin/$a; done").c_str()),
-            0);
+  ASSERT_EQ(
+      system(("mkdir -p " + root + "/bin " + root + "/proc " + root + "/dev && cp /bin/busybox " + root +
+              "/bin/ && for a in sh mount grep cut echo wc sync sleep cat; do ln -s busybox " + root + "/bin/$a; done")
+                 .c_str()),
+      0);
   std::ofstream(root + "/init") << script;
   ASSERT_EQ(chmod((root + "/init").c_str(), 0755), 0);
   std::string img = dir.path() + "/root.ext4";
@@ -211,16 +233,17 @@ sleep 600
   // boot, the test says so and boots once more from a fresh image; anything else fails.
   for (int attempt = 1; attempt <= 2; ++attempt) {
     ASSERT_EQ(system(("mkfs.ext4 -q -F -d " + root + " " + img + " 64M").c_str()), 0) << "mkfs.ext4 -d failed";
-    out = run_until_then_kill({"run", "--kernel", guest_kernel(), "--cpus", "2", "--memory", "256M", "--transport",
-                               "mmio", "--disk", img + ",format=raw", "--cmdline",
-                               guest_cmdline() + " root=/dev/vda rw rootfstype=ext4 init=/init"},
-                              "SYNCED", std::chrono::seconds(720), &saw);
+    out = run_until_then_kill(
+        {"run", "--kernel", guest_kernel(), "--cpus", "2", "--memory", "256M", "--transport", "mmio", "--disk",
+         img + ",format=raw", "--cmdline", guest_cmdline() + " root=/dev/vda rw rootfstype=ext4 init=/init"},
+        "SYNCED", std::chrono::seconds(720), &saw);
     bool host_flake = !saw && guest_reported_segfault(out);
     if (!host_flake) break;
     std::cerr << "attempt " << attempt << ": guest process segfaulted (known host flake, see the guest README)\n";
   }
   ASSERT_TRUE(saw) << "guest never reported SYNCED:\n" << out.substr(out.size() > 4000 ? out.size() - 4000 : 0);
-  EXPECT_NE(out.find("root=/dev/root ext4"), std::string::npos) << out.substr(out.size() > 3000 ? out.size() - 3000 : 0);
+  EXPECT_NE(out.find("root=/dev/root ext4"), std::string::npos)
+      << out.substr(out.size() > 3000 ? out.size() - 3000 : 0);
 
   std::string expected;
   for (int i = 0; i < 2000; ++i) expected += "line " + std::to_string(i) + " of the synced file\n";

@@ -7,11 +7,11 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
-#include <iostream>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -125,7 +125,8 @@ TEST(LinuxFs, ReadWriteShareAndReadOnlyShareInOneBoot) {
   std::ofstream(rw + "/host_16m.bin", std::ios::binary) << big16;
   VirtiofsdKiller killer(rw, ro);
 
-  auto r = run_linux_script(R"SH(
+  auto r = run_linux_script(
+      R"SH(
 mkdir -p /mnt/a /mnt/b
 mount -t virtiofs hostshare /mnt/a; echo "mount_a=$?"
 mount -t virtiofs ro /mnt/b; echo "mount_b=$?"
@@ -158,11 +159,10 @@ echo "alive_share=$(cat /mnt/a/hello.txt)"
 umount /mnt/b; echo "umount_b=$?"
 umount /mnt/a; echo "umount_a=$?"
 )SH",
-                            // Guest kernel copies are emulated on the test host: under load the
-                            // 16 MiB round trip takes minutes of guest time (ctest allows 1500 s).
-                            LinuxOptions{.extra_args = {"--share", rw, "--share", ro + ",tag=ro,readonly=on",
-                                                        "--log-level", "info"},
-                                         .timeout = std::chrono::seconds(1400)});
+      // Guest kernel copies are emulated on the test host: under load the
+      // 16 MiB round trip takes minutes of guest time (ctest allows 1500 s).
+      LinuxOptions{.extra_args = {"--share", rw, "--share", ro + ",tag=ro,readonly=on", "--log-level", "info"},
+                   .timeout = std::chrono::seconds(1400)});
   ASSERT_TRUE(r.has_value()) << r.error().what;
   const VmRunResult& run = r->run;
   ASSERT_TRUE(r->test_exit.has_value()) << run.describe();
@@ -224,8 +224,9 @@ TEST(LinuxFs, TwoVmsOnOneFolderSeeEachOthersWritesAfterClose) {
   std::filesystem::create_directories(shared);
   auto script = [](const std::string& me, const std::string& peer) {
     // Files appear by rename after close, so the peer never sees a half-written one. Round 2
-    // (once both read round 1: the VMs boot at different speeds) rewrites a file in place; the reader waits 2 s after the peer's flag, past cache=auto's
-    // 1 s attribute timeout, after which virtio-fs revalidates and drops stale pages.
+    // (once both read round 1: the VMs boot at different speeds) rewrites a file in place; the reader waits 2 s after
+    // the peer's flag, past cache=auto's 1 s attribute timeout, after which virtio-fs revalidates and drops stale
+    // pages.
     return "ME=" + me + " PEER=" + peer + R"SH(
 mkdir -p /mnt/s
 mount -t virtiofs both /mnt/s; echo "mount=$?"

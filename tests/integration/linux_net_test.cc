@@ -1,14 +1,13 @@
 // virtio-net with the real Linux guest driver, on a tap inside a private network namespace the
 // test creates (addresses on a private /24 that exists only in that namespace): ping both ways,
 // a file over TCP in each direction with matching checksums, and the vhost=auto fallback line.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <cstdio>
@@ -148,10 +147,11 @@ TEST(LinuxNet, TapPingAndTcpBothWaysWithVhostFallback) {
     opts.timeout = std::chrono::minutes(12);
     // run_process execs without a PATH search.
     const std::string ip = access("/usr/sbin/ip", X_OK) == 0 ? "/usr/sbin/ip" : "/sbin/ip";
-    auto result = run_process(ip, {"netns", "exec", ns.name(), microvm_binary(), "run", "--kernel", guest_kernel(),
-                                   "--initrd", *initrd, "--cpus", "2", "--memory", "256M", "--cmdline",
-                                   guest_cmdline(), "--net", "tap=mvtap0,mac=02:77:00:00:00:02,vhost=auto"},
-                              opts);
+    auto result = run_process(
+        ip,
+        {"netns", "exec", ns.name(), microvm_binary(), "run", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus",
+         "2", "--memory", "256M", "--cmdline", guest_cmdline(), "--net", "tap=mvtap0,mac=02:77:00:00:00:02,vhost=auto"},
+        opts);
     if (helper_pid > 0) {
       kill(helper_pid, SIGKILL);
       waitpid(helper_pid, nullptr, 0);
@@ -174,9 +174,9 @@ TEST(LinuxNet, TapPingAndTcpBothWaysWithVhostFallback) {
   EXPECT_NE(r.out.find("nc_send=0"), std::string::npos) << r.describe();
   EXPECT_EQ(slurp(dir.path() + "/recv.len"), std::to_string(g2h.size())) << r.describe();
   EXPECT_EQ(slurp(dir.path() + "/recv.sha"), sha256_of(g2h_path)) << "guest->host file differs\n" << r.describe();
-  EXPECT_NE(r.out.find("h2g_sha=" + sha256_of(h2g_path) + " h2g_len=" + std::to_string(h2g.size())),
-            std::string::npos)
-      << "host->guest file differs\n" << r.describe();
+  EXPECT_NE(r.out.find("h2g_sha=" + sha256_of(h2g_path) + " h2g_len=" + std::to_string(h2g.size())), std::string::npos)
+      << "host->guest file differs\n"
+      << r.describe();
   EXPECT_EQ(slurp(dir.path() + "/ping.ok"), "ok") << "the host could not ping the guest\n" << r.describe();
   EXPECT_NE(r.out.find("hello=hello-from-host"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("test exit=0"), std::string::npos) << r.describe();
@@ -291,10 +291,10 @@ TEST(LinuxNet, UserNetworkingDhcpAndHostForward) {
   });
   VmRunOptions opts;
   opts.timeout = std::chrono::minutes(10);
-  auto r = run_microvm({"run", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory", "256M",
-                        "--cmdline", guest_cmdline(), "--net",
-                        "user,hostfwd=tcp:127.0.0.1:" + std::to_string(port) + "-:8000"},
-                       opts);
+  auto r = run_microvm(
+      {"run", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory", "256M", "--cmdline",
+       guest_cmdline(), "--net", "user,hostfwd=tcp:127.0.0.1:" + std::to_string(port) + "-:8000"},
+      opts);
   done = true;
   client.join();
   shutdown(service, SHUT_RDWR);

@@ -5,12 +5,13 @@
 // the serial console, still holds its tmpfs file, reads the disk data written before the
 // snapshot, writes after it, and its clock went on from where it stopped. Then two clones of
 // the same snapshot run at once, each with its own disk, and none sees another's writes.
+#include "support/linux_snapshot.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <thread>
 
-#include "support/linux_snapshot.h"
 #include "support/vm_process.h"
 
 namespace microvm::testing {
@@ -28,13 +29,18 @@ std::string probe_script(const std::string& tag) {
   return "echo \"answer=$((6*7))\"\n"
          "echo \"tmpfs_nonce=$(cat /tmp/base-nonce)\"\n"
          "echo \"disk_before=$(dd if=/dev/vda bs=512 skip=2040 count=1 iflag=direct 2>/dev/null | head -c 29)\"\n"
-         "printf 'written-after-restore-" + tag + "' | dd of=/dev/vda bs=512 seek=2050 count=1 conv=sync "
+         "printf 'written-after-restore-" +
+         tag +
+         "' | dd of=/dev/vda bs=512 seek=2050 count=1 conv=sync "
          "oflag=direct 2>/dev/null; echo \"write_rc=$?\"\n"
          "sync\n"
-         "echo " + tag + " > /tmp/clone-tag; sleep 2\n"
+         "echo " +
+         tag +
+         " > /tmp/clone-tag; sleep 2\n"
          "echo \"tmpfs_tag=$(cat /tmp/clone-tag)\"\n"
          "echo \"disk_after=$(dd if=/dev/vda bs=512 skip=2050 count=1 iflag=direct 2>/dev/null | head -c " +
-         std::to_string(std::string("written-after-restore-" + tag).size()) + ")\"\n"
+         std::to_string(std::string("written-after-restore-" + tag).size()) +
+         ")\"\n"
          "echo \"uptime_base=$(cut -d' ' -f1 /tmp/base-uptime) uptime_now=$(cut -d' ' -f1 /proc/uptime)\"\n"
          "echo \"rng=$(head -c 16 /dev/hwrng | wc -c)\"\n"
          "echo \"clocksource=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)\"\n";

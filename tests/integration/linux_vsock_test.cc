@@ -18,8 +18,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <string>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -107,7 +107,8 @@ bool echo_roundtrip(int fd, size_t size, unsigned salt) {
   while (got < size) {
     ssize_t n = read_wait(fd, buf.data(), buf.size(), 300'000);
     if (n <= 0) break;
-    for (ssize_t i = 0; i < n; ++i) intact &= buf[static_cast<size_t>(i)] == pattern_byte(got + static_cast<size_t>(i), salt);
+    for (ssize_t i = 0; i < n; ++i)
+      intact &= buf[static_cast<size_t>(i)] == pattern_byte(got + static_cast<size_t>(i), salt);
     got += static_cast<size_t>(n);
   }
   if (got < size) shutdown(fd, SHUT_RDWR);  // unblocks the writer
@@ -115,8 +116,8 @@ bool echo_roundtrip(int fd, size_t size, unsigned salt) {
   if (!(intact && got == size)) {
     std::lock_guard lock(g_failure_mutex);
     if (g_first_failure.empty())
-      g_first_failure = "size " + std::to_string(size) + ": got " + std::to_string(got) + (intact ? ", intact" : ", CORRUPT") +
-                        " (errno " + std::to_string(errno) + ")";
+      g_first_failure = "size " + std::to_string(size) + ": got " + std::to_string(got) +
+                        (intact ? ", intact" : ", CORRUPT") + " (errno " + std::to_string(errno) + ")";
   }
   return intact && got == size;
 }
@@ -206,8 +207,8 @@ TEST(LinuxVsock, HostAndGuestInitiatedEchoesIntact) {
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_GE(handshakes.load(), 1) << "no host CONNECT got its OK line\n" << r.describe();
   EXPECT_TRUE(big_ok) << "2 MiB host-initiated echo; first failure: " << g_first_failure << "\n" << r.describe();
-  EXPECT_EQ(concurrent_ok.load(), kConcurrent) << "concurrent host-initiated echoes of " << kSmallSize
-                                               << " bytes; first failure: " << g_first_failure;
+  EXPECT_EQ(concurrent_ok.load(), kConcurrent)
+      << "concurrent host-initiated echoes of " << kSmallSize << " bytes; first failure: " << g_first_failure;
   EXPECT_NE(r.out.find("echo served=21"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("g2h sent=1048576 got=1048576 ok=1"), std::string::npos) << r.describe();
   EXPECT_EQ(service_bytes.load(), kGuestToHostSize) << r.describe();

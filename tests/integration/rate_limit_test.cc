@@ -41,13 +41,14 @@ TEST_F(RateLimitTest, ThrottledRngPassesItsDriverTestUnderTheSandbox) {
 TEST_F(RateLimitTest, StoppingWhileRequestsWaitStaysInsideTheSandbox) {
   TempDir dir;
   std::string disk = dir.write_file("disk.img", std::string(1 << 20, '\0'));
-  std::string script = "\"$0\" run --kernel \"$1\" --memory 64M --no-rng --disk \"$2\",format=raw,iops=1,iops_burst=1"
-                       " </dev/null >/dev/null 2>\"$3\" & p=$!\n"
-                       "sleep 1.5; kill -TERM $p; wait $p; echo rc=$?\n";
+  std::string script =
+      "\"$0\" run --kernel \"$1\" --memory 64M --no-rng --disk \"$2\",format=raw,iops=1,iops_burst=1"
+      " </dev/null >/dev/null 2>\"$3\" & p=$!\n"
+      "sleep 1.5; kill -TERM $p; wait $p; echo rc=$?\n";
   std::string err_path = dir.path() + "/err";
-  VmRunResult r = run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("virtio_blk_driver"), disk,
-                                          err_path},
-                              VmRunOptions{.timeout = std::chrono::seconds(30)});
+  VmRunResult r =
+      run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("virtio_blk_driver"), disk, err_path},
+                  VmRunOptions{.timeout = std::chrono::seconds(30)});
   std::string err = read_text_file(err_path);
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_NE(r.out.find("rc=5"), std::string::npos) << r.describe() << err;

@@ -35,22 +35,26 @@ TEST_F(SandboxTest, OnByDefaultAndTheBlockDeviceWorksUnderIt) {
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.lines_with_prefix("VIRTIOBLK done failures=0").size(), 1u) << r.describe();
-  EXPECT_NE(r.err.find("sandbox: vcpu role allows"), std::string::npos) << "filters were not compiled\n" << r.describe();
+  EXPECT_NE(r.err.find("sandbox: vcpu role allows"), std::string::npos) << "filters were not compiled\n"
+                                                                        << r.describe();
   EXPECT_EQ(r.err.find("forbidden system call"), std::string::npos) << r.describe();
   EXPECT_EQ(r.err.find("sandbox off"), std::string::npos) << r.describe();
 }
 
 // Runs microvm with a halting guest in the background, records each thread's name and
-// seccomp mode from /proc (of the launcher and the jailed VMM, when jailed), then SIGTERMs it. Output lines: "<comm> <mode>", then "rc=<N>".
+// seccomp mode from /proc (of the launcher and the jailed VMM, when jailed), then SIGTERMs it. Output lines: "<comm>
+// <mode>", then "rc=<N>".
 VmRunResult threads_of_running_vm(const std::string& sandbox_args) {
-  std::string script = "\"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt " + sandbox_args +
-                       " </dev/null >/dev/null 2>\"$2\" & pid=$!\n"
-                       // As root the VMM is the jailed child of a launcher (the default): both count.
-                       "for i in $(seq 100); do c=$(cat /proc/$pid/task/$pid/children 2>/dev/null | tr -d ' ');"
-                       " grep -q vmm-loop /proc/$pid/task/*/comm /proc/$c/task/*/comm 2>/dev/null && break; sleep 0.05; done\n"
-                       "sleep 0.3\n"
-                       "for t in /proc/$pid/task/* ${c:+/proc/$c/task/*}; do echo \"$(cat $t/comm) $(awk '/^Seccomp:/{print $2}' $t/status)\"; done\n"
-                       "kill -TERM $pid; wait $pid; echo rc=$?\n";
+  std::string script =
+      "\"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt " + sandbox_args +
+      " </dev/null >/dev/null 2>\"$2\" & pid=$!\n"
+      // As root the VMM is the jailed child of a launcher (the default): both count.
+      "for i in $(seq 100); do c=$(cat /proc/$pid/task/$pid/children 2>/dev/null | tr -d ' ');"
+      " grep -q vmm-loop /proc/$pid/task/*/comm /proc/$c/task/*/comm 2>/dev/null && break; sleep 0.05; done\n"
+      "sleep 0.3\n"
+      "for t in /proc/$pid/task/* ${c:+/proc/$c/task/*}; do echo \"$(cat $t/comm) $(awk '/^Seccomp:/{print $2}' "
+      "$t/status)\"; done\n"
+      "kill -TERM $pid; wait $pid; echo rc=$?\n";
   TempDir dir;
   std::string err_path = dir.path() + "/err";
   VmRunResult r = run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"), err_path},
@@ -105,12 +109,15 @@ TEST_F(SandboxTest, OffWarnsOnceAndFiltersNothing) {
 // SO_REUSEADDR, SO_OOBINLINE and TCP_NODELAY on the new socket, all on the filtered loop.
 TEST_F(SandboxTest, UserNetworkingAcceptsHostForwardsUnderTheNarrowedFilter) {
   int port = 20000 + static_cast<int>(::getpid() % 10000);
-  std::string script = "\"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt --net user,hostfwd=tcp::" +
-                       std::to_string(port) + "-:22 </dev/null >/dev/null 2>\"$2\" & pid=$!\n"
-                       "sleep 1\n"
-                       "for i in 1 2; do timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(port) +
-                       "; echo hi >&3; sleep 0.3' && echo connected; done\n"
-                       "sleep 0.5; kill -TERM $pid; wait $pid; echo rc=$?\n";
+  std::string script =
+      "\"$0\" run --kernel \"$1\" --memory 64M --cmdline bootcheck.exit=halt --net user,hostfwd=tcp::" +
+      std::to_string(port) +
+      "-:22 </dev/null >/dev/null 2>\"$2\" & pid=$!\n"
+      "sleep 1\n"
+      "for i in 1 2; do timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/" +
+      std::to_string(port) +
+      "; echo hi >&3; sleep 0.3' && echo connected; done\n"
+      "sleep 0.5; kill -TERM $pid; wait $pid; echo rc=$?\n";
   TempDir dir;
   std::string err_path = dir.path() + "/err";
   VmRunResult r = run_process("/bin/sh", {"-c", script, microvm_binary(), firmware_path("boot_check"), err_path},
@@ -132,10 +139,10 @@ TEST_F(SandboxTest, TearDownOfEveryDeviceKindWorksUnderTheSupervisorFilter) {
   ASSERT_EQ(std::system(("qemu-img create -q -f qcow2 " + qcow2 + " 16M").c_str()), 0);
   std::string share = dir.path() + "/share";
   ASSERT_EQ(std::system(("mkdir -p " + share).c_str()), 0);
-  VmRunResult r = run_microvm({"run", "--kernel", firmware_path("virtio_blk_driver"), "--memory", "64M", "--disk",
-                               qcow2 + ",format=qcow2", "--share", share + ",tag=s", "--net", "user", "--log-level",
-                               "debug"},
-                              VmRunOptions{.timeout = std::chrono::seconds(90)});
+  VmRunResult r =
+      run_microvm({"run", "--kernel", firmware_path("virtio_blk_driver"), "--memory", "64M", "--disk",
+                   qcow2 + ",format=qcow2", "--share", share + ",tag=s", "--net", "user", "--log-level", "debug"},
+                  VmRunOptions{.timeout = std::chrono::seconds(90)});
   ASSERT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_EQ(r.lines_with_prefix("VIRTIOBLK done failures=0").size(), 1u) << r.describe();

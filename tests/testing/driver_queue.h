@@ -72,8 +72,8 @@ class DriverQueue {
   GuestAddress desc_, avail_, used_, end_;
   uint16_t avail_idx_ = 0;
   uint16_t last_used_ = 0;
-  std::vector<uint16_t> free_;                  // free descriptor indices
-  std::vector<std::vector<uint16_t>> chains_;   // descriptors owned by each head
+  std::vector<uint16_t> free_;                 // free descriptor indices
+  std::vector<std::vector<uint16_t>> chains_;  // descriptors owned by each head
 };
 
 }  // namespace microvm::testing

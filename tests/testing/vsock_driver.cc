@@ -1,10 +1,10 @@
 #include "tests/testing/vsock_driver.h"
 
-#include "tests/testing/fake_memory.h"
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "tests/testing/fake_memory.h"
 
 namespace microvm::testing {
 namespace {

@@ -52,7 +52,7 @@ class VsockDriver {
   const GuestMemory& mem_;
   DriverQueue rxq_, txq_, evq_;
   uint32_t rx_buf_size_;
-  std::vector<GuestAddress> rx_pool_;   // free RX buffers
+  std::vector<GuestAddress> rx_pool_;         // free RX buffers
   std::map<uint16_t, GuestAddress> rx_addr_;  // posted: head -> buffer
   std::vector<GuestAddress> ev_pool_;
   std::map<uint16_t, GuestAddress> ev_addr_;

@@ -106,7 +106,8 @@ Result<void> BalloonDevice::on_activate() {
   itimerspec spec{};
   spec.it_interval.tv_sec = options_.stats_interval_s;
   spec.it_value.tv_sec = options_.stats_interval_s;
-  if (::timerfd_settime(timer_.get(), 0, &spec, nullptr) < 0) return fail_errno("virtio-balloon: arming the statistics timer");
+  if (::timerfd_settime(timer_.get(), 0, &spec, nullptr) < 0)
+    return fail_errno("virtio-balloon: arming the statistics timer");
   auto reg = LoopRegistration::add(loop(), timer_.get(), EPOLLIN, [this](uint32_t) { on_stats_timer(); });
   if (!reg) return std::unexpected(reg.error().context("virtio-balloon: registering the statistics timer"));
   timer_registration_ = std::move(*reg);
@@ -150,8 +151,8 @@ void BalloonDevice::on_kick(uint16_t index) {
           release_ranges(*ranges, role == Role::kInflate);
         } else {
           bump(counters_.bad_requests);
-          log().warn("%s request (head %u) refused: %s", role == Role::kInflate ? "inflate" : "deflate",
-                     chain->head(), to_string(ranges.error()));
+          log().warn("%s request (head %u) refused: %s", role == Role::kInflate ? "inflate" : "deflate", chain->head(),
+                     to_string(ranges.error()));
         }
         break;
       }

@@ -28,11 +28,11 @@
 namespace microvm {
 
 struct BalloonOptions {
-  uint64_t target_bytes = 0;           // initial balloon size (num_pages * 4 KiB)
-  uint64_t guest_memory_bytes = 0;     // the target is capped here; required
-  bool deflate_on_oom = false;         // VIRTIO_BALLOON_F_DEFLATE_ON_OOM
-  bool free_page_reporting = false;    // VIRTIO_BALLOON_F_PAGE_REPORTING
-  uint32_t stats_interval_s = 0;       // VIRTIO_BALLOON_F_STATS_VQ when > 0
+  uint64_t target_bytes = 0;         // initial balloon size (num_pages * 4 KiB)
+  uint64_t guest_memory_bytes = 0;   // the target is capped here; required
+  bool deflate_on_oom = false;       // VIRTIO_BALLOON_F_DEFLATE_ON_OOM
+  bool free_page_reporting = false;  // VIRTIO_BALLOON_F_PAGE_REPORTING
+  uint32_t stats_interval_s = 0;     // VIRTIO_BALLOON_F_STATS_VQ when > 0
   uint16_t queue_size = 256;
   uint32_t max_pfns_per_chain = 4096;  // Linux sends at most 256
   uint32_t max_stats = 64;             // statistics per buffer; Linux sends 16
@@ -41,13 +41,13 @@ struct BalloonOptions {
 };
 
 struct BalloonCounters : VirtioCounters {
-  Counter inflated_pages{0};      // 4 KiB pages the driver put in the balloon
-  Counter deflated_pages{0};      // and took back out
+  Counter inflated_pages{0};          // 4 KiB pages the driver put in the balloon
+  Counter deflated_pages{0};          // and took back out
   Counter inflate_released_bytes{0};  // host memory inflation released (less on hugetlbfs)
-  Counter reported_bytes{0};      // free ranges the driver reported
+  Counter reported_bytes{0};          // free ranges the driver reported
   Counter report_released_bytes{0};   // host memory free page reporting released
-  Counter bad_pfns{0};            // page numbers outside guest RAM (ignored)
-  Counter stats_updates{0};       // statistics buffers received
+  Counter bad_pfns{0};                // page numbers outside guest RAM (ignored)
+  Counter stats_updates{0};           // statistics buffers received
 
   template <class F>
   void visit(F&& f) const {
@@ -63,8 +63,8 @@ struct BalloonCounters : VirtioCounters {
 };
 
 struct BalloonStatus {
-  uint32_t target_pages = 0;   // num_pages: what we asked for
-  uint32_t actual_pages = 0;   // actual: what the driver says it holds
+  uint32_t target_pages = 0;  // num_pages: what we asked for
+  uint32_t actual_pages = 0;  // actual: what the driver says it holds
   bool stats_enabled = false;
   std::optional<BalloonStatsSnapshot> stats;  // the latest statistics, once the driver sent some
 };

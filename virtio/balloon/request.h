@@ -21,10 +21,10 @@ struct BalloonRange {
 };
 
 enum class BalloonReject {
-  kNoData,         // no device-readable bytes
-  kUnaligned,      // not a whole number of 4-byte PFNs / 10-byte statistics
-  kTooLarge,       // more PFNs or statistics than the device accepts in one chain
-  kWritable,       // an inflate/deflate/stats chain with device-writable buffers
+  kNoData,     // no device-readable bytes
+  kUnaligned,  // not a whole number of 4-byte PFNs / 10-byte statistics
+  kTooLarge,   // more PFNs or statistics than the device accepts in one chain
+  kWritable,   // an inflate/deflate/stats chain with device-writable buffers
 };
 const char* to_string(BalloonReject r);
 
@@ -42,6 +42,6 @@ struct BalloonStatsSnapshot {
 // Reads a stats buffer: a packed array of {le16 tag, le64 val}. At most `max_entries`.
 // Later duplicates of a tag win, as the spec has the latest value count.
 [[nodiscard]] std::expected<BalloonStatsSnapshot, BalloonReject> parse_stats_chain(const DescriptorChain& chain,
-                                                                                    uint32_t max_entries);
+                                                                                   uint32_t max_entries);
 
 }  // namespace microvm

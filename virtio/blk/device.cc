@@ -19,8 +19,7 @@ bool power_of_two(uint32_t v) { return v && !(v & (v - 1)); }
 
 }  // namespace
 
-Result<std::unique_ptr<BlkDevice>> BlkDevice::create(std::unique_ptr<BlockBackend> backend,
-                                                     const BlkOptions& options) {
+Result<std::unique_ptr<BlkDevice>> BlkDevice::create(std::unique_ptr<BlockBackend> backend, const BlkOptions& options) {
   if (!backend) return fail(EINVAL, "virtio-blk: no backend");
   if (options.serial.size() > VIRTIO_BLK_ID_BYTES)
     return fail(EINVAL, "virtio-blk: serial '" + options.serial + "' is longer than 20 bytes");
@@ -219,9 +218,15 @@ void BlkDevice::handle_chain(uint16_t q, const DescriptorChain& chain) {
 
 void BlkDevice::reject(uint16_t q, uint16_t head, const BlkParseError& e) {
   switch (e.reason) {
-    case BlkReject::kReadOnly: bump(counters_.read_only_rejects); break;
-    case BlkReject::kUnsupported: bump(counters_.unsupported); break;
-    default: bump(counters_.bad_requests); break;
+    case BlkReject::kReadOnly:
+      bump(counters_.read_only_rejects);
+      break;
+    case BlkReject::kUnsupported:
+      bump(counters_.unsupported);
+      break;
+    default:
+      bump(counters_.bad_requests);
+      break;
   }
   if (e.reason != BlkReject::kReadOnly && e.reason != BlkReject::kUnsupported)
     log().warn("queue %u: bad request (head %u): %s", q, head, e.what);
@@ -232,12 +237,24 @@ void BlkDevice::reject(uint16_t q, uint16_t head, const BlkParseError& e) {
 
 void BlkDevice::count_request(const BlkRequest& r) {
   switch (r.op) {
-    case BlkOp::kRead: bump(counters_.read_ops); break;
-    case BlkOp::kWrite: bump(counters_.write_ops); break;
-    case BlkOp::kFlush: bump(counters_.flush_ops); break;
-    case BlkOp::kGetId: bump(counters_.get_id_ops); break;
-    case BlkOp::kDiscard: bump(counters_.discard_ops); break;
-    case BlkOp::kWriteZeroes: bump(counters_.write_zeroes_ops); break;
+    case BlkOp::kRead:
+      bump(counters_.read_ops);
+      break;
+    case BlkOp::kWrite:
+      bump(counters_.write_ops);
+      break;
+    case BlkOp::kFlush:
+      bump(counters_.flush_ops);
+      break;
+    case BlkOp::kGetId:
+      bump(counters_.get_id_ops);
+      break;
+    case BlkOp::kDiscard:
+      bump(counters_.discard_ops);
+      break;
+    case BlkOp::kWriteZeroes:
+      bump(counters_.write_zeroes_ops);
+      break;
   }
 }
 
@@ -389,7 +406,8 @@ void BlkDevice::reap_completions(bool serve_queues) {
   BlockCompletion done[kReapBatch];
   size_t n;
   while ((n = backend_->reap(done)) > 0) {
-    for (size_t i = 0; i < n; ++i) op_done(static_cast<uint32_t>(std::min<uint64_t>(done[i].tag, UINT32_MAX)), done[i].result);
+    for (size_t i = 0; i < n; ++i)
+      op_done(static_cast<uint32_t>(std::min<uint64_t>(done[i].tag, UINT32_MAX)), done[i].result);
   }
   if (!waiting_.empty()) {
     retry_waiting();
@@ -427,9 +445,10 @@ void BlkDevice::op_done(uint32_t index, int32_t result) {
       // Once per failure episode, and rate-limited however often the guest resets
       // and retries against a disk that keeps failing.
       if (!flush_failed_)
-        log().error("flush failed (errno %d): writes may be lost; every later flush fails until the guest resets "
-                   "the device",
-                   -result);
+        log().error(
+            "flush failed (errno %d): writes may be lost; every later flush fails until the guest resets "
+            "the device",
+            -result);
       flush_failed_ = true;
     } else {
       log().warn("I/O error on request at byte %llu: errno %d", static_cast<unsigned long long>(s.req.offset), -result);

@@ -53,12 +53,12 @@
 namespace microvm {
 
 struct BlkOptions {
-  bool read_only = false;       // also forced on when the backend is read-only
-  std::string serial;           // GET_ID answer, at most 20 bytes
-  uint16_t num_queues = 1;      // > 1 offers VIRTIO_BLK_F_MQ
-  uint16_t queue_size = 256;    // max queue size offered; a power of 2
-  bool discard = true;          // offer VIRTIO_BLK_F_DISCARD (writable disks only)
-  bool write_zeroes = true;     // offer VIRTIO_BLK_F_WRITE_ZEROES (writable disks only)
+  bool read_only = false;     // also forced on when the backend is read-only
+  std::string serial;         // GET_ID answer, at most 20 bytes
+  uint16_t num_queues = 1;    // > 1 offers VIRTIO_BLK_F_MQ
+  uint16_t queue_size = 256;  // max queue size offered; a power of 2
+  bool discard = true;        // offer VIRTIO_BLK_F_DISCARD (writable disks only)
+  bool write_zeroes = true;   // offer VIRTIO_BLK_F_WRITE_ZEROES (writable disks only)
   const Logger* logger = nullptr;
   // Fairness: chains served per kick before yielding to other fds on the loop (the device
   // re-kicks itself), so a flood of requests refused at once cannot hog the loop.
@@ -151,12 +151,12 @@ class BlkDevice final : public DeviceCore {
     uint16_t queue = 0;
     uint16_t head = 0;
     BlkRequest req;
-    uint32_t pending = 0;    // backend operations not yet completed
+    uint32_t pending = 0;  // backend operations not yet completed
     uint8_t status = VIRTIO_BLK_S_OK;
     bool counts_as_write = false;  // holds up later flushes
     uint64_t epoch = 0;
-    uint32_t next_segment = 0;     // discard / write-zeroes: first segment not yet accepted
-    bool waiting = false;          // in waiting_: refused as busy, not finished by its completions
+    uint32_t next_segment = 0;  // discard / write-zeroes: first segment not yet accepted
+    bool waiting = false;       // in waiting_: refused as busy, not finished by its completions
   };
   // The driver may leave any queue disabled (§4.1.4.3 / §4.2.2).
   bool queue_required(uint16_t) const override { return false; }
@@ -206,12 +206,12 @@ class BlkDevice final : public DeviceCore {
 
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_slots_;
-  bool submitted_ = false;  // something awaits flush_submissions()
-  uint64_t backend_ops_ = 0;  // operations with the backend, not yet reaped
-  std::deque<uint32_t> waiting_;  // slots refused as busy, oldest first: no pops while non-empty
+  bool submitted_ = false;                // something awaits flush_submissions()
+  uint64_t backend_ops_ = 0;              // operations with the backend, not yet reaped
+  std::deque<uint32_t> waiting_;          // slots refused as busy, oldest first: no pops while non-empty
   std::unique_ptr<IoThrottle> throttle_;  // never null after create()
   std::optional<uint32_t> deferred_;      // a parsed request over the limit: no more pops until it goes
-  bool flush_failed_ = false;  // a flush failed since the last reset: later ones fail too
+  bool flush_failed_ = false;             // a flush failed since the last reset: later ones fail too
 
   // Flush ordering (see the header comment): outstanding write-type operations per epoch,
   // oldest first, and flushes waiting for the epochs up to theirs to drain.

@@ -20,7 +20,8 @@ Result<void> BlkDevice::drain_backend() {
   if (!active()) return {};
   for (int idle = 0; backend_ops_ > 0 || !waiting_.empty();) {
     if (idle == kMaxIdleRounds)
-      return fail(EBUSY, "virtio-blk: " + std::to_string(backend_ops_) + " operations still with the backend after draining");
+      return fail(EBUSY,
+                  "virtio-blk: " + std::to_string(backend_ops_) + " operations still with the backend after draining");
     uint64_t before = backend_ops_ + waiting_.size();
     submitted_ = false;
     backend_->flush_submissions();
@@ -65,8 +66,8 @@ Result<std::unique_ptr<BlockBackend>> BlkDevice::swap_backend(std::unique_ptr<Bl
   if (!options_.read_only) TRY(flush_backend_now("before changing the media"));
 
   if (active()) {
-    auto registered = LoopRegistration::add(loop(), fresh->completion_fd(), EPOLLIN,
-                                            [this](uint32_t) { reap_completions(true); });
+    auto registered =
+        LoopRegistration::add(loop(), fresh->completion_fd(), EPOLLIN, [this](uint32_t) { reap_completions(true); });
     if (!registered) return std::unexpected(registered.error().context("virtio-blk: registering the new image"));
     completions_ = std::move(*registered);  // unregisters the old backend's fd
   }

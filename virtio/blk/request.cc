@@ -42,7 +42,8 @@ std::expected<void, BlkParseError> parse_segments(Reader& reader, const BlkLimit
     if (discard && (seg->flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
       return reject(BlkReject::kUnsupported, VIRTIO_BLK_S_UNSUPP, status, "unmap flag on a discard segment");
     if (seg->num_sectors == 0 || seg->num_sectors > max_sectors)
-      return reject(BlkReject::kBadSegments, VIRTIO_BLK_S_IOERR, status, "segment sector count is 0 or above the limit");
+      return reject(BlkReject::kBadSegments, VIRTIO_BLK_S_IOERR, status,
+                    "segment sector count is 0 or above the limit");
     uint64_t len = uint64_t{seg->num_sectors} * kSectorSize;
     auto offset = checked_range(seg->sector, len, limits.capacity_sectors);
     if (!offset) return reject(BlkReject::kOutOfRange, VIRTIO_BLK_S_IOERR, status, "segment past the end of the disk");
@@ -57,7 +58,8 @@ std::expected<void, BlkParseError> parse_data(BufferCursor& data, uint64_t secto
   // §5.2.6.1: data of IN/OUT is a multiple of 512 bytes. Empty transfers are refused too.
   if (len == 0 || len % kSectorSize != 0)
     return reject(BlkReject::kBadLength, VIRTIO_BLK_S_IOERR, status, "data length is 0 or not a multiple of 512");
-  if (len > limits.max_data_bytes) return reject(BlkReject::kBadLength, VIRTIO_BLK_S_IOERR, status, "request too large");
+  if (len > limits.max_data_bytes)
+    return reject(BlkReject::kBadLength, VIRTIO_BLK_S_IOERR, status, "request too large");
   auto offset = checked_range(sector, len, limits.capacity_sectors);
   if (!offset) return reject(BlkReject::kOutOfRange, VIRTIO_BLK_S_IOERR, status, "request past the end of the disk");
   if (!data.take_iovecs(len, out.data)) return reject(BlkReject::kBadLength, VIRTIO_BLK_S_IOERR, status, "short data");
@@ -72,13 +74,20 @@ std::expected<void, BlkParseError> parse_data(BufferCursor& data, uint64_t secto
 
 const char* blk_reject_name(BlkReject reason) {
   switch (reason) {
-    case BlkReject::kNoStatus: return "no status byte";
-    case BlkReject::kBadHeader: return "bad header";
-    case BlkReject::kUnsupported: return "unsupported";
-    case BlkReject::kBadLength: return "bad length";
-    case BlkReject::kOutOfRange: return "out of range";
-    case BlkReject::kReadOnly: return "read-only";
-    case BlkReject::kBadSegments: return "bad segments";
+    case BlkReject::kNoStatus:
+      return "no status byte";
+    case BlkReject::kBadHeader:
+      return "bad header";
+    case BlkReject::kUnsupported:
+      return "unsupported";
+    case BlkReject::kBadLength:
+      return "bad length";
+    case BlkReject::kOutOfRange:
+      return "out of range";
+    case BlkReject::kReadOnly:
+      return "read-only";
+    case BlkReject::kBadSegments:
+      return "bad segments";
   }
   return "?";
 }
@@ -100,7 +109,8 @@ std::expected<void, BlkParseError> parse_request(const DescriptorChain& chain, c
 
   Reader reader = chain.reader();
   auto hdr = reader.read_obj<VirtioBlkOuthdr>();  // a copy: the guest cannot change it under us
-  if (!hdr) return reject(BlkReject::kBadHeader, VIRTIO_BLK_S_IOERR, out.status, "request header shorter than 16 bytes");
+  if (!hdr)
+    return reject(BlkReject::kBadHeader, VIRTIO_BLK_S_IOERR, out.status, "request header shorter than 16 bytes");
 
   switch (hdr->type) {
     case VIRTIO_BLK_T_IN:
@@ -109,7 +119,8 @@ std::expected<void, BlkParseError> parse_request(const DescriptorChain& chain, c
     case VIRTIO_BLK_T_OUT:
       out.op = BlkOp::kWrite;
       // §5.2.6.2: writes to a read-only device fail with IOERR and write nothing.
-      if (limits.read_only) return reject(BlkReject::kReadOnly, VIRTIO_BLK_S_IOERR, out.status, "write to a read-only disk");
+      if (limits.read_only)
+        return reject(BlkReject::kReadOnly, VIRTIO_BLK_S_IOERR, out.status, "write to a read-only disk");
       return parse_data(reader, hdr->sector, limits, out.status, out);
     case VIRTIO_BLK_T_FLUSH:
       // The sector field of a flush is reserved (driver sets 0); it is not checked.
@@ -119,8 +130,10 @@ std::expected<void, BlkParseError> parse_request(const DescriptorChain& chain, c
       out.op = BlkOp::kGetId;
       // The answer is up to 20 bytes; a shorter buffer gets a truncated id.
       uint64_t len = std::min<uint64_t>(writer.remaining(), VIRTIO_BLK_ID_BYTES);
-      if (len == 0) return reject(BlkReject::kBadLength, VIRTIO_BLK_S_IOERR, out.status, "GET_ID without a data buffer");
-      if (!writer.take_iovecs(len, out.data)) return reject(BlkReject::kBadLength, VIRTIO_BLK_S_IOERR, out.status, "short");
+      if (len == 0)
+        return reject(BlkReject::kBadLength, VIRTIO_BLK_S_IOERR, out.status, "GET_ID without a data buffer");
+      if (!writer.take_iovecs(len, out.data))
+        return reject(BlkReject::kBadLength, VIRTIO_BLK_S_IOERR, out.status, "short");
       out.data_len = len;
       return {};
     }
@@ -130,7 +143,8 @@ std::expected<void, BlkParseError> parse_request(const DescriptorChain& chain, c
       out.op = discard ? BlkOp::kDiscard : BlkOp::kWriteZeroes;
       if (discard ? !limits.discard : !limits.write_zeroes)
         return reject(BlkReject::kUnsupported, VIRTIO_BLK_S_UNSUPP, out.status, "discard/write-zeroes not negotiated");
-      if (limits.read_only) return reject(BlkReject::kReadOnly, VIRTIO_BLK_S_IOERR, out.status, "write to a read-only disk");
+      if (limits.read_only)
+        return reject(BlkReject::kReadOnly, VIRTIO_BLK_S_IOERR, out.status, "write to a read-only disk");
       return parse_segments(reader, limits, discard, out.status, out);
     }
     default:

@@ -35,11 +35,11 @@ struct BlkSegment {
 
 struct BlkRequest {
   BlkOp op = BlkOp::kRead;
-  uint64_t offset = 0;             // byte offset (read/write)
-  std::vector<iovec> data;         // read/get-id: device-writable; write: device-readable
-  uint64_t data_len = 0;           // bytes in `data`
+  uint64_t offset = 0;               // byte offset (read/write)
+  std::vector<iovec> data;           // read/get-id: device-writable; write: device-readable
+  uint64_t data_len = 0;             // bytes in `data`
   std::vector<BlkSegment> segments;  // discard / write-zeroes, checked against the disk
-  std::byte* status = nullptr;     // host address of the status byte (last writable byte)
+  std::byte* status = nullptr;       // host address of the status byte (last writable byte)
 };
 
 enum class BlkReject {
@@ -54,9 +54,9 @@ enum class BlkReject {
 
 struct BlkParseError {
   BlkReject reason;
-  uint8_t status;              // VIRTIO_BLK_S_IOERR or VIRTIO_BLK_S_UNSUPP
-  std::byte* status_ptr;       // where to write it; nullptr for kNoStatus
-  const char* what;            // static text for the log
+  uint8_t status;         // VIRTIO_BLK_S_IOERR or VIRTIO_BLK_S_UNSUPP
+  std::byte* status_ptr;  // where to write it; nullptr for kNoStatus
+  const char* what;       // static text for the log
 };
 
 const char* blk_reject_name(BlkReject reason);

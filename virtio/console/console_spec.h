@@ -4,28 +4,27 @@
 
 namespace microvm {
 
-
 // Feature bits (§5.3.3).
 inline constexpr unsigned VIRTIO_CONSOLE_F_SIZE = 0;
 inline constexpr unsigned VIRTIO_CONSOLE_F_MULTIPORT = 1;
 inline constexpr unsigned VIRTIO_CONSOLE_F_EMERG_WRITE = 2;
 
 // Config space (§5.3.4), little-endian.
-inline constexpr uint64_t kConsoleConfigCols = 0;          // le16
-inline constexpr uint64_t kConsoleConfigRows = 2;          // le16
-inline constexpr uint64_t kConsoleConfigMaxNrPorts = 4;    // le32
-inline constexpr uint64_t kConsoleConfigEmergWrite = 8;    // le32
+inline constexpr uint64_t kConsoleConfigCols = 0;        // le16
+inline constexpr uint64_t kConsoleConfigRows = 2;        // le16
+inline constexpr uint64_t kConsoleConfigMaxNrPorts = 4;  // le32
+inline constexpr uint64_t kConsoleConfigEmergWrite = 8;  // le32
 inline constexpr uint64_t kConsoleConfigSize = 12;
 
 // Control message events (§5.3.6.2): struct virtio_console_control { le32 id; le16 event; le16 value; }.
-inline constexpr uint16_t VIRTIO_CONSOLE_DEVICE_READY = 0;  // driver -> device
-inline constexpr uint16_t VIRTIO_CONSOLE_DEVICE_ADD = 1;    // device -> driver ("PORT_ADD")
-inline constexpr uint16_t VIRTIO_CONSOLE_DEVICE_REMOVE = 2; // device -> driver
-inline constexpr uint16_t VIRTIO_CONSOLE_PORT_READY = 3;    // driver -> device
-inline constexpr uint16_t VIRTIO_CONSOLE_CONSOLE_PORT = 4;  // device -> driver
-inline constexpr uint16_t VIRTIO_CONSOLE_RESIZE = 5;        // device -> driver
-inline constexpr uint16_t VIRTIO_CONSOLE_PORT_OPEN = 6;     // both ways
-inline constexpr uint16_t VIRTIO_CONSOLE_PORT_NAME = 7;     // device -> driver, name follows
+inline constexpr uint16_t VIRTIO_CONSOLE_DEVICE_READY = 0;   // driver -> device
+inline constexpr uint16_t VIRTIO_CONSOLE_DEVICE_ADD = 1;     // device -> driver ("PORT_ADD")
+inline constexpr uint16_t VIRTIO_CONSOLE_DEVICE_REMOVE = 2;  // device -> driver
+inline constexpr uint16_t VIRTIO_CONSOLE_PORT_READY = 3;     // driver -> device
+inline constexpr uint16_t VIRTIO_CONSOLE_CONSOLE_PORT = 4;   // device -> driver
+inline constexpr uint16_t VIRTIO_CONSOLE_RESIZE = 5;         // device -> driver
+inline constexpr uint16_t VIRTIO_CONSOLE_PORT_OPEN = 6;      // both ways
+inline constexpr uint16_t VIRTIO_CONSOLE_PORT_NAME = 7;      // device -> driver, name follows
 
 inline constexpr uint32_t kConsoleControlSize = 8;
 // The id the Linux driver puts in DEVICE_READY (it names no port).

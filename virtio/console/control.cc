@@ -11,7 +11,9 @@ uint32_t le32(const std::byte* p) {
   return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[2]) << 16 |
          static_cast<uint32_t>(p[3]) << 24;
 }
-uint16_t le16(const std::byte* p) { return static_cast<uint16_t>(static_cast<uint16_t>(p[0]) | static_cast<uint16_t>(p[1]) << 8); }
+uint16_t le16(const std::byte* p) {
+  return static_cast<uint16_t>(static_cast<uint16_t>(p[0]) | static_cast<uint16_t>(p[1]) << 8);
+}
 
 void put_le(std::vector<std::byte>& out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<std::byte>(v >> (8 * i)));
@@ -21,9 +23,12 @@ void put_le(std::vector<std::byte>& out, uint64_t v, int bytes) {
 
 const char* to_string(ControlParseError e) {
   switch (e) {
-    case ControlParseError::kTooShort: return "control message shorter than 8 bytes";
-    case ControlParseError::kUnknownEvent: return "unknown control event";
-    case ControlParseError::kDeviceOnly: return "control event only a device may send";
+    case ControlParseError::kTooShort:
+      return "control message shorter than 8 bytes";
+    case ControlParseError::kUnknownEvent:
+      return "unknown control event";
+    case ControlParseError::kDeviceOnly:
+      return "control event only a device may send";
   }
   return "bad control message";
 }

@@ -4,8 +4,8 @@
 // parsing copies the fixed header out and checks the length and event, nothing else; which
 // ids and events make sense in the current state is the device's decision.
 #include <cstddef>
-#include <expected>
 #include <cstdint>
+#include <expected>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -15,15 +15,15 @@
 namespace microvm {
 
 struct ConsoleControl {
-  uint32_t id = 0;      // port number (VIRTIO_CONSOLE_BAD_ID for DEVICE_READY)
-  uint16_t event = 0;   // VIRTIO_CONSOLE_*
+  uint32_t id = 0;     // port number (VIRTIO_CONSOLE_BAD_ID for DEVICE_READY)
+  uint16_t event = 0;  // VIRTIO_CONSOLE_*
   uint16_t value = 0;
 };
 
 enum class ControlParseError {
-  kTooShort,       // fewer than 8 bytes
-  kUnknownEvent,   // not an event the spec defines
-  kDeviceOnly,     // an event only the device sends (PORT_ADD, CONSOLE_PORT, ...)
+  kTooShort,      // fewer than 8 bytes
+  kUnknownEvent,  // not an event the spec defines
+  kDeviceOnly,    // an event only the device sends (PORT_ADD, CONSOLE_PORT, ...)
 };
 
 const char* to_string(ControlParseError e);

@@ -61,8 +61,7 @@ void ConsoleDevice::read_config(uint64_t offset, std::span<std::byte> data) cons
   put(kConsoleConfigCols, options_.cols, 2);
   put(kConsoleConfigRows, options_.rows, 2);
   put(kConsoleConfigMaxNrPorts, ports_.size(), 4);
-  for (size_t i = 0; i < data.size(); ++i)
-    data[i] = offset + i < sizeof cfg ? cfg[offset + i] : std::byte{0};
+  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof cfg ? cfg[offset + i] : std::byte{0};
 }
 
 Result<void> ConsoleDevice::start_backends(EventLoop& loop) {
@@ -181,8 +180,10 @@ size_t ConsoleDevice::fill_rx(uint32_t port, std::span<const std::byte> bytes) {
     } else {
       Writer w = chain->writer();
       size_t n = std::min<uint64_t>(w.remaining(), bytes.size() - taken);
-      if (n == 0) bump(counters_.bad_requests);  // a receive buffer with no writable bytes
-      else if (w.write(bytes.subspan(taken, n))) len = static_cast<uint32_t>(n);
+      if (n == 0)
+        bump(counters_.bad_requests);  // a receive buffer with no writable bytes
+      else if (w.write(bytes.subspan(taken, n)))
+        len = static_cast<uint32_t>(n);
       taken += len;
     }
     if (!complete(q, chain->head(), len)) return taken;

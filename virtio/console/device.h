@@ -28,25 +28,25 @@
 namespace microvm {
 
 struct ConsolePortSpec {
-  std::string name;               // PORT_NAME; empty: none (port 0 as the console)
-  bool console = false;           // CONSOLE_PORT: the guest makes it an hvc console
-  PortBackend* backend = nullptr; // not owned; outlives the device; may be null (a dead port)
+  std::string name;                // PORT_NAME; empty: none (port 0 as the console)
+  bool console = false;            // CONSOLE_PORT: the guest makes it an hvc console
+  PortBackend* backend = nullptr;  // not owned; outlives the device; may be null (a dead port)
 };
 
 struct ConsoleOptions {
   uint16_t queue_size = 256;
   const Logger* logger = nullptr;
-  uint32_t chains_per_kick = 256;        // fairness, as in every device
-  uint32_t max_pending_control = 256;    // device->driver messages waiting for buffers
-  uint16_t cols = 0, rows = 0;           // config space (F_SIZE not offered: informational)
+  uint32_t chains_per_kick = 256;      // fairness, as in every device
+  uint32_t max_pending_control = 256;  // device->driver messages waiting for buffers
+  uint16_t cols = 0, rows = 0;         // config space (F_SIZE not offered: informational)
 };
 
 struct ConsoleCounters : VirtioCounters {
   Counter bytes_to_guest{0};
   Counter bytes_from_guest{0};
-  Counter control_in{0};        // control messages from the driver, accepted
-  Counter bad_control{0};       // ... ignored (short, bad id, unknown or device-only event)
-  Counter control_dropped{0};   // device->driver messages dropped (no room)
+  Counter control_in{0};       // control messages from the driver, accepted
+  Counter bad_control{0};      // ... ignored (short, bad id, unknown or device-only event)
+  Counter control_dropped{0};  // device->driver messages dropped (no room)
 
   template <class F>
   void visit(F&& f) const {
@@ -104,9 +104,9 @@ class ConsoleDevice final : public DeviceCore {
   struct Port {
     ConsolePortSpec spec;
     PortSink sink;
-    bool guest_ready = false;   // PORT_READY seen (always, without MULTIPORT)
-    bool guest_open = false;    // the guest has it open (PORT_OPEN from the driver)
-    bool input_starved = false; // host input waits for receive buffers
+    bool guest_ready = false;              // PORT_READY seen (always, without MULTIPORT)
+    bool guest_open = false;               // the guest has it open (PORT_OPEN from the driver)
+    bool input_starved = false;            // host input waits for receive buffers
     std::vector<std::byte> carried_input;  // from a snapshot; delivered before the backend's
   };
   struct Resume {

@@ -64,7 +64,8 @@ Result<std::vector<std::byte>> ConsoleDevice::save_state() {
     }
     if (input.size() > kMaxCarriedInput) {
       bump(counters_.host_errors);
-      log().warn("port %u: %zu bytes of host input not carried by the snapshot", p.sink.id, input.size() - kMaxCarriedInput);
+      log().warn("port %u: %zu bytes of host input not carried by the snapshot", p.sink.id,
+                 input.size() - kMaxCarriedInput);
       input.resize(kMaxCarriedInput);
     }
     w.bytes(input);
@@ -118,7 +119,8 @@ Result<void> ConsoleDevice::load_state(std::span<const std::byte> blob) {
                      std::to_string(options_.max_pending_control) + ")");
   for (uint32_t i = 0; i < control; ++i) {
     auto msg = TRY(r.bytes(kConsoleControlSize + kMaxNameBytes));
-    if (!valid_control(msg, ports)) return r.invalid("control message " + std::to_string(i) + " is not one the device sends");
+    if (!valid_control(msg, ports))
+      return r.invalid("control message " + std::to_string(i) + " is not one the device sends");
     resume.control.emplace_back(msg.begin(), msg.end());
   }
   resume.queues = TRY(SavedQueues::read(r, num_queues()));
@@ -140,8 +142,10 @@ Result<void> ConsoleDevice::apply_resume() {
     return {};
   }
   for (uint16_t i = 0; i < num_queues(); ++i) {
-    if (Queue* q = queue(i)) TRY(resume.queues.apply(i, *q, memory()));
-    else TRY(resume.queues.expect_unused(i));
+    if (Queue* q = queue(i))
+      TRY(resume.queues.apply(i, *q, memory()));
+    else
+      TRY(resume.queues.expect_unused(i));
   }
   if (!multiport()) return {};  // port 0 only, ready and open from the start
   for (uint32_t i = 0; i < ports_.size(); ++i) std::tie(ports_[i].guest_ready, ports_[i].guest_open) = resume.ports[i];

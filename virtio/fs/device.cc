@@ -181,13 +181,14 @@ void FsDevice::backend_failed(const std::string& why, bool connection_gone) {
   // Runs on the sandboxed event-loop thread: only non-blocking reaping (wait4 WNOHANG) and
   // sleeps here, no signals. A backend that hung up is usually exiting: give it a moment to
   // become reapable, so the log line can say how it ended. Bounded, once per failure.
-  std::string how = options_.process ? options_.process->exit_description(std::chrono::milliseconds(200)) : std::string();
+  std::string how =
+      options_.process ? options_.process->exit_description(std::chrono::milliseconds(200)) : std::string();
   if (!failure_logged_) {
     failure_logged_ = true;
-    std::string what = options_.process
-                           ? "virtiofsd exited (" + (how.empty() ? std::string("still running, connection closed") : how) +
-                                 ", " + why + ")"
-                           : "vhost-user backend gone (" + why + ")";
+    std::string what = options_.process ? "virtiofsd exited (" +
+                                              (how.empty() ? std::string("still running, connection closed") : how) +
+                                              ", " + why + ")"
+                                        : "vhost-user backend gone (" + why + ")";
     log(LogLevel::kError, "%s", what.c_str());
     if (options_.on_backend_failed) options_.on_backend_failed(what);
   }
@@ -227,7 +228,8 @@ void FsDevice::reset() {
   client_.begin_operation();
   for (uint16_t i : active_->started) {
     if (client_.broken()) break;
-    if (auto r = client_.get_vring_base(i); !r) log(LogLevel::kWarn, "stopping queue %u: %s", i, r.error().what.c_str());
+    if (auto r = client_.get_vring_base(i); !r)
+      log(LogLevel::kWarn, "stopping queue %u: %s", i, r.error().what.c_str());
   }
   client_.end_operation();
   if (active_->orphaned) failed_ += active_->orphaned->failed_requests();

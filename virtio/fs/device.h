@@ -42,10 +42,10 @@ inline constexpr uint32_t VIRTIO_ID_FS = 26;
 inline constexpr size_t kFsTagSize = 36;  // §5.11.4: tag is 36 bytes, NUL-padded, not terminated if full
 
 struct FsOptions {
-  std::string tag;                    // 1..36 bytes, what the guest passes to mount -t virtiofs
+  std::string tag;  // 1..36 bytes, what the guest passes to mount -t virtiofs
   uint16_t num_request_queues = 1;
-  uint16_t queue_size = 128;          // max offered; a power of 2 (virtiofsd handles up to 1024)
-  std::string socket_path;            // the backend's vhost-user socket
+  uint16_t queue_size = 128;                  // max offered; a power of 2 (virtiofsd handles up to 1024)
+  std::string socket_path;                    // the backend's vhost-user socket
   std::unique_ptr<VirtiofsdProcess> process;  // owned backend process, or null (socket=PATH shares)
   const Logger* logger = nullptr;
   // Bounds on how long the event loop waits for the backend (finding 9 in SECURITY.md): one
@@ -110,12 +110,12 @@ class FsDevice final : public VirtioDevice {
     const GuestMemory* memory;
     EventLoop* loop;
     uint64_t features;
-    std::vector<OrphanedRing> rings;          // every ready queue, as the driver set it up
-    std::vector<EventFd> calls;               // one per queue we started
-    std::vector<uint16_t> started;            // queue indexes handed to the backend
+    std::vector<OrphanedRing> rings;  // every ready queue, as the driver set it up
+    std::vector<EventFd> calls;       // one per queue we started
+    std::vector<uint16_t> started;    // queue indexes handed to the backend
     std::vector<LoopRegistration> registrations;
-    LoopRegistration exit_watch;              // virtiofsd's pidfd
-    std::unique_ptr<OrphanedQueues> orphaned; // after the backend died: failing replies
+    LoopRegistration exit_watch;               // virtiofsd's pidfd
+    std::unique_ptr<OrphanedQueues> orphaned;  // after the backend died: failing replies
   };
 
   FsOptions options_;
@@ -128,7 +128,7 @@ class FsDevice final : public VirtioDevice {
   std::optional<Active> active_;
   std::atomic<bool> needs_reset_{false};
   std::atomic<uint64_t> interrupts_{0};
-  uint64_t failed_ = 0;  // from earlier activations
+  uint64_t failed_ = 0;          // from earlier activations
   bool failure_logged_ = false;  // the "virtiofsd exited" line, once per device
 };
 

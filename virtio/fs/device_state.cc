@@ -1,10 +1,9 @@
 // FsDevice's snapshot half. virtiofsd (Debian's) cannot hand over its state (open files, inode
 // numbers the guest holds), so a share only survives a snapshot as a device the guest must
 // reset and mount again, and only when the user said so with snapshot=remount.
-#include "virtio/fs/device.h"
-
 #include "base/state_reader.h"
 #include "base/state_writer.h"
+#include "virtio/fs/device.h"
 
 namespace microvm {
 namespace {

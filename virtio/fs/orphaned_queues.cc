@@ -8,8 +8,8 @@ namespace microvm {
 
 Result<std::unique_ptr<OrphanedQueues>> OrphanedQueues::adopt(const GuestMemory& memory, Interrupt& interrupt,
                                                               EventLoop& loop, uint64_t features,
-                                                              std::span<const OrphanedRing> rings,
-                                                              const Logger* logger, std::string tag) {
+                                                              std::span<const OrphanedRing> rings, const Logger* logger,
+                                                              std::string tag) {
   std::unique_ptr<OrphanedQueues> q(new OrphanedQueues(memory, interrupt, logger, std::move(tag)));
   q->rings_.reserve(rings.size());
   for (const OrphanedRing& r : rings) {
@@ -56,8 +56,8 @@ void OrphanedQueues::serve(size_t i) {
       bump(counters_.ring_errors);
       r.dead = true;
       if (logger_)
-        logger_->log(LogLevel::kWarn, "share %s: queue %u unusable (%s); no more replies on it", tag_.c_str(),
-                     r.index, chain.error().what.c_str());
+        logger_->log(LogLevel::kWarn, "share %s: queue %u unusable (%s); no more replies on it", tag_.c_str(), r.index,
+                     chain.error().what.c_str());
       break;
     }
     if (!*chain) break;

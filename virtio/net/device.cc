@@ -4,8 +4,8 @@
 #include <sys/epoll.h>
 
 #include <algorithm>
-#include <utility>
 #include <cstring>
+#include <utility>
 
 #include "virtio/net/net_spec.h"
 #include "virtio/net/tx_header.h"
@@ -13,8 +13,7 @@
 
 namespace microvm {
 
-NetDevice::NetDevice(std::unique_ptr<NetBackend> backend, const NetOptions& options,
-                     std::unique_ptr<VhostNet> vhost)
+NetDevice::NetDevice(std::unique_ptr<NetBackend> backend, const NetOptions& options, std::unique_ptr<VhostNet> vhost)
     : DeviceCore({.name = "virtio-net", .queue_size = options.queue_size, .logger = options.logger}, counters_),
       backend_(std::move(backend)),
       vhost_(std::move(vhost)),
@@ -45,7 +44,8 @@ uint32_t NetDevice::device_type() const { return VIRTIO_ID_NET; }
 
 Result<void> NetDevice::set_rate_limit(const RateLimitUpdate& rx, const RateLimitUpdate& tx) {
   if (!tx_throttle_ || !rx_throttle_)
-    return fail(EINVAL, "rate limits need the userspace data path (this interface uses vhost-net; start it with vhost=off)");
+    return fail(EINVAL,
+                "rate limits need the userspace data path (this interface uses vhost-net; start it with vhost=off)");
   rx_throttle_->update(rx);
   tx_throttle_->update(tx);
   return {};
@@ -56,9 +56,9 @@ uint64_t NetDevice::features() const {
                feature_bit(VIRTIO_NET_F_MAC) | feature_bit(VIRTIO_NET_F_MTU) | feature_bit(VIRTIO_NET_F_STATUS) |
                feature_bit(VIRTIO_NET_F_MRG_RXBUF);
   if (options_.offloads) {
-    f |= feature_bit(VIRTIO_NET_F_CSUM) | feature_bit(VIRTIO_NET_F_GUEST_CSUM) |
-         feature_bit(VIRTIO_NET_F_HOST_TSO4) | feature_bit(VIRTIO_NET_F_HOST_TSO6) |
-         feature_bit(VIRTIO_NET_F_GUEST_TSO4) | feature_bit(VIRTIO_NET_F_GUEST_TSO6);
+    f |= feature_bit(VIRTIO_NET_F_CSUM) | feature_bit(VIRTIO_NET_F_GUEST_CSUM) | feature_bit(VIRTIO_NET_F_HOST_TSO4) |
+         feature_bit(VIRTIO_NET_F_HOST_TSO6) | feature_bit(VIRTIO_NET_F_GUEST_TSO4) |
+         feature_bit(VIRTIO_NET_F_GUEST_TSO6);
   }
   if (vhost_) {
     // Ring-level features are implemented by the kernel worker: offer only what it supports.
@@ -203,7 +203,7 @@ void NetDevice::transmit(const DescriptorChain& chain) {
   if (total > kMaxNetFrame) {
     bump(counters_.tx_dropped);
     log().warn("TX frame (head %u) of %llu bytes is larger than 64 KiB", chain.head(),
-              static_cast<unsigned long long>(total));
+               static_cast<unsigned long long>(total));
     return;
   }
   Reader reader = chain.reader();

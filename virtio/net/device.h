@@ -23,9 +23,9 @@
 #include <optional>
 #include <vector>
 
+#include "base/event_fd.h"
 #include "base/log.h"
 #include "base/result.h"
-#include "base/event_fd.h"
 #include "devices/net/net_backend.h"
 #include "devices/net/vhost_net.h"
 #include "virtio/device_core.h"
@@ -37,11 +37,11 @@
 namespace microvm {
 
 struct NetOptions {
-  MacAddress mac{};                 // see default_mac()
-  uint16_t mtu = 1500;              // advertised with VIRTIO_NET_F_MTU
-  uint16_t queue_size = 256;        // max queue size offered; a power of 2
-  bool offloads = true;             // offer checksum/TSO features (the backend must handle them)
-  const Logger* logger = nullptr;   // may be null
+  MacAddress mac{};                // see default_mac()
+  uint16_t mtu = 1500;             // advertised with VIRTIO_NET_F_MTU
+  uint16_t queue_size = 256;       // max queue size offered; a power of 2
+  bool offloads = true;            // offer checksum/TSO features (the backend must handle them)
+  const Logger* logger = nullptr;  // may be null
   // Fairness: frames moved per wakeup in each direction before yielding to other fds.
   uint32_t frames_per_wakeup = 256;
   // --net ...,bps=,pps=: each direction gets its own buckets of this size (io_throttle.h).
@@ -54,13 +54,13 @@ struct NetOptions {
 struct NetCounters : VirtioCounters {
   Counter tx_frames{0};
   Counter tx_bytes{0};
-  Counter tx_dropped{0};   // malformed by the guest (bad header, too short, too long)
-  Counter tx_errors{0};    // refused by the backend (queue full, ...) or backend gone
+  Counter tx_dropped{0};  // malformed by the guest (bad header, too short, too long)
+  Counter tx_errors{0};   // refused by the backend (queue full, ...) or backend gone
   Counter rx_frames{0};
   Counter rx_bytes{0};
-  Counter rx_dropped{0};   // did not fit the driver's buffers, or shorter than a header
-  Counter rx_stalls{0};    // RX ring empty: backend polling paused until the driver refills
-  Counter backend_dead{0}; // 1 once the backend failed for good
+  Counter rx_dropped{0};    // did not fit the driver's buffers, or shorter than a header
+  Counter rx_stalls{0};     // RX ring empty: backend polling paused until the driver refills
+  Counter backend_dead{0};  // 1 once the backend failed for good
 
   template <class F>
   void visit(F&& f) const {
@@ -146,10 +146,10 @@ class NetDevice final : public DeviceCore {
   NetOptions options_;
   NetCounters counters_;
   bool backend_dead_ = false;
-  std::vector<std::byte> rx_buf_;  // the frame being delivered (header + Ethernet)
-  size_t rx_pending_ = 0;          // its length; 0 when none
-  bool rx_admitted_ = false;       // the pending frame passed the RX rate limit
-  std::vector<std::byte> restored_rx_frame_;  // from load_state(), for the activation after it
+  std::vector<std::byte> rx_buf_;                          // the frame being delivered (header + Ethernet)
+  size_t rx_pending_ = 0;                                  // its length; 0 when none
+  bool rx_admitted_ = false;                               // the pending frame passed the RX rate limit
+  std::vector<std::byte> restored_rx_frame_;               // from load_state(), for the activation after it
   std::unique_ptr<IoThrottle> tx_throttle_, rx_throttle_;  // none with vhost-net
   std::vector<std::byte> tx_buf_;  // linearized frame: small frames, or more buffers than IOV_MAX
   std::vector<iovec> tx_iov_;

@@ -55,7 +55,8 @@ Result<void> NetDevice::load_state(std::span<const std::byte> blob) {
   auto mac = TRY(r.bytes(options_.mac.size()));
   uint16_t mtu = TRY(r.u16());
   // The guest keeps using the address and MTU it read at probe time.
-  if (mac.size() != options_.mac.size() || !std::equal(mac.begin(), mac.end(), std::as_bytes(std::span(options_.mac)).begin()))
+  if (mac.size() != options_.mac.size() ||
+      !std::equal(mac.begin(), mac.end(), std::as_bytes(std::span(options_.mac)).begin()))
     return fail(EINVAL, "virtio-net: the MAC address differs from the one in the snapshot");
   if (mtu != options_.mtu) return fail(EINVAL, "virtio-net: the MTU differs from the one in the snapshot");
   auto frame = TRY(r.bytes(rx_buf_.size()));

@@ -17,10 +17,14 @@ Result<MacAddress> parse_mac(std::string_view text) {
     while (pos < text.size() && digits < 2) {
       char c = text[pos];
       unsigned d;
-      if (c >= '0' && c <= '9') d = c - '0';
-      else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-      else break;
+      if (c >= '0' && c <= '9')
+        d = c - '0';
+      else if (c >= 'a' && c <= 'f')
+        d = c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        d = c - 'A' + 10;
+      else
+        break;
       v = v * 16 + d;
       ++pos;
       ++digits;

@@ -16,7 +16,8 @@ Result<void> PmemDevice::quiesce() {
   if (options_.read_only) return {};
   // The guest's stores are in the host page cache already (MAP_SHARED); like a disk before a
   // snapshot, make them durable whatever the guest's own flushing habits.
-  if (auto r = backend_->flush(); !r) return std::unexpected(r.error().context("virtio-pmem: flushing before the snapshot"));
+  if (auto r = backend_->flush(); !r)
+    return std::unexpected(r.error().context("virtio-pmem: flushing before the snapshot"));
   return {};
 }
 

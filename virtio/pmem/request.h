@@ -13,8 +13,8 @@ enum class PmemOp { kFlush, kUnknown };
 
 struct PmemRequest {
   PmemOp op = PmemOp::kUnknown;
-  uint32_t type = 0;           // as the driver wrote it
-  std::byte* status = nullptr; // host address of the 4-byte response (inside guest RAM)
+  uint32_t type = 0;            // as the driver wrote it
+  std::byte* status = nullptr;  // host address of the 4-byte response (inside guest RAM)
 };
 
 enum class PmemReject {

@@ -16,7 +16,8 @@ Result<std::unique_ptr<RngDevice>> RngDevice::create(const RngOptions& options) 
   if (options.chains_per_kick == 0) return fail(EINVAL, "virtio-rng: chains_per_kick must be > 0");
   std::unique_ptr<RngDevice> dev(new RngDevice(options));
   if (options.rate_limit.limited())
-    dev->throttle_ = TRY(IoThrottle::create(options.rate_limit, options.rate_clock ? options.rate_clock : steady_now_ns));
+    dev->throttle_ =
+        TRY(IoThrottle::create(options.rate_limit, options.rate_clock ? options.rate_clock : steady_now_ns));
   return dev;
 }
 
@@ -26,7 +27,9 @@ uint64_t RngDevice::features() const {
   return feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_F_EVENT_IDX) | feature_bit(VIRTIO_F_INDIRECT_DESC);
 }
 
-void RngDevice::read_config(uint64_t, std::span<std::byte> data) const { std::fill(data.begin(), data.end(), std::byte{0}); }
+void RngDevice::read_config(uint64_t, std::span<std::byte> data) const {
+  std::fill(data.begin(), data.end(), std::byte{0});
+}
 
 Result<void> RngDevice::on_activate() {
   if (!throttle_) return {};

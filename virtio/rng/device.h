@@ -17,9 +17,9 @@
 namespace microvm {
 
 struct RngOptions {
-  uint16_t queue_size = 256;                 // max queue size offered; a power of 2
-  uint32_t max_bytes_per_request = 64 << 10; // a request may get fewer bytes than its buffer (§5.4.6.2)
-  const Logger* logger = nullptr;            // for rate-limited guest-error lines; may be null
+  uint16_t queue_size = 256;                  // max queue size offered; a power of 2
+  uint32_t max_bytes_per_request = 64 << 10;  // a request may get fewer bytes than its buffer (§5.4.6.2)
+  const Logger* logger = nullptr;             // for rate-limited guest-error lines; may be null
   // Fairness: chains served per kick before yielding to other fds on the loop (the device
   // re-kicks itself). A guest refilling the ring as fast as we drain it cannot hog the loop.
   uint32_t chains_per_kick = 256;
@@ -73,10 +73,11 @@ class RngDevice final : public DeviceCore {
   // written to it.
   uint16_t chains_given_back(uint16_t) const override { return deferred_ ? 1 : 0; }
 
-  std::unique_ptr<IoThrottle> throttle_;       // only with a rate limit
-  std::optional<DescriptorChain> deferred_;    // popped, over the rate limit: served first
+  std::unique_ptr<IoThrottle> throttle_;     // only with a rate limit
+  std::optional<DescriptorChain> deferred_;  // popped, over the rate limit: served first
 
   RngOptions options_;
-  RngCounters counters_;};
+  RngCounters counters_;
+};
 
 }  // namespace microvm

@@ -33,18 +33,19 @@ std::string virtio_type_name(uint32_t device_type) {
 }
 
 void DeviceSnapshotSet::add(PciTransport& t) {
-  entries_.push_back(Entry{
-      .name = "virtio-pci#" + std::to_string(pci_count_++) + ":" + virtio_type_name(t.device().device_type()),
-      .save = [&t](LoopAccess a) { return t.save_state(a); },
-      .load = [&t](std::span<const std::byte> blob, LoopAccess a) { return t.load_state(blob, a); }});
+  entries_.push_back(
+      Entry{.name = "virtio-pci#" + std::to_string(pci_count_++) + ":" + virtio_type_name(t.device().device_type()),
+            .save = [&t](LoopAccess a) { return t.save_state(a); },
+            .load = [&t](std::span<const std::byte> blob, LoopAccess a) { return t.load_state(blob, a); }});
 }
 
 void DeviceSnapshotSet::add(MmioTransport& t) {
   char at[32];
   std::snprintf(at, sizeof at, "@0x%" PRIx64 ":", t.base_address());
-  entries_.push_back(Entry{.name = "virtio-mmio" + std::string(at) + virtio_type_name(t.device().device_type()),
-                           .save = [&t](LoopAccess a) { return t.save_state(a); },
-                           .load = [&t](std::span<const std::byte> blob, LoopAccess a) { return t.load_state(blob, a); }});
+  entries_.push_back(
+      Entry{.name = "virtio-mmio" + std::string(at) + virtio_type_name(t.device().device_type()),
+            .save = [&t](LoopAccess a) { return t.save_state(a); },
+            .load = [&t](std::span<const std::byte> blob, LoopAccess a) { return t.load_state(blob, a); }});
 }
 
 std::vector<std::string> DeviceSnapshotSet::names() const {

@@ -18,8 +18,8 @@
 namespace microvm {
 
 struct DeviceState {
-  std::string name;              // e.g. "virtio-pci#0:blk", "virtio-mmio@0xd0000000:rng"
-  std::vector<std::byte> blob;   // the transport's save_state()
+  std::string name;             // e.g. "virtio-pci#0:blk", "virtio-mmio@0xd0000000:rng"
+  std::vector<std::byte> blob;  // the transport's save_state()
 };
 
 class DeviceSnapshotSet {

@@ -164,7 +164,8 @@ Result<void> MsixTable::load(StateReader& r) {
   std::lock_guard lock(mu_);
   uint16_t n = TRY(r.u16());
   if (n != entries_.size())
-    return r.invalid("MSI-X table has " + std::to_string(n) + " entries, the device " + std::to_string(entries_.size()));
+    return r.invalid("MSI-X table has " + std::to_string(n) + " entries, the device " +
+                     std::to_string(entries_.size()));
   for (auto& e : entries_) {
     if (e.route || e.irq) return fail(EBUSY, "MSI-X state loaded into a table in use");
     e.address = TRY(r.u64());

@@ -82,8 +82,11 @@ Result<void> TransportCore::load(StateReader& r) {
     // The device serves this queue: what activation would check, checked now so a bad blob is
     // an error with a name rather than a device that comes back needing a reset.
     if (dok && q.ready && !(status & VIRTIO_STATUS_NEEDS_RESET)) {
-      QueueConfig qc{.size = q.size, .desc = GuestAddress(q.desc), .driver = GuestAddress(q.driver),
-                     .device = GuestAddress(q.device), .ready = true};
+      QueueConfig qc{.size = q.size,
+                     .desc = GuestAddress(q.desc),
+                     .driver = GuestAddress(q.driver),
+                     .device = GuestAddress(q.device),
+                     .ready = true};
       auto queue = Queue::create(qc, driver_features);
       if (!queue) return r.invalid("queue " + std::to_string(i) + ": " + queue.error().what);
       if (auto rings = queue->validate_rings(env_.memory); !rings)

@@ -21,21 +21,23 @@
 namespace microvm {
 
 // (host-side port, guest-side port) as one map key.
-inline uint64_t vsock_key(uint32_t local_port, uint32_t peer_port) {
-  return uint64_t{local_port} << 32 | peer_port;
-}
+inline uint64_t vsock_key(uint32_t local_port, uint32_t peer_port) { return uint64_t{local_port} << 32 | peer_port; }
 
 class VsockConnection {
   Fd fd_;  // first: destroyed last, after the loop registration that refers to it
 
  public:
   enum class State {
-    kConnecting,   // host-initiated: REQUEST sent to the guest, waiting for RESPONSE
+    kConnecting,  // host-initiated: REQUEST sent to the guest, waiting for RESPONSE
     kEstablished,
   };
 
   VsockConnection(Fd fd, uint32_t local_port, uint32_t peer_port, uint32_t buf_alloc, State state, bool host_initiated)
-      : fd_(std::move(fd)), local_port_(local_port), peer_port_(peer_port), buf_alloc_(buf_alloc), state_(state),
+      : fd_(std::move(fd)),
+        local_port_(local_port),
+        peer_port_(peer_port),
+        buf_alloc_(buf_alloc),
+        state_(state),
         host_initiated_(host_initiated) {}
 
   int fd() const { return fd_.get(); }
@@ -84,14 +86,14 @@ class VsockConnection {
   size_t out_pending() const { return out_.size() - out_offset; }
 
   // Socket and shutdown state, owned by the device.
-  LoopRegistration reg;           // removed before fd_ closes
-  uint32_t interest = 0;          // the epoll events currently registered
-  bool readable = false;          // the host socket has data (or EOF) we have not read yet
-  bool queued = false;            // in the device's ready-to-read list
-  bool host_eof = false;          // the host will send nothing more (read returned 0)
-  bool hup = false;               // the host socket hung up: no more events from it
-  bool shut_wr_done = false;      // we shut down the host socket's write side
-  uint32_t peer_shutdown = 0;     // VIRTIO_VSOCK_SHUTDOWN_F_* the guest sent
+  LoopRegistration reg;        // removed before fd_ closes
+  uint32_t interest = 0;       // the epoll events currently registered
+  bool readable = false;       // the host socket has data (or EOF) we have not read yet
+  bool queued = false;         // in the device's ready-to-read list
+  bool host_eof = false;       // the host will send nothing more (read returned 0)
+  bool hup = false;            // the host socket hung up: no more events from it
+  bool shut_wr_done = false;   // we shut down the host socket's write side
+  uint32_t peer_shutdown = 0;  // VIRTIO_VSOCK_SHUTDOWN_F_* the guest sent
   bool credit_update_queued = false;
 
  private:
@@ -102,9 +104,9 @@ class VsockConnection {
   bool host_initiated_;
   uint32_t peer_buf_alloc_ = 0;
   uint32_t peer_fwd_cnt_ = 0;
-  uint32_t tx_cnt_ = 0;  // bytes sent to the guest
-  uint32_t rx_cnt_ = 0;  // bytes received from the guest
-  uint32_t fwd_cnt_ = 0; // of those, written to the host socket
+  uint32_t tx_cnt_ = 0;   // bytes sent to the guest
+  uint32_t rx_cnt_ = 0;   // bytes received from the guest
+  uint32_t fwd_cnt_ = 0;  // of those, written to the host socket
   uint32_t advertised_fwd_cnt_ = 0;
   std::vector<std::byte> out_;
 };

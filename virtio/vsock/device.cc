@@ -25,7 +25,8 @@ constexpr size_t kMaxConnectLine = 32;
 
 VsockDevice::VsockDevice(std::unique_ptr<VsockBackend> backend, const VsockOptions& options)
     : DeviceCore({.name = "virtio-vsock", .queue_size = options.queue_size, .logger = options.logger}, counters_),
-      backend_(std::move(backend)), options_(options) {
+      backend_(std::move(backend)),
+      options_(options) {
   limits_.guest_cid = options.guest_cid;
   limits_.max_payload = options.max_payload;
 }
@@ -72,10 +73,14 @@ Result<void> VsockDevice::on_activate() {
 
 void VsockDevice::on_kick(uint16_t index) {
   switch (index) {
-    case kRxQueue: return process_rx();
-    case kTxQueue: return process_tx();
-    case kEventQueue: return deliver_events();
-    default: return;
+    case kRxQueue:
+      return process_rx();
+    case kTxQueue:
+      return process_tx();
+    case kEventQueue:
+      return deliver_events();
+    default:
+      return;
   }
 }
 
@@ -119,8 +124,10 @@ void VsockDevice::deliver_events() {
     } else {
       Writer w = chain.writer();
       uint32_t id = VIRTIO_VSOCK_EVENT_TRANSPORT_RESET;  // struct virtio_vsock_event: le32 id
-      if (w.write_obj(id)) len = sizeof id;
-      else bump(counters_.bad_requests);
+      if (w.write_obj(id))
+        len = sizeof id;
+      else
+        bump(counters_.bad_requests);
     }
     if (!complete(kEventQueue, chain.head(), len)) return;
     if (len) {
@@ -295,7 +302,8 @@ void VsockDevice::maybe_finish(VsockConnection& c) {
   }
   bool guest_done = (c.peer_shutdown & VIRTIO_VSOCK_SHUTDOWN_F_SEND) && c.out_pending() == 0;
   bool host_done = c.host_eof || (c.peer_shutdown & VIRTIO_VSOCK_SHUTDOWN_F_RECEIVE);
-  if ((guest_done && host_done) || c.peer_shutdown == (VIRTIO_VSOCK_SHUTDOWN_F_SEND | VIRTIO_VSOCK_SHUTDOWN_F_RECEIVE)) {
+  if ((guest_done && host_done) ||
+      c.peer_shutdown == (VIRTIO_VSOCK_SHUTDOWN_F_SEND | VIRTIO_VSOCK_SHUTDOWN_F_RECEIVE)) {
     if (c.out_pending() == 0 || c.hup) return reset_connection(c);
   }
   update_interest(c);
@@ -629,7 +637,8 @@ void VsockDevice::on_pending_event(int fd) {
     return;
   }
   ssize_t got = ::recv(fd, buf, nl + 1, MSG_DONTWAIT);
-  std::optional<uint32_t> port = got == static_cast<ssize_t>(nl + 1) ? parse_connect_line(seen.substr(0, nl + 1)) : std::nullopt;
+  std::optional<uint32_t> port =
+      got == static_cast<ssize_t>(nl + 1) ? parse_connect_line(seen.substr(0, nl + 1)) : std::nullopt;
   if (!port) {
     bump(counters_.host_clients_refused);
     log().warn("host client closed: expected \"CONNECT <port>\\n\"");

@@ -47,34 +47,34 @@
 namespace microvm {
 
 struct VsockOptions {
-  uint64_t guest_cid = kMinGuestCid;       // >= 3 (§5.10.4)
-  uint16_t queue_size = 256;               // max queue size offered; a power of 2
-  uint32_t buf_alloc = 256 << 10;          // per connection: guest bytes we buffer for the host
-  uint32_t max_payload = 64 << 10;         // largest packet payload either way
-  uint32_t max_connections = 256;          // total (each holds one host fd)
-  uint32_t max_connections_per_port = 128; // per host service port / guest listening port
-  uint32_t max_pending_host = 128;         // host clients not yet connected through
-  uint32_t max_control_packets = 1024;     // control packets waiting for RX buffers
-  uint32_t packets_per_wakeup = 256;       // fairness: packets per direction per wakeup
-  const Logger* logger = nullptr;          // may be null
+  uint64_t guest_cid = kMinGuestCid;        // >= 3 (§5.10.4)
+  uint16_t queue_size = 256;                // max queue size offered; a power of 2
+  uint32_t buf_alloc = 256 << 10;           // per connection: guest bytes we buffer for the host
+  uint32_t max_payload = 64 << 10;          // largest packet payload either way
+  uint32_t max_connections = 256;           // total (each holds one host fd)
+  uint32_t max_connections_per_port = 128;  // per host service port / guest listening port
+  uint32_t max_pending_host = 128;          // host clients not yet connected through
+  uint32_t max_control_packets = 1024;      // control packets waiting for RX buffers
+  uint32_t packets_per_wakeup = 256;        // fairness: packets per direction per wakeup
+  const Logger* logger = nullptr;           // may be null
 };
 
 struct VsockCounters : VirtioCounters {
-  Counter tx_packets{0};           // packets from the guest
-  Counter tx_bytes{0};             // payload bytes from the guest
-  Counter rx_packets{0};           // packets to the guest
-  Counter rx_bytes{0};             // payload bytes to the guest
-  Counter dropped_packets{0};      // not addressed from our guest to the host, or too short
-  Counter malformed_packets{0};    // answered with RST (bad op/type/length/flags)
-  Counter credit_violations{0};    // guest sent past the credit we granted: connection reset
-  Counter connections{0};          // open now (a gauge)
-  Counter connections_opened{0};   // established, both directions
-  Counter refused_limit{0};        // REQUEST or CONNECT refused: a connection limit was reached
-  Counter host_connect_failures{0};// guest REQUEST whose host socket could not be connected
-  Counter host_clients_refused{0}; // host clients closed: pending limit or bad CONNECT line
-  Counter control_dropped{0};      // control packets dropped: too many waiting for RX buffers
-  Counter rx_stalls{0};            // data or control waiting because the RX ring was empty
-  Counter transport_resets{0};     // TRANSPORT_RESET events delivered
+  Counter tx_packets{0};             // packets from the guest
+  Counter tx_bytes{0};               // payload bytes from the guest
+  Counter rx_packets{0};             // packets to the guest
+  Counter rx_bytes{0};               // payload bytes to the guest
+  Counter dropped_packets{0};        // not addressed from our guest to the host, or too short
+  Counter malformed_packets{0};      // answered with RST (bad op/type/length/flags)
+  Counter credit_violations{0};      // guest sent past the credit we granted: connection reset
+  Counter connections{0};            // open now (a gauge)
+  Counter connections_opened{0};     // established, both directions
+  Counter refused_limit{0};          // REQUEST or CONNECT refused: a connection limit was reached
+  Counter host_connect_failures{0};  // guest REQUEST whose host socket could not be connected
+  Counter host_clients_refused{0};   // host clients closed: pending limit or bad CONNECT line
+  Counter control_dropped{0};        // control packets dropped: too many waiting for RX buffers
+  Counter rx_stalls{0};              // data or control waiting because the RX ring was empty
+  Counter transport_resets{0};       // TRANSPORT_RESET events delivered
 
   template <class F>
   void visit(F&& f) const {
@@ -206,12 +206,12 @@ class VsockDevice final : public DeviceCore {
   bool rx_used_any_ = false;                 // used RX entries added since the last notify
   std::vector<iovec> iov_;                   // scratch
   std::map<uint64_t, std::unique_ptr<VsockConnection>> conns_;
-  std::map<uint64_t, uint32_t> per_port_;      // limit_key() -> connections
+  std::map<uint64_t, uint32_t> per_port_;           // limit_key() -> connections
   std::unordered_map<int, PendingClient> pending_;  // by fd
   std::deque<Control> control_;
-  std::deque<uint64_t> ready_;                 // connections with host data to read
+  std::deque<uint64_t> ready_;  // connections with host data to read
   uint32_t next_local_port_ = kFirstLocalPort;
-  uint32_t connecting_ = 0;                    // host-initiated, waiting for RESPONSE
+  uint32_t connecting_ = 0;  // host-initiated, waiting for RESPONSE
   bool event_pending_ = false;
   // From load_state(), for the activation that follows it.
   struct Resume {

@@ -63,8 +63,10 @@ Result<void> VsockDevice::apply_resume() {
     return {};
   }
   for (uint16_t i = 0; i < num_queues(); ++i) {
-    if (Queue* q = queue(i)) TRY(resume.queues.apply(i, *q, memory()));
-    else TRY(resume.queues.expect_unused(i));
+    if (Queue* q = queue(i))
+      TRY(resume.queues.apply(i, *q, memory()));
+    else
+      TRY(resume.queues.expect_unused(i));
   }
   // Every connection the guest had ended with the process that served it: the guest must drop
   // them (and re-read guest_cid). Delivered now if the driver left an event buffer, as Linux

@@ -24,8 +24,10 @@ ParsedPacket parse_packet(const VsockHeader& hdr, uint64_t payload_bytes, const 
   }
   if (hdr.type != VIRTIO_VSOCK_TYPE_STREAM) return verdict(PacketVerdict::kReset, "socket type is not STREAM", hdr);
   if (!known_op(hdr.op)) return verdict(PacketVerdict::kReset, "unknown operation", hdr);
-  if (hdr.op != VIRTIO_VSOCK_OP_RW && hdr.len != 0) return verdict(PacketVerdict::kReset, "payload on a control packet", hdr);
-  if (hdr.len > limits.max_payload) return verdict(PacketVerdict::kReset, "payload larger than the maximum packet", hdr);
+  if (hdr.op != VIRTIO_VSOCK_OP_RW && hdr.len != 0)
+    return verdict(PacketVerdict::kReset, "payload on a control packet", hdr);
+  if (hdr.len > limits.max_payload)
+    return verdict(PacketVerdict::kReset, "payload larger than the maximum packet", hdr);
   if (hdr.len > payload_bytes) return verdict(PacketVerdict::kReset, "header length past the end of the buffers", hdr);
   if (hdr.op == VIRTIO_VSOCK_OP_SHUTDOWN &&
       (hdr.flags & ~(VIRTIO_VSOCK_SHUTDOWN_F_RECEIVE | VIRTIO_VSOCK_SHUTDOWN_F_SEND)))

@@ -69,12 +69,18 @@ size_t distinct_syscalls(const SyscallPolicy& p) {
 
 const char* role_name(ThreadRole role) {
   switch (role) {
-    case ThreadRole::kVcpu: return "vcpu";
-    case ThreadRole::kEventLoop: return "event-loop";
-    case ThreadRole::kSupervisor: return "supervisor";
-    case ThreadRole::kApi: return "api";
-    case ThreadRole::kLauncher: return "launcher";
-    case ThreadRole::kSnapshot: return "snapshot";
+    case ThreadRole::kVcpu:
+      return "vcpu";
+    case ThreadRole::kEventLoop:
+      return "event-loop";
+    case ThreadRole::kSupervisor:
+      return "supervisor";
+    case ThreadRole::kApi:
+      return "api";
+    case ThreadRole::kLauncher:
+      return "launcher";
+    case ThreadRole::kSnapshot:
+      return "snapshot";
   }
   return "?";
 }
@@ -83,12 +89,24 @@ SyscallPolicy policy_for(ThreadRole role, const SandboxNeeds& needs) {
   SyscallPolicy p;
   add_common_rules(p, needs);
   switch (role) {
-    case ThreadRole::kVcpu: add_vcpu_rules(p, needs); break;
-    case ThreadRole::kEventLoop: add_event_loop_rules(p, needs); break;
-    case ThreadRole::kSupervisor: add_supervisor_rules(p, needs); break;
-    case ThreadRole::kApi: add_api_rules(p, needs); break;
-    case ThreadRole::kLauncher: add_launcher_rules(p, needs); break;
-    case ThreadRole::kSnapshot: add_snapshot_rules(p, needs); break;
+    case ThreadRole::kVcpu:
+      add_vcpu_rules(p, needs);
+      break;
+    case ThreadRole::kEventLoop:
+      add_event_loop_rules(p, needs);
+      break;
+    case ThreadRole::kSupervisor:
+      add_supervisor_rules(p, needs);
+      break;
+    case ThreadRole::kApi:
+      add_api_rules(p, needs);
+      break;
+    case ThreadRole::kLauncher:
+      add_launcher_rules(p, needs);
+      break;
+    case ThreadRole::kSnapshot:
+      add_snapshot_rules(p, needs);
+      break;
   }
   return p;
 }

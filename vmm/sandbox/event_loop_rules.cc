@@ -6,10 +6,10 @@
 // The legacy vring helpers in virtio_ring.h are C, not C++.
 #define VIRTIO_RING_NO_LEGACY 1
 #include <linux/vhost.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <utility>
@@ -61,11 +61,12 @@ void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
   if (needs.tap_net) allow_ioctl(TUNSETOFFLOAD);  // offloads follow the features the guest accepted
   if (needs.vhost_net) {
     // Ring setup when the guest starts the device (VHOST_SET_OWNER happened at setup).
-    for (unsigned long req : {static_cast<unsigned long>(VHOST_GET_FEATURES), static_cast<unsigned long>(VHOST_SET_FEATURES),
-                              static_cast<unsigned long>(VHOST_SET_MEM_TABLE), static_cast<unsigned long>(VHOST_SET_VRING_NUM),
-                              static_cast<unsigned long>(VHOST_SET_VRING_BASE), static_cast<unsigned long>(VHOST_GET_VRING_BASE),
-                              static_cast<unsigned long>(VHOST_SET_VRING_ADDR), static_cast<unsigned long>(VHOST_SET_VRING_KICK),
-                              static_cast<unsigned long>(VHOST_SET_VRING_CALL), static_cast<unsigned long>(VHOST_NET_SET_BACKEND)})
+    for (unsigned long req :
+         {static_cast<unsigned long>(VHOST_GET_FEATURES), static_cast<unsigned long>(VHOST_SET_FEATURES),
+          static_cast<unsigned long>(VHOST_SET_MEM_TABLE), static_cast<unsigned long>(VHOST_SET_VRING_NUM),
+          static_cast<unsigned long>(VHOST_SET_VRING_BASE), static_cast<unsigned long>(VHOST_GET_VRING_BASE),
+          static_cast<unsigned long>(VHOST_SET_VRING_ADDR), static_cast<unsigned long>(VHOST_SET_VRING_KICK),
+          static_cast<unsigned long>(VHOST_SET_VRING_CALL), static_cast<unsigned long>(VHOST_NET_SET_BACKEND)})
       allow_ioctl(req);
   }
 
@@ -120,8 +121,8 @@ void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
     // level and name: no filter attachment (SO_ATTACH_*), no TCP_ULP (kTLS), nothing at
     // another level.
     const std::pair<int, std::vector<int>> options[] = {
-        {SOL_SOCKET, {SO_REUSEADDR, SO_REUSEPORT, SO_OOBINLINE, SO_KEEPALIVE, SO_SNDBUF, SO_RCVBUF, SO_LINGER,
-                      SO_BROADCAST}},
+        {SOL_SOCKET,
+         {SO_REUSEADDR, SO_REUSEPORT, SO_OOBINLINE, SO_KEEPALIVE, SO_SNDBUF, SO_RCVBUF, SO_LINGER, SO_BROADCAST}},
         {IPPROTO_TCP, {TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT}},
         {IPPROTO_IP, {IP_TOS, IP_TTL, IP_RECVERR, IP_MTU_DISCOVER}},
         {IPPROTO_IPV6, {IPV6_V6ONLY, IPV6_TCLASS, IPV6_UNICAST_HOPS, IPV6_RECVERR}},

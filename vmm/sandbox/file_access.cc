@@ -38,7 +38,7 @@ Result<bool> restrict_thread_to_reading(std::span<const std::string> files) {
   for (const auto& path : files) {
     Fd file(::open(path.c_str(), O_PATH | O_CLOEXEC));
     if (!file) continue;  // absent (a jail's root has no /etc/localtime): nothing to allow
-    struct stat st{};
+    struct stat st {};
     if (::fstat(file.get(), &st) < 0 || !S_ISREG(st.st_mode)) continue;
     landlock_path_beneath_attr rule{};
     rule.allowed_access = kReadFile;

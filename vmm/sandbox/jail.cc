@@ -181,8 +181,9 @@ Result<void> jail_lock_down(const JailOptions& o) {
   }
   for (const auto& dir : o.bound_dirs) {
     if (dir.empty() || dir[0] != '/' || dir == "/")
-      return fail(EINVAL, "jail: cannot bind '" + dir + "' into the jail (give the --vsock socket an absolute path in a "
-                          "directory of its own)");
+      return fail(EINVAL, "jail: cannot bind '" + dir +
+                              "' into the jail (give the --vsock socket an absolute path in a "
+                              "directory of its own)");
     // Connecting to a Unix socket needs write permission on the socket, not a writable
     // mount: read-only is enough, and nothing can be created or changed in the directory.
     std::string inside = root + dir;
@@ -204,7 +205,8 @@ Result<void> jail_lock_down(const JailOptions& o) {
     if (::mount(nullptr, inside.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0)
       return fail_errno("jail: remount " + o.snapshot_dir + " nosuid,nodev,noexec");
   }
-  if (o.new_net_ns_at_lock_down && ::unshare(CLONE_NEWNET) < 0) return fail_errno("jail: unshare the network namespace");
+  if (o.new_net_ns_at_lock_down && ::unshare(CLONE_NEWNET) < 0)
+    return fail_errno("jail: unshare the network namespace");
   TRY(pivot_into(root));
   // clearenv() only drops the pointers: the strings stay where the kernel put them, readable
   // through /proc/PID/environ and in memory. Wipe them first.

@@ -21,8 +21,8 @@ constexpr unsigned long kSetGsiRouting = _IOW(KVMIO, 0x6a, IrqRoutingHeader);
 void add_kvm_vm_runtime_ioctls(SyscallPolicy& p) {
   // KVM_IRQ_LINE: the ACPI SCI, raised by the power button (loop) and lowered when the
   // guest clears PWRBTN_STS (vCPU).
-  for (unsigned long req : {static_cast<unsigned long>(KVM_IRQFD), static_cast<unsigned long>(KVM_IOEVENTFD), kSetGsiRouting,
-                            static_cast<unsigned long>(KVM_IRQ_LINE)})
+  for (unsigned long req : {static_cast<unsigned long>(KVM_IRQFD), static_cast<unsigned long>(KVM_IOEVENTFD),
+                            kSetGsiRouting, static_cast<unsigned long>(KVM_IRQ_LINE)})
     p.push_back({SCMP_SYS(ioctl), {SCMP_A1(SCMP_CMP_EQ, req)}});
 }
 

@@ -3,9 +3,9 @@
 // the narrowest filter of all: signal the one child, wait for it, and remove the scratch
 // directory and the API socket through directory fds opened before the filter.
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <signal.h>
 #include <sys/ioctl.h>
-#include <linux/sockios.h>
 
 #include "vmm/sandbox/policy.h"
 

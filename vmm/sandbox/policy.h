@@ -23,13 +23,13 @@ const char* role_name(ThreadRole role);
 // What the configured machine uses at run time beyond the fixed core, so a policy allows no
 // more than the devices that exist need.
 struct SandboxNeeds {
-  bool user_net = false;       // libslirp: guest connections become host sockets
+  bool user_net = false;         // libslirp: guest connections become host sockets
   bool child_processes = false;  // virtiofsd children: reaped (WNOHANG) when a backend hangs up
-  bool tap_net = false;        // tap offload changes when the guest negotiates features
-  bool vhost_net = false;      // vhost-net ring setup on activation
+  bool tap_net = false;          // tap offload changes when the guest negotiates features
+  bool vhost_net = false;        // vhost-net ring setup on activation
   bool console_sockets = false;  // --serial-port socket=: accept clients, send without SIGPIPE
-  bool vsock = false;          // virtio-vsock: AF_UNIX stream connects (PATH_P) and accepts (PATH)
-  int pid = 0;                 // this process: signals only to its own threads
+  bool vsock = false;            // virtio-vsock: AF_UNIX stream connects (PATH_P) and accepts (PATH)
+  int pid = 0;                   // this process: signals only to its own threads
   // kLauncher only: the jailed VMM (the one process it may signal and wait for) and the
   // directories (fds) it may remove entries from.
   int launcher_child = 0;

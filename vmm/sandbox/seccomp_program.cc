@@ -35,7 +35,8 @@ Result<SeccompProgram> SeccompProgram::compile(const SyscallPolicy& policy) {
   if (size <= 0 || size % sizeof(sock_filter) != 0 || size > 65536 * static_cast<off_t>(sizeof(sock_filter)))
     return fail(EINVAL, "seccomp program has an unexpected size");
   std::vector<sock_filter> code(static_cast<size_t>(size) / sizeof(sock_filter));
-  if (::pread(mem.get(), code.data(), static_cast<size_t>(size), 0) != size) return fail_errno("reading the seccomp program");
+  if (::pread(mem.get(), code.data(), static_cast<size_t>(size), 0) != size)
+    return fail_errno("reading the seccomp program");
   return SeccompProgram(std::move(code));
 }
 
@@ -48,7 +49,8 @@ Result<void> SeccompProgram::install(ThreadRole role) const {
   sock_fprog prog{};
   prog.len = static_cast<unsigned short>(code_.size());
   prog.filter = const_cast<sock_filter*>(code_.data());
-  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) return fail_errno("seccomp(SECCOMP_SET_MODE_FILTER)");
+  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+    return fail_errno("seccomp(SECCOMP_SET_MODE_FILTER)");
   return {};
 }
 

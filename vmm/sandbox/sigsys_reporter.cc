@@ -74,7 +74,8 @@ void set_thread_role_for_reports(const char* role) { t_role = role; }
 const char* forbidden_syscall_name(long nr) {
   switch (nr) {
 #define MICROVM_SYSCALL_NAME(n) \
-  case SYS_##n: return #n;
+  case SYS_##n:                 \
+    return #n;
     MICROVM_SYSCALL_NAME(open)
     MICROVM_SYSCALL_NAME(openat)
     MICROVM_SYSCALL_NAME(openat2)
@@ -167,7 +168,8 @@ const char* forbidden_syscall_name(long nr) {
     MICROVM_SYSCALL_NAME(epoll_wait)
     MICROVM_SYSCALL_NAME(getrandom)
 #undef MICROVM_SYSCALL_NAME
-    default: return nullptr;
+    default:
+      return nullptr;
   }
 }
 

@@ -4,8 +4,8 @@
 // flush their images, virtiofsd is stopped and reaped, fds are closed and memory unmapped.
 // It opens no path, creates no socket and starts no process.
 #include <fcntl.h>
-#include <signal.h>
 #include <linux/sockios.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <termios.h>

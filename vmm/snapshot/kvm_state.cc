@@ -70,7 +70,8 @@ Result<std::vector<Record>> split(std::span<const std::byte> payload, uint32_t t
 template <class T>
 Result<T> exact(const Record& r, const char* what) {
   if (r.data.size() != sizeof(T))
-    return fail(EINVAL, std::string(what) + ": " + std::to_string(r.data.size()) + " bytes, expected " + std::to_string(sizeof(T)));
+    return fail(EINVAL, std::string(what) + ": " + std::to_string(r.data.size()) + " bytes, expected " +
+                            std::to_string(sizeof(T)));
   ByteSource in(r.data, what);
   return in.object<T>();
 }
@@ -78,9 +79,12 @@ Result<T> exact(const Record& r, const char* what) {
 template <class T>
 Result<std::vector<T>> list(const Record& r, size_t max, const char* what) {
   if (r.data.size() % sizeof(T) != 0)
-    return fail(EINVAL, std::string(what) + ": " + std::to_string(r.data.size()) + " bytes is not a whole number of entries");
+    return fail(EINVAL,
+                std::string(what) + ": " + std::to_string(r.data.size()) + " bytes is not a whole number of entries");
   size_t n = r.data.size() / sizeof(T);
-  if (n > max) return fail(EINVAL, std::string(what) + ": " + std::to_string(n) + " entries (at most " + std::to_string(max) + ")");
+  if (n > max)
+    return fail(EINVAL,
+                std::string(what) + ": " + std::to_string(n) + " entries (at most " + std::to_string(max) + ")");
   std::vector<T> v(n);
   if (n) std::memcpy(v.data(), r.data.data(), r.data.size());
   return v;
@@ -112,10 +116,18 @@ Result<VcpuState> decode_vcpu(std::span<const std::byte> payload) {
   for (const auto& r : records) {
     have |= 1u << r.tag;
     switch (r.tag) {
-      case kTagCpuid: s.cpuid = TRY(list<kvm_cpuid_entry2>(r, kMaxCpuidEntries, "vCPU CPUID")); break;
-      case kTagRegs: s.regs = TRY(exact<kvm_regs>(r, "vCPU registers")); break;
-      case kTagSregs: s.sregs = TRY(exact<kvm_sregs>(r, "vCPU special registers")); break;
-      case kTagFpu: s.fpu = TRY(exact<kvm_fpu>(r, "vCPU FPU")); break;
+      case kTagCpuid:
+        s.cpuid = TRY(list<kvm_cpuid_entry2>(r, kMaxCpuidEntries, "vCPU CPUID"));
+        break;
+      case kTagRegs:
+        s.regs = TRY(exact<kvm_regs>(r, "vCPU registers"));
+        break;
+      case kTagSregs:
+        s.sregs = TRY(exact<kvm_sregs>(r, "vCPU special registers"));
+        break;
+      case kTagFpu:
+        s.fpu = TRY(exact<kvm_fpu>(r, "vCPU FPU"));
+        break;
       case kTagXsave:
         if (r.data.size() < kXsaveMinBytes || r.data.size() > kXsaveMaxBytes || r.data.size() % 64)
           return fail(EINVAL, "vCPU XSAVE area: " + std::to_string(r.data.size()) +
@@ -125,16 +137,29 @@ Result<VcpuState> decode_vcpu(std::span<const std::byte> payload) {
         break;
       case kTagXcrs: {
         auto x = TRY(exact<kvm_xcrs>(r, "vCPU XCRs"));
-        if (x.nr_xcrs > KVM_MAX_XCRS) return fail(EINVAL, "vCPU XCRs: " + std::to_string(x.nr_xcrs) + " XCRs (at most 16)");
+        if (x.nr_xcrs > KVM_MAX_XCRS)
+          return fail(EINVAL, "vCPU XCRs: " + std::to_string(x.nr_xcrs) + " XCRs (at most 16)");
         s.xcrs = x;
         break;
       }
-      case kTagMsrs: s.msrs = TRY(list<kvm_msr_entry>(r, kMaxMsrs, "vCPU MSRs")); break;
-      case kTagLapic: s.lapic = TRY(exact<kvm_lapic_state>(r, "vCPU local APIC")); break;
-      case kTagEvents: s.events = TRY(exact<kvm_vcpu_events>(r, "vCPU events")); break;
-      case kTagDebugregs: s.debugregs = TRY(exact<kvm_debugregs>(r, "vCPU debug registers")); break;
-      case kTagMpState: s.mp_state = TRY(exact<kvm_mp_state>(r, "vCPU MP state")); break;
-      case kTagTscKhz: s.tsc_khz = TRY(exact<uint32_t>(r, "vCPU TSC frequency")); break;
+      case kTagMsrs:
+        s.msrs = TRY(list<kvm_msr_entry>(r, kMaxMsrs, "vCPU MSRs"));
+        break;
+      case kTagLapic:
+        s.lapic = TRY(exact<kvm_lapic_state>(r, "vCPU local APIC"));
+        break;
+      case kTagEvents:
+        s.events = TRY(exact<kvm_vcpu_events>(r, "vCPU events"));
+        break;
+      case kTagDebugregs:
+        s.debugregs = TRY(exact<kvm_debugregs>(r, "vCPU debug registers"));
+        break;
+      case kTagMpState:
+        s.mp_state = TRY(exact<kvm_mp_state>(r, "vCPU MP state"));
+        break;
+      case kTagTscKhz:
+        s.tsc_khz = TRY(exact<uint32_t>(r, "vCPU TSC frequency"));
+        break;
     }
   }
   const uint32_t required = 1u << kTagCpuid | 1u << kTagRegs | 1u << kTagSregs | 1u << kTagMsrs | 1u << kTagLapic |
@@ -144,10 +169,12 @@ Result<VcpuState> decode_vcpu(std::span<const std::byte> payload) {
   if (s.cpuid.empty()) return fail(EINVAL, "vCPU section has an empty CPUID table");
   for (size_t i = 1; i < s.msrs.size(); ++i)
     for (size_t j = 0; j < i; ++j)
-      if (s.msrs[i].index == s.msrs[j].index) return fail(EINVAL, "vCPU MSRs: MSR " + std::to_string(s.msrs[i].index) + " twice");
+      if (s.msrs[i].index == s.msrs[j].index)
+        return fail(EINVAL, "vCPU MSRs: MSR " + std::to_string(s.msrs[i].index) + " twice");
   if (s.mp_state.mp_state > KVM_MP_STATE_AP_RESET_HOLD)
     return fail(EINVAL, "vCPU MP state " + std::to_string(s.mp_state.mp_state) + " is unknown");
-  if (s.tsc_khz > 100'000'000) return fail(EINVAL, "vCPU TSC frequency " + std::to_string(s.tsc_khz) + " kHz is implausible");
+  if (s.tsc_khz > 100'000'000)
+    return fail(EINVAL, "vCPU TSC frequency " + std::to_string(s.tsc_khz) + " kHz is implausible");
   return s;
 }
 
@@ -167,11 +194,21 @@ Result<VmKvmState> decode_vm_kvm(std::span<const std::byte> payload) {
   VmKvmState s;
   for (const auto& r : records) {
     switch (r.tag) {
-      case kTagPicMaster: s.pic_master = TRY(exact<kvm_irqchip>(r, "PIC master")); break;
-      case kTagPicSlave: s.pic_slave = TRY(exact<kvm_irqchip>(r, "PIC slave")); break;
-      case kTagIoapic: s.ioapic = TRY(exact<kvm_irqchip>(r, "IOAPIC")); break;
-      case kTagPit: s.pit = TRY(exact<kvm_pit_state2>(r, "PIT")); break;
-      case kTagClock: s.clock = TRY(exact<kvm_clock_data>(r, "kvmclock")); break;
+      case kTagPicMaster:
+        s.pic_master = TRY(exact<kvm_irqchip>(r, "PIC master"));
+        break;
+      case kTagPicSlave:
+        s.pic_slave = TRY(exact<kvm_irqchip>(r, "PIC slave"));
+        break;
+      case kTagIoapic:
+        s.ioapic = TRY(exact<kvm_irqchip>(r, "IOAPIC"));
+        break;
+      case kTagPit:
+        s.pit = TRY(exact<kvm_pit_state2>(r, "PIT"));
+        break;
+      case kTagClock:
+        s.clock = TRY(exact<kvm_clock_data>(r, "kvmclock"));
+        break;
     }
   }
   if (s.pic_master.chip_id != KVM_IRQCHIP_PIC_MASTER || s.pic_slave.chip_id != KVM_IRQCHIP_PIC_SLAVE ||

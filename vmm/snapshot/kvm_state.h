@@ -24,15 +24,15 @@ struct VcpuState {
   std::vector<kvm_cpuid_entry2> cpuid;  // the guest's CPUID, set before anything else
   kvm_regs regs{};
   kvm_sregs sregs{};
-  std::optional<kvm_fpu> fpu;           // hosts without XSAVE
-  std::vector<uint8_t> xsave;           // x87, SSE, AVX...: KVM_GET_XSAVE(2); empty without XSAVE
+  std::optional<kvm_fpu> fpu;  // hosts without XSAVE
+  std::vector<uint8_t> xsave;  // x87, SSE, AVX...: KVM_GET_XSAVE(2); empty without XSAVE
   std::optional<kvm_xcrs> xcrs;
   std::vector<kvm_msr_entry> msrs;
   kvm_lapic_state lapic{};
   kvm_vcpu_events events{};
   kvm_debugregs debugregs{};
   kvm_mp_state mp_state{};
-  uint32_t tsc_khz = 0;                 // 0: not recorded (KVM_GET_TSC_KHZ unavailable)
+  uint32_t tsc_khz = 0;  // 0: not recorded (KVM_GET_TSC_KHZ unavailable)
 };
 
 struct VmKvmState {

@@ -43,8 +43,10 @@ Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, const std::vector<uint32_t>& 
   s.cpuid = TRY(vcpu.get_cpuid()).entries;
   s.regs = TRY(vcpu.get_regs());
   s.sregs = TRY(vcpu.get_sregs());
-  if (auto xsave = vcpu.get_xsave(xsave_size); xsave) s.xsave = std::move(*xsave);
-  else s.fpu = TRY(vcpu.get_fpu());
+  if (auto xsave = vcpu.get_xsave(xsave_size); xsave)
+    s.xsave = std::move(*xsave);
+  else
+    s.fpu = TRY(vcpu.get_fpu());
   if (auto xcrs = vcpu.get_xcrs(); xcrs) s.xcrs = *xcrs;
   s.msrs.resize(msrs.size());
   for (size_t i = 0; i < msrs.size(); ++i) s.msrs[i].index = msrs[i];
@@ -74,8 +76,8 @@ Result<void> apply_vcpu(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_siz
   TRY(vcpu.set_regs(s.regs));
   if (!s.xsave.empty()) {
     if (s.xsave.size() != xsave_size)
-      return fail(EINVAL, "snapshot XSAVE area is " + std::to_string(s.xsave.size()) + " bytes; KVM on this host uses " +
-                              std::to_string(xsave_size));
+      return fail(EINVAL, "snapshot XSAVE area is " + std::to_string(s.xsave.size()) +
+                              " bytes; KVM on this host uses " + std::to_string(xsave_size));
     TRY(vcpu.set_xsave(s.xsave));
   } else {
     TRY(vcpu.set_fpu(*s.fpu));

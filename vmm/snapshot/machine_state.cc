@@ -219,11 +219,12 @@ Result<MachineState> decode_machine(std::span<const std::byte> payload) {
     r.size = TRY(in.u64());
     r.file_offset = TRY(in.u64());
     uint64_t end;
-    if (r.size == 0 || r.size % kPage || r.guest_address % kPage || __builtin_add_overflow(r.guest_address, r.size, &end) ||
-        end > (1ull << 52))
+    if (r.size == 0 || r.size % kPage || r.guest_address % kPage ||
+        __builtin_add_overflow(r.guest_address, r.size, &end) || end > (1ull << 52))
       return in.invalid("memory region " + std::to_string(i) + " is not a page-aligned range below 4 PiB");
     // Regions are stored in order, back to back in the file, and must not overlap.
-    if (r.file_offset != next_offset) return in.invalid("memory region " + std::to_string(i) + " has a bad file offset");
+    if (r.file_offset != next_offset)
+      return in.invalid("memory region " + std::to_string(i) + " has a bad file offset");
     for (const auto& o : m.regions)
       if (r.guest_address < o.guest_address + o.size && o.guest_address < end)
         return in.invalid("memory region " + std::to_string(i) + " overlaps another");

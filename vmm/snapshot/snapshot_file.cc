@@ -61,7 +61,8 @@ const Section* SnapshotFile::find(SectionType type, uint32_t index) const {
 }
 
 size_t SnapshotFile::count(SectionType type) const {
-  return static_cast<size_t>(std::count_if(sections.begin(), sections.end(), [type](const Section& s) { return s.type == type; }));
+  return static_cast<size_t>(
+      std::count_if(sections.begin(), sections.end(), [type](const Section& s) { return s.type == type; }));
 }
 
 Result<void> check_cpu_compatible(const CpuSignature& saved, const CpuSignature& host) {
@@ -77,10 +78,14 @@ Result<void> check_cpu_compatible(const CpuSignature& saved, const CpuSignature&
     uint32_t saved, host;
   };
   const Leaf leaves[] = {
-      {"CPUID.1:ECX", saved.leaf1_ecx, host.leaf1_ecx},   {"CPUID.1:EDX", saved.leaf1_edx, host.leaf1_edx},
-      {"CPUID.7:EBX", saved.leaf7_ebx, host.leaf7_ebx},   {"CPUID.7:ECX", saved.leaf7_ecx, host.leaf7_ecx},
-      {"CPUID.7:EDX", saved.leaf7_edx, host.leaf7_edx},   {"CPUID.0xD:EAX (XCR0)", saved.leafd_eax, host.leafd_eax},
-      {"CPUID.0xD:EDX (XCR0)", saved.leafd_edx, host.leafd_edx}, {"CPUID.0x80000001:ECX", saved.ext1_ecx, host.ext1_ecx},
+      {"CPUID.1:ECX", saved.leaf1_ecx, host.leaf1_ecx},
+      {"CPUID.1:EDX", saved.leaf1_edx, host.leaf1_edx},
+      {"CPUID.7:EBX", saved.leaf7_ebx, host.leaf7_ebx},
+      {"CPUID.7:ECX", saved.leaf7_ecx, host.leaf7_ecx},
+      {"CPUID.7:EDX", saved.leaf7_edx, host.leaf7_edx},
+      {"CPUID.0xD:EAX (XCR0)", saved.leafd_eax, host.leafd_eax},
+      {"CPUID.0xD:EDX (XCR0)", saved.leafd_edx, host.leafd_edx},
+      {"CPUID.0x80000001:ECX", saved.ext1_ecx, host.ext1_ecx},
       {"CPUID.0x80000001:EDX", saved.ext1_edx, host.ext1_edx},
   };
   // Bits that change at run time on the same host, not features: OSXSAVE (1:ECX bit 27)
@@ -88,7 +93,8 @@ Result<void> check_cpu_compatible(const CpuSignature& saved, const CpuSignature&
   for (const auto& l : leaves) {
     uint32_t missing = l.saved & ~l.host;
     if (missing)
-      return fail(EINVAL, std::string("snapshot needs CPU features this host lacks: ") + l.name + " bits " + hex(missing));
+      return fail(EINVAL,
+                  std::string("snapshot needs CPU features this host lacks: ") + l.name + " bits " + hex(missing));
   }
   return {};
 }
@@ -131,8 +137,8 @@ std::vector<std::byte> encode_snapshot(const SnapshotFile& file) {
 
 Result<SnapshotFile> parse_snapshot(std::span<const std::byte> bytes) {
   if (bytes.size() < kHeaderBytes)
-    return fail(EINVAL, "snapshot state file is truncated: " + std::to_string(bytes.size()) + " bytes, the header alone is " +
-                            std::to_string(kHeaderBytes));
+    return fail(EINVAL, "snapshot state file is truncated: " + std::to_string(bytes.size()) +
+                            " bytes, the header alone is " + std::to_string(kHeaderBytes));
   if (bytes.size() > kMaxStateFileBytes) return fail(EINVAL, "snapshot state file is larger than 64 MiB");
   if (std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
     return fail(EINVAL, "not a microvm snapshot state file (wrong magic)");
@@ -140,16 +146,18 @@ Result<SnapshotFile> parse_snapshot(std::span<const std::byte> bytes) {
   TRY(h.take(sizeof kMagic));
   uint32_t version = TRY(h.u32());
   if (version != kFormatVersion)
-    return fail(EINVAL, "snapshot format version " + std::to_string(version) + " is not supported (this microvm reads version " +
-                            std::to_string(kFormatVersion) + ")");
+    return fail(EINVAL, "snapshot format version " + std::to_string(version) +
+                            " is not supported (this microvm reads version " + std::to_string(kFormatVersion) + ")");
   uint32_t header_bytes = TRY(h.u32());
-  if (header_bytes != kHeaderBytes) return fail(EINVAL, "snapshot header size " + std::to_string(header_bytes) + " is not 128");
+  if (header_bytes != kHeaderBytes)
+    return fail(EINVAL, "snapshot header size " + std::to_string(header_bytes) + " is not 128");
   uint32_t count = TRY(h.u32());
   uint32_t flags = TRY(h.u32());
   uint64_t total = TRY(h.u64());
   if (flags != 0) return fail(EINVAL, "snapshot header has unknown flags " + hex(flags));
   if (count > kMaxSections)
-    return fail(EINVAL, "snapshot has " + std::to_string(count) + " sections (at most " + std::to_string(kMaxSections) + ")");
+    return fail(EINVAL,
+                "snapshot has " + std::to_string(count) + " sections (at most " + std::to_string(kMaxSections) + ")");
   if (total != bytes.size())
     return fail(EINVAL, "snapshot state file is " + std::to_string(bytes.size()) + " bytes but its header says " +
                             std::to_string(total) + " (truncated or extended)");

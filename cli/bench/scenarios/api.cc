@@ -110,8 +110,9 @@ class ApiScenario final : public Scenario {
             {"put_machine_config_p99_us", "PUT /machine-config round trip, 99th percentile"},
             {"get_root_new_connection_p50_us", "connect + GET / + close, median (microvm variant only)"},
             {"get_root_new_connection_p99_us", "connect + GET / + close, 99th percentile"},
-            {"instance_start_ms", "PUT /actions InstanceStart round trip: Vm::create of a 32 MiB, 1-vCPU VM whose "
-                                  "guest halts at once"}};
+            {"instance_start_ms",
+             "PUT /actions InstanceStart round trip: Vm::create of a 32 MiB, 1-vCPU VM whose "
+             "guest halts at once"}};
   }
   std::vector<std::string> notes(const BenchContext&) const override {
     return {"The server is `microvm run --api-sock` without --kernel: no guest runs while requests are timed.",
@@ -149,8 +150,9 @@ class ApiScenario final : public Scenario {
     } else {
       size_t n = std::max<size_t>(20, requests_ / 20);
       add_latencies(out, "get_root", TRY(time_curl(ctx, sock, {"http://localhost/"}, n)));
-      add_latencies(out, "put_machine_config",
-                    TRY(time_curl(ctx, sock, {"-X", "PUT", "-d", kMachineConfig, "http://localhost/machine-config"}, n)));
+      add_latencies(
+          out, "put_machine_config",
+          TRY(time_curl(ctx, sock, {"-X", "PUT", "-d", kMachineConfig, "http://localhost/machine-config"}, n)));
     }
     // InstanceStart through the keep-alive connection for both variants: the number is the
     // server side's, the same for any client.
@@ -159,7 +161,8 @@ class ApiScenario final : public Scenario {
                204));
     auto t0 = Clock::now();
     TRY(expect(round_trip(keep.get(), request("PUT", "/actions", R"({"action_type":"InstanceStart"})")), 204));
-    out.metrics["instance_start_ms"] = {std::chrono::duration<double, std::milli>(Clock::now() - t0).count(), "ms", true};
+    out.metrics["instance_start_ms"] = {std::chrono::duration<double, std::milli>(Clock::now() - t0).count(), "ms",
+                                        true};
     (void)round_trip(keep.get(), request("PUT", "/actions", R"({"action_type":"x-microvm-Stop"})"));
     if (!vmm.wait_for(std::chrono::seconds(10))) vmm.signal_group(SIGKILL);
     out.details["requests_per_metric"] = std::to_string(variant == kSubjectVariant ? requests_ : requests_ / 20);
@@ -169,7 +172,8 @@ class ApiScenario final : public Scenario {
  private:
   static Result<void> expect(Result<int> status, int want) {
     if (!status) return std::unexpected(status.error());
-    if (*status != want) return fail(EPROTO, "answer " + std::to_string(*status) + ", expected " + std::to_string(want));
+    if (*status != want)
+      return fail(EPROTO, "answer " + std::to_string(*status) + ", expected " + std::to_string(want));
     return {};
   }
   static Result<Fd> wait_for_socket(const std::string& sock, ChildProcess& vmm) {

@@ -5,8 +5,8 @@
 // `host` baseline is fio with io_uring and O_DIRECT on the raw file: it has raw_* metrics only
 // (fio on the qcow2 file's bytes would overwrite its metadata), so qcow2 rows compare against
 // the raw rows of the same table. The "qcow2alloc_" rows run the write workloads on a fresh,
-// sparse qcow2 recreated before each run: allocating writes, the case a new disk sees. Knobs, for short runs (tests) and other disks, come from the
-// environment:
+// sparse qcow2 recreated before each run: allocating writes, the case a new disk sees. Knobs, for short runs (tests)
+// and other disks, come from the environment:
 //   MICROVM_BENCH_BLK_SECONDS   time per workload and run (default 5)
 //   MICROVM_BENCH_BLK_FILE_MIB  test file size (default 1024)
 //   MICROVM_BENCH_BLK_FILE      test file (default: in the scratch directory)
@@ -84,8 +84,10 @@ class BlkDeviceScenario final : public Scenario {
         std::string m = std::string(f) + "_" + w.name;
         d[m + "_iops"] = std::string("completed requests per second, ") + w.name + " on the " + f + " image";
         d[m + "_mib_s"] = std::string("MiB/s transferred, ") + w.name + " on the " + f + " image";
-        d[m + "_device_cpu_us_per_op"] = std::string("CPU microseconds of the device thread per request (user + "
-                                                     "system), ") + w.name + " on the " + f + " image";
+        d[m + "_device_cpu_us_per_op"] = std::string(
+                                             "CPU microseconds of the device thread per request (user + "
+                                             "system), ") +
+                                         w.name + " on the " + f + " image";
       }
     return d;
   }
@@ -100,10 +102,14 @@ class BlkDeviceScenario final : public Scenario {
     for (size_t pos = 0; pos <= formats.size();) {
       size_t comma = std::min(formats.find(',', pos), formats.size());
       std::string f = formats.substr(pos, comma - pos);
-      if (f == "raw") raw_ = true;
-      else if (f == "qcow2") qcow2_ = true;
-      else if (f == "qcow2alloc") qcow2_alloc_ = true;
-      else return fail("MICROVM_BENCH_BLK_FORMATS: unknown format '" + f + "' (raw, qcow2, qcow2alloc)");
+      if (f == "raw")
+        raw_ = true;
+      else if (f == "qcow2")
+        qcow2_ = true;
+      else if (f == "qcow2alloc")
+        qcow2_alloc_ = true;
+      else
+        return fail("MICROVM_BENCH_BLK_FORMATS: unknown format '" + f + "' (raw, qcow2, qcow2alloc)");
       pos = comma + 1;
     }
     qemu_img_ = env_string("MICROVM_BENCH_BLK_QEMU_IMG", "qemu-img");
@@ -167,8 +173,8 @@ class BlkDeviceScenario final : public Scenario {
       }
     }
     if (raw_) out.details["file"] = file_ + " (" + std::to_string(file_mib_) + " MiB, " + fs_ + ")";
-    if (qcow2_ && subject) out.details["qcow2_file"] = qcow2_file_ + " (" + std::string(blkbench::kQcow2Layout) +
-                                                       "): " + qcow2_cmd_;
+    if (qcow2_ && subject)
+      out.details["qcow2_file"] = qcow2_file_ + " (" + std::string(blkbench::kQcow2Layout) + "): " + qcow2_cmd_;
     if (qcow2_alloc_ && subject) ::unlink(qcow2_alloc_file_.c_str());  // up to GiBs of allocated clusters
     return out;
   }

@@ -24,10 +24,11 @@ class BootScenario final : public Scenario {
             {"boot_timer_first_kvm_run_ms", "microvm's --boot-timer: main() -> first KVM_RUN"}};
   }
   std::vector<std::string> notes(const BenchContext&) const override {
-    return {"On a host where guest kernel mode is emulated (see the host probe) boot time is dominated by the "
-            "host's instruction emulator executing the guest kernel; it says little about the VMM. On a "
-            "VMX/SVM host it measures the VMM's boot path plus the kernel's own init.",
-            "QEMU boots through its qboot firmware first; microvm loads the ELF kernel directly."};
+    return {
+        "On a host where guest kernel mode is emulated (see the host probe) boot time is dominated by the "
+        "host's instruction emulator executing the guest kernel; it says little about the VMM. On a "
+        "VMX/SVM host it measures the VMM's boot path plus the kernel's own init.",
+        "QEMU boots through its qboot firmware first; microvm loads the ELF kernel directly."};
   }
   Result<void> prepare(const BenchContext& ctx) override {
     initrd_ = ctx.initrd;
@@ -44,8 +45,8 @@ class BootScenario final : public Scenario {
                                        : "no marker within " + std::to_string(ctx.boot_timeout.count() / 1000) + " s";
       stop(child, std::chrono::seconds(2));
       std::string out_text = read_file(out_path).value_or("");
-      return fail(std::string(variant) + ": no user-space marker (" + why + "); last console output: " +
-                  out_text.substr(out_text.size() > 300 ? out_text.size() - 300 : 0) +
+      return fail(std::string(variant) + ": no user-space marker (" + why +
+                  "); last console output: " + out_text.substr(out_text.size() > 300 ? out_text.size() - 300 : 0) +
                   "; stderr: " + read_file(err_path).value_or("").substr(0, 300));
     }
     RunOutput out;

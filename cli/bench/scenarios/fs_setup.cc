@@ -34,7 +34,7 @@ Metric ms(double v) { return {v, "ms", true}; }
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
 bool executable(const std::string& p) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
 }
 
@@ -72,7 +72,7 @@ Result<Fd> wait_and_connect(ChildProcess& child, const std::string& socket, std:
   if (socket.size() >= sizeof addr.sun_path) return fail("socket path too long: " + socket);
   std::memcpy(addr.sun_path, socket.c_str(), socket.size() + 1);
   for (;;) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
       Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
       if (!fd) return fail_errno("socket");
@@ -171,9 +171,12 @@ class FsSetupScenario final : public Scenario {
   Result<RunOutput> run_once(const BenchContext& ctx, std::string_view variant) override {
     RunOutput out;
     out.details["virtiofsd"] = virtiofsd_;
-    if (variant == kSubjectVariant) TRY(run_microvm(ctx, out));
-    else if (variant == "host") TRY(run_host(ctx, out));
-    else TRY(run_qemu(ctx, out));
+    if (variant == kSubjectVariant)
+      TRY(run_microvm(ctx, out));
+    else if (variant == "host")
+      TRY(run_host(ctx, out));
+    else
+      TRY(run_qemu(ctx, out));
     // Let the previous virtiofsd's and VM's teardown finish before the next start.
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     return out;
@@ -182,17 +185,17 @@ class FsSetupScenario final : public Scenario {
  private:
   Result<void> run_microvm(const BenchContext& ctx, RunOutput& out) {
     std::string err_path = ctx.work_dir + "/fs-microvm.err";
-    std::vector<std::string> argv = {ctx.microvm_binary, "run",  "--kernel",    halt_elf_,
-                                     "--memory",         std::to_string(kMemoryMib) + "M",
-                                     "--cpus",           "1",    "--cmdline",   "halt",
-                                     "--share",          share_dir_,  "--virtiofsd", virtiofsd_,
-                                     "--log-level",      "info", "--boot-timer"};
+    std::vector<std::string> argv = {
+        ctx.microvm_binary, "run",      "--kernel",    halt_elf_, "--memory",    std::to_string(kMemoryMib) + "M",
+        "--cpus",           "1",        "--cmdline",   "halt",    "--share",     share_dir_,
+        "--virtiofsd",      virtiofsd_, "--log-level", "info",    "--boot-timer"};
     auto child = TRY(ChildProcess::spawn(argv, {"", err_path}));
     if (!child.wait_for(std::chrono::seconds(60))) return fail("microvm with a share did not stop within 60 s");
     std::string err = read_file(err_path).value_or("");
     if (exit_code_of(*child.status()) != 0)
       return fail("microvm " + describe_status(*child.status()) + ": " + err.substr(0, 600));
-    out.metrics["vm_run_ms"] = ms(std::chrono::duration<double, std::milli>(child.exit_time() - child.started()).count());
+    out.metrics["vm_run_ms"] =
+        ms(std::chrono::duration<double, std::milli>(child.exit_time() - child.started()).count());
     auto ready = parse_share_ready_ms(err);
     if (!ready) return fail("microvm did not log the share's set-up time: " + err.substr(0, 600));
     out.metrics["share_ready_ms"] = ms(*ready);
@@ -230,7 +233,7 @@ class FsSetupScenario final : public Scenario {
     auto fsd = TRY(ChildProcess::spawn(fsd_argv, {"", ctx.work_dir + "/fs-qemu-virtiofsd.err"}));
     // Wait for the socket without connecting: virtiofsd serves exactly one connection, QEMU's.
     auto deadline = Clock::now() + std::chrono::seconds(30);
-    struct stat st{};
+    struct stat st {};
     while (!(::stat(socket.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))) {
       if (fsd.wait_for(std::chrono::milliseconds(0))) return fail("virtiofsd " + describe_status(*fsd.status()));
       if (Clock::now() > deadline) return fail("virtiofsd did not create its socket in time");
@@ -238,13 +241,31 @@ class FsSetupScenario final : public Scenario {
     }
     std::string mem = std::to_string(kMemoryMib) + "M";
     std::string err_path = ctx.work_dir + "/fs-qemu.err";
-    std::vector<std::string> argv = {
-        ctx.qemu_binary, "-M", "microvm,memory-backend=mem", "-enable-kvm", "-cpu",
-        "qemu64,+x2apic,vendor=GenuineIntel", "-smp", "1", "-m", mem, "-object",
-        "memory-backend-memfd,id=mem,size=" + mem + ",share=on", "-nodefaults", "-no-user-config", "-display",
-        "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-chardev",
-        "socket,id=fs0,path=" + socket, "-device", std::string("vhost-user-fs-device,chardev=fs0,tag=") + kTag,
-        "-kernel", halt_elf_};
+    std::vector<std::string> argv = {ctx.qemu_binary,
+                                     "-M",
+                                     "microvm,memory-backend=mem",
+                                     "-enable-kvm",
+                                     "-cpu",
+                                     "qemu64,+x2apic,vendor=GenuineIntel",
+                                     "-smp",
+                                     "1",
+                                     "-m",
+                                     mem,
+                                     "-object",
+                                     "memory-backend-memfd,id=mem,size=" + mem + ",share=on",
+                                     "-nodefaults",
+                                     "-no-user-config",
+                                     "-display",
+                                     "none",
+                                     "-no-reboot",
+                                     "-device",
+                                     "isa-debug-exit,iobase=0xf4,iosize=0x04",
+                                     "-chardev",
+                                     "socket,id=fs0,path=" + socket,
+                                     "-device",
+                                     std::string("vhost-user-fs-device,chardev=fs0,tag=") + kTag,
+                                     "-kernel",
+                                     halt_elf_};
     // A socket connect may race virtiofsd's listen() right after bind(): retry a few times.
     for (int attempt = 0;; ++attempt) {
       auto qemu = TRY(ChildProcess::spawn(argv, {"", err_path}));

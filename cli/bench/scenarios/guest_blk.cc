@@ -115,7 +115,7 @@ class GuestBlkScenario final : public Scenario {
     for (const auto& d : disks_)
       for (const auto& w : jobs_) {
         const char* rw = w.pattern == blkbench::Pattern::kRandom ? (w.write ? "randwrite" : "randread")
-                                                                  : (w.write ? "write" : "read");
+                                                                 : (w.write ? "write" : "read");
         s << "job " << d.format << "_" << w.name << " " << d.guest_dev << " " << rw << " " << w.block_bytes << " "
           << w.queue_depth << "\n";
       }
@@ -131,9 +131,10 @@ class GuestBlkScenario final : public Scenario {
     for (const auto& d : disks_) {
       if (variant == "qemu") {
         std::string id = "d" + std::to_string(index++);
-        dev_args.insert(dev_args.end(), {"-drive", "id=" + id + ",file=" + d.path + ",format=" + d.format +
-                                                       ",if=none,cache=none,aio=io_uring",
-                                         "-device", "virtio-blk-pci,drive=" + id});
+        dev_args.insert(
+            dev_args.end(),
+            {"-drive", "id=" + id + ",file=" + d.path + ",format=" + d.format + ",if=none,cache=none,aio=io_uring",
+             "-device", "virtio-blk-pci,drive=" + id});
       } else {
         dev_args.insert(dev_args.end(), {"--disk", d.path + ",format=" + d.format + ",cache=none"});
       }
@@ -141,8 +142,8 @@ class GuestBlkScenario final : public Scenario {
     auto argv = guest_workload_command(ctx, variant, initrd_, workload_cpus(ctx), dev_args);
     // Boot, plus generously per job: under an emulated guest kernel fio's start-up alone takes
     // many seconds.
-    auto timeout = ctx.boot_timeout +
-                   std::chrono::seconds((seconds_ + 120) * static_cast<long>(jobs_.size() * disks_.size()));
+    auto timeout =
+        ctx.boot_timeout + std::chrono::seconds((seconds_ + 120) * static_cast<long>(jobs_.size() * disks_.size()));
     auto run = TRY(run_guest_workload(ctx, argv, std::chrono::duration_cast<std::chrono::milliseconds>(timeout),
                                       "guest-blk-" + std::string(variant)));
     auto values = marked_values(run.console);

@@ -37,11 +37,12 @@ class GuestFsScenario final : public Scenario {
   }
   std::vector<std::string> baselines() const override { return {}; }
   std::vector<std::string> notes(const BenchContext& ctx) const override {
-    return {"microvm --share DIR,tag=benchfs (virtiofsd started by microvm); the guest mounts it with "
-            "mount -t virtiofs. fio: --ioengine=psync --bs=1M --size=FILE --runtime=S --time_based, buffered; the "
-            "write job ends with fsync, the guest drops its page cache before the read job (blkio instead of fio "
-            "when fio's libraries are too big for an initramfs: the same shape, buffered, fsync at the end). Guest: " +
-            std::to_string(workload_cpus(ctx)) + " vCPU(s) (--cpus)."};
+    return {
+        "microvm --share DIR,tag=benchfs (virtiofsd started by microvm); the guest mounts it with "
+        "mount -t virtiofs. fio: --ioengine=psync --bs=1M --size=FILE --runtime=S --time_based, buffered; the "
+        "write job ends with fsync, the guest drops its page cache before the read job (blkio instead of fio "
+        "when fio's libraries are too big for an initramfs: the same shape, buffered, fsync at the end). Guest: " +
+        std::to_string(workload_cpus(ctx)) + " vCPU(s) (--cpus)."};
   }
   std::map<std::string, std::string> metric_descriptions() const override {
     return {{"seqwrite_1m_mib_s", "fio in the guest, 1 MiB sequential writes to one file on virtio-fs"},
@@ -85,10 +86,9 @@ class GuestFsScenario final : public Scenario {
       << "rm -rf /mnt/fio.dat /mnt/meta\numount /mnt\n";
     std::map<std::string, std::string> extra = {{meta, "/usr/bin/fs_meta"}};
     if (!tool_.with_libraries) extra[tool_.host_path] = tool_.guest_path;
-    initrd_ = TRY(build_workload_initramfs(ctx, "guest-fs", s.str(),
-                                           tool_.with_libraries ? std::vector<std::string>{tool_.host_path}
-                                                                : std::vector<std::string>{},
-                                           extra));
+    initrd_ = TRY(build_workload_initramfs(
+        ctx, "guest-fs", s.str(),
+        tool_.with_libraries ? std::vector<std::string>{tool_.host_path} : std::vector<std::string>{}, extra));
     return {};
   }
   Result<RunOutput> run_once(const BenchContext& ctx, std::string_view variant) override {

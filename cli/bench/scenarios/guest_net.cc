@@ -71,14 +71,16 @@ class GuestNetScenario final : public Scenario {
   }
   std::vector<std::string> baselines() const override { return {"qemu"}; }
   std::vector<std::string> notes(const BenchContext& ctx) const override {
-    return {"The scenario creates a network namespace with a tap (192.168.77.1/24) and runs the VMM and the host "
-            "servers (iperf3 -s, tcp_rr server) inside it. Guest eth0 = user networking (the guest connects to "
-            "10.0.2.2, which slirp maps to the namespace's loopback), eth1 = the tap. Guest: " +
-                std::to_string(workload_cpus(ctx)) + " vCPU(s) (--cpus); each test is retried up to 3 times if its tool dies.",
-            "microvm: --net user --net tap=NAME,vhost=off; QEMU: -netdev user and -netdev tap (script=no, no vhost), "
-            "virtio-net-pci on -M microvm,acpi=on,pcie=on. Both use their userspace data path.",
-            "iperf3 -c HOST -t S -f m in the guest (-R for host->guest), the receiver's Mbit/s; tcp_rr: one byte "
-            "each way per transaction, TCP_NODELAY, mean microseconds per transaction."};
+    return {
+        "The scenario creates a network namespace with a tap (192.168.77.1/24) and runs the VMM and the host "
+        "servers (iperf3 -s, tcp_rr server) inside it. Guest eth0 = user networking (the guest connects to "
+        "10.0.2.2, which slirp maps to the namespace's loopback), eth1 = the tap. Guest: " +
+            std::to_string(workload_cpus(ctx)) +
+            " vCPU(s) (--cpus); each test is retried up to 3 times if its tool dies.",
+        "microvm: --net user --net tap=NAME,vhost=off; QEMU: -netdev user and -netdev tap (script=no, no vhost), "
+        "virtio-net-pci on -M microvm,acpi=on,pcie=on. Both use their userspace data path.",
+        "iperf3 -c HOST -t S -f m in the guest (-R for host->guest), the receiver's Mbit/s; tcp_rr: one byte "
+        "each way per transaction, TCP_NODELAY, mean microseconds per transaction."};
   }
   std::map<std::string, std::string> metric_descriptions() const override {
     std::map<std::string, std::string> d;
@@ -115,7 +117,8 @@ class GuestNetScenario final : public Scenario {
     iperf3_ = iperf3;
     TRY(start_servers(ctx));
     std::ostringstream s;
-    s << "set -u\nRT=" << seconds_ << "\nip link set lo up\n"
+    s << "set -u\nRT=" << seconds_
+      << "\nip link set lo up\n"
       // Up to 3 tries per test: a process may die of the 1-vCPU segfault flake of the test kernel.
       << "try3() {  # key command...\n"
       << "  k=$1; shift\n"
@@ -133,7 +136,8 @@ class GuestNetScenario final : public Scenario {
       s << "ip link set " << dev << " up\nip addr add " << guest_ip << "/24 dev " << dev << "\n"
         << "sleep 1\n"
         << "try3 " << net << "_g2h iperf3 -c " << host_ip << " -p " << port_iperf_ << " -t $RT -f m\n"
-        << "try3 " << net << "_h2g iperf3 -R -c " << host_ip << " -p " << port_iperf_ << " -t $RT -f m --rcv-timeout 3600000\n"
+        << "try3 " << net << "_h2g iperf3 -R -c " << host_ip << " -p " << port_iperf_
+        << " -t $RT -f m --rcv-timeout 3600000\n"
         << "try3 " << net << "_rr /usr/bin/tcp_rr client " << host_ip << " " << port_rr_ << " $RT\n";
     };
     if (user_) test("user", "eth0", "10.0.2.15", "10.0.2.2");
@@ -169,8 +173,8 @@ class GuestNetScenario final : public Scenario {
     for (const char* net : {"user", "tap"}) {
       if ((std::string(net) == "user" && !user_) || (std::string(net) == "tap" && !tap_)) continue;
       std::string n = net;
-      for (const auto& [suffix, metric] : {std::pair{"_g2h", "_tcp_guest_to_host_mbit_s"},
-                                           std::pair{"_h2g", "_tcp_host_to_guest_mbit_s"}}) {
+      for (const auto& [suffix, metric] :
+           {std::pair{"_g2h", "_tcp_guest_to_host_mbit_s"}, std::pair{"_h2g", "_tcp_host_to_guest_mbit_s"}}) {
         std::string line = values[n + suffix];
         auto v = mbits_from_iperf_line(line);
         if (!v) return fail(n + suffix + ": no iperf3 receiver line from the guest: '" + line + "'");

@@ -87,7 +87,8 @@ class NetDeviceScenario final : public Scenario {
       if (!r) return std::unexpected(r.error().context(w.name));
       char buf[200];
       if (subject)
-        std::snprintf(buf, sizeof buf, "%llu frames in %.3f s; kicks/frame %.4f, interrupts/frame %.4f, driver CPU %.0f ns/frame",
+        std::snprintf(buf, sizeof buf,
+                      "%llu frames in %.3f s; kicks/frame %.4f, interrupts/frame %.4f, driver CPU %.0f ns/frame",
                       static_cast<unsigned long long>(r->frames), r->seconds,
                       r->frames ? double(r->kicks) / double(r->frames) : 0.0,
                       r->frames ? double(r->interrupts) / double(r->frames) : 0.0,

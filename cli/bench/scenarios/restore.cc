@@ -84,22 +84,27 @@ class SnapshotScenario final : public Scenario {
         {"restore_first_kvm_run_p99_ms", "the same, 99th percentile (nearest rank)"},
         {"restore_guest_marker_p50_ms", "--boot-timer: main() -> the restored guest's first boot-marker write, median"},
         {"restore_guest_marker_p99_ms", "the same, 99th percentile"},
-        {"restore_spawn_to_output_p50_ms", "fork+exec of the VMM -> the restored guest's first console byte on its "
-                                           "stdout file (polled every 200 us), median"},
+        {"restore_spawn_to_output_p50_ms",
+         "fork+exec of the VMM -> the restored guest's first console byte on its "
+         "stdout file (polled every 200 us), median"},
         {"restore_spawn_to_output_p99_ms", "the same, 99th percentile"},
         {"boot_first_kvm_run_ms", "a fresh boot of the same guest: --boot-timer main() -> first KVM_RUN"},
         {"boot_guest_marker_ms", "a fresh boot: main() -> the guest's first boot-marker write"},
         {"boot_spawn_to_output_ms", "a fresh boot: fork+exec -> first console byte"},
     };
     if (clone_) {
-      m = {{"clone_spawn_to_output_p50_ms", "8 clones spawned back to back: spawn -> each one's first console byte, median"},
+      m = {{"clone_spawn_to_output_p50_ms",
+            "8 clones spawned back to back: spawn -> each one's first console byte, median"},
            {"clone_spawn_to_output_p99_ms", "the same, 99th percentile"},
            {"clone_guest_marker_p50_ms", "--boot-timer: main() -> the clone's guest's first boot-marker write, median"},
-           {"clone_guest_ram_private_dirty_kib", "per clone, mean: Private_Dirty of its guest-RAM mapping (the "
-                                                 "MAP_PRIVATE snapshot memory file): guest pages it wrote since the restore"},
-           {"clone_guest_ram_rss_kib", "per clone, mean: Rss of the guest-RAM mapping (shared page-cache pages included)"},
-           {"clone_private_dirty_kib", "per clone, mean: Private_Dirty of the whole VMM process (heap, stacks, guest "
-                                       "pages written): memory that is this clone's alone"},
+           {"clone_guest_ram_private_dirty_kib",
+            "per clone, mean: Private_Dirty of its guest-RAM mapping (the "
+            "MAP_PRIVATE snapshot memory file): guest pages it wrote since the restore"},
+           {"clone_guest_ram_rss_kib",
+            "per clone, mean: Rss of the guest-RAM mapping (shared page-cache pages included)"},
+           {"clone_private_dirty_kib",
+            "per clone, mean: Private_Dirty of the whole VMM process (heap, stacks, guest "
+            "pages written): memory that is this clone's alone"},
            {"clone_pss_kib", "per clone, mean: Pss of the whole process (shared pages divided among the clones)"},
            {"boot_private_dirty_kib", "one freshly booted VMM of the same guest and RAM size, sampled the same way"},
            {"boot_pss_kib", "the same, Pss"}};
@@ -114,8 +119,9 @@ class SnapshotScenario final : public Scenario {
         "--boot-timer numbers start at microvm's main(), so they leave out exec and the dynamic loader; the "
         "spawn -> output numbers include them and the harness's 200 us polling."};
     if (clone_)
-      n.push_back("All clones run at once; memory is sampled once each clone's guest has printed, so it includes "
-                  "what the guest wrote meanwhile (the ticker writes no RAM) and the VMM's own heap and stacks.");
+      n.push_back(
+          "All clones run at once; memory is sampled once each clone's guest has printed, so it includes "
+          "what the guest wrote meanwhile (the ticker writes no RAM) and the VMM's own heap and stacks.");
     else
       n.push_back("p50/p99 are over " + std::to_string(kRestoresPerRun) +
                   " sequential restores per run; the table shows their median over runs.");
@@ -130,14 +136,14 @@ class SnapshotScenario final : public Scenario {
     const std::string out = ctx.work_dir + "/snap-source.out", err = ctx.work_dir + "/snap-source.err";
     // Not jailed: the snapshot goes to the bench's own work directory, which the jail's user
     // could not write (a jailed source would need a --snapshot-dir it owns).
-    auto child = TRY(ChildProcess::spawn(with_boot_timer(ctx, {"--kernel", ticker_, "--api-sock", sock, "--jail", "off"}),
-                                         {out, err}));
+    auto child = TRY(ChildProcess::spawn(
+        with_boot_timer(ctx, {"--kernel", ticker_, "--api-sock", sock, "--jail", "off"}), {out, err}));
     if (!wait_first_byte(child, out))
       return fail("the ticker guest printed nothing: " + read_file(err).value_or("").substr(0, 400));
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    auto snap = TRY(ChildProcess::spawn({ctx.microvm_binary, "snapshot", "--api-sock", sock, "create", snapshot_dir_,
-                                         "--keep-paused"},
-                                        {ctx.work_dir + "/snapshot.out", ctx.work_dir + "/snapshot.err"}));
+    auto snap = TRY(ChildProcess::spawn(
+        {ctx.microvm_binary, "snapshot", "--api-sock", sock, "create", snapshot_dir_, "--keep-paused"},
+        {ctx.work_dir + "/snapshot.out", ctx.work_dir + "/snapshot.err"}));
     bool done = snap.wait_for(std::chrono::seconds(120));
     stop(child, std::chrono::seconds(2));
     if (!done || exit_code_of(*snap.status()) != 0)
@@ -147,8 +153,10 @@ class SnapshotScenario final : public Scenario {
 
   Result<RunOutput> run_once(const BenchContext& ctx, std::string_view) override {
     RunOutput out;
-    if (clone_) TRY(run_clones(ctx, out));
-    else TRY(run_restores(ctx, out));
+    if (clone_)
+      TRY(run_clones(ctx, out));
+    else
+      TRY(run_restores(ctx, out));
     TRY(fresh_boot(ctx, out));
     return out;
   }
@@ -157,8 +165,8 @@ class SnapshotScenario final : public Scenario {
   std::vector<std::string> with_boot_timer(const BenchContext& ctx, std::vector<std::string> args) const {
     std::vector<std::string> a = {ctx.microvm_binary, "run"};
     a.insert(a.end(), args.begin(), args.end());
-    if (args[0] == "--kernel") a.insert(a.end(), {"--memory", std::to_string(ctx.memory_bytes >> 20) + "M", "--cpus",
-                                                  std::to_string(ctx.cpus)});
+    if (args[0] == "--kernel")
+      a.insert(a.end(), {"--memory", std::to_string(ctx.memory_bytes >> 20) + "M", "--cpus", std::to_string(ctx.cpus)});
     a.push_back("--boot-timer");
     return a;
   }
@@ -212,7 +220,8 @@ class SnapshotScenario final : public Scenario {
     std::vector<ChildProcess> clones;
     std::vector<std::pair<std::string, std::string>> files;
     for (int i = 0; i < kClones; ++i) {
-      files.push_back({ctx.work_dir + "/clone" + std::to_string(i) + ".out", ctx.work_dir + "/clone" + std::to_string(i) + ".err"});
+      files.push_back(
+          {ctx.work_dir + "/clone" + std::to_string(i) + ".out", ctx.work_dir + "/clone" + std::to_string(i) + ".err"});
       auto c = ChildProcess::spawn(restore_command(ctx), {files.back().first, files.back().second});
       if (!c) return std::unexpected(c.error());
       clones.push_back(std::move(*c));

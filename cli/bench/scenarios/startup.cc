@@ -53,17 +53,22 @@ class StartupScenario final : public Scenario {
     return {
         {"exec_to_first_kvm_run_ms", "strace -f -ttt: first KVM_RUN ioctl (any thread) minus the VMM's execve"},
         {"boot_timer_first_kvm_run_ms", "microvm's own --boot-timer (main() entry -> first KVM_RUN), untraced"},
-        {"tiny_guest_run_ms", "spawn -> exit of a VM whose guest stops at its first instruction (an ELF with a PVH "
-                              "note; QEMU boots it through its qboot firmware), untraced: whole start-up plus teardown"},
+        {"tiny_guest_run_ms",
+         "spawn -> exit of a VM whose guest stops at its first instruction (an ELF with a PVH "
+         "note; QEMU boots it through its qboot firmware), untraced: whole start-up plus teardown"},
         {"rss_total_kib", "VmRSS-equivalent: sum of Rss over /proc/PID/smaps, sampled while the guest runs"},
-        {"guest_ram_rss_kib", "Rss of the guest-RAM mapping(s) (microvm: memfd:microvm-guest-ram; QEMU: the "
-                              "anonymous mapping of the guest memory size)"},
-        {"vmm_overhead_rss_kib", "rss_total - guest RAM: the VMM's own resident memory (shared libraries counted fully)"},
+        {"guest_ram_rss_kib",
+         "Rss of the guest-RAM mapping(s) (microvm: memfd:microvm-guest-ram; QEMU: the "
+         "anonymous mapping of the guest memory size)"},
+        {"vmm_overhead_rss_kib",
+         "rss_total - guest RAM: the VMM's own resident memory (shared libraries counted fully)"},
         {"vmm_overhead_pss_kib", "the same as PSS: shared library pages divided among the processes using them"},
-        {"vmm_overhead_private_kib", "pages outside guest RAM mapped by this process only (includes the VMM's own "
-                                     "executable pages while no other instance of it runs)"},
-        {"vmm_overhead_private_dirty_kib", "written private pages outside guest RAM (heap, stacks, relocated data, "
-                                           "private file copies): the part a second VM cannot share"},
+        {"vmm_overhead_private_kib",
+         "pages outside guest RAM mapped by this process only (includes the VMM's own "
+         "executable pages while no other instance of it runs)"},
+        {"vmm_overhead_private_dirty_kib",
+         "written private pages outside guest RAM (heap, stacks, relocated data, "
+         "private file copies): the part a second VM cannot share"},
         {"vmm_overhead_anon_kib", "part of the overhead in heap, stacks and anonymous mappings"},
         {"vmm_overhead_file_kib", "part of the overhead in the executable and shared libraries"},
         {"vmm_threads", "threads of the VMM process when sampled"},
@@ -111,8 +116,8 @@ class StartupScenario final : public Scenario {
     // run for a while, kill it (strace then exits and flushes), and parse. If the first
     // KVM_RUN was not reached yet (a very loaded host), try again with a longer run.
     std::string last_error;
-    for (auto run_for : {std::chrono::milliseconds(1500), std::chrono::milliseconds(5000),
-                         std::chrono::milliseconds(20000)}) {
+    for (auto run_for :
+         {std::chrono::milliseconds(1500), std::chrono::milliseconds(5000), std::chrono::milliseconds(20000)}) {
       auto child = TRY(ChildProcess::spawn(argv, {ctx.work_dir + "/traced.out", ctx.work_dir + "/traced.err"}));
       bool exited = child.wait_for(run_for);
       if (!exited) {
@@ -126,8 +131,8 @@ class StartupScenario final : public Scenario {
         return {};
       }
       last_error = std::string(variant) + " under strace: no " + (t.first_execve ? "KVM_RUN" : "execve") +
-                   " in the trace after " + std::to_string(run_for.count()) + " ms; VMM stderr: " +
-                   read_file(ctx.work_dir + "/traced.err").value_or("").substr(0, 400);
+                   " in the trace after " + std::to_string(run_for.count()) +
+                   " ms; VMM stderr: " + read_file(ctx.work_dir + "/traced.err").value_or("").substr(0, 400);
       if (exited) break;  // the VMM failed by itself; waiting longer will not help
     }
     return fail(last_error);
@@ -135,7 +140,8 @@ class StartupScenario final : public Scenario {
 
   Result<void> memory_sample(const BenchContext& ctx, std::string_view variant, RunOutput& out) {
     std::string err_path = ctx.work_dir + "/sample.err";
-    auto child = TRY(ChildProcess::spawn(vmm_command(ctx, variant, initrd_, true), {ctx.work_dir + "/sample.out", err_path}));
+    auto child =
+        TRY(ChildProcess::spawn(vmm_command(ctx, variant, initrd_, true), {ctx.work_dir + "/sample.out", err_path}));
     if (child.wait_for(ctx.rss_sample_after))
       return fail(std::string(variant) + " exited before the memory sample (" + describe_status(*child.status()) +
                   "): " + read_file(err_path).value_or("").substr(0, 400));
@@ -186,12 +192,28 @@ class StartupScenario final : public Scenario {
     std::string mem = std::to_string(ctx.memory_bytes >> 20) + "M";
     std::vector<std::string> argv;
     if (variant == "qemu")
-      argv = {ctx.qemu_binary, "-M", "microvm", "-enable-kvm", "-cpu", "qemu64,+x2apic,vendor=GenuineIntel",
-              "-smp", std::to_string(ctx.cpus), "-m", mem, "-nodefaults", "-no-user-config", "-display", "none",
-              "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", halt_elf_};
+      argv = {ctx.qemu_binary,
+              "-M",
+              "microvm",
+              "-enable-kvm",
+              "-cpu",
+              "qemu64,+x2apic,vendor=GenuineIntel",
+              "-smp",
+              std::to_string(ctx.cpus),
+              "-m",
+              mem,
+              "-nodefaults",
+              "-no-user-config",
+              "-display",
+              "none",
+              "-no-reboot",
+              "-device",
+              "isa-debug-exit,iobase=0xf4,iosize=0x04",
+              "-kernel",
+              halt_elf_};
     else
-      argv = {ctx.microvm_binary, "run", "--kernel", halt_elf_, "--memory", mem, "--cpus", std::to_string(ctx.cpus),
-              "--cmdline", "halt"};
+      argv = {ctx.microvm_binary,       "run",       "--kernel", halt_elf_, "--memory", mem, "--cpus",
+              std::to_string(ctx.cpus), "--cmdline", "halt"};
     auto child = TRY(ChildProcess::spawn(argv, {"", err_path}));
     if (!child.wait_for(std::chrono::seconds(60))) return fail("tiny guest did not stop within 60 s");
     // microvm: 0 = powered off. QEMU's isa-debug-exit exits with (value << 1) | 1 = 1.

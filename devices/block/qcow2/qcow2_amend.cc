@@ -81,18 +81,21 @@ Result<void> check_snapshots_for(int fd, const Header& h, uint32_t version, uint
     const std::string who = "snapshot '" + s.name + "' (ID " + s.id + ")";
     if (version == 3) {
       if (!s.has_disk_size)
-        return fail(ENOTSUP, who + " lacks the disk size that version 3 requires; upgrading its entry is not supported");
+        return fail(ENOTSUP,
+                    who + " lacks the disk size that version 3 requires; upgrading its entry is not supported");
       continue;
     }
     if (s.l1_size == 0) continue;
-    if (s.l1_table_offset % cs || s.l1_table_offset > file_size || uint64_t{s.l1_size} * 8 > file_size - s.l1_table_offset)
+    if (s.l1_table_offset % cs || s.l1_table_offset > file_size ||
+        uint64_t{s.l1_size} * 8 > file_size - s.l1_table_offset)
       return fail(EINVAL, who + ": L1 table is outside the file");
     std::vector<uint8_t> l1(uint64_t{s.l1_size} * 8), l2(cs);
     if (int rc = pread_full(fd, l1.data(), l1.size(), s.l1_table_offset)) return fail_errno(-rc, "read L1 table");
     for (uint32_t i = 0; i < s.l1_size; ++i) {
       const uint64_t l2_off = be64(&l1[i * 8ull]) & kOffsetMask;
       if (l2_off == 0) continue;
-      if (l2_off % cs || file_size < cs || l2_off > file_size - cs) return fail(EINVAL, who + ": L2 table outside the file");
+      if (l2_off % cs || file_size < cs || l2_off > file_size - cs)
+        return fail(EINVAL, who + ": L2 table outside the file");
       if (int rc = pread_full(fd, l2.data(), cs, l2_off)) return fail_errno(-rc, "read L2 table");
       for (uint64_t j = 0; j < cs / 8; ++j) {
         const uint64_t e = be64(&l2[j * 8]);

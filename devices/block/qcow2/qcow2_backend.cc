@@ -21,9 +21,10 @@ Result<std::unique_ptr<Qcow2Backend>> Qcow2Backend::open(const DiskOptions& opts
     // file. The kernel writes back and invalidates cached pages around direct I/O, so the two
     // views stay coherent.
     direct.reset(::open(opts.path.c_str(), (opts.read_only ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC));
-    struct stat a {}, b {};
-    if (direct && (::fstat(direct.get(), &a) != 0 || ::fstat(img->fd(), &b) != 0 || a.st_dev != b.st_dev ||
-                   a.st_ino != b.st_ino))
+    struct stat a {
+    }, b{};
+    if (direct &&
+        (::fstat(direct.get(), &a) != 0 || ::fstat(img->fd(), &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino))
       return fail(EBUSY, opts.path + ": the file changed while it was being opened");
     if (!direct && opts.logger)
       opts.logger->log(LogLevel::kWarn, "%s: O_DIRECT refused (%s); cache=none falls back to the page cache",
@@ -99,7 +100,8 @@ int Qcow2Backend::submit_piece() {
   if (!piece_.active) return 0;
   piece_.active = false;
   const Piece& p = piece_;
-  auto r = p.is_write ? engine_->write(p.fd, p.offset, p.iov, current_) : engine_->read(p.fd, p.offset, p.iov, current_);
+  auto r =
+      p.is_write ? engine_->write(p.fd, p.offset, p.iov, current_) : engine_->read(p.fd, p.offset, p.iov, current_);
   if (!r && r.error().code == kSubmitBusy) {
     // The engine filled up in the middle of a request (one piece per run of clusters): the
     // pieces already queued cannot be taken back, so this one runs here and now instead of failing.

@@ -31,7 +31,8 @@ Result<std::unique_ptr<SyncDisk>> open_backing(const std::string& path, DiskForm
     auto f = TRY(open_image_file(path, true, CacheMode::kWriteback, opts.lock, opts.logger));
     struct stat st {};
     if (::fstat(f.fd.get(), &st) != 0) return fail_errno("stat " + path);
-    if (!seen.insert({st.st_dev, st.st_ino}).second) return fail(ELOOP, "backing chain loop: " + path + " appears twice");
+    if (!seen.insert({st.st_dev, st.st_ino}).second)
+      return fail(ELOOP, "backing chain loop: " + path + " appears twice");
     return std::unique_ptr<SyncDisk>(new RawSyncDisk(std::move(f.fd), f.size));
   }
   auto img = TRY(open_level(path, true, opts, depth, seen, "", std::nullopt));
@@ -70,7 +71,8 @@ Result<std::unique_ptr<Image>> open_level(const std::string& path, bool read_onl
     fmt = *parsed;
   }
   if (!fmt)
-    return fail(EINVAL, path + ": the backing file's format is not recorded in the image; give backing_format=raw|qcow2");
+    return fail(EINVAL,
+                path + ": the backing file's format is not recorded in the image; give backing_format=raw|qcow2");
   auto b = open_backing(backing, *fmt, opts, depth + 1, seen);
   if (!b) return std::unexpected(b.error().context("backing file of " + path));
   (*img)->set_backing(std::move(*b));
@@ -84,7 +86,8 @@ Result<std::unique_ptr<Image>> open_chain(const DiskOptions& opts) {
   return open_level(opts.path, opts.read_only, opts, 0, seen, opts.backing, opts.backing_format);
 }
 
-Result<std::unique_ptr<SyncDisk>> open_sync_disk(const std::string& path, DiskFormat format, const DiskOptions& chain_opts) {
+Result<std::unique_ptr<SyncDisk>> open_sync_disk(const std::string& path, DiskFormat format,
+                                                 const DiskOptions& chain_opts) {
   std::set<DevIno> seen;
   if (format == DiskFormat::kRaw) return open_backing(path, format, chain_opts, 0, seen);
   auto img = TRY(open_level(path, true, chain_opts, 0, seen, chain_opts.backing, chain_opts.backing_format));

@@ -15,6 +15,6 @@ constexpr int kMaxChainDepth = 16;
 
 // Opens any image (raw or qcow2) read-only as a SyncDisk, e.g. as a backing file or for convert.
 [[nodiscard]] Result<std::unique_ptr<SyncDisk>> open_sync_disk(const std::string& path, DiskFormat format,
-                                                                const DiskOptions& chain_opts);
+                                                               const DiskOptions& chain_opts);
 
 }  // namespace microvm::qcow2

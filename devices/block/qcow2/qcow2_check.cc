@@ -19,8 +19,12 @@ constexpr uint64_t kMaxCheckClusters = 1ull << 30;
 class Checker {
  public:
   Checker(int fd, const Header& h, uint64_t file_size)
-      : fd_(fd), h_(h), cs_(h.cluster_size()), file_size_(file_size),
-        nclusters_((file_size + cs_ - 1) / cs_), ref_(nclusters_, 0) {}
+      : fd_(fd),
+        h_(h),
+        cs_(h.cluster_size()),
+        file_size_(file_size),
+        nclusters_((file_size + cs_ - 1) / cs_),
+        ref_(nclusters_, 0) {}
 
   Result<CheckReport> run();
 
@@ -98,8 +102,10 @@ Result<void> Checker::walk_l2(uint64_t l2_off, bool active) {
       continue;
     }
     uint64_t off = e & kOffsetMask;
-    if (e & kL2StandardReservedMask) error("L2 entry " + std::to_string(i) + " of table at " + std::to_string(l2_off) + " has reserved bits set");
-    if ((e & kZeroFlag) && h_.version < 3) error("zero flag in a version 2 image (L2 table at " + std::to_string(l2_off) + ")");
+    if (e & kL2StandardReservedMask)
+      error("L2 entry " + std::to_string(i) + " of table at " + std::to_string(l2_off) + " has reserved bits set");
+    if ((e & kZeroFlag) && h_.version < 3)
+      error("zero flag in a version 2 image (L2 table at " + std::to_string(l2_off) + ")");
     if (!off) continue;
     if (off % cs_) {
       error("offset=" + std::to_string(off) + ": data cluster is not properly aligned; L2 entry corrupted");
@@ -130,7 +136,8 @@ Result<void> Checker::walk_l1(uint64_t l1_off, uint64_t l1_size, bool active) {
     if (e & kL1ReservedMask) error("L1 entry " + std::to_string(i) + " has reserved bits set");
     if (!off) continue;
     if (off % cs_) {
-      error("L2 table offset " + std::to_string(off) + " is not cluster aligned; L1 entry " + std::to_string(i) + " corrupted");
+      error("L2 table offset " + std::to_string(off) + " is not cluster aligned; L1 entry " + std::to_string(i) +
+            " corrupted");
       continue;
     }
     if (active) copied_.push_back({l1_off, i, off, true, (e & kCopied) != 0});
@@ -186,7 +193,8 @@ Result<CheckReport> Checker::run() {
   uint64_t rt_bytes = uint64_t{h_.refcount_table_clusters} * cs_;
   ref(h_.refcount_table_offset, rt_bytes, "refcount table");
   std::vector<uint8_t> raw(rt_bytes);
-  if (int rc = pread_full(fd_, raw.data(), raw.size(), h_.refcount_table_offset)) return fail_errno(-rc, "read refcount table");
+  if (int rc = pread_full(fd_, raw.data(), raw.size(), h_.refcount_table_offset))
+    return fail_errno(-rc, "read refcount table");
   rt_.resize(rt_bytes / 8);
   for (size_t i = 0; i < rt_.size(); ++i) {
     rt_[i] = be64(raw.data() + 8 * i);

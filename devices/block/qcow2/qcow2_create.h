@@ -24,7 +24,7 @@ struct CreateOptions {
   // to write an image whose dirty bit is set, so recording it is always safe.
   bool lazy_refcounts = false;
   CompressionType compression_type = CompressionType::kZlib;  // zstd sets the incompatible bit
-  Preallocation preallocation = Preallocation::kOff;  // not with a backing file (as qemu-img)
+  Preallocation preallocation = Preallocation::kOff;          // not with a backing file (as qemu-img)
 };
 
 // Creates (or truncates) `path`. Layout: header cluster, refcount table, one refcount block,

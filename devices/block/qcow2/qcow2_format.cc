@@ -44,7 +44,8 @@ std::unexpected<Error> field_error(const char* field, const std::string& what) {
 // A table at [offset, offset+bytes) must be cluster aligned and inside the file.
 Result<void> check_table(const char* field, uint64_t offset, uint64_t bytes, const Header& h, uint64_t file_size) {
   if (offset == 0) return field_error(field, "is zero (the table would overlap the header)");
-  if (offset % h.cluster_size()) return field_error(field, "offset " + std::to_string(offset) + " is not cluster aligned");
+  if (offset % h.cluster_size())
+    return field_error(field, "offset " + std::to_string(offset) + " is not cluster aligned");
   if (offset > file_size || bytes > file_size - offset)
     return field_error(field, "table at " + std::to_string(offset) + " (" + std::to_string(bytes) +
                                   " bytes) extends past the end of the file (" + std::to_string(file_size) + " bytes)");
@@ -54,12 +55,14 @@ Result<void> check_table(const char* field, uint64_t offset, uint64_t bytes, con
 }  // namespace
 
 Result<Header> parse_header(std::span<const uint8_t> b, uint64_t file_size) {
-  if (b.size() < kV2HeaderLength) return fail(EINVAL, "qcow2 header: file too small (" + std::to_string(b.size()) + " bytes)");
+  if (b.size() < kV2HeaderLength)
+    return fail(EINVAL, "qcow2 header: file too small (" + std::to_string(b.size()) + " bytes)");
   const uint8_t* p = b.data();
   if (be32(p) != kMagic) return field_error("magic", "not a qcow2 image");
   Header h;
   h.version = be32(p + 4);
-  if (h.version != 2 && h.version != 3) return field_error("version", std::to_string(h.version) + " is not supported (2 or 3)");
+  if (h.version != 2 && h.version != 3)
+    return field_error("version", std::to_string(h.version) + " is not supported (2 or 3)");
   h.backing_file_offset = be64(p + 8);
   h.backing_file_size = be32(p + 16);
   h.cluster_bits = be32(p + 20);
@@ -81,13 +84,15 @@ Result<Header> parse_header(std::span<const uint8_t> b, uint64_t file_size) {
     h.autoclear_features = be64(p + 88);
     h.refcount_order = be32(p + 96);
     h.header_length = be32(p + 100);
-    if (h.header_length < kV3HeaderLength) return field_error("header_length", std::to_string(h.header_length) + " is less than 104");
+    if (h.header_length < kV3HeaderLength)
+      return field_error("header_length", std::to_string(h.header_length) + " is less than 104");
   }
 
   if (h.cluster_bits < kMinClusterBits || h.cluster_bits > kMaxClusterBits)
     return field_error("cluster_bits", std::to_string(h.cluster_bits) + " is outside 9..21 (512 B to 2 MiB clusters)");
   const uint64_t cs = h.cluster_size();
-  if (h.header_length > cs) return field_error("header_length", std::to_string(h.header_length) + " is larger than a cluster");
+  if (h.header_length > cs)
+    return field_error("header_length", std::to_string(h.header_length) + " is larger than a cluster");
   if (h.header_length > b.size()) return field_error("header_length", "extends past the end of the file");
   if (h.header_length > kV3HeaderLength) {
     uint8_t ct = p[104];
@@ -105,20 +110,23 @@ Result<Header> parse_header(std::span<const uint8_t> b, uint64_t file_size) {
   bool ct_bit = h.incompatible_features & kIncompatCompressionType;
   if (ct_bit != (h.compression_type != CompressionType::kZlib))
     return field_error("compression_type", "does not agree with the compression type feature bit");
-  if (h.refcount_order > 6) return field_error("refcount_order", std::to_string(h.refcount_order) + " is larger than 6 (64-bit refcounts)");
+  if (h.refcount_order > 6)
+    return field_error("refcount_order", std::to_string(h.refcount_order) + " is larger than 6 (64-bit refcounts)");
   if (h.size > kMaxVirtualSize) return field_error("size", std::to_string(h.size) + " is larger than 1 PiB");
   if (h.size % 512) return field_error("size", std::to_string(h.size) + " is not a multiple of 512");
 
   // L1 table.
   if (h.l1_size > kMaxL1Entries) return field_error("l1_size", std::to_string(h.l1_size) + " entries is too large");
   if (h.l1_size < l1_entries_for(h.size, h.cluster_bits))
-    return field_error("l1_size", std::to_string(h.l1_size) + " entries cannot map the virtual size " + std::to_string(h.size));
+    return field_error("l1_size",
+                       std::to_string(h.l1_size) + " entries cannot map the virtual size " + std::to_string(h.size));
   if (h.l1_size) TRY(check_table("l1_table_offset", h.l1_table_offset, uint64_t{h.l1_size} * 8, h, file_size));
 
   // Refcount table.
   if (h.refcount_table_clusters == 0) return field_error("refcount_table_clusters", "is zero");
   uint64_t rt_bytes = uint64_t{h.refcount_table_clusters} << h.cluster_bits;
-  if (rt_bytes > kMaxRefcountTableBytes) return field_error("refcount_table_clusters", std::to_string(h.refcount_table_clusters) + " is too large");
+  if (rt_bytes > kMaxRefcountTableBytes)
+    return field_error("refcount_table_clusters", std::to_string(h.refcount_table_clusters) + " is too large");
   TRY(check_table("refcount_table_offset", h.refcount_table_offset, rt_bytes, h, file_size));
 
   if (h.nb_snapshots > 65536) return field_error("nb_snapshots", std::to_string(h.nb_snapshots) + " is too large");
@@ -133,7 +141,8 @@ Result<Header> parse_header(std::span<const uint8_t> b, uint64_t file_size) {
         h.backing_file_offset + h.backing_file_size > b.size())
       return field_error("backing_file_offset", "the name is not inside the first cluster of the file");
     h.backing_file.assign(reinterpret_cast<const char*>(p + h.backing_file_offset), h.backing_file_size);
-    if (h.backing_file.find('\0') != std::string::npos) return field_error("backing_file_offset", "the name contains a NUL byte");
+    if (h.backing_file.find('\0') != std::string::npos)
+      return field_error("backing_file_offset", "the name contains a NUL byte");
   }
 
   // Header extensions, between header_length and the end of the first cluster (or the
@@ -144,7 +153,8 @@ Result<Header> parse_header(std::span<const uint8_t> b, uint64_t file_size) {
     uint32_t type = be32(p + pos), len = be32(p + pos + 4);
     pos += 8;
     if (type == kExtEnd) break;
-    if (len > end - pos) return field_error("header extension", "length " + std::to_string(len) + " overruns the header cluster");
+    if (len > end - pos)
+      return field_error("header extension", "length " + std::to_string(len) + " overruns the header cluster");
     if (type == kExtBackingFormat) {
       h.backing_format.assign(reinterpret_cast<const char*>(p + pos), len);
       if (h.backing_format.find('\0') != std::string::npos) h.backing_format.resize(h.backing_format.find('\0'));

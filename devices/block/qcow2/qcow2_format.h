@@ -12,9 +12,9 @@ namespace microvm::qcow2 {
 
 constexpr uint32_t kMagic = 0x514649fb;  // "QFI\xfb"
 constexpr uint32_t kMinClusterBits = 9;
-constexpr uint32_t kMaxClusterBits = 21;  // 2 MiB
-constexpr uint64_t kMaxVirtualSize = 1ull << 50;  // 1 PiB
-constexpr uint32_t kMaxL1Entries = 32u << 20 >> 3;  // 32 MiB of L1, as QEMU
+constexpr uint32_t kMaxClusterBits = 21;               // 2 MiB
+constexpr uint64_t kMaxVirtualSize = 1ull << 50;       // 1 PiB
+constexpr uint32_t kMaxL1Entries = 32u << 20 >> 3;     // 32 MiB of L1, as QEMU
 constexpr uint64_t kMaxRefcountTableBytes = 8u << 20;  // as QEMU
 constexpr uint32_t kV2HeaderLength = 72;
 constexpr uint32_t kV3HeaderLength = 104;
@@ -25,8 +25,8 @@ constexpr uint64_t kIncompatCorrupt = 1ull << 1;
 constexpr uint64_t kIncompatExternalData = 1ull << 2;
 constexpr uint64_t kIncompatCompressionType = 1ull << 3;
 constexpr uint64_t kIncompatExtendedL2 = 1ull << 4;
-constexpr uint64_t kIncompatKnown = kIncompatDirty | kIncompatCorrupt | kIncompatExternalData |
-                                    kIncompatCompressionType | kIncompatExtendedL2;
+constexpr uint64_t kIncompatKnown =
+    kIncompatDirty | kIncompatCorrupt | kIncompatExternalData | kIncompatCompressionType | kIncompatExtendedL2;
 constexpr uint64_t kCompatLazyRefcounts = 1ull << 0;
 
 // Header extension types.
@@ -40,7 +40,7 @@ constexpr uint64_t kOffsetMask = 0x00fffffffffffe00ull;  // bits 9..55
 constexpr uint64_t kCopied = 1ull << 63;
 constexpr uint64_t kCompressed = 1ull << 62;
 constexpr uint64_t kZeroFlag = 1ull << 0;
-constexpr uint64_t kL1ReservedMask = 0x7f000000000001ffull;  // bits 0-8 and 56-62
+constexpr uint64_t kL1ReservedMask = 0x7f000000000001ffull;          // bits 0-8 and 56-62
 constexpr uint64_t kL2StandardReservedMask = 0x3f000000000001feull;  // bits 1-8, 56-61
 
 enum class CompressionType : uint8_t { kZlib = 0, kZstd = 1 };

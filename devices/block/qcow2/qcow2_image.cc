@@ -27,7 +27,8 @@ int pread_zero_tail(int fd, std::span<const iovec> iov, uint64_t offset) {
     std::vector<iovec> v(part.begin(), part.end());
     size_t want = iov_total(v);
     ssize_t n;
-    do n = ::preadv(fd, v.data(), static_cast<int>(std::min<size_t>(v.size(), 1024)), static_cast<off_t>(offset + done));
+    do
+      n = ::preadv(fd, v.data(), static_cast<int>(std::min<size_t>(v.size(), 1024)), static_cast<off_t>(offset + done));
     while (n < 0 && errno == EINTR);
     if (n < 0) return -errno;
     if (static_cast<size_t>(n) < want) {
@@ -70,7 +71,11 @@ int grow_file(int fd, uint64_t& file_size, uint64_t end) {
 }  // namespace
 
 Image::Image(Fd fd, Header h, const Options& o)
-    : fd_(std::move(fd)), h_(std::move(h)), cs_(h_.cluster_size()), read_only_(o.read_only), log_(o.logger),
+    : fd_(std::move(fd)),
+      h_(std::move(h)),
+      cs_(h_.cluster_size()),
+      read_only_(o.read_only),
+      log_(o.logger),
       cache_cap_(std::max<size_t>(4, o.cache_bytes / h_.cluster_size())) {}
 
 Image::~Image() {
@@ -101,25 +106,30 @@ Result<void> Image::init(uint64_t file_size) {
   for (size_t i = 0; i < rt_.size(); ++i) {
     uint64_t e = be64(raw.data() + 8 * i);
     if (e & 0x1ff || e % cs_)
-      return fail(EINVAL, "qcow2 refcount table entry " + std::to_string(i) + ": offset " + std::to_string(e) + " is not cluster aligned");
+      return fail(EINVAL, "qcow2 refcount table entry " + std::to_string(i) + ": offset " + std::to_string(e) +
+                              " is not cluster aligned");
     if (e && e + cs_ > host_end_)
-      return fail(EINVAL, "qcow2 refcount table entry " + std::to_string(i) + ": refcount block at " + std::to_string(e) +
-                              " is past the end of the file");
+      return fail(EINVAL, "qcow2 refcount table entry " + std::to_string(i) + ": refcount block at " +
+                              std::to_string(e) + " is past the end of the file");
     if (e && overlaps_fixed_metadata(e, cs_))
-      return fail(EINVAL, "qcow2 refcount table entry " + std::to_string(i) + ": refcount block overlaps the header, L1 or refcount table");
+      return fail(EINVAL, "qcow2 refcount table entry " + std::to_string(i) +
+                              ": refcount block overlaps the header, L1 or refcount table");
     if (e && !seen.insert(e).second)
-      return fail(EINVAL, "qcow2 refcount table entry " + std::to_string(i) + ": refcount block shared with another entry");
+      return fail(EINVAL,
+                  "qcow2 refcount table entry " + std::to_string(i) + ": refcount block shared with another entry");
     rt_[i] = e;
     if (e) refblock_clusters_.push_back(e / cs_);
   }
   std::sort(refblock_clusters_.begin(), refblock_clusters_.end());
   if (!read_only_) {
     if (h_.incompatible_features & kIncompatCorrupt)
-      return fail(EINVAL, "qcow2 header field incompatible_features: the image is marked corrupt; "
-                          "repair it (microvm img check -r all FILE) or open it read-only");
+      return fail(EINVAL,
+                  "qcow2 header field incompatible_features: the image is marked corrupt; "
+                  "repair it (microvm img check -r all FILE) or open it read-only");
     if (h_.incompatible_features & kIncompatDirty)
-      return fail(EINVAL, "qcow2 header field incompatible_features: the dirty bit is set (lazy refcounts were not "
-                          "written back); repair it with microvm img check -r all FILE, or open it read-only");
+      return fail(EINVAL,
+                  "qcow2 header field incompatible_features: the dirty bit is set (lazy refcounts were not "
+                  "written back); repair it with microvm img check -r all FILE, or open it read-only");
     // Snapshot tables and their L1 tables are metadata the allocator must know (a hostile
     // image could call them free); a table that cannot be read refuses the writable open.
     if (auto r = load_snapshot_metadata(); !r)
@@ -167,7 +177,7 @@ std::string Image::refcount_cap_message() const {
 
 int Image::mark_corrupt(const std::string& what) {
   corrupt_log_.error("corruption detected: %s%s", what.c_str(),
-                      corrupt_ ? "" : "; the image is marked corrupt and further writes fail");
+                     corrupt_ ? "" : "; the image is marked corrupt and further writes fail");
   if (!corrupt_ && !read_only_ && h_.version == 3) {
     h_.incompatible_features |= kIncompatCorrupt;
     uint8_t b[8];
@@ -266,8 +276,10 @@ int Image::evict_one() {
   Entry& victim = lru_.back();
   if (victim.dirty) {
     int rc = 0;
-    if (victim.kind == Kind::kL2) rc = write_back(Kind::kRefblock);
-    else if (victim.kind == Kind::kL1) rc = write_back(Kind::kL2);
+    if (victim.kind == Kind::kL2)
+      rc = write_back(Kind::kRefblock);
+    else if (victim.kind == Kind::kL1)
+      rc = write_back(Kind::kL2);
     if (rc == 0) rc = write_entry(victim);
     if (rc) return rc;
   }
@@ -301,10 +313,13 @@ Result<void> Image::set_l1_entry(uint64_t index, uint64_t value) {
 Result<uint64_t> Image::checked_l2_offset(uint64_t l1_index, uint64_t l1e) {
   uint64_t off = l1e & kOffsetMask;
   std::string where = "L1 entry " + std::to_string(l1_index);
-  if (l1e & kL1ReservedMask) return fail(-mark_corrupt(where + " has reserved bits set"), where + ": reserved bits set");
+  if (l1e & kL1ReservedMask)
+    return fail(-mark_corrupt(where + " has reserved bits set"), where + ": reserved bits set");
   if (off == 0) return 0;
-  if (off % cs_) return fail(-mark_corrupt(where + ": L2 table offset is not cluster aligned"), where + ": unaligned L2 table");
-  if (off + cs_ > host_end_) return fail(-mark_corrupt(where + ": L2 table is past the end of the file"), where + ": L2 table past EOF");
+  if (off % cs_)
+    return fail(-mark_corrupt(where + ": L2 table offset is not cluster aligned"), where + ": unaligned L2 table");
+  if (off + cs_ > host_end_)
+    return fail(-mark_corrupt(where + ": L2 table is past the end of the file"), where + ": L2 table past EOF");
   if (overlaps_fixed_metadata(off, cs_) ||
       std::binary_search(refblock_clusters_.begin(), refblock_clusters_.end(), off / cs_))
     return fail(-mark_corrupt(where + ": L2 table overlaps the header, L1, refcount table or a refcount block"),
@@ -427,7 +442,8 @@ Result<void> Image::grow_refcount_table(uint64_t min_entries) {
     }
   }
   for (size_t x = 0; x < blocks.size(); ++x) {
-    if (int rc = pwrite_full(fd_.get(), blocks[x].data(), cs_, (T + n + x) * cs_)) return fail(-rc, "qcow2: write refcount block");
+    if (int rc = pwrite_full(fd_.get(), blocks[x].data(), cs_, (T + n + x) * cs_))
+      return fail(-rc, "qcow2: write refcount block");
   }
   std::vector<uint8_t> raw(entries * 8);
   for (uint64_t i = 0; i < entries; ++i) put_be64(raw.data() + 8 * i, rt[i]);
@@ -585,7 +601,8 @@ Result<Mapping> Image::decode_l2(uint64_t entry) {
     uint64_t sectors = ((entry >> x) & ((1ull << (h_.cluster_bits - 8)) - 1)) + 1;
     m.compressed_bytes = sectors * 512 - (m.host_offset & 511);
     if (m.host_offset >= host_end_ || m.host_offset < cs_)
-      return fail(-mark_corrupt("compressed cluster at " + std::to_string(m.host_offset) + " is outside the file"), "corrupt");
+      return fail(-mark_corrupt("compressed cluster at " + std::to_string(m.host_offset) + " is outside the file"),
+                  "corrupt");
     return m;
   }
   if (entry & kL2StandardReservedMask) return fail(-mark_corrupt("L2 entry has reserved bits set"), "corrupt");
@@ -600,10 +617,14 @@ Result<Mapping> Image::decode_l2(uint64_t entry) {
     m.kind = Mapping::Kind::kData;
   }
   if (off) {
-    if (off % cs_) return fail(-mark_corrupt("data cluster offset " + std::to_string(off) + " is not cluster aligned"), "corrupt");
-    if (off >= host_end_) return fail(-mark_corrupt("data cluster at " + std::to_string(off) + " is past the end of the file"), "corrupt");
+    if (off % cs_)
+      return fail(-mark_corrupt("data cluster offset " + std::to_string(off) + " is not cluster aligned"), "corrupt");
+    if (off >= host_end_)
+      return fail(-mark_corrupt("data cluster at " + std::to_string(off) + " is past the end of the file"), "corrupt");
     if (overlaps_fixed_metadata(off, cs_))
-      return fail(-mark_corrupt("data cluster at " + std::to_string(off) + " overlaps the header, L1 or refcount table"), "corrupt");
+      return fail(
+          -mark_corrupt("data cluster at " + std::to_string(off) + " overlaps the header, L1 or refcount table"),
+          "corrupt");
   }
   m.host_offset = off;
   return m;
@@ -769,7 +790,8 @@ Result<uint64_t> Image::l2_for_write(uint64_t l1i) {
   if (l2off && !(l1e & kCopied)) {
     // COPIED clear means "maybe shared": a refcount of 1 makes it ours.
     uint64_t rc = TRY(refcount(l2off >> h_.cluster_bits));
-    if (rc == 0) return fail(-mark_corrupt("L2 table at " + std::to_string(l2off) + " is in use but has refcount 0"), "corrupt");
+    if (rc == 0)
+      return fail(-mark_corrupt("L2 table at " + std::to_string(l2off) + " is in use but has refcount 0"), "corrupt");
     if (rc == 1) {
       TRY(set_l1_entry(l1i, l2off | kCopied));
       return l2off;
@@ -784,7 +806,8 @@ Result<uint64_t> Image::l2_for_write(uint64_t l1i) {
       if (!(e & kCompressed)) put_be64(copy.data() + 8 * j, e & ~kCopied);
     }
     uint64_t fresh = TRY(alloc_cluster());
-    if (overlaps_fixed_metadata(fresh, cs_)) return fail(-mark_corrupt("allocator returned a metadata cluster"), "corrupt");
+    if (overlaps_fixed_metadata(fresh, cs_))
+      return fail(-mark_corrupt("allocator returned a metadata cluster"), "corrupt");
     Entry* e = TRY(get(Kind::kL2, fresh, static_cast<uint32_t>(cs_), true));
     std::memcpy(e->data.data(), copy.data(), cs_);
     TRY(set_l1_entry(l1i, fresh | kCopied));
@@ -793,7 +816,8 @@ Result<uint64_t> Image::l2_for_write(uint64_t l1i) {
   }
   if (l2off) return l2off;
   uint64_t fresh = TRY(alloc_cluster());
-  if (overlaps_fixed_metadata(fresh, cs_)) return fail(-mark_corrupt("allocator returned a metadata cluster"), "corrupt");
+  if (overlaps_fixed_metadata(fresh, cs_))
+    return fail(-mark_corrupt("allocator returned a metadata cluster"), "corrupt");
   TRY(get(Kind::kL2, fresh, static_cast<uint32_t>(cs_), true));
   TRY(set_l1_entry(l1i, fresh | kCopied));
   return fresh;
@@ -947,8 +971,7 @@ int Image::writev(uint64_t offset, std::span<const iovec> iov) {
         auto fresh = alloc_cluster();
         if (!fresh) return fresh.error().code ? -fresh.error().code : -EIO;
         if (overlaps_fixed_metadata(*fresh, cs_)) return mark_corrupt("allocator returned a metadata cluster");
-        if (run_n &&
-            (*fresh != run_host + run_n * cs_ || run_n * cs_ >= kMaxRunBytes || run.size() >= kMaxRunIovecs)) {
+        if (run_n && (*fresh != run_host + run_n * cs_ || run_n * cs_ >= kMaxRunBytes || run.size() >= kMaxRunIovecs)) {
           if (int rc = write_run()) return rc;
         }
         if (run_n == 0) {
@@ -1040,13 +1063,18 @@ int Image::discard(uint64_t offset, uint64_t len) {
     if (!m) return -EIO;
     if (m->kind == Mapping::Kind::kUnallocated) continue;
     uint64_t value;
-    if (!backing_) value = 0;
-    else if (h_.version >= 3) value = kZeroFlag;  // do not expose the backing file's data
-    else continue;                                 // v2 with backing: keep (discard is a hint)
+    if (!backing_)
+      value = 0;
+    else if (h_.version >= 3)
+      value = kZeroFlag;  // do not expose the backing file's data
+    else
+      continue;  // v2 with backing: keep (discard is a hint)
     uint64_t old = 0;
     if (int rc = set_l2(g, value, &old)) return rc;
-    if (m->kind == Mapping::Kind::kCompressed) (void)free_compressed_later(old);
-    else if (m->host_offset) (void)free_cluster_later(m->host_offset);
+    if (m->kind == Mapping::Kind::kCompressed)
+      (void)free_compressed_later(old);
+    else if (m->host_offset)
+      (void)free_cluster_later(m->host_offset);
   }
   if (pending_free_.size() > kPendingFreeLimit) return flush();
   return 0;
@@ -1080,8 +1108,10 @@ int Image::write_zeroes(uint64_t offset, uint64_t len, bool may_unmap) {
         uint64_t old = 0;
         rc = set_l2(offset, h_.version >= 3 ? kZeroFlag : 0, &old);
         if (rc == 0) {
-          if (m->kind == Mapping::Kind::kCompressed) (void)free_compressed_later(old);
-          else if (m->host_offset) (void)free_cluster_later(m->host_offset);
+          if (m->kind == Mapping::Kind::kCompressed)
+            (void)free_compressed_later(old);
+          else if (m->host_offset)
+            (void)free_cluster_later(m->host_offset);
         }
       }
     }
@@ -1129,8 +1159,9 @@ Result<void> Image::resize(uint64_t new_size) {
   // refused. A size of 0 is exempt: create_image() gives a new overlay its size that way, and
   // then the whole disk is meant to show the backing file.
   if (new_size > h_.size && h_.size != 0 && !backing_ && !h_.backing_file.empty())
-    return fail(EINVAL, "qcow2: growing an overlay needs its backing file open (what the backing file covers "
-                        "past the old end must be made to read as zeroes)");
+    return fail(EINVAL,
+                "qcow2: growing an overlay needs its backing file open (what the backing file covers "
+                "past the old end must be made to read as zeroes)");
   uint64_t need = l1_entries_for(new_size, h_.cluster_bits);
   if (need > kMaxL1Entries) return fail(EINVAL, "qcow2: " + max_size_message(h_.cluster_bits));
   // The header keeps the old size until the grown range is ready: a crash before that leaves

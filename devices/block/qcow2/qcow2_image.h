@@ -14,8 +14,8 @@
 
 #include "base/fd.h"
 #include "base/log.h"
-#include "base/throttled_log.h"
 #include "base/result.h"
+#include "base/throttled_log.h"
 #include "devices/block/qcow2/qcow2_format.h"
 #include "devices/block/sync_disk.h"
 
@@ -239,14 +239,14 @@ class Image final : public SyncDisk {
   std::unique_ptr<SyncDisk> backing_;
   DataPath* data_path_ = nullptr;
 
-  std::vector<uint64_t> rt_;  // refcount table (bounded by kMaxRefcountTableBytes)
+  std::vector<uint64_t> rt_;                 // refcount table (bounded by kMaxRefcountTableBytes)
   std::vector<uint64_t> refblock_clusters_;  // cluster indices of rt_'s blocks, sorted (same bound)
-  uint64_t file_size_ = 0;   // bytes actually in the file (reads past it see zeroes)
-  uint64_t host_end_ = 0;     // cluster-aligned end of the allocated host area
-  uint64_t free_hint_ = 0;    // no free cluster below this index
-  std::vector<uint64_t> pending_free_;  // clusters to release once their L2/L1 reference is gone on disk
+  uint64_t file_size_ = 0;                   // bytes actually in the file (reads past it see zeroes)
+  uint64_t host_end_ = 0;                    // cluster-aligned end of the allocated host area
+  uint64_t free_hint_ = 0;                   // no free cluster below this index
+  std::vector<uint64_t> pending_free_;       // clusters to release once their L2/L1 reference is gone on disk
 
-  Lru lru_;  // front = most recent
+  Lru lru_;                                            // front = most recent
   std::unordered_map<uint64_t, Lru::iterator> index_;  // key: offset | kind
   size_t cache_cap_;
 

@@ -183,16 +183,17 @@ Result<void> writable(bool read_only, bool corrupt) {
 }
 
 std::string undo_note(const Result<void>& undo) {
-  return undo ? "" : " (undoing failed too: " + undo.error().what + "; the image may leak clusters, which "
-                                                                     "microvm img check -r leaks FILE repairs)";
+  return undo ? ""
+              : " (undoing failed too: " + undo.error().what +
+                    "; the image may leak clusters, which "
+                    "microvm img check -r leaks FILE repairs)";
 }
 
 }  // namespace
 
 Result<void> Image::create_snapshot(const std::string& name, uint32_t date_sec, uint32_t date_nsec) {
   TRY(writable(read_only_, corrupt_));
-  if (h_.refcount_order == 0)
-    return fail(ENOTSUP, "qcow2: 1-bit refcounts cannot count the references of a snapshot");
+  if (h_.refcount_order == 0) return fail(ENOTSUP, "qcow2: 1-bit refcounts cannot count the references of a snapshot");
   if (name.empty()) return fail(EINVAL, "qcow2: a snapshot needs a name");
   SnapshotTable table = TRY(read_snapshot_table(fd_.get(), h_, file_size_));
   if (table.entries.size() >= kMaxSnapshots) return fail(ENOSPC, "qcow2: the image has 65536 snapshots already");
@@ -214,7 +215,8 @@ Result<void> Image::create_snapshot(const std::string& name, uint32_t date_sec, 
   std::vector<uint8_t> raw = table.raw;
   {
     auto entry = TRY(encode_snapshot_entry(sn));  // sizes only; encoded again with the L1 offset below
-    if (raw.size() + entry.size() > kMaxSnapshotTableBytes) return fail(ENOSPC, "qcow2: the snapshot table would pass 64 MiB");
+    if (raw.size() + entry.size() > kMaxSnapshotTableBytes)
+      return fail(ENOSPC, "qcow2: the snapshot table would pass 64 MiB");
   }
   if (data_path_) data_path_->quiesce();
   if (int rc = flush()) return fail(-rc, "qcow2: flush");
@@ -240,7 +242,8 @@ Result<void> Image::create_snapshot(const std::string& name, uint32_t date_sec, 
       if (int rc = pread_full(fd_.get(), buf.data(), uint64_t{h_.l1_size} * 8, h_.l1_table_offset))
         return fail(-rc, "qcow2: read L1 table");
       for (uint64_t i = 0; i < h_.l1_size; ++i) put_be64(buf.data() + 8 * i, be64(buf.data() + 8 * i) & ~kCopied);
-      if (int rc = pwrite_full(fd_.get(), buf.data(), buf.size(), l1_copy)) return fail(-rc, "qcow2: write L1 table copy");
+      if (int rc = pwrite_full(fd_.get(), buf.data(), buf.size(), l1_copy))
+        return fail(-rc, "qcow2: write L1 table copy");
       file_size_ = std::max(file_size_, l1_copy + buf.size());
     }
     sn.l1_table_offset = l1_copy;

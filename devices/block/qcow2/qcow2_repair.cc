@@ -75,8 +75,7 @@ Result<RepairResult> repair_refcounts(int fd, const CheckReport& findings, Repai
 }
 
 Result<RepairResult> repair_copied_flags(int fd, const CheckReport& findings) {
-  if (findings.other_corruptions)
-    return fail(EINVAL, "other corruptions remain; COPIED flags are not repaired");
+  if (findings.other_corruptions) return fail(EINVAL, "other corruptions remain; COPIED flags are not repaired");
   Header h = TRY(read_header(fd));
   const uint64_t cs = h.cluster_size();
   const bool refcounts_trusted = findings.mismatches.empty();

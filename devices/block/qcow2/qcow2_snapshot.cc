@@ -78,7 +78,8 @@ Result<SnapshotTable> read_snapshot_table(int fd, const Header& h, uint64_t file
 }
 
 Result<std::vector<uint8_t>> encode_snapshot_entry(const SnapshotInfo& s) {
-  if (s.id.size() > 0xffff || s.name.size() > 0xffff) return fail(EINVAL, "snapshot ID or name longer than 65535 bytes");
+  if (s.id.size() > 0xffff || s.name.size() > 0xffff)
+    return fail(EINVAL, "snapshot ID or name longer than 65535 bytes");
   constexpr uint32_t kExtra = 24;
   const uint64_t len = kEntryFixed + kExtra + s.id.size() + s.name.size();
   std::vector<uint8_t> e((len + 7) & ~7ull, 0);

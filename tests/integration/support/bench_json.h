@@ -1,8 +1,7 @@
 #pragma once
 // Reading `microvm bench --json` output in tests.
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace microvm::testing {
 

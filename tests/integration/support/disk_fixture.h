@@ -15,8 +15,8 @@ struct Part {
   std::map<std::string, std::string> symlinks;  // path -> target
   std::string uuid;                             // empty: no file system (a BIOS boot partition)
   unsigned size_mib = 16;
-  std::string fs = "ext4";                      // or "vfat": an EFI system partition; uuid is its
-                                                // volume id, 8 hex digits (blkid: XXXX-XXXX)
+  std::string fs = "ext4";  // or "vfat": an EFI system partition; uuid is its
+                            // volume id, 8 hex digits (blkid: XXXX-XXXX)
 };
 
 // Builds dir/name (raw); table is "gpt", "mbr" or "none". Partitions start at 1 MiB, in order.

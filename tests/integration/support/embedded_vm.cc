@@ -5,26 +5,34 @@
 namespace microvm::testing {
 
 std::unique_ptr<EmbeddedVm> EmbeddedVm::start(VmConfig config, std::string* error) {
-  return launch(std::move(config), [](const VmConfig& c) { return Vm::create(c); }, error);
+  return launch(
+      std::move(config), [](const VmConfig& c) { return Vm::create(c); }, error);
 }
 
 std::unique_ptr<EmbeddedVm> EmbeddedVm::start_restored(const std::string& dir, RestoreOptions options,
-                                                      std::string* error) {
+                                                       std::string* error) {
   VmConfig host = options.host;
-  return launch(std::move(host), [&](const VmConfig& c) {
-    RestoreOptions o = options;
-    o.host = c;
-    return Vm::restore(dir, o);
-  }, error);
+  return launch(
+      std::move(host),
+      [&](const VmConfig& c) {
+        RestoreOptions o = options;
+        o.host = c;
+        return Vm::restore(dir, o);
+      },
+      error);
 }
 
-std::unique_ptr<EmbeddedVm> EmbeddedVm::start_clone(const std::string& dir, RestoreOptions options, std::string* error) {
+std::unique_ptr<EmbeddedVm> EmbeddedVm::start_clone(const std::string& dir, RestoreOptions options,
+                                                    std::string* error) {
   VmConfig host = options.host;
-  return launch(std::move(host), [&](const VmConfig& c) {
-    RestoreOptions o = options;
-    o.host = c;
-    return Vm::clone_from(dir, o);
-  }, error);
+  return launch(
+      std::move(host),
+      [&](const VmConfig& c) {
+        RestoreOptions o = options;
+        o.host = c;
+        return Vm::clone_from(dir, o);
+      },
+      error);
 }
 
 std::unique_ptr<EmbeddedVm> EmbeddedVm::launch(VmConfig config, const Factory& create, std::string* error) {

@@ -81,7 +81,8 @@ bool make_slot_image(const std::string& path, const SlotShape& shape) {
   if (std::string(shape.format) == "raw") {
     return shell_line("truncate -s " + std::to_string(shape.bytes) + " '" + path + "' && echo ok") == "ok";
   }
-  return shell_line("qemu-img create -q -f qcow2 '" + path + "' " + std::to_string(shape.bytes) + " && echo ok") == "ok";
+  return shell_line("qemu-img create -q -f qcow2 '" + path + "' " + std::to_string(shape.bytes) + " && echo ok") ==
+         "ok";
 }
 
 LinuxBase describe_base(const std::string& dir) {
@@ -105,9 +106,9 @@ Result<void> make_base(const std::string& dir, double* seconds) {
   fs::rename(initrd, dir + "/initramfs.cpio", ec);
   if (ec) fs::copy_file(initrd, dir + "/initramfs.cpio", ec);
   if (ec) return fail("cannot keep the initramfs: " + ec.message());
-  std::vector<std::string> args = {"run",       "--kernel", guest_kernel(), "--initrd", dir + "/initramfs.cpio",
-                                   "--cpus",    "2",        "--memory",     "256M",     "--cmdline",
-                                   base_cmdline(), "--api-sock", dir + "/api.sock",
+  std::vector<std::string> args = {"run", "--kernel", guest_kernel(), "--initrd", dir + "/initramfs.cpio", "--cpus",
+                                   "2", "--memory", "256M", "--cmdline", base_cmdline(), "--api-sock",
+                                   dir + "/api.sock",
                                    // The cache directory is root's: a jailed VMM (nobody) could not write
                                    // the snapshot into it (api_snapshot_test covers --snapshot-dir).
                                    "--jail", "off"};
@@ -123,8 +124,10 @@ Result<void> make_base(const std::string& dir, double* seconds) {
   if (nonce.size() != 16) return fail("cannot make a nonce");
   // Echo off first: busybox ash then reads plain lines without line editing, and what a test
   // types after the restore does not come back on the console it parses.
-  std::string setup = "stty -echo; echo " + nonce + " > /tmp/base-nonce; cat /proc/uptime > /tmp/base-uptime; "
-                      "printf 'base-written-" + nonce +
+  std::string setup = "stty -echo; echo " + nonce +
+                      " > /tmp/base-nonce; cat /proc/uptime > /tmp/base-uptime; "
+                      "printf 'base-written-" +
+                      nonce +
                       "' | dd of=/dev/vda bs=512 seek=2040 count=1 conv=sync oflag=direct 2>/dev/null; sync; "
                       "echo base-ready-$((40+2))\n";
   std::string snapshot_log;
@@ -164,7 +167,8 @@ Result<LinuxBase> linux_base_snapshot() {
   // new binary would otherwise key a new boot). Restoring an older build's snapshot is itself a
   // supported path; CI starts from an empty build tree and always boots its own.
   if (const char* pinned = std::getenv("MICROVM_LINUX_SNAPSHOT_BASE"); pinned && *pinned) {
-    if (!fs::exists(std::string(pinned) + "/ready")) return fail(std::string(pinned) + " is not a finished base snapshot");
+    if (!fs::exists(std::string(pinned) + "/ready"))
+      return fail(std::string(pinned) + " is not a finished base snapshot");
     LinuxBase b = describe_base(pinned);
     if (b.nonce.size() != 16) return fail(std::string(pinned) + "/nonce is missing or damaged");
     return b;

@@ -28,9 +28,9 @@
 namespace microvm::testing {
 
 struct LinuxBaseSlot {
-  std::string file;        // the base's own image of this slot, in the cache directory
-  std::string format;      // raw or qcow2
-  uint64_t bytes;          // virtual size
+  std::string file;    // the base's own image of this slot, in the cache directory
+  std::string format;  // raw or qcow2
+  uint64_t bytes;      // virtual size
   bool read_only;
 };
 

@@ -105,8 +105,7 @@ std::vector<std::string> VmRunResult::lines_with_prefix(std::string_view prefix)
   return lines;
 }
 
-VmRunResult run_process(const std::string& binary, const std::vector<std::string>& args,
-                        const VmRunOptions& options) {
+VmRunResult run_process(const std::string& binary, const std::vector<std::string>& args, const VmRunOptions& options) {
   VmRunResult r;
   r.command = quote_join(binary, args);
   Fd in_r, in_w, out_r, out_w, err_r, err_w;
@@ -172,8 +171,7 @@ VmRunResult run_process(const std::string& binary, const std::vector<std::string
       pending += send;
       next_interaction++;
     }
-    if (in_w && pending.empty() && next_interaction == options.interactions.size() &&
-        options.close_stdin_when_done) {
+    if (in_w && pending.empty() && next_interaction == options.interactions.size() && options.close_stdin_when_done) {
       in_w.reset();
     }
     auto now = Clock::now();
@@ -328,9 +326,10 @@ Result<LinuxRun> run_linux_script(const std::string& script, const LinuxOptions&
   std::string initrd = TRY(make_initramfs(dir, InitramfsSpec{.script = script, .add = options.add}));
   std::string cmdline = guest_cmdline();
   if (!options.extra_cmdline.empty()) cmdline += " " + options.extra_cmdline;
-  std::vector<std::string> args = {"run",      "--kernel", guest_kernel(), "--initrd", initrd,
-                                   "--cmdline", cmdline,   "--cpus",       std::to_string(options.cpus),
-                                   "--memory",  options.memory};
+  std::vector<std::string> args = {"run",      "--kernel",    guest_kernel(),
+                                   "--initrd", initrd,        "--cmdline",
+                                   cmdline,    "--cpus",      std::to_string(options.cpus),
+                                   "--memory", options.memory};
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
   LinuxRun lr;
   lr.run = run_microvm(args, VmRunOptions{.timeout = options.timeout});

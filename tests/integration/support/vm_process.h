@@ -42,13 +42,13 @@ struct VmRunOptions {
 };
 
 struct VmRunResult {
-  int exit_code = -1;    // exit status if the process exited normally, else -1
-  int term_signal = 0;   // signal that ended it (SIGKILL after a timeout), else 0
+  int exit_code = -1;   // exit status if the process exited normally, else -1
+  int term_signal = 0;  // signal that ended it (SIGKILL after a timeout), else 0
   bool timed_out = false;
-  std::string out;       // stdout (the guest's serial console)
-  std::string err;       // stderr (VMM logs, register dumps)
-  double seconds = 0;    // wall-clock run time
-  std::string command;   // the command line, for messages
+  std::string out;      // stdout (the guest's serial console)
+  std::string err;      // stderr (VMM logs, register dumps)
+  double seconds = 0;   // wall-clock run time
+  std::string command;  // the command line, for messages
 
   // One paragraph for assertion messages: command, exit, timing, tails of both streams.
   std::string describe(size_t tail_bytes = 3000) const;
@@ -97,9 +97,9 @@ class TempDir {
 };
 
 struct InitramfsSpec {
-  std::string script;                                   // /test.sh contents ("" = interactive shell)
-  std::vector<std::pair<std::string, std::string>> add; // host file -> guest path
-  bool boot_marker = true;                              // include firmware/boot_marker
+  std::string script;                                    // /test.sh contents ("" = interactive shell)
+  std::vector<std::pair<std::string, std::string>> add;  // host file -> guest path
+  bool boot_marker = true;                               // include firmware/boot_marker
 };
 // Builds an uncompressed initramfs with scripts/make-initramfs.sh into `dir`.
 [[nodiscard]] Result<std::string> make_initramfs(const TempDir& dir, const InitramfsSpec& spec);
@@ -115,8 +115,8 @@ struct LinuxOptions {
 };
 struct LinuxRun {
   VmRunResult run;
-  bool userspace_ready = false;   // "microvm-guest: userspace ready" seen
-  std::optional<int> test_exit;   // N from "microvm-guest: test exit=N"
+  bool userspace_ready = false;  // "microvm-guest: userspace ready" seen
+  std::optional<int> test_exit;  // N from "microvm-guest: test exit=N"
 };
 // Builds an initramfs around `script`, boots guest_kernel() with it, and parses the
 // markers /init prints. Fails only if the initramfs cannot be built.
@@ -134,8 +134,8 @@ uint32_t fnv1a32(std::string_view bytes);
 }  // namespace microvm::testing
 
 // Fails the current test (never skips) when /dev/kvm is unusable.
-#define REQUIRE_KVM()                                                                       \
-  do {                                                                                      \
-    std::string kvm_reason_ = ::microvm::testing::kvm_unavailable_reason();                 \
-    ASSERT_TRUE(kvm_reason_.empty()) << "this test needs /dev/kvm: " << kvm_reason_;        \
+#define REQUIRE_KVM()                                                                \
+  do {                                                                               \
+    std::string kvm_reason_ = ::microvm::testing::kvm_unavailable_reason();          \
+    ASSERT_TRUE(kvm_reason_.empty()) << "this test needs /dev/kvm: " << kvm_reason_; \
   } while (0)

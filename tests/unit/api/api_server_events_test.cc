@@ -27,7 +27,9 @@ bool eventually(F done) {
   return done();
 }
 
-void send_all(int fd, const std::string& s) { ASSERT_EQ(::write(fd, s.data(), s.size()), static_cast<ssize_t>(s.size())); }
+void send_all(int fd, const std::string& s) {
+  ASSERT_EQ(::write(fd, s.data(), s.size()), static_cast<ssize_t>(s.size()));
+}
 
 class ApiServerEventsTest : public ::testing::Test {
  protected:

@@ -55,8 +55,9 @@ class BalloonHandlersTest : public ::testing::Test {
 TEST_F(BalloonHandlersTest, PutConfiguresTheBalloonForStart) {
   EXPECT_EQ(call("GET", "/balloon").status, 400);  // none yet
   ASSERT_EQ(call("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 256})").status, 204);
-  auto r = call("PUT", "/balloon",
-                R"({"amount_mib": 64, "deflate_on_oom": true, "stats_polling_interval_s": 5, "free_page_reporting": true})");
+  auto r =
+      call("PUT", "/balloon",
+           R"({"amount_mib": 64, "deflate_on_oom": true, "stats_polling_interval_s": 5, "free_page_reporting": true})");
   ASSERT_EQ(r.status, 204) << r.body;
   auto g = json::parse(call("GET", "/balloon").body);
   EXPECT_EQ(g["amount_mib"], 64);
@@ -92,8 +93,8 @@ TEST_F(BalloonHandlersTest, PutConfiguresTheBalloonForStart) {
 
 TEST_F(BalloonHandlersTest, BadBodiesAreRefused) {
   ASSERT_EQ(call("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 256})").status, 204);
-  EXPECT_EQ(call("PUT", "/balloon", R"({"amount_mib": 1})").status, 400);           // deflate_on_oom missing
-  EXPECT_EQ(call("PUT", "/balloon", R"({"deflate_on_oom": true})").status, 400);    // amount missing
+  EXPECT_EQ(call("PUT", "/balloon", R"({"amount_mib": 1})").status, 400);         // deflate_on_oom missing
+  EXPECT_EQ(call("PUT", "/balloon", R"({"deflate_on_oom": true})").status, 400);  // amount missing
   EXPECT_EQ(call("PUT", "/balloon", R"({"amount_mib": -1, "deflate_on_oom": true})").status, 400);
   EXPECT_EQ(call("PUT", "/balloon", R"({"amount_mib": 512, "deflate_on_oom": true})").status, 400);  // > memory
   EXPECT_EQ(call("PUT", "/balloon", R"({"amount_mib": 1, "deflate_on_oom": true, "x": 1})").status, 400);

@@ -30,7 +30,8 @@ class SwapLauncher : public VmLauncher {
     disk_limit = change;
     return {};
   }
-  Result<void> set_net_rate_limit(const std::string& id, const RateLimitUpdate& rx, const RateLimitUpdate& tx) override {
+  Result<void> set_net_rate_limit(const std::string& id, const RateLimitUpdate& rx,
+                                  const RateLimitUpdate& tx) override {
     ++calls;
     if (id != "eth0") return fail(ENOENT, "no network interface '" + id + "'");
     last_id = id;
@@ -87,9 +88,11 @@ TEST_F(DrivePatchHandlersTest, BodiesItCannotHonourAreRefusedBeforeTheLauncher) 
        "rate_limiter.bandwidth: one_time_burst is not supported"},
       {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 1, "refill_time": 2000}}})", "below 1 per second"},
       {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 1}}})", "refill_time are required"},
-      {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 1, "refill_time": 10, "x": 1}}})", "unknown field 'x'"},
+      {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 1, "refill_time": 10, "x": 1}}})",
+       "unknown field 'x'"},
       {R"({"drive_id": "rootfs", "rate_limiter": {"iops": {}}})", "unknown field 'iops'"},
-      {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 18446744073709551615, "refill_time": 10}}})", "too large"},
+      {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 18446744073709551615, "refill_time": 10}}})",
+       "too large"},
       {R"({"drive_id": "rootfs", "path_on_host": "/x.img")", ""},
   };
   for (const auto& c : cases) {
@@ -148,9 +151,11 @@ TEST_F(DrivePatchHandlersTest, RateLimitersInFirecrackersShapeReachTheLauncher) 
            R"({"iface_id": "eth9", "rx_rate_limiter": {"ops": {"size": 100, "refill_time": 1000}}})");
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(message(r).find("no network interface 'eth9'"), std::string::npos) << r.body;
-  for (const char* bad : {R"({"iface_id": "eth0"})", R"({"iface_id": "eth1", "rx_rate_limiter": null})",
-                          R"({"iface_id": "eth0", "host_dev_name": "tap0"})",
-                          R"({"iface_id": "eth0", "rx_rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1, "one_time_burst": 1}}})"}) {
+  for (
+      const char* bad :
+      {R"({"iface_id": "eth0"})", R"({"iface_id": "eth1", "rx_rate_limiter": null})",
+       R"({"iface_id": "eth0", "host_dev_name": "tap0"})",
+       R"({"iface_id": "eth0", "rx_rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1, "one_time_burst": 1}}})"}) {
     r = call("PATCH", "/network-interfaces/eth0", bad);
     EXPECT_EQ(r.status, 400) << bad;
   }

@@ -64,7 +64,8 @@ TEST(RefillBucket, NoTokenIsLostOrInventedByRounding) {
 }
 
 TEST(IoRateLimiter, BothBucketsMustAllowAndARefusalTakesNothing) {
-  IoRateLimiter l(IoLimit{.bytes = {.per_second = 1 << 20, .burst = 1 << 20}, .ops = {.per_second = 10, .burst = 2}}, 0);
+  IoRateLimiter l(IoLimit{.bytes = {.per_second = 1 << 20, .burst = 1 << 20}, .ops = {.per_second = 10, .burst = 2}},
+                  0);
   EXPECT_EQ(l.admit(4096, 1, 0), 0);
   EXPECT_EQ(l.admit(4096, 1, 0), 0);
   // Ops are out (100 ms per op); bytes are not. Nothing is taken from the bytes bucket.

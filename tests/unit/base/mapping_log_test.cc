@@ -19,9 +19,7 @@ namespace {
 // True when the page at `addr` is mapped: msync() fails with ENOMEM on unmapped ranges.
 // (Checking /proc/self/maps for a line starting at `addr` is unreliable: the kernel merges
 // adjacent anonymous mappings.)
-bool is_mapped(const void* addr) {
-  return ::msync(const_cast<void*>(addr), 4096, MS_ASYNC) == 0 || errno != ENOMEM;
-}
+bool is_mapped(const void* addr) { return ::msync(const_cast<void*>(addr), 4096, MS_ASYNC) == 0 || errno != ENOMEM; }
 
 Mapping map_pages(size_t len) {
   auto m = Mapping::map(len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, "test");

@@ -84,7 +84,6 @@ TEST(StateIo, ByteStringAboveLimitIsRefusedBeforeReading) {
   EXPECT_FALSE(r2.bytes(4).has_value());
   StateReader r3(blob2, "test state");
   EXPECT_EQ(r3.bytes(5).value().size(), 5u);
-
 }
 
 TEST(StateIo, HeaderChecksTagAndVersion) {

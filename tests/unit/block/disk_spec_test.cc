@@ -6,7 +6,8 @@ namespace microvm {
 namespace {
 
 TEST(DiskSpec, FullSpec) {
-  auto s = parse_disk_spec("/img/a.qcow2,format=qcow2,readonly=on,cache=none,serial=abc,backing=/img/base.raw,backing_format=raw");
+  auto s = parse_disk_spec(
+      "/img/a.qcow2,format=qcow2,readonly=on,cache=none,serial=abc,backing=/img/base.raw,backing_format=raw");
   ASSERT_TRUE(s) << s.error().what;
   EXPECT_EQ(s->options.path, "/img/a.qcow2");
   EXPECT_EQ(s->options.format, DiskFormat::kQcow2);

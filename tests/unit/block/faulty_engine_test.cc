@@ -161,10 +161,16 @@ TEST_P(FaultyEngineTest, Qcow2RefusesAShortPieceReportedAsSuccess) {
   auto b = qcow2();
   auto data = pattern(8192, 6);
   ASSERT_EQ(do_write(*b, 0, data.data(), data.size()), 8192);
-  faults->add({.op = FaultOp::kWrite, .first = faults->seen(FaultOp::kWrite) + 1, .action = FaultAction::kPartial,
-               .error = 0, .bytes = 512});
-  faults->add({.op = FaultOp::kRead, .first = faults->seen(FaultOp::kRead) + 1, .action = FaultAction::kPartial,
-               .error = 0, .bytes = 512});
+  faults->add({.op = FaultOp::kWrite,
+               .first = faults->seen(FaultOp::kWrite) + 1,
+               .action = FaultAction::kPartial,
+               .error = 0,
+               .bytes = 512});
+  faults->add({.op = FaultOp::kRead,
+               .first = faults->seen(FaultOp::kRead) + 1,
+               .action = FaultAction::kPartial,
+               .error = 0,
+               .bytes = 512});
   EXPECT_EQ(do_write(*b, 0, data.data(), data.size()), -EIO);
   std::vector<uint8_t> back(8192);
   EXPECT_EQ(do_read(*b, 0, back.data(), back.size()), -EIO);

@@ -136,7 +136,8 @@ TEST(ImgAmend, RefusesWhatVersion2CannotExpress) {
 // is refused with the file untouched.
 TEST(ImgAmend, ImagesWithSnapshotsChangeVersionAndKeepThem) {
   TempDir dir;
-  const std::string a = dir.file("a.qcow2"), q = dir.file("q.qcow2"), s1 = dir.file("s1.raw"), got = dir.file("got.raw");
+  const std::string a = dir.file("a.qcow2"), q = dir.file("q.qcow2"), s1 = dir.file("s1.raw"),
+                    got = dir.file("got.raw");
   ASSERT_EQ(run("qemu-img create -q -f qcow2 -o compat=0.10 " + a + " 4M && qemu-io -c 'write -P 7 64k 200k' " + a +
                 " >/dev/null && qemu-img snapshot -c s1 " + a + " && qemu-img convert -O raw " + a + " " + s1 +
                 " && qemu-io -c 'write -P 8 128k 64k' " + a + " >/dev/null"),

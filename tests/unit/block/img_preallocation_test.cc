@@ -2,9 +2,8 @@
 // against qemu-img 7.2: the same allocation in `qemu-img map` (byte-identical output for new
 // images, offsets included), `qemu-img check` clean, zeroes read back, and the file's blocks
 // reserved for falloc/full but not for metadata.
-#include <sys/stat.h>
-
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
 
@@ -122,12 +121,12 @@ TEST(ImgPreallocation, QcowConvertIsFullyAllocatedAndExact) {
   }
   // What cannot be honoured is refused before anything is written.
   EXPECT_EQ(img_run({"convert", "-q", "-c", "-O", "qcow2", "-o", "preallocation=full", in, dir.file("x")}), 2);
-  EXPECT_EQ(img_run({"convert", "-q", "-O", "qcow2", "-o", "preallocation=full", "-B", base, "-F", "raw", in,
-                     dir.file("x")}),
-            2);
-  EXPECT_EQ(img_run({"create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", "-b", base, "-F", "raw",
-                     dir.file("x")}),
-            2);
+  EXPECT_EQ(
+      img_run({"convert", "-q", "-O", "qcow2", "-o", "preallocation=full", "-B", base, "-F", "raw", in, dir.file("x")}),
+      2);
+  EXPECT_EQ(
+      img_run({"create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", "-b", base, "-F", "raw", dir.file("x")}),
+      2);
 }
 
 }  // namespace

@@ -2,18 +2,18 @@
 // whose snapshots qemu-img made; hostile snapshot tables (truncated, garbage, huge counts) are
 // errors, never crashes or reads out of bounds.
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "devices/block/qcow2/qcow2_format.h"
 #include "devices/block/image_file.h"
 #include "devices/block/open_disk.h"
+#include "devices/block/qcow2/qcow2_format.h"
 #include "devices/block/qcow2/qcow2_image.h"
 #include "devices/block/qcow2/qcow2_snapshot.h"
 #include "tests/unit/block/img_run.h"
@@ -158,9 +158,11 @@ TEST(ImgSnapshot, QemuSnapshotsSurviveOurBackendWrites) {
   TempDir dir;
   const std::string f = dir.file("q.qcow2");
   // Compressed clusters, zero clusters and 4 KiB clusters (many L2 tables) in the shared state.
-  ASSERT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=4k " + f + " 8M && qemu-io -c 'write -P 1 0 2M' -c "
-                "'write -z 2M 64k' -c 'write -c -P 7 4M 64k' " + f + " >/dev/null && qemu-img snapshot -c s1 " + f +
-                " && qemu-io -c 'write -P 2 1M 64k' " + f + " >/dev/null && qemu-img snapshot -c s2 " + f),
+  ASSERT_EQ(run("qemu-img create -q -f qcow2 -o cluster_size=4k " + f +
+                " 8M && qemu-io -c 'write -P 1 0 2M' -c "
+                "'write -z 2M 64k' -c 'write -c -P 7 4M 64k' " +
+                f + " >/dev/null && qemu-img snapshot -c s1 " + f + " && qemu-io -c 'write -P 2 1M 64k' " + f +
+                " >/dev/null && qemu-img snapshot -c s2 " + f),
             0);
   {
     auto d = open_disk([&] {

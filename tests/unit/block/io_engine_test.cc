@@ -157,7 +157,9 @@ TEST_P(EngineTest, CompleteNowSignalsTheEventfd) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, EngineTest, ::testing::Values(EngineKind::kIoUring, EngineKind::kSync),
-                         [](const auto& info) { return std::string(info.param == EngineKind::kSync ? "Sync" : "IoUring"); });
+                         [](const auto& info) {
+                           return std::string(info.param == EngineKind::kSync ? "Sync" : "IoUring");
+                         });
 
 // Short transfers: a pipe delivers at most what was written, so a read of more than is
 // available comes back short and the engine must continue it, not report success early.

@@ -61,10 +61,18 @@ TEST(Qcow2Crash, KilledWriterLeavesOnlyLeaks) {
         uint64_t off = (1 << 20) + 512 * (rng() % ((size - (1 << 20) - len) / 512));
         auto p = pattern(len, static_cast<uint32_t>(i));
         switch (rng() % 8) {
-          case 0: (void)do_discard(**d, off, len); break;
-          case 1: (void)do_write_zeroes(**d, off, len, true); break;
-          case 2: (void)do_flush(**d); break;
-          default: (void)do_write(**d, off, p.data(), len); break;
+          case 0:
+            (void)do_discard(**d, off, len);
+            break;
+          case 1:
+            (void)do_write_zeroes(**d, off, len, true);
+            break;
+          case 2:
+            (void)do_flush(**d);
+            break;
+          default:
+            (void)do_write(**d, off, p.data(), len);
+            break;
         }
       }
     }

@@ -8,10 +8,10 @@
 #include <cstring>
 #include <random>
 
-#include "tests/testing/faulty_engine.h"
 #include "devices/block/open_disk.h"
 #include "devices/block/qcow2/qcow2_backend.h"
 #include "devices/block/qcow2/qcow2_chain.h"
+#include "tests/testing/faulty_engine.h"
 #include "tests/unit/block/block_test_util.h"
 
 namespace microvm {
@@ -22,7 +22,7 @@ using namespace testing_block;
 constexpr uint64_t kCluster = 64 << 10;
 
 std::unique_ptr<BlockBackend> open_qcow2(const std::string& path, EngineKind engine, CacheMode cache,
-                                        const std::string& backing = "") {
+                                         const std::string& backing = "") {
   DiskOptions o;
   o.backing = backing;
   o.path = path;
@@ -72,7 +72,8 @@ TEST_P(Qcow2FreshAlloc, ScatteredAndSequentialWritesMatchQemuAndStaySparse) {
     write_all_in_flight(*b, batch);
     // ... then partial writes into clusters the batch allocated (in place) and back to back.
     std::vector<std::pair<uint64_t, std::vector<uint8_t>>> again;
-    for (uint32_t i = 0; i < 8; ++i) again.push_back({batch[i].first + 512 * ((i % 7) + 1) - 512, pattern(512, 200 + i)});
+    for (uint32_t i = 0; i < 8; ++i)
+      again.push_back({batch[i].first + 512 * ((i % 7) + 1) - 512, pattern(512, 200 + i)});
     write_all_in_flight(*b, again);
     for (auto& [off, data] : again) std::memcpy(expect.data() + off, data.data(), data.size());
     ASSERT_EQ(do_flush(*b), 0);
@@ -98,8 +99,7 @@ TEST_P(Qcow2FreshAlloc, ClusterOverBackingDataIsStillCopied) {
   std::string out;
   ASSERT_EQ(qemu_img("create -q -f qcow2 -o cluster_size=64k " + base + " 4M", &out), 0) << out;
   ASSERT_EQ(run("qemu-io -f qcow2 -c 'write -P 0x5a 0 2M' " + base + " >/dev/null", &out), 0) << out;
-  ASSERT_EQ(qemu_img("create -q -f qcow2 -o cluster_size=64k -b " + base + " -F qcow2 " + top + " 4M", &out), 0)
-      << out;
+  ASSERT_EQ(qemu_img("create -q -f qcow2 -o cluster_size=64k -b " + base + " -F qcow2 " + top + " 4M", &out), 0) << out;
   std::vector<uint8_t> expect(4 << 20, 0);
   std::memset(expect.data(), 0x5a, 2 << 20);
   // One write over backing data, one past the backing data (its cluster reads as zeroes).

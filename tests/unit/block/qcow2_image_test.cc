@@ -35,8 +35,16 @@ void patch(const std::string& path, uint64_t off, const std::vector<uint8_t>& by
   ASSERT_EQ(::pwrite(fd, bytes.data(), bytes.size(), static_cast<off_t>(off)), static_cast<ssize_t>(bytes.size()));
   ::close(fd);
 }
-std::vector<uint8_t> be32v(uint32_t v) { std::vector<uint8_t> b(4); put_be32(b.data(), v); return b; }
-std::vector<uint8_t> be64v(uint64_t v) { std::vector<uint8_t> b(8); put_be64(b.data(), v); return b; }
+std::vector<uint8_t> be32v(uint32_t v) {
+  std::vector<uint8_t> b(4);
+  put_be32(b.data(), v);
+  return b;
+}
+std::vector<uint8_t> be64v(uint64_t v) {
+  std::vector<uint8_t> b(8);
+  put_be64(b.data(), v);
+  return b;
+}
 
 DiskOptions qopts(const std::string& path, bool ro = false) {
   DiskOptions o;
@@ -83,7 +91,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Malformed{"refcount_order", 96, be32v(7), "field refcount_order"},
                       Malformed{"header_length", 100, be32v(50), "field header_length"},
                       Malformed{"size_unaligned", 24, be64v(1000), "field size"},
-                      Malformed{"backing_size", 8, {0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0x13, 0x88}, "field backing_file_size"}),
+                      Malformed{
+                          "backing_size", 8, {0, 0, 0, 0, 0, 0, 0, 200, 0, 0, 0x13, 0x88}, "field backing_file_size"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Qcow2Corruption, L1EntryPastEofFailsTheRequestAndSetsTheCorruptBit) {
@@ -131,7 +140,7 @@ TEST(Qcow2Corruption, L2EntryOverlappingTheHeaderIsDetected) {
   auto all = read_file(img);
   uint64_t l1 = be64(all.data() + 40);
   uint64_t l2 = be64(all.data() + l1) & kOffsetMask;
-  patch(img, l2, be64v(0 | kCopied | 0));   // offset 0 with COPIED: reads as unallocated
+  patch(img, l2, be64v(0 | kCopied | 0));  // offset 0 with COPIED: reads as unallocated
   patch(img, l2 + 8, be64v(4096 * 0 + kCopied + (1ull << 9) * 0 + 0x200));  // unaligned data offset
   auto d = open_disk(qopts(img));
   ASSERT_TRUE(d);
@@ -179,7 +188,8 @@ TEST_P(RandomOps, MatchShadowCopy) {
       uint64_t len = 512 * (1 + rng() % 64);
       uint64_t off = 512 * (rng() % ((size - len) / 512));
       switch (rng() % 6) {
-        case 0: case 1: {
+        case 0:
+        case 1: {
           auto p = pattern(len, static_cast<uint32_t>(rng()));
           ASSERT_EQ(do_write(**d, off, p.data(), len), static_cast<int32_t>(len));
           std::memcpy(shadow.data() + off, p.data(), len);

@@ -62,7 +62,10 @@ TEST_P(QemuImages, ReadBackMatchesQemuRawConversion) {
   auto data = make_source(src, 3 * 1024 * 1024 + 512 * 7, 42);
   std::string out;
   ASSERT_EQ(qemu_img(std::string("convert -f raw -O qcow2 ") + (GetParam().compress ? "-c " : "") + "-o " +
-                         GetParam().opts + " " + src + " " + img, &out), 0) << out;
+                         GetParam().opts + " " + src + " " + img,
+                     &out),
+            0)
+      << out;
   ASSERT_EQ(qemu_img("convert -f qcow2 -O raw " + img + " " + back, &out), 0) << out;
   auto d = open_disk(qopts(img, true));
   ASSERT_TRUE(d) << d.error().what;
@@ -78,7 +81,10 @@ TEST_P(QemuImages, WritesByUsPassQemuCheckAndConvertIdentically) {
   auto data = make_source(src, 2 * 1024 * 1024, 7);
   std::string out;
   ASSERT_EQ(qemu_img(std::string("convert -f raw -O qcow2 ") + (GetParam().compress ? "-c " : "") + "-o " +
-                         GetParam().opts + " " + src + " " + img, &out), 0) << out;
+                         GetParam().opts + " " + src + " " + img,
+                     &out),
+            0)
+      << out;
   {
     auto d = open_disk(qopts(img));
     ASSERT_TRUE(d) << d.error().what;
@@ -112,20 +118,20 @@ TEST_P(QemuImages, WritesByUsPassQemuCheckAndConvertIdentically) {
   EXPECT_TRUE(read_file(back) == data);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Variants, QemuImages,
-    ::testing::Values(Variant{"v3_64k", "cluster_size=65536,compat=1.1", false},
-                      Variant{"v2_64k", "cluster_size=65536,compat=0.10", false},
-                      Variant{"v3_512", "cluster_size=512", false}, Variant{"v2_512", "cluster_size=512,compat=0.10", false},
-                      Variant{"v3_4k_lazy", "cluster_size=4096,lazy_refcounts=on", false},
-                      Variant{"v3_2M", "cluster_size=2097152", false},
-                      Variant{"v3_4k_refcount1", "cluster_size=4096,refcount_bits=1", false},
-                      Variant{"v3_4k_refcount64", "cluster_size=4096,refcount_bits=64", false},
-                      Variant{"v3_64k_zlib", "cluster_size=65536", true},
-                      Variant{"v3_4k_zlib", "cluster_size=4096", true},
-                      Variant{"v2_64k_zlib", "cluster_size=65536,compat=0.10", true},
-                      Variant{"v3_64k_zstd", "cluster_size=65536,compression_type=zstd", true}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Variants, QemuImages,
+                         ::testing::Values(Variant{"v3_64k", "cluster_size=65536,compat=1.1", false},
+                                           Variant{"v2_64k", "cluster_size=65536,compat=0.10", false},
+                                           Variant{"v3_512", "cluster_size=512", false},
+                                           Variant{"v2_512", "cluster_size=512,compat=0.10", false},
+                                           Variant{"v3_4k_lazy", "cluster_size=4096,lazy_refcounts=on", false},
+                                           Variant{"v3_2M", "cluster_size=2097152", false},
+                                           Variant{"v3_4k_refcount1", "cluster_size=4096,refcount_bits=1", false},
+                                           Variant{"v3_4k_refcount64", "cluster_size=4096,refcount_bits=64", false},
+                                           Variant{"v3_64k_zlib", "cluster_size=65536", true},
+                                           Variant{"v3_4k_zlib", "cluster_size=4096", true},
+                                           Variant{"v2_64k_zlib", "cluster_size=65536,compat=0.10", true},
+                                           Variant{"v3_64k_zstd", "cluster_size=65536,compression_type=zstd", true}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Qcow2Create, OurImagesPassQemuCheckForEveryClusterSize) {
   TempDir dir;
@@ -187,7 +193,8 @@ TEST(Qcow2Create, HugeVirtualSizeNeedsLittleMemoryAndDisk) {
 
 TEST(Qcow2Backing, TwoLevelChainReadsThroughAndCopiesOnWrite) {
   TempDir dir;
-  auto base = dir.file("base.raw"), mid = dir.file("mid.qcow2"), top = dir.file("top.qcow2"), flat = dir.file("flat.raw");
+  auto base = dir.file("base.raw"), mid = dir.file("mid.qcow2"), top = dir.file("top.qcow2"),
+       flat = dir.file("flat.raw");
   auto data = make_source(base, 4 << 20, 9);
   std::string out;
   ASSERT_EQ(qemu_img("create -f qcow2 -o cluster_size=4096 -b " + base + " -F raw " + mid, &out), 0) << out;

@@ -135,15 +135,17 @@ TEST_P(RawTest, CacheNoneUsesODirectAndRefusesMisalignedRequests) {
   std::memset(mem, 0, 65536);
   EXPECT_EQ(do_read(b, 4096, mem, 65536), 65536);
   EXPECT_EQ(0, std::memcmp(mem, data.data(), 65536));
-  EXPECT_EQ(do_read(b, 100, mem, 512), -EINVAL);                         // offset
-  EXPECT_EQ(do_read(b, 0, static_cast<char*>(mem) + 1, 512), -EINVAL);    // buffer
-  EXPECT_EQ(do_write(b, 0, mem, 100), -EINVAL);                           // length
+  EXPECT_EQ(do_read(b, 100, mem, 512), -EINVAL);                        // offset
+  EXPECT_EQ(do_read(b, 0, static_cast<char*>(mem) + 1, 512), -EINVAL);  // buffer
+  EXPECT_EQ(do_write(b, 0, mem, 100), -EINVAL);                         // length
   EXPECT_EQ(do_flush(b), 0);
   ::free(mem);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, RawTest, ::testing::Values(EngineKind::kIoUring, EngineKind::kSync),
-                         [](const auto& info) { return std::string(info.param == EngineKind::kSync ? "Sync" : "IoUring"); });
+                         [](const auto& info) {
+                           return std::string(info.param == EngineKind::kSync ? "Sync" : "IoUring");
+                         });
 
 TEST(OpenDisk, MissingFileNamesThePath) {
   DiskOptions o;

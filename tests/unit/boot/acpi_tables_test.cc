@@ -86,9 +86,9 @@ class AcpiTest : public ::testing::Test {
 TEST_F(AcpiTest, RsdpSignatureAndBothChecksums) {
   auto t = build({.num_cpus = 2});
   EXPECT_EQ(std::string(t.rsdp.begin(), t.rsdp.begin() + 8), "RSD PTR ");
-  EXPECT_EQ(t.rsdp[15], 2);                    // ACPI 2.0+ revision
-  EXPECT_EQ(sum(t.rsdp, 20), 0);                // ACPI 1.0 checksum over the first 20 bytes
-  EXPECT_EQ(sum(t.rsdp, 36), 0);                // extended checksum over all 36
+  EXPECT_EQ(t.rsdp[15], 2);       // ACPI 2.0+ revision
+  EXPECT_EQ(sum(t.rsdp, 20), 0);  // ACPI 1.0 checksum over the first 20 bytes
+  EXPECT_EQ(sum(t.rsdp, 36), 0);  // extended checksum over all 36
   uint32_t len;
   std::memcpy(&len, &t.rsdp[20], 4);
   EXPECT_EQ(len, 36u);
@@ -118,7 +118,8 @@ TEST_F(AcpiTest, XsdtPointsAtFadtAndMadt) {
   EXPECT_EQ(t.dsdt.signature(), "DSDT");
   // Tables do not overlap each other or the RSDP.
   std::vector<std::pair<uint64_t, uint64_t>> ranges = {{MICROVM_ACPI_ADDR, MICROVM_ACPI_ADDR + 36}};
-  for (const Table* tab : {&t.xsdt, &t.fadt, &t.madt, &t.dsdt}) ranges.push_back({tab->addr, tab->addr + tab->bytes.size()});
+  for (const Table* tab : {&t.xsdt, &t.fadt, &t.madt, &t.dsdt})
+    ranges.push_back({tab->addr, tab->addr + tab->bytes.size()});
   std::sort(ranges.begin(), ranges.end());
   for (size_t i = 1; i < ranges.size(); ++i) EXPECT_LE(ranges[i - 1].second, ranges[i].first);
 }
@@ -143,8 +144,8 @@ TEST_F(AcpiTest, MadtListsCpusAndOneIoapic) {
       } else if (type == 1) {
         EXPECT_EQ(len, 12);
         EXPECT_EQ(m.u(off + 4, 4), MICROVM_IOAPIC_ADDR);
-        EXPECT_EQ(m.u(off + 8, 4), 0u);        // GSI base
-        EXPECT_GE(m.bytes[off + 2], cpus);     // IOAPIC ID does not collide with a CPU's
+        EXPECT_EQ(m.u(off + 8, 4), 0u);     // GSI base
+        EXPECT_GE(m.bytes[off + 2], cpus);  // IOAPIC ID does not collide with a CPU's
         ++ioapics;
       }
       off += len;
@@ -165,7 +166,7 @@ TEST_F(AcpiTest, FadtFields) {
   auto t = build({.num_cpus = 1});
   const Table& f = t.fadt;
   EXPECT_EQ(f.bytes.size(), 276u);
-  EXPECT_EQ(f.bytes[8], 6);  // revision
+  EXPECT_EQ(f.bytes[8], 6);             // revision
   EXPECT_EQ(f.u(40, 4), t.dsdt.addr);   // DSDT
   EXPECT_EQ(f.u(140, 8), t.dsdt.addr);  // X_DSDT
   EXPECT_EQ(f.u(56, 4), uint64_t{MICROVM_PORT_ACPI_PM1A_EVT});
@@ -200,10 +201,11 @@ TEST_F(AcpiTest, FadtFields) {
 TEST_F(AcpiTest, DsdtHasS5Package) {
   auto t = build({.num_cpus = 1});
   // Name(_S5_, Package(4) {SLP_TYP, 0, 0, 0}): NameOp, "_S5_", PackageOp, PkgLength, NumElements.
-  auto s5 = aml::name("_S5_", aml::package({aml::integer(MICROVM_ACPI_S5_SLP_TYP), aml::integer(0), aml::integer(0),
-                                           aml::integer(0)}));
+  auto s5 = aml::name(
+      "_S5_", aml::package({aml::integer(MICROVM_ACPI_S5_SLP_TYP), aml::integer(0), aml::integer(0), aml::integer(0)}));
   EXPECT_TRUE(contains(t.dsdt.bytes, s5));
-  const std::vector<uint8_t> expect = {0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, MICROVM_ACPI_S5_SLP_TYP, 0, 0, 0};
+  const std::vector<uint8_t> expect = {0x08, '_', 'S', '5', '_', 0x12, 0x07, 0x04, 0x0a, MICROVM_ACPI_S5_SLP_TYP,
+                                       0,    0,   0};
   EXPECT_TRUE(contains(t.dsdt.bytes, expect));
   EXPECT_FALSE(contains(t.dsdt.bytes, {'P', 'C', 'I', '0'}));  // no PCI window, no host bridge
 }

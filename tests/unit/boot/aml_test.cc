@@ -112,7 +112,7 @@ TEST(Aml, ResourceDescriptors) {
   EXPECT_EQ(aml::res::io_port(0xcf8, 8), (Bytes{0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08}));
   Bytes bus = aml::res::bus_number_range(0, 0);
   EXPECT_EQ(bus.size(), 16u);
-  EXPECT_EQ(bus[1] | (bus[2] << 8), 13);  // length field excludes the 3-byte header
+  EXPECT_EQ(bus[1] | (bus[2] << 8), 13);   // length field excludes the 3-byte header
   EXPECT_EQ(bus[14] | (bus[15] << 8), 1);  // one bus
   Bytes mem = aml::res::memory32_range(0xc0000000, 0xcfffffff);
   EXPECT_EQ(mem.size(), 26u);

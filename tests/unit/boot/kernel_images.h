@@ -69,7 +69,9 @@ inline Elf64_Ehdr elf_header(const std::vector<std::byte>& img) {
   std::memcpy(&eh, img.data(), sizeof eh);
   return eh;
 }
-inline void set_elf_header(std::vector<std::byte>& img, const Elf64_Ehdr& eh) { std::memcpy(img.data(), &eh, sizeof eh); }
+inline void set_elf_header(std::vector<std::byte>& img, const Elf64_Ehdr& eh) {
+  std::memcpy(img.data(), &eh, sizeof eh);
+}
 inline Elf64_Phdr phdr(const std::vector<std::byte>& img, size_t i) {
   Elf64_Phdr ph;
   std::memcpy(&ph, img.data() + sizeof(Elf64_Ehdr) + i * sizeof ph, sizeof ph);

@@ -72,8 +72,8 @@ TEST_F(PageTablesTest, Pml4PointsAtPdptWithFourPageDirectories) {
 }
 
 TEST_F(PageTablesTest, IdentityMapsLow4GiBWith2MiBPages) {
-  for (uint64_t va : {0x0ull, 0x1234ull, 0x200000ull, 0x1000000ull + 0x200, 0x3fffffffull, 0x40000000ull,
-                      0x7fe00000ull, 0xc0000000ull, 0xfee00000ull, 0xffffffffull}) {
+  for (uint64_t va : {0x0ull, 0x1234ull, 0x200000ull, 0x1000000ull + 0x200, 0x3fffffffull, 0x40000000ull, 0x7fe00000ull,
+                      0xc0000000ull, 0xfee00000ull, 0xffffffffull}) {
     EXPECT_EQ(walk(va), va) << std::hex << va;
   }
   EXPECT_EQ(walk(0x100000000ull), ~0ull);  // 4 GiB is not mapped

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <string>
 
-#include "kernel_images.h"
 #include "boot/memory_map.h"
+#include "kernel_images.h"
 #include "microvm/guest_abi.h"
 
 namespace microvm {
@@ -185,7 +185,8 @@ TEST(ZeroPage, CmdlineOverKernelLimitRefused) {
 TEST(ZeroPage, InitrdFieldsSplitAcross32Bits) {
   auto mem = make_ram(64 * kMiB);
   auto k = elf_kernel();
-  BootParamsSpec spec{.kernel = &k, .cmdline = "", .initrd_addr = GuestAddress(0x1'2345'6000), .initrd_size = 0x2'0000'1000};
+  BootParamsSpec spec{
+      .kernel = &k, .cmdline = "", .initrd_addr = GuestAddress(0x1'2345'6000), .initrd_size = 0x2'0000'1000};
   ASSERT_TRUE(write_boot_params(*mem, spec));
   auto bp = read_zero_page(*mem);
   EXPECT_EQ(field(bp.hdr.ramdisk_image), 0x23456000u);

@@ -75,7 +75,8 @@ TEST(CloudInitSeed, ToolsSeeLabelFilesAndBytes) {
   EXPECT_EQ(sh("blkid -p -o value -s LABEL " + img), "cidata\n");
   EXPECT_NE(sh("MTOOLS_SKIP_CHECK=1 mlabel -s -i " + img + " ::").find("cidata"), std::string::npos);
   // The long names, exactly as cloud-init opens them.
-  EXPECT_EQ(sh("MTOOLS_SKIP_CHECK=1 mdir -b -i " + img + " :: | sort"), "::/meta-data\n::/network-config\n::/user-data\n");
+  EXPECT_EQ(sh("MTOOLS_SKIP_CHECK=1 mdir -b -i " + img + " :: | sort"),
+            "::/meta-data\n::/network-config\n::/user-data\n");
   EXPECT_EQ(mtype(img, "user-data"), user);
   EXPECT_EQ(mtype(img, "meta-data"), meta);
   EXPECT_EQ(mtype(img, "network-config"), net);

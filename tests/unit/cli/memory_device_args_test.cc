@@ -21,8 +21,8 @@ TEST(BalloonArg, DefaultsAndEveryOption) {
 }
 
 TEST(BalloonArg, RefusesBadValues) {
-  for (const char* bad : {"size=lots", "stats=-1", "stats=99999999999", "stats=", "free-page-reporting=yes",
-                          "nonsense=1", "size"}) {
+  for (const char* bad :
+       {"size=lots", "stats=-1", "stats=99999999999", "stats=", "free-page-reporting=yes", "nonsense=1", "size"}) {
     EXPECT_FALSE(parse_balloon_arg(bad).has_value()) << bad;
   }
 }

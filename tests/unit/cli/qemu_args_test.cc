@@ -30,8 +30,8 @@ std::string refused(std::vector<std::string> in) {
 using V = std::vector<std::string>;
 
 TEST(QemuArgs, MicrovmOwnArgumentsPassUntouched) {
-  V in{"--kernel", "vmlinux", "--cmdline", "console=ttyS0 quiet", "-m", "1G", "--net", "user", "--boot-timer",
-       "--disk=a.img,format=raw"};
+  V in{"--kernel", "vmlinux", "--cmdline", "console=ttyS0 quiet", "-m",
+       "1G",       "--net",   "user",      "--boot-timer",        "--disk=a.img,format=raw"};
   auto r = translate_qemu_args(in, takes_value);
   ASSERT_TRUE(r);
   EXPECT_EQ(r->args, in);

@@ -1,5 +1,4 @@
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <string>
@@ -63,7 +62,8 @@ TEST(RunArgs, FirmwareIsRefusedAndCloudInitIsParsed) {
   EXPECT_EQ(o.cloud_init[0].name, "meta-data");
   EXPECT_NE(o.cloud_init[0].data.find("local-hostname: vm1"), std::string::npos);
   EXPECT_EQ(o.vm.disks.size(), 1u);  // the seed disk is added at start-up, not while parsing
-  bad({"--disk", "a.raw,format=raw", "--cloud-init", "user-data=/nonexistent/u"}, "--cloud-init: user-data=/nonexistent/u");
+  bad({"--disk", "a.raw,format=raw", "--cloud-init", "user-data=/nonexistent/u"},
+      "--cloud-init: user-data=/nonexistent/u");
   bad({"--disk", "a.raw,format=raw", "--cloud-init", "hostname=h", "--api-sock", "/tmp/s"}, "not with --api-sock");
 }
 
@@ -85,9 +85,29 @@ TEST(RunArgs, Defaults) {
 }
 
 TEST(RunArgs, AllOptions) {
-  auto o = ok({"-k", "bzImage", "-i", "initrd.cpio", "-c", "console=ttyS0 quiet", "--cpus", "4", "-m", "2G",
-               "--hugepages", "--cpu", "host,-avx2", "--transport", "mmio", "--no-rng", "--boot-timer", "--log-level",
-               "debug", "--disk", "a.raw,format=raw", "--disk", "b.qcow2,format=qcow2,readonly=on"});
+  auto o = ok({"-k",
+               "bzImage",
+               "-i",
+               "initrd.cpio",
+               "-c",
+               "console=ttyS0 quiet",
+               "--cpus",
+               "4",
+               "-m",
+               "2G",
+               "--hugepages",
+               "--cpu",
+               "host,-avx2",
+               "--transport",
+               "mmio",
+               "--no-rng",
+               "--boot-timer",
+               "--log-level",
+               "debug",
+               "--disk",
+               "a.raw,format=raw",
+               "--disk",
+               "b.qcow2,format=qcow2,readonly=on"});
   EXPECT_EQ(o.vm.kernel_path, "bzImage");
   EXPECT_EQ(o.vm.initrd_path, "initrd.cpio");
   EXPECT_EQ(o.vm.cmdline, "console=ttyS0 quiet");

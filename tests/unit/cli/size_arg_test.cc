@@ -63,8 +63,8 @@ TEST(ParseSize, Junk) {
   bad("1.5", "whole number of bytes");
   bad("1.1K", "whole number of bytes");  // 1126.4 bytes
   bad("0.5B", "whole number of bytes");
-  bad("16384P", "too large");            // 2^64
-  bad("1e30", "unknown unit");           // no exponent forms
+  bad("16384P", "too large");   // 2^64
+  bad("1e30", "unknown unit");  // no exponent forms
   bad("inf", "is not a size");
   bad("1e400", "unknown unit");
 }

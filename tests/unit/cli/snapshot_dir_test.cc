@@ -59,8 +59,8 @@ TEST_F(SnapshotDirTest, DotDotAndDotAreRefused) {
 }
 
 TEST_F(SnapshotDirTest, AbsolutePathsOutsideAreRefused) {
-  for (const std::string& p : {base_ + "/secret", std::string("/etc/passwd"), base_ + "/snaps-evil/x", base_ + "/snaps",
-                               std::string("/")}) {
+  for (const std::string& p :
+       {base_ + "/secret", std::string("/etc/passwd"), base_ + "/snaps-evil/x", base_ + "/snaps", std::string("/")}) {
     auto r = create(p);
     EXPECT_FALSE(r.has_value()) << p;
     if (!r) {

@@ -18,9 +18,9 @@ TEST(SerialPortArg, SocketAndPty) {
 }
 
 TEST(SerialPortArg, Refusals) {
-  for (const char* bad : {"", "name=a", "socket=/x", "pty", "name=a,socket=/x,pty", "name=a,pty,socket=/x",
-                          "name=,pty", "name=a/b,pty", "name=a,name=b,pty", "name=a,socket=,", "name=a,pty=1",
-                          "name=a,pty,speed=9600", "name=a b,pty"})
+  for (const char* bad :
+       {"", "name=a", "socket=/x", "pty", "name=a,socket=/x,pty", "name=a,pty,socket=/x", "name=,pty", "name=a/b,pty",
+        "name=a,name=b,pty", "name=a,socket=,", "name=a,pty=1", "name=a,pty,speed=9600", "name=a b,pty"})
     EXPECT_FALSE(parse_serial_port_arg(bad).has_value()) << bad;
   EXPECT_FALSE(parse_serial_port_arg("name=" + std::string(129, 'x') + ",pty").has_value());
 }

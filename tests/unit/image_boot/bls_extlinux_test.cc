@@ -16,9 +16,11 @@ BlsEntry entry(const std::string& file, const std::string& text) {
 
 TEST(Bls, NewestVersionFirstAndLoaderConfDefault) {
   std::vector<BlsEntry> es = {
-      entry("fedora-6.9.0.conf", "title Fedora 6.9\nlinux /vmlinuz-6.9.0\ninitrd /initramfs-6.9.0.img\noptions root=UUID=u ro\n"),
-      entry("fedora-6.10.0.conf", "title Fedora 6.10\nversion 6.10.0\nlinux /vmlinuz-6.10.0\ninitrd /a.img\ninitrd /b.img\n"
-                                  "options root=UUID=u\noptions ro rhgb\n"),
+      entry("fedora-6.9.0.conf",
+            "title Fedora 6.9\nlinux /vmlinuz-6.9.0\ninitrd /initramfs-6.9.0.img\noptions root=UUID=u ro\n"),
+      entry("fedora-6.10.0.conf",
+            "title Fedora 6.10\nversion 6.10.0\nlinux /vmlinuz-6.10.0\ninitrd /a.img\ninitrd /b.img\n"
+            "options root=UUID=u\noptions ro rhgb\n"),
       entry("fedora-rescue.conf", "title Rescue\nefi /EFI/Linux/rescue.efi\n"),
   };
   auto c = choose_bls_entry(es, "");

@@ -44,7 +44,9 @@ std::string random_bytes(size_t n, unsigned seed) {
   return s;
 }
 
-std::string text(const std::vector<std::byte>& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+std::string text(const std::vector<std::byte>& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
 
 class Workdir {
  public:
@@ -65,9 +67,10 @@ class Workdir {
 
 // A UKI as the BLS describes building one: objcopy adds the sections to systemd's stub.
 bool make_uki(const Workdir& w, const std::string& out, bool with_initrd) {
-  std::string cmd = "objcopy --add-section .osrel=osrel --change-section-vma .osrel=0x20000"
-                    " --add-section .cmdline=cmdline --change-section-vma .cmdline=0x30000"
-                    " --add-section .linux=kernel --change-section-vma .linux=0x2000000";
+  std::string cmd =
+      "objcopy --add-section .osrel=osrel --change-section-vma .osrel=0x20000"
+      " --add-section .cmdline=cmdline --change-section-vma .cmdline=0x30000"
+      " --add-section .linux=kernel --change-section-vma .linux=0x2000000";
   if (with_initrd) cmd += " --add-section .initrd=initrd --change-section-vma .initrd=0x3000000";
   return w.run(cmd + " " + kStub + " " + out);
 }
@@ -83,7 +86,9 @@ TEST(Uki, SectionsAreTheFilesObjcopyAdded) {
   auto file = slurp(w / "u.efi");
   auto parts = find_uki_parts(file, file.size());
   ASSERT_TRUE(parts) << parts.error().what;
-  auto bytes = [&](const PeSection& s) { return std::string(reinterpret_cast<const char*>(file.data() + s.offset), s.size); };
+  auto bytes = [&](const PeSection& s) {
+    return std::string(reinterpret_cast<const char*>(file.data() + s.offset), s.size);
+  };
   EXPECT_EQ(bytes(parts->linux_), kernel);
   EXPECT_EQ(bytes(parts->initrd), initrd);
   EXPECT_EQ(uki_cmdline(std::span<const std::byte>(file).subspan(parts->cmdline.offset, parts->cmdline.size)),
@@ -112,7 +117,9 @@ TEST(Uki, HostileHeadersAreRefused) {
   uint32_t pe = uint32_t(file[0x3C]) | uint32_t(file[0x3D]) << 8;
   {
     auto f = file;  // the PE header offset past the end
-    f[0x3C] = std::byte{0xFF}; f[0x3D] = std::byte{0xFF}; f[0x3E] = std::byte{0xFF};
+    f[0x3C] = std::byte{0xFF};
+    f[0x3D] = std::byte{0xFF};
+    f[0x3E] = std::byte{0xFF};
     EXPECT_FALSE(parse_pe_sections(f, f.size()));
   }
   {
@@ -126,7 +133,10 @@ TEST(Uki, HostileHeadersAreRefused) {
     ASSERT_TRUE(secs);
     uint64_t table = pe + 24 + (uint32_t(f[pe + 20]) | uint32_t(f[pe + 21]) << 8);
     uint64_t last = table + (secs->size() - 1) * 40;
-    f[last + 20] = std::byte{0xF0}; f[last + 21] = std::byte{0xFF}; f[last + 22] = std::byte{0xFF}; f[last + 23] = std::byte{0x7F};
+    f[last + 20] = std::byte{0xF0};
+    f[last + 21] = std::byte{0xFF};
+    f[last + 22] = std::byte{0xFF};
+    f[last + 23] = std::byte{0x7F};
     auto r = parse_pe_sections(f, f.size());
     ASSERT_FALSE(r);
     EXPECT_NE(r.error().what.find("past the end"), std::string::npos);
@@ -139,8 +149,9 @@ TEST(Uki, HostileHeadersAreRefused) {
 bool make_disk(const Workdir& w, bool with_root) {
   std::string cmd = "truncate -s 100M disk.img && sgdisk -n 1:2048:+40M -t 1:ef00 ";
   if (with_root) cmd += "-n 2:0:+40M -t 2:8304 ";
-  cmd += "disk.img >/dev/null && mkfs.vfat -C -F 32 -n ESP -i 0badf00d esp.img 40960 >/dev/null"
-         " && dd if=esp.img of=disk.img bs=1M seek=1 conv=notrunc status=none";
+  cmd +=
+      "disk.img >/dev/null && mkfs.vfat -C -F 32 -n ESP -i 0badf00d esp.img 40960 >/dev/null"
+      " && dd if=esp.img of=disk.img bs=1M seek=1 conv=notrunc status=none";
   return w.run(cmd);
 }
 
@@ -155,9 +166,10 @@ TEST(EspBoot, UnifiedKernelImageOnTheEsp) {
   w.write("kernel", "old kernel");
   ASSERT_TRUE(make_uki(w, "old.efi", false));
   ASSERT_TRUE(make_disk(w, false));
-  ASSERT_TRUE(w.run("mmd -i esp.img ::/EFI ::/EFI/Linux && mcopy -i esp.img old.efi ::/EFI/Linux/linux-6.9.0.efi && "
-                    "mcopy -i esp.img new.efi ::/EFI/Linux/linux-6.10.0.efi && "
-                    "dd if=esp.img of=disk.img bs=1M seek=1 conv=notrunc status=none"));
+  ASSERT_TRUE(
+      w.run("mmd -i esp.img ::/EFI ::/EFI/Linux && mcopy -i esp.img old.efi ::/EFI/Linux/linux-6.9.0.efi && "
+            "mcopy -i esp.img new.efi ::/EFI/Linux/linux-6.10.0.efi && "
+            "dd if=esp.img of=disk.img bs=1M seek=1 conv=notrunc status=none"));
   auto disk_bytes = slurp(w / "disk.img");
   MemoryReader disk(disk_bytes);
   FindOptions o;
@@ -175,7 +187,8 @@ TEST(EspBoot, UnifiedKernelImageOnTheEsp) {
   EXPECT_EQ(text(plan->initrd_bytes), initrd);
   EXPECT_EQ(plan->options, "root=PARTUUID=00000000-0000-0000-0000-000000000002 rw quiet");
   auto described = describe_plan(*plan, compose_cmdline(plan->options, "", ""));
-  EXPECT_NE(described.find("/EFI/Linux/linux-6.10.0.efi section .linux (300000 bytes)"), std::string::npos) << described;
+  EXPECT_NE(described.find("/EFI/Linux/linux-6.10.0.efi section .linux (300000 bytes)"), std::string::npos)
+      << described;
   EXPECT_NE(described.find("rule:            uki"), std::string::npos) << described;
   // Limits apply to the sections.
   o.max_kernel_bytes = kernel.size() - 1;
@@ -190,9 +203,10 @@ TEST(EspBoot, BlsEntryOnlyOnTheEsp) {
   w.write("entry.conf", "title Fedora\nversion 6.5\nlinux /6.5/linux\ninitrd /6.5/initrd\noptions root=UUID=x ro\n");
   w.write("kernel", "KERNEL");
   w.write("initrd", "INITRD");
-  ASSERT_TRUE(w.run("mmd -i esp.img ::/loader ::/loader/entries ::/6.5 && "
-                    "mcopy -i esp.img entry.conf ::/loader/entries/fedora-6.5.conf && mcopy -i esp.img kernel ::/6.5/linux && "
-                    "mcopy -i esp.img initrd ::/6.5/initrd && dd if=esp.img of=disk.img bs=1M seek=1 conv=notrunc status=none"));
+  ASSERT_TRUE(w.run(
+      "mmd -i esp.img ::/loader ::/loader/entries ::/6.5 && "
+      "mcopy -i esp.img entry.conf ::/loader/entries/fedora-6.5.conf && mcopy -i esp.img kernel ::/6.5/linux && "
+      "mcopy -i esp.img initrd ::/6.5/initrd && dd if=esp.img of=disk.img bs=1M seek=1 conv=notrunc status=none"));
   auto disk_bytes = slurp(w / "disk.img");
   MemoryReader disk(disk_bytes);
   FindOptions o;
@@ -215,12 +229,16 @@ TEST(EspBoot, EspGrubStubFollowsConfigfileToTheRootFileSystem) {
   ASSERT_TRUE(w.run("mkdir -p root/boot/grub && printf KERNEL > root/boot/vmlinuz-6.1.0-13-amd64"));
   w.write("root/boot/grub/grub.cfg",
           "set default=0\nsearch --no-floppy --fs-uuid --set=root " + uuid +
-              "\nmenuentry 'Debian GNU/Linux' {\n  linux /boot/vmlinuz-6.1.0-13-amd64 root=UUID=" + uuid + " ro quiet\n}\n");
-  w.write("stub.cfg", "search.fs_uuid " + uuid + " root hd0,gpt2 \nset prefix=($root)'/boot/grub'\nconfigfile $prefix/grub.cfg\n");
-  ASSERT_TRUE(w.run("mkfs.ext4 -q -F -U " + uuid + " -d root root.img 40M && "
-                    "dd if=root.img of=disk.img bs=1M seek=41 conv=notrunc status=none && "
-                    "mmd -i esp.img ::/EFI ::/EFI/debian ::/EFI/BOOT && mcopy -i esp.img stub.cfg ::/EFI/debian/grub.cfg && "
-                    "dd if=esp.img of=disk.img bs=1M seek=1 conv=notrunc status=none"));
+              "\nmenuentry 'Debian GNU/Linux' {\n  linux /boot/vmlinuz-6.1.0-13-amd64 root=UUID=" + uuid +
+              " ro quiet\n}\n");
+  w.write("stub.cfg",
+          "search.fs_uuid " + uuid + " root hd0,gpt2 \nset prefix=($root)'/boot/grub'\nconfigfile $prefix/grub.cfg\n");
+  ASSERT_TRUE(
+      w.run("mkfs.ext4 -q -F -U " + uuid +
+            " -d root root.img 40M && "
+            "dd if=root.img of=disk.img bs=1M seek=41 conv=notrunc status=none && "
+            "mmd -i esp.img ::/EFI ::/EFI/debian ::/EFI/BOOT && mcopy -i esp.img stub.cfg ::/EFI/debian/grub.cfg && "
+            "dd if=esp.img of=disk.img bs=1M seek=1 conv=notrunc status=none"));
   // The root's grub.cfg is where the usual rule looks first; hide it to exercise the ESP path.
   auto disk_bytes = slurp(w / "disk.img");
   MemoryReader disk(disk_bytes);
@@ -233,12 +251,17 @@ TEST(EspBoot, EspGrubStubFollowsConfigfileToTheRootFileSystem) {
   EXPECT_EQ(text(plan->kernel_bytes), "KERNEL");
 
   // With the root's config under another name only the ESP stub leads to it.
-  ASSERT_TRUE(w.run("mkdir -p root/boot/grub2 && mv root/boot/grub/grub.cfg root/boot/grub2/main.cfg && "
-                    "mkfs.ext4 -q -F -U " + uuid + " -d root root.img 40M && "
-                    "dd if=root.img of=disk.img bs=1M seek=41 conv=notrunc status=none"));
-  w.write("stub.cfg", "search.fs_uuid " + uuid + " root hd0,gpt2 \nset prefix=($root)'/boot/grub2'\nconfigfile $prefix/main.cfg\n");
-  ASSERT_TRUE(w.run("mcopy -o -i esp.img stub.cfg ::/EFI/debian/grub.cfg && "
-                    "dd if=esp.img of=disk.img bs=1M seek=1 conv=notrunc status=none"));
+  ASSERT_TRUE(
+      w.run("mkdir -p root/boot/grub2 && mv root/boot/grub/grub.cfg root/boot/grub2/main.cfg && "
+            "mkfs.ext4 -q -F -U " +
+            uuid +
+            " -d root root.img 40M && "
+            "dd if=root.img of=disk.img bs=1M seek=41 conv=notrunc status=none"));
+  w.write("stub.cfg",
+          "search.fs_uuid " + uuid + " root hd0,gpt2 \nset prefix=($root)'/boot/grub2'\nconfigfile $prefix/main.cfg\n");
+  ASSERT_TRUE(
+      w.run("mcopy -o -i esp.img stub.cfg ::/EFI/debian/grub.cfg && "
+            "dd if=esp.img of=disk.img bs=1M seek=1 conv=notrunc status=none"));
   disk_bytes = slurp(w / "disk.img");
   MemoryReader disk2(disk_bytes);
   plan = find_boot(disk2, o);

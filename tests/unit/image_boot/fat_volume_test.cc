@@ -42,7 +42,9 @@ std::string random_bytes(size_t n, unsigned seed) {
   return s;
 }
 
-std::string text(const std::vector<std::byte>& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+std::string text(const std::vector<std::byte>& b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
 
 struct Layout {
   const char* name;
@@ -95,7 +97,8 @@ TEST_P(FatLayouts, ReadsWhatMtoolsWrote) {
   ASSERT_TRUE(img.put("/LOADER.CNF", "short name"));
   ASSERT_TRUE(img.put("/empty", ""));
   // Enough entries that the directory spans several clusters.
-  for (int i = 0; i < 70; ++i) ASSERT_TRUE(img.put("/EFI/file-number-" + std::to_string(i) + ".txt", std::to_string(i)));
+  for (int i = 0; i < 70; ++i)
+    ASSERT_TRUE(img.put("/EFI/file-number-" + std::to_string(i) + ".txt", std::to_string(i)));
 
   auto bytes = slurp(img.path());
   MemoryReader part(bytes);
@@ -211,14 +214,19 @@ TEST(FatHostile, BootSectorsThatLieAboutTheirSizeAreRefused) {
   auto bytes = slurp(img.path());
   {
     auto b = bytes;  // metadata (reserved sectors) past the end of the partition
-    b[14] = std::byte{0xFF}; b[15] = std::byte{0xFF};
+    b[14] = std::byte{0xFF};
+    b[15] = std::byte{0xFF};
     MemoryReader r(b);
     EXPECT_FALSE(FatVolume::open(r));
   }
   {
     auto b = bytes;  // more sectors than the partition holds: the clusters past the end fail when read
-    b[32] = std::byte{0xFF}; b[33] = std::byte{0xFF}; b[34] = std::byte{0xFF}; b[35] = std::byte{0x00};
-    b[19] = std::byte{0}; b[20] = std::byte{0};
+    b[32] = std::byte{0xFF};
+    b[33] = std::byte{0xFF};
+    b[34] = std::byte{0xFF};
+    b[35] = std::byte{0x00};
+    b[19] = std::byte{0};
+    b[20] = std::byte{0};
     MemoryReader r(b);
     auto fs = FatVolume::open(r);
     if (fs) {
@@ -228,7 +236,8 @@ TEST(FatHostile, BootSectorsThatLieAboutTheirSizeAreRefused) {
   }
   {
     auto b = bytes;  // a FAT too small for the cluster count
-    b[22] = std::byte{1}; b[23] = std::byte{0};
+    b[22] = std::byte{1};
+    b[23] = std::byte{0};
     MemoryReader r(b);
     EXPECT_FALSE(FatVolume::open(r));
   }

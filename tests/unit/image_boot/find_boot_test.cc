@@ -1,12 +1,12 @@
 // find_boot on ext4 file systems made by mkfs.ext4 -d: the bytes it loads are the file's bytes.
-#include "boot/image_boot/boot_search.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <iterator>
 #include <random>
+
+#include "boot/image_boot/boot_search.h"
 
 namespace microvm::image_boot {
 namespace {
@@ -34,7 +34,8 @@ TEST_P(FindBoot, LoadsTheKernelAndInitrdBytesExactly) {
   std::ofstream(d + "/root/boot/vmlinuz-9", std::ios::binary) << kernel;
   std::ofstream(d + "/root/boot/a.img", std::ios::binary) << "first-";
   std::ofstream(d + "/root/boot/b.img", std::ios::binary) << "second";
-  std::ofstream(d + "/root/boot/extlinux.conf") << "LABEL l\n LINUX vmlinuz-9\n INITRD a.img,b.img\n APPEND root=/dev/vda\n";
+  std::ofstream(d + "/root/boot/extlinux.conf")
+      << "LABEL l\n LINUX vmlinuz-9\n INITRD a.img,b.img\n APPEND root=/dev/vda\n";
   ASSERT_EQ(system(("mkfs." + std::string(GetParam()) + " -q -F -d " + d + "/root " + d + "/fs.img 32M").c_str()), 0);
   auto image = slurp(d + "/fs.img");
   ASSERT_EQ(system(("rm -rf " + d).c_str()), 0);

@@ -117,14 +117,13 @@ TEST(GrubConfig, SavedEntryFromGrubenvSelectsSubmenuEntry) {
 TEST(GrubConfig, DefaultByNumberPathAndTitle) {
   Files f;
   std::string base = std::string(kDebian);
-  auto with_default = [&](const std::string& d) {
-    return base + "\nset default=\"" + d + "\"\n";
-  };
+  auto with_default = [&](const std::string& d) { return base + "\nset default=\"" + d + "\"\n"; };
   auto e = parse_grub_config(with_default("1>1"), "/boot/grub/grub.cfg", f.reader());
   ASSERT_TRUE(e) << e.error().what;
   EXPECT_EQ(e->title, "Debian GNU/Linux, with Linux 6.1.0-13-amd64 (recovery mode)");
-  e = parse_grub_config(with_default("Advanced options for Debian GNU/Linux>Debian GNU/Linux, with Linux 6.1.0-13-amd64"),
-                        "/boot/grub/grub.cfg", f.reader());
+  e = parse_grub_config(
+      with_default("Advanced options for Debian GNU/Linux>Debian GNU/Linux, with Linux 6.1.0-13-amd64"),
+      "/boot/grub/grub.cfg", f.reader());
   ASSERT_TRUE(e) << e.error().what;
   EXPECT_EQ(e->options, "root=UUID=1111-2222 ro quiet");
   EXPECT_EQ(e->title, "Debian GNU/Linux, with Linux 6.1.0-13-amd64");
@@ -136,9 +135,10 @@ TEST(GrubConfig, DefaultByNumberPathAndTitle) {
 
 TEST(GrubConfig, DevicesInPathsAndRootVariable) {
   Files f;
-  auto e = parse_grub_config("menuentry x {\n set root=(hd0,msdos3)\n linux ($root)/vmlinuz a=\"b c\"\n"
-                             " initrd (hd0,gpt1)/i1 /i2\n}\n",
-                             "/grub/grub.cfg", f.reader());
+  auto e = parse_grub_config(
+      "menuentry x {\n set root=(hd0,msdos3)\n linux ($root)/vmlinuz a=\"b c\"\n"
+      " initrd (hd0,gpt1)/i1 /i2\n}\n",
+      "/grub/grub.cfg", f.reader());
   ASSERT_TRUE(e) << e.error().what;
   EXPECT_EQ(e->kernel.device, "part3");
   EXPECT_EQ(e->kernel.path, "/vmlinuz");

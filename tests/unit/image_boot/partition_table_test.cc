@@ -85,10 +85,11 @@ TEST(PartitionTable, GptAsSgdiskWroteIt) {
 
 TEST(PartitionTable, MbrAsSfdiskWroteIt) {
   TempImage img;
-  ASSERT_EQ(system(("truncate -s 8M " + img.path + " && printf 'label: dos\\nlabel-id: 0x1234abcd\\n2048,2048,83\\n4096,,ef\\n' | sfdisk -q " +
-                    img.path)
-                       .c_str()),
-            0)
+  ASSERT_EQ(
+      system(("truncate -s 8M " + img.path +
+              " && printf 'label: dos\\nlabel-id: 0x1234abcd\\n2048,2048,83\\n4096,,ef\\n' | sfdisk -q " + img.path)
+                 .c_str()),
+      0)
       << "sfdisk (fdisk) missing?";
   auto bytes = slurp(img.path);
   MemoryReader r(bytes);
@@ -108,8 +109,10 @@ TEST(PartitionTable, MbrAsSfdiskWroteIt) {
 // (partx reports the kernel's numbering and offsets for the same image).
 TEST(PartitionTable, MbrLogicalPartitionsAsPartxSeesThem) {
   TempImage img;
-  ASSERT_EQ(system(("truncate -s 16M " + img.path + " && printf 'label: dos\\nlabel-id: 0x0badcafe\\n"
-                    "2048,2048,83\\n4096,,5\\n6144,2048,83\\n10240,2048,ef\\n14336,4096,83\\n' | sfdisk -q " + img.path)
+  ASSERT_EQ(system(("truncate -s 16M " + img.path +
+                    " && printf 'label: dos\\nlabel-id: 0x0badcafe\\n"
+                    "2048,2048,83\\n4096,,5\\n6144,2048,83\\n10240,2048,ef\\n14336,4096,83\\n' | sfdisk -q " +
+                    img.path)
                        .c_str()),
             0)
       << "sfdisk (fdisk) missing?";
@@ -143,11 +146,11 @@ TEST(PartitionTable, ExtendedChainThatLoopsOrLeavesItsContainerEnds) {
     disk[sector * 512 + 510] = std::byte{0x55};
     disk[sector * 512 + 511] = std::byte{0xaa};
   };
-  entry(0, 0, 0x05, 8, 56);   // extended: sectors 8..63
-  entry(8, 0, 0x83, 1, 4);    // logical 5 at 9
-  entry(8, 1, 0x05, 16, 8);   // next record at 8+16 = 24
-  entry(24, 0, 0x83, 1, 4);   // logical 6 at 25
-  entry(24, 1, 0x05, 0, 8);   // back to the first record: a loop
+  entry(0, 0, 0x05, 8, 56);  // extended: sectors 8..63
+  entry(8, 0, 0x83, 1, 4);   // logical 5 at 9
+  entry(8, 1, 0x05, 16, 8);  // next record at 8+16 = 24
+  entry(24, 0, 0x83, 1, 4);  // logical 6 at 25
+  entry(24, 1, 0x05, 0, 8);  // back to the first record: a loop
   MemoryReader r(disk);
   auto t = read_partition_table(r);
   ASSERT_TRUE(t) << t.error().what;
@@ -168,7 +171,8 @@ TEST(PartitionTable, GptFor4kSectorsIsRefusedWithTheReason) {
   TempImage img;
   // fdisk writes the table for the logical sector size it is given (-b).
   ASSERT_EQ(system(("truncate -s 16M " + img.path + " && printf 'g\\nn\\n\\n\\n\\nw\\n' | fdisk -b 4096 " + img.path +
-                    " >/dev/null 2>&1").c_str()),
+                    " >/dev/null 2>&1")
+                       .c_str()),
             0);
   auto bytes = slurp(img.path);
   MemoryReader r(bytes);

@@ -2,13 +2,12 @@
 // header + frame, exactly what a tap with IFF_VNET_HDR reads and writes.
 #include "virtio/net/device.h"
 
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "base/event_fd.h"
 #include "devices/net/tap.h"
@@ -61,8 +60,8 @@ class NetDeviceTest : public ::testing::Test {
   }
   void activate(uint64_t features = kBase) {
     dev->ack_features(features);
-    auto r = dev->activate(ActivationContext{*mem, irq, *loop, features,
-                                             {rxq.config(rx_kick.fd()), txq.config(tx_kick.fd())}});
+    auto r = dev->activate(
+        ActivationContext{*mem, irq, *loop, features, {rxq.config(rx_kick.fd()), txq.config(tx_kick.fd())}});
     ASSERT_TRUE(r.has_value()) << r.error().what;
   }
   void run() { ASSERT_TRUE(loop->run_once(200).has_value()); }
@@ -451,9 +450,9 @@ TEST_F(NetDeviceTest, ResetAndReactivate) {
   DriverQueue rx2{*mem, 16, GuestAddress(0x8000)};
   DriverQueue tx2{*mem, 16, GuestAddress(0xc000)};
   dev->ack_features(kBase);
-  ASSERT_TRUE(dev->activate(ActivationContext{*mem, irq, *loop, kBase,
-                                              {rx2.config(rx_kick.fd()), tx2.config(tx_kick.fd())}})
-                  .has_value());
+  ASSERT_TRUE(
+      dev->activate(ActivationContext{*mem, irq, *loop, kBase, {rx2.config(rx_kick.fd()), tx2.config(tx_kick.fd())}})
+          .has_value());
   GuestAddress a = alloc.alloc(2048);
   DriverBuffer b{a, 2048, true};
   rx2.add_chain(std::span(&b, 1));
@@ -535,7 +534,6 @@ TEST_F(NetRateLimitTest, RxFramesOverTheLimitWaitAndAreAllDelivered) {
   EXPECT_EQ(value(dev->counters().rx_frames), 5u);
   EXPECT_EQ(value(dev->counters().rx_dropped), 0u);
 }
-
 
 }  // namespace
 }  // namespace microvm

@@ -27,10 +27,10 @@ TEST(NetArg, BridgeAndUser) {
 }
 
 TEST(NetArg, Refuses) {
-  for (const char* bad : {"", "tap", "tap=", "tap=a,bridge=b", "user,tap=x", "tap=x,user", "tap=x,vhost=maybe",
-                          "tap=x,hostfwd=tcp::1-:2", "user,vhost=on", "tap=x,colour=red", "user,hostfwd=tcp:1-:2",
-                          "tap=0123456789abcdef", "user,hostfwd=icmp::1-:2", "user,hostfwd=tcp::0-:22",
-                          "user,hostfwd=tcp::70000-:22", "user,hostfwd=tcp::22-:x"})
+  for (const char* bad :
+       {"", "tap", "tap=", "tap=a,bridge=b", "user,tap=x", "tap=x,user", "tap=x,vhost=maybe", "tap=x,hostfwd=tcp::1-:2",
+        "user,vhost=on", "tap=x,colour=red", "user,hostfwd=tcp:1-:2", "tap=0123456789abcdef", "user,hostfwd=icmp::1-:2",
+        "user,hostfwd=tcp::0-:22", "user,hostfwd=tcp::70000-:22", "user,hostfwd=tcp::22-:x"})
     EXPECT_FALSE(parse_net_arg(bad).has_value()) << bad;
 }
 

@@ -2,22 +2,22 @@
 // forwarded port turning into frames for the guest. All traffic stays inside this process.
 #if MICROVM_HAVE_SLIRP
 #include "devices/net/slirp_backend.h"
-#include "vmm/sandbox/file_access.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <sys/socket.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
+#include "vmm/sandbox/file_access.h"
 
 namespace microvm {
 namespace {
@@ -47,8 +47,8 @@ TEST(SlirpBackend, AnswersArpForTheVirtualHost) {
   const uint8_t mac[6] = {0x52, 0x54, 0, 0x12, 0x34, 0x56};
   std::memset(e, 0xff, 6);
   std::memcpy(e + 6, mac, 6);
-  e[12] = 0x08, e[13] = 0x06;                   // ARP
-  uint8_t arp[] = {0, 1, 8, 0, 6, 4, 0, 1};      // Ethernet/IPv4 request
+  e[12] = 0x08, e[13] = 0x06;                // ARP
+  uint8_t arp[] = {0, 1, 8, 0, 6, 4, 0, 1};  // Ethernet/IPv4 request
   std::memcpy(e + 14, arp, sizeof arp);
   std::memcpy(e + 22, mac, 6);
   uint8_t spa[] = {10, 0, 2, 15}, tpa[] = {10, 0, 2, 2};

@@ -35,7 +35,8 @@ TEST(SlirpGuard, HostLocalDestinationsAreRefused) {
 
 TEST(SlirpGuard, TheHostsOwnAddressesAreRefused) {
   const uint32_t own[] = {0xc0a80105u, 0xac110001u};  // 192.168.1.5 (LAN), 172.17.0.1 (a bridge)
-  for (uint32_t dst : own) EXPECT_EQ(check_guest_frame(ipv4(dst), kDns, own), SlirpVerdict::kHostAddress) << std::hex << dst;
+  for (uint32_t dst : own)
+    EXPECT_EQ(check_guest_frame(ipv4(dst), kDns, own), SlirpVerdict::kHostAddress) << std::hex << dst;
   EXPECT_EQ(check_guest_frame(ipv4(0xc0a80106u), kDns, own), SlirpVerdict::kPass) << "a neighbour on the LAN";
   EXPECT_EQ(check_guest_frame(ipv4(0xc0a80105u), kDns), SlirpVerdict::kPass) << "no list: nothing extra refused";
   for (uint32_t a : host_ipv4_addresses()) EXPECT_NE(a >> 24, 127u) << "127/8 is host_local's";

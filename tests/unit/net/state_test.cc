@@ -1,11 +1,10 @@
 // virtio-net snapshot: RX chains held for a frame that did not fit go back to the ring, the
 // frame itself is carried, TX carries on, and hostile blobs or a changed MAC are refused.
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 
 #include <cstring>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "base/event_fd.h"
 #include "devices/net/tap.h"
@@ -22,8 +21,8 @@ namespace {
 using testing::DriverBuffer;
 using testing::DriverQueue;
 
-constexpr uint64_t kFeatures = feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_NET_F_MRG_RXBUF) |
-                               feature_bit(VIRTIO_NET_F_MAC);
+constexpr uint64_t kFeatures =
+    feature_bit(VIRTIO_F_VERSION_1) | feature_bit(VIRTIO_NET_F_MRG_RXBUF) | feature_bit(VIRTIO_NET_F_MAC);
 constexpr MacAddress kMac = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55};
 
 class NetStateTest : public ::testing::Test {
@@ -49,7 +48,8 @@ class NetStateTest : public ::testing::Test {
   }
   Result<void> activate(NetDevice& d) {
     d.ack_features(kFeatures);
-    return d.activate(ActivationContext{*mem, irq, *loop, kFeatures, {rxq.config(rx_kick.fd()), txq.config(tx_kick.fd())}});
+    return d.activate(
+        ActivationContext{*mem, irq, *loop, kFeatures, {rxq.config(rx_kick.fd()), txq.config(tx_kick.fd())}});
   }
   void run() {
     for (int i = 0; i < 20; ++i) {

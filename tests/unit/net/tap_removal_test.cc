@@ -4,6 +4,7 @@
 // Checks: frames flow before; afterwards exactly one log line, the device completes (drops)
 // TX chains, the loop still serves its other fds and goes idle (no busy loop on a dead fd).
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -17,8 +18,6 @@
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "base/event_fd.h"
 #include "devices/net/tap.h"
@@ -36,12 +35,12 @@ using testing::DriverBuffer;
 using testing::DriverQueue;
 
 // The child reports the first broken expectation on stderr and as its exit code.
-#define CHILD_CHECK(cond, code)                                                  \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      std::fprintf(stderr, "tap_removal_test: check failed: %s\n", #cond);       \
-      return code;                                                               \
-    }                                                                            \
+#define CHILD_CHECK(cond, code)                                            \
+  do {                                                                     \
+    if (!(cond)) {                                                         \
+      std::fprintf(stderr, "tap_removal_test: check failed: %s\n", #cond); \
+      return code;                                                         \
+    }                                                                      \
   } while (0)
 
 constexpr const char* kTap = "mvmrm0";
@@ -55,7 +54,8 @@ bool inject_frame(const char* ifname) {
   addr.sll_protocol = htons(ETH_P_ALL);
   addr.sll_ifindex = static_cast<int>(::if_nametoindex(ifname));
   addr.sll_halen = ETH_ALEN;
-  uint8_t frame[64] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55, 0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x88, 0xb5};  // local experimental ethertype
+  uint8_t frame[64] = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55, 0x02,
+                       0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0x88, 0xb5};  // local experimental ethertype
   bool ok = ::sendto(s, frame, sizeof frame, 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == sizeof frame;
   ::close(s);
   return ok;
@@ -83,10 +83,10 @@ int removal_scenario() {
   auto dev = std::move(*made);
   const uint64_t features = feature_bit(VIRTIO_F_VERSION_1);
   dev->ack_features(features);
-  CHILD_CHECK(dev->activate(ActivationContext{*mem, irq, *loop, features,
-                                              {rxq.config(rx_kick.fd()), txq.config(tx_kick.fd())}})
-                  .has_value(),
-              12);
+  CHILD_CHECK(
+      dev->activate(ActivationContext{*mem, irq, *loop, features, {rxq.config(rx_kick.fd()), txq.config(tx_kick.fd())}})
+          .has_value(),
+      12);
 
   // Another user of the same loop, standing for the other devices of the VM.
   EventFd other = std::move(*EventFd::create());
@@ -161,10 +161,10 @@ int removal_scenario() {
   DriverQueue rx2{*mem, 16, GuestAddress(0x8000)};
   DriverQueue tx2{*mem, 16, GuestAddress(0xc000)};
   dev->ack_features(features);
-  CHILD_CHECK(dev->activate(ActivationContext{*mem, irq, *loop, features,
-                                              {rx2.config(rx_kick.fd()), tx2.config(tx_kick.fd())}})
-                  .has_value(),
-              31);
+  CHILD_CHECK(
+      dev->activate(ActivationContext{*mem, irq, *loop, features, {rx2.config(rx_kick.fd()), tx2.config(tx_kick.fd())}})
+          .has_value(),
+      31);
   auto n = loop->run_once(20);
   CHILD_CHECK(n.has_value(), 32);
   return 0;
@@ -181,7 +181,8 @@ TEST(TapRemoval, DeviceStopsWithOneLineAndTheLoopGoesOn) {
   }
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "the scenario crashed (signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ")";
+  ASSERT_TRUE(WIFEXITED(status)) << "the scenario crashed (signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0)
+                                 << ")";
   ASSERT_NE(WEXITSTATUS(status), 77) << "cannot create a network namespace";
   EXPECT_EQ(WEXITSTATUS(status), 0) << "see the check printed on stderr above";
 }

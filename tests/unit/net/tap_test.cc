@@ -1,19 +1,18 @@
 // The real tap backend, in a private network namespace so nothing leaks onto the host.
 #include "devices/net/tap.h"
 
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "devices/net/open_net.h"
 #include "devices/net/vhost_net.h"
-
-#include <fcntl.h>
-#include <sched.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <gtest/gtest.h>
 
 namespace microvm {
 namespace {

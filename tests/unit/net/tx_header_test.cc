@@ -7,8 +7,8 @@
 namespace microvm {
 namespace {
 
-constexpr uint64_t kAll = feature_bit(VIRTIO_NET_F_CSUM) | feature_bit(VIRTIO_NET_F_HOST_TSO4) |
-                          feature_bit(VIRTIO_NET_F_HOST_TSO6);
+constexpr uint64_t kAll =
+    feature_bit(VIRTIO_NET_F_CSUM) | feature_bit(VIRTIO_NET_F_HOST_TSO4) | feature_bit(VIRTIO_NET_F_HOST_TSO6);
 
 TEST(TxHeader, PlainFrameIsFine) {
   VirtioNetHdr h{};

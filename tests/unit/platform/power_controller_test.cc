@@ -69,7 +69,7 @@ TEST_F(PowerTest, Pm1EnableStoredAndSciEnSet) {
   EXPECT_EQ(read(pc_.pm1_registers(), 2, 2), 0u);
   write16(pc_.pm1_registers(), 2, 0x0121);
   EXPECT_EQ(read(pc_.pm1_registers(), 2, 2), 0x0121u);
-  EXPECT_EQ(read(pc_.pm1_registers(), 0, 4), 0x01210000u);  // status 0, enable above it
+  EXPECT_EQ(read(pc_.pm1_registers(), 0, 4), 0x01210000u);   // status 0, enable above it
   EXPECT_EQ(read(pc_.pm1_registers(), 0, 2), 0u);            // PM1 status always clear
   EXPECT_EQ(read(pc_.pm1_registers(), kPm1Cnt, 2) & 1, 1u);  // SCI_EN: always in ACPI mode
   EXPECT_EQ(read(pc_.pm1_registers(), 6, 2), 0u);            // past the block: zeros
@@ -138,8 +138,8 @@ TEST_F(PowerTest, SleepControlRegisterS5) {
   // ACPI 5 sleep control: SLP_TYP in bits 2-4, SLP_EN bit 5.
   write(pc_.acpi_registers(), 0, {(MICROVM_ACPI_S5_SLP_TYP << 2) | 0x20});
   EXPECT_EQ(poweroffs_, 1);
-  write(pc_.acpi_registers(), 0, {MICROVM_ACPI_S5_SLP_TYP << 2});  // no SLP_EN
-  write(pc_.acpi_registers(), 0, {(3 << 2) | 0x20});                // S3
+  write(pc_.acpi_registers(), 0, {MICROVM_ACPI_S5_SLP_TYP << 2});           // no SLP_EN
+  write(pc_.acpi_registers(), 0, {(3 << 2) | 0x20});                        // S3
   write(pc_.acpi_registers(), 1, {(MICROVM_ACPI_S5_SLP_TYP << 2) | 0x20});  // sleep status port
   EXPECT_EQ(poweroffs_, 1);
   EXPECT_EQ(reboots_, 0);

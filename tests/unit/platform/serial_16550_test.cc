@@ -60,9 +60,9 @@ class SerialTest : public ::testing::Test {
 TEST_F(SerialTest, Linux8250ProbeSequence) {
   // autoconfig(): IER must hold exactly the low 4 bits written.
   out(IER, 0);
-  EXPECT_EQ(in(IER) & 0x0f, 0);
+  EXPECT_EQ(in(IER)&0x0f, 0);
   out(IER, 0x0f);
-  EXPECT_EQ(in(IER) & 0x0f, 0x0f);
+  EXPECT_EQ(in(IER)&0x0f, 0x0f);
   out(IER, 0xff);
   EXPECT_EQ(in(IER), 0x0f);  // upper bits are not stored
   out(IER, 0);
@@ -73,18 +73,18 @@ TEST_F(SerialTest, Linux8250ProbeSequence) {
   }
   // Loopback: MCR = LOOP | OUT2 | RTS (0x1a) -> MSR high nibble = DCD | CTS = 0x90.
   out(MCR, 0x1a);
-  EXPECT_EQ(in(MSR) & 0xf0, 0x90);
+  EXPECT_EQ(in(MSR)&0xf0, 0x90);
   out(MCR, MCR_LOOP | 0x0f);  // all outputs on: CTS, DSR, RI, DCD
-  EXPECT_EQ(in(MSR) & 0xf0, 0xf0);
+  EXPECT_EQ(in(MSR)&0xf0, 0xf0);
   out(MCR, MCR_LOOP);
-  EXPECT_EQ(in(MSR) & 0xf0, 0x00);
+  EXPECT_EQ(in(MSR)&0xf0, 0x00);
   out(MCR, 0x0b);  // normal mode: a terminal is attached (CTS, DSR, DCD)
-  EXPECT_EQ(in(MSR) & 0xb0, 0xb0);
+  EXPECT_EQ(in(MSR)&0xb0, 0xb0);
   // FIFO enabled shows in IIR bits 7-6 (a 16550A, not a plain 8250).
   out(FCR, 0x01);
-  EXPECT_EQ(in(IIR) & 0xc0, 0xc0);
+  EXPECT_EQ(in(IIR)&0xc0, 0xc0);
   out(FCR, 0x00);
-  EXPECT_EQ(in(IIR) & 0xc0, 0x00);
+  EXPECT_EQ(in(IIR)&0xc0, 0x00);
 }
 
 TEST_F(SerialTest, LsrIdle) {
@@ -96,24 +96,24 @@ TEST_F(SerialTest, LsrIdle) {
 TEST_F(SerialTest, ThreInterruptWhenEnabledAndAfterEachWrite) {
   out(IER, IER_THRI);  // enabling THRI with an empty THR raises at once
   EXPECT_EQ(irqs_, 1);
-  EXPECT_EQ(in(IIR) & 0x0f, IIR_THRI);
-  EXPECT_EQ(in(IIR) & 0x0f, IIR_NO_INT);  // the IIR read acknowledged it
+  EXPECT_EQ(in(IIR)&0x0f, IIR_THRI);
+  EXPECT_EQ(in(IIR)&0x0f, IIR_NO_INT);  // the IIR read acknowledged it
   out(THR, 'a');
   EXPECT_EQ(irqs_, 2);
   out(THR, 'b');
   EXPECT_EQ(irqs_, 3);
-  EXPECT_EQ(in(IIR) & 0x0f, IIR_THRI);
-  EXPECT_EQ(in(IIR) & 0x0f, IIR_NO_INT);
+  EXPECT_EQ(in(IIR)&0x0f, IIR_THRI);
+  EXPECT_EQ(in(IIR)&0x0f, IIR_NO_INT);
   // Re-writing IER with THRI still set does not re-latch (no new edge).
   out(IER, IER_THRI);
-  EXPECT_EQ(in(IIR) & 0x0f, IIR_NO_INT);
+  EXPECT_EQ(in(IIR)&0x0f, IIR_NO_INT);
   EXPECT_EQ(drain_output(), "ab");
 }
 
 TEST_F(SerialTest, NoThreInterruptWhenDisabled) {
   out(THR, 'x');
   EXPECT_EQ(irqs_, 0);
-  EXPECT_EQ(in(IIR) & 0x0f, IIR_NO_INT);
+  EXPECT_EQ(in(IIR)&0x0f, IIR_NO_INT);
   EXPECT_EQ(drain_output(), "x");
 }
 
@@ -122,35 +122,35 @@ TEST_F(SerialTest, ReceivedDataRaisesRdi) {
   EXPECT_EQ(irqs_, 0);
   input("hi");
   EXPECT_EQ(irqs_, 1);
-  EXPECT_EQ(in(IIR) & 0x0f, IIR_RDI);
-  EXPECT_EQ(in(LSR) & LSR_DR, LSR_DR);
+  EXPECT_EQ(in(IIR)&0x0f, IIR_RDI);
+  EXPECT_EQ(in(LSR)&LSR_DR, LSR_DR);
   EXPECT_EQ(uart_->input_space(), Serial16550::kInputBufferSize - 2);
   EXPECT_EQ(in(RBR), 'h');
-  EXPECT_EQ(in(IIR) & 0x0f, IIR_RDI);  // still one byte pending
+  EXPECT_EQ(in(IIR)&0x0f, IIR_RDI);  // still one byte pending
   EXPECT_EQ(in(RBR), 'i');
-  EXPECT_EQ(in(LSR) & LSR_DR, 0);
-  EXPECT_EQ(in(IIR) & 0x0f, IIR_NO_INT);
+  EXPECT_EQ(in(LSR)&LSR_DR, 0);
+  EXPECT_EQ(in(IIR)&0x0f, IIR_NO_INT);
   EXPECT_EQ(in(RBR), 0);  // empty FIFO reads 0
 }
 
 TEST_F(SerialTest, RdiHasPriorityOverThre) {
   out(IER, IER_RDI | IER_THRI);
   input("z");
-  EXPECT_EQ(in(IIR) & 0x0f, IIR_RDI);
+  EXPECT_EQ(in(IIR)&0x0f, IIR_RDI);
   EXPECT_EQ(in(RBR), 'z');
-  EXPECT_EQ(in(IIR) & 0x0f, IIR_THRI);  // THRE still latched underneath
+  EXPECT_EQ(in(IIR)&0x0f, IIR_THRI);  // THRE still latched underneath
 }
 
 TEST_F(SerialTest, InputWithoutRdiEnabledDoesNotInterrupt) {
   input("q");
   EXPECT_EQ(irqs_, 0);
-  EXPECT_EQ(in(LSR) & LSR_DR, LSR_DR);  // polled mode still sees it
+  EXPECT_EQ(in(LSR)&LSR_DR, LSR_DR);  // polled mode still sees it
 }
 
 TEST_F(SerialTest, FcrClearsReceiveFifo) {
   input("abc");
   out(FCR, 0x03);
-  EXPECT_EQ(in(LSR) & LSR_DR, 0);
+  EXPECT_EQ(in(LSR)&LSR_DR, 0);
 }
 
 TEST_F(SerialTest, DlabSelectsDivisor) {
@@ -164,7 +164,7 @@ TEST_F(SerialTest, DlabSelectsDivisor) {
   EXPECT_EQ(in(DLM), 0x02);
   out(LCR, 0x03);
   EXPECT_EQ(in(LCR), 0x03);
-  EXPECT_EQ(in(IER), 0x00);  // the DLM write did not land in IER
+  EXPECT_EQ(in(IER), 0x00);       // the DLM write did not land in IER
   EXPECT_EQ(drain_output(), "");  // the DLL write was not transmitted
   out(IER, 0x05);
   out(LCR, LCR_DLAB);
@@ -176,7 +176,7 @@ TEST_F(SerialTest, InputBufferLimit) {
   input(big);
   EXPECT_EQ(uart_->input_space(), 0u);
   size_t n = 0;
-  while (in(LSR) & LSR_DR) {
+  while (in(LSR)&LSR_DR) {
     in(RBR);
     ++n;
   }
@@ -249,7 +249,6 @@ TEST_F(SerialTest, ConsoleMarkerAfterNearlyCompleteMarker) {
   EXPECT_EQ(hits, 2);
 }
 
-
 // Snapshot/restore: a fresh UART loaded with another's state behaves like it: the guest's
 // programmed IER still routes input to an interrupt, the divisor and scratch survive, and
 // unread input is still there.
@@ -296,8 +295,7 @@ TEST_F(SerialTest, HostileStateIsRefusedAndLeavesTheUartAlone) {
   auto good = uart_->save_state();
   // Truncated at every length, trailing bytes, reserved IER/MCR bits, a wrong tag, a
   // non-boolean, an input queue longer than the UART's buffer.
-  for (size_t n = 0; n < good.size(); ++n)
-    EXPECT_FALSE(uart_->load_state(std::span(good).first(n))) << n;
+  for (size_t n = 0; n < good.size(); ++n) EXPECT_FALSE(uart_->load_state(std::span(good).first(n))) << n;
   auto longer = good;
   longer.push_back(std::byte{0});
   EXPECT_FALSE(uart_->load_state(longer));

@@ -1,7 +1,7 @@
 #include "devices/pmem/pmem_image.h"
 
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>

@@ -38,7 +38,7 @@ namespace {
 struct ChildOutcome {
   int exit_code = -1;  // -1 if it did not exit normally
   int term_signal = 0;
-  std::string err;     // what it wrote to stderr
+  std::string err;  // what it wrote to stderr
 };
 
 // Compiles the role's filter here (libseccomp allocates), then in a child: stderr to a
@@ -77,8 +77,8 @@ std::string describe(const ChildOutcome& o) {
 
 void expect_forbidden(const ChildOutcome& o, const std::string& role, long nr, const char* name) {
   EXPECT_EQ(o.exit_code, kExitSandbox) << describe(o);
-  std::string want = "microvm: sandbox: " + role + " thread made forbidden system call " + std::to_string(nr) + " (" +
-                     name + ")\n";
+  std::string want =
+      "microvm: sandbox: " + role + " thread made forbidden system call " + std::to_string(nr) + " (" + name + ")\n";
   EXPECT_EQ(o.err, want) << describe(o);
 }
 
@@ -385,10 +385,10 @@ TEST(SandboxPolicy, RolesAllowOnlyWhatTheyNeed) {
   };
   auto vcpu = policy_for(ThreadRole::kVcpu, everything);
   auto loop = policy_for(ThreadRole::kEventLoop, everything);
-  for (int nr : {SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(execve), SCMP_SYS(execveat), SCMP_SYS(fork), SCMP_SYS(vfork),
-                 SCMP_SYS(clone), SCMP_SYS(clone3), SCMP_SYS(ptrace), SCMP_SYS(kill), SCMP_SYS(mount), SCMP_SYS(unlink),
-                 SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_register), SCMP_SYS(rt_sigaction), SCMP_SYS(prctl),
-                 SCMP_SYS(seccomp)}) {
+  for (int nr : {SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(execve), SCMP_SYS(execveat), SCMP_SYS(fork),
+                 SCMP_SYS(vfork), SCMP_SYS(clone), SCMP_SYS(clone3), SCMP_SYS(ptrace), SCMP_SYS(kill), SCMP_SYS(mount),
+                 SCMP_SYS(unlink), SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_register), SCMP_SYS(rt_sigaction),
+                 SCMP_SYS(prctl), SCMP_SYS(seccomp)}) {
     EXPECT_FALSE(has(vcpu, nr)) << "vcpu allows syscall " << nr;
     if (nr != SCMP_SYS(openat)) EXPECT_FALSE(has(loop, nr)) << "event loop allows syscall " << nr;
   }
@@ -411,11 +411,12 @@ TEST(SandboxPolicy, SupervisorOpensNothingAndStartsNothing) {
     return false;
   };
   auto full = policy_for(ThreadRole::kSupervisor, everything);
-  for (int nr : {SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(openat2), SCMP_SYS(creat), SCMP_SYS(execve),
-                 SCMP_SYS(execveat), SCMP_SYS(fork), SCMP_SYS(vfork), SCMP_SYS(clone), SCMP_SYS(clone3),
-                 SCMP_SYS(ptrace), SCMP_SYS(mount), SCMP_SYS(socket), SCMP_SYS(connect), SCMP_SYS(io_uring_setup),
-                 SCMP_SYS(io_uring_register), SCMP_SYS(rt_sigaction), SCMP_SYS(prctl), SCMP_SYS(seccomp),
-                 SCMP_SYS(bpf), SCMP_SYS(memfd_create)})
+  for (int nr : {SCMP_SYS(open),         SCMP_SYS(openat),   SCMP_SYS(openat2),        SCMP_SYS(creat),
+                 SCMP_SYS(execve),       SCMP_SYS(execveat), SCMP_SYS(fork),           SCMP_SYS(vfork),
+                 SCMP_SYS(clone),        SCMP_SYS(clone3),   SCMP_SYS(ptrace),         SCMP_SYS(mount),
+                 SCMP_SYS(socket),       SCMP_SYS(connect),  SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_register),
+                 SCMP_SYS(rt_sigaction), SCMP_SYS(prctl),    SCMP_SYS(seccomp),        SCMP_SYS(bpf),
+                 SCMP_SYS(memfd_create)})
     EXPECT_FALSE(has(full, nr)) << "supervisor allows syscall " << nr;
   // Reaping and removing virtiofsd's leftovers only come with shared folders.
   auto bare = policy_for(ThreadRole::kSupervisor, {});

@@ -93,8 +93,8 @@ TEST(MachineState, OutOfRangeValuesAreRefused) {
 
 TEST(MachineState, DevicesAfterTheNetsRoundTrip) {
   MachineState m = sample();
-  m.config.balloon = BalloonConfig{.size_bytes = 8 << 20, .deflate_on_oom = true, .free_page_reporting = true,
-                                   .stats_interval_s = 5};
+  m.config.balloon =
+      BalloonConfig{.size_bytes = 8 << 20, .deflate_on_oom = true, .free_page_reporting = true, .stats_interval_s = 5};
   m.config.pmems = {{"/images/a.img", false}, {"/images/b.img", true}};
   m.config.vsock = VsockConfig{.guest_cid = 42, .socket_path = "/run/v.sock"};
   m.config.virtio_console = true;
@@ -131,18 +131,19 @@ TEST(MachineState, DevicesAfterTheNetsRoundTrip) {
     return decode_machine(b);
   };
   EXPECT_FALSE(with({9}));
-  EXPECT_FALSE(with({2, 0, 0, 0, 0}));                          // zero pmems
-  EXPECT_FALSE(with({2, 9, 0, 0, 0}));                          // nine pmems
-  EXPECT_FALSE(with({4, 0, 0, 0, 0, 0}));                       // a console record with no console
-  EXPECT_FALSE(with({4, 1, 32, 0, 0, 0}));                      // 32 named ports
-  EXPECT_FALSE(with({4, 2, 0, 0, 0, 0}));                       // a flag of 2
-  EXPECT_TRUE(with({4, 1, 0, 0, 0, 0}));                        // hvc0 only
-  EXPECT_FALSE(with({4, 1, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0}));     // twice
+  EXPECT_FALSE(with({2, 0, 0, 0, 0}));                                            // zero pmems
+  EXPECT_FALSE(with({2, 9, 0, 0, 0}));                                            // nine pmems
+  EXPECT_FALSE(with({4, 0, 0, 0, 0, 0}));                                         // a console record with no console
+  EXPECT_FALSE(with({4, 1, 32, 0, 0, 0}));                                        // 32 named ports
+  EXPECT_FALSE(with({4, 2, 0, 0, 0, 0}));                                         // a flag of 2
+  EXPECT_TRUE(with({4, 1, 0, 0, 0, 0}));                                          // hvc0 only
+  EXPECT_FALSE(with({4, 1, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0}));                       // twice
   EXPECT_FALSE(with({4, 1, 0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));  // out of order
   // Cut anywhere: only the three cuts between whole records decode (to fewer devices).
   auto full = encode_machine(m);
   size_t decoded = 0;
-  for (size_t n = base.size() + 1; n < full.size(); ++n) decoded += decode_machine(std::span(full).first(n)).has_value();
+  for (size_t n = base.size() + 1; n < full.size(); ++n)
+    decoded += decode_machine(std::span(full).first(n)).has_value();
   EXPECT_EQ(decoded, 3u);
 }
 

@@ -55,8 +55,7 @@ TEST_P(MemoryFileTest, OnlyNonZeroPagesAreWrittenAndTheLayoutIsKept) {
   EXPECT_EQ(*(*back)->read_obj<uint64_t>(GuestAddress(7 * kMiB)), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backings, MemoryFileTest,
-                         ::testing::Values(MemoryBacking::kMemfd, MemoryBacking::kAnonymous));
+INSTANTIATE_TEST_SUITE_P(Backings, MemoryFileTest, ::testing::Values(MemoryBacking::kMemfd, MemoryBacking::kAnonymous));
 
 TEST(MemoryFile, AnUnwritablePathIsAnErrorNamingIt) {
   auto mem = GuestMemory::create_anonymous(kMiB);

@@ -131,7 +131,8 @@ TEST_F(DeviceSnapshotSetTest, PciDevicesAreNumberedAndTheRootFollowsRestoredBars
   EXPECT_EQ(t2->bar0_address(), std::optional<uint64_t>(0xc8010000));
   // The root decodes BAR0 at the restored address: the common config's num_queues reads 1.
   uint16_t nq = 0;
-  root2->mmio_window().io_read(0xc8010000 + 0x12 - root2->layout().mmio_base, std::as_writable_bytes(std::span(&nq, 1)));
+  root2->mmio_window().io_read(0xc8010000 + 0x12 - root2->layout().mmio_base,
+                               std::as_writable_bytes(std::span(&nq, 1)));
   EXPECT_EQ(nq, 1);
 }
 

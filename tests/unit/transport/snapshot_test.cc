@@ -53,13 +53,13 @@ struct World {
 
 // Byte offsets in the blobs (docs/snapshot-format.md, "Device state").
 namespace mmio_blob {
-constexpr size_t kCore = 6;                  // after the transport's tag + version
+constexpr size_t kCore = 6;  // after the transport's tag + version
 constexpr size_t kStatus = kCore + 6;
-constexpr size_t kQueue0 = kCore + 29;       // after status..num_queues
+constexpr size_t kQueue0 = kCore + 29;  // after status..num_queues
 constexpr size_t kQueue0Size = kQueue0;
 constexpr size_t kQueue0Desc = kQueue0 + 2;
 constexpr size_t kIsr = kQueue0 + 27;
-constexpr size_t kDevice = kIsr + 8;         // after isr and the device blob's length
+constexpr size_t kDevice = kIsr + 8;  // after isr and the device blob's length
 constexpr size_t kRngNextAvail = kDevice + 19;
 constexpr size_t kRngNextUsed = kDevice + 21;
 }  // namespace mmio_blob

@@ -23,7 +23,9 @@ struct Pipe {
     read_end.reset(fds[0]);
     write_end.reset(fds[1]);
   }
-  void write(const std::string& s) { ASSERT_EQ(::write(write_end.get(), s.data(), s.size()), static_cast<ssize_t>(s.size())); }
+  void write(const std::string& s) {
+    ASSERT_EQ(::write(write_end.get(), s.data(), s.size()), static_cast<ssize_t>(s.size()));
+  }
 };
 
 TEST(BackendLogRelay, LogsEachCompleteLineWithItsSourceAndKeepsPartialOnes) {

@@ -42,7 +42,8 @@ class FakeVhostBackend {
   }
   void write_raw(const void* data, size_t len) { (void)!::send(socket_.get(), data, len, MSG_NOSIGNAL); }
   template <class T>
-  void reply(vhost_user::Request req, const T& payload, uint32_t flags = vhost_user::kVersion | vhost_user::kFlagReply) {
+  void reply(vhost_user::Request req, const T& payload,
+             uint32_t flags = vhost_user::kVersion | vhost_user::kFlagReply) {
     vhost_user::Header h{static_cast<uint32_t>(req), flags, sizeof(T)};
     std::vector<std::byte> buf(sizeof h + sizeof(T));
     std::memcpy(buf.data(), &h, sizeof h);

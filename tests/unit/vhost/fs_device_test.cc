@@ -1,5 +1,3 @@
-#include "virtio/fs/device.h"
-
 #include <gtest/gtest.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -14,6 +12,7 @@
 #include "tests/testing/driver_queue.h"
 #include "tests/testing/fake_interrupt.h"
 #include "tests/unit/vhost/fake_vhost_backend.h"
+#include "virtio/fs/device.h"
 #include "virtio/fs/fuse_error_reply.h"
 #include "virtio/virtio_spec.h"
 
@@ -55,7 +54,8 @@ struct FakeFsBackend {
     backend = std::make_unique<FakeVhostBackend>(Fd(c));
     FakeVhostBackend* b = backend.get();
     lock.unlock();
-    uint64_t features = (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_F_EVENT_IDX) | kFeatureProtocolFeatures | kNotification;
+    uint64_t features =
+        (1ull << VIRTIO_F_VERSION_1) | (1ull << VIRTIO_F_EVENT_IDX) | kFeatureProtocolFeatures | kNotification;
     while (auto m = b->read()) {
       // Record first, answer second: the frontend may look at `seen` as soon as it has the reply.
       Request req = m->request();
@@ -66,10 +66,14 @@ struct FakeFsBackend {
       bool fire = req == Request::kSetVringEnable && state.index == 1;
       seen.push_back(std::move(*m));
       lock.unlock();
-      if (req == Request::kGetFeatures) b->reply(req, features);
-      else if (req == Request::kGetProtocolFeatures) b->reply(req, kProtocolReplyAck);
-      else if (req == Request::kGetVringBase) b->reply(req, state);
-      else if (flags & kFlagNeedReply) b->reply(req, uint64_t{0});
+      if (req == Request::kGetFeatures)
+        b->reply(req, features);
+      else if (req == Request::kGetProtocolFeatures)
+        b->reply(req, kProtocolReplyAck);
+      else if (req == Request::kGetVringBase)
+        b->reply(req, state);
+      else if (flags & kFlagNeedReply)
+        b->reply(req, uint64_t{0});
       if (fire && call1 >= 0) {
         uint64_t one = 1;
         (void)!::write(call1, &one, sizeof one);
@@ -78,8 +82,10 @@ struct FakeFsBackend {
   }
   void hang_up() {
     std::lock_guard lock(mu);
-    if (backend) ::shutdown(backend->fd(), SHUT_RDWR);
-    else ::shutdown(listener.get(), SHUT_RDWR);
+    if (backend)
+      ::shutdown(backend->fd(), SHUT_RDWR);
+    else
+      ::shutdown(listener.get(), SHUT_RDWR);
   }
   std::vector<Request> requests() {
     std::lock_guard lock(mu);

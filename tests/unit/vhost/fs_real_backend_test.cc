@@ -3,7 +3,6 @@
 // that both queues complete and that each completion reaches the transport as an interrupt,
 // and that what `sync` and `umount` send (SYNCFS, DESTROY) is answered.
 #include <gtest/gtest.h>
-
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -59,7 +58,7 @@ TEST(FsRealBackend, RequestAndHighPriorityQueuesCompleteWithInterrupts) {
   ASSERT_TRUE(device.has_value()) << device.error().what;
   // Connected: the socket and its runtime directory are gone already (nothing to leave
   // behind if the VMM is SIGKILLed), and virtiofsd keeps serving the connection.
-  struct stat st{};
+  struct stat st {};
   EXPECT_NE(::stat(vo_socket.c_str(), &st), 0) << vo_socket;
   EXPECT_NE(::stat(std::filesystem::path(vo_socket).parent_path().c_str(), &st), 0);
 
@@ -151,10 +150,12 @@ TEST(FsRealBackend, KilledVirtiofsdIsReportedAndDoesNotTakeTheVmmDown) {
   std::string dir = ::mkdtemp(t);
   std::mutex mu;
   std::string logged;
-  Logger log([&](LogLevel, std::string_view line) {
-    std::lock_guard lock(mu);
-    logged += std::string(line) + "\n";
-  }, LogLevel::kDebug);
+  Logger log(
+      [&](LogLevel, std::string_view line) {
+        std::lock_guard lock(mu);
+        logged += std::string(line) + "\n";
+      },
+      LogLevel::kDebug);
   VirtiofsdOptions vo;
   vo.binary = *binary;
   vo.shared_dir = dir;

@@ -14,9 +14,9 @@
 #include <string>
 #include <thread>
 
+#include "base/event_loop.h"
 #include "memory/guest_memory.h"
 #include "tests/testing/fake_interrupt.h"
-#include "base/event_loop.h"
 #include "virtio/fs/device.h"
 
 namespace microvm {
@@ -35,7 +35,7 @@ class HostileBackend {
               static_cast<char*>(nullptr));
       _exit(127);
     }
-    struct stat st{};
+    struct stat st {};
     for (int i = 0; i < 500 && ::stat(socket_.c_str(), &st) != 0; ++i) ::usleep(10000);
   }
   ~HostileBackend() {

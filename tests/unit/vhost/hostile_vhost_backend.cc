@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
   a.sun_family = AF_UNIX;
   if (std::strlen(argv[1]) >= sizeof a.sun_path) return 1;
   std::strcpy(a.sun_path, argv[1]);
-  if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || ::listen(listener.get(), 1) < 0) return 1;
+  if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || ::listen(listener.get(), 1) < 0)
+    return 1;
   int c = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
   if (c < 0) return 1;
   testing::FakeVhostBackend b{Fd(c)};

@@ -113,8 +113,8 @@ TEST(OrphanedQueues, RingsOutsideRamAreRefused) {
   OrphanRig rig;
   OrphanedRing ring{1, rig.queue->config(rig.kick.fd())};
   ring.config.device = GuestAddress(0x1fffff0);  // the used ring runs past RAM
-  EXPECT_FALSE(OrphanedQueues::adopt(*rig.memory, rig.irq, *rig.loop, 1ull << VIRTIO_F_VERSION_1,
-                                     std::span(&ring, 1), nullptr, "t")
+  EXPECT_FALSE(OrphanedQueues::adopt(*rig.memory, rig.irq, *rig.loop, 1ull << VIRTIO_F_VERSION_1, std::span(&ring, 1),
+                                     nullptr, "t")
                    .has_value());
 }
 

@@ -23,7 +23,8 @@ constexpr uint64_t kVersion1 = 1ull << 32;
 
 // A client and a backend thread running `script` on the other end of a socketpair.
 struct Pair {
-  explicit Pair(std::function<void(FakeVhostBackend&)> script, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  explicit Pair(std::function<void(FakeVhostBackend&)> script,
+                std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
     int sv[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     backend = std::make_unique<FakeVhostBackend>(Fd(sv[1]));
@@ -45,9 +46,15 @@ struct Pair {
 void serve_handshake(FakeVhostBackend& b, uint64_t features, uint64_t protocol, std::vector<VhostMsg>* seen) {
   while (auto m = b.read()) {
     switch (m->request()) {
-      case Request::kGetFeatures: b.reply(Request::kGetFeatures, features); break;
-      case Request::kGetProtocolFeatures: b.reply(Request::kGetProtocolFeatures, protocol); break;
-      default: b.ack(*m); break;
+      case Request::kGetFeatures:
+        b.reply(Request::kGetFeatures, features);
+        break;
+      case Request::kGetProtocolFeatures:
+        b.reply(Request::kGetProtocolFeatures, protocol);
+        break;
+      default:
+        b.ack(*m);
+        break;
     }
     seen->push_back(std::move(*m));
     if (seen->back().request() == Request::kSetOwner) return;
@@ -58,7 +65,9 @@ TEST(VhostUserClient, NegotiatesInSpecOrderAndOnlyKnownProtocolFeatures) {
   std::vector<VhostMsg> seen;
   uint64_t features = kVersion1 | kFeatureProtocolFeatures;
   {
-    Pair p([&](FakeVhostBackend& b) { serve_handshake(b, features, kProtocolReplyAck | kProtocolMq | kProtocolConfig, &seen); });
+    Pair p([&](FakeVhostBackend& b) {
+      serve_handshake(b, features, kProtocolReplyAck | kProtocolMq | kProtocolConfig, &seen);
+    });
     auto r = p.client->negotiate();
     ASSERT_TRUE(r.has_value()) << r.error().what;
     EXPECT_EQ(*r, features);
@@ -92,7 +101,7 @@ TEST(VhostUserClient, MemTableCarriesEachRegionsFdOffsetSizeAndAddresses) {
   Fd memfd(::memfd_create("guest-ram", MFD_CLOEXEC));
   ASSERT_TRUE(memfd.valid());
   ASSERT_EQ(::ftruncate(memfd.get(), 3 << 20), 0);
-  struct stat want{};
+  struct stat want {};
   ASSERT_EQ(::fstat(memfd.get(), &want), 0);
   VhostMemoryRegion regions[2] = {
       {0x0, 1 << 20, 0x7f0000000000, memfd.get(), 0},
@@ -117,7 +126,7 @@ TEST(VhostUserClient, MemTableCarriesEachRegionsFdOffsetSizeAndAddresses) {
   }
   ASSERT_EQ(got.fds.size(), 2u);  // one fd per region, in order
   for (auto& fd : got.fds) {
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::fstat(fd.get(), &st), 0);
     EXPECT_EQ(st.st_ino, want.st_ino);  // the same memfd
     EXPECT_EQ(st.st_dev, want.st_dev);
@@ -205,55 +214,69 @@ void expect_torn_down(std::function<void(FakeVhostBackend&)> bad_reply, const ch
 
 TEST(VhostUserClient, MalformedRepliesTearTheConnectionDown) {
   expect_torn_down([](FakeVhostBackend& b) { b.close(); }, "closed");
-  expect_torn_down([](FakeVhostBackend& b) {
-    Header h{1, kVersion | kFlagReply, 8};
-    b.write_raw(&h, 6);  // short header, then nothing
-  }, "short header");
-  expect_torn_down([](FakeVhostBackend& b) {
-    Header h{1, kVersion | kFlagReply, 8};
-    b.write_raw(&h, sizeof h);
-    b.write_raw("abc", 3);
-    b.close();
-  }, "short payload");
-  expect_torn_down([](FakeVhostBackend& b) { b.reply(Request::kGetProtocolFeatures, uint64_t{1}); }, "wrong request id");
-  expect_torn_down([](FakeVhostBackend& b) {
-    Header h{1, kVersion | kFlagReply, 0x10000000};
-    b.write_raw(&h, sizeof h);
-  }, "oversized payload");
+  expect_torn_down(
+      [](FakeVhostBackend& b) {
+        Header h{1, kVersion | kFlagReply, 8};
+        b.write_raw(&h, 6);  // short header, then nothing
+      },
+      "short header");
+  expect_torn_down(
+      [](FakeVhostBackend& b) {
+        Header h{1, kVersion | kFlagReply, 8};
+        b.write_raw(&h, sizeof h);
+        b.write_raw("abc", 3);
+        b.close();
+      },
+      "short payload");
+  expect_torn_down([](FakeVhostBackend& b) { b.reply(Request::kGetProtocolFeatures, uint64_t{1}); },
+                   "wrong request id");
+  expect_torn_down(
+      [](FakeVhostBackend& b) {
+        Header h{1, kVersion | kFlagReply, 0x10000000};
+        b.write_raw(&h, sizeof h);
+      },
+      "oversized payload");
   expect_torn_down([](FakeVhostBackend& b) { b.reply(Request::kGetFeatures, uint32_t{1}); }, "undersized payload");
   expect_torn_down([](FakeVhostBackend& b) { b.reply(Request::kGetFeatures, uint64_t{1}, kVersion); }, "no reply flag");
-  expect_torn_down([](FakeVhostBackend& b) { b.reply(Request::kGetFeatures, uint64_t{1}, 2 | kFlagReply); }, "version 2");
+  expect_torn_down([](FakeVhostBackend& b) { b.reply(Request::kGetFeatures, uint64_t{1}, 2 | kFlagReply); },
+                   "version 2");
   expect_torn_down([](FakeVhostBackend&) {}, "no reply at all (timeout)");
-  expect_torn_down([](FakeVhostBackend& b) {
-    // A well-formed reply that smuggles an fd: refused, and the fd is not leaked into us.
-    Header h{1, kVersion | kFlagReply, 8};
-    uint64_t v = 1;
-    iovec iov[2] = {{&h, sizeof h}, {&v, sizeof v}};
-    int fd = ::eventfd(0, EFD_CLOEXEC);
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = 2;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-    ::sendmsg(b.fd(), &msg, MSG_NOSIGNAL);
-    ::close(fd);
-  }, "unexpected fd");
+  expect_torn_down(
+      [](FakeVhostBackend& b) {
+        // A well-formed reply that smuggles an fd: refused, and the fd is not leaked into us.
+        Header h{1, kVersion | kFlagReply, 8};
+        uint64_t v = 1;
+        iovec iov[2] = {{&h, sizeof h}, {&v, sizeof v}};
+        int fd = ::eventfd(0, EFD_CLOEXEC);
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = 2;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
+        ::sendmsg(b.fd(), &msg, MSG_NOSIGNAL);
+        ::close(fd);
+      },
+      "unexpected fd");
 }
 
 TEST(VhostUserClient, FailedAckBreaksTheConnection) {
   Pair p([](FakeVhostBackend& b) {
     uint64_t features = kVersion1 | kFeatureProtocolFeatures;
     while (auto m = b.read()) {
-      if (m->request() == Request::kGetFeatures) b.reply(Request::kGetFeatures, features);
-      else if (m->request() == Request::kGetProtocolFeatures) b.reply(Request::kGetProtocolFeatures, kProtocolReplyAck);
-      else if (m->request() == Request::kSetOwner) b.ack(*m, 0);
-      else b.ack(*m, 1);  // everything else fails
+      if (m->request() == Request::kGetFeatures)
+        b.reply(Request::kGetFeatures, features);
+      else if (m->request() == Request::kGetProtocolFeatures)
+        b.reply(Request::kGetProtocolFeatures, kProtocolReplyAck);
+      else if (m->request() == Request::kSetOwner)
+        b.ack(*m, 0);
+      else
+        b.ack(*m, 1);  // everything else fails
     }
   });
   ASSERT_TRUE(p.client->negotiate().has_value());
@@ -272,8 +295,11 @@ TEST(VhostUserReply, ParseReplyChecksEverything) {
   VringState out{};
   EXPECT_TRUE(parse_reply(buf, Request::kGetVringBase, std::as_writable_bytes(std::span(&out, 1))).has_value());
   EXPECT_EQ(out.num, 5u);
-  EXPECT_FALSE(parse_reply(std::span(buf, sizeof buf - 1), Request::kGetVringBase, std::as_writable_bytes(std::span(&out, 1))).has_value());
-  EXPECT_FALSE(parse_reply(std::span(buf, 4), Request::kGetVringBase, std::as_writable_bytes(std::span(&out, 1))).has_value());
+  EXPECT_FALSE(
+      parse_reply(std::span(buf, sizeof buf - 1), Request::kGetVringBase, std::as_writable_bytes(std::span(&out, 1)))
+          .has_value());
+  EXPECT_FALSE(
+      parse_reply(std::span(buf, 4), Request::kGetVringBase, std::as_writable_bytes(std::span(&out, 1))).has_value());
   EXPECT_FALSE(parse_reply(buf, Request::kGetFeatures, std::as_writable_bytes(std::span(&out, 1))).has_value());
   EXPECT_FALSE(check_ack(3, Request::kSetOwner).has_value());
   EXPECT_TRUE(check_ack(0, Request::kSetOwner).has_value());

@@ -1,17 +1,15 @@
 #include "devices/vhost/virtiofsd_process.h"
 
-#include <gtest/gtest.h>
-#include <sys/stat.h>
-
-#include <fstream>
-#include <signal.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "devices/vhost/vhost_user_client.h"
 
@@ -34,7 +32,7 @@ TEST(FindVirtiofsd, ExplicitPathMustBeExecutable) {
   TempDir dir;
   std::string plain = dir.path + "/virtiofsd";
   ::close(::open(plain.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
-  EXPECT_FALSE(find_virtiofsd(plain).has_value());  // exists, not executable
+  EXPECT_FALSE(find_virtiofsd(plain).has_value());     // exists, not executable
   EXPECT_FALSE(find_virtiofsd(dir.path).has_value());  // a directory
 }
 
@@ -86,7 +84,7 @@ TEST(VirtiofsdProcess, StartsNegotiatesAndStops) {
   auto p = VirtiofsdProcess::start(o);
   ASSERT_TRUE(p.has_value()) << p.error().what;
   std::string runtime = std::filesystem::path((*p)->socket_path()).parent_path();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(runtime.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);  // private runtime directory
   auto client = VhostUserClient::connect((*p)->socket_path());
@@ -97,7 +95,7 @@ TEST(VirtiofsdProcess, StartsNegotiatesAndStops) {
   EXPECT_TRUE((*p)->exit_description().empty());
   pid_t pid = (*p)->pid();
   (*p)->stop();
-  EXPECT_EQ(::kill(pid, 0), -1);  // reaped, gone
+  EXPECT_EQ(::kill(pid, 0), -1);               // reaped, gone
   EXPECT_NE(::stat(runtime.c_str(), &st), 0);  // runtime directory removed
 }
 
@@ -119,7 +117,8 @@ TEST(RuntimeDirSweep, RemovesOnlyDirectoriesWhoseOwnerIsGone) {
     return d;
   };
   std::string stale = make("microvm-fs-" + std::to_string(dead) + "-12345-abcdef", true);
-  std::string reused = make("microvm-fs-" + std::to_string(self) + "-" + std::to_string(self_start + 1) + "-ghijkl", true);
+  std::string reused =
+      make("microvm-fs-" + std::to_string(self) + "-" + std::to_string(self_start + 1) + "-ghijkl", true);
   std::string live = make("microvm-fs-" + std::to_string(self) + "-" + std::to_string(self_start) + "-mnopqr", true);
   std::string old_style = make("microvm-fs-Ab12Cd", true);  // no owner in the name: left alone
   std::string other = make("unrelated-" + std::to_string(dead), false);
@@ -157,7 +156,8 @@ TEST(RuntimeDirSweep, StartNamesTheDirectoryAfterItsOwnerAndSweeps) {
   ASSERT_TRUE(p.has_value()) << p.error().what;
   EXPECT_FALSE(std::filesystem::exists(leftover));
   std::string runtime = std::filesystem::path((*p)->socket_path()).parent_path().filename();
-  std::string prefix = "microvm-fs-" + std::to_string(::getpid()) + "-" + std::to_string(process_start_ticks(::getpid())) + "-";
+  std::string prefix =
+      "microvm-fs-" + std::to_string(::getpid()) + "-" + std::to_string(process_start_ticks(::getpid())) + "-";
   EXPECT_EQ(runtime.rfind(prefix, 0), 0u) << runtime;
   (*p)->remove_runtime_dir();
   EXPECT_FALSE(std::filesystem::exists((*p)->socket_path()));

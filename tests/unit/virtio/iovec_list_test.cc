@@ -38,7 +38,7 @@ TEST(IovecList, MoveTakesEverythingAndLeavesTheSourceEmpty) {
     c = std::move(b);
     expect_contents(c, n);
     EXPECT_EQ(b.size(), 0u);  // NOLINT(bugprone-use-after-move)
-    IovecList d = c;  // copies are independent
+    IovecList d = c;          // copies are independent
     c.clear();
     expect_contents(d, n);
   }

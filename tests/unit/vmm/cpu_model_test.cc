@@ -122,11 +122,11 @@ TEST(CpuModel, ApicIdAndTopologyPerVcpu) {
       ASSERT_NE(b, nullptr);
       EXPECT_EQ(b->edx, idx) << "leaf 0xb EDX is the x2APIC ID, subleaf " << sub;
     }
-    EXPECT_EQ(c.find(0xb, 0)->ebx, 1u);               // one thread per core
-    EXPECT_EQ(c.find(0xb, 1)->ebx, 4u);               // four logical CPUs in the package
+    EXPECT_EQ(c.find(0xb, 0)->ebx, 1u);                // one thread per core
+    EXPECT_EQ(c.find(0xb, 1)->ebx, 4u);                // four logical CPUs in the package
     EXPECT_EQ((c.find(0xb, 1)->ecx >> 8) & 0xff, 2u);  // level type core
-    EXPECT_GE(1u << c.find(0xb, 1)->eax, 4u);         // the shift covers every APIC ID
-    EXPECT_EQ(c.find(4)->eax >> 26, 3u);              // cores per package - 1
+    EXPECT_GE(1u << c.find(0xb, 1)->eax, 4u);          // the shift covers every APIC ID
+    EXPECT_EQ(c.find(4)->eax >> 26, 3u);               // cores per package - 1
   }
   auto single = build_cpuid(supported(), *m, 0, 1);
   EXPECT_EQ(single.find(1)->edx & (1u << 28), 0u);  // no HTT for a single vCPU

@@ -34,13 +34,13 @@ TEST(IoBus, RefusesOverlapsAndBadRanges) {
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().what.find("pio"), std::string::npos);
   EXPECT_NE(r.error().what.find("overlaps"), std::string::npos);
-  EXPECT_FALSE(bus.add(0xf8, 0x10, &b));   // ends inside
-  EXPECT_FALSE(bus.add(0xf0, 0x100, &b));  // covers it
-  EXPECT_FALSE(bus.add(0x104, 0x4, &b));   // inside it
-  EXPECT_FALSE(bus.add(0x100, 0x10, &b));  // same range
-  EXPECT_TRUE(bus.add(0x110, 0x10, &b));   // adjacent above is fine
-  EXPECT_TRUE(bus.add(0xf0, 0x10, &b));    // adjacent below is fine
-  EXPECT_FALSE(bus.add(0x200, 0, &b));     // empty
+  EXPECT_FALSE(bus.add(0xf8, 0x10, &b));            // ends inside
+  EXPECT_FALSE(bus.add(0xf0, 0x100, &b));           // covers it
+  EXPECT_FALSE(bus.add(0x104, 0x4, &b));            // inside it
+  EXPECT_FALSE(bus.add(0x100, 0x10, &b));           // same range
+  EXPECT_TRUE(bus.add(0x110, 0x10, &b));            // adjacent above is fine
+  EXPECT_TRUE(bus.add(0xf0, 0x10, &b));             // adjacent below is fine
+  EXPECT_FALSE(bus.add(0x200, 0, &b));              // empty
   EXPECT_FALSE(bus.add(UINT64_MAX - 4, 0x10, &b));  // wraps
 }
 
@@ -96,7 +96,7 @@ TEST(IoBus, RemoveUnmaps) {
   bus.remove(0x3f8);
   EXPECT_FALSE(bus.write(0x3f8, std::span(&v, 1)));
   EXPECT_EQ(a.log.size(), 1u);
-  bus.remove(0x1234);  // removing nothing is harmless
+  bus.remove(0x1234);                  // removing nothing is harmless
   ASSERT_TRUE(bus.add(0x3f8, 8, &b));  // the range is free again
   EXPECT_TRUE(bus.write(0x3fc, std::span(&v, 1)));
   EXPECT_EQ(b.log.size(), 1u);

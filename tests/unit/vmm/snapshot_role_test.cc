@@ -75,11 +75,13 @@ TEST_F(SandboxSnapshot, WritesFilesTheWaySaveSnapshotDoes) {
 // --disk does), but creates files only write-only and without following a final symlink.
 TEST_F(SandboxSnapshot, CreatingAReadableFileIsForbidden) {
   const std::string dir = dir_;
-  auto o = run_as_snapshot_thread([dir] { ::open((dir + "/r").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600); });
+  auto o =
+      run_as_snapshot_thread([dir] { ::open((dir + "/r").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600); });
   EXPECT_EQ(o.exit_code, kExitSandbox) << o.err;
   EXPECT_NE(o.err.find("snapshot thread made forbidden system call"), std::string::npos) << o.err;
-  EXPECT_EQ(run_as_snapshot_thread([dir] { ::open((dir + "/r").c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600); }).exit_code,
-            kExitSandbox);
+  EXPECT_EQ(
+      run_as_snapshot_thread([dir] { ::open((dir + "/r").c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600); }).exit_code,
+      kExitSandbox);
   EXPECT_NE(::access((dir_ + "/r").c_str(), F_OK), 0) << "nothing was created";
 }
 

@@ -205,7 +205,8 @@ TEST_F(VsockDeviceTest, GuestConnectsAndDataFlowsBothWaysIntact) {
   uint64_t guest_hash = kFnvInit;
   bool unexpected = false;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while ((sent < kSize || got < kSize || host_got.load() < kSize) && std::chrono::steady_clock::now() < deadline && !unexpected) {
+  while ((sent < kSize || got < kSize || host_got.load() < kSize) && std::chrono::steady_clock::now() < deadline &&
+         !unexpected) {
     for (int i = 0; i < 16 && sent < kSize; ++i) {
       uint32_t credit = dev_buf - (tx_cnt - dev_fwd);
       if (dev_buf == 0) credit = options().buf_alloc;  // from RESPONSE, before any packet

@@ -165,8 +165,8 @@ TEST_F(BalloonDeviceTest, InflateReleasesPagesAndSkipsHostilePfns) {
   fill(kBase + (64 << 10), 4096, 0xcd);  // a neighbour that stays in the guest
   std::vector<uint32_t> pfns;
   for (uint32_t i = 0; i < 16; ++i) pfns.push_back(static_cast<uint32_t>(kBase >> 12) + i);
-  pfns.push_back(0xffffffff);                        // far past guest RAM
-  pfns.push_back(static_cast<uint32_t>(kMem >> 12)); // the first page past the end
+  pfns.push_back(0xffffffff);                         // far past guest RAM
+  pfns.push_back(static_cast<uint32_t>(kMem >> 12));  // the first page past the end
   uint16_t head = add_pfns(inflate, pfns);
   uint64_t before = allocated_bytes(*mem);  // after the request itself was written
   kick(0);

@@ -44,7 +44,9 @@ class BalloonStateTest : public ::testing::Test {
     o.free_page_reporting = true;
     return o;
   }
-  std::unique_ptr<BalloonDevice> make(BalloonOptions o = options()) { return std::move(BalloonDevice::create(o).value()); }
+  std::unique_ptr<BalloonDevice> make(BalloonOptions o = options()) {
+    return std::move(BalloonDevice::create(o).value());
+  }
   Result<void> activate(BalloonDevice& d, uint64_t features = kAllFeatures) {
     d.ack_features(features);
     std::vector<QueueConfig> qs = {inflate.config(kicks[0].fd()), deflate.config(kicks[1].fd())};
@@ -122,7 +124,7 @@ TEST_F(BalloonStateTest, RestoredDeviceKeepsTargetActualAndContinuesEveryQueue) 
   auto st = d->status();
   ASSERT_TRUE(st.stats.has_value());
   EXPECT_EQ(st.stats->values[VIRTIO_BALLOON_S_MEMTOT], 123u);
-  EXPECT_FALSE(stats.next_used().has_value());  // held again, not returned
+  EXPECT_FALSE(stats.next_used().has_value());    // held again, not returned
   EXPECT_FALSE(inflate.next_used().has_value());  // nothing served twice
   EXPECT_EQ(value(d->counters().inflated_pages), 0u);
 

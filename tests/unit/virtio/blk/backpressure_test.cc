@@ -10,13 +10,13 @@
 #include <string>
 #include <vector>
 
-#include "tests/testing/faulty_engine.h"
 #include "devices/block/image_file.h"
 #include "devices/block/open_disk.h"
 #include "devices/block/qcow2/qcow2_backend.h"
 #include "devices/block/qcow2/qcow2_chain.h"
 #include "devices/block/qcow2/qcow2_create.h"
 #include "devices/block/raw_backend.h"
+#include "tests/testing/faulty_engine.h"
 #include "tests/unit/virtio/blk/blk_test_driver.h"
 
 namespace microvm {

@@ -82,7 +82,9 @@ class BlkDeviceTest : public ::testing::Test {
     r.head = dqs[q]->add_chain(bufs, publish);
     return r;
   }
-  DriverRequest add_read(uint64_t sector, uint32_t len, uint16_t q = 0) { return add(VIRTIO_BLK_T_IN, sector, len, true, q); }
+  DriverRequest add_read(uint64_t sector, uint32_t len, uint16_t q = 0) {
+    return add(VIRTIO_BLK_T_IN, sector, len, true, q);
+  }
   DriverRequest add_write(uint64_t sector, uint32_t len, uint8_t fill, uint16_t q = 0) {
     DriverRequest r = add(VIRTIO_BLK_T_OUT, sector, len, false, q);
     std::memset(mem->translate(r.data, len)->data(), fill, len);
@@ -462,7 +464,7 @@ TEST_F(BlkDeviceTest, LaterWritesDoNotHoldAnEarlierFlush) {
   EXPECT_EQ(count_ops(OpKind::kFlush), 0u);
   ASSERT_TRUE(backend->complete_tag(backend->submitted()[0].tag));  // w1
   run();
-  EXPECT_EQ(count_ops(OpKind::kFlush), 1u);  // f1 goes although w2 is outstanding
+  EXPECT_EQ(count_ops(OpKind::kFlush), 1u);                         // f1 goes although w2 is outstanding
   ASSERT_TRUE(backend->complete_tag(backend->submitted()[1].tag));  // w2
   run();
   EXPECT_EQ(count_ops(OpKind::kFlush), 2u);

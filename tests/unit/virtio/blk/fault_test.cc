@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "tests/testing/faulty_engine.h"
 #include "devices/block/image_file.h"
 #include "devices/block/qcow2/qcow2_backend.h"
 #include "devices/block/qcow2/qcow2_chain.h"
 #include "devices/block/qcow2/qcow2_create.h"
 #include "devices/block/raw_backend.h"
+#include "tests/testing/faulty_engine.h"
 #include "tests/unit/virtio/blk/blk_test_driver.h"
 
 namespace microvm {
@@ -107,8 +107,11 @@ TEST_P(BlkFaultTest, WriteEnospcAndEioAreIoErr) {
 
 TEST_P(BlkFaultTest, ShortWriteThenErrorIsIoErr) {
   allocate(0, kLen);
-  faults->add({.op = FaultOp::kWrite, .first = faults->seen(FaultOp::kWrite) + 1, .action = FaultAction::kPartial,
-               .error = ENOSPC, .bytes = 4096});
+  faults->add({.op = FaultOp::kWrite,
+               .first = faults->seen(FaultOp::kWrite) + 1,
+               .action = FaultAction::kPartial,
+               .error = ENOSPC,
+               .bytes = 4096});
   EXPECT_EQ(drv.write(0, drv.buffer(kLen, 0x44), kLen), VIRTIO_BLK_S_IOERR);
   // The prefix did land (as it would on a real disk): a torn write, reported as a failure.
   GuestAddress back = drv.buffer(kLen);
@@ -120,17 +123,25 @@ TEST_P(BlkFaultTest, ShortWriteThenErrorIsIoErr) {
 TEST_P(BlkFaultTest, ShortTransferReportedAsSuccessIsIoErr) {
   // An engine breaking its contract (a short count as the result) must still not yield OK.
   allocate(0, kLen);
-  faults->add({.op = FaultOp::kWrite, .first = faults->seen(FaultOp::kWrite) + 1, .action = FaultAction::kPartial,
-               .error = 0, .bytes = 512});
-  faults->add({.op = FaultOp::kRead, .first = faults->seen(FaultOp::kRead) + 1, .action = FaultAction::kPartial,
-               .error = 0, .bytes = 4096});
+  faults->add({.op = FaultOp::kWrite,
+               .first = faults->seen(FaultOp::kWrite) + 1,
+               .action = FaultAction::kPartial,
+               .error = 0,
+               .bytes = 512});
+  faults->add({.op = FaultOp::kRead,
+               .first = faults->seen(FaultOp::kRead) + 1,
+               .action = FaultAction::kPartial,
+               .error = 0,
+               .bytes = 4096});
   EXPECT_EQ(drv.write(0, drv.buffer(kLen, 0x55), kLen), VIRTIO_BLK_S_IOERR);
   EXPECT_EQ(drv.read(0, drv.buffer(kLen), kLen), VIRTIO_BLK_S_IOERR);
 }
 
 TEST_P(BlkFaultTest, RefusedSubmitIsIoErr) {
   allocate(0, kLen);
-  faults->add({.op = FaultOp::kWrite, .first = faults->seen(FaultOp::kWrite) + 1, .action = FaultAction::kRefuse,
+  faults->add({.op = FaultOp::kWrite,
+               .first = faults->seen(FaultOp::kWrite) + 1,
+               .action = FaultAction::kRefuse,
                .error = EAGAIN});
   EXPECT_EQ(drv.write(0, drv.buffer(kLen, 0x66), kLen), VIRTIO_BLK_S_IOERR);
   EXPECT_EQ(drv.write(0, drv.buffer(kLen, 0x66), kLen), VIRTIO_BLK_S_OK);
@@ -214,12 +225,14 @@ TEST_P(RawFaultTest, FlushInFlightWhenAnotherFailsIsNotOk) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, BlkFaultTest,
-                         ::testing::Values(Param{Format::kRaw, EngineKind::kSync}, Param{Format::kRaw, EngineKind::kIoUring},
+                         ::testing::Values(Param{Format::kRaw, EngineKind::kSync},
+                                           Param{Format::kRaw, EngineKind::kIoUring},
                                            Param{Format::kQcow2, EngineKind::kSync},
                                            Param{Format::kQcow2, EngineKind::kIoUring}),
                          param_name);
 INSTANTIATE_TEST_SUITE_P(Engines, RawFaultTest,
-                         ::testing::Values(Param{Format::kRaw, EngineKind::kSync}, Param{Format::kRaw, EngineKind::kIoUring}),
+                         ::testing::Values(Param{Format::kRaw, EngineKind::kSync},
+                                           Param{Format::kRaw, EngineKind::kIoUring}),
                          param_name);
 
 }  // namespace

@@ -76,8 +76,8 @@ TEST_F(BlkRateLimitTest, BytesLimitCountsReadAndWriteData) {
   start(IoLimit{.bytes = {.per_second = 128 << 10, .burst = 128 << 10}});
   std::vector<GuestAddress> status;
   for (int i = 0; i < 5; ++i)
-    status.push_back(drv.post(VIRTIO_BLK_T_OUT, static_cast<uint64_t>(i) * 128, drv.buffer(64 << 10, 0x40 + i),
-                              64 << 10, false));
+    status.push_back(
+        drv.post(VIRTIO_BLK_T_OUT, static_cast<uint64_t>(i) * 128, drv.buffer(64 << 10, 0x40 + i), 64 << 10, false));
   pump();
   EXPECT_EQ(completed(), 2);
   now += 499 * kMs;

@@ -275,7 +275,8 @@ TEST_F(RealFaultTest, Qcow2FailedFsyncFailsEveryLaterFlushUntilReopened) {
   make_sparse(fs.file("backing"), 128 << 20);
   LoopDevice loop(fs.file("backing"));
   ASSERT_TRUE(loop.ok()) << loop.error();
-  std::string mkfs = "mkfs.ext4 -q -F -O ^has_journal -E lazy_itable_init=1,nodiscard " + loop.path() + " >/dev/null 2>&1";
+  std::string mkfs =
+      "mkfs.ext4 -q -F -O ^has_journal -E lazy_itable_init=1,nodiscard " + loop.path() + " >/dev/null 2>&1";
   ASSERT_EQ(std::system(mkfs.c_str()), 0) << mkfs;
   Mount ext4(loop.path(), "ext4", "");
   ASSERT_TRUE(ext4.ok()) << ext4.error();

@@ -187,7 +187,8 @@ TEST_F(BlkRequestTest, PastTheEndOfTheDisk) {
 TEST_F(BlkRequestTest, SectorArithmeticOverflow) {
   auto data = alloc.alloc(512);
   // sector * 512 overflows.
-  auto r = parse({{header(VIRTIO_BLK_T_IN, (UINT64_MAX / 512) + 1), 16, false}, {data, 512, true}, {alloc.alloc(1), 1, true}});
+  auto r = parse(
+      {{header(VIRTIO_BLK_T_IN, (UINT64_MAX / 512) + 1), 16, false}, {data, 512, true}, {alloc.alloc(1), 1, true}});
   expect_reject(r, BlkReject::kOutOfRange, VIRTIO_BLK_S_IOERR);
   // sector * 512 fits, + len wraps.
   r = parse({{header(VIRTIO_BLK_T_IN, UINT64_MAX / 512), 16, false}, {data, 512, true}, {alloc.alloc(1), 1, true}});

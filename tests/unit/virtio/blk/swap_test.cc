@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "tests/testing/faulty_engine.h"
 #include "devices/block/image_file.h"
 #include "devices/block/open_disk.h"
 #include "devices/block/raw_backend.h"
+#include "tests/testing/faulty_engine.h"
 #include "tests/unit/virtio/blk/blk_test_driver.h"
 
 namespace microvm {
@@ -115,8 +115,8 @@ TEST_F(BlkSwapTest, RequestsWithTheOldImageCompleteThereBeforeTheSwap) {
   constexpr size_t kWrites = 6;
   std::vector<GuestAddress> status;
   for (size_t i = 0; i < kWrites; ++i)
-    status.push_back(drv.post(VIRTIO_BLK_T_OUT, kSectorsPerReq * i, drv.buffer(kLen, static_cast<uint8_t>('0' + i)),
-                              kLen, false));
+    status.push_back(
+        drv.post(VIRTIO_BLK_T_OUT, kSectorsPerReq * i, drv.buffer(kLen, static_cast<uint8_t>('0' + i)), kLen, false));
   ASSERT_TRUE(drv.loop->run_once(0).has_value());  // the kick: submitted, none reaped yet
   const size_t taken = drv.dev->in_flight();
   ASSERT_GE(taken, 3u);
@@ -137,7 +137,8 @@ TEST_F(BlkSwapTest, RequestsWithTheOldImageCompleteThereBeforeTheSwap) {
   drv.wait(status.back());
   for (size_t i = taken; i < kWrites; ++i) {
     EXPECT_EQ(*drv.mem->read_obj<uint8_t>(status[i]), VIRTIO_BLK_S_OK) << "write " << i;
-    EXPECT_EQ(read_file_range(new_path, i * kLen, kLen), std::string(kLen, static_cast<char>('0' + i))) << "write " << i;
+    EXPECT_EQ(read_file_range(new_path, i * kLen, kLen), std::string(kLen, static_cast<char>('0' + i)))
+        << "write " << i;
     EXPECT_EQ(read_file_range(old_path, i * kLen, kLen), std::string(kLen, 'A')) << "write " << i;
   }
   EXPECT_EQ(drv.dev->counters().io_errors.load(), 0u);

@@ -79,7 +79,7 @@ class ConsoleDeviceTest : public ::testing::Test {
   FakeBackend console, agent;
   std::unique_ptr<ConsoleDevice> dev;
   std::map<uint16_t, GuestAddress> control_bufs;  // head -> buffer, control receiveq
-  std::map<uint16_t, GuestAddress> rx_bufs[2];     // head -> buffer, per port receiveq
+  std::map<uint16_t, GuestAddress> rx_bufs[2];    // head -> buffer, per port receiveq
 
   void SetUp() override {
     for (uint16_t i = 0; i < kQueues; ++i) {
@@ -133,7 +133,8 @@ class ConsoleDeviceTest : public ::testing::Test {
     DriverBuffer b{a, static_cast<uint32_t>(bytes.size()), false};
     dq[q]->add_chain(std::span(&b, 1));
     kick(q);
-    while (dq[q]->next_used()) {}  // the driver reclaims its transmit buffers
+    while (dq[q]->next_used()) {
+    }  // the driver reclaims its transmit buffers
   }
   void send_control(uint32_t id, uint16_t event, uint16_t value) {
     send_bytes(kConsoleControlTx, encode_control(id, event, value));
@@ -162,7 +163,8 @@ class ConsoleDeviceTest : public ::testing::Test {
     std::string out;
     while (auto u = dq[console_rx_queue(port)]->next_used()) {
       std::string s(u->len, '\0');
-      EXPECT_TRUE(mem->read(rx_bufs[port].at(static_cast<uint16_t>(u->id)), std::as_writable_bytes(std::span(s))).has_value());
+      EXPECT_TRUE(
+          mem->read(rx_bufs[port].at(static_cast<uint16_t>(u->id)), std::as_writable_bytes(std::span(s))).has_value());
       out += s;
     }
     return out;
@@ -293,7 +295,7 @@ TEST_F(ConsoleDeviceTest, HostileControlMessagesAreIgnoredAndCounted) {
   send_control(0, VIRTIO_CONSOLE_PORT_NAME, 1);           // device-only event
   send_control(0, 99, 1);                                 // unknown event
   std::byte shortmsg[3] = {};
-  send_bytes(kConsoleControlTx, shortmsg);                // too short
+  send_bytes(kConsoleControlTx, shortmsg);  // too short
   EXPECT_EQ(value(dev->counters().bad_control), bad + 6);
   EXPECT_TRUE(received_control().empty());
   EXPECT_FALSE(dev->needs_reset());
@@ -457,8 +459,10 @@ TEST_F(ConsoleStateTest, AnotherPortSetAndHostileBlobsAreRefused) {
     return r ? std::string() : r.error().what;
   };
   EXPECT_EQ(error(blob), "");
-  EXPECT_NE(error(blob, {{"", true, &console2}, {"org.example.other", false, &agent2}}).find("is named"), std::string::npos);
-  EXPECT_NE(error(blob, {{"", false, &console2}, {"org.example.agent", false, &agent2}}).find("console"), std::string::npos);
+  EXPECT_NE(error(blob, {{"", true, &console2}, {"org.example.other", false, &agent2}}).find("is named"),
+            std::string::npos);
+  EXPECT_NE(error(blob, {{"", false, &console2}, {"org.example.agent", false, &agent2}}).find("console"),
+            std::string::npos);
   EXPECT_NE(error(blob, {{"", true, &console2}}).find("2 ports"), std::string::npos);
   for (size_t n = 0; n < blob.size(); ++n) EXPECT_NE(error(std::span(blob).first(n)), "") << n;
   auto b = blob;

@@ -129,7 +129,8 @@ TEST_F(PmemStateTest, HostileBlobsAreRefused) {
   const auto blob = saved_after_two_flushes();
   ASSERT_FALSE(blob.empty());
   auto loads = [&](const std::vector<std::byte>& b) { return make()->load_state(b).has_value(); };
-  for (size_t n = 0; n < blob.size(); ++n) EXPECT_FALSE(loads(std::vector<std::byte>(blob.begin(), blob.begin() + n))) << n;
+  for (size_t n = 0; n < blob.size(); ++n)
+    EXPECT_FALSE(loads(std::vector<std::byte>(blob.begin(), blob.begin() + n))) << n;
   auto b = blob;
   b.push_back(std::byte{0});
   EXPECT_FALSE(loads(b));
