@@ -2,6 +2,7 @@
 
 #include <elf.h>
 #include <link.h>
+#include <malloc.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -47,6 +48,9 @@ int release_object(dl_phdr_info* info, size_t, void* data) {
 size_t release_startup_pages() {
   size_t total = 0;
   ::dl_iterate_phdr(release_object, &total);
+  // Heap pages that start-up freed (argument parsing, image loading, filter compilation) stay
+  // resident until trimmed.
+  ::malloc_trim(0);
   return total;
 }
 
