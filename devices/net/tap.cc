@@ -1,11 +1,10 @@
 #include "devices/net/tap.h"
 
-// <net/if.h> first: glibc then keeps <linux/if.h> from redefining its structures. clang-format
-// would sort it after <linux/if.h> (which breaks the build), hence the guard.
-// clang-format off
-#include <net/if.h>
-// clang-format on
 #include <fcntl.h>
+// <net/if.h> first, in a block of its own so sorting keeps it there: glibc then keeps
+// <linux/if.h> from redefining its structures.
+#include <net/if.h>
+
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
