@@ -262,7 +262,11 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     if (backend_stderr)
       TRY(w->relay_backend_log(std::move(backend_stderr), "virtiofsd (" + (s.tag.empty() ? s.host_dir : s.tag) + ")"));
     std::string tag = (*device)->tag();
-    TRY(w->attach(std::move(*device), "virtio-fs", "fs_" + tag, nullptr));
+    FsDevice* dev = device->get();
+    TRY(w->attach(std::move(*device), "virtio-fs", "fs_" + tag, [dev](MetricGroup& g) {
+      g.counters.emplace_back("backend_failed", dev->backend_lost() ? 1 : 0);
+      g.counters.emplace_back("interrupts", dev->interrupts());
+    }));
   }
   TRY(w->setup_console());
   if (config.balloon) {
