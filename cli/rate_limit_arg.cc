@@ -26,7 +26,8 @@ Result<uint64_t> parse_refill_ms(std::string_view text) {
 
 Result<nlohmann::json> parse_token_bucket_arg(std::string_view spec) {
   const std::string what = "'" + std::string(spec) + "': ";
-  if (spec == "off") return nlohmann::json{{"size", 0}, {"refill_time", 0}};
+  // Unsigned zeros, as a parsed body has them (the server's parser takes only unsigned numbers).
+  if (spec == "off") return nlohmann::json{{"size", uint64_t{0}}, {"refill_time", uint64_t{0}}};
   size_t slash = spec.find('/');
   if (slash == std::string_view::npos) return fail(EINVAL, what + "expected SIZE/REFILL[+BURST] or off");
   std::string_view rest = spec.substr(slash + 1);

@@ -14,6 +14,7 @@ TEST(TokenBucketArg, SizePerRefillWithSuffixesAndAOneTimeBurst) {
             (json{{"size", 4096}, {"refill_time", 100}, {"one_time_burst", 1u << 30}}));
   EXPECT_EQ(*parse_token_bucket_arg("1/1+0"), (json{{"size", 1}, {"refill_time", 1}, {"one_time_burst", 0}}));
   EXPECT_EQ(*parse_token_bucket_arg("off"), (json{{"size", 0}, {"refill_time", 0}}));
+  EXPECT_TRUE((*parse_token_bucket_arg("off"))["size"].is_number_unsigned()) << "what the server's parser takes";
 }
 
 TEST(TokenBucketArg, RefusesWhatIsNotABucketAndSaysWhy) {
