@@ -34,8 +34,8 @@ std::string id_field(const Json& entry, const char* key) {
 Result<void> apply_config_document(Controller& c, const std::string& text) {
   Json doc = Json::parse(text, nullptr, false);
   if (doc.is_discarded()) return fail(EINVAL, "config file: not valid JSON");
-  if (auto ok = check_object(
-          doc, {"boot-source", "drives", "machine-config", "network-interfaces", "logger", "metrics", "vsock"});
+  if (auto ok = check_object(doc, {"boot-source", "drives", "machine-config", "network-interfaces", "logger", "metrics",
+                                   "vsock", "entropy"});
       !ok)
     return fail(EINVAL, "config file: " + ok.error().what);
   if (doc.contains("logger")) TRY(accept("logger", put_logger(c, dump_json(doc["logger"]))));
@@ -43,6 +43,7 @@ Result<void> apply_config_document(Controller& c, const std::string& text) {
   if (doc.contains("machine-config"))
     TRY(accept("machine-config", put_machine_config(c, dump_json(doc["machine-config"]), false)));
   if (doc.contains("vsock")) TRY(accept("vsock", put_vsock(c, dump_json(doc["vsock"]))));
+  if (doc.contains("entropy")) TRY(accept("entropy", put_entropy(c, dump_json(doc["entropy"]))));
   if (!doc.contains("boot-source")) return fail(EINVAL, "config file: 'boot-source' is required");
   TRY(accept("boot-source", put_boot_source(c, dump_json(doc["boot-source"]))));
   if (const Json* drives = TRY(array_section(doc, "drives")))

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "api/api_counters.h"
+#include "api/json_body.h"
 #include "api/metrics_report.h"
 #include "microvm/result.h"
 #include "microvm/vm.h"
@@ -66,15 +67,20 @@ class EventHub;
 
 enum class InstanceState { kNotStarted, kRunning, kPaused };
 
+// The rate limiters are kept as the client gave them (Firecracker's size/refill_time form, which
+// the per-second buckets cannot give back exactly), for GET /vm/config; null: none.
 struct DriveEntry {
   std::string id;
   bool is_root = false;
   DiskConfig disk;
+  Json rate_limiter;
 };
 
 struct NetEntry {
   std::string id;
   NetConfig net;
+  Json rx_rate_limiter;
+  Json tx_rate_limiter;
 };
 
 struct InstanceInfo {

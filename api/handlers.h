@@ -24,6 +24,8 @@ HttpResponse patch_drive(Controller& c, const std::string& id, const std::string
 HttpResponse patch_network_interface(Controller& c, const std::string& id, const std::string& body);
 HttpResponse put_network_interface(Controller& c, const std::string& id, const std::string& body);
 HttpResponse put_logger(Controller& c, const std::string& body);
+// PUT /entropy: virtio-rng and its rate limiter.
+HttpResponse put_entropy(Controller& c, const std::string& body);
 // PUT /vsock (handlers_vsock.cc).
 HttpResponse put_vsock(Controller& c, const std::string& body);
 

@@ -8,6 +8,7 @@
 
 #include "api/handlers.h"
 #include "api/json_body.h"
+#include "api/rate_limiter_json.h"
 
 namespace microvm::api {
 namespace {
@@ -120,10 +121,17 @@ HttpResponse put_drive(Controller& c, const std::string& id, const std::string& 
     return fault(400, "drive_id in the body must match the id in the path ('" + id + "')");
   if (!*path) return fault(400, "path_on_host is required");
   if (!*root) return fault(400, "is_root_device is required");
-  for (const char* unsupported : {"partuuid", "rate_limiter", "socket"})
+  for (const char* unsupported : {"partuuid", "socket"})
     if (j->contains(unsupported) && !(*j)[unsupported].is_null())
       return fault(400, std::string("drive field '") + unsupported + "' is not supported yet");
+  Json limiter = j->contains("rate_limiter") ? (*j)["rate_limiter"] : Json();
   DiskConfig d;
+  if (!limiter.is_null()) {
+    auto parsed = parse_rate_limiter(limiter, "rate_limiter");
+    if (!parsed) return bad(parsed.error());
+    d.rate_limit = rate_limit_of(*parsed);
+    limiter = merge_rate_limiter(Json(), limiter);
+  }
   d.path = **path;
   d.read_only = ro->value_or(false);
   // Never probed: raw unless the client says otherwise, so guest-written bytes can never
@@ -143,10 +151,10 @@ HttpResponse put_drive(Controller& c, const std::string& id, const std::string& 
       return fault(400, "drive '" + other.id + "' is already the root device");
   for (auto& other : drives)
     if (other.id == id) {
-      other = DriveEntry{id, **root, d};
+      other = DriveEntry{id, **root, d, limiter};
       return no_content();
     }
-  drives.push_back(DriveEntry{id, **root, d});
+  drives.push_back(DriveEntry{id, **root, d, limiter});
   return no_content();
 }
 
@@ -164,18 +172,46 @@ HttpResponse put_network_interface(Controller& c, const std::string& id, const s
   if (!*body_id || **body_id != id)
     return fault(400, "iface_id in the body must match the id in the path ('" + id + "')");
   if (!*dev || (*dev)->empty() || (*dev)->size() > 15) return fault(400, "host_dev_name must name a tap (1-15 bytes)");
-  for (const char* unsupported : {"rx_rate_limiter", "tx_rate_limiter"})
-    if (j->contains(unsupported) && !(*j)[unsupported].is_null())
-      return fault(400, std::string("network field '") + unsupported + "' is not supported yet");
   NetConfig n;
   n.tap = **dev;
   n.mac = mac->value_or("");  // checked by Vm::create, which knows the MAC syntax
+  n.rx_rate_limit = IoLimit{};
+  Json limiters[2];
+  IoLimit* limits[2] = {&*n.rx_rate_limit, &n.rate_limit};
+  for (int i = 0; i < 2; ++i) {
+    const char* key = i == 0 ? "rx_rate_limiter" : "tx_rate_limiter";
+    if (!j->contains(key) || (*j)[key].is_null()) continue;
+    auto parsed = parse_rate_limiter((*j)[key], key);
+    if (!parsed) return bad(parsed.error());
+    *limits[i] = rate_limit_of(*parsed);
+    limiters[i] = merge_rate_limiter(Json(), (*j)[key]);
+  }
+  // vhost-net's kernel worker moves the frames, so nothing of ours could hold them back.
+  if (n.rate_limit.limited() || n.rx_rate_limit->limited()) n.vhost = "off";
+  NetEntry entry{id, n, limiters[0], limiters[1]};
   for (auto& other : c.nets())
     if (other.id == id) {
-      other.net = n;
+      other = entry;
       return no_content();
     }
-  c.nets().push_back(NetEntry{id, n});
+  c.nets().push_back(entry);
+  return no_content();
+}
+
+// Firecracker's entropy device is virtio-rng, which microvm has unless --no-rng: PUT /entropy
+// turns it on with the body's rate limiter (none: unlimited).
+HttpResponse put_entropy(Controller& c, const std::string& body) {
+  if (auto r = refuse_after_start(c, "the entropy device")) return *r;
+  auto j = parse_object(body, {"rate_limiter"});
+  if (!j) return bad(j.error());
+  IoLimit limit;
+  if (j->contains("rate_limiter") && !(*j)["rate_limiter"].is_null()) {
+    auto parsed = parse_rate_limiter((*j)["rate_limiter"], "rate_limiter");
+    if (!parsed) return bad(parsed.error());
+    limit = rate_limit_of(*parsed);
+  }
+  c.config().rng = true;
+  c.config().rng_rate_limit = limit;
   return no_content();
 }
 

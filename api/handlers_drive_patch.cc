@@ -28,6 +28,11 @@ HttpResponse patch_network_interface(Controller& c, const std::string& id, const
   }
   if (rx.empty() && tx.empty()) return fault(400, "nothing to change: give rx_rate_limiter or tx_rate_limiter");
   if (auto ok = c.launcher().set_net_rate_limit(id, rx, tx); !ok) return fault(400, "rate limit: " + ok.error().what);
+  for (auto& n : c.nets())
+    if (n.id == id) {
+      if (!rx.empty()) n.rx_rate_limiter = merge_rate_limiter(n.rx_rate_limiter, (*j)["rx_rate_limiter"]);
+      if (!tx.empty()) n.tx_rate_limiter = merge_rate_limiter(n.tx_rate_limiter, (*j)["tx_rate_limiter"]);
+    }
   return no_content();
 }
 
@@ -56,9 +61,14 @@ HttpResponse patch_drive(Controller& c, const std::string& id, const std::string
   if (*format && !*path) return fault(400, "x-microvm-format needs path_on_host");
   if (*format && **format != "raw" && **format != "qcow2")
     return fault(400, "x-microvm-format must be \"raw\" or \"qcow2\"");
+  auto remember_limits = [&] {
+    for (auto& d : c.drives())
+      if (d.id == id) d.rate_limiter = merge_rate_limiter(d.rate_limiter, (*j)["rate_limiter"]);
+  };
   if (!*path) {
     if (auto ok = c.launcher().set_disk_rate_limit(id, limits); !ok)
       return fault(400, "rate limit: " + ok.error().what);
+    remember_limits();
     return no_content();
   }
   // No stat() here: the API thread's seccomp role opens and inspects no path. The launcher's
@@ -69,6 +79,7 @@ HttpResponse patch_drive(Controller& c, const std::string& id, const std::string
   if (!limits.empty())
     if (auto ok = c.launcher().set_disk_rate_limit(id, limits); !ok)
       return fault(400, "the drive was swapped, but its rate limit was not changed: " + ok.error().what);
+  if (!limits.empty()) remember_limits();
   for (auto& d : c.drives())
     if (d.id == id) {
       d.disk.path = **path;

@@ -47,16 +47,21 @@ HttpResponse get_machine_config(const Controller& c) { return ok_json(machine_co
 
 HttpResponse get_vm_config(const Controller& c) {
   Json drives = Json::array();
-  for (const auto& d : c.drives())
-    drives.push_back({{"drive_id", d.id},
-                      {"path_on_host", d.disk.path},
-                      {"is_root_device", d.is_root},
-                      {"is_read_only", d.disk.read_only},
-                      {"x-microvm-format", d.disk.format}});
+  for (const auto& d : c.drives()) {
+    Json e = {{"drive_id", d.id},
+              {"path_on_host", d.disk.path},
+              {"is_root_device", d.is_root},
+              {"is_read_only", d.disk.read_only},
+              {"x-microvm-format", d.disk.format}};
+    if (!d.rate_limiter.is_null()) e["rate_limiter"] = d.rate_limiter;
+    drives.push_back(e);
+  }
   Json nets = Json::array();
   for (const auto& n : c.nets()) {
     Json e = {{"iface_id", n.id}, {"host_dev_name", n.net.tap}};
     if (!n.net.mac.empty()) e["guest_mac"] = n.net.mac;
+    if (!n.rx_rate_limiter.is_null()) e["rx_rate_limiter"] = n.rx_rate_limiter;
+    if (!n.tx_rate_limiter.is_null()) e["tx_rate_limiter"] = n.tx_rate_limiter;
     nets.push_back(e);
   }
   Json j = {{"machine-config", machine_config_json(c)}, {"drives", drives}, {"network-interfaces", nets}};

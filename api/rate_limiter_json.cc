@@ -19,13 +19,11 @@ Result<std::optional<BucketLimit>> parse_bucket(const Json& parent, const char* 
        {size ? nullptr : &size.error(), burst ? nullptr : &burst.error(), refill ? nullptr : &refill.error()})
     if (e) return fail(EINVAL, name + ": " + e->what);
   if (!*size || !*refill) return fail(EINVAL, name + ": size and refill_time are required");
-  if (burst->value_or(0) != 0)
-    return fail(EINVAL, name + ": one_time_burst is not supported (only size per refill_time)");
-  if (**size == 0 || **refill == 0) return BucketLimit{};  // disabled: no limit
+  if (**size == 0 || **refill == 0) return BucketLimit{};  // disabled: no limit (and no burst)
   if (**size > std::numeric_limits<uint64_t>::max() / 1000) return fail(EINVAL, name + ": size is too large");
   uint64_t per_second = **size * 1000 / **refill;
   if (per_second == 0) return fail(EINVAL, name + ": a rate below 1 per second is not supported");
-  return BucketLimit{per_second, **size};
+  return BucketLimit{per_second, **size, burst->value_or(0)};
 }
 
 }  // namespace
@@ -37,6 +35,27 @@ Result<RateLimitUpdate> parse_rate_limiter(const Json& j, const std::string& wha
   u.bytes = TRY(parse_bucket(*checked, "bandwidth", what));
   u.ops = TRY(parse_bucket(*checked, "ops", what));
   return u;
+}
+
+Json merge_rate_limiter(const Json& current, const Json& change) {
+  Json out = current.is_object() ? current : Json::object();
+  for (const char* key : {"bandwidth", "ops"}) {
+    if (!change.contains(key) || change[key].is_null()) continue;
+    const Json& b = change[key];
+    auto positive = [&b](const char* field) {
+      auto it = b.find(field);
+      return it != b.end() && it->is_number_unsigned() && it->get<uint64_t>() != 0;
+    };
+    if (!positive("size") || !positive("refill_time"))
+      out.erase(key);
+    else
+      out[key] = b;
+  }
+  return out.empty() ? Json() : out;
+}
+
+IoLimit rate_limit_of(const RateLimitUpdate& u) {
+  return IoLimit{.bytes = u.bytes.value_or(BucketLimit{}), .ops = u.ops.value_or(BucketLimit{})};
 }
 
 }  // namespace microvm::api

@@ -12,6 +12,28 @@ HttpResponse method_not_allowed(const HttpRequest& r, const char* allowed) {
   return fault(405, "method " + r.method + " is not allowed on " + r.path + " (allowed: " + allowed + ")");
 }
 
+// Firecracker endpoints microvm does not serve: a 400 that says why, not a bare 404.
+const char* unsupported_reason(std::string_view p) {
+  struct Gap {
+    std::string_view path;
+    bool prefix;
+    const char* why;
+  };
+  static constexpr Gap gaps[] = {
+      {"/cpu-config", false,
+       "/cpu-config is not supported: microvm has no CPU templates (the host's CPUID is passed on)"},
+      {"/mmds", true,
+       "MMDS (/mmds) is not supported: hand the guest its data on the kernel command line, a drive or vsock"},
+      {"/serial", false, "/serial is not supported: the serial console goes to microvm's stdout"},
+      {"/hotplug/memory", false, "/hotplug/memory is not supported: microvm has no virtio-mem (use the balloon)"},
+      {"/balloon/hinting", true, "free page hinting is not supported (use free_page_reporting)"},
+      {"/pmem/", true, "/pmem is not supported through the API yet: use microvm run --pmem PATH"},
+  };
+  for (const auto& g : gaps)
+    if (g.prefix ? p.starts_with(g.path) : p == g.path) return g.why;
+  return nullptr;
+}
+
 // "/drives/ID" -> "ID" when `path` is `prefix` + one non-empty segment.
 bool one_segment_after(std::string_view path, std::string_view prefix, std::string& id) {
   if (!path.starts_with(prefix) || path.size() == prefix.size()) return false;
@@ -73,6 +95,8 @@ HttpResponse dispatch(Controller& c, const HttpRequest& r) {
   // The name issue #14 first used for the JSON snapshot; same document as GET /metrics.
   if (p == "/metrics/now") return m == "GET" ? get_metrics(c) : method_not_allowed(r, "GET");
   if (p == "/events") return m == "GET" ? get_events(c) : method_not_allowed(r, "GET");
+  if (p == "/entropy") return m == "PUT" ? put_entropy(c, r.body) : method_not_allowed(r, "PUT");
+  if (const char* why = unsupported_reason(p)) return fault(400, why);
   return fault(404, "no such resource: " + std::string(p));
 }
 

@@ -11,7 +11,8 @@
 namespace microvm {
 
 // A token bucket with exact integer refill (credit counted in billionths of a token, so
-// no rounding loses or invents tokens). Starts full.
+// no rounding loses or invents tokens). Starts full, with the limit's one-time burst on top:
+// those tokens are spent first and never come back (Firecracker's one_time_burst).
 class RefillBucket {
  public:
   RefillBucket() = default;
@@ -23,16 +24,18 @@ class RefillBucket {
   // refused, and the rate still holds over time.
   int64_t wait_ns(uint64_t n, int64_t now_ns);
   void take(uint64_t n);
-  // Whole tokens available now (for tests and metrics).
+  // Whole tokens available now, not counting the one-time burst (for tests and metrics).
   int64_t tokens(int64_t now_ns);
+  uint64_t one_time_left() const { return one_time_left_; }
 
  private:
   void refill(int64_t now_ns);
   __int128 cost(uint64_t n) const;
 
-  uint64_t rate_ = 0;      // tokens per second
-  __int128 capacity_ = 0;  // in billionths of a token
-  __int128 credit_ = 0;    // may be negative (debt)
+  uint64_t rate_ = 0;           // tokens per second
+  __int128 capacity_ = 0;       // in billionths of a token
+  __int128 credit_ = 0;         // may be negative (debt)
+  uint64_t one_time_left_ = 0;  // whole tokens; taken before credit_
   int64_t last_ns_ = 0;
 };
 
@@ -45,6 +48,11 @@ class IoRateLimiter {
   // Takes `bytes` and `ops` from both buckets and returns 0 when both allow it; otherwise
   // takes nothing and returns how long to wait before asking again.
   int64_t admit(uint64_t bytes, uint64_t ops, int64_t now_ns);
+  // Replaces one bucket (full again, with its one-time burst); the other keeps its state.
+  void set_bytes(BucketLimit limit, int64_t now_ns) { bytes_ = RefillBucket(limit, now_ns); }
+  void set_ops(BucketLimit limit, int64_t now_ns) { ops_ = RefillBucket(limit, now_ns); }
+  const RefillBucket& bytes() const { return bytes_; }
+  const RefillBucket& ops() const { return ops_; }
 
  private:
   RefillBucket bytes_;

@@ -14,12 +14,33 @@ Result<std::unique_ptr<IoThrottle>> IoThrottle::create(IoLimit limit, MonotonicC
 }
 
 IoThrottle::IoThrottle(IoLimit limit, MonotonicClock clock, Fd timer)
-    : clock_(std::move(clock)), limit_(limit), limiter_(limit, clock_()), timer_(std::move(timer)) {}
+    : clock_(std::move(clock)), limit_(limit), limiter_(limit, clock_()), timer_(std::move(timer)) {
+  publish_limit();
+}
+
+namespace {
+uint64_t bucket_size(const BucketLimit& b) { return b.burst ? b.burst : b.per_second; }
+}  // namespace
+
+void IoThrottle::publish_limit() {
+  auto put = [](std::atomic<uint64_t>& to, uint64_t v) { to.store(v, std::memory_order_relaxed); };
+  put(shown_.bytes_per_second, limit_.bytes.per_second);
+  put(shown_.bytes_size, limit_.bytes.per_second ? bucket_size(limit_.bytes) : 0);
+  put(shown_.ops_per_second, limit_.ops.per_second);
+  put(shown_.ops_size, limit_.ops.per_second ? bucket_size(limit_.ops) : 0);
+  publish_one_time_left();
+}
+
+void IoThrottle::publish_one_time_left() {
+  shown_.bytes_one_time_left.store(limiter_.bytes().one_time_left(), std::memory_order_relaxed);
+  shown_.ops_one_time_left.store(limiter_.ops().one_time_left(), std::memory_order_relaxed);
+}
 
 void IoThrottle::update(const RateLimitUpdate& change) {
-  if (change.bytes) limit_.bytes = *change.bytes;
-  if (change.ops) limit_.ops = *change.ops;
-  limiter_ = IoRateLimiter(limit_, clock_());
+  int64_t now = clock_();
+  if (change.bytes) limit_.bytes = *change.bytes, limiter_.set_bytes(limit_.bytes, now);
+  if (change.ops) limit_.ops = *change.ops, limiter_.set_ops(limit_.ops, now);
+  publish_limit();
   // The timer armed for the old limit may still expire: that only makes the device look for
   // work once more.
   if (armed_) fire();
@@ -47,8 +68,11 @@ void IoThrottle::detach() {
 bool IoThrottle::admit(uint64_t bytes, uint64_t ops) {
   if (!limiter_.limited()) return true;
   int64_t wait = limiter_.admit(bytes, ops, clock_());
-  if (wait == 0) return true;
-  ++throttled_;
+  if (wait == 0) {
+    publish_one_time_left();
+    return true;
+  }
+  throttled_.fetch_add(1, std::memory_order_relaxed);
   arm(wait);
   return false;
 }

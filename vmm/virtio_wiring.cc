@@ -105,6 +105,13 @@ void append(MetricGroup& g, const C& counters) {
   counters.visit([&g](const char* name, uint64_t v) { g.counters.emplace_back(name, v); });
 }
 
+// A rate limiter's counter and gauges (io_throttle.h); `throttle` may be null (vhost-net).
+void append_throttle(MetricGroup& g, const IoThrottle* throttle, const std::string& prefix) {
+  if (throttle)
+    throttle->visit_metrics(prefix,
+                            [&g](std::string name, uint64_t v) { g.counters.emplace_back(std::move(name), v); });
+}
+
 void append_transport(MetricGroup& g, const TransportCounters& t) {
   auto add = [&g](const char* name, const std::atomic<uint64_t>& v) {
     g.counters.emplace_back(name, v.load(std::memory_order_relaxed));
@@ -122,6 +129,8 @@ void append_transport(MetricGroup& g, const TransportCounters& t) {
 // "needs_reset" gauge becomes how many devices need a reset.
 void add_into(MetricGroup& total, const MetricGroup& g) {
   for (const auto& [name, v] : g.counters) {
+    // A device's limits are its own: a sum of them means nothing.
+    if (name.find("rate_limit_") != std::string::npos) continue;
     auto it =
         std::find_if(total.counters.begin(), total.counters.end(), [&](const auto& e) { return e.first == name; });
     if (it == total.counters.end())
@@ -216,8 +225,10 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     BlkDevice* dev = device->get();
     std::string id = d.id.empty() ? "drive" + std::to_string(&d - config.disks.data()) : d.id;
     w->disks_.push_back(Disk{id, dev, d});
-    TRY(w->attach(std::move(*device), "virtio-blk", "block_" + id,
-                  [dev](MetricGroup& g) { append(g, dev->counters()); }));
+    TRY(w->attach(std::move(*device), "virtio-blk", "block_" + id, [dev](MetricGroup& g) {
+      append(g, dev->counters());
+      append_throttle(g, dev->rate_limiter(), "");
+    }));
   }
   for (const auto& n : config.nets) {
     auto opened = open_net(n, w->ctx_.log);
@@ -228,13 +239,17 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     net.offloads = opened->offloads;
     net.logger = &w->ctx_.log;
     net.rate_limit = n.rate_limit;
+    net.rx_rate_limit = n.rx_rate_limit;
     auto device = NetDevice::create(std::move(opened->backend), net, std::move(opened->vhost));
     if (!device) return std::unexpected(device.error().context("--net"));
     NetDevice* dev = device->get();
     std::string id = n.id.empty() ? "net" + std::to_string(&n - config.nets.data()) : n.id;
     w->nets_.emplace_back(id, dev);
-    TRY(w->attach(std::move(*device), "virtio-net", "net_" + id,
-                  [dev](MetricGroup& g) { append(g, dev->counters()); }));
+    TRY(w->attach(std::move(*device), "virtio-net", "net_" + id, [dev](MetricGroup& g) {
+      append(g, dev->counters());
+      append_throttle(g, dev->rx_rate_limiter(), "rx_");
+      append_throttle(g, dev->tx_rate_limiter(), "tx_");
+    }));
   }
   if (!config.shares.empty() && !w->ctx_.memory.seal_problem().empty())
     w->ctx_.log.log(LogLevel::kWarn, "guest RAM memfd is not size-sealed (%s): a vhost-user back end could truncate it",
@@ -247,7 +262,11 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     if (backend_stderr)
       TRY(w->relay_backend_log(std::move(backend_stderr), "virtiofsd (" + (s.tag.empty() ? s.host_dir : s.tag) + ")"));
     std::string tag = (*device)->tag();
-    TRY(w->attach(std::move(*device), "virtio-fs", "fs_" + tag, nullptr));
+    FsDevice* dev = device->get();
+    TRY(w->attach(std::move(*device), "virtio-fs", "fs_" + tag, [dev](MetricGroup& g) {
+      g.counters.emplace_back("backend_failed", dev->backend_lost() ? 1 : 0);
+      g.counters.emplace_back("interrupts", dev->interrupts());
+    }));
   }
   TRY(w->setup_console());
   if (config.balloon) {
@@ -285,8 +304,11 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     rng.logger = &w->ctx_.log;
     rng.rate_limit = config.rng_rate_limit;
     auto device = TRY(RngDevice::create(rng));
-    const RngDevice* dev = device.get();
-    TRY(w->attach(std::move(device), "virtio-rng", "rng", [dev](MetricGroup& g) { append(g, dev->counters()); }));
+    RngDevice* dev = device.get();
+    TRY(w->attach(std::move(device), "virtio-rng", "rng", [dev](MetricGroup& g) {
+      append(g, dev->counters());
+      append_throttle(g, dev->rate_limiter(), "");
+    }));
   }
   return w;
 }

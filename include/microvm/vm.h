@@ -42,17 +42,19 @@ struct DiskConfig {
 
 // One virtio-net device (see README "Networking"). Exactly one of tap, bridge or user.
 struct NetConfig {
-  std::string id;                     // names the interface in metrics (net_ID); empty: "net" + its index
-  std::string tap;                    // tap interface: an existing one, or created (CAP_NET_ADMIN)
-  std::string bridge;                 // create a tap and attach it to this bridge
-  bool user = false;                  // user-mode networking (libslirp): 10.0.2.0/24, DHCP, DNS
-  std::vector<std::string> hostfwd;   // user only: "tcp::HOSTPORT-:GUESTPORT" (binds 127.0.0.1) or "udp::..."
-  bool host_loopback = false;         // user only: let the guest reach the host's 127.0.0.1 and 169.254/16
-  bool restrict_to_forwards = false;  // user only: no outbound connections, only hostfwd (QEMU restrict=yes)
-  uint32_t max_host_sockets = 256;    // user only: host sockets slirp may hold; more are refused and counted
-  std::string mac;                    // empty: stable default derived from the interface name
-  std::string vhost = "auto";         // tap only: "on", "off" or "auto" (fallback when unavailable)
-  IoLimit rate_limit;                 // bytes and frames per second, each direction; needs vhost off
+  std::string id;                        // names the interface in metrics (net_ID); empty: "net" + its index
+  std::string tap;                       // tap interface: an existing one, or created (CAP_NET_ADMIN)
+  std::string bridge;                    // create a tap and attach it to this bridge
+  bool user = false;                     // user-mode networking (libslirp): 10.0.2.0/24, DHCP, DNS
+  std::vector<std::string> hostfwd;      // user only: "tcp::HOSTPORT-:GUESTPORT" (binds 127.0.0.1) or "udp::..."
+  bool host_loopback = false;            // user only: let the guest reach the host's 127.0.0.1 and 169.254/16
+  bool restrict_to_forwards = false;     // user only: no outbound connections, only hostfwd (QEMU restrict=yes)
+  uint32_t max_host_sockets = 256;       // user only: host sockets slirp may hold; more are refused and counted
+  std::string mac;                       // empty: stable default derived from the interface name
+  std::string vhost = "auto";            // tap only: "on", "off" or "auto" (fallback when unavailable)
+  IoLimit rate_limit;                    // bytes and frames per second, each direction; needs vhost off
+  std::optional<IoLimit> rx_rate_limit;  // the receive direction's own limit (the API's rx_rate_limiter);
+                                         // nullopt: rate_limit applies to both directions
 };
 
 // A host folder shared with the guest over virtio-fs (see README "Shared folders"). The
@@ -369,9 +371,10 @@ class Vm {
   }
   // New rate limits for a running drive (PATCH /drives rate_limiter) or network interface
   // (PATCH /network-interfaces rx_rate_limiter/tx_rate_limiter): each bucket given replaces the
-  // old limit (per_second 0 removes it), the others keep theirs, all start full; a request held back by the old
-  // limit is looked at again at once. Interfaces on vhost-net cannot be limited. Error for an
-  // unknown id, before run() or after the VM stopped. Thread-safe.
+  // old limit (per_second 0 removes it) and starts full with its one-time burst; the others keep
+  // their limit and state. A request held back by the old limit is looked at again at once.
+  // Interfaces on vhost-net cannot be limited. Error for an unknown id, before run() or after
+  // the VM stopped. Thread-safe.
   [[nodiscard]] virtual Result<void> set_disk_rate_limit(const std::string& drive_id, const RateLimitUpdate& change) {
     (void)drive_id, (void)change;
     return fail(EINVAL, "this VM cannot change rate limits");

@@ -133,7 +133,7 @@ TEST_F(ApiDriveSwapTest, RunningGuestSeesTheNewImageAndRefusalsKeepTheOld) {
 
   CurlReply burst = vm.curl("PATCH", "/drives/rootfs",
                             "{\"drive_id\":\"rootfs\",\"rate_limiter\":{\"bandwidth\":{\"size\":1000,"
-                            "\"refill_time\":100,\"one_time_burst\":5000}}}");
+                            "\"refill_time\":100,\"one_time_burst\":-5000}}}");
   EXPECT_EQ(burst.status, 400) << burst.body;
   EXPECT_TRUE(contains(fault_message(burst.body), "one_time_burst")) << burst.body;
   // A run-time limit the guest stays far below (10 MiB and 1000 requests per 100 ms).

@@ -178,6 +178,7 @@ Result<void> FsDevice::start_backend(const ActivationContext& ctx) {
 
 void FsDevice::backend_failed(const std::string& why, bool connection_gone) {
   if (active_ && active_->orphaned) return;
+  backend_lost_.store(true, std::memory_order_relaxed);
   // Runs on the sandboxed event-loop thread: only non-blocking reaping (wait4 WNOHANG) and
   // sleeps here, no signals. A backend that hung up is usually exiting: give it a moment to
   // become reapable, so the log line can say how it ended. Bounded, once per failure.

@@ -94,6 +94,9 @@ class FsDevice final : public VirtioDevice {
     return failed_ + (active_ && active_->orphaned ? active_->orphaned->failed_requests() : 0);
   }
   uint64_t interrupts() const { return interrupts_.load(std::memory_order_relaxed); }
+  // True once the backend died or hung up; it never comes back for this VM (metrics' gauge
+  // "backend_failed", readable from any thread).
+  bool backend_lost() const { return backend_lost_.load(std::memory_order_relaxed); }
 
  private:
   FsDevice(FsOptions options, VhostUserClient client);
@@ -128,6 +131,7 @@ class FsDevice final : public VirtioDevice {
   std::optional<Active> active_;
   std::atomic<bool> needs_reset_{false};
   std::atomic<uint64_t> interrupts_{0};
+  std::atomic<bool> backend_lost_{false};
   uint64_t failed_ = 0;          // from earlier activations
   bool failure_logged_ = false;  // the "virtiofsd exited" line, once per device
 };

@@ -27,7 +27,8 @@ Result<std::unique_ptr<NetDevice>> NetDevice::create(std::unique_ptr<NetBackend>
   if (options.mtu < 68) return fail(EINVAL, "virtio-net: MTU must be at least 68 (RFC 791)");
   if (options.mac[0] & 1) return fail(EINVAL, "virtio-net: MAC address is multicast");
   if (options.frames_per_wakeup == 0) return fail(EINVAL, "virtio-net: frames_per_wakeup must be > 0");
-  if (options.rate_limit.limited() && vhost)
+  const IoLimit& rx_limit = options.rx_rate_limit ? *options.rx_rate_limit : options.rate_limit;
+  if ((options.rate_limit.limited() || rx_limit.limited()) && vhost)
     return fail(EINVAL, "virtio-net: rate limits need the userspace data path (vhost=off)");
   std::unique_ptr<NetDevice> dev(new NetDevice(std::move(backend), options, std::move(vhost)));
   if (!dev->vhost_) {
@@ -35,7 +36,7 @@ Result<std::unique_ptr<NetDevice>> NetDevice::create(std::unique_ptr<NetBackend>
     // thread's seccomp role could not create the timerfds.
     MonotonicClock clock = options.rate_clock ? options.rate_clock : steady_now_ns;
     dev->tx_throttle_ = TRY(IoThrottle::create(options.rate_limit, clock));
-    dev->rx_throttle_ = TRY(IoThrottle::create(options.rate_limit, clock));
+    dev->rx_throttle_ = TRY(IoThrottle::create(rx_limit, clock));
   }
   return dev;
 }

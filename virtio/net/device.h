@@ -48,6 +48,7 @@ struct NetOptions {
   // Over it, TX chains stay in the ring and received frames wait in the backend (its queue
   // fills, then the peer's or the kernel's own back-pressure applies). Not with vhost-net.
   IoLimit rate_limit;
+  std::optional<IoLimit> rx_rate_limit;       // the receive direction's own limit; nullopt: rate_limit
   MonotonicClock rate_clock = steady_now_ns;  // tests drive time by hand
 };
 

@@ -11,9 +11,10 @@
 
 namespace microvm::testing {
 
-ApiVm::ApiVm(std::vector<std::string> extra) {
+ApiVm::ApiVm(std::vector<std::string> extra, std::vector<std::string> wrapper) {
   socket_ = dir_.path() + "/api.sock";
-  std::vector<std::string> args = {microvm_binary(), "run", "--api-sock", socket_};
+  std::vector<std::string> args = std::move(wrapper);
+  args.insert(args.end(), {microvm_binary(), "run", "--api-sock", socket_});
   args.insert(args.end(), extra.begin(), extra.end());
   std::string out = dir_.path() + "/out", err = dir_.path() + "/err";
   pid_ = ::fork();

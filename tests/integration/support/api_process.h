@@ -19,8 +19,9 @@ struct CurlReply {
 class ApiVm {
  public:
   // Starts `microvm run --api-sock <dir>/api.sock <extra...>` with stdin from /dev/null and
-  // waits (up to 10 s) for the socket to appear.
-  explicit ApiVm(std::vector<std::string> extra = {});
+  // waits (up to 10 s) for the socket to appear. `wrapper` (an absolute path and its
+  // arguments, e.g. unshare --net) execs microvm in place, so pid() stays microvm's.
+  explicit ApiVm(std::vector<std::string> extra = {}, std::vector<std::string> wrapper = {});
   ~ApiVm();  // SIGKILLs the process if it still runs
   ApiVm(const ApiVm&) = delete;
   ApiVm& operator=(const ApiVm&) = delete;

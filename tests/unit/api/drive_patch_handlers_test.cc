@@ -84,8 +84,8 @@ TEST_F(DrivePatchHandlersTest, BodiesItCannotHonourAreRefusedBeforeTheLauncher) 
       {R"({"drive_id": "rootfs", "path_on_host": "/x.img", "is_read_only": true})", "is_read_only"},
       {R"({"drive_id": "rootfs", "path_on_host": "/x.img", "x-microvm-format": "vmdk"})", "x-microvm-format"},
       {R"({"drive_id": "rootfs"})", "nothing to change"},
-      {R"({"drive_id": "rootfs", "rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1, "one_time_burst": 5}}})",
-       "rate_limiter.bandwidth: one_time_burst is not supported"},
+      {R"({"drive_id": "rootfs", "rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1, "one_time_burst": -5}}})",
+       "rate_limiter.bandwidth: field 'one_time_burst' must be a non-negative integer"},
       {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 1, "refill_time": 2000}}})", "below 1 per second"},
       {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 1}}})", "refill_time are required"},
       {R"({"drive_id": "rootfs", "rate_limiter": {"ops": {"size": 1, "refill_time": 10, "x": 1}}})",
@@ -155,10 +155,52 @@ TEST_F(DrivePatchHandlersTest, RateLimitersInFirecrackersShapeReachTheLauncher) 
       const char* bad :
       {R"({"iface_id": "eth0"})", R"({"iface_id": "eth1", "rx_rate_limiter": null})",
        R"({"iface_id": "eth0", "host_dev_name": "tap0"})",
-       R"({"iface_id": "eth0", "rx_rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1, "one_time_burst": 1}}})"}) {
+       R"({"iface_id": "eth0", "rx_rate_limiter": {"bandwidth": {"size": 1, "refill_time": 1, "one_time_burst": "1"}}})"}) {
     r = call("PATCH", "/network-interfaces/eth0", bad);
     EXPECT_EQ(r.status, 400) << bad;
   }
+}
+
+// one_time_burst reaches the launcher; GET /vm/config shows each bucket as last given (a
+// PATCH replaces only the buckets it names, a disabled one disappears).
+TEST_F(DrivePatchHandlersTest, OneTimeBurstAndPutLimitsShowInVmConfig) {
+  ASSERT_EQ(call("PUT", "/boot-source", json{{"kernel_image_path", kernel.path()}}.dump()).status, 204);
+  auto r = call("PUT", "/drives/rootfs",
+                json{{"drive_id", "rootfs"},
+                     {"path_on_host", disk.path()},
+                     {"is_root_device", true},
+                     {"rate_limiter",
+                      {{"bandwidth", {{"size", 1000}, {"refill_time", 100}, {"one_time_burst", 5000}}},
+                       {"ops", {{"size", 10}, {"refill_time", 1000}}}}}}
+                    .dump());
+  ASSERT_EQ(r.status, 204) << r.body;
+  r = call("PUT", "/network-interfaces/eth0",
+           R"({"iface_id": "eth0", "host_dev_name": "tap0",
+               "rx_rate_limiter": {"ops": {"size": 100, "refill_time": 1000, "one_time_burst": 50}}})");
+  ASSERT_EQ(r.status, 204) << r.body;
+  start();
+  auto cfg = json::parse(call("GET", "/vm/config").body);
+  EXPECT_EQ(cfg["drives"][0]["rate_limiter"]["bandwidth"]["one_time_burst"], 5000);
+  EXPECT_EQ(cfg["drives"][0]["rate_limiter"]["ops"]["size"], 10);
+  EXPECT_EQ(cfg["network-interfaces"][0]["rx_rate_limiter"]["ops"]["one_time_burst"], 50);
+  EXPECT_FALSE(cfg["network-interfaces"][0].contains("tx_rate_limiter"));
+
+  r = call("PATCH", "/drives/rootfs",
+           R"({"drive_id": "rootfs", "rate_limiter": {"bandwidth": {"size": 0, "refill_time": 0},
+                                                    "ops": {"size": 4, "refill_time": 10, "one_time_burst": 40}}})");
+  ASSERT_EQ(r.status, 204) << r.body;
+  ASSERT_TRUE(launcher.disk_limit.ops.has_value());
+  EXPECT_EQ(launcher.disk_limit.ops->per_second, 400u);
+  EXPECT_EQ(launcher.disk_limit.ops->burst, 4u);
+  EXPECT_EQ(launcher.disk_limit.ops->one_time_burst, 40u);
+  r = call("PATCH", "/network-interfaces/eth0",
+           R"({"iface_id": "eth0", "tx_rate_limiter": {"bandwidth": {"size": 4096, "refill_time": 1}}})");
+  ASSERT_EQ(r.status, 204) << r.body;
+  cfg = json::parse(call("GET", "/vm/config").body);
+  EXPECT_FALSE(cfg["drives"][0]["rate_limiter"].contains("bandwidth")) << cfg.dump();
+  EXPECT_EQ(cfg["drives"][0]["rate_limiter"]["ops"]["one_time_burst"], 40);
+  EXPECT_EQ(cfg["network-interfaces"][0]["rx_rate_limiter"]["ops"]["size"], 100) << "rx was not named: kept";
+  EXPECT_EQ(cfg["network-interfaces"][0]["tx_rate_limiter"]["bandwidth"]["size"], 4096);
 }
 
 TEST_F(DrivePatchHandlersTest, NetworkInterfacePatchBeforeStartPointsAtPut) {

@@ -79,6 +79,49 @@ TEST_F(RouterTest, UnknownPathIs404AndWrongMethodIs405) {
   EXPECT_EQ(call("GET", "/boot-source").status, 405);
 }
 
+// Firecracker endpoints microvm does not serve are a 400 saying why; unknown ones stay 404.
+TEST_F(RouterTest, FirecrackerEndpointsWithoutCounterpartSayWhy) {
+  struct Case {
+    const char *method, *path, *says;
+  } cases[] = {
+      {"PUT", "/cpu-config", "CPU templates"},
+      {"PUT", "/mmds", "MMDS"},
+      {"GET", "/mmds", "MMDS"},
+      {"PUT", "/mmds/config", "MMDS"},
+      {"PUT", "/serial", "stdout"},
+      {"GET", "/hotplug/memory", "virtio-mem"},
+      {"PATCH", "/balloon/hinting/start", "hinting"},
+      {"GET", "/balloon/hinting/status", "hinting"},
+      {"PUT", "/pmem/pm0", "--pmem"},
+  };
+  for (const auto& c : cases) {
+    auto r = call(c.method, c.path, "{}");
+    EXPECT_EQ(r.status, 400) << c.path;
+    EXPECT_NE(fault_of(r).find(c.says), std::string::npos) << c.path << ": " << r.body;
+  }
+  EXPECT_EQ(call("PUT", "/cpu-configs").status, 404);
+}
+
+// PUT /entropy (virtio-rng) before start, with Firecracker's rate limiter.
+TEST_F(RouterTest, EntropyDeviceWithRateLimiter) {
+  controller.config().rng = false;  // as after --no-rng
+  EXPECT_EQ(call("PUT", "/entropy", R"({"rate_limiter":{"ops":{"size":5}}})").status, 400);
+  EXPECT_EQ(call("PUT", "/entropy", R"({"rng":true})").status, 400);
+  EXPECT_FALSE(controller.config().rng) << "a refused body changes nothing";
+  auto r =
+      call("PUT", "/entropy", R"({"rate_limiter":{"bandwidth":{"size":1000,"refill_time":100,"one_time_burst":10}}})");
+  ASSERT_EQ(r.status, 204) << r.body;
+  EXPECT_TRUE(controller.config().rng);
+  EXPECT_EQ(controller.config().rng_rate_limit.bytes.per_second, 10000u);
+  EXPECT_EQ(controller.config().rng_rate_limit.bytes.one_time_burst, 10u);
+  EXPECT_EQ(call("PUT", "/entropy", "{}").status, 204);
+  EXPECT_FALSE(controller.config().rng_rate_limit.limited());
+  EXPECT_EQ(call("GET", "/entropy").status, 405);
+  configure_boot();
+  ASSERT_EQ(call("PUT", "/actions", R"({"action_type":"InstanceStart"})").status, 204);
+  EXPECT_EQ(call("PUT", "/entropy", "{}").status, 400);
+}
+
 TEST_F(RouterTest, MachineConfigPutGetPatch) {
   EXPECT_EQ(
       call("PUT", "/machine-config", R"({"vcpu_count":2,"mem_size_mib":128,"smt":false,"track_dirty_pages":true})")
@@ -144,7 +187,7 @@ TEST_F(RouterTest, DrivesNeedMatchingIdAndExistingFile) {
                  json{{"drive_id", "r"},
                       {"path_on_host", disk.path()},
                       {"is_root_device", false},
-                      {"rate_limiter", json::object()}}
+                      {"rate_limiter", {{"ops", {{"size", 10}}}}}}
                      .dump())
                 .status,
             400);
@@ -163,12 +206,14 @@ TEST_F(RouterTest, GettingStartedSequenceBuildsTheVmConfig) {
                  json{{"drive_id", "rootfs"},
                       {"path_on_host", disk.path()},
                       {"is_root_device", true},
-                      {"x-microvm-format", "qcow2"}}
+                      {"x-microvm-format", "qcow2"},
+                      {"rate_limiter", {{"ops", {{"size", 50}, {"refill_time", 100}, {"one_time_burst", 7}}}}}}
                      .dump())
                 .status,
             204);
   ASSERT_EQ(call("PUT", "/network-interfaces/eth0",
-                 R"({"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:AC:10:00:02"})")
+                 R"({"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:AC:10:00:02",)"
+                 R"("tx_rate_limiter":{"bandwidth":{"size":1000,"refill_time":10}}})")
                 .status,
             204);
   ASSERT_EQ(call("PUT", "/machine-config", R"({"vcpu_count":2,"mem_size_mib":256})").status, 204);
@@ -190,6 +235,17 @@ TEST_F(RouterTest, GettingStartedSequenceBuildsTheVmConfig) {
   EXPECT_EQ(v.nets[0].tap, "tap0");
   EXPECT_EQ(v.nets[0].mac, "06:00:AC:10:00:02");
   EXPECT_EQ(v.nets[0].id, "eth0");
+  // Rate limiters given at PUT: 50 per 100 ms with a one-time 7; tx only (rx unlimited, and
+  // the userspace data path so they can hold frames back).
+  EXPECT_EQ(v.disks[0].rate_limit.ops.per_second, 500u);
+  EXPECT_EQ(v.disks[0].rate_limit.ops.burst, 50u);
+  EXPECT_EQ(v.disks[0].rate_limit.ops.one_time_burst, 7u);
+  EXPECT_FALSE(v.disks[0].rate_limit.bytes.limited());
+  EXPECT_FALSE(v.disks[1].rate_limit.limited());
+  EXPECT_EQ(v.nets[0].rate_limit.bytes.per_second, 100000u);
+  ASSERT_TRUE(v.nets[0].rx_rate_limit.has_value());
+  EXPECT_FALSE(v.nets[0].rx_rate_limit->limited());
+  EXPECT_EQ(v.nets[0].vhost, "off");
   EXPECT_EQ(json::parse(call("GET", "/").body)["state"], "Running");
 }
 

@@ -63,6 +63,77 @@ TEST(RefillBucket, NoTokenIsLostOrInventedByRounding) {
   EXPECT_EQ(b.tokens(kSecond + 333'333'334), 1);
 }
 
+TEST(RefillBucket, OneTimeBurstIsSpentFirstAndNeverRefilled) {
+  RefillBucket b(BucketLimit{.per_second = 1000, .burst = 100, .one_time_burst = 500}, 0);
+  EXPECT_EQ(b.one_time_left(), 500u);
+  EXPECT_EQ(b.tokens(0), 100);
+  // 550 at once: the 500 of the burst, then 50 of the bucket's 100.
+  EXPECT_EQ(b.wait_ns(550, 0), 0);
+  b.take(550);
+  EXPECT_EQ(b.one_time_left(), 0u);
+  EXPECT_EQ(b.tokens(0), 50);
+  // From now on the plain bucket: it refills to 100, never to the burst again.
+  EXPECT_EQ(b.wait_ns(100, 0), 50'000'000);
+  EXPECT_EQ(b.tokens(3600 * kSecond), 100);
+  EXPECT_EQ(b.one_time_left(), 0u);
+  EXPECT_EQ(b.wait_ns(101, 3600 * kSecond), 0) << "a cost over the size waits only for a full bucket";
+  b.take(101);
+  EXPECT_GT(b.wait_ns(1, 3600 * kSecond), 0) << "the burst was not handed out again";
+}
+
+TEST(RefillBucket, RequestsWithinTheOneTimeBurstLeaveTheBucketFull) {
+  RefillBucket b(BucketLimit{.per_second = 10, .burst = 10, .one_time_burst = 25}, 0);
+  for (int i = 0; i < 25; ++i) {
+    ASSERT_EQ(b.wait_ns(1, 0), 0) << i;
+    b.take(1);
+  }
+  EXPECT_EQ(b.one_time_left(), 0u);
+  EXPECT_EQ(b.tokens(0), 10) << "the burst paid for all 25";
+  b.take(10);
+  EXPECT_EQ(b.wait_ns(1, 0), 100'000'000) << "then 10 per second";
+}
+
+TEST(RefillBucket, AnUnlimitedBucketHasNoOneTimeBurst) {
+  RefillBucket b(BucketLimit{.per_second = 0, .one_time_burst = 1000}, 0);
+  EXPECT_FALSE(b.limited());
+  EXPECT_EQ(b.one_time_left(), 0u);
+  EXPECT_EQ(b.wait_ns(1ull << 40, 0), 0);
+}
+
+TEST(IoRateLimiter, ThroughputOverASimulatedMinuteIsTheRatePlusBurstPlusOneTimeBurst) {
+  IoRateLimiter l(IoLimit{.bytes = {.per_second = 1 << 20, .burst = 256 << 10, .one_time_burst = 4 << 20}}, 0);
+  int64_t now = 0;
+  uint64_t bytes = 0;
+  while (now <= 60 * kSecond) {
+    int64_t wait = l.admit(64 << 10, 1, now);
+    if (wait) {
+      now += wait;
+      continue;
+    }
+    bytes += 64 << 10;
+  }
+  uint64_t expected = 60ull * (1 << 20) + (256 << 10) + (4 << 20);
+  EXPECT_LE(bytes, expected + (64 << 10));
+  EXPECT_GE(bytes, expected - (64 << 10));
+}
+
+TEST(IoRateLimiter, ReplacingOneBucketKeepsTheOthersStateAndBurst) {
+  IoRateLimiter l(IoLimit{.bytes = {.per_second = 1000, .burst = 1000, .one_time_burst = 5000},
+                          .ops = {.per_second = 10, .burst = 2}},
+                  0);
+  EXPECT_EQ(l.admit(3000, 1, 0), 0);
+  EXPECT_EQ(l.admit(0, 1, 0), 0);
+  EXPECT_GT(l.admit(0, 1, 0), 0) << "ops bucket empty";
+  EXPECT_EQ(l.bytes().one_time_left(), 2000u);
+  // A new ops limit: the bytes bucket's one-time burst is not handed out again.
+  l.set_ops(BucketLimit{.per_second = 1000, .burst = 1000}, 0);
+  EXPECT_EQ(l.bytes().one_time_left(), 2000u);
+  EXPECT_EQ(l.admit(0, 1, 0), 0);
+  // A new bytes limit starts afresh, with its own burst.
+  l.set_bytes(BucketLimit{.per_second = 1000, .burst = 1000, .one_time_burst = 7}, 0);
+  EXPECT_EQ(l.bytes().one_time_left(), 7u);
+}
+
 TEST(IoRateLimiter, BothBucketsMustAllowAndARefusalTakesNothing) {
   IoRateLimiter l(IoLimit{.bytes = {.per_second = 1 << 20, .burst = 1 << 20}, .ops = {.per_second = 10, .burst = 2}},
                   0);
