@@ -9,7 +9,9 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string_view>
+#include <utility>
 
 #include "cli/api_client.h"
 #include "cli/rate_limit_arg.h"
@@ -79,6 +81,32 @@ Result<ApiReply> checked(const std::string& sock, const char* method, const char
   return reply;
 }
 
+// One request of a command that ends on failure: nullopt after printing why (the server's
+// fault, and with --json also its body, as the answer).
+std::optional<ApiReply> request_or_report(const std::string& sock, const char* method, const std::string& path,
+                                          const std::string& body, bool json) {
+  auto reply = api_request(sock, method, path, body);
+  if (!reply) {
+    std::fprintf(stderr, "microvm ctl: %s\n", reply.error().what.c_str());
+    return std::nullopt;
+  }
+  if (reply->status >= 300) {
+    if (json) std::printf("%s\n", reply->body.c_str());
+    std::fprintf(stderr, "microvm ctl: %s\n", fault_text(*reply).c_str());
+    return std::nullopt;
+  }
+  return std::move(*reply);
+}
+
+// A command that succeeded: `{}` with --json, else what it did.
+int report_done(bool json, const std::string& what) {
+  if (json)
+    std::printf("{}\n");
+  else
+    std::printf("%s\n", what.c_str());
+  return 0;
+}
+
 // PATCH /vm Paused (if running), PUT /snapshot/create, PATCH /vm Resumed (if it paused it).
 // The server writes the files; it runs on this host, so DIR is made absolute and created here.
 int ctl_snapshot(const std::string& sock, std::string dir, bool keep_paused, bool json) {
@@ -120,11 +148,7 @@ int ctl_snapshot(const std::string& sock, std::string dir, bool keep_paused, boo
     std::fprintf(stderr, "microvm ctl: %s\n", created.error().what.c_str());
     return kExitError;
   }
-  if (json)
-    std::printf("{}\n");
-  else
-    std::printf("snapshot written to %s\n", dir.c_str());
-  return 0;
+  return report_done(json, "snapshot written to " + dir);
 }
 
 // PATCH /drives/ID with the path made absolute (the microVM may run in another directory).
@@ -135,21 +159,8 @@ int ctl_drive_swap(const std::string& sock, const std::string& id, const std::st
   if (ec) absolute = path;
   nlohmann::json body = {{"drive_id", id}, {"path_on_host", absolute}};
   if (!format.empty()) body["x-microvm-format"] = format;
-  auto reply = api_request(sock, "PATCH", "/drives/" + id, body.dump());
-  if (!reply) {
-    std::fprintf(stderr, "microvm ctl: %s\n", reply.error().what.c_str());
-    return kExitError;
-  }
-  if (reply->status >= 300) {
-    if (json) std::printf("%s\n", reply->body.c_str());
-    std::fprintf(stderr, "microvm ctl: %s\n", fault_text(*reply).c_str());
-    return kExitError;
-  }
-  if (json)
-    std::printf("{}\n");
-  else
-    std::printf("drive %s now uses %s\n", id.c_str(), absolute.c_str());
-  return 0;
+  if (!request_or_report(sock, "PATCH", "/drives/" + id, body.dump(), json)) return kExitError;
+  return report_done(json, "drive " + id + " now uses " + absolute);
 }
 
 // The buckets `microvm ctl rate-limit` was given: for a drive `bandwidth` and `ops`, for an
@@ -322,21 +333,9 @@ int ctl_command(int argc, char** argv) {
       return kExitUsage;
     }
     uint64_t mib = *bytes >> 20;
-    auto reply = api_request(sock, "PATCH", "/balloon", "{\"amount_mib\":" + std::to_string(mib) + "}");
-    if (!reply) {
-      std::fprintf(stderr, "microvm ctl: %s\n", reply.error().what.c_str());
+    if (!request_or_report(sock, "PATCH", "/balloon", "{\"amount_mib\":" + std::to_string(mib) + "}", json))
       return kExitError;
-    }
-    if (reply->status >= 300) {
-      if (json) std::printf("%s\n", reply->body.c_str());
-      std::fprintf(stderr, "microvm ctl: %s\n", fault_text(*reply).c_str());
-      return kExitError;
-    }
-    if (json)
-      std::printf("{}\n");
-    else
-      std::printf("balloon target %llu MiB\n", static_cast<unsigned long long>(mib));
-    return 0;
+    return report_done(json, "balloon target " + std::to_string(mib) + " MiB");
   }
   const Command* cmd = nullptr;
   for (const auto& c : commands) {
@@ -345,16 +344,8 @@ int ctl_command(int argc, char** argv) {
   if (!cmd) return kExitUsage;  // require_subcommand(1, 1) makes this unreachable
   if (std::string_view(cmd->name) == "events") return print_events(sock, json);
   const bool is_info = cmd->done == nullptr;
-  auto reply = api_request(sock, cmd->method, cmd->path, cmd->body);
-  if (!reply) {
-    std::fprintf(stderr, "microvm ctl: %s\n", reply.error().what.c_str());
-    return kExitError;
-  }
-  if (reply->status >= 300) {
-    if (json) std::printf("%s\n", reply->body.c_str());
-    std::fprintf(stderr, "microvm ctl: %s\n", fault_text(*reply).c_str());
-    return kExitError;
-  }
+  auto reply = request_or_report(sock, cmd->method, cmd->path, cmd->body, json);
+  if (!reply) return kExitError;
   if (is_info) {
     if (json) {
       std::printf("%s\n", reply->body.c_str());
@@ -367,11 +358,7 @@ int ctl_command(int argc, char** argv) {
                 string_field(j, "vmm_version").c_str());
     return 0;
   }
-  if (json)
-    std::printf("{}\n");
-  else
-    std::printf("%s\n", cmd->done);
-  return 0;
+  return report_done(json, cmd->done);
 }
 
 }  // namespace microvm

@@ -58,6 +58,7 @@ Result<void> DeviceCore::activate(ActivationContext ctx) {
     reset();
     return r;
   }
+  if (resume && !broken) on_resumed();
   for (uint16_t i = 0; i < active_->queues.size(); ++i) {
     ActiveQueue& aq = active_->queues[i];
     if (!aq.queue || !kicks_on_loop()) continue;

@@ -11,7 +11,8 @@
 //    synchronously (fairness budget and self re-kick included), complete() and notify()
 //    (the EVENT_IDX decision, then the interrupt);
 //  - snapshots: the fields every device blob shares (active, acked features, NEEDS_RESET, ring
-//    positions), and resuming the queues at their saved positions on the next activate().
+//    positions), and resuming the queues at their saved positions on the next activate(),
+//    then on_resumed() for what the device redoes after a restore.
 //
 // A device derives from DeviceCore, implements the identity/config half of VirtioDevice plus
 // on_kick(), and overrides the optional hooks. Its destructor must call reset() so that
@@ -82,6 +83,11 @@ class DeviceCore : public VirtioDevice {
   // Chains of queue `index` popped and not used, which a snapshot hands back to the ring
   // (Queue::position()): they must be the last ones popped.
   virtual uint16_t chains_given_back(uint16_t) const { return 0; }
+  // The activation that follows a restore resumed every ring at its saved position (not
+  // called when the saved device needed a reset): redo what a restore cannot carry over, such
+  // as telling the guest about host-side state that is new. Runs after on_activate(), before
+  // any kick is registered.
+  virtual void on_resumed() {}
 
   // --- serving (only while active) ----------------------------------------------------------
   const GuestMemory& memory() const { return *active_->memory; }
@@ -171,7 +177,8 @@ class DeviceCore : public VirtioDevice {
     return SavedQueues::read(r, num_queues());
   }
   // Takes a checked blob's core half: the acked features now; if the saved device was active,
-  // the next activate() resumes every queue at its saved position (or stays in NEEDS_RESET).
+  // the next activate() resumes every queue at its saved position and calls on_resumed() (or
+  // stays in NEEDS_RESET).
   void resume_from(const SavedCore& saved, SavedQueues queues);
 
  private:

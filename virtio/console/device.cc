@@ -94,12 +94,11 @@ Result<void> ConsoleDevice::on_activate() {
   }
   // Input held back while the device was down goes in as soon as there are buffers.
   for (Port& p : ports_) p.input_starved = p.spec.backend != nullptr;
-  return apply_resume();
+  return {};
 }
 
 void ConsoleDevice::on_reset() {
   pending_control_.clear();
-  resume_.reset();
   for (Port& p : ports_) p.guest_ready = p.guest_open = p.input_starved = false;
 }
 

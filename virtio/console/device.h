@@ -109,9 +109,8 @@ class ConsoleDevice final : public DeviceCore {
     bool input_starved = false;            // host input waits for receive buffers
     std::vector<std::byte> carried_input;  // from a snapshot; delivered before the backend's
   };
-  struct Resume {
-    bool needs_reset = false;
-    SavedQueues queues;
+  // What load_state() read beyond the core's half, for on_resumed().
+  struct Restored {
     std::vector<std::pair<bool, bool>> ports;  // guest_ready, guest_open
     std::deque<std::vector<std::byte>> control;
   };
@@ -123,6 +122,7 @@ class ConsoleDevice final : public DeviceCore {
   Result<void> on_activate() override;
   void on_reset() override;
   void on_kick(uint16_t index) override;
+  void on_resumed() override;
 
   size_t host_input(uint32_t port, std::span<const std::byte> bytes);
   // Fills the port's receive buffers from `bytes`; returns how many were taken.
@@ -130,7 +130,6 @@ class ConsoleDevice final : public DeviceCore {
   void deliver_carried(uint32_t port);
   // New receive buffers (or PORT_READY): restored input first, then the backend may go on.
   void input_room(uint32_t port);
-  [[nodiscard]] Result<void> apply_resume();
   void host_connected(uint32_t port, bool connected);
   uint32_t transmit(uint32_t port, const DescriptorChain& chain);
   void handle_control(const DescriptorChain& chain);
@@ -144,7 +143,7 @@ class ConsoleDevice final : public DeviceCore {
   ConsoleCounters counters_;
   std::vector<Port> ports_;
   std::deque<std::vector<std::byte>> pending_control_;
-  std::optional<Resume> resume_;  // from load_state(), for the activation that follows
+  std::optional<Restored> restored_;  // from load_state(), for on_resumed()
 };
 
 }  // namespace microvm

@@ -1,7 +1,9 @@
-// ConsoleDevice's snapshot half: save, load and the resume at activation.
+// ConsoleDevice's snapshot half: save, load, and the port states given back to the guest once
+// DeviceCore has resumed the rings after a restore.
 #include <algorithm>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "virtio/console/console_spec.h"
 #include "virtio/console/device.h"
@@ -45,10 +47,7 @@ bool valid_control(std::span<const std::byte> msg, uint32_t ports) {
 Result<std::vector<std::byte>> ConsoleDevice::save_state() {
   StateWriter w;
   w.header(kConsoleTag, kConsoleVersion);
-  w.boolean(active());
-  w.u64(acked_features());
-  bool broken = needs_reset();
-  w.boolean(broken);
+  write_core_state(w);
   w.u32(num_ports());
   for (const Port& p : ports_) {
     w.bytes(std::as_bytes(std::span(p.spec.name)));
@@ -72,11 +71,7 @@ Result<std::vector<std::byte>> ConsoleDevice::save_state() {
   }
   w.u32(static_cast<uint32_t>(pending_control_.size()));
   for (const auto& msg : pending_control_) w.bytes(msg);
-  std::vector<std::optional<Queue::Position>> positions(num_queues());
-  if (active() && !broken)
-    for (uint16_t i = 0; i < num_queues(); ++i)
-      if (Queue* q = queue(i)) positions[i] = TRY(q->position());
-  SavedQueues(std::move(positions)).write(w);
+  TRY(write_queue_positions(w));
   return w.take();
 }
 
@@ -84,15 +79,12 @@ Result<void> ConsoleDevice::load_state(std::span<const std::byte> blob) {
   if (active()) return fail(EBUSY, "virtio-console: state loaded into an active device");
   StateReader r(blob, "virtio-console state");
   TRY(r.header(kConsoleTag, kConsoleVersion));
-  bool active = TRY(r.boolean());
-  uint64_t acked = TRY(r.u64());
-  if (acked & ~features()) return r.invalid("acked features the device does not offer");
-  bool broken = TRY(r.boolean());
+  auto core = TRY(read_core_state(r));
   uint32_t ports = TRY(r.u32());
   if (ports != num_ports())
     return fail(EINVAL, "virtio-console: the snapshot has " + std::to_string(ports) + " ports, this device " +
                             std::to_string(num_ports()));
-  Resume resume;
+  Restored restored;
   std::vector<std::vector<std::byte>> carried(ports);
   for (uint32_t i = 0; i < ports; ++i) {
     auto name = TRY(r.bytes(kMaxNameBytes));
@@ -109,7 +101,7 @@ Result<void> ConsoleDevice::load_state(std::span<const std::byte> blob) {
     bool ready = TRY(r.boolean());
     bool open = TRY(r.boolean());
     if (open && !ready) return r.invalid("port " + std::to_string(i) + " open but never made ready");
-    resume.ports.emplace_back(ready, open);
+    restored.ports.emplace_back(ready, open);
     auto input = TRY(r.bytes(kMaxCarriedInput));
     carried[i].assign(input.begin(), input.end());
   }
@@ -121,35 +113,23 @@ Result<void> ConsoleDevice::load_state(std::span<const std::byte> blob) {
     auto msg = TRY(r.bytes(kConsoleControlSize + kMaxNameBytes));
     if (!valid_control(msg, ports))
       return r.invalid("control message " + std::to_string(i) + " is not one the device sends");
-    resume.control.emplace_back(msg.begin(), msg.end());
+    restored.control.emplace_back(msg.begin(), msg.end());
   }
-  resume.queues = TRY(SavedQueues::read(r, num_queues()));
+  auto queues = TRY(read_queue_positions(r));
   TRY(r.expect_end());
-  ack_features(acked);
   for (uint32_t i = 0; i < ports; ++i) ports_[i].carried_input = std::move(carried[i]);
-  resume_.reset();
-  resume.needs_reset = broken;
-  if (active) resume_ = std::move(resume);
+  restored_.reset();
+  if (core.active) restored_ = std::move(restored);
+  resume_from(core, std::move(queues));  // the next activate() resumes the rings, then on_resumed()
   return {};
 }
 
-Result<void> ConsoleDevice::apply_resume() {
-  if (!resume_) return {};
-  Resume resume = std::move(*resume_);
-  resume_.reset();
-  if (resume.needs_reset) {
-    enter_needs_reset(Error(EIO, "the saved device needed a reset"));
-    return {};
-  }
-  for (uint16_t i = 0; i < num_queues(); ++i) {
-    if (Queue* q = queue(i))
-      TRY(resume.queues.apply(i, *q, memory()));
-    else
-      TRY(resume.queues.expect_unused(i));
-  }
-  if (!multiport()) return {};  // port 0 only, ready and open from the start
-  for (uint32_t i = 0; i < ports_.size(); ++i) std::tie(ports_[i].guest_ready, ports_[i].guest_open) = resume.ports[i];
-  pending_control_ = std::move(resume.control);
+void ConsoleDevice::on_resumed() {
+  std::optional<Restored> restored = std::exchange(restored_, std::nullopt);
+  if (!restored || !multiport()) return;  // port 0 only, ready and open from the start
+  for (uint32_t i = 0; i < ports_.size(); ++i)
+    std::tie(ports_[i].guest_ready, ports_[i].guest_open) = restored->ports[i];
+  pending_control_ = std::move(restored->control);
   // The host side of every port is new (a new socket nobody has connected to yet, a new pty):
   // the guest learns its state again; a client that was connected is gone.
   for (uint32_t i = 0; i < ports_.size(); ++i) {
@@ -157,7 +137,6 @@ Result<void> ConsoleDevice::apply_resume() {
     if (!p.guest_ready || p.spec.console) continue;
     send_control(i, VIRTIO_CONSOLE_PORT_OPEN, p.spec.backend && p.spec.backend->connected() ? 1 : 0);
   }
-  return {};
 }
 
 }  // namespace microvm

@@ -62,7 +62,6 @@ void VsockDevice::read_config(uint64_t offset, std::span<std::byte> data) const 
 Result<void> VsockDevice::on_activate() {
   rx_chain_.reset();
   rx_used_any_ = false;
-  TRY(apply_resume());
   if (backend_->listen_fd() >= 0) {
     auto l = LoopRegistration::add(loop(), backend_->listen_fd(), EPOLLIN, [this](uint32_t) { on_listener_event(); });
     if (!l) return std::unexpected(l.error().context("virtio-vsock: registering the host socket"));
@@ -91,7 +90,6 @@ void VsockDevice::on_reset() {
   listener_.reset();
   rx_chain_.reset();
   rx_used_any_ = false;
-  resume_.reset();
 }
 
 void VsockDevice::drop_connections() {

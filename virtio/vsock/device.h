@@ -159,6 +159,10 @@ class VsockDevice final : public DeviceCore {
   [[nodiscard]] Result<void> on_activate() override;
   void on_reset() override;
   void on_kick(uint16_t index) override;
+  void on_resumed() override;
+  // TX and event chains complete inside their handlers; the RX chain held for the next packet
+  // is the last one popped from its queue: a snapshot gives it back to the ring.
+  uint16_t chains_given_back(uint16_t i) const override { return i == kRxQueue && rx_chain_ ? 1 : 0; }
   void drop_connections();
 
   void process_tx();
@@ -213,13 +217,6 @@ class VsockDevice final : public DeviceCore {
   uint32_t next_local_port_ = kFirstLocalPort;
   uint32_t connecting_ = 0;  // host-initiated, waiting for RESPONSE
   bool event_pending_ = false;
-  // From load_state(), for the activation that follows it.
-  struct Resume {
-    bool needs_reset = false;
-    SavedQueues queues;
-  };
-  std::optional<Resume> resume_;
-  [[nodiscard]] Result<void> apply_resume();
 };
 
 }  // namespace microvm
