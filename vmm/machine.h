@@ -29,7 +29,6 @@
 namespace microvm {
 
 class VirtioWiring;
-struct LoadedSnapshot;
 
 class Machine final : public Vm {
  public:
@@ -37,9 +36,6 @@ class Machine final : public Vm {
   // machine_snapshot.cc
   // `options.memory_path` must be set.
   [[nodiscard]] static Result<std::unique_ptr<Machine>> restore(const std::string& state_path,
-                                                                const RestoreOptions& options);
-  // The same from a snapshot already read and checked (Vm::clone_from() keeps them).
-  [[nodiscard]] static Result<std::unique_ptr<Machine>> restore(const LoadedSnapshot& snapshot,
                                                                 const RestoreOptions& options);
   Result<void> snapshot(const std::string& dir, bool resume_after) override;
   Result<void> save_snapshot(const std::string& state_path, const std::string& memory_path) override;
@@ -85,7 +81,7 @@ class Machine final : public Vm {
   // `boot`: registers set for the kernel entry; otherwise they are left for a restore to set.
   [[nodiscard]] Result<void> setup_vcpus(bool boot);
   // Restore: guest RAM from the snapshot's memory file (machine_snapshot.cc).
-  [[nodiscard]] Result<void> setup_memory_from_file(int fd, const std::string& path, FileMapMode mode);
+  [[nodiscard]] Result<void> setup_memory_from_file(const std::string& path, FileMapMode mode);
   [[nodiscard]] Result<void> register_memory();
   // Compiles the per-role seccomp filters (VmConfig::sandbox); threads install them in run().
   [[nodiscard]] Result<void> setup_sandbox();

@@ -5,14 +5,13 @@
 // A restore builds the same machine a boot would (KVM VM, irqchip, PIT, buses, platform and
 // virtio devices, vCPUs) but, instead of loading a kernel, maps the memory file and sets
 // every vCPU and the VM-wide KVM state from the state file. The state file is parsed and
-// checked completely before any of that starts (loaded_snapshot.h); clones reuse that work.
+// checked completely before any of that starts.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fd.h"
 #include "boot/memory_map.h"
-#include "vmm/loaded_snapshot.h"
 #include "vmm/machine.h"
 #include "vmm/snapshot/kvm_state.h"
 #include "vmm/snapshot/kvm_state_io.h"
@@ -64,6 +63,86 @@ Result<void> write_file_atomically(const std::string& path, std::span<const std:
   return {};
 }
 
+Result<std::vector<std::byte>> read_state_file(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail_errno("open snapshot state file " + path);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) < 0) return fail_errno("stat " + path);
+  if (!S_ISREG(st.st_mode)) return fail(EINVAL, path + " is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > snapshot::kMaxStateFileBytes)
+    return fail(EINVAL, path + " is larger than a snapshot state file can be (64 MiB)");
+  std::vector<std::byte> bytes(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t r = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return fail_errno("read " + path);
+    }
+    if (r == 0) break;
+    done += static_cast<size_t>(r);
+  }
+  bytes.resize(done);
+  return bytes;
+}
+
+// Everything a restore needs, decoded and cross-checked before KVM is touched.
+struct DecodedSnapshot {
+  snapshot::MachineState machine;
+  std::vector<snapshot::VcpuState> vcpus;
+  snapshot::VmKvmState vm;
+  std::vector<DeviceState> devices;  // in the machine's device order
+  std::vector<std::byte> uart;       // platform section 0; empty in snapshots without one
+};
+
+Result<DecodedSnapshot> decode_snapshot(std::span<const std::byte> bytes) {
+  auto file = TRY(snapshot::parse_snapshot(bytes));
+  TRY(snapshot::check_cpu_compatible(file.cpu, snapshot::host_cpu_signature()));
+  DecodedSnapshot d;
+  const auto* machine = file.find(SectionType::kMachine);
+  if (!machine || file.count(SectionType::kMachine) != 1) return fail(EINVAL, "snapshot has no machine section");
+  d.machine = TRY(snapshot::decode_machine(machine->payload));
+  // The layout must be exactly what this microvm gives a machine of that size: no
+  // guest-physical range a boot would not have (it could overlap MMIO or the APIC).
+  auto layout = ram_layout(d.machine.config.memory_bytes);
+  if (layout.size() != d.machine.regions.size())
+    return fail(EINVAL, "snapshot memory layout does not match its memory size");
+  for (size_t i = 0; i < layout.size(); ++i)
+    if (layout[i].base.raw() != d.machine.regions[i].guest_address || layout[i].size != d.machine.regions[i].size)
+      return fail(EINVAL, "snapshot memory region " + std::to_string(i) + " is not where microvm puts guest RAM");
+  const unsigned cpus = d.machine.config.cpus;
+  if (file.count(SectionType::kVcpu) != cpus)
+    return fail(EINVAL, "snapshot has " + std::to_string(file.count(SectionType::kVcpu)) + " vCPU sections for " +
+                            std::to_string(cpus) + " vCPUs");
+  for (unsigned i = 0; i < cpus; ++i) {
+    const auto* s = file.find(SectionType::kVcpu, i);
+    if (!s) return fail(EINVAL, "snapshot lacks the state of vCPU " + std::to_string(i));
+    auto v = snapshot::decode_vcpu(s->payload);
+    if (!v) return std::unexpected(v.error().context("vCPU " + std::to_string(i)));
+    d.vcpus.push_back(std::move(*v));
+  }
+  const auto* vm = file.find(SectionType::kVmKvm);
+  if (!vm) return fail(EINVAL, "snapshot lacks the interrupt controller and clock section");
+  d.vm = TRY(snapshot::decode_vm_kvm(vm->payload));
+  const size_t devices = file.count(SectionType::kDevice);
+  for (size_t i = 0; i < devices; ++i) {
+    const auto* s = file.find(SectionType::kDevice, static_cast<uint32_t>(i));
+    if (!s)
+      return fail(EINVAL, "snapshot lacks device section " + std::to_string(i) + " of " + std::to_string(devices));
+    auto state = DeviceSnapshotSet::decode(s->payload);
+    if (!state) return std::unexpected(state.error().context("device section " + std::to_string(i)));
+    d.devices.push_back(std::move(*state));
+  }
+  if (file.count(SectionType::kPlatform) > 1) return fail(EINVAL, "snapshot has more than one platform section");
+  if (const auto* p = file.find(SectionType::kPlatform, 0)) {
+    if (p->payload.empty()) return fail(EINVAL, "snapshot platform section is empty");
+    d.uart = p->payload;
+  } else if (file.count(SectionType::kPlatform) != 0) {
+    return fail(EINVAL, "snapshot platform section has an index other than 0");
+  }
+  return d;
+}
+
 // A KVM without TSC offsetting keeps the host's TSC: the guest's TSC clocksource then jumps
 // by the time since the snapshot, and its watchdogs (RCU stalls, soft lockups) may fire.
 // Not an error: the guest runs, but the user should know why its clock leapt.
@@ -87,11 +166,7 @@ Result<std::unique_ptr<Vm>> Vm::restore(const std::string& dir, const RestoreOpt
 Result<std::unique_ptr<Vm>> Vm::clone_from(const std::string& dir, RestoreOptions options) {
   if (options.prefault) return fail(EINVAL, "clone_from: a clone loads guest RAM on demand; prefault does not apply");
   options.clone = true;
-  if (options.memory_path.empty()) options.memory_path = join(dir, kMemoryName);
-  // The snapshot as the last clone of it found it, unless its files changed since.
-  auto loaded = TRY(SnapshotCache::process().get(join(dir, kStateName), options.memory_path));
-  auto m = TRY(Machine::restore(*loaded, options));
-  return std::unique_ptr<Vm>(std::move(m));
+  return restore(dir, options);
 }
 
 Result<std::unique_ptr<Vm>> Vm::restore_files(const std::string& state_path, const RestoreOptions& options) {
@@ -181,25 +256,24 @@ Result<void> Machine::save_snapshot(const std::string& state_path, const std::st
   return {};
 }
 
-Result<void> Machine::setup_memory_from_file(int fd, const std::string& path, FileMapMode mode) {
+Result<void> Machine::setup_memory_from_file(const std::string& path, FileMapMode mode) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return fail_errno("open snapshot memory file " + path);
   auto layout = ram_layout(config_.memory_bytes);
-  auto mem = GuestMemory::map_file(layout, fd, mode);
+  auto mem = GuestMemory::map_file(layout, fd.get(), mode);
   if (!mem) return std::unexpected(mem.error().context(path));
   memory_ = std::move(*mem);
   return register_memory();
 }
 
 Result<std::unique_ptr<Machine>> Machine::restore(const std::string& state_path, const RestoreOptions& options) {
-  auto loaded = TRY(load_snapshot(state_path, options.memory_path));
-  return restore(*loaded, options);
-}
-
-Result<std::unique_ptr<Machine>> Machine::restore(const LoadedSnapshot& snap, const RestoreOptions& options) {
-  const std::string& state_path = snap.state_path;
+  auto bytes = TRY(read_state_file(state_path));
+  auto decoded = decode_snapshot(bytes);
+  if (!decoded) return std::unexpected(decoded.error().context(state_path));
 
   // The snapshot decides the machine; the caller decides how this process runs it.
   VmConfig config = options.host;
-  const VmConfig& saved = snap.machine.config;
+  const VmConfig& saved = decoded->machine.config;
   config.cpus = saved.cpus;
   config.memory_bytes = saved.memory_bytes;
   config.cpu = saved.cpu;
@@ -272,28 +346,28 @@ Result<std::unique_ptr<Machine>> Machine::restore(const LoadedSnapshot& snap, co
   std::unique_ptr<Machine> m(new Machine(config));
   TRY(m->setup_kvm());
   m->start_paused_ = options.start_paused;
-  TRY(m->setup_memory_from_file(snap.memory.get(), snap.memory_path,
+  TRY(m->setup_memory_from_file(options.memory_path,
                                 options.prefault ? FileMapMode::kPrivatePopulate : FileMapMode::kPrivate));
   m->loop_ = TRY(EventLoop::create());
   TRY(m->setup_platform_devices());
-  if (!snap.uart.empty())
-    if (auto loaded = m->serial_->load_state(snap.uart); !loaded)
+  if (!decoded->uart.empty())
+    if (auto loaded = m->serial_->load_state(decoded->uart); !loaded)
       return std::unexpected(loaded.error().context("restore: " + state_path));
   std::string unused_cmdline;
   TRY(m->setup_virtio_devices(unused_cmdline));
   TRY(m->setup_vcpus(false));
   const size_t xsave_size = m->kvm_->xsave_size();
   for (size_t i = 0; i < m->vcpus_.size(); ++i) {
-    auto applied = snapshot::apply_vcpu(m->vcpus_[i]->fd(), snap.vcpus[i], xsave_size);
+    auto applied = snapshot::apply_vcpu(m->vcpus_[i]->fd(), decoded->vcpus[i], xsave_size);
     if (!applied) return std::unexpected(applied.error().context("restore: vCPU " + std::to_string(i)));
   }
-  warn_if_tsc_not_restored(*m->vcpus_[0], snap.vcpus[0], m->log_);
-  if (auto applied = snapshot::apply_vm(*m->vm_, snap.vm); !applied)
+  warn_if_tsc_not_restored(*m->vcpus_[0], decoded->vcpus[0], m->log_);
+  if (auto applied = snapshot::apply_vm(*m->vm_, decoded->vm); !applied)
     return std::unexpected(applied.error().context("restore"));
   // After the interrupt controllers, so an interrupt a device raises while coming back (a
   // share that comes back reset) is not overwritten. The loop has not started: this thread
   // calls the devices itself.
-  if (auto loaded = m->virtio_->snapshot_devices().load(snap.devices, LoopAccess::kCallerHoldsLoop); !loaded)
+  if (auto loaded = m->virtio_->snapshot_devices().load(decoded->devices, LoopAccess::kCallerHoldsLoop); !loaded)
     return std::unexpected(loaded.error().context("restore"));
   TRY(m->setup_sandbox());
   m->log_.log(LogLevel::kInfo, "restored from %s (%u vCPUs, %llu MiB)", state_path.c_str(), config.cpus,

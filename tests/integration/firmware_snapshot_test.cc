@@ -345,41 +345,6 @@ TEST_F(FirmwareSnapshotTest, CloneFromRunsClonesSideBySide) {
   EXPECT_NE(refused.error().what.find("prefault"), std::string::npos) << refused.error().what;
 }
 
-// Vm::clone_from() keeps the snapshot it read (vmm/loaded_snapshot.h); a state file replaced
-// since (a new inode, as a snapshot written again renames its state file into place) is read
-// and checked again, and a damaged one is refused. A memory file cut short is refused too.
-TEST_F(FirmwareSnapshotTest, CloneFromNoticesTheSnapshotChanging) {
-  TempDir tmp;
-  const std::string dir = tmp.path() + "/snap";
-  snapshot_mid_computation(dir);
-  if (HasFatalFailure()) return;
-  const std::string good = file_bytes(dir + "/state");
-  auto replace_state = [&](const std::string& bytes) {
-    std::ofstream(dir + "/state.new", std::ios::binary) << bytes;
-    ASSERT_EQ(::rename((dir + "/state.new").c_str(), (dir + "/state").c_str()), 0);
-  };
-  auto cloned = Vm::clone_from(dir);
-  ASSERT_TRUE(cloned) << cloned.error().what;
-  cloned->reset();
-
-  std::string flipped = good;
-  flipped[flipped.size() - 10] ^= 0x40;  // inside the last section
-  replace_state(flipped);
-  auto refused = Vm::clone_from(dir);
-  ASSERT_FALSE(refused) << "a clone_from after the state file changed used the old one";
-  EXPECT_NE(refused.error().what.find("CRC mismatch"), std::string::npos) << refused.error().what;
-
-  replace_state(good);
-  cloned = Vm::clone_from(dir);
-  ASSERT_TRUE(cloned) << cloned.error().what;
-  cloned->reset();
-
-  ASSERT_EQ(::truncate((dir + "/memory").c_str(), 32ll << 20), 0);
-  refused = Vm::clone_from(dir);
-  ASSERT_FALSE(refused);
-  EXPECT_NE(refused.error().what.find("shorter than"), std::string::npos) << refused.error().what;
-}
-
 TEST_F(FirmwareSnapshotTest, PrefaultedRestoreFinishesToo) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/snap";
