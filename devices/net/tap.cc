@@ -1,11 +1,14 @@
 #include "devices/net/tap.h"
 
 #include <fcntl.h>
-// <net/if.h> first: glibc then keeps <linux/if.h> from redefining its structures.
+// <net/if.h> first: glibc then keeps <linux/if.h> from redefining its structures (an order
+// clang-format's include sorting would undo).
+// clang-format off
+#include <net/if.h>
 #include <linux/if.h>
+// clang-format on
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
-#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
