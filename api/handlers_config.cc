@@ -128,14 +128,15 @@ HttpResponse put_drive(Controller& c, const std::string& id, const std::string& 
   d.read_only = ro->value_or(false);
   // Never probed: raw unless the client says otherwise, so guest-written bytes can never
   // make a raw disk be read as qcow2.
-  d.format = format->value_or("raw");
-  if (d.format != "raw" && d.format != "qcow2") return fault(400, "x-microvm-format must be \"raw\" or \"qcow2\"");
+  auto disk_format = disk_format_from_string(format->value_or("raw"));
+  if (!disk_format) return fault(400, "x-microvm-format must be \"raw\" or \"qcow2\"");
+  d.format = *disk_format;
   // Firecracker's "Unsafe" ignores guest flushes; we always honour them (never lose data).
   if (*cache && **cache != "Unsafe" && **cache != "Writeback")
     return fault(400, "cache_type must be \"Unsafe\" or \"Writeback\"");
   if (*engine && **engine != "Sync" && **engine != "Async")
     return fault(400, "io_engine must be \"Sync\" or \"Async\"");
-  if (*engine) d.engine = **engine == "Sync" ? "sync" : "io_uring";
+  if (*engine) d.engine = **engine == "Sync" ? EngineKind::kSync : EngineKind::kIoUring;
   if (auto ok = check_file("drive '" + id + "' path_on_host", d.path); !ok) return bad(ok.error());
   auto& drives = c.drives();
   for (const auto& other : drives)

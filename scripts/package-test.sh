@@ -21,7 +21,10 @@ cmake --build "$work/cmake" >/dev/null
 "$work/cmake/c/embed_c" "$firmware" bootcheck.exit=poweroff 64 </dev/null >"$work/c.out" 2>&1 || {
   cat "$work/c.out"; echo "FAIL: embed_c (find_package) did not power off"; exit 1; }
 grep -q "guest ended with code 0" "$work/c.out" || { cat "$work/c.out"; echo "FAIL: embed_c output"; exit 1; }
-"$work/cmake/embed_example" --kernel "$firmware" --cmdline bootcheck.exit=poweroff --memory-mib 64 >"$work/cxx.out" 2>&1 || {
+# With a disk: the C++ API's DiskFormat enum, from the installed headers.
+truncate -s 1M "$work/disk.raw"
+"$work/cmake/embed_example" --kernel "$firmware" --cmdline bootcheck.exit=poweroff --memory-mib 64 \
+  --disk "raw:$work/disk.raw" >"$work/cxx.out" 2>&1 || {
   cat "$work/cxx.out"; echo "FAIL: embed_example (C++ API, find_package) did not power off"; exit 1; }
 
 echo "== examples/c against the installed package: pkg-config microvm"

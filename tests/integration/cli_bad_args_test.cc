@@ -38,6 +38,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadArg{"UnknownCpuFeature", {"--cpu", "host,+nosuchflag"}, "unknown CPU feature"},
         BadArg{"BadMac", {"--net", "tap=mvbad0,mac=zz"}, "bad MAC address: zz"},
         BadArg{"EmptyShareTag", {"--share", "/tmp,tag="}, "tag= is empty"},
+        // The enum-valued options: the text is refused where it is parsed, naming the option.
+        BadArg{"DiskFormat", {"--disk", "x.img,format=vmdk"}, "--disk x.img,format=vmdk: disk option format"},
+        BadArg{"DiskCache", {"--disk", "x.img,format=raw,cache=unsafe"}, "disk option cache=unsafe"},
+        BadArg{"DiskEngine", {"--disk", "x.img,format=raw,engine=aio"}, "disk option engine=aio"},
+        BadArg{
+            "DiskBackingFormat", {"--disk", "x.qcow2,format=qcow2,backing_format=vdi"}, "disk option backing_format"},
+        BadArg{"NetVhost",
+               {"--net", "tap=mvbad0,vhost=maybe"},
+               "--net tap=mvbad0,vhost=maybe: vhost must be on, off or auto"},
         BadArg{"QemuHda", {"-hda", "disk.img"}, "--disk disk.img,format=raw"},
         BadArg{"UnknownQemuOption", {"-nic", "user", "-frobnicate"}, "'-frobnicate' is not a microvm option"}),
     [](const ::testing::TestParamInfo<BadArg>& info) { return info.param.name; });
