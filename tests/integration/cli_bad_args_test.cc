@@ -63,6 +63,29 @@ TEST(CliBadArgsNet, BadMacCreatesNoTap) {
   EXPECT_NE(r.out.find("none"), std::string::npos) << r.describe();
 }
 
+// An image microvm may only read, given without readonly=on, is refused with the hint to add
+// it (issue #19). Root ignores file modes, so the image sits on a read-only bind mount in a
+// mount namespace of its own.
+TEST(CliReadOnlyImage, WritableOpenRefusedWithTheReadonlyHint) {
+  REQUIRE_KVM();
+  TempDir dir;
+  std::string script =
+      "mkdir -p \"$2/ro\" && truncate -s 1M \"$2/ro/disk.img\" && mount --bind \"$2/ro\" \"$2/ro\" && "
+      "mount -o remount,bind,ro \"$2/ro\" || exit 99\n"
+      "\"$0\" run --kernel \"$1\" --cmdline bootcheck.exit=poweroff --memory 64M --disk \"$2/ro/disk.img\",format=raw "
+      "</dev/null; echo \"status=$?\"\n"
+      "\"$0\" run --kernel \"$1\" --cmdline bootcheck.exit=poweroff --memory 64M "
+      "--disk \"$2/ro/disk.img\",format=raw,readonly=on </dev/null >/dev/null 2>&1; echo \"readonly-status=$?\"\n";
+  VmRunResult r =
+      run_process("/usr/bin/unshare",
+                  {"--mount", "/bin/sh", "-c", script, microvm_binary(), firmware_path("boot_check"), dir.path()},
+                  VmRunOptions{.timeout = std::chrono::seconds(60)});
+  ASSERT_EQ(r.out.find("status=99"), std::string::npos) << "could not make a read-only mount: " << r.describe();
+  EXPECT_NE(r.out.find("status=1\nreadonly-status=0"), std::string::npos) << r.describe();
+  EXPECT_NE(r.err.find("Read-only file system (to use it read-only, add readonly=on to --disk)"), std::string::npos)
+      << r.describe();
+}
+
 TEST(CliQemuSpelling, QemuStyleCommandLineBootsWithNotes) {
   REQUIRE_KVM();
   VmRunResult r = run_microvm({"-kernel", firmware_path("boot_check"), "-m", "64", "-smp", "2", "-enable-kvm",
