@@ -1,12 +1,11 @@
 #include "devices/net/tap.h"
 
 #include <fcntl.h>
-// <net/if.h> first: glibc then keeps <linux/if.h> from redefining its structures (an order
-// clang-format's include sorting would undo).
-// clang-format off
+// <net/if.h> first, in a block of its own so sorting keeps it there: glibc then keeps
+// <linux/if.h> from redefining its structures.
 #include <net/if.h>
+
 #include <linux/if.h>
-// clang-format on
 #include <linux/if_tun.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
