@@ -642,6 +642,8 @@ int run_command(int argc, char** argv) {
   // runs under the "supervisor" seccomp role too (with --sandbox on), so no thread of a
   // running microvm is unfiltered.
   opts->vm.sandbox_calling_thread = true;
+  // This thread only waits from here on, so the start-up code can leave the resident set.
+  opts->vm.release_startup_pages = true;
   auto vm = create_vm(*opts);
   if (seed) seed->remove();  // open (or failed): the supervisor role may not unlink later
   if (!vm) {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "base/mapped_file.h"
+#include "base/startup_pages.h"
 #include "boot/acpi/acpi_tables.h"
 #include "boot/kernel_loader.h"
 #include "boot/memory_map.h"
@@ -64,15 +65,31 @@ Result<std::unique_ptr<Machine>> Machine::build(const VmConfig& config) {
   // Sizes and names were checked by Vm::validate() (create() runs it first).
   if (config.kernel_path.empty() && !config.kernel_image) return fail("no kernel given (--kernel)");
   std::unique_ptr<Machine> m(new Machine(config));
-  TRY(m->setup_kvm());
-  TRY(m->setup_memory());
+  TRY(m->open_vm());
+  TRY(m->create_memory());
+  // The in-kernel irqchip, the PIT and the memory slot cost little CPU but wait for KVM's SRCU
+  // grace periods: about 15 ms of a fresh start on a busy host (docs/benchmarks.md). They run on
+  // a helper thread while this one fills guest RAM with the kernel and initrd (through the
+  // memfd, which needs no KVM state) and compiles the seccomp filters. The thread only issues VM
+  // ioctls; std::jthread joins it on every return path.
+  Result<void> kvm_devices;
+  std::optional<BootImages> images;
+  {
+    std::jthread kvm_setup([&m, &kvm_devices] { kvm_devices = m->create_kvm_devices_and_memslots(); });
+    auto loaded = m->load_images();
+    auto sandbox = m->setup_sandbox();
+    kvm_setup.join();
+    TRY(kvm_devices);
+    if (!loaded) return std::unexpected(loaded.error());
+    TRY(sandbox);
+    images = std::move(*loaded);
+  }
   m->loop_ = TRY(EventLoop::create());
   TRY(m->setup_platform_devices());
   std::string cmdline_extra;
   TRY(m->setup_virtio_devices(cmdline_extra));
-  TRY(m->load_guest(cmdline_extra));
+  TRY(m->load_guest(*images, cmdline_extra));
   TRY(m->setup_vcpus(true));
-  TRY(m->setup_sandbox());
   return m;
 }
 
@@ -107,21 +124,40 @@ Result<void> Machine::setup_sandbox() {
 }
 
 Result<void> Machine::setup_kvm() {
+  TRY(open_vm());
+  return create_kvm_devices();
+}
+
+Result<void> Machine::open_vm() {
   kvm_ = TRY(Kvm::open());
   vm_ = TRY(kvm_->create_vm());
   TRY(vm_->set_tss_addr(kTssAddr));
   TRY(vm_->set_identity_map_addr(kIdentityMapAddr));
+  return {};
+}
+
+Result<void> Machine::create_kvm_devices() {
   TRY(vm_->create_irqchip());
   TRY(vm_->create_pit2());
   return {};
 }
 
+Result<void> Machine::create_kvm_devices_and_memslots() {
+  TRY(create_kvm_devices());
+  return register_memory();
+}
+
 Result<void> Machine::setup_memory() {
+  TRY(create_memory());
+  return register_memory();
+}
+
+Result<void> Machine::create_memory() {
   // Always a memfd, so vhost-user back ends can map guest RAM.
   MemoryBacking backing = config_.hugepages ? MemoryBacking::kHugetlb : MemoryBacking::kMemfd;
   auto layout = ram_layout(config_.memory_bytes);
   memory_ = TRY(GuestMemory::create(layout, backing));
-  return register_memory();
+  return {};
 }
 
 Result<void> Machine::register_memory() {
@@ -190,7 +226,7 @@ Result<void> Machine::setup_virtio_devices(std::string& cmdline_extra) {
   return {};
 }
 
-Result<void> Machine::load_guest(const std::string& cmdline_extra) {
+Result<Machine::BootImages> Machine::load_images() {
   std::optional<MappedFile> mapped;
   std::span<const std::byte> image;
   std::string kernel_name = config_.kernel_path;
@@ -204,30 +240,37 @@ Result<void> Machine::load_guest(const std::string& cmdline_extra) {
   }
   auto kernel = load_kernel(*memory_, image);
   if (!kernel) return std::unexpected(kernel.error().context(kernel_name));
-
-  BootParamsSpec spec;
-  spec.kernel = &*kernel;
-  spec.cmdline = config_.cmdline;
-  // hvc0 is the console only if the kernel is told; a cmdline naming its own console wins.
-  if (config_.virtio_console && spec.cmdline.find("console=") == std::string::npos)
-    spec.cmdline += std::string(spec.cmdline.empty() ? "" : " ") + "console=hvc0";
-  if (!cmdline_extra.empty()) spec.cmdline += (spec.cmdline.empty() ? "" : " ") + cmdline_extra;
+  BootImages out{*kernel};
 
   if (config_.initrd_image && !config_.initrd_image->empty()) {
     std::span<const std::byte> initrd = *config_.initrd_image;
     auto at = place_initrd(*memory_, *kernel, initrd.size());
     if (!at) return std::unexpected(at.error().context("initrd image"));
     TRY(memory_->write(*at, initrd));
-    spec.initrd_addr = *at;
-    spec.initrd_size = initrd.size();
+    out.initrd_addr = *at;
+    out.initrd_size = initrd.size();
   } else if (!config_.initrd_path.empty()) {
     auto initrd = TRY(MappedFile::open(config_.initrd_path, "initrd", memory_->total_size()));
     auto at = place_initrd(*memory_, *kernel, initrd.size());
     if (!at) return std::unexpected(at.error().context(config_.initrd_path));
     TRY(memory_->write(*at, initrd.bytes()));
-    spec.initrd_addr = *at;
-    spec.initrd_size = initrd.size();
+    out.initrd_addr = *at;
+    out.initrd_size = initrd.size();
   }
+  return out;
+}
+
+Result<void> Machine::load_guest(const BootImages& images, const std::string& cmdline_extra) {
+  BootParamsSpec spec;
+  spec.kernel = &images.kernel;
+  spec.cmdline = config_.cmdline;
+  // hvc0 is the console only if the kernel is told; a cmdline naming its own console wins.
+  if (config_.virtio_console && spec.cmdline.find("console=") == std::string::npos)
+    spec.cmdline += std::string(spec.cmdline.empty() ? "" : " ") + "console=hvc0";
+  if (!cmdline_extra.empty()) spec.cmdline += (spec.cmdline.empty() ? "" : " ") + cmdline_extra;
+
+  spec.initrd_addr = images.initrd_addr;
+  spec.initrd_size = images.initrd_size;
 
   AcpiSpec acpi;
   acpi.num_cpus = config_.cpus;
@@ -244,7 +287,7 @@ Result<void> Machine::load_guest(const std::string& cmdline_extra) {
   auto tables = TRY(write_long_mode_tables(*memory_));
 
   // The boot vCPU is created in setup_vcpus; remember where it starts.
-  boot_entry_ = kernel->entry;
+  boot_entry_ = images.kernel.entry;
   boot_zero_page_ = zero_page;
   boot_tables_ = tables;
   return {};
@@ -378,6 +421,10 @@ Result<VmExit> Machine::run() {
   if (supervisor_filter_) {
     if (auto sandboxed = supervisor_filter_->install(ThreadRole::kSupervisor); !sandboxed)
       fail_run(sandboxed.error().context("sandbox: the thread running the VM"));
+  }
+  if (config_.release_startup_pages) {
+    size_t released = release_startup_pages();
+    log_.log(LogLevel::kDebug, "released %zu KiB of start-up text and constants from the resident set", released >> 10);
   }
   loop_thread.join();
   for (auto& v : vcpus_) v->kick();

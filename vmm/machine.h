@@ -10,6 +10,7 @@
 #include "base/event_loop.h"
 #include "base/futex_word.h"
 #include "base/log.h"
+#include "boot/kernel_loader.h"
 #include "boot/page_tables.h"
 #include "devices/platform/boot_marker.h"
 #include "devices/platform/power_controller.h"
@@ -59,11 +60,25 @@ class Machine final : public Vm {
 
  private:
   explicit Machine(const VmConfig& config);
+  // The kernel and initrd as placed in guest RAM by load_images().
+  struct BootImages {
+    LoadedKernel kernel;
+    GuestAddress initrd_addr;  // initrd_size 0 = none
+    uint64_t initrd_size = 0;
+  };
+  // setup_kvm() = open_vm() + create_kvm_devices(); setup_memory() = create_memory() +
+  // register_memory(). build() runs the halves apart to overlap them (machine.cc).
   [[nodiscard]] Result<void> setup_kvm();
+  [[nodiscard]] Result<void> open_vm();             // /dev/kvm, the VM, its TSS and identity map
+  [[nodiscard]] Result<void> create_kvm_devices();  // in-kernel irqchip and PIT
+  [[nodiscard]] Result<void> create_kvm_devices_and_memslots();
   [[nodiscard]] Result<void> setup_memory();
+  [[nodiscard]] Result<void> create_memory();  // the guest RAM memfd and its mapping, not yet in KVM
   [[nodiscard]] Result<void> setup_platform_devices();
   [[nodiscard]] Result<void> setup_virtio_devices(std::string& cmdline_extra);
-  [[nodiscard]] Result<void> load_guest(const std::string& cmdline_extra);
+  // Writes the kernel and initrd into guest RAM. Needs only memory_, not the VM.
+  [[nodiscard]] Result<BootImages> load_images();
+  [[nodiscard]] Result<void> load_guest(const BootImages& images, const std::string& cmdline_extra);
   // `boot`: registers set for the kernel entry; otherwise they are left for a restore to set.
   [[nodiscard]] Result<void> setup_vcpus(bool boot);
   // Restore: guest RAM from the snapshot's memory file (machine_snapshot.cc).

@@ -10,6 +10,7 @@ extern "C" {  // com_err.h has no C++ guards
 #include <cstdio>
 #include <mutex>
 
+#include "base/large_buffer.h"
 #include "boot/image_boot/byte_order.h"
 
 namespace microvm::image_boot {
@@ -219,7 +220,7 @@ Result<std::vector<std::byte>> ExtVolume::read_extents(const Node& file, void* i
   ext2_extent_handle_t h = nullptr;
   errcode_t err = ext2fs_extent_open2(fs, static_cast<ext2_ino_t>(file.id), inode, &h);
   if (err) return fail(EIO, "extents of inode " + std::to_string(file.id) + ": " + ext_error(err));
-  std::vector<std::byte> out(file.size);  // holes and unwritten extents read as zeroes
+  auto out = make_large_buffer(file.size);  // holes and unwritten extents read as zeroes
   struct ext2fs_extent e {};
   int op = EXT2_EXTENT_ROOT;
   uint64_t steps = 0;
@@ -260,7 +261,7 @@ Result<std::vector<std::byte>> ExtVolume::read_blocks(const Node& file) {
   ext2_file_t f = nullptr;
   errcode_t err = ext2fs_file_open(impl_->fs, static_cast<ext2_ino_t>(file.id), 0, &f);
   if (err) return fail(EIO, "open inode " + std::to_string(file.id) + ": " + ext_error(err));
-  std::vector<std::byte> out(file.size);
+  auto out = make_large_buffer(file.size);
   uint64_t done = 0;
   while (done < out.size()) {
     unsigned int chunk = static_cast<unsigned int>(std::min<uint64_t>(out.size() - done, 1u << 24));

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdio>
 
+#include "base/large_buffer.h"
 #include "boot/image_boot/byte_order.h"
 #include "boot/image_boot/config_text.h"
 
@@ -250,7 +251,7 @@ Result<std::vector<std::byte>> FatVolume::read_chain(uint32_t first, uint64_t by
   auto clusters = TRY(chain(first, want_clusters));
   if (exact && clusters.size() < want_clusters) return fail(EIO, "FAT: file is shorter than its directory entry says");
   uint64_t have = std::min<uint64_t>(bytes, clusters.size() * cluster_bytes_);
-  std::vector<std::byte> out(have);
+  auto out = make_large_buffer(have);
   // Contiguous clusters (the usual case) are read in one go.
   uint64_t done = 0;
   for (size_t i = 0; i < clusters.size() && done < have;) {

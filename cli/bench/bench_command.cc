@@ -17,6 +17,7 @@
 #include "cli/bench/child_process.h"
 #include "cli/bench/report.h"
 #include "cli/bench/scenario.h"
+#include "cli/bench/vmm_commands.h"
 
 #ifndef MICROVM_BENCH_SOURCE_DIR
 #define MICROVM_BENCH_SOURCE_DIR "."
@@ -225,16 +226,20 @@ int run_bench_command(int argc, char** argv) {
   app.add_flag("--json", json, "Print the results as JSON on stdout instead of the table");
   app.add_option("--report", report_dir, "Write report.md, results.json and PNG charts (gnuplot) into this directory");
   app.add_option("--compare", compare,
-                 "Baseline next to microvm: qemu, host, qemu-img (scenario img), curl (scenario api) or none")
-      ->check(CLI::IsMember({"qemu", "host", "qemu-img", "curl", "none"}));
+                 "Baseline next to microvm: qemu, kvmtool (scenario startup; needs --kvmtool), host, qemu-img "
+                 "(scenario img), curl (scenario api) or none")
+      ->check(CLI::IsMember({"qemu", "kvmtool", "host", "qemu-img", "curl", "none"}));
   app.add_option("-m,--memory", memory, "Guest RAM for every VMM (default 512M)");
   app.add_option("--cpus", cpus, "vCPUs for every VMM (default 1)")->check(CLI::Range(1, 64));
-  app.add_option("--kernel", ctx.kernel, "Guest kernel (ELF vmlinux; default: the shared test kernel)");
   app.add_option("--initrd", ctx.initrd, "Initramfs (default: built with scripts/make-initramfs.sh)");
+  auto* kernel_opt = app.add_option("--kernel", ctx.kernel,
+                                    "Guest kernel (ELF vmlinux or bzImage; default: the shared test kernel, its "
+                                    "bzImage with --compare kvmtool)");
   auto* cmdline_opt = app.add_option("--cmdline", ctx.cmdline, "Kernel command line (default: <guest dir>/cmdline)");
   app.add_option("--microvm", ctx.microvm_binary,
                  "microvm binary under test (default: the microvm next to microvm-bench)");
   app.add_option("--qemu", ctx.qemu_binary, "QEMU binary for --compare qemu");
+  app.add_option("--kvmtool", ctx.kvmtool_binary, "kvmtool binary (lkvm) for --compare kvmtool, by path");
   app.add_option("--strace", ctx.strace_binary, "strace binary");
   app.add_option("--microvm-arg", ctx.microvm_extra_args,
                  "Extra argument for every real-guest microvm run (repeatable, e.g. --microvm-arg=--no-rng)")
@@ -260,6 +265,23 @@ int run_bench_command(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   cmdline_given = cmdline_opt->count() > 0;
+  if (compare == "kvmtool") {
+    // Same kernel format on both sides: kvmtool boots only bzImages.
+    if (kernel_opt->count() == 0) ctx.kernel = guest_dir + "/bzImage";
+    if (ctx.kvmtool_binary.empty() || ctx.kvmtool_binary.find('/') == std::string::npos ||
+        ::access(ctx.kvmtool_binary.c_str(), X_OK) != 0) {
+      std::fprintf(stderr,
+                   "microvm bench: --compare kvmtool needs --kvmtool PATH to an executable lkvm (got '%s'); kvmtool "
+                   "is not packaged by Debian: build it from source\n",
+                   ctx.kvmtool_binary.c_str());
+      return 2;
+    }
+    if (!bench::is_bzimage(ctx.kernel)) {
+      std::fprintf(stderr, "microvm bench: --compare kvmtool: '%s' is not a bzImage, the only format kvmtool boots\n",
+                   ctx.kernel.c_str());
+      return 2;
+    }
+  }
 
   if (list) {
     for (const auto& s : registry.all()) {

@@ -11,6 +11,7 @@ namespace microvm::bench {
 struct BenchContext {
   std::string microvm_binary;  // the VMM under test
   std::string qemu_binary;     // baseline VMM (qemu-system-x86_64)
+  std::string kvmtool_binary;  // baseline VMM for --compare kvmtool (lkvm), given by path
   std::string strace_binary;   // used symmetrically for exec -> first KVM_RUN
   std::string kernel;          // guest kernel (ELF vmlinux)
   std::string cmdline;         // its command line

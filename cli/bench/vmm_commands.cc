@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 
 namespace microvm::bench {
@@ -49,9 +50,36 @@ std::vector<std::string> qemu_command(const BenchContext& ctx, const std::string
   return a;
 }
 
+bool is_bzimage(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char head[0x206] = {};
+  return in.read(head, sizeof head) && std::string_view(head + 0x202, 4) == "HdrS";
+}
+
+std::vector<std::string> kvmtool_command(const BenchContext& ctx, const std::string& initrd) {
+  std::vector<std::string> a = {ctx.kvmtool_binary,
+                                "run",
+                                "-k",
+                                ctx.kernel,
+                                "-p",
+                                ctx.cmdline,
+                                "-m",
+                                std::to_string(ctx.memory_bytes >> 20),
+                                "-c",
+                                std::to_string(ctx.cpus),
+                                "--console",
+                                "serial",
+                                "--rng",
+                                "--network",
+                                "mode=none"};
+  if (!initrd.empty()) a.insert(a.end(), {"-i", initrd});
+  return a;
+}
+
 std::vector<std::string> vmm_command(const BenchContext& ctx, std::string_view variant, const std::string& initrd,
                                      bool boot_timer) {
   if (variant == "qemu") return qemu_command(ctx, initrd);
+  if (variant == "kvmtool") return kvmtool_command(ctx, initrd);
   return microvm_command(ctx, initrd, boot_timer);
 }
 

@@ -15,6 +15,13 @@ std::vector<std::string> microvm_command(const BenchContext& ctx, const std::str
 // qemu-system-x86_64 -M microvm with KVM, serial on stdout, no other devices. The CPU
 // model follows shared/guest/README.md (-cpu host fails in QEMU 7.2 on this host).
 std::vector<std::string> qemu_command(const BenchContext& ctx, const std::string& initrd);
+// The x86 boot protocol's "HdrS" at 0x202: a bzImage, the only format kvmtool boots.
+bool is_bzimage(const std::string& path);
+
+// kvmtool (`lkvm run`) with the same kernel (a bzImage: kvmtool boots no other format), initrd,
+// command line, memory and vCPUs, a serial console and a virtio-rng device like microvm's
+// default set, and no network device (kvmtool would add a user-mode NIC by default).
+std::vector<std::string> kvmtool_command(const BenchContext& ctx, const std::string& initrd);
 std::vector<std::string> vmm_command(const BenchContext& ctx, std::string_view variant, const std::string& initrd,
                                      bool boot_timer);
 

@@ -10,12 +10,7 @@
 namespace microvm::img {
 
 ChunkReader::ChunkReader(SyncDisk& src, uint64_t grain, uint64_t chunk, ReadGather* gather, bool whole)
-    : src_(src), grain_(grain), chunk_(chunk), gather_(gather), whole_(whole) {
-  for (auto& c : chunks_) {
-    c.buf.resize(chunk_);
-    free_.push_back(&c);
-  }
-}
+    : src_(src), grain_(grain), chunk_(chunk), gather_(gather), whole_(whole) {}
 
 ChunkReader::~ChunkReader() {
   {
@@ -26,8 +21,16 @@ ChunkReader::~ChunkReader() {
   if (thread_.joinable()) thread_.join();
 }
 
-void ChunkReader::start() {
+Result<void> ChunkReader::start() {
+  auto b = IoBuffer::allocate(kBuffers * chunk_);
+  if (!b) return std::unexpected(b.error());
+  buffer_ = std::move(*b);
+  for (int i = 0; i < kBuffers; i++) {
+    chunks_[i].data = buffer_.data() + i * chunk_;
+    free_.push_back(&chunks_[i]);
+  }
   thread_ = std::thread([this] { run(); });
+  return {};
 }
 
 Chunk* ChunkReader::next() {
@@ -65,7 +68,7 @@ bool ChunkReader::read_one(Chunk& c, uint64_t& off) {
   uint64_t end = std::min({size, (ext->end + grain_ - 1) / grain_ * grain_, start + chunk_});
   c.start = start;
   c.len = static_cast<size_t>(end - start);
-  int rc = src_.read(start, c.buf.data(), c.len);
+  int rc = src_.read(start, c.data, c.len);
   if (gather_) {
     int grc = gather_->finish();
     if (!rc) rc = grc;

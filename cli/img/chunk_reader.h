@@ -10,6 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "base/io_buffer.h"
+#include "base/result.h"
+
 namespace microvm {
 class SyncDisk;
 }
@@ -21,9 +24,9 @@ class ReadGather;
 struct Chunk {
   uint64_t start = 0;
   size_t len = 0;
-  bool end = false;   // nothing more to read
-  std::string error;  // non-empty: reading failed; this is the last chunk
-  std::vector<uint8_t> buf;
+  bool end = false;         // nothing more to read
+  std::string error;        // non-empty: reading failed; this is the last chunk
+  uint8_t* data = nullptr;  // `chunk` bytes inside the reader's buffer
 };
 
 class ChunkReader {
@@ -36,7 +39,8 @@ class ChunkReader {
   ChunkReader(const ChunkReader&) = delete;
   ChunkReader& operator=(const ChunkReader&) = delete;
 
-  void start();
+  // Maps the buffers and starts the thread.
+  [[nodiscard]] Result<void> start();
   // The next chunk in disk order; blocks until it is read. Hand it back with release().
   Chunk* next();
   void release(Chunk* c);
@@ -50,6 +54,7 @@ class ChunkReader {
   ReadGather* gather_;
   const bool whole_;
   static constexpr int kBuffers = 3;
+  IoBuffer buffer_;  // kBuffers chunks, on huge pages where possible
   Chunk chunks_[kBuffers];
   std::mutex mu_;
   std::condition_variable cv_;

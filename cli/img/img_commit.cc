@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/io_buffer.h"
 #include "cli/img/img_block_status.h"
 #include "cli/img/img_chain.h"
 #include "cli/img/img_internal.h"
@@ -107,7 +108,9 @@ int cmd_commit(int argc, char** argv) {
   qcow2::Image& img = *levels[0].qcow2;
   ChainStatus status(levels);
   Progress progress(a->has("-p") && !a->has("-q"));
-  std::vector<uint8_t> buf(kChunk);
+  auto copy_buffer = IoBuffer::allocate(kChunk);
+  if (!copy_buffer) return print_error("commit: " + copy_buffer.error().what), 1;
+  std::span<uint8_t> buf(copy_buffer->data(), kChunk);
   for (uint64_t off = 0; off < size;) {
     // Runs of up to 1 GiB bound one lookup's walk; data is copied kChunk at a time inside.
     auto st = status.status(off, std::min<uint64_t>(1ull << 30, size - off));

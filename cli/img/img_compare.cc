@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/io_buffer.h"
 #include "cli/img/img_block_status.h"
 #include "cli/img/img_chain.h"
 #include "cli/img/img_internal.h"
@@ -81,7 +82,9 @@ int cmd_compare(int argc, char** argv) {
 
   Progress progress(a->has("-p") && !quiet);
   const uint64_t common = std::min(s1->size, s2->size), total = std::max(s1->size, s2->size);
-  std::vector<uint8_t> b1(kChunk), b2(kChunk);
+  auto bufs = IoBuffer::allocate(2 * kChunk);
+  if (!bufs) return print_error("compare: " + bufs.error().what), 4;
+  std::span<uint8_t> b1(bufs->data(), kChunk), b2(bufs->data() + kChunk, kChunk);
   auto read = [&](Side& s, uint64_t off, uint8_t* buf, size_t n) {
     int rc = s.disk->read(off, buf, n);
     if (rc)
@@ -115,7 +118,7 @@ int cmd_compare(int argc, char** argv) {
   if (s1->size != s2->size) {
     say("Warning: Image size mismatch!");
     Side& over = s1->size > s2->size ? *s1 : *s2;
-    std::fill(b2.begin(), b2.end(), 0);
+    std::fill(b2.begin(), b2.end(), uint8_t{0});
     for (uint64_t off = common; off < total;) {
       auto st = over.status->status(off, std::min(kRun, total - off));
       if (!st) return print_error("Sector allocation test failed: " + st.error().what), 3;

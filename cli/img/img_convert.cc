@@ -169,13 +169,13 @@ int cmd_convert(int argc, char** argv) {
   // With a backing file, zero ranges of the input are data too (they must hide the backing's).
   std::vector<uint8_t> bbuf(backing ? chunk : 0);
   ChunkReader reader(**src, grain, chunk, gather ? &*gather : nullptr, /*whole=*/backing != nullptr || in_place);
-  reader.start();
+  if (auto r = reader.start(); !r) return failure("convert: " + r.error().what);
   for (;;) {
     Chunk* c = reader.next();
     if (c->end) break;
     if (!c->error.empty()) return failure("convert: read " + in + ": " + c->error);
     // Write runs of non-zero grains with one call each; zero ones stay unallocated.
-    const uint8_t* data = c->buf.data();
+    const uint8_t* data = c->data;
     if (backing) {
       // A backing file shorter than the output reads as zeroes past its end.
       const uint64_t bsize = backing->size();

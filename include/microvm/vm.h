@@ -179,6 +179,12 @@ struct VmConfig {
   // no path opened, no process started). For a program whose thread does nothing else
   // afterwards (the microvm CLI): the filter stays for the rest of that thread's life.
   bool sandbox_calling_thread = false;
+  // Once the vCPUs and the event loop have started, run() unmaps the read-only pages of the
+  // executable and its libraries from the process (MADV_DONTNEED; they stay in the page cache
+  // and fault back in when used). Start-up code that never runs again then stops counting in
+  // RSS and PSS. For a program that is done with its own start-up by then (the microvm CLI);
+  // a debugger's breakpoints set before run() would be lost.
+  bool release_startup_pages = false;
 
   // Called on VMM threads (vCPU, event loop, the one in run(), a pause()/resume() caller)
   // for each VmEvent. It must return quickly and never block on the VM (no Vm calls); it

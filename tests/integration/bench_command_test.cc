@@ -54,6 +54,25 @@ TEST_F(BenchCommandTest, UnknownScenarioIsAUsageError) {
   EXPECT_NE(r.err.find("no-such-scenario"), std::string::npos) << r.describe();
 }
 
+// kvmtool is not packaged by Debian, so it is never looked up: a missing or non-executable
+// --kvmtool, or a kernel kvmtool cannot boot, is a usage error before anything runs.
+TEST_F(BenchCommandTest, KvmtoolBaselineNeedsAnExecutablePathAndABzImage) {
+  VmRunResult none = run_bench({"--scenario", "startup", "--compare", "kvmtool", "--no-probe"});
+  EXPECT_EQ(none.exit_code, 2) << none.describe();
+  EXPECT_NE(none.err.find("--kvmtool PATH"), std::string::npos) << none.describe();
+
+  VmRunResult missing =
+      run_bench({"--scenario", "startup", "--compare", "kvmtool", "--kvmtool", "/nonexistent/lkvm", "--no-probe"});
+  EXPECT_EQ(missing.exit_code, 2) << missing.describe();
+  EXPECT_NE(missing.err.find("/nonexistent/lkvm"), std::string::npos) << missing.describe();
+
+  // An executable, but the kernel is an ELF (this very binary), which kvmtool cannot boot.
+  VmRunResult elf = run_bench({"--scenario", "startup", "--compare", "kvmtool", "--kvmtool", "/bin/true", "--kernel",
+                               microvm_binary(), "--no-probe"});
+  EXPECT_EQ(elf.exit_code, 2) << elf.describe();
+  EXPECT_NE(elf.err.find("not a bzImage"), std::string::npos) << elf.describe();
+}
+
 TEST_F(BenchCommandTest, StartupJsonAgainstQemuIsWellFormed) {
   VmRunResult r = run_bench({"--scenario", "startup", "--json", "-n", "1", "--compare", "qemu", "--memory", "256M",
                              "--sample-after-ms", "1500"});

@@ -48,7 +48,7 @@ class StartupScenario final : public Scenario {
   // Times the VMM itself (exec -> first KVM_RUN, a guest that stops at its first instruction)
   // and its memory: none of it waits for the guest kernel, so the ratios hold on any host.
   bool depends_on_guest_kernel_speed() const override { return false; }
-  std::vector<std::string> baselines() const override { return {"qemu"}; }
+  std::vector<std::string> baselines() const override { return {"qemu", "kvmtool"}; }
   std::map<std::string, std::string> metric_descriptions() const override {
     return {
         {"exec_to_first_kvm_run_ms", "strace -f -ttt: first KVM_RUN ioctl (any thread) minus the VMM's execve"},
@@ -72,24 +72,30 @@ class StartupScenario final : public Scenario {
         {"vmm_overhead_anon_kib", "part of the overhead in heap, stacks and anonymous mappings"},
         {"vmm_overhead_file_kib", "part of the overhead in the executable and shared libraries"},
         {"vmm_threads", "threads of the VMM process when sampled"},
+        {"kernel_is_bzimage", "1 if the guest kernel given to every VMM is a bzImage, 0 for an ELF vmlinux"},
     };
   }
   std::vector<std::string> notes(const BenchContext& ctx) const override {
-    return {"Both VMMs get the same kernel, command line, uncompressed initramfs, " +
-                std::to_string(ctx.memory_bytes >> 20) + " MiB and " + std::to_string(ctx.cpus) +
-                " vCPU(s). QEMU runs as `-M microvm -enable-kvm -cpu qemu64,+x2apic,vendor=GenuineIntel -nodefaults "
-                "-no-user-config -display none -serial stdio`; microvm with its defaults (which include a "
-                "virtio-rng device) but `--jail off`, so the process measured is the VMM itself.",
-            "exec -> first KVM_RUN is measured under strace for both VMMs (same tracing overhead on both); microvm's "
-            "untraced --boot-timer number is reported as well.",
-            "Memory is sampled " + std::to_string(ctx.rss_sample_after.count()) +
-                " ms after spawn, while the guest kernel is booting; the guest RAM mapping is subtracted, so the "
-                "result does not depend on how much RAM the guest has touched."};
+    return {
+        "Both VMMs get the same kernel, command line, uncompressed initramfs, " +
+            std::to_string(ctx.memory_bytes >> 20) + " MiB and " + std::to_string(ctx.cpus) +
+            " vCPU(s). QEMU runs as `-M microvm -enable-kvm -cpu qemu64,+x2apic,vendor=GenuineIntel -nodefaults "
+            "-no-user-config -display none -serial stdio`; microvm with its defaults (which include a "
+            "virtio-rng device) but `--jail off`, so the process measured is the VMM itself.",
+        "With --compare kvmtool, kvmtool runs as `lkvm run -k <bzImage> -i <initrd> -p <cmdline> -m <MiB> -c <n> "
+        "--console serial --rng --network mode=none` (a serial console and virtio-rng, like microvm's defaults), and "
+        "both VMMs get the bzImage (kvmtool boots no ELF vmlinux). kvmtool has no tiny-guest run.",
+        "exec -> first KVM_RUN is measured under strace for both VMMs (same tracing overhead on both); microvm's "
+        "untraced --boot-timer number is reported as well.",
+        "Memory is sampled " + std::to_string(ctx.rss_sample_after.count()) +
+            " ms after spawn, while the guest kernel is booting; the guest RAM mapping is subtracted, so the "
+            "result does not depend on how much RAM the guest has touched."};
   }
 
   Result<void> prepare(const BenchContext& ctx) override {
     initrd_ = ctx.initrd;
     if (initrd_.empty()) initrd_ = TRY(build_initramfs(ctx, "startup", "sleep 3600\n"));
+    kernel_is_bzimage_ = is_bzimage(ctx.kernel);
     halt_elf_ = ctx.work_dir + "/halt.elf";
     TRY(write_file(halt_elf_, make_probe_elf(ProbeKind::kHalt)));
     return {};
@@ -101,8 +107,12 @@ class StartupScenario final : public Scenario {
     settle();
     TRY(memory_sample(ctx, variant, out));
     settle();
-    TRY(tiny_guest(ctx, variant, out));
-    settle();
+    // kvmtool boots neither an ELF nor a PVH image, so the tiny guest is microvm's and QEMU's.
+    if (variant != "kvmtool") {
+      TRY(tiny_guest(ctx, variant, out));
+      settle();
+    }
+    out.metrics["kernel_is_bzimage"] = {kernel_is_bzimage_ ? 1.0 : 0.0, "", true};
     return out;
   }
 
@@ -154,8 +164,8 @@ class StartupScenario final : public Scenario {
     if (variant == kSubjectVariant) {
       is_ram = [](const SmapsEntry& e) { return e.name.find(kGuestRamName) != std::string::npos; };
     } else {
-      // QEMU's RAM block: an anonymous mapping of exactly the guest size (plus at most
-      // the alignment it reserves around it).
+      // QEMU's and kvmtool's RAM: an anonymous mapping of exactly the guest size (plus at
+      // most the alignment reserved around it).
       is_ram = [mem_kib](const SmapsEntry& e) {
         return e.name.empty() && e.size_kib >= mem_kib && e.size_kib <= mem_kib + 8192;
       };
@@ -228,6 +238,7 @@ class StartupScenario final : public Scenario {
 
   std::string initrd_;
   std::string halt_elf_;
+  bool kernel_is_bzimage_ = false;
 };
 
 }  // namespace
