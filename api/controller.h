@@ -44,7 +44,7 @@ class VmLauncher {
   }
   // Vm::swap_disk() on the running Vm (PATCH /drives/ID), on a thread that may open files.
   [[nodiscard]] virtual Result<void> swap_disk(const std::string& drive_id, const std::string& path,
-                                               const std::string& format) {
+                                               std::optional<DiskFormat> format) {
     (void)drive_id, (void)path, (void)format;
     return fail(EINVAL, "no microVM is running");
   }

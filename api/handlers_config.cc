@@ -136,14 +136,15 @@ HttpResponse put_drive(Controller& c, const std::string& id, const std::string& 
   d.read_only = ro->value_or(false);
   // Never probed: raw unless the client says otherwise, so guest-written bytes can never
   // make a raw disk be read as qcow2.
-  d.format = format->value_or("raw");
-  if (d.format != "raw" && d.format != "qcow2") return fault(400, "x-microvm-format must be \"raw\" or \"qcow2\"");
+  auto disk_format = disk_format_from_string(format->value_or("raw"));
+  if (!disk_format) return fault(400, "x-microvm-format must be \"raw\" or \"qcow2\"");
+  d.format = *disk_format;
   // Firecracker's "Unsafe" ignores guest flushes; we always honour them (never lose data).
   if (*cache && **cache != "Unsafe" && **cache != "Writeback")
     return fault(400, "cache_type must be \"Unsafe\" or \"Writeback\"");
   if (*engine && **engine != "Sync" && **engine != "Async")
     return fault(400, "io_engine must be \"Sync\" or \"Async\"");
-  if (*engine) d.engine = **engine == "Sync" ? "sync" : "io_uring";
+  if (*engine) d.engine = **engine == "Sync" ? EngineKind::kSync : EngineKind::kIoUring;
   if (auto ok = check_file("drive '" + id + "' path_on_host", d.path); !ok) return bad(ok.error());
   auto& drives = c.drives();
   for (const auto& other : drives)
@@ -187,7 +188,7 @@ HttpResponse put_network_interface(Controller& c, const std::string& id, const s
     limiters[i] = merge_rate_limiter(Json(), (*j)[key]);
   }
   // vhost-net's kernel worker moves the frames, so nothing of ours could hold them back.
-  if (n.rate_limit.limited() || n.rx_rate_limit->limited()) n.vhost = "off";
+  if (n.rate_limit.limited() || n.rx_rate_limit->limited()) n.vhost = VhostMode::kOff;
   NetEntry entry{id, n, limiters[0], limiters[1]};
   for (auto& other : c.nets())
     if (other.id == id) {

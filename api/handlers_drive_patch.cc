@@ -59,8 +59,11 @@ HttpResponse patch_drive(Controller& c, const std::string& id, const std::string
   if (!*path && limits.empty()) return fault(400, "nothing to change: give path_on_host or rate_limiter");
   if (*path && **path == "") return fault(400, "drive '" + id + "' path_on_host: the path is empty");
   if (*format && !*path) return fault(400, "x-microvm-format needs path_on_host");
-  if (*format && **format != "raw" && **format != "qcow2")
-    return fault(400, "x-microvm-format must be \"raw\" or \"qcow2\"");
+  std::optional<DiskFormat> new_format;
+  if (*format) {
+    new_format = disk_format_from_string(**format);
+    if (!new_format) return fault(400, "x-microvm-format must be \"raw\" or \"qcow2\"");
+  }
   auto remember_limits = [&] {
     for (auto& d : c.drives())
       if (d.id == id) d.rate_limiter = merge_rate_limiter(d.rate_limiter, (*j)["rate_limiter"]);
@@ -73,7 +76,7 @@ HttpResponse patch_drive(Controller& c, const std::string& id, const std::string
   }
   // No stat() here: the API thread's seccomp role opens and inspects no path. The launcher's
   // file thread opens the image, and its error names the path.
-  if (auto ok = c.launcher().swap_disk(id, **path, format->value_or("")); !ok)
+  if (auto ok = c.launcher().swap_disk(id, **path, new_format); !ok)
     return fault(400, "drive swap: " + ok.error().what);
   // After the swap (which cannot be undone), so a refused limit says so without hiding it.
   if (!limits.empty())
@@ -83,7 +86,7 @@ HttpResponse patch_drive(Controller& c, const std::string& id, const std::string
   for (auto& d : c.drives())
     if (d.id == id) {
       d.disk.path = **path;
-      if (*format) d.disk.format = **format;
+      if (new_format) d.disk.format = *new_format;
     }
   return no_content();
 }

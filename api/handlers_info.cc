@@ -52,7 +52,7 @@ HttpResponse get_vm_config(const Controller& c) {
               {"path_on_host", d.disk.path},
               {"is_root_device", d.is_root},
               {"is_read_only", d.disk.read_only},
-              {"x-microvm-format", d.disk.format}};
+              {"x-microvm-format", to_string(d.disk.format)}};
     if (!d.rate_limiter.is_null()) e["rate_limiter"] = d.rate_limiter;
     drives.push_back(e);
   }

@@ -95,9 +95,11 @@ int microvm_add_disk(microvm_t* h, const char* path, const char* format, int rea
   int rc;
   if (!configurable(h, &rc)) return rc;
   if (!path || !format) return error(h, EINVAL, "disk path and format are required");
+  auto disk_format = microvm::disk_format_from_string(format);
+  if (!disk_format) return error(h, EINVAL, std::string("disk format '") + format + "': expected raw or qcow2");
   microvm::DiskConfig d;
   d.path = path;
-  d.format = format;
+  d.format = *disk_format;
   d.read_only = read_only != 0;
   h->config.disks.push_back(d);
   return ok(h);

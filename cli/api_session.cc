@@ -99,7 +99,8 @@ class MainThreadLauncher : public api::VmLauncher {
     });
   }
 
-  Result<void> swap_disk(const std::string& drive_id, const std::string& path, const std::string& format) override {
+  Result<void> swap_disk(const std::string& drive_id, const std::string& path,
+                         std::optional<DiskFormat> format) override {
     if (jailed_)
       return fail(EPERM,
                   "not inside the jail: the microVM runs in an empty root and cannot open host paths "

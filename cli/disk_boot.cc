@@ -33,10 +33,10 @@ class SyncDiskReader final : public image_boot::ImageReader {
 Result<image_boot::BootPlan> find_disk_boot(const DiskConfig& disk, bool load) {
   DiskOptions o;
   o.path = disk.path;
-  o.format = TRY(parse_disk_format(disk.format));
+  o.format = disk.format;
   o.read_only = true;
   o.backing = disk.backing;
-  if (!disk.backing_format.empty()) o.backing_format = TRY(parse_disk_format(disk.backing_format));
+  o.backing_format = disk.backing_format;
   o.allow_image_backing = disk.trust_image_backing;
   auto sync = qcow2::open_sync_disk(o.path, o.format, o);
   if (!sync) return std::unexpected(sync.error().context("--disk " + disk.path));

@@ -1,17 +1,15 @@
-// microvm: run | ctl | img | bench
+// microvm: run | ctl | img | bench (the separate microvm-bench tool)
 #include <cstdio>
 #include <cstring>
 #include <vector>
 
+#include "cli/bench_launcher.h"
 #include "cli/ctl_command.h"
 #include "cli/qemu_args.h"
 #include "cli/run_command.h"
 #include "cli/version.h"
 #ifdef MICROVM_HAVE_IMG
 #include "cli/img/img_command.h"
-#endif
-#ifdef MICROVM_HAVE_BENCH
-#include "cli/bench/bench_command.h"
 #endif
 
 namespace {
@@ -24,7 +22,8 @@ constexpr char kUsage[] =
     "  ctl     talk to a VM started with 'run --api-sock' (microvm ctl --help)\n"
     "  snapshot --api-sock PATH create DIR   snapshot a running VM (as 'microvm ctl snapshot DIR')\n"
     "  img     create, inspect, check, resize and convert raw/qcow2 disk images\n"
-    "  bench   measure start-up, memory overhead and virtio throughput (microvm bench --help)\n"
+    "  bench   measure start-up, memory overhead and virtio throughput (microvm bench --help;\n"
+    "          runs the microvm-bench tool)\n"
     "  version version, git revision and compiled-in features (also --version)\n"
     "  help    this text\n"
     "\n"
@@ -72,9 +71,7 @@ int main(int argc, char** argv) {
 #ifdef MICROVM_HAVE_IMG
   if (!std::strcmp(cmd, "img")) return ::run_img_command(argc - 1, argv + 1);
 #endif
-#ifdef MICROVM_HAVE_BENCH
-  if (!std::strcmp(cmd, "bench")) return microvm::run_bench_command(argc - 1, argv + 1);
-#endif
+  if (!std::strcmp(cmd, "bench")) return microvm::exec_bench_tool(argc - 1, argv + 1);
   if (!std::strcmp(cmd, "version") || !std::strcmp(cmd, "--version") || !std::strcmp(cmd, "-V")) {
     microvm::print_version(stdout);
     return 0;

@@ -141,15 +141,15 @@ Result<DiskConfig> parse_disk_arg(const std::string& spec) {
   const DiskOptions& o = parsed->options;
   DiskConfig d;
   d.path = o.path;
-  d.format = disk_format_name(o.format);
+  d.format = o.format;
   d.read_only = o.read_only;
-  d.cache = cache_mode_name(o.cache);
+  d.cache = o.cache;
   d.serial = parsed->serial;
   d.backing = o.backing;
-  if (o.backing_format) d.backing_format = disk_format_name(*o.backing_format);
+  d.backing_format = o.backing_format;
   d.trust_image_backing = o.allow_image_backing;
   d.rate_limit = parsed->rate_limit;
-  d.engine = o.engine == EngineKind::kIoUring ? "io_uring" : o.engine == EngineKind::kSync ? "sync" : "auto";
+  d.engine = o.engine;
   return d;
 }
 
@@ -465,8 +465,8 @@ Result<void> resolve_disk_boot(RunOptions& opts) {
   std::string cmdline =
       image_boot::compose_cmdline(plan.options, opts.cmdline_given ? opts.vm.cmdline : "", opts.append);
   if (opts.print_boot) {
-    std::string text =
-        "disk:            " + disk.path + " (" + disk.format + ")\n" + image_boot::describe_plan(plan, cmdline);
+    std::string text = "disk:            " + disk.path + " (" + to_string(disk.format) + ")\n" +
+                       image_boot::describe_plan(plan, cmdline);
     std::fputs(text.c_str(), stdout);
     return {};
   }
@@ -588,7 +588,7 @@ int run_command(int argc, char** argv) {
     DiskConfig d;
     d.id = "cidata";
     d.path = seed->path();
-    d.format = "raw";
+    d.format = DiskFormat::kRaw;
     d.read_only = true;
     d.serial = "cidata";
     opts->vm.disks.push_back(std::move(d));

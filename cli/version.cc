@@ -14,9 +14,6 @@ void print_version(FILE* out) {
 #if MICROVM_HAVE_IMG
   std::fputs(" img", out);
 #endif
-#if MICROVM_HAVE_BENCH
-  std::fputs(" bench", out);
-#endif
   std::fputs("\n", out);
 }
 

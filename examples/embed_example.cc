@@ -1,7 +1,9 @@
 // Embedding microvm: runs one or more VMs in this process through the public API only.
 //
 //   embed_example --kernel K [--initrd I] [--cmdline C] [--cpus N] [--memory-mib M] [--vms N]
+//                 [--disk FORMAT:PATH]...
 //
+// Each --disk (FORMAT raw or qcow2) is attached read-only to every VM, so they can share it.
 // Each VM's serial console goes to a pipe that a thread copies to stdout, prefixing every
 // line with "vm<i>: ", and each VM logs through its own sink. Exit status: 0 when every VM
 // powered off, 1 otherwise.
@@ -65,14 +67,25 @@ int main(int argc, char** argv) {
       base.memory_bytes = std::strtoull(val, nullptr, 10) << 20;
     else if (opt == "--vms")
       vms = std::atoi(val);
-    else {
+    else if (opt == "--disk") {
+      // The format's name becomes microvm::DiskFormat here, where the text arrives.
+      std::string spec = val;
+      auto colon = spec.find(':');
+      auto format = microvm::disk_format_from_string(spec.substr(0, colon));
+      if (colon == std::string::npos || !format) {
+        std::fprintf(stderr, "embed_example: --disk %s: expected raw:PATH or qcow2:PATH\n", val);
+        return 2;
+      }
+      base.disks.push_back({.path = spec.substr(colon + 1), .format = *format, .read_only = true});
+    } else {
       std::fprintf(stderr, "embed_example: unknown option %s\n", opt.c_str());
       return 2;
     }
   }
   if (base.kernel_path.empty() || vms < 1) {
     std::fprintf(stderr,
-                 "usage: embed_example --kernel K [--initrd I] [--cmdline C] [--cpus N] [--memory-mib M] [--vms N]\n");
+                 "usage: embed_example --kernel K [--initrd I] [--cmdline C] [--cpus N] [--memory-mib M] [--vms N]\n"
+                 "                     [--disk FORMAT:PATH]...\n");
     return 2;
   }
 

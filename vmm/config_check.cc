@@ -50,15 +50,19 @@ Result<void> check_memory(uint64_t bytes, const HostLimits& host) {
   return {};
 }
 
+bool valid(DiskFormat f) { return f == DiskFormat::kRaw || f == DiskFormat::kQcow2; }
+bool valid(CacheMode c) { return c == CacheMode::kWriteback || c == CacheMode::kNone; }
+bool valid(EngineKind e) { return e == EngineKind::kAuto || e == EngineKind::kIoUring || e == EngineKind::kSync; }
+bool valid(VhostMode v) { return v == VhostMode::kAuto || v == VhostMode::kOn || v == VhostMode::kOff; }
+
 Result<void> check_disk(const DiskConfig& d) {
   std::string what = "--disk " + d.path + ": ";
   if (d.path.empty()) return fail(EINVAL, "--disk: no path");
-  if (d.format != "raw" && d.format != "qcow2") return fail(EINVAL, what + "format must be raw or qcow2");
-  if (!d.backing_format.empty() && d.backing_format != "raw" && d.backing_format != "qcow2")
-    return fail(EINVAL, what + "backing_format must be raw or qcow2");
-  if (d.cache != "none" && d.cache != "writeback") return fail(EINVAL, what + "cache must be none or writeback");
-  if (d.engine != "auto" && d.engine != "io_uring" && d.engine != "sync")
-    return fail(EINVAL, what + "engine must be auto, io_uring or sync");
+  // The enums come from a caller that may have cast any integer into them.
+  if (!valid(d.format)) return fail(EINVAL, what + "format is not a DiskFormat");
+  if (d.backing_format && !valid(*d.backing_format)) return fail(EINVAL, what + "backing_format is not a DiskFormat");
+  if (!valid(d.cache)) return fail(EINVAL, what + "cache is not a CacheMode");
+  if (!valid(d.engine)) return fail(EINVAL, what + "engine is not an EngineKind");
   if (d.serial.size() > kMaxSerial) return fail(EINVAL, what + "serial is longer than 20 bytes");
   if (d.queues == 0 || d.queues > 64) return fail(EINVAL, what + "queues must be between 1 and 64");
   return {};
@@ -70,8 +74,7 @@ Result<void> check_net(const NetConfig& n) {
   if (!n.mac.empty()) {
     if (auto mac = parse_mac(n.mac); !mac) return fail(EINVAL, "--net: " + mac.error().what);
   }
-  if (n.vhost != "on" && n.vhost != "off" && n.vhost != "auto")
-    return fail(EINVAL, "--net: vhost must be on, off or auto");
+  if (!valid(n.vhost)) return fail(EINVAL, "--net: vhost is not a VhostMode");
   return {};
 }
 

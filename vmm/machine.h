@@ -50,7 +50,8 @@ class Machine final : public Vm {
   std::vector<MetricGroup> metrics() const override;
   Result<void> set_balloon(uint64_t bytes) override;
   Result<BalloonStats> balloon_stats() const override;
-  Result<void> swap_disk(const std::string& drive_id, const std::string& path, const std::string& format) override;
+  Result<void> swap_disk(const std::string& drive_id, const std::string& path,
+                         std::optional<DiskFormat> format) override;
   Result<void> set_disk_rate_limit(const std::string& drive_id, const RateLimitUpdate& change) override;
   Result<void> set_net_rate_limit(const std::string& iface_id, const RateLimitUpdate& rx,
                                   const RateLimitUpdate& tx) override;

@@ -84,21 +84,22 @@ Result<void> Machine::set_net_rate_limit(const std::string& iface_id, const Rate
   return {};
 }
 
-Result<void> Machine::swap_disk(const std::string& drive_id, const std::string& path, const std::string& format) {
+Result<void> Machine::swap_disk(const std::string& drive_id, const std::string& path,
+                                std::optional<DiskFormat> format) {
   std::lock_guard lock(control_mu_);  // no pause()/resume() in between: the loop stays as it is
   TRY(check_running_for_change("drive swap"));
   VirtioWiring::Disk* disk = virtio_ ? virtio_->disk(drive_id) : nullptr;
   if (!disk) return fail(ENOENT, "no drive '" + drive_id + "'");
-  if (!format.empty() && format != "raw" && format != "qcow2")
-    return fail(EINVAL, "format must be raw or qcow2, not '" + format + "'");
+  if (format && *format != DiskFormat::kRaw && *format != DiskFormat::kQcow2)
+    return fail(EINVAL, "format is not a DiskFormat");
 
   DiskConfig next = disk->config;
   next.path = path;
   // Explicit backing files belonged to the old image; the new one is taken as it is (its own
   // recorded backing file only with image_backing=on, as for --disk).
   next.backing.clear();
-  next.backing_format.clear();
-  if (!format.empty()) next.format = format;
+  next.backing_format.reset();
+  if (format) next.format = *format;
   next.read_only = disk->device->read_only();
   auto fresh = virtio_->open_disk_backend(next);
   if (!fresh) return std::unexpected(fresh.error().context("drive '" + drive_id + "'"));

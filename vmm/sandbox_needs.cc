@@ -15,7 +15,7 @@ SandboxNeeds sandbox_needs_for(const VmConfig& config) {
       needs.user_net = true;
     } else {
       needs.tap_net = true;
-      if (n.vhost != "off") needs.vhost_net = true;
+      if (n.vhost != VhostMode::kOff) needs.vhost_net = true;
     }
   }
   for (const auto& s : config.shares)

@@ -36,28 +36,16 @@ constexpr uint64_t kPmemAlign = 1ull << 30;
 constexpr uint32_t kFirstPmemSlot = 8;
 constexpr size_t kMaxPmems = 8;
 
-Result<DiskOptions> disk_options(const DiskConfig& d, bool sandbox, const Logger& log) {
+DiskOptions disk_options(const DiskConfig& d, bool sandbox, const Logger& log) {
   DiskOptions o;
   o.path = d.path;
-  o.format = TRY(parse_disk_format(d.format));
+  o.format = d.format;
   o.read_only = d.read_only;
-  if (d.cache == "none")
-    o.cache = CacheMode::kNone;
-  else if (d.cache == "writeback" || d.cache.empty())
-    o.cache = CacheMode::kWriteback;
-  else
-    return fail("disk " + d.path + ": cache must be none or writeback");
+  o.cache = d.cache;
   o.backing = d.backing;
-  if (!d.backing_format.empty()) o.backing_format = TRY(parse_disk_format(d.backing_format));
+  o.backing_format = d.backing_format;
   o.allow_image_backing = d.trust_image_backing;
-  if (d.engine == "io_uring")
-    o.engine = EngineKind::kIoUring;
-  else if (d.engine == "sync")
-    o.engine = EngineKind::kSync;
-  else if (d.engine == "auto" || d.engine.empty())
-    o.engine = EngineKind::kAuto;
-  else
-    return fail("disk " + d.path + ": engine must be auto, io_uring or sync");
+  o.engine = d.engine;
   o.logger = &log;
   o.sandboxed = sandbox;
   return o;
@@ -184,7 +172,7 @@ DeviceSnapshotSet VirtioWiring::snapshot_devices() {
 }
 
 Result<std::unique_ptr<BlockBackend>> VirtioWiring::open_disk_backend(const DiskConfig& d) const {
-  auto opts = TRY(disk_options(d, ctx_.config.sandbox, ctx_.log));
+  auto opts = disk_options(d, ctx_.config.sandbox, ctx_.log);
   auto backend = open_disk(opts);
   if (!backend) {
     Error e = backend.error().context("disk " + d.path);

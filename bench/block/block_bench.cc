@@ -21,7 +21,7 @@ constexpr int kDepth = 32;
 
 std::string image_path(DiskFormat f) {
   const char* dir = std::getenv("MICROVM_BENCH_DIR");
-  std::string path = std::string(dir ? dir : "/var/tmp") + "/microvm-bench-block." + disk_format_name(f);
+  std::string path = std::string(dir ? dir : "/var/tmp") + "/microvm-bench-block." + to_string(f);
   ::unlink(path.c_str());
   if (f == DiskFormat::kRaw) {
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

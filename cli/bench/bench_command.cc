@@ -36,13 +36,12 @@ std::string self_exe() {
   return std::string(buf, static_cast<size_t>(n));
 }
 
-// The VMM under test: this binary when it is `microvm` itself, else the microvm next to
-// the standalone `microvm-bench` (build/cli/bench/ -> build/cli/microvm).
+// The VMM under test: the microvm next to this tool, where `microvm bench` found it
+// (installed: both in one folder; built: build/cli/bench/ -> build/cli/microvm).
 std::string default_microvm() {
-  std::filesystem::path self = self_exe();
-  if (self.filename() == "microvm") return self.string();
-  std::filesystem::path sibling = self.parent_path().parent_path() / "microvm";
-  if (std::filesystem::exists(sibling)) return sibling.string();
+  std::filesystem::path dir = std::filesystem::path(self_exe()).parent_path();
+  for (const auto& candidate : {dir / "microvm", dir.parent_path() / "microvm"})
+    if (std::filesystem::exists(candidate)) return candidate.string();
   return "microvm";
 }
 
@@ -237,7 +236,8 @@ int run_bench_command(int argc, char** argv) {
                                     "Guest kernel (ELF vmlinux or bzImage; default: the shared test kernel, its "
                                     "bzImage with --compare kvmtool)");
   auto* cmdline_opt = app.add_option("--cmdline", ctx.cmdline, "Kernel command line (default: <guest dir>/cmdline)");
-  app.add_option("--microvm", ctx.microvm_binary, "microvm binary under test (default: this one)");
+  app.add_option("--microvm", ctx.microvm_binary,
+                 "microvm binary under test (default: the microvm next to microvm-bench)");
   app.add_option("--qemu", ctx.qemu_binary, "QEMU binary for --compare qemu");
   app.add_option("--kvmtool", ctx.kvmtool_binary, "kvmtool binary (lkvm) for --compare kvmtool, by path");
   app.add_option("--strace", ctx.strace_binary, "strace binary");

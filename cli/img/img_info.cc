@@ -37,7 +37,7 @@ int cmd_info(int argc, char** argv) {
   nlohmann::ordered_json j;
   j["virtual-size"] = file_size;
   j["filename"] = path;
-  j["format"] = disk_format_name(*fmt);
+  j["format"] = to_string(*fmt);
   j["actual-size"] = disk_size;
   j["dirty-flag"] = false;
   if (*fmt == DiskFormat::kRaw) {

@@ -28,7 +28,7 @@ Result<nlohmann::ordered_json> describe(const ChainLevel& level) {
   j["virtual-size"] = level.size;
   j["filename"] = level.path;
   if (h) j["cluster-size"] = h->cluster_size();
-  j["format"] = disk_format_name(level.format);
+  j["format"] = to_string(level.format);
   j["actual-size"] = static_cast<uint64_t>(st.st_blocks) * 512;
   if (h) {
     nlohmann::ordered_json data;

@@ -127,7 +127,7 @@ int cmd_rebase(int argc, char** argv) {
   } else {
     top->reset();
   }
-  auto r = qcow2::set_backing_name(keep.get(), new_name, new_name.empty() ? "" : disk_format_name(*new_fmt));
+  auto r = qcow2::set_backing_name(keep.get(), new_name, new_name.empty() ? "" : to_string(*new_fmt));
   if (!r) return print_error("rebase: " + path + ": " + r.error().what), 1;
   return 0;
 }

@@ -6,14 +6,9 @@
 
 #include "base/log.h"
 #include "devices/block/io_engine.h"
+#include "microvm/device_options.h"
 
 namespace microvm {
-
-enum class DiskFormat { kRaw, kQcow2 };
-enum class CacheMode { kWriteback, kNone };
-
-const char* disk_format_name(DiskFormat f);
-const char* cache_mode_name(CacheMode c);
 
 struct DiskOptions {
   std::string path;

@@ -6,12 +6,8 @@
 
 namespace microvm {
 
-const char* disk_format_name(DiskFormat f) { return f == DiskFormat::kQcow2 ? "qcow2" : "raw"; }
-const char* cache_mode_name(CacheMode c) { return c == CacheMode::kNone ? "none" : "writeback"; }
-
 Result<DiskFormat> parse_disk_format(std::string_view name) {
-  if (name == "raw") return DiskFormat::kRaw;
-  if (name == "qcow2") return DiskFormat::kQcow2;
+  if (auto f = disk_format_from_string(name)) return *f;
   return fail(EINVAL, "unknown disk format '" + std::string(name) + "' (expected raw or qcow2)");
 }
 

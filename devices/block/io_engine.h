@@ -10,10 +10,9 @@
 #include "base/log.h"
 #include "base/result.h"
 #include "devices/block/block_backend.h"
+#include "microvm/device_options.h"
 
 namespace microvm {
-
-enum class EngineKind { kAuto, kIoUring, kSync };
 
 class IoEngine {
  public:
@@ -51,7 +50,5 @@ class IoEngine {
 // `sandboxed`: the engine's event loop runs under seccomp (see UringOptions::sandboxed).
 [[nodiscard]] Result<std::unique_ptr<IoEngine>> make_io_engine(EngineKind kind, const Logger* log,
                                                                unsigned queue_depth = 128, bool sandboxed = true);
-
-const char* engine_kind_name(EngineKind kind);
 
 }  // namespace microvm

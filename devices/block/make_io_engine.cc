@@ -4,18 +4,6 @@
 
 namespace microvm {
 
-const char* engine_kind_name(EngineKind kind) {
-  switch (kind) {
-    case EngineKind::kAuto:
-      return "auto";
-    case EngineKind::kIoUring:
-      return "io_uring";
-    case EngineKind::kSync:
-      return "sync";
-  }
-  return "?";
-}
-
 Result<std::unique_ptr<IoEngine>> make_io_engine(EngineKind kind, const Logger* log, unsigned queue_depth,
                                                  bool sandboxed) {
   if (kind == EngineKind::kSync) return TRY(SyncEngine::create());

@@ -77,8 +77,9 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
     } else if (key == "mac" && has_val) {
       n.mac = std::string(val);
     } else if (key == "vhost" && has_val) {
-      if (val != "on" && val != "off" && val != "auto") return err("vhost must be on, off or auto");
-      n.vhost = std::string(val);
+      auto mode = vhost_mode_from_string(val);
+      if (!mode) return err("vhost must be on, off or auto");
+      n.vhost = *mode;
     } else if ((key == "host-loopback" || key == "restrict") && has_val) {
       if (val != "on" && val != "off") return err(std::string(key) + " must be on or off");
       (key == "restrict" ? n.restrict_to_forwards : n.host_loopback) = val == "on";
@@ -105,12 +106,12 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
     return err("interface names are 1 to 15 characters");
   if (!n.user && (!n.hostfwd.empty() || user_only))
     return err("hostfwd, host-loopback, restrict and max-sockets are for user networking");
-  if (n.user && n.vhost == "on") return err("vhost is for tap networking");
+  if (n.user && n.vhost == VhostMode::kOn) return err("vhost is for tap networking");
   if (auto ok = check_rate_limit(n.rate_limit, "pps"); !ok) return err(ok.error().what);
   if (n.rate_limit.limited()) {
     // The kernel's vhost-net worker moves the frames: nothing of ours could hold them back.
-    if (n.vhost == "on") return err("bps/pps need the userspace data path (vhost=off or auto)");
-    n.vhost = "off";
+    if (n.vhost == VhostMode::kOn) return err("bps/pps need the userspace data path (vhost=off or auto)");
+    n.vhost = VhostMode::kOff;
   }
   return n;
 }

@@ -37,11 +37,11 @@ Result<OpenedNet> open_net(const NetConfig& config, const Logger& log) {
   auto backend = TapBackend::open(tap);
   if (!backend) return std::unexpected(backend.error());
   out.mac_seed = (*backend)->name();
-  if (config.vhost != "off") {
+  if (config.vhost != VhostMode::kOff) {
     auto vhost = VhostNet::open();
     if (vhost) {
       out.vhost = std::move(*vhost);
-    } else if (config.vhost == "on") {
+    } else if (config.vhost == VhostMode::kOn) {
       return std::unexpected(
           vhost.error().context("net " + out.mac_seed + ": vhost=on but the kernel vhost-net path is unavailable"));
     } else {

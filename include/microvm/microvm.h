@@ -52,7 +52,7 @@ const char* microvm_last_error(const microvm_t* vm);
 int microvm_set_kernel(microvm_t* vm, const char* kernel_path, const char* cmdline /* NULL: default */);
 int microvm_set_initrd(microvm_t* vm, const char* initrd_path);
 int microvm_set_machine(microvm_t* vm, unsigned cpus, uint64_t memory_mib);
-/* format: "raw" or "qcow2" (never guessed). */
+/* format: "raw" or "qcow2" (never guessed); another name is -EINVAL at once. */
 int microvm_add_disk(microvm_t* vm, const char* path, const char* format, int read_only);
 /* User-mode networking; hostfwd: NULL or "tcp::2222-:22". */
 int microvm_add_net_user(microvm_t* vm, const char* hostfwd);

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "microvm/device_options.h"
 #include "microvm/log_sink.h"
 #include "microvm/rate_limit.h"
 #include "microvm/result.h"
@@ -28,16 +29,16 @@ namespace microvm {
 struct DiskConfig {
   std::string id;  // names the drive in metrics (block_ID); empty: "drive" + its index
   std::string path;
-  std::string format;  // "raw" or "qcow2"; required, never probed
+  DiskFormat format = DiskFormat::kRaw;  // never probed: a qcow2 image must say so
   bool read_only = false;
-  std::string cache = "writeback";   // "none" (O_DIRECT) or "writeback"
-  std::string serial;                // virtio-blk GET_ID, at most 20 bytes
-  std::string backing;               // qcow2 overlays: the backing file, named explicitly
-  std::string backing_format;        // "raw" or "qcow2"; empty: as recorded in the overlay
-  bool trust_image_backing = false;  // follow the backing file name stored in the image
-  std::string engine = "auto";       // "auto" (io_uring, else sync), "io_uring" or "sync"
-  unsigned queues = 1;               // virtio-blk request queues
-  IoLimit rate_limit;                // bytes (read/write data) and requests per second; over it requests wait
+  CacheMode cache = CacheMode::kWriteback;   // kNone: O_DIRECT
+  std::string serial;                        // virtio-blk GET_ID, at most 20 bytes
+  std::string backing;                       // qcow2 overlays: the backing file, named explicitly
+  std::optional<DiskFormat> backing_format;  // unset: as recorded in the overlay
+  bool trust_image_backing = false;          // follow the backing file name stored in the image
+  EngineKind engine = EngineKind::kAuto;     // kAuto: io_uring, else the synchronous engine
+  unsigned queues = 1;                       // virtio-blk request queues
+  IoLimit rate_limit;                        // bytes (read/write data) and requests per second; over it requests wait
 };
 
 // One virtio-net device (see README "Networking"). Exactly one of tap, bridge or user.
@@ -51,7 +52,7 @@ struct NetConfig {
   bool restrict_to_forwards = false;     // user only: no outbound connections, only hostfwd (QEMU restrict=yes)
   uint32_t max_host_sockets = 256;       // user only: host sockets slirp may hold; more are refused and counted
   std::string mac;                       // empty: stable default derived from the interface name
-  std::string vhost = "auto";            // tap only: "on", "off" or "auto" (fallback when unavailable)
+  VhostMode vhost = VhostMode::kAuto;    // tap only: kAuto falls back to userspace when unavailable
   IoLimit rate_limit;                    // bytes and frames per second, each direction; needs vhost off
   std::optional<IoLimit> rx_rate_limit;  // the receive direction's own limit (the API's rx_rate_limiter);
                                          // nullopt: rate_limit applies to both directions
@@ -358,14 +359,14 @@ class Vm {
   // Media change (Firecracker's PATCH /drives/ID): the virtio-blk drive `drive_id`
   // (DiskConfig::id, else "drive" + its index) gets the image at `path`. The image is opened
   // on the calling thread the way the drive's --disk was: the same read-only flag and format
-  // (unless `format` names one, "raw" or "qcow2"; never probed), and its lock is taken. The
+  // (unless `format` is given; never probed), and its lock is taken. The
   // swap itself happens on the device's event loop (inline while paused): requests already
   // sent to the old image complete there, a writable old image is flushed, then the capacity
   // in config space is the new image's size and the guest gets a configuration-change
   // interrupt. On any error the old image stays in place. Error before run() or after the
   // VM stopped. Thread-safe; the calling thread needs to open files.
   [[nodiscard]] virtual Result<void> swap_disk(const std::string& drive_id, const std::string& path,
-                                               const std::string& format = {}) {
+                                               std::optional<DiskFormat> format = std::nullopt) {
     (void)drive_id, (void)path, (void)format;
     return fail(EINVAL, "this VM cannot change drives");
   }

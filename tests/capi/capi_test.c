@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
   CHECK(microvm_start(bad) == -EINVAL);
   CHECK(strstr(microvm_last_error(bad), "memory") != NULL);
   CHECK(microvm_add_disk(bad, "x.img", NULL, 0) == -EINVAL);
+  /* The format's name is checked by the call that takes it, not later by microvm_start. */
+  CHECK(microvm_add_disk(bad, "x.img", "vmdk", 0) == -EINVAL);
+  CHECK(strstr(microvm_last_error(bad), "vmdk") != NULL);
+  CHECK(microvm_add_disk(bad, "x.img", "qcow2", 1) == 0);
   microvm_destroy(bad);
 
   /* The real thing: boot, power off, reason 0 (MICROVM_EXIT_POWER_OFF). */

@@ -25,7 +25,7 @@ class AcceptingLauncher : public VmLauncher {
   void stop() override {}
   // Run-time changes succeed too, so the fuzzer reaches past their parsing (PATCH /drives,
   // PATCH /network-interfaces and their rate-limiter objects).
-  Result<void> swap_disk(const std::string&, const std::string&, const std::string&) override { return {}; }
+  Result<void> swap_disk(const std::string&, const std::string&, std::optional<DiskFormat>) override { return {}; }
   Result<void> set_disk_rate_limit(const std::string&, const RateLimitUpdate&) override { return {}; }
   Result<void> set_net_rate_limit(const std::string&, const RateLimitUpdate&, const RateLimitUpdate&) override {
     return {};

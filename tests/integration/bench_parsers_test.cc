@@ -1,13 +1,11 @@
 // The text parsers behind `microvm bench`: strace logs, /proc/PID/smaps, order
 // statistics. They read other programs' output formats, so they get fixed samples here.
-// (The integration test folder links only microvm_base; the few bench sources these
-// tests need are compiled into the test directly.)
 #include <gtest/gtest.h>
 
-#include "cli/bench/child_process.cc"
-#include "cli/bench/smaps.cc"
-#include "cli/bench/stats.cc"
-#include "cli/bench/strace_log.cc"
+#include "cli/bench/child_process.h"
+#include "cli/bench/smaps.h"
+#include "cli/bench/stats.h"
+#include "cli/bench/strace_log.h"
 
 namespace microvm::bench {
 namespace {

@@ -125,8 +125,8 @@ TEST_F(FirmwareSnapshotTest, VirtioDeviceStateIsSavedAndRestored) {
     f.put('\0');
   }
   VmConfig c = snap_calc_config();
-  c.disks.push_back(DiskConfig{.path = disk, .format = "raw"});
-  c.disks.push_back(DiskConfig{.path = disk2, .format = "raw", .read_only = true});
+  c.disks.push_back(DiskConfig{.path = disk, .format = DiskFormat::kRaw});
+  c.disks.push_back(DiskConfig{.path = disk2, .format = DiskFormat::kRaw, .read_only = true});
   const std::string dir = tmp.path() + "/snap";
   {
     std::string error;

@@ -11,14 +11,15 @@ constexpr uint64_t kPage = 4096;
 
 void encode_disk(ByteSink& out, const DiskConfig& d) {
   out.string(d.path);
-  out.string(d.format);
+  // The enums as their names, so the file does not depend on their numbering.
+  out.string(to_string(d.format));
   out.u8(d.read_only);
-  out.string(d.cache);
+  out.string(to_string(d.cache));
   out.string(d.serial);
   out.string(d.backing);
-  out.string(d.backing_format);
+  out.string(d.backing_format ? to_string(*d.backing_format) : "");
   out.u8(d.trust_image_backing);
-  out.string(d.engine);
+  out.string(to_string(d.engine));
   out.u32(d.queues);
 }
 
@@ -28,17 +29,29 @@ Result<bool> flag(ByteSource& in) {
   return v == 1;
 }
 
+// A name read from the file, turned into its enum; `from` is one of the *_from_string.
+template <class Enum>
+Result<Enum> named(ByteSource& in, const char* what, std::optional<Enum> (*from)(std::string_view)) {
+  std::string name = TRY(in.string(16));
+  if (auto value = from(name)) return *value;
+  return in.invalid(std::string(what) + " '" + name + "'");
+}
+
 Result<DiskConfig> decode_disk(ByteSource& in) {
   DiskConfig d;
   d.path = TRY(in.string(kMaxString));
-  d.format = TRY(in.string(16));
+  d.format = TRY(named(in, "disk format", disk_format_from_string));
   d.read_only = TRY(flag(in));
-  d.cache = TRY(in.string(16));
+  d.cache = TRY(named(in, "disk cache mode", cache_mode_from_string));
   d.serial = TRY(in.string(64));
   d.backing = TRY(in.string(kMaxString));
-  d.backing_format = TRY(in.string(16));
+  std::string backing_format = TRY(in.string(16));
+  if (!backing_format.empty()) {
+    d.backing_format = disk_format_from_string(backing_format);
+    if (!d.backing_format) return in.invalid("backing format '" + backing_format + "'");
+  }
   d.trust_image_backing = TRY(flag(in));
-  d.engine = TRY(in.string(16));
+  d.engine = TRY(named(in, "disk I/O engine", engine_kind_from_string));
   d.queues = TRY(in.u32());
   if (d.queues == 0 || d.queues > 256) return in.invalid("disk queue count " + std::to_string(d.queues));
   return d;
@@ -54,7 +67,7 @@ void encode_net(ByteSink& out, const NetConfig& n) {
   out.u8(n.restrict_to_forwards);
   out.u32(n.max_host_sockets);
   out.string(n.mac);
-  out.string(n.vhost);
+  out.string(to_string(n.vhost));
 }
 
 Result<NetConfig> decode_net(ByteSource& in) {
@@ -69,7 +82,7 @@ Result<NetConfig> decode_net(ByteSource& in) {
   n.restrict_to_forwards = TRY(flag(in));
   n.max_host_sockets = TRY(in.u32());
   n.mac = TRY(in.string(32));
-  n.vhost = TRY(in.string(8));
+  n.vhost = TRY(named(in, "vhost mode", vhost_mode_from_string));
   return n;
 }
 

@@ -1,4 +1,4 @@
-// Standalone `microvm-bench`: the same as `microvm bench`.
+// `microvm-bench`, also run as `microvm bench` (cli/bench_launcher.h).
 #include "cli/bench/bench_command.h"
 
 int main(int argc, char** argv) {

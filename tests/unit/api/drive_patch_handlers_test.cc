@@ -18,7 +18,7 @@ class SwapLauncher : public VmLauncher {
  public:
   Result<void> start(const VmConfig&) override { return {}; }
   void stop() override {}
-  Result<void> swap_disk(const std::string& id, const std::string& path, const std::string& format) override {
+  Result<void> swap_disk(const std::string& id, const std::string& path, std::optional<DiskFormat> format) override {
     ++calls;
     last_id = id, last_path = path, last_format = format;
     if (path.ends_with("locked.img")) return fail(EAGAIN, "disk " + path + ": locked by process 42");
@@ -39,7 +39,8 @@ class SwapLauncher : public VmLauncher {
     return {};
   }
   int calls = 0;
-  std::string last_id, last_path, last_format;
+  std::string last_id, last_path;
+  std::optional<DiskFormat> last_format;
   RateLimitUpdate disk_limit, net_rx, net_tx;
 };
 
@@ -111,7 +112,7 @@ TEST_F(DrivePatchHandlersTest, SwapGoesToTheLauncherAndShowsInVmConfig) {
   ASSERT_EQ(r.status, 204) << r.body;
   EXPECT_EQ(launcher.last_id, "rootfs");
   EXPECT_EQ(launcher.last_path, "/new.qcow2");
-  EXPECT_EQ(launcher.last_format, "qcow2");
+  EXPECT_EQ(launcher.last_format, DiskFormat::kQcow2);
   auto cfg = json::parse(call("GET", "/vm/config").body);
   EXPECT_EQ(cfg["drives"][0]["path_on_host"], "/new.qcow2");
 
@@ -123,7 +124,7 @@ TEST_F(DrivePatchHandlersTest, SwapGoesToTheLauncherAndShowsInVmConfig) {
   // A drive the API never configured (a --disk of the command line) is the launcher's to find.
   r = call("PATCH", "/drives/drive0", json{{"drive_id", "drive0"}, {"path_on_host", "/d.img"}}.dump());
   EXPECT_EQ(r.status, 204) << r.body;
-  EXPECT_EQ(launcher.last_format, "");
+  EXPECT_EQ(launcher.last_format, std::nullopt);
 }
 
 TEST_F(DrivePatchHandlersTest, RateLimitersInFirecrackersShapeReachTheLauncher) {

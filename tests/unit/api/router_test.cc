@@ -224,9 +224,9 @@ TEST_F(RouterTest, GettingStartedSequenceBuildsTheVmConfig) {
   EXPECT_EQ(v.cpus, 2u);
   EXPECT_EQ(v.memory_bytes, 256ull << 20);
   ASSERT_EQ(v.disks.size(), 2u);
-  EXPECT_EQ(v.disks[0].format, "qcow2");  // the root device comes first: /dev/vda
+  EXPECT_EQ(v.disks[0].format, DiskFormat::kQcow2);  // the root device comes first: /dev/vda
   EXPECT_FALSE(v.disks[0].read_only);
-  EXPECT_EQ(v.disks[1].format, "raw");
+  EXPECT_EQ(v.disks[1].format, DiskFormat::kRaw);
   EXPECT_TRUE(v.disks[1].read_only);
   EXPECT_EQ(v.disks[0].id, "rootfs");  // metrics name drives and interfaces by their API ids
   EXPECT_EQ(v.disks[1].id, "data");
@@ -245,7 +245,7 @@ TEST_F(RouterTest, GettingStartedSequenceBuildsTheVmConfig) {
   EXPECT_EQ(v.nets[0].rate_limit.bytes.per_second, 100000u);
   ASSERT_TRUE(v.nets[0].rx_rate_limit.has_value());
   EXPECT_FALSE(v.nets[0].rx_rate_limit->limited());
-  EXPECT_EQ(v.nets[0].vhost, "off");
+  EXPECT_EQ(v.nets[0].vhost, VhostMode::kOff);
   EXPECT_EQ(json::parse(call("GET", "/").body)["state"], "Running");
 }
 

@@ -178,7 +178,7 @@ TEST_P(FaultyEngineTest, Qcow2RefusesAShortPieceReportedAsSuccess) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, FaultyEngineTest, ::testing::Values(EngineKind::kSync, EngineKind::kIoUring),
-                         [](const auto& p) { return std::string(engine_kind_name(p.param)); });
+                         [](const auto& p) { return std::string(to_string(p.param)); });
 
 }  // namespace
 }  // namespace microvm

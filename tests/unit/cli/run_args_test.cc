@@ -121,7 +121,7 @@ TEST(RunArgs, AllOptions) {
   EXPECT_EQ(o.vm.log_level, LogLevel::kDebug);
   ASSERT_EQ(o.vm.disks.size(), 2u);
   EXPECT_EQ(o.vm.disks[0].path, "a.raw");
-  EXPECT_EQ(o.vm.disks[1].format, "qcow2");
+  EXPECT_EQ(o.vm.disks[1].format, DiskFormat::kQcow2);
   EXPECT_TRUE(o.vm.disks[1].read_only);
 }
 
@@ -189,14 +189,14 @@ TEST(DiskArg, FullSpec) {
       "image_backing=on,engine=sync");
   ASSERT_TRUE(d) << d.error().what;
   EXPECT_EQ(d->path, "/img/a.qcow2");
-  EXPECT_EQ(d->format, "qcow2");
+  EXPECT_EQ(d->format, DiskFormat::kQcow2);
   EXPECT_TRUE(d->read_only);
-  EXPECT_EQ(d->cache, "none");
+  EXPECT_EQ(d->cache, CacheMode::kNone);
   EXPECT_EQ(d->serial, "vol1");
   EXPECT_EQ(d->backing, "/img/base.raw");
-  EXPECT_EQ(d->backing_format, "raw");
+  EXPECT_EQ(d->backing_format, DiskFormat::kRaw);
   EXPECT_TRUE(d->trust_image_backing);
-  EXPECT_EQ(d->engine, "sync");
+  EXPECT_EQ(d->engine, EngineKind::kSync);
 }
 
 TEST(DiskArg, Defaults) {
@@ -204,16 +204,16 @@ TEST(DiskArg, Defaults) {
   ASSERT_TRUE(d) << d.error().what;
   DiskConfig defaults;
   EXPECT_EQ(d->path, "disk.img");
-  EXPECT_EQ(d->format, "raw");
+  EXPECT_EQ(d->format, DiskFormat::kRaw);
   EXPECT_FALSE(d->read_only);
   EXPECT_EQ(d->cache, defaults.cache);
   EXPECT_EQ(d->serial, "");
   EXPECT_EQ(d->backing, "");
-  EXPECT_EQ(d->backing_format, "");
+  EXPECT_EQ(d->backing_format, std::nullopt);
   EXPECT_FALSE(d->trust_image_backing);
-  EXPECT_EQ(d->engine, "auto");
+  EXPECT_EQ(d->engine, EngineKind::kAuto);
   EXPECT_EQ(d->queues, 1u);
-  EXPECT_EQ(parse_disk_arg("d,format=raw,engine=io_uring")->engine, "io_uring");
+  EXPECT_EQ(parse_disk_arg("d,format=raw,engine=io_uring")->engine, EngineKind::kIoUring);
 }
 
 TEST(DiskArg, Errors) {

@@ -10,9 +10,9 @@ TEST(NetArg, Tap) {
   ASSERT_TRUE(n.has_value()) << n.error().what;
   EXPECT_EQ(n->tap, "tap0");
   EXPECT_EQ(n->mac, "02:00:00:00:00:01");
-  EXPECT_EQ(n->vhost, "off");
+  EXPECT_EQ(n->vhost, VhostMode::kOff);
   EXPECT_FALSE(n->user);
-  EXPECT_EQ(parse_net_arg("tap=t")->vhost, "auto");
+  EXPECT_EQ(parse_net_arg("tap=t")->vhost, VhostMode::kAuto);
 }
 
 TEST(NetArg, BridgeAndUser) {
@@ -94,7 +94,7 @@ TEST(NetArg, RateLimits) {
   EXPECT_EQ(n->rate_limit.bytes.per_second, 10u << 20);
   EXPECT_EQ(n->rate_limit.ops.per_second, 1000u);
   EXPECT_EQ(n->rate_limit.ops.burst, 100u);
-  EXPECT_EQ(n->vhost, "off") << "vhost=auto falls back to the userspace path, which can hold frames back";
+  EXPECT_EQ(n->vhost, VhostMode::kOff) << "vhost=auto falls back to the userspace path, which can hold frames back";
   auto u = parse_net_arg("user,bps=1K");
   ASSERT_TRUE(u.has_value()) << u.error().what;
   EXPECT_EQ(u->rate_limit.bytes.per_second, 1024u);

@@ -62,7 +62,7 @@ TEST(Tap, BridgeModeAttachesTheNewTapToTheBridge) {
     Logger log([&](LogLevel, std::string_view m) { lines.emplace_back(m); }, LogLevel::kDebug);
     NetConfig c;
     c.bridge = "mvtestbr";
-    c.vhost = "off";
+    c.vhost = VhostMode::kOff;
     auto net = open_net(c, log);
     if (!net || !net->backend) return 2;
     std::string tap = net->mac_seed;
@@ -103,10 +103,10 @@ TEST(OpenNet, VhostAutoFallsBackAndOnRefuses) {
         lines[0].find("mvtv0") == std::string::npos)
       return 2;
     a->backend.reset();
-    c.vhost = "on";
+    c.vhost = VhostMode::kOn;
     auto on = open_net(c, log);
     if (on || on.error().what.find("vhost=on") == std::string::npos) return 3;
-    c.vhost = "off";
+    c.vhost = VhostMode::kOff;
     lines.clear();
     auto off = open_net(c, log);
     if (!off || !lines.empty()) return 4;

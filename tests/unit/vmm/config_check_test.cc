@@ -73,10 +73,13 @@ TEST(ConfigCheck, SyntaxIsCheckedBeforeAnythingIsCreated) {
   c = VmConfig{};
   DiskConfig d;
   d.path = "x.img";
-  d.format = "vmdk";
+  d.format = static_cast<DiskFormat>(7);  // an embedder's cast: not one of the enum's values
   c.disks.push_back(d);
-  EXPECT_NE(error_of(c).find("format must be raw or qcow2"), std::string::npos);
-  c.disks[0].format = "raw";
+  EXPECT_NE(error_of(c).find("format is not a DiskFormat"), std::string::npos);
+  c.disks[0].format = DiskFormat::kRaw;
+  c.disks[0].engine = static_cast<EngineKind>(9);
+  EXPECT_NE(error_of(c).find("engine is not an EngineKind"), std::string::npos);
+  c.disks[0].engine = EngineKind::kAuto;
   c.disks[0].serial = std::string(21, 's');
   EXPECT_NE(error_of(c).find("serial"), std::string::npos);
   c = VmConfig{};

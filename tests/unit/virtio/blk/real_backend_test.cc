@@ -123,7 +123,7 @@ TEST_P(RealBackendTest, ResetWithRequestsInFlight) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, RealBackendTest, ::testing::Values(EngineKind::kSync, EngineKind::kAuto),
-                         [](const auto& info) { return std::string(engine_kind_name(info.param)); });
+                         [](const auto& info) { return std::string(to_string(info.param)); });
 
 }  // namespace
 }  // namespace microvm
