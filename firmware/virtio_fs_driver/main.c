@@ -39,7 +39,10 @@ void fw_main(u64 bp) {
       isr |= vio.isr_read_ack();
       status = vio.get_status();
     }
-    isr |= vio.isr_read_ack();
+    /* The device sets the status before it raises the interrupt, so a poll can see the status
+     * first: wait (bounded) for the interrupt that must follow. */
+    for (u64 polls = 0; polls < (1ull << 30) && (status & S_NEEDS_RESET) && !(isr & 2); polls++)
+      isr |= vio.isr_read_ack();
     if (status & S_NEEDS_RESET) {
       vio_line("needs-reset config-interrupt=");
       fw_put_dec((isr & 2) ? 1 : 0);
