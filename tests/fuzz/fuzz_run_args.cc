@@ -38,9 +38,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (vm.cpus < 1 || vm.cpus > 254) std::abort();
   for (const auto& d : vm.disks) {
     if (d.path.empty()) std::abort();
-    if (d.format != "raw" && d.format != "qcow2") std::abort();
+    if (d.format != DiskFormat::kRaw && d.format != DiskFormat::kQcow2) std::abort();
     if (d.serial.size() > 20) std::abort();
-    if (!d.backing.empty() && d.format != "qcow2") std::abort();
+    if (!d.backing.empty() && d.format != DiskFormat::kQcow2) std::abort();
   }
   return 0;
 }
