@@ -5,6 +5,9 @@
 // under nested paging each fill is a two-dimensional walk: measured on a virtualised host, a
 // pread of 384 MiB into 2 MiB chunks took 212 ms into malloc'd memory and 36 ms into a
 // MADV_HUGEPAGE one. The buffer is 2 MiB-aligned so the kernel can back it with huge pages.
+// The cost: with THP defrag set to "madvise", a first fault may compact memory directly (a
+// start-up buffer stalled 500 ms that way, see base/large_buffer.h), so this is for bulk copies
+// whose buffers are reused, not for latency-critical paths.
 #include <cstddef>
 #include <cstdint>
 #include <utility>

@@ -25,14 +25,6 @@ bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-bool wait_for_output(const ApiVm& vm, const std::string& line) {
-  for (int i = 0; i < 900; ++i) {  // 90 s: the guest's kernel mode may be emulated
-    if (contains(vm.out(), line)) return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return false;
-}
-
 json metrics(const ApiVm& vm) {
   CurlReply r = vm.curl("GET", "/metrics/now");
   EXPECT_EQ(r.status, 200) << r.body;
@@ -111,7 +103,7 @@ TEST(ApiBackendDiedTest, KilledVirtiofsdIsAnEventAndTheVmStaysUp) {
   ApiVm vm({"--kernel", firmware_path("virtio_fs_driver"), "--memory", "64M", "--no-rng", "--share",
             shared.path() + ",tag=hostshare"});
   ASSERT_TRUE(vm.socket_ready()) << vm.describe();
-  ASSERT_TRUE(wait_for_output(vm, "VIRTIOFS ready tag=hostshare")) << vm.describe();
+  ASSERT_TRUE(vm.wait_for_output("VIRTIOFS ready tag=hostshare")) << vm.describe();
   EventsClient events(vm.socket());
   ASSERT_TRUE(wait_for_subscriber(vm)) << vm.describe();
 
@@ -125,7 +117,7 @@ TEST(ApiBackendDiedTest, KilledVirtiofsdIsAnEventAndTheVmStaysUp) {
   ASSERT_EQ(daemons.size(), 1u) << "expected one virtiofsd started by microvm\n" << vm.describe();
   ASSERT_EQ(::kill(daemons[0], SIGKILL), 0);
 
-  ASSERT_TRUE(wait_for_output(vm, "VIRTIOFS needs-reset config-interrupt=1"))
+  ASSERT_TRUE(vm.wait_for_output("VIRTIOFS needs-reset config-interrupt=1"))
       << "the guest never saw the device need a reset\n"
       << vm.describe();
   EXPECT_FALSE(vm.wait_exit(0)) << "microvm went down with its backend\n" << vm.describe();

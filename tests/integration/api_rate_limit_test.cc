@@ -23,14 +23,6 @@ bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-bool wait_for_output(const ApiVm& vm, const std::string& line) {
-  for (int i = 0; i < 900; ++i) {  // 90 s: the guest's kernel mode may be emulated
-    if (contains(vm.out(), line)) return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return false;
-}
-
 // One counter of GET /metrics/now, or -1 when the group or counter is missing.
 int64_t metric(const ApiVm& vm, const std::string& group, const std::string& name) {
   CurlReply r = vm.curl("GET", "/metrics/now");
@@ -125,7 +117,7 @@ TEST_F(ApiRateLimitTest, PutLimitsHoldFromBootAndCtlChangesThemAtRunTime) {
   EXPECT_TRUE(contains(fault_message(cpu.body), "CPU templates")) << cpu.body;
 
   ASSERT_EQ(vm.curl("PUT", "/actions", R"({"action_type":"InstanceStart"})").status, 204) << vm.describe();
-  ASSERT_TRUE(wait_for_output(vm, "VIRTIOBLK swap-ready")) << vm.describe();
+  ASSERT_TRUE(vm.wait_for_output("VIRTIOBLK swap-ready")) << vm.describe();
   EXPECT_EQ(metric(vm, "rng", "rate_limit_bandwidth_per_s"), 4096);
 
   // In effect on the devices, from boot: the guest's reads were paid from the one-time bursts.
@@ -231,7 +223,7 @@ TEST_F(ApiRateLimitTest, ConfigFileLimitsAreInEffect) {
                   "rate_limiter": {"ops": {"size": 300, "refill_time": 1000, "one_time_burst": 400}}}]})");
   ApiVm vm({"--jail", "off", "--config-file", cfg});
   ASSERT_TRUE(vm.socket_ready()) << vm.describe();
-  ASSERT_TRUE(wait_for_output(vm, "VIRTIOBLK swap-ready")) << vm.describe();
+  ASSERT_TRUE(vm.wait_for_output("VIRTIOBLK swap-ready")) << vm.describe();
   EXPECT_EQ(metric(vm, "block_rootfs", "rate_limit_ops_per_s"), 300);
   EXPECT_EQ(metric(vm, "block_rootfs", "rate_limit_ops_size"), 300);
   int64_t left = metric(vm, "block_rootfs", "rate_limit_ops_one_time_left");

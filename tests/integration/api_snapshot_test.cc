@@ -22,14 +22,6 @@ class ApiSnapshotTest : public ::testing::Test {
   void SetUp() override { REQUIRE_KVM(); }
 };
 
-bool wait_for_output(const ApiVm& vm, const std::string& text, int seconds) {
-  for (int i = 0; i < seconds * 10; ++i) {
-    if (vm.out().find(text) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
-}
-
 TEST_F(ApiSnapshotTest, CreateFromARunningGuestThenLoadPausedOrResumed) {
   TempDir tmp;
   const std::string dir = tmp.path() + "/snap";
@@ -38,7 +30,7 @@ TEST_F(ApiSnapshotTest, CreateFromARunningGuestThenLoadPausedOrResumed) {
     // the jail). Loading (below) happens before the jail closes, so host paths work there.
     ApiVm a({"--jail", "off", "--kernel", firmware_path("snap_calc"), "--memory", "64M", "--no-rng"});
     ASSERT_TRUE(a.socket_ready()) << a.describe();
-    ASSERT_TRUE(wait_for_output(a, "SNAPCALC progress", 300)) << a.describe();
+    ASSERT_TRUE(a.wait_for_output("SNAPCALC progress", 300)) << a.describe();
 
     // Firecracker's rule: only a paused microVM is snapshotted.
     std::string body =
@@ -117,7 +109,7 @@ TEST_F(ApiSnapshotTest, BalloonPmemConsoleAndVsockThroughTheApi) {
              "size=4,stats=5,free-page-reporting=on", "--pmem", pmem, "--console", "virtio", "--serial-port",
              "name=agent,socket=" + tmp.path() + "/agent.sock", "--vsock", "cid=9,socket=" + tmp.path() + "/v.sock"});
     ASSERT_TRUE(a.socket_ready()) << a.describe();
-    ASSERT_TRUE(wait_for_output(a, "SNAPCALC progress", 300)) << a.describe();
+    ASSERT_TRUE(a.wait_for_output("SNAPCALC progress", 300)) << a.describe();
     VmRunResult snap = run_process(microvm_binary(), {"snapshot", "--api-sock", a.socket(), "create", dir});
     ASSERT_EQ(snap.exit_code, 0) << snap.describe() << a.describe();
     EXPECT_EQ(a.curl("PUT", "/actions", R"({"action_type":"x-microvm-Stop"})").status, 204);
@@ -153,7 +145,7 @@ TEST_F(ApiSnapshotTest, JailedSnapshotsStayInsideTheSnapshotDir) {
     ApiVm none({"--kernel", firmware_path("snap_calc"), "--memory", "64M", "--no-rng"});
     ASSERT_TRUE(none.socket_ready()) << none.describe();
     ASSERT_NE(none.vmm_pid(), none.pid()) << "not jailed by default: " << none.describe();
-    ASSERT_TRUE(wait_for_output(none, "SNAPCALC progress", 300)) << none.describe();
+    ASSERT_TRUE(none.wait_for_output("SNAPCALC progress", 300)) << none.describe();
     ASSERT_EQ(none.curl("PATCH", "/vm", R"({"state":"Paused"})").status, 204);
     CurlReply r = none.curl("PUT", "/snapshot/create", create_body(snaps + "/s", snaps + "/m"));
     EXPECT_EQ(r.status, 400) << r.body;
@@ -166,7 +158,7 @@ TEST_F(ApiSnapshotTest, JailedSnapshotsStayInsideTheSnapshotDir) {
     ASSERT_TRUE(a.socket_ready()) << a.describe();
     const pid_t vmm = a.vmm_pid();
     ASSERT_NE(vmm, a.pid()) << "not jailed: " << a.describe();
-    ASSERT_TRUE(wait_for_output(a, "SNAPCALC progress", 300)) << a.describe();
+    ASSERT_TRUE(a.wait_for_output("SNAPCALC progress", 300)) << a.describe();
     // The jail's root holds the snapshot directory and nothing of the host beside it.
     EXPECT_EQ(shell_line("ls -A /proc/" + std::to_string(vmm) + "/root" + snaps + " | sort | tr '\\n' ' '"),
               "inside link sub up ");

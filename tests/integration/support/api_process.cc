@@ -62,6 +62,14 @@ pid_t ApiVm::vmm_pid() const {
   return pid_;
 }
 
+bool ApiVm::wait_for_output(const std::string& text, int seconds) const {
+  for (int i = 0; i < seconds * 10; ++i) {
+    if (out().find(text) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
 std::optional<int> ApiVm::wait_exit(int seconds) {
   if (exit_ || pid_ <= 0) return exit_;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(seconds);

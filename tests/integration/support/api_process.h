@@ -31,6 +31,9 @@ class ApiVm {
   CurlReply curl(const std::string& method, const std::string& path, const std::string& body = "") const;
   // The exit code once the process ended within `seconds`, else nullopt.
   std::optional<int> wait_exit(int seconds);
+  // True once stdout holds `text`, polled for up to `seconds` (the default allows for a guest
+  // whose kernel mode is emulated).
+  bool wait_for_output(const std::string& text, int seconds = 90) const;
   std::string out() const { return read_text_file(dir_.path() + "/out"); }
   std::string err() const { return read_text_file(dir_.path() + "/err"); }
   std::string describe() const { return "stdout:\n" + out() + "\nstderr:\n" + err(); }
