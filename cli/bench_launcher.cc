@@ -45,12 +45,10 @@ int exec_bench_tool(int argc, char** argv) {
       return kExitError;
     }
   }
-  {
-    std::fprintf(stderr,
-                 "microvm bench: the benchmark tool is not installed (no %s or %s); install the microvm-bench "
-                 "package, or build the microvm-bench target\n",
-                 candidates[0].c_str(), candidates[1].c_str());
-  }
+  std::fprintf(stderr,
+               "microvm bench: the benchmark tool is not installed (no %s or %s); install the microvm-bench "
+               "package, or build the microvm-bench target\n",
+               candidates[0].c_str(), candidates[1].c_str());
   return kExitError;
 }
 
