@@ -283,6 +283,7 @@ TEST(LinuxVsock, EchoesIntactAndRestoreResetsConnections) {
   EXPECT_NE(r.out.find("g2h_rc=0"), std::string::npos) << r.describe();
   EXPECT_EQ(r.err.find("SIGSYS"), std::string::npos) << r.describe();
   EXPECT_EQ(holder.accepted(), 1);
+  for (const auto& line : r.lines_with_prefix("g2h echo ")) std::printf("guest: %s\n", line.c_str());
   ASSERT_TRUE(snapshot_ok) << snapshot_log;
 
   // The restore: a new host socket for the same CID. The held connection must be reset, and a
@@ -293,9 +294,12 @@ TEST(LinuxVsock, EchoesIntactAndRestoreResetsConnections) {
   auto r2 = run_microvm({"run", "--jail", "off", "--restore", snap, "--vsock", "cid=3,socket=" + sock2},
                         VmRunOptions{.timeout = std::chrono::minutes(5), .retry_on_guest_segfault = false});
   EXPECT_EQ(r2.exit_code, 0) << r2.describe();
-  EXPECT_NE(r2.out.find("hold read=-1 errno=104"), std::string::npos)
-      << "the held connection was not reset (ECONNRESET) by the restore\n"
-      << r2.describe();
+  // Linux's reset closes the socket with sk_err = ECONNRESET; the blocked read() wakes and
+  // reports ECONNRESET or, having seen the state change first, ENOTCONN. Without the reset it
+  // would block for good: the restored VMM has no host side for that connection.
+  const bool reset_seen = r2.out.find("hold read=-1 errno=104") != std::string::npos ||
+                          r2.out.find("hold read=-1 errno=107") != std::string::npos;
+  EXPECT_TRUE(reset_seen) << "the held connection was not reset by the restore\n" << r2.describe();
   EXPECT_NE(r2.out.find("g2h sent=65536 got=65536 ok=1"), std::string::npos) << r2.describe();
   EXPECT_NE(r2.out.find("after_reset_rc=0"), std::string::npos) << r2.describe();
   EXPECT_EQ(service2.last_bytes(), 65536u) << r2.describe();
