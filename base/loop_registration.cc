@@ -1,4 +1,4 @@
-#include "virtio/loop_registration.h"
+#include "base/loop_registration.h"
 
 #include <unistd.h>
 
