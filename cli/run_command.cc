@@ -28,7 +28,7 @@
 #include "cli/qemu_args.h"
 #include "cli/size_arg.h"
 #include "cli/terminal.h"
-#include "devices/block/disk_spec.h"
+#include "cli/disk_spec.h"
 #include "devices/console/port_spec.h"
 #include "devices/net/net_arg.h"
 #include "devices/vhost/share_spec.h"

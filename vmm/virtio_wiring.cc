@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "devices/block/disk_spec.h"
+#include "devices/block/disk_options.h"
 #include "devices/block/open_disk.h"
 #include "devices/console/port_spec.h"
 #include "devices/console/pty_port.h"

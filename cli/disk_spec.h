@@ -19,6 +19,5 @@ struct DiskSpec {
 };
 
 [[nodiscard]] Result<DiskSpec> parse_disk_spec(std::string_view spec);
-[[nodiscard]] Result<DiskFormat> parse_disk_format(std::string_view name);
 
 }  // namespace microvm

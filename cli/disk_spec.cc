@@ -1,15 +1,11 @@
-#include "devices/block/disk_spec.h"
+#include "cli/disk_spec.h"
 
 #include <vector>
 
 #include "base/rate_limit_spec.h"
+#include "devices/block/disk_format.h"
 
 namespace microvm {
-
-Result<DiskFormat> parse_disk_format(std::string_view name) {
-  if (auto f = disk_format_from_string(name)) return *f;
-  return fail(EINVAL, "unknown disk format '" + std::string(name) + "' (expected raw or qcow2)");
-}
 
 namespace {
 

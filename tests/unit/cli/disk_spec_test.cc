@@ -1,4 +1,4 @@
-#include "devices/block/disk_spec.h"
+#include "cli/disk_spec.h"
 
 #include <gtest/gtest.h>
 
