@@ -30,7 +30,7 @@
 #include "cli/terminal.h"
 #include "cli/disk_spec.h"
 #include "devices/console/port_spec.h"
-#include "devices/net/net_arg.h"
+#include "cli/net_arg.h"
 #include "devices/vhost/share_spec.h"
 #include "devices/vsock/vsock_arg.h"
 

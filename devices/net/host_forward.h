@@ -1,18 +1,15 @@
 #pragma once
-// The --net option: "tap=NAME[,mac=..][,vhost=on|off|auto]", "bridge=BR[,mac=..][,vhost=..]",
-// "user[,mac=..][,host-loopback=on|off][,restrict=on|off][,max-sockets=N][,hostfwd=tcp::HOSTPORT-:GUESTPORT]...".
+// One user-networking port forward (--net user,hostfwd=RULE, or a NetConfig's hostfwd list):
+// the rule's syntax lives here because the slirp backend parses the rules it is handed.
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "base/result.h"
-#include "microvm/vm.h"
 
 namespace microvm {
 
-[[nodiscard]] Result<NetConfig> parse_net_arg(std::string_view spec);
-
-// One user-networking port forward: host port on 127.0.0.1 (or host_addr) -> guest port.
+// Host port on 127.0.0.1 (or host_addr) -> guest port.
 struct HostForward {
   bool udp = false;
   std::string host_addr;  // empty: 127.0.0.1 (QEMU: every address); "0.0.0.0" for every address

@@ -1,6 +1,8 @@
-#include "devices/net/net_arg.h"
+#include "cli/net_arg.h"
 
 #include <gtest/gtest.h>
+
+#include "devices/net/host_forward.h"
 
 namespace microvm {
 namespace {
