@@ -1,4 +1,4 @@
-#include "devices/vhost/share_spec.h"
+#include "cli/share_spec.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
