@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "bench/blk/workload.h"
+#include "bench/blk_device/workload.h"
 
 namespace microvm::blkbench {
 

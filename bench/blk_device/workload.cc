@@ -1,4 +1,4 @@
-#include "bench/blk/workload.h"
+#include "bench/blk_device/workload.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

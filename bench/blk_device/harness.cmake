@@ -1,8 +1,8 @@
 # The virtio-blk device-mode driver harness (library microvm_blk_bench). Included from
-# bench/blk/CMakeLists.txt and from cli/bench/CMakeLists.txt (the `blk` scenario of
+# bench/blk_device/CMakeLists.txt and from cli/bench/CMakeLists.txt (the `blk` scenario of
 # `microvm bench` links it), whichever comes first; the guard makes the second a no-op.
 if(NOT TARGET microvm_blk_bench)
-  set(_blk_dir ${PROJECT_SOURCE_DIR}/bench/blk)
+  set(_blk_dir ${PROJECT_SOURCE_DIR}/bench/blk_device)
   add_library(microvm_blk_bench STATIC ${_blk_dir}/workload.cc ${_blk_dir}/fio_runner.cc ${_blk_dir}/device_driver.cc
               ${_blk_dir}/image_prep.cc)
   target_link_libraries(microvm_blk_bench PUBLIC microvm_virtio_blk microvm_block microvm_memory microvm_base

@@ -1,4 +1,4 @@
-#include "bench/blk/device_driver.h"
+#include "bench/blk_device/device_driver.h"
 
 #include <pthread.h>
 #include <unistd.h>

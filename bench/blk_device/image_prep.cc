@@ -1,10 +1,10 @@
-#include "bench/blk/image_prep.h"
+#include "bench/blk_device/image_prep.h"
 
 #include <unistd.h>
 
 #include <cerrno>
 
-#include "bench/blk/fio_runner.h"
+#include "bench/blk_device/fio_runner.h"
 
 namespace microvm::blkbench {
 

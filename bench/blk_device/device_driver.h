@@ -12,7 +12,7 @@
 #include <string>
 
 #include "base/result.h"
-#include "bench/blk/workload.h"
+#include "bench/blk_device/workload.h"
 #include "devices/block/disk_options.h"
 
 namespace microvm::blkbench {

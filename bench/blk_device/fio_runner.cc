@@ -1,4 +1,4 @@
-#include "bench/blk/fio_runner.h"
+#include "bench/blk_device/fio_runner.h"
 
 #include <fcntl.h>
 #include <spawn.h>

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "bench/blk/device_driver.h"
-#include "bench/blk/fio_runner.h"
-#include "bench/blk/image_prep.h"
-#include "bench/blk/workload.h"
+#include "bench/blk_device/device_driver.h"
+#include "bench/blk_device/fio_runner.h"
+#include "bench/blk_device/image_prep.h"
+#include "bench/blk_device/workload.h"
 
 using namespace microvm::blkbench;
 
