@@ -32,7 +32,7 @@
 #include "cli/size_arg.h"
 #include "cli/terminal.h"
 #include "devices/console/port_spec.h"
-#include "devices/vsock/vsock_arg.h"
+#include "cli/vsock_arg.h"
 
 namespace microvm {
 namespace {

@@ -1,4 +1,4 @@
-#include "devices/vsock/vsock_arg.h"
+#include "cli/vsock_arg.h"
 
 #include <charconv>
 #include <string>
