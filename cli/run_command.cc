@@ -28,10 +28,10 @@
 #include "cli/memory_device_args.h"
 #include "cli/net_arg.h"
 #include "cli/qemu_args.h"
+#include "cli/serial_port_arg.h"
 #include "cli/share_spec.h"
 #include "cli/size_arg.h"
 #include "cli/terminal.h"
-#include "devices/console/port_spec.h"
 #include "cli/vsock_arg.h"
 
 namespace microvm {

@@ -1,19 +1,11 @@
-#include "devices/console/port_spec.h"
+#include "cli/serial_port_arg.h"
 
 #include <cerrno>
 #include <string>
 
-namespace microvm {
+#include "devices/console/port_name.h"
 
-Result<void> check_port_name(std::string_view name) {
-  if (name.empty() || name.size() > 128) return fail(EINVAL, "name must be 1 to 128 bytes");
-  for (char c : name) {
-    bool ok =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-    if (!ok) return fail(EINVAL, "name may only contain letters, digits, '.', '_' and '-'");
-  }
-  return {};
-}
+namespace microvm {
 
 Result<SerialPortConfig> parse_serial_port_arg(std::string_view spec) {
   SerialPortConfig port;

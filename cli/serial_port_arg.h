@@ -8,7 +8,5 @@
 namespace microvm {
 
 [[nodiscard]] Result<SerialPortConfig> parse_serial_port_arg(std::string_view spec);
-// Port names end up in sysfs and as a /dev/virtio-ports/ link: plain, short, no '/'.
-[[nodiscard]] Result<void> check_port_name(std::string_view name);
 
 }  // namespace microvm

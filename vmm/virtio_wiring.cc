@@ -5,7 +5,7 @@
 
 #include "devices/block/disk_options.h"
 #include "devices/block/open_disk.h"
-#include "devices/console/port_spec.h"
+#include "devices/console/port_name.h"
 #include "devices/console/pty_port.h"
 #include "devices/console/socket_port.h"
 #include "devices/net/open_net.h"

@@ -1,4 +1,4 @@
-#include "devices/console/port_spec.h"
+#include "cli/serial_port_arg.h"
 
 #include <gtest/gtest.h>
 
