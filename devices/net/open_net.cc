@@ -8,7 +8,7 @@
 
 namespace microvm {
 
-Result<OpenedNet> open_net(const NetConfig& config, const Logger& log) {
+Result<OpenedNet> open_net(const NetBackendOptions& config, const Logger& log) {
   OpenedNet out;
   if (config.user) {
 #if MICROVM_HAVE_SLIRP
