@@ -17,8 +17,8 @@ TEST(VsockArg, CidAndSocketInEitherSpelling) {
 }
 
 TEST(VsockArg, RefusesReservedCidsAndIncompleteSpecs) {
-  for (const char* bad : {"cid=2,socket=/s", "cid=4294967295,socket=/s", "cid=x,socket=/s", "cid=,socket=/s",
-                          "cid=3", "socket=/s", "cid=3,socket=", "cid=3,socket=/s,port=5", "cid=3,/s", ""})
+  for (const char* bad : {"cid=2,socket=/s", "cid=4294967295,socket=/s", "cid=x,socket=/s", "cid=,socket=/s", "cid=3",
+                          "socket=/s", "cid=3,socket=", "cid=3,socket=/s,port=5", "cid=3,/s", ""})
     EXPECT_FALSE(parse_vsock_arg(bad).has_value()) << bad;
 }
 
