@@ -1,6 +1,6 @@
 #include "cli/disk_boot.h"
 
-#include "devices/block/disk_spec.h"
+#include "devices/block/disk_options.h"
 #include "devices/block/qcow2/qcow2_chain.h"
 
 namespace microvm {
