@@ -13,12 +13,14 @@ Result<std::unique_ptr<VhostUserWorker>> VhostUserWorker::start(VhostUserClient 
   std::unique_ptr<VhostUserWorker> w(new VhostUserWorker(std::move(client), std::move(*cancel)));
   w->client_.set_cancel_fd(w->cancel_fd_.fd());
   try {
-    w->thread_ = std::thread([raw = w.get(), enter = std::move(enter_sandbox)]() mutable { raw->run(std::move(enter)); });
+    w->thread_ = std::thread([raw = w.get(), shown = name.substr(0, 15), enter = std::move(enter_sandbox)]() mutable {
+      // Named by itself (PR_SET_NAME): naming another thread goes through /proc.
+      (void)::pthread_setname_np(::pthread_self(), shown.c_str());
+      raw->run(std::move(enter));
+    });
   } catch (const std::system_error& e) {
     return fail(e.code().value(), std::string("vhost-user worker thread: ") + e.what());
   }
-  std::string shown = name.substr(0, 15);
-  (void)::pthread_setname_np(w->thread_.native_handle(), shown.c_str());
   std::unique_lock lock(w->mu_);
   w->cv_.wait(lock, [&] { return w->started_.has_value(); });
   Result<void> started = *w->started_;

@@ -62,8 +62,8 @@ class VhostUserWorker {
     Work work;
     Done done;
   };
-  std::deque<Job> jobs_;  // guarded by mu_
-  bool stopping_ = false;  // guarded by mu_
+  std::deque<Job> jobs_;    // guarded by mu_
+  bool stopping_ = false;   // guarded by mu_
   bool cancelled_ = false;  // guarded by mu_
   // Set once the thread entered its sandbox or failed to: guarded by mu_.
   std::optional<Result<void>> started_;
