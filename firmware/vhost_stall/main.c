@@ -27,7 +27,7 @@ static u8 fs_used[4096] __attribute__((aligned(4096)));
 static u8 buf[64] __attribute__((aligned(64)));
 static u64 fs_base;
 
-static u8 fs_status(void) { return (u8)*(volatile u32*)(usize)(fs_base + R_STATUS); }
+static u8 fs_status(void) { return (u8) * (volatile u32*)(usize)(fs_base + R_STATUS); }
 static u32 fs_isr_read_ack(void) {
   u32 isr = *(volatile u32*)(usize)(fs_base + R_INTERRUPT_STATUS);
   if (isr) *(volatile u32*)(usize)(fs_base + R_INTERRUPT_ACK) = isr;
@@ -76,8 +76,7 @@ static void run(u64 bp) {
   fw_put_dec(reads);
   fw_putc('\n');
   /* The status comes before its configuration interrupt: wait (bounded) for the interrupt. */
-  for (u64 polls = 0; polls < (1ull << 26) && (status & S_NEEDS_RESET) && !(isr & 2); polls++)
-    isr |= fs_isr_read_ack();
+  for (u64 polls = 0; polls < (1ull << 26) && (status & S_NEEDS_RESET) && !(isr & 2); polls++) isr |= fs_isr_read_ack();
   if (status & S_NEEDS_RESET) {
     vio_line("fs needs-reset config-interrupt=");
     fw_put_dec((isr & 2) ? 1 : 0);
