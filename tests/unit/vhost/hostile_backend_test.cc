@@ -140,7 +140,7 @@ TEST(HostileVhostBackend, TrickledRepliesAreCutOffAtTheDeadline) {
 // talks to the backend again.
 TEST(HostileVhostBackend, AHungBackendStallsOnlyItsOwnDevice) {
   HostileBackend backend("hang-at-addr");
-  Rig rig(backend, std::chrono::milliseconds(1500));
+  Rig rig(backend, std::chrono::milliseconds(3000));
   ASSERT_TRUE(rig.device);
   ASSERT_TRUE(rig.activate().has_value());
   EXPECT_FALSE(rig.device->needs_reset()) << "activation waited for the backend";
