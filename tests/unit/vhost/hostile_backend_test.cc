@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -40,11 +41,15 @@ class HostileBackend {
     for (int i = 0; i < 500 && ::stat(socket_.c_str(), &st) != 0; ++i) ::usleep(10000);
   }
   ~HostileBackend() {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
+    if (pid_ > 0) kill_now();
     std::filesystem::remove_all(dir_);
   }
   const std::string& socket() const { return socket_; }
+  void kill_now() {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
   // The requests it read, in order, one name per line.
   std::string requests() const {
     std::ifstream f(log_);
@@ -59,7 +64,8 @@ class HostileBackend {
 };
 
 struct Rig {
-  Rig(const HostileBackend& backend, std::chrono::milliseconds timeout) {
+  Rig(const HostileBackend& backend, std::chrono::milliseconds timeout,
+      std::function<void(const std::string&)> on_failed = nullptr) {
     MemoryLayoutEntry layout[] = {{GuestAddress(0), 1 << 20}};
     memory = std::move(*GuestMemory::create(layout, MemoryBacking::kMemfd));
     loop = std::move(*EventLoop::create());
@@ -67,6 +73,7 @@ struct Rig {
     o.tag = "hostile";
     o.socket_path = backend.socket();
     o.reply_timeout = timeout;
+    o.on_backend_failed = std::move(on_failed);
     auto d = FsDevice::create(std::move(o));
     EXPECT_TRUE(d.has_value()) << (d ? "" : d.error().what);
     if (d) device = std::move(*d);
@@ -167,6 +174,26 @@ TEST(HostileVhostBackend, AHungBackendStallsOnlyItsOwnDevice) {
   EXPECT_EQ(count(seen, "SET_FEATURES"), 1u) << "activations were not coalesced behind the hung one\n" << seen;
   EXPECT_EQ(count(seen, "SET_VRING_ADDR"), 1u) << seen;
   EXPECT_EQ(count(seen, "GET_VRING_BASE"), 0u) << seen;
+}
+
+// The backend dies while the device waits for it: that is noticed on the loop at once (its
+// socket hangs up), long before the 60 s timeout, and ends as any backend death does: NEEDS_RESET
+// with one configuration interrupt, one report, and the worker's sequence cut short.
+TEST(HostileVhostBackend, DeathDuringAHungActivationIsABackendDeath) {
+  HostileBackend backend("hang-at-addr");
+  std::vector<std::string> reports;
+  Rig rig(backend, std::chrono::seconds(60), [&](const std::string& what) { reports.push_back(what); });
+  ASSERT_TRUE(rig.device);
+  ASSERT_TRUE(rig.activate().has_value());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_NE(backend.requests().find("SET_VRING_ADDR\n"), std::string::npos) << "the backend is not waited for yet";
+  backend.kill_now();
+  ASSERT_TRUE(rig.run_until([&] { return rig.device->needs_reset() && !rig.device->backend_busy(); }));
+  EXPECT_FALSE(rig.device->backend_connected());
+  EXPECT_EQ(rig.interrupt.config_count(), 1u);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_NE(reports[0].find("vhost-user backend gone"), std::string::npos) << reports[0];
+  rig.device->reset();
 }
 
 // Slow but answering: one sequence at a time, in order. Twenty activation/reset cycles while
