@@ -22,6 +22,11 @@
 // does not answer within reply_timeout ends as a dead one (NEEDS_RESET, config interrupt,
 // ENOTCONN replies). Resets and new activations while a sequence runs are coalesced: at most
 // one sequence is at the worker, and only the latest activation is ever sent.
+// The price: reset() returns before the backend has stopped the old rings (GET_VRING_BASE
+// goes out right after, on the worker), so the driver may see the reset done a round trip
+// before a healthy backend stops touching them; a later activation is sent only after the
+// stop. (Holding the status at non-zero until then, which §4.1.4.3.2 lets a PCI driver wait
+// for, would close that window; the transport does not do it yet.)
 //
 // Threading: create() on the builder thread; activate()/reset(), the call/hangup handlers
 // and the worker's completions (posted to the loop) on the event-loop thread.
