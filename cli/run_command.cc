@@ -651,8 +651,9 @@ int run_command(int argc, char** argv) {
     return kExitError;
   }
   (*vm)->set_time_origin(start);
-  // Setup is over: every file, device and socket the VM needs is open. No vCPU or device
-  // thread exists yet, so none runs outside the jail.
+  // Setup is over: every file, device and socket the VM needs is open. No vCPU or loop
+  // thread exists yet, so none runs outside the jail; a share's vhost-user worker does, but
+  // it is filtered already and follows the identity drop with the rest of the process.
   if (jail) {
     if (auto locked = jail_lock_down(*jail); !locked) {
       std::fprintf(stderr, "microvm: %s\n", locked.error().what.c_str());

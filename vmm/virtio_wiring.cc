@@ -21,6 +21,7 @@
 #include "virtio/pmem/device.h"
 #include "virtio/rng/device.h"
 #include "virtio/vsock/device.h"
+#include "vmm/sandbox_needs.h"
 
 namespace microvm {
 namespace {
@@ -66,7 +67,7 @@ DiskOptions disk_options(const DiskConfig& d, bool sandbox, const Logger& log) {
 
 // A shared folder: starts its virtiofsd (or uses the given backend socket), connects and
 // negotiates. The info line is the share's startup cost, for benchmarks.
-Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::string& virtiofsd_path, const Logger& log,
+Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const VmConfig& config, const Logger& log,
                                              Fd* backend_stderr,
                                              const std::function<void(const char*, std::string)>& on_event) {
   auto start = std::chrono::steady_clock::now();
@@ -75,13 +76,15 @@ Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::st
   if (fs.tag.empty()) fs.tag = s.host_dir.substr(s.host_dir.find_last_of('/') + 1);
   fs.logger = &log;
   fs.snapshot_remount = s.snapshot_remount;
+  // The share's worker thread talks to the backend under its own filter (vhost-user role).
+  if (config.sandbox) fs.enter_sandbox = [&config] { return enter_vhost_worker_sandbox(config); };
   if (on_event)
     fs.on_backend_failed = [on_event, group = "fs_" + fs.tag](const std::string& what) {
       on_event("backend-died", group + ": " + what);
     };
   if (s.socket_path.empty()) {
     VirtiofsdOptions v;
-    v.binary = TRY(find_virtiofsd(virtiofsd_path));
+    v.binary = TRY(find_virtiofsd(config.virtiofsd_path));
     v.shared_dir = s.host_dir;
     v.tag = fs.tag;
     v.read_only = s.read_only;
@@ -257,7 +260,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
                     w->ctx_.memory.seal_problem().c_str());
   for (const auto& s : config.shares) {
     Fd backend_stderr;
-    auto device = open_share(s, config.virtiofsd_path, w->ctx_.log, &backend_stderr, w->ctx_.on_event);
+    auto device = open_share(s, config, w->ctx_.log, &backend_stderr, w->ctx_.on_event);
     if (!device)
       return std::unexpected(device.error().context("--share " + (s.host_dir.empty() ? s.socket_path : s.host_dir)));
     if (backend_stderr)

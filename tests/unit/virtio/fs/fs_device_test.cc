@@ -220,8 +220,27 @@ TEST(FsDevice, ActivationHandsTheBackendMemoryRingsKickAndCallAndForwardsInterru
   EXPECT_EQ(rig.kicks[0].drain(), 1u);
   ASSERT_NE(rig.backend.find(Request::kSetVringEnable, 0), nullptr);
 
-  rig.device->reset();  // stops both rings with GET_VRING_BASE
+  rig.device->reset();  // stops both rings with GET_VRING_BASE, on the device's worker thread
+  rig.run_until([&] { return !rig.device->backend_busy(); });
+  EXPECT_NE(rig.backend.find(Request::kGetVringBase, 0), nullptr);
   EXPECT_NE(rig.backend.find(Request::kGetVringBase, 1), nullptr);
+}
+
+// DRIVER_OK returns before the backend has heard anything: the requests go out on the
+// device's worker thread, and the loop learns the outcome from a posted completion.
+TEST(FsDevice, ActivationDoesNotWaitForTheBackend) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  std::unique_lock lock(rig.backend.mu);  // the fake backend cannot record (nor answer) meanwhile
+  auto r = rig.device->activate(rig.context());
+  ASSERT_TRUE(r.has_value()) << r.error().what;
+  EXPECT_TRUE(rig.device->backend_busy());
+  EXPECT_FALSE(rig.device->needs_reset());
+  lock.unlock();
+  rig.run_until([&] { return !rig.device->backend_busy(); });
+  EXPECT_FALSE(rig.device->backend_busy());
+  EXPECT_TRUE(rig.device->backend_connected());
+  EXPECT_NE(rig.backend.find(Request::kSetVringEnable, 1), nullptr);
 }
 
 TEST(FsDevice, RingOutsideGuestRamFailsActivation) {
