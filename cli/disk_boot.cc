@@ -70,7 +70,14 @@ Result<DiskBoot> prepare_disk_boot(const DiskConfig& disk) {
   // opened then (the jail closes inherited descriptors). It takes no lock: the VM holds the
   // disk's lock by the time the reader is dropped. What it reads is checked as untrusted anyway
   // (DiskMapSource, the kernel loader).
-  auto open = [disk]() -> Result<std::unique_ptr<image_boot::ImageReader>> { return TRY(open_reader(disk, false)); };
+  // One opened image for both sources (an image open reads its qcow2 tables).
+  auto opened = std::make_shared<std::weak_ptr<image_boot::ImageReader>>();
+  auto open = [disk, opened]() -> Result<std::shared_ptr<image_boot::ImageReader>> {
+    if (auto r = opened->lock()) return r;
+    std::shared_ptr<image_boot::ImageReader> r = TRY(open_reader(disk, false));
+    *opened = r;
+    return r;
+  };
   if (plan->kernel_map) out.kernel = TRY(image_boot::DiskMapSource::create(open, std::move(*plan->kernel_map)));
   if (plan->initrd_map) out.initrd = TRY(image_boot::DiskMapSource::create(open, std::move(*plan->initrd_map)));
   plan->kernel_map.reset();

@@ -3,6 +3,7 @@
 // to the image run by run, so the VM reads the kernel straight into guest RAM instead of through
 // a buffer the size of the kernel. The image is opened on the first read, by path: a jailed VMM
 // closes every inherited descriptor before it builds the VM, and reads the kernel after that.
+// The kernel's and the initrd's sources may share one opened image (the opener decides).
 #include <functional>
 #include <memory>
 
@@ -14,7 +15,7 @@ namespace microvm::image_boot {
 
 class DiskMapSource final : public ByteSource {
  public:
-  using Opener = std::function<Result<std::unique_ptr<ImageReader>>()>;
+  using Opener = std::function<Result<std::shared_ptr<ImageReader>>()>;
   // The map comes from find_boot (runs sorted, non-overlapping, inside the file); it is checked
   // again, against the image's size once opened, so a bad map (or an image that shrank since
   // the search) is an error, never a read out of bounds.
@@ -26,7 +27,7 @@ class DiskMapSource final : public ByteSource {
  private:
   DiskMapSource(Opener open, DiskMap map) : open_(std::move(open)), map_(std::move(map)) {}
   Opener open_;
-  std::unique_ptr<ImageReader> disk_;
+  std::shared_ptr<ImageReader> disk_;
   DiskMap map_;
 };
 

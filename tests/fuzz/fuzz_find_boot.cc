@@ -29,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto plan = find_boot(disk, o);
   if (!plan) return 0;
   if (plan->kernel.size > o.max_kernel_bytes) std::abort();
-  auto open = [image]() -> microvm::Result<std::unique_ptr<ImageReader>> {
+  auto open = [image]() -> microvm::Result<std::shared_ptr<ImageReader>> {
     return std::make_unique<MemoryReader>(image);
   };
   auto read_back = [&](std::optional<DiskMap>& m, uint64_t limit) -> std::optional<std::vector<std::byte>> {

@@ -98,7 +98,7 @@ TEST_P(FindBoot, MapsExtentFilesAndTheSourceReadsTheirBytes) {
   EXPECT_TRUE(plan->kernel_bytes.empty());
   EXPECT_TRUE(plan->initrd_bytes.empty());
   int opens = 0;
-  auto open = [&]() -> Result<std::unique_ptr<ImageReader>> {
+  auto open = [&]() -> Result<std::shared_ptr<ImageReader>> {
     ++opens;
     return std::make_unique<MemoryReader>(image);
   };
@@ -124,7 +124,7 @@ TEST_P(FindBoot, MapsExtentFilesAndTheSourceReadsTheirBytes) {
   EXPECT_EQ(initrd, "first-second");
   // An image that shrank below the map is refused on open, not read out of bounds.
   auto shrunk = DiskMapSource::create(
-      []() -> Result<std::unique_ptr<ImageReader>> {
+      []() -> Result<std::shared_ptr<ImageReader>> {
         return std::make_unique<MemoryReader>(std::span<const std::byte>());
       },
       *plan->kernel_map);
@@ -134,7 +134,7 @@ TEST_P(FindBoot, MapsExtentFilesAndTheSourceReadsTheirBytes) {
 
 TEST(DiskMapSource, RefusesBadMapsAndReadsHolesAsZeros) {
   std::vector<std::byte> image(8192, std::byte{7});
-  auto open = [&]() -> Result<std::unique_ptr<ImageReader>> { return std::make_unique<MemoryReader>(image); };
+  auto open = [&]() -> Result<std::shared_ptr<ImageReader>> { return std::make_unique<MemoryReader>(image); };
   EXPECT_FALSE(DiskMapSource::create(open, DiskMap{100, {{50, 0, 51}}}));              // past the file
   EXPECT_FALSE(DiskMapSource::create(open, DiskMap{100, {{0, 0, 10}, {5, 0, 10}}}));   // overlap
   EXPECT_FALSE(DiskMapSource::create(open, DiskMap{100, {{0, UINT64_MAX - 5, 10}}}));  // wraps
