@@ -1,7 +1,7 @@
 #include "cli/disk_boot.h"
 
 #include "boot/image_boot/disk_map_source.h"
-#include "devices/block/disk_spec.h"
+#include "devices/block/disk_options.h"
 #include "devices/block/qcow2/qcow2_chain.h"
 
 namespace microvm {

@@ -22,17 +22,17 @@
 #include "cli/api_session.h"
 #include "cli/cloud_init_seed.h"
 #include "cli/disk_boot.h"
+#include "cli/disk_spec.h"
 #include "cli/graceful_shutdown.h"
 #include "cli/jail_launcher.h"
 #include "cli/memory_device_args.h"
+#include "cli/net_arg.h"
 #include "cli/qemu_args.h"
+#include "cli/serial_port_arg.h"
+#include "cli/share_spec.h"
 #include "cli/size_arg.h"
 #include "cli/terminal.h"
-#include "devices/block/disk_spec.h"
-#include "devices/console/port_spec.h"
-#include "devices/net/net_arg.h"
-#include "devices/vhost/share_spec.h"
-#include "devices/vsock/vsock_arg.h"
+#include "cli/vsock_arg.h"
 
 namespace microvm {
 namespace {

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <chrono>
 
-#include "devices/block/disk_spec.h"
+#include "devices/block/disk_options.h"
 #include "devices/block/open_disk.h"
-#include "devices/console/port_spec.h"
+#include "devices/console/port_name.h"
 #include "devices/console/pty_port.h"
 #include "devices/console/socket_port.h"
 #include "devices/net/open_net.h"
@@ -35,6 +35,19 @@ constexpr uint64_t kMmioSlotSize = 0x1000;
 constexpr uint64_t kPmemAlign = 1ull << 30;
 constexpr uint32_t kFirstPmemSlot = 8;
 constexpr size_t kMaxPmems = 8;
+
+NetBackendOptions net_backend_options(const NetConfig& n) {
+  NetBackendOptions o;
+  o.tap = n.tap;
+  o.bridge = n.bridge;
+  o.user = n.user;
+  o.hostfwd = n.hostfwd;
+  o.host_loopback = n.host_loopback;
+  o.restrict_to_forwards = n.restrict_to_forwards;
+  o.max_host_sockets = n.max_host_sockets;
+  o.vhost = n.vhost;
+  return o;
+}
 
 DiskOptions disk_options(const DiskConfig& d, bool sandbox, const Logger& log) {
   DiskOptions o;
@@ -219,7 +232,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     }));
   }
   for (const auto& n : config.nets) {
-    auto opened = open_net(n, w->ctx_.log);
+    auto opened = open_net(net_backend_options(n), w->ctx_.log);
     if (!opened) return std::unexpected(opened.error().context("--net"));
     NetOptions net;
     net.mac = default_mac(opened->mac_seed);

@@ -28,12 +28,12 @@
 
 #include "base/event_fd.h"
 #include "base/log.h"
+#include "base/loop_registration.h"
 #include "base/throttled_log.h"
 #include "devices/vhost/vhost_user_client.h"
 #include "devices/vhost/virtiofsd_process.h"
 #include "virtio/device_counters.h"
 #include "virtio/fs/orphaned_queues.h"
-#include "virtio/loop_registration.h"
 #include "virtio/virtio_device.h"
 
 namespace microvm {
