@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 
+#include "vmm/sandbox_needs.h"
+
 namespace microvm {
 namespace {
 
@@ -84,9 +86,10 @@ Result<std::unique_ptr<Vm>> ClonePoolImpl::take(RestoreOptions options) {
   }
   if (!shell) shell = TRY(make_shell());
   auto m = Machine::restore_into(std::move(*shell), snapshot_, config, options, state_path_, filters.get());
-  {
+  if (m && !(filters && filters->needs == sandbox_needs_for(config))) {
+    auto mine = std::make_shared<const SandboxFilters>((*m)->sandbox_filters());
     std::lock_guard lock(mu_);
-    if (m && !filters_) filters_ = std::make_shared<const SandboxFilters>((*m)->sandbox_filters());
+    filters_ = std::move(mine);
   }
   // Only now: the refill competes for the CPU, the mmap lock and KVM with the clone being
   // made, on a host with few cores doubling its cost.
