@@ -315,7 +315,9 @@ struct ClonePoolOptions {
 // it would mix old state with new memory); snapshot into a new directory instead.
 class ClonePool {
  public:
-  virtual ~ClonePool() = default;  // stops and joins the thread; prepared VMs are freed
+  // Stops and joins the thread and frees the prepared VMs. Clones already taken own all they
+  // run on and may outlive the pool.
+  virtual ~ClonePool() = default;
   // Prepared VMs ready now.
   virtual unsigned ready() const = 0;
   // Waits until the pool is full or `timeout` passed. Error: the last failure of the
