@@ -4,16 +4,20 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "cli/api_client.h"
+#include "cli/ctl_usage_error.h"
 #include "cli/rate_limit_arg.h"
 #include "cli/size_arg.h"
 #include "microvm/vm.h"
@@ -229,6 +233,26 @@ int ctl_rate_limit(const std::string& sock, const RateLimitArgs& a, bool json) {
   return 0;
 }
 
+// "--api-sock", "-h", ... for each named option of `app` (positionals have no names).
+std::vector<std::string> option_names(const CLI::App& app) {
+  std::vector<std::string> out;
+  for (const CLI::Option* o : app.get_options()) {
+    for (const auto& l : o->get_lnames()) out.push_back("--" + l);
+    for (const auto& s : o->get_snames()) out.push_back("-" + s);
+  }
+  return out;
+}
+
+CtlSyntax syntax_of(const CLI::App& app) {
+  CtlSyntax syntax;
+  syntax.global_options = option_names(app);
+  for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+    syntax.commands.push_back(sub->get_name());
+    syntax.command_options[sub->get_name()] = option_names(*sub);
+  }
+  return syntax;
+}
+
 }  // namespace
 
 int ctl_command(int argc, char** argv) {
@@ -320,7 +344,8 @@ int ctl_command(int argc, char** argv) {
     std::fputs(app.help().c_str(), stdout);
     return 0;
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "microvm ctl: %s\nRun 'microvm ctl --help' for the options.\n", e.what());
+    std::vector<std::string> args(argv + std::min(argc, 1), argv + argc);
+    std::fprintf(stderr, "microvm ctl: %s\n", ctl_usage_error(args, syntax_of(app), e.what()).c_str());
     return kExitUsage;
   }
   if (snapshot->parsed()) return ctl_snapshot(sock, snapshot_dir, keep_paused, json);

@@ -16,6 +16,11 @@ function(microvm_library name)
     list(FILTER srcs EXCLUDE REGEX ${ex})
   endforeach()
   add_library(${name} STATIC ${srcs})
+  # The source root is the include root (#include "base/fd.h"), set on each library and passed
+  # on to what links it; nothing is set for whole folders, so a project that adds microvm with
+  # add_subdirectory sees only what microvm::microvm gives it (include/).
+  target_include_directories(${name} PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>
+                                            $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>)
   target_link_libraries(${name} PUBLIC ${ARG_DEPS})
   microvm_warnings(${name})
 endfunction()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds microvm and boots the default guest to a busybox shell on
-# this terminal. Leave the guest with `poweroff` (exit code 0) or C-a x.
+# this terminal. Leave the guest with `poweroff` (exit code 0), `reboot` (exit code 3) or C-a x.
 # Extra arguments go to `microvm run` (e.g. --cpus 4 --memory 1G).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -10,6 +10,8 @@ scripts/build.sh
 status=0
 # The include arrows of docs/architecture.md (a few seconds, no build needed).
 scripts/check-layering.sh || status=1
+# Benchmark output and generated charts stay out of git (.gitignore; docs/img only what docs show).
+scripts/check-tracked-output.sh || status=1
 # The formatting of every tracked source (clang-format-14, .clang-format).
 scripts/check-format.sh || status=1
 # Unit tests in parallel; tests that run guests one at a time (each uses the whole machine).

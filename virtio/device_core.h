@@ -29,12 +29,12 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/loop_registration.h"
 #include "base/result.h"
 #include "base/state_reader.h"
 #include "base/state_writer.h"
 #include "base/throttled_log.h"
 #include "virtio/device_counters.h"
-#include "virtio/loop_registration.h"
 #include "virtio/queue.h"
 #include "virtio/saved_queues.h"
 #include "virtio/virtio_device.h"

@@ -13,9 +13,9 @@
 
 #include "base/fd.h"
 #include "base/io_rate_limiter.h"
+#include "base/loop_registration.h"
 #include "base/rate_limit.h"
 #include "base/result.h"
-#include "virtio/loop_registration.h"
 
 namespace microvm {
 

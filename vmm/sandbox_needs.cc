@@ -4,6 +4,7 @@
 
 #include "microvm/sandbox.h"
 #include "vmm/sandbox/seccomp_program.h"
+#include "vmm/sandbox/thread_signals.h"
 
 namespace microvm {
 
@@ -20,10 +21,19 @@ SandboxNeeds sandbox_needs_for(const VmConfig& config) {
   }
   for (const auto& s : config.shares)
     if (!s.host_dir.empty()) needs.child_processes = true;
+  needs.vhost_user = !config.shares.empty();
   for (const auto& sp : config.serial_ports)
     if (!sp.socket_path.empty()) needs.console_sockets = true;
   needs.vsock = config.vsock.has_value();
   return needs;
+}
+
+Result<void> enter_vhost_worker_sandbox(const VmConfig& config) {
+  // Signals go to the threads that handle them (thread_signals.h), never to this one.
+  block_async_signals();
+  auto program = SeccompProgram::compile(policy_for(ThreadRole::kVhostWorker, sandbox_needs_for(config)));
+  if (!program) return std::unexpected(program.error().context("sandbox: vhost-user worker filter"));
+  return program->install(ThreadRole::kVhostWorker);
 }
 
 Result<void> enter_snapshot_thread_sandbox(const VmConfig& config) {

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <chrono>
 
-#include "devices/block/disk_spec.h"
+#include "devices/block/disk_options.h"
 #include "devices/block/open_disk.h"
-#include "devices/console/port_spec.h"
+#include "devices/console/port_name.h"
 #include "devices/console/pty_port.h"
 #include "devices/console/socket_port.h"
 #include "devices/net/open_net.h"
@@ -21,6 +21,7 @@
 #include "virtio/pmem/device.h"
 #include "virtio/rng/device.h"
 #include "virtio/vsock/device.h"
+#include "vmm/sandbox_needs.h"
 
 namespace microvm {
 namespace {
@@ -35,6 +36,19 @@ constexpr uint64_t kMmioSlotSize = 0x1000;
 constexpr uint64_t kPmemAlign = 1ull << 30;
 constexpr uint32_t kFirstPmemSlot = 8;
 constexpr size_t kMaxPmems = 8;
+
+NetBackendOptions net_backend_options(const NetConfig& n) {
+  NetBackendOptions o;
+  o.tap = n.tap;
+  o.bridge = n.bridge;
+  o.user = n.user;
+  o.hostfwd = n.hostfwd;
+  o.host_loopback = n.host_loopback;
+  o.restrict_to_forwards = n.restrict_to_forwards;
+  o.max_host_sockets = n.max_host_sockets;
+  o.vhost = n.vhost;
+  return o;
+}
 
 DiskOptions disk_options(const DiskConfig& d, bool sandbox, const Logger& log) {
   DiskOptions o;
@@ -53,7 +67,7 @@ DiskOptions disk_options(const DiskConfig& d, bool sandbox, const Logger& log) {
 
 // A shared folder: starts its virtiofsd (or uses the given backend socket), connects and
 // negotiates. The info line is the share's startup cost, for benchmarks.
-Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::string& virtiofsd_path, const Logger& log,
+Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const VmConfig& config, const Logger& log,
                                              Fd* backend_stderr,
                                              const std::function<void(const char*, std::string)>& on_event) {
   auto start = std::chrono::steady_clock::now();
@@ -62,13 +76,15 @@ Result<std::unique_ptr<FsDevice>> open_share(const ShareConfig& s, const std::st
   if (fs.tag.empty()) fs.tag = s.host_dir.substr(s.host_dir.find_last_of('/') + 1);
   fs.logger = &log;
   fs.snapshot_remount = s.snapshot_remount;
+  // The share's worker thread talks to the backend under its own filter (vhost-user role).
+  if (config.sandbox) fs.enter_sandbox = [&config] { return enter_vhost_worker_sandbox(config); };
   if (on_event)
     fs.on_backend_failed = [on_event, group = "fs_" + fs.tag](const std::string& what) {
       on_event("backend-died", group + ": " + what);
     };
   if (s.socket_path.empty()) {
     VirtiofsdOptions v;
-    v.binary = TRY(find_virtiofsd(virtiofsd_path));
+    v.binary = TRY(find_virtiofsd(config.virtiofsd_path));
     v.shared_dir = s.host_dir;
     v.tag = fs.tag;
     v.read_only = s.read_only;
@@ -219,7 +235,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
     }));
   }
   for (const auto& n : config.nets) {
-    auto opened = open_net(n, w->ctx_.log);
+    auto opened = open_net(net_backend_options(n), w->ctx_.log);
     if (!opened) return std::unexpected(opened.error().context("--net"));
     NetOptions net;
     net.mac = default_mac(opened->mac_seed);
@@ -244,7 +260,7 @@ Result<std::unique_ptr<VirtioWiring>> VirtioWiring::create(Context ctx) {
                     w->ctx_.memory.seal_problem().c_str());
   for (const auto& s : config.shares) {
     Fd backend_stderr;
-    auto device = open_share(s, config.virtiofsd_path, w->ctx_.log, &backend_stderr, w->ctx_.on_event);
+    auto device = open_share(s, config, w->ctx_.log, &backend_stderr, w->ctx_.on_event);
     if (!device)
       return std::unexpected(device.error().context("--share " + (s.host_dir.empty() ? s.socket_path : s.host_dir)));
     if (backend_stderr)

@@ -7,7 +7,7 @@
 
 #include "base/fd.h"
 #include "cli/img/img_internal.h"
-#include "devices/block/disk_spec.h"
+#include "devices/block/disk_format.h"
 #include "devices/block/file_io.h"
 #include "devices/block/image_file.h"
 #include "devices/block/qcow2/qcow2_format.h"

@@ -8,7 +8,7 @@
 #include "base/fd.h"
 #include "cli/img/img_internal.h"
 #include "cli/img/sizes.h"
-#include "devices/block/disk_spec.h"
+#include "devices/block/disk_format.h"
 #include "devices/block/file_io.h"
 #include "devices/block/qcow2/qcow2_chain.h"
 #include "devices/block/qcow2/qcow2_create.h"

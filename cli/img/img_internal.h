@@ -14,8 +14,8 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "devices/block/disk_format.h"
 #include "devices/block/disk_options.h"
-#include "devices/block/disk_spec.h"
 #include "devices/block/qcow2/qcow2_create.h"
 
 namespace microvm {

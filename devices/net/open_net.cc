@@ -1,6 +1,6 @@
 #include "devices/net/open_net.h"
 
-#include "devices/net/net_arg.h"
+#include "devices/net/host_forward.h"
 #include "devices/net/tap.h"
 #if MICROVM_HAVE_SLIRP
 #include "devices/net/slirp_backend.h"
@@ -8,7 +8,7 @@
 
 namespace microvm {
 
-Result<OpenedNet> open_net(const NetConfig& config, const Logger& log) {
+Result<OpenedNet> open_net(const NetBackendOptions& config, const Logger& log) {
   OpenedNet out;
   if (config.user) {
 #if MICROVM_HAVE_SLIRP

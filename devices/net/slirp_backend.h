@@ -16,7 +16,7 @@
 
 #include "base/event_fd.h"
 #include "base/fd.h"
-#include "devices/net/net_arg.h"
+#include "devices/net/host_forward.h"
 #include "devices/net/net_backend.h"
 
 struct Slirp;

@@ -19,29 +19,30 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-Result<void> set_timeouts(int fd, std::chrono::milliseconds timeout) {
-  timeval tv{};
-  tv.tv_sec = timeout.count() / 1000;
-  tv.tv_usec = (timeout.count() % 1000) * 1000;
-  if (::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) return fail_errno("vhost-user: SO_RCVTIMEO");
-  if (::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) return fail_errno("vhost-user: SO_SNDTIMEO");
-  return {};
+// Waits until `fd` is ready for `events`, the deadline passes (ETIMEDOUT) or `cancel_fd`
+// becomes readable (ECANCELED: the owner dropped the backend).
+Result<void> wait_ready(int fd, short events, int cancel_fd, Clock::time_point deadline) {
+  for (;;) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return fail(ETIMEDOUT, "vhost-user: backend did not reply in time");
+    pollfd pfd[2] = {{fd, events, 0}, {cancel_fd, POLLIN, 0}};
+    int ready = ::poll(pfd, cancel_fd >= 0 ? 2 : 1, static_cast<int>(std::min<int64_t>(left.count(), INT32_MAX)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) return fail_errno("vhost-user: poll");
+    if (cancel_fd >= 0 && pfd[1].revents) return fail(ECANCELED, "vhost-user: the backend was dropped");
+    if (pfd[0].revents) return {};
+  }
 }
 
 // Reads exactly `len` bytes by `deadline`, however the backend slices them: a backend that
 // trickles a byte at a time gets no more time than one that says nothing (a per-recvmsg
 // timeout would restart with every byte). Any fds that arrive are closed (no reply we read
 // carries fds), and their arrival is reported so the caller can refuse the reply.
-Result<void> read_exact(int fd, void* buf, size_t len, bool* got_fds, Clock::time_point deadline) {
+Result<void> read_exact(int fd, void* buf, size_t len, bool* got_fds, int cancel_fd, Clock::time_point deadline) {
   auto* p = static_cast<std::byte*>(buf);
   size_t done = 0;
   while (done < len) {
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-    pollfd pfd{fd, POLLIN, 0};
-    int ready = left.count() > 0 ? ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), INT32_MAX))) : 0;
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready < 0) return fail_errno("vhost-user: poll");
-    if (ready == 0) return fail(ETIMEDOUT, "vhost-user: backend did not reply in time");
+    TRY(wait_ready(fd, POLLIN, cancel_fd, deadline));
     iovec iov{p + done, len - done};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
     msghdr msg{};
@@ -95,19 +96,21 @@ Result<VhostUserClient> VhostUserClient::connect(const std::string& socket_path,
 
 Result<VhostUserClient> VhostUserClient::from_fd(Fd socket, std::chrono::milliseconds timeout) {
   if (!socket) return fail(EBADF, "vhost-user: no socket");
-  // Sends: a backend that stops reading wedges its socket buffer; SO_SNDTIMEO bounds that.
-  // Replies are waited for with poll() against a deadline (read_exact).
-  TRY(set_timeouts(socket.get(), timeout));
+  // Sends and replies are waited for with poll() against a deadline (wait_ready), so the
+  // socket needs no SO_SNDTIMEO/SO_RCVTIMEO.
   VhostUserClient c(std::move(socket));
   c.reply_timeout_ = timeout;
   return c;
 }
 
-void VhostUserClient::set_stall_budget(std::chrono::milliseconds budget) { stall_budget_ = budget; }
-
 void VhostUserClient::begin_operation() { operation_deadline_ = Clock::now() + reply_timeout_; }
 
 void VhostUserClient::end_operation() { operation_deadline_.reset(); }
+
+VhostUserClient::Clock::time_point VhostUserClient::deadline() const {
+  const auto own = Clock::now() + reply_timeout_;
+  return operation_deadline_ ? std::min(*operation_deadline_, own) : own;
+}
 
 std::unexpected<Error> VhostUserClient::broken_by(Error e) {
   socket_.reset();
@@ -135,12 +138,16 @@ Result<void> VhostUserClient::send(Request req, uint32_t flags, const void* payl
     std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   }
   size_t total = sizeof h + size;
+  // A backend that stops reading wedges its socket buffer: wait for room until the deadline,
+  // then send without blocking.
+  if (auto ready = wait_ready(socket_.get(), POLLOUT, cancel_fd_, deadline()); !ready)
+    return broken_by(ready.error().context(std::string("sending ") + request_name(req)));
   ssize_t n;
-  do n = ::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL);
+  do n = ::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
   while (n < 0 && errno == EINTR);
   if (n < 0) return broken_by(fail_errno(std::string("vhost-user: sending ") + request_name(req)).error());
-  // A Unix stream socket takes a small message whole or not at all; a short send means the
-  // peer's buffer is wedged, and a half-sent message cannot be recovered.
+  // A Unix stream socket with room (POLLOUT) takes a small message whole; a short send means
+  // the peer's buffer is wedged, and a half-sent message cannot be recovered.
   if (static_cast<size_t>(n) != total)
     return broken_by(Error(EPROTO, std::string("vhost-user: short send of ") + request_name(req)));
   return {};
@@ -148,31 +155,13 @@ Result<void> VhostUserClient::send(Request req, uint32_t flags, const void* payl
 
 Result<void> VhostUserClient::receive(Request req, std::span<std::byte> out) {
   if (broken()) return fail(EPIPE, std::string("vhost-user: connection is down, no reply to ") + request_name(req));
-  // One deadline for a whole operation (an activation's dozen requests, a reset's), else per request.
-  const auto start = Clock::now();
-  const auto deadline =
-      operation_deadline_ ? std::min(*operation_deadline_, start + reply_timeout_) : start + reply_timeout_;
-  auto r = read_reply(req, out, deadline);
-  // The event loop waited this long for the backend: a slow one uses up its budget and is
-  // then treated as gone, so a guest that loops resets cannot turn a slow backend into a
-  // stalled VMM. A reply within the grace costs nothing (a healthy virtiofsd answers in µs).
-  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
-  if (waited > kStallGrace) stalled_ += waited;
-  if (!r) return r;
-  if (stalled_ > stall_budget_)
-    return broken_by(Error(ETIMEDOUT, "vhost-user: the backend used up its stall budget (" +
-                                          std::to_string(stalled_.count()) + " ms of slow replies, budget " +
-                                          std::to_string(stall_budget_.count()) + " ms)"));
-  return {};
-}
-
-Result<void> VhostUserClient::read_reply(Request req, std::span<std::byte> out, Clock::time_point deadline) {
+  const auto by = deadline();
   bool got_fds = false;
   Header h;
-  if (auto r = read_exact(socket_.get(), &h, sizeof h, &got_fds, deadline); !r)
+  if (auto r = read_exact(socket_.get(), &h, sizeof h, &got_fds, cancel_fd_, by); !r)
     return broken_by(r.error().context(std::string("reply to ") + request_name(req)));
   if (auto r = check_reply_header(h, req, static_cast<uint32_t>(out.size())); !r) return broken_by(r.error());
-  if (auto r = read_exact(socket_.get(), out.data(), out.size(), &got_fds, deadline); !r)
+  if (auto r = read_exact(socket_.get(), out.data(), out.size(), &got_fds, cancel_fd_, by); !r)
     return broken_by(r.error().context(std::string("reply to ") + request_name(req)));
   if (got_fds)
     return broken_by(Error(EPROTO, std::string("vhost-user reply to ") + request_name(req) + ": unexpected fds"));

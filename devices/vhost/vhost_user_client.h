@@ -7,14 +7,16 @@
 // any malformed reply marks the client broken and closes the socket; every later call fails
 // at once. The owner (a device) then stops using the backend; the VMM keeps running.
 //
-// Bounded waits (the event loop waits for replies, so a slow or hung backend must not stall
-// the VMM for long): a reply is awaited until a deadline, however the backend slices its
-// bytes; begin_operation() makes one deadline cover every request until end_operation()
-// (an activation, a reset); and replies slower than a small grace count against a per-client
-// stall budget, past which the backend is treated as broken. So a backend can cost the loop
-// at most one reply timeout per operation and its budget over its whole life.
+// Bounded waits: a reply is awaited until a deadline, however the backend slices its bytes,
+// and a send waits (poll, then a non-blocking sendmsg) until the same deadline for room in
+// the socket buffer. begin_operation() makes one deadline cover every request until
+// end_operation() (an activation, a reset). A cancel fd (set_cancel_fd) ends any wait at
+// once: the owner of the thread that talks to the backend uses it to drop a hung backend
+// without waiting for the deadline.
 //
-// Threading: not thread-safe; one owner thread (the event loop) issues requests.
+// Threading: not thread-safe; one thread issues requests. The event loop never does: a
+// device hands its request sequences to a VhostUserWorker (vhost_user_worker.h), so a slow or
+// hung backend stalls only that device.
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -76,13 +78,12 @@ class VhostUserClient {
   [[nodiscard]] Result<void> set_vring_call(uint32_t index, int fd);
   [[nodiscard]] Result<void> set_vring_enable(uint32_t index, bool enable);
 
-  // One deadline (now + the reply timeout) for every reply until end_operation().
+  // One deadline (now + the reply timeout) for every request and reply until end_operation().
   void begin_operation();
   void end_operation();
-  // Total time slow replies (each over kStallGrace) may take before the client breaks.
-  void set_stall_budget(std::chrono::milliseconds budget);
-  std::chrono::milliseconds stalled() const { return stalled_; }
-  static constexpr std::chrono::milliseconds kStallGrace{20};
+  // While `fd` (an eventfd, owned by the caller, outliving the client) is readable, every
+  // wait fails at once with ECANCELED and the client breaks. -1: none.
+  void set_cancel_fd(int fd) { cancel_fd_ = fd; }
 
   // Backend features (after negotiate()) and the protocol features both sides agreed on.
   uint64_t backend_features() const { return backend_features_; }
@@ -102,10 +103,10 @@ class VhostUserClient {
   [[nodiscard]] Result<void> send(vhost_user::Request req, uint32_t flags, const void* payload, uint32_t size,
                                   std::span<const int> fds);
   using Clock = std::chrono::steady_clock;
-  // Reads one reply to `req` with a payload of exactly out.size() bytes, and charges a slow
-  // one to the stall budget.
+  // Reads one reply to `req` with a payload of exactly out.size() bytes.
   [[nodiscard]] Result<void> receive(vhost_user::Request req, std::span<std::byte> out);
-  [[nodiscard]] Result<void> read_reply(vhost_user::Request req, std::span<std::byte> out, Clock::time_point deadline);
+  // The operation's deadline, or now + the reply timeout outside an operation.
+  Clock::time_point deadline() const;
   [[nodiscard]] Result<uint64_t> get_u64(vhost_user::Request req);
   [[nodiscard]] Result<void> set_u64(vhost_user::Request req, uint64_t value, bool ack);
   // Closes the socket and returns the error, so no later call talks to a confused backend.
@@ -113,8 +114,7 @@ class VhostUserClient {
 
   Fd socket_;
   std::chrono::milliseconds reply_timeout_{10000};
-  std::chrono::milliseconds stall_budget_{std::chrono::milliseconds::max()};
-  std::chrono::milliseconds stalled_{0};
+  int cancel_fd_ = -1;
   std::optional<Clock::time_point> operation_deadline_;
   uint64_t backend_features_ = 0;
   uint64_t protocol_features_ = 0;

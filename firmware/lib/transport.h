@@ -29,6 +29,9 @@ int vt_pci_probe(u32 device_id, struct vtransport* out);
 
 /* The interrupt line of the device vt_mmio_probe found ("...:<irq>" on the command line). */
 extern u32 vt_mmio_irq;
+/* The register window of the device vt_mmio_probe found last (a program driving two
+ * devices keeps the first one's to read its registers directly). */
+u64 vt_mmio_base(void);
 /* virtio-pci MSI-X: enables MSI-X on the device vt_pci_probe found with table entry 0 =
  * (addr, data), unmasked. Returns 0 if the device has no usable MSI-X capability. */
 int vt_pci_msix_enable(u64 msg_addr, u32 msg_data);

@@ -30,6 +30,8 @@
 static u64 base;
 u32 vt_mmio_irq;
 
+u64 vt_mmio_base(void) { return base; }
+
 static u32 rd(u32 off) { return *(volatile u32*)(usize)(base + off); }
 static void wr(u32 off, u32 v) { *(volatile u32*)(usize)(base + off) = v; }
 

@@ -4,7 +4,9 @@
  * "VIRTIOFS ready tag=TAG", then polls the device status. When the backend dies, the device
  * must set DEVICE_NEEDS_RESET and raise a configuration-change interrupt (§2.1.2): the
  * firmware prints "VIRTIOFS needs-reset config-interrupt=0|1" and halts, so the VM stays up
- * for the host's checks. Never powers off by itself. */
+ * for the host's checks. Never powers off by itself.
+ * With "vfs.reset=1" it resets the device once it is ready (status 0, §2.4), which makes the
+ * VMM stop the backend's queue, and prints "VIRTIOFS reset status=S" (S must be 0). */
 #include "fw.h"
 #include "virtio_driver.h"
 
@@ -32,6 +34,14 @@ void fw_main(u64 bp) {
     vio_line("ready tag=");
     print_tag();
     fw_putc('\n');
+    if (vio_cmdline_has(bp, "vfs", ".reset=1")) {
+      vio.set_status(0);
+      u8 after = vio.get_status();
+      for (u32 polls = 0; polls < 1000000 && after != 0; polls++) after = vio.get_status();
+      vio_line("reset status=");
+      fw_put_dec(after);
+      fw_putc('\n');
+    }
     /* The host's test timeout bounds the wait; the bound here only keeps the loop finite. */
     u32 isr = 0;
     u8 status = vio.get_status();

@@ -4,7 +4,11 @@
 //                                 (all served at once through poll), print "echo served=N"
 //   vsock_echo connect PORT SIZE  connect to the host (CID 2) on PORT, send SIZE pattern
 //                                 bytes while reading the echo back, print "g2h ok=1" if
-//                                 every byte came back intact
+//                                 every byte came back intact, and the time it took (the
+//                                 in-guest throughput figure: each byte crosses the device twice)
+//   vsock_echo hold PORT          connect to the host on PORT, print "hold connected", then
+//                                 block in read() until the connection ends; print how it
+//                                 ended (a snapshot restore's TRANSPORT_RESET gives ECONNRESET)
 // Every run ends after 2400 s at most (alarm), so a stuck peer fails a test instead of hanging it
 // (generous: under load the emulated guest kernel echoes 16 MiB in ~15 minutes).
 #include <errno.h>
@@ -15,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { kMaxConns = 256, kBuf = 65536 };
@@ -75,6 +80,8 @@ static int connect_mode(unsigned port, unsigned long size) {
   struct sockaddr_vm a = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_HOST, .svm_port = port};
   if (connect(s, (struct sockaddr*)&a, sizeof a) != 0) return perror("connect"), 1;
   fcntl(s, F_SETFL, O_NONBLOCK);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
   static unsigned char out[kBuf], in[kBuf];
   unsigned long sent = 0, got = 0, bad = 0;
   while (got < size) {
@@ -97,9 +104,27 @@ static int connect_mode(unsigned port, unsigned long size) {
       if (r > 0) got += (unsigned long)r;
     }
   }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
   close(s);
+  long ms = (t1.tv_sec - t0.tv_sec) * 1000L + (t1.tv_nsec - t0.tv_nsec) / 1000000L;
   printf("g2h sent=%lu got=%lu ok=%d\n", sent, got, got == size && bad == 0);
+  printf("g2h echo ms=%ld KiB/s=%ld\n", ms, ms > 0 ? (long)(got / 1024 * 1000 / (unsigned long)ms) : -1L);
   return got == size && bad == 0 ? 0 : 1;
+}
+
+static int hold_mode(unsigned port) {
+  int s = socket(AF_VSOCK, SOCK_STREAM, 0);
+  if (s < 0) return perror("socket"), 1;
+  struct sockaddr_vm a = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_HOST, .svm_port = port};
+  if (connect(s, (struct sockaddr*)&a, sizeof a) != 0) return perror("connect"), 1;
+  printf("hold connected port=%u\n", port);
+  fflush(stdout);
+  char c;
+  ssize_t r = read(s, &c, 1);
+  int err = r < 0 ? errno : 0;
+  printf("hold read=%zd errno=%d\n", r, err);
+  close(s);
+  return 0;
 }
 
 int main(int argc, char** argv) {
@@ -107,6 +132,7 @@ int main(int argc, char** argv) {
   if (argc == 4 && strcmp(argv[1], "listen") == 0) return listen_mode((unsigned)atoi(argv[2]), atoi(argv[3]));
   if (argc == 4 && strcmp(argv[1], "connect") == 0)
     return connect_mode((unsigned)atoi(argv[2]), strtoul(argv[3], NULL, 10));
-  fprintf(stderr, "usage: vsock_echo listen PORT N | connect PORT SIZE\n");
+  if (argc == 3 && strcmp(argv[1], "hold") == 0) return hold_mode((unsigned)atoi(argv[2]));
+  fprintf(stderr, "usage: vsock_echo listen PORT N | connect PORT SIZE | hold PORT\n");
   return 2;
 }

@@ -56,6 +56,29 @@ TEST(LinuxBoot, InteractiveShellSeesCpusAndMemoryAndPowersOff) {
   EXPECT_NE(r.err.find("boot-timer: guest boot marker at "), std::string::npos) << r.describe();
 }
 
+// A plain `reboot` typed at the same interactive shell: busybox signals PID 1 (SIGTERM), the
+// initramfs' /init traps it and reboots, and microvm ends with the documented exit code 3
+// (README "Exit codes"). Without the trap PID 1 ignores the signal and the guest stays up
+// until the timeout.
+TEST(LinuxBoot, InteractiveShellRebootEndsWithExitCode3) {
+  require_guest();
+  TempDir dir;
+  auto initrd = make_initramfs(dir, {});
+  ASSERT_TRUE(initrd) << initrd.error().what;
+  VmRunOptions opts;
+  opts.timeout = std::chrono::minutes(12);
+  opts.interactions = {
+      {"userspace ready", ""},
+      {"# ", "echo about-to-$((2*2))-reboot\n"},
+      {"about-to-4-reboot", "reboot\n"},
+  };
+  opts.stdin_pty = true;
+  auto r = run_microvm(base_args(*initrd, "256M"), opts);
+  EXPECT_FALSE(r.timed_out) << r.describe();
+  EXPECT_EQ(r.exit_code, 3) << r.describe();
+  EXPECT_NE(r.out.find("about-to-4-reboot"), std::string::npos) << r.describe();
+}
+
 // The embedding example boots the same guest through the library API only.
 TEST(LinuxBoot, EmbeddingExampleBootsGuest) {
   require_guest();

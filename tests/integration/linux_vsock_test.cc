@@ -1,10 +1,14 @@
 // virtio-vsock with the real Linux guest driver (one boot): a static guest program
 // (tests/guest/vsock_echo.c) echoes on vsock port 5000. The host, through Firecracker's
-// convention (connect to the --vsock socket, "CONNECT 5000\n", "OK <port>\n"), opens a 2 MiB
-// echo and then 20 connections at once, all echoed back intact. Then the guest connects to
-// host port 6000 (the Unix socket PATH_6000), whose host-side echo returns 1 MiB intact.
+// convention (connect to the --vsock socket, "CONNECT 5000\n", "OK <port>\n"), opens a 16 MiB
+// echo and then 100 connections at once, all echoed back intact. Then the guest connects to
+// host port 6000 (the Unix socket PATH_6000), whose host-side echo returns 16 MiB intact. Both
+// 16 MiB echoes print their throughput (a figure for the closing note, never asserted).
+// Last, the guest holds a connection to host port 7000; the VM is snapshotted there, stopped,
+// and restored with a new host socket: the restored device's TRANSPORT_RESET must reset the
+// held connection (ECONNRESET in the guest), and a new connection must work.
 //
-// The host clients run ONE round: the guest's echo serves exactly 1 + 20 connections and then
+// The host clients run ONE round: the guest's echo serves exactly 1 + 100 connections and then
 // closes its listener. A CONNECT that arrives in between is accepted by the guest kernel's
 // backlog (handshake, "OK"), then reset when the listener closes with it unaccepted: correct
 // vsock (and TCP) behaviour, which an earlier version of this test, repeating its round, took
@@ -17,7 +21,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -28,14 +34,16 @@
 namespace microvm::testing {
 namespace {
 
-constexpr size_t kBigSize = 2 << 20;
-constexpr int kConcurrent = 20;
+constexpr size_t kBigSize = 16 << 20;
+constexpr int kConcurrent = 100;
 constexpr size_t kSmallSize = 16 << 10;
-constexpr size_t kGuestToHostSize = 1 << 20;
+constexpr size_t kGuestToHostSize = 16 << 20;
 
 constexpr const char* kGuestScript = R"SH(
-/vsock_echo listen 5000 21; echo "echo_rc=$?"
-/vsock_echo connect 6000 1048576; echo "g2h_rc=$?"
+/vsock_echo listen 5000 101; echo "echo_rc=$?"
+/vsock_echo connect 6000 16777216; echo "g2h_rc=$?"
+/vsock_echo hold 7000; echo "hold_rc=$?"
+/vsock_echo connect 6000 65536; echo "after_reset_rc=$?"
 )SH";
 
 unsigned char pattern_byte(size_t i, unsigned salt) { return static_cast<unsigned char>(i * 131 + (i >> 9) + salt); }
@@ -122,31 +130,43 @@ bool echo_roundtrip(int fd, size_t size, unsigned salt) {
   return intact && got == size;
 }
 
-TEST(LinuxVsock, HostAndGuestInitiatedEchoesIntact) {
-  REQUIRE_KVM();
-  ASSERT_FALSE(guest_cmdline().empty()) << "guest kernel command line missing: " << guest_dir() << "/cmdline";
-  TempDir dir;
-  std::string tool = build_dir() + "/tests/guest/vsock_echo";
-  ASSERT_EQ(access(tool.c_str(), X_OK), 0) << tool << " was not built";
-  auto initrd = make_initramfs(dir, {.script = kGuestScript, .add = {{tool, "/vsock_echo"}}});
-  ASSERT_TRUE(initrd) << initrd.error().what;
-  std::string sock = dir.path() + "/v.sock";
+// A host service on a guest-reachable Unix socket (PATH_PORT), served by its own thread until
+// destroyed: `echo` echoes each connection until EOF and keeps the byte count of the last one;
+// otherwise it holds every connection open (a peer for the guest's `hold`).
+class HostService {
+ public:
+  HostService(const std::string& path, bool echo) : echo_(echo) {
+    fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+    ok_ = fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && listen(fd_, 8) == 0;
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~HostService() {
+    done_ = true;
+    thread_.join();
+    for (int c : held_) close(c);
+    close(fd_);
+  }
+  HostService(const HostService&) = delete;
+  HostService& operator=(const HostService&) = delete;
+  bool listening() const { return ok_; }
+  size_t last_bytes() const { return last_bytes_; }
+  int accepted() const { return accepted_; }
 
-  // Host service on port 6000 for the guest's connection: echoes until EOF, counts the bytes.
-  int service = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  std::strncpy(a.sun_path, (sock + "_6000").c_str(), sizeof a.sun_path - 1);
-  ASSERT_EQ(bind(service, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(service, 8), 0);
-  std::atomic<bool> done{false};
-  std::atomic<size_t> service_bytes{0};
-  std::thread service_thread([&] {
-    while (!done) {
-      pollfd p{service, POLLIN, 0};
+ private:
+  void serve() {
+    while (!done_) {
+      pollfd p{fd_, POLLIN, 0};
       if (poll(&p, 1, 500) != 1) continue;
-      int c = accept4(service, nullptr, nullptr, SOCK_CLOEXEC);
+      int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (c < 0) continue;
+      ++accepted_;
+      if (!echo_) {
+        held_.push_back(c);
+        continue;
+      }
       size_t total = 0;
       char buf[65536];
       ssize_t n;
@@ -159,11 +179,42 @@ TEST(LinuxVsock, HostAndGuestInitiatedEchoesIntact) {
         }
       }
       close(c);
-      service_bytes = total;
+      last_bytes_ = total;
     }
-  });
+  }
 
-  // Host clients: the 2 MiB echo, then 20 at once. Another round only if this one did not
+  bool echo_;
+  int fd_ = -1;
+  bool ok_ = false;
+  std::atomic<bool> done_{false};
+  std::atomic<size_t> last_bytes_{0};
+  std::atomic<int> accepted_{0};
+  std::vector<int> held_;  // the serving thread's only
+  std::thread thread_;
+};
+
+// One boot. Host-initiated echoes (16 MiB, then 100 at once) and a guest-initiated 16 MiB echo;
+// then the guest holds a connection open, the VM is snapshotted there and stopped, and a restore
+// (with a new host socket) must reset that connection (TRANSPORT_RESET: the guest's blocked
+// read() fails with ECONNRESET) while new connections work.
+TEST(LinuxVsock, EchoesIntactAndRestoreResetsConnections) {
+  REQUIRE_KVM();
+  ASSERT_FALSE(guest_cmdline().empty()) << "guest kernel command line missing: " << guest_dir() << "/cmdline";
+  TempDir dir;
+  std::string tool = build_dir() + "/tests/guest/vsock_echo";
+  ASSERT_EQ(access(tool.c_str(), X_OK), 0) << tool << " was not built";
+  auto initrd = make_initramfs(dir, {.script = kGuestScript, .add = {{tool, "/vsock_echo"}}});
+  ASSERT_TRUE(initrd) << initrd.error().what;
+  const std::string sock = dir.path() + "/v.sock";
+  const std::string api = dir.path() + "/api.sock";
+  const std::string snap = dir.path() + "/snap";
+
+  std::atomic<bool> done{false};
+  auto service = std::make_unique<HostService>(sock + "_6000", true);
+  HostService holder(sock + "_7000", false);
+  ASSERT_TRUE(service->listening() && holder.listening());
+
+  // Host clients: the 16 MiB echo, then 100 at once. Another round only if this one did not
   // pass (the guest booted again: a run_microvm retry after the host's known guest segfault
   // flake); the first failure is kept for the message.
   std::atomic<bool> big_ok{false};
@@ -172,8 +223,12 @@ TEST(LinuxVsock, HostAndGuestInitiatedEchoesIntact) {
     while (!done && !(big_ok && concurrent_ok == kConcurrent)) {
       int fd = open_to_guest(sock, 5000, done);
       if (fd < 0) return;
+      auto t0 = std::chrono::steady_clock::now();
       bool ok = echo_roundtrip(fd, kBigSize, 7);
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
       close(fd);
+      std::printf("h2g echo of %zu bytes: %lld ms, %lld KiB/s\n", kBigSize, static_cast<long long>(ms),
+                  ms > 0 ? static_cast<long long>(kBigSize / 1024 * 1000 / static_cast<size_t>(ms)) : -1LL);
       std::atomic<int> n_ok{0};
       std::vector<std::thread> many;
       for (int i = 0; i < kConcurrent; ++i)
@@ -189,31 +244,66 @@ TEST(LinuxVsock, HostAndGuestInitiatedEchoesIntact) {
     }
   });
 
+  // Snapshot once the guest holds its connection, then stop this VM.
+  std::string snapshot_log;
+  bool snapshot_ok = false, ended = false;
   VmRunOptions opts;
   // A safety net, not a timing: on this emulating host, under load, the guest kernel moves
-  // ~20 KiB/s, and the whole run (boot, 2.3 MiB echoed, 1 MiB back) can take 10 minutes.
-  opts.timeout = std::chrono::minutes(24);
+  // ~20 KiB/s, and the whole run (boot, 17.6 MiB echoed, 16 MiB back) can take 20 minutes or more.
+  opts.timeout = std::chrono::minutes(22);
+  opts.ended_by_on_output = &ended;
+  opts.on_output = [&](const std::string& out) {
+    if (out.find("hold connected port=7000") == std::string::npos) return false;
+    auto s = run_microvm({"snapshot", "--api-sock", api, "create", snap},
+                         VmRunOptions{.timeout = std::chrono::minutes(3), .retry_on_guest_segfault = false});
+    snapshot_ok = s.exit_code == 0;
+    snapshot_log = s.describe();
+    return true;
+  };
   // Not jailed: jailed, guest connections reach this test's PATH_6000 listener as the jail's
   // uid (nobody), which a root-owned 0700 test directory does not let in (jail_test checks
   // that the socket's directory is bound into the jail).
-  auto r = run_microvm({"run", "--jail", "off", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2",
-                        "--memory", "256M", "--cmdline", guest_cmdline(), "--vsock", "cid=3,socket=" + sock},
-                       opts);
+  auto r =
+      run_microvm({"run", "--jail", "off", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory",
+                   "256M", "--cmdline", guest_cmdline(), "--vsock", "cid=3,socket=" + sock, "--api-sock", api},
+                  opts);
   done = true;
   clients.join();
-  service_thread.join();
-  close(service);
+  const size_t g2h_bytes = service->last_bytes();
+  service.reset();
 
-  EXPECT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_TRUE(ended) << "the guest never held its connection\n" << r.describe();
   EXPECT_GE(handshakes.load(), 1) << "no host CONNECT got its OK line\n" << r.describe();
-  EXPECT_TRUE(big_ok) << "2 MiB host-initiated echo; first failure: " << g_first_failure << "\n" << r.describe();
+  EXPECT_TRUE(big_ok) << "16 MiB host-initiated echo; first failure: " << g_first_failure << "\n" << r.describe();
   EXPECT_EQ(concurrent_ok.load(), kConcurrent)
       << "concurrent host-initiated echoes of " << kSmallSize << " bytes; first failure: " << g_first_failure;
-  EXPECT_NE(r.out.find("echo served=21"), std::string::npos) << r.describe();
-  EXPECT_NE(r.out.find("g2h sent=1048576 got=1048576 ok=1"), std::string::npos) << r.describe();
-  EXPECT_EQ(service_bytes.load(), kGuestToHostSize) << r.describe();
+  EXPECT_NE(r.out.find("echo served=101"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("g2h sent=16777216 got=16777216 ok=1"), std::string::npos) << r.describe();
+  EXPECT_EQ(g2h_bytes, kGuestToHostSize) << r.describe();
   EXPECT_NE(r.out.find("g2h_rc=0"), std::string::npos) << r.describe();
   EXPECT_EQ(r.err.find("SIGSYS"), std::string::npos) << r.describe();
+  EXPECT_EQ(holder.accepted(), 1);
+  for (const auto& line : r.lines_with_prefix("g2h echo ")) std::printf("guest: %s\n", line.c_str());
+  ASSERT_TRUE(snapshot_ok) << snapshot_log;
+
+  // The restore: a new host socket for the same CID. The held connection must be reset, and a
+  // new guest connection must reach the new socket's service.
+  const std::string sock2 = dir.path() + "/v2.sock";
+  HostService service2(sock2 + "_6000", true);
+  ASSERT_TRUE(service2.listening());
+  auto r2 = run_microvm({"run", "--jail", "off", "--restore", snap, "--vsock", "cid=3,socket=" + sock2},
+                        VmRunOptions{.timeout = std::chrono::minutes(5), .retry_on_guest_segfault = false});
+  EXPECT_EQ(r2.exit_code, 0) << r2.describe();
+  // Linux's reset closes the socket with sk_err = ECONNRESET; the blocked read() wakes and
+  // reports ECONNRESET or, having seen the state change first, ENOTCONN. Without the reset it
+  // would block for good: the restored VMM has no host side for that connection.
+  const bool reset_seen = r2.out.find("hold read=-1 errno=104") != std::string::npos ||
+                          r2.out.find("hold read=-1 errno=107") != std::string::npos;
+  EXPECT_TRUE(reset_seen) << "the held connection was not reset by the restore\n" << r2.describe();
+  EXPECT_NE(r2.out.find("g2h sent=65536 got=65536 ok=1"), std::string::npos) << r2.describe();
+  EXPECT_NE(r2.out.find("after_reset_rc=0"), std::string::npos) << r2.describe();
+  EXPECT_EQ(service2.last_bytes(), 65536u) << r2.describe();
+  EXPECT_EQ(r2.err.find("SIGSYS"), std::string::npos) << r2.describe();
 }
 
 }  // namespace

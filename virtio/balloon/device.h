@@ -18,11 +18,11 @@
 
 #include "base/fd.h"
 #include "base/log.h"
+#include "base/loop_registration.h"
 #include "base/result.h"
 #include "virtio/balloon/request.h"
 #include "virtio/device_core.h"
 #include "virtio/device_counters.h"
-#include "virtio/loop_registration.h"
 #include "virtio/saved_queues.h"
 
 namespace microvm {

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/loop_registration.h"
 #include "base/result.h"
 #include "devices/block/block_backend.h"
 #include "virtio/blk/blk_spec.h"
@@ -48,7 +49,6 @@
 #include "virtio/device_core.h"
 #include "virtio/device_counters.h"
 #include "virtio/io_throttle.h"
-#include "virtio/loop_registration.h"
 
 namespace microvm {
 

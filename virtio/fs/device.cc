@@ -1,5 +1,7 @@
 #include "virtio/fs/device.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <cstdarg>
 #include <cstring>
@@ -27,6 +29,12 @@ Result<uint64_t> host_address(const GuestMemory& mem, GuestAddress a, uint64_t l
   return reinterpret_cast<uint64_t>(span->data());
 }
 
+Result<Fd> duplicate(int fd, const char* what) {
+  Fd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!copy) return fail_errno(std::string("virtio-fs: copying the ") + what + " fd");
+  return copy;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<FsDevice>> FsDevice::create(FsOptions o) {
@@ -37,31 +45,42 @@ Result<std::unique_ptr<FsDevice>> FsDevice::create(FsOptions o) {
     return fail(EINVAL, "virtio-fs: queue size must be a power of 2 up to 1024");
   auto client = VhostUserClient::connect(o.socket_path, o.reply_timeout);
   if (!client) return std::unexpected(client.error().context("share " + o.tag));
-  client->set_stall_budget(o.stall_budget);
+  // The handshake runs here, on the thread building the machine, before the VM runs.
   client->begin_operation();
   auto features = client->negotiate();
   client->end_operation();
   if (!features) return std::unexpected(features.error().context("share " + o.tag + ": vhost-user handshake"));
   if (!has_feature(*features, VIRTIO_F_VERSION_1))
     return fail(EPROTO, "share " + o.tag + ": the vhost-user backend does not offer VIRTIO_F_VERSION_1");
+  // The loop watches its own copy of the connection for the backend hanging up, so the
+  // worker may close its copy (a failed sequence) whenever it must.
+  auto watch = duplicate(client->socket_fd(), "vhost-user socket");
+  if (!watch) return std::unexpected(watch.error().context("share " + o.tag));
+  auto worker = VhostUserWorker::start(std::move(*client), "vhost-" + o.tag, o.enter_sandbox);
+  if (!worker) return std::unexpected(worker.error().context("share " + o.tag));
   // Connected: virtiofsd never accepts a second connection, so its socket path has served
   // its purpose. Removing it now leaves nothing behind even if we are SIGKILLed later.
   if (o.process) o.process->remove_runtime_dir();
-  std::unique_ptr<FsDevice> d(new FsDevice(std::move(o), std::move(*client)));
+  std::unique_ptr<FsDevice> d(new FsDevice(std::move(o), *features, std::move(*watch)));
   d->offered_features_ = *features & kPassThrough;
+  d->worker_ = std::move(*worker);
   return d;
 }
 
-FsDevice::FsDevice(FsOptions options, VhostUserClient client)
+FsDevice::FsDevice(FsOptions options, uint64_t backend_features, Fd hangup_watch)
     : options_(std::move(options)),
       log_prefix_("share " + options_.tag),
       throttled_(options_.logger, log_prefix_.c_str()),
-      client_(std::move(client)) {}
+      backend_features_(backend_features),
+      hangup_watch_(std::move(hangup_watch)) {}
 
 FsDevice::~FsDevice() {
-  reset();
-  // Members then go in reverse order: the socket closes (virtiofsd exits on its own), then
-  // the owned process is stopped (SIGTERM, SIGKILL) and reaped.
+  // The worker first: it drops the connection (virtiofsd exits on its own) and reports to
+  // nothing once joined. Then the loop registrations, then the owned process is stopped
+  // (SIGTERM, SIGKILL) and reaped with the other members.
+  alive_.reset();
+  worker_.reset();
+  active_.reset();
 }
 
 void FsDevice::log(LogLevel level, const char* fmt, ...) const {
@@ -86,42 +105,55 @@ Result<void> FsDevice::activate(ActivationContext ctx) {
   if (ctx.queues.size() != num_queues()) return fail(EINVAL, "virtio-fs: wrong number of queues");
   acked_features_ = ctx.features & offered_features_;
   needs_reset_.store(false, std::memory_order_release);
-  active_.emplace(Active{&ctx.interrupt, &ctx.memory, &ctx.loop, acked_features_, {}, {}, {}, {}, {}, nullptr});
+  loop_ = &ctx.loop;
+  auto plan = plan_activation(ctx);
+  if (!plan) {
+    log(LogLevel::kError, "activation failed: %s", plan.error().what.c_str());
+    return std::unexpected(plan.error().context("share " + options_.tag));
+  }
+  active_.emplace(Active{++next_generation_,
+                         &ctx.interrupt,
+                         &ctx.memory,
+                         &ctx.loop,
+                         acked_features_,
+                         {},
+                         {},
+                         {},
+                         {},
+                         {},
+                         nullptr,
+                         nullptr});
   for (uint16_t i = 0; i < ctx.queues.size(); ++i)
     if (ctx.queues[i].ready) active_->rings.push_back({i, ctx.queues[i]});
-  client_.begin_operation();
-  auto r = start_backend(ctx);
-  client_.end_operation();
-  if (!r && client_.broken()) {
-    // The backend is gone (before or during activation): the driver gets failing requests
-    // rather than a device that never answers.
-    backend_failed(r.error().what, /*connection_gone=*/true);
-    if (active_ && active_->orphaned) return {};
+  if (!backend_connected()) {
+    // The backend is gone: the driver gets failing requests rather than a device that
+    // never answers.
+    backend_failed("the vhost-user backend is gone", /*connection_gone=*/true);
+    return {};
   }
-  if (!r) {
-    log(LogLevel::kError, "activation failed: %s", r.error().what.c_str());
+  if (auto watched = watch_backend(ctx, *plan); !watched) {
+    log(LogLevel::kError, "activation failed: %s", watched.error().what.c_str());
     active_.reset();
-    return std::unexpected(r.error().context("share " + options_.tag));
+    return std::unexpected(watched.error().context("share " + options_.tag));
   }
+  active_->plan = std::make_shared<FsActivation>(std::move(*plan));
+  pump();
   return {};
 }
 
-Result<void> FsDevice::start_backend(const ActivationContext& ctx) {
-  if (client_.broken()) return fail(EPIPE, "the vhost-user backend is gone");
+Result<FsActivation> FsDevice::plan_activation(const ActivationContext& ctx) const {
   using vhost_user::kFeatureProtocolFeatures;
+  FsActivation plan;
   // Bit 30 must stay set in SET_FEATURES when protocol features were negotiated, or the
   // backend enables every ring at once instead of waiting for SET_VRING_ENABLE.
-  uint64_t features = acked_features_ | (client_.backend_features() & kFeatureProtocolFeatures);
-  TRY(client_.set_features(features));
-
-  std::vector<VhostMemoryRegion> regions;
+  plan.features = acked_features_ | (backend_features_ & kFeatureProtocolFeatures);
+  plan.enable_rings = (backend_features_ & kFeatureProtocolFeatures) != 0;
   for (const GuestRegion& r : ctx.memory.regions()) {
     if (r.fd < 0) return fail(EINVAL, "guest RAM is not file-backed; vhost-user needs shared memory");
-    regions.push_back({r.guest_base.raw(), r.size, reinterpret_cast<uint64_t>(r.host), r.fd, r.fd_offset});
+    plan.regions.push_back({r.guest_base.raw(), r.size, reinterpret_cast<uint64_t>(r.host), r.fd, r.fd_offset});
   }
-  TRY(client_.set_mem_table(regions));
-
-  Active& a = *active_;
+  if (plan.regions.empty() || plan.regions.size() > vhost_user::kMaxMemRegions)
+    return fail(EINVAL, "vhost-user needs 1 to 8 guest RAM regions");
   for (uint16_t i = 0; i < ctx.queues.size(); ++i) {
     const QueueConfig& q = ctx.queues[i];
     if (!q.ready) continue;  // §5.11.2: the driver may use fewer request queues
@@ -131,12 +163,27 @@ Result<void> FsDevice::start_backend(const ActivationContext& ctx) {
     if (q.kick_fd < 0) return fail(EINVAL, "queue " + std::to_string(i) + " has no kick fd");
     // The backend gets our virtual addresses; each ring must lie inside one RAM region, or
     // virtiofsd would fail to translate it (or worse, we would hand it a wrong pointer).
-    VhostVringAddrs addrs;
-    addrs.desc = TRY(host_address(ctx.memory, q.desc, desc_bytes(q.size), "descriptor table"));
-    addrs.avail = TRY(host_address(ctx.memory, q.driver, avail_bytes(q.size), "available ring"));
-    addrs.used = TRY(host_address(ctx.memory, q.device, used_bytes(q.size), "used ring"));
+    FsRingSetup ring;
+    ring.index = i;
+    ring.size = q.size;
+    ring.addrs.desc = TRY(host_address(ctx.memory, q.desc, desc_bytes(q.size), "descriptor table"));
+    ring.addrs.avail = TRY(host_address(ctx.memory, q.driver, avail_bytes(q.size), "available ring"));
+    ring.addrs.used = TRY(host_address(ctx.memory, q.device, used_bytes(q.size), "used ring"));
+    // The transport owns the doorbell and may close it before the worker sends it.
+    ring.kick = TRY(duplicate(q.kick_fd, "doorbell"));
+    plan.rings.push_back(std::move(ring));
+  }
+  if (plan.rings.empty()) return fail(EINVAL, "no queue is enabled");
+  return plan;
+}
+
+Result<void> FsDevice::watch_backend(const ActivationContext& ctx, FsActivation& plan) {
+  Active& a = *active_;
+  for (FsRingSetup& ring : plan.rings) {
+    const uint16_t i = ring.index;
     auto call = TRY(EventFd::create());
     int call_fd = call.fd();
+    ring.call = TRY(duplicate(call_fd, "call eventfd"));
     a.calls.push_back(std::move(call));
     auto reg = LoopRegistration::add(ctx.loop, call_fd, EPOLLIN, [this, i, call_fd](uint32_t) {
       drain_eventfd(call_fd);
@@ -146,21 +193,12 @@ Result<void> FsDevice::start_backend(const ActivationContext& ctx) {
     });
     if (!reg) return std::unexpected(reg.error().context("registering the call fd"));
     a.registrations.push_back(std::move(*reg));
-
-    TRY(client_.set_vring_num(i, q.size));
-    TRY(client_.set_vring_addr(i, addrs));
-    TRY(client_.set_vring_base(i, 0));  // a fresh activation starts at index 0
-    TRY(client_.set_vring_call(i, call_fd));
     a.started.push_back(i);
-    TRY(client_.set_vring_kick(i, q.kick_fd));
-    if (client_.backend_features() & kFeatureProtocolFeatures) TRY(client_.set_vring_enable(i, true));
   }
-  if (a.started.empty()) return fail(EINVAL, "no queue is enabled");
-
   // The backend's end of the socket closing means virtiofsd is gone: notice it at once
   // rather than at the next reset. Our own virtiofsd's exit is seen even sooner on its pidfd
   // (its sandboxed child may hold the socket a moment longer).
-  auto hup = LoopRegistration::add(ctx.loop, client_.socket_fd(), EPOLLRDHUP, [this](uint32_t) {
+  auto hup = LoopRegistration::add(ctx.loop, hangup_watch_.get(), EPOLLRDHUP, [this](uint32_t) {
     backend_failed("its vhost-user socket hung up", /*connection_gone=*/true);
   });
   if (!hup) return std::unexpected(hup.error().context("watching the backend socket"));
@@ -172,8 +210,52 @@ Result<void> FsDevice::start_backend(const ActivationContext& ctx) {
     if (!exited) return std::unexpected(exited.error().context("watching virtiofsd"));
     a.exit_watch = std::move(*exited);
   }
-  log(LogLevel::kDebug, "backend serving %zu queue(s)", a.started.size());
   return {};
+}
+
+void FsDevice::pump() {
+  if (job_in_flight_ || !backend_connected()) return;
+  if (!backend_rings_.empty() && (!active_ || active_->generation != backend_rings_generation_)) {
+    // The driver reset (and maybe activated again) while the backend still runs the old rings.
+    std::vector<uint16_t> rings = std::move(backend_rings_);
+    backend_rings_.clear();
+    submit([rings](VhostUserClient& c) { return run_stop(c, rings); }, backend_rings_generation_, false);
+    return;
+  }
+  if (active_ && active_->plan) {
+    std::shared_ptr<FsActivation> plan = std::move(active_->plan);
+    for (const FsRingSetup& r : plan->rings) backend_rings_.push_back(r.index);
+    backend_rings_generation_ = active_->generation;
+    submit([plan](VhostUserClient& c) { return run_activation(c, *plan); }, active_->generation, true);
+  }
+}
+
+void FsDevice::submit(VhostUserWorker::Work work, uint64_t generation, bool activation) {
+  job_in_flight_ = true;
+  EventLoop* loop = loop_;
+  std::weak_ptr<int> alive = alive_;
+  worker_->submit(std::move(work), [this, alive, loop, generation, activation](Result<void> r) {
+    // On the worker thread: the verdict goes to the loop, which owns every piece of state.
+    loop->post([this, alive, generation, activation, r = std::move(r)] {
+      if (alive.expired()) return;
+      sequence_done(generation, activation, r);
+    });
+  });
+}
+
+void FsDevice::sequence_done(uint64_t generation, bool activation, const Result<void>& r) {
+  job_in_flight_ = false;
+  if (!r) {
+    if (backend_connected()) {
+      if (activation && active_ && active_->generation == generation)
+        log(LogLevel::kError, "activation failed: %s", r.error().what.c_str());
+      backend_failed(r.error().what, /*connection_gone=*/true);
+    }
+    return;
+  }
+  if (activation && active_ && active_->generation == generation)
+    log(LogLevel::kDebug, "backend serving %zu queue(s)", active_->started.size());
+  pump();
 }
 
 void FsDevice::backend_failed(const std::string& why, bool connection_gone) {
@@ -208,8 +290,12 @@ void FsDevice::backend_failed(const std::string& why, bool connection_gone) {
     active_->registrations.clear();
     active_->exit_watch.reset();
     active_->calls.clear();
+    active_->plan.reset();
   }
-  client_.close();
+  connection_gone_.store(true, std::memory_order_release);
+  hangup_watch_.reset();
+  backend_rings_.clear();
+  worker_->cancel();  // a sequence in progress fails at once; none is sent again
   if (!active_) return;
   auto orphaned = OrphanedQueues::adopt(*active_->memory, *active_->interrupt, *active_->loop, active_->features,
                                         active_->rings, options_.logger, options_.tag);
@@ -224,19 +310,13 @@ void FsDevice::backend_failed(const std::string& why, bool connection_gone) {
 
 void FsDevice::reset() {
   if (!active_) return;
-  // GET_VRING_BASE stops each ring in the backend (vhost-user: "stop ring"), so virtiofsd no
-  // longer touches guest memory the driver is about to reuse.
-  client_.begin_operation();
-  for (uint16_t i : active_->started) {
-    if (client_.broken()) break;
-    if (auto r = client_.get_vring_base(i); !r)
-      log(LogLevel::kWarn, "stopping queue %u: %s", i, r.error().what.c_str());
-  }
-  client_.end_operation();
   if (active_->orphaned) failed_ += active_->orphaned->failed_requests();
   active_.reset();
   acked_features_ = 0;
   needs_reset_.store(false, std::memory_order_release);
+  // The backend stops the old rings (GET_VRING_BASE) on the worker, after whatever sequence
+  // it is running; the loop does not wait for it.
+  pump();
 }
 
 }  // namespace microvm

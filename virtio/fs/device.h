@@ -16,8 +16,20 @@
 // (orphaned_queues.h: Linux's driver would otherwise wait forever). A driver that activates the device
 // after the backend died gets the same: failing requests rather than a hanging mount.
 //
-// Threading: create() on the builder thread; activate()/reset() and the call/hangup
-// handlers on the event-loop thread.
+// The event loop never waits for the backend (SECURITY.md, "vhost-user backends"): the
+// handshake runs in create(), before the VM does; activation and ring stops run on the
+// device's own VhostUserWorker thread. DRIVER_OK returns at once; a backend that fails or
+// does not answer within reply_timeout ends as a dead one (NEEDS_RESET, config interrupt,
+// ENOTCONN replies). Resets and new activations while a sequence runs are coalesced: at most
+// one sequence is at the worker, and only the latest activation is ever sent.
+// The price: reset() returns before the backend has stopped the old rings (GET_VRING_BASE
+// goes out right after, on the worker), so the driver may see the reset done a round trip
+// before a healthy backend stops touching them; a later activation is sent only after the
+// stop. (Holding the status at non-zero until then, which §4.1.4.3.2 lets a PCI driver wait
+// for, would close that window; the transport does not do it yet.)
+//
+// Threading: create() on the builder thread; activate()/reset(), the call/hangup handlers
+// and the worker's completions (posted to the loop) on the event-loop thread.
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -28,12 +40,14 @@
 
 #include "base/event_fd.h"
 #include "base/log.h"
+#include "base/loop_registration.h"
 #include "base/throttled_log.h"
 #include "devices/vhost/vhost_user_client.h"
+#include "devices/vhost/vhost_user_worker.h"
 #include "devices/vhost/virtiofsd_process.h"
 #include "virtio/device_counters.h"
+#include "virtio/fs/backend_requests.h"
 #include "virtio/fs/orphaned_queues.h"
-#include "virtio/loop_registration.h"
 #include "virtio/virtio_device.h"
 
 namespace microvm {
@@ -48,13 +62,12 @@ struct FsOptions {
   std::string socket_path;                    // the backend's vhost-user socket
   std::unique_ptr<VirtiofsdProcess> process;  // owned backend process, or null (socket=PATH shares)
   const Logger* logger = nullptr;
-  // Bounds on how long the event loop waits for the backend (finding 9 in SECURITY.md): one
-  // activation or reset, all its requests together, waits at most reply_timeout; replies
-  // slower than VhostUserClient::kStallGrace add up, and past stall_budget the backend is
-  // treated as gone (its rings fail with ENOTCONN, the device needs a reset), so a guest that
-  // loops resets cannot keep the VMM waiting on a slow backend.
+  // How long one activation or ring stop, all its requests together, may take the backend
+  // before it is treated as gone (its rings fail with ENOTCONN, the device needs a reset).
+  // Only the device's worker thread waits that long, never the event loop.
   std::chrono::milliseconds reply_timeout = std::chrono::seconds(5);
-  std::chrono::milliseconds stall_budget = std::chrono::seconds(10);
+  // Run first on the device's worker thread (its seccomp filter); null: none.
+  std::function<Result<void>()> enter_sandbox;
   // snapshot=remount: a snapshot saves nothing of this device and the restored one comes back
   // needing a reset (virtiofsd keeps its state to itself). Without it a snapshot is refused.
   bool snapshot_remount = false;
@@ -85,9 +98,10 @@ class FsDevice final : public VirtioDevice {
   bool resets_on_restore() const override { return options_.snapshot_remount; }
 
   const std::string& tag() const { return options_.tag; }
-  bool backend_connected() const { return !client_.broken(); }
-  // Time the loop spent waiting for slow replies (each over the grace), against stall_budget.
-  std::chrono::milliseconds backend_stalled() const { return client_.stalled(); }
+  // False once the connection is dropped (hung up, failed or timed out); any thread.
+  bool backend_connected() const { return !connection_gone_.load(std::memory_order_acquire); }
+  // True while a request sequence is queued at or running on the worker. Loop thread.
+  bool backend_busy() const { return job_in_flight_; }
   // Requests completed with ENOTCONN because the backend was gone (0 while it serves them).
   // Loop thread (or with the loop stopped).
   uint64_t failed_requests() const {
@@ -99,8 +113,16 @@ class FsDevice final : public VirtioDevice {
   bool backend_lost() const { return backend_lost_.load(std::memory_order_relaxed); }
 
  private:
-  FsDevice(FsOptions options, VhostUserClient client);
-  [[nodiscard]] Result<void> start_backend(const ActivationContext& ctx);
+  FsDevice(FsOptions options, uint64_t backend_features, Fd hangup_watch);
+  // Checks the driver's rings and builds the activation's requests (no call fds yet).
+  [[nodiscard]] Result<FsActivation> plan_activation(const ActivationContext& ctx) const;
+  // Call eventfds and their handlers, the hang-up and exit watches; fills in the plan's calls.
+  [[nodiscard]] Result<void> watch_backend(const ActivationContext& ctx, FsActivation& plan);
+  // Hands the worker its next sequence, if it is idle: first a stop of rings the backend
+  // runs for an activation the driver has since reset, then the current activation.
+  void pump();
+  void submit(VhostUserWorker::Work work, uint64_t generation, bool activation);
+  void sequence_done(uint64_t generation, bool activation, const Result<void>& r);
   // Called on the loop thread when virtiofsd exited (pidfd) or the connection is gone (socket
   // hang-up, or found broken at activation); only the latter takes the rings over.
   void backend_failed(const std::string& why, bool connection_gone);
@@ -109,6 +131,7 @@ class FsDevice final : public VirtioDevice {
   // No default member initializers: clang rejects them in a nested class held in a
   // std::optional member of the enclosing class.
   struct Active {
+    uint64_t generation;  // which activation this is (completions name theirs)
     Interrupt* interrupt;
     const GuestMemory* memory;
     EventLoop* loop;
@@ -119,13 +142,15 @@ class FsDevice final : public VirtioDevice {
     std::vector<LoopRegistration> registrations;
     LoopRegistration exit_watch;               // virtiofsd's pidfd
     std::unique_ptr<OrphanedQueues> orphaned;  // after the backend died: failing replies
+    std::shared_ptr<FsActivation> plan;        // until handed to the worker
   };
 
   FsOptions options_;
   std::string log_prefix_;  // "share TAG"; before throttled_, which points at it
   // Every line goes through here: a driver can loop activation and reset against a dead backend.
   ThrottledLog throttled_;
-  VhostUserClient client_;
+  uint64_t backend_features_ = 0;  // what the handshake returned
+  Fd hangup_watch_;                // a copy of the connection, watched on the loop for EPOLLRDHUP
   uint64_t offered_features_ = 0;
   uint64_t acked_features_ = 0;
   std::optional<Active> active_;
@@ -134,6 +159,16 @@ class FsDevice final : public VirtioDevice {
   std::atomic<bool> backend_lost_{false};
   uint64_t failed_ = 0;          // from earlier activations
   bool failure_logged_ = false;  // the "virtiofsd exited" line, once per device
+  std::atomic<bool> connection_gone_{false};
+  // Loop side of the worker: one sequence at a time.
+  bool job_in_flight_ = false;
+  EventLoop* loop_ = nullptr;  // where the worker's verdicts go (every activation names the same)
+  uint64_t next_generation_ = 0;
+  std::vector<uint16_t> backend_rings_;  // rings an activation handed the backend, not stopped since
+  uint64_t backend_rings_generation_ = 0;
+  // Completions posted to the loop run only while this lives (the device may go first).
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+  std::unique_ptr<VhostUserWorker> worker_;  // last: joined before anything it reports to goes
 };
 
 }  // namespace microvm

@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/loop_registration.h"
 #include "virtio/device_counters.h"
-#include "virtio/loop_registration.h"
 #include "virtio/queue.h"
 #include "virtio/virtio_device.h"
 

@@ -25,13 +25,13 @@
 
 #include "base/event_fd.h"
 #include "base/log.h"
+#include "base/loop_registration.h"
 #include "base/result.h"
 #include "devices/net/net_backend.h"
 #include "devices/net/vhost_net.h"
 #include "virtio/device_core.h"
 #include "virtio/device_counters.h"
 #include "virtio/io_throttle.h"
-#include "virtio/loop_registration.h"
 #include "virtio/net/mac.h"
 
 namespace microvm {

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "base/fd.h"
-#include "virtio/loop_registration.h"
+#include "base/loop_registration.h"
 
 namespace microvm {
 

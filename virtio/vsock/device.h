@@ -35,11 +35,11 @@
 #include <vector>
 
 #include "base/log.h"
+#include "base/loop_registration.h"
 #include "base/result.h"
 #include "devices/vsock/vsock_backend.h"
 #include "virtio/device_core.h"
 #include "virtio/device_counters.h"
-#include "virtio/loop_registration.h"
 #include "virtio/saved_queues.h"
 #include "virtio/vsock/connection.h"
 #include "virtio/vsock/request.h"

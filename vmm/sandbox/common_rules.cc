@@ -81,6 +81,8 @@ const char* role_name(ThreadRole role) {
       return "launcher";
     case ThreadRole::kSnapshot:
       return "snapshot";
+    case ThreadRole::kVhostWorker:
+      return "vhost-user";
   }
   return "?";
 }
@@ -106,6 +108,9 @@ SyscallPolicy policy_for(ThreadRole role, const SandboxNeeds& needs) {
       break;
     case ThreadRole::kSnapshot:
       add_snapshot_rules(p, needs);
+      break;
+    case ThreadRole::kVhostWorker:
+      add_vhost_worker_rules(p, needs);
       break;
   }
   return p;

@@ -51,6 +51,9 @@ void add_event_loop_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
   // vhost-user (virtio-fs): messages with SCM_RIGHTS on the connected socket.
   allow(SCMP_SYS(sendmsg));
   allow(SCMP_SYS(recvmsg));
+  // A share's activation hands its worker thread copies of the fds it sends (doorbells,
+  // call eventfds): the transport may close its own before the worker sends them.
+  if (needs.vhost_user) allow(SCMP_SYS(fcntl), {SCMP_A1(SCMP_CMP_EQ, F_DUPFD_CLOEXEC)});
 
   // Device activation and reset: irqfds, doorbell ioeventfds, MSI routes.
   add_kvm_vm_runtime_ioctls(p);

@@ -15,9 +15,11 @@ namespace microvm {
 // kLauncher: `microvm run`'s process outside the jail (cli/jail_launcher.h), once the jailed
 // VMM runs: it forwards signals to it, waits for it and removes what it left.
 // kSnapshot: the worker that writes snapshots for PUT /snapshot/create (cli/api_session.cc).
-enum class ThreadRole { kVcpu, kEventLoop, kSupervisor, kApi, kLauncher, kSnapshot };
+// kVhostWorker: a share's vhost-user worker thread (devices/vhost/vhost_user_worker.h).
+enum class ThreadRole { kVcpu, kEventLoop, kSupervisor, kApi, kLauncher, kSnapshot, kVhostWorker };
 
-// "vcpu", "event-loop", "supervisor", "api", "launcher" or "snapshot": the name used in reports and documentation.
+// "vcpu", "event-loop", "supervisor", "api", "launcher", "snapshot" or "vhost-user": the name
+// used in reports and documentation.
 const char* role_name(ThreadRole role);
 
 // What the configured machine uses at run time beyond the fixed core, so a policy allows no
@@ -25,6 +27,7 @@ const char* role_name(ThreadRole role);
 struct SandboxNeeds {
   bool user_net = false;         // libslirp: guest connections become host sockets
   bool child_processes = false;  // virtiofsd children: reaped (WNOHANG) when a backend hangs up
+  bool vhost_user = false;       // shares: activation copies the fds its worker thread sends
   bool tap_net = false;          // tap offload changes when the guest negotiates features
   bool vhost_net = false;        // vhost-net ring setup on activation
   bool console_sockets = false;  // --serial-port socket=: accept clients, send without SIGPIPE
@@ -60,6 +63,7 @@ void add_supervisor_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_api_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_launcher_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 void add_snapshot_rules(SyscallPolicy& p, const SandboxNeeds& needs);
+void add_vhost_worker_rules(SyscallPolicy& p, const SandboxNeeds& needs);
 // ioctl request numbers on KVM's VM fd that devices issue while the guest runs.
 void add_kvm_vm_runtime_ioctls(SyscallPolicy& p);
 

@@ -50,9 +50,6 @@ void add_supervisor_rules(SyscallPolicy& p, const SandboxNeeds& needs) {
 
   // Transports drop their doorbells, irqfds and MSI routes.
   add_kvm_vm_runtime_ioctls(p);
-  // vhost-user (virtio-fs) stops its rings in the backend (GET_VRING_BASE) on reset.
-  allow(SCMP_SYS(sendmsg));
-  allow(SCMP_SYS(recvmsg));
   if (needs.vhost_net) {
     // A running vhost-net device is detached from its rings.
     for (unsigned long req :

@@ -1,7 +1,7 @@
 // Scenario `blk` (device mode, no guest): the virtio-blk data path in-process. A host thread
 // plays the guest driver against the real BlkDevice, the real io_uring engine and a real file
-// (bench/blk/device_driver.h), once on the raw file and once on a fully allocated qcow2 copy of
-// it (bench/blk/image_prep.h). Metric names start with the format ("raw_", "qcow2_"). The
+// (bench/blk_device/device_driver.h), once on the raw file and once on a fully allocated qcow2 copy of
+// it (bench/blk_device/image_prep.h). Metric names start with the format ("raw_", "qcow2_"). The
 // `host` baseline is fio with io_uring and O_DIRECT on the raw file: it has raw_* metrics only
 // (fio on the qcow2 file's bytes would overwrite its metadata), so qcow2 rows compare against
 // the raw rows of the same table. The "qcow2alloc_" rows run the write workloads on a fresh,
@@ -20,10 +20,10 @@
 #include <cstdlib>
 #include <string>
 
-#include "bench/blk/device_driver.h"
-#include "bench/blk/fio_runner.h"
-#include "bench/blk/image_prep.h"
-#include "bench/blk/workload.h"
+#include "bench/blk_device/device_driver.h"
+#include "bench/blk_device/fio_runner.h"
+#include "bench/blk_device/image_prep.h"
+#include "bench/blk_device/workload.h"
 #include "cli/bench/scenario.h"
 
 namespace microvm::bench {

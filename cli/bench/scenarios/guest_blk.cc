@@ -16,8 +16,8 @@
 #include <cmath>
 #include <sstream>
 
-#include "bench/blk/image_prep.h"
-#include "bench/blk/workload.h"
+#include "bench/blk_device/image_prep.h"
+#include "bench/blk_device/workload.h"
 #include "cli/bench/guest_workload.h"
 #include "cli/bench/scenario.h"
 

@@ -5,7 +5,7 @@
 #include <set>
 #include <utility>
 
-#include "devices/block/disk_spec.h"
+#include "devices/block/disk_format.h"
 #include "devices/block/image_file.h"
 
 namespace microvm::qcow2 {

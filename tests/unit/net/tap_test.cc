@@ -60,7 +60,7 @@ TEST(Tap, BridgeModeAttachesTheNewTapToTheBridge) {
     if (std::system("ip link add mvtestbr type bridge && ip link set mvtestbr up") != 0) return 1;
     std::vector<std::string> lines;
     Logger log([&](LogLevel, std::string_view m) { lines.emplace_back(m); }, LogLevel::kDebug);
-    NetConfig c;
+    NetBackendOptions c;
     c.bridge = "mvtestbr";
     c.vhost = VhostMode::kOff;
     auto net = open_net(c, log);
@@ -95,7 +95,7 @@ TEST(OpenNet, VhostAutoFallsBackAndOnRefuses) {
   int rc = in_private_netns([] {
     std::vector<std::string> lines;
     Logger log([&](LogLevel, std::string_view m) { lines.emplace_back(m); }, LogLevel::kDebug);
-    NetConfig c;
+    NetBackendOptions c;
     c.tap = "mvtv0";
     auto a = open_net(c, log);
     if (!a || !a->backend || a->vhost) return 1;
