@@ -301,10 +301,15 @@ class Interp {
       chosen = nullptr;
     }
     if (!chosen) return fail(ENOENT, path + ": the default submenu has no menuentry");
+    // Copied out first: the entry's body may define menu entries of its own, and the vector
+    // holding `chosen` can reallocate while it runs.
+    const std::string title = chosen->title;
+    const Block* body = chosen->body;
+    chosen = nullptr;
     Capture cap;
-    cap.entry.title = chosen->title;
-    TRY(run(*chosen->body, &cap, 0));
-    if (!cap.saw_linux) return fail(ENOENT, path + ": menuentry '" + chosen->title + "' has no linux command");
+    cap.entry.title = title;
+    TRY(run(*body, &cap, 0));
+    if (!cap.saw_linux) return fail(ENOENT, path + ": menuentry '" + title + "' has no linux command");
     return cap.entry;
   }
 

@@ -105,6 +105,21 @@ TEST(GrubConfig, DebianDefaultEntry) {
   EXPECT_EQ(e->options, "root=UUID=1111-2222 ro quiet");
 }
 
+// The default entry's body sources a file that defines more menu entries: running it grows the
+// list the chosen entry lives in (a reallocation; found by fuzz_boot_config under ASan as a use
+// after free of the entry's title).
+TEST(GrubConfig, DefaultEntryBodyThatDefinesEntriesKeepsItsTitle) {
+  Files f;
+  std::string more;
+  for (int i = 0; i < 40; ++i) more += "menuentry 'extra " + std::to_string(i) + "' { linux /x }\n";
+  f.files["/boot/grub/more.cfg"] = more;
+  auto e = parse_grub_config("menuentry 'First entry' {\n  source /boot/grub/more.cfg\n  linux /vmlinuz ro\n}\n",
+                             "/boot/grub/grub.cfg", f.reader());
+  ASSERT_TRUE(e) << e.error().what;
+  EXPECT_EQ(e->title, "First entry");
+  EXPECT_EQ(e->kernel.path, "/vmlinuz");
+}
+
 TEST(GrubConfig, SavedEntryFromGrubenvSelectsSubmenuEntry) {
   Files f;
   f.files["/boot/grub/grubenv"] =
