@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "base/rate_limit_spec.h"
+#include "base/split.h"
 #include "devices/block/disk_format.h"
 
 namespace microvm {
@@ -13,18 +14,6 @@ Result<bool> parse_on_off(std::string_view key, std::string_view v) {
   if (v == "on" || v == "true" || v == "yes" || v == "1") return true;
   if (v == "off" || v == "false" || v == "no" || v == "0") return false;
   return fail(EINVAL, "disk option " + std::string(key) + "=" + std::string(v) + ": expected on or off");
-}
-
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  for (;;) {
-    size_t pos = s.find(sep, start);
-    out.push_back(s.substr(start, pos == std::string_view::npos ? std::string_view::npos : pos - start));
-    if (pos == std::string_view::npos) break;
-    start = pos + 1;
-  }
-  return out;
 }
 
 }  // namespace

@@ -4,23 +4,10 @@
 #include <vector>
 
 #include "base/rate_limit_spec.h"
+#include "base/split.h"
 #include "devices/net/host_forward.h"
 
 namespace microvm {
-namespace {
-
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  for (;;) {
-    size_t p = s.find(sep, start);
-    out.push_back(s.substr(start, p == std::string_view::npos ? std::string_view::npos : p - start));
-    if (p == std::string_view::npos) return out;
-    start = p + 1;
-  }
-}
-
-}  // namespace
 
 Result<NetConfig> parse_net_arg(std::string_view spec) {
   NetConfig n;

@@ -1,4 +1,5 @@
 #include "devices/net/host_forward.h"
+#include "base/split.h"
 
 #include <arpa/inet.h>
 
@@ -7,17 +8,6 @@
 
 namespace microvm {
 namespace {
-
-std::vector<std::string_view> split(std::string_view s, char sep) {
-  std::vector<std::string_view> out;
-  size_t start = 0;
-  for (;;) {
-    size_t p = s.find(sep, start);
-    out.push_back(s.substr(start, p == std::string_view::npos ? std::string_view::npos : p - start));
-    if (p == std::string_view::npos) return out;
-    start = p + 1;
-  }
-}
 
 Result<uint16_t> parse_port(std::string_view s, std::string_view rule) {
   unsigned v = 0;
