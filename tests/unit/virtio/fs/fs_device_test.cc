@@ -226,6 +226,62 @@ TEST(FsDevice, ActivationHandsTheBackendMemoryRingsKickAndCallAndForwardsInterru
   EXPECT_NE(rig.backend.find(Request::kGetVringBase, 1), nullptr);
 }
 
+// The driver's reset is not complete until the backend has stopped the old rings: reset()
+// returns at once, reset_pending() (what keeps the transport's status non-zero) stays true
+// while GET_VRING_BASE is unanswered and turns false once the backend answered it.
+TEST(FsDevice, ResetStaysPendingUntilTheBackendStoppedTheRings) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  ASSERT_TRUE(rig.device->activate(rig.context()).has_value());
+  rig.run_until([&] { return !rig.device->backend_busy(); });
+  ASSERT_NE(rig.backend.find(Request::kSetVringEnable, 1), nullptr);
+  EXPECT_FALSE(rig.device->reset_pending());
+
+  std::unique_lock lock(rig.backend.mu);  // the fake backend cannot answer meanwhile
+  rig.device->reset();
+  EXPECT_TRUE(rig.device->reset_pending());
+  for (int i = 0; i < 5; ++i) (void)rig.loop->run_once(10);
+  EXPECT_TRUE(rig.device->reset_pending()) << "reset completed before the backend answered the stop";
+  lock.unlock();
+  rig.run_until([&] { return !rig.device->reset_pending(); });
+  EXPECT_FALSE(rig.device->reset_pending());
+  EXPECT_NE(rig.backend.find(Request::kGetVringBase, 0), nullptr);
+  EXPECT_NE(rig.backend.find(Request::kGetVringBase, 1), nullptr);
+  EXPECT_TRUE(rig.device->backend_connected());
+}
+
+// A reset while the activation is still at the backend waits for it and then for the stop.
+TEST(FsDevice, ResetDuringActivationStaysPendingUntilTheStop) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  std::unique_lock lock(rig.backend.mu);
+  ASSERT_TRUE(rig.device->activate(rig.context()).has_value());
+  rig.device->reset();
+  EXPECT_TRUE(rig.device->reset_pending());
+  lock.unlock();
+  rig.run_until([&] { return !rig.device->reset_pending(); });
+  EXPECT_FALSE(rig.device->reset_pending());
+  EXPECT_NE(rig.backend.find(Request::kGetVringBase, 1), nullptr);
+}
+
+// A backend that hangs up instead of answering the stop ends the wait too (the dead-backend
+// path): the driver's reset completes rather than hanging.
+TEST(FsDevice, ResetCompletesWhenTheBackendHangsUpDuringTheStop) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  ASSERT_TRUE(rig.device->activate(rig.context()).has_value());
+  rig.run_until([&] { return !rig.device->backend_busy(); });
+  {
+    std::lock_guard lock(rig.backend.mu);
+    rig.device->reset();
+    EXPECT_TRUE(rig.device->reset_pending());
+    ::shutdown(rig.backend.backend->fd(), SHUT_RDWR);
+  }
+  rig.run_until([&] { return !rig.device->reset_pending(); });
+  EXPECT_FALSE(rig.device->reset_pending());
+  EXPECT_FALSE(rig.device->backend_connected());
+}
+
 // DRIVER_OK returns before the backend has heard anything: the requests go out on the
 // device's worker thread, and the loop learns the outcome from a posted completion.
 TEST(FsDevice, ActivationDoesNotWaitForTheBackend) {
