@@ -10,6 +10,7 @@
 
 #include "base/result.h"
 #include "memory/guest_memory.h"
+#include "microvm/byte_source.h"
 
 namespace microvm {
 
@@ -26,7 +27,14 @@ struct LoadedKernel {
   uint64_t initrd_addr_max = 0x7fffffff;
 };
 
-// Detects the format by its magic and loads it.
+// Detects the format by its magic and loads it. The headers are read into small buffers; the
+// segments (ELF) or the protected-mode kernel (bzImage) go from the source straight into guest
+// RAM (GuestCopier), never through a whole-image buffer.
+[[nodiscard]] Result<LoadedKernel> load_kernel(const GuestMemory& mem, ByteSource& image);
+[[nodiscard]] Result<LoadedKernel> load_elf_kernel(const GuestMemory& mem, ByteSource& image);
+[[nodiscard]] Result<LoadedKernel> load_bzimage(const GuestMemory& mem, ByteSource& image);
+
+// The same for an image already in memory.
 [[nodiscard]] Result<LoadedKernel> load_kernel(const GuestMemory& mem, std::span<const std::byte> image);
 [[nodiscard]] Result<LoadedKernel> load_elf_kernel(const GuestMemory& mem, std::span<const std::byte> image);
 [[nodiscard]] Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const std::byte> image);

@@ -461,7 +461,12 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
 
 Result<void> resolve_disk_boot(RunOptions& opts) {
   const DiskConfig& disk = opts.vm.disks.front();
-  auto plan = TRY(find_disk_boot(disk, !opts.print_boot));
+  DiskBoot boot;
+  if (opts.print_boot)
+    boot.plan = TRY(find_disk_boot(disk, false));
+  else
+    boot = TRY(prepare_disk_boot(disk));
+  image_boot::BootPlan& plan = boot.plan;
   std::string cmdline =
       image_boot::compose_cmdline(plan.options, opts.cmdline_given ? opts.vm.cmdline : "", opts.append);
   if (opts.print_boot) {
@@ -471,8 +476,12 @@ Result<void> resolve_disk_boot(RunOptions& opts) {
     return {};
   }
   opts.vm.cmdline = std::move(cmdline);
-  opts.vm.kernel_image = std::make_shared<const std::vector<std::byte>>(std::move(plan.kernel_bytes));
-  if (!plan.initrd_bytes.empty())
+  // Mapped files (ext4) are read straight into guest RAM by Vm::create; others were read here.
+  opts.vm.kernel_source = std::move(boot.kernel);
+  opts.vm.initrd_source = std::move(boot.initrd);
+  if (!opts.vm.kernel_source)
+    opts.vm.kernel_image = std::make_shared<const std::vector<std::byte>>(std::move(plan.kernel_bytes));
+  if (!opts.vm.initrd_source && !plan.initrd_bytes.empty())
     opts.vm.initrd_image = std::make_shared<const std::vector<std::byte>>(std::move(plan.initrd_bytes));
   for (const auto& n : plan.notes) std::fprintf(stderr, "microvm: %s\n", n.c_str());
   return {};
@@ -495,7 +504,7 @@ Result<JailOptions> jail_options_for(const RunOptions& opts) {
   j.snapshot_dir = opts.snapshot_dir;
   if (!opts.restore_dir.empty())
     jail_fit_to_restore(j, opts.vm);
-  else if (!opts.vm.kernel_path.empty() || opts.vm.kernel_image || opts.api_sock.empty())
+  else if (!opts.vm.kernel_path.empty() || opts.vm.kernel_image || opts.vm.kernel_source || opts.api_sock.empty())
     jail_fit_to_vm(j, opts.vm);
   else
     j.new_net_ns = false;  // configured through the API: decided at lock-down
@@ -645,6 +654,9 @@ int run_command(int argc, char** argv) {
   // This thread only waits from here on, so the start-up code can leave the resident set.
   opts->vm.release_startup_pages = true;
   auto vm = create_vm(*opts);
+  // A kernel read out of a disk image has been read: its reader (an open image) goes now.
+  opts->vm.kernel_source.reset();
+  opts->vm.initrd_source.reset();
   if (seed) seed->remove();  // open (or failed): the supervisor role may not unlink later
   if (!vm) {
     std::fprintf(stderr, "microvm: %s\n", vm.error().what.c_str());

@@ -10,6 +10,7 @@
 #include "base/mapped_file.h"
 #include "base/startup_pages.h"
 #include "boot/acpi/acpi_tables.h"
+#include "boot/guest_copy.h"
 #include "boot/kernel_loader.h"
 #include "boot/memory_map.h"
 #include "boot/mptable.h"
@@ -63,7 +64,8 @@ uint64_t Machine::now_us() const {
 
 Result<std::unique_ptr<Machine>> Machine::build(const VmConfig& config) {
   // Sizes and names were checked by Vm::validate() (create() runs it first).
-  if (config.kernel_path.empty() && !config.kernel_image) return fail("no kernel given (--kernel)");
+  if (config.kernel_path.empty() && !config.kernel_image && !config.kernel_source)
+    return fail("no kernel given (--kernel)");
   std::unique_ptr<Machine> m(new Machine(config));
   TRY(m->open_vm());
   TRY(m->create_memory());
@@ -227,36 +229,44 @@ Result<void> Machine::setup_virtio_devices(std::string& cmdline_extra) {
 }
 
 Result<Machine::BootImages> Machine::load_images() {
-  std::optional<MappedFile> mapped;
-  std::span<const std::byte> image;
-  std::string kernel_name = config_.kernel_path;
-  if (config_.kernel_image) {
-    if (config_.kernel_image->size() > kMaxKernelBytes) return fail(EFBIG, "kernel image larger than 512 MiB");
-    image = *config_.kernel_image;
-    kernel_name = "kernel image";
-  } else {
-    mapped.emplace(TRY(MappedFile::open(config_.kernel_path, "kernel", kMaxKernelBytes)));
-    image = mapped->bytes();
+  // Every form of kernel and initrd ends up as a ByteSource read straight into guest RAM.
+  std::optional<MappedFile> mapped_kernel, mapped_initrd;
+  std::optional<SpanByteSource> kernel_span, initrd_span;
+  ByteSource* kernel_src = config_.kernel_source.get();
+  std::string kernel_name = "kernel image";
+  if (!kernel_src && config_.kernel_image) {
+    kernel_src = &kernel_span.emplace(*config_.kernel_image);
+  } else if (!kernel_src) {
+    mapped_kernel.emplace(TRY(MappedFile::open(config_.kernel_path, "kernel", kMaxKernelBytes)));
+    kernel_src = &kernel_span.emplace(mapped_kernel->bytes());
+    kernel_name = config_.kernel_path;
   }
-  auto kernel = load_kernel(*memory_, image);
+  if (kernel_src->size() > kMaxKernelBytes) return fail(EFBIG, "kernel image larger than 512 MiB");
+  auto kernel = load_kernel(*memory_, *kernel_src);
   if (!kernel) return std::unexpected(kernel.error().context(kernel_name));
   BootImages out{*kernel};
 
-  if (config_.initrd_image && !config_.initrd_image->empty()) {
-    std::span<const std::byte> initrd = *config_.initrd_image;
-    auto at = place_initrd(*memory_, *kernel, initrd.size());
-    if (!at) return std::unexpected(at.error().context("initrd image"));
-    TRY(memory_->write(*at, initrd));
-    out.initrd_addr = *at;
-    out.initrd_size = initrd.size();
-  } else if (!config_.initrd_path.empty()) {
-    auto initrd = TRY(MappedFile::open(config_.initrd_path, "initrd", memory_->total_size()));
-    auto at = place_initrd(*memory_, *kernel, initrd.size());
-    if (!at) return std::unexpected(at.error().context(config_.initrd_path));
-    TRY(memory_->write(*at, initrd.bytes()));
-    out.initrd_addr = *at;
-    out.initrd_size = initrd.size();
+  ByteSource* initrd_src = config_.initrd_source.get();
+  std::string initrd_name = "initrd image";
+  if (!initrd_src && config_.initrd_image && !config_.initrd_image->empty()) {
+    initrd_src = &initrd_span.emplace(*config_.initrd_image);
+  } else if (!initrd_src && !config_.initrd_path.empty()) {
+    mapped_initrd.emplace(TRY(MappedFile::open(config_.initrd_path, "initrd", memory_->total_size())));
+    initrd_src = &initrd_span.emplace(mapped_initrd->bytes());
+    initrd_name = config_.initrd_path;
   }
+  if (initrd_src && initrd_src->size() > 0) {
+    auto at = place_initrd(*memory_, *kernel, initrd_src->size());
+    if (!at) return std::unexpected(at.error().context(initrd_name));
+    GuestCopier copier(*memory_);
+    if (auto r = copier.copy(*at, *initrd_src, 0, initrd_src->size()); !r)
+      return std::unexpected(r.error().context(initrd_name));
+    out.initrd_addr = *at;
+    out.initrd_size = initrd_src->size();
+  }
+  // Read once: the sources (a disk image's file descriptor, say) are not held for the VM's life.
+  config_.kernel_source.reset();
+  config_.initrd_source.reset();
   return out;
 }
 

@@ -73,9 +73,14 @@ class Search {
     return fail(EINVAL, "GRUB device (" + d.substr(d.find(':') + 1) + ") is not one microvm can map to the image");
   }
 
-  // Locates (and with opts.load, reads) a file a configuration names.
-  Result<FoundFile> locate(Volume& self, const FileRef& f, uint64_t limit, std::vector<std::byte>* into,
-                           bool try_boot_prefix = false) {
+  // A file a configuration names, found (not read yet).
+  struct Located {
+    FoundFile file;
+    Volume* vol = nullptr;
+    Node node;
+  };
+
+  Result<Located> locate(Volume& self, const FileRef& f, uint64_t limit, bool try_boot_prefix = false) {
     Volume* v = TRY(device(self, f));
     std::string path = f.path;
     if (path.empty() || path.front() != '/') path = "/" + path;
@@ -89,17 +94,56 @@ class Search {
     if (node->size > limit)
       return fail(EFBIG, where(*v) + ": '" + path + "' is " + std::to_string(node->size) +
                              " bytes, more than the limit of " + std::to_string(limit));
-    FoundFile out{v->partition, v->fs->fs_type(), v->fs->fs_uuid(), path, node->size};
-    if (into) {
-      auto bytes = v->fs->read(*node);
-      if (!bytes) return std::unexpected(bytes.error().context(where(*v) + ": " + path));
-      if (bytes->size() != node->size) return fail(EIO, where(*v) + ": '" + path + "': short read");
-      if (into->empty())
-        *into = std::move(*bytes);  // the kernel, or the first initrd: no copy
-      else
-        into->insert(into->end(), bytes->begin(), bytes->end());
+    return Located{FoundFile{v->partition, v->fs->fs_type(), v->fs->fs_uuid(), path, node->size}, v, *node};
+  }
+
+  Result<void> append_bytes(const Located& l, std::vector<std::byte>& into) {
+    auto bytes = l.vol->fs->read(l.node);
+    if (!bytes) return std::unexpected(bytes.error().context(where(*l.vol) + ": " + l.file.path));
+    if (bytes->size() != l.node.size) return fail(EIO, where(*l.vol) + ": '" + l.file.path + "': short read");
+    if (into.empty())
+      into = std::move(*bytes);  // the kernel, or the first initrd: no copy
+    else
+      into.insert(into.end(), bytes->begin(), bytes->end());
+    return {};
+  }
+
+  // Appends a file's runs to `into` (at into->size); false when its file system cannot map it.
+  // Every run is checked against the file and the partition: the file system's own bounds
+  // come from the (untrusted) superblock.
+  Result<bool> append_runs(const Located& l, DiskMap& into) {
+    auto runs = l.vol->fs->map(l.node);
+    if (!runs) return std::unexpected(runs.error().context(where(*l.vol) + ": " + l.file.path));
+    if (!*runs) return false;
+    const uint64_t part_size = l.vol->reader->size();
+    uint64_t next = 0;
+    for (const auto& r : **runs) {
+      if (r.file_offset < next || r.file_offset > l.node.size || r.length > l.node.size - r.file_offset ||
+          r.image_offset > part_size || r.length > part_size - r.image_offset)
+        return fail(EIO, where(*l.vol) + ": '" + l.file.path + "': a block run lies outside the file or partition");
+      next = r.file_offset + r.length;
+      if (r.length)
+        into.runs.push_back(FileRun{into.size + r.file_offset, l.vol->reader->start() + r.image_offset, r.length});
     }
-    return out;
+    into.size += l.node.size;
+    return true;
+  }
+
+  // With opts.load: the kernel's and the initrds' contents, mapped (opts.map) where every file
+  // of the group can be, else read.
+  Result<void> load(BootPlan& p, const Located& kernel, const std::vector<Located>& initrds) {
+    if (opts_.map) {
+      DiskMap k;
+      if (TRY(append_runs(kernel, k))) p.kernel_map = std::move(k);
+      DiskMap i;
+      bool all = true;
+      for (const auto& l : initrds) all = all && TRY(append_runs(l, i));
+      if (all && !initrds.empty()) p.initrd_map = std::move(i);
+    }
+    if (!p.kernel_map) TRY(append_bytes(kernel, p.kernel_bytes));
+    if (!p.initrd_map)
+      for (const auto& l : initrds) TRY(append_bytes(l, p.initrd_bytes));
+    return {};
   }
 
   Result<BootPlan> finish(Volume& self, std::string rule, const std::string& config_path, ConfigEntry e,
@@ -108,15 +152,16 @@ class Search {
     p.rule = std::move(rule);
     p.config = FoundFile{self.partition, self.fs->fs_type(), self.fs->fs_uuid(), config_path, 0};
     p.title = e.title;
-    p.kernel =
-        TRY(locate(self, e.kernel, opts_.max_kernel_bytes, opts_.load ? &p.kernel_bytes : nullptr, try_boot_prefix));
+    Located kernel = TRY(locate(self, e.kernel, opts_.max_kernel_bytes, try_boot_prefix));
+    p.kernel = kernel.file;
     uint64_t initrd_total = 0;
+    std::vector<Located> initrds;
     for (const auto& i : e.initrds) {
-      auto f = TRY(locate(self, i, opts_.max_initrd_bytes - initrd_total, opts_.load ? &p.initrd_bytes : nullptr,
-                          try_boot_prefix));
-      initrd_total += f.size;
-      p.initrds.push_back(std::move(f));
+      initrds.push_back(TRY(locate(self, i, opts_.max_initrd_bytes - initrd_total, try_boot_prefix)));
+      initrd_total += initrds.back().file.size;
+      p.initrds.push_back(initrds.back().file);
     }
+    if (opts_.load) TRY(load(p, kernel, initrds));
     p.options = e.options;
     if (p.initrds.empty()) rewrite_root(p);
     return p;

@@ -8,10 +8,12 @@
 // reported, not skipped over.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "boot/image_boot/boot_entry.h"
+#include "boot/image_boot/file_tree.h"
 #include "boot/image_boot/image_reader.h"
 #include "boot/image_boot/partition_table.h"
 
@@ -23,6 +25,13 @@ struct FoundFile {
   std::string path;  // inside that file system, as resolved from the configuration
   uint64_t size = 0;
   std::string section;  // a unified kernel image's PE section (".linux", ".initrd"), else ""
+};
+
+// Where a loaded file's bytes lie in the disk image: runs in content order with offsets into the
+// whole image (partition offsets added); bytes no run covers read as zeros.
+struct DiskMap {
+  uint64_t size = 0;
+  std::vector<FileRun> runs;
 };
 
 struct BootPlan {
@@ -37,10 +46,16 @@ struct BootPlan {
   // Filled when FindOptions::load: the kernel, and the initrds concatenated (as GRUB does).
   std::vector<std::byte> kernel_bytes;
   std::vector<std::byte> initrd_bytes;
+  // Filled instead of kernel_bytes / initrd_bytes when FindOptions::map and the file system can
+  // say where the files lie (ext4 extents); the bytes are then read later, straight to their
+  // destination (DiskMapSource).
+  std::optional<DiskMap> kernel_map;
+  std::optional<DiskMap> initrd_map;
 };
 
 struct FindOptions {
   bool load = false;
+  bool map = false;  // with load: map the files where possible rather than read them (see BootPlan)
   uint64_t max_kernel_bytes = 256ull << 20;
   uint64_t max_initrd_bytes = 1ull << 30;  // all initrds together
 };

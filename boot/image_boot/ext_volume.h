@@ -26,12 +26,14 @@ class ExtVolume final : public FileTree {
   Result<std::string> read_link(const Node& link) override;
   Result<std::vector<std::byte>> read(const Node& file) override;
   Result<std::vector<std::string>> list(const Node& dir) override;
+  // Extent-mapped files (every ext4 file); nullopt for block-mapped and inline-data ones.
+  Result<std::optional<std::vector<FileRun>>> map(const Node& file) override;
 
  private:
   struct Impl;
   explicit ExtVolume(std::unique_ptr<Impl> impl);
   Result<Node> node(uint64_t ino);
-  Result<std::vector<std::byte>> read_extents(const Node& file, void* inode);  // struct ext2_inode*
+  Result<std::vector<FileRun>> map_extents(const Node& file, void* inode);  // struct ext2_inode*
   Result<std::vector<std::byte>> read_blocks(const Node& file);
   std::unique_ptr<Impl> impl_;
   std::string type_, uuid_, label_;

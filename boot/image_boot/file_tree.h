@@ -24,6 +24,13 @@ constexpr uint64_t kMaxSymlinkBytes = 4096;
 constexpr size_t kMaxPathBytes = 4096;
 constexpr size_t kMaxDirEntries = 65536;
 
+// A run of a file's bytes in the reader its file system was opened on.
+struct FileRun {
+  uint64_t file_offset = 0;
+  uint64_t image_offset = 0;
+  uint64_t length = 0;
+};
+
 class FileTree {
  public:
   virtual ~FileTree() = default;
@@ -36,6 +43,12 @@ class FileTree {
   [[nodiscard]] virtual Result<std::string> read_link(const Node& link) = 0;         // at most kMaxSymlinkBytes
   [[nodiscard]] virtual Result<std::vector<std::byte>> read(const Node& file) = 0;   // node.size bytes
   [[nodiscard]] virtual Result<std::vector<std::string>> list(const Node& dir) = 0;  // at most kMaxDirEntries
+  // Where a regular file's node.size bytes lie: runs in ascending file order, each inside the
+  // file and inside the reader; bytes no run covers read as zeros (holes). nullopt when this
+  // file system cannot say for this file: read() it instead.
+  [[nodiscard]] virtual Result<std::optional<std::vector<FileRun>>> map(const Node&) {
+    return std::optional<std::vector<FileRun>>{};
+  }
 };
 
 // Resolves `path` (absolute or relative to the root). With follow_final, a symlink at the end is

@@ -24,6 +24,7 @@ class SliceReader final : public ImageReader {
  public:
   SliceReader(ImageReader& base, uint64_t start, uint64_t length) : base_(base), start_(start), length_(length) {}
   uint64_t size() const override { return length_; }
+  uint64_t start() const { return start_; }  // in the base reader
   Result<void> read_at(uint64_t offset, std::span<std::byte> out) override {
     if (offset > length_ || out.size() > length_ - offset) return fail(EIO, "read past the end of the partition");
     return base_.read_at(start_ + offset, out);

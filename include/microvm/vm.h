@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "microvm/byte_source.h"
 #include "microvm/device_options.h"
 #include "microvm/log_sink.h"
 #include "microvm/rate_limit.h"
@@ -127,6 +128,11 @@ struct VmConfig {
   // (`microvm run --disk IMG` without --kernel). Shared, not copied, with the running Vm.
   std::shared_ptr<const std::vector<std::byte>> kernel_image;
   std::shared_ptr<const std::vector<std::byte>> initrd_image;
+  // Instead of all of the above: images read on demand, chunk by chunk, straight into guest RAM
+  // (no whole-file buffer). Read once, by Vm::create; the Vm keeps no reference afterwards.
+  // Their sizes and every offset in them are checked like a file's.
+  std::shared_ptr<ByteSource> kernel_source;
+  std::shared_ptr<ByteSource> initrd_source;
   std::string cmdline = "console=ttyS0 reboot=k panic=-1";
   unsigned cpus = 1;
   uint64_t memory_bytes = 512ull << 20;
