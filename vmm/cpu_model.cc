@@ -97,4 +97,21 @@ CpuidEntries build_cpuid(const CpuidEntries& supported, const CpuModel& model, u
   return c;
 }
 
+Result<void> check_model_supported(const CpuModel& model, const CpuidEntries& supported) {
+  for (const auto& f : model.enable) {
+    const auto* e = supported.find(f.leaf, f.subleaf);
+    if (!e) return fail("--cpu: +" + std::string(f.name) + " is not supported by KVM on this host");
+    // Nested virtualisation cannot be faked by a CPUID bit: the guest would fault on its first
+    // VMXON/VMRUN. Pass it through only when KVM offers it.
+    bool nested = f.name == std::string_view("vmx") || f.name == std::string_view("svm");
+    if (nested && !feature_bit_set(*e, f))
+      return fail(EINVAL, "--cpu: +" + std::string(f.name) +
+                              ": this host's KVM does not offer nested virtualisation (" +
+                              (f.name == std::string_view("vmx") ? "Intel VT-x: kvm_intel nested=1; on AMD use +svm"
+                                                                 : "AMD-V: kvm_amd nested=1; on Intel use +vmx") +
+                              ")");
+  }
+  return {};
+}
+
 }  // namespace microvm

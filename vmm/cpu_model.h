@@ -25,4 +25,7 @@ bool feature_bit_set(const kvm_cpuid_entry2& entry, const CpuFeature& f);
 // hypervisor bit, and per-vCPU topology (APIC ID in leaves 1, 0xb and 0x1f).
 CpuidEntries build_cpuid(const CpuidEntries& supported, const CpuModel& model, unsigned index, unsigned count);
 
+// Refuses a model that enables what KVM on this host cannot give the guest.
+[[nodiscard]] Result<void> check_model_supported(const CpuModel& model, const CpuidEntries& supported);
+
 }  // namespace microvm

@@ -19,6 +19,7 @@
 #include "microvm/guest_abi.h"
 #include "vmm/config_check.h"
 #include "vmm/cpu_model.h"
+#include "vmm/kvm_shell.h"
 #include "vmm/sandbox/file_access.h"
 #include "vmm/sandbox/policy.h"
 #include "vmm/sandbox/thread_signals.h"
@@ -29,10 +30,6 @@
 namespace microvm {
 namespace {
 
-// KVM needs three pages for the real-mode TSS and one for the EPT identity map on Intel;
-// put them just below the 4 GiB boundary's BIOS area, clear of RAM and our MMIO.
-constexpr uint64_t kTssAddr = 0xfffbd000;
-constexpr uint64_t kIdentityMapAddr = 0xfffbc000;
 constexpr uint32_t kSerialGsi = 4;
 constexpr uint64_t kMaxKernelBytes = 512ull << 20;
 
@@ -91,16 +88,23 @@ Result<std::unique_ptr<Machine>> Machine::build(const VmConfig& config) {
   std::string cmdline_extra;
   TRY(m->setup_virtio_devices(cmdline_extra));
   TRY(m->load_guest(*images, cmdline_extra));
-  TRY(m->setup_vcpus(true));
+  TRY(m->setup_vcpus());
   return m;
 }
 
-Result<void> Machine::setup_sandbox() {
+Result<void> Machine::setup_sandbox(const SandboxFilters* reuse) {
   if (!config_.sandbox) {
     log_.log(LogLevel::kWarn, "sandbox off: the vCPU and event-loop threads run without seccomp filters");
     return {};
   }
   SandboxNeeds needs = sandbox_needs_for(config_);
+  if (reuse && reuse->needs == needs && reuse->vcpu && reuse->loop &&
+      reuse->supervisor.has_value() == config_.sandbox_calling_thread) {
+    vcpu_filter_ = reuse->vcpu;
+    loop_filter_ = reuse->loop;
+    supervisor_filter_ = reuse->supervisor;
+    return {};
+  }
   auto vcpu_policy = policy_for(ThreadRole::kVcpu, needs);
   auto loop_policy = policy_for(ThreadRole::kEventLoop, needs);
   auto vcpu = SeccompProgram::compile(vcpu_policy);
@@ -125,32 +129,21 @@ Result<void> Machine::setup_sandbox() {
   return {};
 }
 
-Result<void> Machine::setup_kvm() {
-  TRY(open_vm());
-  return create_kvm_devices();
+SandboxFilters Machine::sandbox_filters() const {
+  if (!config_.sandbox) return {};
+  return SandboxFilters{sandbox_needs_for(config_), vcpu_filter_, loop_filter_, supervisor_filter_};
 }
 
 Result<void> Machine::open_vm() {
   kvm_ = TRY(Kvm::open());
-  vm_ = TRY(kvm_->create_vm());
-  TRY(vm_->set_tss_addr(kTssAddr));
-  TRY(vm_->set_identity_map_addr(kIdentityMapAddr));
+  vm_ = TRY(create_machine_vm(*kvm_));
   return {};
 }
 
-Result<void> Machine::create_kvm_devices() {
-  TRY(vm_->create_irqchip());
-  TRY(vm_->create_pit2());
-  return {};
-}
+Result<void> Machine::create_kvm_devices() { return microvm::create_kvm_devices(*vm_); }
 
 Result<void> Machine::create_kvm_devices_and_memslots() {
   TRY(create_kvm_devices());
-  return register_memory();
-}
-
-Result<void> Machine::setup_memory() {
-  TRY(create_memory());
   return register_memory();
 }
 
@@ -162,11 +155,7 @@ Result<void> Machine::create_memory() {
   return {};
 }
 
-Result<void> Machine::register_memory() {
-  uint32_t slot = 0;
-  for (const auto& r : memory_->regions()) TRY(vm_->set_user_memory_region(slot++, r.guest_base.raw(), r.size, r.host));
-  return {};
-}
+Result<void> Machine::register_memory() { return register_guest_memory(*vm_, *memory_); }
 
 Result<void> Machine::setup_platform_devices() {
   serial_irq_ = TRY(EventFd::create());
@@ -303,60 +292,51 @@ Result<void> Machine::load_guest(const BootImages& images, const std::string& cm
   return {};
 }
 
-Result<void> Machine::setup_vcpus(bool boot) {
+Result<void> Machine::setup_vcpus() {
   auto model = CpuModel::parse(config_.cpu);
   if (!model) return std::unexpected(model.error());
   auto supported = TRY(kvm_->supported_cpuid());
-  for (const auto& f : model->enable) {
-    const auto* e = supported.find(f.leaf, f.subleaf);
-    if (!e) return fail("--cpu: +" + std::string(f.name) + " is not supported by KVM on this host");
-    // Nested virtualisation cannot be faked by a CPUID bit: the guest would fault on its first
-    // VMXON/VMRUN. Pass it through only when KVM offers it.
-    bool nested = f.name == std::string_view("vmx") || f.name == std::string_view("svm");
-    if (nested && !feature_bit_set(*e, f))
-      return fail(EINVAL, "--cpu: +" + std::string(f.name) +
-                              ": this host's KVM does not offer nested virtualisation (" +
-                              (f.name == std::string_view("vmx") ? "Intel VT-x: kvm_intel nested=1; on AMD use +svm"
-                                                                 : "AMD-V: kvm_amd nested=1; on Intel use +vmx") +
-                              ")");
-  }
+  TRY(check_model_supported(*model, supported));
   for (unsigned i = 0; i < config_.cpus; ++i) {
     auto fd = TRY(vm_->create_vcpu(i, kvm_->vcpu_mmap_size()));
     TRY(fd.set_cpuid(build_cpuid(supported, *model, i, config_.cpus)));
-    if (boot) {
-      TRY(setup_vcpu_common(fd));
-      if (i == 0) TRY(setup_boot_vcpu(fd, boot_tables_, boot_entry_, boot_zero_page_));
-    }
-    Vcpu::Hooks hooks;
-    hooks.on_stop = [this](VcpuStop why, const std::string& detail) {
-      switch (why) {
-        case VcpuStop::kPowerOff:
-          request_exit(VmExitReason::kPowerOff, detail);
-          break;
-        case VcpuStop::kReboot:
-          request_exit(VmExitReason::kReboot, detail);
-          break;
-        case VcpuStop::kCrash:
-          request_exit(VmExitReason::kCrash, detail);
-          break;
-      }
-    };
-    if (i == 0) {
-      hooks.on_first_run = [this] {
-        uint64_t expected = 0;
-        uint64_t now = std::max<uint64_t>(now_us(), 1);
-        if (first_run_us_.compare_exchange_strong(expected, now) && config_.on_boot_mark)
-          config_.on_boot_mark("first KVM_RUN", now);
-      };
-    }
-    hooks.pause_point = [this, i] { return vcpu_pause_point(i); };
-    if (config_.sandbox) {
-      hooks.enter_sandbox = [this] { return vcpu_filter_->install(ThreadRole::kVcpu); };
-      hooks.on_failure = [this](const Error& e) { fail_run(e.context("sandbox")); };
-    }
-    vcpus_.push_back(std::make_unique<Vcpu>(i, std::move(fd), pio_, mmio_, std::move(hooks)));
+    TRY(setup_vcpu_common(fd));
+    if (i == 0) TRY(setup_boot_vcpu(fd, boot_tables_, boot_entry_, boot_zero_page_));
+    add_vcpu(std::move(fd));
   }
   return {};
+}
+
+void Machine::add_vcpu(VcpuFd fd) {
+  const unsigned i = static_cast<unsigned>(vcpus_.size());
+  Vcpu::Hooks hooks;
+  hooks.on_stop = [this](VcpuStop why, const std::string& detail) {
+    switch (why) {
+      case VcpuStop::kPowerOff:
+        request_exit(VmExitReason::kPowerOff, detail);
+        break;
+      case VcpuStop::kReboot:
+        request_exit(VmExitReason::kReboot, detail);
+        break;
+      case VcpuStop::kCrash:
+        request_exit(VmExitReason::kCrash, detail);
+        break;
+    }
+  };
+  if (i == 0) {
+    hooks.on_first_run = [this] {
+      uint64_t expected = 0;
+      uint64_t now = std::max<uint64_t>(now_us(), 1);
+      if (first_run_us_.compare_exchange_strong(expected, now) && config_.on_boot_mark)
+        config_.on_boot_mark("first KVM_RUN", now);
+    };
+  }
+  hooks.pause_point = [this, i] { return vcpu_pause_point(i); };
+  if (config_.sandbox) {
+    hooks.enter_sandbox = [this] { return vcpu_filter_->install(ThreadRole::kVcpu); };
+    hooks.on_failure = [this](const Error& e) { fail_run(e.context("sandbox")); };
+  }
+  vcpus_.push_back(std::make_unique<Vcpu>(i, std::move(fd), pio_, mmio_, std::move(hooks)));
 }
 
 void Machine::request_exit(VmExitReason reason, const std::string& detail) {

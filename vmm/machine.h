@@ -22,6 +22,8 @@
 #include "vmm/console_output.h"
 #include "vmm/io_bus.h"
 #include "vmm/kvm.h"
+#include "vmm/kvm_shell.h"
+#include "vmm/sandbox/policy.h"
 #include "vmm/sandbox/seccomp_program.h"
 #include "vmm/stdio_port.h"
 #include "vmm/vcpu.h"
@@ -29,6 +31,15 @@
 namespace microvm {
 
 class VirtioWiring;
+struct DecodedSnapshot;
+
+// A machine's compiled seccomp filters and what they were compiled for. Compiling them costs
+// about a quarter of a millisecond, a third of a pooled clone: a ClonePool hands one clone's
+// filters to the next, whose devices are normally the same.
+struct SandboxFilters {
+  SandboxNeeds needs;
+  std::optional<SeccompProgram> vcpu, loop, supervisor;
+};
 
 class Machine final : public Vm {
  public:
@@ -37,6 +48,17 @@ class Machine final : public Vm {
   // `options.memory_path` must be set.
   [[nodiscard]] static Result<std::unique_ptr<Machine>> restore(const std::string& state_path,
                                                                 const RestoreOptions& options);
+  // Finishes a restore around `shell`, the KVM VM, RAM and vCPUs made for `snapshot` just now
+  // or ahead of time (ClonePool): devices, vCPU, interrupt-controller and clock state, the
+  // sandbox filters. `config` is restored_config()'s; `state_path` names the snapshot in
+  // messages. `filters`: reused when compiled for what this machine needs (else compiled).
+  [[nodiscard]] static Result<std::unique_ptr<Machine>> restore_into(KvmShell shell, const DecodedSnapshot& snapshot,
+                                                                     const VmConfig& config,
+                                                                     const RestoreOptions& options,
+                                                                     const std::string& state_path,
+                                                                     const SandboxFilters* filters = nullptr);
+  // This machine's filters (empty with the sandbox off), for restore_into() of the next clone.
+  SandboxFilters sandbox_filters() const;
   Result<void> snapshot(const std::string& dir, bool resume_after) override;
   Result<void> save_snapshot(const std::string& state_path, const std::string& memory_path) override;
   ~Machine() override;
@@ -66,26 +88,24 @@ class Machine final : public Vm {
     GuestAddress initrd_addr;  // initrd_size 0 = none
     uint64_t initrd_size = 0;
   };
-  // setup_kvm() = open_vm() + create_kvm_devices(); setup_memory() = create_memory() +
-  // register_memory(). build() runs the halves apart to overlap them (machine.cc).
-  [[nodiscard]] Result<void> setup_kvm();
+  // build() runs these apart to overlap them (machine.cc).
   [[nodiscard]] Result<void> open_vm();             // /dev/kvm, the VM, its TSS and identity map
   [[nodiscard]] Result<void> create_kvm_devices();  // in-kernel irqchip and PIT
   [[nodiscard]] Result<void> create_kvm_devices_and_memslots();
-  [[nodiscard]] Result<void> setup_memory();
   [[nodiscard]] Result<void> create_memory();  // the guest RAM memfd and its mapping, not yet in KVM
   [[nodiscard]] Result<void> setup_platform_devices();
   [[nodiscard]] Result<void> setup_virtio_devices(std::string& cmdline_extra);
   // Writes the kernel and initrd into guest RAM. Needs only memory_, not the VM.
   [[nodiscard]] Result<BootImages> load_images();
   [[nodiscard]] Result<void> load_guest(const BootImages& images, const std::string& cmdline_extra);
-  // `boot`: registers set for the kernel entry; otherwise they are left for a restore to set.
-  [[nodiscard]] Result<void> setup_vcpus(bool boot);
-  // Restore: guest RAM from the snapshot's memory file (machine_snapshot.cc).
-  [[nodiscard]] Result<void> setup_memory_from_file(const std::string& path, FileMapMode mode);
+  // Creates the vCPUs with registers set for the kernel entry.
+  [[nodiscard]] Result<void> setup_vcpus();
+  // Wraps vCPU number vcpus_.size() (created here or ahead of time) with its thread's hooks.
+  void add_vcpu(VcpuFd fd);
   [[nodiscard]] Result<void> register_memory();
-  // Compiles the per-role seccomp filters (VmConfig::sandbox); threads install them in run().
-  [[nodiscard]] Result<void> setup_sandbox();
+  // Compiles the per-role seccomp filters (VmConfig::sandbox), or copies `reuse` when it was
+  // compiled for the same needs; threads install them in run().
+  [[nodiscard]] Result<void> setup_sandbox(const SandboxFilters* reuse = nullptr);
   // The event loop's thread ("vmm-loop"): enters its sandbox, then serves devices until stop.
   Result<void> loop_thread_main();
   // A thread could not enter its sandbox: remember why and stop everything.

@@ -296,6 +296,45 @@ struct RestoreOptions {
   bool start_paused = false;
 };
 
+// Vm::prepare_clones(): what a ClonePool keeps ready.
+struct ClonePoolOptions {
+  // Prepared VMs kept ready (1..64). Each holds a KVM VM, its vCPUs and an untouched private
+  // mapping of the memory file: kernel memory and address space, no guest RAM.
+  unsigned size = 4;
+  std::string memory_path;  // empty: DIR/memory
+};
+
+// Clones of one snapshot made ahead of time (Vm::prepare_clones), for a process that spawns
+// many: Vm::clone_from(pool, ...) then costs a fraction of a millisecond instead of several.
+// Most of a clone's cost on a busy host is not CPU but KVM waiting for SRCU grace periods
+// when a VM's memory slots and irqchip are created. Those parts depend on the snapshot alone
+// (VM, irqchip, PIT, the memory file mapped copy-on-write and registered with KVM, vCPUs with
+// the snapshot's CPUID), so the pool's own thread creates them in advance and refills as
+// clones are taken. The state file is read and checked once, when the pool is made. What
+// depends on the clone (devices and their host sides, vCPU registers, LAPIC, TSC, irqchip,
+// PIT and kvmclock, which start counting when set) is done when it is taken.
+//
+// The thread only creates KVM objects and mappings; it starts in prepare_clones() and
+// inherits the caller's seccomp filter, if any, so make the pool before a thread filters
+// itself (VmConfig::sandbox_calling_thread). The clones' own threads are sandboxed as usual.
+// The pool reads the snapshot once: one rewritten in place later is not seen (and clones of
+// it would mix old state with new memory); snapshot into a new directory instead.
+class ClonePool {
+ public:
+  // Stops and joins the thread and frees the prepared VMs. Clones already taken own all they
+  // run on and may outlive the pool.
+  virtual ~ClonePool() = default;
+  // Prepared VMs ready now.
+  virtual unsigned ready() const = 0;
+  // Waits until the pool is full or `timeout` passed. Error: the last failure of the
+  // thread to prepare a VM (it retries; a clone taken meanwhile is made on the spot).
+  [[nodiscard]] virtual Result<void> wait_until_full(std::chrono::milliseconds timeout) const = 0;
+
+ private:
+  ClonePool() = default;  // only the library's implementation (Vm::clone_from relies on it)
+  friend class ClonePoolImpl;
+};
+
 class Vm {
  public:
   virtual ~Vm() = default;
@@ -324,6 +363,14 @@ class Vm {
   // (disks, host.serial_ports, host.vsock), and a writable pmem file refuses it, since clones
   // would share them. `options.prefault` is refused (it would read all RAM up front).
   [[nodiscard]] static Result<std::unique_ptr<Vm>> clone_from(const std::string& dir, RestoreOptions options = {});
+  // A ClonePool for the snapshot in `dir`: reads and checks its state file and memory file
+  // now (errors as for clone_from), then prepares `options.size` VMs on the pool's thread.
+  [[nodiscard]] static Result<std::unique_ptr<ClonePool>> prepare_clones(const std::string& dir,
+                                                                         const ClonePoolOptions& options = {});
+  // clone_from(dir, options) with a VM the pool prepared (made on the spot when none is
+  // ready). The same rules, plus: `options.memory_path` must be empty or the pool's.
+  // Thread-safe: several threads may take clones from one pool.
+  [[nodiscard]] static Result<std::unique_ptr<Vm>> clone_from(ClonePool& pool, RestoreOptions options = {});
 
   // Runs the guest on this thread (device event loop) plus one thread per vCPU, until the
   // guest powers off, reboots or crashes, or stop() is called. Callable once.

@@ -176,6 +176,17 @@ TEST_F(BenchCommandTest, RestoreAndCloneJsonIsWellFormed) {
   EXPECT_LT(median(clone, "clone_guest_ram_rss_kib"), 128.0 * 1024);
   EXPECT_GT(median(clone, "clone_pss_kib"), 0);
   EXPECT_GT(median(clone, "boot_pss_kib"), 0);
+  // Clones inside the bench process, through the library, with and without a ClonePool.
+  for (const char* kind : {"lib", "pooled"}) {
+    const std::string k = kind;
+    EXPECT_GT(median(clone, (k + "_clone_call_p50_ms").c_str()), 0);
+    EXPECT_LE(median(clone, (k + "_clone_call_p50_ms").c_str()), median(clone, (k + "_clone_call_p99_ms").c_str()));
+    EXPECT_LE(median(clone, (k + "_clone_first_kvm_run_p50_ms").c_str()),
+              median(clone, (k + "_clone_guest_marker_p50_ms").c_str()));
+  }
+  EXPECT_LE(median(clone, "pooled_clone_guest_marker_p50_ms"), median(clone, "pooled_clone_guest_marker_p99_ms"));
+  EXPECT_GT(median(clone, "pooled_clone_private_dirty_kib"), 0);
+  EXPECT_LE(median(clone, "pooled_clone_guest_ram_private_dirty_kib"), median(clone, "pooled_clone_private_dirty_kib"));
 }
 
 TEST_F(BenchCommandTest, ReportWritesMarkdownJsonAndPng) {

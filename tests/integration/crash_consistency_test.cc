@@ -5,6 +5,7 @@
 // logical block) is whole, its previous content or a later write's, and (qcow2) that `qemu-img check` finds no
 // corruption. 100 cycles per format on one image, each with a new epoch so verification stays exact; cycles alternate
 // transport mmio/pci and cache writeback/none. scripts/crash-harness.sh is the same harness for long runs.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -33,6 +34,25 @@ constexpr int kCycles = 100;
 std::string read_all(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Waits (up to 2 s) until no process holds a write lock on the image, and reads it under a
+// shared OFD lock. A SIGKILLed VMM's io_uring workers can still be finishing queued writes
+// after the process is gone (its image lock lingers until they are), and a read racing such a
+// write may see a sector half copied: a torn sector the device never produced.
+std::string read_all_unlocked(const std::string& path, int* lock_waits) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {};
+  struct flock fl {};
+  fl.l_type = F_RDLCK;
+  fl.l_whence = SEEK_SET;
+  for (int i = 0; i < 40 && fcntl(fd, F_OFD_SETLK, &fl) != 0; i++) {
+    ++*lock_waits;
+    usleep(50'000);
+  }
+  std::string bytes = read_all(path);
+  close(fd);
+  return bytes;
 }
 
 uint32_t word(std::string_view blk, uint32_t i) {
@@ -297,7 +317,7 @@ TEST_P(CrashConsistencyTest, FlushedWritesSurviveSigkill) {
       ASSERT_EQ(conv.exit_code, 0) << conv.describe();
       image = read_all(raw_view);
     } else {
-      image = read_all(img);
+      image = read_all_unlocked(img, &lock_waits);
     }
     Verdict v = verify(image, baseline, l, flushed);
     ASSERT_EQ(v.lost, 0) << "cycle " << c << " (" << transport << ", cache=" << cache << ", last FLUSHED " << flushed

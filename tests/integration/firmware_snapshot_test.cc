@@ -9,9 +9,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/support/embedded_vm.h"
@@ -343,6 +346,183 @@ TEST_F(FirmwareSnapshotTest, CloneFromRunsClonesSideBySide) {
   auto refused = Vm::clone_from(dir, prefault);
   ASSERT_FALSE(refused);
   EXPECT_NE(refused.error().what.find("prefault"), std::string::npos) << refused.error().what;
+}
+
+VmConfig clone_probe_config() {
+  VmConfig c = snap_calc_config();
+  c.kernel_path = firmware_path("clone_probe");
+  return c;
+}
+
+// clone_probe snapshotted while it waits for its first command: its 64 KiB area holds 0x5a.
+void snapshot_clone_probe(const std::string& dir) {
+  std::string error;
+  auto e = EmbeddedVm::start(clone_probe_config(), &error);
+  ASSERT_TRUE(e) << error;
+  ASSERT_TRUE(e->wait_for([](const auto& l) { return has_prefix(l, "CLONEPROBE ready"); }, 300s))
+      << ::testing::PrintToString(e->lines()) << e->log();
+  auto snap = e->vm().snapshot(dir, /*resume_after=*/false);
+  ASSERT_TRUE(snap) << snap.error().what << "\n" << e->log();
+}
+
+size_t count_prefix(const std::vector<std::string>& lines, const std::string& prefix) {
+  return static_cast<size_t>(
+      std::count_if(lines.begin(), lines.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; }));
+}
+
+// Sends `command` and returns the report it answers with (the n-th CLONEPROBE saw= line).
+std::string probe(EmbeddedVm& e, char command, size_t n) {
+  EXPECT_TRUE(e.send_input(std::string(1, command)));
+  bool answered =
+      e.wait_for([n](const auto& l) { return count_prefix(l, "CLONEPROBE saw=") >= n; }, std::chrono::seconds(120));
+  EXPECT_TRUE(answered) << ::testing::PrintToString(e.lines()) << e.log();
+  if (!answered) return {};
+  size_t seen = 0;
+  for (const auto& l : e.lines())
+    if (l.rfind("CLONEPROBE saw=", 0) == 0 && ++seen == n) return l;
+  return {};
+}
+
+std::string hex(int byte) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%x", byte);
+  return buf;
+}
+
+// Clones from a ClonePool (VMs prepared on its thread, RAM mapped before the clone exists):
+// each starts from the snapshot's pages, keeps its own writes, and never sees another
+// clone's, whether it ran beside them or after them, from a prepared VM or one made on the
+// spot when the pool was empty. The memory file stays as it was.
+TEST_F(FirmwareSnapshotTest, PooledClonesSeeOnlyTheSnapshotAndTheirOwnWrites) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/snap";
+  snapshot_clone_probe(dir);
+  if (HasFatalFailure()) return;
+  const std::string memory_before = file_bytes(dir + "/memory");
+
+  auto pool = Vm::prepare_clones(dir, {.size = 2});
+  ASSERT_TRUE(pool) << pool.error().what;
+  ASSERT_TRUE((*pool)->wait_until_full(60s)) << "the pool did not fill";
+  EXPECT_EQ((*pool)->ready(), 2u);
+
+  auto clone = [&](RestoreOptions o = {}) {
+    std::string error;
+    o.host.log_level = LogLevel::kInfo;
+    auto e = EmbeddedVm::start_pooled_clone(**pool, o, &error);
+    EXPECT_TRUE(e) << error;
+    return e;
+  };
+  // Three at once, taken by three threads, from a pool of two: the third VM is made on the
+  // spot or by the refill.
+  std::vector<std::unique_ptr<EmbeddedVm>> side_by_side(3);
+  {
+    std::vector<std::thread> takers;
+    for (int i = 0; i < 3; ++i) takers.emplace_back([&, i] { side_by_side[i] = clone(); });
+    for (auto& t : takers) t.join();
+  }
+  for (const auto& e : side_by_side) ASSERT_TRUE(e);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(probe(*side_by_side[i], static_cast<char>('a' + i), 1), "CLONEPROBE saw=0x5a uniform=1");
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(probe(*side_by_side[i], static_cast<char>('A' + i), 2), "CLONEPROBE saw=" + hex('a' + i) + " uniform=1")
+        << "clone " << i << " lost its own write or saw another clone's";
+  for (auto& e : side_by_side) {
+    EXPECT_TRUE(e->send_input("q"));
+    auto exit = e->wait_exit(120s);
+    ASSERT_TRUE(exit && *exit) << e->log();
+    EXPECT_EQ((*exit)->reason, VmExitReason::kPowerOff);
+  }
+  side_by_side.clear();
+
+  // One after another: each from a VM the pool prepared after the previous clones wrote.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE((*pool)->wait_until_full(60s));
+    auto e = clone();
+    ASSERT_TRUE(e);
+    EXPECT_EQ(probe(*e, 'w', 1), "CLONEPROBE saw=0x5a uniform=1") << "round " << i;
+    EXPECT_TRUE(e->send_input("q"));
+    auto exit = e->wait_exit(120s);
+    ASSERT_TRUE(exit && *exit) << e->log();
+  }
+  EXPECT_TRUE(file_bytes(dir + "/memory") == memory_before) << "a clone wrote the snapshot's memory file";
+}
+
+// The pooled path sets the vCPU, LAPIC and irqchip state at take time: a snap_calc clone
+// from the pool ends exactly as one from Vm::clone_from(dir) does, pending interrupt included.
+TEST_F(FirmwareSnapshotTest, PooledCloneFinishesTheComputationLikeAnUnpooledOne) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/snap";
+  snapshot_mid_computation(dir);
+  if (HasFatalFailure()) return;
+  auto pool = Vm::prepare_clones(dir, {.size = 1});
+  ASSERT_TRUE(pool) << pool.error().what;
+  ASSERT_TRUE((*pool)->wait_until_full(60s));
+  std::string error;
+  RestoreOptions o;
+  o.host.log_level = LogLevel::kInfo;
+  auto pooled = EmbeddedVm::start_pooled_clone(**pool, o, &error);
+  ASSERT_TRUE(pooled) << error;
+  pool->reset();  // a clone owns everything it runs on: it outlives the pool
+  auto plain = EmbeddedVm::start_clone(dir, o, &error);
+  ASSERT_TRUE(plain) << error;
+  std::string lines[2];
+  EmbeddedVm* vms[2] = {pooled.get(), plain.get()};
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(vms[i]->wait_for([](const auto& l) { return has_prefix(l, "SNAPCALC done"); }, 300s)) << vms[i]->log();
+    EXPECT_FALSE(has_prefix(vms[i]->lines(), "SNAPCALC start"));
+    lines[i] = line_with(vms[i]->lines(), "SNAPCALC done");
+    auto exit = vms[i]->wait_exit(60s);
+    ASSERT_TRUE(exit && *exit) << vms[i]->log();
+    EXPECT_EQ((*exit)->reason, VmExitReason::kPowerOff);
+  }
+  EXPECT_EQ(lines[0], lines[1]);
+  EXPECT_NE(lines[0].find("pending=1"), std::string::npos) << lines[0];
+}
+
+// What a pool cannot serve is refused with the reason, before or when a clone is taken.
+TEST_F(FirmwareSnapshotTest, ClonePoolRefusesWhatItCannotServe) {
+  TempDir tmp;
+  const std::string dir = tmp.path() + "/snap";
+  snapshot_clone_probe(dir);
+  if (HasFatalFailure()) return;
+
+  auto missing = Vm::prepare_clones(tmp.path() + "/none");
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().what.find("none/state"), std::string::npos) << missing.error().what;
+  for (unsigned size : {0u, 65u}) {
+    auto bad = Vm::prepare_clones(dir, {.size = size});
+    ASSERT_FALSE(bad);
+    EXPECT_NE(bad.error().what.find("size must be between 1 and 64"), std::string::npos) << bad.error().what;
+  }
+  // A memory file shorter than the snapshot's RAM: refused when the pool is made.
+  const std::string short_memory = tmp.path() + "/short";
+  ASSERT_EQ(std::system(("cp --sparse=always " + dir + "/memory " + short_memory).c_str()), 0);
+  ASSERT_EQ(::truncate(short_memory.c_str(), 32ll << 20), 0);
+  auto shorter = Vm::prepare_clones(dir, {.size = 1, .memory_path = short_memory});
+  ASSERT_FALSE(shorter);
+  EXPECT_NE(shorter.error().what.find("shorter than"), std::string::npos) << shorter.error().what;
+
+  auto pool = Vm::prepare_clones(dir, {.size = 1});
+  ASSERT_TRUE(pool) << pool.error().what;
+  RestoreOptions other;
+  other.memory_path = short_memory;
+  auto refused = Vm::clone_from(**pool, other);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("a pool serves the snapshot it was prepared for"), std::string::npos)
+      << refused.error().what;
+  RestoreOptions prefault;
+  prefault.prefault = true;
+  refused = Vm::clone_from(**pool, prefault);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("prefault"), std::string::npos) << refused.error().what;
+  // The same option checks as clone_from(dir): a vsock socket for a snapshot without vsock.
+  RestoreOptions vsock;
+  vsock.host.vsock = VsockConfig{.guest_cid = 3, .socket_path = tmp.path() + "/v.sock"};
+  refused = Vm::clone_from(**pool, vsock);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().what.find("no vsock device"), std::string::npos) << refused.error().what;
+  // Refusals took nothing: the prepared VM is still there.
+  EXPECT_EQ((*pool)->ready(), 1u);
 }
 
 TEST_F(FirmwareSnapshotTest, PrefaultedRestoreFinishesToo) {

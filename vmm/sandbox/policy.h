@@ -38,6 +38,8 @@ struct SandboxNeeds {
   int launcher_child = 0;
   std::vector<int> launcher_dir_fds;
   int launcher_tap_socket = -1;  // AF_INET control socket: interface flags of admin taps
+
+  bool operator==(const SandboxNeeds&) const = default;
 };
 
 // One allowed form of one system call: every comparison must hold (AND). Several rules for

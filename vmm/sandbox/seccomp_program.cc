@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <memory>
 
 #include "base/fd.h"
@@ -43,6 +44,14 @@ Result<SeccompProgram> SeccompProgram::compile(const SyscallPolicy& policy) {
 Result<void> SeccompProgram::install(ThreadRole role) const {
   install_sigsys_reporter();
   set_thread_role_for_reports(role_name(role));
+  // glibc gives a thread its malloc arena on its first allocation or free, and once a process
+  // has more arenas than 8 per core it reads /sys/devices/system/cpu/online there (openat) to
+  // size the limit. A process with many threads (an embedder spawning clones) gets there, and
+  // a thread whose first free() came after its filter died of SIGSYS (the event loop's, when
+  // its std::thread state was freed at exit). Take the arena now, while files may be opened.
+  void* warm = ::malloc(1);
+  __asm__ volatile("" : : "r"(warm) : "memory");  // kept: the pair must not be optimised away
+  ::free(warm);
   // Required for an unprivileged filter; per thread, so the setup thread keeps the right to
   // start privileged helpers (virtiofsd) and an embedder's threads are unaffected.
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return fail_errno("prctl(PR_SET_NO_NEW_PRIVS)");

@@ -60,7 +60,7 @@ Result<VcpuState> capture_vcpu(const VcpuFd& vcpu, const std::vector<uint32_t>& 
   return s;
 }
 
-Result<void> apply_vcpu(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_size) {
+Result<void> prepare_vcpu(const VcpuFd& vcpu, const VcpuState& s) {
   CpuidEntries cpuid;
   cpuid.entries = s.cpuid;
   TRY(vcpu.set_cpuid(cpuid));
@@ -72,6 +72,10 @@ Result<void> apply_vcpu(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_siz
                                                    " kHz and this host cannot scale to it"));
     }
   }
+  return {};
+}
+
+Result<void> apply_vcpu_state(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_size) {
   TRY(vcpu.set_sregs(s.sregs));
   TRY(vcpu.set_regs(s.regs));
   if (!s.xsave.empty()) {
@@ -89,6 +93,11 @@ Result<void> apply_vcpu(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_siz
   TRY(vcpu.set_vcpu_events(s.events));
   TRY(vcpu.set_debugregs(s.debugregs));
   return {};
+}
+
+Result<void> apply_vcpu(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_size) {
+  TRY(prepare_vcpu(vcpu, s));
+  return apply_vcpu_state(vcpu, s, xsave_size);
 }
 
 Result<std::optional<int64_t>> tsc_drift(const VcpuFd& vcpu, const VcpuState& s) {

@@ -21,6 +21,12 @@ namespace microvm::snapshot {
 // Sets everything in the order KVM needs: CPUID, TSC rate, special and general registers,
 // FPU/XSAVE, XCRs, MP state, LAPIC, MSRs, pending events, debug registers.
 [[nodiscard]] Result<void> apply_vcpu(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_size);
+// apply_vcpu() in two steps. prepare_vcpu() sets what must come first and stays fixed once
+// the vCPU has run (CPUID, TSC rate): it does not depend on when the guest resumes, so a
+// clone pool does it ahead of time. apply_vcpu_state() sets the rest, whose timers and TSC
+// start counting when set.
+[[nodiscard]] Result<void> prepare_vcpu(const VcpuFd& vcpu, const VcpuState& s);
+[[nodiscard]] Result<void> apply_vcpu_state(const VcpuFd& vcpu, const VcpuState& s, size_t xsave_size);
 
 // How far the vCPU's TSC now runs from the snapshot's (in cycles; read right after
 // apply_vcpu). Near zero where KVM took the TSC write; some KVMs cannot offset the guest TSC

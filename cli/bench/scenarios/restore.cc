@@ -4,7 +4,9 @@
 // each run then starts VMMs from that snapshot and times them until the restored guest shows it
 // runs (its first boot-marker write after the restore, its first console byte), next to a fresh
 // boot of the same guest. `clone` starts several --clone VMMs at once and reads each one's
-// /proc/PID/smaps while all run: what one more clone costs in memory.
+// /proc/PID/smaps while all run: what one more clone costs in memory. It also spawns clones
+// inside this process through the library, as an embedder would: Vm::clone_from(dir) and
+// Vm::clone_from(pool) with a ClonePool (bench/clone/), p50/p99 over 100 clones each.
 #include <signal.h>
 #include <sys/stat.h>
 
@@ -12,6 +14,7 @@
 #include <cmath>
 #include <thread>
 
+#include "bench/clone/in_process_clones.h"
 #include "cli/bench/probe_image.h"
 #include "cli/bench/scenario.h"
 #include "cli/bench/smaps.h"
@@ -21,8 +24,10 @@ namespace microvm::bench {
 
 namespace {
 
-constexpr int kRestoresPerRun = 20;  // `restore`: p50/p99 are over these, per run
-constexpr int kClones = 8;           // `clone`: VMMs running at once from one snapshot
+constexpr int kRestoresPerRun = 20;         // `restore`: p50/p99 are over these, per run
+constexpr int kClones = 8;                  // `clone`: VMMs running at once from one snapshot
+constexpr unsigned kInProcessClones = 100;  // `clone`: library clones per run, pooled and not
+constexpr unsigned kPoolSize = 4;
 constexpr auto kOutputTimeout = std::chrono::seconds(30);
 
 Metric ms(double v) { return {v, "ms", true}; }
@@ -107,7 +112,26 @@ class SnapshotScenario final : public Scenario {
             "pages written): memory that is this clone's alone"},
            {"clone_pss_kib", "per clone, mean: Pss of the whole process (shared pages divided among the clones)"},
            {"boot_private_dirty_kib", "one freshly booted VMM of the same guest and RAM size, sampled the same way"},
-           {"boot_pss_kib", "the same, Pss"}};
+           {"boot_pss_kib", "the same, Pss"},
+           {"lib_clone_call_p50_ms",
+            "in one process, 100 clones one after another: the Vm::clone_from(dir) call, median"},
+           {"lib_clone_call_p99_ms", "the same, 99th percentile"},
+           {"lib_clone_first_kvm_run_p50_ms", "the same clones: clone_from(dir) called -> first KVM_RUN, median"},
+           {"lib_clone_guest_marker_p50_ms",
+            "the same clones: clone_from(dir) called -> the guest's first boot-marker write, median"},
+           {"pooled_clone_call_p50_ms",
+            "the same with a ClonePool of 4, full before each clone: the Vm::clone_from(pool) call, median"},
+           {"pooled_clone_call_p99_ms", "the same, 99th percentile"},
+           {"pooled_clone_first_kvm_run_p50_ms", "pooled: clone_from(pool) called -> first KVM_RUN, median"},
+           {"pooled_clone_first_kvm_run_p99_ms", "the same, 99th percentile"},
+           {"pooled_clone_guest_marker_p50_ms",
+            "pooled: clone_from(pool) called -> the guest's first boot-marker write, median"},
+           {"pooled_clone_guest_marker_p99_ms", "the same, 99th percentile"},
+           {"pooled_clone_private_dirty_kib",
+            "8 pooled clones running at once in one process: Private_Dirty the process grew by, per clone (guest "
+            "pages written, the VMM's heap and thread stacks for it)"},
+           {"pooled_clone_guest_ram_private_dirty_kib",
+            "the same, only the guest-RAM mappings: guest pages each clone wrote since the restore"}};
     }
     return m;
   }
@@ -118,11 +142,16 @@ class SnapshotScenario final : public Scenario {
             "sparse. microvm's defaults otherwise (virtio-rng, sandbox on).",
         "--boot-timer numbers start at microvm's main(), so they leave out exec and the dynamic loader; the "
         "spawn -> output numbers include them and the harness's 200 us polling."};
-    if (clone_)
+    if (clone_) {
       n.push_back(
           "All clones run at once; memory is sampled once each clone's guest has printed, so it includes "
           "what the guest wrote meanwhile (the ticker writes no RAM) and the VMM's own heap and stacks.");
-    else
+      n.push_back(
+          "lib_ and pooled_ rows: clones made inside the bench process through the library (the zeroboot "
+          "setting), each run until its guest marks, then stopped and freed, before the next. pooled_ takes them "
+          "from a ClonePool refilled to 4 before each clone: the latency of a spawner no faster than the pool "
+          "refills (about one VM per lib_clone_call on this host).");
+    } else
       n.push_back("p50/p99 are over " + std::to_string(kRestoresPerRun) +
                   " sequential restores per run; the table shows their median over runs.");
     return n;
@@ -249,6 +278,7 @@ class SnapshotScenario final : public Scenario {
       }
     }
     for (auto& c : clones) stop(c, std::chrono::seconds(2));
+    TRY(run_library_clones(out));
     out.metrics["clone_spawn_to_output_p50_ms"] = ms(percentile(spawn, 50));
     out.metrics["clone_spawn_to_output_p99_ms"] = ms(percentile(spawn, 99));
     out.metrics["clone_guest_marker_p50_ms"] = ms(percentile(marker, 50));
@@ -256,6 +286,26 @@ class SnapshotScenario final : public Scenario {
     out.metrics["clone_guest_ram_rss_kib"] = kib(ram_rss / kClones);
     out.metrics["clone_private_dirty_kib"] = kib(dirty / kClones);
     out.metrics["clone_pss_kib"] = kib(pss / kClones);
+    return {};
+  }
+
+  // Clones made inside this process, without and with a pool.
+  Result<void> run_library_clones(RunOutput& out) {
+    auto plain = TRY(time_in_process_clones(snapshot_dir_, {.count = kInProcessClones}));
+    out.metrics["lib_clone_call_p50_ms"] = ms(percentile(plain.clone_ms, 50));
+    out.metrics["lib_clone_call_p99_ms"] = ms(percentile(plain.clone_ms, 99));
+    out.metrics["lib_clone_first_kvm_run_p50_ms"] = ms(percentile(plain.first_kvm_run_ms, 50));
+    out.metrics["lib_clone_guest_marker_p50_ms"] = ms(percentile(plain.guest_marker_ms, 50));
+    auto pooled = TRY(time_in_process_clones(snapshot_dir_, {.count = kInProcessClones, .pool_size = kPoolSize}));
+    out.metrics["pooled_clone_call_p50_ms"] = ms(percentile(pooled.clone_ms, 50));
+    out.metrics["pooled_clone_call_p99_ms"] = ms(percentile(pooled.clone_ms, 99));
+    out.metrics["pooled_clone_first_kvm_run_p50_ms"] = ms(percentile(pooled.first_kvm_run_ms, 50));
+    out.metrics["pooled_clone_first_kvm_run_p99_ms"] = ms(percentile(pooled.first_kvm_run_ms, 99));
+    out.metrics["pooled_clone_guest_marker_p50_ms"] = ms(percentile(pooled.guest_marker_ms, 50));
+    out.metrics["pooled_clone_guest_marker_p99_ms"] = ms(percentile(pooled.guest_marker_ms, 99));
+    auto memory = TRY(measure_in_process_clone_memory(snapshot_dir_, kClones));
+    out.metrics["pooled_clone_private_dirty_kib"] = kib(memory.process_private_dirty_kib);
+    out.metrics["pooled_clone_guest_ram_private_dirty_kib"] = kib(memory.guest_ram_private_dirty_kib);
     return {};
   }
 

@@ -35,7 +35,21 @@ std::unique_ptr<EmbeddedVm> EmbeddedVm::start_clone(const std::string& dir, Rest
       error);
 }
 
-std::unique_ptr<EmbeddedVm> EmbeddedVm::launch(VmConfig config, const Factory& create, std::string* error) {
+std::unique_ptr<EmbeddedVm> EmbeddedVm::start_pooled_clone(ClonePool& pool, RestoreOptions options,
+                                                           std::string* error) {
+  VmConfig host = options.host;
+  return launch(
+      std::move(host),
+      [&](const VmConfig& c) {
+        RestoreOptions o = options;
+        o.host = c;
+        return Vm::clone_from(pool, o);
+      },
+      error, /*console_input=*/true);
+}
+
+std::unique_ptr<EmbeddedVm> EmbeddedVm::launch(VmConfig config, const Factory& create, std::string* error,
+                                               bool console_input) {
   std::unique_ptr<EmbeddedVm> e(new EmbeddedVm());
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) {
@@ -44,6 +58,19 @@ std::unique_ptr<EmbeddedVm> EmbeddedVm::launch(VmConfig config, const Factory& c
   }
   e->console_write_ = p[1];
   config.console_in = -1;
+  if (console_input) {
+    int in[2];
+    if (::pipe2(in, O_CLOEXEC) != 0) {
+      *error = "pipe2 failed";
+      ::close(p[0]);
+      ::close(p[1]);
+      e->console_write_ = -1;
+      return nullptr;
+    }
+    e->input_read_ = in[0];
+    e->input_write_ = in[1];
+    config.console_in = in[0];
+  }
   config.console_out = p[1];
   config.rng = false;
   EmbeddedVm* self = e.get();
@@ -78,6 +105,19 @@ EmbeddedVm::~EmbeddedVm() {
   vm_.reset();
   if (console_write_ >= 0) ::close(console_write_);  // the reader sees EOF
   if (console_thread_.joinable()) console_thread_.join();
+  if (input_write_ >= 0) ::close(input_write_);
+  if (input_read_ >= 0) ::close(input_read_);
+}
+
+bool EmbeddedVm::send_input(std::string_view bytes) {
+  if (input_write_ < 0) return false;
+  while (!bytes.empty()) {
+    ssize_t n = ::write(input_write_, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
 }
 
 void EmbeddedVm::read_console(int fd) {

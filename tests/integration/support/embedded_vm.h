@@ -11,6 +11,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -26,6 +27,8 @@ class EmbeddedVm {
   static std::unique_ptr<EmbeddedVm> start_restored(const std::string& dir, RestoreOptions options, std::string* error);
   // The same through Vm::clone_from().
   static std::unique_ptr<EmbeddedVm> start_clone(const std::string& dir, RestoreOptions options, std::string* error);
+  // The same through Vm::clone_from(pool), with the console's input on a pipe (send_input()).
+  static std::unique_ptr<EmbeddedVm> start_pooled_clone(ClonePool& pool, RestoreOptions options, std::string* error);
   ~EmbeddedVm();
 
   Vm& vm() { return *vm_; }
@@ -36,15 +39,20 @@ class EmbeddedVm {
   // Waits for run() to return (up to `timeout`); the exit, or nullopt on timeout.
   std::optional<Result<VmExit>> wait_exit(std::chrono::milliseconds timeout);
   std::string log() const;
+  // Writes `bytes` to the guest's console input; false without an input pipe or on error.
+  bool send_input(std::string_view bytes);
 
  private:
   EmbeddedVm() = default;
   using Factory = std::function<Result<std::unique_ptr<Vm>>(const VmConfig&)>;
-  static std::unique_ptr<EmbeddedVm> launch(VmConfig config, const Factory& create, std::string* error);
+  static std::unique_ptr<EmbeddedVm> launch(VmConfig config, const Factory& create, std::string* error,
+                                            bool console_input = false);
   void read_console(int fd);
 
   std::unique_ptr<Vm> vm_;
   int console_write_ = -1;
+  int input_read_ = -1;   // the VM's console_in, when launched with input
+  int input_write_ = -1;  // send_input() writes here
   std::thread console_thread_;
   std::thread run_thread_;
   mutable std::mutex mu_;
