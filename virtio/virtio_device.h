@@ -57,6 +57,11 @@ class VirtioDevice {
   [[nodiscard]] virtual Result<void> activate(ActivationContext ctx) = 0;
   // Driver reset: drain or cancel in-flight I/O before returning, then forget queue state.
   virtual void reset() = 0;
+  // True while a reset() the driver asked for is still under way outside the device model (a
+  // vhost-user backend not yet done with the old rings). The transport then keeps reporting a
+  // non-zero device status (§4.1.4.3.2: the driver waits for 0 before reinitializing) and
+  // ignores reinitialization. Read from vCPU threads: implementations use an atomic.
+  virtual bool reset_pending() const { return false; }
   // Hook for the transport to learn that the device needs a reset (ring unusable, §2.1.2).
   virtual bool needs_reset() const { return false; }
 

@@ -127,6 +127,7 @@ void append_transport(MetricGroup& g, const TransportCounters& t) {
   add("transport_activations", t.activations);
   add("transport_activation_failures", t.activation_failures);
   add("transport_resets", t.resets);
+  add("transport_writes_during_reset", t.writes_during_reset);
 }
 
 // Adds `g`'s counters into `total` by name (Firecracker's "block"/"net" totals); the

@@ -79,8 +79,10 @@ int vio_find(u64 bp, u32 device_id, const char* name) {
 int vio_init(u64 optional) { return vio_init_queue(optional, QSIZE, 0, 0, 0); }
 
 int vio_init_queue(u64 optional, u16 size, u64 desc, u64 avail, u64 used) {
-  vio.set_status(0); /* reset; reading back 0 means it finished (§4.1.4.3.1, §4.2.3.1) */
-  for (u32 i = 0; i < 1000 && vio.get_status() != 0; i++) {
+  /* Reset; reading back 0 means it finished (§4.1.4.3.1, §4.2.3.1). A device whose reset
+   * waits for a vhost-user back end reads non-zero for a round trip: bounded polling. */
+  vio.set_status(0);
+  for (u32 i = 0; i < 1000000 && vio.get_status() != 0; i++) {
   }
   if (vio.get_status() != 0) {
     vb_fail("status did not read 0 after reset");

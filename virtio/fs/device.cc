@@ -232,6 +232,7 @@ void FsDevice::pump() {
 
 void FsDevice::submit(VhostUserWorker::Work work, uint64_t generation, bool activation) {
   job_in_flight_ = true;
+  stop_in_flight_ = !activation;
   EventLoop* loop = loop_;
   std::weak_ptr<int> alive = alive_;
   worker_->submit(std::move(work), [this, alive, loop, generation, activation](Result<void> r) {
@@ -245,17 +246,28 @@ void FsDevice::submit(VhostUserWorker::Work work, uint64_t generation, bool acti
 
 void FsDevice::sequence_done(uint64_t generation, bool activation, const Result<void>& r) {
   job_in_flight_ = false;
+  stop_in_flight_ = false;
   if (!r) {
     if (backend_connected()) {
       if (activation && active_ && active_->generation == generation)
         log(LogLevel::kError, "activation failed: %s", r.error().what.c_str());
       backend_failed(r.error().what, /*connection_gone=*/true);
     }
+    update_reset_pending();
     return;
   }
   if (activation && active_ && active_->generation == generation)
     log(LogLevel::kDebug, "backend serving %zu queue(s)", active_->started.size());
   pump();
+  update_reset_pending();
+}
+
+void FsDevice::update_reset_pending() {
+  // A stop is owed while the backend runs rings of an activation the driver has since reset.
+  bool owed = !backend_rings_.empty() && (!active_ || active_->generation != backend_rings_generation_);
+  // Once the connection is gone nothing more is said to the backend: the reset completes
+  // (the existing dead-backend path: NEEDS_RESET, ENOTCONN replies).
+  reset_pending_.store(backend_connected() && (owed || stop_in_flight_), std::memory_order_release);
 }
 
 void FsDevice::backend_failed(const std::string& why, bool connection_gone) {
@@ -296,6 +308,7 @@ void FsDevice::backend_failed(const std::string& why, bool connection_gone) {
   hangup_watch_.reset();
   backend_rings_.clear();
   worker_->cancel();  // a sequence in progress fails at once; none is sent again
+  update_reset_pending();
   if (!active_) return;
   auto orphaned = OrphanedQueues::adopt(*active_->memory, *active_->interrupt, *active_->loop, active_->features,
                                         active_->rings, options_.logger, options_.tag);
@@ -315,8 +328,9 @@ void FsDevice::reset() {
   acked_features_ = 0;
   needs_reset_.store(false, std::memory_order_release);
   // The backend stops the old rings (GET_VRING_BASE) on the worker, after whatever sequence
-  // it is running; the loop does not wait for it.
+  // it is running; the loop does not wait for it, the driver does (reset_pending()).
   pump();
+  update_reset_pending();
 }
 
 }  // namespace microvm

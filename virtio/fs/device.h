@@ -22,11 +22,13 @@
 // does not answer within reply_timeout ends as a dead one (NEEDS_RESET, config interrupt,
 // ENOTCONN replies). Resets and new activations while a sequence runs are coalesced: at most
 // one sequence is at the worker, and only the latest activation is ever sent.
-// The price: reset() returns before the backend has stopped the old rings (GET_VRING_BASE
-// goes out right after, on the worker), so the driver may see the reset done a round trip
-// before a healthy backend stops touching them; a later activation is sent only after the
-// stop. (Holding the status at non-zero until then, which §4.1.4.3.2 lets a PCI driver wait
-// for, would close that window; the transport does not do it yet.)
+// A driver reset is complete only once the backend has stopped the old rings: reset()
+// returns at once, but reset_pending() stays true until the worker's stop sequence
+// (GET_VRING_BASE) has answered, or the backend is treated as gone (failed, timed out), so
+// the transport keeps the status non-zero (§4.1.4.3.2) and ignores reinitialization meanwhile.
+// A driver that waits for status 0 (Linux's virtio-pci, our firmware) never reuses ring memory
+// a healthy backend may still write; one that does not wait (virtio-mmio has no such rule)
+// finds its early writes ignored.
 //
 // Threading: create() on the builder thread; activate()/reset(), the call/hangup handlers
 // and the worker's completions (posted to the loop) on the event-loop thread.
@@ -91,6 +93,7 @@ class FsDevice final : public VirtioDevice {
   [[nodiscard]] Result<void> activate(ActivationContext ctx) override;
   void reset() override;
   bool needs_reset() const override { return needs_reset_.load(std::memory_order_acquire); }
+  bool reset_pending() const override { return reset_pending_.load(std::memory_order_acquire); }
   // Snapshot: refused unless the share has snapshot=remount; then the blob says only that,
   // and the restored device comes back needing a reset (resets_on_restore()).
   [[nodiscard]] Result<std::vector<std::byte>> save_state() override;
@@ -123,6 +126,9 @@ class FsDevice final : public VirtioDevice {
   void pump();
   void submit(VhostUserWorker::Work work, uint64_t generation, bool activation);
   void sequence_done(uint64_t generation, bool activation, const Result<void>& r);
+  // Recomputes reset_pending_: a stop of rings the driver reset is owed or running, and a
+  // backend is still there to run them.
+  void update_reset_pending();
   // Called on the loop thread when virtiofsd exited (pidfd) or the connection is gone (socket
   // hang-up, or found broken at activation); only the latter takes the rings over.
   void backend_failed(const std::string& why, bool connection_gone);
@@ -155,6 +161,7 @@ class FsDevice final : public VirtioDevice {
   uint64_t acked_features_ = 0;
   std::optional<Active> active_;
   std::atomic<bool> needs_reset_{false};
+  std::atomic<bool> reset_pending_{false};  // written on the loop, read by vCPUs
   std::atomic<uint64_t> interrupts_{0};
   std::atomic<bool> backend_lost_{false};
   uint64_t failed_ = 0;          // from earlier activations
@@ -162,7 +169,8 @@ class FsDevice final : public VirtioDevice {
   std::atomic<bool> connection_gone_{false};
   // Loop side of the worker: one sequence at a time.
   bool job_in_flight_ = false;
-  EventLoop* loop_ = nullptr;  // where the worker's verdicts go (every activation names the same)
+  bool stop_in_flight_ = false;  // the sequence at the worker is a ring stop
+  EventLoop* loop_ = nullptr;    // where the worker's verdicts go (every activation names the same)
   uint64_t next_generation_ = 0;
   std::vector<uint16_t> backend_rings_;  // rings an activation handed the backend, not stopped since
   uint64_t backend_rings_generation_ = 0;

@@ -60,7 +60,18 @@ uint32_t TransportCore::read_driver_features() const {
   return static_cast<uint32_t>(driver_features_ >> (32 * driver_features_select_));
 }
 
+bool TransportCore::refuse_during_reset(const char* what) {
+  if (held_status_.load() == 0) return false;
+  if (!device_->reset_pending()) {
+    held_status_.store(0);  // complete: the driver read 0 or may now go on without reading
+    return false;
+  }
+  guest_error(counters_.writes_during_reset, "%s before the reset completed: ignored", what);
+  return true;
+}
+
 void TransportCore::write_driver_features(uint32_t value) {
+  if (refuse_during_reset("driver features written")) return;
   // §3.1.1: features are fixed once FEATURES_OK is set.
   if (status_.load() & VIRTIO_STATUS_FEATURES_OK) {
     guest_error(counters_.bad_status_writes, "driver features written after FEATURES_OK");
@@ -111,6 +122,7 @@ bool TransportCore::queue_config_writable() {
   // §4.1.4.3.2 / §4.2.2.2: the driver configures a queue before enabling it and before
   // DRIVER_OK. A live queue's layout is what the device is using: changing it under the
   // device is refused rather than half-applied.
+  if (refuse_during_reset("queue configuration written")) return false;
   if (q->ready || driver_ok()) {
     guest_error(counters_.ignored_queue_writes, "queue %u configuration changed while live: ignored", queue_select_);
     return false;
@@ -167,6 +179,7 @@ void TransportCore::write_queue_ready(bool ready) {
     return;
   }
   if (ready == q->ready) return;
+  if (refuse_during_reset("queue enabled")) return;
   if (driver_ok()) {
     // The device already has the queue; the flag is only what the driver reads back.
     counters_.ignored_queue_writes.fetch_add(1, std::memory_order_relaxed);
@@ -231,6 +244,9 @@ void TransportCore::reregister_doorbells() {
 // --- Status -----------------------------------------------------------------------------
 
 uint8_t TransportCore::status() const {
+  // §4.1.4.3.2 / §2.4: a reset is complete when the status reads 0, and not before; a driver
+  // polls until then (Linux's virtio-pci does, so does our firmware).
+  if (reset_in_progress()) return held_status_.load();
   uint8_t s = status_.load();
   // §2.1.2: a device that cannot go on sets NEEDS_RESET; the device reports it through
   // needs_reset(), which may become true on the loop thread at any time.
@@ -240,9 +256,11 @@ uint8_t TransportCore::status() const {
 
 TransportCore::StatusChange TransportCore::write_status(uint8_t value, Interrupt& interrupt) {
   if (value == 0) {
-    reset();
+    // A second reset while the first is under way only asks for what is already happening.
+    if (!reset_in_progress()) reset();
     return StatusChange::kReset;
   }
+  if (refuse_during_reset("status written")) return StatusChange::kNone;
   uint8_t current = status_.load();
   uint8_t device_bits = current & VIRTIO_STATUS_NEEDS_RESET;
   uint8_t cur = current & ~VIRTIO_STATUS_NEEDS_RESET;
@@ -350,6 +368,10 @@ void TransportCore::config_changed() {
 void TransportCore::reset() {
   counters_.resets.fetch_add(1, std::memory_order_relaxed);
   needs_reset_reported_.store(false);
+  // Held before the device is told, so no status read in between returns 0. A reset of a
+  // never-initialized device (status 0) has nothing to hold and nothing to wait for.
+  uint8_t before = status_.load() & ~VIRTIO_STATUS_NEEDS_RESET;
+  held_status_.store(before);
   std::weak_ptr<int> alive = alive_;
   VirtioDevice* device = device_.get();
   // §2.4: reset stops the device before the driver sees status 0: device->reset() drains
@@ -374,6 +396,8 @@ void TransportCore::reset() {
   driver_features_beyond_64_ = false;
   queue_select_ = 0;
   status_.store(0);
+  // The device may have finished already (most do, inside reset()): nothing left to hold.
+  if (!device_->reset_pending()) held_status_.store(0);
 }
 
 }  // namespace microvm

@@ -46,6 +46,7 @@ struct TransportCounters {
   std::atomic<uint64_t> activations{0};
   std::atomic<uint64_t> activation_failures{0};
   std::atomic<uint64_t> resets{0};
+  std::atomic<uint64_t> writes_during_reset{0};  // reinitialization before the reset completed
 };
 
 // Where a queue's doorbell lives, for the ioeventfd: PCI gives each queue its own address;
@@ -117,6 +118,9 @@ class TransportCore {
   // `interrupt` is handed to the device at activation and must live as long as the transport.
   StatusChange write_status(uint8_t value, Interrupt& interrupt);
   bool driver_ok() const { return (status_.load() & VIRTIO_STATUS_DRIVER_OK) != 0; }
+  // True from a driver reset until the device says it is complete (reset_pending()): status
+  // reads return the pre-reset status, not 0, and reinitializing writes are ignored.
+  bool reset_in_progress() const { return held_status_.load() != 0 && device_->reset_pending(); }
   // Marks NEEDS_RESET (device side: activation failed, or the device reports needs_reset()).
   void set_needs_reset() { status_.fetch_or(VIRTIO_STATUS_NEEDS_RESET); }
 
@@ -184,6 +188,9 @@ class TransportCore {
   // Runs `fn` on the loop thread, or right here when the caller holds the loop.
   [[nodiscard]] bool on_loop(LoopAccess access, std::function<void()> fn);
   void reset();
+  // Whether a driver write that reinitializes the device must be dropped because the last reset
+  // is still under way; counts and logs it (`what` names the write).
+  bool refuse_during_reset(const char* what);
   // Counts a guest protocol error and logs it, rate-limited (a guest must not flood the log).
   void guest_error(std::atomic<uint64_t>& counter, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -195,6 +202,8 @@ class TransportCore {
   TransportCounters counters_;
   std::vector<QueueState> queues_;
   std::atomic<uint8_t> status_{0};
+  // The status before the last reset while the device may still be completing it (0: none).
+  std::atomic<uint8_t> held_status_{0};
   std::atomic<uint8_t> config_generation_{0};
   std::function<void()> on_needs_reset_;
   std::atomic<bool> needs_reset_reported_{false};

@@ -12,8 +12,10 @@
 #include "tests/testing/driver_queue.h"
 #include "tests/testing/fake_interrupt.h"
 #include "tests/unit/vhost/fake_vhost_backend.h"
+#include "tests/unit/virtio/transport/transport_fakes.h"
 #include "virtio/fs/device.h"
 #include "virtio/fs/fuse_error_reply.h"
+#include "virtio/transport/mmio_transport.h"
 #include "virtio/virtio_spec.h"
 
 namespace microvm {
@@ -224,6 +226,136 @@ TEST(FsDevice, ActivationHandsTheBackendMemoryRingsKickAndCallAndForwardsInterru
   rig.run_until([&] { return !rig.device->backend_busy(); });
   EXPECT_NE(rig.backend.find(Request::kGetVringBase, 0), nullptr);
   EXPECT_NE(rig.backend.find(Request::kGetVringBase, 1), nullptr);
+}
+
+// The driver's reset is not complete until the backend has stopped the old rings: reset()
+// returns at once, reset_pending() (what keeps the transport's status non-zero) stays true
+// while GET_VRING_BASE is unanswered and turns false once the backend answered it.
+TEST(FsDevice, ResetStaysPendingUntilTheBackendStoppedTheRings) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  ASSERT_TRUE(rig.device->activate(rig.context()).has_value());
+  rig.run_until([&] { return !rig.device->backend_busy(); });
+  ASSERT_NE(rig.backend.find(Request::kSetVringEnable, 1), nullptr);
+  EXPECT_FALSE(rig.device->reset_pending());
+
+  std::unique_lock lock(rig.backend.mu);  // the fake backend cannot answer meanwhile
+  rig.device->reset();
+  EXPECT_TRUE(rig.device->reset_pending());
+  for (int i = 0; i < 5; ++i) (void)rig.loop->run_once(10);
+  EXPECT_TRUE(rig.device->reset_pending()) << "reset completed before the backend answered the stop";
+  lock.unlock();
+  rig.run_until([&] { return !rig.device->reset_pending(); });
+  EXPECT_FALSE(rig.device->reset_pending());
+  EXPECT_NE(rig.backend.find(Request::kGetVringBase, 0), nullptr);
+  EXPECT_NE(rig.backend.find(Request::kGetVringBase, 1), nullptr);
+  EXPECT_TRUE(rig.device->backend_connected());
+}
+
+// End to end through virtio-mmio registers, as a driver sees it: after writing 0 the status
+// keeps reading non-zero while GET_VRING_BASE is unanswered, a hostile DRIVER_OK meanwhile
+// starts nothing, and the status reads 0 once the backend has answered the stop.
+TEST(FsDevice, ThroughMmioStatusReadsZeroOnlyAfterTheBackendStoppedTheRings) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  testing::LoopThread loop_thread;
+  testing::FakeVmServices vm;
+  Logger log{[](LogLevel, std::string_view) {}, LogLevel::kDebug};
+  uint64_t offered = rig.device->features();
+  auto created = MmioTransport::create(std::move(rig.device), {.base_address = 0xd0000000, .gsi = 5}, *rig.memory,
+                                       *loop_thread.loop, vm, log);
+  ASSERT_TRUE(created.has_value()) << created.error().what;
+  MmioTransport& t = **created;
+  auto write32 = [&](uint64_t off, uint32_t v) {
+    std::array<std::byte, 4> b;
+    std::memcpy(b.data(), &v, 4);
+    t.io_write(off, b);
+  };
+  auto read32 = [&](uint64_t off) {
+    std::array<std::byte, 4> b{};
+    t.io_read(off, b);
+    uint32_t v;
+    std::memcpy(&v, b.data(), 4);
+    return v;
+  };
+  auto bring_up = [&] {
+    write32(0x70, 1);
+    write32(0x70, 1 | 2);
+    write32(0x24, 0);
+    write32(0x20, static_cast<uint32_t>(offered));
+    write32(0x24, 1);
+    write32(0x20, static_cast<uint32_t>(offered >> 32));
+    write32(0x70, 1 | 2 | 8);
+    for (uint32_t q = 0; q < 2; ++q) {
+      uint64_t base = 0x10000 + q * 0x4000;
+      write32(0x30, q);
+      write32(0x38, 128);
+      write32(0x80, static_cast<uint32_t>(base));
+      write32(0x90, static_cast<uint32_t>(base + 0x800));
+      write32(0xa0, static_cast<uint32_t>(base + 0x1000));
+      write32(0x44, 1);
+    }
+    write32(0x70, 1 | 2 | 8 | 4);
+  };
+  auto wait_for = [](const std::function<bool()>& done) {
+    for (int i = 0; i < 500 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return done();
+  };
+  bring_up();
+  ASSERT_EQ(read32(0x70), 0xfu);
+  ASSERT_TRUE(wait_for([&] { return rig.backend.find(Request::kSetVringEnable, 1) != nullptr; }));
+
+  std::unique_lock lock(rig.backend.mu);  // the fake backend cannot answer the stop meanwhile
+  write32(0x70, 0);
+  EXPECT_EQ(read32(0x70), 0xfu) << "the reset read as done before the backend stopped the rings";
+  write32(0x70, 1);
+  write32(0x70, 0xf);  // hostile: DRIVER_OK without waiting for 0
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(read32(0x70), 0xfu);
+  EXPECT_EQ(t.counters().writes_during_reset.load(), 2u);
+  EXPECT_EQ(t.counters().activations.load(), 1u);
+  lock.unlock();
+  EXPECT_TRUE(wait_for([&] { return read32(0x70) == 0; })) << "status never read 0 after the stop";
+  EXPECT_NE(rig.backend.find(Request::kGetVringBase, 0), nullptr);
+  EXPECT_NE(rig.backend.find(Request::kGetVringBase, 1), nullptr);
+
+  bring_up();  // the driver that waited can bring the device up again
+  EXPECT_EQ(read32(0x70), 0xfu);
+  EXPECT_EQ(t.counters().activations.load(), 2u);
+  loop_thread.stop();  // the transport goes after the loop stopped, as documented
+  created->reset();
+}
+
+// A reset while the activation is still at the backend waits for it and then for the stop.
+TEST(FsDevice, ResetDuringActivationStaysPendingUntilTheStop) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  std::unique_lock lock(rig.backend.mu);
+  ASSERT_TRUE(rig.device->activate(rig.context()).has_value());
+  rig.device->reset();
+  EXPECT_TRUE(rig.device->reset_pending());
+  lock.unlock();
+  rig.run_until([&] { return !rig.device->reset_pending(); });
+  EXPECT_FALSE(rig.device->reset_pending());
+  EXPECT_NE(rig.backend.find(Request::kGetVringBase, 1), nullptr);
+}
+
+// A backend that hangs up instead of answering the stop ends the wait too (the dead-backend
+// path): the driver's reset completes rather than hanging.
+TEST(FsDevice, ResetCompletesWhenTheBackendHangsUpDuringTheStop) {
+  Rig rig;
+  ASSERT_TRUE(rig.device);
+  ASSERT_TRUE(rig.device->activate(rig.context()).has_value());
+  rig.run_until([&] { return !rig.device->backend_busy(); });
+  {
+    std::lock_guard lock(rig.backend.mu);
+    rig.device->reset();
+    EXPECT_TRUE(rig.device->reset_pending());
+    ::shutdown(rig.backend.backend->fd(), SHUT_RDWR);
+  }
+  rig.run_until([&] { return !rig.device->reset_pending(); });
+  EXPECT_FALSE(rig.device->reset_pending());
+  EXPECT_FALSE(rig.device->backend_connected());
 }
 
 // DRIVER_OK returns before the backend has heard anything: the requests go out on the

@@ -286,6 +286,36 @@ TEST_F(MmioTransportTest, ResetForgetsEverything) {
   EXPECT_EQ(vm.ioeventfd_count(), 2u);
 }
 
+// A device whose reset completes later (a vhost-user backend still stopping the rings) keeps
+// the status non-zero until it has, and a driver that does not wait gets nothing started: its
+// DRIVER_OK and queue setup are ignored and counted, so two activations are never in flight.
+TEST_F(MmioTransportTest, StatusStaysNonZeroWhileTheDeviceResetIsPending) {
+  bring_up();
+  device->reset_completes_later = true;
+  int resets = device->resets;
+  write32(0x70, 0);
+  EXPECT_EQ(read32(0x70), 1u | 2 | 4 | 8) << "a reset in progress must not read as 0";
+  write32(0x70, 0);  // the driver may repeat the reset: no second device reset
+  EXPECT_EQ(device->resets, resets + 1);
+  uint64_t before = transport->counters().writes_during_reset.load();
+  write32(0x70, 1);
+  write32(0x70, 1 | 2 | 8 | 4);  // hostile: DRIVER_OK straight away
+  write32(0x30, 0);
+  write32(0x38, 64);
+  write32(0x44, 1);
+  EXPECT_EQ(device->activations.size(), 1u);
+  EXPECT_EQ(transport->counters().writes_during_reset.load(), before + 4);
+  EXPECT_EQ(read32(0x44), 0u);
+  EXPECT_EQ(read32(0x70), 1u | 2 | 4 | 8);
+
+  device->pending.store(false);  // the backend answered the stop
+  EXPECT_EQ(read32(0x70), 0u);
+  bring_up();
+  EXPECT_EQ(read32(0x70), 1u | 2 | 4 | 8);
+  EXPECT_EQ(device->activations.size(), 2u);
+  EXPECT_EQ(transport->counters().writes_during_reset.load(), before + 4);
+}
+
 TEST_F(MmioTransportTest, ActivationFailureSetsNeedsReset) {
   device->fail_activation = true;
   bring_up();

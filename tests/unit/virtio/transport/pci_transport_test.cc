@@ -444,6 +444,30 @@ TEST_F(PciTransportTest, ResetClearsVectorsAndDoorbells) {
   EXPECT_EQ(device->activations.size(), 2u);
 }
 
+// §4.1.4.3.2: the driver waits for device_status to read 0 after a reset; a device still
+// resetting (its vhost-user backend stopping the rings) keeps it non-zero until done, and
+// reinitialization written before then (DRIVER_OK, queue setup) is ignored and counted.
+TEST_F(PciTransportTest, DeviceStatusReadsZeroOnlyOnceThePendingResetCompleted) {
+  bring_up();
+  device->reset_completes_later = true;
+  set_common(0x14, 0, 1);
+  EXPECT_EQ(common(0x14, 1), 0xfu);
+  uint64_t before = transport->counters().writes_during_reset.load();
+  set_common(0x14, 0xf, 1);  // hostile: DRIVER_OK without waiting
+  set_common(0x16, 0, 2);
+  set_common(0x20, 0xbad000, 8);
+  set_common(0x1c, 1, 2);
+  EXPECT_EQ(device->activations.size(), 1u);
+  EXPECT_EQ(transport->counters().writes_during_reset.load(), before + 3);
+  EXPECT_EQ(common(0x1c, 2), 0u);
+  EXPECT_EQ(common(0x20, 8), 0u);
+  EXPECT_EQ(common(0x14, 1), 0xfu);
+  device->pending.store(false);
+  EXPECT_EQ(common(0x14, 1), 0u);
+  bring_up();
+  EXPECT_EQ(device->activations.size(), 2u);
+}
+
 TEST_F(PciTransportTest, ActivationFailureRaisesConfigVector) {
   device->fail_activation = true;
   bring_up();

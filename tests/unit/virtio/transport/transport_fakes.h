@@ -147,8 +147,13 @@ class FakeDevice : public VirtioDevice {
   void reset() override {
     ++resets;
     interrupt = nullptr;
+    pending.store(reset_completes_later);
   }
   bool needs_reset() const override { return broken.load(); }
+  bool reset_pending() const override { return pending.load(); }
+  // Set: a reset stays pending until the test clears `pending` (a backend still stopping).
+  bool reset_completes_later = false;
+  std::atomic<bool> pending{false};
 
   std::optional<uint64_t> acked;
   std::vector<Activation> activations;
