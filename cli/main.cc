@@ -39,13 +39,18 @@ constexpr char kUsage[] =
 }  // namespace
 
 int main(int argc, char** argv) {
-  // glibc sizes its malloc arena limit lazily, the first time a thread wants a new arena once
-  // eight exist, by reading /sys/devices/system/cpu/online. In a VMM whose threads run under
-  // seccomp filters that may not open files, that first time can come on a filtered thread
-  // (an event loop serving many vsock connections, the supervisor at tear-down) and end the
-  // VM with SIGSYS. A fixed limit, set before any thread starts, means glibc never asks.
+  // glibc's malloc opens files lazily, the first time it needs them, on whichever thread that
+  // happens: /sys/devices/system/cpu/online to size the arena limit (a thread wanting a new
+  // arena once eight exist) and /proc/sys/vm/overcommit_memory when it first shrinks a
+  // thread arena's heap (a free() that leaves a large top). Under the seccomp filters that
+  // openat ends the VM with SIGSYS: seen in the event loop after a 16 MiB vsock transfer and
+  // in the supervisor freeing device buffers at tear-down. Fixing the arena limit and a trim
+  // threshold above a thread heap's 64 MiB, before any thread starts, means glibc never asks.
+  // (Blocks of 128 KiB and more then always come from mmap and go back with munmap.)
   const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
   ::mallopt(M_ARENA_MAX, static_cast<int>(std::min(8u * cpus, 64u)));
+  ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  ::mallopt(M_MMAP_THRESHOLD, 128 << 10);
   if (argc < 2) {
     std::fputs(kUsage, stderr);
     return 2;
