@@ -11,41 +11,32 @@ std::unique_ptr<EmbeddedVm> EmbeddedVm::start(VmConfig config, std::string* erro
 
 std::unique_ptr<EmbeddedVm> EmbeddedVm::start_restored(const std::string& dir, RestoreOptions options,
                                                        std::string* error) {
-  VmConfig host = options.host;
-  return launch(
-      std::move(host),
-      [&](const VmConfig& c) {
-        RestoreOptions o = options;
-        o.host = c;
-        return Vm::restore(dir, o);
-      },
-      error);
+  return launch_restore(
+      options, [&](const RestoreOptions& o) { return Vm::restore(dir, o); }, error);
 }
 
 std::unique_ptr<EmbeddedVm> EmbeddedVm::start_clone(const std::string& dir, RestoreOptions options,
                                                     std::string* error) {
-  VmConfig host = options.host;
-  return launch(
-      std::move(host),
-      [&](const VmConfig& c) {
-        RestoreOptions o = options;
-        o.host = c;
-        return Vm::clone_from(dir, o);
-      },
-      error);
+  return launch_restore(
+      options, [&](const RestoreOptions& o) { return Vm::clone_from(dir, o); }, error);
 }
 
 std::unique_ptr<EmbeddedVm> EmbeddedVm::start_pooled_clone(ClonePool& pool, RestoreOptions options,
                                                            std::string* error) {
-  VmConfig host = options.host;
+  return launch_restore(
+      options, [&](const RestoreOptions& o) { return Vm::clone_from(pool, o); }, error, /*console_input=*/true);
+}
+
+std::unique_ptr<EmbeddedVm> EmbeddedVm::launch_restore(const RestoreOptions& options, const RestoreFactory& restore,
+                                                       std::string* error, bool console_input) {
   return launch(
-      std::move(host),
+      options.host,
       [&](const VmConfig& c) {
         RestoreOptions o = options;
         o.host = c;
-        return Vm::clone_from(pool, o);
+        return restore(o);
       },
-      error, /*console_input=*/true);
+      error, console_input);
 }
 
 std::unique_ptr<EmbeddedVm> EmbeddedVm::launch(VmConfig config, const Factory& create, std::string* error,

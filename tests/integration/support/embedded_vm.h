@@ -47,6 +47,10 @@ class EmbeddedVm {
   using Factory = std::function<Result<std::unique_ptr<Vm>>(const VmConfig&)>;
   static std::unique_ptr<EmbeddedVm> launch(VmConfig config, const Factory& create, std::string* error,
                                             bool console_input = false);
+  // The restore forms: `options.host` gets the console and log wiring, then `restore` runs.
+  using RestoreFactory = std::function<Result<std::unique_ptr<Vm>>(const RestoreOptions&)>;
+  static std::unique_ptr<EmbeddedVm> launch_restore(const RestoreOptions& options, const RestoreFactory& restore,
+                                                    std::string* error, bool console_input = false);
   void read_console(int fd);
 
   std::unique_ptr<Vm> vm_;
