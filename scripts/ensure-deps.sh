@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 missing=0
-for tool in cmake ninja g++ pkg-config busybox cpio qemu-img mkfs.ext4 sgdisk sfdisk mkfs.vfat mcopy mdir clang-16 clang-format-14 fio gnuplot strace curl dpkg-shlibdeps help2man; do
+for tool in cmake ninja g++ pkg-config busybox cpio qemu-img mkfs.ext4 sgdisk sfdisk mkfs.vfat mcopy mdir clang-16 clang-format-14 fio gnuplot strace curl dpkg-shlibdeps help2man passt; do
   command -v "$tool" >/dev/null 2>&1 || { missing=1; break; }
 done
 if [ $missing -eq 0 ]; then

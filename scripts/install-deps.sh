@@ -11,4 +11,4 @@ $SUDO apt-get install -y -qq --no-install-recommends \
   libgtest-dev libgmock-dev googletest libbenchmark-dev libclang-rt-14-dev \
   clang-16 libclang-rt-16-dev clang-format-14 \
   busybox-static cpio e2fsprogs gdisk fdisk dosfstools mtools systemd-boot-efi qemu-utils qemu-system-x86 qemu-system-common \
-  dpkg-dev help2man fio iproute2 iperf3 gnuplot-nox hyperfine strace curl procps util-linux kmod
+  dpkg-dev help2man fio iproute2 iperf3 gnuplot-nox hyperfine strace curl procps util-linux kmod passt
