@@ -7,13 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "base/backend_log_relay.h"
 #include "base/event_loop.h"
 #include "base/log.h"
 #include "base/loop_registration.h"
 #include "boot/acpi/acpi_tables.h"
 #include "devices/console/port_backend.h"
 #include "devices/pci/pci_root.h"
-#include "devices/vhost/backend_log_relay.h"
 #include "memory/guest_memory.h"
 #include "microvm/vm.h"
 #include "virtio/transport/device_snapshot.h"

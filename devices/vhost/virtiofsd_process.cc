@@ -28,49 +28,19 @@
 namespace microvm {
 namespace {
 
-bool executable(const std::string& p) {
-  struct stat st {};
-  return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
-}
+// Child side, before exec: the read-only bind mount (async-signal-safe calls only).
+struct ReadOnlySetup {
+  const char* dir;
+  const char* const* submounts;
+};
 
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
-  return "stopped";
-}
-
-// Child side of fork(): only async-signal-safe calls until execv (the parent may have threads).
-[[noreturn]] void exec_child(const char* binary, char* const* argv, char* const* envp, const char* ro_dir,
-                             const char* const* submounts, int null_fd, int stderr_fd) {
-  // virtiofsd must not outlive us, even when we are SIGKILLed.
-  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-  // Its own process group: everything virtiofsd forks is stopped together (stop()), and
-  // a terminal's C-c reaches microvm, which stops virtiofsd in order, not virtiofsd directly.
-  ::setpgid(0, 0);
-  if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO), ::dup2(null_fd, STDOUT_FILENO);
-  if (stderr_fd >= 0) ::dup2(stderr_fd, STDERR_FILENO);
-  // Guest RAM, disks and KVM fds are not virtiofsd's business (it gets guest RAM over the socket).
-  ::syscall(SYS_close_range, 3u, ~0u, 0u);
-  if (ro_dir) {
-    if (::unshare(CLONE_NEWNS) < 0) _exit(120);
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) _exit(121);
-    // Recursively: a mount inside the folder must not stay writable (read_only_tree.h).
-    if (make_tree_read_only(ro_dir, submounts) != 0) _exit(122);
-  }
-  ::execve(binary, argv, envp);
-  _exit(127);
-}
-
-// Up to `limit` bytes already in a non-blocking fd.
-std::string read_available(int fd, size_t limit) {
-  std::string out;
-  char buf[512];
-  while (out.size() < limit) {
-    ssize_t n = ::read(fd, buf, std::min(sizeof buf, limit - out.size()));
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
+int enter_read_only_tree(const void* arg) {
+  const auto* setup = static_cast<const ReadOnlySetup*>(arg);
+  if (::unshare(CLONE_NEWNS) < 0) return 120;
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) return 121;
+  // Recursively: a mount inside the folder must not stay writable (read_only_tree.h).
+  if (make_tree_read_only(setup->dir, setup->submounts) != 0) return 122;
+  return 0;
 }
 
 constexpr std::string_view kRuntimePrefix = "microvm-fs-";
@@ -164,7 +134,8 @@ size_t sweep_stale_runtime_dirs(const std::string& base) {
 
 Result<std::string> find_virtiofsd(const std::string& explicit_path) {
   if (!explicit_path.empty()) {
-    if (!executable(explicit_path)) return fail(ENOENT, "--virtiofsd " + explicit_path + ": not an executable file");
+    if (!is_executable_file(explicit_path))
+      return fail(ENOENT, "--virtiofsd " + explicit_path + ": not an executable file");
     // Absolute, so what runs does not depend on the working directory at spawn time.
     std::unique_ptr<char, decltype(&std::free)> real(::realpath(explicit_path.c_str(), nullptr), &std::free);
     if (!real) return fail_errno("--virtiofsd " + explicit_path);
@@ -204,12 +175,6 @@ Result<std::unique_ptr<VirtiofsdProcess>> VirtiofsdProcess::start(const Virtiofs
     return fail(ENAMETOOLONG, "virtiofsd socket path too long: " + p->socket_path_);
 
   VirtiofsdCommand cmd = virtiofsd_command(o.binary, p->socket_path_, o.shared_dir, o.cache);
-  std::vector<char*> argv, envp;
-  for (auto& a : cmd.argv) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : cmd.env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  Fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
   // Read before fork (the child may not allocate); needed only on kernels without mount_setattr.
   std::vector<std::string> submounts;
   if (o.read_only) {
@@ -219,37 +184,32 @@ Result<std::unique_ptr<VirtiofsdProcess>> VirtiofsdProcess::start(const Virtiofs
   std::vector<const char*> submount_ptrs;
   for (const auto& m : submounts) submount_ptrs.push_back(m.c_str());
   submount_ptrs.push_back(nullptr);
+  ReadOnlySetup ro{o.shared_dir.c_str(), submount_ptrs.data()};
 
-  // virtiofsd's stderr goes to a pipe the event loop relays into our log (stderr_pipe()),
-  // not to the terminal the guest's console is on.
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) < 0) return fail_errno("pipe for virtiofsd's stderr");
-  Fd stderr_read(pipe_fds[0]);
-  Fd stderr_write(pipe_fds[1]);
-  if (::fcntl(stderr_read.get(), F_SETFL, O_NONBLOCK) < 0) return fail_errno("pipe for virtiofsd's stderr");
-
-  pid_t child = ::fork();
-  if (child < 0) return fail_errno("fork virtiofsd");
-  if (child == 0)
-    exec_child(o.binary.c_str(), argv.data(), envp.data(), o.read_only ? o.shared_dir.c_str() : nullptr,
-               submount_ptrs.data(), null_fd.get(), stderr_write.get());
-  stderr_write.reset();
-  p->stderr_pipe_ = std::move(stderr_read);
-  p->pid_ = child;
-  ::setpgid(child, child);  // also here: whichever of the two runs first, the group exists after fork returns
-  p->pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));  // -1 on old kernels: polling still works
+  HelperSpawn spawn;
+  spawn.binary = o.binary;
+  spawn.argv = cmd.argv;
+  spawn.env = cmd.env;
+  if (o.read_only) {
+    spawn.pre_exec = enter_read_only_tree;
+    spawn.pre_exec_arg = &ro;
+  }
+  auto proc = HelperProcess::spawn(spawn);
+  if (!proc) return std::unexpected(proc.error().context("share " + o.shared_dir + " (tag " + o.tag + ")"));
+  p->proc_ = std::move(*proc);
 
   if (auto r = p->wait_for_socket(o.start_timeout); !r) {
     // What virtiofsd said is the useful part of the error; it went to the pipe, not the terminal.
-    std::string said = read_available(p->stderr_pipe_.get(), 2048);
+    Fd pipe = p->proc_.take_stderr_pipe();
+    std::string said = read_available(pipe.get(), 2048);
     while (!said.empty() && said.back() == '\n') said.pop_back();
     Error e = r.error().context("share " + o.shared_dir + " (tag " + o.tag + "): starting " + o.binary);
     if (!said.empty()) e.what += "\nvirtiofsd said: " + said;
     return std::unexpected(e);
   }
   if (o.logger)
-    o.logger->log(LogLevel::kDebug, "share %s: virtiofsd pid %d on %s%s", o.tag.c_str(), child, p->socket_path_.c_str(),
-                  o.read_only ? " (read-only bind mount)" : "");
+    o.logger->log(LogLevel::kDebug, "share %s: virtiofsd pid %d on %s%s", o.tag.c_str(), p->proc_.pid(),
+                  p->socket_path_.c_str(), o.read_only ? " (read-only bind mount)" : "");
   return p;
 }
 
@@ -264,15 +224,12 @@ Result<void> VirtiofsdProcess::wait_for_socket(std::chrono::milliseconds timeout
     // retries a refused connect briefly instead (VhostUserClient::connect).
     struct stat st {};
     if (::stat(socket_path_.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) return {};
-    int status = 0;
-    pid_t r = ::waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      reaped_ = true;
-      status_ = status;
+    if (proc_.reap()) {
+      int status = proc_.status();
       if (WIFEXITED(status) && WEXITSTATUS(status) >= 120 && WEXITSTATUS(status) <= 122)
         return fail(EPERM, "could not set up the read-only bind mount (needs CAP_SYS_ADMIN)");
       if (WIFEXITED(status) && WEXITSTATUS(status) == 127) return fail(ENOEXEC, "exec failed");
-      return fail(ECHILD, "virtiofsd " + describe_status(status) + " before creating its socket");
+      return fail(ECHILD, "virtiofsd " + describe_exit_status(status) + " before creating its socket");
     }
     if (std::chrono::steady_clock::now() > deadline)
       return fail(ETIMEDOUT, "virtiofsd did not create its socket in time");
@@ -280,28 +237,7 @@ Result<void> VirtiofsdProcess::wait_for_socket(std::chrono::milliseconds timeout
   }
 }
 
-bool VirtiofsdProcess::reap(std::chrono::milliseconds wait) {
-  auto deadline = std::chrono::steady_clock::now() + wait;
-  while (!reaped_ && pid_ > 0) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      reaped_ = true;
-      status_ = status;
-      break;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return reaped_;
-}
-
-std::string VirtiofsdProcess::exit_description(std::chrono::milliseconds wait) {
-  return reap(wait) ? describe_status(status_) : std::string();
-}
-
-void VirtiofsdProcess::kill_group() {
-  if (pid_ > 0 && !reaped_) ::kill(-pid_, SIGKILL);
-}
+std::string VirtiofsdProcess::exit_description(std::chrono::milliseconds wait) { return proc_.exit_description(wait); }
 
 void VirtiofsdProcess::remove_runtime_dir() {
   if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
@@ -310,25 +246,7 @@ void VirtiofsdProcess::remove_runtime_dir() {
 }
 
 void VirtiofsdProcess::stop(std::chrono::milliseconds grace) {
-  if (pid_ > 0 && !reaped_) {
-    ::kill(pid_, SIGTERM);
-    auto deadline = std::chrono::steady_clock::now() + grace;
-    for (;;) {
-      // Wait for the exit without reaping, so the group id is still ours for the SIGKILL
-      // that takes any leftover (a forked sandbox child) down with it.
-      siginfo_t info{};
-      int r = ::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT);
-      if ((r == 0 && info.si_pid == pid_) || (r < 0 && errno != EINTR)) break;
-      if (std::chrono::steady_clock::now() > deadline) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    kill_group();
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    reaped_ = true;
-    status_ = status;
-  }
+  proc_.stop(grace);
   remove_runtime_dir();
 }
 

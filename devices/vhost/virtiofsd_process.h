@@ -17,6 +17,7 @@
 #include <string>
 
 #include "base/fd.h"
+#include "base/helper_process.h"
 #include "base/log.h"
 #include "base/result.h"
 
@@ -56,12 +57,12 @@ class VirtiofsdProcess {
   VirtiofsdProcess& operator=(const VirtiofsdProcess&) = delete;
 
   const std::string& socket_path() const { return socket_path_; }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return proc_.pid(); }
   // A pidfd that becomes readable when virtiofsd exits (for an event loop), or -1.
-  int pidfd() const { return pidfd_.get(); }
+  int pidfd() const { return proc_.pidfd(); }
   // The read end (non-blocking) of the pipe virtiofsd's stderr goes to; the caller takes it
   // once and relays it (BackendLogRelay). Until then the pipe buffers up to 64 KiB.
-  Fd take_stderr_pipe() { return std::move(stderr_pipe_); }
+  Fd take_stderr_pipe() { return proc_.take_stderr_pipe(); }
   // If it exited, reaps it and describes how ("exited with status 1", "killed by signal 9");
   // empty while it runs. `wait` bounds how long to wait for an exit that is under way (its
   // socket closes a moment before it becomes reapable).
@@ -76,17 +77,8 @@ class VirtiofsdProcess {
  private:
   VirtiofsdProcess() = default;
   [[nodiscard]] Result<void> wait_for_socket(std::chrono::milliseconds timeout);
-  // Reaps virtiofsd if it has exited (waiting up to `wait`); true once reaped.
-  bool reap(std::chrono::milliseconds wait);
-  // SIGKILL to virtiofsd's process group. Only while virtiofsd is unreaped: its pid (the
-  // group id) cannot be reused before that.
-  void kill_group();
 
-  pid_t pid_ = -1;
-  int status_ = 0;
-  bool reaped_ = false;
-  Fd pidfd_;
-  Fd stderr_pipe_;
+  HelperProcess proc_;  // started, stopped and reaped the way every backend helper is
   std::string runtime_dir_;
   std::string socket_path_;
 };

@@ -2,7 +2,7 @@
 // virtiofsd serves a share to the virtio_fs_driver firmware, which resets the device once it is
 // ready ("vfs.reset=1"). Stopping the backend's queue makes virtiofsd print
 // "fv_remove_watch: TODO! fd=N" on its stderr; that line must come out of microvm's log relay
-// (devices/vhost/backend_log_relay.h) as a debug line naming the share, and nowhere else.
+// (base/backend_log_relay.h) as a debug line naming the share, and nowhere else.
 #include <gtest/gtest.h>
 
 #include <chrono>

@@ -1,5 +1,5 @@
 #pragma once
-// Carries a back end's stderr (virtiofsd's) into microvm's log instead of the guest's
+// Carries a back end's stderr (virtiofsd's, passt's) into microvm's log instead of the guest's
 // console: the back end writes lines into a pipe, and the event loop reads them whenever
 // the pipe is readable. virtiofsd's own chatter ("virtio_loop: Unexpected poll revents 11")
 // is logged at debug level; lines that say error or fail at warn level, so real problems

@@ -1,4 +1,4 @@
-#include "devices/vhost/backend_log_relay.h"
+#include "base/backend_log_relay.h"
 
 #include <unistd.h>
 
