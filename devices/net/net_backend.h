@@ -35,8 +35,15 @@ class NetBackend {
   [[nodiscard]] virtual Result<size_t> recv(std::span<std::byte> buf) = 0;
   // Called when the driver's features are known (activation).
   [[nodiscard]] virtual Result<void> set_offloads(const NetOffloads& offloads) = 0;
-  // For log lines: "tap0", "user".
+  // For log lines: "tap0", "user", "passt".
   virtual const char* name() const = 0;
+  // Whether send() takes one more frame now. A backend that buffers what its socket does not
+  // take (passt) says no before its buffer could overflow; the device then leaves guest frames
+  // in the ring and asks again when fd() signals. The others drop instead (a full tap queue).
+  virtual bool tx_ready() const { return true; }
+  // Work fd() signalled besides frames to receive (writing out buffered frames), done before
+  // the device reads; the device calls it on every fd() event.
+  [[nodiscard]] virtual Result<void> service() { return {}; }
 };
 
 // Whether a send/recv error means the backend is gone for good (tap deleted, peer closed).

@@ -128,6 +128,7 @@ void NetDevice::on_reset() {
   if (tx_throttle_) tx_throttle_->detach(), rx_throttle_->detach();
   backend_reg_.reset();
   rx_paused_ = false;
+  tx_waits_for_backend_ = false;
   tx_deferred_.reset();
   rx_stash_.clear();
   rx_stash_gapped_ = false;
@@ -185,6 +186,12 @@ void NetDevice::process_tx() {
   serve(
       kTxQueue, options_.frames_per_wakeup, tx_deferred_,
       [this](const DescriptorChain& chain) {
+        // A backend whose buffer is full: the chain waits here, the rest in the ring, until
+        // the backend's fd says it drained (on_backend_event).
+        if (!backend_dead_ && !backend_->tx_ready()) {
+          tx_waits_for_backend_ = true;
+          return false;
+        }
         uint64_t total = chain.readable_bytes();
         return !tx_throttle_ || tx_throttle_->admit(total - std::min<uint64_t>(total, sizeof(VirtioNetHdr)), 1);
       },
@@ -268,7 +275,15 @@ void NetDevice::on_backend_event(uint32_t events) {
   if ((events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLIN)) {
     return backend_failed(Error(EPIPE, std::string(backend_->name()) + " hung up"));
   }
+  if (auto r = backend_->service(); !r) {
+    if (is_fatal_backend_error(r.error().code)) return backend_failed(r.error());
+    log().warn("%s: %s", backend_->name(), r.error().what.c_str());
+  }
   process_rx();
+  if (tx_waits_for_backend_ && !backend_dead_ && backend_->tx_ready()) {
+    tx_waits_for_backend_ = false;
+    process_tx();
+  }
 }
 
 void NetDevice::set_rx_polling(bool on) {

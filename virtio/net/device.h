@@ -159,6 +159,7 @@ class NetDevice final : public DeviceCore {
   LoopRegistration backend_reg_;
   bool rx_paused_ = false;
   std::optional<DescriptorChain> tx_deferred_;  // popped, over the rate limit: sent first
+  bool tx_waits_for_backend_ = false;           // TX stopped until the backend's tx_ready()
   std::vector<DescriptorChain> rx_stash_;       // RX chains popped, waiting for a frame that fits
   bool rx_stash_gapped_ = false;                // a chain was used after the first stashed one was popped
   std::vector<Queue::UsedElement> rx_used_;     // one frame's chains, published together
