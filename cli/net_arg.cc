@@ -23,6 +23,9 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
     if (first && key == "user" && !has_val) {
       n.user = true;
       ++kinds;
+    } else if (first && key == "passt" && !has_val) {
+      n.passt = true;
+      ++kinds;
     } else if (key == "tap" && has_val) {
       n.tap = std::string(val);
       ++kinds;
@@ -56,12 +59,12 @@ Result<NetConfig> parse_net_arg(std::string_view spec) {
     }
     first = false;
   }
-  if (kinds != 1) return err("give exactly one of tap=NAME, bridge=BR or user (first)");
-  if ((n.tap.empty() && !n.user && n.bridge.empty()) || n.tap.size() >= 16 || n.bridge.size() >= 16)
+  if (kinds != 1) return err("give exactly one of tap=NAME, bridge=BR, user or passt (first)");
+  if ((n.tap.empty() && !n.user && !n.passt && n.bridge.empty()) || n.tap.size() >= 16 || n.bridge.size() >= 16)
     return err("interface names are 1 to 15 characters");
-  if (!n.user && (!n.hostfwd.empty() || user_only))
-    return err("hostfwd, host-loopback, restrict and max-sockets are for user networking");
-  if (n.user && n.vhost == VhostMode::kOn) return err("vhost is for tap networking");
+  if (!n.user && !n.passt && !n.hostfwd.empty()) return err("hostfwd is for user and passt networking");
+  if (!n.user && user_only) return err("host-loopback, restrict and max-sockets are for --net user (libslirp)");
+  if ((n.user || n.passt) && n.vhost == VhostMode::kOn) return err("vhost is for tap networking");
   if (auto ok = check_rate_limit(n.rate_limit, "pps"); !ok) return err(ok.error().what);
   if (n.rate_limit.limited()) {
     // The kernel's vhost-net worker moves the frames: nothing of ours could hold them back.

@@ -1,6 +1,7 @@
 #pragma once
 // The --net option: "tap=NAME[,mac=..][,vhost=on|off|auto]", "bridge=BR[,mac=..][,vhost=..]",
-// "user[,mac=..][,host-loopback=on|off][,restrict=on|off][,max-sockets=N][,hostfwd=tcp::HOSTPORT-:GUESTPORT]...".
+// "user[,mac=..][,host-loopback=on|off][,restrict=on|off][,max-sockets=N][,hostfwd=tcp::HOSTPORT-:GUESTPORT]...",
+// "passt[,mac=..][,hostfwd=...]...".
 #include <string>
 #include <string_view>
 

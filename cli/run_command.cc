@@ -247,7 +247,8 @@ Result<RunOptions> parse_run_args(int argc, const char* const* argv) {
                  "[,bps=N][,bps_burst=N][,iops=N][,iops_burst=N]; repeatable");
   app.add_option("--net", nets,
                  "tap=NAME[,mac=M][,vhost=on|off|auto] | bridge=BR[,mac=M][,vhost=..] | "
-                 "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N]; "
+                 "user[,hostfwd=tcp:[ADDR]:HOSTPORT-:GUESTPORT]...[,restrict=on][,host-loopback=on][,max-sockets=N] | "
+                 "passt[,mac=M][,hostfwd=...]... (user networking in a separate, self-sandboxed passt process); "
                  "any of them [,bps=N][,pps=N][,bps_burst=N][,pps_burst=N] (per direction); repeatable");
   app.add_option(
       "--share", shares,
@@ -522,6 +523,8 @@ void jail_fit_to_vm(JailOptions& j, const VmConfig& vm) {
   for (const auto& n : vm.nets) {
     j.fd_headroom += n.user ? n.max_host_sockets : 0;
     if (!n.tap.empty()) j.admin_taps.push_back(n.tap);
+    // passt is started before the lock-down and drops to nobody itself; tear-down stops it.
+    j.keep_cap_kill |= n.passt;
   }
   // virtiofsd keeps root to sandbox itself; tear-down must still stop it.
   for (const auto& s : vm.shares) j.keep_cap_kill |= s.socket_path.empty();

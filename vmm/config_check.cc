@@ -69,8 +69,8 @@ Result<void> check_disk(const DiskConfig& d) {
 }
 
 Result<void> check_net(const NetConfig& n) {
-  int kinds = !n.tap.empty() + !n.bridge.empty() + n.user;
-  if (kinds != 1) return fail(EINVAL, "--net: give exactly one of tap=, bridge= or user");
+  int kinds = !n.tap.empty() + !n.bridge.empty() + n.user + n.passt;
+  if (kinds != 1) return fail(EINVAL, "--net: give exactly one of tap=, bridge=, user or passt");
   if (!n.mac.empty()) {
     if (auto mac = parse_mac(n.mac); !mac) return fail(EINVAL, "--net: " + mac.error().what);
   }

@@ -14,6 +14,10 @@ SandboxNeeds sandbox_needs_for(const VmConfig& config) {
   for (const auto& n : config.nets) {
     if (n.user) {
       needs.user_net = true;
+    } else if (n.passt) {
+      // The loop only reads and writes passt's socket; a passt that hung up is reaped
+      // (WNOHANG) to say how it ended, and stopped at tear-down.
+      needs.child_processes = true;
     } else {
       needs.tap_net = true;
       if (n.vhost != VhostMode::kOff) needs.vhost_net = true;

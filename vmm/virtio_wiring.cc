@@ -42,6 +42,7 @@ NetBackendOptions net_backend_options(const NetConfig& n) {
   o.tap = n.tap;
   o.bridge = n.bridge;
   o.user = n.user;
+  o.passt = n.passt;
   o.hostfwd = n.hostfwd;
   o.host_loopback = n.host_loopback;
   o.restrict_to_forwards = n.restrict_to_forwards;

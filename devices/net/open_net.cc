@@ -1,6 +1,7 @@
 #include "devices/net/open_net.h"
 
 #include "devices/net/host_forward.h"
+#include "devices/net/passt_backend.h"
 #include "devices/net/tap.h"
 #if MICROVM_HAVE_SLIRP
 #include "devices/net/slirp_backend.h"
@@ -10,6 +11,18 @@ namespace microvm {
 
 Result<OpenedNet> open_net(const NetBackendOptions& config, const Logger& log) {
   OpenedNet out;
+  if (config.passt) {
+    PasstOptions po;
+    po.binary = TRY(find_passt());
+    for (const auto& rule : config.hostfwd) po.forwards.push_back(TRY(parse_hostfwd(rule)));
+    po.logger = &log;
+    auto passt = PasstBackend::start(po);
+    if (!passt) return std::unexpected(passt.error().context("--net passt"));
+    out.backend = std::move(*passt);
+    out.mac_seed = "passt";
+    out.offloads = false;  // passt takes whole, checksummed frames
+    return out;
+  }
   if (config.user) {
 #if MICROVM_HAVE_SLIRP
     SlirpOptions so;

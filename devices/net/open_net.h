@@ -20,7 +20,8 @@ struct NetBackendOptions {
   std::string tap;                     // tap interface: an existing one, or created (CAP_NET_ADMIN)
   std::string bridge;                  // create a tap and attach it to this bridge
   bool user = false;                   // user-mode networking (libslirp)
-  std::vector<std::string> hostfwd;    // user only: rules as in devices/net/host_forward.h
+  bool passt = false;                  // user-mode networking through a passt process
+  std::vector<std::string> hostfwd;    // user and passt: rules as in devices/net/host_forward.h
   bool host_loopback = false;          // user only: the guest may reach the host's 127.0.0.1
   bool restrict_to_forwards = false;   // user only: only hostfwd connections
   uint32_t max_host_sockets = 256;     // user only

@@ -48,7 +48,8 @@ struct NetConfig {
   std::string tap;                       // tap interface: an existing one, or created (CAP_NET_ADMIN)
   std::string bridge;                    // create a tap and attach it to this bridge
   bool user = false;                     // user-mode networking (libslirp): 10.0.2.0/24, DHCP, DNS
-  std::vector<std::string> hostfwd;      // user only: "tcp::HOSTPORT-:GUESTPORT" (binds 127.0.0.1) or "udp::..."
+  bool passt = false;                    // user-mode networking out of process: a passt helper (README)
+  std::vector<std::string> hostfwd;      // user and passt: "tcp::HOSTPORT-:GUESTPORT" (binds 127.0.0.1) or "udp::..."
   bool host_loopback = false;            // user only: let the guest reach the host's 127.0.0.1 and 169.254/16
   bool restrict_to_forwards = false;     // user only: no outbound connections, only hostfwd (QEMU restrict=yes)
   uint32_t max_host_sockets = 256;       // user only: host sockets slirp may hold; more are refused and counted

@@ -88,7 +88,7 @@ Result<NetConfig> decode_net(ByteSource& in) {
 
 // The devices recorded after the nets, each a record of its own: u8 kind, then its fields.
 // Snapshots written before these devices could be saved end after the nets.
-enum class TailRecord : uint8_t { kBalloon = 1, kPmems = 2, kVsock = 3, kConsole = 4 };
+enum class TailRecord : uint8_t { kBalloon = 1, kPmems = 2, kVsock = 3, kConsole = 4, kPasstNets = 5 };
 
 void encode_tail(ByteSink& out, const VmConfig& c) {
   if (c.balloon) {
@@ -120,6 +120,14 @@ void encode_tail(ByteSink& out, const VmConfig& c) {
       out.string(sp.socket_path);
       out.u8(sp.pty);
     }
+  }
+  // Which nets use passt (added after the net record's layout was fixed): one flag per net.
+  bool any_passt = false;
+  for (const auto& n : c.nets) any_passt |= n.passt;
+  if (any_passt) {
+    out.u8(static_cast<uint8_t>(TailRecord::kPasstNets));
+    out.u32(static_cast<uint32_t>(c.nets.size()));
+    for (const auto& n : c.nets) out.u8(n.passt);
   }
 }
 
@@ -170,6 +178,16 @@ Result<void> decode_tail(ByteSource& in, VmConfig& c) {
           c.serial_ports.push_back(std::move(sp));
         }
         if (!c.virtio_console && n == 0) return in.invalid("a console record without a console");
+        break;
+      }
+      case TailRecord::kPasstNets: {
+        uint32_t n = TRY(in.u32());
+        if (n != c.nets.size()) return in.invalid("passt flags for " + std::to_string(n) + " nets");
+        for (auto& net : c.nets) {
+          net.passt = TRY(flag(in));
+          if (net.passt && (net.user || !net.tap.empty() || !net.bridge.empty()))
+            return in.invalid("a passt net that is also another kind");
+        }
         break;
       }
       default:

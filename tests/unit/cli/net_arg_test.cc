@@ -28,6 +28,20 @@ TEST(NetArg, BridgeAndUser) {
   EXPECT_EQ(u->hostfwd[1], "udp:127.0.0.1:5353-:53");
 }
 
+TEST(NetArg, Passt) {
+  auto p = parse_net_arg("passt,hostfwd=tcp::8022-:22,hostfwd=udp:0.0.0.0:5353-:53,mac=02:00:00:00:00:09");
+  ASSERT_TRUE(p.has_value()) << p.error().what;
+  EXPECT_TRUE(p->passt);
+  EXPECT_FALSE(p->user);
+  ASSERT_EQ(p->hostfwd.size(), 2u);
+  EXPECT_EQ(p->hostfwd[0], "tcp::8022-:22");
+  EXPECT_EQ(p->mac, "02:00:00:00:00:09");
+  // libslirp's own knobs are not passt's; passt must come first and alone.
+  for (const char* bad : {"passt,host-loopback=on", "passt,restrict=on", "passt,max-sockets=9", "passt,vhost=on",
+                          "tap=x,passt", "passt,user", "user,passt", "passt=1", "passt,hostfwd=tcp:1-:2"})
+    EXPECT_FALSE(parse_net_arg(bad).has_value()) << bad;
+}
+
 TEST(NetArg, Refuses) {
   for (const char* bad :
        {"", "tap", "tap=", "tap=a,bridge=b", "user,tap=x", "tap=x,user", "tap=x,vhost=maybe", "tap=x,hostfwd=tcp::1-:2",

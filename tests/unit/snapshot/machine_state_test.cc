@@ -58,6 +58,25 @@ TEST(MachineState, RoundTrips) {
   ASSERT_EQ(d->regions.size(), 1u);
 }
 
+TEST(MachineState, PasstNetsRoundTripAndOnlyAlone) {
+  auto m = sample();
+  NetConfig p;
+  p.passt = true;
+  p.hostfwd = {"tcp::8080-:80"};
+  m.config.nets.push_back(p);
+  auto d = decode_machine(encode_machine(m));
+  ASSERT_TRUE(d) << d.error().what;
+  ASSERT_EQ(d->config.nets.size(), 3u);
+  EXPECT_FALSE(d->config.nets[0].passt);
+  EXPECT_FALSE(d->config.nets[1].passt);
+  EXPECT_TRUE(d->config.nets[2].passt);
+  EXPECT_FALSE(d->config.nets[2].user);
+  EXPECT_EQ(d->config.nets[2].hostfwd[0], "tcp::8080-:80");
+  // A file claiming a net is both user and passt is refused.
+  m.config.nets[2].user = true;
+  EXPECT_FALSE(decode_machine(encode_machine(m)));
+}
+
 TEST(MachineState, OutOfRangeValuesAreRefused) {
   auto m = sample();
   m.config.cpus = 0;
