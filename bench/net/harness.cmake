@@ -4,7 +4,7 @@
 if(NOT TARGET microvm_net_bench)
   set(_net_dir ${PROJECT_SOURCE_DIR}/bench/net)
   add_library(microvm_net_bench STATIC ${_net_dir}/workload.cc ${_net_dir}/tap_namespace.cc ${_net_dir}/injector.cc
-              ${_net_dir}/tap_loop.cc ${_net_dir}/device_driver.cc)
+              ${_net_dir}/tap_loop.cc ${_net_dir}/device_driver.cc ${_net_dir}/user_net_echo.cc)
   target_link_libraries(microvm_net_bench PUBLIC microvm_virtio_net microvm_net microvm_memory microvm_base)
   microvm_warnings(microvm_net_bench)
 endif()

@@ -11,6 +11,7 @@
 
 #include "bench/net/device_driver.h"
 #include "bench/net/tap_loop.h"
+#include "bench/net/user_net_echo.h"
 #include "bench/net/workload.h"
 #include "cli/bench/scenario.h"
 
@@ -57,6 +58,13 @@ class NetDeviceScenario final : public Scenario {
         "RX: one injector thread sends the frames into the tap's kernel side through a packet socket (sendmmsg, "
         "qdisc bypassed, GSO super-frames as one), at most 384 frames (64 for TSO) ahead of the receiver, which "
         "counts only intact frames of its own (length and tag checked). The same injector serves both variants.",
+        "user_slirp_* and user_passt_* (microvm variant only): user networking. A host thread connects to the "
+        "backend's port forward and echoes; a second thread plays guest and event loop: it accepts the forwarded "
+        "TCP connection and streams 1460-byte segments (1514-byte frames, both backends alike) through "
+        "NetBackend::send/recv, acknowledging the echo. The two backends run back to back in one run, in "
+        "alternating order. mib_s is the echoed payload; loop_cpu_ns_per_frame the guest/loop thread per guest "
+        "frame (sent + received); total_cpu_ns_per_frame adds the passt process (libslirp works inside the loop "
+        "thread). The virtqueue in front is the same for both and is what the tap rows measure.",
         "cpu_ns_per_frame is the CPU time, per frame, of the thread doing the tap I/O (the device's event-loop "
         "thread, or the baseline loop). On a loaded host throughput follows the CPU share a thread gets; CPU per "
         "frame does not, so it is the steadier measure of what the device path costs."};
@@ -68,6 +76,13 @@ class NetDeviceScenario final : public Scenario {
       d[w.name + "_gbps"] = "Gbit/s of Ethernet frames, " + describe(w);
       d[w.name + "_cpu_ns_per_frame"] = "CPU ns per frame of the tap I/O thread, " + describe(w);
     }
+    for (const char* b : {"slirp", "passt"}) {
+      std::string p = std::string("user_") + b;
+      std::string how = std::string(b) == "slirp" ? "--net user (libslirp in the loop thread)" : "--net passt";
+      d[p + "_mib_s"] = "MiB/s of guest TCP payload echoed by a host socket, " + how;
+      d[p + "_loop_cpu_ns_per_frame"] = "CPU ns per guest frame of the guest/loop thread, " + how;
+      d[p + "_total_cpu_ns_per_frame"] = "CPU ns per guest frame, loop thread + passt process, " + how;
+    }
     return d;
   }
   Result<void> prepare(const BenchContext&) override {
@@ -76,7 +91,8 @@ class NetDeviceScenario final : public Scenario {
     workloads_.clear();
     for (const auto& w : netbench::default_workloads())
       if (!only || !*only || w.name.find(only) != std::string::npos) workloads_.push_back(w);
-    if (workloads_.empty()) return fail(EINVAL, "MICROVM_BENCH_NET_ONLY matches no workload");
+    user_ = !only || !*only || std::string("user_slirp_passt").find(only) != std::string::npos;
+    if (workloads_.empty() && !user_) return fail(EINVAL, "MICROVM_BENCH_NET_ONLY matches no workload");
     return {};
   }
   Result<RunOutput> run_once(const BenchContext&, std::string_view variant) override {
@@ -103,10 +119,35 @@ class NetDeviceScenario final : public Scenario {
       out.metrics[w.name + "_gbps"] = {r->gbps(), "Gbit/s", false};
       out.metrics[w.name + "_cpu_ns_per_frame"] = {r->io_cpu_ns_per_frame(), "ns", true};
     }
+    if (subject && user_) TRY(run_user_net(out));
     return out;
   }
 
  private:
+  // Both user-networking backends, in the opposite order each time (drifting load hits both).
+  Result<void> run_user_net(RunOutput& out) {
+    using netbench::UserBackend;
+    UserBackend order[2] = {UserBackend::kSlirp, UserBackend::kPasst};
+    if (user_runs_++ % 2) std::swap(order[0], order[1]);
+    for (UserBackend b : order) {
+      auto r = netbench::run_user_echo(b, options_.seconds);
+      std::string p = std::string("user_") + netbench::user_backend_name(b);
+      if (!r) return std::unexpected(r.error().context(p));
+      char buf[200];
+      std::snprintf(buf, sizeof buf, "%llu bytes echoed in %.3f s, %llu guest frames, %llu go-back-N rounds%s",
+                    static_cast<unsigned long long>(r->echoed_bytes), r->seconds,
+                    static_cast<unsigned long long>(r->frames), static_cast<unsigned long long>(r->retransmits),
+                    b == UserBackend::kPasst ? "; passt CPU included in total" : "");
+      out.details[p] = buf;
+      out.metrics[p + "_mib_s"] = {r->mib_per_second(), "MiB/s", false};
+      out.metrics[p + "_loop_cpu_ns_per_frame"] = {r->loop_cpu_ns_per_frame(), "ns", true};
+      out.metrics[p + "_total_cpu_ns_per_frame"] = {r->total_cpu_ns_per_frame(), "ns", true};
+    }
+    return {};
+  }
+
+  bool user_ = true;
+  unsigned user_runs_ = 0;
   netbench::RunOptions options_;
   std::vector<netbench::Workload> workloads_;
 };
