@@ -15,27 +15,37 @@ namespace microvm {
 namespace {
 
 // Child side of fork(): only async-signal-safe calls until execve.
-[[noreturn]] void exec_child(const HelperSpawn& s, char* const* argv, char* const* envp, int null_fd, int stderr_fd) {
+[[noreturn]] void exec_child(const HelperSpawn& s, char* const* argv, char* const* envp, int null_fd, int stderr_fd,
+                             int exec_report_fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGTERM);
   // Its own process group: everything it forks is stopped together (stop()), and a terminal's
   // C-c reaches microvm, which stops the helper in order, not the helper directly.
   ::setpgid(0, 0);
   // Out of the way of the fds 0-6 set up below, whatever numbers the caller's fds have.
-  int keep[HelperSpawn::kMaxPassedFds];
+  int keep[HelperSpawn::kMaxPassedFds + 1];
   size_t kept = 0;
   for (int fd : s.pass_fds) {
     keep[kept] = ::fcntl(fd, F_DUPFD, 64);
     if (keep[kept++] < 0) _exit(HelperSpawn::kExecFailed);
   }
+  // The exec report pipe (close-on-exec) moves out of the way too, and is not passed on.
+  int report = ::fcntl(exec_report_fd, F_DUPFD_CLOEXEC, 64);
+  if (report < 0) _exit(HelperSpawn::kExecFailed);
   if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO), ::dup2(null_fd, STDOUT_FILENO);
   if (stderr_fd >= 0) ::dup2(stderr_fd, STDERR_FILENO);
   for (size_t i = 0; i < kept; ++i)  // dup2 clears FD_CLOEXEC
     if (::dup2(keep[i], static_cast<int>(3 + i)) < 0) _exit(HelperSpawn::kExecFailed);
-  ::syscall(SYS_close_range, static_cast<unsigned>(3 + kept), ~0u, 0u);
+  // Everything above fd 2 + kept but the report pipe goes.
+  if (report > static_cast<int>(3 + kept))
+    ::syscall(SYS_close_range, static_cast<unsigned>(3 + kept), static_cast<unsigned>(report - 1), 0u);
+  ::syscall(SYS_close_range, static_cast<unsigned>(report + 1), ~0u, 0u);
   if (s.pre_exec) {
     if (int status = s.pre_exec(s.pre_exec_arg); status != 0) _exit(status);
   }
   ::execve(s.binary.c_str(), argv, envp);
+  // The parent reads errno from the pipe; at a successful exec it sees end of file instead.
+  int err = errno;
+  if (report >= 0) (void)!::write(report, &err, sizeof err);
   _exit(HelperSpawn::kExecFailed);
 }
 
@@ -104,14 +114,31 @@ Result<HelperProcess> HelperProcess::spawn(const HelperSpawn& s) {
   Fd stderr_write(pipe_fds[1]);
   if (::fcntl(stderr_read.get(), F_SETFL, O_NONBLOCK) < 0) return fail_errno("pipe for " + s.binary + "'s stderr");
 
+  // Closed by a successful exec: returning only then means the helper runs its own binary
+  // before the caller goes on (a jail's pivot_root right after would otherwise race the exec).
+  int report_fds[2];
+  if (::pipe2(report_fds, O_CLOEXEC) < 0) return fail_errno("pipe for " + s.binary + "'s exec");
+  Fd report_read(report_fds[0]);
+  Fd report_write(report_fds[1]);
+
   pid_t child = ::fork();
   if (child < 0) return fail_errno("fork " + s.binary);
-  if (child == 0) exec_child(s, argv.data(), envp.data(), null_fd.get(), stderr_write.get());
+  if (child == 0) exec_child(s, argv.data(), envp.data(), null_fd.get(), stderr_write.get(), report_write.get());
+  report_write.reset();
   HelperProcess p;
   p.pid_ = child;
   p.stderr_pipe_ = std::move(stderr_read);
   ::setpgid(child, child);  // also here: whichever of the two runs first, the group exists after fork returns
   p.pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));  // -1 on old kernels: polling still works
+  int exec_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(report_read.get(), &exec_errno, sizeof exec_errno);
+  } while (n < 0 && errno == EINTR);
+  if (n == sizeof exec_errno) {
+    p.reap(std::chrono::milliseconds(1000));
+    return fail_errno(exec_errno, "exec " + s.binary);
+  }
   return p;
 }
 

@@ -1,7 +1,9 @@
 #include "devices/net/passt_backend.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/epoll.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,6 +25,15 @@ Result<void> epoll_add(int epoll, int fd, uint32_t events, uint64_t tag) {
   ev.data.u64 = tag;
   if (::epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &ev) < 0) return fail_errno("epoll_ctl");
   return {};
+}
+
+// In the child, before exec, as root: a mount namespace of its own, so the jail's pivot_root
+// in ours (microvm's lock-down, right after setup) does not swap the root under passt while it
+// still starts (re-exec of passt.avx2, resolv.conf, its log file). passt then sandboxes itself.
+int own_mount_namespace(const void*) {
+  if (::unshare(CLONE_NEWNS) < 0) return 120;
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) return 121;
+  return 0;
 }
 
 std::string forward_spec(const HostForward& f) {
@@ -86,6 +97,7 @@ Result<std::unique_ptr<PasstBackend>> PasstBackend::start(const PasstOptions& o)
   spawn.argv = passt_command(o, ::geteuid() == 0);
   spawn.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};  // nothing of ours (tokens, LD_PRELOAD)
   spawn.pass_fds = {theirs.get()};
+  if (::geteuid() == 0) spawn.pre_exec = own_mount_namespace;
   b->proc_ = TRY(HelperProcess::spawn(spawn));
   Fd pipe = b->proc_.take_stderr_pipe();
   if (o.logger) {
@@ -138,7 +150,12 @@ bool PasstBackend::tx_ready() const {
 
 Result<void> PasstBackend::flush_tx() {
   while (tx_off_ < tx_.size()) {
-    ssize_t n = ::send(sock_.get(), tx_.data() + tx_off_, tx_.size() - tx_off_, MSG_DONTWAIT | MSG_NOSIGNAL);
+    // sendmsg, as in send(): the event loop's filter has no sendto without other devices.
+    iovec v{tx_.data() + tx_off_, tx_.size() - tx_off_};
+    msghdr msg{};
+    msg.msg_iov = &v;
+    msg.msg_iovlen = 1;
+    ssize_t n = ::sendmsg(sock_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     if (n < 0) return std::unexpected(die(EPIPE, std::string("writing: ") + std::strerror(errno)));

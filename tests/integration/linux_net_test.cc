@@ -14,6 +14,7 @@
 #include <fstream>
 #include <mutex>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -182,22 +183,25 @@ TEST(LinuxNet, TapPingAndTcpBothWaysWithVhostFallback) {
   EXPECT_NE(r.out.find("test exit=0"), std::string::npos) << r.describe();
 }
 
-// User-mode networking: DHCP must hand out 10.0.2.15, and a host connection to a forwarded
-// loopback port must reach a listener in the guest (and its answer come back). A service on
-// the host's 127.0.0.1 must not be reachable through 10.0.2.2 (the default, host-loopback=off).
-// The host service's port follows as "LOOPBACK_PORT=N" in front of the script.
+// User-mode networking (libslirp in process, or a passt process): DHCP must hand out an
+// address (10.0.2.15 from libslirp), and a host connection to a forwarded loopback port must
+// reach a listener in the guest (and its answer come back). A service on the host's 127.0.0.1
+// must not be reachable through the gateway DHCP named (libslirp's 10.0.2.2, host-loopback=off;
+// passt's is the host's own gateway, --no-map-gw). The host service's port follows as
+// "LOOPBACK_PORT=N" in front of the script.
 constexpr const char* kSlirpGuestScript = R"SH(
 # A stateless command that dies of SIGSEGV (exit 139: the shared kernel's documented flake) is run again.
 again() { for i in 1 2 3; do "$@"; r=$?; [ $r -ne 139 ] && return $r; done; return $r; }
 ip link set lo up
 ip link set eth0 up
-printf '#!/bin/sh\n[ "$1" = bound ] && ip addr add $ip/24 dev $interface && ip route add default via $router\nexit 0\n' > /tmp/dhcp.sh
+printf '#!/bin/sh\n[ "$1" = bound ] && ip addr add $ip/$mask dev $interface && ip route add default via $router && echo $router > /tmp/router\nexit 0\n' > /tmp/dhcp.sh
 chmod +x /tmp/dhcp.sh
 again udhcpc -i eth0 -n -q -t 10 -T 3 -s /tmp/dhcp.sh > /tmp/dhcp.log 2>&1; echo "dhcp=$?"
 echo "addr=$(ip -4 addr show dev eth0 | grep -o 'inet [0-9.]*')"
-echo "gw_ping=$(again ping -c 1 -W 10 10.0.2.2 > /dev/null 2>&1; echo $?)"
+GW=$(cat /tmp/router); echo "gw=$GW"
+echo "gw_ping=$(again ping -c 1 -W 10 $GW > /dev/null 2>&1; echo $?)"
 # Refused by slirp at once (RST or ICMP unreachable); -w and timeout bound the wait either way.
-timeout 30 nc -w 10 10.0.2.2 $LOOPBACK_PORT < /dev/null > /tmp/loop.out 2>&1; echo "loopback_rc=$?"
+timeout 30 nc -w 10 $GW $LOOPBACK_PORT < /dev/null > /tmp/loop.out 2>&1; echo "loopback_rc=$?"
 echo "loopback_got=$(head -c 64 /tmp/loop.out | tr -dc 'a-z-')"
 # stdin stays open a while: busybox nc closes the connection at stdin EOF, which can race its send.
 # The listener reads the host's line before it answers and exits: a socket closed with unread
@@ -221,7 +225,9 @@ uint16_t free_loopback_port() {
   return ntohs(a.sin_port);
 }
 
-TEST(LinuxNet, UserNetworkingDhcpAndHostForward) {
+// Boots the guest with `--net <net>,hostfwd=tcp:127.0.0.1:PORT-:8000` and checks what
+// kSlirpGuestScript's comment says; `slirp` adds libslirp's fixed addresses and gateway ping.
+void check_user_networking(const std::string& net, bool slirp) {
   std::string why = kvm_unavailable_reason();
   ASSERT_TRUE(why.empty()) << "this test needs /dev/kvm: " << why;
   TempDir dir;
@@ -293,7 +299,7 @@ TEST(LinuxNet, UserNetworkingDhcpAndHostForward) {
   opts.timeout = std::chrono::minutes(10);
   auto r = run_microvm(
       {"run", "--kernel", guest_kernel(), "--initrd", *initrd, "--cpus", "2", "--memory", "256M", "--cmdline",
-       guest_cmdline(), "--net", "user,hostfwd=tcp:127.0.0.1:" + std::to_string(port) + "-:8000"},
+       guest_cmdline(), "--net", net + ",hostfwd=tcp:127.0.0.1:" + std::to_string(port) + "-:8000"},
       opts);
   done = true;
   client.join();
@@ -303,16 +309,30 @@ TEST(LinuxNet, UserNetworkingDhcpAndHostForward) {
   std::lock_guard lock(reply_mutex);
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("dhcp=0"), std::string::npos) << r.describe();
-  EXPECT_NE(r.out.find("addr=inet 10.0.2.15"), std::string::npos) << r.describe();
-  EXPECT_NE(r.out.find("gw_ping=0"), std::string::npos) << r.describe();
+  if (slirp) {
+    EXPECT_NE(r.out.find("addr=inet 10.0.2.15"), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("gw=10.0.2.2"), std::string::npos) << r.describe();
+    EXPECT_NE(r.out.find("gw_ping=0"), std::string::npos) << r.describe();
+  } else {
+    // passt hands out the host's own address and gateway, whatever they are here.
+    EXPECT_TRUE(std::regex_search(r.out, std::regex("addr=inet [0-9]+\\.[0-9]+"))) << "no address\n" << r.describe();
+    EXPECT_TRUE(std::regex_search(r.out, std::regex("gw=[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+"))) << "no router\n"
+                                                                                              << r.describe();
+  }
   EXPECT_EQ(service_accepts.load(), 0) << "the guest reached a service on the host's 127.0.0.1\n" << r.describe();
   EXPECT_EQ(r.out.find("host-secret"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("loopback_rc="), std::string::npos) << r.describe();
-  EXPECT_EQ(r.out.find("loopback_rc=0"), std::string::npos) << "nc to 10.0.2.2 succeeded\n" << r.describe();
+  EXPECT_EQ(r.out.find("loopback_rc=0"), std::string::npos) << "nc to the gateway succeeded\n" << r.describe();
   EXPECT_NE(r.out.find("fwd=host-says-hi"), std::string::npos) << r.describe();
   EXPECT_NE(reply.find("guest-says-hi"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("test exit=0"), std::string::npos) << r.describe();
 }
+
+TEST(LinuxNet, UserNetworkingDhcpAndHostForward) { check_user_networking("user", true); }
+
+// The same through a passt process (--net passt): its DHCP, its port forward, and no way to
+// the host's loopback through the gateway.
+TEST(LinuxNet, PasstDhcpHostForwardAndNoHostLoopback) { check_user_networking("passt", false); }
 
 }  // namespace
 }  // namespace microvm::testing

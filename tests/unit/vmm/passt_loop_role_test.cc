@@ -82,13 +82,29 @@ TEST(PasstLoopRole, FramesMoveUnderTheFilterAndSocketIsKilled) {
         std::byte echo[64];
         if (::read(peer_fd, echo, sizeof echo) != 64 || ::write(peer_fd, echo, 64) != 64) return 3;
         std::vector<std::byte> buf(70000);
-        for (int i = 0; i < 1000; ++i) {
+        bool echoed = false;
+        for (int i = 0; i < 1000 && !echoed; ++i) {
           if (!backend->service()) return 4;
           auto n = backend->recv(buf);
           if (!n) return 5;
-          if (*n == kVnetHeaderSize + 60) return buf[kVnetHeaderSize] == std::byte{7} ? 0 : 6;
+          if (*n == kVnetHeaderSize + 60) {
+            if (buf[kVnetHeaderSize] != std::byte{7}) return 6;
+            echoed = true;
+          }
         }
-        return 7;
+        if (!echoed) return 7;
+        // Fill the socket until the backlog holds frames, then drain the peer: the backlog is
+        // written out from service(), under the same filter.
+        std::vector<std::byte> big(kVnetHeaderSize + 1500, std::byte{9});
+        iovec bv{big.data(), big.size()};
+        while (backend->tx_backlog_bytes() == 0)
+          if (!backend->send(std::span(&bv, 1))) return 8;
+        std::vector<std::byte> sink(1 << 16);
+        for (int i = 0; i < 100000 && backend->tx_backlog_bytes(); ++i) {
+          if (::read(peer_fd, sink.data(), sink.size()) <= 0) return 9;
+          if (!backend->service()) return 10;
+        }
+        return backend->tx_backlog_bytes() == 0 ? 0 : 11;
       },
       peer.get());
   EXPECT_EQ(status, 0);
