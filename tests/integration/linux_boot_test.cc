@@ -22,24 +22,37 @@ void require_guest() {
   ASSERT_EQ(access(guest_kernel().c_str(), R_OK), 0) << "guest kernel missing: " << guest_kernel();
 }
 
+// Boots the guest with its shell on a terminal (a pty, as a person has) and plays
+// `interactions` on it: (what to wait for, what to type then).
+VmRunResult run_interactive_shell(std::vector<std::pair<std::string, std::string>> interactions,
+                                  const std::string& memory, const std::vector<std::string>& extra_args = {}) {
+  TempDir dir;
+  auto initrd = make_initramfs(dir, {});
+  if (!initrd) {
+    VmRunResult failed;
+    failed.err = "make_initramfs: " + initrd.error().what;
+    return failed;
+  }
+  VmRunOptions opts;
+  opts.timeout = std::chrono::minutes(12);
+  opts.interactions = std::move(interactions);
+  opts.stdin_pty = true;
+  auto args = base_args(*initrd, memory);
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  return run_microvm(args, opts);
+}
+
 // The main job: an interactive busybox shell on a terminal, typed into, then a plain `poweroff`
 // (not `poweroff -f`: README promises that what a person types ends the VM with exit code 0).
 TEST(LinuxBoot, InteractiveShellSeesCpusAndMemoryAndPowersOff) {
   require_guest();
-  TempDir dir;
-  auto initrd = make_initramfs(dir, {});
-  ASSERT_TRUE(initrd) << initrd.error().what;
-  VmRunOptions opts;
-  opts.timeout = std::chrono::minutes(12);
-  opts.interactions = {
-      {"userspace ready", ""},
-      {"# ", "echo typed-$((6*7)); echo cpus=$(grep -c ^processor /proc/cpuinfo); grep MemTotal /proc/meminfo\n"},
-      {"MemTotal", "poweroff\n"},
-  };
-  opts.stdin_pty = true;
-  auto args = base_args(*initrd);
-  args.push_back("--boot-timer");
-  auto r = run_microvm(args, opts);
+  auto r = run_interactive_shell(
+      {
+          {"userspace ready", ""},
+          {"# ", "echo typed-$((6*7)); echo cpus=$(grep -c ^processor /proc/cpuinfo); grep MemTotal /proc/meminfo\n"},
+          {"MemTotal", "poweroff\n"},
+      },
+      "512M", {"--boot-timer"});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("typed-42"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("cpus=2"), std::string::npos) << r.describe();
@@ -62,18 +75,13 @@ TEST(LinuxBoot, InteractiveShellSeesCpusAndMemoryAndPowersOff) {
 // until the timeout.
 TEST(LinuxBoot, InteractiveShellRebootEndsWithExitCode3) {
   require_guest();
-  TempDir dir;
-  auto initrd = make_initramfs(dir, {});
-  ASSERT_TRUE(initrd) << initrd.error().what;
-  VmRunOptions opts;
-  opts.timeout = std::chrono::minutes(12);
-  opts.interactions = {
-      {"userspace ready", ""},
-      {"# ", "echo about-to-$((2*2))-reboot\n"},
-      {"about-to-4-reboot", "reboot\n"},
-  };
-  opts.stdin_pty = true;
-  auto r = run_microvm(base_args(*initrd, "256M"), opts);
+  auto r = run_interactive_shell(
+      {
+          {"userspace ready", ""},
+          {"# ", "echo about-to-$((2*2))-reboot\n"},
+          {"about-to-4-reboot", "reboot\n"},
+      },
+      "256M");
   EXPECT_FALSE(r.timed_out) << r.describe();
   EXPECT_EQ(r.exit_code, 3) << r.describe();
   EXPECT_NE(r.out.find("about-to-4-reboot"), std::string::npos) << r.describe();

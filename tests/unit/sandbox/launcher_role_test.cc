@@ -15,34 +15,27 @@
 #include <string>
 
 #include "microvm/vm.h"
+#include "tests/testing/child_process.h"
 #include "vmm/sandbox/launcher_sandbox.h"
 #include "vmm/sandbox/policy.h"
 
 namespace microvm {
 namespace {
 
-struct Outcome {
-  int exit_code = -1;
-  std::string err;
-};
+using testing::ChildOutcome;
 
 // In a child: a grandchild that waits to be signalled, a scratch directory with an entry,
 // enter_launcher_sandbox() for them, then `body(grandchild, dirfd)`.
-Outcome run_as_launcher(const std::function<void(pid_t, int)>& body) {
+ChildOutcome run_as_launcher(const std::function<void(pid_t, int)>& body) {
   char tmpl[] = "/tmp/microvm-launcher-role-XXXXXX";
   if (!::mkdtemp(tmpl)) return {};
   std::string dir = tmpl;
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return {};
-  pid_t child = ::fork();
-  if (child == 0) {
-    ::dup2(fds[1], STDERR_FILENO);
+  auto o = testing::run_in_child([&] {
     pid_t parent = ::getpid();
     pid_t grandchild = ::fork();
     if (grandchild == 0) {
       // Never left behind, and never holding the pipe the test reads to its end.
       ::close(STDERR_FILENO);
-      ::close(fds[1]);
       ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
       if (::getppid() != parent) _exit(0);
       ::pause();
@@ -52,17 +45,7 @@ Outcome run_as_launcher(const std::function<void(pid_t, int)>& body) {
     int dirfd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0 || !enter_launcher_sandbox(grandchild, {dirfd}, -1)) _exit(101);
     body(grandchild, dirfd);
-    _exit(0);
-  }
-  ::close(fds[1]);
-  Outcome o;
-  char buf[512];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) o.err.append(buf, static_cast<size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
+  });
   std::system(("rm -rf " + dir).c_str());
   return o;
 }

@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "microvm/vm.h"
+#include "tests/testing/child_process.h"
 #include "vmm/sandbox/policy.h"
 #include "vmm/sandbox/seccomp_program.h"
 #include "vmm/sandbox/sigsys_reporter.h"
@@ -35,44 +36,19 @@
 namespace microvm {
 namespace {
 
-struct ChildOutcome {
-  int exit_code = -1;  // -1 if it did not exit normally
-  int term_signal = 0;
-  std::string err;  // what it wrote to stderr
-};
+using testing::ChildOutcome;
+using testing::describe;
 
-// Compiles the role's filter here (libseccomp allocates), then in a child: stderr to a
-// pipe, install, run `body`, _exit(0). `body` may _exit with its own code to report a
-// failed expectation (the child cannot use gtest).
+// In a child: compile the role's filter, install it, run `body`. `body` may _exit with its
+// own code to report a failed expectation.
 ChildOutcome run_sandboxed(ThreadRole role, SandboxNeeds needs, const std::function<void()>& body) {
-  needs.pid = ::getpid();  // overwritten in the child below: tgkill rules name the child
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return {};
-  pid_t child = ::fork();
-  if (child == 0) {
-    needs.pid = ::getpid();
+  return testing::run_in_child([&] {
+    needs.pid = ::getpid();  // tgkill rules name the child
     auto program = SeccompProgram::compile(policy_for(role, needs));
     if (!program) _exit(100);
-    ::dup2(pipe_fds[1], STDERR_FILENO);
     if (!program->install(role)) _exit(101);
     body();
-    _exit(0);
-  }
-  ::close(pipe_fds[1]);
-  ChildOutcome out;
-  char buf[512];
-  ssize_t n;
-  while ((n = ::read(pipe_fds[0], buf, sizeof buf)) > 0) out.err.append(buf, static_cast<size_t>(n));
-  ::close(pipe_fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  if (WIFEXITED(status)) out.exit_code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) out.term_signal = WTERMSIG(status);
-  return out;
-}
-
-std::string describe(const ChildOutcome& o) {
-  return "exit " + std::to_string(o.exit_code) + ", signal " + std::to_string(o.term_signal) + ", stderr: " + o.err;
+  });
 }
 
 void expect_forbidden(const ChildOutcome& o, const std::string& role, long nr, const char* name) {

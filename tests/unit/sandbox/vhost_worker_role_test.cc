@@ -17,45 +17,29 @@
 #include <string>
 
 #include "microvm/vm.h"
+#include "tests/testing/child_process.h"
 #include "vmm/sandbox/policy.h"
 #include "vmm/sandbox/seccomp_program.h"
 
 namespace microvm {
 namespace {
 
-struct Outcome {
-  int exit_code = -1;
-  std::string err;
-};
+using testing::ChildOutcome;
 
 // In a child: a connected socket pair, the vhost-user filter on the child's only thread, then
 // `body(ours, peer)`.
-Outcome run_as_vhost_worker(const std::function<void(int, int)>& body) {
+ChildOutcome run_as_vhost_worker(const std::function<void(int, int)>& body) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return {};
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return {};
-  pid_t child = ::fork();
-  if (child == 0) {
-    ::dup2(fds[1], STDERR_FILENO);
+  auto o = testing::run_in_child([&] {
     SandboxNeeds needs;
     needs.pid = ::getpid();
     auto program = SeccompProgram::compile(policy_for(ThreadRole::kVhostWorker, needs));
     if (!program || !program->install(ThreadRole::kVhostWorker)) _exit(101);
     body(sv[0], sv[1]);
-    _exit(0);
-  }
-  ::close(fds[1]);
+  });
   ::close(sv[0]);
   ::close(sv[1]);
-  Outcome o;
-  char buf[512];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) o.err.append(buf, static_cast<size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
   return o;
 }
 

@@ -14,35 +14,18 @@
 
 #include "microvm/sandbox.h"
 #include "microvm/vm.h"
+#include "tests/testing/child_process.h"
 
 namespace microvm {
 namespace {
 
-struct Outcome {
-  int exit_code = -1;
-  std::string err;
-};
+using testing::ChildOutcome;
 
-Outcome run_as_snapshot_thread(const std::function<void()>& body) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return {};
-  pid_t child = ::fork();
-  if (child == 0) {
-    ::dup2(fds[1], STDERR_FILENO);
+ChildOutcome run_as_snapshot_thread(const std::function<void()>& body) {
+  return testing::run_in_child([&] {
     if (!enter_snapshot_thread_sandbox(VmConfig{})) _exit(101);
     body();
-    _exit(0);
-  }
-  ::close(fds[1]);
-  Outcome o;
-  char buf[512];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) o.err.append(buf, static_cast<size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
-  return o;
+  });
 }
 
 class SandboxSnapshot : public ::testing::Test {
