@@ -101,6 +101,9 @@ class DeviceCore : public VirtioDevice {
   // Next chain of queue `index`, counted. nullopt when the ring is empty, or broken (the
   // device then needs reset: callers stop serving when needs_reset() is true).
   std::optional<DescriptorChain> pop(uint16_t index);
+  // The same into a chain the device owns (no moves): true if one was popped; false when the
+  // ring is empty or broken (needs_reset() tells which).
+  bool pop_into(uint16_t index, DescriptorChain& chain);
   // Publishes one used element. False when the ring broke (the device needs reset).
   bool complete(uint16_t index, uint16_t head, uint32_t len);
   // Publishes several at once (one used-index update after all of them).
