@@ -103,7 +103,7 @@ std::optional<DescriptorChain> DeviceCore::pop(uint16_t index) {
     enter_needs_reset(popped.error());
     return std::nullopt;
   }
-  if (*popped) bump(counters_base_.chains);
+  if (*popped) bump_owned(counters_base_.chains);  // serving runs on the loop thread only
   return std::move(*popped);
 }
 
@@ -115,7 +115,7 @@ bool DeviceCore::pop_into(uint16_t index, DescriptorChain& chain) {
     enter_needs_reset(popped.error());
     return false;
   }
-  if (*popped) bump(counters_base_.chains);
+  if (*popped) bump_owned(counters_base_.chains);  // serving runs on the loop thread only
   return *popped;
 }
 

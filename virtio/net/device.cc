@@ -261,8 +261,8 @@ void NetDevice::finish_send(const Result<void>& sent, uint64_t frame_len) {
     log().warn("TX frame dropped by the backend: %s", sent.error().what.c_str());
     return;
   }
-  bump(counters_.tx_frames);
-  bump(counters_.tx_bytes, frame_len);
+  bump_owned(counters_.tx_frames);
+  bump_owned(counters_.tx_bytes, frame_len);
 }
 
 void NetDevice::on_backend_event(uint32_t events) {
@@ -383,8 +383,8 @@ NetDevice::Delivery NetDevice::deliver_pending() {
   if (!complete(kRxQueue, rx_used_)) return Delivery::kRingError;
   rx_stash_.erase(rx_stash_.begin(), rx_stash_.begin() + used);
   if (rx_stash_.empty()) rx_stash_gapped_ = false;
-  bump(counters_.rx_frames);
-  bump(counters_.rx_bytes, rx_pending_ - sizeof(VirtioNetHdr));
+  bump_owned(counters_.rx_frames);
+  bump_owned(counters_.rx_bytes, rx_pending_ - sizeof(VirtioNetHdr));
   rx_pending_ = 0;
   return Delivery::kDone;
 }
