@@ -137,7 +137,20 @@ class NetDevice final : public DeviceCore {
   // TX frames up to this size (header included) are copied into tx_buf_ and sent as one buffer.
   static constexpr uint64_t kLinearTxMax = 2048;
   void process_rx();
+  // Pops RX chains into the stash until it holds `bytes` writable bytes. kDone when it does;
+  // kNoBuffers when the ring ran dry or the stash holds a whole ring (`full` then says which).
+  Delivery fill_stash(uint64_t bytes, bool* full = nullptr);
   Delivery deliver_pending();
+  // rx_iov_ := the stash's buffers, up to the largest frame; false if they do not cover it or
+  // are more than readv takes. Large frames are then read straight into the guest's chains.
+  bool map_stash();
+  // Publishes the first chains of the stash holding the `len`-byte frame now in them, with
+  // num_buffers set, in one used-index update.
+  bool publish_stashed(size_t len);
+  // Whether the next frame is read straight into the guest's buffers: only while frames larger
+  // than kRxDirectMin keep coming (for small ones a copy costs less than the iovecs).
+  bool rx_direct_wanted() const;
+  void note_rx_frame(size_t len);
   void on_backend_event(uint32_t events);
   void set_rx_polling(bool on);
   void backend_failed(const Error& why);
@@ -162,6 +175,8 @@ class NetDevice final : public DeviceCore {
   std::vector<DescriptorChain> rx_stash_;       // RX chains popped, waiting for a frame that fits
   bool rx_stash_gapped_ = false;                // a chain was used after the first stashed one was popped
   std::vector<Queue::UsedElement> rx_used_;     // one frame's chains, published together
+  std::vector<iovec> rx_iov_;                   // the stash's buffers, for receive_direct()
+  uint32_t rx_large_recent_ = 0;                // frames to go since the last large one (direct mode)
   uint64_t rx_stash_bytes_ = 0;                 // their writable bytes
   std::vector<EventFd> vhost_calls_;            // one per queue, signalled by the kernel
   std::vector<LoopRegistration> vhost_call_regs_;
