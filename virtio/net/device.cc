@@ -238,6 +238,18 @@ void NetDevice::transmit(const DescriptorChain& chain) {
   tx_iov_.clear();
   tx_iov_.push_back(iovec{&*hdr, sizeof(VirtioNetHdr)});
   if (!reader.take_iovecs(frame_len, tx_iov_)) return;  // cannot happen: frame_len remains
+  // Buffers that follow each other in memory go out as one iovec (a guest's TSO frame is
+  // often page fragments carved one after another): the tap's cost per segment is what made
+  // a 64 KiB writev of 17 pieces dearer than the bare tap's single write.
+  size_t merged = 1;
+  for (size_t i = 2; i < tx_iov_.size(); ++i) {
+    iovec& last = tx_iov_[merged];
+    if (static_cast<std::byte*>(last.iov_base) + last.iov_len == tx_iov_[i].iov_base)
+      last.iov_len += tx_iov_[i].iov_len;
+    else
+      tx_iov_[++merged] = tx_iov_[i];
+  }
+  if (tx_iov_.size() > 1) tx_iov_.resize(merged + 1);
   Result<void> sent;
   if (tx_iov_.size() <= IOV_MAX) {
     sent = backend_->send(tx_iov_);
