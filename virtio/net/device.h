@@ -4,10 +4,15 @@
 //
 // TX: each chain is a 12-byte header plus one Ethernet frame. The header is copied and checked
 // (tx_header.h), then the backend gets our copy of the header followed by iovecs pointing into
-// guest RAM (zero-copy). Malformed frames are dropped and counted, never forwarded.
+// guest RAM (zero-copy; adjacent buffers merged; frames up to 2 KiB are copied into one buffer). Malformed frames are
+// dropped and counted, never forwarded.
 //
 // RX: a frame is read from the backend into a device buffer, then copied into one RX chain, or
-// several with VIRTIO_NET_F_MRG_RXBUF (num_buffers in the header, §5.1.6.4). When the RX ring
+// several with VIRTIO_NET_F_MRG_RXBUF (num_buffers in the header, §5.1.6.4). While large (GSO)
+// frames arrive, with MRG_RXBUF and a backend that can scatter (a tap), the device instead
+// reads each frame straight into the chains it stashed (readv, adjacent buffers merged); it
+// does so only when they cover the largest frame. All of a frame's chains are published with
+// one used-index update either way. When the RX ring
 // has no room the device stops polling the backend fd (the frame waits, the backend queues or
 // drops the rest) and resumes when the driver kicks the RX queue after refilling it.
 //
