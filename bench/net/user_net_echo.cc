@@ -252,7 +252,7 @@ class GuestTcp {
 // byte, then echoes.
 void echo_host(uint16_t port, std::atomic<bool>& stop, std::atomic<int>& fd_out) {
   int s = -1;
-  for (int i = 0; i < 300 && !stop; ++i) {
+  for (int i = 0; i < 3000 && !stop; ++i) {  // 30 s: passt starting on a busy host
     s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -324,7 +324,8 @@ Result<UserEchoResult> run_user_echo(UserBackend which, double seconds) {
     pollfd p{backend->fd(), POLLIN, 0};
     ::poll(&p, 1, 1);
   };
-  auto deadline = Clock::now() + std::chrono::seconds(5);
+  // Generous: on a loaded host passt's start and libslirp's first poll can take seconds.
+  auto deadline = Clock::now() + std::chrono::seconds(30);
   while (!guest.established()) {
     if (auto r = guest.step(); !r) {
       finish();
