@@ -106,6 +106,16 @@ class DescriptorChain {
  private:
   friend class Queue;
   friend struct detail::ChainWalk;
+  // Empty again, as default-constructed (the heap part keeps its capacity).
+  void reset() {
+    head_ = 0;
+    error_ = nullptr;
+    buffers_.clear();
+    num_readable_ = 0;
+    readable_bytes_ = writable_bytes_ = 0;
+    descriptor_count_ = 0;
+  }
+
   uint16_t head_ = 0;
   const char* error_ = nullptr;
   IovecList buffers_;

@@ -103,8 +103,20 @@ std::optional<DescriptorChain> DeviceCore::pop(uint16_t index) {
     enter_needs_reset(popped.error());
     return std::nullopt;
   }
-  if (*popped) bump(counters_base_.chains);
+  if (*popped) bump_owned(counters_base_.chains);  // serving runs on the loop thread only
   return std::move(*popped);
+}
+
+bool DeviceCore::pop_into(uint16_t index, DescriptorChain& chain) {
+  Queue* q = queue(index);
+  if (!q || needs_reset()) return false;
+  auto popped = q->pop_into(*active_->memory, chain);
+  if (!popped) {
+    enter_needs_reset(popped.error());
+    return false;
+  }
+  if (*popped) bump_owned(counters_base_.chains);  // serving runs on the loop thread only
+  return *popped;
 }
 
 bool DeviceCore::complete(uint16_t index, uint16_t head, uint32_t len) {

@@ -9,6 +9,12 @@ namespace microvm {
 using Counter = std::atomic<uint64_t>;
 
 inline void bump(Counter& c, uint64_t n = 1) { c.fetch_add(n, std::memory_order_relaxed); }
+// For a counter only one thread ever writes (the per-chain and per-frame ones, bumped on the
+// event loop): a plain load and store instead of a locked add, which costs a few ns on every
+// descriptor chain. Readers on other threads still see whole values.
+inline void bump_owned(Counter& c, uint64_t n = 1) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
 inline uint64_t value(const Counter& c) { return c.load(std::memory_order_relaxed); }
 
 struct VirtioCounters {

@@ -133,15 +133,28 @@ std::unexpected<Error> Queue::ring_error(const char* what) {
 }
 
 Result<std::optional<DescriptorChain>> Queue::pop(const GuestMemory& mem) {
+  DescriptorChain chain;
+  if (!TRY(pop_into(mem, chain))) return std::nullopt;
+  return chain;
+}
+
+Result<bool> Queue::pop_into(const GuestMemory& mem, DescriptorChain& chain) {
   if (broken_) return fail(EPROTO, "queue is broken and needs a reset");
   auto avail = mem.translate(avail_, avail_bytes(size_, event_idx_));
   auto table = mem.translate(desc_, desc_bytes(size_));
   if (!avail || !table) return ring_error("virtqueue rings are not inside RAM");
   std::byte* ring = avail->data();
 
-  // Acquire: the ring entries and descriptors the driver wrote before bumping idx are visible.
-  uint16_t avail_idx = load_acquire_u16(ring + 2);
+  // The driver's idx only moves forward, so entries up to the last value read are still
+  // there: read the shared cache line again (a transfer from the driver's CPU) only when they
+  // are used up, as vhost does. Acquire: the ring entries and descriptors the driver wrote
+  // before bumping idx are visible.
+  uint16_t avail_idx = avail_idx_seen_;
   uint16_t pending = static_cast<uint16_t>(avail_idx - next_avail_);
+  if (pending == 0) {
+    avail_idx = load_acquire_u16(ring + 2);
+    pending = static_cast<uint16_t>(avail_idx - next_avail_);
+  }
   if (pending == 0 && event_idx_) {
     // Going idle: ask for a kick at the next entry (avail_event = next_avail_, §2.7.10), then
     // look again: the driver may have added one before it could see our avail_event.
@@ -152,9 +165,10 @@ Result<std::optional<DescriptorChain>> Queue::pop(const GuestMemory& mem) {
     avail_idx = load_acquire_u16(ring + 2);
     pending = static_cast<uint16_t>(avail_idx - next_avail_);
   }
-  if (pending == 0) return std::nullopt;
+  if (pending == 0) return false;
   // The driver can have at most `size` entries outstanding (§2.7.6); more means a corrupt idx.
   if (pending > size_) return ring_error("available index moved more than the queue size ahead");
+  avail_idx_seen_ = avail_idx;
 
   uint16_t head = load_relaxed_u16(ring + 4 + 2 * uint64_t{static_cast<uint16_t>(next_avail_ % size_)});
   if (head >= size_) return ring_error("available ring entry is out of range");
@@ -164,10 +178,10 @@ Result<std::optional<DescriptorChain>> Queue::pop(const GuestMemory& mem) {
   in_flight_[head] = 1;
   ++in_flight_count_;
 
-  DescriptorChain chain;
+  chain.reset();
   chain.head_ = head;
   walk_chain(mem, *table, chain);
-  return chain;
+  return true;
 }
 
 void Queue::walk_chain(const GuestMemory& mem, std::span<const std::byte> table, DescriptorChain& chain) const {
@@ -306,7 +320,7 @@ Result<void> Queue::restore_position(const Position& p, const GuestMemory& mem) 
   if (static_cast<uint16_t>(avail_idx - p.next_avail) > size_)
     return fail(EINVAL, "available index " + std::to_string(avail_idx) + " is more than the queue size ahead of " +
                             std::to_string(p.next_avail));
-  next_avail_ = p.next_avail;
+  next_avail_ = avail_idx_seen_ = p.next_avail;
   next_used_ = p.next_used;
   signalled_used_ = p.signalled_used;
   return {};

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <latch>
 #include <thread>
 
 #include "base/mapped_file.h"
@@ -67,28 +68,42 @@ Result<std::unique_ptr<Machine>> Machine::build(const VmConfig& config) {
   TRY(m->open_vm());
   TRY(m->create_memory());
   // The in-kernel irqchip, the PIT and the memory slot cost little CPU but wait for KVM's SRCU
-  // grace periods: about 15 ms of a fresh start on a busy host (docs/benchmarks.md). They run on
-  // a helper thread while this one fills guest RAM with the kernel and initrd (through the
-  // memfd, which needs no KVM state) and compiles the seccomp filters. The thread only issues VM
-  // ioctls; std::jthread joins it on every return path.
-  Result<void> kvm_devices;
-  std::optional<BootImages> images;
-  {
-    std::jthread kvm_setup([&m, &kvm_devices] { kvm_devices = m->create_kvm_devices_and_memslots(); });
-    auto loaded = m->load_images();
-    auto sandbox = m->setup_sandbox();
-    kvm_setup.join();
-    TRY(kvm_devices);
-    if (!loaded) return std::unexpected(loaded.error());
-    TRY(sandbox);
-    images = std::move(*loaded);
-  }
+  // grace periods: most of a fresh start on a busy host (docs/benchmarks.md, start-up rounds 4
+  // and 5). They run on a helper thread while this one fills guest RAM with the kernel and
+  // initrd (through the memfd, which needs no KVM state) and compiles the seccomp filters. Once
+  // the irqchip exists this thread goes on with what needs it but not guest memory in KVM
+  // (devices and their irqfds, boot tables, vCPUs and their registers) while the memory slot
+  // is still being registered; only KVM_RUN needs the slot. The helper only issues VM ioctls;
+  // std::jthread joins it on every return path, so the results outlive it.
+  //
+  // The helper must start those calls at once, but on a loaded host a new thread can wait a
+  // whole scheduler slice (~3 ms) for a CPU while this one keeps its CPU copying the kernel.
+  // So this thread waits until the helper runs: it gives its CPU to the helper, and is woken
+  // as the helper enters the first ioctl, where the helper sleeps for most of the time.
+  Result<void> kvm_devices, memslots;
+  std::latch helper_running(1), devices_created(1);
+  std::jthread kvm_setup([&m, &kvm_devices, &memslots, &helper_running, &devices_created] {
+    helper_running.count_down();
+    kvm_devices = m->create_kvm_devices();
+    devices_created.count_down();
+    if (kvm_devices) memslots = m->register_memory();
+  });
+  helper_running.wait();
+  auto loaded = m->load_images();
+  auto sandbox = m->setup_sandbox();
+  devices_created.wait();
+  TRY(kvm_devices);
+  if (!loaded) return std::unexpected(loaded.error());
+  TRY(sandbox);
+  const BootImages images = std::move(*loaded);
   m->loop_ = TRY(EventLoop::create());
   TRY(m->setup_platform_devices());
   std::string cmdline_extra;
   TRY(m->setup_virtio_devices(cmdline_extra));
-  TRY(m->load_guest(*images, cmdline_extra));
+  TRY(m->load_guest(images, cmdline_extra));
   TRY(m->setup_vcpus());
+  kvm_setup.join();
+  TRY(memslots);
   return m;
 }
 
@@ -141,11 +156,6 @@ Result<void> Machine::open_vm() {
 }
 
 Result<void> Machine::create_kvm_devices() { return microvm::create_kvm_devices(*vm_); }
-
-Result<void> Machine::create_kvm_devices_and_memslots() {
-  TRY(create_kvm_devices());
-  return register_memory();
-}
 
 Result<void> Machine::create_memory() {
   // Always a memfd, so vhost-user back ends can map guest RAM.
@@ -329,6 +339,7 @@ void Machine::add_vcpu(VcpuFd fd) {
       uint64_t now = std::max<uint64_t>(now_us(), 1);
       if (first_run_us_.compare_exchange_strong(expected, now) && config_.on_boot_mark)
         config_.on_boot_mark("first KVM_RUN", now);
+      boot_vcpu_entered_.release();
     };
   }
   hooks.pause_point = [this, i] { return vcpu_pause_point(i); };
@@ -403,8 +414,13 @@ Result<VmExit> Machine::run() {
   Result<void> loop_result;
   note_run_started();
   if (start_paused_) control_.store(kControlPause);  // the vCPUs park before their first KVM_RUN
-  std::thread loop_thread([this, &loop_result] { loop_result = loop_thread_main(); });
+  // The boot vCPU first, and this thread out of its way until it enters the guest: on a
+  // loaded host a new thread can wait a scheduler slice (~3 ms) for a CPU that this thread
+  // and the event loop's would otherwise keep (the loop has nothing to do before the guest
+  // runs). Bounded, so a vCPU that fails or parks first costs at most the timeout.
   for (auto& v : vcpus_) v->start();
+  if (!start_paused_ && !vcpus_.empty()) (void)boot_vcpu_entered_.try_acquire_for(std::chrono::milliseconds(20));
+  std::thread loop_thread([this, &loop_result] { loop_result = loop_thread_main(); });
   if (start_paused_) enter_initial_pause();
   // After the threads start (a filter is inherited by threads created later, and theirs
   // must not stack on this one), before this thread touches anything the guest influences.

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <semaphore>
 #include <vector>
 
 #include "base/event_fd.h"
@@ -91,8 +92,7 @@ class Machine final : public Vm {
   // build() runs these apart to overlap them (machine.cc).
   [[nodiscard]] Result<void> open_vm();             // /dev/kvm, the VM, its TSS and identity map
   [[nodiscard]] Result<void> create_kvm_devices();  // in-kernel irqchip and PIT
-  [[nodiscard]] Result<void> create_kvm_devices_and_memslots();
-  [[nodiscard]] Result<void> create_memory();  // the guest RAM memfd and its mapping, not yet in KVM
+  [[nodiscard]] Result<void> create_memory();       // the guest RAM memfd and its mapping, not yet in KVM
   [[nodiscard]] Result<void> setup_platform_devices();
   [[nodiscard]] Result<void> setup_virtio_devices(std::string& cmdline_extra);
   // Writes the kernel and initrd into guest RAM. Needs only memory_, not the VM.
@@ -186,6 +186,8 @@ class Machine final : public Vm {
   VmExit exit_;
   std::optional<Error> run_error_;  // guarded by exit_mutex_
   std::atomic<uint64_t> first_run_us_{0};
+  // Released when the boot vCPU first enters the guest; run() waits for it (machine.cc).
+  std::binary_semaphore boot_vcpu_entered_{0};
   std::atomic<uint64_t> first_marker_us_{0};
   bool ran_ = false;
   bool start_paused_ = false;  // RestoreOptions::start_paused: run() parks everyone first

@@ -240,7 +240,8 @@ int run_bench_command(int argc, char** argv) {
                  "microvm binary under test (default: the microvm next to microvm-bench)");
   app.add_option("--qemu", ctx.qemu_binary, "QEMU binary for --compare qemu");
   app.add_option("--kvmtool", ctx.kvmtool_binary, "kvmtool binary (lkvm) for --compare kvmtool, by path");
-  app.add_option("--strace", ctx.strace_binary, "strace binary");
+  app.add_option("--strace", ctx.strace_binary,
+                 "strace binary (startup: only where tracefs cannot be used for exec -> first KVM_RUN)");
   app.add_option("--microvm-arg", ctx.microvm_extra_args,
                  "Extra argument for every real-guest microvm run (repeatable, e.g. --microvm-arg=--no-rng)")
       ->allow_extra_args(false);

@@ -12,7 +12,7 @@ struct BenchContext {
   std::string microvm_binary;  // the VMM under test
   std::string qemu_binary;     // baseline VMM (qemu-system-x86_64)
   std::string kvmtool_binary;  // baseline VMM for --compare kvmtool (lkvm), given by path
-  std::string strace_binary;   // used symmetrically for exec -> first KVM_RUN
+  std::string strace_binary;   // exec -> first KVM_RUN where tracefs is not usable (startup)
   std::string kernel;          // guest kernel (ELF vmlinux)
   std::string cmdline;         // its command line
   std::string initrd;          // "" = the scenario builds its own

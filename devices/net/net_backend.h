@@ -4,6 +4,7 @@
 // iovecs and bytes, never descriptors.
 #include <sys/uio.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <span>
 
@@ -33,6 +34,13 @@ class NetBackend {
   [[nodiscard]] virtual Result<void> send(std::span<const iovec> frame) = 0;
   // Receives one frame (header + Ethernet frame) into `buf`; 0 when none is waiting.
   [[nodiscard]] virtual Result<size_t> recv(std::span<std::byte> buf) = 0;
+  // Backends that can scatter one frame straight into several buffers (readv on a tap) say so
+  // here and implement recv_scatter(); the device then reads large frames into the guest's
+  // buffers without a copy through its own. Same contract as recv() otherwise.
+  virtual bool can_recv_scatter() const { return false; }
+  [[nodiscard]] virtual Result<size_t> recv_scatter(std::span<const iovec>) {
+    return fail(ENOTSUP, "this backend cannot scatter a received frame");
+  }
   // Called when the driver's features are known (activation).
   [[nodiscard]] virtual Result<void> set_offloads(const NetOffloads& offloads) = 0;
   // For log lines: "tap0", "user".

@@ -113,6 +113,16 @@ Result<size_t> TapBackend::recv(std::span<std::byte> buf) {
   }
 }
 
+Result<size_t> TapBackend::recv_scatter(std::span<const iovec> bufs) {
+  for (;;) {
+    ssize_t n = ::readv(fd_.get(), bufs.data(), static_cast<int>(bufs.size()));
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return size_t{0};
+    return fail_errno("read from " + name_);
+  }
+}
+
 Result<void> TapBackend::set_offloads(const NetOffloads& o) {
   if (!is_tap_) return {};
   unsigned flags = 0;

@@ -28,6 +28,8 @@ class TapBackend final : public NetBackend {
   int fd() const override { return fd_.get(); }
   [[nodiscard]] Result<void> send(std::span<const iovec> frame) override;
   [[nodiscard]] Result<size_t> recv(std::span<std::byte> buf) override;
+  bool can_recv_scatter() const override { return true; }
+  [[nodiscard]] Result<size_t> recv_scatter(std::span<const iovec> bufs) override;
   [[nodiscard]] Result<void> set_offloads(const NetOffloads& offloads) override;
   const char* name() const override { return name_.c_str(); }
 

@@ -101,6 +101,8 @@ Result<void> NetDevice::on_activate() {
     std::copy(restored.begin(), restored.end(), rx_buf_.begin());
     rx_pending_ = restored.size();
   }
+  // Chains are popped straight into the stash: no reallocation moves them later.
+  if (Queue* rx = queue(kRxQueue)) rx_stash_.reserve(rx->size());
   if (vhost_) {
     if (auto r = start_vhost(); !r) return std::unexpected(r.error().context("virtio-net: vhost-net"));
     return {};
@@ -134,6 +136,7 @@ void NetDevice::on_reset() {
   rx_stash_bytes_ = 0;
   rx_pending_ = 0;
   rx_admitted_ = false;
+  rx_large_recent_ = 0;
 }
 
 uint16_t NetDevice::chains_given_back(uint16_t index) const {
@@ -235,6 +238,18 @@ void NetDevice::transmit(const DescriptorChain& chain) {
   tx_iov_.clear();
   tx_iov_.push_back(iovec{&*hdr, sizeof(VirtioNetHdr)});
   if (!reader.take_iovecs(frame_len, tx_iov_)) return;  // cannot happen: frame_len remains
+  // Buffers that follow each other in memory go out as one iovec (a guest's TSO frame is
+  // often page fragments carved one after another): the tap's cost per segment is what made
+  // a 64 KiB writev of 17 pieces dearer than the bare tap's single write.
+  size_t merged = 1;
+  for (size_t i = 2; i < tx_iov_.size(); ++i) {
+    iovec& last = tx_iov_[merged];
+    if (static_cast<std::byte*>(last.iov_base) + last.iov_len == tx_iov_[i].iov_base)
+      last.iov_len += tx_iov_[i].iov_len;
+    else
+      tx_iov_[++merged] = tx_iov_[i];
+  }
+  if (tx_iov_.size() > 1) tx_iov_.resize(merged + 1);
   Result<void> sent;
   if (tx_iov_.size() <= IOV_MAX) {
     sent = backend_->send(tx_iov_);
@@ -259,8 +274,8 @@ void NetDevice::finish_send(const Result<void>& sent, uint64_t frame_len) {
     log().warn("TX frame dropped by the backend: %s", sent.error().what.c_str());
     return;
   }
-  bump(counters_.tx_frames);
-  bump(counters_.tx_bytes, frame_len);
+  bump_owned(counters_.tx_frames);
+  bump_owned(counters_.tx_bytes, frame_len);
 }
 
 void NetDevice::on_backend_event(uint32_t events) {
@@ -279,13 +294,43 @@ void NetDevice::set_rx_polling(bool on) {
     log().warn("changing backend polling: %s", r.error().what.c_str());
 }
 
+namespace {
+
+// Frames above this size are what the device reads straight into the guest's buffers (GSO
+// super-frames): copying them through rx_buf_ costs more than the kernel's per-iovec work.
+// For MTU-sized frames the copy from the cache-hot buffer is cheaper (docs/benchmarks.md).
+constexpr size_t kRxDirectMin = 16384;
+// Direct reads stay on for this many frames after the last large one.
+constexpr uint32_t kRxDirectFrames = 64;
+
+}  // namespace
+
+bool NetDevice::rx_direct_wanted() const {
+  return rx_large_recent_ > 0 && has_feature(acked_features(), VIRTIO_NET_F_MRG_RXBUF) && backend_->can_recv_scatter();
+}
+
+void NetDevice::note_rx_frame(size_t len) {
+  if (len > kRxDirectMin)
+    rx_large_recent_ = kRxDirectFrames;
+  else if (rx_large_recent_ > 0)
+    --rx_large_recent_;
+}
+
 void NetDevice::process_rx() {
   if (!active() || needs_reset()) return;
   bool delivered_any = false;
   for (uint32_t moved = 0; moved < options_.frames_per_wakeup && !backend_dead_; ++moved) {
     if (rx_pending_ == 0) {
       if (rx_paused_) set_rx_polling(true);
-      auto n = backend_->recv(rx_buf_);
+      bool direct = false;
+      if (rx_direct_wanted()) {
+        // Only when the stash covers the largest frame: then no frame needs more chains than
+        // are mapped, and the tap reads exactly what it would read into rx_buf_.
+        Delivery f = fill_stash(rx_buf_.size());
+        if (f == Delivery::kRingError) return;
+        direct = f == Delivery::kDone && map_stash();
+      }
+      auto n = direct ? backend_->recv_scatter(rx_iov_) : backend_->recv(rx_buf_);
       if (!n) {
         if (is_fatal_backend_error(n.error().code)) {
           backend_failed(n.error());
@@ -296,9 +341,25 @@ void NetDevice::process_rx() {
         break;
       }
       if (*n == 0) break;  // nothing waiting
+      note_rx_frame(*n);
       if (*n < sizeof(VirtioNetHdr) + kMinEthernetFrame) {
         bump(counters_.rx_dropped);
         continue;
+      }
+      if (direct) {
+        if (!rx_throttle_ || rx_throttle_->admit(*n - sizeof(VirtioNetHdr), 1)) {
+          if (!publish_stashed(*n)) return;
+          delivered_any = true;
+          continue;
+        }
+        // Over the rate limit: the frame waits in rx_buf_ like one read there (the guest
+        // could change its buffers meanwhile; what it gets later is this copy).
+        Reader back(rx_iov_);
+        if (!back.read(std::span(rx_buf_.data(), *n))) break;  // cannot happen: n <= mapped bytes
+        rx_pending_ = *n;
+        rx_admitted_ = false;
+        set_rx_polling(false);
+        break;
       }
       rx_pending_ = *n;
       rx_admitted_ = false;
@@ -324,21 +385,21 @@ void NetDevice::process_rx() {
   if (delivered_any) notify(kRxQueue);
 }
 
-NetDevice::Delivery NetDevice::deliver_pending() {
-  const bool mergeable = has_feature(acked_features(), VIRTIO_NET_F_MRG_RXBUF);
+NetDevice::Delivery NetDevice::fill_stash(uint64_t bytes, bool* full) {
   const uint16_t ring_size = queue(kRxQueue)->size();
-  while (rx_stash_bytes_ < rx_pending_) {
-    // Without MRG_RXBUF a frame goes into exactly one chain (§5.1.6.3.1); with it, the frame
-    // may span the whole ring but no more. A frame that cannot fit is dropped, the chains kept.
-    if ((!mergeable && !rx_stash_.empty()) || rx_stash_.size() >= ring_size) {
-      bump(counters_.rx_dropped);
-      log().warn("RX frame of %zu bytes does not fit the driver's buffers; dropped", rx_pending_);
-      rx_pending_ = 0;
-      return Delivery::kDone;
+  if (full) *full = false;
+  while (rx_stash_bytes_ < bytes) {
+    if (rx_stash_.size() >= ring_size) {
+      if (full) *full = true;
+      return Delivery::kNoBuffers;
     }
-    auto popped = pop(kRxQueue);
-    if (!popped) return needs_reset() ? Delivery::kRingError : Delivery::kNoBuffers;
-    DescriptorChain chain = std::move(*popped);
+    // Popped in place: a 64 KiB frame takes 16 chains, and moving each one into the stash
+    // cost more than walking it.
+    DescriptorChain& chain = rx_stash_.emplace_back();
+    if (!pop_into(kRxQueue, chain)) {
+      rx_stash_.pop_back();
+      return needs_reset() ? Delivery::kRingError : Delivery::kNoBuffers;
+    }
     const char* bad = nullptr;
     if (!chain.valid()) {
       bump(counters_.bad_chains);
@@ -350,36 +411,93 @@ NetDevice::Delivery NetDevice::deliver_pending() {
     }
     if (bad) {
       log().warn("bad RX chain (head %u): %s", chain.head(), bad);
+      uint16_t head = chain.head();
+      rx_stash_.pop_back();
       // The stash no longer ends the popped part of the ring (see quiesce()).
       if (!rx_stash_.empty()) rx_stash_gapped_ = true;
-      if (!complete(kRxQueue, chain.head(), 0)) return Delivery::kRingError;
+      if (!complete(kRxQueue, head, 0)) return Delivery::kRingError;
       continue;
     }
     rx_stash_bytes_ += chain.writable_bytes();
-    rx_stash_.push_back(std::move(chain));
   }
-  // How many chains the frame takes, then num_buffers (§5.1.6.4: 1 without MRG_RXBUF).
-  uint16_t used = 0;
-  for (uint64_t room = 0; room < rx_pending_; ++used) room += rx_stash_[used].writable_bytes();
-  std::memcpy(rx_buf_.data() + offsetof(VirtioNetHdr, num_buffers), &used, sizeof used);
+  return Delivery::kDone;
+}
+
+bool NetDevice::map_stash() {
+  rx_iov_.clear();
+  uint64_t room = rx_buf_.size();
+  for (const DescriptorChain& chain : rx_stash_) {
+    for (const iovec& v : chain.writable()) {
+      if (room == 0) break;
+      size_t take = std::min<uint64_t>(v.iov_len, room);
+      room -= take;
+      // Buffers that follow each other in memory become one iovec: Linux carves its mergeable
+      // RX buffers one after the other out of 32 KiB pages, and the kernel's cost per iovec
+      // segment (import, a usercopy check, a copy restart) is what made 16 separate 4 KiB
+      // pages as slow as the copy through rx_buf_ (docs/benchmarks.md).
+      if (!rx_iov_.empty()) {
+        iovec& last = rx_iov_.back();
+        if (static_cast<std::byte*>(last.iov_base) + last.iov_len == v.iov_base) {
+          last.iov_len += take;
+          continue;
+        }
+      }
+      rx_iov_.push_back(iovec{v.iov_base, take});
+    }
+    if (room == 0) break;
+  }
+  // Chains of many small descriptors: more buffers than readv takes, so read into rx_buf_.
+  return room == 0 && rx_iov_.size() <= IOV_MAX;
+}
+
+NetDevice::Delivery NetDevice::deliver_pending() {
+  // Without MRG_RXBUF a frame goes into exactly one chain (§5.1.6.3.1); with it, the frame
+  // may span the whole ring but no more. A frame that cannot fit is dropped, the chains kept.
+  const bool mergeable = has_feature(acked_features(), VIRTIO_NET_F_MRG_RXBUF);
+  bool full = false;
+  Delivery d = fill_stash(mergeable ? rx_pending_ : 1, &full);
+  if (d == Delivery::kRingError || (d == Delivery::kNoBuffers && !full)) return d;
+  if (full || rx_stash_bytes_ < rx_pending_) {
+    bump(counters_.rx_dropped);
+    log().warn("RX frame of %zu bytes does not fit the driver's buffers; dropped", rx_pending_);
+    rx_pending_ = 0;
+    return Delivery::kDone;
+  }
   size_t off = 0;
-  rx_used_.clear();
-  for (uint16_t i = 0; i < used; ++i) {
+  for (size_t i = 0; off < rx_pending_; ++i) {
     Writer w = rx_stash_[i].writer();
     size_t take = std::min<uint64_t>(w.remaining(), rx_pending_ - off);
     if (!w.write(std::span(rx_buf_.data() + off, take))) take = 0;  // cannot happen: take <= remaining
+    off += take;
+  }
+  if (!publish_stashed(rx_pending_)) return Delivery::kRingError;
+  rx_pending_ = 0;
+  return Delivery::kDone;
+}
+
+bool NetDevice::publish_stashed(size_t len) {
+  // How many chains the frame takes, then num_buffers (§5.1.6.4: 1 without MRG_RXBUF), written
+  // into the header at the start of the first chain (it holds at least a header).
+  uint16_t used = 0;
+  for (uint64_t room = 0; room < len; ++used) room += rx_stash_[used].writable_bytes();
+  Writer hdr = rx_stash_[0].writer();
+  bool written = hdr.consume(offsetof(VirtioNetHdr, num_buffers)) && hdr.write_obj(used);
+  (void)written;  // cannot fail: the chain was checked to hold a header
+  size_t off = 0;
+  rx_used_.clear();
+  for (uint16_t i = 0; i < used; ++i) {
+    size_t take = std::min<uint64_t>(rx_stash_[i].writable_bytes(), len - off);
     off += take;
     rx_used_.push_back({rx_stash_[i].head(), static_cast<uint32_t>(take)});
     rx_stash_bytes_ -= rx_stash_[i].writable_bytes();
   }
   // All of the frame's chains become visible to the driver at once (§5.1.6.4).
-  if (!complete(kRxQueue, rx_used_)) return Delivery::kRingError;
+  if (!complete(kRxQueue, rx_used_)) return false;
   rx_stash_.erase(rx_stash_.begin(), rx_stash_.begin() + used);
   if (rx_stash_.empty()) rx_stash_gapped_ = false;
-  bump(counters_.rx_frames);
-  bump(counters_.rx_bytes, rx_pending_ - sizeof(VirtioNetHdr));
-  rx_pending_ = 0;
-  return Delivery::kDone;
+  bump_owned(counters_.rx_frames);
+  bump_owned(counters_.rx_bytes, len - sizeof(VirtioNetHdr));
+  return true;
 }
 
 void NetDevice::backend_failed(const Error& why) {

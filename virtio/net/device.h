@@ -4,10 +4,15 @@
 //
 // TX: each chain is a 12-byte header plus one Ethernet frame. The header is copied and checked
 // (tx_header.h), then the backend gets our copy of the header followed by iovecs pointing into
-// guest RAM (zero-copy). Malformed frames are dropped and counted, never forwarded.
+// guest RAM (zero-copy; adjacent buffers merged; frames up to 2 KiB are copied into one buffer). Malformed frames are
+// dropped and counted, never forwarded.
 //
 // RX: a frame is read from the backend into a device buffer, then copied into one RX chain, or
-// several with VIRTIO_NET_F_MRG_RXBUF (num_buffers in the header, §5.1.6.4). When the RX ring
+// several with VIRTIO_NET_F_MRG_RXBUF (num_buffers in the header, §5.1.6.4). While large (GSO)
+// frames arrive, with MRG_RXBUF and a backend that can scatter (a tap), the device instead
+// reads each frame straight into the chains it stashed (readv, adjacent buffers merged); it
+// does so only when they cover the largest frame. All of a frame's chains are published with
+// one used-index update either way. When the RX ring
 // has no room the device stops polling the backend fd (the frame waits, the backend queues or
 // drops the rest) and resumes when the driver kicks the RX queue after refilling it.
 //
@@ -137,7 +142,20 @@ class NetDevice final : public DeviceCore {
   // TX frames up to this size (header included) are copied into tx_buf_ and sent as one buffer.
   static constexpr uint64_t kLinearTxMax = 2048;
   void process_rx();
+  // Pops RX chains into the stash until it holds `bytes` writable bytes. kDone when it does;
+  // kNoBuffers when the ring ran dry or the stash holds a whole ring (`full` then says which).
+  Delivery fill_stash(uint64_t bytes, bool* full = nullptr);
   Delivery deliver_pending();
+  // rx_iov_ := the stash's buffers, up to the largest frame; false if they do not cover it or
+  // are more than readv takes. Large frames are then read straight into the guest's chains.
+  bool map_stash();
+  // Publishes the first chains of the stash holding the `len`-byte frame now in them, with
+  // num_buffers set, in one used-index update.
+  bool publish_stashed(size_t len);
+  // Whether the next frame is read straight into the guest's buffers: only while frames larger
+  // than kRxDirectMin keep coming (for small ones a copy costs less than the iovecs).
+  bool rx_direct_wanted() const;
+  void note_rx_frame(size_t len);
   void on_backend_event(uint32_t events);
   void set_rx_polling(bool on);
   void backend_failed(const Error& why);
@@ -162,6 +180,8 @@ class NetDevice final : public DeviceCore {
   std::vector<DescriptorChain> rx_stash_;       // RX chains popped, waiting for a frame that fits
   bool rx_stash_gapped_ = false;                // a chain was used after the first stashed one was popped
   std::vector<Queue::UsedElement> rx_used_;     // one frame's chains, published together
+  std::vector<iovec> rx_iov_;                   // the stash's buffers, for receive_direct()
+  uint32_t rx_large_recent_ = 0;                // frames to go since the last large one (direct mode)
   uint64_t rx_stash_bytes_ = 0;                 // their writable bytes
   std::vector<EventFd> vhost_calls_;            // one per queue, signalled by the kernel
   std::vector<LoopRegistration> vhost_call_regs_;

@@ -54,5 +54,20 @@ TEST(IovecList, ClearThenRefillAfterASpill) {
   expect_contents(l, 9);
 }
 
+TEST(IovecList, CopiesBetweenInlineAndSpilledLists) {
+  IovecList small, big;
+  for (size_t i = 0; i < 3; ++i) small.push_back(buf(i));
+  for (size_t i = 0; i < 20; ++i) big.push_back(buf(i));
+  IovecList x = big;
+  x = small;  // a spilled list takes an inline one's entries
+  expect_contents(x, 3);
+  x = big;
+  expect_contents(x, 20);
+  IovecList y(small);
+  y.push_back(buf(3));
+  expect_contents(y, 4);
+  expect_contents(small, 3);
+}
+
 }  // namespace
 }  // namespace microvm

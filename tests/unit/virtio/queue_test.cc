@@ -163,6 +163,58 @@ TEST_F(QueueTest, DescriptorLoopIsABadChainNotABrokenRing) {
   EXPECT_TRUE(ok.valid());
 }
 
+TEST_F(QueueTest, PopIntoReusesOneChainForLongShortAndBadChains) {
+  Queue q = make();
+  DescriptorChain c;
+  // A chain longer than the inline buffers, then a short one, a loop, a short one again: each
+  // pop_into() leaves exactly the popped chain's buffers, whatever the object held before.
+  std::vector<DriverBuffer> longer;
+  for (int i = 0; i < 7; ++i) longer.push_back({alloc.alloc(16), 16, true});
+  uint16_t h1 = dq.add_chain(longer);
+  auto r = q.pop_into(*mem, c);
+  ASSERT_TRUE(r.has_value() && *r);
+  EXPECT_TRUE(c.valid());
+  EXPECT_EQ(c.head(), h1);
+  EXPECT_EQ(c.writable().size(), 7u);
+  EXPECT_EQ(c.writable_bytes(), 7u * 16);
+  ASSERT_TRUE(q.add_used(*mem, h1, 0).has_value());
+  ASSERT_TRUE(dq.next_used().has_value());  // frees the descriptors
+
+  GuestAddress in = fill(8, 0x5a);
+  DriverBuffer two[] = {{in, 8, false}, {alloc.alloc(4), 4, true}};
+  uint16_t h2 = dq.add_chain(two);
+  r = q.pop_into(*mem, c);
+  ASSERT_TRUE(r.has_value() && *r);
+  ASSERT_TRUE(c.valid());
+  EXPECT_EQ(c.head(), h2);
+  EXPECT_EQ(c.readable().size(), 1u);
+  EXPECT_EQ(c.writable().size(), 1u);
+  EXPECT_EQ(c.readable_bytes(), 8u);
+  EXPECT_EQ(c.writable_bytes(), 4u);
+  EXPECT_EQ(c.descriptor_count(), 2u);
+  std::byte got[8];
+  ASSERT_TRUE(c.reader().read(got));
+  EXPECT_EQ(got[3], std::byte{0x5a});
+  ASSERT_TRUE(q.add_used(*mem, h2, 0).has_value());
+  ASSERT_TRUE(dq.next_used().has_value());
+
+  GuestAddress b = alloc.alloc(8);
+  DriverBuffer one[] = {{b, 8, true}};
+  uint16_t h3 = dq.add_chain(one);
+  dq.write_desc(h3, {b.raw(), 8, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, h3});  // a loop
+  r = q.pop_into(*mem, c);
+  ASSERT_TRUE(r.has_value() && *r);
+  EXPECT_FALSE(c.valid());
+  EXPECT_TRUE(c.readable().empty());
+  EXPECT_TRUE(c.writable().empty());
+  EXPECT_EQ(c.writable_bytes(), 0u);
+  ASSERT_TRUE(q.add_used(*mem, h3, 0).has_value());
+
+  r = q.pop_into(*mem, c);  // empty ring: the chain is left alone, false
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(*r);
+}
+
 TEST_F(QueueTest, SelfLoopOnOneDescriptor) {
   Queue q = make();
   GuestAddress b = alloc.alloc(8);

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -326,6 +327,49 @@ TEST_F(NetDeviceTest, MergeableFramesTakeOnlyTheBuffersTheyNeedFromALargeRing) {
   EXPECT_EQ(irq.queue_count(NetDevice::kRxQueue), 1u);
 }
 
+// Frames above 16 KiB switch the device to reading straight into the guest's buffers (one
+// readv over the stashed chains, neighbouring buffers merged into one iovec) whenever the
+// stash covers the largest frame; otherwise, and for the first large frame, it copies through
+// its own buffer. Either way every frame arrives whole, in ring order, with num_buffers, and
+// its chains become visible together.
+TEST_F(NetDeviceTest, LargeFramesAreReadStraightIntoTheGuestBuffersIntactAndInOrder) {
+  activate(kBase | feature_bit(VIRTIO_NET_F_MRG_RXBUF));
+  std::map<uint16_t, GuestAddress> addr;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 8) (void)alloc.alloc(64);  // a gap: buffers 0-7 and 8-15 are two runs
+    GuestAddress a = alloc.alloc(8192);
+    DriverBuffer b{a, 8192, true};
+    addr[rxq.add_chain(std::span(&b, 1))] = a;
+  }
+  // 20012 B: copied (3 buffers), then direct: 30012 B (4), 72 B (1); then the stash holds 8
+  // buffers (64 KiB < the largest frame), so 20012 B is copied again (3).
+  const size_t sizes[] = {20000, 30000, 60, 20000};
+  const size_t nbufs[] = {3, 4, 1, 3};
+  for (size_t i = 0; i < 4; ++i) peer_send(VirtioNetHdr{}, frame_bytes(sizes[i], static_cast<uint8_t>(i + 1)));
+  run();
+  uint16_t next_id = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    std::vector<std::byte> all;
+    uint16_t num_buffers = 0;
+    for (size_t k = 0; k < nbufs[i]; ++k) {
+      auto u = rxq.next_used();
+      ASSERT_TRUE(u.has_value()) << "frame " << i << " buffer " << k;
+      EXPECT_EQ(u->id, next_id++) << "ring order";
+      auto part = guest_bytes(addr.at(static_cast<uint16_t>(u->id)), u->len);
+      if (k == 0) std::memcpy(&num_buffers, part.data() + offsetof(VirtioNetHdr, num_buffers), 2);
+      all.insert(all.end(), part.begin(), part.end());
+    }
+    EXPECT_EQ(num_buffers, nbufs[i]) << "frame " << i;
+    ASSERT_EQ(all.size(), sizeof(VirtioNetHdr) + sizes[i]) << "frame " << i;
+    auto want = frame_bytes(sizes[i], static_cast<uint8_t>(i + 1));
+    EXPECT_EQ(0, std::memcmp(all.data() + sizeof(VirtioNetHdr), want.data(), want.size())) << "frame " << i;
+  }
+  EXPECT_FALSE(rxq.next_used().has_value());
+  EXPECT_EQ(value(dev->counters().rx_frames), 4u);
+  EXPECT_EQ(value(dev->counters().rx_dropped), 0u);
+  EXPECT_EQ(value(dev->counters().rx_bytes), 70060u);
+}
+
 // A backend frame longer than the largest frame is cut at kMaxNetFrame, never more.
 TEST_F(NetDeviceTest, OversizedBackendFrameIsCutAtTheLargestFrame) {
   activate(kBase | feature_bit(VIRTIO_NET_F_MRG_RXBUF));
@@ -351,6 +395,32 @@ TEST_F(NetDeviceTest, LargeTxFrameIsSentScattered) {
   EXPECT_EQ(0, std::memcmp(got.data() + 12, frame.data(), frame.size()));
   EXPECT_EQ(value(dev->counters().tx_frames), 1u);
   EXPECT_EQ(value(dev->counters().tx_bytes), 9000u);
+}
+
+// A frame in pieces, some following each other in guest memory (sent as one iovec) and some
+// not: the backend gets exactly the frame's bytes in order.
+TEST_F(NetDeviceTest, LargeTxFrameInAdjacentAndScatteredPiecesArrivesIntact) {
+  activate(kBase);
+  auto frame = frame_bytes(20000, 8);
+  // Pieces of 4000 bytes: 0-2 back to back, a gap, 3-4 back to back.
+  GuestAddress h = alloc.alloc(sizeof(VirtioNetHdr));
+  ASSERT_TRUE(mem->write_obj(h, VirtioNetHdr{}).has_value());
+  std::vector<DriverBuffer> bufs{{h, sizeof(VirtioNetHdr), false}};
+  GuestAddress run1 = alloc.alloc(12000);
+  (void)alloc.alloc(64);
+  GuestAddress run2 = alloc.alloc(8000);
+  for (int i = 0; i < 5; ++i) {
+    GuestAddress a = i < 3 ? run1 + uint64_t(i) * 4000 : run2 + uint64_t(i - 3) * 4000;
+    auto dst = *mem->translate(a, 4000);
+    std::memcpy(dst.data(), frame.data() + i * 4000, 4000);
+    bufs.push_back({a, 4000, false});
+  }
+  txq.add_chain(bufs);
+  kick_tx();
+  auto got = peer_recv();
+  ASSERT_EQ(got.size(), 12 + frame.size());
+  EXPECT_EQ(0, std::memcmp(got.data() + 12, frame.data(), frame.size()));
+  EXPECT_EQ(value(dev->counters().tx_frames), 1u);
 }
 
 TEST_F(NetDeviceTest, EmptyRingPausesIngressAndRefillResumesIt) {
@@ -532,6 +602,37 @@ TEST_F(NetRateLimitTest, RxFramesOverTheLimitWaitAndAreAllDelivered) {
     EXPECT_EQ(got[sizeof(VirtioNetHdr)], frame_bytes(200, static_cast<uint8_t>(i))[0]) << i;
   }
   EXPECT_EQ(value(dev->counters().rx_frames), 5u);
+  EXPECT_EQ(value(dev->counters().rx_dropped), 0u);
+}
+
+// A frame read straight into the guest's buffers but over the limit waits in the device's
+// own buffer (the guest could rewrite its copy meanwhile) and is delivered from there later.
+TEST_F(NetRateLimitTest, LargeRxFramesOverTheLimitWaitAndAreDeliveredIntact) {
+  activate(kBase | feature_bit(VIRTIO_NET_F_MRG_RXBUF));
+  std::map<uint16_t, GuestAddress> addr;
+  for (int i = 0; i < 16; ++i) {
+    GuestAddress a = alloc.alloc(16384);
+    DriverBuffer b{a, 16384, true};
+    addr[rxq.add_chain(std::span(&b, 1))] = a;
+  }
+  for (uint8_t i = 0; i < 4; ++i) peer_send(VirtioNetHdr{}, frame_bytes(20000, i));
+  run();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(loop->run_once(0).has_value());
+  EXPECT_EQ(rxq.used_idx(), 4);  // two frames of two buffers
+  now += 3'000'000;
+  pump(dev->rx_rate_limiter());
+  EXPECT_EQ(rxq.used_idx(), 8);
+  for (uint8_t i = 0; i < 4; ++i) {
+    auto u1 = rxq.next_used(), u2 = rxq.next_used();
+    ASSERT_TRUE(u1 && u2) << int(i);
+    auto all = guest_bytes(addr.at(static_cast<uint16_t>(u1->id)), u1->len);
+    auto tail = guest_bytes(addr.at(static_cast<uint16_t>(u2->id)), u2->len);
+    all.insert(all.end(), tail.begin(), tail.end());
+    ASSERT_EQ(all.size(), sizeof(VirtioNetHdr) + 20000) << int(i);
+    auto want = frame_bytes(20000, i);
+    EXPECT_EQ(0, std::memcmp(all.data() + sizeof(VirtioNetHdr), want.data(), want.size())) << int(i);
+  }
+  EXPECT_EQ(value(dev->counters().rx_frames), 4u);
   EXPECT_EQ(value(dev->counters().rx_dropped), 0u);
 }
 
