@@ -37,8 +37,8 @@ int main(int argc, char** argv) {
   std::string format = "raw", qemu_img = "qemu-img";
   app.add_option("--format", format,
                  "Image the device opens: raw (the file) or qcow2 (a fully allocated qemu-img copy of it; fio stays on "
-                 "the raw file)")
-      ->check(CLI::IsMember({"raw", "qcow2"}));
+                 "the raw file), or qcow2alloc (write workloads only, each run on a fresh, sparse qcow2)")
+      ->check(CLI::IsMember({"raw", "qcow2", "qcow2alloc"}));
   app.add_option("--qemu-img", qemu_img, "qemu-img binary for --format qcow2");
   CLI11_PARSE(app, argc, argv);
 
@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
       return 1;
     }
     std::printf("device image: %s (%s)\n", dopt.path.c_str(), kQcow2Layout);
+  } else if (format == "qcow2alloc") {
+    dopt.path = file + ".alloc.qcow2";
+    dopt.format = microvm::DiskFormat::kQcow2;
+    std::printf("device image: %s (%s)\n", dopt.path.c_str(), kQcow2AllocLayout);
   }
   dopt.seconds = seconds;
   dopt.indirect = !direct_chains;
@@ -72,12 +76,19 @@ int main(int argc, char** argv) {
   };
   std::vector<Workload> workloads;
   for (const auto& w : default_workloads(qd1 || !only.empty()))
-    if (only.empty() || w.name.find(only) != std::string::npos) workloads.push_back(w);
+    if ((only.empty() || w.name.find(only) != std::string::npos) && (format != "qcow2alloc" || w.write))
+      workloads.push_back(w);
   std::map<std::string, Samples> s;
   for (int rep = 0; rep < reps; ++rep) {
     for (const auto& w : workloads) {
       RunResult dev, host;
       auto run_dev = [&] {
+        if (format == "qcow2alloc") {
+          if (auto m = make_fresh_qcow2(qemu_img, dopt.path, size_mib << 20); !m) {
+            std::fprintf(stderr, "blk_device_bench: %s\n", m.error().what.c_str());
+            std::exit(1);
+          }
+        }
         auto r = run_device(dopt, w);
         if (!r) {
           std::fprintf(stderr, "%s: device: %s\n", w.name.c_str(), r.error().what.c_str());

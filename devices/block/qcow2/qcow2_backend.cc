@@ -65,8 +65,11 @@ void Qcow2Backend::finish(uint64_t id, int rc) {
   current_ = 0;
   Request& r = requests_[id];
   if (rc < 0 && r.error == 0) r.error = rc;
-  // The synchronous part completes as one more engine token, so every completion — queued
-  // pieces or not — comes out of reap() in one place.
+  // A request with pieces on the engine completes with its last piece (its error, if any, is
+  // recorded above). Only a request that queued nothing completes as an engine token of its
+  // own, so every completion still comes out of reap() in one place: a token per request would
+  // cost an eventfd write and a wake-up of the event loop before the data had even landed.
+  if (r.pending > 0) return;
   ++r.pending;
   engine_->complete_now(id, 0);
 }

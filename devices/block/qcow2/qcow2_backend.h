@@ -41,7 +41,7 @@ class Qcow2Backend final : public BlockBackend, private qcow2::DataPath {
   // One guest request: its engine pieces all carry `id` as their engine tag.
   struct Request {
     uint64_t tag;
-    uint32_t pending = 0;  // engine operations (pieces, or the final synchronous result) not yet reaped
+    uint32_t pending = 0;  // engine pieces not yet reaped (or the one token of a request that queued none)
     int32_t error = 0;
     int32_t bytes = 0;
     // Bytes handed to the engine in pieces, and bytes the engine reported for them: an engine

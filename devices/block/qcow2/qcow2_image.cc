@@ -1,5 +1,6 @@
 #include "devices/block/qcow2/qcow2_image.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -60,15 +61,29 @@ bool reads_as_zeroes(const Mapping& m, uint64_t guest_cluster, const SyncDisk* b
   return !backing || guest_cluster >= backing->size();
 }
 
-// Extends the file (sparse, so the new space reads as zeroes) to `end` bytes if it is shorter.
-int grow_file(int fd, uint64_t& file_size, uint64_t end) {
-  if (end <= file_size) return 0;
-  if (::ftruncate(fd, static_cast<off_t>(end)) != 0) return -errno;
-  file_size = end;
+}  // namespace
+
+int Image::grow_file(uint64_t end) {
+  if (end <= file_size_) return 0;
+  if (data_path_) {
+    // Guest writes into new clusters (the VM's disk): the file grows by a run of blocks the
+    // filesystem allocates at once (unwritten extents: they read as zeroes), instead of a
+    // sparse cluster per allocation. A write into a hole makes the filesystem allocate a block
+    // under the inode's exclusive lock, which io_uring cannot do without blocking: every such
+    // write went to an io-wq worker, one at a time. Into allocated blocks it is an overwrite,
+    // issued inline like a write to a raw file. The tail nobody references is cut at close.
+    uint64_t target = (std::max(end, file_size_ + kGrowAheadBytes) + cs_ - 1) & ~(cs_ - 1);
+    if (::fallocate(fd_.get(), 0, static_cast<off_t>(file_size_), static_cast<off_t>(target - file_size_)) == 0) {
+      file_size_ = target;
+      grown_ahead_ = true;
+      return 0;
+    }
+    // No fallocate here (EOPNOTSUPP) or no space for the run (ENOSPC): sparse, as below.
+  }
+  if (::ftruncate(fd_.get(), static_cast<off_t>(end)) != 0) return -errno;
+  file_size_ = end;
   return 0;
 }
-
-}  // namespace
 
 Image::Image(Fd fd, Header h, const Options& o)
     : fd_(std::move(fd)),
@@ -80,6 +95,9 @@ Image::Image(Fd fd, Header h, const Options& o)
 
 Image::~Image() {
   if (!read_only_ && !corrupt_) (void)flush();
+  // The run grow_file() allocated ahead and no cluster reached: nothing references it.
+  if (grown_ahead_ && file_size_ > host_end_ && ::ftruncate(fd_.get(), static_cast<off_t>(host_end_)) == 0)
+    file_size_ = host_end_;
 }
 
 Result<std::unique_ptr<Image>> Image::open(Fd fd, const Options& opts) {
@@ -891,16 +909,19 @@ int Image::write_cluster_part(uint64_t guest, size_t len, IovCursor& cur) {
     }
     cur.copy_to(buf.data() + in, len);
   }
+  // Clusters at or past the allocated end were never written: past the file's end when it was
+  // opened, and only ever grown over since (sparse, or grow_file's unwritten run).
+  const uint64_t untouched_from = host_end_;
   auto fresh = alloc_cluster();
   if (!fresh) return fresh.error().code ? -fresh.error().code : -EIO;
   if (overlaps_fixed_metadata(*fresh, cs_)) return mark_corrupt("allocator returned a metadata cluster");
   uint64_t old = 0;
-  if (zero_old && *fresh >= file_size_) {
+  if (zero_old && *fresh >= untouched_from) {
     // The old contents are zeroes and so is file space never written: only the guest's bytes
     // need writing, after the file grows over the cluster. They go through the data path like
     // an in-place write. Should the L2 entry reach the disk before them (cache eviction), a
     // crash shows zeroes there: the old contents, for a write that was never completed.
-    if (int rc = grow_file(fd_.get(), file_size_, *fresh + cs_)) return rc;
+    if (int rc = grow_file(*fresh + cs_)) return rc;
     if (int rc = set_l2(guest, *fresh | kCopied, &old)) return rc;
     if (m->host_offset) (void)free_cluster_later(m->host_offset);
     auto part = cur.take(len);
@@ -948,14 +969,16 @@ int Image::writev(uint64_t offset, std::span<const iovec> iov) {
   std::vector<iovec> run;
   uint64_t run_guest = 0, run_host = 0, run_n = 0;
   bool run_zero_old = true;
+  bool run_untouched = true;  // every cluster of the run was never written (see write_cluster_part)
   auto write_run = [&]() -> int {
     if (run_n == 0) return 0;
     uint64_t n = run_n;
     run_n = 0;
-    bool queued = data_path_ && run_zero_old && run_host >= file_size_;
+    bool queued = data_path_ && run_zero_old && run_untouched;
+    run_untouched = true;
     int wrc = 0;
     if (queued) {
-      wrc = grow_file(fd_.get(), file_size_, run_host + n * cs_);
+      wrc = grow_file(run_host + n * cs_);
       if (wrc == 0) {
         for (uint64_t i = 0; i < n && wrc == 0; ++i)
           wrc = set_l2(run_guest + i * cs_, (run_host + i * cs_) | kCopied, nullptr);
@@ -983,6 +1006,7 @@ int Image::writev(uint64_t offset, std::span<const iovec> iov) {
       bool fresh_target =
           (m->kind == Mapping::Kind::kUnallocated || m->kind == Mapping::Kind::kZero) && m->host_offset == 0;
       if (fresh_target) {
+        const uint64_t untouched_from = host_end_;
         auto fresh = alloc_cluster();
         if (!fresh) return fresh.error().code ? -fresh.error().code : -EIO;
         if (overlaps_fixed_metadata(*fresh, cs_)) return mark_corrupt("allocator returned a metadata cluster");
@@ -994,6 +1018,7 @@ int Image::writev(uint64_t offset, std::span<const iovec> iov) {
           run_guest = offset;
         }
         if (!reads_as_zeroes(*m, offset, backing_.get())) run_zero_old = false;
+        if (*fresh < untouched_from) run_untouched = false;
         for (const iovec& v : cur.take(cs_)) {
           if (!run.empty() && static_cast<uint8_t*>(run.back().iov_base) + run.back().iov_len == v.iov_base) {
             run.back().iov_len += v.iov_len;

@@ -226,6 +226,10 @@ class Image final : public SyncDisk {
   int read_full_cluster(uint64_t guest_cluster, const Mapping& m, uint8_t* out);
   int decompress(const Mapping& m, uint8_t* out);
   int set_l2(uint64_t guest, uint64_t value, uint64_t* old);
+  // Extends the file to at least `end` bytes; the new space reads as zeroes. With a data path
+  // (the VM's disk) by a run of kGrowAheadBytes of allocated blocks, trimmed at close.
+  int grow_file(uint64_t end);
+  static constexpr uint64_t kGrowAheadBytes = 32 << 20;
 
   Fd fd_;
   Header h_;
@@ -244,6 +248,7 @@ class Image final : public SyncDisk {
   uint64_t file_size_ = 0;                   // bytes actually in the file (reads past it see zeroes)
   uint64_t host_end_ = 0;                    // cluster-aligned end of the allocated host area
   uint64_t free_hint_ = 0;                   // no free cluster below this index
+  bool grown_ahead_ = false;                 // grow_file() allocated file space past host_end_
   std::vector<uint64_t> pending_free_;       // clusters to release once their L2/L1 reference is gone on disk
 
   Lru lru_;                                            // front = most recent
