@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/big_endian.h"
 #include "bench/net/workload.h"
 #include "devices/net/passt_backend.h"
 #if MICROVM_HAVE_SLIRP
@@ -32,12 +33,6 @@ constexpr uint32_t kIss = 1000;
 constexpr size_t kHeaders = 14 + 20 + 20;
 constexpr size_t kMaxInflight = 1 << 20;  // a Linux guest's TCP small queues bound, as in the tap rows
 
-uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-uint32_t be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
-void put16(uint8_t* p, uint16_t v) { p[0] = uint8_t(v >> 8), p[1] = uint8_t(v); }
-void put32(uint8_t* p, uint32_t v) {
-  p[0] = uint8_t(v >> 24), p[1] = uint8_t(v >> 16), p[2] = uint8_t(v >> 8), p[3] = uint8_t(v);
-}
 // Sequence-space comparison (RFC 793 arithmetic).
 bool seq_after(uint32_t a, uint32_t b) { return int32_t(a - b) > 0; }
 
@@ -127,13 +122,13 @@ class GuestTcp {
     uint8_t* e = reinterpret_cast<uint8_t*>(frame_.data()) + kVnetHeaderSize;
     std::memcpy(e, to_mac, 6);
     std::memcpy(e + 6, kMac, 6);
-    put16(e + 12, 0x0806);
-    put16(e + 14, 1), put16(e + 16, 0x0800), e[18] = 6, e[19] = 4, put16(e + 20, op);
+    put_be16(e + 12, 0x0806);
+    put_be16(e + 14, 1), put_be16(e + 16, 0x0800), e[18] = 6, e[19] = 4, put_be16(e + 20, op);
     std::memcpy(e + 22, kMac, 6);
-    put32(e + 28, sender_ip);
+    put_be32(e + 28, sender_ip);
     std::memcpy(e + 32, op == 2 ? to_mac : kBroadcast, 6);
     if (op == 1) std::memset(e + 32, 0, 6);
-    put32(e + 38, target_ip);
+    put_be32(e + 38, target_ip);
     return put(42);
   }
 
@@ -141,33 +136,33 @@ class GuestTcp {
     uint8_t* e = reinterpret_cast<uint8_t*>(frame_.data()) + kVnetHeaderSize;
     std::memcpy(e, peer_mac_, 6);
     std::memcpy(e + 6, kMac, 6);
-    put16(e + 12, 0x0800);
+    put_be16(e + 12, 0x0800);
     uint8_t* ip = e + 14;
     size_t opt = syn_options ? (peer_ws_ >= 0 ? 8 : 4) : 0;
     size_t tcp_len = 20 + opt + len;
     std::memset(ip, 0, 20);
     ip[0] = 0x45;
-    put16(ip + 2, static_cast<uint16_t>(20 + tcp_len));
-    put16(ip + 4, ip_id_++);
-    put16(ip + 6, 0x4000);  // DF
+    put_be16(ip + 2, static_cast<uint16_t>(20 + tcp_len));
+    put_be16(ip + 4, ip_id_++);
+    put_be16(ip + 6, 0x4000);  // DF
     ip[8] = 64, ip[9] = 6;
-    put32(ip + 12, our_ip_);
-    put32(ip + 16, peer_ip_);
-    put16(ip + 10, fold(sum16(ip, 20)));
+    put_be32(ip + 12, our_ip_);
+    put_be32(ip + 16, peer_ip_);
+    put_be16(ip + 10, fold(sum16(ip, 20)));
     uint8_t* t = ip + 20;
     std::memset(t, 0, 20 + opt);
-    put16(t, kGuestPort), put16(t + 2, peer_port_);
-    put32(t + 4, seq), put32(t + 8, rcv_nxt_);
+    put_be16(t, kGuestPort), put_be16(t + 2, peer_port_);
+    put_be32(t + 4, seq), put_be32(t + 8, rcv_nxt_);
     t[12] = static_cast<uint8_t>((20 + opt) / 4 << 4), t[13] = flags;
-    put16(t + 14, 0xffff);  // scaled by our shift (kOurShift) once both offered it
+    put_be16(t + 14, 0xffff);  // scaled by our shift (kOurShift) once both offered it
     if (syn_options) {
-      t[20] = 2, t[21] = 4, put16(t + 22, kMss);
+      t[20] = 2, t[21] = 4, put_be16(t + 22, kMss);
       if (peer_ws_ >= 0) t[24] = 1, t[25] = 3, t[26] = 3, t[27] = kOurShift;
     }
     if (len) std::memcpy(t + 20 + opt, payload_, len);
     uint32_t sum = sum16(ip + 12, 8) + 6 + uint32_t(tcp_len);
     sum = sum16(t, 20 + opt, sum) + (len == kMss ? payload_sum_ : sum16(payload_, len));
-    put16(t + 16, fold(sum));
+    put_be16(t + 16, fold(sum));
     if (flags & 0x10) ack_owed_ = false;
     return put(14 + 20 + tcp_len);
   }

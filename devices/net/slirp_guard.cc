@@ -7,19 +7,16 @@
 #include <algorithm>
 #include <charconv>
 
+#include "base/big_endian.h"
+
 namespace microvm {
 namespace {
 
 constexpr size_t kEthHeader = 14;
 constexpr size_t kIpv4MinHeader = 20;
 
-uint32_t load_be32(std::span<const std::byte> b, size_t off) {
-  return uint32_t(uint8_t(b[off])) << 24 | uint32_t(uint8_t(b[off + 1])) << 16 | uint32_t(uint8_t(b[off + 2])) << 8 |
-         uint32_t(uint8_t(b[off + 3]));
-}
-uint16_t load_be16(std::span<const std::byte> b, size_t off) {
-  return static_cast<uint16_t>(uint8_t(b[off]) << 8 | uint8_t(b[off + 1]));
-}
+uint32_t load_be32(std::span<const std::byte> b, size_t off) { return be32(reinterpret_cast<const uint8_t*>(&b[off])); }
+uint16_t load_be16(std::span<const std::byte> b, size_t off) { return be16(reinterpret_cast<const uint8_t*>(&b[off])); }
 
 bool host_local(uint32_t dst) {
   uint32_t top = dst >> 24;

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <string>
 
+#include "base/big_endian.h"
+
 namespace microvm {
 namespace {
 
@@ -10,18 +12,10 @@ namespace {
 // lets one read take the tail of a frame and the start of the next.
 constexpr size_t kBufferBytes = 2 * (kStreamPrefix + kMaxStreamFrame);
 
-uint32_t load_be32(const std::byte* p) {
-  return uint32_t(uint8_t(p[0])) << 24 | uint32_t(uint8_t(p[1])) << 16 | uint32_t(uint8_t(p[2])) << 8 |
-         uint32_t(uint8_t(p[3]));
-}
-
 }  // namespace
 
 void encode_stream_prefix(uint32_t len, std::byte out[kStreamPrefix]) {
-  out[0] = std::byte(len >> 24);
-  out[1] = std::byte(len >> 16);
-  out[2] = std::byte(len >> 8);
-  out[3] = std::byte(len);
+  put_be32(reinterpret_cast<uint8_t*>(out), len);
 }
 
 StreamFrameDecoder::StreamFrameDecoder() : buf_(kBufferBytes) {}
@@ -42,14 +36,14 @@ void StreamFrameDecoder::commit(size_t n) { end_ += std::min(n, buf_.size() - en
 bool StreamFrameDecoder::has_frame() const {
   if (failed_) return true;
   if (end_ - start_ < kStreamPrefix) return false;
-  uint32_t len = load_be32(buf_.data() + start_);
+  uint32_t len = be32(reinterpret_cast<const uint8_t*>(buf_.data() + start_));
   return len == 0 || len > kMaxStreamFrame || end_ - start_ - kStreamPrefix >= len;
 }
 
 Result<std::optional<std::span<const std::byte>>> StreamFrameDecoder::next() {
   if (failed_) return fail(EPROTO, "stream frame of " + std::to_string(failed_len_) + " bytes (must be 1 to 65550)");
   if (end_ - start_ < kStreamPrefix) return std::nullopt;
-  uint32_t len = load_be32(buf_.data() + start_);
+  uint32_t len = be32(reinterpret_cast<const uint8_t*>(buf_.data() + start_));
   if (len == 0 || len > kMaxStreamFrame) {
     failed_ = true;
     failed_len_ = len;

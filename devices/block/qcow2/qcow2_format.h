@@ -6,9 +6,18 @@
 #include <span>
 #include <string>
 
+#include "base/big_endian.h"
 #include "base/result.h"
 
 namespace microvm::qcow2 {
+
+// Everything on disk is big-endian; callers name these qcow2::be32 and so on.
+using microvm::be16;
+using microvm::be32;
+using microvm::be64;
+using microvm::put_be16;
+using microvm::put_be32;
+using microvm::put_be64;
 
 constexpr uint32_t kMagic = 0x514649fb;  // "QFI\xfb"
 constexpr uint32_t kMinClusterBits = 9;
@@ -44,23 +53,6 @@ constexpr uint64_t kL1ReservedMask = 0x7f000000000001ffull;          // bits 0-8
 constexpr uint64_t kL2StandardReservedMask = 0x3f000000000001feull;  // bits 1-8, 56-61
 
 enum class CompressionType : uint8_t { kZlib = 0, kZstd = 1 };
-
-inline uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
-inline uint32_t be32(const uint8_t* p) {
-  return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
-}
-inline uint64_t be64(const uint8_t* p) { return uint64_t{be32(p)} << 32 | be32(p + 4); }
-inline void put_be16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-inline void put_be32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (24 - 8 * i));
-}
-inline void put_be64(uint8_t* p, uint64_t v) {
-  put_be32(p, static_cast<uint32_t>(v >> 32));
-  put_be32(p + 4, static_cast<uint32_t>(v));
-}
 
 struct Header {
   uint32_t version = 3;
