@@ -1,7 +1,9 @@
 #include "base/helper_process.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -10,6 +12,8 @@
 
 #include <thread>
 #include <utility>
+
+#include "base/split.h"
 
 namespace microvm {
 namespace {
@@ -51,6 +55,12 @@ namespace {
 
 }  // namespace
 
+int enter_private_mount_namespace(const void*) {
+  if (::unshare(CLONE_NEWNS) < 0) return 120;
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) return 121;
+  return 0;
+}
+
 std::string describe_exit_status(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
@@ -65,15 +75,9 @@ bool is_executable_file(const std::string& p) {
 Result<std::string> find_program_in(const char* path_value, std::string_view name,
                                     const std::vector<std::string>& fallbacks) {
   if (path_value) {
-    std::string_view all(path_value);
-    size_t start = 0;
-    while (start <= all.size()) {
-      size_t end = all.find(':', start);
-      if (end == std::string_view::npos) end = all.size();
-      std::string dir(all.substr(start, end - start));
-      start = end + 1;
+    for (std::string_view dir : split(path_value, ':')) {
       if (dir.empty() || dir[0] != '/') continue;  // "" and "." mean the current directory
-      std::string candidate = dir + "/" + std::string(name);
+      std::string candidate = std::string(dir) + "/" + std::string(name);
       if (is_executable_file(candidate)) return candidate;
     }
   }

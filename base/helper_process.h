@@ -70,6 +70,11 @@ class HelperProcess {
   Fd stderr_pipe_;
 };
 
+// For HelperSpawn::pre_exec, as root: the child enters a mount namespace of its own with
+// private propagation, so what the parent mounts or pivots afterwards (a jail's pivot_root)
+// does not reach it, and what it mounts does not reach the parent. 0, or 120/121 when
+// unshare/mount fail. Async-signal-safe.
+int enter_private_mount_namespace(const void* unused = nullptr);
 // "exited with status 1", "killed by signal 9".
 std::string describe_exit_status(int status);
 // A regular file we may execute.

@@ -1,9 +1,7 @@
 #include "devices/net/passt_backend.h"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <sys/epoll.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,15 +23,6 @@ Result<void> epoll_add(int epoll, int fd, uint32_t events, uint64_t tag) {
   ev.data.u64 = tag;
   if (::epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &ev) < 0) return fail_errno("epoll_ctl");
   return {};
-}
-
-// In the child, before exec, as root: a mount namespace of its own, so the jail's pivot_root
-// in ours (microvm's lock-down, right after setup) does not swap the root under passt while it
-// still starts (re-exec of passt.avx2, resolv.conf, its log file). passt then sandboxes itself.
-int own_mount_namespace(const void*) {
-  if (::unshare(CLONE_NEWNS) < 0) return 120;
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) return 121;
-  return 0;
 }
 
 std::string forward_spec(const HostForward& f) {
@@ -97,14 +86,17 @@ Result<std::unique_ptr<PasstBackend>> PasstBackend::start(const PasstOptions& o)
   spawn.argv = passt_command(o, ::geteuid() == 0);
   spawn.env = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};  // nothing of ours (tokens, LD_PRELOAD)
   spawn.pass_fds = {theirs.get()};
-  if (::geteuid() == 0) spawn.pre_exec = own_mount_namespace;
+  // As root, a mount namespace of its own: the jail's pivot_root in ours (microvm's lock-down,
+  // right after setup) must not swap the root under passt while it still starts (re-exec of
+  // passt.avx2, resolv.conf, its log file). passt then sandboxes itself.
+  if (::geteuid() == 0) spawn.pre_exec = enter_private_mount_namespace;
   b->proc_ = TRY(HelperProcess::spawn(spawn));
   Fd pipe = b->proc_.take_stderr_pipe();
   if (o.logger) {
     TRY(epoll_add(b->epoll_.get(), pipe.get(), EPOLLIN, kStderrTag));
     b->relay_ = std::make_unique<BackendLogRelay>(std::move(pipe), "passt", *o.logger);
+    o.logger->log(LogLevel::kDebug, "net passt: pid %d", b->proc_.pid());
   }
-  if (o.logger) o.logger->log(LogLevel::kDebug, "net passt: pid %d", b->proc_.pid());
   return b;
 }
 

@@ -2,9 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,8 +34,7 @@ struct ReadOnlySetup {
 
 int enter_read_only_tree(const void* arg) {
   const auto* setup = static_cast<const ReadOnlySetup*>(arg);
-  if (::unshare(CLONE_NEWNS) < 0) return 120;
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) return 121;
+  if (int status = enter_private_mount_namespace(); status != 0) return status;
   // Recursively: a mount inside the folder must not stay writable (read_only_tree.h).
   if (make_tree_read_only(setup->dir, setup->submounts) != 0) return 122;
   return 0;
