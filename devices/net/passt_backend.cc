@@ -140,18 +140,26 @@ bool PasstBackend::tx_ready() const {
   return dead_ || tx_backlog_bytes() + kStreamPrefix + kMaxStreamFrame <= max_tx_backlog_;
 }
 
+Result<size_t> PasstBackend::write_some(const iovec* iov, size_t count) {
+  // sendmsg: the event loop's filter has no sendto without other devices.
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = count;
+  for (;;) {
+    ssize_t n = ::sendmsg(sock_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
+    return std::unexpected(die(EPIPE, std::string("writing: ") + std::strerror(errno)));
+  }
+}
+
 Result<void> PasstBackend::flush_tx() {
   while (tx_off_ < tx_.size()) {
-    // sendmsg, as in send(): the event loop's filter has no sendto without other devices.
     iovec v{tx_.data() + tx_off_, tx_.size() - tx_off_};
-    msghdr msg{};
-    msg.msg_iov = &v;
-    msg.msg_iovlen = 1;
-    ssize_t n = ::sendmsg(sock_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    if (n < 0) return std::unexpected(die(EPIPE, std::string("writing: ") + std::strerror(errno)));
-    tx_off_ += static_cast<size_t>(n);
+    size_t n = TRY(write_some(&v, 1));
+    if (n == 0) break;
+    tx_off_ += n;
   }
   if (tx_off_ == tx_.size()) {
     tx_.clear();
@@ -195,16 +203,7 @@ Result<void> PasstBackend::send(std::span<const iovec> frame) {
   size_t written = 0;
   if (tx_.empty()) {
     // The common case: straight into the socket, no copy.
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = count;
-    ssize_t n;
-    do {
-      n = ::sendmsg(sock_.get(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-      return std::unexpected(die(EPIPE, std::string("writing: ") + std::strerror(errno)));
-    written = n > 0 ? static_cast<size_t>(n) : 0;
+    written = TRY(write_some(iov, count));
     if (written == kStreamPrefix + len) return {};
   }
   // What the socket did not take waits, in order, behind what already waits.

@@ -78,6 +78,9 @@ class PasstBackend final : public NetBackend {
   void update_buffered();
   // Writes as much of the backlog as the socket takes.
   [[nodiscard]] Result<void> flush_tx();
+  // As much of `iov` as the socket takes now, never blocking: the bytes written (0 when it
+  // is full), or the backend's death on any other error.
+  [[nodiscard]] Result<size_t> write_some(const iovec* iov, size_t count);
   // EPOLLOUT on the socket exactly while the backlog is not empty.
   void watch_writable(bool on);
   // Marks the backend dead (fatal `code`), stops watching the socket, returns the error.
