@@ -204,6 +204,27 @@ void NetDevice::process_tx() {
       });
 }
 
+namespace {
+
+// Joins the entries of `v` from index `first` on that start where the one before ends. A
+// guest's buffers often follow each other in memory (a TSO frame's page fragments; Linux
+// carves its mergeable RX buffers one after another out of 32 KiB pages), and the kernel's
+// cost per iovec segment (import, a usercopy check, a copy restart) is what made 16 or 17
+// separate pieces dearer than the bare tap's single read or write (docs/benchmarks.md).
+void merge_adjacent(std::vector<iovec>& v, size_t first) {
+  if (v.size() <= first + 1) return;
+  size_t last = first;
+  for (size_t i = first + 1; i < v.size(); ++i) {
+    if (static_cast<std::byte*>(v[last].iov_base) + v[last].iov_len == v[i].iov_base)
+      v[last].iov_len += v[i].iov_len;
+    else
+      v[++last] = v[i];
+  }
+  v.resize(last + 1);
+}
+
+}  // namespace
+
 void NetDevice::transmit(const DescriptorChain& chain) {
   uint64_t total = chain.readable_bytes();
   if (total < sizeof(VirtioNetHdr)) {
@@ -245,18 +266,7 @@ void NetDevice::transmit(const DescriptorChain& chain) {
   tx_iov_.clear();
   tx_iov_.push_back(iovec{&*hdr, sizeof(VirtioNetHdr)});
   if (!reader.take_iovecs(frame_len, tx_iov_)) return;  // cannot happen: frame_len remains
-  // Buffers that follow each other in memory go out as one iovec (a guest's TSO frame is
-  // often page fragments carved one after another): the tap's cost per segment is what made
-  // a 64 KiB writev of 17 pieces dearer than the bare tap's single write.
-  size_t merged = 1;
-  for (size_t i = 2; i < tx_iov_.size(); ++i) {
-    iovec& last = tx_iov_[merged];
-    if (static_cast<std::byte*>(last.iov_base) + last.iov_len == tx_iov_[i].iov_base)
-      last.iov_len += tx_iov_[i].iov_len;
-    else
-      tx_iov_[++merged] = tx_iov_[i];
-  }
-  if (tx_iov_.size() > 1) tx_iov_.resize(merged + 1);
+  merge_adjacent(tx_iov_, 1);                           // the header copy stays apart
   Result<void> sent;
   if (tx_iov_.size() <= IOV_MAX) {
     sent = backend_->send(tx_iov_);
@@ -446,21 +456,11 @@ bool NetDevice::map_stash() {
       if (room == 0) break;
       size_t take = std::min<uint64_t>(v.iov_len, room);
       room -= take;
-      // Buffers that follow each other in memory become one iovec: Linux carves its mergeable
-      // RX buffers one after the other out of 32 KiB pages, and the kernel's cost per iovec
-      // segment (import, a usercopy check, a copy restart) is what made 16 separate 4 KiB
-      // pages as slow as the copy through rx_buf_ (docs/benchmarks.md).
-      if (!rx_iov_.empty()) {
-        iovec& last = rx_iov_.back();
-        if (static_cast<std::byte*>(last.iov_base) + last.iov_len == v.iov_base) {
-          last.iov_len += take;
-          continue;
-        }
-      }
       rx_iov_.push_back(iovec{v.iov_base, take});
     }
     if (room == 0) break;
   }
+  merge_adjacent(rx_iov_, 0);
   // Chains of many small descriptors: more buffers than readv takes, so read into rx_buf_.
   return room == 0 && rx_iov_.size() <= IOV_MAX;
 }
