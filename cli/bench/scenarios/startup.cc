@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <array>
+#include <chrono>
 #include <cstdio>
 
 #include <fstream>
@@ -137,6 +139,19 @@ class StartupScenario final : public Scenario {
   }
 
  private:
+  // How long the VMM runs before it is killed and its trace read: longer each time the first
+  // KVM_RUN is not in it yet (a very loaded host).
+  static constexpr std::array kRunLengths = {std::chrono::milliseconds(1500), std::chrono::milliseconds(5000),
+                                             std::chrono::milliseconds(20000)};
+
+  // Why a run's trace measured nothing: which event is missing, and what the VMM said.
+  static std::string missing_event(const BenchContext& ctx, std::string_view variant, const char* how, bool saw_execve,
+                                   std::chrono::milliseconds run_for) {
+    return std::string(variant) + " " + how + ": no " + (saw_execve ? "KVM_RUN" : "execve") + " in the trace after " +
+           std::to_string(run_for.count()) +
+           " ms; VMM stderr: " + read_file(ctx.work_dir + "/traced.err").value_or("").substr(0, 400);
+  }
+
   // exec -> first KVM_RUN from tracefs; strace where tracefs cannot be used.
   Result<void> traced_start(const BenchContext& ctx, std::string_view variant, RunOutput& out) {
     auto instance = TraceInstance::create(std::to_string(::getpid()));
@@ -160,8 +175,7 @@ class StartupScenario final : public Scenario {
     std::vector<uint32_t> cmds(std::begin(kKvmSetupIoctls), std::end(kKvmSetupIoctls));
     cmds.push_back(kIoctlKvmRun);
     std::string last_error;
-    for (auto run_for :
-         {std::chrono::milliseconds(1500), std::chrono::milliseconds(5000), std::chrono::milliseconds(20000)}) {
+    for (auto run_for : kRunLengths) {
       TRY(instance.start(cmds));
       auto child = TRY(ChildProcess::spawn(vmm_command(ctx, variant, initrd_, false),
                                            {ctx.work_dir + "/traced.out", ctx.work_dir + "/traced.err"}));
@@ -185,9 +199,7 @@ class StartupScenario final : public Scenario {
         out.details["kvm_setup_calls"] = calls;
         return {};
       }
-      last_error = std::string(variant) + " traced with tracefs: no " + (t.execve ? "KVM_RUN" : "execve") +
-                   " in the trace after " + std::to_string(run_for.count()) +
-                   " ms; VMM stderr: " + read_file(ctx.work_dir + "/traced.err").value_or("").substr(0, 400);
+      last_error = missing_event(ctx, variant, "traced with tracefs", t.execve.has_value(), run_for);
       if (exited) break;  // the VMM failed by itself; waiting longer will not help
     }
     return fail(last_error);
@@ -202,8 +214,7 @@ class StartupScenario final : public Scenario {
     // run for a while, kill it (strace then exits and flushes), and parse. If the first
     // KVM_RUN was not reached yet (a very loaded host), try again with a longer run.
     std::string last_error;
-    for (auto run_for :
-         {std::chrono::milliseconds(1500), std::chrono::milliseconds(5000), std::chrono::milliseconds(20000)}) {
+    for (auto run_for : kRunLengths) {
       auto child = TRY(ChildProcess::spawn(argv, {ctx.work_dir + "/traced.out", ctx.work_dir + "/traced.err"}));
       bool exited = child.wait_for(run_for);
       if (!exited) {
@@ -216,9 +227,7 @@ class StartupScenario final : public Scenario {
         out.metrics["exec_to_first_kvm_run_ms"] = ms((*t.first_kvm_run - *t.first_execve) * 1000.0);
         return {};
       }
-      last_error = std::string(variant) + " under strace: no " + (t.first_execve ? "KVM_RUN" : "execve") +
-                   " in the trace after " + std::to_string(run_for.count()) +
-                   " ms; VMM stderr: " + read_file(ctx.work_dir + "/traced.err").value_or("").substr(0, 400);
+      last_error = missing_event(ctx, variant, "under strace", t.first_execve.has_value(), run_for);
       if (exited) break;  // the VMM failed by itself; waiting longer will not help
     }
     return fail(last_error);
