@@ -337,8 +337,9 @@ void Machine::add_vcpu(VcpuFd fd) {
     hooks.on_first_run = [this] {
       uint64_t expected = 0;
       uint64_t now = std::max<uint64_t>(now_us(), 1);
-      if (first_run_us_.compare_exchange_strong(expected, now) && config_.on_boot_mark)
-        config_.on_boot_mark("first KVM_RUN", now);
+      // Once per machine: a binary semaphore must not be released twice unacquired.
+      if (!first_run_us_.compare_exchange_strong(expected, now)) return;
+      if (config_.on_boot_mark) config_.on_boot_mark("first KVM_RUN", now);
       boot_vcpu_entered_.release();
     };
   }
